@@ -1,0 +1,72 @@
+/* Accounts: each host has one auth provider (auth_internal, auth_sql,
+ * auth_external, ...) chosen by loading its module on the host. The kernel's
+ * SASL mechanisms ask it for SCRAM keys or a PLAIN check; xmppctl and
+ * in-band registration ask it to create, delete, list and change passwords.
+ *
+ * Users are nodeprepped localparts; the host is the provider's. Callbacks run
+ * exactly once, later, on the loop thread. */
+#ifndef XMPPD_AUTH_H
+#define XMPPD_AUTH_H
+
+#include <stddef.h>
+#include "crypto.h"
+#include "module.h"
+
+enum xmppd_auth_result {
+    XMPPD_AUTH_OK = 0,
+    XMPPD_AUTH_MISMATCH = 1,       /* wrong password */
+    XMPPD_AUTH_USER_UNKNOWN = 2,
+    XMPPD_AUTH_DISABLED = 3,       /* account exists but may not log in */
+    XMPPD_AUTH_NO_SCHEME = 4,      /* stored format cannot serve this request */
+    XMPPD_AUTH_UNSUPPORTED = 5,    /* provider is read-only for this operation */
+    XMPPD_AUTH_EXISTS = 6,         /* create: account already there */
+    XMPPD_AUTH_INVALID = 7,        /* bad user name or unacceptable password */
+    XMPPD_AUTH_INTERNAL = -1       /* backend down or bug */
+};
+/* Human-readable name of a result, for messages. */
+const char *xmppd_auth_result_str(int result);
+
+/* What a provider can verify for every user (mask for mechanisms()). */
+#define XMPPD_AUTH_CAN_PLAIN 0x1u
+#define XMPPD_AUTH_CAN_SCRAM(h) (0x10u << (h)) /* h: enum xmppd_hash */
+
+typedef void (*xmppd_auth_cb)(int result, void *ud);
+/* keys borrowed for the call; NULL unless result is OK. */
+typedef void (*xmppd_auth_scram_cb)(int result, const xmppd_scram_keys *keys, void *ud);
+/* users borrowed for the call. */
+typedef void (*xmppd_auth_list_cb)(int result, const char *const *users, size_t n, void *ud);
+
+#define XMPPD_AUTH_PROVIDER_VERSION 1
+typedef struct xmppd_auth_provider {
+    uint32_t version; /* XMPPD_AUTH_PROVIDER_VERSION */
+    uint32_t size;    /* sizeof(xmppd_auth_provider) */
+    const char *name;
+    unsigned (*mechanisms)(void *pd);
+    void (*verify_plain)(void *pd, const char *user, const char *password, xmppd_auth_cb cb, void *ud);
+    void (*get_scram)(void *pd, const char *user, enum xmppd_hash h, xmppd_auth_scram_cb cb, void *ud);
+    void (*exists)(void *pd, const char *user, xmppd_auth_cb cb, void *ud);
+    /* The rest may be NULL: the provider is read-only for that operation. */
+    void (*create)(void *pd, const char *user, const char *password, xmppd_auth_cb cb, void *ud);
+    void (*set_password)(void *pd, const char *user, const char *password, xmppd_auth_cb cb, void *ud);
+    void (*remove)(void *pd, const char *user, xmppd_auth_cb cb, void *ud);
+    void (*list)(void *pd, xmppd_auth_list_cb cb, void *ud);
+} xmppd_auth_provider;
+
+/* Makes p (with its pointer pd) the provider of m's host. -1 when the host
+ * already has one. Released when m unloads. */
+int xmppd_auth_provide(xmppd_module *m, const xmppd_auth_provider *p, void *pd);
+
+/* Consumers (kernel, xmppctl, register): go through the host's provider.
+ * With no provider, or an operation it lacks, cb gets XMPPD_AUTH_UNSUPPORTED.
+ * create and remove fire "user-created" / "user-deleted" (data: const char
+ * *user) on success; remove also purges the user's stored data. */
+unsigned xmppd_auth_mechanisms(xmppd_host *h);
+void xmppd_auth_verify_plain(xmppd_host *h, const char *user, const char *password, xmppd_auth_cb cb, void *ud);
+void xmppd_auth_get_scram(xmppd_host *h, const char *user, enum xmppd_hash hash, xmppd_auth_scram_cb cb, void *ud);
+void xmppd_auth_exists(xmppd_host *h, const char *user, xmppd_auth_cb cb, void *ud);
+void xmppd_auth_create(xmppd_host *h, const char *user, const char *password, xmppd_auth_cb cb, void *ud);
+void xmppd_auth_set_password(xmppd_host *h, const char *user, const char *password, xmppd_auth_cb cb, void *ud);
+void xmppd_auth_remove(xmppd_host *h, const char *user, xmppd_auth_cb cb, void *ud);
+void xmppd_auth_list(xmppd_host *h, xmppd_auth_list_cb cb, void *ud);
+
+#endif

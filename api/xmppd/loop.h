@@ -1,0 +1,42 @@
+/* Timers and work offloaded from the event loop. */
+#ifndef XMPPD_LOOP_H
+#define XMPPD_LOOP_H
+
+#include <stdint.h>
+#include "module.h"
+
+typedef struct xmppd_timer xmppd_timer;
+
+/* Milliseconds of a monotonic clock, and wall-clock milliseconds since 1970. */
+uint64_t xmppd_now_ms(void);
+int64_t xmppd_wallclock_ms(void);
+
+/* Calls fn(ud) on the loop after ms milliseconds. fn returns the delay until
+ * its next run in ms, or 0 to stop (the timer is then freed). The timer is
+ * cancelled and freed when m unloads. m may be NULL for kernel timers. */
+xmppd_timer *xmppd_timer_add(xmppd_module *m, uint64_t ms, uint64_t (*fn)(void *ud), void *ud);
+/* Cancels and frees a pending timer. Not to be called from its own fn. */
+void xmppd_timer_cancel(xmppd_timer *t);
+
+/* Runs work(ud) on a worker thread, then done(ud) on the loop thread. work
+ * must not call any xmppd function except the pure ones (crypto.h, jid.h,
+ * stanza.h on trees it owns). If m unloads before done runs, done is not
+ * called and `cancelled(ud)` (may be NULL) is called instead to free ud.
+ * 0, or -1 on OOM. */
+int xmppd_offload(xmppd_module *m, void (*work)(void *ud), void (*done)(void *ud),
+                  void (*cancelled)(void *ud), void *ud);
+
+/* Thread-safe: queues fn(ud) to run on the loop thread (from a module's own
+ * thread, for instance a storage driver's). */
+void xmppd_loop_post(void (*fn)(void *ud), void *ud);
+
+/* Watch a file descriptor (drivers with their own sockets, e.g. libpq).
+ * events: XMPPD_IO_READ | XMPPD_IO_WRITE; fn gets the ready events. The
+ * watch persists until removed; removed automatically when m unloads. */
+enum { XMPPD_IO_READ = 1, XMPPD_IO_WRITE = 2 };
+typedef struct xmppd_io xmppd_io;
+xmppd_io *xmppd_io_add(xmppd_module *m, int fd, int events, void (*fn)(int fd, int ready, void *ud), void *ud);
+int xmppd_io_modify(xmppd_io *io, int events);
+void xmppd_io_remove(xmppd_io *io);
+
+#endif

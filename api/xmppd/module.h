@@ -1,0 +1,116 @@
+/* xmppd module API: the descriptor a module exports, its options, its lifecycle.
+ *
+ * A module is a shared object mod_NAME.so exporting exactly one symbol,
+ * xmppd_module_NAME, declared with XMPPD_MODULE(NAME). The kernel resolves it
+ * with dlopen(RTLD_NOW|RTLD_LOCAL), refuses a different ABI major, a newer ABI
+ * minor or a descriptor smaller than it expects, parses and validates the
+ * module's options from the configuration, then calls load().
+ *
+ * Threading: every callback a module receives runs on the event loop thread,
+ * so module code needs no locks. Blocking work goes through xmppd_offload()
+ * (loop.h).
+ *
+ * Everything a module registers through its xmppd_module handle (hooks, IQ
+ * handlers, disco features, timers, stores, providers) is released by the
+ * kernel when the module instance unloads. unload() frees only the module's
+ * own data. */
+#ifndef XMPPD_MODULE_H
+#define XMPPD_MODULE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define XMPPD_ABI_MAJOR 1 /* bump: every module must be rebuilt */
+#define XMPPD_ABI_MINOR 0 /* bump: additions only */
+#define XMPPD_ABI ((uint32_t)((XMPPD_ABI_MAJOR << 16) | XMPPD_ABI_MINOR))
+
+#define XMPPD_EXPORT __attribute__((visibility("default")))
+
+typedef struct xmppd_module xmppd_module;   /* one loaded instance; kernel-owned */
+typedef struct xmppd_host xmppd_host;       /* a virtual host; kernel-owned */
+typedef struct xmppd_session xmppd_session; /* a bound client session; kernel-owned */
+typedef struct xmppd_stanza xmppd_stanza;   /* element tree; see stanza.h */
+
+enum xmppd_opt_type {
+    XMPPD_OPT_BOOL,     /* bool */
+    XMPPD_OPT_INT,      /* long long, within [min, max] */
+    XMPPD_OPT_DURATION, /* long long milliseconds; config: 30, "30s", "5m", "250ms", "1h" */
+    XMPPD_OPT_SIZE,     /* long long bytes; config: 65536, "64k", "10M" */
+    XMPPD_OPT_STRING,   /* const char * (NULL when unset without default) */
+    XMPPD_OPT_ENUM,     /* const char *, one of choices */
+    XMPPD_OPT_LIST,     /* const char *const *, NULL-terminated array of strings */
+    XMPPD_OPT_PATH,     /* const char *, made absolute against the config file's folder */
+    XMPPD_OPT_JSON,     /* json_t * (borrowed), any JSON value, checked by the module */
+};
+
+#define XMPPD_OPT_REQUIRED 0x1u /* no default: the config must give it */
+#define XMPPD_OPT_SECRET 0x2u   /* never logged nor printed by xmppctl */
+
+/* One option. The kernel writes the parsed value into the module's conf
+ * struct (conf_size bytes, zeroed, kernel-allocated) at offset; the values it
+ * points to (strings, lists, JSON) are kernel-owned and live as long as the
+ * module instance. def is parsed exactly like configuration text, so
+ * "30s", "64k", "true", "[\"a\",\"b\"]" are all valid defaults. */
+typedef struct xmppd_option {
+    const char *name;
+    enum xmppd_opt_type type;
+    size_t offset;
+    const char *def;
+    long long min, max;          /* INT, DURATION, SIZE; both 0: unbounded */
+    const char *const *choices;  /* ENUM: NULL-terminated */
+    unsigned flags;
+    const char *doc;             /* one line, printed by `xmppctl options` */
+} xmppd_option;
+
+#define XMPPD_MOD_GLOBAL 0x1u /* one instance for the whole server, host is NULL */
+
+typedef struct xmppd_module_def {
+    uint32_t abi;                 /* XMPPD_ABI */
+    uint32_t def_size;            /* sizeof(xmppd_module_def) */
+    const char *name;             /* equals NAME in mod_NAME.so */
+    const char *version;
+    const char *summary;          /* one line */
+    const char *const *depends;   /* modules loaded first, NULL-terminated */
+    const char *const *specs;     /* RFCs/XEPs implemented, e.g. "XEP-0199" */
+    unsigned flags;               /* XMPPD_MOD_* */
+    const xmppd_option *options;  /* ends with an entry whose name is NULL */
+    size_t conf_size;             /* size of the conf struct options write into */
+    /* Register hooks, handlers, stores. 0 = loaded; <0 = refused, with the
+     * reason logged by the module; everything registered is then undone. */
+    int (*load)(xmppd_module *m, const void *conf);
+    /* Optional: called once every module of the configuration is loaded. */
+    void (*ready)(xmppd_module *m);
+    /* Optional: free the module's own data (registrations are the kernel's). */
+    void (*unload)(xmppd_module *m);
+} xmppd_module_def;
+
+#define XMPPD_MODULE(n) XMPPD_EXPORT const xmppd_module_def xmppd_module_##n
+
+/* Convenience for option tables: offset of a field in the conf struct. */
+#define XMPPD_OFF(type, field) offsetof(type, field)
+
+/* The host this instance serves; NULL for XMPPD_MOD_GLOBAL modules. */
+xmppd_host *xmppd_module_host(const xmppd_module *m);
+const char *xmppd_module_name(const xmppd_module *m);
+/* The parsed options of this instance (what load() received). */
+const void *xmppd_module_conf(const xmppd_module *m);
+/* One pointer of instance data for the module's own use. */
+void *xmppd_module_data(const xmppd_module *m);
+void xmppd_module_set_data(xmppd_module *m, void *data);
+
+/* Host lookup and properties. Names are nameprepped domain strings, owned by
+ * the kernel and valid while the host exists. */
+xmppd_host *xmppd_host_find(const char *domain);
+const char *xmppd_host_name(const xmppd_host *h);
+/* Calls fn for every configured host; stops early when fn returns nonzero. */
+void xmppd_host_foreach(int (*fn)(xmppd_host *h, void *ud), void *ud);
+/* Is `name` loaded on host h (or globally when h is NULL)? */
+bool xmppd_host_has_module(const xmppd_host *h, const char *name);
+
+/* Server identity for modules such as version and disco. */
+const char *xmppd_server_version(void);
+/* Wall-clock second the server started (for uptime). */
+int64_t xmppd_server_started(void);
+
+#endif

@@ -1,0 +1,61 @@
+/* Routing stanzas and reading session state.
+ *
+ * Stanzas from clients enter through the kernel: `from` stamped, then
+ * "stanza-in", "pre-route", then by address:
+ *   message/host  message/bare  message/full
+ *   presence/host presence/bare presence/full  presence/broadcast (no 'to')
+ *   IQ handlers (hooks.h), then iq/host, iq/bare, iq/full.
+ * Delivery to a local session fires "deliver" first (data: target session).
+ * A message to an account with no available resource fires
+ * "message/offline" before the kernel answers service-unavailable. */
+#ifndef XMPPD_ROUTER_H
+#define XMPPD_ROUTER_H
+
+#include <stdbool.h>
+#include "jid.h"
+#include "module.h"
+
+/* Routes a server-generated stanza by its 'to' (which must be set; 'from'
+ * must be set by the caller). Borrowed: the caller keeps its reference.
+ * Goes through the same address rules as client stanzas (no pre-route).
+ * 0 routed, -1 when the 'to' or 'from' is missing or invalid. */
+int xmppd_route(xmppd_host *h, xmppd_stanza *s);
+
+/* Writes s to this session's stream as it is, firing "deliver". Borrowed. */
+int xmppd_session_send(xmppd_session *sess, xmppd_stanza *s);
+/* Writes s without firing "deliver" (for deliver handlers themselves). */
+int xmppd_session_write(xmppd_session *sess, xmppd_stanza *s);
+
+/* Sessions are kernel-owned; a handler may use ev->session during the call.
+ * To keep one across a callback, take a reference; after the stream closes
+ * the session reads as closed and sends are dropped. */
+xmppd_session *xmppd_session_ref(xmppd_session *sess);
+void xmppd_session_unref(xmppd_session *sess);
+bool xmppd_session_closed(const xmppd_session *sess);
+
+const xmppd_jid *xmppd_session_jid(const xmppd_session *sess); /* full JID; NULL before bind */
+xmppd_host *xmppd_session_host(const xmppd_session *sess);
+/* Initial presence sent and not yet unavailable (RFC 6121 §4.2). */
+bool xmppd_session_available(const xmppd_session *sess);
+int xmppd_session_priority(const xmppd_session *sess);
+/* The last broadcast presence of the session (borrowed) or NULL. */
+xmppd_stanza *xmppd_session_presence(const xmppd_session *sess);
+/* Remote address as text, for logs and rate limits. */
+const char *xmppd_session_ip(const xmppd_session *sess);
+bool xmppd_session_secure(const xmppd_session *sess); /* TLS on */
+/* Per-module slot for session state; NULL until set. The module frees what
+ * it stores when "session-closed" fires. */
+void *xmppd_session_get(const xmppd_session *sess, const xmppd_module *m);
+void xmppd_session_set(xmppd_session *sess, const xmppd_module *m, void *data);
+/* Ends the stream with a stream error condition (RFC 6120 §4.9.3), e.g.
+ * "conflict", "policy-violation"; text may be NULL. */
+void xmppd_session_close(xmppd_session *sess, const char *condition, const char *text);
+
+/* Calls fn for every bound session of node@host (all resources); stops
+ * early when fn returns nonzero. Returns the number of sessions visited. */
+int xmppd_user_sessions(xmppd_host *h, const char *node,
+                        int (*fn)(xmppd_session *s, void *ud), void *ud);
+/* The session bound to this full JID, or NULL. */
+xmppd_session *xmppd_session_find(const xmppd_jid *full);
+
+#endif

@@ -1,0 +1,120 @@
+/* Storage: named stores per host, provided by a storage driver module
+ * (storage_sqlite by default). Two shapes:
+ *
+ *  - keyval: (user, key) -> JSON value. key "" is the usual single value
+ *    per user (a roster, a vCard); other keys make a map (private XML).
+ *  - archive: per user an ordered list of items {id, when, with, value},
+ *    queried by time, peer and id paging (offline messages, MAM).
+ *
+ * Every operation is asynchronous; its callback runs once on the loop thread,
+ * never from inside the call, and only after the change is durable (a write
+ * that reports OK is committed to disk). If the module that opened the store
+ * unloads first, the callback is not called. JSON values passed in are
+ * borrowed (the driver copies what it keeps); values passed to callbacks are
+ * borrowed for the call (json_incref to keep). */
+#ifndef XMPPD_STORAGE_H
+#define XMPPD_STORAGE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "module.h"
+
+typedef struct xmppd_store xmppd_store;
+
+enum xmppd_store_kind { XMPPD_STORE_KEYVAL = 0, XMPPD_STORE_ARCHIVE = 1 };
+
+enum xmppd_store_status {
+    XMPPD_STORE_OK = 0,
+    XMPPD_STORE_NOT_FOUND = 1, /* kv_get of a missing key */
+    XMPPD_STORE_ERROR = -1     /* backend failure: nothing was changed */
+};
+
+/* Opens store `name` for m's host (global modules: host-less). The handle is
+ * closed when m unloads. NULL when no storage driver is loaded. */
+xmppd_store *xmppd_store_open(xmppd_module *m, const char *name, enum xmppd_store_kind kind);
+
+typedef void (*xmppd_store_done_cb)(int status, void *ud);
+typedef void (*xmppd_kv_get_cb)(int status, json_t *value, void *ud);
+
+void xmppd_kv_get(xmppd_store *st, const char *user, const char *key, xmppd_kv_get_cb cb, void *ud);
+/* value NULL deletes the key. cb may be NULL. */
+void xmppd_kv_set(xmppd_store *st, const char *user, const char *key, json_t *value,
+                  xmppd_store_done_cb cb, void *ud);
+/* All keys of a user as one JSON object {key: value}; {} when none. */
+void xmppd_kv_get_all(xmppd_store *st, const char *user, xmppd_kv_get_cb cb, void *ud);
+/* Lists users having any key in this store, as a JSON array of strings. */
+void xmppd_kv_users(xmppd_store *st, xmppd_kv_get_cb cb, void *ud);
+
+typedef struct xmppd_archive_item {
+    const char *id;   /* driver-assigned, increasing within a user's archive */
+    int64_t when_ms;  /* wall-clock ms */
+    const char *with; /* peer bare JID or NULL */
+    json_t *value;
+} xmppd_archive_item;
+
+typedef struct xmppd_archive_query {
+    int64_t start_ms, end_ms; /* inclusive bounds; 0: unbounded */
+    const char *with;         /* NULL: any */
+    const char *after_id;     /* RSM: items after this id */
+    const char *before_id;    /* RSM: items before this id */
+    size_t max;               /* 0: no limit */
+    bool reverse;             /* newest first (used with before_id paging) */
+} xmppd_archive_query;
+
+typedef void (*xmppd_archive_append_cb)(int status, const char *id, void *ud);
+/* items borrowed for the call; complete: no more items beyond max. */
+typedef void (*xmppd_archive_query_cb)(int status, const xmppd_archive_item *items, size_t n,
+                                       bool complete, void *ud);
+typedef void (*xmppd_archive_count_cb)(int status, size_t n, void *ud);
+
+void xmppd_archive_append(xmppd_store *st, const char *user, const char *with, int64_t when_ms,
+                          json_t *value, xmppd_archive_append_cb cb, void *ud);
+void xmppd_archive_query(xmppd_store *st, const char *user, const xmppd_archive_query *q,
+                         xmppd_archive_query_cb cb, void *ud);
+/* Deletes the items q matches (q NULL: the whole archive of user). */
+void xmppd_archive_delete(xmppd_store *st, const char *user, const xmppd_archive_query *q,
+                          xmppd_store_done_cb cb, void *ud);
+void xmppd_archive_count(xmppd_store *st, const char *user, xmppd_archive_count_cb cb, void *ud);
+
+/* ---- for storage drivers ----
+ * A driver module (XMPPD_MOD_GLOBAL) provides this table in load(); the
+ * configuration's "storage" key picks one driver by name. host is "" for
+ * host-less stores. Each op must call cb exactly once, later, on the loop
+ * thread (xmppd_loop_post from a driver thread). dd is the driver's own
+ * pointer given to xmppd_storage_provide. */
+#define XMPPD_STORAGE_DRIVER_VERSION 1
+typedef struct xmppd_storage_driver {
+    uint32_t version; /* XMPPD_STORAGE_DRIVER_VERSION */
+    uint32_t size;    /* sizeof(xmppd_storage_driver) */
+    const char *name; /* "sqlite", "pgsql" */
+    void (*kv_get)(void *dd, const char *host, const char *store, const char *user,
+                   const char *key, xmppd_kv_get_cb cb, void *ud);
+    void (*kv_set)(void *dd, const char *host, const char *store, const char *user,
+                   const char *key, json_t *value, xmppd_store_done_cb cb, void *ud);
+    void (*kv_get_all)(void *dd, const char *host, const char *store, const char *user,
+                       xmppd_kv_get_cb cb, void *ud);
+    void (*kv_users)(void *dd, const char *host, const char *store, xmppd_kv_get_cb cb, void *ud);
+    void (*archive_append)(void *dd, const char *host, const char *store, const char *user,
+                           const char *with, int64_t when_ms, json_t *value,
+                           xmppd_archive_append_cb cb, void *ud);
+    void (*archive_query)(void *dd, const char *host, const char *store, const char *user,
+                          const xmppd_archive_query *q, xmppd_archive_query_cb cb, void *ud);
+    void (*archive_delete)(void *dd, const char *host, const char *store, const char *user,
+                           const xmppd_archive_query *q, xmppd_store_done_cb cb, void *ud);
+    void (*archive_count)(void *dd, const char *host, const char *store, const char *user,
+                          xmppd_archive_count_cb cb, void *ud);
+    /* Removes everything of user on host in every store (account deletion). */
+    void (*purge_user)(void *dd, const char *host, const char *user, xmppd_store_done_cb cb, void *ud);
+    /* Blocks until every queued write is durable (shutdown, xmppctl exit). */
+    void (*flush)(void *dd);
+} xmppd_storage_driver;
+
+/* Registers m's driver. 0, or -1 when a driver of that name exists. */
+int xmppd_storage_provide(xmppd_module *m, const xmppd_storage_driver *d, void *dd);
+
+/* Purges a user from every store of host h through the active driver. */
+void xmppd_storage_purge_user(xmppd_host *h, const char *user, xmppd_store_done_cb cb, void *ud);
+
+#endif

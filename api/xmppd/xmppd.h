@@ -1,0 +1,16 @@
+/* Everything a module may use: include this one header. */
+#ifndef XMPPD_XMPPD_H
+#define XMPPD_XMPPD_H
+
+#include "module.h"
+#include "log.h"
+#include "stanza.h"
+#include "jid.h"
+#include "crypto.h"
+#include "hooks.h"
+#include "router.h"
+#include "loop.h"
+#include "storage.h"
+#include "auth.h"
+
+#endif

@@ -1,0 +1,99 @@
+/* Kernel objects shared between kernel components: hosts, module instances.
+ * Modules never see this header; they get opaque handles (api/xmppd). */
+#ifndef XMPPD_CORE_H
+#define XMPPD_CORE_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include "config.h"
+#include "xmppd/xmppd.h"
+
+typedef struct hook_table hook_table;   /* hooks.c */
+typedef struct iq_table iq_table;       /* hooks.c */
+typedef struct disco_list disco_list;   /* hooks.c */
+typedef struct sm_host sm_host;         /* sm.c: sessions of the host */
+typedef struct ssl_ctx_st SSL_CTX;
+
+struct xmppd_host {
+    char *name;
+    const host_conf *conf;
+    hook_table *hooks;
+    iq_table *iqs;
+    disco_list *disco;
+    SSL_CTX *ssl_ctx;                 /* tls.c */
+    sm_host *sm;                      /* sm.c */
+    const xmppd_auth_provider *auth;  /* auth.c */
+    void *auth_pd;
+    xmppd_module *auth_module;
+    xmppd_module **modules;           /* loaded instances, in load order */
+    size_t n_modules;
+};
+
+typedef struct module_cleanup module_cleanup;
+
+struct xmppd_module {
+    const xmppd_module_def *def;
+    void *dl;                /* dlopen handle (shared between instances) */
+    xmppd_host *host;        /* NULL: global instance */
+    void *conf;              /* conf_size bytes, filled from options */
+    json_t *options;         /* the option values as configured (owned ref) */
+    void *data;              /* module's own */
+    char *tag;               /* "host:name" or "name", for logs */
+    bool loaded;             /* false once unloading starts */
+    int refs;                /* struct lives until 0 (async callbacks hold refs) */
+    module_cleanup *cleanups;
+};
+
+/* Run fn(p) when m unloads (in reverse order of registration). Returns a
+ * handle to cancel it when the registration is released earlier. */
+module_cleanup *module_cleanup_add(xmppd_module *m, void (*fn)(void *p), void *p);
+/* Forget a cleanup without running it. */
+void module_cleanup_cancel(xmppd_module *m, module_cleanup *c);
+/* Keep the struct of m alive across an async call; check m->loaded after. */
+void module_ref(xmppd_module *m);
+void module_unref(xmppd_module *m);
+
+/* The whole server's state. */
+typedef struct xmppd_server {
+    xmppd_config *cfg;
+    xmppd_host **hosts;
+    size_t n_hosts;
+    xmppd_module **globals;   /* global module instances, in load order */
+    size_t n_globals;
+    hook_table *global_hooks; /* hooks of global modules: run on every host */
+    int64_t started;
+} xmppd_server;
+
+extern xmppd_server g_server;
+
+/* Loads every module of the configuration: global ones, then each host's,
+ * dependencies first; fills g_server hosts and globals. 0, or -1 with a
+ * one-line message in err (and everything loaded so far unloaded). */
+int modules_start(xmppd_config *cfg, char *err, size_t errlen);
+/* Applies a new configuration (SIGHUP): modules removed are unloaded, added
+ * ones loaded, ones whose options changed reloaded; hosts added/removed.
+ * On error the old configuration stays in force. */
+int modules_reconfigure(xmppd_config *cfg, char *err, size_t errlen);
+/* Unloads everything, hosts included, in reverse order. */
+void modules_stop(void);
+/* Unload/load/reload one module on one host (NULL: global or every host). */
+int module_load_one(const char *name, xmppd_host *h, char *err, size_t errlen);
+int module_unload_one(const char *name, xmppd_host *h, char *err, size_t errlen);
+int module_reload_one(const char *name, xmppd_host *h, char *err, size_t errlen);
+/* Prints every option of every module found in the module path (xmppctl
+ * options); markdown: a table per module. Returns 0 or -1. */
+int modules_print_options(const xmppd_config *cfg, const char *only, bool markdown, FILE *out);
+/* Validates the module options of cfg without calling any load(). */
+int modules_check(const xmppd_config *cfg, char *err, size_t errlen);
+
+/* IQ dispatch for the router: finds the handler for (type, child xmlns,
+ * target) on h. Returns XMPPD_PASS when none is registered. */
+int iq_dispatch(xmppd_host *h, xmppd_event *ev, unsigned target);
+
+/* Internal log with a kernel tag ("c2s", "tls", "router", ...). */
+void log_kernel(const char *tag, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Opens/reopens the log destination (SIGHUP); level applies at once. */
+int log_open(const char *file, int level);
+
+#endif

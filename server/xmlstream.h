@@ -1,0 +1,52 @@
+/* XML stream parser: a libxml2 SAX2 push parser that turns the bytes of one
+ * <stream:stream> into a header callback and one element tree per top-level
+ * child (RFC 6120 §4). Restricted XML (RFC 6120 §11.1): a DTD, entity
+ * declaration or reference other than the five predefined ones and
+ * character references, comment or processing instruction is an error
+ * "restricted-xml". Limits: a top-level element over max_stanza bytes, or
+ * nesting deeper than max_depth, is "policy-violation". Malformed input is
+ * "not-well-formed"; a root element that is not stream:stream in
+ * http://etherx.jabber.org/streams is "invalid-namespace".
+ *
+ * Fuzzable: no I/O, no global state besides libxml2's. */
+#ifndef XMPPD_XMLSTREAM_H
+#define XMPPD_XMLSTREAM_H
+
+#include <stddef.h>
+#include "xmppd/stanza.h"
+
+#define XS_NS_STREAM "http://etherx.jabber.org/streams"
+
+typedef struct xs_parser xs_parser;
+
+/* Stream header attributes; strings borrowed for the call, NULL if absent. */
+typedef struct xs_header {
+    const char *to, *from, *id, *version, *lang;
+    const char *default_ns; /* xmlns of the stream (jabber:client, ...) */
+} xs_header;
+
+typedef struct xs_callbacks {
+    /* The opening <stream:stream> tag. Return nonzero to stop parsing. */
+    int (*open)(void *ud, const xs_header *h);
+    /* A complete top-level element; ownership of st passes to the callee.
+     * Its namespace is resolved (default: the stream's default_ns). Return
+     * nonzero to stop parsing: the rest of the fed bytes is discarded. */
+    int (*element)(void *ud, xmppd_stanza *st);
+    /* </stream:stream>. */
+    void (*close)(void *ud);
+    /* A stream error condition (RFC 6120 §4.9.3 element name); parsing has
+     * stopped and every later xs_feed returns -1 until xs_reset. */
+    void (*error)(void *ud, const char *condition);
+} xs_callbacks;
+
+xs_parser *xs_new(const xs_callbacks *cb, void *ud, size_t max_stanza, unsigned max_depth);
+/* Feeds bytes. 0: all consumed (or discarded after a callback asked to
+ * stop); -1: a stream error was reported (or had been before). Callbacks
+ * run from inside this call and must not free the parser; xs_reset is
+ * allowed from element() when it returns nonzero. */
+int xs_feed(xs_parser *p, const char *buf, size_t len);
+/* Forget all state for a stream restart (after STARTTLS or SASL). */
+void xs_reset(xs_parser *p);
+void xs_free(xs_parser *p);
+
+#endif
