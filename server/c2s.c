@@ -1,0 +1,1042 @@
+/* Client-to-server streams (RFC 6120): stream header, features, STARTTLS,
+ * SASL, resource binding, then stanzas into the router.
+ *
+ * A session is reference counted: the connection holds one reference until
+ * its socket is gone; callbacks that may outlive it (auth provider answers,
+ * timers) hold their own and check s->state. */
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net.h"
+#include "sasl.h"
+#include "session.h"
+
+#define NS_STREAM XS_NS_STREAM
+#define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
+#define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
+#define NS_SASL_CB "urn:xss:sasl-cb:0"
+#define CLOSE_GRACE_MS 5000
+
+/* Channel bindings advertised (XEP-0440), then one more accepted when a
+ * client asks for it (see tls_channel_binding). */
+static const char *const cb_types[] = { "tls-exporter", "tls-server-end-point", "tls-unique" };
+#define CB_ADVERTISED 2
+#define CB_ACCEPTED 3
+
+/* Every open stream, for shutdown. */
+struct c2s_list {
+    xmppd_session **v;
+    size_t n, cap;
+};
+static struct c2s_list streams;
+static unsigned char fake_secret[32]; /* SCRAM fake salts for unknown users */
+
+static void s_teardown(xmppd_session *s);
+static void send_features(xmppd_session *s);
+static void process_input(xmppd_session *s);
+static void resume_input(xmppd_session *s);
+
+/* n-1 random characters from [A-Za-z0-9] and a NUL: stream ids, resources. */
+static void random_id(char *out, size_t n)
+{
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    unsigned char rnd[32];
+    if (n > sizeof(rnd) + 1)
+        n = sizeof(rnd) + 1;
+    xmppd_random(rnd, n - 1);
+    for (size_t i = 0; i + 1 < n; i++)
+        out[i] = alphabet[rnd[i] % (sizeof(alphabet) - 1)];
+    out[n - 1] = '\0';
+}
+
+/* ---- references ---------------------------------------------------------- */
+
+xmppd_session *xmppd_session_ref(xmppd_session *s)
+{
+    s->refs++;
+    return s;
+}
+
+void xmppd_session_unref(xmppd_session *s)
+{
+    if (!s || --s->refs > 0)
+        return;
+    xmppd_jid_free(s->jid);
+    free(s->user);
+    free(s->pending_authzid);
+    xmppd_stanza_unref(s->presence);
+    free(s->slots);
+    free(s);
+}
+
+static void streams_add(xmppd_session *s)
+{
+    if (streams.n == streams.cap) {
+        size_t cap = streams.cap ? streams.cap * 2 : 64;
+        xmppd_session **v = realloc(streams.v, cap * sizeof(*v));
+        if (!v)
+            return; /* only shutdown notification is lost */
+        streams.v = v;
+        streams.cap = cap;
+    }
+    streams.v[streams.n++] = s;
+}
+
+static void streams_remove(xmppd_session *s)
+{
+    for (size_t i = 0; i < streams.n; i++)
+        if (streams.v[i] == s) {
+            streams.v[i] = streams.v[--streams.n];
+            return;
+        }
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+static void free_serialised(const void *data, size_t len, void *extra)
+{
+    free((void *)data);
+}
+
+static void write_raw(xmppd_session *s, const char *data, size_t len)
+{
+    if (s->state == C2S_CLOSED)
+        return;
+    bufferevent_write(s->bev, data, len);
+}
+
+void c2s_write(xmppd_session *s, const xmppd_stanza *st)
+{
+    if (s->state == C2S_CLOSED || s->state == C2S_CLOSING)
+        return;
+    size_t len;
+    char *xml = xmppd_stanza_to_string(st, XMPPD_NS_CLIENT, &len);
+    if (!xml)
+        return;
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    /* The serialised bytes are handed over, not copied. */
+    if (evbuffer_add_reference(out, xml, len, free_serialised, NULL) < 0) {
+        free(xml);
+        return;
+    }
+    if (evbuffer_get_length(out) > g_server.cfg->limits.max_send_buffer)
+        c2s_close(s, "policy-violation", "Too much data queued for a slow reader");
+}
+
+static void send_header(xmppd_session *s)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof(buf),
+                     "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                     "xmlns:stream='" NS_STREAM "' id='%s'%s%s%s version='1.0' xml:lang='en'>",
+                     s->stream_id, s->host ? " from='" : "", s->host ? s->host->name : "",
+                     s->host ? "'" : "");
+    write_raw(s, buf, (size_t)n);
+    s->header_sent = true;
+}
+
+/* ---- closing ------------------------------------------------------------- */
+
+static void on_close_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    s_teardown(arg);
+}
+
+static void on_flushed(struct bufferevent *bev, void *arg)
+{
+    xmppd_session *s = arg;
+    if (s->state == C2S_CLOSING)
+        s_teardown(s);
+}
+
+void c2s_close(xmppd_session *s, const char *condition, const char *text)
+{
+    if (s->state == C2S_CLOSING || s->state == C2S_CLOSED)
+        return;
+    if (!s->header_sent)
+        send_header(s);
+    if (condition) {
+        /* condition and text come from kernel code, never from the peer. */
+        char buf[512];
+        int n = snprintf(buf, sizeof(buf), "<stream:error><%s xmlns='%s'/>%s%s%s</stream:error>",
+                         condition, XMPPD_NS_STREAMS,
+                         text ? "<text xmlns='" XMPPD_NS_STREAMS "'>" : "", text ? text : "",
+                         text ? "</text>" : "");
+        write_raw(s, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+        log_kernel("c2s", XMPPD_LOG_INFO, "%s: stream error %s%s%s", s->ip, condition,
+                   text ? ": " : "", text ? text : "");
+    }
+    write_raw(s, "</stream:stream>", 16);
+    s->state = C2S_CLOSING;
+    bufferevent_disable(s->bev, EV_READ);
+    bufferevent_setcb(s->bev, NULL, on_flushed, NULL, s);
+    if (s->timer)
+        event_free(s->timer);
+    s->timer = evtimer_new(loop_base(), on_close_timeout, s);
+    /* Never tear down here: c2s_close runs inside parser callbacks, and the
+     * parser must outlive them. Already flushed: go on the next loop turn. */
+    struct timeval tv = { CLOSE_GRACE_MS / 1000, 0 };
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+        tv.tv_sec = 0;
+    evtimer_add(s->timer, &tv);
+}
+
+/* Frees the connection side of s; the struct lives while referenced. */
+static void s_teardown(xmppd_session *s)
+{
+    if (s->state == C2S_CLOSED)
+        return;
+    bool was_bound = s->in_sm;
+    s->state = C2S_CLOSED;
+    streams_remove(s);
+    if (s->timer)
+        event_free(s->timer);
+    if (s->delay)
+        event_free(s->delay);
+    s->timer = s->delay = NULL;
+    if (s->bev)
+        bufferevent_free(s->bev); /* frees the SSL and the socket too */
+    s->bev = NULL;
+    s->ssl = NULL;
+    xs_free(s->parser);
+    s->parser = NULL;
+    scram_server_free(s->scram);
+    s->scram = NULL;
+    conn_ip_release(s->ip);
+    if (was_bound) {
+        sm_unbind(s);
+        /* Modules broadcast unavailable, flush state, free their slots. */
+        xmppd_notify(s->host, "session-closed", s, NULL);
+        log_kernel("c2s", XMPPD_LOG_INFO, "%s: session %s closed", s->ip, s->jid->full);
+    }
+    xmppd_session_unref(s);
+}
+
+/* ---- stream errors from the parser ---------------------------------------- */
+
+static void on_parse_error(void *ud, const char *condition)
+{
+    c2s_close(ud, condition, NULL);
+}
+
+static void on_stream_close(void *ud)
+{
+    xmppd_session *s = ud;
+    /* RFC 6120 §4.4: answer the closing tag with ours, then close. */
+    c2s_close(s, NULL, NULL);
+}
+
+/* ---- stream header --------------------------------------------------------- */
+
+static int on_header(void *ud, const xs_header *h)
+{
+    xmppd_session *s = ud;
+    xmppd_host *host = h->to ? xmppd_host_find(h->to) : NULL;
+    /* Answer with a header (ours) before any error, RFC 6120 §4.9.1.1. */
+    if (!s->host)
+        s->host = host;
+    random_id(s->stream_id, sizeof(s->stream_id)); /* a new id per stream, restarts too */
+    if (!h->default_ns || strcmp(h->default_ns, XMPPD_NS_CLIENT) != 0) {
+        c2s_close(s, "invalid-namespace", NULL);
+        return 1;
+    }
+    if (!h->to) {
+        c2s_close(s, "improper-addressing", "A 'to' attribute is required");
+        return 1;
+    }
+    if (!host) {
+        c2s_close(s, "host-unknown", NULL);
+        return 1;
+    }
+    if (host != s->host) {
+        /* A restarted stream may not move to another host. */
+        c2s_close(s, "host-unknown", "The stream restart named another host");
+        return 1;
+    }
+    if (!h->version || strtol(h->version, NULL, 10) < 1) {
+        c2s_close(s, "unsupported-version", NULL);
+        return 1;
+    }
+    send_header(s);
+    s->state = C2S_OPEN;
+    send_features(s);
+    return 0;
+}
+
+/* ---- features ---------------------------------------------------------------- */
+
+static bool tls_available(const xmppd_session *s)
+{
+    return !s->secure && s->host && s->host->ssl_ctx;
+}
+
+static bool cb_available(xmppd_session *s, const char *type)
+{
+    unsigned char buf[XMPPD_HASH_MAX_LEN];
+    size_t len = sizeof(buf);
+    return s->secure && tls_channel_binding(s->ssl, type, buf, &len) == 0;
+}
+
+static void add_mechanisms(xmppd_session *s, xmppd_stanza *features)
+{
+    unsigned can = xmppd_auth_mechanisms(s->host);
+    xmppd_stanza *mechs = xmppd_stanza_tag(features, "mechanisms", NS_SASL);
+    bool any_cb = cb_available(s, cb_types[0]) || cb_available(s, cb_types[1]);
+    static const enum xmppd_hash order[] = { XMPPD_HASH_SHA512, XMPPD_HASH_SHA256, XMPPD_HASH_SHA1 };
+    s->plus_offered = false;
+    for (int plus = 1; plus >= 0; plus--) {
+        if (plus && !any_cb)
+            continue;
+        for (size_t i = 0; i < 3; i++) {
+            if (!(can & XMPPD_AUTH_CAN_SCRAM(order[i])))
+                continue;
+            char name[32];
+            snprintf(name, sizeof(name), "%s%s", xmppd_hash_scram_name(order[i]), plus ? "-PLUS" : "");
+            xmppd_stanza *m = xmppd_stanza_tag(mechs, "mechanism", NS_SASL);
+            xmppd_stanza_add_text(m, name, strlen(name));
+            if (plus)
+                s->plus_offered = true;
+        }
+    }
+    /* PLAIN reveals the password to the server: only inside TLS. */
+    if ((can & XMPPD_AUTH_CAN_PLAIN) && s->secure)
+        xmppd_stanza_add_text(xmppd_stanza_tag(mechs, "mechanism", NS_SASL), "PLAIN", 5);
+    if (any_cb) {
+        /* XEP-0440: tell the client which channel bindings we support. */
+        xmppd_stanza *cb = xmppd_stanza_tag(features, "sasl-channel-binding", NS_SASL_CB);
+        for (size_t i = 0; i < CB_ADVERTISED; i++)
+            if (cb_available(s, cb_types[i]))
+                xmppd_stanza_set_attr(xmppd_stanza_tag(cb, "channel-binding", NS_SASL_CB), "type",
+                                      cb_types[i]);
+    }
+}
+
+static void send_features(xmppd_session *s)
+{
+    xmppd_stanza *f = xmppd_stanza_new("features", NS_STREAM);
+    bool tls_required = g_server.cfg->c2s_require_encryption;
+    if (!s->authenticated) {
+        if (tls_available(s)) {
+            xmppd_stanza *st = xmppd_stanza_tag(f, "starttls", NS_TLS);
+            if (tls_required)
+                xmppd_stanza_tag(st, "required", NS_TLS);
+        }
+        /* RFC 6120 §5.3.1: with TLS mandatory, offer nothing else before it. */
+        if (s->secure || !tls_required)
+            add_mechanisms(s, f);
+    } else {
+        xmppd_stanza_tag(f, "bind", NS_BIND);
+        xmppd_stanza *sess = xmppd_stanza_tag(f, "session", NS_SESSION);
+        xmppd_stanza_tag(sess, "optional", NS_SESSION);
+    }
+    xmppd_event ev = { .name = "stream-features", .host = s->host, .session = s, .stanza = f };
+    xmppd_fire_all(&ev);
+
+    /* Children are serialised one by one inside the stream:-prefixed
+     * wrapper that our header declared. */
+    write_raw(s, "<stream:features>", 17);
+    for (xmppd_stanza *c = xmppd_stanza_first(f); c; c = xmppd_stanza_next(c))
+        c2s_write(s, c);
+    write_raw(s, "</stream:features>", 18);
+    xmppd_stanza_unref(f);
+}
+
+/* ---- STARTTLS ------------------------------------------------------------------- */
+
+static void on_read(struct bufferevent *bev, void *arg);
+static void on_event(struct bufferevent *bev, short what, void *arg);
+
+static int handle_starttls(xmppd_session *s, xmppd_stanza *el)
+{
+    if (!tls_available(s)) {
+        write_raw(s, "<failure xmlns='" NS_TLS "'/>", 16 + sizeof(NS_TLS) + 2);
+        c2s_close(s, NULL, NULL);
+        return 1;
+    }
+    write_raw(s, "<proceed xmlns='" NS_TLS "'/>", 16 + sizeof(NS_TLS) + 2);
+    /* Everything already received after <starttls/> is plaintext an attacker
+     * may have injected: on_read discards it before TLS starts. */
+    s->starttls_pending = true;
+    return 1;
+}
+
+static void start_tls(xmppd_session *s)
+{
+    s->starttls_pending = false;
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    SSL *ssl = tls_new_server_ssl();
+    if (!ssl) {
+        s_teardown(s);
+        return;
+    }
+    struct bufferevent *tls = bufferevent_openssl_filter_new(
+        loop_base(), s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
+        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!tls) {
+        SSL_free(ssl);
+        s_teardown(s);
+        return;
+    }
+    s->bev = tls;
+    s->ssl = ssl;
+    s->secure = true;
+    s->state = C2S_HEADER;
+    xs_reset(s->parser);
+    bufferevent_setcb(tls, on_read, NULL, on_event, s);
+    bufferevent_enable(tls, EV_READ | EV_WRITE);
+}
+
+/* ---- SASL ------------------------------------------------------------------------ */
+
+static void sasl_send(xmppd_session *s, const char *name, const unsigned char *data, size_t len)
+{
+    xmppd_stanza *el = xmppd_stanza_new(name, NS_SASL);
+    if (data && len) {
+        char *b = xmppd_base64_encode(data, len);
+        if (b)
+            xmppd_stanza_add_text(el, b, strlen(b));
+        free(b);
+    } else if (data) {
+        xmppd_stanza_add_text(el, "=", 1); /* RFC 6120 §6.4.2: empty response */
+    }
+    c2s_write(s, el);
+    xmppd_stanza_unref(el);
+}
+
+static void sasl_reset(xmppd_session *s)
+{
+    scram_server_free(s->scram);
+    s->scram = NULL;
+    s->mech = NULL;
+    free(s->pending_authzid);
+    s->pending_authzid = NULL;
+}
+
+static void send_failure_now(xmppd_session *s, const char *cond)
+{
+    xmppd_stanza *f = xmppd_stanza_new("failure", NS_SASL);
+    xmppd_stanza_tag(f, cond, NS_SASL);
+    c2s_write(s, f);
+    xmppd_stanza_unref(f);
+    if (s->auth_failures >= g_server.cfg->limits.auth_attempts)
+        c2s_close(s, "policy-violation", "Too many failed authentication attempts");
+}
+
+struct delayed_failure {
+    xmppd_session *s;
+    const char *cond;
+};
+
+static void on_failure_delay(evutil_socket_t fd, short what, void *arg)
+{
+    struct delayed_failure *d = arg;
+    xmppd_session *s = d->s;
+    event_free(s->delay);
+    s->delay = NULL;
+    if (s->state != C2S_CLOSED && s->state != C2S_CLOSING) {
+        send_failure_now(s, d->cond);
+        resume_input(s);
+    }
+    free(d);
+}
+
+/* Failed credentials slow the stream down (the delay doubles per failure),
+ * so guessing passwords over one stream is slow. */
+static void sasl_fail(xmppd_session *s, const char *cond)
+{
+    bool credential = strcmp(cond, SASL_NOT_AUTHORIZED) == 0 || strcmp(cond, SASL_INVALID_AUTHZID) == 0;
+    sasl_reset(s);
+    if (!credential) {
+        send_failure_now(s, cond);
+        return;
+    }
+    s->auth_failures++;
+    log_kernel("c2s", XMPPD_LOG_INFO, "%s: authentication failed (%s) on %s", s->ip, cond,
+               s->host->name);
+    uint64_t ms = g_server.cfg->limits.auth_failure_delay;
+    for (unsigned i = 1; i < s->auth_failures && ms < 60000; i++)
+        ms *= 2;
+    struct delayed_failure *d = malloc(sizeof(*d));
+    if (!ms || !d || !(s->delay = evtimer_new(loop_base(), on_failure_delay, d))) {
+        free(d);
+        send_failure_now(s, cond);
+        return;
+    }
+    d->s = s;
+    d->cond = cond;
+    bufferevent_disable(s->bev, EV_READ);
+    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+    evtimer_add(s->delay, &tv);
+}
+
+static void sasl_succeed(xmppd_session *s, const char *user, const unsigned char *extra, size_t len)
+{
+    free(s->user);
+    s->user = strdup(user);
+    s->authenticated = s->user != NULL;
+    sasl_reset(s);
+    sasl_send(s, "success", extra, len);
+    s->state = C2S_HEADER;
+    xs_reset(s->parser);
+    log_kernel("c2s", XMPPD_LOG_INFO, "%s: authenticated as %s@%s", s->ip, user, s->host->name);
+    xmppd_notify(s->host, "auth-success", s, (void *)user);
+}
+
+/* An authzid is acceptable only when it names the authenticating account
+ * (RFC 6120 §6.4.6); clients commonly send their own bare or full JID. */
+static bool authzid_ok(xmppd_session *s, const char *authzid, const char *user)
+{
+    if (!authzid || !*authzid)
+        return true;
+    xmppd_jid *j = xmppd_jid_parse(authzid);
+    bool ok = j && j->node && strcmp(j->node, user) == 0 && strcmp(j->domain, s->host->name) == 0;
+    xmppd_jid_free(j);
+    return ok;
+}
+
+static int map_auth_result(int r)
+{
+    return r == XMPPD_AUTH_DISABLED ? 1 : r == XMPPD_AUTH_INTERNAL ? 2 : 0;
+}
+
+static const char *auth_failure_cond(int r)
+{
+    static const char *const conds[] = { SASL_NOT_AUTHORIZED, SASL_ACCOUNT_DISABLED,
+                                         SASL_TEMPORARY_FAILURE };
+    return conds[map_auth_result(r)];
+}
+
+struct plain_req {
+    xmppd_session *s;
+    char *user;
+};
+
+static void on_plain_verified(int result, void *ud)
+{
+    struct plain_req *r = ud;
+    xmppd_session *s = r->s;
+    if (s->state == C2S_OPEN && s->sasl_busy) {
+        s->sasl_busy = false;
+        if (result == XMPPD_AUTH_OK)
+            sasl_succeed(s, r->user, NULL, 0);
+        else
+            sasl_fail(s, auth_failure_cond(result));
+        resume_input(s);
+    }
+    xmppd_session_unref(s);
+    free(r->user);
+    free(r);
+}
+
+static void sasl_plain(xmppd_session *s, const unsigned char *msg, size_t len)
+{
+    char *authzid = NULL, *authcid = NULL, *pass = NULL;
+    if (sasl_plain_parse(msg, len, &authzid, &authcid, &pass) < 0) {
+        sasl_fail(s, SASL_MALFORMED);
+        return;
+    }
+    char *user = xmppd_nodeprep(authcid);
+    if (!user) {
+        sasl_fail(s, SASL_NOT_AUTHORIZED);
+    } else if (!authzid_ok(s, authzid, user)) {
+        sasl_fail(s, SASL_INVALID_AUTHZID);
+    } else {
+        struct plain_req *r = malloc(sizeof(*r));
+        if (!r) {
+            sasl_fail(s, SASL_TEMPORARY_FAILURE);
+        } else {
+            r->s = xmppd_session_ref(s);
+            r->user = user;
+            user = NULL;
+            s->sasl_busy = true;
+            /* No more input until the provider answers: keeps order simple. */
+            bufferevent_disable(s->bev, EV_READ);
+            xmppd_auth_verify_plain(s->host, r->user, pass, on_plain_verified, r);
+        }
+    }
+    free(user);
+    free(authzid);
+    free(authcid);
+    if (pass) {
+        xmppd_wipe(pass, strlen(pass));
+        free(pass);
+    }
+}
+
+static void on_scram_keys(int result, const xmppd_scram_keys *keys, void *ud)
+{
+    xmppd_session *s = ud;
+    if (s->state == C2S_OPEN && s->sasl_busy && s->scram) {
+        s->sasl_busy = false;
+        if (result == XMPPD_AUTH_OK || result == XMPPD_AUTH_USER_UNKNOWN ||
+            result == XMPPD_AUTH_NO_SCHEME) {
+            /* Unknown users get a fake challenge and fail at the proof, so
+             * the exchange does not reveal which accounts exist. */
+            size_t len;
+            char *first = scram_server_first(s->scram, result == XMPPD_AUTH_OK ? keys : NULL,
+                                             fake_secret, sizeof(fake_secret), &len);
+            if (first) {
+                sasl_send(s, "challenge", (unsigned char *)first, len);
+                free(first);
+            } else {
+                sasl_fail(s, SASL_TEMPORARY_FAILURE);
+            }
+        } else {
+            sasl_fail(s, auth_failure_cond(result));
+        }
+        resume_input(s);
+    }
+    xmppd_session_unref(s);
+}
+
+static void sasl_scram_first(xmppd_session *s, const unsigned char *msg, size_t len)
+{
+    scram_cb cbs[CB_ACCEPTED];
+    unsigned char data[CB_ACCEPTED][XMPPD_HASH_MAX_LEN];
+    size_t n = 0;
+    for (size_t i = 0; i < CB_ACCEPTED && s->secure; i++) {
+        size_t dl = sizeof(data[i]);
+        if (tls_channel_binding(s->ssl, cb_types[i], data[i], &dl) == 0)
+            cbs[n++] = (scram_cb){ cb_types[i], data[i], dl };
+    }
+    bool plus = strstr(s->mech, "-PLUS") != NULL;
+    s->scram = scram_server_new(s->scram_hash, plus, s->plus_offered, cbs, n);
+    const char *user = NULL, *authzid = NULL, *cond = NULL;
+    if (!s->scram ||
+        scram_server_client_first(s->scram, (const char *)msg, len, &user, &authzid, &cond) < 0) {
+        sasl_fail(s, cond ? cond : SASL_TEMPORARY_FAILURE);
+        return;
+    }
+    char *node = xmppd_nodeprep(user);
+    if (!node) {
+        sasl_fail(s, SASL_NOT_AUTHORIZED);
+        return;
+    }
+    if (!authzid_ok(s, authzid, node)) {
+        free(node);
+        sasl_fail(s, SASL_INVALID_AUTHZID);
+        return;
+    }
+    free(s->pending_authzid);
+    s->pending_authzid = node; /* the account, confirmed at the final step */
+    s->sasl_busy = true;
+    bufferevent_disable(s->bev, EV_READ);
+    xmppd_auth_get_scram(s->host, node, s->scram_hash, on_scram_keys, xmppd_session_ref(s));
+}
+
+static void sasl_scram_final(xmppd_session *s, const unsigned char *msg, size_t len)
+{
+    const char *cond = NULL;
+    size_t outlen;
+    char *final = scram_server_client_final(s->scram, (const char *)msg, len, &outlen, &cond);
+    if (!final) {
+        sasl_fail(s, cond ? cond : SASL_NOT_AUTHORIZED);
+        return;
+    }
+    char *user = s->pending_authzid;
+    s->pending_authzid = NULL;
+    sasl_succeed(s, user, (unsigned char *)final, outlen);
+    free(final);
+    free(user);
+}
+
+static bool decode_payload(xmppd_stanza *el, unsigned char **out, size_t *len)
+{
+    const char *t = xmppd_stanza_text(el);
+    if (strcmp(t, "=") == 0 || !*t) {
+        *out = (unsigned char *)strdup("");
+        *len = 0;
+        return *out != NULL;
+    }
+    return xmppd_base64_decode(t, strlen(t), out, len) == 0;
+}
+
+static int parse_mech(const char *name, enum xmppd_hash *h)
+{
+    for (int i = 0; i < XMPPD_HASH_COUNT; i++) {
+        const char *base = xmppd_hash_scram_name((enum xmppd_hash)i);
+        size_t bl = strlen(base);
+        if (strncmp(name, base, bl) == 0 && (!name[bl] || strcmp(name + bl, "-PLUS") == 0)) {
+            *h = (enum xmppd_hash)i;
+            return 1;
+        }
+    }
+    return strcmp(name, "PLAIN") == 0 ? 0 : -1;
+}
+
+/* Is `name` among what send_features offered on this stream? */
+static bool mech_offered(xmppd_session *s, const char *name, enum xmppd_hash h, int kind)
+{
+    unsigned can = xmppd_auth_mechanisms(s->host);
+    if (kind == 0)
+        return (can & XMPPD_AUTH_CAN_PLAIN) && s->secure;
+    if (!(can & XMPPD_AUTH_CAN_SCRAM(h)))
+        return false;
+    return !strstr(name, "-PLUS") || s->plus_offered;
+}
+
+static void handle_sasl(xmppd_session *s, xmppd_stanza *el)
+{
+    const char *name = xmppd_stanza_name(el);
+    if (s->authenticated || s->sasl_busy) {
+        sasl_fail(s, SASL_MALFORMED);
+        return;
+    }
+    if (strcmp(name, "abort") == 0) {
+        sasl_fail(s, SASL_ABORTED);
+        return;
+    }
+    unsigned char *msg = NULL;
+    size_t len = 0;
+    if (strcmp(name, "auth") == 0) {
+        if (s->mech) {
+            sasl_fail(s, SASL_MALFORMED);
+            return;
+        }
+        if (!s->secure && g_server.cfg->c2s_require_encryption) {
+            send_failure_now(s, SASL_ENCRYPTION_REQUIRED);
+            return;
+        }
+        const char *mech = xmppd_stanza_attr(el, "mechanism");
+        enum xmppd_hash h = XMPPD_HASH_SHA1;
+        int kind = mech ? parse_mech(mech, &h) : -1;
+        if (kind < 0 || !mech_offered(s, mech, h, kind)) {
+            send_failure_now(s, SASL_INVALID_MECHANISM);
+            return;
+        }
+        if (!decode_payload(el, &msg, &len)) {
+            sasl_fail(s, SASL_MALFORMED);
+            return;
+        }
+        s->scram_hash = h;
+        if (kind == 0) {
+            s->mech = "PLAIN";
+            sasl_plain(s, msg, len);
+        } else if (len == 0) {
+            /* SCRAM is client-first: an empty initial response asks us
+             * for an empty challenge (RFC 6120 §6.4.2). */
+            s->mech = strstr(mech, "-PLUS") ? "SCRAM-PLUS" : "SCRAM";
+            sasl_send(s, "challenge", (const unsigned char *)"", 0);
+        } else {
+            s->mech = strstr(mech, "-PLUS") ? "SCRAM-PLUS" : "SCRAM";
+            sasl_scram_first(s, msg, len);
+        }
+    } else if (strcmp(name, "response") == 0) {
+        if (!s->mech) {
+            sasl_fail(s, SASL_MALFORMED);
+            return;
+        }
+        if (!decode_payload(el, &msg, &len)) {
+            sasl_fail(s, SASL_MALFORMED);
+            return;
+        }
+        if (!s->scram)
+            sasl_scram_first(s, msg, len);
+        else
+            sasl_scram_final(s, msg, len);
+    } else {
+        sasl_fail(s, SASL_MALFORMED);
+    }
+    if (msg) {
+        xmppd_wipe(msg, len);
+        free(msg);
+    }
+}
+
+/* ---- resource binding -------------------------------------------------------------- */
+
+static void iq_error(xmppd_session *s, xmppd_stanza *iq, const char *type, const char *cond)
+{
+    xmppd_stanza *e = xmppd_stanza_error_reply(iq, type, cond, NULL);
+    if (e) {
+        xmppd_stanza_set_attr(e, "from", NULL);
+        c2s_write(s, e);
+        xmppd_stanza_unref(e);
+    }
+}
+
+static void handle_bind(xmppd_session *s, xmppd_stanza *iq, xmppd_stanza *bind)
+{
+    const char *want = xmppd_stanza_child_text(bind, "resource", NS_BIND);
+    char *res = NULL;
+    if (want && *want) {
+        res = xmppd_resourceprep(want);
+        if (!res) {
+            iq_error(s, iq, "modify", "bad-request");
+            return;
+        }
+    } else {
+        char id[17];
+        random_id(id, sizeof(id));
+        res = strdup(id);
+    }
+    xmppd_jid *jid = res ? xmppd_jid_make(s->user, s->host->name, res) : NULL;
+    free(res);
+    if (!jid) {
+        iq_error(s, iq, "modify", "bad-request");
+        return;
+    }
+    xmppd_jid_free(s->jid);
+    s->jid = jid;
+    xmppd_event ev = { .name = "resource-bind", .host = s->host, .session = s, .stanza = iq };
+    if (xmppd_fire(&ev) != XMPPD_PASS) {
+        iq_error(s, iq, "cancel", "not-allowed");
+        return;
+    }
+    if (sm_bind(s, jid->resource) < 0) {
+        iq_error(s, iq, "wait", "resource-constraint");
+        return;
+    }
+    s->state = C2S_BOUND;
+    if (s->timer) {
+        event_free(s->timer); /* negotiation finished in time */
+        s->timer = NULL;
+    }
+    xmppd_stanza *r = xmppd_stanza_new("iq", XMPPD_NS_CLIENT);
+    xmppd_stanza_set_attr(r, "type", "result");
+    xmppd_stanza_set_attr(r, "id", xmppd_stanza_attr(iq, "id"));
+    xmppd_stanza *j = xmppd_stanza_tag(xmppd_stanza_tag(r, "bind", NS_BIND), "jid", NS_BIND);
+    xmppd_stanza_add_text(j, jid->full, strlen(jid->full));
+    c2s_write(s, r);
+    xmppd_stanza_unref(r);
+    log_kernel("c2s", XMPPD_LOG_INFO, "%s: bound %s", s->ip, jid->full);
+    xmppd_notify(s->host, "resource-bound", s, NULL);
+}
+
+/* The RFC 3921 session IQ: a no-op kept for old clients (RFC 6121 §1.4). */
+static bool is_session_iq(xmppd_stanza *el)
+{
+    return strcmp(xmppd_stanza_name(el), "iq") == 0 &&
+           xmppd_stanza_child(el, "session", NS_SESSION) != NULL;
+}
+
+static void answer_session_iq(xmppd_session *s, xmppd_stanza *iq)
+{
+    xmppd_stanza *r = xmppd_stanza_reply(iq);
+    if (r) {
+        xmppd_stanza_set_attr(r, "from", NULL);
+        xmppd_stanza_set_attr(r, "to", NULL);
+        c2s_write(s, r);
+        xmppd_stanza_unref(r);
+    }
+}
+
+/* ---- element dispatch --------------------------------------------------------------- */
+
+static bool is_stanza(const char *name)
+{
+    return strcmp(name, "message") == 0 || strcmp(name, "presence") == 0 || strcmp(name, "iq") == 0;
+}
+
+static int handle_negotiation(xmppd_session *s, xmppd_stanza *el)
+{
+    const char *name = xmppd_stanza_name(el), *ns = xmppd_stanza_ns(el);
+    if (strcmp(ns, NS_TLS) == 0 && strcmp(name, "starttls") == 0)
+        return handle_starttls(s, el);
+    if (strcmp(ns, NS_SASL) == 0) {
+        handle_sasl(s, el);
+        return s->authenticated ? 1 : 0;
+    }
+    if (s->authenticated && strcmp(name, "iq") == 0 && strcmp(ns, XMPPD_NS_CLIENT) == 0) {
+        xmppd_stanza *bind = xmppd_stanza_child(el, "bind", NS_BIND);
+        const char *type = xmppd_stanza_attr(el, "type");
+        if (bind && type && strcmp(type, "set") == 0) {
+            handle_bind(s, el, bind);
+            return 0;
+        }
+        if (is_session_iq(el)) {
+            iq_error(s, el, "wait", "not-allowed");
+            return 0;
+        }
+    }
+    xmppd_event ev = { .name = "stream-element", .host = s->host, .session = s, .stanza = el };
+    if (xmppd_fire(&ev) == XMPPD_HANDLED)
+        return 0;
+    if (is_stanza(name) || !s->authenticated)
+        c2s_close(s, "not-authorized", NULL);
+    else
+        c2s_close(s, "unsupported-stanza-type", NULL);
+    return 1;
+}
+
+static void handle_bound(xmppd_session *s, xmppd_stanza *el)
+{
+    const char *name = xmppd_stanza_name(el);
+    xmppd_event ev = { .name = "stanza-in", .host = s->host, .session = s, .stanza = el,
+                       .from = s->jid };
+    if (xmppd_fire(&ev) == XMPPD_HANDLED)
+        return;
+    if (!is_stanza(name) || strcmp(xmppd_stanza_ns(el), XMPPD_NS_CLIENT) != 0) {
+        c2s_close(s, "unsupported-stanza-type", NULL);
+        return;
+    }
+    if (is_session_iq(el)) {
+        answer_session_iq(s, el);
+        return;
+    }
+    /* RFC 6120 §8.1.2.1: the server stamps the full JID of the session. */
+    xmppd_stanza_set_attr(el, "from", s->jid->full);
+    router_from_client(s, el);
+}
+
+static int on_element(void *ud, xmppd_stanza *el)
+{
+    xmppd_session *s = ud;
+    int stop = 0;
+    if (s->state == C2S_BOUND)
+        handle_bound(s, el);
+    else if (s->state == C2S_OPEN)
+        stop = handle_negotiation(s, el);
+    xmppd_stanza_unref(el);
+    return stop || s->state == C2S_CLOSING || s->state == C2S_CLOSED;
+}
+
+static const xs_callbacks parser_cbs = {
+    .open = on_header,
+    .element = on_element,
+    .close = on_stream_close,
+    .error = on_parse_error,
+};
+
+/* ---- socket events ------------------------------------------------------------------ */
+
+/* Feeds buffered input to the parser until it is empty or the stream has to
+ * wait (TLS about to start, an auth provider answer, a failure delay). */
+static void process_input(xmppd_session *s)
+{
+    xmppd_session_ref(s);
+    struct evbuffer *in = s->bev ? bufferevent_get_input(s->bev) : NULL;
+    while (in && (s->state == C2S_HEADER || s->state == C2S_OPEN || s->state == C2S_BOUND) &&
+           !s->starttls_pending && !s->sasl_busy && !s->delay && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        size_t n = v.iov_len;
+        int rc = xs_feed(s->parser, v.iov_base, n);
+        if (s->state == C2S_CLOSED)
+            break;
+        evbuffer_drain(in, n);
+        if (rc < 0)
+            break;
+    }
+    if (s->starttls_pending && s->state != C2S_CLOSED)
+        start_tls(s);
+    xmppd_session_unref(s);
+}
+
+/* Input resumes after an asynchronous step finished. */
+static void resume_input(xmppd_session *s)
+{
+    if (s->state != C2S_OPEN && s->state != C2S_HEADER)
+        return;
+    bufferevent_enable(s->bev, EV_READ);
+    process_input(s);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    process_input(arg);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    xmppd_session *s = arg;
+    if (what & BEV_EVENT_CONNECTED)
+        return;
+    if (what & BEV_EVENT_ERROR)
+        log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: connection error", s->ip);
+    /* EOF or error: nothing can be written any more. */
+    s_teardown(s);
+}
+
+static void on_negotiation_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    xmppd_session *s = arg;
+    event_free(s->timer);
+    s->timer = NULL;
+    c2s_close(s, "connection-timeout", "Stream negotiation took too long");
+}
+
+void c2s_accept(int fd, const struct sockaddr *sa, int socklen, bool direct_tls)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
+    if (!conn_ip_acquire(ip)) {
+        log_kernel("c2s", XMPPD_LOG_WARN, "%s: too many connections from this address", ip);
+        evutil_closesocket(fd);
+        return;
+    }
+    xmppd_session *s = calloc(1, sizeof(*s));
+    SSL *ssl = direct_tls ? tls_new_server_ssl() : NULL;
+    if (!s || (direct_tls && !ssl)) {
+        free(s);
+        conn_ip_release(ip);
+        evutil_closesocket(fd);
+        return;
+    }
+    s->refs = 1;
+    snprintf(s->ip, sizeof(s->ip), "%s", ip);
+    evutil_make_socket_nonblocking(fd);
+    if (direct_tls) {
+        s->bev = bufferevent_openssl_socket_new(loop_base(), fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+        s->ssl = ssl;
+        s->secure = s->direct_tls = true;
+    } else {
+        s->bev = bufferevent_socket_new(loop_base(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    }
+    s->parser = xs_new(&parser_cbs, s, g_server.cfg->limits.max_stanza_size,
+                       g_server.cfg->limits.max_depth);
+    s->timer = evtimer_new(loop_base(), on_negotiation_timeout, s);
+    if (!s->bev || !s->parser || !s->timer) {
+        if (!s->bev) {
+            SSL_free(ssl);
+            evutil_closesocket(fd);
+        }
+        s->state = C2S_OPEN;
+        streams_add(s);
+        s_teardown(s);
+        return;
+    }
+    uint64_t t = g_server.cfg->limits.negotiation_timeout;
+    struct timeval tv = { (time_t)(t / 1000), (suseconds_t)(t % 1000) * 1000 };
+    evtimer_add(s->timer, &tv);
+    streams_add(s);
+    bufferevent_setcb(s->bev, on_read, NULL, on_event, s);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    if (fake_secret[0] == 0 && fake_secret[1] == 0)
+        xmppd_random(fake_secret, sizeof(fake_secret));
+}
+
+void c2s_shutdown_all(void)
+{
+    while (streams.n > 0) {
+        xmppd_session *s = streams.v[streams.n - 1];
+        if (s->state == C2S_CLOSING) {
+            s_teardown(s);
+            continue;
+        }
+        c2s_close(s, "system-shutdown", NULL);
+        if (s->state == C2S_CLOSING) {
+            /* Best effort: push what we can now, the loop will not run long. */
+            bufferevent_flush(s->bev, EV_WRITE, BEV_FLUSH);
+            s_teardown(s);
+        }
+    }
+    free(streams.v);
+    streams.v = NULL;
+    streams.cap = 0;
+}

@@ -25,6 +25,7 @@ struct xmppd_host {
     const xmppd_auth_provider *auth;  /* auth.c */
     void *auth_pd;
     xmppd_module *auth_module;
+    struct strmap *apis;              /* provide.c: name -> published vtable */
     xmppd_module **modules;           /* loaded instances, in load order */
     size_t n_modules;
 };
@@ -42,6 +43,8 @@ struct xmppd_module {
     bool loaded;             /* false once unloading starts */
     int refs;                /* struct lives until 0 (async callbacks hold refs) */
     module_cleanup *cleanups;
+    unsigned order;          /* rank in the configuration's load order (1..):
+                                orders equal-priority hooks, kept on reload */
 };
 
 /* Run fn(p) when m unloads (in reverse order of registration). Returns a
@@ -72,7 +75,11 @@ extern xmppd_server g_server;
 int modules_start(xmppd_config *cfg, char *err, size_t errlen);
 /* Applies a new configuration (SIGHUP): modules removed are unloaded, added
  * ones loaded, ones whose options changed reloaded; hosts added/removed.
- * On error the old configuration stays in force. */
+ * -1: cfg rejected (message in err), nothing changed, the caller still owns
+ * cfg. 0: cfg is in force (g_server.cfg; the caller frees the old one).
+ * 1: cfg is in force, but a module's load() failed (first message in err;
+ * a module being reloaded keeps its running instance). The caller owns
+ * every xmppd_config; modules_stop does not free g_server.cfg. */
 int modules_reconfigure(xmppd_config *cfg, char *err, size_t errlen);
 /* Unloads everything, hosts included, in reverse order. */
 void modules_stop(void);
@@ -85,6 +92,16 @@ int module_reload_one(const char *name, xmppd_host *h, char *err, size_t errlen)
 int modules_print_options(const xmppd_config *cfg, const char *only, bool markdown, FILE *out);
 /* Validates the module options of cfg without calling any load(). */
 int modules_check(const xmppd_config *cfg, char *err, size_t errlen);
+
+/* Makes a statically linked module (or a test's fake one) loadable by
+ * name without dlopen; looked up before the module path. def must outlive
+ * every use. 0, or -1 on OOM. */
+int modules_add_builtin(const xmppd_module_def *def);
+
+/* hooks.c: frees h's hook, IQ and disco tables (its modules are unloaded). */
+void hooks_host_free(xmppd_host *h);
+/* hooks.c: frees the global tables and the event names (at exit). */
+void hooks_global_free(void);
 
 /* IQ dispatch for the router: finds the handler for (type, child xmlns,
  * target) on h. Returns XMPPD_PASS when none is registered. */

@@ -1,0 +1,134 @@
+/* xmppd: start-up, signals, shutdown. */
+#include <event2/event.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "net.h"
+
+static struct event *sig_term, *sig_int, *sig_hup;
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: xmppd [-c FILE]\n"
+                 "  -c FILE   configuration (default: $XMPPD_CONFIG or " XMPPD_SYSCONF_DIR
+                 "/xmppd.json)\n"
+                 "  -V        print the version\n");
+}
+
+static void on_terminate(evutil_socket_t sig, short what, void *arg)
+{
+    log_kernel("main", XMPPD_LOG_INFO, "signal %d: shutting down", (int)sig);
+    loop_break();
+}
+
+/* SIGHUP: reopen the log, re-read the configuration, apply module changes.
+ * A configuration that does not load leaves the running one untouched. */
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+    char err[1024];
+    xmppd_config *cfg = config_load(g_server.cfg->path, err, sizeof(err));
+    if (!cfg) {
+        log_kernel("main", XMPPD_LOG_ERROR, "reload refused: %s", err);
+        return;
+    }
+    if (log_open(cfg->log_file, cfg->log_level) < 0)
+        log_kernel("main", XMPPD_LOG_ERROR, "cannot reopen log file %s", cfg->log_file);
+    if (modules_reconfigure(cfg, err, sizeof(err)) < 0) {
+        log_kernel("main", XMPPD_LOG_ERROR, "reload refused: %s", err);
+        config_free(cfg);
+        return;
+    }
+    tls_stop();
+    if (tls_start(err, sizeof(err)) < 0)
+        log_kernel("main", XMPPD_LOG_ERROR, "reload: %s", err);
+    log_kernel("main", XMPPD_LOG_INFO, "configuration reloaded");
+}
+
+static int start(const char *path)
+{
+    char err[1024];
+    xmppd_config *cfg = config_load(path, err, sizeof(err));
+    if (!cfg) {
+        fprintf(stderr, "xmppd: %s\n", err);
+        return -1;
+    }
+    if (log_open(cfg->log_file, cfg->log_level) < 0) {
+        fprintf(stderr, "xmppd: %s: cannot open log file %s\n", path, cfg->log_file);
+        config_free(cfg);
+        return -1;
+    }
+    if (loop_init() < 0) {
+        fprintf(stderr, "xmppd: cannot create the event loop\n");
+        config_free(cfg);
+        return -1;
+    }
+    if (modules_start(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "xmppd: %s\n", err);
+        config_free(cfg);
+        return -1;
+    }
+    if (tls_start(err, sizeof(err)) < 0 || listeners_start(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "xmppd: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = getenv("XMPPD_CONFIG");
+    int opt;
+    while ((opt = getopt(argc, argv, "c:Vh")) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'V':
+            printf("xmppd %s\n", xmppd_server_version());
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!path)
+        path = XMPPD_SYSCONF_DIR "/xmppd.json";
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = 0;
+    if (start(path) == 0) {
+        sig_term = evsignal_new(loop_base(), SIGTERM, on_terminate, NULL);
+        sig_int = evsignal_new(loop_base(), SIGINT, on_terminate, NULL);
+        sig_hup = evsignal_new(loop_base(), SIGHUP, on_reload, NULL);
+        evsignal_add(sig_term, NULL);
+        evsignal_add(sig_int, NULL);
+        evsignal_add(sig_hup, NULL);
+        log_kernel("main", XMPPD_LOG_INFO, "xmppd %s started", xmppd_server_version());
+        loop_run();
+        event_free(sig_term);
+        event_free(sig_int);
+        event_free(sig_hup);
+    } else {
+        rc = 1;
+    }
+    /* Streams get <system-shutdown/>, then modules unload (storage flushes). */
+    c2s_shutdown_all();
+    listeners_stop();
+    xmppd_config *cfg = g_server.cfg;
+    modules_stop();
+    tls_stop();
+    if (loop_base())
+        loop_free();
+    config_free(cfg);
+    if (rc == 0)
+        log_kernel("main", XMPPD_LOG_INFO, "stopped");
+    return rc;
+}

@@ -1,0 +1,367 @@
+/* The router: every stanza from a client, and every stanza a module routes,
+ * goes through here. Address rules per RFC 6120 §10 and RFC 6121 §8.5;
+ * events per api/xmppd/router.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "session.h"
+
+enum kind { K_MESSAGE, K_PRESENCE, K_IQ };
+static const char *const kind_names[] = { "message", "presence", "iq" };
+
+/* Pre-built event names: "message/bare" etc., no formatting per stanza. */
+static const char *const ev_host[] = { "message/host", "presence/host", "iq/host" };
+static const char *const ev_bare[] = { "message/bare", "presence/bare", "iq/bare" };
+static const char *const ev_full[] = { "message/full", "presence/full", "iq/full" };
+
+static int kind_of(const xmppd_stanza *st)
+{
+    const char *n = xmppd_stanza_name(st);
+    for (int k = 0; k < 3; k++)
+        if (strcmp(n, kind_names[k]) == 0)
+            return k;
+    return -1;
+}
+
+static bool type_is(const xmppd_stanza *st, const char *t)
+{
+    const char *v = xmppd_stanza_attr(st, "type");
+    return v && strcmp(v, t) == 0;
+}
+
+/* A message's type, "normal" when absent (RFC 6121 §5.2.2). */
+static const char *msg_type(const xmppd_stanza *st)
+{
+    const char *v = xmppd_stanza_attr(st, "type");
+    return v ? v : "normal";
+}
+
+/* ---- output to sessions -------------------------------------------------- */
+
+int xmppd_session_write(xmppd_session *s, xmppd_stanza *st)
+{
+    if (xmppd_session_closed(s))
+        return -1;
+    c2s_write(s, st);
+    return 0;
+}
+
+int xmppd_session_send(xmppd_session *s, xmppd_stanza *st)
+{
+    if (xmppd_session_closed(s))
+        return -1;
+    xmppd_event ev = { .name = "deliver", .host = s->host, .session = s, .stanza = st, .data = s };
+    if (xmppd_fire(&ev) == XMPPD_HANDLED)
+        return 0;
+    c2s_write(s, st);
+    return 0;
+}
+
+/* ---- errors ---------------------------------------------------------------- */
+
+/* Sends a stanza error back to the sender. Errors are never answered with
+ * errors (RFC 6120 §8.3.1). */
+static void bounce(xmppd_event *ev, const char *type, const char *cond, const char *text)
+{
+    if (type_is(ev->stanza, "error") || (kind_of(ev->stanza) == K_IQ && type_is(ev->stanza, "result")))
+        return;
+    xmppd_stanza *e = xmppd_stanza_error_reply(ev->stanza, type, cond, text);
+    if (!e)
+        return;
+    if (!xmppd_stanza_attr(e, "from") && ev->host)
+        xmppd_stanza_set_attr(e, "from", ev->to ? ev->to->full : ev->host->name);
+    if (ev->session && !xmppd_session_closed(ev->session) && ev->from &&
+        ev->session->jid && xmppd_jid_equal(ev->from, ev->session->jid))
+        xmppd_session_send(ev->session, e);
+    else
+        xmppd_route(ev->host, e);
+    xmppd_stanza_unref(e);
+}
+
+int xmppd_reply(xmppd_event *ev, xmppd_stanza *reply)
+{
+    /* A request without 'to' was addressed to the account itself: its answer
+     * carries no 'from' (RFC 6120 §10.3.3). */
+    if (!xmppd_stanza_attr(reply, "from") && ev->to)
+        xmppd_stanza_set_attr(reply, "from", ev->to->full);
+    if (!xmppd_stanza_attr(reply, "to") && ev->from)
+        xmppd_stanza_set_attr(reply, "to", ev->from->full);
+    int rc;
+    if (ev->session && ev->from && ev->session->jid && xmppd_jid_equal(ev->from, ev->session->jid)) {
+        rc = xmppd_session_send(ev->session, reply);
+    } else {
+        if (!xmppd_stanza_attr(reply, "from") && ev->host)
+            xmppd_stanza_set_attr(reply, "from", ev->host->name);
+        rc = xmppd_route(ev->host, reply);
+    }
+    xmppd_stanza_unref(reply);
+    return rc;
+}
+
+int xmppd_reply_error(xmppd_event *ev, const char *type, const char *condition, const char *text)
+{
+    bounce(ev, type, condition, text);
+    return XMPPD_HANDLED;
+}
+
+/* ---- delivery to local accounts (RFC 6121 §8.5) ---------------------------- */
+
+struct best {
+    int prio;
+    int n;
+    xmppd_session *v[64];
+};
+
+static int collect_best(xmppd_session *s, void *ud)
+{
+    struct best *b = ud;
+    if (!xmppd_session_available(s) || s->priority < 0)
+        return 0;
+    if (s->priority > b->prio) {
+        b->prio = s->priority;
+        b->n = 0;
+    }
+    if (s->priority == b->prio && b->n < 64)
+        b->v[b->n++] = s;
+    return 0;
+}
+
+static int send_to_available(xmppd_session *s, void *ud)
+{
+    if (xmppd_session_available(s))
+        xmppd_session_send(s, ud);
+    return 0;
+}
+
+/* §8.5.2: message to a bare JID. */
+static void deliver_message_bare(xmppd_event *ev, xmppd_host *h)
+{
+    const char *t = msg_type(ev->stanza);
+    if (strcmp(t, "error") == 0)
+        return;
+    if (strcmp(t, "groupchat") == 0) {
+        bounce(ev, NULL, "service-unavailable", NULL);
+        return;
+    }
+    struct best b = { .prio = -1 };
+    xmppd_user_sessions(h, ev->to->node, collect_best, &b);
+    if (b.n > 0) {
+        for (int i = 0; i < b.n; i++)
+            xmppd_session_send(b.v[i], ev->stanza);
+        return;
+    }
+    if (strcmp(t, "headline") == 0)
+        return;
+    xmppd_event off = *ev;
+    off.name = "message/offline";
+    off.host = h;
+    if (xmppd_fire(&off) == XMPPD_HANDLED)
+        return;
+    bounce(ev, NULL, "service-unavailable", NULL);
+}
+
+static void route_local(xmppd_event *ev, xmppd_host *h, int kind)
+{
+    const xmppd_jid *to = ev->to;
+    ev->host = h;
+    if (!to->node) {
+        ev->name = ev_host[kind];
+        if (kind == K_IQ) {
+            int rc = iq_dispatch(h, ev, XMPPD_IQ_HOST);
+            if (rc == XMPPD_PASS)
+                rc = xmppd_fire(ev);
+            if (rc == XMPPD_PASS)
+                bounce(ev, NULL, "service-unavailable", NULL);
+            else if (rc == XMPPD_FAIL)
+                bounce(ev, NULL, "internal-server-error", NULL);
+            return;
+        }
+        int rc = xmppd_fire(ev);
+        if (rc == XMPPD_PASS && kind == K_MESSAGE && strcmp(msg_type(ev->stanza), "headline") != 0)
+            bounce(ev, NULL, "service-unavailable", NULL);
+        return;
+    }
+    if (to->resource) {
+        ev->name = ev_full[kind];
+        int rc = xmppd_fire(ev);
+        if (rc != XMPPD_PASS)
+            return;
+        xmppd_session *s = xmppd_session_find(to);
+        if (s) {
+            xmppd_session_send(s, ev->stanza);
+            return;
+        }
+        /* §8.5.3.2: no such resource. */
+        if (kind == K_IQ) {
+            bounce(ev, NULL, "service-unavailable", NULL);
+        } else if (kind == K_MESSAGE) {
+            const char *t = msg_type(ev->stanza);
+            if (strcmp(t, "normal") == 0 || strcmp(t, "chat") == 0) {
+                xmppd_jid *bare = xmppd_jid_to_bare(to);
+                if (bare) {
+                    xmppd_event b = *ev;
+                    b.to = bare;
+                    b.name = ev_bare[kind];
+                    if (xmppd_fire(&b) == XMPPD_PASS)
+                        deliver_message_bare(&b, h);
+                    xmppd_jid_free(bare);
+                }
+            } else if (strcmp(t, "groupchat") == 0) {
+                bounce(ev, NULL, "service-unavailable", NULL);
+            }
+        }
+        /* Presence to an unavailable resource is dropped (§8.5.3.2.2). */
+        return;
+    }
+    ev->name = ev_bare[kind];
+    if (kind == K_IQ) {
+        int rc = iq_dispatch(h, ev, XMPPD_IQ_BARE);
+        if (rc == XMPPD_PASS)
+            rc = xmppd_fire(ev);
+        if (rc == XMPPD_PASS)
+            bounce(ev, NULL, "service-unavailable", NULL);
+        else if (rc == XMPPD_FAIL)
+            bounce(ev, NULL, "internal-server-error", NULL);
+        return;
+    }
+    int rc = xmppd_fire(ev);
+    if (rc != XMPPD_PASS)
+        return;
+    if (kind == K_MESSAGE) {
+        deliver_message_bare(ev, h);
+    } else {
+        /* Without a presence module, available/unavailable presence reaches
+         * every available resource; subscription requests go nowhere. */
+        const char *t = xmppd_stanza_attr(ev->stanza, "type");
+        if (!t || strcmp(t, "unavailable") == 0)
+            xmppd_user_sessions(h, to->node, send_to_available, ev->stanza);
+    }
+}
+
+/* Routes ev->stanza by ev->to (which must be set). */
+static void route(xmppd_event *ev, int kind)
+{
+    xmppd_host *h = xmppd_host_find(ev->to->domain);
+    if (h) {
+        route_local(ev, h, kind);
+        return;
+    }
+    ev->name = "route/remote";
+    if (xmppd_fire(ev) == XMPPD_PASS)
+        bounce(ev, NULL, "remote-server-not-found", NULL);
+}
+
+int xmppd_route(xmppd_host *h, xmppd_stanza *st)
+{
+    int kind = kind_of(st);
+    const char *to_s = xmppd_stanza_attr(st, "to"), *from_s = xmppd_stanza_attr(st, "from");
+    if (kind < 0 || !to_s || !from_s)
+        return -1;
+    xmppd_jid *to = xmppd_jid_parse(to_s), *from = xmppd_jid_parse(from_s);
+    int rc = -1;
+    if (to && from) {
+        xmppd_event ev = { .host = h, .stanza = st, .from = from, .to = to };
+        route(&ev, kind);
+        rc = 0;
+    }
+    xmppd_jid_free(to);
+    xmppd_jid_free(from);
+    return rc;
+}
+
+/* ---- stanzas from clients --------------------------------------------------- */
+
+/* Presence without 'to' is the session's own broadcast (RFC 6121 §4.2, §4.4). */
+static void own_presence(xmppd_event *ev)
+{
+    xmppd_session *s = ev->session;
+    const char *t = xmppd_stanza_attr(ev->stanza, "type");
+    xmppd_presence_info info = { .was_available = s->available };
+    if (!t) {
+        const char *p = xmppd_stanza_child_text(ev->stanza, "priority", NULL);
+        long prio = p ? strtol(p, NULL, 10) : 0;
+        s->priority = prio < -128 ? -128 : prio > 127 ? 127 : (int)prio;
+        s->available = true;
+    } else if (strcmp(t, "unavailable") == 0) {
+        s->available = false;
+    } else {
+        /* subscription types need a 'to'; probes and errors have no meaning
+         * here. */
+        return;
+    }
+    info.initial = !info.was_available && s->available;
+    xmppd_stanza_unref(s->presence);
+    s->presence = s->available ? xmppd_stanza_ref(ev->stanza) : NULL;
+    ev->name = "presence/broadcast";
+    ev->data = &info;
+    xmppd_fire(ev);
+}
+
+void router_from_client(xmppd_session *s, xmppd_stanza *st)
+{
+    int kind = kind_of(st);
+    xmppd_event ev = { .name = "pre-route", .host = s->host, .session = s, .stanza = st,
+                       .from = s->jid };
+    const char *to_s = xmppd_stanza_attr(st, "to");
+    xmppd_jid *to = NULL;
+    if (to_s) {
+        to = xmppd_jid_parse(to_s);
+        if (!to) {
+            bounce(&ev, "modify", "jid-malformed", NULL);
+            return;
+        }
+        xmppd_stanza_set_attr(st, "to", to->full);
+    }
+    ev.to = to;
+    if (kind == K_IQ) {
+        const char *t = xmppd_stanza_attr(st, "type");
+        /* RFC 6120 §8.2.3: an IQ needs an id and a valid type; get and set
+         * carry exactly one child. */
+        bool ok = t && xmppd_stanza_attr(st, "id") &&
+                  (strcmp(t, "get") == 0 || strcmp(t, "set") == 0 || strcmp(t, "result") == 0 ||
+                   strcmp(t, "error") == 0);
+        if (ok && (strcmp(t, "get") == 0 || strcmp(t, "set") == 0)) {
+            xmppd_stanza *c = xmppd_stanza_first(st);
+            ok = c && !xmppd_stanza_next(c);
+        }
+        if (!ok) {
+            bounce(&ev, "modify", "bad-request", NULL);
+            xmppd_jid_free(to);
+            return;
+        }
+    }
+    if (xmppd_fire(&ev) != XMPPD_PASS) {
+        xmppd_jid_free(to);
+        return;
+    }
+    if (!to) {
+        if (kind == K_PRESENCE) {
+            own_presence(&ev);
+        } else {
+            /* RFC 6120 §10.3: no 'to' means the account's bare JID; the
+             * handler sees ev->to NULL and answers from the server side. */
+            xmppd_jid *bare = xmppd_jid_to_bare(s->jid);
+            if (bare) {
+                ev.to = bare;
+                if (kind == K_IQ) {
+                    ev.name = ev_bare[K_IQ];
+                    ev.to = NULL;
+                    int rc = iq_dispatch(s->host, &ev, XMPPD_IQ_BARE);
+                    if (rc == XMPPD_PASS)
+                        rc = xmppd_fire(&ev);
+                    ev.to = bare;
+                    if (rc == XMPPD_PASS)
+                        bounce(&ev, NULL, "service-unavailable", NULL);
+                    else if (rc == XMPPD_FAIL)
+                        bounce(&ev, NULL, "internal-server-error", NULL);
+                } else {
+                    route_local(&ev, s->host, kind);
+                }
+                xmppd_jid_free(bare);
+            }
+        }
+        return;
+    }
+    route(&ev, kind);
+    xmppd_jid_free(to);
+}

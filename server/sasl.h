@@ -61,4 +61,9 @@ char *scram_server_first(scram_server *s, const xmppd_scram_keys *keys,
 char *scram_server_client_final(scram_server *s, const char *msg, size_t len,
                                 size_t *len_r, const char **cond_r);
 
+/* Tests only (RFC test vectors): use server_nonce (printable, no ',';
+ * copied) as the server part of the nonce instead of 24 random bytes.
+ * Call before scram_server_first(). 0, or -1 when not acceptable. */
+int scram_server_set_nonce_for_test(scram_server *s, const char *server_nonce);
+
 #endif

@@ -1,0 +1,197 @@
+/* Session manager: the bound resources of each account on a host, and the
+ * session accessors modules use (api/xmppd/router.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "session.h"
+#include "strmap.h"
+
+struct sm_host {
+    strmap *users; /* node -> first session (list through next_resource) */
+    size_t n_sessions;
+};
+
+sm_host *sm_host_new(void)
+{
+    sm_host *sm = calloc(1, sizeof(*sm));
+    if (sm && !(sm->users = strmap_new())) {
+        free(sm);
+        return NULL;
+    }
+    return sm;
+}
+
+void sm_host_free(sm_host *sm)
+{
+    if (!sm)
+        return;
+    strmap_free(sm->users);
+    free(sm);
+}
+
+static sm_host *host_sm(xmppd_host *h)
+{
+    if (!h->sm)
+        h->sm = sm_host_new();
+    return h->sm;
+}
+
+int sm_bind(xmppd_session *s, const char *resource)
+{
+    sm_host *sm = host_sm(s->host);
+    if (!sm)
+        return -1;
+    xmppd_session *head = strmap_get(sm->users, s->user);
+    unsigned n = 0;
+    xmppd_session *old = NULL;
+    for (xmppd_session *o = head; o; o = o->next_resource) {
+        n++;
+        if (strcmp(o->jid->resource, resource) == 0)
+            old = o;
+    }
+    if (old) {
+        /* RFC 6120 §7.7.2.2: the newer session wins; the older one ends. */
+        log_kernel("sm", XMPPD_LOG_INFO, "%s: replaced by a new login", old->jid->full);
+        c2s_close(old, "conflict", "Replaced by new connection");
+        sm_unbind(old);
+        head = strmap_get(sm->users, s->user);
+        n--;
+    }
+    if (n >= g_server.cfg->limits.max_resources)
+        return -1;
+    s->next_resource = head;
+    if (strmap_put(sm->users, s->user, s) < 0)
+        return -1;
+    s->in_sm = true;
+    sm->n_sessions++;
+    return 0;
+}
+
+void sm_unbind(xmppd_session *s)
+{
+    if (!s->in_sm)
+        return;
+    sm_host *sm = s->host->sm;
+    xmppd_session *head = strmap_get(sm->users, s->user);
+    xmppd_session **pp = &head;
+    while (*pp && *pp != s)
+        pp = &(*pp)->next_resource;
+    if (*pp)
+        *pp = s->next_resource;
+    if (head)
+        strmap_put(sm->users, s->user, head);
+    else
+        strmap_del(sm->users, s->user);
+    s->next_resource = NULL;
+    s->in_sm = false;
+    sm->n_sessions--;
+}
+
+int xmppd_user_sessions(xmppd_host *h, const char *node, int (*fn)(xmppd_session *s, void *ud), void *ud)
+{
+    if (!h || !h->sm || !node)
+        return 0;
+    int n = 0;
+    xmppd_session *next;
+    for (xmppd_session *s = strmap_get(h->sm->users, node); s; s = next) {
+        next = s->next_resource; /* fn may close s */
+        n++;
+        if (fn(s, ud))
+            break;
+    }
+    return n;
+}
+
+xmppd_session *xmppd_session_find(const xmppd_jid *full)
+{
+    if (!full || !full->node || !full->resource)
+        return NULL;
+    xmppd_host *h = xmppd_host_find(full->domain);
+    if (!h || !h->sm)
+        return NULL;
+    for (xmppd_session *s = strmap_get(h->sm->users, full->node); s; s = s->next_resource)
+        if (strcmp(s->jid->resource, full->resource) == 0)
+            return s;
+    return NULL;
+}
+
+/* ---- accessors ----------------------------------------------------------- */
+
+bool xmppd_session_closed(const xmppd_session *s)
+{
+    return s->state == C2S_CLOSING || s->state == C2S_CLOSED;
+}
+
+const xmppd_jid *xmppd_session_jid(const xmppd_session *s)
+{
+    return s->in_sm || s->state == C2S_CLOSED ? s->jid : NULL;
+}
+
+xmppd_host *xmppd_session_host(const xmppd_session *s)
+{
+    return s->host;
+}
+
+bool xmppd_session_available(const xmppd_session *s)
+{
+    return s->available && !xmppd_session_closed(s);
+}
+
+int xmppd_session_priority(const xmppd_session *s)
+{
+    return s->priority;
+}
+
+xmppd_stanza *xmppd_session_presence(const xmppd_session *s)
+{
+    return s->presence;
+}
+
+const char *xmppd_session_ip(const xmppd_session *s)
+{
+    return s->ip;
+}
+
+bool xmppd_session_secure(const xmppd_session *s)
+{
+    return s->secure;
+}
+
+bool xmppd_session_authenticated(const xmppd_session *s)
+{
+    return s->authenticated;
+}
+
+const char *xmppd_session_user(const xmppd_session *s)
+{
+    return s->user;
+}
+
+void *xmppd_session_get(const xmppd_session *s, const xmppd_module *m)
+{
+    for (size_t i = 0; i < s->n_slots; i++)
+        if (s->slots[i].m == m)
+            return s->slots[i].data;
+    return NULL;
+}
+
+void xmppd_session_set(xmppd_session *s, const xmppd_module *m, void *data)
+{
+    for (size_t i = 0; i < s->n_slots; i++)
+        if (s->slots[i].m == m) {
+            s->slots[i].data = data;
+            return;
+        }
+    if (!data)
+        return;
+    struct module_slot *v = realloc(s->slots, (s->n_slots + 1) * sizeof(*v));
+    if (!v)
+        return;
+    s->slots = v;
+    s->slots[s->n_slots++] = (struct module_slot){ m, data };
+}
+
+void xmppd_session_close(xmppd_session *s, const char *condition, const char *text)
+{
+    c2s_close(s, condition, text);
+}

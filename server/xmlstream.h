@@ -49,4 +49,16 @@ int xs_feed(xs_parser *p, const char *buf, size_t len);
 void xs_reset(xs_parser *p);
 void xs_free(xs_parser *p);
 
+/* Element construction for the parser (defined in stanza.c): one allocation
+ * holds the element, room for n_attrs attributes and str_bytes bytes of
+ * attribute strings. ns (ns_len bytes, not NUL-terminated; NULL: no
+ * namespace) is copied. stanza_put_attr copies "prefix:local" (prefix may be
+ * NULL) and value_len bytes of value into that room: each attribute takes
+ * strlen(prefix)+1 (if any) + strlen(local)+1 + value_len+1 bytes. -1 when
+ * the room is exhausted. */
+xmppd_stanza *stanza_alloc_parsed(const char *name, const char *ns, size_t ns_len,
+                                  size_t n_attrs, size_t str_bytes);
+int stanza_put_attr(xmppd_stanza *s, const char *prefix, const char *local,
+                    const char *value, size_t value_len);
+
 #endif

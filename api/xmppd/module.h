@@ -108,6 +108,16 @@ void xmppd_host_foreach(int (*fn)(xmppd_host *h, void *ud), void *ud);
 /* Is `name` loaded on host h (or globally when h is NULL)? */
 bool xmppd_host_has_module(const xmppd_host *h, const char *name);
 
+/* Typed calls between modules (e.g. presence uses roster's API). A module
+ * publishes a vtable under a name on its host (global modules: for every
+ * host); the vtable must begin with uint32_t version, uint32_t size so users
+ * can check what they got. Released when the providing module unloads, so
+ * look it up per use rather than caching it across loop turns.
+ * xmppd_provide: 0, or -1 when the name is taken on that host. */
+int xmppd_provide(xmppd_module *m, const char *api, const void *vtable);
+/* The vtable published as api on h (or globally), or NULL. */
+const void *xmppd_use(const xmppd_host *h, const char *api);
+
 /* Server identity for modules such as version and disco. */
 const char *xmppd_server_version(void);
 /* Wall-clock second the server started (for uptime). */

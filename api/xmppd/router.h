@@ -15,6 +15,14 @@
 #include "jid.h"
 #include "module.h"
 
+/* data of "presence/broadcast" (a client's presence without 'to'): the
+ * session's availability before this stanza, and whether this is its
+ * initial presence (RFC 6121 §4.2), which is when offline messages flush. */
+typedef struct xmppd_presence_info {
+    bool was_available;
+    bool initial;
+} xmppd_presence_info;
+
 /* Routes a server-generated stanza by its 'to' (which must be set; 'from'
  * must be set by the caller). Borrowed: the caller keeps its reference.
  * Goes through the same address rules as client stanzas (no pre-route).
@@ -43,6 +51,10 @@ xmppd_stanza *xmppd_session_presence(const xmppd_session *sess);
 /* Remote address as text, for logs and rate limits. */
 const char *xmppd_session_ip(const xmppd_session *sess);
 bool xmppd_session_secure(const xmppd_session *sess); /* TLS on */
+/* SASL done (the account is known: xmppd_session_user), maybe not bound. */
+bool xmppd_session_authenticated(const xmppd_session *sess);
+/* The account's localpart after SASL, NULL before. */
+const char *xmppd_session_user(const xmppd_session *sess);
 /* Per-module slot for session state; NULL until set. The module frees what
  * it stores when "session-closed" fires. */
 void *xmppd_session_get(const xmppd_session *sess, const xmppd_module *m);

@@ -61,7 +61,7 @@ typedef struct xmppd_archive_query {
     const char *before_id;    /* RSM: items before this id */
     size_t max;               /* 0: no limit */
     bool reverse;             /* newest first (used with before_id paging) */
-} xmppd_archive_query;
+} xmppd_archive_filter; /* not "xmppd_archive_query": that is the function */
 
 typedef void (*xmppd_archive_append_cb)(int status, const char *id, void *ud);
 /* items borrowed for the call; complete: no more items beyond max. */
@@ -71,10 +71,10 @@ typedef void (*xmppd_archive_count_cb)(int status, size_t n, void *ud);
 
 void xmppd_archive_append(xmppd_store *st, const char *user, const char *with, int64_t when_ms,
                           json_t *value, xmppd_archive_append_cb cb, void *ud);
-void xmppd_archive_query(xmppd_store *st, const char *user, const xmppd_archive_query *q,
+void xmppd_archive_query(xmppd_store *st, const char *user, const xmppd_archive_filter *q,
                          xmppd_archive_query_cb cb, void *ud);
 /* Deletes the items q matches (q NULL: the whole archive of user). */
-void xmppd_archive_delete(xmppd_store *st, const char *user, const xmppd_archive_query *q,
+void xmppd_archive_delete(xmppd_store *st, const char *user, const xmppd_archive_filter *q,
                           xmppd_store_done_cb cb, void *ud);
 void xmppd_archive_count(xmppd_store *st, const char *user, xmppd_archive_count_cb cb, void *ud);
 
@@ -100,9 +100,9 @@ typedef struct xmppd_storage_driver {
                            const char *with, int64_t when_ms, json_t *value,
                            xmppd_archive_append_cb cb, void *ud);
     void (*archive_query)(void *dd, const char *host, const char *store, const char *user,
-                          const xmppd_archive_query *q, xmppd_archive_query_cb cb, void *ud);
+                          const xmppd_archive_filter *q, xmppd_archive_query_cb cb, void *ud);
     void (*archive_delete)(void *dd, const char *host, const char *store, const char *user,
-                           const xmppd_archive_query *q, xmppd_store_done_cb cb, void *ud);
+                           const xmppd_archive_filter *q, xmppd_store_done_cb cb, void *ud);
     void (*archive_count)(void *dd, const char *host, const char *store, const char *user,
                           xmppd_archive_count_cb cb, void *ud);
     /* Removes everything of user on host in every store (account deletion). */

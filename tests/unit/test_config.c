@@ -1,0 +1,930 @@
+/* Configuration, option engine, module loader (built-in fake modules, no
+ * dlopen), hooks, IQ and disco registries. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "options.h"
+
+/* ---- fixtures ----------------------------------------------------------------- */
+
+static char g_dir[64];
+static char g_path[128];
+static char g_err[1024];
+
+static int setup_dir(void **state)
+{
+    snprintf(g_dir, sizeof(g_dir), "/tmp/xmppd-test-config-XXXXXX");
+    assert_non_null(mkdtemp(g_dir));
+    snprintf(g_path, sizeof(g_path), "%s/xmppd.json", g_dir);
+    log_open(NULL, XMPPD_LOG_ERROR);
+    return 0;
+}
+
+static int teardown_dir(void **state)
+{
+    unlink(g_path);
+    rmdir(g_dir);
+    return 0;
+}
+
+static xmppd_config *load_text(const char *text)
+{
+    FILE *f = fopen(g_path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    g_err[0] = '\0';
+    return config_load(g_path, g_err, sizeof(g_err));
+}
+
+/* Asserts that text is refused with exactly "PATH:<rest>". */
+static void expect_error(const char *text, const char *rest)
+{
+    xmppd_config *cfg = load_text(text);
+    char want[1024];
+    snprintf(want, sizeof(want), "%s:%s", g_path, rest);
+    if (cfg)
+        fail_msg("accepted, expected %s", want);
+    if (strcmp(g_err, want) != 0)
+        fail_msg("got  \"%s\"\nwant \"%s\"", g_err, want);
+}
+
+#define HOSTS "\"hosts\": { \"example.org\": {} }"
+
+/* ---- config errors ------------------------------------------------------------ */
+
+static void test_bad_json(void **state)
+{
+    xmppd_config *cfg = load_text("{\n  \"hosts\": {\n    \"a\": {}\n  },\n  x\n}\n");
+    assert_null(cfg);
+    char want[256];
+    snprintf(want, sizeof(want), "%s:5:", g_path);
+    assert_true(strncmp(g_err, want, strlen(want)) == 0);
+    assert_non_null(strstr(g_err, "invalid JSON"));
+
+    cfg = load_text("{ " HOSTS ",\n \"storage\": \"a\",\n \"storage\": \"b\" }");
+    assert_null(cfg);
+    assert_non_null(strstr(g_err, "duplicate"));
+}
+
+static void test_unknown_key(void **state)
+{
+    expect_error("{\n" HOSTS ",\n \"limts\": {}\n}", "3: limts: unknown key (did you mean \"limits\"?)");
+    expect_error("{\n" HOSTS ",\n \"limits\": {\n  \"max_dept\": 3 }\n}",
+                 "4: limits.max_dept: unknown key (did you mean \"max_depth\"?)");
+    expect_error("{\n" HOSTS ",\n \"frobnicate\": 1\n}", "3: frobnicate: unknown key");
+    expect_error("{\n \"hosts\": {\n  \"example.org\": {\n   \"modulez\": {} } }\n}",
+                 "4: hosts.example.org.modulez: unknown key (did you mean \"modules\"?)");
+}
+
+static void test_wrong_type_and_range(void **state)
+{
+    expect_error("{\n" HOSTS ",\n \"limits\": {\n  \"max_depth\": \"x\"\n }\n}",
+                 "4: limits.max_depth: expected an integer from 1 to 1000, got \"x\"");
+    expect_error("{\n" HOSTS ",\n \"limits\": { \"max_depth\": 5000 }\n}",
+                 "3: limits.max_depth: expected an integer from 1 to 1000, got 5000");
+    expect_error("{\n" HOSTS ",\n \"c2s\": { \"require_encryption\": \"yes\" }\n}",
+                 "3: c2s.require_encryption: expected true or false, got \"yes\"");
+    expect_error("{\n" HOSTS ",\n \"log\": { \"level\": \"loud\" }\n}",
+                 "3: log.level: expected one of \"error\", \"warn\", \"info\", \"debug\", got \"loud\"");
+    expect_error("{\n" HOSTS ",\n \"tls\": { \"min_version\": \"1.1\" }\n}",
+                 "3: tls.min_version: expected \"1.2\" or \"1.3\", got \"1.1\"");
+    expect_error("{\n" HOSTS ",\n \"data_dir\": 5\n}",
+                 "3: data_dir: expected a non-empty path, got 5");
+}
+
+static void test_bad_duration_size(void **state)
+{
+    expect_error("{\n" HOSTS ",\n \"limits\": {\n  \"negotiation_timeout\": \"5 minutes\" }\n}",
+                 "4: limits.negotiation_timeout: expected a duration from 1s to 1h, got \"5 minutes\"");
+    expect_error("{\n" HOSTS ",\n \"limits\": {\n  \"max_stanza_size\": \"big\" }\n}",
+                 "4: limits.max_stanza_size: expected a size from 10000 to 1G, got \"big\"");
+    expect_error("{\n" HOSTS ",\n \"limits\": {\n  \"max_stanza_size\": \"2k\" }\n}",
+                 "4: limits.max_stanza_size: expected a size from 10000 to 1G, got \"2k\"");
+}
+
+static void test_no_hosts(void **state)
+{
+    expect_error("{\n \"storage\": \"sqlite\"\n}",
+                 " hosts: at least one host is required, e.g. \"hosts\": { \"example.org\": {} }");
+    expect_error("{\n \"hosts\": {}\n}",
+                 "2: hosts: at least one host is required, e.g. \"hosts\": { \"example.org\": {} }");
+    expect_error("{\n \"hosts\": { \"Example.ORG\": {}, \"example.org\": {} }\n}",
+                 "2: hosts.example.org: the same host as an earlier entry (both are example.org after "
+                 "normalisation)");
+    expect_error("{\n \"hosts\": {\n  \"bad host\": {} }\n}", "3: hosts.bad host: not a valid domain name");
+}
+
+static void test_bad_listener(void **state)
+{
+    expect_error("{\n" HOSTS ",\n \"listeners\": [\n  { \"type\": \"c2s\" },\n  { \"type\": \"c2x\" }\n ]\n}",
+                 "5: listeners.1.type: expected \"c2s\", \"s2s\" or \"component\", got \"c2x\"");
+    expect_error("{\n" HOSTS ",\n \"listeners\": [\n  { \"port\": 5222 }\n ]\n}",
+                 "4: listeners.0: listener needs a \"type\": \"c2s\", \"s2s\" or \"component\"");
+    expect_error("{\n" HOSTS ",\n \"listeners\": [\n  { \"type\": \"c2s\",\n    \"port\": 70000 } ]\n}",
+                 "5: listeners.0.port: expected an integer from 1 to 65535, got 70000");
+    expect_error("{\n" HOSTS ",\n \"listeners\": [ { \"type\": \"s2s\", \"tls\": \"maybe\" } ]\n}",
+                 "3: listeners.0.tls: expected \"starttls\" or \"direct\", got \"maybe\"");
+    expect_error("{\n" HOSTS ",\n \"listeners\": [ { \"type\": \"c2s\" },\n { \"type\": \"c2s\" } ]\n}",
+                 "4: listeners.1: [::]:5222 is already used by listeners.0");
+}
+
+static void test_defaults(void **state)
+{
+    xmppd_config *cfg = load_text("{ \"hosts\": { \"Example.ORG\": {} } }");
+    assert_non_null(cfg);
+    assert_int_equal(cfg->log_level, XMPPD_LOG_INFO);
+    assert_null(cfg->log_file);
+    assert_string_equal(cfg->storage, "sqlite");
+    assert_true(cfg->c2s_require_encryption);
+    char *real = realpath(g_dir, NULL);
+    assert_string_equal(cfg->dir, real);
+    assert_string_equal(cfg->data_dir, real);
+    free(real);
+    assert_string_equal(cfg->module_path[0], XMPPD_MODULE_DIR);
+    assert_null(cfg->module_path[1]);
+    assert_int_equal(cfg->limits.max_stanza_size, 256 * 1024);
+    assert_int_equal(cfg->limits.max_depth, 64);
+    assert_int_equal(cfg->limits.negotiation_timeout, 30000);
+    assert_int_equal(cfg->limits.connections_per_ip, 20);
+    assert_int_equal(cfg->limits.auth_attempts, 5);
+    assert_int_equal(cfg->limits.auth_failure_delay, 1000);
+    assert_int_equal(cfg->limits.max_resources, 10);
+    assert_int_equal(cfg->limits.max_send_buffer, 1024 * 1024);
+    assert_int_equal(cfg->n_listeners, 1);
+    assert_int_equal(cfg->listeners[0].type, LISTEN_C2S);
+    assert_int_equal(cfg->listeners[0].port, 5222);
+    assert_string_equal(cfg->listeners[0].address, "::");
+    assert_int_equal(cfg->n_hosts, 1);
+    assert_string_equal(cfg->hosts[0].name, "example.org");
+    assert_null(cfg->global_modules);
+    config_free(cfg);
+}
+
+static void test_values_and_lines(void **state)
+{
+    xmppd_config *cfg = load_text(
+        "{\n"
+        " \"log\": { \"level\": \"debug\", \"file\": \"logs/x.log\" },\n"
+        " \"data_dir\": \"data\",\n"
+        " \"module_path\": \"mods\",\n"
+        " \"limits\": { \"max_stanza_size\": \"64k\", \"negotiation_timeout\": \"5m\",\n"
+        "   \"auth_failure_delay\": \"250ms\", \"max_send_buffer\": \"10M\" },\n"
+        " \"listeners\": [ { \"type\": \"c2s\", \"tls\": \"direct\" },\n"
+        "                { \"type\": \"s2s\", \"address\": \"127.0.0.1\" } ],\n"
+        " \"modules\": { \"roster\": { \"max\": 5 } },\n"
+        " \"hosts\": {\n"
+        "  \"example.org\": {\n"
+        "   \"modules\": { \"roster\": false, \"x\\u0061\": true } } }\n"
+        "}\n");
+    assert_non_null(cfg);
+    assert_int_equal(cfg->log_level, XMPPD_LOG_DEBUG);
+    char want[256];
+    snprintf(want, sizeof(want), "%s/logs/x.log", cfg->dir);
+    assert_string_equal(cfg->log_file, want);
+    snprintf(want, sizeof(want), "%s/mods", cfg->dir);
+    assert_string_equal(cfg->module_path[0], want);
+    assert_int_equal(cfg->limits.max_stanza_size, 65536);
+    assert_int_equal(cfg->limits.negotiation_timeout, 300000);
+    assert_int_equal(cfg->limits.auth_failure_delay, 250);
+    assert_int_equal(cfg->limits.max_send_buffer, 10 * 1024 * 1024);
+    assert_int_equal(cfg->listeners[0].port, 5223);
+    assert_int_equal(cfg->listeners[0].tls, LISTEN_TLS_DIRECT);
+    assert_int_equal(cfg->listeners[1].port, 5269);
+    assert_string_equal(cfg->listeners[1].address, "127.0.0.1");
+
+    assert_int_equal(config_line(cfg, "log.file"), 2);
+    assert_int_equal(config_line(cfg, "limits.auth_failure_delay"), 6);
+    assert_int_equal(config_line(cfg, "listeners.1.address"), 8);
+    assert_int_equal(config_line(cfg, "listeners.1"), 8);
+    assert_int_equal(config_line(cfg, "modules.roster.max"), 9);
+    assert_int_equal(config_line(cfg, "hosts.example.org"), 11);
+    assert_int_equal(config_line(cfg, "hosts.example.org.modules.xa"), 12);
+    assert_int_equal(config_line(cfg, "hosts.nope"), 0);
+    config_free(cfg);
+}
+
+static void test_parsers(void **state)
+{
+    const char *why;
+    long long v;
+    json_t *j = json_string("250ms");
+    assert_int_equal(opt_parse_duration(j, &v, &why), 0);
+    assert_int_equal(v, 250);
+    json_decref(j);
+    j = json_integer(30);
+    assert_int_equal(opt_parse_duration(j, &v, &why), 0);
+    assert_int_equal(v, 30000);
+    json_decref(j);
+    j = json_string("1h");
+    assert_int_equal(opt_parse_duration(j, &v, &why), 0);
+    assert_int_equal(v, 3600000);
+    json_decref(j);
+    j = json_string("10");
+    assert_int_equal(opt_parse_duration(j, &v, &why), 0);
+    assert_int_equal(v, 10000);
+    json_decref(j);
+    j = json_string("-5s");
+    assert_int_equal(opt_parse_duration(j, &v, &why), -1);
+    json_decref(j);
+    j = json_string("10M");
+    assert_int_equal(opt_parse_size(j, &v, &why), 0);
+    assert_int_equal(v, 10 * 1024 * 1024);
+    json_decref(j);
+    j = json_string("64kB");
+    assert_int_equal(opt_parse_size(j, &v, &why), 0);
+    assert_int_equal(v, 65536);
+    json_decref(j);
+    j = json_string("12x");
+    assert_int_equal(opt_parse_size(j, &v, &why), -1);
+    json_decref(j);
+}
+
+/* ---- option engine -------------------------------------------------------------- */
+
+typedef struct fake_conf {
+    bool flag;
+    long long n, dur, size;
+    const char *s, *color;
+    const char *const *list;
+    const char *path;
+    json_t *j;
+    const char *secret;
+} fake_conf;
+
+static const char *const colors[] = { "red", "green", NULL };
+
+static const xmppd_option fake_options[] = {
+    { "flag", XMPPD_OPT_BOOL, XMPPD_OFF(fake_conf, flag), "true", .doc = "a switch" },
+    { "n", XMPPD_OPT_INT, XMPPD_OFF(fake_conf, n), "42", 1, 100, .doc = "a number" },
+    { "dur", XMPPD_OPT_DURATION, XMPPD_OFF(fake_conf, dur), "30s", 1000, 3600000, .doc = "a delay" },
+    { "size", XMPPD_OPT_SIZE, XMPPD_OFF(fake_conf, size), "64k", .doc = "a size" },
+    { "s", XMPPD_OPT_STRING, XMPPD_OFF(fake_conf, s), NULL, .doc = "a | string" },
+    { "color", XMPPD_OPT_ENUM, XMPPD_OFF(fake_conf, color), "red", .choices = colors, .doc = "a color" },
+    { "list", XMPPD_OPT_LIST, XMPPD_OFF(fake_conf, list), "[\"a\",\"b\"]", .doc = "names" },
+    { "path", XMPPD_OPT_PATH, XMPPD_OFF(fake_conf, path), "data.db", .doc = "a file" },
+    { "j", XMPPD_OPT_JSON, XMPPD_OFF(fake_conf, j), "{\"k\":1}", .doc = "anything" },
+    { "secret", XMPPD_OPT_STRING, XMPPD_OFF(fake_conf, secret), "hunter2", .flags = XMPPD_OPT_SECRET,
+      .doc = "a password" },
+    { NULL }
+};
+
+static const xmppd_option required_options[] = {
+    { "token", XMPPD_OPT_STRING, 0, NULL, .flags = XMPPD_OPT_REQUIRED | XMPPD_OPT_SECRET, .doc = "API token" },
+    { NULL }
+};
+
+static const xmppd_module_def fake_def = {
+    .abi = XMPPD_ABI, .def_size = sizeof(xmppd_module_def), .name = "fake", .version = "1.0",
+    .summary = "test module", .options = fake_options, .conf_size = sizeof(fake_conf),
+};
+static const xmppd_module_def required_def = {
+    .abi = XMPPD_ABI, .def_size = sizeof(xmppd_module_def), .name = "needy", .version = "1.0",
+    .options = required_options, .conf_size = sizeof(const char *),
+};
+
+static void test_options_defaults(void **state)
+{
+    opt_ctx ctx = { NULL, "modules.fake" };
+    fake_conf *c = options_parse(&fake_def, NULL, &ctx, g_err, sizeof(g_err));
+    assert_non_null(c);
+    assert_true(c->flag);
+    assert_int_equal(c->n, 42);
+    assert_int_equal(c->dur, 30000);
+    assert_int_equal(c->size, 65536);
+    assert_null(c->s);
+    assert_string_equal(c->color, "red");
+    assert_string_equal(c->list[0], "a");
+    assert_string_equal(c->list[1], "b");
+    assert_null(c->list[2]);
+    assert_string_equal(c->path, "data.db");
+    assert_int_equal(json_integer_value(json_object_get(c->j, "k")), 1);
+    assert_string_equal(c->secret, "hunter2");
+    options_conf_free(c);
+}
+
+static void test_options_values(void **state)
+{
+    xmppd_config *cfg = load_text(
+        "{ \"hosts\": { \"example.org\": {} },\n"
+        "  \"modules\": { \"fake\": { \"flag\": false, \"n\": 7, \"dur\": \"5m\", \"size\": \"1M\",\n"
+        "    \"s\": \"hi\", \"color\": \"green\", \"list\": \"only\", \"path\": \"sub/f\",\n"
+        "    \"j\": [1, 2] } } }");
+    assert_non_null(cfg);
+    opt_ctx ctx = { cfg, "modules.fake" };
+    fake_conf *c = options_parse(&fake_def, json_object_get(cfg->global_modules, "fake"), &ctx, g_err,
+                                 sizeof(g_err));
+    assert_non_null(c);
+    assert_false(c->flag);
+    assert_int_equal(c->n, 7);
+    assert_int_equal(c->dur, 300000);
+    assert_int_equal(c->size, 1024 * 1024);
+    assert_string_equal(c->s, "hi");
+    assert_string_equal(c->color, "green");
+    assert_string_equal(c->list[0], "only");
+    assert_null(c->list[1]);
+    char want[256];
+    snprintf(want, sizeof(want), "%s/sub/f", cfg->dir);
+    assert_string_equal(c->path, want);
+    assert_true(json_is_array(c->j));
+    config_free(cfg); /* the conf block owns copies: still valid */
+    assert_string_equal(c->s, "hi");
+    assert_int_equal(json_array_size(c->j), 2);
+    options_conf_free(c);
+}
+
+static void expect_option_error(const char *mods, const char *rest)
+{
+    char text[1024];
+    snprintf(text, sizeof(text), "{ \"hosts\": { \"example.org\": {} },\n \"modules\": {\n%s } }", mods);
+    xmppd_config *cfg = load_text(text);
+    assert_non_null(cfg);
+    const char *name = strstr(mods, "needy") ? "needy" : "fake";
+    const xmppd_module_def *def = strcmp(name, "needy") == 0 ? &required_def : &fake_def;
+    char key[64];
+    snprintf(key, sizeof(key), "modules.%s", name);
+    opt_ctx ctx = { cfg, key };
+    void *c = options_parse(def, json_object_get(cfg->global_modules, name), &ctx, g_err, sizeof(g_err));
+    char want[1024];
+    snprintf(want, sizeof(want), "%s:%s", g_path, rest);
+    if (c)
+        fail_msg("accepted, expected %s", want);
+    if (strcmp(g_err, want) != 0)
+        fail_msg("got  \"%s\"\nwant \"%s\"", g_err, want);
+    config_free(cfg);
+}
+
+static void test_options_errors(void **state)
+{
+    expect_option_error("  \"fake\": {\n   \"n\": 1000 }",
+                        "4: modules.fake.n: expected an integer from 1 to 100, got 1000");
+    expect_option_error("  \"fake\": {\n   \"n\": \"7\" }",
+                        "4: modules.fake.n: expected an integer from 1 to 100, got \"7\"");
+    expect_option_error("  \"fake\": {\n   \"flag\": 1 }",
+                        "4: modules.fake.flag: expected true or false, got 1");
+    expect_option_error("  \"fake\": {\n   \"dur\": \"2h\" }",
+                        "4: modules.fake.dur: expected a duration from 1s to 1h, got \"2h\"");
+    expect_option_error("  \"fake\": {\n   \"size\": \"lots\" }",
+                        "4: modules.fake.size: expected a size such as 65536, \"64k\", \"10M\" or \"1G\", "
+                        "got \"lots\"");
+    expect_option_error("  \"fake\": {\n   \"color\": \"blue\" }",
+                        "4: modules.fake.color: expected one of \"red\", \"green\", got \"blue\"");
+    expect_option_error("  \"fake\": {\n   \"list\": [1] }",
+                        "4: modules.fake.list: expected a list of strings, got [1]");
+    expect_option_error("  \"fake\": {\n   \"colour\": \"red\" }",
+                        "4: modules.fake.colour: unknown option of module fake (did you mean \"color\"?)");
+    expect_option_error("  \"fake\": {\n   \"zzzzzz\": 1 }",
+                        "4: modules.fake.zzzzzz: unknown option of module fake (see `xmppctl options fake`)");
+    expect_option_error("  \"fake\": {\n   \"secret\": 5 }",
+                        "4: modules.fake.secret: invalid value for a string option");
+    expect_option_error("  \"needy\": {}",
+                        "3: modules.needy: option \"token\" of module needy is required: API token");
+}
+
+static void test_options_bad_default(void **state)
+{
+    static const xmppd_option bad[] = { { "n", XMPPD_OPT_INT, 0, "many" }, { NULL } };
+    xmppd_module_def def = fake_def;
+    def.options = bad;
+    def.conf_size = sizeof(long long);
+    opt_ctx ctx = { NULL, "modules.fake" };
+    assert_null(options_parse(&def, NULL, &ctx, g_err, sizeof(g_err)));
+    assert_non_null(strstr(g_err, "module bug: invalid default"));
+    def.conf_size = 4;
+    assert_null(options_parse(&def, NULL, &ctx, g_err, sizeof(g_err)));
+    assert_non_null(strstr(g_err, "outside conf_size"));
+}
+
+static void test_options_print(void **state)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    options_print(&fake_def, true, f);
+    options_print(&required_def, false, f);
+    fclose(f);
+    assert_non_null(strstr(buf, "| name | type | default | range/choices | flags | doc |"));
+    assert_non_null(strstr(buf, "| `n` | int | `42` | 1..100 |  | a number |"));
+    assert_non_null(strstr(buf, "| `dur` | duration | `30s` | 1s..1h |"));
+    assert_non_null(strstr(buf, "red\\|green"));
+    assert_non_null(strstr(buf, "a \\| string"));
+    assert_non_null(strstr(buf, "(secret)"));
+    assert_null(strstr(buf, "hunter2"));
+    assert_non_null(strstr(buf, "(required)"));
+    free(buf);
+}
+
+/* ---- loader, hooks, IQ, disco (built-in fake modules) ----------------------------- */
+
+static char g_trace[512];
+
+static void trace(const char *s)
+{
+    size_t n = strlen(g_trace);
+    snprintf(g_trace + n, sizeof(g_trace) - n, "%s%s", n ? "," : "", s);
+}
+
+/* ud is a tag; a leading '!' makes the handler return HANDLED, '#' FAIL. */
+static int on_event(xmppd_event *ev, void *ud)
+{
+    const char *tag = ud;
+    trace(tag);
+    return tag[0] == '!' ? XMPPD_HANDLED : tag[0] == '#' ? XMPPD_FAIL : XMPPD_PASS;
+}
+
+static int on_iq(xmppd_event *ev, void *ud)
+{
+    trace(ud);
+    return XMPPD_HANDLED;
+}
+
+static void trace_load(xmppd_module *m)
+{
+    char s[128];
+    xmppd_host *h = xmppd_module_host(m);
+    snprintf(s, sizeof(s), "%s@%s", xmppd_module_name(m), h ? xmppd_host_name(h) : "*");
+    trace(s);
+}
+
+static int base_load(xmppd_module *m, const void *conf)
+{
+    trace_load(m);
+    if (xmppd_hook(m, "ev", on_event, 0, "G0") < 0 || xmppd_disco_feature(m, "urn:base") < 0 ||
+        xmppd_disco_identity(m, "server", "im", "xmppd") < 0)
+        return -1;
+    return 0;
+}
+
+static int alpha_load(xmppd_module *m, const void *conf)
+{
+    trace_load(m);
+    if (xmppd_hook(m, "ev", on_event, 10, "A10") < 0 || xmppd_hook(m, "ev", on_event, 0, "A0") < 0 ||
+        xmppd_iq_handle(m, "get", "urn:xmpp:ping", XMPPD_IQ_HOST, on_iq, "ping") < 0 ||
+        xmppd_disco_feature(m, "urn:xmpp:ping") < 0 || xmppd_disco_feature(m, "urn:base") < 0)
+        return -1;
+    return 0;
+}
+
+static int beta_load(xmppd_module *m, const void *conf)
+{
+    trace_load(m);
+    if (xmppd_hook(m, "ev", on_event, 0, "B0") < 0 || xmppd_hook(m, "ev", on_event, 10, "B10") < 0)
+        return -1;
+    return 0;
+}
+
+static int broken_load(xmppd_module *m, const void *conf)
+{
+    xmppd_hook(m, "ev", on_event, 0, "BROKEN");
+    return -1;
+}
+
+static int dup_load(xmppd_module *m, const void *conf)
+{
+    return xmppd_iq_handle(m, "get", "urn:xmpp:ping", XMPPD_IQ_HOST | XMPPD_IQ_BARE, on_iq, "dup");
+}
+
+static int g_ready;
+static void count_ready(xmppd_module *m)
+{
+    g_ready++;
+}
+
+static int killer_fire(xmppd_event *ev, void *ud)
+{
+    trace("K");
+    char err[256];
+    module_unload_one("beta", ev->host, err, sizeof(err)); /* cascades to alpha */
+    return XMPPD_PASS;
+}
+
+static int killer_load(xmppd_module *m, const void *conf)
+{
+    return xmppd_hook(m, "ev", killer_fire, 20, NULL);
+}
+
+static int fake_load(xmppd_module *m, const void *conf)
+{
+    const fake_conf *c = conf;
+    char s[64];
+    snprintf(s, sizeof(s), "fake:n=%lld", c->n);
+    trace(s);
+    return xmppd_iq_handle(m, "set", "urn:fake", XMPPD_IQ_HOST, on_iq, "fake-iq");
+}
+
+#define DEF(n, ...) \
+    static const xmppd_module_def def_##n = { .abi = XMPPD_ABI, .def_size = sizeof(xmppd_module_def), \
+                                              .name = #n, .version = "1", __VA_ARGS__ }
+DEF(base, .flags = XMPPD_MOD_GLOBAL, .load = base_load, .ready = count_ready);
+DEF(alpha, .depends = (const char *const[]){ "beta", "base", NULL }, .load = alpha_load,
+    .ready = count_ready);
+DEF(beta, .load = beta_load, .ready = count_ready);
+DEF(broken, .load = broken_load);
+DEF(dup, .load = dup_load);
+DEF(killer, .load = killer_load);
+DEF(c1, .depends = (const char *const[]){ "c2", NULL });
+DEF(c2, .depends = (const char *const[]){ "c1", NULL });
+DEF(needy, .options = required_options, .conf_size = sizeof(const char *));
+static const xmppd_module_def def_fake2 = {
+    .abi = XMPPD_ABI, .def_size = sizeof(xmppd_module_def), .name = "fake", .version = "1.0",
+    .options = fake_options, .conf_size = sizeof(fake_conf), .load = fake_load,
+};
+
+static int setup_loader(void **state)
+{
+    static bool done;
+    setup_dir(state);
+    if (!done) {
+        const xmppd_module_def *defs[] = { &def_base, &def_alpha, &def_beta, &def_broken, &def_dup,
+                                           &def_killer, &def_c1, &def_c2, &def_needy, &def_fake2 };
+        for (size_t i = 0; i < sizeof(defs) / sizeof(defs[0]); i++)
+            assert_int_equal(modules_add_builtin(defs[i]), 0);
+        done = true;
+    }
+    return 0;
+}
+
+static xmppd_config *start_text(const char *text, int want_rc)
+{
+    xmppd_config *cfg = load_text(text);
+    if (!cfg)
+        fail_msg("config refused: %s", g_err);
+    g_trace[0] = '\0';
+    g_ready = 0;
+    int rc = modules_start(cfg, g_err, sizeof(g_err));
+    if (rc != want_rc)
+        fail_msg("modules_start returned %d (%s)", rc, g_err);
+    if (rc < 0) {
+        config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+static void stop(xmppd_config *cfg)
+{
+    modules_stop();
+    config_free(cfg);
+}
+
+static const char *fire_trace(xmppd_host *h, const char *event, int *rc_r)
+{
+    g_trace[0] = '\0';
+    xmppd_event ev = { .name = event, .host = h };
+    int rc = xmppd_fire(&ev);
+    if (rc_r)
+        *rc_r = rc;
+    return g_trace;
+}
+
+static const char *const LOADER_CONFIG =
+    "{ \"modules\": { \"alpha\": {}, \"base\": true, \"beta\": {} },\n"
+    "  \"hosts\": { \"a.example\": {},\n"
+    "             \"b.example\": { \"modules\": { \"alpha\": false } } } }";
+
+static void test_loader_order(void **state)
+{
+    xmppd_config *cfg = start_text(LOADER_CONFIG, 0);
+    assert_string_equal(g_trace, "base@*,beta@a.example,alpha@a.example,beta@b.example");
+    assert_int_equal(g_ready, 4);
+    xmppd_host *a = xmppd_host_find("a.example"), *b = xmppd_host_find("b.example");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_true(xmppd_host_has_module(a, "alpha"));
+    assert_false(xmppd_host_has_module(b, "alpha"));
+    assert_true(xmppd_host_has_module(NULL, "base"));
+    assert_false(xmppd_host_has_module(a, "base"));
+    stop(cfg);
+}
+
+static void test_hook_priority_and_ties(void **state)
+{
+    xmppd_config *cfg = start_text(LOADER_CONFIG, 0);
+    xmppd_host *a = xmppd_host_find("a.example"), *b = xmppd_host_find("b.example");
+    int rc;
+    /* Priority first; equal priorities in load order (global base first,
+     * then beta, which alpha depends on), global and host interleaved. */
+    assert_string_equal(fire_trace(a, "ev", &rc), "B10,A10,G0,B0,A0");
+    assert_int_equal(rc, XMPPD_PASS);
+    assert_string_equal(fire_trace(b, "ev", &rc), "B10,G0,B0");
+    assert_string_equal(fire_trace(NULL, "ev", &rc), "G0");
+    assert_string_equal(fire_trace(a, "no-such-event", &rc), "");
+    assert_int_equal(rc, XMPPD_PASS);
+    stop(cfg);
+}
+
+static void test_hook_handled_fail_all(void **state)
+{
+    xmppd_config *cfg = start_text(LOADER_CONFIG, 0);
+    xmppd_host *a = xmppd_host_find("a.example");
+    xmppd_module *alpha = a->modules[1];
+    assert_string_equal(xmppd_module_name(alpha), "alpha");
+    assert_int_equal(xmppd_hook(alpha, "ev", on_event, 5, "!H5"), 0);
+    int rc;
+    assert_string_equal(fire_trace(a, "ev", &rc), "B10,A10,!H5");
+    assert_int_equal(rc, XMPPD_HANDLED);
+
+    g_trace[0] = '\0';
+    xmppd_event ev = { .name = "ev", .host = a };
+    xmppd_fire_all(&ev);
+    assert_string_equal(g_trace, "B10,A10,!H5,G0,B0,A0");
+
+    assert_int_equal(xmppd_hook(alpha, "ev2", on_event, 0, "#F"), 0);
+    assert_int_equal(xmppd_hook(alpha, "ev2", on_event, -1, "after"), 0);
+    assert_string_equal(fire_trace(a, "ev2", &rc), "#F");
+    assert_int_equal(rc, XMPPD_FAIL);
+
+    g_trace[0] = '\0';
+    xmppd_notify(a, "ev2", NULL, NULL);
+    assert_string_equal(g_trace, "#F,after");
+    stop(cfg);
+}
+
+static void test_unload_releases(void **state)
+{
+    xmppd_config *cfg = start_text(LOADER_CONFIG, 0);
+    xmppd_host *a = xmppd_host_find("a.example");
+    char err[256];
+    /* Unloading beta cascades to alpha, which depends on it. */
+    assert_int_equal(module_unload_one("beta", a, err, sizeof(err)), 0);
+    assert_false(xmppd_host_has_module(a, "alpha"));
+    assert_false(xmppd_host_has_module(a, "beta"));
+    assert_string_equal(fire_trace(a, "ev", NULL), "G0");
+    assert_int_equal(module_unload_one("beta", a, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "not loaded"));
+    /* Loading again puts the handlers back. */
+    assert_int_equal(module_load_one("beta", a, err, sizeof(err)), 0);
+    assert_int_equal(module_load_one("alpha", a, err, sizeof(err)), 0);
+    assert_string_equal(fire_trace(a, "ev", NULL), "B10,A10,G0,B0,A0");
+    stop(cfg);
+}
+
+static void test_unload_during_fire(void **state)
+{
+    xmppd_config *cfg = start_text(
+        "{ \"modules\": { \"alpha\": {}, \"beta\": {}, \"killer\": {} },\n"
+        "  \"hosts\": { \"a.example\": {} } }", 0);
+    xmppd_host *a = xmppd_host_find("a.example");
+    /* killer (prio 20) unloads beta and alpha: their handlers must not run. */
+    assert_string_equal(fire_trace(a, "ev", NULL), "K,G0");
+    assert_string_equal(fire_trace(a, "ev", NULL), "K,G0");
+    stop(cfg);
+}
+
+static void test_failed_load_unwinds(void **state)
+{
+    start_text("{ \"modules\": { \"base\": {}, \"broken\": {} },\n \"hosts\": { \"a.example\": {} } }", -1);
+    char want[256];
+    snprintf(want, sizeof(want), "%s:1: modules.broken: module broken refused to load on a.example", g_path);
+    assert_true(strncmp(g_err, want, strlen(want)) == 0);
+    assert_int_equal(g_server.n_hosts, 0);
+    assert_int_equal(g_server.n_globals, 0);
+    assert_null(g_server.cfg);
+    xmppd_event ev = { .name = "ev" };
+    assert_int_equal(xmppd_fire(&ev), XMPPD_PASS);
+}
+
+static void test_dependency_errors(void **state)
+{
+    xmppd_config *cfg = load_text("{ \"modules\": {\n \"c1\": {} },\n \"hosts\": { \"a.example\": {} } }");
+    assert_non_null(cfg);
+    assert_int_equal(modules_check(cfg, g_err, sizeof(g_err)), -1);
+    char want[256];
+    snprintf(want, sizeof(want), "%s:2: modules.c1: dependency cycle: c1 -> c2 -> c1", g_path);
+    assert_string_equal(g_err, want);
+    config_free(cfg);
+
+    cfg = load_text("{ \"modules\": { \"alpha\": {} },\n \"hosts\": { \"a.example\": {\n"
+                    "  \"modules\": { \"beta\": false } } } }");
+    assert_non_null(cfg);
+    assert_int_equal(modules_check(cfg, g_err, sizeof(g_err)), -1);
+    snprintf(want, sizeof(want), "%s:3: hosts.a.example.modules.beta: beta is disabled here but alpha "
+             "depends on it", g_path);
+    assert_string_equal(g_err, want);
+    config_free(cfg);
+
+    cfg = load_text("{ \"hosts\": { \"a.example\": {\n  \"modules\": { \"base\": {} } } } }");
+    assert_non_null(cfg);
+    assert_int_equal(modules_check(cfg, g_err, sizeof(g_err)), -1);
+    assert_non_null(strstr(g_err, ":2: hosts.a.example.modules.base: base is a global module"));
+    config_free(cfg);
+
+    cfg = load_text("{ \"modules\": {\n \"nosuchmod\": {} },\n \"hosts\": { \"a.example\": {} } }");
+    assert_non_null(cfg);
+    assert_int_equal(modules_check(cfg, g_err, sizeof(g_err)), -1);
+    assert_non_null(strstr(g_err, ":2: modules.nosuchmod: module nosuchmod: mod_nosuchmod.so not found"));
+    config_free(cfg);
+}
+
+static void test_module_options_in_config(void **state)
+{
+    xmppd_config *cfg = load_text("{ \"modules\": {\n \"fake\": { \"n\": 5 },\n \"needy\": { \"token\": \"t\" } },\n"
+                                  " \"hosts\": { \"a.example\": {},\n"
+                                  "   \"b.example\": { \"modules\": {\n     \"fake\": { \"n\": 500 } } } } }");
+    assert_non_null(cfg);
+    assert_int_equal(modules_check(cfg, g_err, sizeof(g_err)), -1);
+    char want[256];
+    snprintf(want, sizeof(want), "%s:6: hosts.b.example.modules.fake.n: expected an integer from 1 to 100, "
+             "got 500", g_path);
+    assert_string_equal(g_err, want);
+    config_free(cfg);
+
+    cfg = start_text("{ \"modules\": { \"fake\": { \"n\": 5 } },\n"
+                     " \"hosts\": { \"a.example\": {}, \"b.example\": { \"modules\": { \"fake\": { \"n\": 6 } } } } }",
+                     0);
+    assert_string_equal(g_trace, "fake:n=5,fake:n=6");
+    stop(cfg);
+}
+
+static int on_loaded(xmppd_event *ev, void *ud)
+{
+    char s[64];
+    snprintf(s, sizeof(s), "%s:%s", ev->name, (const char *)ev->data);
+    trace(s);
+    return XMPPD_PASS;
+}
+
+static void test_reload_and_reconfigure(void **state)
+{
+    xmppd_config *cfg = start_text("{ \"modules\": { \"fake\": { \"n\": 5 } },\n"
+                                   " \"hosts\": { \"a.example\": {} } }", 0);
+    xmppd_host *a = xmppd_host_find("a.example");
+    assert_int_equal(xmppd_hook(NULL, "module-loaded", on_loaded, 0, NULL), 0);
+    assert_int_equal(xmppd_hook(NULL, "module-unloaded", on_loaded, 0, NULL), 0);
+    g_trace[0] = '\0';
+    char err[512];
+    /* Reload: the new instance registers the same IQ while the old one lives. */
+    assert_int_equal(module_reload_one("fake", a, err, sizeof(err)), 0);
+    assert_string_equal(g_trace, "fake:n=5,module-loaded:fake");
+
+    xmppd_config *cfg2 = load_text("{ \"modules\": { \"fake\": { \"n\": 9 }, \"beta\": {} },\n"
+                                   " \"hosts\": { \"a.example\": {}, \"c.example\": {} } }");
+    assert_non_null(cfg2);
+    g_trace[0] = '\0';
+    assert_int_equal(modules_reconfigure(cfg2, err, sizeof(err)), 0);
+    config_free(cfg);
+    assert_ptr_equal(g_server.cfg, cfg2);
+    assert_string_equal(g_trace, "fake:n=9,beta@a.example,module-loaded:fake,module-loaded:beta,"
+                                 "fake:n=9,beta@c.example,module-loaded:fake,module-loaded:beta");
+    assert_ptr_equal(xmppd_host_find("a.example"), a);
+    assert_non_null(xmppd_host_find("c.example"));
+
+    /* A rejected configuration changes nothing. */
+    xmppd_config *bad = load_text("{ \"modules\": { \"fake\": { \"n\": 0 } },\n \"hosts\": { \"a.example\": {} } }");
+    assert_non_null(bad);
+    assert_int_equal(modules_reconfigure(bad, err, sizeof(err)), -1);
+    config_free(bad);
+    assert_ptr_equal(g_server.cfg, cfg2);
+    assert_non_null(xmppd_host_find("c.example"));
+
+    /* Removing a host and a module. */
+    xmppd_config *cfg3 = load_text("{ \"modules\": { \"fake\": { \"n\": 9 } },\n \"hosts\": { \"a.example\": {} } }");
+    g_trace[0] = '\0';
+    assert_int_equal(modules_reconfigure(cfg3, err, sizeof(err)), 0);
+    config_free(cfg2);
+    assert_null(xmppd_host_find("c.example"));
+    assert_false(xmppd_host_has_module(xmppd_host_find("a.example"), "beta"));
+    assert_string_equal(g_trace, "module-unloaded:beta");
+    stop(cfg3);
+}
+
+static xmppd_stanza *make_iq(const char *type, const char *ns)
+{
+    xmppd_stanza *iq = xmppd_stanza_new("iq", "jabber:client");
+    xmppd_stanza_set_attr(iq, "type", type);
+    xmppd_stanza_tag(iq, "query", ns);
+    return iq;
+}
+
+static void test_iq_registry(void **state)
+{
+    xmppd_config *cfg = start_text(LOADER_CONFIG, 0);
+    xmppd_host *a = xmppd_host_find("a.example"), *b = xmppd_host_find("b.example");
+    xmppd_stanza *iq = make_iq("get", "urn:xmpp:ping");
+    xmppd_event ev = { .name = "iq", .host = a, .stanza = iq };
+    g_trace[0] = '\0';
+    assert_int_equal(iq_dispatch(a, &ev, XMPPD_IQ_HOST), XMPPD_HANDLED);
+    assert_string_equal(g_trace, "ping");
+    assert_int_equal(iq_dispatch(a, &ev, XMPPD_IQ_BARE), XMPPD_PASS);
+    ev.host = b;
+    assert_int_equal(iq_dispatch(b, &ev, XMPPD_IQ_HOST), XMPPD_PASS);
+    xmppd_stanza_unref(iq);
+    iq = make_iq("set", "urn:xmpp:ping");
+    ev.stanza = iq;
+    assert_int_equal(iq_dispatch(a, &ev, XMPPD_IQ_HOST), XMPPD_PASS);
+    xmppd_stanza_unref(iq);
+
+    /* A second owner of the same key on the same host is refused. */
+    xmppd_module *beta = a->modules[0];
+    assert_string_equal(xmppd_module_name(beta), "beta");
+    assert_int_equal(xmppd_iq_handle(beta, "get", "urn:xmpp:ping", XMPPD_IQ_HOST, on_iq, "x"), -1);
+    assert_int_equal(xmppd_iq_handle(beta, "get", "urn:xmpp:ping", XMPPD_IQ_BARE, on_iq, "x"), 0);
+    /* ... but another host may have its own. */
+    assert_int_equal(xmppd_iq_handle(b->modules[0], "get", "urn:xmpp:ping", XMPPD_IQ_HOST, on_iq, "b"), 0);
+    stop(cfg);
+
+    start_text("{ \"modules\": { \"alpha\": {}, \"dup\": {} },\n \"hosts\": { \"a.example\": {} } }", -1);
+    assert_non_null(strstr(g_err, "modules.dup: module dup refused to load on a.example"));
+}
+
+static void collect_feature(const char *var, void *ud)
+{
+    trace(var);
+}
+
+static void collect_identity(const char *category, const char *type, const char *name, void *ud)
+{
+    char s[128];
+    snprintf(s, sizeof(s), "%s/%s/%s", category, type, name ? name : "");
+    trace(s);
+}
+
+static void test_disco(void **state)
+{
+    xmppd_config *cfg = start_text(LOADER_CONFIG, 0);
+    xmppd_host *a = xmppd_host_find("a.example"), *b = xmppd_host_find("b.example");
+    g_trace[0] = '\0';
+    xmppd_disco_foreach_feature(a, collect_feature, NULL);
+    assert_string_equal(g_trace, "urn:base,urn:xmpp:ping"); /* unique */
+    g_trace[0] = '\0';
+    xmppd_disco_foreach_feature(b, collect_feature, NULL);
+    assert_string_equal(g_trace, "urn:base");
+    g_trace[0] = '\0';
+    xmppd_disco_foreach_identity(a, collect_identity, NULL);
+    assert_string_equal(g_trace, "server/im/xmppd");
+    char err[256];
+    assert_int_equal(module_unload_one("alpha", a, err, sizeof(err)), 0);
+    g_trace[0] = '\0';
+    xmppd_disco_foreach_feature(a, collect_feature, NULL);
+    assert_string_equal(g_trace, "urn:base");
+    stop(cfg);
+}
+
+static void test_log_format(void **state)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/test.log", g_dir);
+    assert_int_equal(log_open(path, XMPPD_LOG_INFO), 0);
+    assert_true(xmppd_log_enabled(XMPPD_LOG_INFO));
+    assert_false(xmppd_log_enabled(XMPPD_LOG_DEBUG));
+    log_kernel("c2s", XMPPD_LOG_WARN, "two\nlines %d", 2);
+    log_kernel("c2s", XMPPD_LOG_DEBUG, "hidden");
+    xmppd_log(NULL, XMPPD_LOG_INFO, "kernel");
+    assert_int_equal(log_open(NULL, XMPPD_LOG_ERROR), 0);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[256];
+    assert_non_null(fgets(line, sizeof(line), f));
+    /* 2026-11-28T10:00:00.123Z warn  c2s: two lines 2 */
+    assert_int_equal(strlen(line), 24 + 1 + 6 + strlen("c2s: two lines 2\n"));
+    assert_int_equal(line[10], 'T');
+    assert_int_equal(line[23], 'Z');
+    assert_string_equal(line + 25, "warn  c2s: two lines 2\n");
+    assert_non_null(fgets(line, sizeof(line), f));
+    assert_string_equal(line + 25, "info  xmppd: kernel\n");
+    assert_null(fgets(line, sizeof(line), f));
+    fclose(f);
+    unlink(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_json),
+        cmocka_unit_test(test_unknown_key),
+        cmocka_unit_test(test_wrong_type_and_range),
+        cmocka_unit_test(test_bad_duration_size),
+        cmocka_unit_test(test_no_hosts),
+        cmocka_unit_test(test_bad_listener),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_values_and_lines),
+        cmocka_unit_test(test_parsers),
+        cmocka_unit_test(test_options_defaults),
+        cmocka_unit_test(test_options_values),
+        cmocka_unit_test(test_options_errors),
+        cmocka_unit_test(test_options_bad_default),
+        cmocka_unit_test(test_options_print),
+        cmocka_unit_test_setup(test_loader_order, setup_loader),
+        cmocka_unit_test_setup(test_hook_priority_and_ties, setup_loader),
+        cmocka_unit_test_setup(test_hook_handled_fail_all, setup_loader),
+        cmocka_unit_test_setup(test_unload_releases, setup_loader),
+        cmocka_unit_test_setup(test_unload_during_fire, setup_loader),
+        cmocka_unit_test_setup(test_failed_load_unwinds, setup_loader),
+        cmocka_unit_test_setup(test_dependency_errors, setup_loader),
+        cmocka_unit_test_setup(test_module_options_in_config, setup_loader),
+        cmocka_unit_test_setup(test_reload_and_reconfigure, setup_loader),
+        cmocka_unit_test_setup(test_iq_registry, setup_loader),
+        cmocka_unit_test_setup(test_disco, setup_loader),
+        cmocka_unit_test(test_log_format),
+    };
+    return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+}

@@ -1,0 +1,335 @@
+/* Element trees: build, query, serialise, escape, parse, copy, replies. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "xmppd/stanza.h"
+
+/* Serialises s for a stream whose default namespace is ns, compares, frees. */
+static void assert_xml(const xmppd_stanza *s, const char *ns, const char *expected)
+{
+    size_t len = 0;
+    char *out = xmppd_stanza_to_string(s, ns, &len);
+    assert_non_null(out);
+    assert_string_equal(out, expected);
+    assert_int_equal(len, strlen(expected));
+    free(out);
+}
+
+static xmppd_stanza *parse(const char *xml)
+{
+    return xmppd_stanza_from_string(xml, strlen(xml), XMPPD_NS_CLIENT);
+}
+
+static void build_and_serialise(void **state)
+{
+    xmppd_stanza *m = xmppd_stanza_new("message", NULL);
+    assert_int_equal(xmppd_stanza_set_attr(m, "to", "juliet@example.com"), 0);
+    assert_int_equal(xmppd_stanza_set_attr(m, "type", "chat"), 0);
+    xmppd_stanza *body = xmppd_stanza_tag(m, "body", NULL);
+    assert_int_equal(xmppd_stanza_add_text(body, "Art thou", 8), 0);
+    assert_int_equal(xmppd_stanza_add_text(body, " not Romeo?", 11), 0);
+    assert_xml(m, XMPPD_NS_CLIENT,
+               "<message to='juliet@example.com' type='chat'><body>Art thou not Romeo?</body></message>");
+    assert_string_equal(xmppd_stanza_name(m), "message");
+    assert_string_equal(xmppd_stanza_ns(body), XMPPD_NS_CLIENT);
+    assert_string_equal(xmppd_stanza_attr(m, "type"), "chat");
+    assert_null(xmppd_stanza_attr(m, "id"));
+    assert_string_equal(xmppd_stanza_child_text(m, "body", NULL), "Art thou not Romeo?");
+    assert_null(xmppd_stanza_child_text(m, "subject", NULL));
+    assert_string_equal(xmppd_stanza_text(m), "");
+    assert_ptr_equal(xmppd_stanza_parent(body), m);
+    assert_ptr_equal(xmppd_stanza_first(m), body);
+    assert_null(xmppd_stanza_next(body));
+    xmppd_stanza_unref(m);
+}
+
+static void attributes_replace_and_remove(void **state)
+{
+    xmppd_stanza *s = xmppd_stanza_new("iq", NULL);
+    for (int i = 0; i < 10; i++) { /* grows the attribute table */
+        char name[8] = {'a', (char)('0' + i), 0};
+        assert_int_equal(xmppd_stanza_set_attr(s, name, name), 0);
+    }
+    assert_int_equal(xmppd_stanza_set_attr(s, "a3", "three"), 0);
+    assert_string_equal(xmppd_stanza_attr(s, "a3"), "three");
+    assert_int_equal(xmppd_stanza_set_attr(s, "a3", NULL), 0);
+    assert_null(xmppd_stanza_attr(s, "a3"));
+    assert_string_equal(xmppd_stanza_attr(s, "a9"), "a9");
+    assert_int_equal(xmppd_stanza_set_attr(s, "missing", NULL), 0);
+    xmppd_stanza_unref(s);
+
+    /* Replacing an attribute of a parsed element (stored in its block). */
+    xmppd_stanza *p = parse("<iq type='get' id='1'/>");
+    assert_int_equal(xmppd_stanza_set_attr(p, "type", "result"), 0);
+    assert_int_equal(xmppd_stanza_set_attr(p, "to", "a@b"), 0);
+    assert_xml(p, XMPPD_NS_CLIENT, "<iq type='result' id='1' to='a@b'/>");
+    xmppd_stanza_unref(p);
+}
+
+/* RFC 6120 §11.5 / XML 1.0 §2.4: & < > escaped in text, quotes in attributes. */
+static void rfc6120_11_escaping_round_trip(void **state)
+{
+    const char *nasty = "a&b<c>d'e\"f]]>g";
+    xmppd_stanza *m = xmppd_stanza_new("message", NULL);
+    xmppd_stanza_set_attr(m, "id", nasty);
+    xmppd_stanza *b = xmppd_stanza_tag(m, "body", NULL);
+    xmppd_stanza_add_text(b, nasty, strlen(nasty));
+    size_t len;
+    char *out = xmppd_stanza_to_string(m, NULL, &len);
+    assert_string_equal(out, "<message id='a&amp;b&lt;c&gt;d&apos;e&quot;f]]&gt;g'>"
+                             "<body>a&amp;b&lt;c&gt;d'e\"f]]&gt;g</body></message>");
+    xmppd_stanza *back = xmppd_stanza_from_string(out, len, NULL);
+    assert_non_null(back);
+    assert_string_equal(xmppd_stanza_attr(back, "id"), nasty);
+    assert_string_equal(xmppd_stanza_child_text(back, "body", NULL), nasty);
+    free(out);
+    xmppd_stanza_unref(back);
+    xmppd_stanza_unref(m);
+}
+
+/* Whitespace in attribute values and CR in text survive a round trip;
+ * control characters XML cannot carry are dropped, not sent. */
+static void xml_1_0_normalisation_survives_round_trip(void **state)
+{
+    xmppd_stanza *m = xmppd_stanza_new("x", "urn:t");
+    xmppd_stanza_set_attr(m, "v", "a\tb\nc\rd");
+    xmppd_stanza_add_text(m, "1\r\n2\x01", 5);
+    size_t len;
+    char *out = xmppd_stanza_to_string(m, NULL, &len);
+    assert_string_equal(out, "<x xmlns='urn:t' v='a&#9;b&#10;c&#13;d'>1&#13;\n2</x>");
+    xmppd_stanza *back = xmppd_stanza_from_string(out, len, NULL);
+    assert_non_null(back);
+    assert_string_equal(xmppd_stanza_attr(back, "v"), "a\tb\nc\rd");
+    assert_string_equal(xmppd_stanza_text(back), "1\r\n2");
+    free(out);
+    xmppd_stanza_unref(back);
+    xmppd_stanza_unref(m);
+}
+
+/* RFC 6120 §4.8.3: xmlns only where the namespace changes. */
+static void rfc6120_4_8_3_child_namespaces(void **state)
+{
+    xmppd_stanza *iq = xmppd_stanza_new("iq", XMPPD_NS_CLIENT);
+    xmppd_stanza *q = xmppd_stanza_tag(iq, "query", "jabber:iq:roster");
+    xmppd_stanza_tag(q, "item", NULL);                /* inherits jabber:iq:roster */
+    xmppd_stanza_tag(q, "group", "jabber:iq:roster"); /* same ns, no xmlns */
+    xmppd_stanza_tag(iq, "x", "urn:example:unknown");
+    xmppd_stanza_tag(iq, "y", XMPPD_NS_CLIENT);
+    assert_string_equal(xmppd_stanza_ns(xmppd_stanza_child(q, "item", NULL)), "jabber:iq:roster");
+    assert_xml(iq, XMPPD_NS_CLIENT,
+               "<iq><query xmlns='jabber:iq:roster'><item/><group/></query>"
+               "<x xmlns='urn:example:unknown'/><y/></iq>");
+    assert_non_null(xmppd_stanza_child(iq, "query", "jabber:iq:roster"));
+    assert_null(xmppd_stanza_child(iq, "query", "jabber:iq:private"));
+    xmppd_stanza_unref(iq);
+}
+
+/* RFC 6120 §4.8.3: the same stanza is written without xmlns on a
+ * jabber:client and on a jabber:server stream; other top-level elements
+ * carry theirs. */
+static void rfc6120_4_8_3_client_vs_server_default(void **state)
+{
+    xmppd_stanza *m = parse("<message to='a@b'><body>hi</body></message>");
+    assert_string_equal(xmppd_stanza_ns(m), XMPPD_NS_CLIENT);
+    assert_xml(m, XMPPD_NS_CLIENT, "<message to='a@b'><body>hi</body></message>");
+    assert_xml(m, XMPPD_NS_SERVER, "<message to='a@b'><body>hi</body></message>");
+    xmppd_stanza_unref(m);
+
+    xmppd_stanza *s = xmppd_stanza_from_string("<presence/>", 11, XMPPD_NS_SERVER);
+    assert_string_equal(xmppd_stanza_ns(s), XMPPD_NS_SERVER);
+    assert_xml(s, XMPPD_NS_CLIENT, "<presence/>");
+    xmppd_stanza_unref(s);
+
+    xmppd_stanza *f = xmppd_stanza_new("starttls", "urn:ietf:params:xml:ns:xmpp-tls");
+    assert_xml(f, XMPPD_NS_CLIENT, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    xmppd_stanza_unref(f);
+
+    /* A forwarded jabber:client message keeps its namespace below others. */
+    xmppd_stanza *w = parse("<message><forwarded xmlns='urn:xmpp:forward:0'>"
+                            "<message xmlns='jabber:client'/></forwarded></message>");
+    assert_xml(w, XMPPD_NS_SERVER, "<message><forwarded xmlns='urn:xmpp:forward:0'>"
+                                   "<message xmlns='jabber:client'/></forwarded></message>");
+    xmppd_stanza_unref(w);
+}
+
+/* An implicit-namespace subtree follows the element it is finally added to. */
+static void implicit_namespace_follows_parent(void **state)
+{
+    xmppd_stanza *err = xmppd_stanza_new("error", NULL);
+    xmppd_stanza *inner = xmppd_stanza_tag(err, "inner", NULL);
+    xmppd_stanza *q = xmppd_stanza_new("query", "urn:example:q");
+    assert_non_null(xmppd_stanza_add(q, err));
+    assert_string_equal(xmppd_stanza_ns(err), "urn:example:q");
+    assert_string_equal(xmppd_stanza_ns(inner), "urn:example:q");
+    assert_xml(q, NULL, "<query xmlns='urn:example:q'><error><inner/></error></query>");
+    xmppd_stanza_unref(q);
+}
+
+static void mixed_content_keeps_document_order(void **state)
+{
+    const char *xml = "<body xmlns='http://www.w3.org/1999/xhtml'>Hello <b>big</b> "
+                      "<i>world</i>!</body>";
+    xmppd_stanza *s = parse(xml);
+    assert_non_null(s);
+    assert_string_equal(xmppd_stanza_text(s), "Hello  !");
+    assert_xml(s, NULL, xml);
+    xmppd_stanza *c = xmppd_stanza_copy(s);
+    assert_xml(c, NULL, xml);
+    xmppd_stanza_unref(c);
+    xmppd_stanza_unref(s);
+}
+
+static void copy_is_deep_and_detached(void **state)
+{
+    xmppd_stanza *m = parse("<message xml:lang='en' xmlns:a='urn:a' a:x='1'><body>x</body></message>");
+    xmppd_stanza *body = xmppd_stanza_child(m, "body", NULL);
+    xmppd_stanza *c = xmppd_stanza_copy(body);
+    assert_null(xmppd_stanza_parent(c));
+    assert_string_equal(xmppd_stanza_ns(c), XMPPD_NS_CLIENT);
+    xmppd_stanza *all = xmppd_stanza_copy(m);
+    xmppd_stanza_add_text(xmppd_stanza_child(all, "body", NULL), "y", 1);
+    assert_string_equal(xmppd_stanza_child_text(m, "body", NULL), "x");
+    assert_xml(all, NULL, "<message xml:lang='en' a:x='1' xmlns:a='urn:a'><body>xy</body></message>");
+    assert_xml(m, NULL, "<message xml:lang='en' a:x='1' xmlns:a='urn:a'><body>x</body></message>");
+    xmppd_stanza_unref(all);
+    xmppd_stanza_unref(m);
+    assert_xml(c, NULL, "<body>x</body>");
+    xmppd_stanza_unref(c);
+}
+
+static void refcount_child_outlives_parent(void **state)
+{
+    xmppd_stanza *m = xmppd_stanza_new("message", NULL);
+    xmppd_stanza *b = xmppd_stanza_ref(xmppd_stanza_tag(m, "body", "urn:x"));
+    xmppd_stanza_unref(m);
+    assert_null(xmppd_stanza_parent(b));
+    assert_string_equal(xmppd_stanza_name(b), "body");
+    xmppd_stanza_unref(b);
+    xmppd_stanza_unref(NULL);
+}
+
+static void add_refuses_second_parent_and_cycles(void **state)
+{
+    xmppd_stanza *a = xmppd_stanza_new("a", NULL), *b = xmppd_stanza_new("b", NULL);
+    xmppd_stanza *c = xmppd_stanza_tag(a, "c", NULL);
+    xmppd_stanza_ref(c);
+    assert_null(xmppd_stanza_add(b, c)); /* drops the extra reference */
+    xmppd_stanza_ref(a);
+    assert_null(xmppd_stanza_add(c, a)); /* would be a cycle */
+    xmppd_stanza_remove(a, c);
+    assert_null(xmppd_stanza_first(a));
+    xmppd_stanza_tag(a, "d", NULL);
+    xmppd_stanza_tag(a, "e", NULL);
+    xmppd_stanza_remove(a, xmppd_stanza_child(a, "e", NULL));
+    xmppd_stanza_tag(a, "f", NULL);
+    assert_xml(a, NULL, "<a><d/><f/></a>");
+    xmppd_stanza_unref(a);
+    xmppd_stanza_unref(b);
+}
+
+/* RFC 6120 §11.1: no DTD, entities, comments or PIs in a parsed element;
+ * exactly one element. */
+static void rfc6120_11_1_from_string_is_restricted(void **state)
+{
+    static const char *bad[] = {
+        "<a><!-- c --></a>", "<a><?pi x?></a>", "<a>&foo;</a>", "<a/><b/>", "<a>", "text",
+        "", "<a/>text", "<a/></stream:stream>", "<?xml version='1.0'?><a/>", "<a b='1' b='2'/>",
+        "<p:a/>",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        xmppd_stanza *s = parse(bad[i]);
+        if (s)
+            fail_msg("accepted: %s", bad[i]);
+    }
+    xmppd_stanza *ok = parse("  <a>&amp;&lt;&#65;&#x42;<![CDATA[<x>]]></a>\n");
+    assert_non_null(ok);
+    assert_string_equal(xmppd_stanza_text(ok), "&<AB<x>");
+    xmppd_stanza_unref(ok);
+    /* libxml2 hands '&' in attributes over as "&#38;": a literal "&#38;"
+     * written as "&amp;#38;" must stay literal. */
+    ok = parse("<a v='x&amp;#38;y&#38;z'/>");
+    assert_non_null(ok);
+    assert_string_equal(xmppd_stanza_attr(ok, "v"), "x&#38;y&z");
+    xmppd_stanza_unref(ok);
+}
+
+static void reply_swaps_addresses(void **state)
+{
+    xmppd_stanza *iq = parse("<iq from='a@b/c' to='b' id='x1' type='get'><ping xmlns='urn:xmpp:ping'/></iq>");
+    xmppd_stanza *r = xmppd_stanza_reply(iq);
+    assert_xml(r, NULL, "<iq to='a@b/c' from='b' id='x1' type='result'/>");
+    xmppd_stanza_unref(r);
+    xmppd_stanza_unref(iq);
+
+    xmppd_stanza *m = parse("<message from='a@b' type='chat'/>");
+    r = xmppd_stanza_reply(m);
+    assert_xml(r, NULL, "<message to='a@b' type='chat'/>");
+    xmppd_stanza_unref(r);
+    xmppd_stanza_unref(m);
+}
+
+/* RFC 6120 §8.3.2 shape and §8.3.3 default types. */
+static void rfc6120_8_3_error_reply(void **state)
+{
+    xmppd_stanza *iq = parse("<iq from='a@b/c' to='b' id='x1' type='set'><q xmlns='urn:q'/></iq>");
+    xmppd_stanza *e = xmppd_stanza_error_reply(iq, NULL, "service-unavailable", NULL);
+    assert_xml(e, XMPPD_NS_SERVER,
+               "<iq to='a@b/c' from='b' id='x1' type='error'><error type='cancel'>"
+               "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>");
+    xmppd_stanza_unref(e);
+
+    e = xmppd_stanza_error_reply(iq, "modify", "bad-request", "a < b");
+    assert_xml(e, NULL,
+               "<iq to='a@b/c' from='b' id='x1' type='error'><error type='modify'>"
+               "<bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+               "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>a &lt; b</text></error></iq>");
+    xmppd_stanza_unref(e);
+
+    static const char *expect[][2] = {
+        {"bad-request", "modify"}, {"conflict", "cancel"}, {"feature-not-implemented", "cancel"},
+        {"forbidden", "auth"}, {"gone", "cancel"}, {"internal-server-error", "cancel"},
+        {"item-not-found", "cancel"}, {"jid-malformed", "modify"}, {"not-acceptable", "modify"},
+        {"not-allowed", "cancel"}, {"not-authorized", "auth"}, {"policy-violation", "modify"},
+        {"recipient-unavailable", "wait"}, {"redirect", "modify"},
+        {"registration-required", "auth"}, {"remote-server-not-found", "cancel"},
+        {"remote-server-timeout", "wait"}, {"resource-constraint", "wait"},
+        {"service-unavailable", "cancel"}, {"subscription-required", "auth"},
+        {"undefined-condition", "modify"}, {"unexpected-request", "wait"},
+    };
+    for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
+        e = xmppd_stanza_error_reply(iq, NULL, expect[i][0], NULL);
+        xmppd_stanza *err = xmppd_stanza_child(e, "error", NULL);
+        assert_non_null(err);
+        assert_string_equal(xmppd_stanza_attr(err, "type"), expect[i][1]);
+        assert_non_null(xmppd_stanza_child(err, expect[i][0], XMPPD_NS_STANZAS));
+        assert_string_equal(xmppd_stanza_ns(err), XMPPD_NS_CLIENT);
+        xmppd_stanza_unref(e);
+    }
+    xmppd_stanza_unref(iq);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(build_and_serialise),
+        cmocka_unit_test(attributes_replace_and_remove),
+        cmocka_unit_test(rfc6120_11_escaping_round_trip),
+        cmocka_unit_test(xml_1_0_normalisation_survives_round_trip),
+        cmocka_unit_test(rfc6120_4_8_3_child_namespaces),
+        cmocka_unit_test(rfc6120_4_8_3_client_vs_server_default),
+        cmocka_unit_test(implicit_namespace_follows_parent),
+        cmocka_unit_test(mixed_content_keeps_document_order),
+        cmocka_unit_test(copy_is_deep_and_detached),
+        cmocka_unit_test(refcount_child_outlives_parent),
+        cmocka_unit_test(add_refuses_second_parent_and_cycles),
+        cmocka_unit_test(rfc6120_11_1_from_string_is_restricted),
+        cmocka_unit_test(reply_swaps_addresses),
+        cmocka_unit_test(rfc6120_8_3_error_reply),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
