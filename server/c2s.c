@@ -39,6 +39,7 @@ struct c2s_list {
 };
 static struct c2s_list streams;
 static unsigned char fake_secret[32]; /* SCRAM fake salts for unknown users */
+static bool shutting_down;
 
 static void s_teardown(xmppd_session *s);
 static void send_features(xmppd_session *s);
@@ -96,8 +97,10 @@ static void streams_remove(xmppd_session *s)
     for (size_t i = 0; i < streams.n; i++)
         if (streams.v[i] == s) {
             streams.v[i] = streams.v[--streams.n];
-            return;
+            break;
         }
+    if (shutting_down && streams.n == 0)
+        loop_break();
 }
 
 /* ---- output -------------------------------------------------------------- */
@@ -146,16 +149,42 @@ static void send_header(xmppd_session *s)
 
 /* ---- closing ------------------------------------------------------------- */
 
-static void on_close_timeout(evutil_socket_t fd, short what, void *arg)
+/* Bytes still queued below the TLS filter (in the socket bufferevent). */
+static size_t pending_below(xmppd_session *s)
 {
-    s_teardown(arg);
+    struct bufferevent *under = bufferevent_get_underlying(s->bev);
+    return under ? evbuffer_get_length(bufferevent_get_output(under)) : 0;
+}
+
+static void on_close_check(evutil_socket_t fd, short what, void *arg);
+
+/* Tear down once everything we queued reached the socket, or when the grace
+ * period ends (a peer that stopped reading cannot hold the session). */
+static void close_when_flushed(xmppd_session *s)
+{
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0 && pending_below(s) == 0) {
+        s_teardown(s);
+        return;
+    }
+    if (xmppd_now_ms() >= s->close_deadline) {
+        s_teardown(s);
+        return;
+    }
+    struct timeval tv = { 0, 10000 };
+    evtimer_assign(s->timer, loop_base(), on_close_check, s);
+    evtimer_add(s->timer, &tv);
+}
+
+static void on_close_check(evutil_socket_t fd, short what, void *arg)
+{
+    close_when_flushed(arg);
 }
 
 static void on_flushed(struct bufferevent *bev, void *arg)
 {
     xmppd_session *s = arg;
     if (s->state == C2S_CLOSING)
-        s_teardown(s);
+        close_when_flushed(s);
 }
 
 void c2s_close(xmppd_session *s, const char *condition, const char *text)
@@ -181,12 +210,11 @@ void c2s_close(xmppd_session *s, const char *condition, const char *text)
     bufferevent_setcb(s->bev, NULL, on_flushed, NULL, s);
     if (s->timer)
         event_free(s->timer);
-    s->timer = evtimer_new(loop_base(), on_close_timeout, s);
     /* Never tear down here: c2s_close runs inside parser callbacks, and the
-     * parser must outlive them. Already flushed: go on the next loop turn. */
-    struct timeval tv = { CLOSE_GRACE_MS / 1000, 0 };
-    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-        tv.tv_sec = 0;
+     * parser must outlive them. The check runs on a later loop turn. */
+    s->close_deadline = xmppd_now_ms() + CLOSE_GRACE_MS;
+    s->timer = evtimer_new(loop_base(), on_close_check, s);
+    struct timeval tv = { 0, 0 };
     evtimer_add(s->timer, &tv);
 }
 
@@ -195,7 +223,7 @@ static void s_teardown(xmppd_session *s)
 {
     if (s->state == C2S_CLOSED)
         return;
-    bool was_bound = s->in_sm;
+    bool was_bound = s->bound;
     s->state = C2S_CLOSED;
     streams_remove(s);
     if (s->timer)
@@ -213,7 +241,7 @@ static void s_teardown(xmppd_session *s)
     s->scram = NULL;
     conn_ip_release(s->ip);
     if (was_bound) {
-        sm_unbind(s);
+        sm_unbind(s); /* no-op when a newer login replaced it already */
         /* Modules broadcast unavailable, flush state, free their slots. */
         xmppd_notify(s->host, "session-closed", s, NULL);
         log_kernel("c2s", XMPPD_LOG_INFO, "%s: session %s closed", s->ip, s->jid->full);
@@ -798,6 +826,7 @@ static void handle_bind(xmppd_session *s, xmppd_stanza *iq, xmppd_stanza *bind)
         return;
     }
     s->state = C2S_BOUND;
+    s->bound = true;
     if (s->timer) {
         event_free(s->timer); /* negotiation finished in time */
         s->timer = NULL;
@@ -1023,19 +1052,15 @@ void c2s_accept(int fd, const struct sockaddr *sa, int socklen, bool direct_tls)
 
 void c2s_shutdown_all(void)
 {
-    while (streams.n > 0) {
-        xmppd_session *s = streams.v[streams.n - 1];
-        if (s->state == C2S_CLOSING) {
-            s_teardown(s);
-            continue;
-        }
-        c2s_close(s, "system-shutdown", NULL);
-        if (s->state == C2S_CLOSING) {
-            /* Best effort: push what we can now, the loop will not run long. */
-            bufferevent_flush(s->bev, EV_WRITE, BEV_FLUSH);
-            s_teardown(s);
-        }
-    }
+    for (size_t i = 0; i < streams.n; i++)
+        c2s_close(streams.v[i], "system-shutdown", NULL);
+    /* Let the loop deliver the errors; each stream leaves the list when its
+     * bytes are out or its grace period ends. */
+    shutting_down = true;
+    if (streams.n > 0)
+        loop_run();
+    while (streams.n > 0)
+        s_teardown(streams.v[streams.n - 1]);
     free(streams.v);
     streams.v = NULL;
     streams.cap = 0;

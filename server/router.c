@@ -59,13 +59,36 @@ int xmppd_session_send(xmppd_session *s, xmppd_stanza *st)
 
 /* ---- errors ---------------------------------------------------------------- */
 
+/* A message error carries the original payload (RFC 6120 §8.3.1 allows it)
+ * so the sender's client can show which message failed; other kinds carry
+ * only the <error/>. */
+static xmppd_stanza *error_with_payload(const xmppd_stanza *orig, const char *type,
+                                        const char *cond, const char *text)
+{
+    xmppd_stanza *bare = xmppd_stanza_error_reply(orig, type, cond, text);
+    if (!bare || kind_of(orig) != K_MESSAGE)
+        return bare;
+    xmppd_stanza *e = xmppd_stanza_copy(orig);
+    xmppd_stanza *err = xmppd_stanza_child(bare, "error", NULL);
+    if (!e || !err) {
+        xmppd_stanza_unref(e);
+        return bare;
+    }
+    static const char *const attrs[] = { "to", "from", "type", "id" };
+    for (size_t i = 0; i < sizeof(attrs) / sizeof(*attrs); i++)
+        xmppd_stanza_set_attr(e, attrs[i], xmppd_stanza_attr(bare, attrs[i]));
+    xmppd_stanza_add(e, xmppd_stanza_copy(err));
+    xmppd_stanza_unref(bare);
+    return e;
+}
+
 /* Sends a stanza error back to the sender. Errors are never answered with
  * errors (RFC 6120 §8.3.1). */
 static void bounce(xmppd_event *ev, const char *type, const char *cond, const char *text)
 {
     if (type_is(ev->stanza, "error") || (kind_of(ev->stanza) == K_IQ && type_is(ev->stanza, "result")))
         return;
-    xmppd_stanza *e = xmppd_stanza_error_reply(ev->stanza, type, cond, text);
+    xmppd_stanza *e = error_with_payload(ev->stanza, type, cond, text);
     if (!e)
         return;
     if (!xmppd_stanza_attr(e, "from") && ev->host)

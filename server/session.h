@@ -35,6 +35,7 @@ struct xmppd_session {
     xs_parser *parser;
     struct event *timer;        /* negotiation timeout, then close timeout */
     struct event *delay;        /* delayed SASL failure */
+    uint64_t close_deadline;    /* CLOSING: tear down by then (monotonic ms) */
     char ip[INET6_ADDRSTRLEN];
     char stream_id[24];
     bool header_sent;           /* our <stream:stream> went out */
@@ -43,6 +44,7 @@ struct xmppd_session {
     bool starttls_pending;      /* <proceed/> sent: discard input, start TLS */
     bool authenticated;
     bool in_sm;                 /* registered in the host's session table */
+    bool bound;                 /* a resource was bound at some point */
 
     xmppd_host *host;           /* from the first header's 'to' */
     char *user;                 /* nodeprepped, after SASL */
