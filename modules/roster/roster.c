@@ -1,0 +1,884 @@
+/* mod_roster: the account's contact list (RFC 6121 §2): roster get, set and
+ * remove, roster pushes to interested resources, roster versioning (§2.6),
+ * and the "roster" API other modules use (roster_api.h).
+ *
+ * Storage: keyval store "roster", key "" per account:
+ *   {"ver": n,
+ *    "items": {bare_jid: {"name": s, "groups": [s], "subscription": "none",
+ *                         "ask": bool, "approved": bool}},
+ *    "pending": {bare_jid: "<presence type='subscribe' .../>"}}
+ *
+ * Memory: one `struct roster` per account in use, in a tsearch tree per
+ * host. Accounts with bound sessions keep theirs until the last session
+ * closes; rosters loaded for others are dropped once their callbacks ran. */
+#define _GNU_SOURCE /* tdestroy */
+#include <jansson.h>
+#include <search.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xmppd/xmppd.h>
+
+#include "roster_api.h"
+
+#define NS_ROSTER "jabber:iq:roster"
+#define NS_ROSTERVER "urn:xmpp:features:rosterver"
+#define RS_TEXT_MAX 1023 /* bytes of an item name or a group name */
+
+typedef struct rs_conf {
+    long long max_items;
+    bool versioning;
+} rs_conf;
+
+static const xmppd_option rs_options[] = {
+    { "max_items", XMPPD_OPT_INT, XMPPD_OFF(rs_conf, max_items), "1000", 1, 1000000, NULL, 0,
+      "Most items one roster may hold" },
+    { "versioning", XMPPD_OPT_BOOL, XMPPD_OFF(rs_conf, versioning), "true", 0, 0, NULL, 0,
+      "Offer roster versioning (RFC 6121 section 2.6)" },
+    { NULL },
+};
+
+/* Instance data; api comes first so API calls find their instance. */
+typedef struct rs_mod {
+    roster_api api;
+    xmppd_module *m;
+    xmppd_host *host;
+    xmppd_store *store;
+    const rs_conf *conf;
+    void *cache;        /* tsearch tree of struct roster *, by node */
+    unsigned push_seq;
+} rs_mod;
+
+typedef struct rs_waiter {
+    struct rs_waiter *next;
+    roster_load_cb cb;
+    void *ud;
+} rs_waiter;
+
+struct roster {
+    char *node;          /* owned; the tree key */
+    rs_mod *mod;
+    json_t *doc;         /* owned; NULL while loading */
+    int busy;            /* callbacks running with it */
+    bool loading;
+    bool detached;       /* out of the tree: freed when no longer busy */
+    rs_waiter *waiters;  /* owned; called when the load ends */
+    rs_waiter **wtail;
+};
+
+/* Interested-resource marker stored in the session slot (nothing to free). */
+static const char rs_interested = 1;
+
+static const char *const rs_sub_names[] = { "none", "to", "from", "both" };
+
+/* ---- cache ------------------------------------------------------------- */
+
+static int rs_cmp(const void *a, const void *b)
+{
+    return strcmp(((const roster *)a)->node, ((const roster *)b)->node);
+}
+
+static roster *rs_find(rs_mod *mod, const char *node)
+{
+    roster key = { .node = (char *)node };
+    roster **p = tfind(&key, &mod->cache, rs_cmp);
+    return p ? *p : NULL;
+}
+
+static void rs_free(void *p)
+{
+    roster *r = p;
+    while (r->waiters) {
+        rs_waiter *w = r->waiters;
+        r->waiters = w->next;
+        free(w);
+    }
+    json_decref(r->doc);
+    free(r->node);
+    free(r);
+}
+
+static void rs_detach(roster *r)
+{
+    if (!r->detached) {
+        tdelete(r, &r->mod->cache, rs_cmp);
+        r->detached = true;
+    }
+}
+
+static int rs_any_session(xmppd_session *s, void *ud)
+{
+    return 1;
+}
+
+static bool rs_online(const rs_mod *mod, const char *node)
+{
+    return xmppd_user_sessions(mod->host, node, rs_any_session, NULL) > 0;
+}
+
+/* Drops r when nobody uses it any more: no callback running, no load in
+ * flight, and (unless detached) no bound session of the account. */
+static void rs_release(roster *r)
+{
+    if (r->busy > 0 || r->loading)
+        return;
+    if (!r->detached && rs_online(r->mod, r->node))
+        return;
+    rs_detach(r);
+    rs_free(r);
+}
+
+static void rs_call(roster *r, roster_load_cb cb, void *ud)
+{
+    r->busy++;
+    cb(r->doc ? r : NULL, ud);
+    r->busy--;
+}
+
+/* Makes sure doc has the expected shape; false when it cannot. */
+static bool rs_doc_fix(json_t *doc)
+{
+    if (!json_is_integer(json_object_get(doc, "ver")) &&
+        json_object_set_new(doc, "ver", json_integer(0)) < 0)
+        return false;
+    if (!json_is_object(json_object_get(doc, "items")) &&
+        json_object_set_new(doc, "items", json_object()) < 0)
+        return false;
+    if (!json_is_object(json_object_get(doc, "pending")) &&
+        json_object_set_new(doc, "pending", json_object()) < 0)
+        return false;
+    return true;
+}
+
+static void rs_on_loaded(int status, json_t *value, void *ud)
+{
+    roster *r = ud;
+    if (status == XMPPD_STORE_OK && json_is_object(value))
+        r->doc = json_deep_copy(value);
+    else if (status == XMPPD_STORE_NOT_FOUND || status == XMPPD_STORE_OK)
+        r->doc = json_object();
+    else
+        xmppd_log(r->mod->m, XMPPD_LOG_ERROR, "cannot load the roster of %s", r->node);
+    if (r->doc && !rs_doc_fix(r->doc)) {
+        json_decref(r->doc);
+        r->doc = NULL;
+    }
+    r->loading = false;
+    if (!r->doc)
+        rs_detach(r); /* the next use tries storage again */
+    r->busy++;
+    while (r->waiters) {
+        rs_waiter *w = r->waiters;
+        r->waiters = w->next;
+        rs_call(r, w->cb, w->ud);
+        free(w);
+    }
+    r->busy--;
+    rs_release(r);
+}
+
+static void rs_api_load(const roster_api *api, const char *node, roster_load_cb cb, void *ud)
+{
+    rs_mod *mod = (rs_mod *)api;
+    roster *r = rs_find(mod, node);
+    if (r && !r->loading) {
+        rs_call(r, cb, ud);
+        rs_release(r);
+        return;
+    }
+    rs_waiter *w = calloc(1, sizeof(*w));
+    if (!w || !mod->store) {
+        free(w);
+        cb(NULL, ud);
+        return;
+    }
+    w->cb = cb;
+    w->ud = ud;
+    if (r) {
+        *r->wtail = w;
+        r->wtail = &w->next;
+        return;
+    }
+    r = calloc(1, sizeof(*r));
+    if (!r || !(r->node = strdup(node)) || !tsearch(r, &mod->cache, rs_cmp)) {
+        if (r)
+            free(r->node);
+        free(r);
+        free(w);
+        cb(NULL, ud);
+        return;
+    }
+    r->mod = mod;
+    r->loading = true;
+    r->waiters = w;
+    r->wtail = &w->next;
+    xmppd_kv_get(mod->store, node, "", rs_on_loaded, r);
+}
+
+static roster *rs_api_cached(const roster_api *api, const char *node)
+{
+    roster *r = rs_find((rs_mod *)api, node);
+    return r && r->doc ? r : NULL;
+}
+
+/* ---- the document ------------------------------------------------------ */
+
+static json_t *rs_items(const roster *r)
+{
+    return json_object_get(r->doc, "items");
+}
+
+static json_t *rs_pending(const roster *r)
+{
+    return json_object_get(r->doc, "pending");
+}
+
+static long long rs_ver(const roster *r)
+{
+    return json_integer_value(json_object_get(r->doc, "ver"));
+}
+
+static void rs_ver_text(long long ver, char buf[24])
+{
+    snprintf(buf, 24, "%lld", ver);
+}
+
+static unsigned rs_sub_bits(const char *s)
+{
+    for (unsigned i = 0; s && i < 4; i++)
+        if (strcmp(s, rs_sub_names[i]) == 0)
+            return i;
+    return 0;
+}
+
+static void rs_view(const char *jid, const json_t *it, roster_item *v)
+{
+    v->jid = jid;
+    v->name = json_string_value(json_object_get(it, "name"));
+    v->sub = rs_sub_bits(json_string_value(json_object_get(it, "subscription")));
+    v->ask = json_is_true(json_object_get(it, "ask"));
+    v->approved = json_is_true(json_object_get(it, "approved"));
+}
+
+static void rs_on_saved(int status, void *ud)
+{
+    rs_mod *mod = ud;
+    if (status != XMPPD_STORE_OK)
+        xmppd_log(mod->m, XMPPD_LOG_ERROR, "cannot store a roster change");
+}
+
+/* Writes r's document; cb (or a logging default) gets the outcome. */
+static void rs_save(roster *r, xmppd_store_done_cb cb, void *ud)
+{
+    if (!cb) {
+        cb = rs_on_saved;
+        ud = r->mod;
+    }
+    xmppd_kv_set(r->mod->store, r->node, "", r->doc, cb, ud);
+}
+
+static long long rs_bump(roster *r)
+{
+    long long ver = rs_ver(r) + 1;
+    json_object_set_new(r->doc, "ver", json_integer(ver));
+    return ver;
+}
+
+/* ---- XML --------------------------------------------------------------- */
+
+/* Appends <item/> for jid to query; it NULL makes subscription='remove'. */
+static void rs_item_xml(xmppd_stanza *query, const char *jid, const json_t *it)
+{
+    xmppd_stanza *x = xmppd_stanza_tag(query, "item", NULL);
+    if (!x)
+        return;
+    xmppd_stanza_set_attr(x, "jid", jid);
+    if (!it) {
+        xmppd_stanza_set_attr(x, "subscription", "remove");
+        return;
+    }
+    roster_item v;
+    rs_view(jid, it, &v);
+    if (v.name)
+        xmppd_stanza_set_attr(x, "name", v.name);
+    xmppd_stanza_set_attr(x, "subscription", rs_sub_names[v.sub & 3]);
+    if (v.ask)
+        xmppd_stanza_set_attr(x, "ask", "subscribe");
+    if (v.approved)
+        xmppd_stanza_set_attr(x, "approved", "true");
+    size_t i;
+    json_t *g;
+    json_array_foreach(json_object_get(it, "groups"), i, g) {
+        const char *t = json_string_value(g);
+        xmppd_stanza *ge = t ? xmppd_stanza_tag(x, "group", NULL) : NULL;
+        if (ge)
+            xmppd_stanza_add_text(ge, t, strlen(t));
+    }
+}
+
+static xmppd_stanza *rs_query_new(const rs_mod *mod, long long ver)
+{
+    xmppd_stanza *q = xmppd_stanza_new("query", NS_ROSTER);
+    if (q && mod->conf->versioning) {
+        char buf[24];
+        rs_ver_text(ver, buf);
+        xmppd_stanza_set_attr(q, "ver", buf);
+    }
+    return q;
+}
+
+/* ---- pushes (§2.1.6) ---------------------------------------------------- */
+
+typedef struct rs_push_ctx {
+    rs_mod *mod;
+    const xmppd_stanza *iq; /* template without 'to' */
+} rs_push_ctx;
+
+static int rs_push_one(xmppd_session *s, void *ud)
+{
+    rs_push_ctx *c = ud;
+    if (!xmppd_session_get(s, c->mod->m) || xmppd_session_closed(s))
+        return 0;
+    xmppd_stanza *iq = xmppd_stanza_copy(c->iq);
+    if (!iq)
+        return 0;
+    xmppd_stanza_set_attr(iq, "to", xmppd_session_jid(s)->full);
+    xmppd_session_send(s, iq);
+    xmppd_stanza_unref(iq);
+    return 0;
+}
+
+/* Pushes one item (it NULL: removed) to node's interested resources. */
+static void rs_push(rs_mod *mod, const char *node, long long ver, const char *jid, const json_t *it)
+{
+    xmppd_stanza *iq = xmppd_stanza_new("iq", XMPPD_NS_CLIENT);
+    xmppd_stanza *q = rs_query_new(mod, ver);
+    if (!iq || !q) {
+        xmppd_stanza_unref(iq);
+        xmppd_stanza_unref(q);
+        return;
+    }
+    char id[32];
+    snprintf(id, sizeof(id), "push%u", ++mod->push_seq);
+    xmppd_stanza_set_attr(iq, "type", "set");
+    xmppd_stanza_set_attr(iq, "id", id);
+    rs_item_xml(q, jid, it);
+    xmppd_stanza_add(iq, q);
+    rs_push_ctx c = { mod, iq };
+    xmppd_user_sessions(mod->host, node, rs_push_one, &c);
+    xmppd_stanza_unref(iq);
+}
+
+/* ---- API for other modules ---------------------------------------------- */
+
+static bool rs_api_get(const roster *r, const char *jid, roster_item *it_r)
+{
+    json_t *items = rs_items(r);
+    void *iter = json_object_iter_at(items, jid);
+    if (!iter)
+        return false;
+    rs_view(json_object_iter_key(iter), json_object_iter_value(iter), it_r);
+    return true;
+}
+
+static void rs_api_foreach(const roster *r, int (*fn)(const roster_item *it, void *ud), void *ud)
+{
+    const char *jid;
+    json_t *it;
+    json_object_foreach(rs_items(r), jid, it) {
+        roster_item v;
+        rs_view(jid, it, &v);
+        if (fn(&v, ud))
+            break;
+    }
+}
+
+static json_t *rs_item_new(void)
+{
+    return json_pack("{s:s, s:[], s:b, s:b}", "subscription", "none", "groups", "ask", 0,
+                     "approved", 0);
+}
+
+static int rs_api_set_state(roster *r, const char *jid, unsigned sub, bool ask, bool approved)
+{
+    json_t *items = rs_items(r);
+    json_t *it = json_object_get(items, jid);
+    if (!it) {
+        if ((long long)json_object_size(items) >= r->mod->conf->max_items)
+            return -1;
+        if (json_object_set_new(items, jid, rs_item_new()) < 0)
+            return -1;
+        it = json_object_get(items, jid);
+    } else {
+        roster_item v;
+        rs_view(jid, it, &v);
+        if (v.sub == sub && v.ask == ask && v.approved == approved)
+            return 0;
+    }
+    json_object_set_new(it, "subscription", json_string(rs_sub_names[sub & 3]));
+    json_object_set_new(it, "ask", json_boolean(ask));
+    json_object_set_new(it, "approved", json_boolean(approved));
+    long long ver = rs_bump(r);
+    rs_save(r, NULL, NULL);
+    rs_push(r->mod, r->node, ver, jid, it);
+    return 1;
+}
+
+static int rs_api_pending_add(roster *r, const char *jid, const xmppd_stanza *req)
+{
+    char *xml = xmppd_stanza_to_string(req, XMPPD_NS_CLIENT, NULL);
+    if (!xml)
+        return -1;
+    int rc = json_object_set_new(rs_pending(r), jid, json_string(xml));
+    free(xml);
+    if (rc < 0)
+        return -1;
+    rs_save(r, NULL, NULL);
+    return 0;
+}
+
+static int rs_api_pending_remove(roster *r, const char *jid)
+{
+    if (json_object_del(rs_pending(r), jid) == 0)
+        rs_save(r, NULL, NULL);
+    return 0;
+}
+
+static bool rs_api_pending_has(const roster *r, const char *jid)
+{
+    return json_object_get(rs_pending(r), jid) != NULL;
+}
+
+static void rs_api_pending_foreach(const roster *r,
+                                   void (*fn)(const char *jid, xmppd_stanza *req, void *ud), void *ud)
+{
+    const char *jid;
+    json_t *v;
+    json_object_foreach(rs_pending(r), jid, v) {
+        const char *xml = json_string_value(v);
+        xmppd_stanza *st = xml ? xmppd_stanza_from_string(xml, strlen(xml), XMPPD_NS_CLIENT) : NULL;
+        if (!st)
+            continue;
+        fn(jid, st, ud);
+        xmppd_stanza_unref(st);
+    }
+}
+
+/* ---- IQ requests --------------------------------------------------------- */
+
+/* A roster get or set waiting for storage: holds the session and the IQ. */
+typedef struct rs_req {
+    rs_mod *mod;
+    xmppd_session *sess; /* ref */
+    xmppd_stanza *iq;    /* ref */
+    char *node;          /* the account (owned) */
+    char *jid;           /* set: the item's bare JID (owned) */
+    json_t *item;        /* set: new name and groups; NULL: remove (owned) */
+    json_t *pushed;      /* set: the item as stored, pushed once durable */
+    long long ver;
+    bool remove;
+} rs_req;
+
+static void rs_req_free(rs_req *q)
+{
+    xmppd_session_unref(q->sess);
+    xmppd_stanza_unref(q->iq);
+    json_decref(q->item);
+    json_decref(q->pushed);
+    free(q->node);
+    free(q->jid);
+    free(q);
+}
+
+static rs_req *rs_req_new(rs_mod *mod, xmppd_event *ev)
+{
+    rs_req *q = calloc(1, sizeof(*q));
+    if (!q)
+        return NULL;
+    q->mod = mod;
+    q->sess = xmppd_session_ref(ev->session);
+    q->iq = xmppd_stanza_ref(ev->stanza);
+    q->node = strdup(ev->from->node);
+    if (!q->node) {
+        rs_req_free(q);
+        return NULL;
+    }
+    return q;
+}
+
+/* Sends reply (consumed) to the requesting session unless it closed. */
+static void rs_req_send(rs_req *q, xmppd_stanza *reply)
+{
+    if (reply && !xmppd_session_closed(q->sess))
+        xmppd_session_send(q->sess, reply);
+    xmppd_stanza_unref(reply);
+}
+
+static void rs_req_error(rs_req *q, const char *type, const char *cond, const char *text)
+{
+    rs_req_send(q, xmppd_stanza_error_reply(q->iq, type, cond, text));
+}
+
+/* §2.1.5 / §2.3.3: only the account itself reads and writes its roster. */
+static bool rs_own_request(const xmppd_event *ev)
+{
+    if (!ev->session || !ev->from || !ev->from->node)
+        return false;
+    return !ev->to || (!ev->to->resource && xmppd_jid_bare_equal(ev->to, ev->from));
+}
+
+/* ---- roster get (§2.1.3, §2.6) -------------------------------------------- */
+
+static void rs_get_loaded(roster *r, void *ud)
+{
+    rs_req *q = ud;
+    if (xmppd_session_closed(q->sess)) {
+        rs_req_free(q);
+        return;
+    }
+    if (!r) {
+        rs_req_error(q, "wait", "internal-server-error", NULL);
+        rs_req_free(q);
+        return;
+    }
+    xmppd_session_set(q->sess, q->mod->m, (void *)&rs_interested);
+    xmppd_stanza *reply = xmppd_stanza_reply(q->iq);
+    const char *ver = xmppd_stanza_attr(xmppd_stanza_first(q->iq), "ver");
+    char cur[24];
+    rs_ver_text(rs_ver(r), cur);
+    /* §2.6.3: the client's version is current: empty result, pushes follow. */
+    if (reply && !(q->mod->conf->versioning && ver && strcmp(ver, cur) == 0)) {
+        xmppd_stanza *query = rs_query_new(q->mod, rs_ver(r));
+        const char *jid;
+        json_t *it;
+        if (query) {
+            json_object_foreach(rs_items(r), jid, it)
+                rs_item_xml(query, jid, it);
+            xmppd_stanza_add(reply, query);
+        }
+    }
+    rs_req_send(q, reply);
+    rs_req_free(q);
+}
+
+static int rs_on_get(xmppd_event *ev, void *ud)
+{
+    rs_mod *mod = ud;
+    if (!rs_own_request(ev))
+        return xmppd_reply_error(ev, "auth", "forbidden", NULL);
+    rs_req *q = rs_req_new(mod, ev);
+    if (!q)
+        return XMPPD_FAIL;
+    mod->api.load(&mod->api, q->node, rs_get_loaded, q);
+    return XMPPD_HANDLED;
+}
+
+/* ---- roster set (§2.3, §2.5) ---------------------------------------------- */
+
+/* Reads <group/>s of item into a new array (*groups_r); NULL or an error. */
+static const char *rs_parse_groups(const xmppd_stanza *item, json_t **groups_r)
+{
+    json_t *groups = json_array();
+    if (!groups)
+        return "internal-server-error";
+    for (xmppd_stanza *g = xmppd_stanza_first(item); g; g = xmppd_stanza_next(g)) {
+        if (strcmp(xmppd_stanza_name(g), "group") != 0)
+            continue;
+        const char *t = xmppd_stanza_text(g);
+        const char *err = NULL;
+        if (!*t || strlen(t) > RS_TEXT_MAX)
+            err = "not-acceptable";
+        size_t i;
+        json_t *seen;
+        json_array_foreach(groups, i, seen)
+            if (!err && strcmp(json_string_value(seen), t) == 0)
+                err = "bad-request";
+        if (!err && json_array_append_new(groups, json_string(t)) < 0)
+            err = "internal-server-error";
+        if (err) {
+            json_decref(groups);
+            return err;
+        }
+    }
+    *groups_r = groups;
+    return NULL;
+}
+
+/* Checks a roster set and fills q; NULL or the error condition. */
+static const char *rs_parse_set(const xmppd_stanza *query, rs_req *q)
+{
+    xmppd_stanza *item = NULL;
+    for (xmppd_stanza *c = xmppd_stanza_first(query); c; c = xmppd_stanza_next(c)) {
+        if (strcmp(xmppd_stanza_name(c), "item") != 0)
+            continue;
+        if (item)
+            return "bad-request"; /* one item per set */
+        item = c;
+    }
+    const char *jid_s = item ? xmppd_stanza_attr(item, "jid") : NULL;
+    if (!jid_s)
+        return "bad-request";
+    xmppd_jid *jid = xmppd_jid_parse(jid_s);
+    if (!jid)
+        return "jid-malformed";
+    q->jid = strdup(jid->bare);
+    xmppd_jid_free(jid);
+    if (!q->jid)
+        return "internal-server-error";
+    const char *sub = xmppd_stanza_attr(item, "subscription");
+    if (sub && strcmp(sub, "remove") == 0) {
+        q->remove = true;
+        return NULL;
+    }
+    /* Clients echo the item's current state (slixmpp does): the four state
+     * names are ignored, anything else is refused. 'ask' is ignored. */
+    if (sub && rs_sub_bits(sub) == 0 && strcmp(sub, "none") != 0)
+        return "bad-request";
+    const char *name = xmppd_stanza_attr(item, "name");
+    if (name && strlen(name) > RS_TEXT_MAX)
+        return "not-acceptable";
+    json_t *groups = NULL;
+    const char *err = rs_parse_groups(item, &groups);
+    if (err)
+        return err;
+    q->item = json_pack("{s:o}", "groups", groups);
+    if (q->item && name && *name)
+        json_object_set_new(q->item, "name", json_string(name));
+    return q->item ? NULL : "internal-server-error";
+}
+
+static void rs_set_saved(int status, void *ud)
+{
+    rs_req *q = ud;
+    if (status != XMPPD_STORE_OK) {
+        xmppd_log(q->mod->m, XMPPD_LOG_ERROR, "cannot store the roster of %s", q->node);
+        rs_req_error(q, "wait", "internal-server-error", NULL);
+    } else {
+        rs_req_send(q, xmppd_stanza_reply(q->iq));
+        rs_push(q->mod, q->node, q->ver, q->jid, q->pushed);
+    }
+    rs_req_free(q);
+}
+
+/* Routes <presence type=type from=from to=to/>. */
+static void rs_send_presence(xmppd_host *h, const char *type, const char *from, const char *to)
+{
+    xmppd_stanza *p = xmppd_stanza_new("presence", XMPPD_NS_CLIENT);
+    if (!p)
+        return;
+    if (type)
+        xmppd_stanza_set_attr(p, "type", type);
+    xmppd_stanza_set_attr(p, "from", from);
+    xmppd_stanza_set_attr(p, "to", to);
+    xmppd_route(h, p);
+    xmppd_stanza_unref(p);
+}
+
+typedef struct rs_unavail_ctx {
+    xmppd_host *host;
+    const char *to;
+} rs_unavail_ctx;
+
+static int rs_unavail_one(xmppd_session *s, void *ud)
+{
+    rs_unavail_ctx *c = ud;
+    if (xmppd_session_available(s))
+        rs_send_presence(c->host, "unavailable", xmppd_session_jid(s)->full, c->to);
+    return 0;
+}
+
+/* §2.5.2: removing an item cancels the subscriptions both ways. */
+static void rs_removed_notify(rs_mod *mod, const char *node, const char *jid,
+                              const roster_item *old, bool pending_in)
+{
+    char bare[2 * XMPPD_JID_PART_MAX + 2];
+    snprintf(bare, sizeof(bare), "%s@%s", node, xmppd_host_name(mod->host));
+    if ((old->sub & ROSTER_SUB_TO) || old->ask)
+        rs_send_presence(mod->host, "unsubscribe", bare, jid);
+    if ((old->sub & ROSTER_SUB_FROM) || pending_in)
+        rs_send_presence(mod->host, "unsubscribed", bare, jid);
+    if (old->sub & ROSTER_SUB_FROM) {
+        rs_unavail_ctx c = { mod->host, jid };
+        xmppd_user_sessions(mod->host, node, rs_unavail_one, &c);
+    }
+}
+
+/* Applies q to r; NULL or the error condition. */
+static const char *rs_apply_set(roster *r, rs_req *q)
+{
+    json_t *items = rs_items(r);
+    json_t *it = json_object_get(items, q->jid);
+    if (q->remove) {
+        if (!it)
+            return "item-not-found";
+        roster_item old;
+        rs_view(q->jid, it, &old);
+        bool pending_in = json_object_get(rs_pending(r), q->jid) != NULL;
+        rs_removed_notify(q->mod, r->node, q->jid, &old, pending_in);
+        json_object_del(items, q->jid);
+        json_object_del(rs_pending(r), q->jid);
+        return NULL;
+    }
+    if (!it) {
+        if ((long long)json_object_size(items) >= q->mod->conf->max_items)
+            return "not-allowed";
+        if (json_object_set_new(items, q->jid, rs_item_new()) < 0)
+            return "internal-server-error";
+        it = json_object_get(items, q->jid);
+    }
+    json_object_del(it, "name");
+    if (json_object_update(it, q->item) < 0)
+        return "internal-server-error";
+    q->pushed = json_incref(it);
+    return NULL;
+}
+
+static void rs_set_loaded(roster *r, void *ud)
+{
+    rs_req *q = ud;
+    if (!r) {
+        rs_req_error(q, "wait", "internal-server-error", NULL);
+        rs_req_free(q);
+        return;
+    }
+    const char *err = rs_apply_set(r, q);
+    if (err) {
+        rs_req_error(q, NULL, err,
+                     strcmp(err, "not-allowed") == 0 ? "The roster is full" : NULL);
+        rs_req_free(q);
+        return;
+    }
+    q->ver = rs_bump(r);
+    rs_save(r, rs_set_saved, q);
+}
+
+static int rs_on_set(xmppd_event *ev, void *ud)
+{
+    rs_mod *mod = ud;
+    if (!rs_own_request(ev))
+        return xmppd_reply_error(ev, "auth", "forbidden", NULL);
+    rs_req *q = rs_req_new(mod, ev);
+    if (!q)
+        return XMPPD_FAIL;
+    const char *err = rs_parse_set(xmppd_stanza_first(ev->stanza), q);
+    if (err) {
+        rs_req_free(q);
+        return xmppd_reply_error(ev, NULL, err, NULL);
+    }
+    mod->api.load(&mod->api, q->node, rs_set_loaded, q);
+    return XMPPD_HANDLED;
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static void rs_noop_loaded(roster *r, void *ud)
+{
+}
+
+/* Loads the roster as a resource binds, so presence finds it in memory. */
+static int rs_on_bound(xmppd_event *ev, void *ud)
+{
+    rs_mod *mod = ud;
+    const char *user = ev->session ? xmppd_session_user(ev->session) : NULL;
+    if (user)
+        mod->api.load(&mod->api, user, rs_noop_loaded, NULL);
+    return XMPPD_PASS;
+}
+
+/* Runs late (FALLBACK) so other modules' handlers still find the roster. */
+static int rs_on_closed(xmppd_event *ev, void *ud)
+{
+    rs_mod *mod = ud;
+    if (!ev->session)
+        return XMPPD_PASS;
+    xmppd_session_set(ev->session, mod->m, NULL);
+    const char *user = xmppd_session_user(ev->session);
+    roster *r = user ? rs_find(mod, user) : NULL;
+    if (r)
+        rs_release(r);
+    return XMPPD_PASS;
+}
+
+/* Storage is purged by the kernel; forget the cached copy. */
+static int rs_on_user_deleted(xmppd_event *ev, void *ud)
+{
+    rs_mod *mod = ud;
+    roster *r = ev->data ? rs_find(mod, ev->data) : NULL;
+    if (r) {
+        rs_detach(r);
+        rs_release(r);
+    }
+    return XMPPD_PASS;
+}
+
+static int rs_on_features(xmppd_event *ev, void *ud)
+{
+    rs_mod *mod = ud;
+    if (mod->conf->versioning && ev->session && xmppd_session_authenticated(ev->session) && ev->stanza)
+        xmppd_stanza_tag(ev->stanza, "ver", NS_ROSTERVER);
+    return XMPPD_PASS;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static int rs_load(xmppd_module *m, const void *conf)
+{
+    rs_mod *mod = calloc(1, sizeof(*mod));
+    if (!mod)
+        return -1;
+    mod->api = (roster_api){
+        .version = ROSTER_API_VERSION,
+        .size = sizeof(roster_api),
+        .load = rs_api_load,
+        .cached = rs_api_cached,
+        .get = rs_api_get,
+        .foreach = rs_api_foreach,
+        .set_state = rs_api_set_state,
+        .pending_add = rs_api_pending_add,
+        .pending_remove = rs_api_pending_remove,
+        .pending_has = rs_api_pending_has,
+        .pending_foreach = rs_api_pending_foreach,
+    };
+    mod->m = m;
+    mod->host = xmppd_module_host(m);
+    mod->conf = conf;
+    xmppd_module_set_data(m, mod);
+    mod->store = xmppd_store_open(m, "roster", XMPPD_STORE_KEYVAL);
+    if (!mod->store)
+        return -1;
+    if (xmppd_iq_handle(m, "get", NS_ROSTER, XMPPD_IQ_BARE, rs_on_get, mod) < 0 ||
+        xmppd_iq_handle(m, "set", NS_ROSTER, XMPPD_IQ_BARE, rs_on_set, mod) < 0 ||
+        xmppd_hook(m, "resource-bound", rs_on_bound, XMPPD_PRIO_DEFAULT, mod) < 0 ||
+        xmppd_hook(m, "session-closed", rs_on_closed, XMPPD_PRIO_FALLBACK, mod) < 0 ||
+        xmppd_hook(m, "user-deleted", rs_on_user_deleted, XMPPD_PRIO_DEFAULT, mod) < 0 ||
+        xmppd_hook(m, "stream-features", rs_on_features, XMPPD_PRIO_DEFAULT, mod) < 0 ||
+        xmppd_provide(m, "roster", &mod->api) < 0)
+        return -1;
+    return 0;
+}
+
+/* Rosters still loading keep their waiters' data: storage never calls back
+ * an unloaded module, so that data (requests with session refs) is lost. */
+static void rs_unload(xmppd_module *m)
+{
+    rs_mod *mod = xmppd_module_data(m);
+    if (!mod)
+        return;
+    tdestroy(mod->cache, rs_free);
+    free(mod);
+    xmppd_module_set_data(m, NULL);
+}
+
+XMPPD_MODULE(roster) = {
+    .abi = XMPPD_ABI,
+    .def_size = sizeof(xmppd_module_def),
+    .name = "roster",
+    .version = "1.0",
+    .summary = "Contact lists: roster get/set, pushes, versioning (RFC 6121 section 2)",
+    .specs = (const char *const[]){ "RFC 6121", NULL },
+    .options = rs_options,
+    .conf_size = sizeof(rs_conf),
+    .load = rs_load,
+    .unload = rs_unload,
+};

@@ -1,0 +1,75 @@
+/* The roster module's API for other modules (presence, later s2s and
+ * blocking), published with xmppd_provide(m, "roster", &api) per host and
+ * found with xmppd_use(host, "roster"). Look it up per use: it goes away
+ * when the roster module unloads.
+ *
+ * A roster is one account's contact list (RFC 6121 §2). The roster module
+ * keeps the rosters of online accounts in memory; others are loaded on
+ * demand and dropped again once their callbacks have run. A `roster *`
+ * handed to a callback is valid during that callback (and, for an account
+ * with bound sessions, until its last session closes): never keep it across
+ * loop turns; load again instead. */
+#ifndef XMPPD_ROSTER_API_H
+#define XMPPD_ROSTER_API_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <xmppd/stanza.h>
+
+#define ROSTER_API_VERSION 1
+
+/* Subscription bits (RFC 6121 §2.1.2.5): none = 0, both = TO | FROM. */
+enum {
+    ROSTER_SUB_TO = 1,   /* the account sees the contact's presence */
+    ROSTER_SUB_FROM = 2, /* the contact sees the account's presence */
+};
+
+typedef struct roster roster; /* owned by the roster module */
+
+/* A read-only view of one item; strings are borrowed from the roster and
+ * valid until it changes. */
+typedef struct roster_item {
+    const char *jid;  /* bare JID, prepared */
+    const char *name; /* NULL when unset */
+    unsigned sub;     /* ROSTER_SUB_* bits */
+    bool ask;         /* pending out: the account asked to subscribe */
+    bool approved;    /* pre-approved (RFC 6121 §3.4) */
+} roster_item;
+
+/* r is NULL when the roster could not be loaded (storage failure). */
+typedef void (*roster_load_cb)(roster *r, void *ud);
+
+typedef struct roster_api {
+    uint32_t version; /* ROSTER_API_VERSION */
+    uint32_t size;    /* sizeof(roster_api) */
+
+    /* Calls cb with node's roster: at once when it is in memory, else once
+     * storage answered (loads of one account are shared). */
+    void (*load)(const struct roster_api *api, const char *node, roster_load_cb cb, void *ud);
+    /* The roster of node if it is in memory, else NULL. */
+    roster *(*cached)(const struct roster_api *api, const char *node);
+
+    /* Fills *it_r with the item for bare JID jid; false when there is none. */
+    bool (*get)(const roster *r, const char *jid, roster_item *it_r);
+    /* Calls fn for every item; stops early when fn returns nonzero. */
+    void (*foreach)(const roster *r, int (*fn)(const roster_item *it, void *ud), void *ud);
+
+    /* Sets the subscription state of jid's item, creating it (no name, no
+     * groups) when absent; on a change bumps the version, persists it and
+     * pushes the item to the account's interested resources.
+     * 1 changed, 0 nothing to change, -1 refused (roster full, OOM). */
+    int (*set_state)(roster *r, const char *jid, unsigned sub, bool ask, bool approved);
+
+    /* Pending inbound subscription requests (RFC 6121 §3.1.3), kept apart
+     * from the items (a request creates no item). pending_add stores a copy
+     * of req (replacing an earlier one from jid); both persist. 0 or -1. */
+    int (*pending_add)(roster *r, const char *jid, const xmppd_stanza *req);
+    int (*pending_remove)(roster *r, const char *jid);
+    bool (*pending_has)(const roster *r, const char *jid);
+    /* Calls fn with each stored request (a new tree the callee borrows). */
+    void (*pending_foreach)(const roster *r, void (*fn)(const char *jid, xmppd_stanza *req, void *ud),
+                            void *ud);
+} roster_api;
+
+#endif
