@@ -91,8 +91,10 @@ static void bounce(xmppd_event *ev, const char *type, const char *cond, const ch
     xmppd_stanza *e = error_with_payload(ev->stanza, type, cond, text);
     if (!e)
         return;
-    if (!xmppd_stanza_attr(e, "from") && ev->host)
-        xmppd_stanza_set_attr(e, "from", ev->to ? ev->to->full : ev->host->name);
+    /* A stanza without 'to' was for the account itself: its error carries
+     * no 'from' (RFC 6120 §10.3.3). */
+    if (!xmppd_stanza_attr(e, "from") && ev->to)
+        xmppd_stanza_set_attr(e, "from", ev->to->full);
     if (ev->session && !xmppd_session_closed(ev->session) && ev->from &&
         ev->session->jid && xmppd_jid_equal(ev->from, ev->session->jid))
         xmppd_session_send(ev->session, e);
@@ -183,6 +185,19 @@ static void deliver_message_bare(xmppd_event *ev, xmppd_host *h)
     bounce(ev, NULL, "service-unavailable", NULL);
 }
 
+/* IQ handlers first, then the iq/<target> event; nobody answering means
+ * service-unavailable (RFC 6120 §8.4), a failing handler internal-server-error. */
+static void dispatch_iq(xmppd_event *ev, xmppd_host *h, unsigned target)
+{
+    int rc = iq_dispatch(h, ev, target);
+    if (rc == XMPPD_PASS)
+        rc = xmppd_fire(ev);
+    if (rc == XMPPD_PASS)
+        bounce(ev, NULL, "service-unavailable", NULL);
+    else if (rc == XMPPD_FAIL)
+        bounce(ev, NULL, "internal-server-error", NULL);
+}
+
 static void route_local(xmppd_event *ev, xmppd_host *h, int kind)
 {
     const xmppd_jid *to = ev->to;
@@ -190,13 +205,7 @@ static void route_local(xmppd_event *ev, xmppd_host *h, int kind)
     if (!to->node) {
         ev->name = ev_host[kind];
         if (kind == K_IQ) {
-            int rc = iq_dispatch(h, ev, XMPPD_IQ_HOST);
-            if (rc == XMPPD_PASS)
-                rc = xmppd_fire(ev);
-            if (rc == XMPPD_PASS)
-                bounce(ev, NULL, "service-unavailable", NULL);
-            else if (rc == XMPPD_FAIL)
-                bounce(ev, NULL, "internal-server-error", NULL);
+            dispatch_iq(ev, h, XMPPD_IQ_HOST);
             return;
         }
         int rc = xmppd_fire(ev);
@@ -238,13 +247,7 @@ static void route_local(xmppd_event *ev, xmppd_host *h, int kind)
     }
     ev->name = ev_bare[kind];
     if (kind == K_IQ) {
-        int rc = iq_dispatch(h, ev, XMPPD_IQ_BARE);
-        if (rc == XMPPD_PASS)
-            rc = xmppd_fire(ev);
-        if (rc == XMPPD_PASS)
-            bounce(ev, NULL, "service-unavailable", NULL);
-        else if (rc == XMPPD_FAIL)
-            bounce(ev, NULL, "internal-server-error", NULL);
+        dispatch_iq(ev, h, XMPPD_IQ_BARE);
         return;
     }
     int rc = xmppd_fire(ev);
@@ -367,16 +370,10 @@ void router_from_client(xmppd_session *s, xmppd_stanza *st)
             if (bare) {
                 ev.to = bare;
                 if (kind == K_IQ) {
+                    /* Handlers see to == NULL: "the account itself". */
                     ev.name = ev_bare[K_IQ];
                     ev.to = NULL;
-                    int rc = iq_dispatch(s->host, &ev, XMPPD_IQ_BARE);
-                    if (rc == XMPPD_PASS)
-                        rc = xmppd_fire(&ev);
-                    ev.to = bare;
-                    if (rc == XMPPD_PASS)
-                        bounce(&ev, NULL, "service-unavailable", NULL);
-                    else if (rc == XMPPD_FAIL)
-                        bounce(&ev, NULL, "internal-server-error", NULL);
+                    dispatch_iq(&ev, s->host, XMPPD_IQ_BARE);
                 } else {
                     route_local(&ev, s->host, kind);
                 }
