@@ -1,0 +1,227 @@
+/* XEP-0049 Private XML Storage (and so XEP-0048 bookmarks): an account
+ * stores and reads XML fragments of its own, keyed by the fragment's
+ * element name and namespace. Kept in keyval store "private", key
+ * "name|namespace", value the serialised element (a JSON string). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xmppd/xmppd.h>
+
+#define PRIVATE_NS "jabber:iq:private"
+#define PRIVATE_KEY_MAX 1024
+
+/* Module data. */
+typedef struct private_state {
+    xmppd_module *m;
+    xmppd_store *store;
+} private_state;
+
+/* An IQ answered after a storage callback: what xmppd_reply needs, copied,
+ * since the event itself lives only during the handler. */
+typedef struct private_req {
+    private_state *st;
+    xmppd_host *host;
+    xmppd_session *sess;   /* reference, or NULL */
+    xmppd_stanza *iq;      /* reference */
+    xmppd_jid *from, *to;  /* owned; to NULL: request without 'to' */
+    xmppd_stanza *wanted;  /* get: the requested (empty) element, reference */
+} private_req;
+
+/* ---- deferred replies --------------------------------------------------- */
+
+static void private_req_free(private_req *r)
+{
+    if (r->sess)
+        xmppd_session_unref(r->sess);
+    xmppd_stanza_unref(r->iq);
+    xmppd_stanza_unref(r->wanted);
+    xmppd_jid_free(r->from);
+    xmppd_jid_free(r->to);
+    free(r);
+}
+
+/* NULL on OOM. */
+static private_req *private_req_new(private_state *st, xmppd_event *ev)
+{
+    private_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->st = st;
+    r->host = ev->host;
+    r->iq = xmppd_stanza_ref(ev->stanza);
+    r->sess = ev->session ? xmppd_session_ref(ev->session) : NULL;
+    r->from = ev->from ? xmppd_jid_dup(ev->from) : NULL;
+    r->to = ev->to ? xmppd_jid_dup(ev->to) : NULL;
+    if ((ev->from && !r->from) || (ev->to && !r->to)) {
+        private_req_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static xmppd_event private_req_event(const private_req *r)
+{
+    return (xmppd_event){ .name = "iq/bare", .host = r->host, .session = r->sess,
+                          .stanza = r->iq, .from = r->from, .to = r->to };
+}
+
+/* ---- checks ----------------------------------------------------------------- */
+
+/* Namespaces XEP-0049 §3 reserves: storing under them is refused. */
+static bool private_ns_refused(const char *ns)
+{
+    static const char *const refused[] = { "", XMPPD_NS_CLIENT, XMPPD_NS_SERVER,
+                                           PRIVATE_NS, "http://etherx.jabber.org/streams" };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+        if (strcmp(ns, refused[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The one child of <query/> to store or fetch, after checking the request
+ * is the account's own and well-formed; NULL when *err_r names the error
+ * condition to answer. */
+static xmppd_stanza *private_item(const xmppd_event *ev, const char **err_r)
+{
+    xmppd_stanza *q = xmppd_stanza_child(ev->stanza, "query", PRIVATE_NS);
+    if (!ev->from || !ev->from->node || (ev->to && !xmppd_jid_bare_equal(ev->from, ev->to))) {
+        *err_r = "forbidden";
+        return NULL;
+    }
+    xmppd_stanza *item = q ? xmppd_stanza_first(q) : NULL;
+    if (!item || xmppd_stanza_next(item)) {
+        *err_r = "bad-request";
+        return NULL;
+    }
+    const char *ns = xmppd_stanza_ns(item);
+    if (!ns || private_ns_refused(ns)) {
+        *err_r = "not-acceptable";
+        return NULL;
+    }
+    return item;
+}
+
+/* "name|namespace" into buf; false when too long. */
+static bool private_key(const xmppd_stanza *item, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "%s|%s", xmppd_stanza_name(item), xmppd_stanza_ns(item));
+    return n > 0 && (size_t)n < len;
+}
+
+/* ---- get ---------------------------------------------------------------------- */
+
+static void private_on_loaded(int status, json_t *value, void *ud)
+{
+    private_req *r = ud;
+    xmppd_event ev = private_req_event(r);
+    const char *xml = json_string_value(value);
+    xmppd_stanza *item = NULL;
+    if (status == XMPPD_STORE_OK && xml)
+        item = xmppd_stanza_from_string(xml, strlen(xml), XMPPD_NS_CLIENT);
+    else if (status == XMPPD_STORE_NOT_FOUND)
+        item = xmppd_stanza_copy(r->wanted); /* nothing stored: echo it empty */
+    xmppd_stanza *reply = item ? xmppd_stanza_reply(r->iq) : NULL;
+    xmppd_stanza *q = reply ? xmppd_stanza_tag(reply, "query", PRIVATE_NS) : NULL;
+    if (q && xmppd_stanza_add(q, item)) {
+        xmppd_reply(&ev, reply);
+    } else {
+        if (!q)
+            xmppd_stanza_unref(item);
+        xmppd_stanza_unref(reply);
+        xmppd_reply_error(&ev, NULL, "internal-server-error", NULL);
+    }
+    private_req_free(r);
+}
+
+static int private_on_get(xmppd_event *ev, void *ud)
+{
+    private_state *st = ud;
+    const char *err = NULL;
+    char key[PRIVATE_KEY_MAX];
+    xmppd_stanza *item = private_item(ev, &err);
+    if (!item)
+        return xmppd_reply_error(ev, NULL, err, NULL);
+    if (!private_key(item, key, sizeof(key)))
+        return xmppd_reply_error(ev, NULL, "not-acceptable", "Namespace too long");
+    private_req *r = private_req_new(st, ev);
+    if (!r)
+        return XMPPD_FAIL;
+    r->wanted = xmppd_stanza_ref(item);
+    xmppd_kv_get(st->store, ev->from->node, key, private_on_loaded, r);
+    return XMPPD_HANDLED;
+}
+
+/* ---- set ---------------------------------------------------------------------- */
+
+static void private_on_saved(int status, void *ud)
+{
+    private_req *r = ud;
+    xmppd_event ev = private_req_event(r);
+    xmppd_stanza *reply = status == XMPPD_STORE_OK ? xmppd_stanza_reply(r->iq) : NULL;
+    if (reply)
+        xmppd_reply(&ev, reply);
+    else
+        xmppd_reply_error(&ev, NULL, "internal-server-error", NULL);
+    private_req_free(r);
+}
+
+static int private_on_set(xmppd_event *ev, void *ud)
+{
+    private_state *st = ud;
+    const char *err = NULL;
+    char key[PRIVATE_KEY_MAX];
+    xmppd_stanza *item = private_item(ev, &err);
+    if (!item)
+        return xmppd_reply_error(ev, NULL, err, NULL);
+    if (!private_key(item, key, sizeof(key)))
+        return xmppd_reply_error(ev, NULL, "not-acceptable", "Namespace too long");
+    char *xml = xmppd_stanza_to_string(item, XMPPD_NS_CLIENT, NULL);
+    json_t *v = xml ? json_string(xml) : NULL;
+    free(xml);
+    private_req *r = v ? private_req_new(st, ev) : NULL;
+    if (!r) {
+        json_decref(v);
+        return XMPPD_FAIL;
+    }
+    xmppd_kv_set(st->store, ev->from->node, key, v, private_on_saved, r);
+    json_decref(v);
+    return XMPPD_HANDLED;
+}
+
+/* ---- module ------------------------------------------------------------------- */
+
+static void private_unload(xmppd_module *m)
+{
+    free(xmppd_module_data(m));
+    xmppd_module_set_data(m, NULL);
+}
+
+static int private_load(xmppd_module *m, const void *conf)
+{
+    private_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return -1;
+    st->m = m;
+    xmppd_module_set_data(m, st);
+    st->store = xmppd_store_open(m, "private", XMPPD_STORE_KEYVAL);
+    if (!st->store ||
+        xmppd_iq_handle(m, "get", PRIVATE_NS, XMPPD_IQ_BARE, private_on_get, st) < 0 ||
+        xmppd_iq_handle(m, "set", PRIVATE_NS, XMPPD_IQ_BARE, private_on_set, st) < 0 ||
+        xmppd_disco_feature(m, PRIVATE_NS) < 0) {
+        private_unload(m);
+        return -1;
+    }
+    return 0;
+}
+
+XMPPD_MODULE(private) = {
+    .abi = XMPPD_ABI,
+    .def_size = sizeof(xmppd_module_def),
+    .name = "private",
+    .version = "1.0",
+    .summary = "XEP-0049 Private XML Storage (XEP-0048 bookmarks)",
+    .specs = (const char *const[]){ "XEP-0049", "XEP-0048", NULL },
+    .load = private_load,
+    .unload = private_unload,
+};
