@@ -1,0 +1,179 @@
+"""The admin CLI: accounts and configuration checking.
+
+`xmppctl -c FILE adduser|passwd|deluser JID` (password on stdin when not a
+tty), `xmppctl -c FILE users HOST`, `xmppctl -c FILE check`. Changes made
+while the server runs take effect for the next login.
+Architecture rule: every config error is one line "FILE:LINE: KEY: message".
+"""
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from conftest import XMPPCTL, XMPPD, unique_user
+from xmpptest import RawClient, XMPPTestError
+
+
+def can_login(server, jid, password, mech="SCRAM-SHA-256"):
+    user = jid.split("@")[0]
+    with RawClient(server.port) as c:
+        try:
+            c.login(user, password, mech=mech)
+            return True
+        except XMPPTestError as e:
+            if "SASL" in str(e) and "not-authorized" in str(e):
+                return False
+            raise
+
+
+def output_lines(r):
+    return [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
+
+
+def test_adduser_then_login(server):
+    """adduser creates an account that can log in (SCRAM and PLAIN)."""
+    jid = unique_user("ctl") + "@localhost"
+    r = server.ctl("adduser", jid, input="first-pass\n")
+    assert r.returncode == 0, r.stderr
+    assert can_login(server, jid, "first-pass")
+    assert can_login(server, jid, "first-pass", mech="PLAIN")
+    assert not can_login(server, jid, "other-pass")
+
+
+def test_adduser_existing_fails(server):
+    """adduser on an existing account fails (exit != 0) and keeps the old
+    password."""
+    jid = unique_user("ctl") + "@localhost"
+    server.adduser(jid, "keep-me")
+    r = server.ctl("adduser", jid, input="overwrite\n")
+    assert r.returncode != 0
+    assert output_lines(r), "no message on failure"
+    assert can_login(server, jid, "keep-me")
+
+
+@pytest.mark.parametrize("jid", ["bad@@localhost", "someone@not-served.example", "@localhost",
+                                 "localhost"])
+def test_adduser_invalid_jid_fails(server, jid):
+    """adduser refuses JIDs that are invalid or not on a served host."""
+    r = server.ctl("adduser", jid, input="pw-123456\n")
+    assert r.returncode != 0
+    assert output_lines(r)
+
+
+def test_passwd_changes_password(server):
+    """passwd sets a new password: the new one works, the old one not."""
+    jid = unique_user("ctl") + "@localhost"
+    server.adduser(jid, "old-password")
+    r = server.ctl("passwd", jid, input="new-password\n")
+    assert r.returncode == 0, r.stderr
+    assert can_login(server, jid, "new-password")
+    assert not can_login(server, jid, "old-password")
+
+
+def test_passwd_unknown_user_fails(server):
+    r = server.ctl("passwd", unique_user("nobody") + "@localhost", input="x-password\n")
+    assert r.returncode != 0
+
+
+def test_deluser_then_login_fails(server):
+    """deluser removes the account: login fails with not-authorized."""
+    jid = unique_user("ctl") + "@localhost"
+    server.adduser(jid, "doomed-pw")
+    assert can_login(server, jid, "doomed-pw")
+    r = server.ctl("deluser", jid)
+    assert r.returncode == 0, r.stderr
+    assert not can_login(server, jid, "doomed-pw")
+
+
+def test_deluser_unknown_user_fails(server):
+    r = server.ctl("deluser", unique_user("nobody") + "@localhost")
+    assert r.returncode != 0
+
+
+def test_users_lists_accounts(server):
+    """users HOST lists the accounts of the host, one per line."""
+    u1, u2 = unique_user("list"), unique_user("list")
+    server.adduser(u1 + "@localhost", "pw-one-1")
+    server.adduser(u2 + "@localhost", "pw-two-2")
+    server.ctl("deluser", u2 + "@localhost")
+    r = server.ctl("users", "localhost")
+    assert r.returncode == 0, r.stderr
+    names = {ln.strip().split("@")[0] for ln in r.stdout.splitlines() if ln.strip()}
+    assert u1 in names
+    assert u2 not in names
+
+
+def test_check_good_config(server):
+    """check on the running server's config: exit 0."""
+    r = server.ctl("check")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _bad_config(server, tmp_path, mutate):
+    cfg = json.loads(json.dumps(server.config))
+    mutate(cfg)
+    path = tmp_path / "bad.json"
+    text = json.dumps(cfg, indent=2) + "\n"
+    path.write_text(text)
+    return path, text
+
+
+def _line_of(text, needle):
+    for i, ln in enumerate(text.splitlines(), 1):
+        if needle in ln:
+            return i
+    raise AssertionError(needle)
+
+
+def test_check_unknown_top_level_key(server, tmp_path):
+    """check with an unknown key: exit 1 and one line FILE:LINE: KEY: ..."""
+    path, text = _bad_config(server, tmp_path, lambda c: c.update({"bogus_key": True}))
+    r = _ctl(path, "check")
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = output_lines(r)
+    assert len(lines) == 1, lines
+    m = re.search(r"(\S*bad\.json):(\d+): (\S+?):", lines[0])
+    assert m, lines[0]
+    assert int(m.group(2)) == _line_of(text, '"bogus_key"')
+    assert m.group(3).endswith("bogus_key")
+
+
+def test_check_unknown_nested_key(server, tmp_path):
+    """An unknown key inside limits names its dotted path and line."""
+    path, text = _bad_config(server, tmp_path,
+                             lambda c: c["limits"].update({"max_stanzas_typo": 5}))
+    r = _ctl(path, "check")
+    assert r.returncode == 1
+    lines = output_lines(r)
+    assert len(lines) == 1, lines
+    m = re.search(r"(\S*bad\.json):(\d+): (\S+?):", lines[0])
+    assert m, lines[0]
+    assert int(m.group(2)) == _line_of(text, '"max_stanzas_typo"')
+    assert "max_stanzas_typo" in m.group(3)
+
+
+def test_check_invalid_json(server, tmp_path):
+    """A JSON syntax error: exit 1, one line naming the file and line."""
+    path = tmp_path / "broken.json"
+    path.write_text('{\n  "data_dir": "/tmp",\n  "log": {,\n}\n')
+    r = _ctl(path, "check")
+    assert r.returncode == 1
+    lines = output_lines(r)
+    assert len(lines) == 1, lines
+    assert re.search(r"\S*broken\.json:3\b", lines[0]), lines[0]
+
+
+def test_xmppd_refuses_bad_config(server, tmp_path):
+    """xmppd itself refuses to start on an invalid config (exit != 0) with
+    the same one-line message."""
+    path, _ = _bad_config(server, tmp_path, lambda c: c.update({"bogus_key": True}))
+    r = subprocess.run([str(XMPPD), "-c", str(path)], capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0
+    assert "bogus_key" in r.stdout + r.stderr
+
+
+def _ctl(path, *args):
+    return subprocess.run([str(XMPPCTL), "-c", str(path)] + list(args),
+                          capture_output=True, text=True, timeout=30)
