@@ -345,6 +345,10 @@ void loop_free(void)
     /* Finished jobs still queued belong to modules already unloaded or to a
      * loop that will not run again: give them their cancel path. */
     run_posted(L.post_fd, EV_READ, NULL);
+    /* Freed bufferevents finish on a deferred callback: one last turn lets
+     * them go before the base does. */
+    if (L.base)
+        event_base_loop(L.base, EVLOOP_NONBLOCK);
     if (L.post_ev)
         event_free(L.post_ev);
     if (L.post_fd >= 0)
