@@ -1,0 +1,157 @@
+"""storage_pgsql: PostgreSQL storage through libpq's asynchronous API.
+
+The whole integration suite also runs on PostgreSQL (XMPPD_TEST_STORAGE=pgsql,
+contrib/run-tests.sh); these tests check what only this driver has: schema
+migrations and their refusal of a newer schema, a clear error when the
+database cannot be reached at start, and — with a private cluster stopped
+and started under a running server — that sessions survive a database
+outage, writes are refused with a stanza error (RFC 6120 §8.3.3.8
+internal-server-error, type wait) rather than dropped or hung, and storage
+works again once PostgreSQL is back, without restarting xmppd.
+"""
+
+import time
+
+import pytest
+
+import pg_cluster
+from xmpptest import QUIET_PERIOD, RawClient, error_condition, scaled, tostr
+
+pytestmark = pytest.mark.skipif(not pg_cluster.available(),
+                                reason="PostgreSQL server binaries not installed")
+
+NS_ROSTER = "jabber:iq:roster"
+NS_PING = "urn:xmpp:ping"
+
+
+@pytest.fixture(scope="module")
+def pg():
+    """A private cluster for this module (it gets stopped and started)."""
+    c = pg_cluster.Cluster().init().start()
+    yield c
+    c.destroy()
+
+
+def pg_overrides(dsn, **opts):
+    conf = {"connect": dsn, "reconnect_max": "300ms", "query_timeout": "3s"}
+    conf.update(opts)
+    return {"storage": "pgsql",
+            "modules": {"storage_sqlite": None, "storage_pgsql": conf,
+                        "roster": {}, "presence": {}, "offline": {}, "ping": {}}}
+
+
+def login(srv, account, resource="r"):
+    c = RawClient(srv.port)
+    c.login(account.user, account.password, resource=resource)
+    return c
+
+
+def roster_set(c, jid, name):
+    return c.iq("<query xmlns='%s'><item jid='%s' name='%s'/></query>" % (NS_ROSTER, jid, name),
+                type_="set")
+
+
+def test_schema_created_and_versioned(pg, server_factory, accounts):
+    """A fresh database gets the documented tables at start, at schema
+    version 1; a second start (xmppctl, then a restart) leaves it as is."""
+    db = pg.create_db()
+    srv = server_factory(pg_overrides(pg.dsn(db)))
+    (a,) = accounts(1, srv=srv)
+    assert pg.psql("SELECT version FROM xmppd_schema", db).split() == ["1"]
+    tables = pg.psql("SELECT tablename FROM pg_tables WHERE tablename LIKE 'xmppd_%' "
+                     "ORDER BY tablename", db).split()
+    assert tables == ["xmppd_archive", "xmppd_kv", "xmppd_schema"]
+    # the account is a keyval row, its value JSON (jsonb) holding SCRAM keys only
+    row = pg.psql("SELECT store, value ? 'SCRAM-SHA-256' FROM xmppd_kv WHERE username = '%s'"
+                  % a.user, db).split()
+    assert row == ["accounts|t"]
+    srv.restart()
+    assert pg.psql("SELECT count(*) FROM xmppd_schema", db).split() == ["1"]
+    with login(srv, a) as c:
+        assert c.jid.startswith(a.jid)
+
+
+def test_newer_schema_refused(pg, server_factory):
+    """A database whose schema is newer than this binary knows is refused
+    at start with a one-line reason; nothing in it is touched."""
+    db = pg.create_db()
+    pg.psql("CREATE TABLE xmppd_schema (version integer NOT NULL); "
+            "INSERT INTO xmppd_schema VALUES (99)", db)
+    srv = server_factory(pg_overrides(pg.dsn(db)), start=False)
+    with pytest.raises(RuntimeError) as e:
+        srv.start()
+    assert "schema version 99 is newer than this xmppd supports (1)" in str(e.value)
+    assert pg.psql("SELECT version FROM xmppd_schema", db).split() == ["99"]
+    assert "xmppd_kv" not in pg.psql("SELECT tablename FROM pg_tables", db)
+
+
+def test_unreachable_database_at_start(server_factory):
+    """No database at the configured address: xmppd does not start, and
+    says why in one line."""
+    port = pg_cluster._free_port()
+    srv = server_factory(pg_overrides("host=127.0.0.1 port=%d user=postgres dbname=x connect_timeout=2"
+                                      % port), start=False)
+    with pytest.raises(RuntimeError) as e:
+        srv.start()
+    assert "cannot connect to the database" in str(e.value)
+
+
+def test_outage_sessions_survive_and_storage_recovers(pg, server_factory, accounts):
+    """PostgreSQL stopped under a running server with clients connected:
+    sessions stay up and route (RFC 6120 §8), a roster set (RFC 6121 §2.3)
+    gets an internal-server-error of type wait instead of hanging, a message
+    for an offline account is bounced rather than dropped (RFC 6121 §8.5.2.2);
+    once PostgreSQL is back, storage works again without a restart."""
+    db = pg.create_db()
+    srv = server_factory(pg_overrides(pg.dsn(db)))
+    a, b, c_off = accounts(3, srv=srv)
+    with login(srv, a) as ca, login(srv, b) as cb:
+        r = roster_set(ca, b.jid, "before")
+        assert r.get("type") == "result", tostr(r)
+
+        pg.stop("fast")
+        try:
+            t0 = time.monotonic()
+            r = roster_set(ca, b.jid, "during")
+            assert r.get("type") == "error", tostr(r)
+            assert error_condition(r) == ("wait", "internal-server-error")
+            assert time.monotonic() - t0 < scaled(5)
+
+            # the sessions are up: routing and IQs that need no storage work
+            ca.send("<message to='%s/r' type='chat' id='m1'><body>still here</body></message>" % b.jid)
+            m = cb.wait_for(lambda el: el.tag.endswith("message") and el.get("id") == "m1")
+            assert m.find("{jabber:client}body").text == "still here"
+            pong = ca.iq("<ping xmlns='%s'/>" % NS_PING, to="localhost")
+            assert pong.get("type") == "result", tostr(pong)
+
+            # a message that must be stored is refused, not lost
+            ca.send("<message to='%s' type='chat' id='m2'><body>for later</body></message>" % c_off.jid)
+            err = ca.wait_for(lambda el: el.tag.endswith("message") and el.get("id") == "m2")
+            assert err.get("type") == "error", tostr(err)
+        finally:
+            pg.start()
+
+        # storage comes back on its own
+        deadline = time.monotonic() + scaled(15)
+        while True:
+            r = roster_set(ca, b.jid, "after")
+            if r.get("type") == "result":
+                break
+            assert time.monotonic() < deadline, "storage did not recover: %s" % tostr(r)
+            time.sleep(0.2)
+        got = ca.iq("<query xmlns='%s'/>" % NS_ROSTER)
+        item = got.find("{%s}query/{%s}item" % (NS_ROSTER, NS_ROSTER))
+        assert item is not None and item.get("name") == "after", tostr(got)
+        # the sessions never dropped
+        assert ca.quiet(QUIET_PERIOD / 2, pred=lambda el: el.tag.endswith("error")) == []
+
+    # the message for the offline account was not half-stored
+    assert pg.psql("SELECT count(*) FROM xmppd_archive WHERE username = '%s'" % c_off.user, db).split() == ["0"]
+    # new logins and account changes work
+    (d,) = accounts(1, srv=srv)
+    with login(srv, d) as cd:
+        assert cd.jid.startswith(d.jid)
+    log = srv.read_log()
+    assert "database connection lost" in log
+    assert "re-established" in log
+    assert srv.running
