@@ -5,7 +5,8 @@
 #
 # Levels, each counted in the closing "N passed, N failed" line:
 #   1. build/        ../configure --enable-werror; make; make check (cmocka);
-#                    pytest tests/integration against that build
+#                    pytest tests/integration against that build, then
+#                    again with every server on PostgreSQL (a private cluster)
 #   2. build-asan/   --enable-sanitizers (ASan + UBSan): make check and the
 #                    integration suite again (skipped with --quick)
 #   3. build-fuzz/   clang + libFuzzer: every fuzz target 20 s over a copy of
@@ -15,7 +16,18 @@
 # Environment: JOBS (default 2), FUZZ_SECONDS (default 20), PYTHON (default /usr/bin/python3).
 set -uo pipefail
 
-cd "$(dirname "$0")/.."
+# Run from a private copy: bash reads a script while it runs, and the tree's
+# copy may be edited during a long run.
+if [ -z "${XMPPD_RUN_TESTS_ROOT:-}" ]; then
+    XMPPD_RUN_TESTS_ROOT=$(cd "$(dirname "$0")/.." && pwd)
+    export XMPPD_RUN_TESTS_ROOT
+    copy=$(mktemp "${TMPDIR:-/tmp}/run-tests.XXXXXX")
+    cp "$0" "$copy"
+    exec bash "$copy" "$@"
+fi
+case "$0" in "${TMPDIR:-/tmp}"/run-tests.*) rm -f "$0" ;; esac  # bash keeps it open
+cd "$XMPPD_RUN_TESTS_ROOT"
+unset XMPPD_RUN_TESTS_ROOT
 ROOT=$(pwd)
 JOBS=${JOBS:-2}
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
@@ -30,7 +42,8 @@ while [ $# -gt 0 ]; do
         --quick) QUICK=1 ;;
         --no-install) INSTALL=0 ;;
         --) shift; PYTEST_ARGS=("$@"); break ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' \
+                       "$ROOT/contrib/run-tests.sh"; exit 0 ;;
         *) echo "run-tests.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -48,8 +61,9 @@ pass_step() { PASSED=$((PASSED + 1)); }
 
 # ---- packages -------------------------------------------------------------
 PACKAGES="build-essential autoconf automake libtool pkg-config libxml2-dev libssl-dev
-libjansson-dev libevent-dev libc-ares-dev libidn-dev libsqlite3-dev libcmocka-dev libpq-dev
-python3-pytest python3-slixmpp openssl clang libclang-rt-dev"
+libjansson-dev libevent-dev libc-ares-dev libidn-dev libsqlite3-dev libpcre2-dev libcmocka-dev libpq-dev
+python3-pytest python3-slixmpp openssl clang libclang-rt-dev postgresql libcrypt-dev
+prosody"  # prosody: the federation peer of tests/integration/test_s2s_prosody.py
 
 ensure_packages() {
     local missing=() p
@@ -158,6 +172,22 @@ run_pytest() {
     rm -f "$out"
 }
 
+# pytest against build DIR with every test server on PostgreSQL: one private
+# cluster for the run (tests/integration/pg_cluster.py), a database per server.
+run_pytest_pgsql() {
+    local dir=$1 label=$2 pgdir dsn
+    pgdir=$(mktemp -d /tmp/xmppd-pg-XXXXXX)
+    if ! dsn=$("$PYTHON" tests/integration/pg_cluster.py start "$pgdir"); then
+        fail_step "integration ($label): cannot start PostgreSQL"
+        rm -rf "$pgdir"
+        return
+    fi
+    export XMPPD_TEST_STORAGE=pgsql XMPPD_TEST_PG_DSN="$dsn"
+    run_pytest "$dir" "$label"
+    unset XMPPD_TEST_STORAGE XMPPD_TEST_PG_DSN
+    "$PYTHON" tests/integration/pg_cluster.py stop "$pgdir"
+}
+
 build_level() {
     local dir=$1 label=$2; shift 2
     say "build ($label) in $dir"
@@ -173,6 +203,11 @@ build_level() {
 if build_level build "default" --enable-werror; then
     run_make_check build "default"
     run_pytest build "default"
+    run_pytest_pgsql build "default, PostgreSQL storage"
+    # docs/configuration.md's option tables and docs/modules.md's event
+    # table are generated from the code: fail when they are not current.
+    say "generated documentation (contrib/gen-docs.sh --check)"
+    if bash contrib/gen-docs.sh build --check; then pass_step; else fail_step "docs not current (run contrib/gen-docs.sh build)"; fi
 fi
 
 # ---- level 2: sanitizers ---------------------------------------------------------
@@ -213,7 +248,7 @@ if [ "$QUICK" = 0 ]; then
                 echo "--- $name (corpus: ${corpus:-none}) ---"
                 if "$bin" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
                         -artifact_prefix="$work/artifacts/" "$work/corpus" >"$work/log" 2>&1; then
-                    tail -3 "$work/log"
+                    grep -E "stat::(number_of_executed_units|new_units_added|peak_rss_mb)" "$work/log"
                     pass_step
                 else
                     tail -60 "$work/log"

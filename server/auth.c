@@ -34,7 +34,7 @@ XMPPD_EXPORT const char *xmppd_auth_result_str(int result)
     case XMPPD_AUTH_USER_UNKNOWN: return "no such user";
     case XMPPD_AUTH_DISABLED: return "account disabled";
     case XMPPD_AUTH_NO_SCHEME: return "stored credentials cannot serve this mechanism";
-    case XMPPD_AUTH_UNSUPPORTED: return "not supported by the host's auth provider";
+    case XMPPD_AUTH_UNSUPPORTED: return "not supported: the host's auth provider is read-only for this";
     case XMPPD_AUTH_EXISTS: return "user exists";
     case XMPPD_AUTH_INVALID: return "invalid user name or password";
     case XMPPD_AUTH_INTERNAL: return "internal error";
@@ -121,16 +121,46 @@ static bool call_start(auth_call *c, bool has_op)
 
 /* ---- provider registration ---- */
 
-/* Cleanup when the provider module m unloads: forget it, and answer what it
+/* A provider displaced by a newer instance of the same module (a reload
+ * loads the new instance before it unloads the old one). */
+typedef struct auth_shadow {
+    struct auth_shadow *next;
+    xmppd_host *h;
+    const xmppd_auth_provider *p;
+    void *pd;
+    xmppd_module *m;
+} auth_shadow;
+
+static auth_shadow *g_shadows;
+
+/* Cleanup when the provider module m unloads: forget it (bringing back the
+ * provider it displaced, if that one is still loaded), and answer what it
  * still held with INTERNAL. */
 static void auth_release(void *p)
 {
     xmppd_module *m = p;
     xmppd_host *h = m->host;
+    auth_shadow **sp = &g_shadows;
     if (h && h->auth_module == m) {
-        h->auth = NULL;
-        h->auth_pd = NULL;
-        h->auth_module = NULL;
+        while (*sp && (*sp)->h != h) /* newest first */
+            sp = &(*sp)->next;
+        auth_shadow *sh = *sp;
+        if (sh)
+            *sp = sh->next;
+        h->auth = sh ? sh->p : NULL;
+        h->auth_pd = sh ? sh->pd : NULL;
+        h->auth_module = sh ? sh->m : NULL;
+        free(sh);
+    } else {
+        while (*sp) {
+            auth_shadow *sh = *sp;
+            if (sh->m == m) {
+                *sp = sh->next;
+                free(sh);
+            } else {
+                sp = &sh->next;
+            }
+        }
     }
     auth_call *c = g_pending;
     while (c) {
@@ -155,10 +185,25 @@ XMPPD_EXPORT int xmppd_auth_provide(xmppd_module *m, const xmppd_auth_provider *
         xmppd_log(m, XMPPD_LOG_ERROR, "auth provider table of an unsupported version or incomplete");
         return -1;
     }
-    if (h->auth)
+    auth_shadow *sh = NULL;
+    if (h->auth) {
+        const xmppd_module *cur = h->auth_module;
+        if (cur == m || strcmp(cur->def->name, m->def->name) != 0) {
+            xmppd_log(m, XMPPD_LOG_ERROR, "host %s already has an auth provider (%s)", h->name,
+                      cur->tag);
+            return -1;
+        }
+        /* a newer instance of the same module: it takes over */
+        if (!(sh = calloc(1, sizeof(*sh))))
+            return -1;
+        *sh = (auth_shadow){ g_shadows, h, h->auth, h->auth_pd, h->auth_module };
+    }
+    if (!module_cleanup_add(m, auth_release, m)) {
+        free(sh);
         return -1;
-    if (!module_cleanup_add(m, auth_release, m))
-        return -1;
+    }
+    if (sh)
+        g_shadows = sh;
     h->auth = p;
     h->auth_pd = pd;
     h->auth_module = m;

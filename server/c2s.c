@@ -45,6 +45,7 @@ static void s_teardown(xmppd_session *s);
 static void send_features(xmppd_session *s);
 static void process_input(xmppd_session *s);
 static void resume_input(xmppd_session *s);
+static bool is_stanza(const char *name);
 
 /* n-1 random characters from [A-Za-z0-9] and a NUL: stream ids, resources. */
 static void random_id(char *out, size_t n)
@@ -130,6 +131,12 @@ void c2s_write(xmppd_session *s, const xmppd_stanza *st)
     if (evbuffer_add_reference(out, xml, len, free_serialised, NULL) < 0) {
         free(xml);
         return;
+    }
+    if (s->state == C2S_BOUND && is_stanza(xmppd_stanza_name(st))) {
+        /* Read-only observers (audit logs); data: the serialised size. */
+        xmppd_event ev = { .name = "stanza-out", .host = s->host, .session = s,
+                           .stanza = (xmppd_stanza *)st, .to = s->jid, .data = &len };
+        xmppd_fire_all(&ev);
     }
     if (evbuffer_get_length(out) > g_server.cfg->limits.max_send_buffer)
         c2s_close(s, "policy-violation", "Too much data queued for a slow reader");
@@ -368,6 +375,11 @@ static void send_features(xmppd_session *s)
     }
     xmppd_event ev = { .name = "stream-features", .host = s->host, .session = s, .stanza = f };
     xmppd_fire_all(&ev);
+    if (s->state == C2S_CLOSING || s->state == C2S_CLOSED) {
+        /* A handler refused the stream (per-address limits). */
+        xmppd_stanza_unref(f);
+        return;
+    }
 
     /* Children are serialised one by one inside the stream:-prefixed
      * wrapper that our header declared. */
@@ -419,6 +431,7 @@ static void start_tls(xmppd_session *s)
     s->ssl = ssl;
     s->secure = true;
     s->state = C2S_HEADER;
+    s->header_sent = false; /* a new stream starts: errors need its header */
     xs_reset(s->parser);
     bufferevent_setcb(tls, on_read, NULL, on_event, s);
     bufferevent_enable(tls, EV_READ | EV_WRITE);
@@ -491,6 +504,10 @@ static void sasl_fail(xmppd_session *s, const char *cond)
     s->auth_failures++;
     log_kernel("c2s", XMPPD_LOG_INFO, "%s: authentication failed (%s) on %s", s->ip, cond,
                s->host->name);
+    /* Per-address counting and policies (data NULL: no secret is passed). */
+    xmppd_notify(s->host, "auth-failure", s, NULL);
+    if (s->state == C2S_CLOSING || s->state == C2S_CLOSED)
+        return;
     uint64_t ms = g_server.cfg->limits.auth_failure_delay;
     for (unsigned i = 1; i < s->auth_failures && ms < 60000; i++)
         ms *= 2;
@@ -515,6 +532,7 @@ static void sasl_succeed(xmppd_session *s, const char *user, const unsigned char
     sasl_reset(s);
     sasl_send(s, "success", extra, len);
     s->state = C2S_HEADER;
+    s->header_sent = false;
     xs_reset(s->parser);
     log_kernel("c2s", XMPPD_LOG_INFO, "%s: authenticated as %s@%s", s->ip, user, s->host->name);
     xmppd_notify(s->host, "auth-success", s, (void *)user);
@@ -743,7 +761,7 @@ static void handle_sasl(xmppd_session *s, xmppd_stanza *el)
             return;
         }
         if (!decode_payload(el, &msg, &len)) {
-            sasl_fail(s, SASL_MALFORMED);
+            sasl_fail(s, SASL_INCORRECT_ENCODING);
             return;
         }
         s->scram_hash = h;
@@ -765,7 +783,7 @@ static void handle_sasl(xmppd_session *s, xmppd_stanza *el)
             return;
         }
         if (!decode_payload(el, &msg, &len)) {
-            sasl_fail(s, SASL_MALFORMED);
+            sasl_fail(s, SASL_INCORRECT_ENCODING);
             return;
         }
         if (!s->scram)
@@ -951,6 +969,7 @@ static void process_input(xmppd_session *s)
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
         size_t n = v.iov_len;
+        s->bytes_in += n;
         int rc = xs_feed(s->parser, v.iov_base, n);
         if (s->state == C2S_CLOSED)
             break;
@@ -961,6 +980,11 @@ static void process_input(xmppd_session *s)
     if (s->starttls_pending && s->state != C2S_CLOSED)
         start_tls(s);
     xmppd_session_unref(s);
+}
+
+uint64_t xmppd_session_bytes_in(const xmppd_session *s)
+{
+    return s->bytes_in;
 }
 
 /* Input resumes after an asynchronous step finished. */

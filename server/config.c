@@ -4,6 +4,7 @@
  * so config_line() walks the raw text with a small scanner to find the line
  * of a dotted key path. Validation stops at the first error and reports it
  * as one line "FILE:LINE: KEY: what is wrong". */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -17,6 +18,7 @@
 
 #include "config.h"
 #include "options.h"
+#include "xmppd/crypto.h"
 #include "xmppd/jid.h"
 #include "xmppd/log.h"
 
@@ -643,6 +645,11 @@ static int parse_listener(cctx *c, const json_t *lo, const char *prefix, listene
         return FAIL(c, join(key, sizeof(key), prefix, "tls"), "expected \"starttls\" or \"direct\", got %s",
                     got);
     }
+    /* XEP-0114 streams have no TLS: never pretend they are encrypted. */
+    if (type == LISTEN_COMPONENT && sv)
+        return FAIL(c, join(key, sizeof(key), prefix, "tls"),
+                    "component listeners (XEP-0114) have no TLS; remove \"tls\" and bind them "
+                    "to a loopback or private address");
     l->type = (enum listener_type)type;
     l->tls = (enum listener_tls)tls;
     l->address = strdup("::");
@@ -737,10 +744,251 @@ static int parse_hosts(cctx *c, const json_t *root)
     return 0;
 }
 
+/* "components": domain -> { "secret": "...", "subdomains": false }. The
+ * secret never appears in a message, not even a wrong value of it. */
+static int parse_components(cctx *c, const json_t *root)
+{
+    static const char *const keys[] = { "secret", "subdomains" };
+    xmppd_config *cfg = c->cfg;
+    const json_t *comps = json_object_get(root, "components");
+    if (!comps)
+        return 0;
+    if (expect_object(c, comps, "components") < 0)
+        return -1;
+    size_t n = json_object_size(comps);
+    cfg->components = calloc(n ? n : 1, sizeof(*cfg->components));
+    if (!cfg->components)
+        return FAIL(c, "components", "out of memory");
+    const char *domain;
+    json_t *cv;
+    json_object_foreach((json_t *)comps, domain, cv) {
+        char prefix[512], key[600];
+        join(prefix, sizeof(prefix), "components", domain);
+        component_conf *cc = &cfg->components[cfg->n_components++];
+        if (expect_object(c, cv, prefix) < 0 || check_keys(c, cv, prefix, keys, 2) < 0)
+            return -1;
+        xmppd_jid *j = xmppd_jid_parse(domain);
+        /* The domain is written into stream headers: no XML specials. */
+        bool plain = j && !j->node && !j->resource && !strpbrk(j->domain, "<>&'\"");
+        cc->domain = plain ? strdup(j->domain) : NULL;
+        xmppd_jid_free(j);
+        if (!plain)
+            return FAIL(c, prefix, "not a valid domain name");
+        if (!cc->domain)
+            return FAIL(c, prefix, "out of memory");
+        for (size_t i = 0; i < cfg->n_hosts; i++)
+            if (strcmp(cfg->hosts[i].name, cc->domain) == 0)
+                return FAIL(c, prefix, "%s is also under \"hosts\": a domain is either a host or "
+                            "a component", cc->domain);
+        for (const component_conf *o = cfg->components; o < cc; o++)
+            if (strcmp(o->domain, cc->domain) == 0)
+                return FAIL(c, prefix, "the same component as an earlier entry (both are %s after "
+                            "normalisation)", cc->domain);
+        json_t *sv = json_object_get(cv, "secret");
+        if (!sv)
+            return FAIL(c, prefix, "a component needs its shared \"secret\"");
+        if (!json_is_string(sv) || json_string_length(sv) == 0 ||
+            strlen(json_string_value(sv)) != json_string_length(sv))
+            return FAIL(c, join(key, sizeof(key), prefix, "secret"),
+                        "expected a non-empty string without NUL characters");
+        if (!(cc->secret = strdup(json_string_value(sv))))
+            return FAIL(c, prefix, "out of memory");
+        if (get_bool(c, cv, prefix, "subdomains", &cc->subdomains) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* "host:port", "[v6]:port" or "host" (port def) into host and port. */
+static int split_hostport(const char *v, int def, char **host_r, int *port_r)
+{
+    const char *colon = NULL, *end;
+    if (v[0] == '[') {
+        end = strchr(v, ']');
+        if (!end || end == v + 1 || (end[1] && end[1] != ':'))
+            return -1;
+        colon = end[1] ? end + 1 : NULL;
+        v++;
+    } else {
+        colon = strrchr(v, ':');
+        if (colon && strchr(v, ':') != colon)
+            return -1; /* IPv6 literals need brackets */
+        end = colon ? colon : v + strlen(v);
+    }
+    if (end == v)
+        return -1;
+    long port = def;
+    if (colon) {
+        char *e;
+        errno = 0;
+        port = strtol(colon + 1, &e, 10);
+        if (!colon[1] || *e || errno || port < 1 || port > 65535)
+            return -1;
+    }
+    *host_r = strndup(v, (size_t)(end - v));
+    *port_r = (int)port;
+    return *host_r ? 0 : -1;
+}
+
+/* "s2s": federation settings (docs/configuration.md). */
+static int parse_s2s(cctx *c, const json_t *root)
+{
+    static const char *const keys[] = { "require_encryption", "authentication", "ca_file",
+        "idle_timeout", "connect_timeout", "max_queue", "dialback_secret", "routes",
+        "dns_servers" };
+    static const char *const auths[] = { "both", "dialback", "external", NULL };
+    s2s_conf *s = &c->cfg->s2s;
+    const json_t *o = json_object_get(root, "s2s");
+    char key[600], got[64];
+    if (!o)
+        return 0;
+    if (expect_object(c, o, "s2s") < 0 ||
+        check_keys(c, o, "s2s", keys, sizeof(keys) / sizeof(keys[0])) < 0 ||
+        get_bool(c, o, "s2s", "require_encryption", &s->require_encryption) < 0)
+        return -1;
+    const json_t *av = json_object_get(o, "authentication");
+    if (av) {
+        int a = pick(auths, av);
+        if (a < 0) {
+            opt_describe_value(av, got, sizeof(got));
+            return FAIL(c, "s2s.authentication",
+                        "expected \"both\", \"dialback\" or \"external\", got %s", got);
+        }
+        s->authentication = (enum s2s_auth)a;
+    }
+    if (get_string(c, o, "s2s", "ca_file", true, true, &s->ca_file) < 0 ||
+        check_readable(c, "s2s", "ca_file", s->ca_file) < 0)
+        return -1;
+    long long v = (long long)s->idle_timeout;
+    if (get_number(c, o, "s2s", "idle_timeout", NUM_DURATION, 1000, 86400000LL, &v) < 0)
+        return -1;
+    s->idle_timeout = (uint64_t)v;
+    v = (long long)s->connect_timeout;
+    if (get_number(c, o, "s2s", "connect_timeout", NUM_DURATION, 100, 600000, &v) < 0)
+        return -1;
+    s->connect_timeout = (uint64_t)v;
+    if (get_uint(c, o, "s2s", "max_queue", 1, 1000000, &s->max_queue) < 0)
+        return -1;
+    const json_t *sv = json_object_get(o, "dialback_secret");
+    if (sv && (!json_is_string(sv) || json_string_length(sv) < 16 ||
+               strlen(json_string_value(sv)) != json_string_length(sv)))
+        return FAIL(c, "s2s.dialback_secret",
+                    "expected a string of at least 16 characters without NUL characters");
+    if (sv && !(s->dialback_secret = strdup(json_string_value(sv))))
+        return FAIL(c, "s2s.dialback_secret", "out of memory");
+
+    const json_t *routes = json_object_get(o, "routes");
+    if (routes) {
+        if (expect_object(c, routes, "s2s.routes") < 0)
+            return -1;
+        size_t n = json_object_size(routes);
+        s->routes = calloc(n ? n : 1, sizeof(*s->routes));
+        if (!s->routes)
+            return FAIL(c, "s2s.routes", "out of memory");
+        const char *domain;
+        json_t *rv;
+        json_object_foreach((json_t *)routes, domain, rv) {
+            join(key, sizeof(key), "s2s.routes", domain);
+            s2s_route_conf *r = &s->routes[s->n_routes++];
+            if (!(r->domain = xmppd_nameprep(domain)) || !*r->domain || strchr(r->domain, '@') ||
+                strchr(r->domain, '/'))
+                return FAIL(c, key, "not a valid domain name");
+            for (const s2s_route_conf *e = s->routes; e < r; e++)
+                if (strcmp(e->domain, r->domain) == 0)
+                    return FAIL(c, key, "the same domain as an earlier route (both are %s after "
+                                "normalisation)", r->domain);
+            if (!json_is_string(rv) ||
+                split_hostport(json_string_value(rv), 5269, &r->host, &r->port) < 0) {
+                opt_describe_value(rv, got, sizeof(got));
+                return FAIL(c, key, "expected \"host:port\" (or \"[ipv6]:port\"), got %s", got);
+            }
+        }
+    }
+
+    const json_t *dns = json_object_get(o, "dns_servers");
+    if (dns) {
+        if (!json_is_array(dns) || json_array_size(dns) == 0) {
+            opt_describe_value(dns, got, sizeof(got));
+            return FAIL(c, "s2s.dns_servers", "expected a non-empty list of \"ip\" or "
+                        "\"ip:port\" strings, got %s", got);
+        }
+        size_t cap = 1, len = 0;
+        for (size_t i = 0; i < json_array_size(dns); i++) {
+            const json_t *e = json_array_get(dns, i);
+            cap += json_is_string(e) ? json_string_length(e) + 10 : 0; /* [],:port */
+        }
+        char *csv = calloc(1, cap);
+        if (!csv)
+            return FAIL(c, "s2s.dns_servers", "out of memory");
+        s->dns_servers = csv;
+        for (size_t i = 0; i < json_array_size(dns); i++) {
+            const json_t *e = json_array_get(dns, i);
+            snprintf(key, sizeof(key), "s2s.dns_servers.%zu", i);
+            char *host = NULL;
+            int port = 53;
+            bool ok = json_is_string(e);
+            if (ok) {
+                const char *t = json_string_value(e);
+                /* a bare IPv6 literal has several colons and no port */
+                if (t[0] != '[' && strchr(t, ':') != strrchr(t, ':'))
+                    ok = (host = strdup(t)) != NULL;
+                else
+                    ok = split_hostport(t, 53, &host, &port) == 0;
+            }
+            unsigned char addr[16];
+            bool v6 = ok && strchr(host, ':');
+            ok = ok && inet_pton(v6 ? AF_INET6 : AF_INET, host, addr) == 1;
+            if (ok)
+                len += (size_t)snprintf(csv + len, cap - len, "%s%s%s%s:%d", len ? "," : "",
+                                        v6 ? "[" : "", host, v6 ? "]" : "", port);
+            free(host);
+            if (!ok) {
+                opt_describe_value(e, got, sizeof(got));
+                return FAIL(c, key, "expected an IP address with an optional port "
+                            "(\"127.0.0.1:5353\", \"[::1]:53\"), got %s", got);
+            }
+        }
+    }
+    return 0;
+}
+
+/* "control_socket": path of xmppctl's Unix socket, or false for none;
+ * default DATA_DIR/xmppd.sock. Needs data_dir parsed. */
+static int parse_control_socket(cctx *c, const json_t *root)
+{
+    xmppd_config *cfg = c->cfg;
+    const json_t *v = json_object_get(root, "control_socket");
+    const size_t max = 107; /* sizeof(sockaddr_un.sun_path) - 1 on Linux */
+    if (json_is_false(v))
+        return 0;
+    if (!v) {
+        size_t n = strlen(cfg->data_dir) + sizeof("/xmppd.sock");
+        if (!(cfg->control_socket = malloc(n)))
+            return FAIL(c, "", "out of memory");
+        snprintf(cfg->control_socket, n, "%s/xmppd.sock", cfg->data_dir);
+        if (strlen(cfg->control_socket) > max)
+            return FAIL(c, "data_dir", "the control socket's default path %s is over the %zu "
+                        "bytes a Unix socket path may have: set \"control_socket\" to a shorter "
+                        "path (or false)", cfg->control_socket, max);
+        return 0;
+    }
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        char got[64];
+        opt_describe_value(v, got, sizeof(got));
+        return FAIL(c, "control_socket", "expected a non-empty path or false, got %s", got);
+    }
+    if (get_string(c, root, "", "control_socket", false, true, &cfg->control_socket) < 0)
+        return -1;
+    if (strlen(cfg->control_socket) > max)
+        return FAIL(c, "control_socket", "%s is over the %zu bytes a Unix socket path may have",
+                    cfg->control_socket, max);
+    return 0;
+}
+
 static int parse_root(cctx *c)
 {
     static const char *const keys[] = { "log", "data_dir", "module_path", "storage", "tls", "c2s",
-        "limits", "listeners", "modules", "hosts" };
+        "limits", "listeners", "modules", "hosts", "components", "s2s", "control_socket" };
     xmppd_config *cfg = c->cfg;
     const json_t *root = cfg->root;
     if (!json_is_object(root))
@@ -756,6 +1004,8 @@ static int parse_root(cctx *c)
     if (!valid_module_name(cfg->storage))
         return FAIL(c, "storage", "expected a storage driver name such as \"sqlite\", got \"%s\"",
                     cfg->storage);
+    if (parse_control_socket(c, root) < 0)
+        return -1;
     const json_t *tls = json_object_get(root, "tls");
     if (tls && parse_tls(c, tls, "tls", &cfg->tls) < 0)
         return -1;
@@ -769,7 +1019,9 @@ static int parse_root(cctx *c)
     cfg->global_modules = json_object_get(root, "modules");
     if (cfg->global_modules && check_modules(c, cfg->global_modules, "modules", false) < 0)
         return -1;
-    return parse_hosts(c, root);
+    if (parse_hosts(c, root) < 0 || parse_s2s(c, root) < 0)
+        return -1;
+    return parse_components(c, root);
 }
 
 /* ---- load / free ------------------------------------------------------------- */
@@ -778,6 +1030,8 @@ static void set_defaults(xmppd_config *cfg)
 {
     cfg->log_level = XMPPD_LOG_INFO;
     cfg->c2s_require_encryption = true;
+    cfg->s2s = (s2s_conf){ .require_encryption = true, .idle_timeout = 300000,
+                           .connect_timeout = 15000, .max_queue = 1000 };
     cfg->tls.min_version = TLS1_2_VERSION;
     cfg->limits = (limits_conf){
         .max_stanza_size = 256 * 1024,
@@ -898,6 +1152,25 @@ void config_free(xmppd_config *cfg)
         tls_free(&cfg->hosts[i].tls);
     }
     free(cfg->hosts);
+    for (size_t i = 0; i < cfg->n_components; i++) {
+        free(cfg->components[i].domain);
+        if (cfg->components[i].secret) {
+            xmppd_wipe(cfg->components[i].secret, strlen(cfg->components[i].secret));
+            free(cfg->components[i].secret);
+        }
+    }
+    free(cfg->components);
+    for (size_t i = 0; i < cfg->s2s.n_routes; i++) {
+        free(cfg->s2s.routes[i].domain);
+        free(cfg->s2s.routes[i].host);
+    }
+    free(cfg->s2s.routes);
+    free(cfg->s2s.ca_file);
+    free(cfg->s2s.dns_servers);
+    if (cfg->s2s.dialback_secret) {
+        xmppd_wipe(cfg->s2s.dialback_secret, strlen(cfg->s2s.dialback_secret));
+        free(cfg->s2s.dialback_secret);
+    }
     for (size_t i = 0; i < cfg->n_listeners; i++)
         free(cfg->listeners[i].address);
     free(cfg->listeners);
@@ -908,6 +1181,7 @@ void config_free(xmppd_config *cfg)
     free(cfg->log_file);
     free(cfg->data_dir);
     free(cfg->storage);
+    free(cfg->control_socket);
     json_decref(cfg->root);
     free(cfg->text);
     free(cfg->dir);

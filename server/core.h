@@ -35,6 +35,7 @@ typedef struct module_cleanup module_cleanup;
 struct xmppd_module {
     const xmppd_module_def *def;
     void *dl;                /* dlopen handle (shared between instances) */
+    char *file;              /* the mod_NAME.so it came from; NULL: built-in */
     xmppd_host *host;        /* NULL: global instance */
     void *conf;              /* conf_size bytes, filled from options */
     json_t *options;         /* the option values as configured (owned ref) */
@@ -58,7 +59,10 @@ void module_unref(xmppd_module *m);
 
 /* The whole server's state. */
 typedef struct xmppd_server {
-    xmppd_config *cfg;
+    xmppd_config *cfg;        /* in force; a reload (control.c server_reload)
+                                 frees the one it replaces, so never keep a
+                                 pointer into it across loop turns (the
+                                 listener table is carried over) */
     xmppd_host **hosts;
     size_t n_hosts;
     xmppd_module **globals;   /* global module instances, in load order */
@@ -87,6 +91,16 @@ void modules_stop(void);
 int module_load_one(const char *name, xmppd_host *h, char *err, size_t errlen);
 int module_unload_one(const char *name, xmppd_host *h, char *err, size_t errlen);
 int module_reload_one(const char *name, xmppd_host *h, char *err, size_t errlen);
+/* The same with the module's options (and module_path) taken from cfg
+ * instead of the configuration in force: xmppctl's module commands read the
+ * file as it is now. cfg is only read during the call (the instance keeps
+ * its own copies); the configuration in force does not change. A reload
+ * whose new instance fails (bad option, load() refusing) keeps the running
+ * one and says why in err; several hosts: err holds the first failure. */
+int module_load_from(const xmppd_config *cfg, const char *name, xmppd_host *h, char *err,
+                     size_t errlen);
+int module_reload_from(const xmppd_config *cfg, const char *name, xmppd_host *h, char *err,
+                       size_t errlen);
 /* Prints every option of every module found in the module path (xmppctl
  * options); markdown: a table per module. Returns 0 or -1. */
 int modules_print_options(const xmppd_config *cfg, const char *only, bool markdown, FILE *out);
@@ -102,6 +116,17 @@ int modules_add_builtin(const xmppd_module_def *def);
 void hooks_host_free(xmppd_host *h);
 /* hooks.c: frees the global tables and the event names (at exit). */
 void hooks_global_free(void);
+
+/* hooks.c, for `xmppctl hooks`: every live handler (global table first,
+ * then each host's, each list in run order) and every IQ handler (key
+ * type, child xmlns, target XMPPD_IQ_HOST or XMPPD_IQ_BARE; m NULL: the
+ * kernel's own; an older instance a reload is replacing shows too). */
+typedef void (*hooks_handler_fn)(const char *event, const xmppd_host *h, const xmppd_module *m,
+                                 int prio, void *ud);
+void hooks_foreach_handler(hooks_handler_fn fn, void *ud);
+typedef void (*hooks_iq_fn)(const char *type, const char *xmlns, unsigned target,
+                            const xmppd_host *h, const xmppd_module *m, void *ud);
+void hooks_foreach_iq(hooks_iq_fn fn, void *ud);
 
 /* IQ dispatch for the router: finds the handler for (type, child xmlns,
  * target) on h. Returns XMPPD_PASS when none is registered. */

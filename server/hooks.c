@@ -717,3 +717,80 @@ void hooks_global_free(void)
     g_events = NULL;
     g_n_events = 0;
 }
+
+/* ---- inspection (xmppctl hooks) --------------------------------------------- */
+
+typedef struct name_vec {
+    const char **v; /* by event id */
+    size_t n;
+} name_vec;
+
+static int name_of_id(const char *key, void *value, void *ud)
+{
+    name_vec *nv = ud;
+    size_t id = (size_t)((intptr_t)value - 1);
+    if (id < nv->n)
+        nv->v[id] = key;
+    return 0;
+}
+
+static void table_walk(const hook_table *t, const xmppd_host *h, const name_vec *nv,
+                       hooks_handler_fn fn, void *ud)
+{
+    for (size_t id = 0; t && id < t->n && id < nv->n; id++) {
+        const hook_list *l = t->lists[id];
+        for (size_t i = 0; l && i < l->n; i++)
+            if (!l->v[i]->dead)
+                fn(nv->v[id], h, l->v[i]->mod, l->v[i]->prio, ud);
+    }
+}
+
+void hooks_foreach_handler(hooks_handler_fn fn, void *ud)
+{
+    name_vec nv = { calloc(g_n_events ? g_n_events : 1, sizeof(char *)), g_n_events };
+    if (!nv.v)
+        return;
+    if (g_events)
+        strmap_foreach(g_events, name_of_id, &nv);
+    table_walk(g_server.global_hooks, NULL, &nv, fn, ud);
+    for (size_t i = 0; i < g_server.n_hosts; i++)
+        table_walk(g_server.hosts[i]->hooks, g_server.hosts[i], &nv, fn, ud);
+    free(nv.v);
+}
+
+typedef struct iq_walk {
+    const xmppd_host *h;
+    hooks_iq_fn fn;
+    void *ud;
+} iq_walk;
+
+static int iq_visit(const char *key, void *value, void *ud)
+{
+    iq_walk *w = ud;
+    /* key: "type T xmlns" (see iq_key) */
+    const char *sp = strchr(key, ' ');
+    if (!sp || !sp[1] || sp[2] != ' ')
+        return 0;
+    char type[16];
+    size_t tl = (size_t)(sp - key);
+    if (tl >= sizeof(type))
+        return 0;
+    memcpy(type, key, tl);
+    type[tl] = '\0';
+    unsigned target = (unsigned)(sp[1] - '0');
+    for (const iq_entry *e = value; e; e = e->shadowed)
+        w->fn(type, sp + 3, target, w->h, e->mod, w->ud);
+    return 0;
+}
+
+void hooks_foreach_iq(hooks_iq_fn fn, void *ud)
+{
+    iq_walk w = { NULL, fn, ud };
+    if (g_global_iqs)
+        strmap_foreach(g_global_iqs->map, iq_visit, &w);
+    for (size_t i = 0; i < g_server.n_hosts; i++) {
+        w.h = g_server.hosts[i];
+        if (g_server.hosts[i]->iqs)
+            strmap_foreach(g_server.hosts[i]->iqs->map, iq_visit, &w);
+    }
+}

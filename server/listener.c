@@ -41,7 +41,18 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
                       int socklen, void *arg)
 {
     struct listener *l = arg;
-    c2s_accept(fd, sa, socklen, l->conf->tls == LISTEN_TLS_DIRECT);
+    bool direct = l->conf->tls == LISTEN_TLS_DIRECT;
+    switch (l->conf->type) {
+    case LISTEN_C2S:
+        c2s_accept(fd, sa, socklen, direct);
+        break;
+    case LISTEN_S2S:
+        s2s_accept(fd, sa, socklen, direct);
+        break;
+    case LISTEN_COMPONENT:
+        component_accept(fd, sa, socklen);
+        break;
+    }
 }
 
 static void on_accept_error(struct evconnlistener *evl, void *arg)
@@ -76,7 +87,8 @@ static int open_one(struct listener *l, char *err, size_t errlen)
         return -1;
     }
     evconnlistener_set_error_cb(l->evl, on_accept_error);
-    log_kernel("listener", XMPPD_LOG_INFO, "c2s%s on [%s]:%d",
+    static const char *const kinds[] = { "c2s", "s2s", "component" };
+    log_kernel("listener", XMPPD_LOG_INFO, "%s%s on [%s]:%d", kinds[lc->type],
                lc->tls == LISTEN_TLS_DIRECT ? " (direct TLS)" : "", lc->address, lc->port);
     return 0;
 }
@@ -91,11 +103,6 @@ int listeners_start(const xmppd_config *cfg, char *err, size_t errlen)
     }
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const listener_conf *lc = &cfg->listeners[i];
-        if (lc->type != LISTEN_C2S) {
-            snprintf(err, errlen, "listener [%s]:%d: only c2s listeners are served by this "
-                     "version", lc->address, lc->port);
-            return -1;
-        }
         listeners[n_listeners].conf = lc;
         if (open_one(&listeners[n_listeners], err, errlen) < 0)
             return -1;

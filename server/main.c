@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "control.h"
 #include "net.h"
 
 static struct event *sig_term, *sig_int, *sig_hup;
@@ -26,27 +27,14 @@ static void on_terminate(evutil_socket_t sig, short what, void *arg)
     loop_break();
 }
 
-/* SIGHUP: reopen the log, re-read the configuration, apply module changes.
+/* SIGHUP: the same reload as `xmppctl reload` (control.c server_reload):
+ * re-read the configuration, apply module and host changes, reopen the log.
  * A configuration that does not load leaves the running one untouched. */
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
-    char err[1024];
-    xmppd_config *cfg = config_load(g_server.cfg->path, err, sizeof(err));
-    if (!cfg) {
+    char err[2048];
+    if (server_reload(err, sizeof(err)) < 0)
         log_kernel("main", XMPPD_LOG_ERROR, "reload refused: %s", err);
-        return;
-    }
-    if (log_open(cfg->log_file, cfg->log_level) < 0)
-        log_kernel("main", XMPPD_LOG_ERROR, "cannot reopen log file %s", cfg->log_file);
-    if (modules_reconfigure(cfg, err, sizeof(err)) < 0) {
-        log_kernel("main", XMPPD_LOG_ERROR, "reload refused: %s", err);
-        config_free(cfg);
-        return;
-    }
-    tls_stop();
-    if (tls_start(err, sizeof(err)) < 0)
-        log_kernel("main", XMPPD_LOG_ERROR, "reload: %s", err);
-    log_kernel("main", XMPPD_LOG_INFO, "configuration reloaded");
 }
 
 static int start(const char *path)
@@ -72,7 +60,9 @@ static int start(const char *path)
         config_free(cfg);
         return -1;
     }
-    if (tls_start(err, sizeof(err)) < 0 || listeners_start(cfg, err, sizeof(err)) < 0) {
+    if (tls_start(err, sizeof(err)) < 0 || s2s_start(err, sizeof(err)) < 0 ||
+        listeners_start(cfg, err, sizeof(err)) < 0 ||
+        control_start(cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "xmppd: %s\n", err);
         return -1;
     }
@@ -120,7 +110,10 @@ int main(int argc, char **argv)
         rc = 1;
     }
     /* Streams get <system-shutdown/>, then modules unload (storage flushes). */
+    control_stop();
     c2s_shutdown_all();
+    component_shutdown_all();
+    s2s_shutdown_all();
     listeners_stop();
     xmppd_config *cfg = g_server.cfg;
     modules_stop();

@@ -12,6 +12,8 @@
 
 #include <dirent.h>
 #include <dlfcn.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -122,6 +124,7 @@ void module_unref(xmppd_module *m)
     json_decref(m->options);
     if (m->dl)
         dlclose(m->dl);
+    free(m->file);
     free(m->tag);
     free(m);
 }
@@ -131,6 +134,9 @@ void module_unref(xmppd_module *m)
 typedef struct lib {
     char *name;
     char *path;                   /* NULL: built-in */
+    char *dlname;                 /* what dlopen was given: path, or a
+                                     temporary link to it (see lib_dlopen) */
+    char *tmpdir;                 /* the link's folder, removed with it */
     void *dl;                     /* this lib's own dlopen reference */
     const xmppd_module_def *def;
 } lib;
@@ -141,9 +147,105 @@ static void lib_free(lib *l)
         return;
     if (l->dl)
         dlclose(l->dl);
+    if (l->tmpdir) {
+        unlink(l->dlname);
+        rmdir(l->tmpdir);
+        free(l->tmpdir);
+    }
+    if (l->dlname != l->path)
+        free(l->dlname);
     free(l->name);
     free(l->path);
     free(l);
+}
+
+/* ---- loading a module file that changed on disk ------------------------------------
+ * dlopen() of a path that is already loaded returns the loaded object, even
+ * when a new build was installed there since (a new inode), so a reload
+ * would run the old code. The loader remembers which file (device, inode,
+ * modification time) each path was loaded from; when the path now holds
+ * another file while the old one is still mapped, the new file is opened
+ * through a temporary symbolic link, a name the dynamic loader has not seen. */
+
+typedef struct file_id {
+    dev_t dev;
+    ino_t ino;
+    struct timespec mtime;
+} file_id;
+
+static strmap *g_file_ids; /* path -> file_id * (owned; kept for the process's life) */
+
+static bool same_file(const file_id *a, const struct stat *st)
+{
+    return a->dev == st->st_dev && a->ino == st->st_ino && a->mtime.tv_sec == st->st_mtim.tv_sec &&
+           a->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+static void remember_file(const char *path, const struct stat *st)
+{
+    if (!g_file_ids && !(g_file_ids = strmap_new()))
+        return;
+    file_id *id = strmap_get(g_file_ids, path);
+    if (!id) {
+        if (!(id = malloc(sizeof(*id))) || strmap_put(g_file_ids, path, id) < 0) {
+            free(id);
+            return;
+        }
+    }
+    *id = (file_id){ st->st_dev, st->st_ino, st->st_mtim };
+}
+
+/* dlopen l->path (RTLD_NOW|RTLD_LOCAL), through a fresh link when an older
+ * file of that path is still loaded. Sets l->dl and l->dlname; -1 with a
+ * message naming the file in err. */
+static int lib_dlopen(lib *l, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(l->path, &st) < 0) {
+        snprintf(err, errlen, "%s: cannot load: %s", l->path, strerror(errno));
+        return -1;
+    }
+    l->dlname = l->path;
+    void *loaded = dlopen(l->path, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+    const file_id *was = g_file_ids ? strmap_get(g_file_ids, l->path) : NULL;
+    if (loaded && was && !same_file(was, &st)) {
+        const char *tmp = getenv("TMPDIR");
+        size_t n = strlen(tmp && *tmp ? tmp : "/tmp") + 32;
+        char *dir = malloc(n), *link = malloc(n + strlen(l->name) + 16);
+        if (dir)
+            snprintf(dir, n, "%s/xmppd-module-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!dir || !link || !mkdtemp(dir)) {
+            snprintf(err, errlen, "%s: changed on disk, and no temporary folder to load the new "
+                     "file from: %s", l->path, strerror(errno));
+            free(dir);
+            free(link);
+            dlclose(loaded);
+            return -1;
+        }
+        snprintf(link, n + strlen(l->name) + 16, "%s/mod_%s.so", dir, l->name);
+        if (symlink(l->path, link) < 0) {
+            snprintf(err, errlen, "%s: changed on disk, and cannot link to it from %s: %s", l->path,
+                     dir, strerror(errno));
+            rmdir(dir);
+            free(dir);
+            free(link);
+            dlclose(loaded);
+            return -1;
+        }
+        l->tmpdir = dir;
+        l->dlname = link;
+        log_kernel("modules", XMPPD_LOG_INFO, "%s changed on disk: loading the new file", l->path);
+    }
+    if (loaded)
+        dlclose(loaded);
+    l->dl = dlopen(l->dlname, RTLD_NOW | RTLD_LOCAL);
+    if (!l->dl) {
+        snprintf(err, errlen, "%s: cannot load: %s", l->path, dlerror());
+        return -1;
+    }
+    if (!loaded)
+        remember_file(l->path, &st);
+    return 0;
 }
 
 static char *const *module_dirs(const xmppd_config *cfg)
@@ -243,11 +345,8 @@ static lib *lib_open(const xmppd_config *cfg, const char *name, char *err, size_
         snprintf(err, errlen, "module %s: mod_%s.so not found in module_path (%s)", name, name, dirs);
         goto fail;
     }
-    l->dl = dlopen(l->path, RTLD_NOW | RTLD_LOCAL);
-    if (!l->dl) {
-        snprintf(err, errlen, "%s: cannot load: %s", l->path, dlerror());
+    if (lib_dlopen(l, err, errlen) < 0)
         goto fail;
-    }
     char sym[128];
     snprintf(sym, sizeof(sym), "xmppd_module_%s", name);
     l->def = dlsym(l->dl, sym);
@@ -685,7 +784,14 @@ static xmppd_module *instance_new(plan_item *it, xmppd_host *h)
     else
         snprintf(m->tag, n, "%s", it->lib->name);
     /* The instance holds its own reference to the shared object. */
-    m->dl = it->lib->path ? dlopen(it->lib->path, RTLD_NOW | RTLD_LOCAL) : NULL;
+    m->dl = it->lib->path ? dlopen(it->lib->dlname, RTLD_NOW | RTLD_LOCAL) : NULL;
+    if (it->lib->path && !(m->file = strdup(it->lib->path))) {
+        if (m->dl)
+            dlclose(m->dl);
+        free(m->tag);
+        free(m);
+        return NULL;
+    }
     m->def = it->lib->def;
     m->host = h;
     m->conf = it->conf;
@@ -721,6 +827,9 @@ static void instance_unload(xmppd_module *m)
     run_cleanups(m);
     if (m->def->unload)
         m->def->unload(m);
+    /* Whatever unload() left in session slots is forgotten, so no later
+     * instance allocated at the same address ever sees it. */
+    sm_slots_move(m, NULL);
     module_unref(m);
 }
 
@@ -871,6 +980,8 @@ int modules_check(const xmppd_config *cfg, char *err, size_t errlen)
 
 /* ---- one module at a time ------------------------------------------------------------- */
 
+static const host_conf *find_host_conf(const xmppd_config *cfg, const char *name, size_t *idx_r);
+
 static unsigned next_order(xmppd_host *h)
 {
     unsigned max = 0;
@@ -883,18 +994,37 @@ static unsigned next_order(xmppd_host *h)
     return max + 1;
 }
 
-/* A one-item plan for name on h from the current configuration's options
- * (defaults when the configuration does not mention it). */
+/* A one-item plan for name on h with its options from cfg (the one in force,
+ * or the file as it is now for xmppctl's module commands); defaults when
+ * cfg does not mention the module. */
 static plan_item *single_item(plan *p, const char *name, xmppd_host *h, char *err, size_t errlen)
 {
-    const xmppd_config *cfg = g_server.cfg;
+    const xmppd_config *cfg = p->cfg;
+    const host_conf *hc = NULL;
+    if (h) {
+        size_t idx;
+        if (!(hc = find_host_conf(cfg, h->name, &idx))) {
+            snprintf(err, errlen, "%s: host %s is not in this file: apply the configuration first "
+                     "(xmppctl reload)", cfg->path, h->name);
+            return NULL;
+        }
+    }
     char *key = keyf(h ? h->name : NULL, name);
     lib *l = key ? plan_lib(p, name, key, err, errlen) : NULL;
     free(key);
     if (!l)
         return NULL;
     const json_t *top = cfg->global_modules ? json_object_get(cfg->global_modules, name) : NULL;
-    const json_t *own = h && h->conf->modules ? json_object_get(h->conf->modules, name) : NULL;
+    const json_t *own = hc && hc->modules ? json_object_get(hc->modules, name) : NULL;
+    if (json_is_false(own) || (!own && json_is_false(top))) {
+        char k[512];
+        if (own)
+            snprintf(k, sizeof(k), "hosts.%s.modules.%s", h->name, name);
+        else
+            snprintf(k, sizeof(k), "modules.%s", name);
+        opt_errorf(cfg, k, err, errlen, "module %s is disabled here", name);
+        return NULL;
+    }
     plan_item *it = item_new(l, h ? h->name : NULL, top, own, own != NULL);
     if (!it) {
         oom(err, errlen);
@@ -909,10 +1039,10 @@ static plan_item *single_item(plan *p, const char *name, xmppd_host *h, char *er
     return it;
 }
 
-static int plan_init_single(plan *p, char *err, size_t errlen)
+static int plan_init_single(plan *p, const xmppd_config *cfg, char *err, size_t errlen)
 {
     memset(p, 0, sizeof(*p));
-    p->cfg = g_server.cfg;
+    p->cfg = cfg;
     p->libs = strmap_new();
     return p->libs ? 0 : oom(err, errlen);
 }
@@ -929,21 +1059,25 @@ static int check_loaded_deps(const xmppd_module_def *def, xmppd_host *h, char *e
     return 0;
 }
 
-static int load_on(const char *name, xmppd_host *h, char *err, size_t errlen)
+static int load_on(const xmppd_config *cfg, const char *name, xmppd_host *h, char *err, size_t errlen)
 {
     if (list_find(h, name)) {
         snprintf(err, errlen, "module %s is already loaded%s%s", name, h ? " on " : "", h ? h->name : "");
         return -1;
     }
     plan p;
-    if (plan_init_single(&p, err, errlen) < 0)
+    if (plan_init_single(&p, cfg, err, errlen) < 0)
         return -1;
     plan_item *it = single_item(&p, name, h, err, errlen);
     int rc = it ? check_loaded_deps(it->lib->def, h, err, errlen) : -1;
+    if (rc == 0 && h && (it->lib->def->flags & XMPPD_MOD_GLOBAL)) {
+        snprintf(err, errlen, "%s is a global module: it cannot be loaded on one host", name);
+        rc = -1;
+    }
     xmppd_module *m = NULL;
     if (rc == 0) {
         it->order = next_order(h);
-        rc = load_item(it, h, g_server.cfg, &m, err, errlen);
+        rc = load_item(it, h, cfg, &m, err, errlen);
     }
     item_free(it);
     plan_free(&p);
@@ -955,14 +1089,20 @@ static int load_on(const char *name, xmppd_host *h, char *err, size_t errlen)
 
 int module_load_one(const char *name, xmppd_host *h, char *err, size_t errlen)
 {
-    if (!g_server.cfg) {
+    return module_load_from(g_server.cfg, name, h, err, errlen);
+}
+
+int module_load_from(const xmppd_config *cfg, const char *name, xmppd_host *h, char *err,
+                     size_t errlen)
+{
+    if (!g_server.cfg || !cfg) {
         snprintf(err, errlen, "modules are not started");
         return -1;
     }
     if (h)
-        return load_on(name, h, err, errlen);
+        return load_on(cfg, name, h, err, errlen);
     char why[512];
-    lib *l = lib_open(g_server.cfg, name, why, sizeof(why));
+    lib *l = lib_open(cfg, name, why, sizeof(why));
     if (!l) {
         snprintf(err, errlen, "%s", why);
         return -1;
@@ -970,13 +1110,23 @@ int module_load_one(const char *name, xmppd_host *h, char *err, size_t errlen)
     bool global = l->def->flags & XMPPD_MOD_GLOBAL;
     lib_free(l);
     if (global)
-        return load_on(name, NULL, err, errlen);
+        return load_on(cfg, name, NULL, err, errlen);
     int rc = 0;
+    bool any = false;
     for (size_t i = 0; i < g_server.n_hosts; i++) {
         if (list_find(g_server.hosts[i], name))
             continue;
-        if (load_on(name, g_server.hosts[i], err, errlen) < 0)
+        any = true;
+        char why2[1024];
+        if (load_on(cfg, name, g_server.hosts[i], why2, sizeof(why2)) < 0) {
+            if (rc == 0)
+                snprintf(err, errlen, "%s", why2);
             rc = -1;
+        }
+    }
+    if (!any) {
+        snprintf(err, errlen, "module %s is already loaded on every host", name);
+        return -1;
     }
     return rc;
 }
@@ -1059,20 +1209,28 @@ static int swap_instance(xmppd_module *old, plan_item *it, const xmppd_config *c
     for (size_t i = 0; i < *n; i++)
         if ((*v)[i] == old)
             (*v)[i] = m;
+    /* Sessions keep their state where the module says it may: the new
+     * instance inherits the old one's session slots. */
+    if (m->def->flags & XMPPD_MOD_KEEP_SLOTS)
+        sm_slots_move(old, m);
     instance_unload(old);
     *m_r = m;
     return 0;
 }
 
 
-static int reload_on(xmppd_module *old, char *err, size_t errlen)
+static int reload_on(const xmppd_config *cfg, xmppd_module *old, char *err, size_t errlen)
 {
     plan p;
-    if (plan_init_single(&p, err, errlen) < 0)
+    if (plan_init_single(&p, cfg, err, errlen) < 0)
         return -1;
     plan_item *it = single_item(&p, old->def->name, old->host, err, errlen);
+    if (!it) {
+        size_t n = strlen(err);
+        snprintf(err + n, errlen - n, "; the running instance is kept");
+    }
     xmppd_module *m = NULL;
-    int rc = it ? swap_instance(old, it, g_server.cfg, &m, err, errlen) : -1;
+    int rc = it ? swap_instance(old, it, cfg, &m, err, errlen) : -1;
     item_free(it);
     plan_free(&p);
     if (rc == 0)
@@ -1082,21 +1240,31 @@ static int reload_on(xmppd_module *old, char *err, size_t errlen)
 
 int module_reload_one(const char *name, xmppd_host *h, char *err, size_t errlen)
 {
-    if (!g_server.cfg) {
+    return module_reload_from(g_server.cfg, name, h, err, errlen);
+}
+
+int module_reload_from(const xmppd_config *cfg, const char *name, xmppd_host *h, char *err,
+                       size_t errlen)
+{
+    if (!g_server.cfg || !cfg) {
         snprintf(err, errlen, "modules are not started");
         return -1;
     }
     xmppd_module *m = list_find(h, name);
     if (m)
-        return reload_on(m, err, errlen);
+        return reload_on(cfg, m, err, errlen);
     int rc = 0;
     bool any = false;
     for (size_t i = 0; !h && i < g_server.n_hosts; i++) {
         m = list_find(g_server.hosts[i], name);
         if (m) {
             any = true;
-            if (reload_on(m, err, errlen) < 0)
+            char why[1024];
+            if (reload_on(cfg, m, why, sizeof(why)) < 0) {
+                if (rc == 0)
+                    snprintf(err, errlen, "%s", why);
                 rc = -1;
+            }
         }
     }
     if (!any) {

@@ -29,6 +29,16 @@ SSL *tls_new_server_ssl(void);
  * type: "tls-exporter" (TLS 1.3 only) or "tls-server-end-point". Writes up
  * to *len bytes; 0 or -1 when the type is not available on this connection. */
 int tls_channel_binding(SSL *ssl, const char *type, unsigned char *out, size_t *len);
+/* s2s: a server-side SSL that asks the peer for its certificate (checked
+ * later with tls_peer_verify); a client SSL for an outgoing stream from
+ * local (its certificate presented when it has one) with SNI = remote and,
+ * for direct TLS, ALPN "xmpp-server". NULL on failure. */
+SSL *tls_new_s2s_server_ssl(void);
+SSL *tls_new_client_ssl(const char *local, const char *remote, bool direct_tls);
+/* Does the peer's certificate chain validate against the trust store (the
+ * system's plus s2s.ca_file) with domain as reference identity (RFC 6125
+ * DNS-ID)? On false, *why says why (static text). */
+bool tls_peer_verify(SSL *ssl, const char *domain, const char **why);
 
 /* ---- listener.c ---- */
 int listeners_start(const xmppd_config *cfg, char *err, size_t errlen);
@@ -42,6 +52,31 @@ void c2s_accept(int fd, const struct sockaddr *sa, int socklen, bool direct_tls)
 /* Sends <system-shutdown/> to every stream and closes it. */
 void c2s_shutdown_all(void);
 
+/* ---- s2s: server-to-server streams (s2s*.c, dialback.c, resolver.c) ---- */
+void s2s_accept(int fd, const struct sockaddr *sa, int socklen, bool direct_tls);
+/* Resolver and dialback secret from g_server.cfg. 0, or -1 with a message. */
+int s2s_start(char *err, size_t errlen);
+/* SIGHUP: the resolver follows the new s2s.dns_servers. */
+void s2s_reload(void);
+/* Sends <system-shutdown/> on every s2s stream, waits for them, frees all. */
+void s2s_shutdown_all(void);
+/* Router: a stanza for a domain we do not serve (ev->to, ev->from set).
+ * true when taken (sent, queued, or bounced by s2s itself). */
+bool s2s_out_route(xmppd_event *ev);
+/* ---- component.c: XEP-0114 external components ---- */
+void component_accept(int fd, const struct sockaddr *sa, int socklen);
+/* For the router: a stanza addressed to `to` (already parsed; not a local
+ * host). NONE: no component serves that domain; DONE: written to the
+ * connected component (or a presence dropped while it is offline);
+ * OFFLINE: configured but not connected, the router answers
+ * service-unavailable. st is borrowed. */
+enum { COMPONENT_NONE = 0, COMPONENT_DONE, COMPONENT_OFFLINE };
+int component_route(const xmppd_jid *to, xmppd_stanza *st);
+/* After SIGHUP: streams of components no longer configured get <host-gone/>. */
+void component_reconfigured(void);
+/* Sends <system-shutdown/> to every component stream and closes it. */
+void component_shutdown_all(void);
+
 /* ---- sm.c: sessions of bound resources ---- */
 sm_host *sm_host_new(void);
 void sm_host_free(sm_host *sm);
@@ -49,6 +84,12 @@ void sm_host_free(sm_host *sm);
  * is replaced (it gets <conflict/>). -1 when max_resources is reached. */
 int sm_bind(xmppd_session *sess, const char *resource);
 void sm_unbind(xmppd_session *sess);
+/* Bound sessions of h (NULL: every host). */
+size_t sm_count(const xmppd_host *h);
+/* Reload: the session slots of instance `from` pass to `to`, the instance
+ * replacing it (where `to` has none of its own); to NULL drops them (after
+ * an unload, so a later instance at the same address never sees them). */
+void sm_slots_move(const xmppd_module *from, const xmppd_module *to);
 
 /* ---- router.c ---- */
 /* A stanza from a bound client session; from already stamped. */

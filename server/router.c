@@ -272,8 +272,14 @@ static void route(xmppd_event *ev, int kind)
         route_local(ev, h, kind);
         return;
     }
+    /* XEP-0114 external components (component.c). */
+    int comp = component_route(ev->to, ev->stanza);
+    if (comp == COMPONENT_OFFLINE)
+        bounce(ev, NULL, "service-unavailable", NULL);
+    if (comp != COMPONENT_NONE)
+        return;
     ev->name = "route/remote";
-    if (xmppd_fire(ev) == XMPPD_PASS)
+    if (xmppd_fire(ev) == XMPPD_PASS && !s2s_out_route(ev))
         bounce(ev, NULL, "remote-server-not-found", NULL);
 }
 

@@ -11,6 +11,7 @@
 
 /* Failure conditions, names of RFC 6120 §6.5 elements. */
 #define SASL_MALFORMED "malformed-request"
+#define SASL_INCORRECT_ENCODING "incorrect-encoding"
 #define SASL_NOT_AUTHORIZED "not-authorized"
 #define SASL_INVALID_AUTHZID "invalid-authzid"
 #define SASL_INVALID_MECHANISM "invalid-mechanism"

@@ -57,6 +57,7 @@ struct xmppd_session {
     bool sasl_busy;             /* waiting for the auth provider */
     bool plus_offered;
     unsigned auth_failures;
+    uint64_t bytes_in;          /* bytes read from the socket (after TLS) */
     char *pending_authzid;
 
     /* presence (RFC 6121 §4) */

@@ -195,3 +195,94 @@ void xmppd_session_close(xmppd_session *s, const char *condition, const char *te
 {
     c2s_close(s, condition, text);
 }
+
+/* ---- walks over every bound session (control socket, reloads) ------------- */
+
+typedef struct sess_vec {
+    xmppd_session **v;
+    size_t n, cap;
+    bool oom;
+} sess_vec;
+
+static int collect_user(const char *node, void *value, void *ud)
+{
+    sess_vec *sv = ud;
+    for (xmppd_session *s = value; s; s = s->next_resource) {
+        if (sv->n == sv->cap) {
+            size_t cap = sv->cap ? sv->cap * 2 : 64;
+            xmppd_session **v = realloc(sv->v, cap * sizeof(*v));
+            if (!v) {
+                sv->oom = true;
+                return 1;
+            }
+            sv->v = v;
+            sv->cap = cap;
+        }
+        sv->v[sv->n++] = xmppd_session_ref(s);
+    }
+    return 0;
+}
+
+/* Snapshot (with references) of the bound sessions of h, or of every host. */
+static void collect_sessions(const xmppd_host *h, sess_vec *sv)
+{
+    for (size_t i = 0; i < g_server.n_hosts; i++) {
+        const xmppd_host *hh = g_server.hosts[i];
+        if ((h && hh != h) || !hh->sm)
+            continue;
+        strmap_foreach(hh->sm->users, collect_user, sv);
+        if (sv->oom)
+            log_kernel("sm", XMPPD_LOG_ERROR, "out of memory: a walk over sessions is incomplete");
+    }
+}
+
+XMPPD_EXPORT int xmppd_host_sessions(xmppd_host *h, int (*fn)(xmppd_session *s, void *ud), void *ud)
+{
+    sess_vec sv = { 0 };
+    collect_sessions(h, &sv);
+    int n = 0;
+    bool stop = false;
+    for (size_t i = 0; i < sv.n; i++) {
+        /* fn may close sessions, including ones not visited yet */
+        if (!stop && sv.v[i]->in_sm) {
+            n++;
+            stop = fn(sv.v[i], ud) != 0;
+        }
+        xmppd_session_unref(sv.v[i]);
+    }
+    free(sv.v);
+    return n;
+}
+
+size_t sm_count(const xmppd_host *h)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < g_server.n_hosts; i++) {
+        const xmppd_host *hh = g_server.hosts[i];
+        if ((!h || hh == h) && hh->sm)
+            n += hh->sm->n_sessions;
+    }
+    return n;
+}
+
+void sm_slots_move(const xmppd_module *from, const xmppd_module *to)
+{
+    sess_vec sv = { 0 };
+    collect_sessions(from->host, &sv);
+    for (size_t i = 0; i < sv.n; i++) {
+        xmppd_session *s = sv.v[i];
+        for (size_t k = 0; k < s->n_slots; k++) {
+            if (s->slots[k].m != from)
+                continue;
+            if (!to)
+                s->slots[k] = s->slots[--s->n_slots];
+            else if (!xmppd_session_get(s, to))
+                s->slots[k].m = to;
+            /* else: the new instance set its own; the old one's stays for
+             * its unload() to free, and is dropped after that */
+            break;
+        }
+        xmppd_session_unref(s);
+    }
+    free(sv.v);
+}

@@ -60,8 +60,15 @@ XMPPD_EXPORT int xmppd_storage_provide(xmppd_module *m, const xmppd_storage_driv
         xmppd_log(m, XMPPD_LOG_ERROR, "storage driver table of an unsupported version");
         return -1;
     }
-    if (storage_find(d->name))
+    /* One driver per name; a newer instance of the same module (a reload
+     * loads it before the old one unloads) takes over: the registry is
+     * searched newest first. */
+    storage_reg *old = storage_find(d->name);
+    if (old && (old->m == m || strcmp(old->m->def->name, m->def->name) != 0)) {
+        xmppd_log(m, XMPPD_LOG_ERROR, "storage driver \"%s\" is already provided by %s", d->name,
+                  old->m->tag);
         return -1;
+    }
     storage_reg *reg = calloc(1, sizeof *reg);
     if (!reg)
         return -1;

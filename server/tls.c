@@ -2,6 +2,10 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+#include <idna.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -9,6 +13,16 @@
 #include "net.h"
 
 static SSL_CTX *default_ctx; /* the first host with a certificate (borrowed) */
+
+/* s2s: the trust store for peer certificates, and one client context per
+ * local domain (presenting that host's certificate). */
+static X509_STORE *s2s_trust;
+struct client_ctx {
+    char *name;       /* host name; NULL: the context for other domains */
+    SSL_CTX *ctx;
+};
+static struct client_ctx *client_ctxs;
+static size_t n_client_ctxs;
 
 static const char *ssl_error_string(void)
 {
@@ -86,6 +100,74 @@ fail:
     return NULL;
 }
 
+/* A client context for outgoing s2s streams; with the host's certificate
+ * when tc has one (SASL EXTERNAL needs it, XEP-0178). */
+static SSL_CTX *client_ctx_new(const tls_conf *tc, const char *host, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        snprintf(err, errlen, "tls: %s", ssl_error_string());
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, tc && tc->min_version ? tc->min_version : TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+    /* The handshake never fails on the certificate: whether it validates
+     * decides how the peer may authenticate (tls_peer_verify). */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    if (tc && tc->cert &&
+        (SSL_CTX_use_certificate_chain_file(ctx, tc->cert) != 1 ||
+         SSL_CTX_use_PrivateKey_file(ctx, tc->key, SSL_FILETYPE_PEM) != 1)) {
+        snprintf(err, errlen, "tls: host %s: cannot load certificate %s: %s", host, tc->cert,
+                 ssl_error_string());
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (tc && tc->ciphers && SSL_CTX_set_cipher_list(ctx, tc->ciphers) != 1) {
+        snprintf(err, errlen, "tls: host %s: bad cipher list \"%s\"", host, tc->ciphers);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+static int s2s_tls_start(char *err, size_t errlen)
+{
+    s2s_trust = X509_STORE_new();
+    if (!s2s_trust || X509_STORE_set_default_paths(s2s_trust) != 1) {
+        snprintf(err, errlen, "tls: cannot load the system trust store: %s", ssl_error_string());
+        return -1;
+    }
+    const char *ca = g_server.cfg->s2s.ca_file;
+    if (ca && X509_STORE_load_file(s2s_trust, ca) != 1) {
+        snprintf(err, errlen, "tls: s2s.ca_file %s: %s", ca, ssl_error_string());
+        return -1;
+    }
+    ERR_clear_error(); /* missing system folders are not errors */
+    client_ctxs = calloc(g_server.n_hosts + 1, sizeof(*client_ctxs));
+    if (!client_ctxs) {
+        snprintf(err, errlen, "tls: out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i <= g_server.n_hosts; i++) {
+        const xmppd_host *h = i < g_server.n_hosts ? g_server.hosts[i] : NULL;
+        /* The last one serves components: the first certificate, if any. */
+        const tls_conf *tc = h ? &h->conf->tls : NULL;
+        for (size_t k = 0; !tc && k < g_server.n_hosts; k++)
+            if (g_server.hosts[k]->conf->tls.cert)
+                tc = &g_server.hosts[k]->conf->tls;
+        struct client_ctx *cc = &client_ctxs[n_client_ctxs];
+        if (h && !(cc->name = strdup(h->name))) {
+            snprintf(err, errlen, "tls: out of memory");
+            return -1;
+        }
+        n_client_ctxs++;
+        if (!(cc->ctx = client_ctx_new(tc, h ? h->name : "(components)", err, errlen)))
+            return -1;
+    }
+    return 0;
+}
+
 int tls_start(char *err, size_t errlen)
 {
     for (size_t i = 0; i < g_server.n_hosts; i++) {
@@ -97,7 +179,7 @@ int tls_start(char *err, size_t errlen)
         if (!default_ctx)
             default_ctx = h->ssl_ctx;
     }
-    return 0;
+    return s2s_tls_start(err, errlen);
 }
 
 void tls_stop(void)
@@ -107,11 +189,99 @@ void tls_stop(void)
         g_server.hosts[i]->ssl_ctx = NULL;
     }
     default_ctx = NULL;
+    for (size_t i = 0; i < n_client_ctxs; i++) {
+        free(client_ctxs[i].name);
+        SSL_CTX_free(client_ctxs[i].ctx);
+    }
+    free(client_ctxs);
+    client_ctxs = NULL;
+    n_client_ctxs = 0;
+    X509_STORE_free(s2s_trust);
+    s2s_trust = NULL;
 }
 
 SSL *tls_new_server_ssl(void)
 {
     return default_ctx ? SSL_new(default_ctx) : NULL;
+}
+
+/* The peer's certificate is judged after the handshake (tls_peer_verify),
+ * against the domain it claims in the stream; here it is only requested. */
+static int accept_any_cert(int preverify_ok, X509_STORE_CTX *ctx)
+{
+    return 1;
+}
+
+SSL *tls_new_s2s_server_ssl(void)
+{
+    SSL *ssl = tls_new_server_ssl();
+    if (!ssl)
+        return NULL;
+    SSL_set_verify(ssl, SSL_VERIFY_PEER, accept_any_cert);
+    /* Needed once a certificate is requested, should the peer resume. */
+    static const unsigned char sid[] = "xmppd-s2s";
+    SSL_set_session_id_context(ssl, sid, sizeof(sid) - 1);
+    return ssl;
+}
+
+/* Certificates name domains in their ASCII (A-label) form. */
+static char *ascii_domain(const char *domain)
+{
+    char *out = NULL;
+    if (idna_to_ascii_8z(domain, &out, 0) != IDNA_SUCCESS)
+        return NULL;
+    return out;
+}
+
+SSL *tls_new_client_ssl(const char *local, const char *remote, bool direct_tls)
+{
+    SSL_CTX *ctx = NULL;
+    for (size_t i = 0; i < n_client_ctxs && !ctx; i++)
+        if (!client_ctxs[i].name || strcasecmp(client_ctxs[i].name, local) == 0)
+            ctx = client_ctxs[i].ctx;
+    char *sni = ascii_domain(remote);
+    SSL *ssl = ctx && sni ? SSL_new(ctx) : NULL;
+    if (ssl && SSL_set_tlsext_host_name(ssl, sni) != 1) {
+        SSL_free(ssl);
+        ssl = NULL;
+    }
+    /* XEP-0368 §3: direct TLS announces the protocol. */
+    static const unsigned char alpn[] = "\x0bxmpp-server";
+    if (ssl && direct_tls && SSL_set_alpn_protos(ssl, alpn, sizeof(alpn) - 1) != 0) {
+        SSL_free(ssl);
+        ssl = NULL;
+    }
+    free(sni);
+    return ssl;
+}
+
+bool tls_peer_verify(SSL *ssl, const char *domain, const char **why)
+{
+    *why = "no TLS";
+    if (!ssl || !s2s_trust || !SSL_is_init_finished(ssl))
+        return false;
+    X509 *leaf = SSL_get0_peer_certificate(ssl);
+    if (!leaf) {
+        *why = "the peer sent no certificate";
+        return false;
+    }
+    char *name = ascii_domain(domain);
+    X509_STORE_CTX *vc = X509_STORE_CTX_new();
+    bool ok = false;
+    *why = "out of memory";
+    if (name && vc && X509_STORE_CTX_init(vc, s2s_trust, leaf, SSL_get_peer_cert_chain(ssl)) == 1) {
+        X509_VERIFY_PARAM *p = X509_STORE_CTX_get0_param(vc);
+        X509_VERIFY_PARAM_set_hostflags(p, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        if (X509_VERIFY_PARAM_set1_host(p, name, 0) == 1) {
+            ok = X509_verify_cert(vc) == 1;
+            if (!ok)
+                *why = X509_verify_cert_error_string(X509_STORE_CTX_get_error(vc));
+        }
+    }
+    X509_STORE_CTX_free(vc);
+    free(name);
+    ERR_clear_error();
+    return ok;
 }
 
 /* RFC 5929 §4.1: hash the certificate with its signature's hash, but SHA-256

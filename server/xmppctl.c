@@ -7,14 +7,19 @@
  * Passwords are read with echo off (or one line from a non-terminal stdin),
  * never printed, and wiped after use. */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "catalogue.h"
 #include "config.h"
 #include "net.h"
 
@@ -23,7 +28,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: " PROG " [-c FILE] COMMAND\n"
+            "usage: " PROG " [-c FILE] [-s SOCKET] [-j] COMMAND\n"
             "  -c FILE                    configuration (default: $XMPPD_CONFIG or " XMPPD_SYSCONF_DIR
             "/xmppd.json)\n"
             "commands:\n"
@@ -33,7 +38,25 @@ static void usage(FILE *out)
             "  adduser JID                create an account (asks for the password)\n"
             "  deluser JID                delete an account and everything stored for it\n"
             "  passwd JID                 change an account's password\n"
-            "  users [HOST]               list the accounts of one host or of all\n");
+            "  users [HOST]               list the accounts of one host or of all\n"
+            "commands for the running server (through its control socket):\n"
+            "  status                     version, uptime, hosts, sessions, modules\n"
+            "  sessions                   bound sessions: JID, address, TLS, presence\n"
+            "  module list                loaded modules, per host\n"
+            "  module load NAME [HOST]    load a module (options from the configuration file)\n"
+            "  module unload NAME [HOST]  unload a module (and the modules depending on it)\n"
+            "  module reload NAME [HOST]  replace a module by a new instance, sessions stay up;\n"
+            "                             if the new one fails, the running one is kept\n"
+            "  reload                     re-read the configuration (like SIGHUP)\n"
+            "  kick JID [REASON]          end a session (full JID) or all of an account's\n"
+            "  hooks                      events, their handlers and priorities, IQ handlers\n"
+            "  features                   RFCs/XEPs implemented, XEP-0479 compliance levels\n"
+            "offline documentation:\n"
+            "  hooks --markdown           the event reference of docs/modules.md\n"
+            "options for the server commands:\n"
+            "  -s SOCKET                  control socket (default: control_socket of the\n"
+            "                             configuration, DATA_DIR/xmppd.sock)\n"
+            "  -j                         print the server's JSON answer as it is\n");
 }
 
 /* One-line failure: "xmppctl: CONTEXT: message". Returns 1. */
@@ -377,17 +400,376 @@ out:
     return rc;
 }
 
+/* ---- the running server: control socket ---- */
+
+static const char *g_socket_path; /* -s */
+static bool g_json;               /* -j */
+
+#define CONTROL_TIMEOUT_MS 120000 /* a reload of many modules can take a while */
+
+/* The socket to use: -s, else the configuration's control_socket. NULL
+ * after printing why. Caller frees. */
+static char *socket_path(const char *context)
+{
+    if (g_socket_path)
+        return strdup(g_socket_path);
+    char err[1024];
+    xmppd_config *cfg = config_load(g_config_path, err, sizeof err);
+    if (!cfg) {
+        fail(context, "%s", err);
+        return NULL;
+    }
+    char *p = cfg->control_socket ? strdup(cfg->control_socket) : NULL;
+    if (!cfg->control_socket)
+        fail(context, "%s: \"control_socket\" is false: the running server cannot be reached",
+             cfg->path);
+    config_free(cfg);
+    return p;
+}
+
+/* Sends req (consumed) and returns the answer, or NULL after printing a
+ * one-line error. */
+static json_t *ctl_call(const char *context, json_t *req)
+{
+    char *path = socket_path(context);
+    char *line = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    json_t *resp = NULL;
+    int fd = -1;
+    if (!path || !line)
+        goto out;
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        fail(context, "%s: path too long for a Unix socket", path);
+        goto out;
+    }
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+        int e = errno;
+        if (e == ENOENT || e == ECONNREFUSED)
+            fail(context, "cannot reach xmppd at %s: %s (is the server running?)", path,
+                 strerror(e));
+        else if (e == EACCES || e == EPERM)
+            fail(context, "cannot reach xmppd at %s: %s (run as the server's user)", path,
+                 strerror(e));
+        else
+            fail(context, "cannot reach xmppd at %s: %s", path, strerror(e));
+        goto out;
+    }
+    size_t len = strlen(line), off = 0;
+    line[len++] = '\n'; /* json_dumps left room: its NUL */
+    while (off < len) {
+        ssize_t w = write(fd, line + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            fail(context, "%s: %s", path, strerror(errno));
+            goto out;
+        }
+        off += (size_t)w;
+    }
+    /* one line back */
+    size_t cap = 65536, got = 0;
+    char *buf = malloc(cap);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (buf) {
+        char *nl = got ? memchr(buf, '\n', got) : NULL;
+        if (nl) {
+            json_error_t je;
+            resp = json_loadb(buf, (size_t)(nl - buf), 0, &je);
+            if (!resp)
+                fail(context, "%s: unreadable answer: %s", path, je.text);
+            break;
+        }
+        if (got == cap) {
+            char *nb = cap < (64u << 20) ? realloc(buf, cap * 2) : NULL;
+            if (!nb) {
+                fail(context, "%s: answer too long", path);
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        struct timespec t1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long waited = (long)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        struct pollfd pfd = { fd, POLLIN, 0 };
+        int pr = waited < CONTROL_TIMEOUT_MS ? poll(&pfd, 1, (int)(CONTROL_TIMEOUT_MS - waited)) : 0;
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr == 0) {
+            fail(context, "%s: no answer within %d s", path, CONTROL_TIMEOUT_MS / 1000);
+            break;
+        }
+        ssize_t r = pr > 0 ? read(fd, buf + got, cap - got) : -1;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            fail(context, "%s: the server closed the connection without an answer", path);
+            break;
+        }
+        got += (size_t)r;
+    }
+    free(buf);
+out:
+    if (fd >= 0)
+        close(fd);
+    free(line);
+    free(path);
+    return resp;
+}
+
+/* Runs a request; prints the raw answer with -j. Returns the answer when
+ * it says ok (caller decrefs), else NULL after printing its error (with
+ * context before it; reload's answers are whole sentences). */
+static json_t *ctl_run(const char *context, json_t *req, int *rc)
+{
+    bool reload = strcmp(context, "reload") == 0;
+    json_t *resp = ctl_call(reload ? "reload refused" : context, req);
+    *rc = 1;
+    if (!resp)
+        return NULL;
+    if (g_json) {
+        char *t = json_dumps(resp, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (t)
+            printf("%s\n", t);
+        free(t);
+    }
+    if (!json_is_true(json_object_get(resp, "ok"))) {
+        const char *e = json_string_value(json_object_get(resp, "error"));
+        fail(reload ? NULL : context, "%s", e ? e : "the server refused");
+        json_decref(resp);
+        return NULL;
+    }
+    *rc = 0;
+    if (g_json) {
+        json_decref(resp);
+        return NULL;
+    }
+    return resp;
+}
+
+static const char *str(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "";
+}
+
+static long long num(const json_t *o, const char *key)
+{
+    return json_integer_value(json_object_get(o, key));
+}
+
+static void print_duration(long long s)
+{
+    if (s >= 86400)
+        printf("%lldd ", s / 86400);
+    printf("%02lld:%02lld:%02lld", s % 86400 / 3600, s % 3600 / 60, s % 60);
+}
+
+static int cmd_status(void)
+{
+    int rc;
+    json_t *r = ctl_run("status", json_pack("{s:s}", "command", "status"), &rc);
+    if (!r)
+        return rc;
+    printf("xmppd %s (pid %lld), up ", str(r, "version"), num(r, "pid"));
+    print_duration(num(r, "uptime"));
+    printf("\nconfiguration: %s\n", str(r, "config"));
+    printf("sessions: %lld\n", num(r, "sessions"));
+    printf("modules: %lld loaded (%lld global)\n", num(r, "modules_loaded"), num(r, "global_modules"));
+    size_t i;
+    json_t *h;
+    json_array_foreach(json_object_get(r, "hosts"), i, h)
+        printf("host %s: %lld sessions, %lld modules\n", str(h, "host"), num(h, "sessions"),
+               num(h, "modules"));
+    json_decref(r);
+    return 0;
+}
+
+static int cmd_sessions(void)
+{
+    int rc;
+    json_t *r = ctl_run("sessions", json_pack("{s:s}", "command", "sessions"), &rc);
+    if (!r)
+        return rc;
+    size_t i;
+    json_t *s;
+    json_array_foreach(json_object_get(r, "sessions"), i, s) {
+        bool avail = json_is_true(json_object_get(s, "available"));
+        printf("%s\t%s\t%s\t%s", str(s, "jid"), str(s, "ip"),
+               json_is_true(json_object_get(s, "secure")) ? "tls" : "plain",
+               avail ? "available" : "unavailable");
+        if (avail)
+            printf("\tpriority %lld%s%s", num(s, "priority"), *str(s, "show") ? "\t" : "",
+                   str(s, "show"));
+        printf("\n");
+    }
+    json_decref(r);
+    return 0;
+}
+
+static int cmd_module(int argc, char **argv)
+{
+    if (argc == 1 && strcmp(argv[0], "list") == 0) {
+        int rc;
+        json_t *r = ctl_run("module list", json_pack("{s:s}", "command", "module-list"), &rc);
+        if (!r)
+            return rc;
+        size_t i;
+        json_t *m;
+        json_array_foreach(json_object_get(r, "modules"), i, m)
+            printf("%-20s %-24s %-8s %s\n", str(m, "module"),
+                   json_is_string(json_object_get(m, "host")) ? str(m, "host") : "(global)",
+                   str(m, "version"), *str(m, "file") ? str(m, "file") : "(built in)");
+        json_decref(r);
+        return 0;
+    }
+    static const char *const ops[] = { "load", "unload", "reload" };
+    size_t k = 0;
+    while (argc >= 1 && k < 3 && strcmp(argv[0], ops[k]) != 0)
+        k++;
+    if (argc < 2 || argc > 3 || k == 3) {
+        usage(stderr);
+        return 2;
+    }
+    char context[512], command[32];
+    snprintf(context, sizeof context, "module %s %s%s%s", ops[k], argv[1], argc == 3 ? " " : "",
+             argc == 3 ? argv[2] : "");
+    snprintf(command, sizeof command, "module-%s", ops[k]);
+    int rc;
+    json_t *r = ctl_run(context, json_pack("{s:s, s:s, s:s?}", "command", command, "module",
+                                           argv[1], "host", argc == 3 ? argv[2] : NULL), &rc);
+    if (r) {
+        printf("%s\n", str(r, "message"));
+        json_decref(r);
+    }
+    return rc;
+}
+
+static int cmd_reload(void)
+{
+    int rc;
+    json_t *r = ctl_run("reload", json_pack("{s:s}", "command", "reload"), &rc);
+    if (r) {
+        printf("%s\n", str(r, "message"));
+        json_decref(r);
+    }
+    return rc;
+}
+
+static int cmd_kick(const char *jid, const char *reason)
+{
+    char context[600];
+    snprintf(context, sizeof context, "kick %s", jid);
+    int rc;
+    json_t *r = ctl_run(context, json_pack("{s:s, s:s, s:s?}", "command", "kick", "jid", jid,
+                                           "reason", reason), &rc);
+    if (r) {
+        long long n = num(r, "kicked");
+        printf("%lld session%s closed\n", n, n == 1 ? "" : "s");
+        json_decref(r);
+    }
+    return rc;
+}
+
+static int cmd_hooks(int argc, char **argv)
+{
+    if (argc == 1 && strcmp(argv[0], "--markdown") == 0) {
+        catalogue_print_markdown(stdout);
+        return 0;
+    }
+    if (argc != 0) {
+        usage(stderr);
+        return 2;
+    }
+    int rc;
+    json_t *r = ctl_run("hooks", json_pack("{s:s}", "command", "hooks"), &rc);
+    if (!r)
+        return rc;
+    size_t i, j;
+    json_t *e, *h;
+    json_array_foreach(json_object_get(r, "events"), i, e) {
+        const json_t *src = json_object_get(e, "source");
+        printf("%s  (%s; %s)\n", str(e, "name"),
+               json_is_string(json_object_get(e, "stop")) ? str(e, "stop") : "?",
+               json_is_string(src) ? str(e, "source") : "declared by nobody: nothing fires it");
+        if (*str(e, "payload"))
+            printf("    carries: %s\n", str(e, "payload"));
+        if (json_array_size(json_object_get(e, "handlers")) == 0)
+            printf("    (no handlers)\n");
+        json_array_foreach(json_object_get(e, "handlers"), j, h)
+            printf("    %6lld  %-20s %s\n", num(h, "priority"), str(h, "module"),
+                   json_is_string(json_object_get(h, "host")) ? str(h, "host") : "(every host)");
+    }
+    printf("IQ handlers:\n");
+    json_array_foreach(json_object_get(r, "iq_handlers"), i, h)
+        printf("    %-4s %-44s to %-4s %-20s %s\n", str(h, "type"), str(h, "xmlns"), str(h, "target"),
+               str(h, "module"),
+               json_is_string(json_object_get(h, "host")) ? str(h, "host") : "(every host)");
+    json_decref(r);
+    return 0;
+}
+
+static int cmd_features(void)
+{
+    int rc;
+    json_t *r = ctl_run("features", json_pack("{s:s}", "command", "features"), &rc);
+    if (!r)
+        return rc;
+    size_t i, j, k;
+    json_t *h, *sp, *b;
+    json_array_foreach(json_object_get(r, "hosts"), i, h) {
+        printf("%s\n", str(h, "host"));
+        json_array_foreach(json_object_get(h, "specs"), j, sp) {
+            printf("  %-10s ", str(sp, "spec"));
+            json_array_foreach(json_object_get(sp, "by"), k, b)
+                printf("%s%s", k ? ", " : "", json_string_value(b));
+            printf("\n");
+        }
+        printf("  %s:\n", str(r, "suite"));
+        json_array_foreach(json_object_get(h, "suites"), j, sp) {
+            printf("    %-12s %-16s ", str(sp, "category"), str(sp, "level"));
+            if (json_is_true(json_object_get(sp, "reached"))) {
+                printf("reached\n");
+                continue;
+            }
+            printf("missing:");
+            json_array_foreach(json_object_get(sp, "missing"), k, b) {
+                printf("%s %s (", k ? ";" : "", str(b, "feature"));
+                size_t m;
+                json_t *p;
+                json_array_foreach(json_object_get(b, "providers"), m, p)
+                    printf("%s%s", m ? (json_is_true(json_object_get(b, "any")) ? " or " : ", ") : "",
+                           json_string_value(p));
+                printf(")%s%s", *str(b, "note") ? ": " : "", str(b, "note"));
+            }
+            printf("\n");
+        }
+    }
+    json_decref(r);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *env = getenv("XMPPD_CONFIG");
     g_config_path = env && *env ? env : XMPPD_SYSCONF_DIR "/xmppd.json";
     g_config_explicit = env && *env;
     int opt;
-    while ((opt = getopt(argc, argv, "+c:h")) != -1) {
+    while ((opt = getopt(argc, argv, "+c:s:jh")) != -1) {
         switch (opt) {
         case 'c':
             g_config_path = optarg;
             g_config_explicit = true;
+            break;
+        case 's':
+            g_socket_path = optarg;
+            break;
+        case 'j':
+            g_json = true;
             break;
         case 'h':
             usage(stdout);
@@ -418,6 +800,20 @@ int main(int argc, char **argv)
         return cmd_user(UC_PASSWD, cmd, args[0]);
     if (strcmp(cmd, "users") == 0 && nargs <= 1)
         return cmd_users(nargs ? args[0] : NULL);
+    if (strcmp(cmd, "status") == 0 && nargs == 0)
+        return cmd_status();
+    if (strcmp(cmd, "sessions") == 0 && nargs == 0)
+        return cmd_sessions();
+    if (strcmp(cmd, "module") == 0 && nargs >= 1)
+        return cmd_module(nargs, args);
+    if (strcmp(cmd, "reload") == 0 && nargs == 0)
+        return cmd_reload();
+    if (strcmp(cmd, "kick") == 0 && (nargs == 1 || nargs == 2))
+        return cmd_kick(args[0], nargs == 2 ? args[1] : NULL);
+    if (strcmp(cmd, "hooks") == 0)
+        return cmd_hooks(nargs, args);
+    if (strcmp(cmd, "features") == 0 && nargs == 0)
+        return cmd_features();
     if (strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;

@@ -52,14 +52,19 @@ typedef struct xmppd_auth_provider {
     void (*list)(void *pd, xmppd_auth_list_cb cb, void *ud);
 } xmppd_auth_provider;
 
-/* Makes p (with its pointer pd) the provider of m's host. -1 when the host
- * already has one. Released when m unloads. */
+/* Makes p (with its pointer pd) the provider of m's host, from load() (p
+ * and pd stay the module's until its unload). -1 when the host already has
+ * another module's provider, m is global, or p is of an unsupported version
+ * or lacks a required operation (each logged). A newer instance of the same
+ * module (a reload) takes over; operations the old instance still holds
+ * when it unloads are answered XMPPD_AUTH_INTERNAL. Released when m unloads. */
 int xmppd_auth_provide(xmppd_module *m, const xmppd_auth_provider *p, void *pd);
 
 /* Consumers (kernel, xmppctl, register): go through the host's provider.
  * With no provider, or an operation it lacks, cb gets XMPPD_AUTH_UNSUPPORTED.
  * create and remove fire "user-created" / "user-deleted" (data: const char
  * *user) on success; remove also purges the user's stored data. */
+/* XMPPD_AUTH_CAN_* mask of the host's provider (0: none). */
 unsigned xmppd_auth_mechanisms(xmppd_host *h);
 void xmppd_auth_verify_plain(xmppd_host *h, const char *user, const char *password, xmppd_auth_cb cb, void *ud);
 void xmppd_auth_get_scram(xmppd_host *h, const char *user, enum xmppd_hash hash, xmppd_auth_scram_cb cb, void *ud);

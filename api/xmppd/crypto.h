@@ -9,6 +9,10 @@ enum xmppd_hash { XMPPD_HASH_SHA1 = 0, XMPPD_HASH_SHA256 = 1, XMPPD_HASH_SHA512 
 #define XMPPD_HASH_COUNT 3
 #define XMPPD_HASH_MAX_LEN 64
 
+/* Every function here is pure and thread-safe: usable from xmppd_offload
+ * work functions. */
+
+/* Digest length in bytes: 20, 32 or 64. */
 size_t xmppd_hash_len(enum xmppd_hash h);
 /* "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512" */
 const char *xmppd_hash_scram_name(enum xmppd_hash h);

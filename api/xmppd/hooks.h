@@ -16,8 +16,10 @@
 #include "jid.h"
 #include "module.h"
 
+/* What a handler returns (see above). */
 enum xmppd_ret { XMPPD_FAIL = -1, XMPPD_PASS = 0, XMPPD_HANDLED = 1 };
 
+/* Priority bands (any int works; these keep modules apart predictably). */
 enum {
     XMPPD_PRIO_GUARD = 1000,   /* limits, firewalls */
     XMPPD_PRIO_FILTER = 500,   /* blocking, privacy */
@@ -25,6 +27,8 @@ enum {
     XMPPD_PRIO_FALLBACK = -100 /* offline storage and other last resorts */
 };
 
+/* One firing of an event. Everything it points to is borrowed for the
+ * handler call; the struct itself is the firer's (often on its stack). */
 typedef struct xmppd_event {
     const char *name;        /* the event fired */
     xmppd_host *host;        /* host the event happens on (NULL: server-wide) */
@@ -37,19 +41,35 @@ typedef struct xmppd_event {
     void *data;              /* event-specific payload, documented per event */
 } xmppd_event;
 
+/* A hook or IQ handler: ud is what was given at registration. */
 typedef int (*xmppd_handler)(xmppd_event *ev, void *ud);
 
-/* Registers fn for event on m's host (every host for a global module).
- * 0, or -1 on OOM. Released automatically when m unloads. */
+/* Registers fn for event on m's host (every host for a global module),
+ * from load() on (also from inside a handler: the new hook runs from the
+ * next firing on). The event name is copied; any name works, including
+ * events no one fires yet. 0, or -1 on OOM, NULL arguments or when m is
+ * unloading. Released automatically when m unloads. m NULL: a kernel hook. */
 int xmppd_hook(xmppd_module *m, const char *event, xmppd_handler fn, int prio, void *ud);
 
-/* Runs the handlers of ev->name on ev->host until one returns HANDLED or
- * FAIL, and returns that; XMPPD_PASS when every handler passed. */
+/* Runs the handlers of ev->name on ev->host (and the global modules')
+ * until one returns HANDLED or FAIL, and returns that; XMPPD_PASS when
+ * every handler passed or none exists. ev is the caller's; handlers may
+ * register or release hooks meanwhile. A FAIL is logged with the module. */
 int xmppd_fire(xmppd_event *ev);
-/* Runs every handler whatever they return; returns XMPPD_PASS. */
+/* Runs every handler whatever they return (FAILs are logged). */
 void xmppd_fire_all(xmppd_event *ev);
-/* Convenience: fire_all a stanza-less event about a session or user. */
+/* Convenience: fire_all a stanza-less event (name event) on host h (NULL:
+ * server-wide) about session s (may be NULL) with data. */
 void xmppd_notify(xmppd_host *h, const char *event, xmppd_session *s, void *data);
+
+/* Declares an event m fires itself, so `xmppctl hooks` lists it with its
+ * stop semantics (XMPPD_EVENT_FIRST: fired with xmppd_fire, stops at the
+ * first HANDLED; XMPPD_EVENT_ALL: xmppd_fire_all / xmppd_notify) and a
+ * one-line description of what the event carries (copied). Call it from
+ * load(); released when m unloads. 0, or -1 on bad arguments or OOM.
+ * Declaring is documentation: firing works without it. */
+enum { XMPPD_EVENT_FIRST = 0, XMPPD_EVENT_ALL = 1 };
+int xmppd_event_declare(xmppd_module *m, const char *event, int stop, const char *payload);
 
 /* IQ handlers: one owner per (type, xmlns of the IQ's child, target).
  * targets is a mask of the XMPPD_IQ_* below. A second owner of the same key
@@ -63,16 +83,27 @@ enum { XMPPD_IQ_HOST = 1, XMPPD_IQ_BARE = 2 };
 int xmppd_iq_handle(xmppd_module *m, const char *type, const char *xmlns,
                     unsigned targets, xmppd_handler fn, void *ud);
 
-/* Replies to the stanza of ev (routing the reply). reply is consumed. */
+/* Replies to the stanza of ev: to the sender's session when it is a local
+ * client, else routed; a missing 'to' becomes ev->from, a missing 'from'
+ * the address asked (ev->to) or the host. reply is consumed (its reference
+ * is dropped) in every case. 0 sent, -1 when it could not be (the sender's
+ * session closed meanwhile, or no valid address). */
 int xmppd_reply(xmppd_event *ev, xmppd_stanza *reply);
-/* Replies with a stanza error (type NULL: the condition's default) and
- * returns XMPPD_HANDLED, so a handler can `return xmppd_reply_error(...)`. */
+/* Replies with a stanza error (RFC 6120 §8.3; type NULL: the condition's
+ * default type; text may be NULL) and returns XMPPD_HANDLED, so a handler
+ * can `return xmppd_reply_error(...)`. Errors and IQ results are never
+ * answered (nothing is sent for them). condition and text are copied. */
 int xmppd_reply_error(xmppd_event *ev, const char *type, const char *condition, const char *text);
 
-/* Disco (XEP-0030) registrations on m's host; released on unload. */
+/* Disco (XEP-0030) registrations on m's host (global modules: every host),
+ * from load() on; strings are copied; released on unload. mod_disco lists
+ * them in the host's disco#info, in registration order, without duplicates.
+ * 0, or -1 on OOM or when m is unloading. name may be NULL. */
 int xmppd_disco_feature(xmppd_module *m, const char *var);
 int xmppd_disco_identity(xmppd_module *m, const char *category, const char *type, const char *name);
-/* Calls fn for each feature/identity registered on h (in registration order). */
+/* Calls fn for each feature/identity registered on h or by global modules
+ * (in registration order, duplicates once). Strings are borrowed for the
+ * call. h NULL: the global ones only. */
 void xmppd_disco_foreach_feature(xmppd_host *h, void (*fn)(const char *var, void *ud), void *ud);
 void xmppd_disco_foreach_identity(xmppd_host *h,
     void (*fn)(const char *category, const char *type, const char *name, void *ud), void *ud);

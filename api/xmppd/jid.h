@@ -19,13 +19,17 @@ typedef struct xmppd_jid {
 /* Parses and prepares s. NULL when s is not a valid JID (empty parts,
  * prohibited characters, a part over 1023 bytes, bad IP literal, ...). */
 xmppd_jid *xmppd_jid_parse(const char *s);
-/* Builds from parts (each prepared); node and resource may be NULL. */
+/* Builds from parts (each prepared); node and resource may be NULL. A new
+ * JID the caller frees, or NULL when a part is invalid. */
 xmppd_jid *xmppd_jid_make(const char *node, const char *domain, const char *resource);
+/* A copy the caller frees; NULL on OOM. */
 xmppd_jid *xmppd_jid_dup(const xmppd_jid *j);
-/* The bare JID of j as a new JID. */
+/* The bare JID of j as a new JID the caller frees; NULL on OOM. */
 xmppd_jid *xmppd_jid_to_bare(const xmppd_jid *j);
 void xmppd_jid_free(xmppd_jid *j); /* NULL is a no-op */
 
+/* Equality of prepared JIDs: every part (full), or node and domain only
+ * (bare). Both pure: usable from worker threads. */
 bool xmppd_jid_equal(const xmppd_jid *a, const xmppd_jid *b);
 bool xmppd_jid_bare_equal(const xmppd_jid *a, const xmppd_jid *b);
 

@@ -14,10 +14,14 @@ enum xmppd_log_level {
     XMPPD_LOG_DEBUG = 3,
 };
 
-/* m may be NULL (kernel lines). */
+/* Writes one line "host:module: message" at level (dropped below the
+ * configured level). m may be NULL (kernel lines). Loop thread only (not
+ * from xmppd_offload work functions). Never fails visibly: a line that
+ * cannot be written is lost. */
 void xmppd_log(const xmppd_module *m, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Cheap test before building an expensive debug message. */
+/* Is level currently logged? A cheap test before building an expensive
+ * debug message. */
 bool xmppd_log_enabled(int level);
 
 #endif

@@ -11,9 +11,16 @@
  * (loop.h).
  *
  * Everything a module registers through its xmppd_module handle (hooks, IQ
- * handlers, disco features, timers, stores, providers) is released by the
- * kernel when the module instance unloads. unload() frees only the module's
- * own data. */
+ * handlers, disco features, timers, stores, providers, declared events) is
+ * released by the kernel when the module instance unloads. unload() frees
+ * only the module's own data.
+ *
+ * Instances: one per host (or one for the server with XMPPD_MOD_GLOBAL).
+ * `xmppctl module reload` and a configuration reload that changes a
+ * module's options load a new instance next to the old one, hand it the
+ * old one's single-owner registrations, then unload the old one: keep
+ * state in the instance (xmppd_module_set_data), never in statics.
+ * docs/modules.md is the guide. */
 #ifndef XMPPD_MODULE_H
 #define XMPPD_MODULE_H
 
@@ -22,7 +29,7 @@
 #include <stdint.h>
 
 #define XMPPD_ABI_MAJOR 1 /* bump: every module must be rebuilt */
-#define XMPPD_ABI_MINOR 0 /* bump: additions only */
+#define XMPPD_ABI_MINOR 1 /* bump: additions only (1: xmppd_host_sessions, xmppd_event_declare, XMPPD_MOD_KEEP_SLOTS) */
 #define XMPPD_ABI ((uint32_t)((XMPPD_ABI_MAJOR << 16) | XMPPD_ABI_MINOR))
 
 #define XMPPD_EXPORT __attribute__((visibility("default")))
@@ -64,6 +71,13 @@ typedef struct xmppd_option {
 } xmppd_option;
 
 #define XMPPD_MOD_GLOBAL 0x1u /* one instance for the whole server, host is NULL */
+/* A reload hands this module's session slots (router.h xmppd_session_get)
+ * over to the new instance, so per-session state survives it. Only for
+ * slot data that stays valid without the old instance: plain heap data the
+ * module frees on "session-closed", nothing the old instance owns or frees
+ * in unload(). Without the flag the old instance's slots are dropped after
+ * its unload(), and the new instance starts with empty slots. */
+#define XMPPD_MOD_KEEP_SLOTS 0x2u
 
 typedef struct xmppd_module_def {
     uint32_t abi;                 /* XMPPD_ABI */
@@ -76,12 +90,20 @@ typedef struct xmppd_module_def {
     unsigned flags;               /* XMPPD_MOD_* */
     const xmppd_option *options;  /* ends with an entry whose name is NULL */
     size_t conf_size;             /* size of the conf struct options write into */
-    /* Register hooks, handlers, stores. 0 = loaded; <0 = refused, with the
-     * reason logged by the module; everything registered is then undone. */
+    /* Register hooks, handlers, stores; conf is the parsed options block
+     * (kernel-owned, valid as long as the instance). 0 = loaded; <0 =
+     * refused, with the reason logged by the module: everything registered
+     * is then undone and unload() is NOT called, so free your own data
+     * before returning. During a reload the old instance is still running
+     * while the new one's load() runs. */
     int (*load)(xmppd_module *m, const void *conf);
-    /* Optional: called once every module of the configuration is loaded. */
+    /* Optional: called once every module of the configuration is loaded
+     * (right after load() for a module loaded later): look up other
+     * modules' APIs here. */
     void (*ready)(xmppd_module *m);
-    /* Optional: free the module's own data (registrations are the kernel's). */
+    /* Optional: free the module's own data. Registrations are already
+     * released (nothing calls the module any more), and callbacks still
+     * pending (storage, timers) will never come: free their data too. */
     void (*unload)(xmppd_module *m);
 } xmppd_module_def;
 
@@ -90,18 +112,29 @@ typedef struct xmppd_module_def {
 /* Convenience for option tables: offset of a field in the conf struct. */
 #define XMPPD_OFF(type, field) offsetof(type, field)
 
-/* The host this instance serves; NULL for XMPPD_MOD_GLOBAL modules. */
+/* The accessors below may be called from load() on, on the loop thread,
+ * with the handle the module received; they never fail.
+ *
+ * The host this instance serves; NULL for XMPPD_MOD_GLOBAL modules.
+ * Kernel-owned, valid while the instance is loaded. */
 xmppd_host *xmppd_module_host(const xmppd_module *m);
+/* The descriptor's name (kernel-owned, valid while the instance lives). */
 const char *xmppd_module_name(const xmppd_module *m);
-/* The parsed options of this instance (what load() received). */
+/* The parsed options of this instance: the conf block load() received.
+ * Kernel-owned, read-only, valid until the instance is freed. */
 const void *xmppd_module_conf(const xmppd_module *m);
-/* One pointer of instance data for the module's own use. */
+/* One pointer of instance data for the module's own use (NULL until set).
+ * The kernel never touches it: the module frees it in unload(), or before
+ * returning a failure from load() (unload() is not called then). */
 void *xmppd_module_data(const xmppd_module *m);
 void xmppd_module_set_data(xmppd_module *m, void *data);
 
 /* Host lookup and properties. Names are nameprepped domain strings, owned by
- * the kernel and valid while the host exists. */
+ * the kernel and valid while the host exists (a host removed by a reload
+ * unloads its modules first, after firing "host-removed").
+ * xmppd_host_find: the host serving exactly this (prepared) domain, or NULL. */
 xmppd_host *xmppd_host_find(const char *domain);
+/* The host's domain (kernel-owned). */
 const char *xmppd_host_name(const xmppd_host *h);
 /* Calls fn for every configured host; stops early when fn returns nonzero. */
 void xmppd_host_foreach(int (*fn)(xmppd_host *h, void *ud), void *ud);
@@ -111,16 +144,23 @@ bool xmppd_host_has_module(const xmppd_host *h, const char *name);
 /* Typed calls between modules (e.g. presence uses roster's API). A module
  * publishes a vtable under a name on its host (global modules: for every
  * host); the vtable must begin with uint32_t version, uint32_t size so users
- * can check what they got. Released when the providing module unloads, so
- * look it up per use rather than caching it across loop turns.
- * xmppd_provide: 0, or -1 when the name is taken on that host. */
+ * can check what they got. The vtable stays the provider's (it must live
+ * until its unload). Released when the providing module unloads, so look it
+ * up per use rather than caching it across loop turns.
+ * xmppd_provide (from load() on): 0, or -1 when another module already
+ * publishes the name on that host (logged) or on OOM. A newer instance of
+ * the same module (a reload) may publish the same name: it takes over, and
+ * the old publication comes back if the new instance fails to load. */
 int xmppd_provide(xmppd_module *m, const char *api, const void *vtable);
-/* The vtable published as api on h (or globally), or NULL. */
+/* The vtable published as api on h (or by a global module), or NULL when
+ * nobody publishes it (or its provider is unloading). Borrowed. */
 const void *xmppd_use(const xmppd_host *h, const char *api);
 
-/* Server identity for modules such as version and disco. */
+/* Server identity for modules such as version and disco: the release
+ * ("0.1.0"), a static string. */
 const char *xmppd_server_version(void);
-/* Wall-clock second the server started (for uptime). */
+/* Wall-clock second (Unix time) the server started, for uptime. Survives
+ * configuration reloads. */
 int64_t xmppd_server_started(void);
 
 #endif

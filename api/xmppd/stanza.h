@@ -21,16 +21,25 @@
 #define XMPPD_NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
 #define XMPPD_NS_STREAMS "urn:ietf:params:xml:ns:xmpp-streams"
 
-/* New element with one reference held by the caller. NULL on OOM. */
+/* Threading: trees are not locked. The loop thread may use any tree; a
+ * worker (xmppd_offload) only trees no one else can reach.
+ *
+ * New element with one reference held by the caller. NULL on OOM. */
 xmppd_stanza *xmppd_stanza_new(const char *name, const char *ns);
+/* Takes one more reference (returns s); each is dropped with unref, and
+ * the tree is freed with its last one. */
 xmppd_stanza *xmppd_stanza_ref(xmppd_stanza *s);
 void xmppd_stanza_unref(xmppd_stanza *s); /* NULL is a no-op */
 /* Deep copy, detached from any parent, one reference held by the caller. */
 xmppd_stanza *xmppd_stanza_copy(const xmppd_stanza *s);
 
+/* Local name and namespace URI. Owned by the element, valid while it lives
+ * (never NULL; the namespace of an element built with ns NULL is its
+ * parent's once added). */
 const char *xmppd_stanza_name(const xmppd_stanza *s);
 const char *xmppd_stanza_ns(const xmppd_stanza *s);
-/* Attribute value or NULL. */
+/* Attribute value or NULL; owned by the element, valid until that
+ * attribute changes. */
 const char *xmppd_stanza_attr(const xmppd_stanza *s, const char *name);
 /* Set (copying value) or, with value NULL, remove. 0 or -1 on OOM. */
 int xmppd_stanza_set_attr(xmppd_stanza *s, const char *name, const char *value);

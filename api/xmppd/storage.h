@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include "module.h"
 
-typedef struct xmppd_store xmppd_store;
+typedef struct xmppd_store xmppd_store; /* kernel-owned handle, per instance */
 
 enum xmppd_store_kind { XMPPD_STORE_KEYVAL = 0, XMPPD_STORE_ARCHIVE = 1 };
 
@@ -35,9 +35,14 @@ enum xmppd_store_status {
  * closed when m unloads. NULL when no storage driver is loaded. */
 xmppd_store *xmppd_store_open(xmppd_module *m, const char *name, enum xmppd_store_kind kind);
 
+/* Result callbacks: status is an xmppd_store_status; value is borrowed for
+ * the call (NULL unless OK). */
 typedef void (*xmppd_store_done_cb)(int status, void *ud);
 typedef void (*xmppd_kv_get_cb)(int status, json_t *value, void *ud);
 
+/* user: the account localpart ("" for host-wide data); key: "" for the one
+ * value per account, or a map key. Strings are copied. cb gets OK with the
+ * value, NOT_FOUND, or ERROR (backend down: nothing read). */
 void xmppd_kv_get(xmppd_store *st, const char *user, const char *key, xmppd_kv_get_cb cb, void *ud);
 /* value NULL deletes the key. cb may be NULL. */
 void xmppd_kv_set(xmppd_store *st, const char *user, const char *key, json_t *value,
@@ -69,13 +74,18 @@ typedef void (*xmppd_archive_query_cb)(int status, const xmppd_archive_item *ite
                                        bool complete, void *ud);
 typedef void (*xmppd_archive_count_cb)(int status, size_t n, void *ud);
 
+/* Appends value (copied) to user's archive; cb (may be NULL) gets the new
+ * item's id (borrowed for the call) once it is durable. */
 void xmppd_archive_append(xmppd_store *st, const char *user, const char *with, int64_t when_ms,
                           json_t *value, xmppd_archive_append_cb cb, void *ud);
+/* The items q matches (q NULL: all), oldest first unless q->reverse, at
+ * most q->max; complete tells whether more match beyond them. */
 void xmppd_archive_query(xmppd_store *st, const char *user, const xmppd_archive_filter *q,
                          xmppd_archive_query_cb cb, void *ud);
 /* Deletes the items q matches (q NULL: the whole archive of user). */
 void xmppd_archive_delete(xmppd_store *st, const char *user, const xmppd_archive_filter *q,
                           xmppd_store_done_cb cb, void *ud);
+/* Number of items in user's archive. */
 void xmppd_archive_count(xmppd_store *st, const char *user, xmppd_archive_count_cb cb, void *ud);
 
 /* ---- for storage drivers ----
@@ -111,10 +121,16 @@ typedef struct xmppd_storage_driver {
     void (*flush)(void *dd);
 } xmppd_storage_driver;
 
-/* Registers m's driver. 0, or -1 when a driver of that name exists. */
+/* Registers m's driver from load() (d and dd stay the driver's and must
+ * live until its unload). 0, or -1 when another module provides a driver
+ * of that name, or d is of an unsupported version. A newer instance of the
+ * same module (a reload) takes the name over; operations already handed
+ * to the old instance are finished by it (its unload must flush them). */
 int xmppd_storage_provide(xmppd_module *m, const xmppd_storage_driver *d, void *dd);
 
-/* Purges a user from every store of host h through the active driver. */
+/* Purges a user from every store of host h through the active driver; cb
+ * (may be NULL) gets the outcome. The kernel does this itself when an
+ * account is removed through xmppd_auth_remove. */
 void xmppd_storage_purge_user(xmppd_host *h, const char *user, xmppd_store_done_cb cb, void *ud);
 
 #endif

@@ -561,6 +561,7 @@ XMPPD_MODULE(auth_internal) = {
     .name = "auth_internal",
     .version = "1.0",
     .summary = "accounts in the server's storage, as salted SCRAM keys (no passwords kept)",
+    .specs = (const char *const[]){ "RFC 5802", "RFC 7677", NULL },
     .options = ai_options,
     .conf_size = sizeof(ai_conf),
     .load = ai_load_module,

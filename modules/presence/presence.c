@@ -693,8 +693,19 @@ static int pr_load(xmppd_module *m, const void *conf)
     return 0;
 }
 
+static int pr_free_slot(xmppd_session *s, void *ud)
+{
+    const xmppd_module *m = ud;
+    pr_sess_free(xmppd_session_get(s, m));
+    xmppd_session_set(s, m, NULL);
+    return 0;
+}
+
 static void pr_unload(xmppd_module *m)
 {
+    /* After a reload the slots already belong to the new instance
+     * (XMPPD_MOD_KEEP_SLOTS) and this finds none; a plain unload frees them. */
+    xmppd_host_sessions(xmppd_module_host(m), pr_free_slot, m);
     free(xmppd_module_data(m));
     xmppd_module_set_data(m, NULL);
 }
@@ -707,6 +718,7 @@ XMPPD_MODULE(presence) = {
     .summary = "Presence subscriptions, probes and broadcast (RFC 6121 sections 3 and 4)",
     .depends = (const char *const[]){ "roster", NULL },
     .specs = (const char *const[]){ "RFC 6121", NULL },
+    .flags = XMPPD_MOD_KEEP_SLOTS, /* directed-presence lists survive a reload */
     .load = pr_load,
     .unload = pr_unload,
 };

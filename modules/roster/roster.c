@@ -465,6 +465,18 @@ static void rs_api_pending_foreach(const roster *r,
     }
 }
 
+static bool rs_api_in_group(const roster *r, const char *jid, const char *group)
+{
+    size_t i;
+    json_t *g;
+    json_array_foreach(json_object_get(json_object_get(rs_items(r), jid), "groups"), i, g) {
+        const char *t = json_string_value(g);
+        if (t && strcmp(t, group) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* ---- IQ requests --------------------------------------------------------- */
 
 /* A roster get or set waiting for storage: holds the session and the IQ. */
@@ -839,6 +851,7 @@ static int rs_load(xmppd_module *m, const void *conf)
         .pending_remove = rs_api_pending_remove,
         .pending_has = rs_api_pending_has,
         .pending_foreach = rs_api_pending_foreach,
+        .in_group = rs_api_in_group,
     };
     mod->m = m;
     mod->host = xmppd_module_host(m);
@@ -877,6 +890,7 @@ XMPPD_MODULE(roster) = {
     .version = "1.0",
     .summary = "Contact lists: roster get/set, pushes, versioning (RFC 6121 section 2)",
     .specs = (const char *const[]){ "RFC 6121", NULL },
+    .flags = XMPPD_MOD_KEEP_SLOTS, /* the interested-resource marks survive a reload */
     .options = rs_options,
     .conf_size = sizeof(rs_conf),
     .load = rs_load,

@@ -70,6 +70,10 @@ typedef struct roster_api {
     /* Calls fn with each stored request (a new tree the callee borrows). */
     void (*pending_foreach)(const roster *r, void (*fn)(const char *jid, xmppd_stanza *req, void *ud),
                             void *ud);
+
+    /* Is jid's item in the roster group `group` (exact name)? false when
+     * there is no item. Added after the first release: check size. */
+    bool (*in_group)(const roster *r, const char *jid, const char *group);
 } roster_api;
 
 #endif

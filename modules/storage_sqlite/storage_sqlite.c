@@ -1134,6 +1134,7 @@ XMPPD_MODULE(storage_sqlite) = {
     .name = "storage_sqlite",
     .version = "1.0",
     .summary = "SQLite storage driver \"sqlite\" (WAL, one file, batched transactions)",
+    .specs = (const char *const[]){ NULL }, /* a storage driver: no protocol */
     .flags = XMPPD_MOD_GLOBAL,
     .options = sq_options,
     .conf_size = sizeof(sq_conf),

@@ -7,6 +7,11 @@ Environment:
   ASAN_OPTIONS    set by the runner for sanitizer builds: the server's stderr
                   and log are checked for sanitizer reports
   XMPPD_TIMEOUT_FACTOR  scale every timeout (slow machines)
+  XMPPD_TEST_STORAGE    "sqlite" (default) or "pgsql": the storage driver of
+                  every test server; with pgsql each server gets a fresh
+                  database on the cluster XMPPD_TEST_PG_DSN names (a base
+                  DSN such as "host=127.0.0.1 port=5432 user=postgres"), or
+                  on a private cluster started for the run (pg_cluster.py)
 
 Fixtures:
   server          module-scoped running xmppd; a module changes its config by
@@ -32,6 +37,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import xmpptest  # noqa: E402
+import pg_cluster  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("XMPPD_BUILD") or REPO)
@@ -42,6 +48,7 @@ XMPPCTL = BUILD / "server" / "xmppctl"
 MODULES = BUILD / "modules"
 GEN_CERT = REPO / "contrib" / "gen-cert.sh"
 DOMAIN = "localhost"
+STORAGE = os.environ.get("XMPPD_TEST_STORAGE") or "sqlite"
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "WARNING: ThreadSanitizer", "ERROR: MemorySanitizer")
@@ -92,7 +99,7 @@ class Server:
         self.stderr_path = self.dir / "xmppd.stderr"
         self.data_dir = self.dir / "data"
         self.data_dir.mkdir(exist_ok=True)
-        self.config = deep_merge(self.default_config(), overrides)
+        self.config = deep_merge(self.use_test_storage(self.default_config()), overrides)
         self.proc = None
         self.stopped_by_test = False
         self._stderr = None
@@ -122,6 +129,36 @@ class Server:
             },
             "hosts": {DOMAIN: {}},
         }
+
+    def use_test_storage(self, cfg):
+        """With XMPPD_TEST_STORAGE=pgsql: storage_pgsql on a fresh database
+        instead of storage_sqlite (self.pg_dsn)."""
+        if STORAGE != "pgsql":
+            return cfg
+        self.pg_dsn = pg_cluster.fresh_database_dsn()
+        cfg["storage"] = "pgsql"
+        mods = cfg["modules"]
+        mods.pop("storage_sqlite", None)
+        cfg["modules"] = dict([("storage_pgsql", {"connect": self.pg_dsn, "pool_size": 2})] +
+                              list(mods.items()))
+        return cfg
+
+    def stored_stores(self, user):
+        """Names of the stores (keyval and archive) holding data of user on
+        this server's storage, whichever driver it uses."""
+        if self.config.get("storage") == "pgsql":
+            dsn = self.config["modules"]["storage_pgsql"]["connect"]
+            out = pg_cluster.psql(dsn, "SELECT store FROM xmppd_kv WHERE username = '%s' UNION ALL "
+                                  "SELECT store FROM xmppd_archive WHERE username = '%s'"
+                                  % (user.replace("'", "''"), user.replace("'", "''")))
+            return [line for line in out.splitlines() if line]
+        import sqlite3
+        db = sqlite3.connect(str(self.dir / "xmppd.sqlite"))
+        try:
+            return [r[0] for r in db.execute("SELECT store FROM kv WHERE user = ? UNION ALL "
+                                             "SELECT store FROM archive WHERE user = ?", (user, user))]
+        finally:
+            db.close()
 
     def write_config(self):
         self.config_path.write_text(json.dumps(self.config, indent=2) + "\n")

@@ -245,8 +245,9 @@ def test_rfc6120_6_5_9_unknown_mechanism_invalid_mechanism(server):
 
 def test_rfc6120_6_4_5_too_many_failed_auths_close_stream(server, accounts):
     """RFC 6120 §6.4.5: after the configured number of failed attempts
-    (limits.auth_attempts) the server closes the stream with a
-    <not-authorized/> stream error."""
+    (limits.auth_attempts) the server closes the stream with a stream
+    error (<policy-violation/>; <not-authorized/> tolerated) and the TCP
+    connection."""
     (a,) = accounts(1)
     c, _ = tls_stream(server)
     with c:
@@ -390,3 +391,64 @@ def test_accounts_survive_kill9(server, accounts):
     server.start()
     with RawClient(server.port) as c:
         assert c.login(a.user, a.password, mech="SCRAM-SHA-1").startswith(a.jid + "/")
+
+
+# ---- SASL edge cases and limits ------------------------------------------------
+
+def test_rfc6120_6_4_4_abort_then_retry(server, accounts):
+    """RFC 6120 §6.4.4 / §6.5.1: <abort/> during SCRAM -> <failure><aborted/>;
+    the client may then authenticate again on the same stream."""
+    (a,) = accounts(1)
+    c, _ = tls_stream(server)
+    with c:
+        c.send("<auth xmlns='%s' mechanism='SCRAM-SHA-256'>%s</auth>"
+               % (NS_SASL, base64.b64encode(("n,,n=%s,r=abcdefghijklmnop" % a.user).encode()).decode()))
+        ch = c.next_element()
+        assert ch.tag == q(NS_SASL, "challenge"), tostr(ch)
+        c.send("<abort xmlns='%s'/>" % NS_SASL)
+        el = c.next_element()
+        assert el.tag == q(NS_SASL, "failure"), tostr(el)
+        assert el.find(q(NS_SASL, "aborted")) is not None, tostr(el)
+        res = c.auth_scram("SCRAM-SHA-256", a.user, a.password)
+        assert res.ok, res
+
+
+def test_rfc6120_6_5_2_bad_base64_incorrect_encoding(server):
+    """RFC 6120 §6.5.2: data that is not valid base64 (RFC 4648 §4) ->
+    <failure><incorrect-encoding/></failure>."""
+    c, _ = tls_stream(server)
+    with c:
+        c.send("<auth xmlns='%s' mechanism='PLAIN'>!!not*base64!!</auth>" % NS_SASL)
+        el = c.next_element()
+        assert el.tag == q(NS_SASL, "failure"), tostr(el)
+        assert el.find(q(NS_SASL, "incorrect-encoding")) is not None, tostr(el)
+
+
+def test_rfc6120_6_5_8_scram_malformed_client_first(server):
+    """RFC 6120 §6.5.8 / RFC 5802 §7: a client-first-message that does not
+    parse -> <failure><malformed-request/></failure>."""
+    c, _ = tls_stream(server)
+    with c:
+        c.send("<auth xmlns='%s' mechanism='SCRAM-SHA-1'>%s</auth>"
+               % (NS_SASL, base64.b64encode(b"this is not scram").decode()))
+        el = c.next_element()
+        assert el.tag == q(NS_SASL, "failure"), tostr(el)
+        assert el.find(q(NS_SASL, "malformed-request")) is not None, tostr(el)
+
+
+def test_rfc6120_7_6_2_1_max_resources_resource_constraint(server_factory):
+    """RFC 6120 §7.6.2.1: over limits.max_resources sessions for one
+    account, binding fails with <resource-constraint/> (type wait); the
+    existing sessions stay."""
+    srv = server_factory({"limits": {"max_resources": 2}})
+    srv.adduser("many@localhost", "many-pass-1")
+    with RawClient(srv.port) as c1, RawClient(srv.port) as c2, RawClient(srv.port) as c3:
+        c1.login("many", "many-pass-1", resource="one")
+        c2.login("many", "many-pass-1", resource="two")
+        c3.login("many", "many-pass-1", bind=False)
+        c3.send("<iq type='set' id='b3'><bind xmlns='%s'><resource>three</resource></bind></iq>"
+                % NS_BIND)
+        r = c3.wait_for(lambda e: e.get("id") == "b3")
+        assert r.get("type") == "error", tostr(r)
+        assert error_condition(r) == ("wait", "resource-constraint"), tostr(r)
+        assert c1.iq("<ping xmlns='urn:xmpp:ping'/>", to="localhost") is not None

@@ -458,13 +458,7 @@ def test_xep0077_3_2_account_removal_closes_sessions(server, accounts):
         other.expect_stream_error("not-authorized")
     # Nothing of the account is left (nor written back by its closing sessions).
     time.sleep(0.3)
-    db = sqlite3.connect(str(server.dir / "xmppd.sqlite"))
-    try:
-        rows = db.execute("SELECT store FROM kv WHERE user = ? UNION ALL "
-                          "SELECT store FROM archive WHERE user = ?", (a.user, a.user)).fetchall()
-    finally:
-        db.close()
-    assert rows == []
+    assert server.stored_stores(a.user) == []
     with RawClient(server.port) as c2:
         c2.open_stream()
         c2.starttls()

@@ -236,3 +236,55 @@ def test_rfc6120_5_4_3_3_bytes_pipelined_after_starttls_discarded(server):
         assert "SCRAM-SHA-1" in f["mechanisms"]
         got = c.quiet(pred=lambda e: e.get("id") == "pipelined")
         assert got == [], "pipelined IQ was processed"
+
+
+# ---- limits -------------------------------------------------------------------------
+
+def test_rfc6120_4_9_3_18_too_deep_nesting_policy_violation(server):
+    """Reliability rule (limits.max_depth, default 64): nesting deeper than
+    the limit ends the stream with <policy-violation/> before it can
+    exhaust memory or stack."""
+    with opened(server) as c:
+        c.send("<message>" + "<x>" * 200)
+        c.expect_stream_error("policy-violation")
+
+
+def test_rfc6120_4_3_stream_restart_cannot_change_host(server_factory, accounts):
+    """Architecture rule (RFC 6120 §4.3.3, §6.4.6): after SASL on host A,
+    a restarted stream naming host B is refused (<host-unknown/>), it does
+    not give a session on B."""
+    srv = server_factory({"hosts": {"localhost": {}, "other.test": {}}})
+    (a,) = accounts(1, srv=srv)
+    with RawClient(srv.port) as c:
+        c.open_stream()
+        c.starttls()
+        c.open_stream()
+        assert c.auth_plain(a.user, a.password).ok
+        c.reader = type(c.reader)()
+        c.send(c.stream_header(to="other.test"))
+        c.expect_stream_error("host-unknown")
+
+
+def test_limits_connections_per_ip(server_factory):
+    """limits.connections_per_ip: connections over the limit from one address
+    are closed at once; a slot frees when a connection closes."""
+    srv = server_factory({"limits": {"connections_per_ip": 2}})
+    time.sleep(scaled(0.3))  # the fixture's readiness probe connection is released
+    c1, c2 = RawClient(srv.port), RawClient(srv.port)
+    try:
+        c1.open_stream()
+        c2.open_stream()
+        with RawClient(srv.port) as c3:
+            try:
+                c3.send(c3.stream_header())
+            except OSError:
+                pass
+            assert c3.wait_closed(timeout=scaled(3)), "third connection accepted"
+            assert c3.reader.header is None
+        c1.close()
+        time.sleep(scaled(0.3))
+        with RawClient(srv.port) as c4:
+            assert c4.open_stream()["starttls"] is not None
+    finally:
+        c1.close()
+        c2.close()

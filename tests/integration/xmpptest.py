@@ -116,6 +116,8 @@ class StreamReader:
     def feed(self, data):
         if self.closed or self.error or not data:
             return
+        if self.header is None:
+            self.prefix = getattr(self, "prefix", b"") + data
         try:
             self.parser.feed(data)
             for event, el in self.parser.read_events():
@@ -132,6 +134,9 @@ class StreamReader:
                     elif self.depth == 0:
                         self.closed = True
         except ET.ParseError as e:
+            if self.header is None and b"<stream:error" in getattr(self, "prefix", b""):
+                e = ET.ParseError("%s: <stream:error/> without an opening <stream:stream> "
+                                  "first (RFC 6120 §4.9.1.2 requires the header)" % e)
             self.error = e
 
 
@@ -597,6 +602,8 @@ _live = []  # slixmpp clients created inside run(), torn down at its end
 try:
     import slixmpp
     from slixmpp.exceptions import IqError, IqTimeout
+    from slixmpp.xmlstream.handler import Callback
+    from slixmpp.xmlstream.matcher import MatchXPath
 except ImportError:  # pragma: no cover - reported by conftest
     slixmpp = None
     IqError = IqTimeout = Exception
@@ -643,7 +650,12 @@ if slixmpp is not None:
             self.add_event_handler("connection_failed", lambda e: self._fail("connection failed: %r" % (e,)))
             self.add_event_handler("disconnected", lambda e: self._fail("disconnected before session start"))
             self.add_event_handler("stream_error", lambda e: self.stream_errors.append(e))
-            self.add_event_handler("message", lambda m: self.messages.put_nowait(m))
+            # Every <message/>, also those without <body/> (slixmpp's own
+            # 'message' event needs a body: bounces without payload would be
+            # missed).
+            self.register_handler(Callback(
+                "xmpptest all messages", MatchXPath("{%s}message" % self.default_ns),
+                lambda m: self.messages.put_nowait(m)))
             self.add_event_handler("presence", lambda p: self.presences.put_nowait(p))
 
         async def get_dns_records(self, domain, port=None):

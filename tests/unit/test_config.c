@@ -138,6 +138,50 @@ static void test_bad_listener(void **state)
                  "4: listeners.1: [::]:5222 is already used by listeners.0");
 }
 
+/* XEP-0114 components: "components": { domain: { secret, subdomains } }. A
+ * secret never appears in a message, not even a wrong value. */
+static void test_components(void **state)
+{
+    xmppd_config *cfg = load_text("{ " HOSTS ",\n \"components\": {\n"
+                                  "  \"GW.Example.ORG\": { \"secret\": \"s1\" },\n"
+                                  "  \"muc.example.org\": { \"secret\": \"s2\", \"subdomains\": true }\n } }");
+    assert_non_null(cfg);
+    assert_int_equal(cfg->n_components, 2);
+    assert_string_equal(cfg->components[0].domain, "gw.example.org");
+    assert_string_equal(cfg->components[0].secret, "s1");
+    assert_false(cfg->components[0].subdomains);
+    assert_string_equal(cfg->components[1].domain, "muc.example.org");
+    assert_true(cfg->components[1].subdomains);
+    config_free(cfg);
+
+    expect_error("{ " HOSTS ",\n \"components\": [] }",
+                 "2: components: expected an object, got []");
+    expect_error("{ " HOSTS ",\n \"components\": {\n  \"gw.example.org\": {}\n } }",
+                 "3: components.gw.example.org: a component needs its shared \"secret\"");
+    expect_error("{ " HOSTS ",\n \"components\": {\n  \"gw.example.org\": {\n"
+                 "   \"secret\": 123456 } } }",
+                 "4: components.gw.example.org.secret: expected a non-empty string without NUL "
+                 "characters");
+    expect_error("{ " HOSTS ",\n \"components\": {\n  \"gw.example.org\": {\n"
+                 "   \"secret\": \"a\", \"subdomain\": true } } }",
+                 "4: components.gw.example.org.subdomain: unknown key (did you mean \"subdomains\"?)");
+    expect_error("{ " HOSTS ",\n \"components\": {\n  \"gw.example.org\": {\n"
+                 "   \"secret\": \"a\",\n   \"subdomains\": \"yes\" } } }",
+                 "5: components.gw.example.org.subdomains: expected true or false, got \"yes\"");
+    expect_error("{ " HOSTS ",\n \"components\": {\n  \"Example.org\": { \"secret\": \"a\" } } }",
+                 "3: components.Example.org: example.org is also under \"hosts\": a domain is "
+                 "either a host or a component");
+    expect_error("{ " HOSTS ",\n \"components\": {\n  \"a@b\": { \"secret\": \"a\" } } }",
+                 "3: components.a@b: not a valid domain name");
+    expect_error("{ " HOSTS ",\n \"components\": {\n  \"gw.example.org\": { \"secret\": \"a\" },\n"
+                 "  \"GW.example.org\": { \"secret\": \"b\" } } }",
+                 "4: components.GW.example.org: the same component as an earlier entry (both are "
+                 "gw.example.org after normalisation)");
+    expect_error("{\n" HOSTS ",\n \"listeners\": [ { \"type\": \"component\", \"tls\": \"direct\" } ]\n}",
+                 "3: listeners.0.tls: component listeners (XEP-0114) have no TLS; remove \"tls\" "
+                 "and bind them to a loopback or private address");
+}
+
 static void test_defaults(void **state)
 {
     xmppd_config *cfg = load_text("{ \"hosts\": { \"Example.ORG\": {} } }");
@@ -905,6 +949,7 @@ int main(void)
         cmocka_unit_test(test_bad_duration_size),
         cmocka_unit_test(test_no_hosts),
         cmocka_unit_test(test_bad_listener),
+        cmocka_unit_test(test_components),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_values_and_lines),
         cmocka_unit_test(test_parsers),
