@@ -89,6 +89,11 @@ static const catalogue_event g_events[] = {
       "an IQ to a local host that no xmppd_iq_handle() handler owns",
       "host; session (sender, may be NULL); stanza; from; to. If all pass: service-unavailable "
       "(type get/set); FAIL: internal-server-error" },
+    { "iq/bare/filter", "first", KERNEL,
+      "an IQ to a local account's bare JID (with 'to'), before any xmppd_iq_handle() handler "
+      "answers for the account: privacy and blocking decide here",
+      "host; session (sender, may be NULL); stanza; from; to. HANDLED: the filter answered or "
+      "dropped it; PASS: IQ handlers, then iq/bare" },
     { "iq/bare", "first", KERNEL,
       "an IQ to a local account's bare JID (or without 'to': to the sender's own account) that "
       "no xmppd_iq_handle() handler owns",

@@ -189,6 +189,16 @@ static void deliver_message_bare(xmppd_event *ev, xmppd_host *h)
  * service-unavailable (RFC 6120 §8.4), a failing handler internal-server-error. */
 static void dispatch_iq(xmppd_event *ev, xmppd_host *h, unsigned target)
 {
+    if (target == XMPPD_IQ_BARE && ev->to) {
+        /* Handlers answer on the account's behalf (a vCard, say): the
+         * account's own filters (privacy, blocking) decide first. */
+        const char *name = ev->name;
+        ev->name = "iq/bare/filter";
+        int rc = xmppd_fire(ev);
+        ev->name = name;
+        if (rc != XMPPD_PASS)
+            return;
+    }
     int rc = iq_dispatch(h, ev, target);
     if (rc == XMPPD_PASS)
         rc = xmppd_fire(ev);

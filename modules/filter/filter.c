@@ -511,7 +511,7 @@ static int fl_load(xmppd_module *m, const void *conf)
     xmppd_module_set_data(m, mod);
     static const char *const inbound[] = { "message/host", "message/bare", "message/full",
                                            "presence/host", "presence/bare", "presence/full",
-                                           "iq/host", "iq/bare", "iq/full" };
+                                           "iq/host", "iq/bare/filter", "iq/full" };
     int rc = fl_load_rules(mod, c->rules);
     if (rc == 0 && (!(mod->md = pcre2_match_data_create(16, NULL)) ||
                     !(mod->mctx = pcre2_match_context_create(NULL))))

@@ -1673,8 +1673,10 @@ static int pv_load_hooks(xmppd_module *m, pv_mod *mod)
     /* Users' rules run just before the operator's filter (FILTER), so a
      * stanza held for a load is seen by the filter once. */
     int prio = XMPPD_PRIO_FILTER + 10;
+    /* "iq/bare/filter" comes before the IQ handlers that answer for an
+     * account (vCard, last activity), so lists hide those too. */
     static const char *const inbound[] = { "message/bare", "message/full", "presence/bare",
-                                           "presence/full", "iq/bare", "iq/full" };
+                                           "presence/full", "iq/bare/filter", "iq/full" };
     for (size_t i = 0; i < sizeof(inbound) / sizeof(*inbound); i++)
         if (xmppd_hook(m, inbound[i], pv_on_inbound, prio, mod) < 0)
             return -1;

@@ -21,7 +21,7 @@ NS_ROSTER = "jabber:iq:roster"
 @pytest.fixture(scope="module")
 def config_overrides():
     return {"modules": {"roster": True, "presence": True, "privacy": True, "blocking": True,
-                        "disco": True, "offline": True}}
+                        "disco": True, "offline": True, "vcard": True}}
 
 
 async def login(server, account, resource=None, blocklist=True, presence=None):
@@ -181,6 +181,28 @@ def test_blocked_contact_message_and_errors(server, accounts):
         cb.send_message(mto=ca.boundjid, mbody="now?", mtype="chat")
         m = await ca.next_message(pred=lambda m: m["body"] == "now?")
         assert m["from"] == cb.boundjid
+    run(scenario())
+
+
+def test_blocked_contact_cannot_query_bare_jid_services(server, accounts):
+    """XEP-0191 §3.3 / XEP-0016 §2.1: an IQ get from a blocked contact to the
+    user's bare JID gets service-unavailable even when a module (vcard-temp)
+    answers it on the user's behalf; after unblocking it is answered."""
+    a, b = accounts(2)
+
+    async def scenario():
+        ca = await login(server, a, presence=1)
+        cb = await login(server, b, presence=1)
+        await ca.plugin["xep_0191"].block(b.jid, timeout=5)
+        await next_push(ca)
+        iq = await raw_iq(cb, "get", "<vCard xmlns='vcard-temp'/>", to=a.jid)
+        assert (await cb.iq_error(iq))[1] == "service-unavailable"
+        await ca.plugin["xep_0191"].unblock(b.jid, timeout=5)
+        await next_push(ca)
+        iq = await raw_iq(cb, "get", "<vCard xmlns='vcard-temp'/>", to=a.jid)
+        res = await iq.send(timeout=5)
+        assert res["type"] == "result"
+        assert res.xml.find("{vcard-temp}vCard") is not None
     run(scenario())
 
 
