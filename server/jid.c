@@ -31,13 +31,58 @@
 
 /* ---- preparation ---------------------------------------------------- */
 
+/* Does in[0..len) contain any byte of set? */
+static bool strpbrk_n(const char *in, size_t len, const char *set)
+{
+    for (size_t i = 0; i < len; i++)
+        if (strchr(set, in[i]))
+            return true;
+    return false;
+}
+
 /* Prepares in[0..len) with profile into a new malloc'd string of at most
  * XMPPD_JID_PART_MAX bytes. NULL when the part is empty before or after
  * preparation, too long, or rejected by the profile. */
+/* Printable ASCII is what nearly every JID is made of, and for it the three
+ * profiles reduce to: case folding (Nodeprep and Nameprep, table B.2),
+ * nothing for Resourceprep, and Nodeprep's prohibited characters (space and
+ * "&'/:<>@, RFC 3920 Appendix A.5). NFKC, the other mappings and the bidi
+ * rules do not touch ASCII. Routing prepares every address it sees, so this
+ * skips libidn's UCS-4 round trip. Returns 1 with *out set (NULL: rejected)
+ * when it decided, 0 when the input needs the full profile. */
+static int prep_ascii(const char *in, size_t len, const Stringprep_profile *profile, char **out)
+{
+    bool fold = profile != stringprep_xmpp_resourceprep;
+    bool node = profile == stringprep_xmpp_nodeprep;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c < 0x20 || c > 0x7e)
+            return 0; /* controls and non-ASCII: libidn decides */
+    }
+    *out = NULL;
+    if (len > XMPPD_JID_PART_MAX)
+        return 1;
+    if (node && strpbrk_n(in, len, " \"&'/:<>@"))
+        return 1;
+    char *buf = malloc(len + 1);
+    if (buf == NULL)
+        return 1;
+    for (size_t i = 0; i < len; i++) {
+        char c = in[i];
+        buf[i] = fold && c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    return 1;
+}
+
 static char *prep_part(const char *in, size_t len, const Stringprep_profile *profile)
 {
     if (len == 0 || len > PREP_INPUT_MAX || memchr(in, '\0', len) != NULL)
         return NULL;
+    char *fast;
+    if (prep_ascii(in, len, profile, &fast))
+        return fast;
     /* The output may grow (case folding, NFKC); a buffer of at least
      * PART_MAX + 1 bytes lets stringprep() tell us "too long" by itself. */
     size_t size = (len > XMPPD_JID_PART_MAX ? len : XMPPD_JID_PART_MAX) + 1;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <stringprep.h>
 
 #include "xmppd/jid.h"
 
@@ -323,6 +324,51 @@ static void test_rfc3920_appendix_prep_helpers(void **state)
     assert_null(xmppd_resourceprep("\xc2\xad")); /* empty after mapping */
 }
 
+/* What libidn itself says for one part: the reference the ASCII fast
+ * path in jid.c must agree with. NULL when the profile rejects it. */
+static char *libidn_prep(const char *in, const Stringprep_profile *profile)
+{
+    char buf[XMPPD_JID_PART_MAX + 1];
+    if (strlen(in) >= sizeof(buf))
+        return NULL;
+    strcpy(buf, in);
+    if (stringprep(buf, sizeof(buf), 0, profile) != STRINGPREP_OK || !*buf)
+        return NULL;
+    return strdup(buf);
+}
+
+static void check_same(const char *in, char *(*ours)(const char *), const Stringprep_profile *p)
+{
+    char *a = ours(in), *b = libidn_prep(in, p);
+    if ((a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0))
+        fail_msg("\"%s\": ours \"%s\", libidn \"%s\"", in, a ? a : "(rejected)",
+                 b ? b : "(rejected)");
+    free(a);
+    free(b);
+}
+
+/* RFC 3920 Appendix A/B: for printable ASCII, Nodeprep and Resourceprep
+ * (the fast path) give exactly what libidn's full profiles give. Random
+ * strings over the whole printable range, biased to the special ones. */
+static void test_rfc3920_ascii_fast_path_matches_libidn(void **state)
+{
+    (void)state;
+    static const char special[] = " \"&'/:<>@AZaz09.-_";
+    unsigned seed = 7;
+    char s[24];
+    for (int n = 0; n < 50000; n++) {
+        size_t len = 1 + (seed = seed * 1103515245u + 12345u) % (sizeof(s) - 1);
+        for (size_t i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            s[i] = (seed >> 16) % 3 == 0 ? special[(seed >> 8) % (sizeof(special) - 1)]
+                                         : (char)(0x20 + (seed >> 8) % 95);
+        }
+        s[len] = '\0';
+        check_same(s, xmppd_nodeprep, stringprep_xmpp_nodeprep);
+        check_same(s, xmppd_resourceprep, stringprep_xmpp_resourceprep);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -334,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_jid_equality),
         cmocka_unit_test(test_jid_make_dup_to_bare),
         cmocka_unit_test(test_rfc3920_appendix_prep_helpers),
+        cmocka_unit_test(test_rfc3920_ascii_fast_path_matches_libidn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
