@@ -1,0 +1,394 @@
+#!/usr/bin/env bash
+# run-bench.sh — xmppd vs Prosody vs ejabberd, side by side on this machine.
+#
+#   tests/bench/run-bench.sh [--quick] [--build DIR] [--servers "xmppd prosody ejabberd"]
+#                            [--out FILE] [--sessions N] [--keep] [--no-install]
+#
+# Each server gets its own configuration and data folder in a temporary folder,
+# a free loopback port and the same self-signed certificate (contrib/gen-cert.sh);
+# it runs pinned to CPU 0 (taskset -c 0), the load generator to CPU 1. The same
+# workloads (tests/bench/loadgen.c) run against each server in turn, one server
+# at a time; figures are the server's CPU time (utime+stime of the process) and
+# RSS. Prints a table with ratios and writes it to --out (default
+# bench-results-DATE.md in the current folder).
+#
+# Default run: about 10-15 minutes; --quick: about 3 minutes (smaller counts).
+# Needs root for apt-get (Prosody, ejabberd) and to run ejabberd as its own user.
+# Never part of the pass/fail test suite.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+BUILD=${XMPPD_BUILD:-}
+SERVERS="xmppd prosody ejabberd"
+QUICK=0
+KEEP=0
+INSTALL=1
+OUT=""
+SESSIONS=""
+LOGLEVEL=${BENCH_LOGLEVEL:-info}
+
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) QUICK=1; shift ;;
+        --build) BUILD=$2; shift 2 ;;
+        --servers) SERVERS=$2; shift 2 ;;
+        --out) OUT=$2; shift 2 ;;
+        --sessions) SESSIONS=$2; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        --no-install) INSTALL=0; shift ;;
+        -h|--help) usage ;;
+        *) echo "run-bench.sh: unknown argument '$1'" >&2; usage ;;
+    esac
+done
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+fail() { printf 'run-bench.sh: %s\n' "$*" >&2; exit 1; }
+
+# ---- workload sizes -------------------------------------------------------
+if [ "$QUICK" = 1 ]; then
+    LG_ARGS=(--pairs 25 --messages 20000 --logins 200 --sessions "${SESSIONS:-600}"
+             --contacts 100 --rounds 50 --offline-messages 3000 --offline-recipients 5
+             --offline-senders 5 --phase-timeout 60)
+    SERVER_BUDGET=150       # seconds a server's whole run may take
+else
+    LG_ARGS=(--pairs 50 --messages 100000 --logins 1000 --sessions "${SESSIONS:-5000}"
+             --contacts 500 --rounds 100 --offline-messages 20000 --offline-recipients 10
+             --offline-senders 10 --phase-timeout 180)
+    SERVER_BUDGET=600
+fi
+
+# ---- dependencies -------------------------------------------------------------
+need_pkgs=()
+command -v prosody >/dev/null || need_pkgs+=(prosody)
+command -v ejabberdctl >/dev/null || need_pkgs+=(ejabberd)
+command -v taskset >/dev/null || need_pkgs+=(util-linux)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v cc >/dev/null || need_pkgs+=(gcc)
+[ -f /usr/include/openssl/ssl.h ] || need_pkgs+=(libssl-dev)
+command -v python3 >/dev/null || need_pkgs+=(python3)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    [ "$INSTALL" = 1 ] || fail "missing: ${need_pkgs[*]} (run without --no-install, as root)"
+    log "installing ${need_pkgs[*]}"
+    # the Debian packages start their system services; keep them stopped
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_pkgs[@]}" >&2
+    for svc in prosody ejabberd; do
+        if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+            systemctl stop "$svc" || true
+        fi
+    done
+fi
+[ "$(nproc)" -ge 2 ] || fail "needs 2 CPUs (server on CPU 0, load generator on CPU 1)"
+
+# ---- xmppd and the load generator -------------------------------------------
+if [ -z "$BUILD" ]; then
+    for d in "$REPO/build-bench" "$REPO/build" "$REPO"; do
+        if [ -x "$d/server/xmppd" ]; then BUILD=$d; break; fi
+    done
+fi
+case " $SERVERS " in
+    *" xmppd "*) [ -n "$BUILD" ] && [ -x "$BUILD/server/xmppd" ] ||
+        fail "xmppd not built: mkdir build-bench && cd build-bench && ../configure CFLAGS='-O2 -g' && make -j2 (or --build DIR)" ;;
+esac
+WORK=$(mktemp -d /tmp/xmppd-bench.XXXXXX)
+chmod 755 "$WORK"
+LOADGEN="$WORK/loadgen"
+if [ -n "$BUILD" ] && [ -f "$BUILD/Makefile" ]; then
+    make -C "$BUILD" bench >&2
+    cp "$BUILD/tests/bench/loadgen" "$LOADGEN"
+else
+    cc -O2 -g -Wall -Wextra -o "$LOADGEN" "$HERE/loadgen.c" -lssl -lcrypto
+fi
+
+# ---- common state -------------------------------------------------------------------
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[ "$(ulimit -n)" -ge 12000 ] || log "warning: open-files limit $(ulimit -n) is low for --sessions"
+bash "$REPO/contrib/gen-cert.sh" "$WORK/certs" localhost >/dev/null
+CRT="$WORK/certs/localhost.crt"
+KEY="$WORK/certs/localhost.key"
+STAMP=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+OUT=${OUT:-"$PWD/bench-results-$(date +%Y%m%d-%H%M%S).md"}
+SRV_PID=""
+EJ_CTL=()
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() {  # PORT SECONDS PID
+    local end=$((SECONDS + $2))
+    while [ $SECONDS -lt $end ]; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        if [ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null; then return 1; fi
+        sleep 0.2
+    done
+    return 1
+}
+
+cleanup() {
+    set +e
+    if [ -n "$SRV_PID" ] && kill -0 "$SRV_PID" 2>/dev/null; then
+        if [ ${#EJ_CTL[@]} -gt 0 ]; then "${EJ_CTL[@]}" stop >/dev/null 2>&1; sleep 2; fi
+        kill "$SRV_PID" 2>/dev/null; sleep 1; kill -9 "$SRV_PID" 2>/dev/null
+    fi
+    if [ "$KEEP" = 0 ]; then rm -rf "$WORK"; else log "kept $WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- servers ------------------------------------------------------------------------
+start_xmppd() {  # PORT DIR
+    local port=$1 dir=$2
+    mkdir -p "$dir/data"
+    cat > "$dir/xmppd.json" <<EOF
+{
+  "log": { "level": "$LOGLEVEL", "file": "$dir/xmppd.log" },
+  "data_dir": "$dir/data",
+  "module_path": ["$BUILD/modules"],
+  "storage": "sqlite",
+  "tls": { "cert": "$CRT", "key": "$KEY", "min_version": "1.2" },
+  "c2s": { "require_encryption": true },
+  "limits": { "connections_per_ip": 20000, "max_resources": 100 },
+  "listeners": [ { "type": "c2s", "address": "127.0.0.1", "port": $port, "tls": "starttls" } ],
+  "modules": {
+    "storage_sqlite": { "path": "xmppd.sqlite" },
+    "auth_internal": { "iterations": 4096 },
+    "roster": {}, "presence": {}, "offline": { "max_messages": 100000 },
+    "disco": {}, "ping": {},
+    "register": { "allow_registration": true, "registration_throttle": 0 }
+  },
+  "hosts": { "localhost": {} }
+}
+EOF
+    (cd "$dir" && exec taskset -c 0 "$BUILD/server/xmppd" -c "$dir/xmppd.json" \
+        >"$dir/stderr.log" 2>&1 </dev/null) &
+    SRV_PID=$!
+    wait_port "$port" 20 "$SRV_PID" || { tail -20 "$dir/stderr.log" "$dir/xmppd.log" >&2; fail "xmppd did not start"; }
+    SRV_VERSION="$("$BUILD/server/xmppd" -V 2>/dev/null | head -1 || echo 'xmppd (version unknown)')"
+    SRV_VERSION="$SRV_VERSION, git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes'), build $(basename "$BUILD")"
+    SRV_NOTES="storage_sqlite (WAL, synchronous=full), auth_internal (SCRAM-SHA-1/256/512 keys, 4096 iterations), modules roster presence offline disco ping register"
+}
+
+start_prosody() {  # PORT DIR
+    local port=$1 dir=$2
+    mkdir -p "$dir/data"
+    cat > "$dir/prosody.cfg.lua" <<EOF
+-- benchmark configuration (tests/bench/run-bench.sh)
+run_as_root = true
+daemonize = false
+pidfile = "$dir/prosody.pid"
+data_path = "$dir/data"
+log = { $LOGLEVEL = "$dir/prosody.log" }
+interfaces = { "127.0.0.1" }
+local_interfaces = { "127.0.0.1" }
+c2s_ports = { $port }
+c2s_direct_tls_ports = { }
+s2s_ports = { }
+s2s_direct_tls_ports = { }
+http_ports = { }
+https_ports = { }
+component_ports = { }
+c2s_require_encryption = true
+authentication = "internal_hashed"
+default_iteration_count = 4096
+storage = "internal"
+allow_registration = true
+registration_throttle_max = 1000000
+registration_throttle_period = 1
+modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "register"; "presence"; "message"; "iq"; "offline" }
+modules_disabled = { "s2s" }
+ssl = { certificate = "$CRT"; key = "$KEY" }
+VirtualHost "localhost"
+EOF
+    (cd "$dir" && exec taskset -c 0 prosody --config "$dir/prosody.cfg.lua" \
+        >"$dir/stderr.log" 2>&1 </dev/null) &
+    SRV_PID=$!
+    wait_port "$port" 20 "$SRV_PID" || { tail -20 "$dir/stderr.log" "$dir/prosody.log" >&2; fail "prosody did not start"; }
+    SRV_VERSION="Prosody $(dpkg-query -W -f '${Version}' prosody 2>/dev/null) ($(lua5.4 -v 2>&1 | head -1 | cut -d' ' -f1-2), network_backend epoll)"
+    SRV_NOTES="storage internal (files), authentication internal_hashed (SCRAM-SHA-1, 4096 iterations), modules roster saslauth tls disco ping register presence message iq offline"
+}
+
+start_ejabberd() {  # PORT DIR
+    local port=$1 dir=$2 node="bench$$@localhost" distport
+    distport=$(free_port)
+    mkdir -p "$dir/etc" "$dir/spool" "$dir/logs"
+    cat "$CRT" "$KEY" > "$dir/etc/localhost.pem"
+    cp /etc/ejabberd/inetrc "$dir/etc/inetrc"
+    local ejlevel=$LOGLEVEL
+    [ "$ejlevel" = warn ] && ejlevel=warning
+    cat > "$dir/etc/ejabberd.yml" <<EOF
+# benchmark configuration (tests/bench/run-bench.sh)
+hosts:
+  - localhost
+loglevel: $ejlevel
+log_rotate_count: 0
+certfiles:
+  - "$dir/etc/localhost.pem"
+default_db: mnesia
+auth_method: internal
+auth_password_format: scram
+auth_scram_hash: sha
+registration_timeout: infinity
+listen:
+  -
+    port: $port
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    max_stanza_size: 262144
+    shaper: none
+    access: c2s
+    starttls_required: true
+acl:
+  local:
+    user_regexp: ""
+access_rules:
+  local:
+    allow: local
+  c2s:
+    allow: all
+  register:
+    allow: all
+shaper_rules:
+  max_user_sessions: 100
+  max_user_offline_messages: 100000
+modules:
+  mod_disco: {}
+  mod_ping: {}
+  mod_roster: {}
+  mod_offline:
+    access_max_user_messages: max_user_offline_messages
+  mod_register:
+    access: register
+    ip_access: all
+EOF
+    cat > "$dir/etc/ejabberdctl.cfg" <<EOF
+ERLANG_NODE=$node
+ERL_DIST_PORT=$distport
+ERL_MAX_PORTS=32000
+ERL_OPTIONS="+sbwt none +sbwtdcpu none +sbwtdio none -env ERL_CRASH_DUMP_BYTES 0"
+EJABBERD_PID_PATH=$dir/ejabberd.pid
+EJABBERD_BYPASS_WARNINGS=true
+EOF
+    chown -R ejabberd:ejabberd "$dir"
+    # Run as the ejabberd user without su: su's PAM session would reset the
+    # open-files limit to 1024; setpriv keeps ours (needed for --sessions).
+    EJ_CTL=(env HOME="$dir" setpriv --reuid=ejabberd --regid=ejabberd --init-groups
+            ejabberdctl --config-dir "$dir/etc" --spool "$dir/spool" --logs "$dir/logs" --node "$node")
+    (exec taskset -c 0 "${EJ_CTL[@]}" foreground >"$dir/stderr.log" 2>&1 </dev/null) &
+    local wrapper=$!
+    if ! wait_port "$port" 60 "$wrapper"; then
+        tail -30 "$dir/stderr.log" "$dir/logs/ejabberd.log" >&2 || true
+        fail "ejabberd did not start"
+    fi
+    local end=$((SECONDS + 20))
+    while [ ! -s "$dir/ejabberd.pid" ] && [ $SECONDS -lt $end ]; do sleep 0.2; done
+    SRV_PID=$(cat "$dir/ejabberd.pid" 2>/dev/null || true)
+    [ -n "$SRV_PID" ] && kill -0 "$SRV_PID" 2>/dev/null || fail "ejabberd: no beam process id in $dir/ejabberd.pid"
+    SRV_VERSION="ejabberd $(dpkg-query -W -f '${Version}' ejabberd 2>/dev/null) (Erlang/OTP $(dpkg-query -W -f '${Version}' erlang-base 2>/dev/null | sed 's/^1://; s/+.*//'))"
+    SRV_NOTES="mnesia, auth internal with SCRAM-SHA-1 stored keys (4096 iterations), modules mod_disco mod_ping mod_roster mod_offline mod_register; schedulers without busy-wait (+sbwt none)"
+}
+
+stop_server() {
+    local name=$1
+    if [ "$name" = ejabberd ] && [ ${#EJ_CTL[@]} -gt 0 ]; then
+        "${EJ_CTL[@]}" stop >/dev/null 2>&1 || true
+        local end=$((SECONDS + 20))
+        while kill -0 "$SRV_PID" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.3; done
+        EJ_CTL=()
+    else
+        kill "$SRV_PID" 2>/dev/null || true
+        local end=$((SECONDS + 15))
+        while kill -0 "$SRV_PID" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.2; done
+    fi
+    kill -9 "$SRV_PID" 2>/dev/null || true
+    wait 2>/dev/null || true
+    SRV_PID=""
+}
+
+declare -A R VERSION NOTES
+for name in $SERVERS; do
+    case $name in xmppd|prosody|ejabberd) ;; *) fail "unknown server '$name'" ;; esac
+    port=$(free_port)
+    dir="$WORK/$name"
+    mkdir -p "$dir"
+    log "$name: starting on 127.0.0.1:$port (CPU 0)"
+    "start_$name" "$port" "$dir"
+    VERSION[$name]=$SRV_VERSION
+    NOTES[$name]=$SRV_NOTES
+    log "$name: pid $SRV_PID, running the load generator (CPU 1)"
+    set +e
+    timeout "$SERVER_BUDGET" taskset -c 1 "$LOADGEN" --port "$port" --pid "$SRV_PID" \
+        "${LG_ARGS[@]}" > "$dir/results.txt" 2> >(tee "$dir/loadgen.log" >&2)
+    rc=$?
+    set -e
+    [ $rc = 0 ] || log "$name: load generator exited with $rc (partial results; see $dir/loadgen.log)"
+    while read -r tag key value; do
+        [ "$tag" = RESULT ] && R[$name.$key]=$value
+    done < "$dir/results.txt"
+    R[$name.rc]=$rc
+    if [ "$LOGLEVEL" != debug ]; then :; fi
+    stop_server "$name"
+    log "$name: stopped"
+done
+
+# ---- report --------------------------------------------------------------------------
+get() { echo "${R[$1.$2]:-}"; }
+ratio() {  # other xmppd higher_is_better
+    python3 - "$1" "$2" "$3" <<'EOF'
+import sys
+o, x, hib = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+try:
+    o, x = float(o), float(x)
+    r = (x / o) if hib else (o / x)
+    print("%.1f×" % r)
+except (ValueError, ZeroDivisionError):
+    print("—")
+EOF
+}
+row() {  # label key higher_is_better budget
+    local label=$1 key=$2 hib=$3 budget=$4 line
+    line="| $label |"
+    for s in xmppd prosody ejabberd; do
+        case " $SERVERS " in *" $s "*) line="$line $(get "$s" "$key" | sed 's/^$/—/') |" ;; *) line="$line — |" ;; esac
+    done
+    line="$line $budget | $(ratio "$(get prosody "$key")" "$(get xmppd "$key")" "$hib") | $(ratio "$(get ejabberd "$key")" "$(get xmppd "$key")" "$hib") |"
+    echo "$line"
+}
+
+{
+    echo "# xmppd benchmark — $STAMP"
+    echo
+    echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)."
+    echo "Servers pinned to CPU 0, load generator to CPU 1; TLS on every connection (STARTTLS, TLS 1.3);"
+    echo "SASL $(get xmppd sasl | sed 's/^$/SCRAM-SHA-1/'); figures are server CPU time (utime+stime) and RSS."
+    [ "$QUICK" = 1 ] && echo "Mode: --quick (smaller counts; noisier)."
+    echo
+    echo "| workload | xmppd | Prosody | ejabberd | xmppd budget | xmppd vs Prosody | xmppd vs ejabberd |"
+    echo "|---|---|---|---|---|---|---|"
+    row "message routing, CPU-s per 100k messages" route_cpu_s_per_100k 0 "≤ 1.0"
+    row "full login, CPU-ms per login" login_cpu_ms_per 0 "≤ 1.0"
+    row "idle TLS session, KiB per session (RSS delta / sessions)" idle_kib_per_session 0 "≤ 16"
+    row "idle TLS session, KiB per session (marginal, last 80 %)" idle_kib_per_session_marginal 0 "≤ 16"
+    row "presence fan-out, CPU-µs per delivered presence" fanout_cpu_us_per_delivery 0 "≤ 8"
+    row "offline messages stored per CPU-second" offline_stored_per_cpu_s 1 "≥ 20,000"
+    row "offline messages fetched per CPU-second" offline_fetched_per_cpu_s 1 "≥ 100,000"
+    echo
+    echo "Ratios: how many times better xmppd is (other's cost / xmppd's cost; for rates xmppd / other)."
+    echo
+    echo "Context (wall clock, counts):"
+    echo
+    echo "| | xmppd | Prosody | ejabberd |"
+    echo "|---|---|---|---|"
+    for k in route_messages route_msgs_per_wall_s login_count login_wall_s idle_sessions idle_rss_before_kib idle_rss_after_kib idle_login_cpu_ms_per fanout_contacts fanout_deliveries offline_sent offline_stored_per_wall_s offline_fetched offline_fetched_per_wall_s rc; do
+        line="| $k |"
+        for s in xmppd prosody ejabberd; do line="$line $(get "$s" "$k" | sed 's/^$/—/') |"; done
+        echo "$line"
+    done
+    echo
+    for s in $SERVERS; do
+        echo "- **$s**: ${VERSION[$s]}; ${NOTES[$s]}."
+    done
+} > "$OUT"
+cat "$OUT"
+log "report written to $OUT"
