@@ -24,7 +24,6 @@
 #define NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
 #define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
 #define NS_SASL_CB "urn:xss:sasl-cb:0"
-#define CLOSE_GRACE_MS 5000
 
 /* Channel bindings advertised (XEP-0440), then one more accepted when a
  * client asks for it (see tls_channel_binding). */
@@ -46,19 +45,6 @@ static void send_features(xmppd_session *s);
 static void process_input(xmppd_session *s);
 static void resume_input(xmppd_session *s);
 static bool is_stanza(const char *name);
-
-/* n-1 random characters from [A-Za-z0-9] and a NUL: stream ids, resources. */
-static void random_id(char *out, size_t n)
-{
-    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    unsigned char rnd[32];
-    if (n > sizeof(rnd) + 1)
-        n = sizeof(rnd) + 1;
-    xmppd_random(rnd, n - 1);
-    for (size_t i = 0; i + 1 < n; i++)
-        out[i] = alphabet[rnd[i] % (sizeof(alphabet) - 1)];
-    out[n - 1] = '\0';
-}
 
 /* ---- references ---------------------------------------------------------- */
 
@@ -106,40 +92,23 @@ static void streams_remove(xmppd_session *s)
 
 /* ---- output -------------------------------------------------------------- */
 
-static void free_serialised(const void *data, size_t len, void *extra)
-{
-    free((void *)data);
-}
-
 static void write_raw(xmppd_session *s, const char *data, size_t len)
 {
-    if (s->state == C2S_CLOSED)
-        return;
-    bufferevent_write(s->bev, data, len);
+    xstream_write_raw(&s->x, data, len);
 }
 
 void c2s_write(xmppd_session *s, const xmppd_stanza *st)
 {
-    if (s->state == C2S_CLOSED || s->state == C2S_CLOSING)
-        return;
     size_t len;
-    char *xml = xmppd_stanza_to_string(st, XMPPD_NS_CLIENT, &len);
-    if (!xml)
+    if (xstream_queue(&s->x, st, &len) < 0)
         return;
-    struct evbuffer *out = bufferevent_get_output(s->bev);
-    /* The serialised bytes are handed over, not copied. */
-    if (evbuffer_add_reference(out, xml, len, free_serialised, NULL) < 0) {
-        free(xml);
-        return;
-    }
     if (s->state == C2S_BOUND && is_stanza(xmppd_stanza_name(st))) {
         /* Read-only observers (audit logs); data: the serialised size. */
         xmppd_event ev = { .name = "stanza-out", .host = s->host, .session = s,
                            .stanza = (xmppd_stanza *)st, .to = s->jid, .data = &len };
         xmppd_fire_all(&ev);
     }
-    if (evbuffer_get_length(out) > g_server.cfg->limits.max_send_buffer)
-        c2s_close(s, "policy-violation", "Too much data queued for a slow reader");
+    xstream_check_backlog(&s->x);
 }
 
 static void send_header(xmppd_session *s)
@@ -151,78 +120,20 @@ static void send_header(xmppd_session *s)
                      s->stream_id, s->host ? " from='" : "", s->host ? s->host->name : "",
                      s->host ? "'" : "");
     write_raw(s, buf, (size_t)n);
-    s->header_sent = true;
+    s->x.header_sent = true;
 }
 
 /* ---- closing ------------------------------------------------------------- */
-
-/* Bytes still queued below the TLS filter (in the socket bufferevent). */
-static size_t pending_below(xmppd_session *s)
-{
-    struct bufferevent *under = bufferevent_get_underlying(s->bev);
-    return under ? evbuffer_get_length(bufferevent_get_output(under)) : 0;
-}
-
-static void on_close_check(evutil_socket_t fd, short what, void *arg);
-
-/* Tear down once everything we queued reached the socket, or when the grace
- * period ends (a peer that stopped reading cannot hold the session). */
-static void close_when_flushed(xmppd_session *s)
-{
-    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0 && pending_below(s) == 0) {
-        s_teardown(s);
-        return;
-    }
-    if (xmppd_now_ms() >= s->close_deadline) {
-        s_teardown(s);
-        return;
-    }
-    struct timeval tv = { 0, 10000 };
-    evtimer_assign(s->timer, loop_base(), on_close_check, s);
-    evtimer_add(s->timer, &tv);
-}
-
-static void on_close_check(evutil_socket_t fd, short what, void *arg)
-{
-    close_when_flushed(arg);
-}
-
-static void on_flushed(struct bufferevent *bev, void *arg)
-{
-    xmppd_session *s = arg;
-    if (s->state == C2S_CLOSING)
-        close_when_flushed(s);
-}
 
 void c2s_close(xmppd_session *s, const char *condition, const char *text)
 {
     if (s->state == C2S_CLOSING || s->state == C2S_CLOSED)
         return;
-    if (!s->header_sent)
-        send_header(s);
-    if (condition) {
-        /* condition and text come from kernel code, never from the peer. */
-        char buf[512];
-        int n = snprintf(buf, sizeof(buf), "<stream:error><%s xmlns='%s'/>%s%s%s</stream:error>",
-                         condition, XMPPD_NS_STREAMS,
-                         text ? "<text xmlns='" XMPPD_NS_STREAMS "'>" : "", text ? text : "",
-                         text ? "</text>" : "");
-        write_raw(s, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+    xstream_close(&s->x, condition, text);
+    if (condition)
         log_kernel("c2s", XMPPD_LOG_INFO, "%s: stream error %s%s%s", s->ip, condition,
                    text ? ": " : "", text ? text : "");
-    }
-    write_raw(s, "</stream:stream>", 16);
     s->state = C2S_CLOSING;
-    bufferevent_disable(s->bev, EV_READ);
-    bufferevent_setcb(s->bev, NULL, on_flushed, NULL, s);
-    if (s->timer)
-        event_free(s->timer);
-    /* Never tear down here: c2s_close runs inside parser callbacks, and the
-     * parser must outlive them. The check runs on a later loop turn. */
-    s->close_deadline = xmppd_now_ms() + CLOSE_GRACE_MS;
-    s->timer = evtimer_new(loop_base(), on_close_check, s);
-    struct timeval tv = { 0, 0 };
-    evtimer_add(s->timer, &tv);
 }
 
 /* Frees the connection side of s; the struct lives while referenced. */
@@ -233,17 +144,10 @@ static void s_teardown(xmppd_session *s)
     bool was_bound = s->bound;
     s->state = C2S_CLOSED;
     streams_remove(s);
-    if (s->timer)
-        event_free(s->timer);
     if (s->delay)
         event_free(s->delay);
-    s->timer = s->delay = NULL;
-    if (s->bev)
-        bufferevent_free(s->bev); /* frees the SSL and the socket too */
-    s->bev = NULL;
-    s->ssl = NULL;
-    xs_free(s->parser);
-    s->parser = NULL;
+    s->delay = NULL;
+    xstream_release(&s->x);
     scram_server_free(s->scram);
     s->scram = NULL;
     conn_ip_release(s->ip);
@@ -256,20 +160,6 @@ static void s_teardown(xmppd_session *s)
     xmppd_session_unref(s);
 }
 
-/* ---- stream errors from the parser ---------------------------------------- */
-
-static void on_parse_error(void *ud, const char *condition)
-{
-    c2s_close(ud, condition, NULL);
-}
-
-static void on_stream_close(void *ud)
-{
-    xmppd_session *s = ud;
-    /* RFC 6120 §4.4: answer the closing tag with ours, then close. */
-    c2s_close(s, NULL, NULL);
-}
-
 /* ---- stream header --------------------------------------------------------- */
 
 static int on_header(void *ud, const xs_header *h)
@@ -279,7 +169,7 @@ static int on_header(void *ud, const xs_header *h)
     /* Answer with a header (ours) before any error, RFC 6120 §4.9.1.1. */
     if (!s->host)
         s->host = host;
-    random_id(s->stream_id, sizeof(s->stream_id)); /* a new id per stream, restarts too */
+    xstream_random_id(s->stream_id, sizeof(s->stream_id)); /* a new id per stream, restarts too */
     if (!h->default_ns || strcmp(h->default_ns, XMPPD_NS_CLIENT) != 0) {
         c2s_close(s, "invalid-namespace", NULL);
         return 1;
@@ -318,7 +208,7 @@ static bool cb_available(xmppd_session *s, const char *type)
 {
     unsigned char buf[XMPPD_HASH_MAX_LEN];
     size_t len = sizeof(buf);
-    return s->secure && tls_channel_binding(s->ssl, type, buf, &len) == 0;
+    return s->secure && tls_channel_binding(s->x.ssl, type, buf, &len) == 0;
 }
 
 static void add_mechanisms(xmppd_session *s, xmppd_stanza *features)
@@ -381,19 +271,11 @@ static void send_features(xmppd_session *s)
         return;
     }
 
-    /* Children are serialised one by one inside the stream:-prefixed
-     * wrapper that our header declared. */
-    write_raw(s, "<stream:features>", 17);
-    for (xmppd_stanza *c = xmppd_stanza_first(f); c; c = xmppd_stanza_next(c))
-        c2s_write(s, c);
-    write_raw(s, "</stream:features>", 18);
+    xstream_write_features(&s->x, f);
     xmppd_stanza_unref(f);
 }
 
 /* ---- STARTTLS ------------------------------------------------------------------- */
-
-static void on_read(struct bufferevent *bev, void *arg);
-static void on_event(struct bufferevent *bev, short what, void *arg);
 
 static int handle_starttls(xmppd_session *s, xmppd_stanza *el)
 {
@@ -412,29 +294,12 @@ static int handle_starttls(xmppd_session *s, xmppd_stanza *el)
 static void start_tls(xmppd_session *s)
 {
     s->starttls_pending = false;
-    struct evbuffer *in = bufferevent_get_input(s->bev);
-    evbuffer_drain(in, evbuffer_get_length(in));
-    SSL *ssl = tls_new_server_ssl();
-    if (!ssl) {
+    if (xstream_start_tls(&s->x, tls_new_server_ssl(), true) < 0) {
         s_teardown(s);
         return;
     }
-    struct bufferevent *tls = bufferevent_openssl_filter_new(
-        loop_base(), s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
-        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (!tls) {
-        SSL_free(ssl);
-        s_teardown(s);
-        return;
-    }
-    s->bev = tls;
-    s->ssl = ssl;
     s->secure = true;
     s->state = C2S_HEADER;
-    s->header_sent = false; /* a new stream starts: errors need its header */
-    xs_reset(s->parser);
-    bufferevent_setcb(tls, on_read, NULL, on_event, s);
-    bufferevent_enable(tls, EV_READ | EV_WRITE);
 }
 
 /* ---- SASL ------------------------------------------------------------------------ */
@@ -519,7 +384,7 @@ static void sasl_fail(xmppd_session *s, const char *cond)
     }
     d->s = s;
     d->cond = cond;
-    bufferevent_disable(s->bev, EV_READ);
+    bufferevent_disable(s->x.bev, EV_READ);
     struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
     evtimer_add(s->delay, &tv);
 }
@@ -532,8 +397,8 @@ static void sasl_succeed(xmppd_session *s, const char *user, const unsigned char
     sasl_reset(s);
     sasl_send(s, "success", extra, len);
     s->state = C2S_HEADER;
-    s->header_sent = false;
-    xs_reset(s->parser);
+    s->x.header_sent = false;
+    xs_reset(s->x.parser);
     log_kernel("c2s", XMPPD_LOG_INFO, "%s: authenticated as %s@%s", s->ip, user, s->host->name);
     xmppd_notify(s->host, "auth-success", s, (void *)user);
 }
@@ -606,7 +471,7 @@ static void sasl_plain(xmppd_session *s, const unsigned char *msg, size_t len)
             user = NULL;
             s->sasl_busy = true;
             /* No more input until the provider answers: keeps order simple. */
-            bufferevent_disable(s->bev, EV_READ);
+            bufferevent_disable(s->x.bev, EV_READ);
             xmppd_auth_verify_plain(s->host, r->user, pass, on_plain_verified, r);
         }
     }
@@ -652,7 +517,7 @@ static void sasl_scram_first(xmppd_session *s, const unsigned char *msg, size_t 
     size_t n = 0;
     for (size_t i = 0; i < CB_ACCEPTED && s->secure; i++) {
         size_t dl = sizeof(data[i]);
-        if (tls_channel_binding(s->ssl, cb_types[i], data[i], &dl) == 0)
+        if (tls_channel_binding(s->x.ssl, cb_types[i], data[i], &dl) == 0)
             cbs[n++] = (scram_cb){ cb_types[i], data[i], dl };
     }
     bool plus = strstr(s->mech, "-PLUS") != NULL;
@@ -676,7 +541,7 @@ static void sasl_scram_first(xmppd_session *s, const unsigned char *msg, size_t 
     free(s->pending_authzid);
     s->pending_authzid = node; /* the account, confirmed at the final step */
     s->sasl_busy = true;
-    bufferevent_disable(s->bev, EV_READ);
+    bufferevent_disable(s->x.bev, EV_READ);
     xmppd_auth_get_scram(s->host, node, s->scram_hash, on_scram_keys, xmppd_session_ref(s));
 }
 
@@ -823,7 +688,7 @@ static void handle_bind(xmppd_session *s, xmppd_stanza *iq, xmppd_stanza *bind)
         }
     } else {
         char id[17];
-        random_id(id, sizeof(id));
+        xstream_random_id(id, sizeof(id));
         res = strdup(id);
     }
     xmppd_jid *jid = res ? xmppd_jid_make(s->user, s->host->name, res) : NULL;
@@ -845,10 +710,7 @@ static void handle_bind(xmppd_session *s, xmppd_stanza *iq, xmppd_stanza *bind)
     }
     s->state = C2S_BOUND;
     s->bound = true;
-    if (s->timer) {
-        event_free(s->timer); /* negotiation finished in time */
-        s->timer = NULL;
-    }
+    xstream_stop_timer(&s->x); /* negotiation finished in time */
     xmppd_stanza *r = xmppd_stanza_new("iq", XMPPD_NS_CLIENT);
     xmppd_stanza_set_attr(r, "type", "result");
     xmppd_stanza_set_attr(r, "id", xmppd_stanza_attr(iq, "id"));
@@ -948,13 +810,6 @@ static int on_element(void *ud, xmppd_stanza *el)
     return stop || s->state == C2S_CLOSING || s->state == C2S_CLOSED;
 }
 
-static const xs_callbacks parser_cbs = {
-    .open = on_header,
-    .element = on_element,
-    .close = on_stream_close,
-    .error = on_parse_error,
-};
-
 /* ---- socket events ------------------------------------------------------------------ */
 
 /* Feeds buffered input to the parser until it is empty or the stream has to
@@ -962,21 +817,7 @@ static const xs_callbacks parser_cbs = {
 static void process_input(xmppd_session *s)
 {
     xmppd_session_ref(s);
-    struct evbuffer *in = s->bev ? bufferevent_get_input(s->bev) : NULL;
-    while (in && (s->state == C2S_HEADER || s->state == C2S_OPEN || s->state == C2S_BOUND) &&
-           !s->starttls_pending && !s->sasl_busy && !s->delay && evbuffer_get_length(in) > 0) {
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-            break;
-        size_t n = v.iov_len;
-        s->bytes_in += n;
-        int rc = xs_feed(s->parser, v.iov_base, n);
-        if (s->state == C2S_CLOSED)
-            break;
-        evbuffer_drain(in, n);
-        if (rc < 0)
-            break;
-    }
+    xstream_pump(&s->x);
     if (s->starttls_pending && s->state != C2S_CLOSED)
         start_tls(s);
     xmppd_session_unref(s);
@@ -984,7 +825,7 @@ static void process_input(xmppd_session *s)
 
 uint64_t xmppd_session_bytes_in(const xmppd_session *s)
 {
-    return s->bytes_in;
+    return s->x.bytes_in;
 }
 
 /* Input resumes after an asynchronous step finished. */
@@ -992,16 +833,23 @@ static void resume_input(xmppd_session *s)
 {
     if (s->state != C2S_OPEN && s->state != C2S_HEADER)
         return;
-    bufferevent_enable(s->bev, EV_READ);
+    bufferevent_enable(s->x.bev, EV_READ);
     process_input(s);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static bool readable(void *arg)
+{
+    xmppd_session *s = arg;
+    return (s->state == C2S_HEADER || s->state == C2S_OPEN || s->state == C2S_BOUND) &&
+           !s->starttls_pending && !s->sasl_busy && !s->delay;
+}
+
+static void on_input(void *arg)
 {
     process_input(arg);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void on_event(void *arg, struct bufferevent *bev, short what)
 {
     xmppd_session *s = arg;
     if (what & BEV_EVENT_CONNECTED)
@@ -1012,21 +860,43 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     s_teardown(s);
 }
 
-static void on_negotiation_timeout(evutil_socket_t fd, short what, void *arg)
+static void on_negotiation_timeout(void *arg)
 {
-    xmppd_session *s = arg;
-    event_free(s->timer);
-    s->timer = NULL;
-    c2s_close(s, "connection-timeout", "Stream negotiation took too long");
+    c2s_close(arg, "connection-timeout", "Stream negotiation took too long");
 }
+
+static void on_close(void *arg, const char *condition, const char *text)
+{
+    c2s_close(arg, condition, text);
+}
+
+static void on_send_header(void *arg)
+{
+    send_header(arg);
+}
+
+static void on_closed(void *arg)
+{
+    s_teardown(arg);
+}
+
+static const xstream_ops stream_ops = {
+    .default_ns = XMPPD_NS_CLIENT,
+    .header = on_header,
+    .element = on_element,
+    .close = on_close,
+    .send_header = on_send_header,
+    .input = on_input,
+    .readable = readable,
+    .timeout = on_negotiation_timeout,
+    .event = on_event,
+    .teardown = on_closed,
+};
 
 void c2s_accept(int fd, const struct sockaddr *sa, int socklen, bool direct_tls)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
+    xstream_peer_addr(sa, ip);
     if (!conn_ip_acquire(ip)) {
         log_kernel("c2s", XMPPD_LOG_WARN, "%s: too many connections from this address", ip);
         evutil_closesocket(fd);
@@ -1043,33 +913,26 @@ void c2s_accept(int fd, const struct sockaddr *sa, int socklen, bool direct_tls)
     s->refs = 1;
     snprintf(s->ip, sizeof(s->ip), "%s", ip);
     evutil_make_socket_nonblocking(fd);
+    struct bufferevent *bev;
     if (direct_tls) {
-        s->bev = bufferevent_openssl_socket_new(loop_base(), fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-        s->ssl = ssl;
+        bev = bufferevent_openssl_socket_new(loop_base(), fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                             BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
         s->secure = s->direct_tls = true;
     } else {
-        s->bev = bufferevent_socket_new(loop_base(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+        bev = bufferevent_socket_new(loop_base(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     }
-    s->parser = xs_new(&parser_cbs, s, g_server.cfg->limits.max_stanza_size,
-                       g_server.cfg->limits.max_depth);
-    s->timer = evtimer_new(loop_base(), on_negotiation_timeout, s);
-    if (!s->bev || !s->parser || !s->timer) {
-        if (!s->bev) {
-            SSL_free(ssl);
-            evutil_closesocket(fd);
-        }
+    if (!bev) {
+        SSL_free(ssl);
+        evutil_closesocket(fd);
+        ssl = NULL;
+    }
+    if (xstream_open(&s->x, &stream_ops, s, bev, ssl, g_server.cfg->limits.negotiation_timeout) < 0) {
         s->state = C2S_OPEN;
         streams_add(s);
         s_teardown(s);
         return;
     }
-    uint64_t t = g_server.cfg->limits.negotiation_timeout;
-    struct timeval tv = { (time_t)(t / 1000), (suseconds_t)(t % 1000) * 1000 };
-    evtimer_add(s->timer, &tv);
     streams_add(s);
-    bufferevent_setcb(s->bev, on_read, NULL, on_event, s);
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
     if (fake_secret[0] == 0 && fake_secret[1] == 0)
         xmppd_random(fake_secret, sizeof(fake_secret));
 }

@@ -32,10 +32,9 @@
 
 #include "net.h"
 #include "strmap.h"
-#include "xmlstream.h"
+#include "xstream.h"
 
 #define NS_COMPONENT "jabber:component:accept"
-#define CLOSE_GRACE_MS 5000
 #define SHA1_HEX_LEN 40
 
 enum comp_state {
@@ -48,14 +47,10 @@ enum comp_state {
 
 typedef struct comp_stream {
     enum comp_state state;
-    struct bufferevent *bev;
-    xs_parser *parser;
-    struct event *timer;       /* negotiation timeout, failure delay, close check */
-    uint64_t close_deadline;   /* CLOSING: tear down by then (monotonic ms) */
+    xstream x;                 /* timer: negotiation timeout, failure delay, close check */
     char ip[INET6_ADDRSTRLEN];
     char stream_id[24];
     char *domain;              /* the header's 'to', nameprepped */
-    bool header_sent;
     bool registered;           /* the connected stream of its domain */
     struct comp_stream *prev, *next; /* every open stream, for shutdown */
 } comp_stream;
@@ -101,33 +96,7 @@ static const component_conf *conf_exact(const char *domain)
 
 static void write_raw(comp_stream *c, const char *data, size_t len)
 {
-    if (c->bev)
-        bufferevent_write(c->bev, data, len);
-}
-
-static void free_serialised(const void *data, size_t len, void *extra)
-{
-    free((void *)data);
-}
-
-static void comp_close(comp_stream *c, const char *condition, const char *text);
-
-/* One stanza, serialised once and handed to the output buffer. */
-static void comp_write(comp_stream *c, const xmppd_stanza *st)
-{
-    if (c->state == COMP_CLOSING || !c->bev)
-        return;
-    size_t len;
-    char *xml = xmppd_stanza_to_string(st, NS_COMPONENT, &len);
-    if (!xml)
-        return;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (evbuffer_add_reference(out, xml, len, free_serialised, NULL) < 0) {
-        free(xml);
-        return;
-    }
-    if (evbuffer_get_length(out) > g_server.cfg->limits.max_send_buffer)
-        comp_close(c, "policy-violation", "Too much data queued for a slow reader");
+    xstream_write_raw(&c->x, data, len);
 }
 
 /* XEP-0114 §3: the server's header has no version and no features. */
@@ -141,29 +110,10 @@ static void send_header(comp_stream *c)
                      c->domain ? "'" : "");
     if (n > 0 && (size_t)n < sizeof(buf))
         write_raw(c, buf, (size_t)n);
-    c->header_sent = true;
+    c->x.header_sent = true;
 }
 
 /* ---- closing ----------------------------------------------------------------- */
-
-static void on_close_check(evutil_socket_t fd, short what, void *arg)
-{
-    comp_stream *c = arg;
-    if (!c->bev || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 ||
-        xmppd_now_ms() >= c->close_deadline) {
-        comp_teardown(c);
-        return;
-    }
-    struct timeval tv = { 0, 10000 };
-    evtimer_add(c->timer, &tv);
-}
-
-static void on_flushed(struct bufferevent *bev, void *arg)
-{
-    comp_stream *c = arg;
-    if (c->state == COMP_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        event_active(c->timer, EV_TIMEOUT, 0);
-}
 
 /* The domain has no connected component any more. */
 static void unregister(comp_stream *c)
@@ -182,35 +132,15 @@ static void comp_close(comp_stream *c, const char *condition, const char *text)
 {
     if (c->state == COMP_CLOSING)
         return;
-    if (!c->header_sent)
-        send_header(c);
-    if (condition) {
-        char buf[512];
-        int n = snprintf(buf, sizeof(buf), "<stream:error><%s xmlns='%s'/>%s%s%s</stream:error>",
-                         condition, XMPPD_NS_STREAMS,
-                         text ? "<text xmlns='" XMPPD_NS_STREAMS "'>" : "", text ? text : "",
-                         text ? "</text>" : "");
-        write_raw(c, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+    xstream_close(&c->x, condition, text);
+    if (condition)
         log_kernel("component", XMPPD_LOG_INFO, "%s: %s%s%sstream error %s%s%s", c->ip,
                    c->domain ? "component " : "", c->domain ? c->domain : "",
                    c->domain ? ": " : "", condition, text ? ": " : "", text ? text : "");
-    }
     /* From now on the domain reads as offline: stanzas for it are answered,
      * not queued to a stream that is going away. */
     unregister(c);
-    write_raw(c, "</stream:stream>", 16);
     c->state = COMP_CLOSING;
-    if (c->bev) {
-        bufferevent_disable(c->bev, EV_READ);
-        bufferevent_setcb(c->bev, NULL, on_flushed, NULL, c);
-    }
-    if (c->timer)
-        event_free(c->timer);
-    c->close_deadline = xmppd_now_ms() + CLOSE_GRACE_MS;
-    c->timer = evtimer_new(loop_base(), on_close_check, c);
-    struct timeval tv = { 0, 0 };
-    if (c->timer)
-        evtimer_add(c->timer, &tv);
 }
 
 /* Frees the stream. Never called from inside the parser's callbacks. */
@@ -223,11 +153,7 @@ static void comp_teardown(comp_stream *c)
         streams = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    if (c->timer)
-        event_free(c->timer);
-    if (c->bev)
-        bufferevent_free(c->bev);
-    xs_free(c->parser);
+    xstream_release(&c->x);
     conn_ip_release(c->ip);
     free(c->domain);
     free(c);
@@ -237,22 +163,10 @@ static void comp_teardown(comp_stream *c)
 
 /* ---- stream header and handshake --------------------------------------------- */
 
-static void random_id(char *out, size_t n)
-{
-    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    unsigned char rnd[32];
-    if (n > sizeof(rnd) + 1)
-        n = sizeof(rnd) + 1;
-    xmppd_random(rnd, n - 1);
-    for (size_t i = 0; i + 1 < n; i++)
-        out[i] = alphabet[rnd[i] % (sizeof(alphabet) - 1)];
-    out[n - 1] = '\0';
-}
-
 static int on_header(void *ud, const xs_header *h)
 {
     comp_stream *c = ud;
-    random_id(c->stream_id, sizeof(c->stream_id));
+    xstream_random_id(c->stream_id, sizeof(c->stream_id));
     if (!h->default_ns || strcmp(h->default_ns, NS_COMPONENT) != 0) {
         comp_close(c, "invalid-namespace", NULL);
         return 1;
@@ -315,10 +229,7 @@ static void handshake_ok(comp_stream *c)
     }
     c->registered = true;
     c->state = COMP_READY;
-    if (c->timer) {
-        event_free(c->timer); /* negotiation finished in time */
-        c->timer = NULL;
-    }
+    xstream_stop_timer(&c->x); /* negotiation finished in time */
     write_raw(c, "<handshake/>", 12);
     log_kernel("component", XMPPD_LOG_INFO, "%s: component %s connected", c->ip, c->domain);
 }
@@ -359,13 +270,12 @@ static void handle_handshake(comp_stream *c, xmppd_stanza *el)
     }
     /* Slow down guessing: no input is read, the error comes later. */
     c->state = COMP_FAILING;
-    bufferevent_disable(c->bev, EV_READ);
-    if (c->timer)
-        event_free(c->timer);
-    c->timer = evtimer_new(loop_base(), on_failure_delay, c);
+    bufferevent_disable(c->x.bev, EV_READ);
+    xstream_stop_timer(&c->x);
+    c->x.timer = evtimer_new(loop_base(), on_failure_delay, c);
     struct timeval tv = { (time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000 };
-    if (c->timer)
-        evtimer_add(c->timer, &tv);
+    if (c->x.timer)
+        evtimer_add(c->x.timer, &tv);
     else
         comp_close(c, "not-authorized", NULL);
 }
@@ -386,7 +296,7 @@ static void reject(comp_stream *c, xmppd_stanza *st, const char *type, const cha
         return;
     xmppd_stanza *e = xmppd_stanza_error_reply(st, type, cond, NULL);
     if (e) {
-        comp_write(c, e);
+        xstream_write(&c->x, e);
         xmppd_stanza_unref(e);
     }
 }
@@ -461,42 +371,15 @@ static int on_element(void *ud, xmppd_stanza *el)
     return c->state != COMP_READY && c->state != COMP_AUTH;
 }
 
-static void on_stream_close(void *ud)
-{
-    comp_close(ud, NULL, NULL); /* RFC 6120 §4.4: answer with ours */
-}
-
-static void on_parse_error(void *ud, const char *condition)
-{
-    comp_close(ud, condition, NULL);
-}
-
-static const xs_callbacks parser_cbs = {
-    .open = on_header,
-    .element = on_element,
-    .close = on_stream_close,
-    .error = on_parse_error,
-};
-
 /* ---- socket events ------------------------------------------------------------ */
 
-static void on_read(struct bufferevent *bev, void *arg)
+static bool readable(void *arg)
 {
     comp_stream *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    while ((c->state == COMP_HEADER || c->state == COMP_AUTH || c->state == COMP_READY) &&
-           evbuffer_get_length(in) > 0) {
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-            break;
-        int rc = xs_feed(c->parser, v.iov_base, v.iov_len);
-        evbuffer_drain(in, v.iov_len);
-        if (rc < 0)
-            break;
-    }
+    return c->state == COMP_HEADER || c->state == COMP_AUTH || c->state == COMP_READY;
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void on_event(void *arg, struct bufferevent *bev, short what)
 {
     comp_stream *c = arg;
     if (what & BEV_EVENT_CONNECTED)
@@ -506,21 +389,42 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     comp_teardown(c); /* EOF or error: nothing can be written any more */
 }
 
-static void on_negotiation_timeout(evutil_socket_t fd, short what, void *arg)
+static void on_negotiation_timeout(void *arg)
 {
-    comp_stream *c = arg;
-    event_free(c->timer);
-    c->timer = NULL;
-    comp_close(c, "connection-timeout", "The handshake took too long");
+    comp_close(arg, "connection-timeout", "The handshake took too long");
 }
+
+static void on_close(void *arg, const char *condition, const char *text)
+{
+    comp_close(arg, condition, text);
+}
+
+static void on_send_header(void *arg)
+{
+    send_header(arg);
+}
+
+static void on_closed(void *arg)
+{
+    comp_teardown(arg);
+}
+
+static const xstream_ops stream_ops = {
+    .default_ns = NS_COMPONENT,
+    .header = on_header,
+    .element = on_element,
+    .close = on_close,
+    .send_header = on_send_header,
+    .readable = readable,
+    .timeout = on_negotiation_timeout,
+    .event = on_event,
+    .teardown = on_closed,
+};
 
 void component_accept(int fd, const struct sockaddr *sa, int socklen)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
+    xstream_peer_addr(sa, ip);
     if (shutting_down || !conn_ip_acquire(ip)) {
         if (!shutting_down)
             log_kernel("component", XMPPD_LOG_WARN, "%s: too many connections from this address", ip);
@@ -542,21 +446,12 @@ void component_accept(int fd, const struct sockaddr *sa, int socklen)
         streams->prev = c;
     streams = c;
     evutil_make_socket_nonblocking(fd);
-    c->bev = bufferevent_socket_new(loop_base(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (!c->bev)
+    struct bufferevent *bev =
+        bufferevent_socket_new(loop_base(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!bev)
         evutil_closesocket(fd);
-    c->parser = xs_new(&parser_cbs, c, g_server.cfg->limits.max_stanza_size,
-                       g_server.cfg->limits.max_depth);
-    c->timer = evtimer_new(loop_base(), on_negotiation_timeout, c);
-    if (!c->bev || !c->parser || !c->timer) {
+    if (xstream_open(&c->x, &stream_ops, c, bev, NULL, g_server.cfg->limits.negotiation_timeout) < 0)
         comp_teardown(c);
-        return;
-    }
-    uint64_t t = g_server.cfg->limits.negotiation_timeout;
-    struct timeval tv = { (time_t)(t / 1000), (suseconds_t)(t % 1000) * 1000 };
-    evtimer_add(c->timer, &tv);
-    bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
 /* ---- routing, reload, shutdown -------------------------------------------------- */
@@ -568,7 +463,7 @@ int component_route(const xmppd_jid *to, xmppd_stanza *st)
         return COMPONENT_NONE;
     comp_stream *c = connected ? strmap_get(connected, cc->domain) : NULL;
     if (c) {
-        comp_write(c, st);
+        xstream_write(&c->x, st);
         return COMPONENT_DONE;
     }
     /* Presence to an absent service is dropped, like presence to an

@@ -166,14 +166,41 @@ static void check_found(scanner *s, int line)
         s->found = line;
 }
 
-static int scan_object(scanner *s)
+/* The opening bracket: 1 when the container is empty (close follows). */
+static int scan_open(scanner *s, char close)
 {
     s->p++;
     skip_ws(s);
-    if (*s->p == '}') {
+    if (*s->p != close)
+        return 0;
+    s->p++;
+    return 1;
+}
+
+/* A member's value (its path pushed at old), then ',' or close. 1: another
+ * member follows; 0: done (closed, or the wanted path was found); -1: a
+ * syntax error. */
+static int scan_member(scanner *s, size_t old, char close)
+{
+    if (s->found || scan_value(s) < 0)
+        return s->found ? 0 : -1;
+    path_pop(s, old);
+    skip_ws(s);
+    if (*s->p == ',') {
+        s->p++;
+        return 1;
+    }
+    if (*s->p == close) {
         s->p++;
         return 0;
     }
+    return -1;
+}
+
+static int scan_object(scanner *s)
+{
+    if (scan_open(s, '}'))
+        return 0;
     for (;;) {
         char key[512];
         skip_ws(s);
@@ -187,49 +214,25 @@ static int scan_object(scanner *s)
         skip_ws(s);
         if (*s->p++ != ':')
             return -1;
-        if (s->found || scan_value(s) < 0)
-            return s->found ? 0 : -1;
-        path_pop(s, old);
-        skip_ws(s);
-        if (*s->p == ',') {
-            s->p++;
-            continue;
-        }
-        if (*s->p == '}') {
-            s->p++;
-            return 0;
-        }
-        return -1;
+        int rc = scan_member(s, old, '}');
+        if (rc <= 0)
+            return rc;
     }
 }
 
 static int scan_array(scanner *s)
 {
-    s->p++;
-    skip_ws(s);
-    if (*s->p == ']') {
-        s->p++;
+    if (scan_open(s, ']'))
         return 0;
-    }
     for (size_t i = 0;; i++) {
         char idx[24];
         snprintf(idx, sizeof(idx), "%zu", i);
         skip_ws(s);
         size_t old = path_push(s, idx);
         check_found(s, s->line);
-        if (s->found || scan_value(s) < 0)
-            return s->found ? 0 : -1;
-        path_pop(s, old);
-        skip_ws(s);
-        if (*s->p == ',') {
-            s->p++;
-            continue;
-        }
-        if (*s->p == ']') {
-            s->p++;
-            return 0;
-        }
-        return -1;
+        int rc = scan_member(s, old, ']');
+        if (rc <= 0)
+            return rc;
     }
 }
 

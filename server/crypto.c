@@ -1,31 +1,16 @@
-/* Cryptographic helpers (api/xmppd/crypto.h) on OpenSSL 3, and SCRAM key
- * derivation (RFC 5802 §3) with SASLprep (RFC 4013) from libidn. */
+/* Cryptographic helpers (api/xmppd/crypto.h) on OpenSSL 3. SCRAM key
+ * derivation (xmppd_scram_derive) lives with the SCRAM code in scram.c. */
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stringprep.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include "xmppd/crypto.h"
 #include "xmppd/module.h" /* XMPPD_EXPORT */
-
-static const EVP_MD *hash_md(enum xmppd_hash h)
-{
-    switch (h) {
-    case XMPPD_HASH_SHA1:
-        return EVP_sha1();
-    case XMPPD_HASH_SHA256:
-        return EVP_sha256();
-    case XMPPD_HASH_SHA512:
-        return EVP_sha512();
-    }
-    return NULL;
-}
 
 XMPPD_EXPORT size_t xmppd_hash_len(enum xmppd_hash h)
 {
@@ -162,82 +147,5 @@ XMPPD_EXPORT int xmppd_base64_decode(const char *in, size_t n, unsigned char **o
     out[len] = '\0';
     *out_r = out;
     *outlen_r = len;
-    return 0;
-}
-
-/* ---- SCRAM ---------------------------------------------------------- */
-
-/* SASLprep (RFC 4013, stored-string rules) of password into a new malloc'd
- * buffer of *size_r bytes; NULL when prohibited/unassigned characters or
- * bad UTF-8. The caller wipes all *size_r bytes (the tail may still hold
- * input) and frees it. */
-static char *saslprep(const char *password, size_t *size_r)
-{
-    size_t len = strlen(password);
-    size_t size = len + 64; /* NFKC and mapping may grow the string */
-    for (;;) {
-        char *buf = malloc(size);
-        if (buf == NULL)
-            return NULL;
-        memcpy(buf, password, len + 1);
-        int rc = stringprep(buf, size, STRINGPREP_NO_UNASSIGNED, stringprep_saslprep);
-        if (rc == STRINGPREP_OK) {
-            *size_r = size;
-            return buf;
-        }
-        xmppd_wipe(buf, size);
-        free(buf);
-        if (rc != STRINGPREP_TOO_SMALL_BUFFER || size > SIZE_MAX / 2)
-            return NULL;
-        size *= 2;
-    }
-}
-
-static int hmac(const EVP_MD *md, const unsigned char *key, size_t key_len,
-                const void *data, size_t data_len, unsigned char *out)
-{
-    unsigned int out_len = 0;
-    if (key_len > INT_MAX)
-        return -1;
-    return HMAC(md, key, (int)key_len, data, data_len, out, &out_len) != NULL ? 0 : -1;
-}
-
-XMPPD_EXPORT int xmppd_scram_derive(enum xmppd_hash h, const char *password,
-                                    const unsigned char *salt, size_t salt_len,
-                                    unsigned iterations, xmppd_scram_keys *out)
-{
-    const EVP_MD *md = hash_md(h);
-    size_t hl = xmppd_hash_len(h);
-    if (md == NULL || password == NULL || out == NULL || salt_len > sizeof(out->salt)
-        || (salt_len > 0 && salt == NULL) || iterations == 0 || iterations > INT_MAX)
-        return -1;
-    size_t prepped_size;
-    char *prepped = saslprep(password, &prepped_size);
-    if (prepped == NULL)
-        return -1;
-
-    unsigned char salted[XMPPD_HASH_MAX_LEN], client_key[XMPPD_HASH_MAX_LEN];
-    size_t plen = strlen(prepped);
-    int ok = plen <= INT_MAX
-             && PKCS5_PBKDF2_HMAC(prepped, (int)plen, salt, (int)salt_len, (int)iterations, md,
-                                  (int)hl, salted) == 1;
-    xmppd_wipe(prepped, prepped_size);
-    free(prepped);
-
-    memset(out, 0, sizeof(*out));
-    ok = ok && hmac(md, salted, hl, "Client Key", 10, client_key) == 0
-         && EVP_Digest(client_key, hl, out->stored_key, NULL, md, NULL) == 1
-         && hmac(md, salted, hl, "Server Key", 10, out->server_key) == 0;
-    xmppd_wipe(salted, sizeof(salted));
-    xmppd_wipe(client_key, sizeof(client_key));
-    if (!ok) {
-        xmppd_wipe(out, sizeof(*out));
-        return -1;
-    }
-    out->hash = h;
-    out->iterations = iterations;
-    out->salt_len = salt_len;
-    if (salt_len > 0)
-        memcpy(out->salt, salt, salt_len);
     return 0;
 }

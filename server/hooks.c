@@ -92,6 +92,17 @@ static size_t upper_bound(const hook_list *l, int prio, uint64_t seq)
     return lo;
 }
 
+/* A full array of *cap elements of elem bytes given twice the room (first
+ * when it has none): the new array, or NULL on OOM (v is kept). */
+static void *array_grow(void *v, size_t *cap, size_t elem, size_t first)
+{
+    size_t ncap = *cap ? *cap * 2 : first;
+    void *nv = realloc(v, ncap * elem);
+    if (nv)
+        *cap = ncap;
+    return nv;
+}
+
 static void list_compact(hook_list *l)
 {
     size_t j = 0;
@@ -155,12 +166,10 @@ static hook_list *table_list_make(hook_table *t, int id)
 static int list_insert(hook_list *l, hook_entry *e)
 {
     if (l->n == l->cap) {
-        size_t ncap = l->cap ? l->cap * 2 : 4;
-        hook_entry **v = realloc(l->v, ncap * sizeof(*v));
+        hook_entry **v = array_grow(l->v, &l->cap, sizeof(*v), 4);
         if (!v)
             return -1;
         l->v = v;
-        l->cap = ncap;
     }
     size_t pos = upper_bound(l, e->prio, e->seq);
     memmove(l->v + pos + 1, l->v + pos, (l->n - pos) * sizeof(*l->v));
@@ -579,12 +588,10 @@ static int disco_add(xmppd_module *m, disco_item *d)
         goto fail;
     disco_list *l = *lp;
     if (l->n == l->cap) {
-        size_t ncap = l->cap ? l->cap * 2 : 8;
-        disco_item **v = realloc(l->v, ncap * sizeof(*v));
+        disco_item **v = array_grow(l->v, &l->cap, sizeof(*v), 8);
         if (!v)
             goto fail;
         l->v = v;
-        l->cap = ncap;
     }
     d->list = l;
     d->mod = m;

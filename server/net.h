@@ -94,5 +94,10 @@ void sm_slots_move(const xmppd_module *from, const xmppd_module *to);
 /* ---- router.c ---- */
 /* A stanza from a bound client session; from already stamped. */
 void router_from_client(xmppd_session *sess, xmppd_stanza *st);
+/* The error reply to orig (xmppd_stanza_error_reply); a message error keeps
+ * the original payload (RFC 6120 §8.3.1) so the sender's client can tell
+ * which message failed. New tree, caller owns; NULL on OOM. */
+xmppd_stanza *router_error_reply(const xmppd_stanza *orig, const char *type, const char *cond,
+                                 const char *text);
 
 #endif

@@ -61,9 +61,9 @@ int xmppd_session_send(xmppd_session *s, xmppd_stanza *st)
 
 /* A message error carries the original payload (RFC 6120 §8.3.1 allows it)
  * so the sender's client can show which message failed; other kinds carry
- * only the <error/>. */
-static xmppd_stanza *error_with_payload(const xmppd_stanza *orig, const char *type,
-                                        const char *cond, const char *text)
+ * only the <error/>. Also used by s2s_out.c for its bounces. */
+xmppd_stanza *router_error_reply(const xmppd_stanza *orig, const char *type, const char *cond,
+                                 const char *text)
 {
     xmppd_stanza *bare = xmppd_stanza_error_reply(orig, type, cond, text);
     if (!bare || kind_of(orig) != K_MESSAGE)
@@ -88,7 +88,7 @@ static void bounce(xmppd_event *ev, const char *type, const char *cond, const ch
 {
     if (type_is(ev->stanza, "error") || (kind_of(ev->stanza) == K_IQ && type_is(ev->stanza, "result")))
         return;
-    xmppd_stanza *e = error_with_payload(ev->stanza, type, cond, text);
+    xmppd_stanza *e = router_error_reply(ev->stanza, type, cond, text);
     if (!e)
         return;
     /* A stanza without 'to' was for the account itself: its error carries

@@ -20,6 +20,7 @@ static bool shutting_down;
 
 static void teardown(s2s_conn *c);
 static void process_input(s2s_conn *c);
+static const xstream_ops stream_ops;
 
 /* ---- lifetime ------------------------------------------------------------ */
 
@@ -32,6 +33,7 @@ s2s_conn *s2s_conn_new(bool outgoing)
     c->outgoing = outgoing;
     c->state = outgoing ? S2S_CONNECTING : S2S_HEADER;
     c->cert_valid = -1;
+    xstream_init(&c->x, &stream_ops, c);
     c->next = all_conns;
     if (all_conns)
         all_conns->prev = c;
@@ -77,32 +79,14 @@ static void list_remove(s2s_conn *c)
 
 /* ---- output ------------------------------------------------------------------ */
 
-static void free_serialised(const void *data, size_t len, void *extra)
-{
-    free((void *)data);
-}
-
 void s2s_write_raw(s2s_conn *c, const char *data, size_t len)
 {
-    if (c->bev && c->state != S2S_CLOSED)
-        bufferevent_write(c->bev, data, len);
+    xstream_write_raw(&c->x, data, len);
 }
 
 void s2s_write(s2s_conn *c, const xmppd_stanza *el)
 {
-    if (!c->bev || c->state == S2S_CLOSED || c->state == S2S_CLOSING)
-        return;
-    size_t len;
-    char *xml = xmppd_stanza_to_string(el, XMPPD_NS_SERVER, &len);
-    if (!xml)
-        return;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (evbuffer_add_reference(out, xml, len, free_serialised, NULL) < 0) {
-        free(xml);
-        return;
-    }
-    if (evbuffer_get_length(out) > g_server.cfg->limits.max_send_buffer)
-        s2s_close(c, "policy-violation", "Too much data queued for a slow reader");
+    xstream_write(&c->x, el);
 }
 
 /* Appends s to buf with XML attribute escaping. */
@@ -147,7 +131,7 @@ void s2s_send_header(s2s_conn *c)
     }
     n += (size_t)snprintf(buf + n, sizeof(buf) - n, " version='1.0'>");
     s2s_write_raw(c, buf, n);
-    c->header_sent = true;
+    c->x.header_sent = true;
 }
 
 void s2s_add_error(xmppd_stanza *el, const char *type, const char *cond)
@@ -161,84 +145,28 @@ void s2s_add_error(xmppd_stanza *el, const char *type, const char *cond)
 
 /* ---- closing ------------------------------------------------------------------ */
 
-static size_t pending_below(s2s_conn *c)
-{
-    struct bufferevent *under = bufferevent_get_underlying(c->bev);
-    return under ? evbuffer_get_length(bufferevent_get_output(under)) : 0;
-}
-
-static void on_close_check(evutil_socket_t fd, short what, void *arg);
-
-static void close_when_flushed(s2s_conn *c)
-{
-    if (!c->bev ||
-        (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && pending_below(c) == 0) ||
-        xmppd_now_ms() >= c->close_deadline) {
-        teardown(c);
-        return;
-    }
-    struct timeval tv = { 0, 10000 };
-    evtimer_assign(c->timer, loop_base(), on_close_check, c);
-    evtimer_add(c->timer, &tv);
-}
-
-static void on_close_check(evutil_socket_t fd, short what, void *arg)
-{
-    close_when_flushed(arg);
-}
-
-static void on_flushed(struct bufferevent *bev, void *arg)
-{
-    s2s_conn *c = arg;
-    if (c->state == S2S_CLOSING)
-        close_when_flushed(c);
-}
-
-static void on_read(struct bufferevent *bev, void *arg);
-static void on_event(struct bufferevent *bev, short what, void *arg);
-
 void s2s_close(s2s_conn *c, const char *condition, const char *text)
 {
     if (c->state == S2S_CLOSING || c->state == S2S_CLOSED)
         return;
     if (c->outgoing)
         s2s_out_conn_lost(c, false); /* new stanzas need a new stream */
-    if (c->state == S2S_CONNECTING || !c->bev) {
+    if (c->state == S2S_CONNECTING || !c->x.bev) {
         /* Nothing was said yet: just drop the socket (on a later turn). */
         c->state = S2S_CLOSING;
-        c->close_deadline = 0;
+        xstream_drop(&c->x);
     } else {
-        if (!c->header_sent)
-            s2s_send_header(c);
-        if (condition) {
-            char buf[768];
-            int n = snprintf(buf, sizeof(buf),
-                             "<stream:error><%s xmlns='%s'/>%s%s%s</stream:error>", condition,
-                             XMPPD_NS_STREAMS,
-                             text ? "<text xmlns='" XMPPD_NS_STREAMS "'>" : "", text ? text : "",
-                             text ? "</text>" : "");
-            s2s_write_raw(c, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+        xstream_close(&c->x, condition, text);
+        if (condition)
             log_kernel(c->outgoing ? "s2s-out" : "s2s-in", XMPPD_LOG_INFO,
                        "%s [%s]: stream error %s%s%s", c->remote ? c->remote : "?", c->ip,
                        condition, text ? ": " : "", text ? text : "");
-        }
-        s2s_write_raw(c, "</stream:stream>", 16);
         c->state = S2S_CLOSING;
-        bufferevent_disable(c->bev, EV_READ);
-        bufferevent_setcb(c->bev, NULL, on_flushed, on_event, c);
-        c->close_deadline = xmppd_now_ms() + S2S_CLOSE_GRACE_MS;
     }
     if (c->idle) {
         event_free(c->idle);
         c->idle = NULL;
     }
-    if (c->timer)
-        event_free(c->timer);
-    /* Never tear down here: s2s_close runs inside parser callbacks. */
-    c->timer = evtimer_new(loop_base(), on_close_check, c);
-    struct timeval tv = { 0, 0 };
-    if (c->timer)
-        evtimer_add(c->timer, &tv);
 }
 
 static void teardown(s2s_conn *c)
@@ -247,17 +175,10 @@ static void teardown(s2s_conn *c)
         return;
     c->state = S2S_CLOSED;
     list_remove(c);
-    if (c->timer)
-        event_free(c->timer);
     if (c->idle)
         event_free(c->idle);
-    c->timer = c->idle = NULL;
-    if (c->bev)
-        bufferevent_free(c->bev); /* the SSL and the socket too */
-    c->bev = NULL;
-    c->ssl = NULL;
-    xs_free(c->parser);
-    c->parser = NULL;
+    c->idle = NULL;
+    xstream_release(&c->x);
     if (c->ip_counted)
         conn_ip_release(c->ip);
     c->ip_counted = false;
@@ -270,11 +191,9 @@ static void teardown(s2s_conn *c)
 
 /* ---- timers ---------------------------------------------------------------------- */
 
-static void on_negotiation_timeout(evutil_socket_t fd, short what, void *arg)
+static void on_negotiation_timeout(void *arg)
 {
     s2s_conn *c = arg;
-    event_free(c->timer);
-    c->timer = NULL;
     if (c->outgoing)
         s2s_out_conn_lost(c, true); /* bounces with remote-server-timeout first */
     s2s_close(c, "connection-timeout", "Stream negotiation took too long");
@@ -308,10 +227,8 @@ void s2s_touch(s2s_conn *c)
 void s2s_mark_ready(s2s_conn *c)
 {
     s2s_touch(c);
-    if (c->timer && c->state == S2S_OPEN) {
-        event_free(c->timer);
-        c->timer = NULL;
-    }
+    if (c->state == S2S_OPEN)
+        xstream_stop_timer(&c->x);
     if (!c->idle && (c->idle = evtimer_new(loop_base(), on_idle, c)))
         arm(c->idle, g_server.cfg->s2s.idle_timeout);
 }
@@ -335,70 +252,26 @@ static int on_element(void *ud, xmppd_stanza *el)
            c->restart_pending;
 }
 
-static void on_stream_close(void *ud)
-{
-    s2s_close(ud, NULL, NULL);
-}
-
-static void on_parse_error(void *ud, const char *condition)
-{
-    s2s_close(ud, condition, NULL);
-}
-
-static const xs_callbacks parser_cbs = {
-    .open = on_header,
-    .element = on_element,
-    .close = on_stream_close,
-    .error = on_parse_error,
-};
 
 /* ---- socket events ---------------------------------------------------------------------- */
 
 int s2s_start_tls(s2s_conn *c, SSL *ssl, bool accepting)
 {
     c->starttls_pending = false;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    /* Bytes after <starttls/> or <proceed/> were sent in plaintext: drop. */
-    evbuffer_drain(in, evbuffer_get_length(in));
-    struct bufferevent *tls = ssl ? bufferevent_openssl_filter_new(
-        loop_base(), c->bev, ssl,
-        accepting ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING,
-        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS) : NULL;
-    if (!tls) {
-        if (ssl)
-            SSL_free(ssl);
+    /* Bytes after <starttls/> or <proceed/> were sent in plaintext: dropped. */
+    if (xstream_start_tls(&c->x, ssl, accepting) < 0) {
         s2s_close(c, "internal-server-error", NULL);
         return -1;
     }
-    c->bev = tls;
-    c->ssl = ssl;
     c->state = S2S_HEADER;
-    c->header_sent = false;
-    xs_reset(c->parser);
-    bufferevent_setcb(tls, on_read, NULL, on_event, c);
-    bufferevent_enable(tls, EV_READ | EV_WRITE);
-    if (!accepting)
-        return 0; /* the client side speaks first once the handshake is done */
     return 0;
 }
 
 static void process_input(s2s_conn *c)
 {
     s2s_conn_ref(c);
-    struct evbuffer *in = c->bev ? bufferevent_get_input(c->bev) : NULL;
-    while (in && (c->state == S2S_HEADER || c->state == S2S_OPEN) && !c->starttls_pending &&
-           !c->restart_pending && evbuffer_get_length(in) > 0) {
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-            break;
-        size_t n = v.iov_len;
-        int rc = xs_feed(c->parser, v.iov_base, n);
-        if (c->state == S2S_CLOSED)
-            break;
-        evbuffer_drain(in, n);
-        if (rc < 0)
-            break;
-    }
+    struct evbuffer *in = c->x.bev ? bufferevent_get_input(c->x.bev) : NULL;
+    xstream_pump(&c->x);
     if (c->state == S2S_HEADER || c->state == S2S_OPEN) {
         if (c->starttls_pending) {
             SSL *ssl = c->outgoing ? tls_new_client_ssl(c->local, c->remote, false)
@@ -410,7 +283,7 @@ static void process_input(s2s_conn *c)
         } else if (c->restart_pending) {
             /* SASL success (outgoing): a fresh stream over the same TLS. */
             c->restart_pending = false;
-            xs_reset(c->parser);
+            xs_reset(c->x.parser);
             c->state = S2S_HEADER;
             s2s_send_header(c);
             if (evbuffer_get_length(in) > 0)
@@ -420,21 +293,28 @@ static void process_input(s2s_conn *c)
     s2s_conn_unref(c);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static bool readable(void *arg)
+{
+    s2s_conn *c = arg;
+    return (c->state == S2S_HEADER || c->state == S2S_OPEN) && !c->starttls_pending &&
+           !c->restart_pending;
+}
+
+static void on_input(void *arg)
 {
     process_input(arg);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void on_event(void *arg, struct bufferevent *bev, short what)
 {
     s2s_conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
         if (c->state == S2S_CONNECTING) {
             c->state = S2S_HEADER;
             s2s_out_connected(c);
-        } else if (c->ssl && c->outgoing) {
+        } else if (c->x.ssl && c->outgoing) {
             s2s_out_tls_ready(c);
-        } else if (c->ssl) {
+        } else if (c->x.ssl) {
             s2s_in_tls_ready(c);
         }
         return;
@@ -452,18 +332,37 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 
 int s2s_conn_attach(s2s_conn *c, struct bufferevent *bev, SSL *ssl, uint64_t timeout_ms)
 {
-    c->bev = bev;
-    c->ssl = ssl;
-    c->parser = xs_new(&parser_cbs, c, g_server.cfg->limits.max_stanza_size,
-                       g_server.cfg->limits.max_depth);
-    c->timer = evtimer_new(loop_base(), on_negotiation_timeout, c);
-    if (!c->parser || !c->timer)
-        return -1;
-    arm(c->timer, timeout_ms);
-    bufferevent_setcb(bev, on_read, NULL, on_event, c);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
-    return 0;
+    return xstream_open(&c->x, &stream_ops, c, bev, ssl, timeout_ms);
 }
+
+static void on_close(void *arg, const char *condition, const char *text)
+{
+    s2s_close(arg, condition, text);
+}
+
+static void on_send_header(void *arg)
+{
+    s2s_send_header(arg);
+}
+
+static void on_closed(void *arg)
+{
+    teardown(arg);
+}
+
+static const xstream_ops stream_ops = {
+    .default_ns = XMPPD_NS_SERVER,
+    .header = on_header,
+    .element = on_element,
+    .close = on_close,
+    .send_header = on_send_header,
+    .input = on_input,
+    .readable = readable,
+    .timeout = on_negotiation_timeout,
+    .event = on_event,
+    .teardown = on_closed,
+    .events_while_closing = true,
+};
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
@@ -471,8 +370,8 @@ bool s2s_cert_valid(s2s_conn *c)
 {
     if (c->cert_valid < 0) {
         const char *why = NULL;
-        c->cert_valid = c->remote && c->ssl && tls_peer_verify(c->ssl, c->remote, &why);
-        if (c->remote && c->ssl)
+        c->cert_valid = c->remote && c->x.ssl && tls_peer_verify(c->x.ssl, c->remote, &why);
+        if (c->remote && c->x.ssl)
             log_kernel(c->outgoing ? "s2s-out" : "s2s-in", XMPPD_LOG_DEBUG,
                        "%s [%s]: certificate %s%s", c->remote, c->ip,
                        c->cert_valid ? "valid" : "not valid: ", c->cert_valid ? "" : why);
@@ -494,12 +393,7 @@ const char *s2s_served_domain(const char *domain)
 
 void s2s_new_stream_id(s2s_conn *c)
 {
-    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    unsigned char rnd[32];
-    xmppd_random(rnd, sizeof(rnd));
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        c->stream_id[i] = alphabet[rnd[i] % (sizeof(alphabet) - 1)];
-    c->stream_id[sizeof(rnd)] = '\0';
+    xstream_random_id(c->stream_id, 33); /* 32 characters */
 }
 
 /* ---- start / stop ---------------------------------------------------------------------------- */

@@ -18,7 +18,7 @@
 #include <sys/socket.h>
 
 #include "net.h"
-#include "xmlstream.h"
+#include "xstream.h"
 
 struct bufferevent;
 struct event;
@@ -32,7 +32,6 @@ struct event;
 #define S2S_MAX_PAIRS 256         /* authenticated domain pairs per incoming stream */
 #define S2S_MAX_PENDING_DB 32     /* dialback requests in flight per incoming stream */
 #define S2S_MAX_DB_KEY 256        /* bytes of a dialback key we accept */
-#define S2S_CLOSE_GRACE_MS 5000
 
 enum s2s_state {
     S2S_CONNECTING, /* outgoing: TCP (and direct TLS) in progress */
@@ -53,17 +52,13 @@ typedef struct s2s_conn {
     int refs;
     bool outgoing;
     enum s2s_state state;
-    struct bufferevent *bev;   /* top: socket, or the TLS filter over it */
-    SSL *ssl;
-    xs_parser *parser;
-    struct event *timer;       /* negotiation / attempt timeout, then close check */
+    xstream x;                 /* socket, TLS, parser; timer: negotiation /
+                                * attempt timeout, then the close check */
     struct event *idle;        /* idle check once stanzas flow */
     uint64_t last_active;      /* monotonic ms of the last stanza either way */
-    uint64_t close_deadline;
     char ip[INET6_ADDRSTRLEN];
     int port;
     char stream_id[128];       /* incoming: ours (32 chars); outgoing: the peer's */
-    bool header_sent;
     bool secure;
     bool direct_tls;
     bool starttls_pending;     /* <proceed/> sent or received: TLS starts next */

@@ -110,10 +110,7 @@ static void send_features(s2s_conn *c)
             c->features_db_errors = true;
         }
     }
-    s2s_write_raw(c, "<stream:features>", 17);
-    for (xmppd_stanza *e = xmppd_stanza_first(f); e; e = xmppd_stanza_next(e))
-        s2s_write(c, e);
-    s2s_write_raw(c, "</stream:features>", 18);
+    xstream_write_features(&c->x, f);
     xmppd_stanza_unref(f);
 }
 
@@ -244,7 +241,7 @@ static int handle_sasl(s2s_conn *c, xmppd_stanza *el)
     c->sasl_done = true;
     /* RFC 6120 §6.4.6: the peer restarts the stream. */
     c->state = S2S_HEADER;
-    xs_reset(c->parser);
+    xs_reset(c->x.parser);
     return 1;
 }
 
@@ -310,7 +307,7 @@ static int handle_db_result(s2s_conn *c, xmppd_stanza *el)
         return 1;
     }
     const char *why = NULL;
-    if (c->secure && tls_peer_verify(c->ssl, remote, &why)) {
+    if (c->secure && tls_peer_verify(c->x.ssl, remote, &why)) {
         /* XEP-0344 §2.4: a certificate valid for the domain makes the
          * callback unnecessary. */
         db_reply(c, "result", local, remote, NULL, "valid", NULL);
@@ -472,14 +469,7 @@ void s2s_in_teardown(s2s_conn *c)
 void s2s_accept(int fd, const struct sockaddr *sa, int socklen, bool direct_tls)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (sa->sa_family == AF_INET) {
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
-        port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
-        port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-    }
+    int port = xstream_peer_addr(sa, ip);
     if (!conn_ip_acquire(ip)) {
         log_kernel("s2s-in", XMPPD_LOG_WARN, "%s: too many connections from this address", ip);
         evutil_closesocket(fd);

@@ -60,27 +60,6 @@ static void next_addr(s2s_out *o);
 
 /* ---- bounces ---------------------------------------------------------------- */
 
-/* The error reply to orig; a message keeps its payload (RFC 6120 §8.3.1
- * allows it) so the sender's client can tell which message failed. */
-static xmppd_stanza *error_stanza(const xmppd_stanza *orig, const char *type, const char *cond)
-{
-    xmppd_stanza *bare = xmppd_stanza_error_reply(orig, type, cond, NULL);
-    if (!bare || strcmp(xmppd_stanza_name(orig), "message") != 0)
-        return bare;
-    xmppd_stanza *e = xmppd_stanza_copy(orig);
-    xmppd_stanza *err = xmppd_stanza_child(bare, "error", NULL);
-    if (!e || !err) {
-        xmppd_stanza_unref(e);
-        return bare;
-    }
-    static const char *const attrs[] = { "to", "from", "type", "id" };
-    for (size_t i = 0; i < sizeof(attrs) / sizeof(*attrs); i++)
-        xmppd_stanza_set_attr(e, attrs[i], xmppd_stanza_attr(bare, attrs[i]));
-    xmppd_stanza_add(e, xmppd_stanza_copy(err));
-    xmppd_stanza_unref(bare);
-    return e;
-}
-
 /* RFC 6120 §8.3: an error back to the local sender; errors and IQ results
  * are never answered. */
 static void bounce(const char *local, xmppd_stanza *st, const char *type, const char *cond)
@@ -89,7 +68,7 @@ static void bounce(const char *local, xmppd_stanza *st, const char *type, const 
     if (t && (strcmp(t, "error") == 0 ||
               (strcmp(xmppd_stanza_name(st), "iq") == 0 && strcmp(t, "result") == 0)))
         return;
-    xmppd_stanza *e = error_stanza(st, type, cond);
+    xmppd_stanza *e = router_error_reply(st, type, cond, NULL);
     if (!e)
         return;
     xmppd_route(xmppd_host_find(local), e);
@@ -377,15 +356,7 @@ static bool connect_to(s2s_out *o, const struct sockaddr_storage *sa)
     if (!c)
         return false;
     socklen_t len = sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    if (sa->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &s6->sin6_addr, c->ip, sizeof(c->ip));
-        c->port = ntohs(s6->sin6_port);
-    } else {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &s4->sin_addr, c->ip, sizeof(c->ip));
-        c->port = ntohs(s4->sin_port);
-    }
+    c->port = xstream_peer_addr((const struct sockaddr *)sa, c->ip);
     c->local = strdup(o->local);
     c->remote = strdup(o->remote);
     bool direct = o->cur->direct_tls;

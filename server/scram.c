@@ -4,7 +4,10 @@
  * Failure conditions: malformed-request for syntax errors, not-authorized
  * for a wrong proof, nonce or channel binding, an unknown user, and for
  * channel-binding flags that contradict the mechanism or what the server
- * offered (RFC 5802 §6 downgrade protection). */
+ * offered (RFC 5802 §6 downgrade protection).
+ *
+ * Also the key derivation of api/xmppd/crypto.h (xmppd_scram_derive, with
+ * SASLprep from libidn), sharing this file's hash and HMAC helpers. */
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -12,10 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stringprep.h>
+
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
 #include "sasl.h"
+#include "xmppd/module.h" /* XMPPD_EXPORT */
 
 #define SNONCE_RAW_LEN 24 /* random bytes in the server part of the nonce */
 #define FAKE_SALT_LEN 16
@@ -608,4 +614,72 @@ char *scram_server_client_final(scram_server *s, const char *msg, size_t len, si
         return NULL;
     }
     return out;
+}
+
+/* ---- key derivation (RFC 5802 §3, for api/xmppd/crypto.h) ---------- */
+
+/* SASLprep (RFC 4013, stored-string rules) of password into a new malloc'd
+ * buffer of *size_r bytes; NULL when prohibited/unassigned characters or
+ * bad UTF-8. The caller wipes all *size_r bytes (the tail may still hold
+ * input) and frees it. */
+static char *saslprep(const char *password, size_t *size_r)
+{
+    size_t len = strlen(password);
+    size_t size = len + 64; /* NFKC and mapping may grow the string */
+    for (;;) {
+        char *buf = malloc(size);
+        if (buf == NULL)
+            return NULL;
+        memcpy(buf, password, len + 1);
+        int rc = stringprep(buf, size, STRINGPREP_NO_UNASSIGNED, stringprep_saslprep);
+        if (rc == STRINGPREP_OK) {
+            *size_r = size;
+            return buf;
+        }
+        xmppd_wipe(buf, size);
+        free(buf);
+        if (rc != STRINGPREP_TOO_SMALL_BUFFER || size > SIZE_MAX / 2)
+            return NULL;
+        size *= 2;
+    }
+}
+
+XMPPD_EXPORT int xmppd_scram_derive(enum xmppd_hash h, const char *password,
+                                    const unsigned char *salt, size_t salt_len,
+                                    unsigned iterations, xmppd_scram_keys *out)
+{
+    const EVP_MD *md = scram_md(h);
+    size_t hl = xmppd_hash_len(h);
+    if (md == NULL || password == NULL || out == NULL || salt_len > sizeof(out->salt)
+        || (salt_len > 0 && salt == NULL) || iterations == 0 || iterations > INT_MAX)
+        return -1;
+    size_t prepped_size;
+    char *prepped = saslprep(password, &prepped_size);
+    if (prepped == NULL)
+        return -1;
+
+    unsigned char salted[XMPPD_HASH_MAX_LEN], client_key[XMPPD_HASH_MAX_LEN];
+    size_t plen = strlen(prepped);
+    int ok = plen <= INT_MAX
+             && PKCS5_PBKDF2_HMAC(prepped, (int)plen, salt, (int)salt_len, (int)iterations, md,
+                                  (int)hl, salted) == 1;
+    xmppd_wipe(prepped, prepped_size);
+    free(prepped);
+
+    memset(out, 0, sizeof(*out));
+    ok = ok && scram_hmac(md, salted, hl, "Client Key", 10, client_key) == 0
+         && EVP_Digest(client_key, hl, out->stored_key, NULL, md, NULL) == 1
+         && scram_hmac(md, salted, hl, "Server Key", 10, out->server_key) == 0;
+    xmppd_wipe(salted, sizeof(salted));
+    xmppd_wipe(client_key, sizeof(client_key));
+    if (!ok) {
+        xmppd_wipe(out, sizeof(*out));
+        return -1;
+    }
+    out->hash = h;
+    out->iterations = iterations;
+    out->salt_len = salt_len;
+    if (salt_len > 0)
+        memcpy(out->salt, salt, salt_len);
+    return 0;
 }

@@ -8,9 +8,8 @@
 #include <stdint.h>
 
 #include "net.h"
-#include "xmlstream.h"
+#include "xstream.h"
 
-struct bufferevent;
 struct event;
 typedef struct scram_server scram_server;
 
@@ -30,15 +29,11 @@ struct module_slot {
 struct xmppd_session {
     int refs;
     enum c2s_state state;
-    struct bufferevent *bev;    /* top: socket, or the TLS filter over it */
-    SSL *ssl;
-    xs_parser *parser;
-    struct event *timer;        /* negotiation timeout, then close timeout */
+    xstream x;                  /* socket, TLS, parser; timer: negotiation
+                                 * timeout, then the close check */
     struct event *delay;        /* delayed SASL failure */
-    uint64_t close_deadline;    /* CLOSING: tear down by then (monotonic ms) */
     char ip[INET6_ADDRSTRLEN];
     char stream_id[24];
-    bool header_sent;           /* our <stream:stream> went out */
     bool secure;
     bool direct_tls;
     bool starttls_pending;      /* <proceed/> sent: discard input, start TLS */
@@ -57,7 +52,6 @@ struct xmppd_session {
     bool sasl_busy;             /* waiting for the auth provider */
     bool plus_offered;
     unsigned auth_failures;
-    uint64_t bytes_in;          /* bytes read from the socket (after TLS) */
     char *pending_authzid;
 
     /* presence (RFC 6121 §4) */

@@ -123,18 +123,21 @@ static const char *store_host(const xmppd_store *st)
 
 enum store_op { OP_DONE, OP_GET, OP_APPEND, OP_QUERY, OP_COUNT };
 
+/* The module's callback of one call; op says which member is set. */
+typedef union store_cb {
+    xmppd_store_done_cb done;
+    xmppd_kv_get_cb get;
+    xmppd_archive_append_cb append;
+    xmppd_archive_query_cb query;
+    xmppd_archive_count_cb count;
+} store_cb;
+
 /* One pending call: holds a ref on the opening module. Freed after the
  * driver's answer (or the deferred failure) has been handled. */
 typedef struct store_call {
     xmppd_module *m;
     enum store_op op;
-    union {
-        xmppd_store_done_cb done;
-        xmppd_kv_get_cb get;
-        xmppd_archive_append_cb append;
-        xmppd_archive_query_cb query;
-        xmppd_archive_count_cb count;
-    } cb;
+    store_cb cb;
     void *ud;
 } store_call;
 
@@ -234,15 +237,30 @@ static const storage_reg *store_driver(xmppd_store *st, enum xmppd_store_kind ki
     return NULL;
 }
 
+/* Every request goes this way: the call record for the module's callback
+ * (none for a write whose caller wants no answer: cb NULL with OP_DONE or
+ * OP_APPEND) and the driver to forward to. NULL: nothing to forward (out
+ * of memory, or an ERROR answer is on its way). */
+static const storage_reg *call_start(xmppd_store *st, enum xmppd_store_kind kind,
+                                     enum store_op op, store_cb cb, void *ud, store_call **cp)
+{
+    store_call *c = NULL;
+    bool unanswered = (op == OP_DONE && !cb.done) || (op == OP_APPEND && !cb.append);
+    if (!unanswered) {
+        if (!(c = call_new(st, op, ud)))
+            return NULL;
+        c->cb = cb;
+    }
+    *cp = c;
+    return store_driver(st, kind, c);
+}
+
 /* ---- keyval ---- */
 
 XMPPD_EXPORT void xmppd_kv_get(xmppd_store *st, const char *user, const char *key, xmppd_kv_get_cb cb, void *ud)
 {
-    store_call *c = call_new(st, OP_GET, ud);
-    if (!c)
-        return;
-    c->cb.get = cb;
-    const storage_reg *r = store_driver(st, XMPPD_STORE_KEYVAL, c);
+    store_call *c;
+    const storage_reg *r = call_start(st, XMPPD_STORE_KEYVAL, OP_GET, (store_cb){ .get = cb }, ud, &c);
     if (r)
         r->drv->kv_get(r->dd, store_host(st), st->name, user ? user : "", key ? key : "", on_get, c);
 }
@@ -250,13 +268,8 @@ XMPPD_EXPORT void xmppd_kv_get(xmppd_store *st, const char *user, const char *ke
 XMPPD_EXPORT void xmppd_kv_set(xmppd_store *st, const char *user, const char *key, json_t *value,
                   xmppd_store_done_cb cb, void *ud)
 {
-    store_call *c = NULL;
-    if (cb) {
-        if (!(c = call_new(st, OP_DONE, ud)))
-            return;
-        c->cb.done = cb;
-    }
-    const storage_reg *r = store_driver(st, XMPPD_STORE_KEYVAL, c);
+    store_call *c;
+    const storage_reg *r = call_start(st, XMPPD_STORE_KEYVAL, OP_DONE, (store_cb){ .done = cb }, ud, &c);
     if (r)
         r->drv->kv_set(r->dd, store_host(st), st->name, user ? user : "", key ? key : "", value,
                        c ? on_done : NULL, c);
@@ -264,22 +277,16 @@ XMPPD_EXPORT void xmppd_kv_set(xmppd_store *st, const char *user, const char *ke
 
 XMPPD_EXPORT void xmppd_kv_get_all(xmppd_store *st, const char *user, xmppd_kv_get_cb cb, void *ud)
 {
-    store_call *c = call_new(st, OP_GET, ud);
-    if (!c)
-        return;
-    c->cb.get = cb;
-    const storage_reg *r = store_driver(st, XMPPD_STORE_KEYVAL, c);
+    store_call *c;
+    const storage_reg *r = call_start(st, XMPPD_STORE_KEYVAL, OP_GET, (store_cb){ .get = cb }, ud, &c);
     if (r)
         r->drv->kv_get_all(r->dd, store_host(st), st->name, user ? user : "", on_get, c);
 }
 
 XMPPD_EXPORT void xmppd_kv_users(xmppd_store *st, xmppd_kv_get_cb cb, void *ud)
 {
-    store_call *c = call_new(st, OP_GET, ud);
-    if (!c)
-        return;
-    c->cb.get = cb;
-    const storage_reg *r = store_driver(st, XMPPD_STORE_KEYVAL, c);
+    store_call *c;
+    const storage_reg *r = call_start(st, XMPPD_STORE_KEYVAL, OP_GET, (store_cb){ .get = cb }, ud, &c);
     if (r)
         r->drv->kv_users(r->dd, store_host(st), st->name, on_get, c);
 }
@@ -289,13 +296,9 @@ XMPPD_EXPORT void xmppd_kv_users(xmppd_store *st, xmppd_kv_get_cb cb, void *ud)
 XMPPD_EXPORT void xmppd_archive_append(xmppd_store *st, const char *user, const char *with, int64_t when_ms,
                           json_t *value, xmppd_archive_append_cb cb, void *ud)
 {
-    store_call *c = NULL;
-    if (cb) {
-        if (!(c = call_new(st, OP_APPEND, ud)))
-            return;
-        c->cb.append = cb;
-    }
-    const storage_reg *r = store_driver(st, XMPPD_STORE_ARCHIVE, c);
+    store_call *c;
+    const storage_reg *r =
+        call_start(st, XMPPD_STORE_ARCHIVE, OP_APPEND, (store_cb){ .append = cb }, ud, &c);
     if (r)
         r->drv->archive_append(r->dd, store_host(st), st->name, user ? user : "", with, when_ms,
                                value, c ? on_append : NULL, c);
@@ -304,11 +307,9 @@ XMPPD_EXPORT void xmppd_archive_append(xmppd_store *st, const char *user, const 
 XMPPD_EXPORT void xmppd_archive_query(xmppd_store *st, const char *user, const xmppd_archive_filter *q,
                          xmppd_archive_query_cb cb, void *ud)
 {
-    store_call *c = call_new(st, OP_QUERY, ud);
-    if (!c)
-        return;
-    c->cb.query = cb;
-    const storage_reg *r = store_driver(st, XMPPD_STORE_ARCHIVE, c);
+    store_call *c;
+    const storage_reg *r =
+        call_start(st, XMPPD_STORE_ARCHIVE, OP_QUERY, (store_cb){ .query = cb }, ud, &c);
     if (r)
         r->drv->archive_query(r->dd, store_host(st), st->name, user ? user : "", q, on_query, c);
 }
@@ -316,13 +317,9 @@ XMPPD_EXPORT void xmppd_archive_query(xmppd_store *st, const char *user, const x
 XMPPD_EXPORT void xmppd_archive_delete(xmppd_store *st, const char *user, const xmppd_archive_filter *q,
                           xmppd_store_done_cb cb, void *ud)
 {
-    store_call *c = NULL;
-    if (cb) {
-        if (!(c = call_new(st, OP_DONE, ud)))
-            return;
-        c->cb.done = cb;
-    }
-    const storage_reg *r = store_driver(st, XMPPD_STORE_ARCHIVE, c);
+    store_call *c;
+    const storage_reg *r =
+        call_start(st, XMPPD_STORE_ARCHIVE, OP_DONE, (store_cb){ .done = cb }, ud, &c);
     if (r)
         r->drv->archive_delete(r->dd, store_host(st), st->name, user ? user : "", q,
                                c ? on_done : NULL, c);
@@ -330,11 +327,9 @@ XMPPD_EXPORT void xmppd_archive_delete(xmppd_store *st, const char *user, const 
 
 XMPPD_EXPORT void xmppd_archive_count(xmppd_store *st, const char *user, xmppd_archive_count_cb cb, void *ud)
 {
-    store_call *c = call_new(st, OP_COUNT, ud);
-    if (!c)
-        return;
-    c->cb.count = cb;
-    const storage_reg *r = store_driver(st, XMPPD_STORE_ARCHIVE, c);
+    store_call *c;
+    const storage_reg *r =
+        call_start(st, XMPPD_STORE_ARCHIVE, OP_COUNT, (store_cb){ .count = cb }, ud, &c);
     if (r)
         r->drv->archive_count(r->dd, store_host(st), st->name, user ? user : "", on_count, c);
 }
