@@ -129,6 +129,78 @@ int xmppd_reply_error(xmppd_event *ev, const char *type, const char *condition, 
     return XMPPD_HANDLED;
 }
 
+/* ---- deferred replies ------------------------------------------------------ */
+
+struct xmppd_pending {
+    xmppd_event ev;       /* points into the fields below */
+    char *name;           /* owned copy, or NULL */
+    xmppd_jid *from, *to; /* owned copies, or NULL */
+};
+
+void xmppd_pending_drop(xmppd_pending *p)
+{
+    if (!p)
+        return;
+    xmppd_session_unref(p->ev.session);
+    xmppd_stanza_unref(p->ev.stanza);
+    xmppd_jid_free(p->from);
+    xmppd_jid_free(p->to);
+    free(p->name);
+    free(p);
+}
+
+xmppd_pending *xmppd_pending_new(const xmppd_event *ev)
+{
+    xmppd_pending *p = ev && ev->stanza ? calloc(1, sizeof(*p)) : NULL;
+    if (!p)
+        return NULL;
+    p->name = ev->name ? strdup(ev->name) : NULL;
+    p->from = ev->from ? xmppd_jid_dup(ev->from) : NULL;
+    p->to = ev->to ? xmppd_jid_dup(ev->to) : NULL;
+    p->ev = (xmppd_event){ .name = p->name, .host = ev->host, .stanza = xmppd_stanza_ref(ev->stanza),
+                           .session = ev->session ? xmppd_session_ref(ev->session) : NULL,
+                           .from = p->from, .to = p->to };
+    if ((ev->name && !p->name) || (ev->from && !p->from) || (ev->to && !p->to)) {
+        xmppd_pending_drop(p);
+        return NULL;
+    }
+    return p;
+}
+
+const xmppd_event *xmppd_pending_event(const xmppd_pending *p)
+{
+    return p ? &p->ev : NULL;
+}
+
+/* Was the request's session closed meanwhile? Its answer is then dropped. */
+static bool pending_gone(const xmppd_pending *p)
+{
+    return p->ev.session && xmppd_session_closed(p->ev.session);
+}
+
+int xmppd_pending_reply(xmppd_pending *p, xmppd_stanza *reply)
+{
+    int rc = -1;
+    if (!p || pending_gone(p))
+        xmppd_stanza_unref(reply);
+    else if (!reply)
+        xmppd_reply_error(&p->ev, NULL, "internal-server-error", NULL);
+    else
+        rc = xmppd_reply(&p->ev, reply);
+    xmppd_pending_drop(p);
+    return rc;
+}
+
+int xmppd_pending_error(xmppd_pending *p, const char *type, const char *condition, const char *text)
+{
+    if (!p)
+        return -1;
+    if (!pending_gone(p))
+        xmppd_reply_error(&p->ev, type, condition, text);
+    xmppd_pending_drop(p);
+    return XMPPD_HANDLED;
+}
+
 /* ---- delivery to local accounts (RFC 6121 §8.5) ---------------------------- */
 
 struct best {

@@ -77,8 +77,8 @@ int xmppd_event_declare(xmppd_module *m, const char *event, int stop, const char
  * For an IQ addressed to an account's bare JID, or with no 'to', the handler
  * runs on behalf of that account; ev->to is NULL when no 'to' was given.
  * The handler must send exactly one reply (xmppd_reply / xmppd_reply_error)
- * for type get/set, now or later (keep a ref to ev->stanza and ev->session
- * through xmppd_session_ref for later). */
+ * for type get/set, now or later (to answer later, after storage or auth
+ * work, keep the request with xmppd_pending_new below). */
 enum { XMPPD_IQ_HOST = 1, XMPPD_IQ_BARE = 2 };
 int xmppd_iq_handle(xmppd_module *m, const char *type, const char *xmlns,
                     unsigned targets, xmppd_handler fn, void *ud);
@@ -94,6 +94,38 @@ int xmppd_reply(xmppd_event *ev, xmppd_stanza *reply);
  * can `return xmppd_reply_error(...)`. Errors and IQ results are never
  * answered (nothing is sent for them). condition and text are copied. */
 int xmppd_reply_error(xmppd_event *ev, const char *type, const char *condition, const char *text);
+
+/* A request answered later: what xmppd_reply needs, kept past the handler
+ * call (the event itself lives only during it). Loop thread only.
+ *
+ * xmppd_pending_new keeps ev's stanza and session (references), copies of
+ * its from and to JIDs and of its name, and its host; ev->data is not kept
+ * (NULL in the kept event). ev is only read. Call it from the handler, then
+ * return XMPPD_HANDLED and answer through the xmppd_pending_* calls below
+ * from a callback. NULL on OOM or when ev or ev->stanza is NULL (nothing is
+ * kept: the handler typically returns XMPPD_FAIL).
+ *
+ * The caller owns p until exactly one of xmppd_pending_reply,
+ * xmppd_pending_error or xmppd_pending_drop, each of which frees it (p is
+ * invalid afterwards; NULL p is a no-op that returns -1, consuming reply).
+ * A reply to a session that closed meanwhile is dropped silently (the kept
+ * session reference makes that safe); the host must still be served, as
+ * for any pointer a module keeps. */
+typedef struct xmppd_pending xmppd_pending;
+xmppd_pending *xmppd_pending_new(const xmppd_event *ev);
+/* The event as it was when kept, with the stanza, session and JIDs borrowed
+ * from p: valid until p is answered or dropped. */
+const xmppd_event *xmppd_pending_event(const xmppd_pending *p);
+/* xmppd_reply on the kept event (reply consumed; NULL, a reply that could
+ * not be built, answers internal-server-error instead), then frees p.
+ * 0 sent, -1 when it could not be (session closed, no valid address). */
+int xmppd_pending_reply(xmppd_pending *p, xmppd_stanza *reply);
+/* xmppd_reply_error on the kept event, then frees p; returns XMPPD_HANDLED
+ * (-1 for a NULL p). Nothing is sent to a session that closed meanwhile. */
+int xmppd_pending_error(xmppd_pending *p, const char *type, const char *condition, const char *text);
+/* Frees p without answering (module unloading, or an answer sent by other
+ * means, e.g. on the stream before authentication). */
+void xmppd_pending_drop(xmppd_pending *p);
 
 /* Disco (XEP-0030) registrations on m's host (global modules: every host),
  * from load() on; strings are copied; released on unload. mod_disco lists

@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 #define XMPPD_ABI_MAJOR 1 /* bump: every module must be rebuilt */
-#define XMPPD_ABI_MINOR 1 /* bump: additions only (1: xmppd_host_sessions, xmppd_event_declare, XMPPD_MOD_KEEP_SLOTS) */
+#define XMPPD_ABI_MINOR 2 /* bump: additions only (1: xmppd_host_sessions, xmppd_event_declare, XMPPD_MOD_KEEP_SLOTS; 2: xmppd_pending) */
 #define XMPPD_ABI ((uint32_t)((XMPPD_ABI_MAJOR << 16) | XMPPD_ABI_MINOR))
 
 #define XMPPD_EXPORT __attribute__((visibility("default")))

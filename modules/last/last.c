@@ -33,68 +33,39 @@ typedef struct last_state {
     last_sess *head;
 } last_state;
 
-/* An IQ answered after a storage or auth callback: what xmppd_reply needs,
- * copied, since the event itself lives only during the handler. */
-typedef struct last_req {
-    last_state *st;
-    xmppd_host *host;
-    xmppd_session *sess;  /* reference, or NULL (from another server) */
-    xmppd_stanza *iq;     /* reference */
-    xmppd_jid *from, *to; /* owned; to NULL: request without 'to' */
-    char *user;           /* the account asked about */
-} last_req;
+/* ---- replies ---------------------------------------------------------------- */
 
-/* ---- deferred replies --------------------------------------------------- */
-
-static last_req *last_req_new(last_state *st, xmppd_event *ev, const char *user)
-{
-    last_req *r = calloc(1, sizeof(*r));
-    if (!r)
-        return NULL;
-    r->st = st;
-    r->host = ev->host;
-    r->iq = xmppd_stanza_ref(ev->stanza);
-    r->sess = ev->session ? xmppd_session_ref(ev->session) : NULL;
-    r->from = ev->from ? xmppd_jid_dup(ev->from) : NULL;
-    r->to = ev->to ? xmppd_jid_dup(ev->to) : NULL;
-    r->user = strdup(user);
-    return r;
-}
-
-static void last_req_free(last_req *r)
-{
-    if (r->sess)
-        xmppd_session_unref(r->sess);
-    xmppd_stanza_unref(r->iq);
-    xmppd_jid_free(r->from);
-    xmppd_jid_free(r->to);
-    free(r->user);
-    free(r);
-}
-
-/* The event the request came with, rebuilt for xmppd_reply*. */
-static xmppd_event last_req_event(const last_req *r)
-{
-    return (xmppd_event){ .name = "iq/bare", .host = r->host, .session = r->sess,
-                          .stanza = r->iq, .from = r->from, .to = r->to };
-}
-
-/* Replies <query seconds='N'>status</query>; reply consumed by the kernel. */
-static int last_answer(xmppd_event *ev, long long seconds, const char *status)
+/* The answer to iq: <query seconds='N'>status</query>; NULL on OOM. */
+static xmppd_stanza *last_query(const xmppd_stanza *iq, long long seconds, const char *status)
 {
     char num[32];
-    xmppd_stanza *r = xmppd_stanza_reply(ev->stanza);
+    xmppd_stanza *r = xmppd_stanza_reply(iq);
     xmppd_stanza *q = r ? xmppd_stanza_tag(r, "query", LAST_NS) : NULL;
     if (!q) {
         xmppd_stanza_unref(r);
-        return XMPPD_FAIL;
+        return NULL;
     }
     snprintf(num, sizeof(num), "%lld", seconds < 0 ? 0 : seconds);
     xmppd_stanza_set_attr(q, "seconds", num);
     if (status && *status)
         xmppd_stanza_add_text(q, status, strlen(status));
+    return r;
+}
+
+/* Replies to ev now with last_query(). */
+static int last_answer(xmppd_event *ev, long long seconds, const char *status)
+{
+    xmppd_stanza *r = last_query(ev->stanza, seconds, status);
+    if (!r)
+        return XMPPD_FAIL;
     xmppd_reply(ev, r);
     return XMPPD_HANDLED;
+}
+
+/* The account an IQ to a bare JID asks about: its 'to', or the sender's. */
+static const char *last_target(const xmppd_event *ev)
+{
+    return ev->to ? ev->to->node : ev->from ? ev->from->node : NULL;
 }
 
 static long long last_now(void)
@@ -112,36 +83,37 @@ static int last_stop(xmppd_session *s, void *ud)
 
 static void last_on_exists(int result, void *ud)
 {
-    last_req *r = ud;
-    xmppd_event ev = last_req_event(r);
+    xmppd_pending *p = ud;
     if (result == XMPPD_AUTH_USER_UNKNOWN)
-        xmppd_reply_error(&ev, NULL, "service-unavailable", NULL);
+        xmppd_pending_error(p, NULL, "service-unavailable", NULL);
     else if (result == XMPPD_AUTH_OK)
-        xmppd_reply_error(&ev, NULL, "item-not-found", "No logout recorded for this account");
+        xmppd_pending_error(p, NULL, "item-not-found", "No logout recorded for this account");
     else
-        xmppd_reply_error(&ev, NULL, "internal-server-error", NULL);
-    last_req_free(r);
+        xmppd_pending_error(p, NULL, "internal-server-error", NULL);
 }
 
 static void last_on_record(int status, json_t *value, void *ud)
 {
-    last_req *r = ud;
-    xmppd_event ev = last_req_event(r);
+    xmppd_pending *p = ud;
+    const xmppd_event *ev = xmppd_pending_event(p);
+    const char *user = last_target(ev); /* checked by last_on_get */
     if (status == XMPPD_STORE_NOT_FOUND) {
-        xmppd_auth_exists(r->host, r->user, last_on_exists, r);
+        xmppd_auth_exists(ev->host, user, last_on_exists, p);
         return;
     }
     json_t *t = json_object_get(value, "time");
     if (status != XMPPD_STORE_OK || !json_is_integer(t)) {
-        xmppd_reply_error(&ev, NULL, "internal-server-error", NULL);
-    } else if (xmppd_user_sessions(r->host, r->user, last_stop, NULL) > 0) {
-        last_answer(&ev, 0, NULL); /* logged in meanwhile */
-    } else {
-        const char *text = json_string_value(json_object_get(value, "status"));
-        if (last_answer(&ev, last_now() - json_integer_value(t), text) == XMPPD_FAIL)
-            xmppd_reply_error(&ev, NULL, "internal-server-error", NULL);
+        xmppd_pending_error(p, NULL, "internal-server-error", NULL);
+        return;
     }
-    last_req_free(r);
+    long long seconds = 0; /* logged in meanwhile */
+    const char *text = NULL;
+    if (xmppd_user_sessions(ev->host, user, last_stop, NULL) == 0) {
+        seconds = last_now() - json_integer_value(t);
+        text = json_string_value(json_object_get(value, "status"));
+    }
+    /* A NULL reply (OOM) answers internal-server-error. */
+    xmppd_pending_reply(p, last_query(ev->stanza, seconds, text));
 }
 
 static int last_on_get(xmppd_event *ev, void *ud)
@@ -149,7 +121,7 @@ static int last_on_get(xmppd_event *ev, void *ud)
     last_state *st = ud;
     if (ev->to && !ev->to->node) /* the host: uptime */
         return last_answer(ev, last_now() - xmppd_server_started(), NULL);
-    const char *user = ev->to ? ev->to->node : ev->from ? ev->from->node : NULL;
+    const char *user = last_target(ev);
     if (!user)
         return xmppd_reply_error(ev, NULL, "bad-request", NULL);
     /* Local accounts only: no roster to check a remote subscription. */
@@ -157,13 +129,10 @@ static int last_on_get(xmppd_event *ev, void *ud)
         return xmppd_reply_error(ev, NULL, "forbidden", NULL);
     if (xmppd_user_sessions(ev->host, user, last_stop, NULL) > 0)
         return last_answer(ev, 0, NULL);
-    last_req *r = last_req_new(st, ev, user);
-    if (!r || !r->iq || !r->user || (ev->from && !r->from) || (ev->to && !r->to)) {
-        if (r)
-            last_req_free(r);
+    xmppd_pending *p = xmppd_pending_new(ev);
+    if (!p)
         return XMPPD_FAIL;
-    }
-    xmppd_kv_get(st->store, user, "", last_on_record, r);
+    xmppd_kv_get(st->store, user, "", last_on_record, p);
     return XMPPD_HANDLED;
 }
 

@@ -17,54 +17,11 @@ typedef struct private_state {
     xmppd_store *store;
 } private_state;
 
-/* An IQ answered after a storage callback: what xmppd_reply needs, copied,
- * since the event itself lives only during the handler. */
+/* A get answered after the storage callback. */
 typedef struct private_req {
-    private_state *st;
-    xmppd_host *host;
-    xmppd_session *sess;   /* reference, or NULL */
-    xmppd_stanza *iq;      /* reference */
-    xmppd_jid *from, *to;  /* owned; to NULL: request without 'to' */
-    xmppd_stanza *wanted;  /* get: the requested (empty) element, reference */
+    xmppd_pending *p;     /* the request, answered once */
+    xmppd_stanza *wanted; /* the requested (empty) element, reference */
 } private_req;
-
-/* ---- deferred replies --------------------------------------------------- */
-
-static void private_req_free(private_req *r)
-{
-    if (r->sess)
-        xmppd_session_unref(r->sess);
-    xmppd_stanza_unref(r->iq);
-    xmppd_stanza_unref(r->wanted);
-    xmppd_jid_free(r->from);
-    xmppd_jid_free(r->to);
-    free(r);
-}
-
-/* NULL on OOM. */
-static private_req *private_req_new(private_state *st, xmppd_event *ev)
-{
-    private_req *r = calloc(1, sizeof(*r));
-    if (!r)
-        return NULL;
-    r->st = st;
-    r->host = ev->host;
-    r->iq = xmppd_stanza_ref(ev->stanza);
-    r->sess = ev->session ? xmppd_session_ref(ev->session) : NULL;
-    r->from = ev->from ? xmppd_jid_dup(ev->from) : NULL;
-    r->to = ev->to ? xmppd_jid_dup(ev->to) : NULL;
-    if ((ev->from && !r->from) || (ev->to && !r->to)) {
-        private_req_free(r);
-        return NULL;
-    }
-    return r;
-}
-
-static xmppd_event private_req_event(const private_req *r)
-{
-    return (xmppd_event){ .name = "iq/bare", .host = r->host, .session = r->sess,
-                          .stanza = r->iq, .from = r->from, .to = r->to };
-}
 
 /* ---- checks ----------------------------------------------------------------- */
 
@@ -102,11 +59,22 @@ static xmppd_stanza *private_item(const xmppd_event *ev, const char **err_r)
     return item;
 }
 
-/* "name|namespace" into buf; false when too long. */
-static bool private_key(const xmppd_stanza *item, char *buf, size_t len)
+/* The item of a checked request, its key ("name|namespace") in key; NULL
+ * after answering the error. */
+static xmppd_stanza *private_request(xmppd_event *ev, char key[PRIVATE_KEY_MAX])
 {
-    int n = snprintf(buf, len, "%s|%s", xmppd_stanza_name(item), xmppd_stanza_ns(item));
-    return n > 0 && (size_t)n < len;
+    const char *err = NULL;
+    xmppd_stanza *item = private_item(ev, &err);
+    if (!item) {
+        xmppd_reply_error(ev, NULL, err, NULL);
+        return NULL;
+    }
+    int n = snprintf(key, PRIVATE_KEY_MAX, "%s|%s", xmppd_stanza_name(item), xmppd_stanza_ns(item));
+    if (n <= 0 || n >= PRIVATE_KEY_MAX) {
+        xmppd_reply_error(ev, NULL, "not-acceptable", "Namespace too long");
+        return NULL;
+    }
+    return item;
 }
 
 /* ---- get ---------------------------------------------------------------------- */
@@ -114,39 +82,37 @@ static bool private_key(const xmppd_stanza *item, char *buf, size_t len)
 static void private_on_loaded(int status, json_t *value, void *ud)
 {
     private_req *r = ud;
-    xmppd_event ev = private_req_event(r);
     const char *xml = json_string_value(value);
     xmppd_stanza *item = NULL;
     if (status == XMPPD_STORE_OK && xml)
         item = xmppd_stanza_from_string(xml, strlen(xml), XMPPD_NS_CLIENT);
     else if (status == XMPPD_STORE_NOT_FOUND)
         item = xmppd_stanza_copy(r->wanted); /* nothing stored: echo it empty */
-    xmppd_stanza *reply = item ? xmppd_stanza_reply(r->iq) : NULL;
+    xmppd_stanza *reply = item ? xmppd_stanza_reply(xmppd_pending_event(r->p)->stanza) : NULL;
     xmppd_stanza *q = reply ? xmppd_stanza_tag(reply, "query", PRIVATE_NS) : NULL;
-    if (q && xmppd_stanza_add(q, item)) {
-        xmppd_reply(&ev, reply);
-    } else {
+    if (!q || !xmppd_stanza_add(q, item)) {
         if (!q)
             xmppd_stanza_unref(item);
         xmppd_stanza_unref(reply);
-        xmppd_reply_error(&ev, NULL, "internal-server-error", NULL);
+        reply = NULL; /* answers internal-server-error */
     }
-    private_req_free(r);
+    xmppd_pending_reply(r->p, reply);
+    xmppd_stanza_unref(r->wanted);
+    free(r);
 }
 
 static int private_on_get(xmppd_event *ev, void *ud)
 {
     private_state *st = ud;
-    const char *err = NULL;
     char key[PRIVATE_KEY_MAX];
-    xmppd_stanza *item = private_item(ev, &err);
+    xmppd_stanza *item = private_request(ev, key);
     if (!item)
-        return xmppd_reply_error(ev, NULL, err, NULL);
-    if (!private_key(item, key, sizeof(key)))
-        return xmppd_reply_error(ev, NULL, "not-acceptable", "Namespace too long");
-    private_req *r = private_req_new(st, ev);
-    if (!r)
+        return XMPPD_HANDLED;
+    private_req *r = calloc(1, sizeof(*r));
+    if (!r || !(r->p = xmppd_pending_new(ev))) {
+        free(r);
         return XMPPD_FAIL;
+    }
     r->wanted = xmppd_stanza_ref(item);
     xmppd_kv_get(st->store, ev->from->node, key, private_on_loaded, r);
     return XMPPD_HANDLED;
@@ -156,35 +122,29 @@ static int private_on_get(xmppd_event *ev, void *ud)
 
 static void private_on_saved(int status, void *ud)
 {
-    private_req *r = ud;
-    xmppd_event ev = private_req_event(r);
-    xmppd_stanza *reply = status == XMPPD_STORE_OK ? xmppd_stanza_reply(r->iq) : NULL;
-    if (reply)
-        xmppd_reply(&ev, reply);
+    xmppd_pending *p = ud;
+    if (status == XMPPD_STORE_OK)
+        xmppd_pending_reply(p, xmppd_stanza_reply(xmppd_pending_event(p)->stanza));
     else
-        xmppd_reply_error(&ev, NULL, "internal-server-error", NULL);
-    private_req_free(r);
+        xmppd_pending_error(p, NULL, "internal-server-error", NULL);
 }
 
 static int private_on_set(xmppd_event *ev, void *ud)
 {
     private_state *st = ud;
-    const char *err = NULL;
     char key[PRIVATE_KEY_MAX];
-    xmppd_stanza *item = private_item(ev, &err);
+    xmppd_stanza *item = private_request(ev, key);
     if (!item)
-        return xmppd_reply_error(ev, NULL, err, NULL);
-    if (!private_key(item, key, sizeof(key)))
-        return xmppd_reply_error(ev, NULL, "not-acceptable", "Namespace too long");
+        return XMPPD_HANDLED;
     char *xml = xmppd_stanza_to_string(item, XMPPD_NS_CLIENT, NULL);
     json_t *v = xml ? json_string(xml) : NULL;
     free(xml);
-    private_req *r = v ? private_req_new(st, ev) : NULL;
-    if (!r) {
+    xmppd_pending *p = v ? xmppd_pending_new(ev) : NULL;
+    if (!p) {
         json_decref(v);
         return XMPPD_FAIL;
     }
-    xmppd_kv_set(st->store, ev->from->node, key, v, private_on_saved, r);
+    xmppd_kv_set(st->store, ev->from->node, key, v, private_on_saved, p);
     json_decref(v);
     return XMPPD_HANDLED;
 }

@@ -54,10 +54,7 @@ typedef struct reg_state {
 /* A request waiting for the auth provider. */
 typedef struct reg_req {
     reg_state *st;
-    xmppd_host *host;
-    xmppd_session *sess;   /* reference */
-    xmppd_stanza *iq;      /* reference */
-    xmppd_jid *from, *to;  /* owned (after authentication only); to may be NULL */
+    xmppd_pending *p;      /* the request (its session is always set) */
     char *user;
     int64_t mark;          /* creation: when_ms of its throttle mark; 0: none */
 } reg_req;
@@ -71,12 +68,9 @@ static void reg_text(xmppd_stanza *parent, const char *name, const char *text)
         xmppd_stanza_add_text(el, text, strlen(text));
 }
 
+/* Frees r; r->p was answered or dropped already. */
 static void reg_req_free(reg_req *r)
 {
-    xmppd_session_unref(r->sess);
-    xmppd_stanza_unref(r->iq);
-    xmppd_jid_free(r->from);
-    xmppd_jid_free(r->to);
     free(r->user);
     free(r);
 }
@@ -88,23 +82,14 @@ static reg_req *reg_req_new(reg_state *st, xmppd_event *ev, const char *user)
     if (!r)
         return NULL;
     r->st = st;
-    r->host = ev->host;
-    r->sess = xmppd_session_ref(ev->session);
-    r->iq = xmppd_stanza_ref(ev->stanza);
-    r->from = ev->from ? xmppd_jid_dup(ev->from) : NULL;
-    r->to = ev->to ? xmppd_jid_dup(ev->to) : NULL;
+    r->p = xmppd_pending_new(ev);
     r->user = strdup(user);
-    if (!r->user || (ev->from && !r->from) || (ev->to && !r->to)) {
+    if (!r->p || !r->user) {
+        xmppd_pending_drop(r->p);
         reg_req_free(r);
         return NULL;
     }
     return r;
-}
-
-static xmppd_event reg_req_event(const reg_req *r)
-{
-    return (xmppd_event){ .name = "iq/host", .host = r->host, .session = r->sess,
-                          .stanza = r->iq, .from = r->from, .to = r->to };
 }
 
 /* ---- before authentication: answers written on the stream ------------------ */
@@ -197,7 +182,9 @@ static void reg_mark_remove(reg_state *st, const char *ip, int64_t when_ms)
 static void reg_on_created(int result, void *ud)
 {
     reg_req *r = ud;
-    xmppd_session *s = r->sess;
+    const xmppd_event *ev = xmppd_pending_event(r->p);
+    xmppd_session *s = ev->session;
+    xmppd_stanza *iq = ev->stanza;
     if (result != XMPPD_AUTH_OK && r->mark)
         reg_mark_remove(r->st, xmppd_session_ip(s), r->mark);
     if (result == XMPPD_AUTH_OK)
@@ -205,15 +192,16 @@ static void reg_on_created(int result, void *ud)
                   r->user);
     if (!xmppd_session_closed(s)) {
         switch (result) {
-        case XMPPD_AUTH_OK: reg_stream_send(s, xmppd_stanza_reply(r->iq)); break;
-        case XMPPD_AUTH_EXISTS: reg_stream_error(s, r->iq, "conflict", NULL); break;
+        case XMPPD_AUTH_OK: reg_stream_send(s, xmppd_stanza_reply(iq)); break;
+        case XMPPD_AUTH_EXISTS: reg_stream_error(s, iq, "conflict", NULL); break;
         case XMPPD_AUTH_INVALID:
-            reg_stream_error(s, r->iq, "not-acceptable", "The user name or password is not acceptable");
+            reg_stream_error(s, iq, "not-acceptable", "The user name or password is not acceptable");
             break;
-        case XMPPD_AUTH_UNSUPPORTED: reg_stream_error(s, r->iq, "not-allowed", NULL); break;
-        default: reg_stream_error(s, r->iq, "internal-server-error", NULL); break;
+        case XMPPD_AUTH_UNSUPPORTED: reg_stream_error(s, iq, "not-allowed", NULL); break;
+        default: reg_stream_error(s, iq, "internal-server-error", NULL); break;
         }
     }
+    xmppd_pending_drop(r->p); /* answered on the stream */
     reg_req_free(r);
 }
 
@@ -297,18 +285,16 @@ static int reg_close_session(xmppd_session *s, void *ud)
 static void reg_on_removed(int result, void *ud)
 {
     reg_req *r = ud;
-    xmppd_event ev = reg_req_event(r);
+    xmppd_host *h = xmppd_pending_event(r->p)->host;
     if (result == XMPPD_AUTH_OK) {
-        xmppd_stanza *reply = xmppd_stanza_reply(r->iq);
-        if (reply)
-            xmppd_reply(&ev, reply);
+        xmppd_pending_reply(r->p, xmppd_stanza_reply(xmppd_pending_event(r->p)->stanza));
         xmppd_log(r->st->m, XMPPD_LOG_INFO, "account %s removed by its owner", r->user);
         /* XEP-0077 §3.2: the account's streams end after the answer. */
-        xmppd_user_sessions(r->host, r->user, reg_close_session, NULL);
+        xmppd_user_sessions(h, r->user, reg_close_session, NULL);
     } else if (result == XMPPD_AUTH_UNSUPPORTED) {
-        xmppd_reply_error(&ev, NULL, "not-allowed", "Accounts cannot be removed here");
+        xmppd_pending_error(r->p, NULL, "not-allowed", "Accounts cannot be removed here");
     } else {
-        xmppd_reply_error(&ev, NULL, "internal-server-error", NULL);
+        xmppd_pending_error(r->p, NULL, "internal-server-error", NULL);
     }
     reg_req_free(r);
 }
@@ -316,21 +302,18 @@ static void reg_on_removed(int result, void *ud)
 static void reg_on_password(int result, void *ud)
 {
     reg_req *r = ud;
-    xmppd_event ev = reg_req_event(r);
-    xmppd_stanza *reply;
     switch (result) {
     case XMPPD_AUTH_OK:
-        if ((reply = xmppd_stanza_reply(r->iq)))
-            xmppd_reply(&ev, reply);
+        xmppd_pending_reply(r->p, xmppd_stanza_reply(xmppd_pending_event(r->p)->stanza));
         xmppd_log(r->st->m, XMPPD_LOG_INFO, "%s changed its password", r->user);
         break;
     case XMPPD_AUTH_UNSUPPORTED:
-        xmppd_reply_error(&ev, NULL, "not-allowed", "Passwords cannot be changed here");
+        xmppd_pending_error(r->p, NULL, "not-allowed", "Passwords cannot be changed here");
         break;
     case XMPPD_AUTH_INVALID:
-        xmppd_reply_error(&ev, NULL, "not-acceptable", "The password is not acceptable");
+        xmppd_pending_error(r->p, NULL, "not-acceptable", "The password is not acceptable");
         break;
-    default: xmppd_reply_error(&ev, NULL, "internal-server-error", NULL); break;
+    default: xmppd_pending_error(r->p, NULL, "internal-server-error", NULL); break;
     }
     reg_req_free(r);
 }

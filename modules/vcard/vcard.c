@@ -25,113 +25,13 @@ typedef struct vcard_state {
     xmppd_store *store;
 } vcard_state;
 
-/* An IQ answered after a storage or auth callback: what xmppd_reply needs,
- * copied, since the event itself lives only during the handler. */
+/* An IQ answered after a storage or auth callback. */
 typedef struct vcard_req {
     vcard_state *st;
-    xmppd_host *host;
-    xmppd_session *sess;  /* reference, or NULL (from another server) */
-    xmppd_stanza *iq;     /* reference */
-    xmppd_jid *from, *to; /* owned; to NULL: request without 'to' */
-    char *user;           /* the account whose vCard it is */
+    xmppd_pending *p; /* the request, answered once */
 } vcard_req;
 
 /* ---- deferred replies --------------------------------------------------- */
-
-static void vcard_req_free(vcard_req *r)
-{
-    if (r->sess)
-        xmppd_session_unref(r->sess);
-    xmppd_stanza_unref(r->iq);
-    xmppd_jid_free(r->from);
-    xmppd_jid_free(r->to);
-    free(r->user);
-    free(r);
-}
-
-/* NULL on OOM. */
-static vcard_req *vcard_req_new(vcard_state *st, xmppd_event *ev, const char *user)
-{
-    vcard_req *r = calloc(1, sizeof(*r));
-    if (!r)
-        return NULL;
-    r->st = st;
-    r->host = ev->host;
-    r->iq = xmppd_stanza_ref(ev->stanza);
-    r->sess = ev->session ? xmppd_session_ref(ev->session) : NULL;
-    r->from = ev->from ? xmppd_jid_dup(ev->from) : NULL;
-    r->to = ev->to ? xmppd_jid_dup(ev->to) : NULL;
-    r->user = strdup(user);
-    if (!r->user || (ev->from && !r->from) || (ev->to && !r->to)) {
-        vcard_req_free(r);
-        return NULL;
-    }
-    return r;
-}
-
-/* The event the request came with, rebuilt for xmppd_reply*. */
-static xmppd_event vcard_req_event(const vcard_req *r)
-{
-    return (xmppd_event){ .name = "iq/bare", .host = r->host, .session = r->sess,
-                          .stanza = r->iq, .from = r->from, .to = r->to };
-}
-
-/* Replies with vcard (consumed; NULL: an empty <vCard/>). */
-static void vcard_send(vcard_req *r, xmppd_stanza *vcard)
-{
-    xmppd_event ev = vcard_req_event(r);
-    xmppd_stanza *reply = xmppd_stanza_reply(r->iq);
-    if (!vcard)
-        vcard = xmppd_stanza_new("vCard", VCARD_NS);
-    if (!reply || !vcard || !xmppd_stanza_add(reply, vcard)) {
-        if (!reply)
-            xmppd_stanza_unref(vcard);
-        xmppd_stanza_unref(reply);
-        xmppd_reply_error(&ev, NULL, "internal-server-error", NULL);
-        return;
-    }
-    xmppd_reply(&ev, reply);
-}
-
-/* ---- get ---------------------------------------------------------------------- */
-
-static void vcard_on_exists(int result, void *ud)
-{
-    vcard_req *r = ud;
-    xmppd_event ev = vcard_req_event(r);
-    if (result == XMPPD_AUTH_OK)
-        vcard_send(r, NULL);
-    else if (result == XMPPD_AUTH_USER_UNKNOWN)
-        xmppd_reply_error(&ev, NULL, "service-unavailable", NULL);
-    else
-        xmppd_reply_error(&ev, NULL, "internal-server-error", NULL);
-    vcard_req_free(r);
-}
-
-static void vcard_on_loaded(int status, json_t *value, void *ud)
-{
-    vcard_req *r = ud;
-    xmppd_event ev = vcard_req_event(r);
-    const char *xml = json_string_value(value);
-    if (status == XMPPD_STORE_NOT_FOUND) {
-        /* Nothing stored: an empty vCard, if the account exists. */
-        if (r->from && r->from->node && strcmp(r->from->node, r->user) == 0 &&
-            strcmp(r->from->domain, xmppd_host_name(r->host)) == 0)
-            vcard_send(r, NULL);
-        else {
-            xmppd_auth_exists(r->host, r->user, vcard_on_exists, r);
-            return;
-        }
-    } else if (status != XMPPD_STORE_OK || !xml) {
-        xmppd_reply_error(&ev, NULL, "internal-server-error", NULL);
-    } else {
-        xmppd_stanza *vc = xmppd_stanza_from_string(xml, strlen(xml), XMPPD_NS_CLIENT);
-        if (!vc)
-            xmppd_log(r->st->m, XMPPD_LOG_WARN, "stored vCard of %s does not parse", r->user);
-        vcard_send(r, vc);
-    }
-    vcard_req_free(r);
-}
 
 /* The account an IQ to a bare JID is about: its 'to', or the sender's own. */
 static const char *vcard_target(const xmppd_event *ev)
@@ -141,13 +41,84 @@ static const char *vcard_target(const xmppd_event *ev)
     return ev->from ? ev->from->node : NULL;
 }
 
+/* Replies with vcard (consumed; NULL: an empty <vCard/>) and frees r. */
+static void vcard_send(vcard_req *r, xmppd_stanza *vcard)
+{
+    xmppd_stanza *reply = xmppd_stanza_reply(xmppd_pending_event(r->p)->stanza);
+    if (!vcard)
+        vcard = xmppd_stanza_new("vCard", VCARD_NS);
+    if (!reply || !vcard || !xmppd_stanza_add(reply, vcard)) {
+        if (!reply)
+            xmppd_stanza_unref(vcard);
+        xmppd_stanza_unref(reply);
+        reply = NULL; /* answers internal-server-error */
+    }
+    xmppd_pending_reply(r->p, reply);
+    free(r);
+}
+
+/* Answers r with a stanza error and frees it. */
+static void vcard_error(vcard_req *r, const char *condition)
+{
+    xmppd_pending_error(r->p, NULL, condition, NULL);
+    free(r);
+}
+
+/* Keeps ev for an answer from a storage callback; NULL on OOM. */
+static vcard_req *vcard_req_new(vcard_state *st, xmppd_event *ev)
+{
+    vcard_req *r = calloc(1, sizeof(*r));
+    if (r && !(r->p = xmppd_pending_new(ev))) {
+        free(r);
+        return NULL;
+    }
+    if (r)
+        r->st = st;
+    return r;
+}
+
+/* ---- get ---------------------------------------------------------------------- */
+
+static void vcard_on_exists(int result, void *ud)
+{
+    vcard_req *r = ud;
+    if (result == XMPPD_AUTH_OK)
+        vcard_send(r, NULL);
+    else
+        vcard_error(r, result == XMPPD_AUTH_USER_UNKNOWN ? "service-unavailable"
+                                                         : "internal-server-error");
+}
+
+static void vcard_on_loaded(int status, json_t *value, void *ud)
+{
+    vcard_req *r = ud;
+    const xmppd_event *ev = xmppd_pending_event(r->p);
+    const char *user = vcard_target(ev); /* checked by vcard_on_get */
+    const char *xml = json_string_value(value);
+    if (status == XMPPD_STORE_NOT_FOUND) {
+        /* Nothing stored: an empty vCard, if the account exists. */
+        if (ev->from && ev->from->node && strcmp(ev->from->node, user) == 0 &&
+            strcmp(ev->from->domain, xmppd_host_name(ev->host)) == 0)
+            vcard_send(r, NULL);
+        else
+            xmppd_auth_exists(ev->host, user, vcard_on_exists, r);
+    } else if (status != XMPPD_STORE_OK || !xml) {
+        vcard_error(r, "internal-server-error");
+    } else {
+        xmppd_stanza *vc = xmppd_stanza_from_string(xml, strlen(xml), XMPPD_NS_CLIENT);
+        if (!vc)
+            xmppd_log(r->st->m, XMPPD_LOG_WARN, "stored vCard of %s does not parse", user);
+        vcard_send(r, vc);
+    }
+}
+
 static int vcard_on_get(xmppd_event *ev, void *ud)
 {
     vcard_state *st = ud;
     const char *user = vcard_target(ev);
     if (!user)
         return xmppd_reply_error(ev, NULL, "bad-request", NULL);
-    vcard_req *r = vcard_req_new(st, ev, user);
+    vcard_req *r = vcard_req_new(st, ev);
     if (!r)
         return XMPPD_FAIL;
     xmppd_kv_get(st->store, user, "", vcard_on_loaded, r);
@@ -159,15 +130,11 @@ static int vcard_on_get(xmppd_event *ev, void *ud)
 static void vcard_on_saved(int status, void *ud)
 {
     vcard_req *r = ud;
-    xmppd_event ev = vcard_req_event(r);
-    if (status == XMPPD_STORE_OK) {
-        xmppd_stanza *reply = xmppd_stanza_reply(r->iq);
-        if (reply)
-            xmppd_reply(&ev, reply);
-    } else {
-        xmppd_reply_error(&ev, NULL, "internal-server-error", NULL);
-    }
-    vcard_req_free(r);
+    if (status == XMPPD_STORE_OK)
+        xmppd_pending_reply(r->p, xmppd_stanza_reply(xmppd_pending_event(r->p)->stanza));
+    else
+        xmppd_pending_error(r->p, NULL, "internal-server-error", NULL);
+    free(r);
 }
 
 /* Is the IQ from the account it addresses (or without 'to')? */
@@ -197,13 +164,13 @@ static int vcard_on_set(xmppd_event *ev, void *ud)
     }
     json_t *v = json_string(xml);
     free(xml);
-    vcard_req *r = v ? vcard_req_new(st, ev, ev->from->node) : NULL;
+    vcard_req *r = v ? vcard_req_new(st, ev) : NULL;
     if (!r) {
         json_decref(v);
         return XMPPD_FAIL;
     }
     /* An empty <vCard/> removes the stored one. */
-    xmppd_kv_set(st->store, r->user, "", xmppd_stanza_first(vc) ? v : NULL, vcard_on_saved, r);
+    xmppd_kv_set(st->store, ev->from->node, "", xmppd_stanza_first(vc) ? v : NULL, vcard_on_saved, r);
     json_decref(v);
     return XMPPD_HANDLED;
 }
