@@ -63,7 +63,9 @@ pass_step() { PASSED=$((PASSED + 1)); }
 PACKAGES="build-essential autoconf automake libtool pkg-config libxml2-dev libssl-dev
 libjansson-dev libevent-dev libc-ares-dev libidn-dev libsqlite3-dev libpcre2-dev libcmocka-dev libpq-dev
 python3-pytest python3-slixmpp openssl clang libclang-rt-dev postgresql libcrypt-dev
-prosody"  # prosody: the federation peer of tests/integration/test_s2s_prosody.py
+prosody lua-unbound"  # the federation peer of test_s2s_prosody.py; it resolves through
+# libunbound pointed at the test DNS fixture (a Recommends of prosody, and we install
+# without recommends)
 
 ensure_packages() {
     local missing=() p
