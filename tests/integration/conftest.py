@@ -37,6 +37,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import xmpptest  # noqa: E402
+from xmpptest import free_port  # noqa: E402
 import pg_cluster  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,12 +53,6 @@ STORAGE = os.environ.get("XMPPD_TEST_STORAGE") or "sqlite"
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "WARNING: ThreadSanitizer", "ERROR: MemorySanitizer")
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def deep_merge(base, over):

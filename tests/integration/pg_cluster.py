@@ -21,12 +21,13 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from xmpptest import free_port
 
 PG_USER = "postgres"
 
@@ -42,10 +43,7 @@ def available():
     return bin_dir() is not None
 
 
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_free_port = free_port
 
 
 class Cluster:

@@ -44,10 +44,7 @@ def require_prosody():
                     "installs it): the federation tests need a real peer", pytrace=False)
 
 
-def free_port(host="127.0.0.1"):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+free_port = xmpptest.free_port
 
 
 def _run(args, **kw):

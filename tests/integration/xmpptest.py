@@ -63,6 +63,23 @@ DEFAULT_TIMEOUT = 5.0 * TIMEOUT_FACTOR
 QUIET_PERIOD = 1.0 * TIMEOUT_FACTOR
 
 
+_ports_given = set()
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port free on host now and never handed out before in this test
+    run: several ports are picked before any server binds them, and the
+    kernel may offer a just-released port again."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise XMPPTestError("no unused port found on %s" % host)
+
+
 def scaled(seconds):
     return seconds * TIMEOUT_FACTOR
 
