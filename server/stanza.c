@@ -529,12 +529,21 @@ static void sb_attr(sbuf *b, const char *name, const char *value)
     sb_put(b, "'", 1);
 }
 
-/* parent_ns: namespace in scope where s is written. */
+#define NS_XML "http://www.w3.org/XML/1998/namespace"
+
+/* parent_ns: the default namespace in scope where s is written. The xml
+ * namespace is bound to its prefix and may never be declared as a default
+ * (Namespaces in XML §3), so an element in it keeps "xml:" and leaves the
+ * default namespace in scope unchanged for its children. */
 static void ser_element(sbuf *b, const xmppd_stanza *s, const char *parent_ns)
 {
+    bool in_xml_ns = s->ns && strcmp(s->ns, NS_XML) == 0;
+    const char *inner_ns = in_xml_ns ? parent_ns : s->ns;
     sb_put(b, "<", 1);
+    if (in_xml_ns)
+        sb_put(b, "xml:", 4);
     sb_puts(b, s->name);
-    if (!ns_eq(s->ns, parent_ns))
+    if (!in_xml_ns && !ns_eq(s->ns, parent_ns))
         sb_attr(b, "xmlns", s->ns);
     for (size_t i = 0; i < s->n_attrs; i++)
         if (strcmp(s->attrs[i].name, "xmlns") != 0) /* the namespace is s->ns */
@@ -551,11 +560,13 @@ static void ser_element(sbuf *b, const xmppd_stanza *s, const char *parent_ns)
             sb_escaped(b, s->text + done, off - done, ESC_TEXT);
             done = off;
         }
-        ser_element(b, c, s->ns);
+        ser_element(b, c, inner_ns);
     }
     if (s->text_len > done)
         sb_escaped(b, s->text + done, s->text_len - done, ESC_TEXT);
     sb_put(b, "</", 2);
+    if (in_xml_ns)
+        sb_put(b, "xml:", 4);
     sb_puts(b, s->name);
     sb_put(b, ">", 1);
 }

@@ -313,6 +313,29 @@ static void rfc6120_8_3_error_reply(void **state)
     xmppd_stanza_unref(iq);
 }
 
+/* Namespaces in XML §3: an element in the xml namespace (the xml: prefix)
+ * cannot be written with a default-namespace declaration of that namespace;
+ * it keeps its prefix, its children keep their own namespaces, and the
+ * output parses back to the same tree (found by fuzz_stream). */
+static void test_xml_namespace_element_round_trip(void **state)
+{
+    (void)state;
+    const char *in = "<iq type='get' id='1'><xml:q xmlns='urn:a'><c/><d xmlns='urn:b'/></xml:q></iq>";
+    xmppd_stanza *st = xmppd_stanza_from_string(in, strlen(in), XMPPD_NS_CLIENT);
+    assert_non_null(st);
+    size_t len;
+    char *out = xmppd_stanza_to_string(st, XMPPD_NS_CLIENT, &len);
+    assert_string_equal(out, "<iq type='get' id='1'><xml:q><c xmlns='urn:a'/><d xmlns='urn:b'/></xml:q></iq>");
+    xmppd_stanza *back = xmppd_stanza_from_string(out, len, XMPPD_NS_CLIENT);
+    assert_non_null(back);
+    xmppd_stanza *q = xmppd_stanza_first(back);
+    assert_string_equal(xmppd_stanza_ns(q), "http://www.w3.org/XML/1998/namespace");
+    assert_string_equal(xmppd_stanza_ns(xmppd_stanza_first(q)), "urn:a");
+    xmppd_stanza_unref(back);
+    xmppd_stanza_unref(st);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -330,6 +353,7 @@ int main(void)
         cmocka_unit_test(rfc6120_11_1_from_string_is_restricted),
         cmocka_unit_test(reply_swaps_addresses),
         cmocka_unit_test(rfc6120_8_3_error_reply),
+        cmocka_unit_test(test_xml_namespace_element_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
