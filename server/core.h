@@ -33,7 +33,11 @@ struct xmppd_host {
 typedef struct module_cleanup module_cleanup;
 
 struct xmppd_module {
-    const xmppd_module_def *def;
+    const xmppd_module_def *def; /* &def_copy */
+    xmppd_module_def def_copy;   /* the descriptor, zero-extended (module_def_adopt) */
+    const void *origin;          /* where the shared object has it (reload: same file?) */
+    char *refusal;               /* why load() refused (xmppd_module_refuse) */
+    bool in_load;                /* inside load(): refuse is allowed */
     void *dl;                /* dlopen handle (shared between instances) */
     char *file;              /* the mod_NAME.so it came from; NULL: built-in */
     xmppd_host *host;        /* NULL: global instance */
@@ -106,6 +110,13 @@ int module_reload_from(const xmppd_config *cfg, const char *name, xmppd_host *h,
 int modules_print_options(const xmppd_config *cfg, const char *only, bool markdown, FILE *out);
 /* Validates the module options of cfg without calling any load(). */
 int modules_check(const xmppd_config *cfg, char *err, size_t errlen);
+
+/* Checks descriptor d of module name found in file (for messages) and
+ * copies it, zero-extended, into *copy: a different ABI major, a newer
+ * minor, a descriptor smaller than any of this major, a wrong name or a
+ * missing version or load() are refused with one line in err. 0 or -1. */
+int module_def_adopt(xmppd_module_def *copy, const xmppd_module_def *d, const char *name,
+                     const char *file, char *err, size_t errlen);
 
 /* Makes a statically linked module (or a test's fake one) loadable by
  * name without dlopen; looked up before the module path. def must outlive

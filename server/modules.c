@@ -13,6 +13,8 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +124,7 @@ void module_unref(xmppd_module *m)
         return;
     options_conf_free(m->conf);
     json_decref(m->options);
+    free(m->refusal);
     if (m->dl)
         dlclose(m->dl);
     free(m->file);
@@ -138,7 +141,10 @@ typedef struct lib {
                                      temporary link to it (see lib_dlopen) */
     char *tmpdir;                 /* the link's folder, removed with it */
     void *dl;                     /* this lib's own dlopen reference */
-    const xmppd_module_def *def;
+    const xmppd_module_def *def;  /* &copy */
+    xmppd_module_def copy;        /* the descriptor, zero-extended to ours */
+    const void *origin;           /* the descriptor where the object has it:
+                                     another address means another file */
 } lib;
 
 static void lib_free(lib *l)
@@ -279,9 +285,14 @@ static bool valid_name(const char *s)
     return true;
 }
 
-static int abi_check(const lib *l, const char *file, char *err, size_t errlen)
+/* The smallest descriptor of this ABI major: up to and including unload. */
+#define DEF_MIN_SIZE (offsetof(xmppd_module_def, unload) + sizeof(((xmppd_module_def *)0)->unload))
+
+/* Checks the descriptor d found in file and copies min(def_size, ours) of
+ * it into *copy (zeroed first: what an older module lacks reads as 0). */
+int module_def_adopt(xmppd_module_def *copy, const xmppd_module_def *d, const char *name,
+                     const char *file, char *err, size_t errlen)
 {
-    const xmppd_module_def *d = l->def;
     unsigned major = d->abi >> 16, minor = d->abi & 0xffffu;
     const char *why = NULL;
     if (major != XMPPD_ABI_MAJOR)
@@ -293,15 +304,26 @@ static int abi_check(const lib *l, const char *file, char *err, size_t errlen)
                  file, major, minor, XMPPD_ABI_MAJOR, XMPPD_ABI_MINOR, why);
         return -1;
     }
-    if (d->def_size < sizeof(xmppd_module_def)) {
-        snprintf(err, errlen, "%s: descriptor is %u bytes, ABI %u.%u needs %zu (module ABI %u.%u): "
-                 "rebuild the module", file, d->def_size, XMPPD_ABI_MAJOR, XMPPD_ABI_MINOR,
-                 sizeof(xmppd_module_def), major, minor);
+    if (d->def_size < DEF_MIN_SIZE) {
+        snprintf(err, errlen, "%s: descriptor is %u bytes, less than any ABI %u.x descriptor (%zu): "
+                 "declare it with XMPPD_MODULE()", file, d->def_size, XMPPD_ABI_MAJOR,
+                 (size_t)DEF_MIN_SIZE);
         return -1;
     }
-    if (!d->name || strcmp(d->name, l->name) != 0) {
+    memset(copy, 0, sizeof(*copy));
+    memcpy(copy, d, d->def_size < sizeof(*copy) ? d->def_size : sizeof(*copy));
+    if (!copy->name || strcmp(copy->name, name) != 0) {
         snprintf(err, errlen, "%s: descriptor names module \"%s\", expected \"%s\"", file,
-                 d->name ? d->name : "(null)", l->name);
+                 copy->name ? copy->name : "(null)", name);
+        return -1;
+    }
+    if (!copy->version || !copy->load) {
+        snprintf(err, errlen, "%s: descriptor of module %s has no %s", file, name,
+                 copy->version ? "load function" : "version");
+        return -1;
+    }
+    if (copy->options && copy->conf_size == 0) {
+        snprintf(err, errlen, "%s: module %s has options but conf_size 0", file, name);
         return -1;
     }
     return 0;
@@ -311,18 +333,9 @@ static int abi_check(const lib *l, const char *file, char *err, size_t errlen)
  * NULL with a one-line message (naming the file) in err. */
 static lib *lib_open(const xmppd_config *cfg, const char *name, char *err, size_t errlen)
 {
-    /* xmppd_module_<these> are API functions: a module cannot be named so. */
-    static const char *const reserved[] = { "host", "name", "conf", "data", "set_data", NULL };
     if (!valid_name(name)) {
         snprintf(err, errlen, "invalid module name \"%s\"", name);
         return NULL;
-    }
-    for (const char *const *r = reserved; *r; r++) {
-        if (strcmp(*r, name) == 0) {
-            snprintf(err, errlen, "module name \"%s\" is reserved (xmppd_module_%s is an API function)",
-                     name, name);
-            return NULL;
-        }
     }
     lib *l = calloc(1, sizeof(*l));
     if (!l || !(l->name = strdup(name))) {
@@ -330,9 +343,14 @@ static lib *lib_open(const xmppd_config *cfg, const char *name, char *err, size_
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    l->def = builtin_find(name);
-    if (l->def)
+    const xmppd_module_def *builtin = builtin_find(name);
+    if (builtin) {
+        if (module_def_adopt(&l->copy, builtin, name, "built-in module", err, errlen) < 0)
+            goto fail;
+        l->def = &l->copy;
+        l->origin = builtin;
         return l;
+    }
     l->path = find_file(cfg, name);
     if (!l->path) {
         char dirs[1024] = "";
@@ -348,14 +366,17 @@ static lib *lib_open(const xmppd_config *cfg, const char *name, char *err, size_
     if (lib_dlopen(l, err, errlen) < 0)
         goto fail;
     char sym[128];
-    snprintf(sym, sizeof(sym), "xmppd_module_%s", name);
-    l->def = dlsym(l->dl, sym);
-    if (!l->def) {
-        snprintf(err, errlen, "%s: no symbol %s: not an xmppd module", l->path, sym);
+    snprintf(sym, sizeof(sym), XMPPD_MODULE_SYMBOL_PREFIX "%s", name);
+    const xmppd_module_def *d = dlsym(l->dl, sym);
+    if (!d) {
+        snprintf(err, errlen, "%s: no symbol %s: not an xmppd %u.x module (declare it with "
+                 "XMPPD_MODULE(%s, ...))", l->path, sym, XMPPD_ABI_MAJOR, name);
         goto fail;
     }
-    if (abi_check(l, l->path, err, errlen) < 0)
+    if (module_def_adopt(&l->copy, d, name, l->path, err, errlen) < 0)
         goto fail;
+    l->def = &l->copy;
+    l->origin = d;
     return l;
 fail:
     lib_free(l);
@@ -792,7 +813,9 @@ static xmppd_module *instance_new(plan_item *it, xmppd_host *h)
         free(m);
         return NULL;
     }
-    m->def = it->lib->def;
+    m->def_copy = *it->lib->def;
+    m->def = &m->def_copy;
+    m->origin = it->lib->origin;
     m->host = h;
     m->conf = it->conf;
     it->conf = NULL;
@@ -808,13 +831,16 @@ static int instance_load(xmppd_module *m, const char *key, const xmppd_config *c
                          size_t errlen)
 {
     m->loaded = true;
-    int rc = m->def->load ? m->def->load(m, m->conf) : 0;
+    m->in_load = true;
+    int rc = m->def->load(m, m->conf);
+    m->in_load = false;
     if (rc >= 0)
         return 0;
     m->loaded = false;
     run_cleanups(m);
-    opt_errorf(cfg, key, err, errlen, "module %s refused to load%s%s (see its log line above)",
-               m->def->name, m->host ? " on " : "", m->host ? m->host->name : "");
+    opt_errorf(cfg, key, err, errlen, "module %s refused to load%s%s: %s", m->def->name,
+               m->host ? " on " : "", m->host ? m->host->name : "",
+               m->refusal ? m->refusal : "it gave no reason (see the log)");
     module_unref(m);
     return -1;
 }
@@ -1318,7 +1344,7 @@ static int apply_set(xmppd_host *h, plan_set *set, const xmppd_config *cfg, char
         if (!old) {
             it->order = next_order(h);
             r = load_item(it, h, cfg, &m, why, sizeof(why));
-        } else if (!same_options(old->options, it->given) || old->def != it->lib->def) {
+        } else if (!same_options(old->options, it->given) || old->origin != it->lib->origin) {
             xmppd_log(old, XMPPD_LOG_INFO, "reloading: options changed");
             r = swap_instance(old, it, cfg, &m, why, sizeof(why));
         }
@@ -1510,6 +1536,21 @@ API const char *xmppd_module_name(const xmppd_module *m)
 API const void *xmppd_module_conf(const xmppd_module *m)
 {
     return m->conf;
+}
+
+API int xmppd_module_refuse(xmppd_module *m, const char *fmt, ...)
+{
+    if (!m->in_load)
+        return -1;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    free(m->refusal);
+    m->refusal = strdup(buf);
+    xmppd_log(m, XMPPD_LOG_ERROR, "refusing to load: %s", buf);
+    return -1;
 }
 
 API void *xmppd_module_data(const xmppd_module *m)

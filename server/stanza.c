@@ -381,6 +381,18 @@ API int xmppd_stanza_add_text(xmppd_stanza *s, const char *text, size_t len)
     return 0;
 }
 
+API int xmppd_stanza_set_text(xmppd_stanza *s, const char *text)
+{
+    s->text_len = 0;
+    if (s->text)
+        s->text[0] = '\0';
+    if (text && xmppd_stanza_add_text(s, text, strlen(text)) < 0)
+        return -1;
+    for (xmppd_stanza *c = s->first; c; c = c->next)
+        c->text_off = s->text_len;
+    return 0;
+}
+
 /* ---- copy -------------------------------------------------------------- */
 
 static xmppd_stanza *copy_one(const xmppd_stanza *s)

@@ -1,9 +1,11 @@
 /* xmppd module API: the descriptor a module exports, its options, its lifecycle.
  *
  * A module is a shared object mod_NAME.so exporting exactly one symbol,
- * xmppd_module_NAME, declared with XMPPD_MODULE(NAME). The kernel resolves it
- * with dlopen(RTLD_NOW|RTLD_LOCAL), refuses a different ABI major, a newer ABI
- * minor or a descriptor smaller than it expects, parses and validates the
+ * the descriptor declared with XMPPD_MODULE(NAME, ...). The kernel resolves
+ * it with dlopen(RTLD_NOW|RTLD_LOCAL), refuses a different ABI major or a
+ * newer ABI minor, copies the descriptor into a zeroed one of its own size
+ * (so a module built against an older minor, with a shorter descriptor,
+ * loads: the fields it lacks read as zero), parses and validates the
  * module's options from the configuration, then calls load().
  *
  * Threading: every callback a module receives runs on the event loop thread,
@@ -28,8 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define XMPPD_ABI_MAJOR 1 /* bump: every module must be rebuilt */
-#define XMPPD_ABI_MINOR 2 /* bump: additions only (1: xmppd_host_sessions, xmppd_event_declare, XMPPD_MOD_KEEP_SLOTS; 2: xmppd_pending) */
+#define XMPPD_ABI_MAJOR 2 /* bump: every module must be rebuilt */
+#define XMPPD_ABI_MINOR 0 /* bump: additions only (fields appended to structs, new functions) */
 #define XMPPD_ABI ((uint32_t)((XMPPD_ABI_MAJOR << 16) | XMPPD_ABI_MINOR))
 
 #define XMPPD_EXPORT __attribute__((visibility("default")))
@@ -79,10 +81,11 @@ typedef struct xmppd_option {
  * its unload(), and the new instance starts with empty slots. */
 #define XMPPD_MOD_KEEP_SLOTS 0x2u
 
+/* Fields are only ever appended (a minor ABI bump), never reordered. */
 typedef struct xmppd_module_def {
-    uint32_t abi;                 /* XMPPD_ABI */
-    uint32_t def_size;            /* sizeof(xmppd_module_def) */
-    const char *name;             /* equals NAME in mod_NAME.so */
+    uint32_t abi;                 /* XMPPD_ABI (set by XMPPD_MODULE) */
+    uint32_t def_size;            /* sizeof(xmppd_module_def) (set by XMPPD_MODULE) */
+    const char *name;             /* NAME of mod_NAME.so (set by XMPPD_MODULE) */
     const char *version;
     const char *summary;          /* one line */
     const char *const *depends;   /* modules loaded first, NULL-terminated */
@@ -92,10 +95,11 @@ typedef struct xmppd_module_def {
     size_t conf_size;             /* size of the conf struct options write into */
     /* Register hooks, handlers, stores; conf is the parsed options block
      * (kernel-owned, valid as long as the instance). 0 = loaded; <0 =
-     * refused, with the reason logged by the module: everything registered
-     * is then undone and unload() is NOT called, so free your own data
-     * before returning. During a reload the old instance is still running
-     * while the new one's load() runs. */
+     * refused: say why with `return xmppd_module_refuse(m, "...")`, which
+     * the kernel logs and `xmppctl module load` prints. Everything
+     * registered is then undone and unload() is NOT called, so free your
+     * own data before returning. During a reload the old instance is still
+     * running while the new one's load() runs. */
     int (*load)(xmppd_module *m, const void *conf);
     /* Optional: called once every module of the configuration is loaded
      * (right after load() for a module loaded later): look up other
@@ -107,7 +111,22 @@ typedef struct xmppd_module_def {
     void (*unload)(xmppd_module *m);
 } xmppd_module_def;
 
-#define XMPPD_MODULE(n) XMPPD_EXPORT const xmppd_module_def xmppd_module_##n
+/* Declares and exports the descriptor of module n, filling abi, def_size
+ * and name ("n") so they cannot be forgotten; the other fields follow as
+ * designated initializers:
+ *
+ *   XMPPD_MODULE(ping, .version = "1.0", .load = ping_load);
+ *
+ * The symbol is xmppd__module_n: no API function has "__" in its name, so
+ * no module name can collide with one. */
+#define XMPPD_MODULE(n, ...)                                                              \
+    XMPPD_EXPORT const xmppd_module_def xmppd__module_##n = {                             \
+        .abi = XMPPD_ABI, .def_size = sizeof(xmppd_module_def), .name = #n, __VA_ARGS__ }
+/* The descriptor symbol of module n, as a string (what the loader looks up). */
+#define XMPPD_MODULE_SYMBOL_PREFIX "xmppd__module_"
+/* The same header fields for a descriptor that is not exported (built-in
+ * modules registered with a test harness): { XMPPD_MODULE_HEAD("n"), ... }. */
+#define XMPPD_MODULE_HEAD(name_) .abi = XMPPD_ABI, .def_size = sizeof(xmppd_module_def), .name = (name_)
 
 /* Convenience for option tables: offset of a field in the conf struct. */
 #define XMPPD_OFF(type, field) offsetof(type, field)
@@ -120,6 +139,11 @@ typedef struct xmppd_module_def {
 xmppd_host *xmppd_module_host(const xmppd_module *m);
 /* The descriptor's name (kernel-owned, valid while the instance lives). */
 const char *xmppd_module_name(const xmppd_module *m);
+/* From load() only: records why the module refuses to load (formatted,
+ * one line, no secrets) and returns -1, for `return xmppd_module_refuse(m,
+ * "cannot open %s: %s", path, strerror(errno));`. The kernel logs it and
+ * puts it into the error that `xmppctl module load`/`check` print. */
+int xmppd_module_refuse(xmppd_module *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The parsed options of this instance: the conf block load() received.
  * Kernel-owned, read-only, valid until the instance is freed. */
 const void *xmppd_module_conf(const xmppd_module *m);

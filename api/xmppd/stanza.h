@@ -61,6 +61,9 @@ xmppd_stanza *xmppd_stanza_tag(xmppd_stanza *parent, const char *name, const cha
 void xmppd_stanza_remove(xmppd_stanza *parent, xmppd_stanza *child);
 /* Appends character data (copied, unescaped text). 0 or -1 on OOM. */
 int xmppd_stanza_add_text(xmppd_stanza *s, const char *text, size_t len);
+/* Replaces the element's direct character data with text (copied; NULL or
+ * "": none). Children stay, after the new text. 0 or -1 on OOM. */
+int xmppd_stanza_set_text(xmppd_stanza *s, const char *text);
 /* The element's direct character data ("" when none). Owned by the element,
  * valid until the element is modified. */
 const char *xmppd_stanza_text(const xmppd_stanza *s);

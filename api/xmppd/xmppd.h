@@ -5,6 +5,7 @@
 #include "module.h"
 #include "log.h"
 #include "stanza.h"
+#include "forms.h"
 #include "jid.h"
 #include "crypto.h"
 #include "hooks.h"

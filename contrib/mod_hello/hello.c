@@ -323,15 +323,11 @@ static void hello_unload(xmppd_module *m)
     xmppd_module_set_data(m, NULL);
 }
 
-XMPPD_MODULE(hello) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "hello",
+XMPPD_MODULE(hello,
     .version = HELLO_VERSION,
     .summary = "Example module: greets accounts on their first login, answers <hello/>",
     .specs = (const char *const[]){ NULL }, /* a private protocol: no RFC or XEP */
     .options = hello_options,
     .conf_size = sizeof(hello_conf),
     .load = hello_load,
-    .unload = hello_unload,
-};
+    .unload = hello_unload);

@@ -609,14 +609,10 @@ static void ae_unload(xmppd_module *m)
     ae_ctx_free(ctx);
 }
 
-XMPPD_MODULE(auth_external) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "auth_external",
+XMPPD_MODULE(auth_external,
     .version = "1.0",
     .summary = "accounts checked by an external program (ejabberd extauth protocol)",
     .options = ae_options,
     .conf_size = sizeof(ae_conf),
     .load = ae_load,
-    .unload = ae_unload,
-};
+    .unload = ae_unload);

@@ -555,15 +555,11 @@ static void ai_unload(xmppd_module *m)
         free(ctx);
 }
 
-XMPPD_MODULE(auth_internal) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "auth_internal",
+XMPPD_MODULE(auth_internal,
     .version = "1.0",
     .summary = "accounts in the server's storage, as salted SCRAM keys (no passwords kept)",
     .specs = (const char *const[]){ "RFC 5802", "RFC 7677", NULL },
     .options = ai_options,
     .conf_size = sizeof(ai_conf),
     .load = ai_load_module,
-    .unload = ai_unload,
-};
+    .unload = ai_unload);

@@ -851,14 +851,10 @@ static void sa_unload(xmppd_module *m)
         free(ctx);
 }
 
-XMPPD_MODULE(auth_sql) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "auth_sql",
+XMPPD_MODULE(auth_sql,
     .version = "1.0",
     .summary = "accounts from an existing SQL user table (crypt, PBKDF2, SCRAM; upgrade to SCRAM on login)",
     .options = sa_options,
     .conf_size = sizeof(sa_conf),
     .load = sa_load,
-    .unload = sa_unload,
-};
+    .unload = sa_unload);

@@ -311,14 +311,10 @@ static void bl_unload(xmppd_module *m)
     xmppd_module_set_data(m, NULL);
 }
 
-XMPPD_MODULE(blocking) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "blocking",
+XMPPD_MODULE(blocking,
     .version = "1.0",
     .summary = "Blocking command (XEP-0191) on top of the privacy module's lists",
     .depends = (const char *const[]){ "privacy", NULL },
     .specs = (const char *const[]){ "XEP-0191", NULL },
     .load = bl_load,
-    .unload = bl_unload,
-};
+    .unload = bl_unload);

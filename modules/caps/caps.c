@@ -424,10 +424,7 @@ static int caps_load(xmppd_module *m, const void *conf)
     return 0;
 }
 
-XMPPD_MODULE(caps) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "caps",
+XMPPD_MODULE(caps,
     .version = "1.0",
     .summary = "XEP-0115 entity capabilities: the server's in stream features, clients' cached",
     .depends = (const char *const[]){ "disco", NULL },
@@ -435,5 +432,4 @@ XMPPD_MODULE(caps) = {
     .options = caps_options,
     .conf_size = sizeof(caps_conf),
     .load = caps_load,
-    .unload = caps_unload,
-};
+    .unload = caps_unload);

@@ -374,15 +374,11 @@ static int disco_load(xmppd_module *m, const void *conf)
     return 0;
 }
 
-XMPPD_MODULE(disco) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "disco",
+XMPPD_MODULE(disco,
     .version = "1.0",
     .summary = "XEP-0030 service discovery (with XEP-0128 forms, XEP-0157 contacts)",
     .specs = (const char *const[]){ "XEP-0030", "XEP-0128", "XEP-0157", NULL },
     .options = disco_options,
     .conf_size = sizeof(disco_conf),
     .load = disco_load,
-    .unload = disco_unload,
-};
+    .unload = disco_unload);

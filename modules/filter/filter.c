@@ -531,14 +531,10 @@ static int fl_load(xmppd_module *m, const void *conf)
     return 0;
 }
 
-XMPPD_MODULE(filter) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "filter",
+XMPPD_MODULE(filter,
     .version = "1.0",
     .summary = "Operator rules: drop, bounce or log stanzas by kind, type, address, body and size",
     .options = fl_options,
     .conf_size = sizeof(fl_conf),
     .load = fl_load,
-    .unload = fl_unload,
-};
+    .unload = fl_unload);

@@ -262,13 +262,9 @@ static int last_load(xmppd_module *m, const void *conf)
     return 0;
 }
 
-XMPPD_MODULE(last) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "last",
+XMPPD_MODULE(last,
     .version = "1.0",
     .summary = "XEP-0012 Last Activity: server uptime, accounts' last logout",
     .specs = (const char *const[]){ "XEP-0012", NULL },
     .load = last_load,
-    .unload = last_unload,
-};
+    .unload = last_unload);

@@ -437,15 +437,11 @@ static int lm_load(xmppd_module *m, const void *conf)
     return 0;
 }
 
-XMPPD_MODULE(limits) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "limits",
+XMPPD_MODULE(limits,
     .version = "1.0",
     .summary = "Rate limits per session and per address (stanzas, bytes, failed logins)",
     .flags = XMPPD_MOD_GLOBAL,
     .options = lm_options,
     .conf_size = sizeof(lm_conf),
     .load = lm_load,
-    .unload = lm_unload,
-};
+    .unload = lm_unload);

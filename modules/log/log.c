@@ -267,15 +267,11 @@ static int lg_load(xmppd_module *m, const void *conf)
     return 0;
 }
 
-XMPPD_MODULE(log) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "log",
+XMPPD_MODULE(log,
     .version = "1.0",
     .summary = "Audit log of client stanzas and session events as JSON lines (file or syslog)",
     .flags = XMPPD_MOD_GLOBAL,
     .options = lg_options,
     .conf_size = sizeof(lg_conf),
     .load = lg_load,
-    .unload = lg_unload,
-};
+    .unload = lg_unload);

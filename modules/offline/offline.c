@@ -500,15 +500,11 @@ static int off_load(xmppd_module *m, const void *conf)
     return 0;
 }
 
-XMPPD_MODULE(offline) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "offline",
+XMPPD_MODULE(offline,
     .version = "1.0",
     .summary = "XEP-0160 offline messages: stored, then delivered on initial presence",
     .specs = (const char *const[]){ "XEP-0160", "XEP-0203", NULL },
     .options = off_options,
     .conf_size = sizeof(off_conf),
     .load = off_load,
-    .unload = off_unload,
-};
+    .unload = off_unload);

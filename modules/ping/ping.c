@@ -221,15 +221,11 @@ fail:
     return -1;
 }
 
-XMPPD_MODULE(ping) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "ping",
+XMPPD_MODULE(ping,
     .version = "1.0",
     .summary = "XEP-0199 XMPP Ping: answers pings, pings idle sessions",
     .specs = (const char *const[]){ "XEP-0199", NULL },
     .options = ping_options,
     .conf_size = sizeof(ping_conf),
     .load = ping_load,
-    .unload = ping_unload,
-};
+    .unload = ping_unload);

@@ -710,15 +710,11 @@ static void pr_unload(xmppd_module *m)
     xmppd_module_set_data(m, NULL);
 }
 
-XMPPD_MODULE(presence) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "presence",
+XMPPD_MODULE(presence,
     .version = "1.0",
     .summary = "Presence subscriptions, probes and broadcast (RFC 6121 sections 3 and 4)",
     .depends = (const char *const[]){ "roster", NULL },
     .specs = (const char *const[]){ "RFC 6121", NULL },
     .flags = XMPPD_MOD_KEEP_SLOTS, /* directed-presence lists survive a reload */
     .load = pr_load,
-    .unload = pr_unload,
-};
+    .unload = pr_unload);

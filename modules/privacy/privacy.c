@@ -1729,10 +1729,7 @@ static void pv_unload(xmppd_module *m)
     xmppd_module_set_data(m, NULL);
 }
 
-XMPPD_MODULE(privacy) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "privacy",
+XMPPD_MODULE(privacy,
     .version = "1.0",
     .summary = "Users' filtering rules: XEP-0016 privacy lists, the engine behind blocking",
     .depends = (const char *const[]){ "roster", NULL },
@@ -1740,5 +1737,4 @@ XMPPD_MODULE(privacy) = {
     .options = pv_options,
     .conf_size = sizeof(pv_conf),
     .load = pv_load,
-    .unload = pv_unload,
-};
+    .unload = pv_unload);

@@ -175,13 +175,9 @@ static int private_load(xmppd_module *m, const void *conf)
     return 0;
 }
 
-XMPPD_MODULE(private) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "private",
+XMPPD_MODULE(private,
     .version = "1.0",
     .summary = "XEP-0049 Private XML Storage (XEP-0048 bookmarks)",
     .specs = (const char *const[]){ "XEP-0049", "XEP-0048", NULL },
     .load = private_load,
-    .unload = private_unload,
-};
+    .unload = private_unload);

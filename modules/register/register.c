@@ -418,15 +418,11 @@ fail:
     return -1;
 }
 
-XMPPD_MODULE(register) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "register",
+XMPPD_MODULE(register,
     .version = "1.0",
     .summary = "XEP-0077 In-Band Registration, password change, account removal",
     .specs = (const char *const[]){ "XEP-0077", NULL },
     .options = reg_options,
     .conf_size = sizeof(reg_conf),
     .load = reg_load,
-    .unload = reg_unload,
-};
+    .unload = reg_unload);

@@ -883,10 +883,7 @@ static void rs_unload(xmppd_module *m)
     xmppd_module_set_data(m, NULL);
 }
 
-XMPPD_MODULE(roster) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "roster",
+XMPPD_MODULE(roster,
     .version = "1.0",
     .summary = "Contact lists: roster get/set, pushes, versioning (RFC 6121 section 2)",
     .specs = (const char *const[]){ "RFC 6121", NULL },
@@ -894,5 +891,4 @@ XMPPD_MODULE(roster) = {
     .options = rs_options,
     .conf_size = sizeof(rs_conf),
     .load = rs_load,
-    .unload = rs_unload,
-};
+    .unload = rs_unload);

@@ -1315,15 +1315,11 @@ static void pg_unload(xmppd_module *m)
     pg_db_free(d);
 }
 
-XMPPD_MODULE(storage_pgsql) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "storage_pgsql",
+XMPPD_MODULE(storage_pgsql,
     .version = "1.0",
     .summary = "PostgreSQL storage driver \"pgsql\" (libpq, asynchronous, connection pool)",
     .flags = XMPPD_MOD_GLOBAL,
     .options = pg_options,
     .conf_size = sizeof(pg_conf),
     .load = pg_load,
-    .unload = pg_unload,
-};
+    .unload = pg_unload);

@@ -1128,10 +1128,7 @@ static void sq_unload(xmppd_module *m)
     xmppd_module_set_data(m, NULL);
 }
 
-XMPPD_MODULE(storage_sqlite) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "storage_sqlite",
+XMPPD_MODULE(storage_sqlite,
     .version = "1.0",
     .summary = "SQLite storage driver \"sqlite\" (WAL, one file, batched transactions)",
     .specs = (const char *const[]){ NULL }, /* a storage driver: no protocol */
@@ -1139,5 +1136,4 @@ XMPPD_MODULE(storage_sqlite) = {
     .options = sq_options,
     .conf_size = sizeof(sq_conf),
     .load = sq_load,
-    .unload = sq_unload,
-};
+    .unload = sq_unload);

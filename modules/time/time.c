@@ -52,12 +52,8 @@ static int time_load(xmppd_module *m, const void *conf)
     return 0;
 }
 
-XMPPD_MODULE(time) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "time",
+XMPPD_MODULE(time,
     .version = "1.0",
     .summary = "XEP-0202 Entity Time of the server",
     .specs = (const char *const[]){ "XEP-0202", "XEP-0082", NULL },
-    .load = time_load,
-};
+    .load = time_load);

@@ -201,15 +201,11 @@ static int vcard_load(xmppd_module *m, const void *conf)
     return 0;
 }
 
-XMPPD_MODULE(vcard) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "vcard",
+XMPPD_MODULE(vcard,
     .version = "1.0",
     .summary = "XEP-0054 vcard-temp: store and serve accounts' vCards",
     .specs = (const char *const[]){ "XEP-0054", NULL },
     .options = vcard_options,
     .conf_size = sizeof(vcard_conf),
     .load = vcard_load,
-    .unload = vcard_unload,
-};
+    .unload = vcard_unload);

@@ -74,15 +74,11 @@ static int version_load(xmppd_module *m, const void *conf)
     return 0;
 }
 
-XMPPD_MODULE(version) = {
-    .abi = XMPPD_ABI,
-    .def_size = sizeof(xmppd_module_def),
-    .name = "version",
+XMPPD_MODULE(version,
     .version = "1.0",
     .summary = "XEP-0092 Software Version of the server",
     .specs = (const char *const[]){ "XEP-0092", NULL },
     .options = version_options,
     .conf_size = sizeof(version_conf),
     .load = version_load,
-    .unload = version_unload,
-};
+    .unload = version_unload);

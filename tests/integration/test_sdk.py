@@ -76,9 +76,10 @@ def build_hello(sdk, outdir, version=None):
 OLD_ABI_C = r"""
 #include <xmppd/xmppd.h>
 static int load(xmppd_module *m, const void *conf) { return 0; }
-/* As if built against headers of module ABI 2.0. */
-XMPPD_MODULE(oldabi) = {
-    .abi = (2u << 16) | 0u,
+/* As if built against headers of module ABI 1.2, whose descriptor had
+ * the same layout: the major version alone tells them apart. */
+XMPPD_EXPORT const xmppd_module_def xmppd__module_oldabi = {
+    .abi = (1u << 16) | 2u,
     .def_size = sizeof(xmppd_module_def),
     .name = "oldabi",
     .version = "1.0",
@@ -370,7 +371,7 @@ def test_module_commands_errors(server):
 # ---- ABI ------------------------------------------------------------------------------------------
 
 def test_other_abi_refused_by_running_server(server, sdk, hello_dir):
-    """`module load` of a module built for module ABI 2.0 is refused with a
+    """`module load` of a module built for module ABI 1.2 is refused with a
     message naming the file and both ABI versions; nothing changes."""
     path = build_oldabi(sdk, hello_dir)
     try:
@@ -378,7 +379,7 @@ def test_other_abi_refused_by_running_server(server, sdk, hello_dir):
         assert r.returncode == 1
         line = one_line(r)
         assert str(path) in line
-        assert "built for module ABI 2.0" in line and re.search(r"provides 1\.\d+", line), line
+        assert "built for module ABI 1.2" in line and re.search(r"provides 2\.\d+", line), line
         assert "oldabi" not in server.ctl("module", "list").stdout
     finally:
         path.unlink()
@@ -393,11 +394,11 @@ def test_other_abi_refused_at_start(server_factory, sdk, tmp_path):
                          start=False)
     r = srv.ctl("check")
     assert r.returncode == 1
-    assert str(path) in one_line(r) and "ABI 2.0" in one_line(r)
+    assert str(path) in one_line(r) and "ABI 1.2" in one_line(r)
     p = subprocess.run([str(XMPPD), "-c", str(srv.config_path)], capture_output=True, text=True,
                        timeout=scaled(20))
     assert p.returncode != 0
-    assert str(path) in p.stderr and "built for module ABI 2.0" in p.stderr
+    assert str(path) in p.stderr and "built for module ABI 1.2" in p.stderr
 
 
 def test_reload_providers(server, accounts):

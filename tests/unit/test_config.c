@@ -328,11 +328,11 @@ static const xmppd_option required_options[] = {
 };
 
 static const xmppd_module_def fake_def = {
-    .abi = XMPPD_ABI, .def_size = sizeof(xmppd_module_def), .name = "fake", .version = "1.0",
+    XMPPD_MODULE_HEAD("fake"), .version = "1.0",
     .summary = "test module", .options = fake_options, .conf_size = sizeof(fake_conf),
 };
 static const xmppd_module_def required_def = {
-    .abi = XMPPD_ABI, .def_size = sizeof(xmppd_module_def), .name = "needy", .version = "1.0",
+    XMPPD_MODULE_HEAD("needy"), .version = "1.0",
     .options = required_options, .conf_size = sizeof(const char *),
 };
 
@@ -529,7 +529,12 @@ static int beta_load(xmppd_module *m, const void *conf)
 static int broken_load(xmppd_module *m, const void *conf)
 {
     xmppd_hook(m, "ev", on_event, 0, "BROKEN");
-    return -1;
+    return xmppd_module_refuse(m, "no %s today", "luck");
+}
+
+static int noop_load(xmppd_module *m, const void *conf)
+{
+    return 0;
 }
 
 static int dup_load(xmppd_module *m, const void *conf)
@@ -566,8 +571,7 @@ static int fake_load(xmppd_module *m, const void *conf)
 }
 
 #define DEF(n, ...) \
-    static const xmppd_module_def def_##n = { .abi = XMPPD_ABI, .def_size = sizeof(xmppd_module_def), \
-                                              .name = #n, .version = "1", __VA_ARGS__ }
+    static const xmppd_module_def def_##n = { XMPPD_MODULE_HEAD(#n), .version = "1", __VA_ARGS__ }
 DEF(base, .flags = XMPPD_MOD_GLOBAL, .load = base_load, .ready = count_ready);
 DEF(alpha, .depends = (const char *const[]){ "beta", "base", NULL }, .load = alpha_load,
     .ready = count_ready);
@@ -575,11 +579,11 @@ DEF(beta, .load = beta_load, .ready = count_ready);
 DEF(broken, .load = broken_load);
 DEF(dup, .load = dup_load);
 DEF(killer, .load = killer_load);
-DEF(c1, .depends = (const char *const[]){ "c2", NULL });
-DEF(c2, .depends = (const char *const[]){ "c1", NULL });
-DEF(needy, .options = required_options, .conf_size = sizeof(const char *));
+DEF(c1, .depends = (const char *const[]){ "c2", NULL }, .load = noop_load);
+DEF(c2, .depends = (const char *const[]){ "c1", NULL }, .load = noop_load);
+DEF(needy, .options = required_options, .conf_size = sizeof(const char *), .load = noop_load);
 static const xmppd_module_def def_fake2 = {
-    .abi = XMPPD_ABI, .def_size = sizeof(xmppd_module_def), .name = "fake", .version = "1.0",
+    XMPPD_MODULE_HEAD("fake"), .version = "1.0",
     .options = fake_options, .conf_size = sizeof(fake_conf), .load = fake_load,
 };
 
@@ -728,8 +732,9 @@ static void test_failed_load_unwinds(void **state)
 {
     start_text("{ \"modules\": { \"base\": {}, \"broken\": {} },\n \"hosts\": { \"a.example\": {} } }", -1);
     char want[256];
-    snprintf(want, sizeof(want), "%s:1: modules.broken: module broken refused to load on a.example", g_path);
-    assert_true(strncmp(g_err, want, strlen(want)) == 0);
+    snprintf(want, sizeof(want),
+             "%s:1: modules.broken: module broken refused to load on a.example: no luck today", g_path);
+    assert_string_equal(g_err, want);
     assert_int_equal(g_server.n_hosts, 0);
     assert_int_equal(g_server.n_globals, 0);
     assert_null(g_server.cfg);
@@ -940,9 +945,70 @@ static void test_log_format(void **state)
     unlink(path);
 }
 
+/* ---- descriptors: the ABI tolerates growth (api/xmppd/module.h) ---------------------- */
+
+static int adopt(const xmppd_module_def *d, xmppd_module_def *copy)
+{
+    return module_def_adopt(copy, d, "m", "mod_m.so", g_err, sizeof(g_err));
+}
+
+static void test_descriptor_abi(void **state)
+{
+    xmppd_module_def copy;
+    xmppd_module_def good = { XMPPD_MODULE_HEAD("m"), .version = "1", .load = noop_load };
+    assert_int_equal(adopt(&good, &copy), 0);
+    assert_ptr_equal(copy.load, noop_load);
+
+    /* A module built for an older minor has a shorter descriptor: only
+     * def_size bytes are read, what it lacks reads as zero. Simulated with
+     * a buffer whose bytes past the declared size are garbage. */
+    union { xmppd_module_def d; unsigned char raw[sizeof(xmppd_module_def) + 64]; } older;
+    memset(&older, 0xa5, sizeof(older));
+    older.d = good;
+    older.d.abi = (XMPPD_ABI_MAJOR << 16) | 0;
+    older.d.def_size = offsetof(xmppd_module_def, unload) + sizeof(void (*)(void));
+    assert_int_equal(adopt(&older.d, &copy), 0);
+    assert_ptr_equal(copy.load, noop_load);
+    for (size_t i = older.d.def_size; i < sizeof(copy); i++)
+        assert_int_equal(((unsigned char *)&copy)[i], 0);
+
+    /* A newer major, a newer minor, a descriptor too small for this major. */
+    xmppd_module_def bad = good;
+    bad.abi = (uint32_t)(XMPPD_ABI_MAJOR + 1) << 16;
+    assert_int_equal(adopt(&bad, &copy), -1);
+    assert_non_null(strstr(g_err, "mod_m.so: built for module ABI 3.0"));
+    assert_non_null(strstr(g_err, "a different major version"));
+    bad.abi = XMPPD_ABI + 1;
+    assert_int_equal(adopt(&bad, &copy), -1);
+    assert_non_null(strstr(g_err, "a newer minor version"));
+    bad = good;
+    bad.def_size = 2 * sizeof(uint32_t);
+    assert_int_equal(adopt(&bad, &copy), -1);
+    assert_non_null(strstr(g_err, "declare it with XMPPD_MODULE()"));
+
+    /* Missing fields: name, version, load; options without a conf size. */
+    bad = good;
+    bad.name = "other";
+    assert_int_equal(adopt(&bad, &copy), -1);
+    assert_string_equal(g_err, "mod_m.so: descriptor names module \"other\", expected \"m\"");
+    bad = good;
+    bad.version = NULL;
+    assert_int_equal(adopt(&bad, &copy), -1);
+    assert_string_equal(g_err, "mod_m.so: descriptor of module m has no version");
+    bad = good;
+    bad.load = NULL;
+    assert_int_equal(adopt(&bad, &copy), -1);
+    assert_string_equal(g_err, "mod_m.so: descriptor of module m has no load function");
+    bad = good;
+    bad.options = fake_options;
+    assert_int_equal(adopt(&bad, &copy), -1);
+    assert_string_equal(g_err, "mod_m.so: module m has options but conf_size 0");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_descriptor_abi),
         cmocka_unit_test(test_bad_json),
         cmocka_unit_test(test_unknown_key),
         cmocka_unit_test(test_wrong_type_and_range),
