@@ -203,6 +203,11 @@ build_level() {
 
 # ---- level 1: plain build ------------------------------------------------------
 if build_level build "default" --enable-werror; then
+    # The architecture, enforced: layers use only the layers below them, and
+    # the programs export exactly the SDK's functions.
+    say "layers (contrib/ci/check-layers.py) and exports (contrib/ci/check-exports.sh)"
+    if "$PYTHON" contrib/ci/check-layers.py build; then pass_step; else fail_step "layering"; fi
+    if bash contrib/ci/check-exports.sh build; then pass_step; else fail_step "exported symbols"; fi
     run_make_check build "default"
     run_pytest build "default"
     run_pytest_pgsql build "default, PostgreSQL storage"

@@ -7,9 +7,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "control.h"
-#include "net.h"
+#include "admin/control.h"
+#include "c2s/c2s.h"
+#include "core/config.h"
+#include "core/loop.h"
+#include "net/net.h"
+#include "s2s/federation.h"
+#include "session/session.h"
 
 static struct event *sig_term, *sig_int, *sig_hup;
 
@@ -37,6 +41,12 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         log_kernel("main", XMPPD_LOG_ERROR, "reload refused: %s", err);
 }
 
+/* Component listeners have no direct TLS (XEP-0114 predates it). */
+static void component_acceptor(int fd, const struct sockaddr *sa, int socklen, bool direct_tls)
+{
+    component_accept(fd, sa, socklen);
+}
+
 static int start(const char *path)
 {
     char err[1024];
@@ -55,6 +65,12 @@ static int start(const char *path)
         config_free(cfg);
         return -1;
     }
+    /* Wire the layers together: the lower ones call what these register. */
+    session_layer_init();
+    component_start();
+    listener_set_acceptor(LISTEN_C2S, c2s_accept);
+    listener_set_acceptor(LISTEN_S2S, s2s_accept);
+    listener_set_acceptor(LISTEN_COMPONENT, component_acceptor);
     if (modules_start(cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "xmppd: %s\n", err);
         config_free(cfg);

@@ -19,9 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "catalogue.h"
-#include "config.h"
-#include "net.h"
+#include "core/catalogue.h"
+#include "core/config.h"
+#include "core/loop.h"
+#include "session/session.h"
 
 #define PROG "xmppctl"
 
@@ -237,6 +238,7 @@ static int start_modules(xmppd_config *cfg)
     char err[1024];
     if (log_open(NULL, XMPPD_LOG_WARN) < 0 || loop_init() < 0)
         return fail(NULL, "cannot create the event loop");
+    session_layer_init();
     if (modules_start(cfg, err, sizeof err) < 0)
         return fail(NULL, "%s", err);
     return 0;

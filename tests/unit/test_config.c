@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core.h"
-#include "options.h"
+#include "core/core.h"
+#include "core/options.h"
 
 /* ---- fixtures ----------------------------------------------------------------- */
 
