@@ -47,16 +47,29 @@ static void component_acceptor(int fd, const struct sockaddr *sa, int socklen, b
     component_accept(fd, sa, socklen);
 }
 
+/* One line per error, each with the program's name. */
+static void report(const char *err)
+{
+    const char *line = err;
+    for (;;) {
+        const char *nl = strchr(line, '\n');
+        fprintf(stderr, "xmppd: %.*s\n", (int)(nl ? nl - line : (long)strlen(line)), line);
+        if (!nl)
+            break;
+        line = nl + 1;
+    }
+}
+
 static int start(const char *path)
 {
-    char err[1024];
-    xmppd_config *cfg = config_load(path, err, sizeof(err));
+    char err[8192];
+    xmppd_config *cfg = config_read(path, err, sizeof(err));
     if (!cfg) {
-        fprintf(stderr, "xmppd: %s\n", err);
+        report(err);
         return -1;
     }
-    if (log_open(cfg->log_file, cfg->log_level) < 0) {
-        fprintf(stderr, "xmppd: %s: cannot open log file %s\n", path, cfg->log_file);
+    if (log_open(cfg->log.file, cfg->log.level) < 0) {
+        fprintf(stderr, "xmppd: %s: cannot open log file %s\n", path, cfg->log.file);
         config_free(cfg);
         return -1;
     }
@@ -72,14 +85,14 @@ static int start(const char *path)
     listener_set_acceptor(LISTEN_S2S, s2s_accept);
     listener_set_acceptor(LISTEN_COMPONENT, component_acceptor);
     if (modules_start(cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "xmppd: %s\n", err);
+        report(err);
         config_free(cfg);
         return -1;
     }
     if (tls_start(err, sizeof(err)) < 0 || s2s_start(err, sizeof(err)) < 0 ||
         listeners_start(cfg, err, sizeof(err)) < 0 ||
         control_start(cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "xmppd: %s\n", err);
+        report(err);
         return -1;
     }
     return 0;

@@ -182,7 +182,7 @@ static json_t *cmd_module(const json_t *req, enum mod_op op)
         rc = module_unload_one(name, h, err, sizeof(err));
     } else {
         /* The module's options as the file says now: edit, then reload. */
-        xmppd_config *cfg = config_load(g_server.cfg->path, err, sizeof(err));
+        xmppd_config *cfg = config_read(g_server.cfg->path, err, sizeof(err));
         if (!cfg)
             return fail("module %s %s refused: %s", verbs[op], name, err);
         rc = op == OP_LOAD ? module_load_from(cfg, name, h, err, sizeof(err))
@@ -606,7 +606,7 @@ int server_reload(char *err, size_t errlen)
         snprintf(err, errlen, "the server is not started");
         return -1;
     }
-    xmppd_config *cfg = config_load(old->path, err, errlen);
+    xmppd_config *cfg = config_read(old->path, err, errlen);
     if (!cfg)
         return -1;
     int rc = modules_reconfigure(cfg, err, errlen);
@@ -614,19 +614,12 @@ int server_reload(char *err, size_t errlen)
         config_free(cfg);
         return -1;
     }
-    /* cfg is in force. Listening sockets are opened at start only and point
-     * into the configuration's listener table: the running table moves to
-     * cfg, so the old configuration can be freed. */
+    /* cfg is in force. Listening sockets are opened at start only (they
+     * keep their own copy of what they were configured with). */
     if (!same_listeners(old, cfg))
         log_kernel("main", XMPPD_LOG_WARN, "\"listeners\" changed: restart the server to apply");
-    listener_conf *lv = cfg->listeners;
-    size_t ln = cfg->n_listeners;
-    cfg->listeners = old->listeners;
-    cfg->n_listeners = old->n_listeners;
-    old->listeners = lv;
-    old->n_listeners = ln;
-    if (log_open(cfg->log_file, cfg->log_level) < 0)
-        log_kernel("main", XMPPD_LOG_ERROR, "cannot reopen log file %s", cfg->log_file);
+    if (log_open(cfg->log.file, cfg->log.level) < 0)
+        log_kernel("main", XMPPD_LOG_ERROR, "cannot reopen log file %s", cfg->log.file);
     char why[1024];
     tls_stop();
     if (tls_start(why, sizeof(why)) < 0)

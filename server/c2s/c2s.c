@@ -292,7 +292,7 @@ static void add_mechanisms(c2s_conn *c, xmppd_stanza *features)
 static void send_features(c2s_conn *c)
 {
     xmppd_stanza *f = xmppd_stanza_new("features", NS_STREAM);
-    bool tls_required = g_server.cfg->c2s_require_encryption;
+    bool tls_required = g_server.cfg->c2s.require_encryption;
     if (!c->s->authenticated) {
         if (tls_available(c)) {
             xmppd_stanza *st = xmppd_stanza_tag(f, "starttls", NS_TLS);
@@ -658,7 +658,7 @@ static void handle_sasl(c2s_conn *c, xmppd_stanza *el)
             sasl_fail(c, SASL_MALFORMED);
             return;
         }
-        if (!c->s->secure && g_server.cfg->c2s_require_encryption) {
+        if (!c->s->secure && g_server.cfg->c2s.require_encryption) {
             send_failure_now(c, SASL_ENCRYPTION_REQUIRED);
             return;
         }

@@ -1,16 +1,17 @@
-/* Server configuration: load, validate, defaults, line lookups.
+/* Server configuration: the kernel's keys as option tables, the checks
+ * types cannot express, load and free.
  *
- * Jansson parses the file (duplicate keys rejected); it keeps no positions,
- * so config_line() walks the raw text with a small scanner to find the line
- * of a dotted key path. Validation stops at the first error and reports it
- * as one line "FILE:LINE: KEY: what is wrong". */
+ * Parsing is the option engine's (options.c), the same as for modules: it
+ * knows types, ranges, defaults and unknown keys. What follows the tables
+ * are the rules between values (a certificate needs its key, a domain is
+ * either a host or a component, listeners do not share a port, ...) and
+ * the values derived from what was configured (prepared domain names,
+ * absolute paths, routes). Every rule adds its error and goes on, so one
+ * run reports every error of the file. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <limits.h>
-#include <openssl/tls1.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 
 #include "core/config.h"
 #include "core/options.h"
+#include "util/strmap.h"
 #include "xmppd/crypto.h"
 #include "xmppd/jid.h"
 #include "xmppd/log.h"
@@ -26,244 +28,166 @@
 #define XMPPD_MODULE_DIR "/usr/local/lib/xmppd"
 #endif
 
-/* ---- line lookup: a scanner over the raw JSON text --------------------------
- * The text has already been accepted by Jansson, so the scanner only needs
- * to be right for valid JSON; on anything unexpected it gives up (line 0). */
+/* Unix socket paths: sizeof(sockaddr_un.sun_path) - 1 on Linux. */
+#define SOCKET_PATH_MAX 107
 
-typedef struct scanner {
-    const char *p;
-    int line;
-    const char *want;   /* dotted path looked for */
-    int found;          /* its line, once seen */
-    char path[1024];
-    size_t plen;
-} scanner;
+/* ---- the tables ------------------------------------------------------------------ */
 
-static void skip_ws(scanner *s)
-{
-    for (;; s->p++) {
-        if (*s->p == '\n')
-            s->line++;
-        else if (*s->p != ' ' && *s->p != '\t' && *s->p != '\r')
-            return;
-    }
-}
+#define OFF(type, field) offsetof(type, field)
 
-/* Appends one UTF-8 encoded code point to out (len bytes, NUL kept). */
-static void put_utf8(char *out, size_t len, size_t *n, unsigned cp)
-{
-    unsigned char b[4];
-    size_t k;
-    if (cp < 0x80) {
-        b[0] = (unsigned char)cp;
-        k = 1;
-    } else if (cp < 0x800) {
-        b[0] = (unsigned char)(0xC0 | (cp >> 6));
-        b[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        k = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (unsigned char)(0xE0 | (cp >> 12));
-        b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (unsigned char)(0x80 | (cp & 0x3F));
-        k = 3;
-    } else {
-        b[0] = (unsigned char)(0xF0 | (cp >> 18));
-        b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-        b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        b[3] = (unsigned char)(0x80 | (cp & 0x3F));
-        k = 4;
-    }
-    for (size_t i = 0; i < k && *n + 1 < len; i++)
-        out[(*n)++] = (char)b[i];
-    out[*n] = '\0';
-}
+static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
+static const char *const tls_versions[] = { "1.2", "1.3", NULL };
+static const char *const listener_types[] = { "c2s", "s2s", "component", NULL };
+static const char *const listener_tlss[] = { "starttls", "direct", NULL };
+static const char *const s2s_auths[] = { "both", "dialback", "external", NULL };
 
-static unsigned hex4(const char *p)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v |= (unsigned)(c - 'A' + 10);
-    }
-    return v;
-}
+static const xmppd_option log_fields[] = {
+    { "level", XMPPD_OPT_ENUM, OFF(log_conf, level), "info", .choices = log_levels,
+      .flags = XMPPD_OPT_INDEX, .doc = "lowest level written" },
+    { "file", XMPPD_OPT_PATH, OFF(log_conf, file), NULL,
+      .doc = "log file (reopened on SIGHUP); null or absent: standard error" },
+    { NULL }
+};
 
-/* Reads a string token at s->p (the opening quote), decoding escapes into
- * out (may be NULL). 0, or -1 when the text ends first. */
-static int scan_string(scanner *s, char *out, size_t len)
-{
-    size_t n = 0;
-    if (out)
-        out[0] = '\0';
-    s->p++;
-    while (*s->p && *s->p != '"') {
-        unsigned cp = (unsigned char)*s->p;
-        if (*s->p == '\\') {
-            s->p++;
-            switch (*s->p) {
-            case 'b': cp = '\b'; break;
-            case 'f': cp = '\f'; break;
-            case 'n': cp = '\n'; break;
-            case 'r': cp = '\r'; break;
-            case 't': cp = '\t'; break;
-            case 'u':
-                if (strnlen(s->p, 5) < 5)
-                    return -1;
-                cp = hex4(s->p + 1);
-                s->p += 4;
-                if (cp >= 0xD800 && cp < 0xDC00 && s->p[1] == '\\' && s->p[2] == 'u' &&
-                    strnlen(s->p, 7) >= 7) {
-                    unsigned lo = hex4(s->p + 3);
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                    s->p += 6;
-                }
-                break;
-            case '\0': return -1;
-            default: cp = (unsigned char)*s->p; break;
-            }
-            if (out)
-                put_utf8(out, len, &n, cp);
-        } else if (out && n + 1 < len) {
-            out[n++] = *s->p;
-            out[n] = '\0';
-        }
-        s->p++;
-    }
-    if (*s->p != '"')
-        return -1;
-    s->p++;
-    return 0;
-}
+static const xmppd_option tls_fields[] = {
+    { "cert", XMPPD_OPT_PATH, OFF(tls_conf, cert), NULL,
+      .doc = "PEM certificate chain; the server picks a host's by SNI" },
+    { "key", XMPPD_OPT_PATH, OFF(tls_conf, key), NULL, .doc = "PEM private key of cert" },
+    { "ciphers", XMPPD_OPT_STRING, OFF(tls_conf, ciphers), NULL, .min = 1,
+      .doc = "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's)" },
+    { "min_version", XMPPD_OPT_ENUM, OFF(tls_conf, min_version), "1.2", .choices = tls_versions,
+      .flags = XMPPD_OPT_INDEX, .doc = "oldest TLS version accepted" },
+    { NULL }
+};
 
-static int scan_value(scanner *s);
+static const xmppd_option c2s_fields[] = {
+    { "require_encryption", XMPPD_OPT_BOOL, OFF(c2s_conf, require_encryption), "true",
+      .doc = "clients must use TLS before authenticating (RFC 6120 §5.3.1)" },
+    { NULL }
+};
 
-/* Extends the current path by one component; returns the old length. */
-static size_t path_push(scanner *s, const char *comp)
-{
-    size_t old = s->plen;
-    int n = snprintf(s->path + s->plen, sizeof(s->path) - s->plen, "%s%s",
-                     s->plen ? "." : "", comp);
-    if (n > 0)
-        s->plen = s->plen + (size_t)n < sizeof(s->path) ? s->plen + (size_t)n : sizeof(s->path) - 1;
-    return old;
-}
+static const xmppd_option limits_fields[] = {
+    /* RFC 6120 §13.12: servers must accept stanzas of at least 10000 bytes. */
+    { "max_stanza_size", XMPPD_OPT_SIZE, OFF(limits_conf, max_stanza_size), "256k", 10000, 1LL << 30,
+      .doc = "a larger stanza ends its stream with <policy-violation/>" },
+    { "max_depth", XMPPD_OPT_INT, OFF(limits_conf, max_depth), "64", 1, 1000,
+      .doc = "deepest element nesting accepted" },
+    { "negotiation_timeout", XMPPD_OPT_DURATION, OFF(limits_conf, negotiation_timeout), "30s",
+      1000, 3600000, .doc = "time a client has to get from TCP to a bound resource" },
+    { "connections_per_ip", XMPPD_OPT_INT, OFF(limits_conf, connections_per_ip), "20", 1, 1000000,
+      .doc = "open connections from one address" },
+    { "auth_attempts", XMPPD_OPT_INT, OFF(limits_conf, auth_attempts), "5", 1, 100,
+      .doc = "failed authentications before a stream is closed" },
+    { "auth_failure_delay", XMPPD_OPT_DURATION, OFF(limits_conf, auth_failure_delay), "1s", 0, 60000,
+      .doc = "delay before a SASL failure, doubled per failure on the stream" },
+    { "max_resources", XMPPD_OPT_INT, OFF(limits_conf, max_resources), "10", 1, 10000,
+      .doc = "sessions one account may have at once" },
+    { "max_send_buffer", XMPPD_OPT_SIZE, OFF(limits_conf, max_send_buffer), "1M", 65536, 1LL << 30,
+      .doc = "bytes waiting for a slow reader before its stream is closed" },
+    { NULL }
+};
 
-static void path_pop(scanner *s, size_t old)
-{
-    s->plen = old;
-    s->path[old] = '\0';
-}
+static const xmppd_option listener_fields[] = {
+    { "type", XMPPD_OPT_ENUM, OFF(listener_conf, type), NULL, .choices = listener_types,
+      .flags = XMPPD_OPT_INDEX | XMPPD_OPT_REQUIRED, .doc = "what connects here" },
+    { "address", XMPPD_OPT_STRING, OFF(listener_conf, address), "::", .min = 1,
+      .doc = "IP address to bind (\"::\": every address)" },
+    { "port", XMPPD_OPT_INT, OFF(listener_conf, port), NULL, 1, 65535,
+      .doc = "default: 5222 (c2s), 5223 (c2s direct TLS), 5269 (s2s), 5270 (s2s direct TLS), "
+             "5347 (component)" },
+    { "tls", XMPPD_OPT_ENUM, OFF(listener_conf, tls), "starttls", .choices = listener_tlss,
+      .flags = XMPPD_OPT_INDEX, .doc = "STARTTLS after the stream header, or TLS from the first "
+                                        "byte (XEP-0368); components have none" },
+    { NULL }
+};
 
-static void check_found(scanner *s, int line)
-{
-    if (!s->found && strcmp(s->path, s->want) == 0)
-        s->found = line;
-}
+static const xmppd_option host_fields[] = {
+    { "tls", XMPPD_OPT_SECTION, OFF(host_conf, tls), .fields = tls_fields,
+      .doc = "the host's own certificate; keys not given are the top-level tls's" },
+    { "modules", XMPPD_OPT_JSON, OFF(host_conf, modules), NULL,
+      .doc = "modules of this host: added, reconfigured, or removed with false" },
+    { NULL }
+};
 
-/* The opening bracket: 1 when the container is empty (close follows). */
-static int scan_open(scanner *s, char close)
-{
-    s->p++;
-    skip_ws(s);
-    if (*s->p != close)
-        return 0;
-    s->p++;
-    return 1;
-}
+static const xmppd_option component_fields[] = {
+    { "secret", XMPPD_OPT_STRING, OFF(component_conf, secret), NULL, .min = 1,
+      .flags = XMPPD_OPT_REQUIRED | XMPPD_OPT_SECRET,
+      .doc = "the shared secret the component proves (XEP-0114 §3)" },
+    { "subdomains", XMPPD_OPT_BOOL, OFF(component_conf, subdomains), "false",
+      .doc = "also route every subdomain of the domain to the component" },
+    { NULL }
+};
 
-/* A member's value (its path pushed at old), then ',' or close. 1: another
- * member follows; 0: done (closed, or the wanted path was found); -1: a
- * syntax error. */
-static int scan_member(scanner *s, size_t old, char close)
-{
-    if (s->found || scan_value(s) < 0)
-        return s->found ? 0 : -1;
-    path_pop(s, old);
-    skip_ws(s);
-    if (*s->p == ',') {
-        s->p++;
-        return 1;
-    }
-    if (*s->p == close) {
-        s->p++;
-        return 0;
-    }
-    return -1;
-}
+static const xmppd_option s2s_fields[] = {
+    { "require_encryption", XMPPD_OPT_BOOL, OFF(s2s_conf, require_encryption), "true",
+      .doc = "no server-to-server stream without TLS" },
+    { "authentication", XMPPD_OPT_ENUM, OFF(s2s_conf, authentication), "both", .choices = s2s_auths,
+      .flags = XMPPD_OPT_INDEX,
+      .doc = "how peers prove their domain: SASL EXTERNAL with certificates (XEP-0178), "
+             "dialback (XEP-0220), or either" },
+    { "ca_file", XMPPD_OPT_PATH, OFF(s2s_conf, ca_file), NULL,
+      .doc = "extra trust anchors (PEM) for peer certificates, besides the system's" },
+    { "idle_timeout", XMPPD_OPT_DURATION, OFF(s2s_conf, idle_timeout), "5m", 1000, 86400000LL,
+      .doc = "a stream without stanzas for this long is closed" },
+    { "connect_timeout", XMPPD_OPT_DURATION, OFF(s2s_conf, connect_timeout), "15s", 100, 600000,
+      .doc = "time per connection attempt until the stream is authenticated" },
+    { "max_queue", XMPPD_OPT_INT, OFF(s2s_conf, max_queue), "1000", 1, 1000000,
+      .doc = "stanzas queued for a remote domain while its stream is set up" },
+    { "dialback_secret", XMPPD_OPT_STRING, OFF(s2s_conf, dialback_secret), NULL, .min = 16,
+      .flags = XMPPD_OPT_SECRET,
+      .doc = "dialback key secret (XEP-0185), shared by a cluster; default: random per start" },
+    { "routes", XMPPD_OPT_JSON, OFF(s2s_conf, routes_given), NULL,
+      .doc = "static routes: { \"domain\": \"host:port\" } instead of DNS" },
+    { "dns_servers", XMPPD_OPT_LIST, OFF(s2s_conf, dns_given), NULL,
+      .doc = "DNS servers for SRV lookups (\"ip\" or \"ip:port\"); default: the system's" },
+    { NULL }
+};
 
-static int scan_object(scanner *s)
-{
-    if (scan_open(s, '}'))
-        return 0;
-    for (;;) {
-        char key[512];
-        skip_ws(s);
-        if (*s->p != '"')
-            return -1;
-        int line = s->line;
-        if (scan_string(s, key, sizeof(key)) < 0)
-            return -1;
-        size_t old = path_push(s, key);
-        check_found(s, line);
-        skip_ws(s);
-        if (*s->p++ != ':')
-            return -1;
-        int rc = scan_member(s, old, '}');
-        if (rc <= 0)
-            return rc;
-    }
-}
+const xmppd_option config_options[] = {
+    { "log", XMPPD_OPT_SECTION, OFF(xmppd_config, log), .fields = log_fields, .doc = "logging" },
+    { "data_dir", XMPPD_OPT_PATH, OFF(xmppd_config, data_dir), NULL,
+      .doc = "where state lives (the SQLite database, the control socket); default: the "
+             "configuration file's folder" },
+    { "module_path", XMPPD_OPT_LIST, OFF(xmppd_config, module_path_given), NULL,
+      .doc = "folders searched for mod_NAME.so, in order; default: the install's module folder "
+             "($(pkglibdir), e.g. /usr/local/lib/xmppd)" },
+    { "storage", XMPPD_OPT_STRING, OFF(xmppd_config, storage), "sqlite", .min = 1,
+      .doc = "storage driver every store uses (a loaded storage module provides it)" },
+    { "control_socket", XMPPD_OPT_JSON, OFF(xmppd_config, control_socket_given), NULL,
+      .doc = "Unix socket xmppctl talks to (mode 0600), or false for none; default: "
+             "DATA_DIR/xmppd.sock" },
+    { "c2s", XMPPD_OPT_SECTION, OFF(xmppd_config, c2s), .fields = c2s_fields,
+      .doc = "client connections" },
+    { "tls", XMPPD_OPT_SECTION, OFF(xmppd_config, tls), .fields = tls_fields,
+      .doc = "the certificate of every host that has none of its own" },
+    { "limits", XMPPD_OPT_SECTION, OFF(xmppd_config, limits), .fields = limits_fields,
+      .doc = "limits on what peers can make the server hold" },
+    { "listeners", XMPPD_OPT_ARRAY, OFF(xmppd_config, listeners), "[ { \"type\": \"c2s\" } ]",
+      .fields = listener_fields, .item_size = sizeof(listener_conf),
+      .doc = "sockets the server accepts connections on" },
+    { "modules", XMPPD_OPT_JSON, OFF(xmppd_config, global_modules), NULL,
+      .doc = "modules of every host (and global ones): name -> options object or true" },
+    { "hosts", XMPPD_OPT_MAP, OFF(xmppd_config, hosts), NULL, .fields = host_fields,
+      .item_size = sizeof(host_conf), .flags = XMPPD_OPT_REQUIRED,
+      .doc = "the domains served, at least one: \"hosts\": { \"example.org\": {} }" },
+    { "s2s", XMPPD_OPT_SECTION, OFF(xmppd_config, s2s), .fields = s2s_fields,
+      .doc = "server-to-server federation" },
+    { "components", XMPPD_OPT_MAP, OFF(xmppd_config, components), NULL, .fields = component_fields,
+      .item_size = sizeof(component_conf), .doc = "XEP-0114 external components: domain -> { secret }" },
+    { NULL }
+};
 
-static int scan_array(scanner *s)
-{
-    if (scan_open(s, ']'))
-        return 0;
-    for (size_t i = 0;; i++) {
-        char idx[24];
-        snprintf(idx, sizeof(idx), "%zu", i);
-        skip_ws(s);
-        size_t old = path_push(s, idx);
-        check_found(s, s->line);
-        int rc = scan_member(s, old, ']');
-        if (rc <= 0)
-            return rc;
-    }
-}
+/* The arrays the engine writes as xmppd_opt_array. */
+_Static_assert(offsetof(xmppd_config, n_listeners) == offsetof(xmppd_config, listeners) + sizeof(void *),
+               "listeners must be laid out as an xmppd_opt_array");
+_Static_assert(offsetof(xmppd_config, n_hosts) == offsetof(xmppd_config, hosts) + sizeof(void *),
+               "hosts must be laid out as an xmppd_opt_array");
+_Static_assert(offsetof(xmppd_config, n_components) == offsetof(xmppd_config, components) + sizeof(void *),
+               "components must be laid out as an xmppd_opt_array");
+_Static_assert(offsetof(host_conf, name) == 0 && offsetof(component_conf, domain) == 0,
+               "map items begin with their key");
 
-static int scan_value(scanner *s)
-{
-    skip_ws(s);
-    switch (*s->p) {
-    case '{': return scan_object(s);
-    case '[': return scan_array(s);
-    case '"': return scan_string(s, NULL, 0);
-    case '\0': return -1;
-    default:
-        /* number, true, false, null */
-        while (*s->p && !strchr(",]} \t\r\n", *s->p))
-            s->p++;
-        return 0;
-    }
-}
-
-int config_line(const xmppd_config *cfg, const char *dotted_path)
-{
-    if (!cfg || !cfg->text || !dotted_path)
-        return 0;
-    scanner s = { .p = cfg->text, .line = 1, .want = dotted_path };
-    if (!*dotted_path) {
-        skip_ws(&s);
-        return s.line;
-    }
-    scan_value(&s);
-    return s.found;
-}
+/* ---- paths ------------------------------------------------------------------------- */
 
 char *config_abspath(const xmppd_config *cfg, const char *p)
 {
@@ -278,190 +202,49 @@ char *config_abspath(const xmppd_config *cfg, const char *p)
     return out;
 }
 
-/* ---- validation helpers -------------------------------------------------- */
+int config_line(const xmppd_config *cfg, const char *dotted_path)
+{
+    if (!cfg || !cfg->lines || !dotted_path)
+        return 0;
+    return (int)(intptr_t)strmap_get(cfg->lines, dotted_path);
+}
 
-typedef struct cctx {
+/* ---- the rules between values ----------------------------------------------------- */
+
+typedef struct vctx {
     xmppd_config *cfg;
-    char *err;
-    size_t errlen;
-} cctx;
+    opt_errors *errs;
+} vctx;
 
-#define FAIL(c, key, ...) (opt_errorf((c)->cfg, (key), (c)->err, (c)->errlen, __VA_ARGS__), -1)
+#define ERR(c, key, ...) opt_error((c)->errs, (c)->cfg, (key), __VA_ARGS__)
 
-/* "prefix.name" into buf. */
-static const char *join(char *buf, size_t len, const char *prefix, const char *name)
+/* Keeps a malloc'd value in the configuration's block; NULL on OOM (with
+ * an error at key). */
+static void *keep(vctx *c, void *p, const char *key)
 {
-    snprintf(buf, len, "%s%s%s", prefix, *prefix ? "." : "", name);
-    return buf;
-}
-
-static int expect_object(cctx *c, const json_t *v, const char *key)
-{
-    if (json_is_object(v))
-        return 0;
-    char got[64];
-    opt_describe_value(v, got, sizeof(got));
-    return FAIL(c, key, "expected an object, got %s", got);
-}
-
-/* Unknown keys of obj (at prefix) are errors, with a suggestion. */
-static int check_keys(cctx *c, const json_t *obj, const char *prefix,
-                      const char *const *allowed, size_t n)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)obj, k, v) {
-        size_t i = 0;
-        while (i < n && strcmp(allowed[i], k) != 0)
-            i++;
-        if (i < n)
-            continue;
-        char key[512];
-        join(key, sizeof(key), prefix, k);
-        const char *hint = opt_suggest(k, allowed, n);
-        if (hint)
-            return FAIL(c, key, "unknown key (did you mean \"%s\"?)", hint);
-        return FAIL(c, key, "unknown key");
+    if (options_keep(c->cfg, p) < 0) {
+        ERR(c, key, "out of memory");
+        return NULL;
     }
-    return 0;
+    return p;
 }
 
-/* Optional string member: *out keeps its value (default) when absent;
- * null sets NULL when nullable. Replaces *out (freeing the old value). */
-static int get_string(cctx *c, const json_t *obj, const char *prefix, const char *name,
-                      bool nullable, bool path, char **out)
+/* Has key (or a key inside it) an error already? Rules about a value that
+ * failed to parse would only repeat it in other words. */
+static bool has_error(const vctx *c, const char *key)
 {
-    json_t *v = json_object_get(obj, name);
-    if (!v)
-        return 0;
-    char key[512];
-    join(key, sizeof(key), prefix, name);
-    if (json_is_null(v) && nullable) {
-        free(*out);
-        *out = NULL;
-        return 0;
+    size_t n = strlen(key);
+    for (size_t i = 0; i < c->errs->n; i++) {
+        const char *at = strstr(c->errs->lines[i], key);
+        if (at && at > c->errs->lines[i] && at[-1] == ' ' && (at[n] == ':' || at[n] == '.'))
+            return true;
     }
-    if (!json_is_string(v) || json_string_length(v) == 0) {
-        char got[64];
-        opt_describe_value(v, got, sizeof(got));
-        return FAIL(c, key, "expected a non-empty %s%s, got %s", path ? "path" : "string",
-                    nullable ? " or null" : "", got);
-    }
-    char *s = path ? config_abspath(c->cfg, json_string_value(v)) : strdup(json_string_value(v));
-    if (!s)
-        return FAIL(c, key, "out of memory");
-    free(*out);
-    *out = s;
-    return 0;
+    return false;
 }
 
-static int get_bool(cctx *c, const json_t *obj, const char *prefix, const char *name, bool *out)
+static char *keep_str(vctx *c, const char *s, const char *key)
 {
-    json_t *v = json_object_get(obj, name);
-    if (!v)
-        return 0;
-    if (!json_is_boolean(v)) {
-        char key[512], got[64];
-        opt_describe_value(v, got, sizeof(got));
-        return FAIL(c, join(key, sizeof(key), prefix, name), "expected true or false, got %s", got);
-    }
-    *out = json_is_true(v);
-    return 0;
-}
-
-enum num_kind { NUM_INT, NUM_DURATION, NUM_SIZE };
-
-/* Optional integer/duration/size member within [min, max] (ms for
- * durations, bytes for sizes), reusing the option engine's parsers and
- * messages. */
-static int get_number(cctx *c, const json_t *obj, const char *prefix, const char *name,
-                      enum num_kind kind, long long min, long long max, long long *out)
-{
-    json_t *v = json_object_get(obj, name);
-    if (!v)
-        return 0;
-    static const enum xmppd_opt_type types[] = { XMPPD_OPT_INT, XMPPD_OPT_DURATION, XMPPD_OPT_SIZE };
-    long long slot = 0;
-    xmppd_option o = { .name = name, .type = types[kind], .min = min, .max = max };
-    xmppd_module_def def = { .name = "config", .options = (xmppd_option[]){ o, { NULL } },
-                             .conf_size = sizeof(long long) };
-    json_t *one = json_pack("{sO}", name, v);
-    opt_ctx octx = { c->cfg, prefix };
-    void *conf = one ? options_parse(&def, one, &octx, c->err, c->errlen) : NULL;
-    json_decref(one);
-    if (!conf)
-        return -1;
-    memcpy(&slot, conf, sizeof(slot));
-    options_conf_free(conf);
-    *out = slot;
-    return 0;
-}
-
-static int get_uint(cctx *c, const json_t *obj, const char *prefix, const char *name,
-                    long long min, long long max, unsigned *out)
-{
-    long long v = *out;
-    if (get_number(c, obj, prefix, name, NUM_INT, min, max, &v) < 0)
-        return -1;
-    *out = (unsigned)v;
-    return 0;
-}
-
-/* ---- sections -------------------------------------------------------------- */
-
-static int parse_log(cctx *c, const json_t *root)
-{
-    static const char *const keys[] = { "level", "file" };
-    static const char *const levels[] = { "error", "warn", "info", "debug", NULL };
-    const json_t *log = json_object_get(root, "log");
-    if (!log)
-        return 0;
-    if (expect_object(c, log, "log") < 0 || check_keys(c, log, "log", keys, 2) < 0)
-        return -1;
-    json_t *lv = json_object_get(log, "level");
-    if (lv) {
-        int i = 0;
-        while (levels[i] && !(json_is_string(lv) && strcmp(levels[i], json_string_value(lv)) == 0))
-            i++;
-        if (!levels[i]) {
-            char got[64];
-            opt_describe_value(lv, got, sizeof(got));
-            return FAIL(c, "log.level", "expected one of \"error\", \"warn\", \"info\", \"debug\", got %s",
-                        got);
-        }
-        c->cfg->log_level = i;
-    }
-    return get_string(c, log, "log", "file", true, true, &c->cfg->log_file);
-}
-
-static int parse_module_path(cctx *c, const json_t *root)
-{
-    const json_t *mp = json_object_get(root, "module_path");
-    size_t n = json_is_array(mp) ? json_array_size(mp) : 1;
-    if (mp && !json_is_array(mp) && !json_is_string(mp)) {
-        char got[64];
-        opt_describe_value(mp, got, sizeof(got));
-        return FAIL(c, "module_path", "expected a folder or a list of folders, got %s", got);
-    }
-    char **list = calloc(n + 1, sizeof(*list));
-    if (!list)
-        return FAIL(c, "module_path", "out of memory");
-    c->cfg->module_path = list;
-    for (size_t i = 0; i < n; i++) {
-        const json_t *e = json_is_array(mp) ? json_array_get(mp, i) : mp;
-        char key[64] = "module_path";
-        if (json_is_array(mp))
-            snprintf(key, sizeof(key), "module_path.%zu", i);
-        if (e && (!json_is_string(e) || json_string_length(e) == 0)) {
-            char got[64];
-            opt_describe_value(e, got, sizeof(got));
-            return FAIL(c, key, "expected a folder name, got %s", got);
-        }
-        list[i] = config_abspath(c->cfg, e ? json_string_value(e) : XMPPD_MODULE_DIR);
-        if (!list[i])
-            return FAIL(c, key, "out of memory");
-    }
-    return 0;
+    return keep(c, s ? strdup(s) : NULL, key);
 }
 
 static bool valid_module_name(const char *s)
@@ -477,329 +260,223 @@ static bool valid_module_name(const char *s)
 /* A "modules" object: names -> options object, true (defaults) or, where
  * allow_false, false (removes an inherited module). Options themselves are
  * checked by the loader, which knows each module's table. */
-static int check_modules(cctx *c, const json_t *mods, const char *prefix, bool allow_false)
+static void check_modules(vctx *c, const json_t *mods, const char *prefix, bool allow_false)
 {
-    if (expect_object(c, mods, prefix) < 0)
-        return -1;
+    if (!json_is_object(mods)) {
+        char got[64];
+        opt_describe_value(mods, got, sizeof(got));
+        ERR(c, prefix, "expected an object, got %s", got);
+        return;
+    }
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)mods, k, v) {
         char key[512];
-        join(key, sizeof(key), prefix, k);
-        if (!valid_module_name(k))
-            return FAIL(c, key, "invalid module name (lower-case letters, digits and _ only)");
-        if (json_is_object(v) || json_is_true(v) || (json_is_false(v) && allow_false))
-            continue;
-        char got[64];
-        opt_describe_value(v, got, sizeof(got));
-        return FAIL(c, key, "expected an object of options or true%s, got %s",
-                    allow_false ? " or false" : "", got);
-    }
-    return 0;
-}
-
-static void tls_free(tls_conf *t)
-{
-    free(t->cert);
-    free(t->key);
-    free(t->ciphers);
-    memset(t, 0, sizeof(*t));
-}
-
-static int tls_copy(tls_conf *dst, const tls_conf *src)
-{
-    *dst = (tls_conf){ .min_version = src->min_version };
-    if ((src->cert && !(dst->cert = strdup(src->cert))) ||
-        (src->key && !(dst->key = strdup(src->key))) ||
-        (src->ciphers && !(dst->ciphers = strdup(src->ciphers)))) {
-        tls_free(dst);
-        return -1;
-    }
-    return 0;
-}
-
-static int check_readable(cctx *c, const char *prefix, const char *name, const char *path)
-{
-    char key[512];
-    if (path && access(path, R_OK) != 0)
-        return FAIL(c, join(key, sizeof(key), prefix, name), "cannot read %s: %s", path,
-                    strerror(errno));
-    return 0;
-}
-
-/* Fills t (already holding inherited values) from a "tls" object. */
-static int parse_tls(cctx *c, const json_t *tls, const char *prefix, tls_conf *t)
-{
-    static const char *const keys[] = { "cert", "key", "ciphers", "min_version" };
-    char key[512];
-    if (expect_object(c, tls, prefix) < 0 || check_keys(c, tls, prefix, keys, 4) < 0)
-        return -1;
-    bool cert_given = json_object_get(tls, "cert") != NULL;
-    if (get_string(c, tls, prefix, "cert", true, true, &t->cert) < 0 ||
-        get_string(c, tls, prefix, "key", true, true, &t->key) < 0 ||
-        get_string(c, tls, prefix, "ciphers", true, false, &t->ciphers) < 0)
-        return -1;
-    json_t *mv = json_object_get(tls, "min_version");
-    if (mv) {
-        const char *s = json_is_string(mv) ? json_string_value(mv) : "";
-        if (strcmp(s, "1.2") == 0) {
-            t->min_version = TLS1_2_VERSION;
-        } else if (strcmp(s, "1.3") == 0) {
-            t->min_version = TLS1_3_VERSION;
-        } else {
+        snprintf(key, sizeof(key), "%s.%s", prefix, k);
+        if (!valid_module_name(k)) {
+            ERR(c, key, "invalid module name (lower-case letters, digits and _ only)");
+        } else if (!json_is_object(v) && !json_is_true(v) && !(json_is_false(v) && allow_false)) {
             char got[64];
-            opt_describe_value(mv, got, sizeof(got));
-            return FAIL(c, join(key, sizeof(key), prefix, "min_version"),
-                        "expected \"1.2\" or \"1.3\", got %s", got);
+            opt_describe_value(v, got, sizeof(got));
+            ERR(c, key, "expected an object of options or true%s, got %s",
+                allow_false ? " or false" : "", got);
         }
     }
-    if (cert_given && t->cert && !json_object_get(tls, "key"))
-        return FAIL(c, join(key, sizeof(key), prefix, "cert"),
-                    "a certificate needs its private key: add \"key\" next to it");
-    if (t->key && !t->cert)
-        return FAIL(c, join(key, sizeof(key), prefix, "key"), "a key was given without \"cert\"");
-    if (check_readable(c, prefix, "cert", json_object_get(tls, "cert") ? t->cert : NULL) < 0 ||
-        check_readable(c, prefix, "key", json_object_get(tls, "key") ? t->key : NULL) < 0)
-        return -1;
-    return 0;
 }
 
-static int parse_limits(cctx *c, const json_t *root)
+/* A tls section's own rules; given: its object as configured (NULL: absent). */
+static void check_tls(vctx *c, const tls_conf *t, const json_t *given, const char *prefix)
 {
-    static const char *const keys[] = { "max_stanza_size", "max_depth", "negotiation_timeout",
-        "connections_per_ip", "auth_attempts", "auth_failure_delay", "max_resources",
-        "max_send_buffer" };
-    limits_conf *l = &c->cfg->limits;
-    const json_t *lim = json_object_get(root, "limits");
-    if (!lim)
-        return 0;
-    if (expect_object(c, lim, "limits") < 0 || check_keys(c, lim, "limits", keys, 8) < 0)
-        return -1;
-    long long v;
-    /* RFC 6120 §13.12: servers must accept stanzas of at least 10000 bytes. */
-    v = (long long)l->max_stanza_size;
-    if (get_number(c, lim, "limits", "max_stanza_size", NUM_SIZE, 10000, 1LL << 30, &v) < 0)
-        return -1;
-    l->max_stanza_size = (size_t)v;
-    if (get_uint(c, lim, "limits", "max_depth", 1, 1000, &l->max_depth) < 0)
-        return -1;
-    v = (long long)l->negotiation_timeout;
-    if (get_number(c, lim, "limits", "negotiation_timeout", NUM_DURATION, 1000, 3600000, &v) < 0)
-        return -1;
-    l->negotiation_timeout = (uint64_t)v;
-    if (get_uint(c, lim, "limits", "connections_per_ip", 1, 1000000, &l->connections_per_ip) < 0 ||
-        get_uint(c, lim, "limits", "auth_attempts", 1, 100, &l->auth_attempts) < 0)
-        return -1;
-    v = (long long)l->auth_failure_delay;
-    if (get_number(c, lim, "limits", "auth_failure_delay", NUM_DURATION, 0, 60000, &v) < 0)
-        return -1;
-    l->auth_failure_delay = (uint64_t)v;
-    if (get_uint(c, lim, "limits", "max_resources", 1, 10000, &l->max_resources) < 0)
-        return -1;
-    v = (long long)l->max_send_buffer;
-    if (get_number(c, lim, "limits", "max_send_buffer", NUM_SIZE, 65536, 1LL << 30, &v) < 0)
-        return -1;
-    l->max_send_buffer = (size_t)v;
-    return 0;
+    char key[512];
+    const json_t *cert = json_object_get(given, "cert"), *k = json_object_get(given, "key");
+    if (cert && t->cert && !k) {
+        snprintf(key, sizeof(key), "%s.cert", prefix);
+        ERR(c, key, "a certificate needs its private key: add \"key\" next to it");
+    }
+    if (t->key && !t->cert) {
+        snprintf(key, sizeof(key), "%s.key", prefix);
+        ERR(c, key, "a key was given without \"cert\"");
+    }
+    const char *files[2] = { cert ? t->cert : NULL, k ? t->key : NULL };
+    static const char *const names[2] = { "cert", "key" };
+    for (int i = 0; i < 2; i++) {
+        if (files[i] && access(files[i], R_OK) != 0) {
+            snprintf(key, sizeof(key), "%s.%s", prefix, names[i]);
+            ERR(c, key, "cannot read %s: %s", files[i], strerror(errno));
+        }
+    }
 }
 
-static int default_port(enum listener_type type, enum listener_tls tls)
+static void check_paths(vctx *c)
+{
+    xmppd_config *cfg = c->cfg;
+    if (!cfg->data_dir)
+        cfg->data_dir = cfg->dir;
+    static const char *const fallback[] = { XMPPD_MODULE_DIR, NULL };
+    if (!cfg->module_path_given)
+        cfg->module_path_given = fallback;
+    size_t n = 0;
+    while (cfg->module_path_given[n])
+        n++;
+    const char **abs = keep(c, calloc(n + 1, sizeof(char *)), "module_path");
+    for (size_t i = 0; abs && i < n; i++) {
+        const char *p = cfg->module_path_given[i];
+        char key[64];
+        snprintf(key, sizeof(key), n > 1 || json_is_array(json_object_get(cfg->root, "module_path"))
+                                       ? "module_path.%zu" : "module_path", i);
+        if (!*p)
+            ERR(c, key, "expected a folder name, got \"\"");
+        abs[i] = keep(c, config_abspath(cfg, p), key);
+    }
+    cfg->module_path = abs;
+    if (cfg->storage && !valid_module_name(cfg->storage))
+        ERR(c, "storage", "expected a storage driver name such as \"sqlite\", got \"%s\"", cfg->storage);
+}
+
+/* "control_socket": a path, or false for none; default DATA_DIR/xmppd.sock. */
+static void check_control_socket(vctx *c)
+{
+    xmppd_config *cfg = c->cfg;
+    const json_t *v = cfg->control_socket_given;
+    if (json_is_false(v))
+        return;
+    if (!v) {
+        size_t n = strlen(cfg->data_dir) + sizeof("/xmppd.sock");
+        char *p = keep(c, malloc(n), "data_dir");
+        if (!p)
+            return;
+        snprintf(p, n, "%s/xmppd.sock", cfg->data_dir);
+        cfg->control_socket = p;
+        if (strlen(p) > SOCKET_PATH_MAX)
+            ERR(c, "data_dir", "the control socket's default path %s is over the %d bytes a Unix "
+                "socket path may have: set \"control_socket\" to a shorter path (or false)", p,
+                SOCKET_PATH_MAX);
+        return;
+    }
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        char got[64];
+        opt_describe_value(v, got, sizeof(got));
+        ERR(c, "control_socket", "expected a non-empty path or false, got %s", got);
+        return;
+    }
+    cfg->control_socket = keep(c, config_abspath(cfg, json_string_value(v)), "control_socket");
+    if (cfg->control_socket && strlen(cfg->control_socket) > SOCKET_PATH_MAX)
+        ERR(c, "control_socket", "%s is over the %d bytes a Unix socket path may have",
+            cfg->control_socket, SOCKET_PATH_MAX);
+}
+
+static int default_port(int type, int tls)
 {
     switch (type) {
     case LISTEN_C2S: return tls == LISTEN_TLS_DIRECT ? 5223 : 5222;
     case LISTEN_S2S: return tls == LISTEN_TLS_DIRECT ? 5270 : 5269;
-    case LISTEN_COMPONENT: return 5347;
+    default: return 5347;
     }
-    return 0;
 }
 
-/* Finds s in names (NULL-terminated); -1 when absent. */
-static int pick(const char *const *names, const json_t *v)
-{
-    if (!json_is_string(v))
-        return -1;
-    for (int i = 0; names[i]; i++)
-        if (strcmp(names[i], json_string_value(v)) == 0)
-            return i;
-    return -1;
-}
-
-static int parse_listener(cctx *c, const json_t *lo, const char *prefix, listener_conf *l)
-{
-    static const char *const keys[] = { "type", "address", "port", "tls" };
-    static const char *const types[] = { "c2s", "s2s", "component", NULL };
-    static const char *const tlss[] = { "starttls", "direct", NULL };
-    char key[512], got[64];
-    if (expect_object(c, lo, prefix) < 0 || check_keys(c, lo, prefix, keys, 4) < 0)
-        return -1;
-    json_t *tv = json_object_get(lo, "type");
-    int type = pick(types, tv);
-    if (!tv)
-        return FAIL(c, prefix, "listener needs a \"type\": \"c2s\", \"s2s\" or \"component\"");
-    if (type < 0) {
-        opt_describe_value(tv, got, sizeof(got));
-        return FAIL(c, join(key, sizeof(key), prefix, "type"),
-                    "expected \"c2s\", \"s2s\" or \"component\", got %s", got);
-    }
-    json_t *sv = json_object_get(lo, "tls");
-    int tls = sv ? pick(tlss, sv) : LISTEN_TLS_STARTTLS;
-    if (tls < 0) {
-        opt_describe_value(sv, got, sizeof(got));
-        return FAIL(c, join(key, sizeof(key), prefix, "tls"), "expected \"starttls\" or \"direct\", got %s",
-                    got);
-    }
-    /* XEP-0114 streams have no TLS: never pretend they are encrypted. */
-    if (type == LISTEN_COMPONENT && sv)
-        return FAIL(c, join(key, sizeof(key), prefix, "tls"),
-                    "component listeners (XEP-0114) have no TLS; remove \"tls\" and bind them "
-                    "to a loopback or private address");
-    l->type = (enum listener_type)type;
-    l->tls = (enum listener_tls)tls;
-    l->address = strdup("::");
-    if (!l->address || get_string(c, lo, prefix, "address", false, false, &l->address) < 0)
-        return l->address ? -1 : FAIL(c, prefix, "out of memory");
-    unsigned port = (unsigned)default_port(l->type, l->tls);
-    if (get_uint(c, lo, prefix, "port", 1, 65535, &port) < 0)
-        return -1;
-    l->port = (int)port;
-    return 0;
-}
-
-static int parse_listeners(cctx *c, const json_t *root)
+static void check_listeners(vctx *c)
 {
     xmppd_config *cfg = c->cfg;
-    const json_t *ls = json_object_get(root, "listeners");
-    if (ls && !json_is_array(ls)) {
-        char got[64];
-        opt_describe_value(ls, got, sizeof(got));
-        return FAIL(c, "listeners", "expected a list of listener objects, got %s", got);
-    }
-    /* Absent: one c2s listener with STARTTLS on every address, port 5222. */
-    size_t n = ls ? json_array_size(ls) : 1;
-    cfg->listeners = calloc(n ? n : 1, sizeof(*cfg->listeners));
-    if (!cfg->listeners)
-        return FAIL(c, "listeners", "out of memory");
-    if (!ls) {
-        cfg->listeners[0] = (listener_conf){ LISTEN_C2S, LISTEN_TLS_STARTTLS, strdup("::"), 5222 };
-        cfg->n_listeners = 1;
-        return cfg->listeners[0].address ? 0 : FAIL(c, "listeners", "out of memory");
-    }
-    for (size_t i = 0; i < n; i++) {
-        char key[64];
-        snprintf(key, sizeof(key), "listeners.%zu", i);
+    const json_t *given = json_object_get(cfg->root, "listeners");
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
         listener_conf *l = &cfg->listeners[i];
-        cfg->n_listeners = i + 1;
-        if (parse_listener(c, json_array_get(ls, i), key, l) < 0)
-            return -1;
+        const json_t *lo = json_array_get(given, i);
+        char key[64], tkey[80];
+        snprintf(key, sizeof(key), "listeners.%zu", i);
+        if (has_error(c, key))
+            continue;
+        if (!l->port)
+            l->port = default_port(l->type, l->tls);
+        /* XEP-0114 streams have no TLS: never pretend they are encrypted. */
+        if (l->type == LISTEN_COMPONENT && json_object_get(lo, "tls")) {
+            snprintf(tkey, sizeof(tkey), "%s.tls", key);
+            ERR(c, tkey, "component listeners (XEP-0114) have no TLS; remove \"tls\" and bind "
+                "them to a loopback or private address");
+        }
+        for (size_t j = 0; l->address && j < i; j++)
+            if (cfg->listeners[j].port == l->port && cfg->listeners[j].address && l->port &&
+                strcmp(cfg->listeners[j].address, l->address) == 0)
+                ERR(c, key, "[%s]:%lld is already used by listeners.%zu", l->address, l->port, j);
+    }
+}
+
+/* The host's tls keys not given in its own object come from the top level. */
+static void inherit_tls(tls_conf *t, const json_t *given, const tls_conf *top)
+{
+    if (!json_object_get(given, "cert"))
+        t->cert = top->cert;
+    if (!json_object_get(given, "key"))
+        t->key = top->key;
+    if (!json_object_get(given, "ciphers"))
+        t->ciphers = top->ciphers;
+    if (!json_object_get(given, "min_version"))
+        t->min_version = top->min_version;
+}
+
+static void check_hosts(vctx *c)
+{
+    xmppd_config *cfg = c->cfg;
+    const json_t *given = json_object_get(cfg->root, "hosts");
+    if (given && json_is_object(given) && cfg->n_hosts == 0)
+        ERR(c, "hosts", "at least one host is required, e.g. \"hosts\": { \"example.org\": {} }");
+    for (size_t i = 0; i < cfg->n_hosts; i++) {
+        host_conf *h = &cfg->hosts[i];
+        const char *domain = h->name;
+        char key[512], sub[600];
+        snprintf(key, sizeof(key), "hosts.%s", domain);
+        const json_t *hv = json_object_get(given, domain);
+        char *prepped = xmppd_nameprep(domain);
+        if (!prepped || !*prepped || strpbrk(prepped, "@/<>&'\"")) {
+            free(prepped);
+            ERR(c, key, "not a valid domain name");
+            continue;
+        }
+        if (!keep(c, prepped, key))
+            continue;
+        h->name = prepped;
         for (size_t j = 0; j < i; j++)
-            if (cfg->listeners[j].port == l->port && strcmp(cfg->listeners[j].address, l->address) == 0)
-                return FAIL(c, key, "[%s]:%d is already used by listeners.%zu", l->address, l->port, j);
+            if (strcmp(cfg->hosts[j].name, h->name) == 0)
+                ERR(c, key, "the same host as an earlier entry (both are %s after normalisation)",
+                    h->name);
+        const json_t *tls = json_object_get(hv, "tls");
+        inherit_tls(&h->tls, tls, &cfg->tls);
+        snprintf(sub, sizeof(sub), "%s.tls", key);
+        check_tls(c, &h->tls, tls, sub);
+        if (h->modules) {
+            snprintf(sub, sizeof(sub), "%s.modules", key);
+            check_modules(c, h->modules, sub, true);
+        }
     }
-    return 0;
 }
 
-static int parse_host(cctx *c, const char *domain, const json_t *hv, host_conf *h)
-{
-    static const char *const keys[] = { "tls", "modules" };
-    char prefix[512], key[600];
-    join(prefix, sizeof(prefix), "hosts", domain);
-    if (expect_object(c, hv, prefix) < 0 || check_keys(c, hv, prefix, keys, 2) < 0)
-        return -1;
-    h->name = xmppd_nameprep(domain);
-    if (!h->name || !*h->name)
-        return FAIL(c, prefix, "not a valid domain name");
-    for (const host_conf *o = c->cfg->hosts; o < h; o++)
-        if (strcmp(o->name, h->name) == 0)
-            return FAIL(c, prefix, "the same host as an earlier entry (both are %s after normalisation)",
-                        h->name);
-    if (tls_copy(&h->tls, &c->cfg->tls) < 0)
-        return FAIL(c, prefix, "out of memory");
-    json_t *tls = json_object_get(hv, "tls");
-    if (tls && parse_tls(c, tls, join(key, sizeof(key), prefix, "tls"), &h->tls) < 0)
-        return -1;
-    h->modules = json_object_get(hv, "modules");
-    if (h->modules && check_modules(c, h->modules, join(key, sizeof(key), prefix, "modules"), true) < 0)
-        return -1;
-    return 0;
-}
-
-static int parse_hosts(cctx *c, const json_t *root)
+/* The secret never appears in a message, not even a wrong value of it. */
+static void check_components(vctx *c)
 {
     xmppd_config *cfg = c->cfg;
-    const json_t *hosts = json_object_get(root, "hosts");
-    if (!hosts)
-        return FAIL(c, "hosts", "at least one host is required, e.g. \"hosts\": { \"example.org\": {} }");
-    if (expect_object(c, hosts, "hosts") < 0)
-        return -1;
-    size_t n = json_object_size(hosts);
-    if (n == 0)
-        return FAIL(c, "hosts", "at least one host is required, e.g. \"hosts\": { \"example.org\": {} }");
-    cfg->hosts = calloc(n, sizeof(*cfg->hosts));
-    if (!cfg->hosts)
-        return FAIL(c, "hosts", "out of memory");
-    const char *domain;
-    json_t *hv;
-    json_object_foreach((json_t *)hosts, domain, hv) {
-        host_conf *h = &cfg->hosts[cfg->n_hosts++];
-        if (parse_host(c, domain, hv, h) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* "components": domain -> { "secret": "...", "subdomains": false }. The
- * secret never appears in a message, not even a wrong value of it. */
-static int parse_components(cctx *c, const json_t *root)
-{
-    static const char *const keys[] = { "secret", "subdomains" };
-    xmppd_config *cfg = c->cfg;
-    const json_t *comps = json_object_get(root, "components");
-    if (!comps)
-        return 0;
-    if (expect_object(c, comps, "components") < 0)
-        return -1;
-    size_t n = json_object_size(comps);
-    cfg->components = calloc(n ? n : 1, sizeof(*cfg->components));
-    if (!cfg->components)
-        return FAIL(c, "components", "out of memory");
-    const char *domain;
-    json_t *cv;
-    json_object_foreach((json_t *)comps, domain, cv) {
-        char prefix[512], key[600];
-        join(prefix, sizeof(prefix), "components", domain);
-        component_conf *cc = &cfg->components[cfg->n_components++];
-        if (expect_object(c, cv, prefix) < 0 || check_keys(c, cv, prefix, keys, 2) < 0)
-            return -1;
-        xmppd_jid *j = xmppd_jid_parse(domain);
+    for (size_t i = 0; i < cfg->n_components; i++) {
+        component_conf *cc = &cfg->components[i];
+        char key[512];
+        snprintf(key, sizeof(key), "components.%s", cc->domain);
+        xmppd_jid *j = xmppd_jid_parse(cc->domain);
         /* The domain is written into stream headers: no XML specials. */
         bool plain = j && !j->node && !j->resource && !strpbrk(j->domain, "<>&'\"");
-        cc->domain = plain ? strdup(j->domain) : NULL;
+        const char *d = plain ? keep_str(c, j->domain, key) : NULL;
         xmppd_jid_free(j);
-        if (!plain)
-            return FAIL(c, prefix, "not a valid domain name");
-        if (!cc->domain)
-            return FAIL(c, prefix, "out of memory");
-        for (size_t i = 0; i < cfg->n_hosts; i++)
-            if (strcmp(cfg->hosts[i].name, cc->domain) == 0)
-                return FAIL(c, prefix, "%s is also under \"hosts\": a domain is either a host or "
-                            "a component", cc->domain);
-        for (const component_conf *o = cfg->components; o < cc; o++)
-            if (strcmp(o->domain, cc->domain) == 0)
-                return FAIL(c, prefix, "the same component as an earlier entry (both are %s after "
-                            "normalisation)", cc->domain);
-        json_t *sv = json_object_get(cv, "secret");
-        if (!sv)
-            return FAIL(c, prefix, "a component needs its shared \"secret\"");
-        if (!json_is_string(sv) || json_string_length(sv) == 0 ||
-            strlen(json_string_value(sv)) != json_string_length(sv))
-            return FAIL(c, join(key, sizeof(key), prefix, "secret"),
-                        "expected a non-empty string without NUL characters");
-        if (!(cc->secret = strdup(json_string_value(sv))))
-            return FAIL(c, prefix, "out of memory");
-        if (get_bool(c, cv, prefix, "subdomains", &cc->subdomains) < 0)
-            return -1;
+        if (!plain) {
+            ERR(c, key, "not a valid domain name");
+            continue;
+        }
+        if (!d)
+            continue;
+        cc->domain = d;
+        for (size_t k = 0; k < cfg->n_hosts; k++)
+            if (strcmp(cfg->hosts[k].name, d) == 0)
+                ERR(c, key, "%s is also under \"hosts\": a domain is either a host or a component", d);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(cfg->components[k].domain, d) == 0)
+                ERR(c, key, "the same component as an earlier entry (both are %s after "
+                    "normalisation)", d);
     }
-    return 0;
 }
 
 /* "host:port", "[v6]:port" or "host" (port def) into host and port. */
@@ -833,222 +510,120 @@ static int split_hostport(const char *v, int def, char **host_r, int *port_r)
     return *host_r ? 0 : -1;
 }
 
-/* "s2s": federation settings (docs/configuration.md). */
-static int parse_s2s(cctx *c, const json_t *root)
+static void check_routes(vctx *c)
 {
-    static const char *const keys[] = { "require_encryption", "authentication", "ca_file",
-        "idle_timeout", "connect_timeout", "max_queue", "dialback_secret", "routes",
-        "dns_servers" };
-    static const char *const auths[] = { "both", "dialback", "external", NULL };
     s2s_conf *s = &c->cfg->s2s;
-    const json_t *o = json_object_get(root, "s2s");
-    char key[600], got[64];
-    if (!o)
-        return 0;
-    if (expect_object(c, o, "s2s") < 0 ||
-        check_keys(c, o, "s2s", keys, sizeof(keys) / sizeof(keys[0])) < 0 ||
-        get_bool(c, o, "s2s", "require_encryption", &s->require_encryption) < 0)
-        return -1;
-    const json_t *av = json_object_get(o, "authentication");
-    if (av) {
-        int a = pick(auths, av);
-        if (a < 0) {
-            opt_describe_value(av, got, sizeof(got));
-            return FAIL(c, "s2s.authentication",
-                        "expected \"both\", \"dialback\" or \"external\", got %s", got);
-        }
-        s->authentication = (enum s2s_auth)a;
-    }
-    if (get_string(c, o, "s2s", "ca_file", true, true, &s->ca_file) < 0 ||
-        check_readable(c, "s2s", "ca_file", s->ca_file) < 0)
-        return -1;
-    long long v = (long long)s->idle_timeout;
-    if (get_number(c, o, "s2s", "idle_timeout", NUM_DURATION, 1000, 86400000LL, &v) < 0)
-        return -1;
-    s->idle_timeout = (uint64_t)v;
-    v = (long long)s->connect_timeout;
-    if (get_number(c, o, "s2s", "connect_timeout", NUM_DURATION, 100, 600000, &v) < 0)
-        return -1;
-    s->connect_timeout = (uint64_t)v;
-    if (get_uint(c, o, "s2s", "max_queue", 1, 1000000, &s->max_queue) < 0)
-        return -1;
-    const json_t *sv = json_object_get(o, "dialback_secret");
-    if (sv && (!json_is_string(sv) || json_string_length(sv) < 16 ||
-               strlen(json_string_value(sv)) != json_string_length(sv)))
-        return FAIL(c, "s2s.dialback_secret",
-                    "expected a string of at least 16 characters without NUL characters");
-    if (sv && !(s->dialback_secret = strdup(json_string_value(sv))))
-        return FAIL(c, "s2s.dialback_secret", "out of memory");
-
-    const json_t *routes = json_object_get(o, "routes");
-    if (routes) {
-        if (expect_object(c, routes, "s2s.routes") < 0)
-            return -1;
-        size_t n = json_object_size(routes);
-        s->routes = calloc(n ? n : 1, sizeof(*s->routes));
-        if (!s->routes)
-            return FAIL(c, "s2s.routes", "out of memory");
-        const char *domain;
-        json_t *rv;
-        json_object_foreach((json_t *)routes, domain, rv) {
-            join(key, sizeof(key), "s2s.routes", domain);
-            s2s_route_conf *r = &s->routes[s->n_routes++];
-            if (!(r->domain = xmppd_nameprep(domain)) || !*r->domain || strchr(r->domain, '@') ||
-                strchr(r->domain, '/'))
-                return FAIL(c, key, "not a valid domain name");
-            for (const s2s_route_conf *e = s->routes; e < r; e++)
-                if (strcmp(e->domain, r->domain) == 0)
-                    return FAIL(c, key, "the same domain as an earlier route (both are %s after "
-                                "normalisation)", r->domain);
-            if (!json_is_string(rv) ||
-                split_hostport(json_string_value(rv), 5269, &r->host, &r->port) < 0) {
-                opt_describe_value(rv, got, sizeof(got));
-                return FAIL(c, key, "expected \"host:port\" (or \"[ipv6]:port\"), got %s", got);
-            }
-        }
-    }
-
-    const json_t *dns = json_object_get(o, "dns_servers");
-    if (dns) {
-        if (!json_is_array(dns) || json_array_size(dns) == 0) {
-            opt_describe_value(dns, got, sizeof(got));
-            return FAIL(c, "s2s.dns_servers", "expected a non-empty list of \"ip\" or "
-                        "\"ip:port\" strings, got %s", got);
-        }
-        size_t cap = 1, len = 0;
-        for (size_t i = 0; i < json_array_size(dns); i++) {
-            const json_t *e = json_array_get(dns, i);
-            cap += json_is_string(e) ? json_string_length(e) + 10 : 0; /* [],:port */
-        }
-        char *csv = calloc(1, cap);
-        if (!csv)
-            return FAIL(c, "s2s.dns_servers", "out of memory");
-        s->dns_servers = csv;
-        for (size_t i = 0; i < json_array_size(dns); i++) {
-            const json_t *e = json_array_get(dns, i);
-            snprintf(key, sizeof(key), "s2s.dns_servers.%zu", i);
-            char *host = NULL;
-            int port = 53;
-            bool ok = json_is_string(e);
-            if (ok) {
-                const char *t = json_string_value(e);
-                /* a bare IPv6 literal has several colons and no port */
-                if (t[0] != '[' && strchr(t, ':') != strrchr(t, ':'))
-                    ok = (host = strdup(t)) != NULL;
-                else
-                    ok = split_hostport(t, 53, &host, &port) == 0;
-            }
-            unsigned char addr[16];
-            bool v6 = ok && strchr(host, ':');
-            ok = ok && inet_pton(v6 ? AF_INET6 : AF_INET, host, addr) == 1;
-            if (ok)
-                len += (size_t)snprintf(csv + len, cap - len, "%s%s%s%s:%d", len ? "," : "",
-                                        v6 ? "[" : "", host, v6 ? "]" : "", port);
-            free(host);
-            if (!ok) {
-                opt_describe_value(e, got, sizeof(got));
-                return FAIL(c, key, "expected an IP address with an optional port "
-                            "(\"127.0.0.1:5353\", \"[::1]:53\"), got %s", got);
-            }
-        }
-    }
-    return 0;
-}
-
-/* "control_socket": path of xmppctl's Unix socket, or false for none;
- * default DATA_DIR/xmppd.sock. Needs data_dir parsed. */
-static int parse_control_socket(cctx *c, const json_t *root)
-{
-    xmppd_config *cfg = c->cfg;
-    const json_t *v = json_object_get(root, "control_socket");
-    const size_t max = 107; /* sizeof(sockaddr_un.sun_path) - 1 on Linux */
-    if (json_is_false(v))
-        return 0;
-    if (!v) {
-        size_t n = strlen(cfg->data_dir) + sizeof("/xmppd.sock");
-        if (!(cfg->control_socket = malloc(n)))
-            return FAIL(c, "", "out of memory");
-        snprintf(cfg->control_socket, n, "%s/xmppd.sock", cfg->data_dir);
-        if (strlen(cfg->control_socket) > max)
-            return FAIL(c, "data_dir", "the control socket's default path %s is over the %zu "
-                        "bytes a Unix socket path may have: set \"control_socket\" to a shorter "
-                        "path (or false)", cfg->control_socket, max);
-        return 0;
-    }
-    if (!json_is_string(v) || json_string_length(v) == 0) {
+    const json_t *routes = s->routes_given;
+    if (!routes)
+        return;
+    if (!json_is_object(routes)) {
         char got[64];
-        opt_describe_value(v, got, sizeof(got));
-        return FAIL(c, "control_socket", "expected a non-empty path or false, got %s", got);
+        opt_describe_value(routes, got, sizeof(got));
+        ERR(c, "s2s.routes", "expected an object, got %s", got);
+        return;
     }
-    if (get_string(c, root, "", "control_socket", false, true, &cfg->control_socket) < 0)
-        return -1;
-    if (strlen(cfg->control_socket) > max)
-        return FAIL(c, "control_socket", "%s is over the %zu bytes a Unix socket path may have",
-                    cfg->control_socket, max);
-    return 0;
+    s->routes = keep(c, calloc(json_object_size(routes) + 1, sizeof(*s->routes)), "s2s.routes");
+    const char *domain;
+    json_t *rv;
+    json_object_foreach((json_t *)routes, domain, rv) {
+        char key[600];
+        snprintf(key, sizeof(key), "s2s.routes.%s", domain);
+        if (!s->routes)
+            return;
+        s2s_route_conf *r = &s->routes[s->n_routes];
+        char *d = xmppd_nameprep(domain);
+        if (!d || !*d || strchr(d, '@') || strchr(d, '/')) {
+            free(d);
+            ERR(c, key, "not a valid domain name");
+            continue;
+        }
+        if (!keep(c, d, key))
+            continue;
+        bool dup = false;
+        for (const s2s_route_conf *e = s->routes; e < r; e++)
+            dup = dup || strcmp(e->domain, d) == 0;
+        if (dup) {
+            ERR(c, key, "the same domain as an earlier route (both are %s after normalisation)", d);
+            continue;
+        }
+        char *host = NULL;
+        int port = 0;
+        if (!json_is_string(rv) || split_hostport(json_string_value(rv), 5269, &host, &port) < 0) {
+            char got[64];
+            opt_describe_value(rv, got, sizeof(got));
+            ERR(c, key, "expected \"host:port\" (or \"[ipv6]:port\"), got %s", got);
+            continue;
+        }
+        if (!keep(c, host, key))
+            continue;
+        *r = (s2s_route_conf){ d, host, port };
+        s->n_routes++;
+    }
 }
 
-static int parse_root(cctx *c)
+/* "dns_servers" into c-ares' "ip:port,[v6]:port" list. */
+static void check_dns(vctx *c)
 {
-    static const char *const keys[] = { "log", "data_dir", "module_path", "storage", "tls", "c2s",
-        "limits", "listeners", "modules", "hosts", "components", "s2s", "control_socket" };
+    s2s_conf *s = &c->cfg->s2s;
+    if (!s->dns_given)
+        return;
+    size_t cap = 1, len = 0, n = 0;
+    for (const char *const *e = s->dns_given; *e; e++, n++)
+        cap += strlen(*e) + 10; /* [],:port */
+    if (n == 0) {
+        ERR(c, "s2s.dns_servers", "expected a non-empty list of \"ip\" or \"ip:port\" strings, got []");
+        return;
+    }
+    char *csv = keep(c, calloc(1, cap), "s2s.dns_servers");
+    if (!csv)
+        return;
+    bool list = json_is_array(json_object_get(json_object_get(c->cfg->root, "s2s"), "dns_servers"));
+    for (size_t i = 0; i < n; i++) {
+        const char *t = s->dns_given[i];
+        char key[64];
+        snprintf(key, sizeof(key), list ? "s2s.dns_servers.%zu" : "s2s.dns_servers", i);
+        char *host = NULL;
+        int port = 53;
+        bool ok;
+        /* a bare IPv6 literal has several colons and no port */
+        if (t[0] != '[' && strchr(t, ':') != strrchr(t, ':'))
+            ok = (host = strdup(t)) != NULL;
+        else
+            ok = split_hostport(t, 53, &host, &port) == 0;
+        unsigned char addr[16];
+        bool v6 = ok && strchr(host, ':');
+        ok = ok && inet_pton(v6 ? AF_INET6 : AF_INET, host, addr) == 1;
+        if (ok)
+            len += (size_t)snprintf(csv + len, cap - len, "%s%s%s%s:%d", len ? "," : "",
+                                    v6 ? "[" : "", host, v6 ? "]" : "", port);
+        else
+            ERR(c, key, "expected an IP address with an optional port (\"127.0.0.1:5353\", "
+                "\"[::1]:53\"), got \"%s\"", t);
+        free(host);
+    }
+    s->dns_servers = csv;
+}
+
+static void check_all(vctx *c)
+{
     xmppd_config *cfg = c->cfg;
-    const json_t *root = cfg->root;
-    if (!json_is_object(root))
-        return FAIL(c, "", "the configuration must be a JSON object");
-    if (check_keys(c, root, "", keys, sizeof(keys) / sizeof(keys[0])) < 0 || parse_log(c, root) < 0)
-        return -1;
-    if (!(cfg->data_dir = strdup(cfg->dir)) || !(cfg->storage = strdup("sqlite")))
-        return FAIL(c, "", "out of memory");
-    if (get_string(c, root, "", "data_dir", false, true, &cfg->data_dir) < 0 ||
-        parse_module_path(c, root) < 0 ||
-        get_string(c, root, "", "storage", false, false, &cfg->storage) < 0)
-        return -1;
-    if (!valid_module_name(cfg->storage))
-        return FAIL(c, "storage", "expected a storage driver name such as \"sqlite\", got \"%s\"",
-                    cfg->storage);
-    if (parse_control_socket(c, root) < 0)
-        return -1;
-    const json_t *tls = json_object_get(root, "tls");
-    if (tls && parse_tls(c, tls, "tls", &cfg->tls) < 0)
-        return -1;
-    const json_t *c2s = json_object_get(root, "c2s");
-    static const char *const c2s_keys[] = { "require_encryption" };
-    if (c2s && (expect_object(c, c2s, "c2s") < 0 || check_keys(c, c2s, "c2s", c2s_keys, 1) < 0 ||
-                get_bool(c, c2s, "c2s", "require_encryption", &cfg->c2s_require_encryption) < 0))
-        return -1;
-    if (parse_limits(c, root) < 0 || parse_listeners(c, root) < 0)
-        return -1;
-    cfg->global_modules = json_object_get(root, "modules");
-    if (cfg->global_modules && check_modules(c, cfg->global_modules, "modules", false) < 0)
-        return -1;
-    if (parse_hosts(c, root) < 0 || parse_s2s(c, root) < 0)
-        return -1;
-    return parse_components(c, root);
+    check_paths(c);
+    check_control_socket(c);
+    check_tls(c, &cfg->tls, json_object_get(cfg->root, "tls"), "tls");
+    check_listeners(c);
+    if (cfg->global_modules)
+        check_modules(c, cfg->global_modules, "modules", false);
+    check_hosts(c);
+    check_routes(c);
+    check_dns(c);
+    if (cfg->s2s.ca_file && access(cfg->s2s.ca_file, R_OK) != 0)
+        ERR(c, "s2s.ca_file", "cannot read %s: %s", cfg->s2s.ca_file, strerror(errno));
+    check_components(c);
 }
 
 /* ---- load / free ------------------------------------------------------------- */
 
-static void set_defaults(xmppd_config *cfg)
-{
-    cfg->log_level = XMPPD_LOG_INFO;
-    cfg->c2s_require_encryption = true;
-    cfg->s2s = (s2s_conf){ .require_encryption = true, .idle_timeout = 300000,
-                           .connect_timeout = 15000, .max_queue = 1000 };
-    cfg->tls.min_version = TLS1_2_VERSION;
-    cfg->limits = (limits_conf){
-        .max_stanza_size = 256 * 1024,
-        .max_depth = 64,
-        .negotiation_timeout = 30000,
-        .connections_per_ip = 20,
-        .auth_attempts = 5,
-        .auth_failure_delay = 1000,
-        .max_resources = 10,
-        .max_send_buffer = 1024 * 1024,
-    };
-}
-
-/* Reads the whole file into a NUL-terminated buffer. */
+/* Reads the whole file into a NUL-terminated buffer (at most 64 MiB). */
 static char *read_file(const char *path, size_t *len_r, int *errno_r)
 {
     FILE *f = fopen(path, "rb");
@@ -1105,89 +680,98 @@ static char *folder_of(const char *path)
     return real;
 }
 
-xmppd_config *config_load(const char *path, char *err, size_t errlen)
+xmppd_config *config_load(const char *path, bool keep_on_error, opt_errors *errs)
 {
-    xmppd_config *cfg = calloc(1, sizeof(*cfg));
-    if (!cfg || !(cfg->path = strdup(path))) {
-        free(cfg);
-        snprintf(err, errlen, "%s: out of memory", path);
-        return NULL;
-    }
-    set_defaults(cfg);
-    size_t len = 0;
+    size_t len = 0, before = errs->n;
     int e = 0;
-    cfg->text = read_file(path, &len, &e);
-    if (!cfg->text) {
-        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(e));
-        config_free(cfg);
+    char *text = read_file(path, &len, &e);
+    if (!text) {
+        opt_error(errs, NULL, path, "cannot read: %s", strerror(e));
         return NULL;
     }
-    cfg->dir = folder_of(path);
-    if (!cfg->dir) {
-        snprintf(err, errlen, "%s: cannot resolve its folder: %s", path, strerror(errno));
-        config_free(cfg);
+    char *dir = folder_of(path);
+    if (!dir) {
+        opt_error(errs, NULL, path, "cannot resolve its folder: %s", strerror(errno));
+        free(text);
         return NULL;
     }
     json_error_t je;
-    cfg->root = json_loadb(cfg->text, len, JSON_REJECT_DUPLICATES, &je);
-    if (!cfg->root) {
-        if (je.line > 0)
-            snprintf(err, errlen, "%s:%d:%d: invalid JSON: %s", path, je.line, je.column, je.text);
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root || !json_is_object(root)) {
+        char where[4200];
+        snprintf(where, sizeof(where), "%.4096s:%d:%d", path, je.line, je.column);
+        if (!root && je.line > 0)
+            opt_error(errs, NULL, where, "invalid JSON: %s", je.text);
+        else if (!root)
+            opt_error(errs, NULL, path, "invalid JSON: %s", je.text);
         else
-            snprintf(err, errlen, "%s: invalid JSON: %s", path, je.text);
-        config_free(cfg);
+            opt_error(errs, NULL, path, "the configuration must be a JSON object");
+        json_decref(root);
+        free(text);
+        free(dir);
         return NULL;
     }
-    cctx c = { cfg, err, errlen };
-    if (parse_root(&c) < 0) {
+    /* The locator needs path and text before the options are parsed: the
+     * engine's messages carry lines. */
+    xmppd_config probe = { .path = path, .dir = dir, .text = text, .root = root,
+                           .lines = config_lines_build(text, len) };
+    opt_ctx ctx = { &probe, "", NULL, NULL, NULL };
+    xmppd_config *cfg = options_parse(config_options, sizeof(xmppd_config), root, &ctx, true, errs);
+    if (!cfg) {
+        json_decref(root);
+        free(text);
+        free(dir);
+        strmap_free(probe.lines);
+        return NULL;
+    }
+    char *path_copy = strdup(path);
+    if (options_keep(cfg, text) < 0 || options_keep(cfg, dir) < 0 || !path_copy ||
+        options_keep(cfg, path_copy) < 0) {
+        opt_error(errs, NULL, path, "out of memory");
+        strmap_free(probe.lines);
+        json_decref(root);
+        options_conf_free(cfg);
+        return NULL;
+    }
+    cfg->path = path_copy;
+    cfg->dir = dir;
+    cfg->text = text;
+    cfg->root = root;
+    cfg->lines = probe.lines;
+    vctx c = { cfg, errs };
+    check_all(&c);
+    if (errs->n > before && !keep_on_error) {
         config_free(cfg);
         return NULL;
     }
     return cfg;
 }
 
+xmppd_config *config_read(const char *path, char *err, size_t errlen)
+{
+    opt_errors errs = { 0 };
+    xmppd_config *cfg = config_load(path, false, &errs);
+    opt_errors_join(&errs, err, errlen);
+    opt_errors_free(&errs);
+    return cfg;
+}
+
+/* Secrets do not outlive the configuration in memory. */
+static void wipe(const char *s)
+{
+    if (s)
+        xmppd_wipe((char *)s, strlen(s));
+}
+
 void config_free(xmppd_config *cfg)
 {
     if (!cfg)
         return;
-    for (size_t i = 0; i < cfg->n_hosts; i++) {
-        free(cfg->hosts[i].name);
-        tls_free(&cfg->hosts[i].tls);
-    }
-    free(cfg->hosts);
-    for (size_t i = 0; i < cfg->n_components; i++) {
-        free(cfg->components[i].domain);
-        if (cfg->components[i].secret) {
-            xmppd_wipe(cfg->components[i].secret, strlen(cfg->components[i].secret));
-            free(cfg->components[i].secret);
-        }
-    }
-    free(cfg->components);
-    for (size_t i = 0; i < cfg->s2s.n_routes; i++) {
-        free(cfg->s2s.routes[i].domain);
-        free(cfg->s2s.routes[i].host);
-    }
-    free(cfg->s2s.routes);
-    free(cfg->s2s.ca_file);
-    free(cfg->s2s.dns_servers);
-    if (cfg->s2s.dialback_secret) {
-        xmppd_wipe(cfg->s2s.dialback_secret, strlen(cfg->s2s.dialback_secret));
-        free(cfg->s2s.dialback_secret);
-    }
-    for (size_t i = 0; i < cfg->n_listeners; i++)
-        free(cfg->listeners[i].address);
-    free(cfg->listeners);
-    for (char **p = cfg->module_path; p && *p; p++)
-        free(*p);
-    free(cfg->module_path);
-    tls_free(&cfg->tls);
-    free(cfg->log_file);
-    free(cfg->data_dir);
-    free(cfg->storage);
-    free(cfg->control_socket);
+    wipe(cfg->s2s.dialback_secret);
+    for (size_t i = 0; i < cfg->n_components; i++)
+        wipe(cfg->components[i].secret);
+    wipe(cfg->text);
+    strmap_free(cfg->lines);
     json_decref(cfg->root);
-    free(cfg->text);
-    free(cfg->dir);
-    free(cfg->path);
-    free(cfg);
+    options_conf_free(cfg);
 }

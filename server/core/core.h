@@ -105,11 +105,14 @@ int module_load_from(const xmppd_config *cfg, const char *name, xmppd_host *h, c
                      size_t errlen);
 int module_reload_from(const xmppd_config *cfg, const char *name, xmppd_host *h, char *err,
                        size_t errlen);
-/* Prints every option of every module found in the module path (xmppctl
- * options); markdown: a table per module. Returns 0 or -1. */
+/* Prints the server's own keys (config_options), then every option of
+ * every module found in the module path (xmppctl options); only: one
+ * module, or "server"; markdown: a table per module. Returns 0 or -1. */
 int modules_print_options(const xmppd_config *cfg, const char *only, bool markdown, FILE *out);
-/* Validates the module options of cfg without calling any load(). */
-int modules_check(const xmppd_config *cfg, char *err, size_t errlen);
+/* Validates the modules and module options of cfg without calling any
+ * load(); every error line is added to errs. 0 or -1. */
+struct opt_errors;
+int modules_check(const xmppd_config *cfg, struct opt_errors *errs);
 
 /* Checks descriptor d of module name found in file (for messages) and
  * copies it, zero-extended, into *copy: a different ABI major, a newer

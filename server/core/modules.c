@@ -272,16 +272,16 @@ static int lib_dlopen(lib *l, char *err, size_t errlen)
     return 0;
 }
 
-static char *const *module_dirs(const xmppd_config *cfg)
+static const char *const *module_dirs(const xmppd_config *cfg)
 {
-    static char *const fallback[] = { (char *)XMPPD_MODULE_DIR, NULL };
+    static const char *const fallback[] = { XMPPD_MODULE_DIR, NULL };
     return cfg && cfg->module_path ? cfg->module_path : fallback;
 }
 
 /* DIR/mod_NAME.so, then DIR/NAME/.libs/mod_NAME.so (build tree). */
 static char *find_file(const xmppd_config *cfg, const char *name)
 {
-    for (char *const *d = module_dirs(cfg); *d; d++) {
+    for (const char *const *d = module_dirs(cfg); *d; d++) {
         char path[4096];
         snprintf(path, sizeof(path), "%s/mod_%s.so", *d, name);
         if (access(path, R_OK) == 0)
@@ -373,7 +373,7 @@ static lib *lib_open(const xmppd_config *cfg, const char *name, char *err, size_
     if (!l->path) {
         char dirs[1024] = "";
         size_t used = 0;
-        for (char *const *d = module_dirs(cfg); *d && used < sizeof(dirs); d++) {
+        for (const char *const *d = module_dirs(cfg); *d && used < sizeof(dirs); d++) {
             int n = snprintf(dirs + used, sizeof(dirs) - used, "%s%s", used ? ", " : "", *d);
             if (n > 0)
                 used += (size_t)n;
@@ -429,7 +429,9 @@ typedef struct plan_set {
 
 typedef struct plan {
     const xmppd_config *cfg;
+    opt_errors *errs;       /* where plan_build adds every error */
     strmap *libs;           /* name -> lib (owned) */
+    strmap *failed;         /* names that could not be opened (reported once) */
     plan_set globals;
     plan_set *hosts;        /* one per cfg->hosts */
     size_t n_hosts;
@@ -470,6 +472,7 @@ static void plan_free(plan *p)
         strmap_foreach(p->libs, lib_free_cb, NULL);
         strmap_free(p->libs);
     }
+    strmap_free(p->failed);
     memset(p, 0, sizeof(*p));
 }
 
@@ -511,21 +514,25 @@ static char *keyf(const char *host, const char *name)
     return k;
 }
 
-/* The plan's lib for name, opened on first use. key: where errors point. */
-static lib *plan_lib(plan *p, const char *name, const char *key, char *err, size_t errlen)
+/* The plan's lib for name, opened on first use; NULL (error added at key)
+ * when it cannot be, also on later asks for the same name. */
+static lib *plan_lib(plan *p, const char *name, const char *key)
 {
     lib *l = strmap_get(p->libs, name);
     if (l)
         return l;
+    if (strmap_get(p->failed, name))
+        return NULL;
     char why[768];
     l = lib_open(p->cfg, name, why, sizeof(why));
     if (!l) {
-        opt_errorf(p->cfg, key, err, errlen, "%s", why);
+        opt_error(p->errs, p->cfg, key, "%s", why);
+        strmap_put(p->failed, name, p);
         return NULL;
     }
     if (strmap_put(p->libs, name, l) < 0) {
         lib_free(l);
-        snprintf(err, errlen, "out of memory");
+        opt_error(p->errs, NULL, key, "out of memory");
         return NULL;
     }
     return l;
@@ -569,98 +576,94 @@ static int oom(char *err, size_t errlen)
     return -1;
 }
 
+/* Adds it to s, or an out-of-memory error. */
+static void plan_add(plan *p, plan_set *s, plan_item *it, const char *key)
+{
+    if (!it || set_add(s, it) < 0)
+        opt_error(p->errs, NULL, key, "out of memory");
+}
+
 /* Explicit entries: global modules from the top level; per-host modules
  * from the top level (inherited) and from each host's own object. */
-static int plan_collect(plan *p, char *err, size_t errlen)
+static void plan_collect(plan *p)
 {
     const xmppd_config *cfg = p->cfg;
     const char *name;
     json_t *v;
-    json_object_foreach(cfg->global_modules, name, v) {
+    json_object_foreach((json_t *)cfg->global_modules, name, v) {
         if (json_is_false(v))
             continue;
         char key[256];
         snprintf(key, sizeof(key), "modules.%s", name);
-        lib *l = plan_lib(p, name, key, err, errlen);
-        if (!l)
-            return -1;
-        if ((l->def->flags & XMPPD_MOD_GLOBAL) &&
-            set_add(&p->globals, item_new(l, NULL, v, NULL, false)) < 0)
-            return oom(err, errlen);
+        lib *l = plan_lib(p, name, key);
+        if (l && (l->def->flags & XMPPD_MOD_GLOBAL))
+            plan_add(p, &p->globals, item_new(l, NULL, v, NULL, false), key);
     }
     for (size_t i = 0; i < p->n_hosts; i++) {
         const host_conf *hc = &cfg->hosts[i];
         plan_set *s = &p->hosts[i];
-        json_object_foreach(cfg->global_modules, name, v) {
+        json_object_foreach((json_t *)cfg->global_modules, name, v) {
             lib *l = strmap_get(p->libs, name);
             json_t *hv = hc->modules ? json_object_get(hc->modules, name) : NULL;
             if (!l || (l->def->flags & XMPPD_MOD_GLOBAL) || json_is_false(v) || json_is_false(hv))
                 continue;
-            plan_item *it = item_new(l, hc->name, v, hv, false);
-            if (!it || set_add(s, it) < 0)
-                return oom(err, errlen);
+            plan_add(p, s, item_new(l, hc->name, v, hv, false), "modules");
         }
-        json_object_foreach(hc->modules, name, v) {
+        json_object_foreach((json_t *)hc->modules, name, v) {
             if (json_is_false(v) || set_find(s, name))
                 continue;
             char key[512];
             snprintf(key, sizeof(key), "hosts.%s.modules.%s", hc->name, name);
-            lib *l = plan_lib(p, name, key, err, errlen);
+            lib *l = plan_lib(p, name, key);
             if (!l)
-                return -1;
+                continue;
             if (l->def->flags & XMPPD_MOD_GLOBAL) {
-                opt_errorf(cfg, key, err, errlen, "%s is a global module: configure it in the "
-                           "top-level \"modules\" object", name);
-                return -1;
+                opt_error(p->errs, cfg, key, "%s is a global module: configure it in the "
+                          "top-level \"modules\" object", name);
+                continue;
             }
-            plan_item *it = item_new(l, hc->name, NULL, v, true);
-            if (!it || set_add(s, it) < 0)
-                return oom(err, errlen);
+            plan_add(p, s, item_new(l, hc->name, NULL, v, true), key);
         }
     }
-    return 0;
 }
 
 /* Adds what the items of s depend on: global dependencies to the global
  * set, per-host ones to s (unless the host disabled them). host: NULL when
  * s is the global set. */
-static int plan_close_deps(plan *p, plan_set *s, const host_conf *host, char *err, size_t errlen)
+static void plan_close_deps(plan *p, plan_set *s, const host_conf *host)
 {
     for (size_t i = 0; i < s->n; i++) {
         plan_item *it = s->v[i];
         for (const char *const *d = it->lib->def->depends; d && *d; d++) {
-            lib *dl = plan_lib(p, *d, it->key, err, errlen);
+            lib *dl = plan_lib(p, *d, it->key);
             if (!dl)
-                return -1;
+                continue;
             bool global = dl->def->flags & XMPPD_MOD_GLOBAL;
             plan_set *target = global ? &p->globals : s;
             if (!host && !global) {
-                opt_errorf(p->cfg, it->key, err, errlen, "global module %s depends on %s, which is "
-                           "a per-host module", it->lib->name, *d);
-                return -1;
+                opt_error(p->errs, p->cfg, it->key, "global module %s depends on %s, which is "
+                          "a per-host module", it->lib->name, *d);
+                continue;
             }
             if (set_find(target, *d))
                 continue;
             if (host && !global && host->modules && json_is_false(json_object_get(host->modules, *d))) {
                 char key[512];
                 snprintf(key, sizeof(key), "hosts.%s.modules.%s", host->name, *d);
-                opt_errorf(p->cfg, key, err, errlen, "%s is disabled here but %s depends on it", *d,
-                           it->lib->name);
-                return -1;
+                opt_error(p->errs, p->cfg, key, "%s is disabled here but %s depends on it", *d,
+                          it->lib->name);
+                continue;
             }
             /* Not configured: loaded with its defaults, like Prosody's depends. */
             const json_t *top = p->cfg->global_modules ? json_object_get(p->cfg->global_modules, *d) : NULL;
-            plan_item *dep = item_new(dl, global ? NULL : host->name, top, NULL, false);
-            if (!dep || set_add(target, dep) < 0)
-                return oom(err, errlen);
+            plan_add(p, target, item_new(dl, global ? NULL : host->name, top, NULL, false), it->key);
         }
     }
-    return 0;
 }
 
 /* Depth-first: dependencies of it (within s) go to out first. */
-static int order_visit(plan_set *s, plan_item *it, plan_set *out, const char **stack, size_t depth,
-                       const xmppd_config *cfg, char *err, size_t errlen)
+static int order_visit(plan *p, plan_set *s, plan_item *it, plan_set *out, const char **stack,
+                       size_t depth)
 {
     if (it->mark == 2)
         return 0;
@@ -676,17 +679,17 @@ static int order_visit(plan_set *s, plan_item *it, plan_set *out, const char **s
             if (n > 0)
                 used += (size_t)n;
         }
-        opt_errorf(cfg, it->key, err, errlen, "dependency cycle: %s", chain);
+        opt_error(p->errs, p->cfg, it->key, "dependency cycle: %s", chain);
         return -1;
     }
     if (depth + 1 >= 64) {
-        opt_errorf(cfg, it->key, err, errlen, "dependencies nested too deeply");
+        opt_error(p->errs, p->cfg, it->key, "dependencies nested too deeply");
         return -1;
     }
     it->mark = 1;
     for (const char *const *d = it->lib->def->depends; d && *d; d++) {
         plan_item *dep = set_find(s, *d);
-        if (dep && order_visit(s, dep, out, stack, depth + 1, cfg, err, errlen) < 0)
+        if (dep && order_visit(p, s, dep, out, stack, depth + 1) < 0)
             return -1;
     }
     it->mark = 2;
@@ -695,67 +698,82 @@ static int order_visit(plan_set *s, plan_item *it, plan_set *out, const char **s
 }
 
 /* Sorts s so dependencies come first; otherwise configuration order. */
-static int plan_order(plan_set *s, const xmppd_config *cfg, unsigned *order, char *err, size_t errlen)
+static void plan_order(plan *p, plan_set *s, unsigned *order)
 {
     plan_set out = { calloc(s->n ? s->n : 1, sizeof(plan_item *)), 0, s->n };
     const char *stack[64];
-    if (!out.v)
-        return oom(err, errlen);
+    if (!out.v) {
+        opt_error(p->errs, NULL, "modules", "out of memory");
+        return;
+    }
     for (size_t i = 0; i < s->n; i++) {
-        if (order_visit(s, s->v[i], &out, stack, 0, cfg, err, errlen) < 0) {
+        if (order_visit(p, s, s->v[i], &out, stack, 0) < 0) {
             free(out.v);
-            return -1;
+            return;
         }
     }
     free(s->v);
     *s = out;
     for (size_t i = 0; i < s->n; i++)
         s->v[i]->order = ++*order;
-    return 0;
 }
 
-static int plan_parse_options(plan *p, plan_set *s, char *err, size_t errlen)
+static void plan_parse_options(plan *p, plan_set *s)
 {
     for (size_t i = 0; i < s->n; i++) {
         plan_item *it = s->v[i];
-        opt_ctx ctx = { p->cfg, it->key, it->override, it->override_key };
-        it->conf = options_parse(it->lib->def, it->given, &ctx, err, errlen);
-        if (!it->conf)
-            return -1;
+        char owner[128];
+        snprintf(owner, sizeof(owner), "module %s", it->lib->name);
+        opt_ctx ctx = { p->cfg, it->key, it->override, it->override_key, owner };
+        it->conf = options_parse(it->lib->def->options, it->lib->def->conf_size, it->given, &ctx,
+                                 false, p->errs);
+    }
+}
+
+/* Builds the whole plan for cfg, collecting every error (each line added
+ * to errs). -1 and p freed when there was any. */
+static int plan_build(plan *p, const xmppd_config *cfg, opt_errors *errs)
+{
+    memset(p, 0, sizeof(*p));
+    size_t before = errs->n;
+    p->cfg = cfg;
+    p->errs = errs;
+    p->n_hosts = cfg->n_hosts;
+    p->libs = strmap_new();
+    p->failed = strmap_new();
+    p->hosts = calloc(cfg->n_hosts ? cfg->n_hosts : 1, sizeof(*p->hosts));
+    if (!p->libs || !p->failed || !p->hosts) {
+        plan_free(p);
+        opt_error(errs, NULL, "modules", "out of memory");
+        return -1;
+    }
+    plan_collect(p);
+    for (size_t i = 0; i < p->n_hosts; i++)
+        plan_close_deps(p, &p->hosts[i], &cfg->hosts[i]);
+    plan_close_deps(p, &p->globals, NULL);
+    unsigned order = 0;
+    plan_order(p, &p->globals, &order);
+    for (size_t i = 0; i < p->n_hosts; i++) {
+        unsigned host_order = order;
+        plan_order(p, &p->hosts[i], &host_order);
+    }
+    plan_parse_options(p, &p->globals);
+    for (size_t i = 0; i < p->n_hosts; i++)
+        plan_parse_options(p, &p->hosts[i]);
+    if (errs->n > before) {
+        plan_free(p);
+        return -1;
     }
     return 0;
 }
 
-/* Builds the whole plan for cfg. On error p is freed and err set. */
-static int plan_build(plan *p, const xmppd_config *cfg, char *err, size_t errlen)
+/* The same, with the errors joined into err (callers with one buffer). */
+static int plan_build_err(plan *p, const xmppd_config *cfg, char *err, size_t errlen)
 {
-    memset(p, 0, sizeof(*p));
-    p->cfg = cfg;
-    p->n_hosts = cfg->n_hosts;
-    p->libs = strmap_new();
-    p->hosts = calloc(cfg->n_hosts ? cfg->n_hosts : 1, sizeof(*p->hosts));
-    if (!p->libs || !p->hosts) {
-        plan_free(p);
-        return oom(err, errlen);
-    }
-    int rc = plan_collect(p, err, errlen);
-    for (size_t i = 0; rc == 0 && i < p->n_hosts; i++)
-        rc = plan_close_deps(p, &p->hosts[i], &cfg->hosts[i], err, errlen);
-    if (rc == 0)
-        rc = plan_close_deps(p, &p->globals, NULL, err, errlen);
-    unsigned order = 0;
-    if (rc == 0)
-        rc = plan_order(&p->globals, cfg, &order, err, errlen);
-    for (size_t i = 0; rc == 0 && i < p->n_hosts; i++) {
-        unsigned host_order = order;
-        rc = plan_order(&p->hosts[i], cfg, &host_order, err, errlen);
-    }
-    if (rc == 0)
-        rc = plan_parse_options(p, &p->globals, err, errlen);
-    for (size_t i = 0; rc == 0 && i < p->n_hosts; i++)
-        rc = plan_parse_options(p, &p->hosts[i], err, errlen);
-    if (rc < 0)
-        plan_free(p);
+    opt_errors errs = { 0 };
+    int rc = plan_build(p, cfg, &errs);
+    opt_errors_join(&errs, err, errlen);
+    opt_errors_free(&errs);
     return rc;
 }
 
@@ -975,7 +993,7 @@ int modules_start(xmppd_config *cfg, char *err, size_t errlen)
         return -1;
     }
     plan p;
-    if (plan_build(&p, cfg, err, errlen) < 0)
+    if (plan_build_err(&p, cfg, err, errlen) < 0)
         return -1;
     g_server.cfg = cfg;
     if (!g_server.started)
@@ -1014,10 +1032,10 @@ void modules_stop(void)
     g_server.cfg = NULL;
 }
 
-int modules_check(const xmppd_config *cfg, char *err, size_t errlen)
+int modules_check(const xmppd_config *cfg, opt_errors *errs)
 {
     plan p;
-    if (plan_build(&p, cfg, err, errlen) < 0)
+    if (plan_build(&p, cfg, errs) < 0)
         return -1;
     plan_free(&p);
     return 0;
@@ -1055,10 +1073,15 @@ static plan_item *single_item(plan *p, const char *name, xmppd_host *h, char *er
         }
     }
     char *key = keyf(h ? h->name : NULL, name);
-    lib *l = key ? plan_lib(p, name, key, err, errlen) : NULL;
+    opt_errors errs = { 0 };
+    p->errs = &errs;
+    lib *l = key ? plan_lib(p, name, key) : NULL;
     free(key);
-    if (!l)
+    if (!l) {
+        opt_errors_join(&errs, err, errlen);
+        opt_errors_free(&errs);
         return NULL;
+    }
     const json_t *top = cfg->global_modules ? json_object_get(cfg->global_modules, name) : NULL;
     const json_t *own = hc && hc->modules ? json_object_get(hc->modules, name) : NULL;
     if (json_is_false(own) || (!own && json_is_false(top))) {
@@ -1075,8 +1098,12 @@ static plan_item *single_item(plan *p, const char *name, xmppd_host *h, char *er
         oom(err, errlen);
         return NULL;
     }
-    opt_ctx ctx = { cfg, it->key, it->override, it->override_key };
-    it->conf = options_parse(l->def, it->given, &ctx, err, errlen);
+    char owner[128];
+    snprintf(owner, sizeof(owner), "module %s", name);
+    opt_ctx ctx = { cfg, it->key, it->override, it->override_key, owner };
+    it->conf = options_parse(l->def->options, l->def->conf_size, it->given, &ctx, false, &errs);
+    opt_errors_join(&errs, err, errlen);
+    opt_errors_free(&errs);
     if (!it->conf) {
         item_free(it);
         return NULL;
@@ -1089,7 +1116,8 @@ static int plan_init_single(plan *p, const xmppd_config *cfg, char *err, size_t 
     memset(p, 0, sizeof(*p));
     p->cfg = cfg;
     p->libs = strmap_new();
-    return p->libs ? 0 : oom(err, errlen);
+    p->failed = strmap_new();
+    return p->libs && p->failed ? 0 : oom(err, errlen);
 }
 
 static int check_loaded_deps(const xmppd_module_def *def, xmppd_host *h, char *err, size_t errlen)
@@ -1398,7 +1426,7 @@ int modules_reconfigure(xmppd_config *cfg, char *err, size_t errlen)
     if (!g_server.cfg)
         return modules_start(cfg, err, errlen);
     plan p;
-    if (plan_build(&p, cfg, err, errlen) < 0)
+    if (plan_build_err(&p, cfg, err, errlen) < 0)
         return -1;
     /* From here on cfg is in force; a module whose load fails is reported
      * (the instance it would replace keeps running). */
@@ -1508,15 +1536,25 @@ static int print_one(const xmppd_config *cfg, const char *name, bool markdown, F
         fprintf(stderr, "%s\n", err);
         return -1;
     }
-    options_print(l->def, markdown, out);
+    options_print(l->def->name, l->def->version, l->def->summary, l->def->options, markdown, out);
     if (!markdown)
         fputc('\n', out);
     lib_free(l);
     return 0;
 }
 
+#define SERVER_OPTIONS "server"
+
 int modules_print_options(const xmppd_config *cfg, const char *only, bool markdown, FILE *out)
 {
+    if (!only || strcmp(only, SERVER_OPTIONS) == 0) {
+        options_print(SERVER_OPTIONS, NULL, "the server's own keys, at the top level of the "
+                      "configuration", config_options, markdown, out);
+        if (!markdown)
+            fputc('\n', out);
+        if (only)
+            return 0;
+    }
     if (only)
         return print_one(cfg, only, markdown, out);
     strmap *names = strmap_new();
@@ -1524,7 +1562,7 @@ int modules_print_options(const xmppd_config *cfg, const char *only, bool markdo
         return -1;
     for (size_t i = 0; i < g_n_builtins; i++)
         strmap_put(names, g_builtins[i]->name, (void *)1);
-    for (char *const *d = module_dirs(cfg); *d; d++)
+    for (const char *const *d = module_dirs(cfg); *d; d++)
         scan_dir(names, *d);
     name_list l = { calloc(strmap_count(names) + 1, sizeof(char *)), 0 };
     int rc = l.v ? 0 : -1;

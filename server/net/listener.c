@@ -11,9 +11,12 @@
 #include "net/net.h"
 #include "util/strmap.h"
 
+/* An open listener with its own copy of its configuration: the
+ * configuration it came from is replaced by reloads. */
 struct listener {
     struct evconnlistener *evl;
-    const listener_conf *conf;
+    listener_conf conf;
+    char *address;
 };
 
 static struct listener *listeners;
@@ -23,7 +26,7 @@ static strmap *per_ip; /* ip -> count (as uintptr_t) */
 bool conn_ip_acquire(const char *ip)
 {
     uintptr_t n = (uintptr_t)strmap_get(per_ip, ip);
-    if (n >= g_server.cfg->limits.connections_per_ip)
+    if (n >= (uintptr_t)g_server.cfg->limits.connections_per_ip)
         return false;
     return strmap_put(per_ip, ip, (void *)(n + 1)) == 0;
 }
@@ -48,7 +51,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
                       int socklen, void *arg)
 {
     struct listener *l = arg;
-    acceptors[l->conf->type](fd, sa, socklen, l->conf->tls == LISTEN_TLS_DIRECT);
+    acceptors[l->conf.type](fd, sa, socklen, l->conf.tls == LISTEN_TLS_DIRECT);
 }
 
 static void on_accept_error(struct evconnlistener *evl, void *arg)
@@ -62,9 +65,9 @@ static void on_accept_error(struct evconnlistener *evl, void *arg)
 static int open_one(struct listener *l, char *err, size_t errlen)
 {
     static const char *const kinds[] = { "c2s", "s2s", "component" };
-    const listener_conf *lc = l->conf;
+    const listener_conf *lc = &l->conf;
     if (!acceptors[lc->type]) {
-        snprintf(err, errlen, "listener %s:%d: this program does not serve %s connections",
+        snprintf(err, errlen, "listener %s:%lld: this program does not serve %s connections",
                  lc->address, lc->port, kinds[lc->type]);
         return -1;
     }
@@ -72,10 +75,10 @@ static int open_one(struct listener *l, char *err, size_t errlen)
                               .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV };
     struct addrinfo *ai = NULL;
     char port[8];
-    snprintf(port, sizeof(port), "%d", lc->port);
+    snprintf(port, sizeof(port), "%lld", lc->port);
     int rc = getaddrinfo(lc->address, port, &hints, &ai);
     if (rc != 0) {
-        snprintf(err, errlen, "listener %s:%d: %s", lc->address, lc->port, gai_strerror(rc));
+        snprintf(err, errlen, "listener %s:%lld: %s", lc->address, lc->port, gai_strerror(rc));
         return -1;
     }
     l->evl = evconnlistener_new_bind(loop_base(), on_accept, l,
@@ -84,12 +87,12 @@ static int open_one(struct listener *l, char *err, size_t errlen)
                                      1024, ai->ai_addr, (int)ai->ai_addrlen);
     freeaddrinfo(ai);
     if (!l->evl) {
-        snprintf(err, errlen, "listener %s:%d: %s", lc->address, lc->port,
+        snprintf(err, errlen, "listener %s:%lld: %s", lc->address, lc->port,
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         return -1;
     }
     evconnlistener_set_error_cb(l->evl, on_accept_error);
-    log_kernel("listener", XMPPD_LOG_INFO, "%s%s on [%s]:%d", kinds[lc->type],
+    log_kernel("listener", XMPPD_LOG_INFO, "%s%s on [%s]:%lld", kinds[lc->type],
                lc->tls == LISTEN_TLS_DIRECT ? " (direct TLS)" : "", lc->address, lc->port);
     return 0;
 }
@@ -104,9 +107,18 @@ int listeners_start(const xmppd_config *cfg, char *err, size_t errlen)
     }
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const listener_conf *lc = &cfg->listeners[i];
-        listeners[n_listeners].conf = lc;
-        if (open_one(&listeners[n_listeners], err, errlen) < 0)
+        struct listener *l = &listeners[n_listeners];
+        l->conf = *lc;
+        if (!(l->address = strdup(lc->address))) {
+            snprintf(err, errlen, "out of memory");
             return -1;
+        }
+        l->conf.address = l->address;
+        if (open_one(l, err, errlen) < 0) {
+            free(l->address);
+            l->address = NULL;
+            return -1;
+        }
         n_listeners++;
     }
     return 0;
@@ -114,8 +126,10 @@ int listeners_start(const xmppd_config *cfg, char *err, size_t errlen)
 
 void listeners_stop(void)
 {
-    for (size_t i = 0; i < n_listeners; i++)
+    for (size_t i = 0; i < n_listeners; i++) {
         evconnlistener_free(listeners[i].evl);
+        free(listeners[i].address);
+    }
     free(listeners);
     listeners = NULL;
     n_listeners = 0;

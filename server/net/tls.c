@@ -66,6 +66,11 @@ static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     return SSL_TLSEXT_ERR_NOACK;
 }
 
+static int tls_min_version(const tls_conf *tc)
+{
+    return tc && tc->min_version == TLS_MIN_1_3 ? TLS1_3_VERSION : TLS1_2_VERSION;
+}
+
 static SSL_CTX *ctx_new(const tls_conf *tc, const char *host, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -73,7 +78,7 @@ static SSL_CTX *ctx_new(const tls_conf *tc, const char *host, char *err, size_t 
         snprintf(err, errlen, "tls: %s", ssl_error_string());
         return NULL;
     }
-    SSL_CTX_set_min_proto_version(ctx, tc->min_version ? tc->min_version : TLS1_2_VERSION);
+    SSL_CTX_set_min_proto_version(ctx, tls_min_version(tc));
     /* Idle sessions should not keep 2 x 16 KiB of record buffers each. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
@@ -109,7 +114,7 @@ static SSL_CTX *client_ctx_new(const tls_conf *tc, const char *host, char *err, 
         snprintf(err, errlen, "tls: %s", ssl_error_string());
         return NULL;
     }
-    SSL_CTX_set_min_proto_version(ctx, tc && tc->min_version ? tc->min_version : TLS1_2_VERSION);
+    SSL_CTX_set_min_proto_version(ctx, tls_min_version(tc));
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
     /* The handshake never fails on the certificate: whether it validates

@@ -151,7 +151,7 @@ int xstream_queue(xstream *x, const xmppd_stanza *st, size_t *len_r)
 void xstream_check_backlog(xstream *x)
 {
     if (x->bev && evbuffer_get_length(bufferevent_get_output(x->bev)) >
-                      g_server.cfg->limits.max_send_buffer)
+                      (size_t)g_server.cfg->limits.max_send_buffer)
         x->ops->close(x->owner, "policy-violation", "Too much data queued for a slow reader");
 }
 

@@ -253,7 +253,7 @@ bool s2s_out_route(xmppd_event *ev)
         s2s_touch(o->conn);
         return true;
     }
-    if (o->qn >= conf()->max_queue) {
+    if (o->qn >= (size_t)conf()->max_queue) {
         bounce(local, ev->stanza, "wait", "resource-constraint");
         return true;
     }
