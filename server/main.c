@@ -89,9 +89,10 @@ static int start(const char *path)
         config_free(cfg);
         return -1;
     }
-    if (tls_start(err, sizeof(err)) < 0 || s2s_start(err, sizeof(err)) < 0 ||
-        listeners_start(cfg, err, sizeof(err)) < 0 ||
-        control_start(cfg, err, sizeof(err)) < 0) {
+    /* The control socket first: a second server on the same data refuses to
+     * start before it opens any port. */
+    if (control_start(cfg, err, sizeof(err)) < 0 || tls_start(err, sizeof(err)) < 0 ||
+        s2s_start(err, sizeof(err)) < 0 || listeners_start(cfg, err, sizeof(err)) < 0) {
         report(err);
         return -1;
     }

@@ -64,8 +64,12 @@ static void usage(FILE *out)
 
 /* One-line failure: "xmppctl: CONTEXT: message". Returns 1. */
 static int fail(const char *context, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool g_quiet; /* probing the server for --help: no error lines */
+
 static int fail(const char *context, const char *fmt, ...)
 {
+    if (g_quiet)
+        return 1;
     char msg[8192];
     va_list ap;
     va_start(ap, fmt);
@@ -336,11 +340,11 @@ static int cmd_user(enum user_cmd which, const char *name, const char *arg)
         goto stop;
     }
     if (which == UC_ADD)
-        xmppd_auth_create(h, jid->node, pw, on_result, &st);
+        xmppd_auth_create(NULL, h, jid->node, pw, on_result, &st);
     else if (which == UC_PASSWD)
-        xmppd_auth_set_password(h, jid->node, pw, on_result, &st);
+        xmppd_auth_set_password(NULL, h, jid->node, pw, on_result, &st);
     else
-        xmppd_auth_remove(h, jid->node, on_result, &st);
+        xmppd_auth_remove(NULL, h, jid->node, on_result, &st);
     int result = wait_result(&st);
     if (result == XMPPD_AUTH_OK)
         rc = 0;
@@ -358,7 +362,7 @@ out:
 static int list_host(xmppd_host *h)
 {
     op_state st = { .host = xmppd_host_name(h) };
-    xmppd_auth_list(h, on_list, &st);
+    xmppd_auth_list(NULL, h, on_list, &st);
     int result = wait_result(&st);
     if (result != XMPPD_AUTH_OK) {
         char context[300];
@@ -765,12 +769,83 @@ static int cmd_features(void)
     return 0;
 }
 
+/* A command a module of the running server registered (api/xmppd/ctl.h):
+ * its arguments go as they are; its "text" is printed. */
+static int cmd_module_command(const char *name, int argc, char **argv)
+{
+    /* Without a running server to ask, an unknown word is a usage error. */
+    g_quiet = true;
+    json_t *probe = ctl_call(name, json_pack("{s:s}", "command", "commands"));
+    g_quiet = false;
+    bool known = false;
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(probe, "commands"), i, c)
+        known = known || strcmp(str(c, "name"), name) == 0;
+    json_decref(probe);
+    if (!known) {
+        fprintf(stderr, PROG ": unknown command \"%s\" (see " PROG " --help)\n", name);
+        return 2;
+    }
+    json_t *args = json_array();
+    for (int k = 0; args && k < argc; k++)
+        json_array_append_new(args, json_string(argv[k]));
+    int rc;
+    json_t *r = ctl_run(name, json_pack("{s:s, s:o*}", "command", name, "args", args), &rc);
+    if (!r)
+        return rc;
+    const char *text = json_string_value(json_object_get(r, "text"));
+    if (text) {
+        printf("%s%s", text, *text && text[strlen(text) - 1] != '\n' ? "\n" : "");
+    } else {
+        json_object_del(r, "ok");
+        if (json_object_size(r) > 0) {
+            char *t = json_dumps(r, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+            if (t)
+                printf("%s\n", t);
+            free(t);
+        }
+    }
+    json_decref(r);
+    return 0;
+}
+
+/* Usage, then the commands the running server's modules add, when a
+ * server answers on the socket. */
+static void help(void)
+{
+    usage(stdout);
+    g_quiet = true;
+    json_t *r = ctl_call("help", json_pack("{s:s}", "command", "commands"));
+    g_quiet = false;
+    const json_t *list = json_object_get(r, "commands");
+    if (json_is_true(json_object_get(r, "ok")) && json_array_size(list) > 0) {
+        printf("commands of the running server's modules:\n");
+        size_t i;
+        json_t *c;
+        json_array_foreach(list, i, c) {
+            char head[128];
+            snprintf(head, sizeof(head), "%s %s", str(c, "name"), str(c, "usage"));
+            printf("  %-26s %s (%s)\n", head, str(c, "help"), str(c, "module"));
+        }
+    }
+    json_decref(r);
+}
+
 int main(int argc, char **argv)
 {
     const char *env = getenv("XMPPD_CONFIG");
     g_config_path = env && *env ? env : XMPPD_SYSCONF_DIR "/xmppd.json";
     g_config_explicit = env && *env;
     int opt;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--version") == 0) {
+            printf(PROG " %s\n", xmppd_server_version());
+            return 0;
+        }
+        if (strcmp(argv[i], "--help") == 0)
+            argv[i] = (char *)"-h";
+    }
     while ((opt = getopt(argc, argv, "+c:s:jh")) != -1) {
         switch (opt) {
         case 'c':
@@ -784,7 +859,7 @@ int main(int argc, char **argv)
             g_json = true;
             break;
         case 'h':
-            usage(stdout);
+            help();
             return 0;
         default:
             usage(stderr);
@@ -826,10 +901,13 @@ int main(int argc, char **argv)
         return cmd_hooks(nargs, args);
     if (strcmp(cmd, "features") == 0 && nargs == 0)
         return cmd_features();
-    if (strcmp(cmd, "help") == 0) {
-        usage(stdout);
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0) {
+        help();
         return 0;
     }
+    /* Anything else may be a command of a module of the running server. */
+    if (cmd[0] != '-')
+        return cmd_module_command(cmd, nargs, args);
     usage(stderr);
     return 2;
 }

@@ -21,7 +21,8 @@ enum xmppd_auth_result {
     XMPPD_AUTH_UNSUPPORTED = 5,    /* provider is read-only for this operation */
     XMPPD_AUTH_EXISTS = 6,         /* create: account already there */
     XMPPD_AUTH_INVALID = 7,        /* bad user name or unacceptable password */
-    XMPPD_AUTH_INTERNAL = -1       /* backend down or bug */
+    XMPPD_AUTH_INTERNAL = -1,      /* backend down or bug */
+    XMPPD_AUTH_CANCELLED = -2      /* the asking module unloads: free ud, answer nobody */
 };
 /* Human-readable name of a result, for messages. */
 const char *xmppd_auth_result_str(int result);
@@ -61,17 +62,21 @@ typedef struct xmppd_auth_provider {
 int xmppd_auth_provide(xmppd_module *m, const xmppd_auth_provider *p, void *pd);
 
 /* Consumers (kernel, xmppctl, register): go through the host's provider.
- * With no provider, or an operation it lacks, cb gets XMPPD_AUTH_UNSUPPORTED.
- * create and remove fire "user-created" / "user-deleted" (data: const char
- * *user) on success; remove also purges the user's stored data. */
+ * m is the asking module (NULL: the kernel); if it unloads before the
+ * answer, cb runs with XMPPD_AUTH_CANCELLED while it unloads (before its
+ * unload()): free ud, answer nobody. Nothing is asked (and cb never runs)
+ * when m is already unloading. With no provider, or an operation it lacks,
+ * cb gets XMPPD_AUTH_UNSUPPORTED. create and remove fire "user-created" /
+ * "user-deleted" (data: const char *user) on success; remove also purges
+ * the user's stored data. */
 /* XMPPD_AUTH_CAN_* mask of the host's provider (0: none). */
 unsigned xmppd_auth_mechanisms(xmppd_host *h);
-void xmppd_auth_verify_plain(xmppd_host *h, const char *user, const char *password, xmppd_auth_cb cb, void *ud);
-void xmppd_auth_get_scram(xmppd_host *h, const char *user, enum xmppd_hash hash, xmppd_auth_scram_cb cb, void *ud);
-void xmppd_auth_exists(xmppd_host *h, const char *user, xmppd_auth_cb cb, void *ud);
-void xmppd_auth_create(xmppd_host *h, const char *user, const char *password, xmppd_auth_cb cb, void *ud);
-void xmppd_auth_set_password(xmppd_host *h, const char *user, const char *password, xmppd_auth_cb cb, void *ud);
-void xmppd_auth_remove(xmppd_host *h, const char *user, xmppd_auth_cb cb, void *ud);
-void xmppd_auth_list(xmppd_host *h, xmppd_auth_list_cb cb, void *ud);
+void xmppd_auth_verify_plain(xmppd_module *m, xmppd_host *h, const char *user, const char *password, xmppd_auth_cb cb, void *ud);
+void xmppd_auth_get_scram(xmppd_module *m, xmppd_host *h, const char *user, enum xmppd_hash hash, xmppd_auth_scram_cb cb, void *ud);
+void xmppd_auth_exists(xmppd_module *m, xmppd_host *h, const char *user, xmppd_auth_cb cb, void *ud);
+void xmppd_auth_create(xmppd_module *m, xmppd_host *h, const char *user, const char *password, xmppd_auth_cb cb, void *ud);
+void xmppd_auth_set_password(xmppd_module *m, xmppd_host *h, const char *user, const char *password, xmppd_auth_cb cb, void *ud);
+void xmppd_auth_remove(xmppd_module *m, xmppd_host *h, const char *user, xmppd_auth_cb cb, void *ud);
+void xmppd_auth_list(xmppd_module *m, xmppd_host *h, xmppd_auth_list_cb cb, void *ud);
 
 #endif

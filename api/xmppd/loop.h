@@ -26,11 +26,20 @@ void xmppd_timer_cancel(xmppd_timer *t);
 
 /* Runs work(ud) on a worker thread, then done(ud) on the loop thread. work
  * must not call any xmppd function except the pure ones (crypto.h, jid.h,
- * stanza.h on trees it owns). If m unloads before done runs, done is not
- * called and `cancelled(ud)` (may be NULL) is called instead to free ud.
- * 0, or -1 on OOM. */
+ * stanza.h on trees it owns), and must be short (a hash, a parse): an
+ * unload waits for it. If m unloads before done runs, done is not called
+ * and `cancelled(ud)` (may be NULL) frees ud instead, while m unloads and
+ * before its unload() (a job a worker is running is waited for first).
+ * 0, or -1 on OOM or when m is unloading (nothing runs). */
 int xmppd_offload(xmppd_module *m, void (*work)(void *ud), void (*done)(void *ud),
                   void (*cancelled)(void *ud), void *ud);
+
+/* Runs fn(ud) on a later loop turn (never inside this call): for answers
+ * a module gives "later", such as a provider's immediate failure. If m
+ * unloads first, cancelled(ud) (may be NULL) runs instead, while m unloads
+ * (before its unload()). 0, or -1 on OOM or when m is unloading (nothing
+ * runs). */
+int xmppd_defer(xmppd_module *m, void (*fn)(void *ud), void (*cancelled)(void *ud), void *ud);
 
 /* Thread-safe: queues fn(ud) to run on the loop thread (from a module's own
  * thread, for instance a storage driver's). */

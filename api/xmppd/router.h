@@ -34,6 +34,19 @@ typedef struct xmppd_presence_info {
  * 0 routed, -1 when the 'to' or 'from' is missing or invalid. */
 int xmppd_route(xmppd_host *h, xmppd_stanza *s);
 
+/* Sends an IQ request (type get or set, 'from' and 'to' set; an 'id' is
+ * set when absent) and calls back exactly once with its answer, never from
+ * inside this call: XMPPD_IQ_RESULT or XMPPD_IQ_ERROR with the answer
+ * (borrowed for the call; only an answer from the entity asked, to the
+ * address that asked, counts), XMPPD_IQ_TIMEOUT after timeout_ms without
+ * one, or XMPPD_IQ_CANCELLED (reply NULL) when m unloads first, before its
+ * unload(). iq is routed like xmppd_route and stays the caller's. 0, or -1
+ * (nothing sent, cb never runs): not a get/set, bad addresses, an id
+ * already waiting, OOM, or m unloading. */
+enum { XMPPD_IQ_RESULT = 0, XMPPD_IQ_ERROR = 1, XMPPD_IQ_TIMEOUT = 2, XMPPD_IQ_CANCELLED = -2 };
+typedef void (*xmppd_iq_cb)(int status, xmppd_stanza *reply, void *ud);
+int xmppd_iq_request(xmppd_module *m, xmppd_stanza *iq, uint64_t timeout_ms, xmppd_iq_cb cb, void *ud);
+
 /* Writes s to this session's stream as it is, firing "deliver" (whose
  * handlers may take it over). Borrowed. 0, or -1 when the session is
  * closed (nothing is sent). */

@@ -6,12 +6,16 @@
  *  - archive: per user an ordered list of items {id, when, with, value},
  *    queried by time, peer and id paging (offline messages, MAM).
  *
- * Every operation is asynchronous; its callback runs once on the loop thread,
- * never from inside the call, and only after the change is durable (a write
- * that reports OK is committed to disk). If the module that opened the store
- * unloads first, the callback is not called. JSON values passed in are
- * borrowed (the driver copies what it keeps); values passed to callbacks are
- * borrowed for the call (json_incref to keep). */
+ * Every operation is asynchronous; its callback runs exactly once on the
+ * loop thread, never from inside the call, and only after the change is
+ * durable (a write that reports OK is committed to disk). If the module
+ * that opened the store unloads first, the callback runs with
+ * XMPPD_STORE_CANCELLED while the module unloads (before its unload()):
+ * free what ud holds and send nothing; whether a cancelled write happened
+ * is unknown. A write started while the module unloads (from unload()) is
+ * carried out but never answered; a read is not started then. JSON values
+ * passed in are borrowed (the driver copies what it keeps); values passed
+ * to callbacks are borrowed for the call (json_incref to keep). */
 #ifndef XMPPD_STORAGE_H
 #define XMPPD_STORAGE_H
 
@@ -28,7 +32,8 @@ enum xmppd_store_kind { XMPPD_STORE_KEYVAL = 0, XMPPD_STORE_ARCHIVE = 1 };
 enum xmppd_store_status {
     XMPPD_STORE_OK = 0,
     XMPPD_STORE_NOT_FOUND = 1, /* kv_get of a missing key */
-    XMPPD_STORE_ERROR = -1     /* backend failure: nothing was changed */
+    XMPPD_STORE_ERROR = -1,    /* backend failure: nothing was changed */
+    XMPPD_STORE_CANCELLED = -2 /* the calling module unloads: free ud, answer nobody */
 };
 
 /* Opens store `name` for m's host (global modules: host-less). The handle is

@@ -13,5 +13,6 @@
 #include "loop.h"
 #include "storage.h"
 #include "auth.h"
+#include "ctl.h"
 
 #endif

@@ -7,13 +7,18 @@
  *  - an IQ handler: <iq type='get' to='HOST'><hello xmlns='urn:xmppd:hello:0'/></iq>
  *    from a local account is answered with the greeting, this module's
  *    version and the account's first login (XEP-0082 date-time);
+ *    and, asked of the client itself with xmppd_iq_request (XEP-0092), the
+ *    name of the software it runs (or why it is unknown);
  *  - a hook on "resource-bound": an account's very first login gets the
  *    greeting as a message from the host, optionally after a delay (timer);
  *  - a keyval store "hello": per account {"first_login": ms};
  *  - an event of its own, "hello/greeted", declared for `xmppctl hooks`;
- *  - a disco feature, per-module logging, and an unload that frees every
- *    piece of asynchronous work still pending (the kernel drops the
- *    callbacks of an unloaded module, so their data is ours to free).
+ *  - a command of `xmppctl`, "hello-greeted [ACCOUNT]", answered at once
+ *    (how many greetings) or after a storage read (an account's first login);
+ *  - a disco feature, per-module logging, a load() that says why it refuses,
+ *    and asynchronous work that ends cleanly on unload: storage and IQ
+ *    callbacks come back once with a CANCELLED status to free their data,
+ *    and unload() frees what is left (greetings waiting for their timer).
  *
  * Everything runs on the event loop thread: no locks. */
 #include <stdio.h>
@@ -36,6 +41,7 @@ typedef struct hello_conf {
     const char *greeting;   /* kernel-owned, valid while the instance lives */
     bool greet;
     long long greet_delay;  /* ms */
+    long long ask_timeout;  /* ms */
 } hello_conf;
 
 static const xmppd_option hello_options[] = {
@@ -46,6 +52,8 @@ static const xmppd_option hello_options[] = {
       .doc = "send the greeting as a message on an account's first login" },
     { "greet_delay", XMPPD_OPT_DURATION, XMPPD_OFF(hello_conf, greet_delay), "0", 0, 3600000,
       .doc = "wait this long after the first login before greeting" },
+    { "ask_timeout", XMPPD_OPT_DURATION, XMPPD_OFF(hello_conf, ask_timeout), "5s", 100, 60000,
+      .doc = "how long <hello/> waits for the client to tell its software version" },
     { NULL }
 };
 
@@ -54,14 +62,16 @@ static const xmppd_option hello_options[] = {
 /* ---- state ------------------------------------------------------------------- */
 
 /* One piece of asynchronous work: a login being checked (and maybe greeted)
- * or an IQ waiting for storage. Holds references; lives in the instance's
- * list until done, so unload() can free what storage or a timer will never
- * call back. */
+ * or an IQ waiting for storage and the client. Holds references; lives in
+ * the instance's list until done (the list tells whether a first login is
+ * being recorded already, and unload() frees the greetings still waiting
+ * for their timer). */
 typedef struct hello_job {
     struct hello_job *prev, *next;
     struct hello_mod *mod;
     xmppd_session *sess;  /* ref */
     xmppd_stanza *iq;     /* ref, IQ jobs only */
+    xmppd_stanza *reply;  /* IQ jobs: the answer, waiting for the client (ref) */
     char *user;           /* account localpart (owned) */
     xmppd_timer *timer;   /* pending greeting, or NULL */
     bool first_login;     /* this job is recording a first login */
@@ -73,6 +83,7 @@ typedef struct hello_mod {
     const hello_conf *conf;
     xmppd_store *store;
     hello_job *jobs;
+    unsigned long greeted; /* greetings sent since load */
 } hello_mod;
 
 static hello_job *job_new(hello_mod *mod, xmppd_session *sess, const char *user)
@@ -105,6 +116,7 @@ static void job_free(hello_job *j)
         xmppd_timer_cancel(j->timer);
     xmppd_session_unref(j->sess);
     xmppd_stanza_unref(j->iq);
+    xmppd_stanza_unref(j->reply);
     free(j->user);
     free(j);
 }
@@ -144,9 +156,10 @@ static void greet(hello_job *j)
     xmppd_stanza_set_attr(msg, "type", "normal");
     xmppd_stanza_set_attr(msg, "from", xmppd_host_name(mod->host));
     xmppd_stanza_set_attr(msg, "to", to->full);
-    xmppd_stanza_add_text(body, mod->conf->greeting, strlen(mod->conf->greeting));
+    xmppd_stanza_set_text(body, mod->conf->greeting);
     xmppd_session_send(j->sess, msg);
     xmppd_stanza_unref(msg);
+    mod->greeted++;
     xmppd_log(mod->m, XMPPD_LOG_INFO, "greeted %s", to->full);
     /* Tell whoever listens (every handler runs; data: the account). */
     xmppd_notify(mod->host, HELLO_EVENT, j->sess, j->user);
@@ -166,7 +179,8 @@ static void on_first_login_saved(int status, void *ud)
     hello_job *j = ud;
     hello_mod *mod = j->mod;
     if (status != XMPPD_STORE_OK) {
-        xmppd_log(mod->m, XMPPD_LOG_ERROR, "cannot record the first login of %s", j->user);
+        if (status != XMPPD_STORE_CANCELLED)
+            xmppd_log(mod->m, XMPPD_LOG_ERROR, "cannot record the first login of %s", j->user);
         job_free(j);
         return;
     }
@@ -216,34 +230,80 @@ static int on_bound(xmppd_event *ev, void *ud)
 
 /* ---- the IQ ------------------------------------------------------------------------ */
 
+/* The client answered (or did not) what software it runs: the answer to
+ * <hello/> is complete. */
+static void on_client_version(int status, xmppd_stanza *answer, void *ud)
+{
+    hello_job *j = ud;
+    if (status == XMPPD_IQ_CANCELLED) {
+        job_free(j); /* unloading: nobody to answer any more */
+        return;
+    }
+    char software[256];
+    const xmppd_stanza *q = answer ? xmppd_stanza_child(answer, "query", "jabber:iq:version") : NULL;
+    const char *name = q ? xmppd_stanza_child_text(q, "name", NULL) : NULL;
+    const char *version = q ? xmppd_stanza_child_text(q, "version", NULL) : NULL;
+    if (status == XMPPD_IQ_RESULT && name)
+        snprintf(software, sizeof(software), "%s%s%s", name, version ? " " : "", version ? version : "");
+    else
+        snprintf(software, sizeof(software), "unknown (%s)",
+                 status == XMPPD_IQ_TIMEOUT ? "no answer" : "the client would not say");
+    xmppd_stanza *h = xmppd_stanza_child(j->reply, "hello", HELLO_NS);
+    xmppd_stanza *c = h ? xmppd_stanza_tag(h, "client", NULL) : NULL;
+    if (c)
+        xmppd_stanza_set_text(c, software);
+    if (!xmppd_session_closed(j->sess))
+        xmppd_session_send(j->sess, j->reply);
+    job_free(j);
+}
+
+/* Asks the client of j what software it runs (XEP-0092); false when the
+ * question could not be sent. */
+static bool ask_client(hello_job *j)
+{
+    hello_mod *mod = j->mod;
+    const xmppd_jid *to = xmppd_session_jid(j->sess);
+    xmppd_stanza *iq = xmppd_stanza_new("iq", XMPPD_NS_CLIENT);
+    bool ok = iq && to && xmppd_stanza_set_attr(iq, "type", "get") == 0 &&
+              xmppd_stanza_set_attr(iq, "from", xmppd_host_name(mod->host)) == 0 &&
+              xmppd_stanza_set_attr(iq, "to", to->full) == 0 &&
+              xmppd_stanza_tag(iq, "query", "jabber:iq:version") &&
+              xmppd_iq_request(mod->m, iq, (uint64_t)mod->conf->ask_timeout, on_client_version, j) == 0;
+    xmppd_stanza_unref(iq);
+    return ok;
+}
+
 static void on_iq_loaded(int status, json_t *value, void *ud)
 {
     hello_job *j = ud;
     hello_mod *mod = j->mod;
-    xmppd_stanza *reply = NULL;
-    if (status == XMPPD_STORE_ERROR) {
-        reply = xmppd_stanza_error_reply(j->iq, "wait", "internal-server-error", NULL);
-    } else if ((reply = xmppd_stanza_reply(j->iq))) {
-        xmppd_stanza *h = xmppd_stanza_tag(reply, "hello", HELLO_NS);
-        xmppd_stanza *g = h ? xmppd_stanza_tag(h, "greeting", NULL) : NULL;
-        xmppd_stanza *v = h ? xmppd_stanza_tag(h, "version", NULL) : NULL;
-        if (g)
-            xmppd_stanza_add_text(g, mod->conf->greeting, strlen(mod->conf->greeting));
-        if (v)
-            xmppd_stanza_add_text(v, HELLO_VERSION, strlen(HELLO_VERSION));
-        json_t *first = json_object_get(value, "first_login");
-        if (h && json_is_integer(first)) {
-            char when[32];
-            format_time((long long)json_integer_value(first), when, sizeof(when));
-            xmppd_stanza *f = xmppd_stanza_tag(h, "first-login", NULL);
-            if (f)
-                xmppd_stanza_add_text(f, when, strlen(when));
-        }
+    if (status == XMPPD_STORE_CANCELLED) {
+        job_free(j); /* unloading: the kernel answers nobody for us */
+        return;
     }
-    if (reply && !xmppd_session_closed(j->sess))
-        xmppd_session_send(j->sess, reply);
-    xmppd_stanza_unref(reply);
-    job_free(j);
+    if (status == XMPPD_STORE_ERROR) {
+        xmppd_stanza *e = xmppd_stanza_error_reply(j->iq, "wait", "internal-server-error", NULL);
+        if (e && !xmppd_session_closed(j->sess))
+            xmppd_session_send(j->sess, e);
+        xmppd_stanza_unref(e);
+        job_free(j);
+        return;
+    }
+    xmppd_stanza *h = (j->reply = xmppd_stanza_reply(j->iq)) ? xmppd_stanza_tag(j->reply, "hello", HELLO_NS) : NULL;
+    if (!h) {
+        job_free(j);
+        return;
+    }
+    xmppd_stanza_set_text(xmppd_stanza_tag(h, "greeting", NULL), mod->conf->greeting);
+    xmppd_stanza_set_text(xmppd_stanza_tag(h, "version", NULL), HELLO_VERSION);
+    json_t *first = json_object_get(value, "first_login");
+    if (json_is_integer(first)) {
+        char when[32];
+        format_time((long long)json_integer_value(first), when, sizeof(when));
+        xmppd_stanza_set_text(xmppd_stanza_tag(h, "first-login", NULL), when);
+    }
+    if (!ask_client(j))
+        on_client_version(XMPPD_IQ_ERROR, NULL, j);
 }
 
 static int on_hello_get(xmppd_event *ev, void *ud)
@@ -274,15 +334,58 @@ static int on_user_deleted(xmppd_event *ev, void *ud)
     return XMPPD_PASS;
 }
 
+/* ---- xmppctl hello-greeted [ACCOUNT] ----------------------------------------------- */
+
+static void on_first_login_read(int status, json_t *value, void *ud)
+{
+    xmppd_ctl_request *req = ud;
+    json_t *first = json_object_get(value, "first_login");
+    char when[32], text[96];
+    if (status == XMPPD_STORE_CANCELLED)
+        return; /* unloading: the kernel answered the request */
+    if (status == XMPPD_STORE_OK && json_is_integer(first)) {
+        format_time((long long)json_integer_value(first), when, sizeof(when));
+        snprintf(text, sizeof(text), "first login: %s", when);
+        xmppd_ctl_reply(req, json_pack("{s:s, s:s}", "text", text, "first_login", when));
+    } else if (status == XMPPD_STORE_NOT_FOUND) {
+        xmppd_ctl_reply(req, json_pack("{s:s}", "text", "never greeted"));
+    } else {
+        xmppd_ctl_error(req, "cannot read the hello record");
+    }
+}
+
+/* Without an argument: the greetings sent since load, answered at once;
+ * with an account: its first login, answered after a storage read. */
+static void on_ctl_greeted(xmppd_ctl_request *req, const json_t *args, void *ud)
+{
+    hello_mod *mod = ud;
+    if (json_array_size(args) > 1) {
+        xmppd_ctl_error(req, "usage: hello-greeted [ACCOUNT]");
+        return;
+    }
+    const char *account = json_string_value(json_array_get(args, 0));
+    if (!account) {
+        char text[64];
+        snprintf(text, sizeof(text), "%lu greeted since load", mod->greeted);
+        xmppd_ctl_reply(req, json_pack("{s:s, s:I}", "text", text, "greeted", (json_int_t)mod->greeted));
+        return;
+    }
+    char *user = xmppd_nodeprep(account);
+    if (!user) {
+        xmppd_ctl_error(req, "not an account name: %s", account);
+        return;
+    }
+    xmppd_kv_get(mod->store, user, "", on_first_login_read, req);
+    free(user);
+}
+
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
 static int hello_load(xmppd_module *m, const void *conf)
 {
     const hello_conf *c = conf;
-    if (!c->greeting || !*c->greeting || strlen(c->greeting) > HELLO_GREETING_MAX) {
-        xmppd_log(m, XMPPD_LOG_ERROR, "greeting must be 1 to %d bytes", HELLO_GREETING_MAX);
-        return -1;
-    }
+    if (!c->greeting || !*c->greeting || strlen(c->greeting) > HELLO_GREETING_MAX)
+        return xmppd_module_refuse(m, "greeting must be 1 to %d bytes", HELLO_GREETING_MAX);
     hello_mod *mod = calloc(1, sizeof(*mod));
     if (!mod)
         return -1;
@@ -296,6 +399,9 @@ static int hello_load(xmppd_module *m, const void *conf)
         xmppd_hook(m, "resource-bound", on_bound, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "user-deleted", on_user_deleted, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_disco_feature(m, HELLO_NS) < 0 ||
+        xmppd_ctl_command(m, "hello-greeted", "[ACCOUNT]",
+                          "greetings sent since load, or when ACCOUNT first logged in",
+                          on_ctl_greeted, mod) < 0 ||
         xmppd_event_declare(m, HELLO_EVENT, XMPPD_EVENT_ALL,
                             "host; session: the greeted session; data: const char * account") < 0) {
         /* A refused load is undone by the kernel, but unload() is not
@@ -313,8 +419,9 @@ static void hello_unload(xmppd_module *m)
     hello_mod *mod = xmppd_module_data(m);
     if (!mod)
         return;
-    /* The kernel already released hooks, handlers, timers and the store;
-     * storage will not call back, so the pending jobs are ours to free. */
+    /* The kernel already released hooks, handlers, timers and the store,
+     * and storage and IQ callbacks came back CANCELLED: what is left are
+     * greetings whose timer the kernel cancelled. */
     while (mod->jobs) {
         mod->jobs->timer = NULL; /* cancelled and freed by the kernel */
         job_free(mod->jobs);

@@ -36,20 +36,21 @@ typedef struct ai_ctx {
     xmppd_module *m;
     xmppd_store *st;    /* kernel-owned, closed on unload */
     unsigned iterations;
-    ai_req *reqs;       /* pending requests (owned) */
-    bool unloaded;      /* freed with the last request left on a worker */
+    ai_req *creating;   /* creates under way: a second create of the user is EXISTS */
 } ai_ctx;
 
 enum ai_op { AI_PLAIN, AI_SCRAM, AI_EXISTS, AI_CREATE, AI_SET_PASSWORD, AI_REMOVE, AI_LIST };
 
-/* Where a request waits; decides who frees it when the module unloads. */
-enum ai_state { AI_WAIT_STORE, AI_WAIT_TIMER, AI_WAIT_WORKER };
-
+/* One request of the kernel's auth front. It always sits in exactly one
+ * asynchronous call of the kernel (storage, a worker, a deferred answer),
+ * each of which comes back once, or CANCELLED before the module's
+ * unload(): that is where an unloading module frees it (the kernel answers
+ * the asker itself when a provider unloads). */
 struct ai_req {
-    ai_req *prev, *next;
+    ai_req *next_create; /* in ctx->creating (AI_CREATE only) */
+    bool in_creating;
     ai_ctx *ctx;
     enum ai_op op;
-    enum ai_state state;
     char *user;
     char *password;              /* secret: wiped before free */
     unsigned iterations;         /* for new keys */
@@ -80,10 +81,6 @@ static ai_req *ai_req_new(ai_ctx *ctx, enum ai_op op, const char *user, const ch
         free(r);
         goto oom;
     }
-    r->next = ctx->reqs;
-    if (ctx->reqs)
-        ctx->reqs->prev = r;
-    ctx->reqs = r;
     return r;
 oom:
     xmppd_log(ctx->m, XMPPD_LOG_ERROR, "out of memory: account request dropped");
@@ -92,12 +89,11 @@ oom:
 
 static void ai_req_free(ai_req *r)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        r->ctx->reqs = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
+    for (ai_req **cp = &r->ctx->creating; r->in_creating && *cp; cp = &(*cp)->next_create)
+        if (*cp == r) {
+            *cp = r->next_create;
+            break;
+        }
     if (r->password) {
         xmppd_wipe(r->password, strlen(r->password));
         free(r->password);
@@ -124,19 +120,23 @@ static void ai_finish(ai_req *r, int result)
     ai_req_free(r);
 }
 
-static uint64_t ai_timer_fired(void *ud)
+static void ai_deferred(void *ud)
 {
     ai_req *r = ud;
     ai_finish(r, r->result);
-    return 0;
+}
+
+/* The module unloads with r in flight: only r itself is left to free. */
+static void ai_cancelled(void *ud)
+{
+    ai_req_free(ud);
 }
 
 /* Answers r with result on a later loop turn (never inside the call). */
 static void ai_finish_later(ai_req *r, int result)
 {
     r->result = result;
-    r->state = AI_WAIT_TIMER;
-    if (!xmppd_timer_add(r->ctx->m, 0, ai_timer_fired, r)) {
+    if (xmppd_defer(r->ctx->m, ai_deferred, ai_cancelled, r) != 0) {
         xmppd_log(r->ctx->m, XMPPD_LOG_ERROR, "out of memory: account request dropped");
         ai_req_free(r);
     }
@@ -247,15 +247,6 @@ static void ai_work_derive(void *ud)
     }
 }
 
-static void ai_worker_cancelled(void *ud)
-{
-    ai_req *r = ud;
-    ai_ctx *ctx = r->ctx;
-    ai_req_free(r);
-    if (ctx->unloaded && !ctx->reqs)
-        free(ctx);
-}
-
 static void ai_done_verify(void *ud)
 {
     ai_req *r = ud;
@@ -265,7 +256,10 @@ static void ai_done_verify(void *ud)
 static void ai_on_saved(int status, void *ud)
 {
     ai_req *r = ud;
-    ai_finish(r, status == XMPPD_STORE_OK ? XMPPD_AUTH_OK : XMPPD_AUTH_INTERNAL);
+    if (status == XMPPD_STORE_CANCELLED)
+        ai_req_free(r);
+    else
+        ai_finish(r, status == XMPPD_STORE_OK ? XMPPD_AUTH_OK : XMPPD_AUTH_INTERNAL);
 }
 
 static void ai_done_derive(void *ud)
@@ -280,15 +274,13 @@ static void ai_done_derive(void *ud)
         ai_finish(r, XMPPD_AUTH_INTERNAL);
         return;
     }
-    r->state = AI_WAIT_STORE;
     xmppd_kv_set(r->ctx->st, r->user, "", rec, ai_on_saved, r);
     json_decref(rec);
 }
 
 static void ai_offload(ai_req *r, void (*work)(void *), void (*done)(void *))
 {
-    r->state = AI_WAIT_WORKER;
-    if (xmppd_offload(r->ctx->m, work, done, ai_worker_cancelled, r) != 0)
+    if (xmppd_offload(r->ctx->m, work, done, ai_cancelled, r) != 0)
         ai_finish(r, XMPPD_AUTH_INTERNAL);
 }
 
@@ -341,7 +333,9 @@ static void ai_on_found(ai_req *r, json_t *rec)
 static void ai_on_record(int status, json_t *value, void *ud)
 {
     ai_req *r = ud;
-    if (status == XMPPD_STORE_OK)
+    if (status == XMPPD_STORE_CANCELLED)
+        ai_req_free(r);
+    else if (status == XMPPD_STORE_OK)
         ai_on_found(r, value);
     else if (status != XMPPD_STORE_NOT_FOUND)
         ai_finish(r, XMPPD_AUTH_INTERNAL);
@@ -354,7 +348,6 @@ static void ai_on_record(int status, json_t *value, void *ud)
 /* Loads r's account record, then goes on in ai_on_record. */
 static void ai_load(ai_req *r)
 {
-    r->state = AI_WAIT_STORE;
     xmppd_kv_get(r->ctx->st, r->user, "", ai_on_record, r);
 }
 
@@ -420,8 +413,8 @@ static void ai_exists(void *pd, const char *user, xmppd_auth_cb cb, void *ud)
 /* Is another create of user under way in this process? */
 static bool ai_creating(const ai_ctx *ctx, const ai_req *self)
 {
-    for (const ai_req *o = ctx->reqs; o; o = o->next)
-        if (o != self && o->op == AI_CREATE && strcmp(o->user, self->user) == 0)
+    for (const ai_req *o = ctx->creating; o; o = o->next_create)
+        if (o != self && strcmp(o->user, self->user) == 0)
             return true;
     return false;
 }
@@ -432,12 +425,17 @@ static void ai_create(void *pd, const char *user, const char *password, xmppd_au
     if (!r)
         return;
     r->cb.res = cb;
-    if (!ai_valid_user(user) || !password || !*password)
+    ai_ctx *ctx = pd;
+    if (!ai_valid_user(user) || !password || !*password) {
         ai_finish_later(r, XMPPD_AUTH_INVALID);
-    else if (ai_creating(pd, r))
+    } else if (ai_creating(ctx, r)) {
         ai_finish_later(r, XMPPD_AUTH_EXISTS);
-    else
+    } else {
+        r->next_create = ctx->creating;
+        r->in_creating = true;
+        ctx->creating = r;
         ai_load(r);
+    }
 }
 
 static void ai_set_password(void *pd, const char *user, const char *password, xmppd_auth_cb cb, void *ud)
@@ -469,6 +467,10 @@ static void ai_remove(void *pd, const char *user, xmppd_auth_cb cb, void *ud)
 static void ai_on_users(int status, json_t *value, void *ud)
 {
     ai_req *r = ud;
+    if (status == XMPPD_STORE_CANCELLED) {
+        ai_req_free(r);
+        return;
+    }
     size_t n = json_array_size(value);
     const char **users = calloc(n + 1, sizeof *users);
     if (status != XMPPD_STORE_OK || !users) {
@@ -491,7 +493,6 @@ static void ai_list(void *pd, xmppd_auth_list_cb cb, void *ud)
     if (!r)
         return;
     r->cb.list = cb;
-    r->state = AI_WAIT_STORE;
     xmppd_kv_users(r->ctx->st, ai_on_users, r);
 }
 
@@ -525,34 +526,19 @@ static int ai_load_module(xmppd_module *m, const void *conf)
     else if (xmppd_auth_provide(m, &ai_provider, ctx) != 0)
         why = "this host already has an auth provider";
     if (why) {
-        xmppd_log(m, XMPPD_LOG_ERROR, "%s", why);
         free(ctx);
-        return -1;
+        return xmppd_module_refuse(m, "%s", why);
     }
     xmppd_module_set_data(m, ctx);
     return 0;
 }
 
-/* Frees the requests that will get no answer any more: those waiting for
- * storage or a timer (both released by the kernel). Requests on a worker
- * are freed by ai_worker_cancelled. */
+/* Every request in flight came back CANCELLED and freed itself before
+ * this: only the instance data is left. */
 static void ai_unload(xmppd_module *m)
 {
-    ai_ctx *ctx = xmppd_module_data(m);
-    if (!ctx)
-        return;
-    ai_req *r = ctx->reqs;
-    while (r) {
-        ai_req *next = r->next;
-        if (r->state != AI_WAIT_WORKER)
-            ai_req_free(r);
-        r = next;
-    }
+    free(xmppd_module_data(m));
     xmppd_module_set_data(m, NULL);
-    if (ctx->reqs)
-        ctx->unloaded = true; /* ai_worker_cancelled still needs ctx */
-    else
-        free(ctx);
 }
 
 XMPPD_MODULE(auth_internal,

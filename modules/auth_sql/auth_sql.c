@@ -115,19 +115,20 @@ typedef struct sa_ctx {
     unsigned mechs;
     bool has_col[XMPPD_HASH_COUNT]; /* password_query returns scram_shaX */
     unsigned char salt_secret[32];  /* stable fake salts of plaintext rows */
-    sa_req *reqs;
-    bool unloaded;
+    sa_req *reqs;                   /* requests in flight (answered or not) */
     xmppd_auth_provider provider;
 } sa_ctx;
 
 enum sa_op { SA_PLAIN, SA_SCRAM, SA_EXISTS, SA_CREATE, SA_SETPASS, SA_REMOVE, SA_LIST };
-enum sa_state { SA_WAIT_DB, SA_WAIT_TIMER, SA_WAIT_WORKER };
 
+/* A request of the kernel's auth front. Kernel calls (workers, deferred
+ * answers) come back CANCELLED before unload() and free it; a query to the
+ * user database ends with the database client, which unload() closes, so
+ * unload() frees the requests left in ctx->reqs. */
 struct sa_req {
     sa_req *prev, *next;
     sa_ctx *ctx;
     enum sa_op op;
-    enum sa_state state;
     bool answered;             /* callback ran; an upgrade query is still on */
     char *user, *bare;
     char *password;            /* secret */
@@ -227,18 +228,23 @@ static void sa_finish(sa_req *r, int result)
     sa_req_free(r);
 }
 
-static uint64_t sa_timer_fired(void *ud)
+static void sa_deferred(void *ud)
 {
     sa_req *r = ud;
     sa_finish(r, r->result);
-    return 0;
+}
+
+/* The module unloads with r in a kernel call: only r is left to free (the
+ * kernel answers the asker). */
+static void sa_cancelled(void *ud)
+{
+    sa_req_free(ud);
 }
 
 static void sa_finish_later(sa_req *r, int result)
 {
     r->result = result;
-    r->state = SA_WAIT_TIMER;
-    if (!xmppd_timer_add(r->ctx->m, 0, sa_timer_fired, r)) {
+    if (xmppd_defer(r->ctx->m, sa_deferred, sa_cancelled, r) != 0) {
         xmppd_log(r->ctx->m, XMPPD_LOG_ERROR, "out of memory: account request dropped");
         sa_req_free(r);
     }
@@ -267,7 +273,6 @@ static void sa_run(sa_req *r, int which, aq_cb cb)
 {
     const char *v[AQ_MAX_PARAMS];
     sa_values(r, &r->ctx->q[which], v);
-    r->state = SA_WAIT_DB;
     aq_exec(r->ctx->db, &r->ctx->q[which], v, cb, r);
 }
 
@@ -401,15 +406,6 @@ static void sa_work_new(void *ud)
     sa_free_secret(&r->password);
 }
 
-static void sa_worker_cancelled(void *ud)
-{
-    sa_req *r = ud;
-    sa_ctx *ctx = r->ctx;
-    sa_req_free(r);
-    if (ctx->unloaded && !ctx->reqs)
-        free(ctx);
-}
-
 static void sa_done_new(void *ud);
 
 static void sa_done_result(void *ud)
@@ -420,8 +416,7 @@ static void sa_done_result(void *ud)
 
 static void sa_offload(sa_req *r, void (*work)(void *), void (*done)(void *))
 {
-    r->state = SA_WAIT_WORKER;
-    if (xmppd_offload(r->ctx->m, work, done, sa_worker_cancelled, r) != 0)
+    if (xmppd_offload(r->ctx->m, work, done, sa_cancelled, r) != 0)
         sa_finish(r, XMPPD_AUTH_INTERNAL);
 }
 
@@ -828,27 +823,18 @@ fail:
     return -1;
 }
 
-/* Requests waiting for the database or a timer get no answer any more (the
- * kernel answers their consumers); those on a worker are freed by
- * sa_worker_cancelled. */
+/* Requests still waiting for the user database get no answer any more
+ * once its client is closed (the kernel answers their askers). */
 static void sa_unload(xmppd_module *m)
 {
     sa_ctx *ctx = xmppd_module_data(m);
     if (!ctx)
         return;
     sa_ctx_free(ctx);
-    sa_req *r = ctx->reqs;
-    while (r) {
-        sa_req *next = r->next;
-        if (r->state != SA_WAIT_WORKER)
-            sa_req_free(r);
-        r = next;
-    }
+    while (ctx->reqs)
+        sa_req_free(ctx->reqs);
     xmppd_module_set_data(m, NULL);
-    if (ctx->reqs)
-        ctx->unloaded = true;
-    else
-        free(ctx);
+    free(ctx);
 }
 
 XMPPD_MODULE(auth_sql,

@@ -81,31 +81,45 @@ static int last_stop(xmppd_session *s, void *ud)
 
 /* ---- queries -------------------------------------------------------------- */
 
+/* A query waiting for storage, then maybe for the auth provider. */
+typedef struct last_req {
+    last_state *st;
+    xmppd_pending *p;
+} last_req;
+
+static void last_req_error(last_req *r, const char *cond, const char *text)
+{
+    xmppd_pending_error(r->p, NULL, cond, text);
+    free(r);
+}
+
 static void last_on_exists(int result, void *ud)
 {
-    xmppd_pending *p = ud;
+    last_req *r = ud;
     if (result == XMPPD_AUTH_USER_UNKNOWN)
-        xmppd_pending_error(p, NULL, "service-unavailable", NULL);
+        last_req_error(r, "service-unavailable", NULL);
     else if (result == XMPPD_AUTH_OK)
-        xmppd_pending_error(p, NULL, "item-not-found", "No logout recorded for this account");
+        last_req_error(r, "item-not-found", "No logout recorded for this account");
     else
-        xmppd_pending_error(p, NULL, "internal-server-error", NULL);
+        last_req_error(r, "internal-server-error", NULL);
 }
 
 static void last_on_record(int status, json_t *value, void *ud)
 {
-    xmppd_pending *p = ud;
+    last_req *r = ud;
+    xmppd_pending *p = r->p;
     const xmppd_event *ev = xmppd_pending_event(p);
     const char *user = last_target(ev); /* checked by last_on_get */
     if (status == XMPPD_STORE_NOT_FOUND) {
-        xmppd_auth_exists(ev->host, user, last_on_exists, p);
+        xmppd_auth_exists(r->st->m, ev->host, user, last_on_exists, r);
         return;
     }
     json_t *t = json_object_get(value, "time");
     if (status != XMPPD_STORE_OK || !json_is_integer(t)) {
-        xmppd_pending_error(p, NULL, "internal-server-error", NULL);
+        last_req_error(r, "internal-server-error", NULL);
         return;
     }
+    free(r);
     long long seconds = 0; /* logged in meanwhile */
     const char *text = NULL;
     if (xmppd_user_sessions(ev->host, user, last_stop, NULL) == 0) {
@@ -129,10 +143,14 @@ static int last_on_get(xmppd_event *ev, void *ud)
         return xmppd_reply_error(ev, NULL, "forbidden", NULL);
     if (xmppd_user_sessions(ev->host, user, last_stop, NULL) > 0)
         return last_answer(ev, 0, NULL);
-    xmppd_pending *p = xmppd_pending_new(ev);
-    if (!p)
+    last_req *r = malloc(sizeof(*r));
+    xmppd_pending *p = r ? xmppd_pending_new(ev) : NULL;
+    if (!p) {
+        free(r);
         return XMPPD_FAIL;
-    xmppd_kv_get(st->store, user, "", last_on_record, p);
+    }
+    *r = (last_req){ st, p };
+    xmppd_kv_get(st->store, user, "", last_on_record, r);
     return XMPPD_HANDLED;
 }
 
@@ -186,7 +204,7 @@ static int last_on_presence(xmppd_event *ev, void *ud)
 static void last_on_stored(int status, void *ud)
 {
     last_state *st = ud;
-    if (status != XMPPD_STORE_OK)
+    if (status != XMPPD_STORE_OK && status != XMPPD_STORE_CANCELLED)
         xmppd_log(st->m, XMPPD_LOG_WARN, "could not record a logout time");
 }
 

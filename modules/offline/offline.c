@@ -10,7 +10,9 @@
  *
  * The kernel needs an answer at once, so the module takes the message
  * (HANDLED) before the store reports, and bounces it itself if the store
- * fails. The per-account count is cached (loaded on first use, in order
+ * fails. Messages waiting for an account's count when the module unloads
+ * are bounced (never silently dropped); a write already handed to the
+ * store is carried out by the driver. The per-account count is cached (loaded on first use, in order
  * with the messages that wait for it) so the quota check needs no query. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,7 +214,9 @@ static void off_append_free(off_append *a)
 static void off_on_appended(int status, const char *id, void *ud)
 {
     off_append *a = ud;
-    if (status != XMPPD_STORE_OK) {
+    /* Cancelled (the module unloads): the driver still carries out the
+     * write it was handed; only its answer is lost to us. */
+    if (status != XMPPD_STORE_OK && status != XMPPD_STORE_CANCELLED) {
         off_user *u = off_find(a->st, a->user);
         if (u && u->loaded && u->count > 0)
             u->count--;
@@ -291,7 +295,7 @@ static void off_on_count(int status, size_t n, void *ud)
     if (status == XMPPD_STORE_OK) {
         u->loaded = true;
         u->count = n;
-    } else {
+    } else if (status != XMPPD_STORE_CANCELLED) {
         xmppd_log(st->m, XMPPD_LOG_ERROR, "counting offline messages of %s failed", u->user);
     }
     off_release_waiting(st, u, "Offline storage is unavailable");
@@ -332,7 +336,7 @@ static int off_wait_count(off_state *st, off_user *u, xmppd_stanza *msg)
         }
         r->st = st;
         u->loading = true;
-        xmppd_auth_exists(xmppd_module_host(st->m), u->user, off_on_exists, r);
+        xmppd_auth_exists(st->m, xmppd_module_host(st->m), u->user, off_on_exists, r);
     }
     u->waiting[u->n_waiting++] = xmppd_stanza_ref(msg);
     return 0;
@@ -383,8 +387,9 @@ static void off_on_deleted(int status, void *ud)
     off_user *u = off_find(f->st, f->user);
     if (status != XMPPD_STORE_OK) {
         /* Delivered twice next time rather than lost. */
-        xmppd_log(f->st->m, XMPPD_LOG_ERROR, "deleting delivered offline messages of %s failed",
-                  f->user);
+        if (status != XMPPD_STORE_CANCELLED)
+            xmppd_log(f->st->m, XMPPD_LOG_ERROR, "deleting delivered offline messages of %s failed",
+                      f->user);
     } else if (u && u->loaded) {
         u->count = u->count > f->delivered ? u->count - f->delivered : 0;
     }
@@ -411,7 +416,7 @@ static void off_on_stored_items(int status, const xmppd_archive_item *items, siz
 {
     off_flush *f = ud;
     if (status != XMPPD_STORE_OK || n == 0 || xmppd_session_closed(f->sess)) {
-        if (status != XMPPD_STORE_OK)
+        if (status != XMPPD_STORE_OK && status != XMPPD_STORE_CANCELLED)
             xmppd_log(f->st->m, XMPPD_LOG_ERROR, "reading offline messages of %s failed", f->user);
         off_flush_end(f);
         return;
@@ -465,9 +470,8 @@ static void off_unload(xmppd_module *m)
     off_state *st = xmppd_module_data(m);
     if (!st)
         return;
-    /* Store callbacks are not called after unload, so requests still in
-     * flight (a few bytes each) are not freed: only a reload mid-write
-     * leaks them. */
+    /* Every request in flight was answered CANCELLED before this (and has
+     * freed itself): what is left is the accounts table. */
     for (size_t i = 0; i < st->n_buckets; i++) {
         for (off_user *u = st->buckets[i], *next; u; u = next) {
             next = u->next;

@@ -1,8 +1,9 @@
 /* XEP-0199 XMPP Ping: answers pings to the host and to the requester's own
  * account, and (keepalive_interval > 0) pings sessions that have been idle
- * that long, closing those that stay silent for ping_timeout with the
- * stream error connection-timeout. Any stanza from the client counts as an
- * answer (the pong is one). */
+ * that long (xmppd_iq_request), closing those that stay silent for
+ * ping_timeout with the stream error connection-timeout. Any stanza from
+ * the client counts as an answer: the pong, an error (XEP-0199 §4.1: the
+ * client does not support ping, but it is there) or anything else. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -25,17 +26,16 @@ static const xmppd_option ping_options[] = {
 };
 
 /* Keepalive state of one bound session, in its slot and in the instance's
- * list. Owned by the instance: freed on "session-closed" or at unload.
+ * list. Owned by the instance: freed on "session-closed" or at unload,
+ * except while a ping is out: then the answer (or its timeout) frees it.
  * Holds a session reference. */
 typedef struct ping_sess {
     xmppd_module *m;
     xmppd_session *s;
-    xmppd_timer *timer;   /* NULL once the timer has stopped */
+    xmppd_timer *timer;   /* NULL while a ping is out or the timer stopped */
     uint64_t last_active; /* monotonic ms of the last stanza from the client */
-    uint64_t ping_sent;   /* monotonic ms of the unanswered ping; 0: none */
-    unsigned long serial; /* ping ids */
-    bool in_tick;         /* the timer callback is running */
-    bool released;        /* session-closed came during the tick */
+    uint64_t ping_sent;   /* monotonic ms of the ping that is out; 0: none */
+    bool released;        /* session-closed came while a ping was out */
     struct ping_sess *prev, *next;
 } ping_sess;
 
@@ -74,63 +74,70 @@ static void ping_sess_free(ping_sess *ps)
     free(ps);
 }
 
-static void ping_send(ping_sess *ps)
+static void ping_answered(int status, xmppd_stanza *reply, void *ud);
+
+/* Sends the keepalive ping; false when it could not be sent. */
+static bool ping_send(ping_sess *ps, uint64_t timeout)
 {
     const xmppd_jid *jid = xmppd_session_jid(ps->s);
     xmppd_host *h = xmppd_session_host(ps->s);
-    char id[48];
     xmppd_stanza *iq = xmppd_stanza_new("iq", XMPPD_NS_CLIENT);
-    if (!iq || !jid || !h) {
-        xmppd_stanza_unref(iq);
-        return;
-    }
-    snprintf(id, sizeof(id), "xmppd-ping-%lu", ++ps->serial);
-    xmppd_stanza_set_attr(iq, "type", "get");
-    xmppd_stanza_set_attr(iq, "id", id);
-    xmppd_stanza_set_attr(iq, "from", xmppd_host_name(h));
-    xmppd_stanza_set_attr(iq, "to", jid->full);
-    xmppd_stanza_tag(iq, "ping", PING_NS);
-    xmppd_session_write(ps->s, iq);
+    bool ok = iq && jid && h && xmppd_stanza_set_attr(iq, "type", "get") == 0 &&
+              xmppd_stanza_set_attr(iq, "from", xmppd_host_name(h)) == 0 &&
+              xmppd_stanza_set_attr(iq, "to", jid->full) == 0 && xmppd_stanza_tag(iq, "ping", PING_NS) &&
+              xmppd_iq_request(ps->m, iq, timeout, ping_answered, ps) == 0;
     xmppd_stanza_unref(iq);
+    return ok;
 }
 
-/* One step of the keepalive state machine; returns the next delay, or 0
- * when the session is gone or was closed. */
-static uint64_t ping_step(ping_sess *ps, const ping_conf *c)
+/* How long until the session is due a ping (0: now). */
+static uint64_t ping_due(const ping_sess *ps, const ping_conf *c)
 {
-    if (xmppd_session_closed(ps->s))
-        return 0;
-    uint64_t now = xmppd_now_ms();
-    uint64_t interval = (uint64_t)c->keepalive_interval, timeout = (uint64_t)c->ping_timeout;
-    if (ps->ping_sent && ps->last_active < ps->ping_sent) {
-        if (now - ps->ping_sent < timeout)
-            return timeout - (now - ps->ping_sent);
-        xmppd_log(ps->m, XMPPD_LOG_INFO, "%s did not answer a ping: closing",
-                  xmppd_session_jid(ps->s) ? xmppd_session_jid(ps->s)->full : "?");
-        xmppd_session_close(ps->s, "connection-timeout", "No answer to a ping");
-        return 0;
-    }
-    ps->ping_sent = 0;
-    if (now - ps->last_active < interval)
-        return interval - (now - ps->last_active);
-    ping_send(ps);
-    ps->ping_sent = now;
-    return timeout;
+    uint64_t now = xmppd_now_ms(), interval = (uint64_t)c->keepalive_interval;
+    return now - ps->last_active < interval ? interval - (now - ps->last_active) : 0;
 }
 
 static uint64_t ping_tick(void *ud)
 {
     ping_sess *ps = ud;
-    ps->in_tick = true;
-    uint64_t next = ping_step(ps, xmppd_module_conf(ps->m));
-    ps->in_tick = false;
-    if (next)
-        return next;
-    ps->timer = NULL; /* freed by the loop as we return 0 */
-    if (ps->released)
-        ping_sess_free(ps);
-    /* otherwise "session-closed" (or unload) frees ps */
+    const ping_conf *c = xmppd_module_conf(ps->m);
+    if (xmppd_session_closed(ps->s)) {
+        ps->timer = NULL; /* freed by the loop as we return 0 */
+        return 0;
+    }
+    uint64_t wait = ping_due(ps, c);
+    if (wait)
+        return wait;
+    if (!ping_send(ps, (uint64_t)c->ping_timeout))
+        return (uint64_t)c->ping_timeout; /* out of memory: try again later */
+    ps->ping_sent = xmppd_now_ms();
+    ps->timer = NULL;
     return 0;
+}
+
+static void ping_answered(int status, xmppd_stanza *reply, void *ud)
+{
+    ping_sess *ps = ud;
+    bool heard = status == XMPPD_IQ_RESULT || status == XMPPD_IQ_ERROR ||
+                 ps->last_active >= ps->ping_sent;
+    ps->ping_sent = 0;
+    if (ps->released) {
+        ping_sess_free(ps); /* the session closed while the ping was out */
+        return;
+    }
+    if (status == XMPPD_IQ_CANCELLED || xmppd_session_closed(ps->s))
+        return; /* unloading (ping_unload frees ps), or session-closed will */
+    if (!heard) {
+        xmppd_log(ps->m, XMPPD_LOG_INFO, "%s did not answer a ping: closing",
+                  xmppd_session_jid(ps->s) ? xmppd_session_jid(ps->s)->full : "?");
+        xmppd_session_close(ps->s, "connection-timeout", "No answer to a ping");
+        return;
+    }
+    if (status != XMPPD_IQ_TIMEOUT)
+        ps->last_active = xmppd_now_ms();
+    const ping_conf *c = xmppd_module_conf(ps->m);
+    uint64_t wait = ping_due(ps, c);
+    ps->timer = xmppd_timer_add(ps->m, wait ? wait : 1, ping_tick, ps);
 }
 
 static int ping_on_bound(xmppd_event *ev, void *ud)
@@ -172,8 +179,8 @@ static int ping_on_closed(xmppd_event *ev, void *ud)
     if (!ps)
         return XMPPD_PASS;
     xmppd_session_set(ev->session, m, NULL);
-    if (ps->in_tick) {
-        ps->released = true; /* ping_tick frees it */
+    if (ps->ping_sent) {
+        ps->released = true; /* ping_answered frees it */
         return XMPPD_PASS;
     }
     if (ps->timer)
@@ -187,7 +194,7 @@ static void ping_unload(xmppd_module *m)
     ping_state *st = xmppd_module_data(m);
     if (!st)
         return;
-    /* The kernel has cancelled the timers. */
+    /* The kernel has cancelled the timers and the pings out. */
     while (st->head) {
         ping_sess *ps = st->head;
         xmppd_session_set(ps->s, m, NULL);

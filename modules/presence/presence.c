@@ -425,7 +425,8 @@ static void pr_exists_done(int result, void *ud)
     if (api && to && to->node && (result == XMPPD_AUTH_OK || result == XMPPD_AUTH_DISABLED)) {
         api->load(api, to->node, pr_inbound_loaded, j);
     } else {
-        xmppd_log(j->mod->m, XMPPD_LOG_DEBUG, "subscription request to unknown account dropped");
+        xmppd_log(j->mod->m, XMPPD_LOG_DEBUG, "subscription request dropped: %s",
+                  result == XMPPD_AUTH_CANCELLED ? "the module unloads" : "no such account");
         pr_job_free(j);
     }
     xmppd_jid_free(to);
@@ -448,7 +449,7 @@ static int pr_inbound(pr_mod *mod, xmppd_event *ev, enum pr_kind kind)
     xmppd_stanza_set_attr(j->st, "from", ev->from->bare);
     xmppd_stanza_set_attr(j->st, "to", ev->to->bare);
     if (kind == PR_SUBSCRIBE && !api->cached(api, ev->to->node))
-        xmppd_auth_exists(mod->host, ev->to->node, pr_exists_done, j);
+        xmppd_auth_exists(mod->m, mod->host, ev->to->node, pr_exists_done, j);
     else
         api->load(api, ev->to->node, pr_inbound_loaded, j);
     return XMPPD_HANDLED;

@@ -488,7 +488,7 @@ typedef struct pv_save_req {
 static void pv_saved(int status, void *ud)
 {
     pv_save_req *q = ud;
-    if (status != XMPPD_STORE_OK)
+    if (status != XMPPD_STORE_OK && status != XMPPD_STORE_CANCELLED)
         xmppd_log(q->mod->m, XMPPD_LOG_ERROR, "cannot store privacy lists");
     if (q->done)
         q->done(status == XMPPD_STORE_OK ? 0 : -1, q->ud);
@@ -590,7 +590,7 @@ static void pv_on_loaded(int status, json_t *value, void *ud)
         if (!a->loaded)
             pv_acct_clear_lists(a);
     }
-    if (!a->loaded)
+    if (!a->loaded && status != XMPPD_STORE_CANCELLED)
         xmppd_log(a->mod->m, XMPPD_LOG_ERROR, "cannot load the privacy lists of %s", a->node);
     const roster_api *ra = pv_roster_api(a->mod->host);
     if (a->loaded && a->n_held > 0 && pv_needs_roster(a) && ra && !ra->cached(ra, a->node)) {

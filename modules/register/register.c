@@ -235,7 +235,7 @@ static void reg_create(reg_state *st, xmppd_event *ev, xmppd_stanza *q)
         return;
     }
     r->mark = mark;
-    xmppd_auth_create(ev->host, r->user, password, reg_on_created, r);
+    xmppd_auth_create(st->m, ev->host, r->user, password, reg_on_created, r);
 }
 
 /* "stream-element": a registration IQ before authentication. */
@@ -361,7 +361,7 @@ static int reg_on_set(xmppd_event *ev, void *ud)
         reg_req *r = reg_req_new(st, ev, user);
         if (!r)
             return XMPPD_FAIL;
-        xmppd_auth_remove(ev->host, user, reg_on_removed, r);
+        xmppd_auth_remove(st->m, ev->host, user, reg_on_removed, r);
         return XMPPD_HANDLED;
     }
     const char *name = xmppd_stanza_child_text(q, "username", NULL);
@@ -379,7 +379,7 @@ static int reg_on_set(xmppd_event *ev, void *ud)
     reg_req *r = reg_req_new(st, ev, user);
     if (!r)
         return XMPPD_FAIL;
-    xmppd_auth_set_password(ev->host, user, password, reg_on_password, r);
+    xmppd_auth_set_password(st->m, ev->host, user, password, reg_on_password, r);
     return XMPPD_HANDLED;
 }
 

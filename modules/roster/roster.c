@@ -158,7 +158,7 @@ static void rs_on_loaded(int status, json_t *value, void *ud)
         r->doc = json_deep_copy(value);
     else if (status == XMPPD_STORE_NOT_FOUND || status == XMPPD_STORE_OK)
         r->doc = json_object();
-    else
+    else if (status != XMPPD_STORE_CANCELLED)
         xmppd_log(r->mod->m, XMPPD_LOG_ERROR, "cannot load the roster of %s", r->node);
     if (r->doc && !rs_doc_fix(r->doc)) {
         json_decref(r->doc);
@@ -264,7 +264,7 @@ static void rs_view(const char *jid, const json_t *it, roster_item *v)
 static void rs_on_saved(int status, void *ud)
 {
     rs_mod *mod = ud;
-    if (status != XMPPD_STORE_OK)
+    if (status != XMPPD_STORE_OK && status != XMPPD_STORE_CANCELLED)
         xmppd_log(mod->m, XMPPD_LOG_ERROR, "cannot store a roster change");
 }
 
@@ -664,7 +664,8 @@ static void rs_set_saved(int status, void *ud)
 {
     rs_req *q = ud;
     if (status != XMPPD_STORE_OK) {
-        xmppd_log(q->mod->m, XMPPD_LOG_ERROR, "cannot store the roster of %s", q->node);
+        if (status != XMPPD_STORE_CANCELLED)
+            xmppd_log(q->mod->m, XMPPD_LOG_ERROR, "cannot store the roster of %s", q->node);
         rs_req_error(q, "wait", "internal-server-error", NULL);
     } else {
         rs_req_send(q, xmppd_stanza_reply(q->iq));

@@ -101,7 +101,7 @@ static void vcard_on_loaded(int status, json_t *value, void *ud)
             strcmp(ev->from->domain, xmppd_host_name(ev->host)) == 0)
             vcard_send(r, NULL);
         else
-            xmppd_auth_exists(ev->host, user, vcard_on_exists, r);
+            xmppd_auth_exists(r->st->m, ev->host, user, vcard_on_exists, r);
     } else if (status != XMPPD_STORE_OK || !xml) {
         vcard_error(r, "internal-server-error");
     } else {

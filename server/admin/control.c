@@ -19,6 +19,7 @@
 
 #include "admin/control.h"
 #include "core/catalogue.h"
+#include "core/ctl.h"
 #include "core/loop.h"
 #include "net/net.h"
 #include "s2s/federation.h"
@@ -31,6 +32,9 @@ typedef struct ctl_conn {
     struct ctl_conn *prev, *next;
     struct bufferevent *bev;
     bool closing;       /* close once the output is written */
+    bool waiting;       /* a request is being answered: reading pauses */
+    bool reading;       /* inside on_conn_read */
+    xmppd_ctl_request *req; /* that request, when its answer comes later */
 } ctl_conn;
 
 static struct evconnlistener *g_listener;
@@ -318,46 +322,109 @@ static json_t *cmd_module_load(const json_t *r) { return cmd_module(r, OP_LOAD);
 static json_t *cmd_module_unload(const json_t *r) { return cmd_module(r, OP_UNLOAD); }
 static json_t *cmd_module_reload(const json_t *r) { return cmd_module(r, OP_RELOAD); }
 
-static const struct {
+/* "commands": every command of the running server beyond xmppctl's own,
+ * for its --help: the ones modules registered. */
+static void add_command(const char *name, const char *usage, const char *help,
+                        const xmppd_module *m, void *ud)
+{
+    if (m)
+        json_array_append_new(ud, json_pack("{s:s, s:s?, s:s, s:s}", "name", name, "usage", usage,
+                                            "help", help, "module", m->tag));
+}
+
+static json_t *cmd_commands(const json_t *req)
+{
+    json_t *list = json_array();
+    if (!list)
+        return NULL;
+    ctl_foreach(add_command, list);
+    return with(ok(), "commands", list);
+}
+
+/* The kernel's commands answer at once. */
+typedef struct builtin {
     const char *name;
     json_t *(*fn)(const json_t *req);
-} g_commands[] = {
-    { "status", cmd_status },
-    { "sessions", cmd_sessions },
-    { "module-list", cmd_module_list },
-    { "module-load", cmd_module_load },
-    { "module-unload", cmd_module_unload },
-    { "module-reload", cmd_module_reload },
-    { "reload", cmd_reload },
-    { "kick", cmd_kick },
-    { "hooks", cmd_hooks },
-    { "features", cmd_features },
+    const char *help;
+} builtin;
+
+static const builtin g_builtins[] = {
+    { "status", cmd_status, "version, uptime, hosts, sessions, modules" },
+    { "sessions", cmd_sessions, "bound sessions" },
+    { "module-list", cmd_module_list, "loaded modules" },
+    { "module-load", cmd_module_load, "load a module" },
+    { "module-unload", cmd_module_unload, "unload a module" },
+    { "module-reload", cmd_module_reload, "reload a module" },
+    { "reload", cmd_reload, "re-read the configuration" },
+    { "kick", cmd_kick, "end a session" },
+    { "hooks", cmd_hooks, "events and handlers" },
+    { "features", cmd_features, "RFCs and XEPs implemented" },
+    { "commands", cmd_commands, "commands served by modules" },
 };
+
+static void run_builtin(xmppd_ctl_request *r, const json_t *req, void *ud)
+{
+    const builtin *b = ud;
+    json_t *resp = b->fn(req);
+    ctl_answer(r, resp ? resp : fail("out of memory"));
+}
+
+static void register_builtins(void)
+{
+    static bool done;
+    for (size_t i = 0; !done && i < sizeof(g_builtins) / sizeof(g_builtins[0]); i++)
+        xmppd_ctl_command(NULL, g_builtins[i].name, NULL, g_builtins[i].help, run_builtin,
+                          (void *)&g_builtins[i]);
+    done = true;
+}
+
+static void list_name(const char *name, const char *usage, const char *help,
+                      const xmppd_module *m, void *ud)
+{
+    char *names = ud;
+    size_t used = strlen(names);
+    if (used + strlen(name) + 3 < 1024)
+        snprintf(names + used, 1024 - used, "%s%s", used ? ", " : "", name);
+}
+
+/* Runs req; answer(ud, resp) runs exactly once, now or later. false when
+ * the request was answered before this returned. */
+static xmppd_ctl_request *handle(const json_t *req, ctl_answer_fn answer, void *ud)
+{
+    register_builtins();
+    const char *cmd = json_string_value(json_object_get(req, "command"));
+    if (!json_is_object(req) || !cmd) {
+        answer(ud, fail("a request is a JSON object with a \"command\""));
+        return CTL_ANSWERED;
+    }
+    xmppd_ctl_request *r = ctl_run(cmd, req, answer, ud);
+    if (r)
+        return r;
+    char names[1024] = "", shown[64];
+    ctl_foreach(list_name, names);
+    snprintf(shown, sizeof(shown), "%s", cmd);
+    answer(ud, fail("unknown command \"%s\" (commands: %s)", shown, names));
+    return CTL_ANSWERED;
+}
+
+static void keep_answer(void *ud, json_t *resp)
+{
+    *(json_t **)ud = resp;
+}
 
 json_t *control_handle(const json_t *req)
 {
-    const char *cmd = json_string_value(json_object_get(req, "command"));
-    if (!json_is_object(req) || !cmd)
-        return fail("a request is a JSON object with a \"command\"");
-    for (size_t i = 0; i < sizeof(g_commands) / sizeof(g_commands[0]); i++)
-        if (strcmp(g_commands[i].name, cmd) == 0) {
-            json_t *r = g_commands[i].fn(req);
-            return r ? r : fail("out of memory");
-        }
-    char names[512] = "";
-    size_t used = 0;
-    for (size_t i = 0; i < sizeof(g_commands) / sizeof(g_commands[0]) && used < sizeof(names); i++)
-        used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", i ? ", " : "",
-                                 g_commands[i].name);
-    char shown[64];
-    snprintf(shown, sizeof(shown), "%s", cmd);
-    return fail("unknown command \"%s\" (commands: %s)", shown, names);
+    json_t *resp = NULL;
+    handle(req, keep_answer, &resp);
+    return resp;
 }
 
 /* ---- connections ------------------------------------------------------------------------ */
 
 static void conn_free(ctl_conn *c)
 {
+    if (c->waiting && c->req)
+        ctl_forget(c->req);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -399,14 +466,32 @@ static void on_conn_write(struct bufferevent *bev, void *arg)
         conn_free(c);
 }
 
+static void on_conn_read(struct bufferevent *bev, void *arg);
+
+/* A request's answer, now or later: sent, and reading goes on. */
+static void conn_answer(void *ud, json_t *resp)
+{
+    ctl_conn *c = ud;
+    c->waiting = false;
+    c->req = NULL;
+    conn_send(c, resp);
+    if (!c->closing && !c->reading) {
+        bufferevent_enable(c->bev, EV_READ);
+        if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+            on_conn_read(c->bev, c);
+    }
+}
+
 static void on_conn_read(struct bufferevent *bev, void *arg)
 {
     ctl_conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
-    while (!c->closing) {
+    c->reading = true;
+    while (!c->closing && !c->waiting) {
         size_t len = 0;
         char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
         if (!line) {
+            c->reading = false;
             if (evbuffer_get_length(in) >= CONTROL_MAX_LINE) {
                 conn_send(c, fail("request longer than %d bytes", CONTROL_MAX_LINE));
                 conn_close_after_write(c);
@@ -415,6 +500,7 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
         }
         if (len >= CONTROL_MAX_LINE) {
             free(line);
+            c->reading = false;
             conn_send(c, fail("request longer than %d bytes", CONTROL_MAX_LINE));
             conn_close_after_write(c);
             return;
@@ -422,10 +508,21 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
         json_error_t je;
         json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
         free(line);
-        json_t *resp = req ? control_handle(req) : fail("not JSON: %s", je.text);
+        if (!req) {
+            conn_send(c, fail("not JSON: %s", je.text));
+            continue;
+        }
+        /* One request at a time: the next waits for this one's answer. */
+        c->waiting = true;
+        bufferevent_disable(c->bev, EV_READ);
+        xmppd_ctl_request *r = handle(req, conn_answer, c);
         json_decref(req);
-        conn_send(c, resp);
+        if (c->waiting)
+            c->req = r;
+        else if (!c->closing)
+            bufferevent_enable(c->bev, EV_READ);
     }
+    c->reading = false;
 }
 
 static void on_conn_event(struct bufferevent *bev, short what, void *arg)

@@ -516,7 +516,7 @@ static void sasl_plain(c2s_conn *c, const unsigned char *msg, size_t len)
             c->sasl_busy = true;
             /* No more input until the provider answers: keeps order simple. */
             bufferevent_disable(c->x.bev, EV_READ);
-            xmppd_auth_verify_plain(c->s->host, r->user, pass, on_plain_verified, r);
+            xmppd_auth_verify_plain(NULL, c->s->host, r->user, pass, on_plain_verified, r);
         }
     }
     free(user);
@@ -586,7 +586,7 @@ static void sasl_scram_first(c2s_conn *c, const unsigned char *msg, size_t len)
     c->pending_authzid = node; /* the account, confirmed at the final step */
     c->sasl_busy = true;
     bufferevent_disable(c->x.bev, EV_READ);
-    xmppd_auth_get_scram(c->s->host, node, c->scram_hash, on_scram_keys, conn_ref(c));
+    xmppd_auth_get_scram(NULL, c->s->host, node, c->scram_hash, on_scram_keys, conn_ref(c));
 }
 
 static void sasl_scram_final(c2s_conn *c, const unsigned char *msg, size_t len)

@@ -1,7 +1,10 @@
 /* Account provider front end (api/xmppd/auth.h). Each host has at most one
  * provider. Every consumer call is wrapped in an auth_call that holds a ref
  * on the provider module; if the provider unloads before answering, the
- * consumer gets XMPPD_AUTH_INTERNAL instead (still exactly once, later). */
+ * consumer gets XMPPD_AUTH_INTERNAL instead (still exactly once, later).
+ * If the consumer module unloads first, its callback runs with
+ * XMPPD_AUTH_CANCELLED before its unload(), and the provider's answer is
+ * dropped when it comes. */
 #include <stdlib.h>
 #include <string.h>
 #include "core/core.h"
@@ -12,6 +15,9 @@ typedef struct auth_call auth_call;
 struct auth_call {
     auth_call *prev, *next; /* in g_pending while the provider holds it */
     xmppd_module *pm;       /* provider module (ref held); NULL: no provider */
+    xmppd_module *cm;       /* consumer module (ref held); NULL: the kernel */
+    module_cleanup *cleanup; /* cancels the call when cm unloads first */
+    bool cancelled;         /* the consumer was answered CANCELLED */
     xmppd_host *h;
     enum auth_op op;
     int fail;               /* result of a deferred failure */
@@ -38,6 +44,7 @@ XMPPD_EXPORT const char *xmppd_auth_result_str(int result)
     case XMPPD_AUTH_EXISTS: return "user exists";
     case XMPPD_AUTH_INVALID: return "invalid user name or password";
     case XMPPD_AUTH_INTERNAL: return "internal error";
+    case XMPPD_AUTH_CANCELLED: return "cancelled: the asking module unloaded";
     default: return "unknown result";
     }
 }
@@ -64,10 +71,41 @@ static void pending_remove(auth_call *c)
     c->prev = c->next = NULL;
 }
 
+/* The consumer learns every answer through here, exactly once. */
+static void call_answer(auth_call *c, int result, const xmppd_scram_keys *keys,
+                        const char *const *users, size_t n)
+{
+    if (c->cleanup) {
+        module_cleanup_cancel(c->cm, c->cleanup);
+        c->cleanup = NULL;
+    }
+    if (c->cancelled)
+        return;
+    switch (c->op) {
+    case A_SCRAM: c->cb.scram(result, result == XMPPD_AUTH_OK ? keys : NULL, c->ud); break;
+    case A_LIST: c->cb.list(result, result == XMPPD_AUTH_OK ? users : NULL,
+                            result == XMPPD_AUTH_OK ? n : 0, c->ud); break;
+    default: c->cb.res(result, c->ud); break;
+    }
+}
+
+/* The consumer module unloads: its callback learns so now. */
+static void call_cancel(void *p)
+{
+    auth_call *c = p;
+    c->cleanup = NULL;
+    call_answer(c, XMPPD_AUTH_CANCELLED, NULL, NULL, 0);
+    c->cancelled = true;
+}
+
 static void call_free(auth_call *c)
 {
+    if (c->cleanup)
+        module_cleanup_cancel(c->cm, c->cleanup);
     if (c->pm)
         module_unref(c->pm);
+    if (c->cm)
+        module_unref(c->cm);
     free(c->user);
     free(c);
 }
@@ -76,11 +114,7 @@ static void call_free(auth_call *c)
 static void call_fail_now(void *p)
 {
     auth_call *c = p;
-    switch (c->op) {
-    case A_SCRAM: c->cb.scram(c->fail, NULL, c->ud); break;
-    case A_LIST: c->cb.list(c->fail, NULL, 0, c->ud); break;
-    default: c->cb.res(c->fail, c->ud); break;
-    }
+    call_answer(c, c->fail, NULL, NULL, 0);
     call_free(c);
 }
 
@@ -90,16 +124,25 @@ static void call_fail_later(auth_call *c, int result)
     xmppd_loop_post(call_fail_now, c);
 }
 
-/* A new call (user copied when not NULL); NULL on OOM, when no answer can
- * be given. */
-static auth_call *call_new(xmppd_host *h, enum auth_op op, const char *user, void *ud)
+/* A new call of consumer cm (NULL: the kernel) with user copied when not
+ * NULL; NULL on OOM or when cm is unloading, when no answer can be given. */
+static auth_call *call_new(xmppd_module *cm, xmppd_host *h, enum auth_op op, const char *user,
+                           void *ud)
 {
+    if (cm && !cm->loaded)
+        return NULL;
     auth_call *c = calloc(1, sizeof *c);
-    if (!c || (user && !(c->user = strdup(user)))) {
+    if (!c || (user && !(c->user = strdup(user))) ||
+        (cm && !(c->cleanup = module_cleanup_add(cm, call_cancel, c)))) {
+        if (c)
+            free(c->user);
         free(c);
         log_kernel("auth", XMPPD_LOG_ERROR, "out of memory: account operation dropped");
         return NULL;
     }
+    if (cm)
+        module_ref(cm);
+    c->cm = cm;
     c->h = h;
     c->op = op;
     c->ud = ud;
@@ -217,7 +260,7 @@ static void on_purged(int status, void *ud)
     auth_call *c = ud;
     if (status != XMPPD_STORE_OK)
         log_kernel("auth", XMPPD_LOG_WARN, "account %s removed, but purging its data failed", c->user);
-    c->cb.res(XMPPD_AUTH_OK, c->ud);
+    call_answer(c, XMPPD_AUTH_OK, NULL, NULL, 0);
     call_free(c);
 }
 
@@ -245,7 +288,7 @@ static void on_result(int result, void *ud)
         xmppd_storage_purge_user(c->h, c->user, on_purged, c);
         return;
     }
-    c->cb.res(result, c->ud);
+    call_answer(c, result, NULL, NULL, 0);
     call_free(c);
 }
 
@@ -253,7 +296,7 @@ static void on_scram(int result, const xmppd_scram_keys *keys, void *ud)
 {
     auth_call *c = ud;
     pending_remove(c);
-    c->cb.scram(result, result == XMPPD_AUTH_OK ? keys : NULL, c->ud);
+    call_answer(c, result, keys, NULL, 0);
     call_free(c);
 }
 
@@ -261,11 +304,7 @@ static void on_list(int result, const char *const *users, size_t n, void *ud)
 {
     auth_call *c = ud;
     pending_remove(c);
-    if (result != XMPPD_AUTH_OK) {
-        users = NULL;
-        n = 0;
-    }
-    c->cb.list(result, users, n, c->ud);
+    call_answer(c, result, NULL, users, n);
     call_free(c);
 }
 
@@ -276,9 +315,9 @@ XMPPD_EXPORT unsigned xmppd_auth_mechanisms(xmppd_host *h)
     return h && h->auth ? h->auth->mechanisms(h->auth_pd) : 0;
 }
 
-XMPPD_EXPORT void xmppd_auth_verify_plain(xmppd_host *h, const char *user, const char *password, xmppd_auth_cb cb, void *ud)
+XMPPD_EXPORT void xmppd_auth_verify_plain(xmppd_module *m, xmppd_host *h, const char *user, const char *password, xmppd_auth_cb cb, void *ud)
 {
-    auth_call *c = call_new(h, A_PLAIN, NULL, ud);
+    auth_call *c = call_new(m, h, A_PLAIN, NULL, ud);
     if (!c)
         return;
     c->cb.res = cb;
@@ -286,9 +325,9 @@ XMPPD_EXPORT void xmppd_auth_verify_plain(xmppd_host *h, const char *user, const
         h->auth->verify_plain(h->auth_pd, user, password, on_result, c);
 }
 
-XMPPD_EXPORT void xmppd_auth_get_scram(xmppd_host *h, const char *user, enum xmppd_hash hash, xmppd_auth_scram_cb cb, void *ud)
+XMPPD_EXPORT void xmppd_auth_get_scram(xmppd_module *m, xmppd_host *h, const char *user, enum xmppd_hash hash, xmppd_auth_scram_cb cb, void *ud)
 {
-    auth_call *c = call_new(h, A_SCRAM, NULL, ud);
+    auth_call *c = call_new(m, h, A_SCRAM, NULL, ud);
     if (!c)
         return;
     c->cb.scram = cb;
@@ -296,9 +335,9 @@ XMPPD_EXPORT void xmppd_auth_get_scram(xmppd_host *h, const char *user, enum xmp
         h->auth->get_scram(h->auth_pd, user, hash, on_scram, c);
 }
 
-XMPPD_EXPORT void xmppd_auth_exists(xmppd_host *h, const char *user, xmppd_auth_cb cb, void *ud)
+XMPPD_EXPORT void xmppd_auth_exists(xmppd_module *m, xmppd_host *h, const char *user, xmppd_auth_cb cb, void *ud)
 {
-    auth_call *c = call_new(h, A_EXISTS, NULL, ud);
+    auth_call *c = call_new(m, h, A_EXISTS, NULL, ud);
     if (!c)
         return;
     c->cb.res = cb;
@@ -306,9 +345,9 @@ XMPPD_EXPORT void xmppd_auth_exists(xmppd_host *h, const char *user, xmppd_auth_
         h->auth->exists(h->auth_pd, user, on_result, c);
 }
 
-XMPPD_EXPORT void xmppd_auth_create(xmppd_host *h, const char *user, const char *password, xmppd_auth_cb cb, void *ud)
+XMPPD_EXPORT void xmppd_auth_create(xmppd_module *m, xmppd_host *h, const char *user, const char *password, xmppd_auth_cb cb, void *ud)
 {
-    auth_call *c = call_new(h, A_CREATE, user ? user : "", ud);
+    auth_call *c = call_new(m, h, A_CREATE, user ? user : "", ud);
     if (!c)
         return;
     c->cb.res = cb;
@@ -316,9 +355,9 @@ XMPPD_EXPORT void xmppd_auth_create(xmppd_host *h, const char *user, const char 
         h->auth->create(h->auth_pd, c->user, password, on_result, c);
 }
 
-XMPPD_EXPORT void xmppd_auth_set_password(xmppd_host *h, const char *user, const char *password, xmppd_auth_cb cb, void *ud)
+XMPPD_EXPORT void xmppd_auth_set_password(xmppd_module *m, xmppd_host *h, const char *user, const char *password, xmppd_auth_cb cb, void *ud)
 {
-    auth_call *c = call_new(h, A_SET_PASSWORD, user ? user : "", ud);
+    auth_call *c = call_new(m, h, A_SET_PASSWORD, user ? user : "", ud);
     if (!c)
         return;
     c->cb.res = cb;
@@ -326,9 +365,9 @@ XMPPD_EXPORT void xmppd_auth_set_password(xmppd_host *h, const char *user, const
         h->auth->set_password(h->auth_pd, c->user, password, on_result, c);
 }
 
-XMPPD_EXPORT void xmppd_auth_remove(xmppd_host *h, const char *user, xmppd_auth_cb cb, void *ud)
+XMPPD_EXPORT void xmppd_auth_remove(xmppd_module *m, xmppd_host *h, const char *user, xmppd_auth_cb cb, void *ud)
 {
-    auth_call *c = call_new(h, A_REMOVE, user ? user : "", ud);
+    auth_call *c = call_new(m, h, A_REMOVE, user ? user : "", ud);
     if (!c)
         return;
     c->cb.res = cb;
@@ -336,9 +375,9 @@ XMPPD_EXPORT void xmppd_auth_remove(xmppd_host *h, const char *user, xmppd_auth_
         h->auth->remove(h->auth_pd, c->user, on_result, c);
 }
 
-XMPPD_EXPORT void xmppd_auth_list(xmppd_host *h, xmppd_auth_list_cb cb, void *ud)
+XMPPD_EXPORT void xmppd_auth_list(xmppd_module *m, xmppd_host *h, xmppd_auth_list_cb cb, void *ud)
 {
-    auth_call *c = call_new(h, A_LIST, NULL, ud);
+    auth_call *c = call_new(m, h, A_LIST, NULL, ud);
     if (!c)
         return;
     c->cb.list = cb;

@@ -38,7 +38,11 @@ struct job {
     void (*done)(void *ud);
     void (*cancelled)(void *ud);
     void *ud;
-    xmppd_module *m; /* ref held while the job is in flight */
+    xmppd_module *m;          /* ref held while the job is in flight */
+    module_cleanup *cleanup;  /* offload: m unloading cancels the job */
+    bool cancel;              /* offload: cancelled (its done never runs) */
+    bool finished;            /* offload: work returned (under L.lock) */
+    bool in_loop;             /* taken by run_posted, which frees it */
 };
 
 struct queue {
@@ -52,11 +56,13 @@ static struct {
     pthread_mutex_t lock;
     struct queue posted;
     pthread_cond_t work_cond;
+    pthread_cond_t done_cond; /* a worker finished a job */
     struct queue work;
     pthread_t workers[WORKERS];
     int n_workers;
     bool stopping;
-} L = { .post_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER, .work_cond = PTHREAD_COND_INITIALIZER };
+} L = { .post_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER, .work_cond = PTHREAD_COND_INITIALIZER,
+        .done_cond = PTHREAD_COND_INITIALIZER };
 
 static void q_push(struct queue *q, struct job *j)
 {
@@ -66,6 +72,21 @@ static void q_push(struct queue *q, struct job *j)
     else
         q->head = j;
     q->tail = j;
+}
+
+/* Takes j out of q (under L.lock); false when it is not there. */
+static bool q_remove(struct queue *q, struct job *j)
+{
+    struct job *prev = NULL;
+    for (struct job **jp = &q->head; *jp; prev = *jp, jp = &(*jp)->next) {
+        if (*jp != j)
+            continue;
+        *jp = j->next;
+        if (q->tail == j)
+            q->tail = prev;
+        return true;
+    }
+    return false;
 }
 
 static struct job *q_take_all(struct queue *q)
@@ -103,10 +124,14 @@ static void run_posted(evutil_socket_t fd, short what, void *arg)
         log_kernel("loop", XMPPD_LOG_ERROR, "eventfd read: %m");
     pthread_mutex_lock(&L.lock);
     struct job *j = q_take_all(&L.posted);
+    for (struct job *k = j; k; k = k->next)
+        k->in_loop = true;
     pthread_mutex_unlock(&L.lock);
     while (j) {
         struct job *next = j->next;
-        if (!j->m || j->m->loaded)
+        if (j->cleanup)
+            module_cleanup_cancel(j->m, j->cleanup);
+        if (!j->cancel)
             j->done(j->ud);
         else if (j->cancelled)
             j->cancelled(j->ud);
@@ -156,6 +181,10 @@ static void *worker_main(void *arg)
             L.work.tail = NULL;
         pthread_mutex_unlock(&L.lock);
         j->work(j->ud);
+        pthread_mutex_lock(&L.lock);
+        j->finished = true;
+        pthread_cond_broadcast(&L.done_cond);
+        pthread_mutex_unlock(&L.lock);
         post_job(j);
         pthread_mutex_lock(&L.lock);
     }
@@ -163,13 +192,43 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* m unloads: the job is cancelled now, before m's unload(). One still
+ * queued is taken off; one a worker runs is waited for (work functions
+ * are short by contract), then taken off the way back to the loop. */
+static void offload_on_unload(void *p)
+{
+    struct job *j = p;
+    j->cleanup = NULL;
+    pthread_mutex_lock(&L.lock);
+    j->cancel = true;
+    if (!q_remove(&L.work, j)) {
+        while (!j->finished)
+            pthread_cond_wait(&L.done_cond, &L.lock);
+        q_remove(&L.posted, j); /* else run_posted holds it (in_loop) */
+    }
+    pthread_mutex_unlock(&L.lock);
+    if (j->cancelled)
+        j->cancelled(j->ud);
+    j->cancelled = NULL; /* a posted copy the loop is holding must not run it again */
+    if (!j->in_loop) {
+        module_unref(j->m);
+        free(j);
+    }
+}
+
 XMPPD_EXPORT int xmppd_offload(xmppd_module *m, void (*work)(void *ud), void (*done)(void *ud),
                   void (*cancelled)(void *ud), void *ud)
 {
+    if (m && !m->loaded)
+        return -1;
     struct job *j = calloc(1, sizeof(*j));
     if (!j)
         return -1;
     *j = (struct job){ .work = work, .done = done, .cancelled = cancelled, .ud = ud, .m = m };
+    if (m && !(j->cleanup = module_cleanup_add(m, offload_on_unload, j))) {
+        free(j);
+        return -1;
+    }
     if (m)
         module_ref(m);
     pthread_mutex_lock(&L.lock);
@@ -235,6 +294,58 @@ XMPPD_EXPORT void xmppd_timer_cancel(xmppd_timer *t)
     if (t->m)
         module_cleanup_cancel(t->m, t->cleanup);
     timer_release(t);
+}
+
+/* ---- deferred calls ---------------------------------------------------------- */
+
+typedef struct deferred {
+    struct event *ev;
+    xmppd_module *m;
+    module_cleanup *cleanup;
+    void (*fn)(void *ud);
+    void (*cancelled)(void *ud);
+    void *ud;
+} deferred;
+
+static void defer_fire(evutil_socket_t fd, short what, void *arg)
+{
+    deferred *d = arg;
+    if (d->cleanup)
+        module_cleanup_cancel(d->m, d->cleanup);
+    event_free(d->ev);
+    void (*fn)(void *) = d->fn;
+    void *ud = d->ud;
+    free(d);
+    fn(ud);
+}
+
+static void defer_on_unload(void *p)
+{
+    deferred *d = p;
+    event_free(d->ev);
+    if (d->cancelled)
+        d->cancelled(d->ud);
+    free(d);
+}
+
+XMPPD_EXPORT int xmppd_defer(xmppd_module *m, void (*fn)(void *ud), void (*cancelled)(void *ud), void *ud)
+{
+    if (m && !m->loaded)
+        return -1;
+    deferred *d = calloc(1, sizeof(*d));
+    if (!d || !(d->ev = evtimer_new(L.base, defer_fire, d))) {
+        free(d);
+        return -1;
+    }
+    *d = (deferred){ d->ev, m, NULL, fn, cancelled, ud };
+    if (m && !(d->cleanup = module_cleanup_add(m, defer_on_unload, d))) {
+        event_free(d->ev);
+        free(d);
+        return -1;
+    }
+    struct timeval now = { 0, 0 };
+    evtimer_add(d->ev, &now);
+    return 0;
 }
 
 /* ---- fd watches ---------------------------------------------------------- */

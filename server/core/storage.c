@@ -1,8 +1,10 @@
 /* Storage front end (api/xmppd/storage.h): the registry of storage drivers
  * and the store handles modules open. Each call is forwarded to the driver
  * the store was opened on, with the host name ("" for global modules) and
- * the store name; the caller's callback is wrapped so that it is dropped
- * when the opening module unloads before the answer comes. */
+ * the store name; the caller's callback is wrapped so that, when the
+ * opening module unloads before the answer comes, it runs once with
+ * XMPPD_STORE_CANCELLED (before the module's unload()) and the driver's
+ * answer, when it comes, is dropped. */
 #include <stdlib.h>
 #include <string.h>
 #include "core/core.h"
@@ -136,10 +138,40 @@ typedef union store_cb {
  * driver's answer (or the deferred failure) has been handled. */
 typedef struct store_call {
     xmppd_module *m;
+    module_cleanup *cleanup; /* cancels the call when m unloads first */
+    bool cancelled;          /* the caller was answered CANCELLED */
     enum store_op op;
     store_cb cb;
     void *ud;
 } store_call;
+
+/* Calls c's callback with status (and nothing else). */
+static void call_answer_bare(store_call *c, int status)
+{
+    switch (c->op) {
+    case OP_DONE:
+        if (c->cb.done)
+            c->cb.done(status, c->ud);
+        break;
+    case OP_GET: c->cb.get(status, NULL, c->ud); break;
+    case OP_APPEND:
+        if (c->cb.append)
+            c->cb.append(status, NULL, c->ud);
+        break;
+    case OP_QUERY: c->cb.query(status, NULL, 0, true, c->ud); break;
+    case OP_COUNT: c->cb.count(status, 0, c->ud); break;
+    }
+}
+
+/* The opening module unloads: its callback learns so now, while the module
+ * still runs; the driver's answer is dropped when it comes. */
+static void call_cancel(void *p)
+{
+    store_call *c = p;
+    c->cleanup = NULL;
+    c->cancelled = true;
+    call_answer_bare(c, XMPPD_STORE_CANCELLED);
+}
 
 static store_call *call_new(xmppd_store *st, enum store_op op, void *ud)
 {
@@ -151,25 +183,44 @@ static store_call *call_new(xmppd_store *st, enum store_op op, void *ud)
     c->m = st->m;
     c->op = op;
     c->ud = ud;
+    if (!(c->cleanup = module_cleanup_add(c->m, call_cancel, c))) {
+        xmppd_log(st->m, XMPPD_LOG_ERROR, "out of memory: store \"%s\" operation dropped", st->name);
+        free(c);
+        return NULL;
+    }
     module_ref(c->m);
     return c;
 }
 
-/* Whether the opening module is still there to be called back. */
+/* Whether the caller still waits for this answer. */
 static bool call_live(const store_call *c)
 {
-    return c->m->loaded;
+    return !c->cancelled;
 }
 
 static void call_end(store_call *c)
 {
+    if (c->cleanup)
+        module_cleanup_cancel(c->m, c->cleanup);
     module_unref(c->m);
     free(c);
 }
 
-static void on_done(int status, void *ud)
+/* Each answer first leaves the module's cleanup list, so a callback that
+ * unloads its own module cannot cancel the call it is answering. */
+static store_call *call_take(void *ud)
 {
     store_call *c = ud;
+    if (c->cleanup) {
+        module_cleanup_cancel(c->m, c->cleanup);
+        c->cleanup = NULL;
+    }
+    return c;
+}
+
+static void on_done(int status, void *ud)
+{
+    store_call *c = call_take(ud);
     if (call_live(c) && c->cb.done)
         c->cb.done(status, c->ud);
     call_end(c);
@@ -177,7 +228,7 @@ static void on_done(int status, void *ud)
 
 static void on_get(int status, json_t *value, void *ud)
 {
-    store_call *c = ud;
+    store_call *c = call_take(ud);
     if (call_live(c))
         c->cb.get(status, value, c->ud);
     call_end(c);
@@ -185,7 +236,7 @@ static void on_get(int status, json_t *value, void *ud)
 
 static void on_append(int status, const char *id, void *ud)
 {
-    store_call *c = ud;
+    store_call *c = call_take(ud);
     if (call_live(c) && c->cb.append)
         c->cb.append(status, id, c->ud);
     call_end(c);
@@ -193,7 +244,7 @@ static void on_append(int status, const char *id, void *ud)
 
 static void on_query(int status, const xmppd_archive_item *items, size_t n, bool complete, void *ud)
 {
-    store_call *c = ud;
+    store_call *c = call_take(ud);
     if (call_live(c))
         c->cb.query(status, items, n, complete, c->ud);
     call_end(c);
@@ -201,7 +252,7 @@ static void on_query(int status, const xmppd_archive_item *items, size_t n, bool
 
 static void on_count(int status, size_t n, void *ud)
 {
-    store_call *c = ud;
+    store_call *c = call_take(ud);
     if (call_live(c))
         c->cb.count(status, n, c->ud);
     call_end(c);
@@ -210,14 +261,10 @@ static void on_count(int status, size_t n, void *ud)
 /* Posted: answers c with ERROR (no driver, wrong store kind). */
 static void call_fail(void *ud)
 {
-    store_call *c = ud;
-    switch (c->op) {
-    case OP_DONE: on_done(XMPPD_STORE_ERROR, c); break;
-    case OP_GET: on_get(XMPPD_STORE_ERROR, NULL, c); break;
-    case OP_APPEND: on_append(XMPPD_STORE_ERROR, NULL, c); break;
-    case OP_QUERY: on_query(XMPPD_STORE_ERROR, NULL, 0, true, c); break;
-    case OP_COUNT: on_count(XMPPD_STORE_ERROR, 0, c); break;
-    }
+    store_call *c = call_take(ud);
+    if (call_live(c))
+        call_answer_bare(c, XMPPD_STORE_ERROR);
+    call_end(c);
 }
 
 /* The driver of st, or NULL after arranging an ERROR answer for c (which
@@ -245,7 +292,14 @@ static const storage_reg *call_start(xmppd_store *st, enum xmppd_store_kind kind
                                      enum store_op op, store_cb cb, void *ud, store_call **cp)
 {
     store_call *c = NULL;
-    bool unanswered = (op == OP_DONE && !cb.done) || (op == OP_APPEND && !cb.append);
+    /* A write made while the module unloads (from its unload(), say) is
+     * carried out but not answered: there is nobody left to answer. A read
+     * then has no point at all. */
+    bool writes = op == OP_DONE || op == OP_APPEND;
+    if (!st->m->loaded && !writes)
+        return NULL;
+    bool unanswered = (op == OP_DONE && !cb.done) || (op == OP_APPEND && !cb.append) ||
+                      !st->m->loaded;
     if (!unanswered) {
         if (!(c = call_new(st, op, ud)))
             return NULL;

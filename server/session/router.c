@@ -298,6 +298,8 @@ static void route_local(xmppd_event *ev, xmppd_host *h, int kind)
 {
     const xmppd_jid *to = ev->to;
     ev->host = h;
+    if (kind == K_IQ && iq_requests_answer(ev))
+        return;
     if (!to->node) {
         ev->name = ev_host[kind];
         if (kind == K_IQ) {

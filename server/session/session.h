@@ -105,6 +105,11 @@ void router_from_client(xmppd_session *s, xmppd_stanza *st);
 xmppd_stanza *router_error_reply(const xmppd_stanza *orig, const char *type, const char *cond,
                                  const char *text);
 
+/* iq_request.c: an IQ result or error answering a request of
+ * xmppd_iq_request (same id, from the entity asked, to the asker) is
+ * taken: true. Called before the IQ is delivered. */
+bool iq_requests_answer(xmppd_event *ev);
+
 /* Routes for domains that are not local hosts, registered by the layers
  * above (they are called, never call back into registration):
  * - components: NONE when no component serves to's domain; DONE when the

@@ -19,12 +19,13 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from conftest import BUILD, MODULES, REPO, XMPPCTL, XMPPD
-from xmpptest import QUIET_PERIOD, XMPPTestError, connect, run, scaled
+from xmpptest import QUIET_PERIOD, RawClient, XMPPTestError, connect, run, scaled
 
 HELLO_NS = "urn:xmppd:hello:0"
 NS_ROSTER = "jabber:iq:roster"
@@ -113,7 +114,7 @@ def config_overrides(hello_dir):
     return {
         "module_path": [str(hello_dir), str(MODULES)],
         "modules": {"roster": True, "presence": True, "disco": True,
-                    "hello": {"greeting": GREETING}},
+                    "hello": {"greeting": GREETING, "ask_timeout": "1s"}},
     }
 
 
@@ -202,6 +203,67 @@ def test_hello_built_out_of_tree_answers_and_greets(server, accounts):
     run(scenario())
     mods = server.ctl("module", "list").stdout
     assert re.search(r"^hello\s+localhost\s+1\.0\s+\S*mod_hello\.so$", mods, re.M), mods
+
+
+def test_hello_asks_the_client_with_iq_request(server, accounts):
+    """xmppd_iq_request (router.h): <hello/> asks the client its software
+    version (XEP-0092) and waits for the answer: a result is used, an
+    error is told as such, and a client that stays silent is answered after
+    the module's ask_timeout (1 s here), with "no answer"."""
+    (a,) = accounts(1)
+
+    async def scenario():
+        c = await login(server, a, resource="answers")
+        c.register_plugin("xep_0092")
+        c["xep_0092"].software_name = "HelloTestClient"
+        c["xep_0092"].version = "4.2"
+        assert (await ask_hello(c))["client"] == "HelloTestClient 4.2"
+        c.plugin.disable("xep_0092")
+        assert (await ask_hello(c))["client"] == "unknown (the client would not say)"
+    run(scenario())
+
+    raw = RawClient(server.port, domain="localhost")
+    raw.login(a.user, a.password, resource="silent")
+    t0 = time.monotonic()
+    raw.send("<iq type='get' to='localhost' id='h1'><hello xmlns='%s'/></iq>" % HELLO_NS)
+    asked = raw.expect("{jabber:client}iq")  # the server's question, never answered
+    assert asked.get("type") == "get" and asked.find("{jabber:iq:version}query") is not None
+    assert asked.get("from") == "localhost"
+    answer = raw.expect("{jabber:client}iq", timeout=scaled(10))
+    assert answer.get("id") == "h1" and answer.get("type") == "result", ET.tostring(answer)
+    client = answer.find("{%s}hello/{%s}client" % (HELLO_NS, HELLO_NS))
+    assert client is not None and client.text == "unknown (no answer)"
+    assert time.monotonic() - t0 >= 0.9
+    # The late answer is not taken for anything: it goes nowhere.
+    raw.send("<iq type='result' to='localhost' id='%s'/>" % asked.get("id"))
+    raw.close()
+
+
+def test_hello_ctl_command(server, accounts):
+    """A module's own xmppctl command (api/xmppd/ctl.h): listed by
+    `xmppctl --help` of the running server, answered at once without an
+    argument and after a storage read with one; a wrong call is one line
+    on stderr and exit status 1; a word nobody registered is a usage error."""
+    (a,) = accounts(1)
+
+    async def scenario():
+        c = await login(server, a)
+        await c.next_message(pred=lambda m: m["body"] == GREETING)
+    run(scenario())
+    r = server.ctl("--help")
+    assert r.returncode == 0
+    assert re.search(r"^  hello-greeted \[ACCOUNT\]\s+greetings sent since load, or when ACCOUNT "
+                     r"first logged in \(localhost:hello\)$", r.stdout, re.M), r.stdout
+    r = server.ctl("hello-greeted")
+    assert r.returncode == 0 and re.fullmatch(r"\d+ greeted since load\n", r.stdout), r.stdout
+    r = server.ctl("hello-greeted", a.user)
+    assert r.returncode == 0 and re.fullmatch(r"first login: \d{4}-\d\d-\d\dT\S+Z\n", r.stdout), r.stdout
+    r = server.ctl("-j", "hello-greeted", "nobody-here")
+    assert r.returncode == 0 and json.loads(r.stdout)["text"] == "never greeted"
+    r = server.ctl("hello-greeted", "a", "b")
+    assert r.returncode == 1 and r.stderr.strip() == "xmppctl: hello-greeted: usage: hello-greeted [ACCOUNT]"
+    r = server.ctl("hello-greetd")
+    assert r.returncode == 2 and "unknown command" in r.stderr
 
 
 def test_hello_in_catalogue(server):
