@@ -142,6 +142,7 @@ int main(int argc, char **argv)
     /* Streams get <system-shutdown/>, then modules unload (storage flushes). */
     control_stop();
     c2s_shutdown_all();
+    session_shutdown_all();
     component_shutdown_all();
     s2s_shutdown_all();
     listeners_stop();

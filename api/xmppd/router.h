@@ -98,6 +98,25 @@ void xmppd_session_set(xmppd_session *sess, const xmppd_module *m, void *data);
  * reads as closed at once; "session-closed" fires later, from the loop. */
 void xmppd_session_close(xmppd_session *sess, const char *condition, const char *text);
 
+/* Sessions that outlive their connection (XEP-0198 stream management).
+ * When the connection of a bound session is lost (the server did not end
+ * it: a dropped TCP connection, a read error), "session-detach" fires
+ * (first HANDLED wins). A handler returning HANDLED keeps the session
+ * hibernated: it stays bound and available, other resources see nothing,
+ * and whatever is written to it goes to "session-held" handlers (stanza:
+ * the element) instead of a connection, until it is resumed or closed.
+ * xmppd_session_close on a hibernated session ends it ("session-closed"
+ * fires). */
+bool xmppd_session_detached(const xmppd_session *sess);
+/* Resumes old (bound, hibernated or with a connection still half-open)
+ * on the connection of fresh: an authenticated, not yet bound login of the
+ * same account on the same host (typically the session of a <resume/>).
+ * The connection carries old from now on, as a bound stream; fresh is
+ * closed quietly (it was never bound); a connection old still had is
+ * closed with <conflict/>. 0, or -1 when the two do not fit (nothing
+ * changes). */
+int xmppd_session_resume(xmppd_session *fresh, xmppd_session *old);
+
 /* Calls fn for every bound session of node@host (all resources); stops
  * early when fn returns nonzero. Returns the number of sessions visited. */
 int xmppd_user_sessions(xmppd_host *h, const char *node,

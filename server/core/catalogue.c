@@ -37,6 +37,13 @@ static const catalogue_event g_events[] = {
       "a stream not yet bound sent a top-level element that is neither STARTTLS, SASL nor bind",
       "session; stanza: the element. HANDLED consumes it; otherwise the stream ends with "
       "<not-authorized/> (or <unsupported-stanza-type/> after SASL)" },
+    { "session-detach", "first", KERNEL,
+      "the connection of a bound session was lost (not closed by the server or the client): "
+      "HANDLED keeps the session hibernated (XEP-0198) until it is resumed or closed",
+      "session (bound; its connection is gone)" },
+    { "session-held", "all", KERNEL,
+      "something was written to a hibernated session: the module keeping it holds the element",
+      "session; stanza: the element that had no connection to go to; to: the session's JID" },
     { "session-closed", "all", KERNEL,
       "a bound session ended (logout, error, kick, replaced, shutdown), after it left the "
       "session table",
