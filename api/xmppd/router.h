@@ -27,6 +27,15 @@ typedef struct xmppd_presence_info {
     bool initial;
 } xmppd_presence_info;
 
+/* data of "message/delivered" (fired after a message was written to local
+ * sessions of one account, to its full JID or as the RFC 6121 §8.5.2
+ * delivery to its bare JID): the sessions that got it, for modules that
+ * copy it to the account's other sessions (XEP-0280 carbons). Borrowed. */
+typedef struct xmppd_delivery {
+    xmppd_session *const *sessions;
+    size_t n;
+} xmppd_delivery;
+
 /* Routes a server-generated stanza by its 'to' (which must be set; 'from'
  * must be set by the caller). Borrowed: the caller keeps its reference, and
  * the router may deliver it to several sessions (never change it after).

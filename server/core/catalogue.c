@@ -113,6 +113,11 @@ static const catalogue_event g_events[] = {
       "a stanza is addressed to a domain that is neither a local host nor a component",
       "host: the sender's host; session (may be NULL); stanza; from; to. HANDLED: taken for "
       "delivery (server-to-server); if all pass: remote-server-not-found" },
+    { "message/delivered", "all", KERNEL,
+      "a message was written to local sessions of one account (to its full JID, or the RFC "
+      "6121 section 8.5.2 delivery to its bare JID)",
+      "host; stanza; from; to: the address; data: const xmppd_delivery * (the sessions that "
+      "got it). For copies to the account's other sessions (XEP-0280)" },
     { "deliver", "first", KERNEL,
       "a stanza is about to be written to a local session (xmppd_session_send)",
       "session and data: the receiving session; stanza (borrowed: copy before changing it). "

@@ -244,6 +244,18 @@ static int send_to_available(xmppd_session *s, void *ud)
     return 0;
 }
 
+/* After a message went to sessions of one account: modules that copy it to
+ * the account's other sessions (carbons) learn which ones got it. */
+static void delivered(xmppd_event *ev, xmppd_host *h, xmppd_session *const *v, size_t n)
+{
+    xmppd_delivery d = { v, n };
+    xmppd_event de = *ev;
+    de.name = "message/delivered";
+    de.host = h;
+    de.data = &d;
+    xmppd_fire_all(&de);
+}
+
 /* §8.5.2: message to a bare JID. */
 static void deliver_message_bare(xmppd_event *ev, xmppd_host *h)
 {
@@ -258,7 +270,12 @@ static void deliver_message_bare(xmppd_event *ev, xmppd_host *h)
     xmppd_user_sessions(h, ev->to->node, collect_best, &b);
     if (b.n > 0) {
         for (int i = 0; i < b.n; i++)
+            xmppd_session_ref(b.v[i]); /* a delivery may close a session */
+        for (int i = 0; i < b.n; i++)
             xmppd_session_send(b.v[i], ev->stanza);
+        delivered(ev, h, b.v, (size_t)b.n);
+        for (int i = 0; i < b.n; i++)
+            xmppd_session_unref(b.v[i]);
         return;
     }
     if (strcmp(t, "headline") == 0)
@@ -318,7 +335,11 @@ static void route_local(xmppd_event *ev, xmppd_host *h, int kind)
             return;
         xmppd_session *s = xmppd_session_find(to);
         if (s) {
+            xmppd_session_ref(s);
             xmppd_session_send(s, ev->stanza);
+            if (kind == K_MESSAGE)
+                delivered(ev, h, &s, 1);
+            xmppd_session_unref(s);
             return;
         }
         /* §8.5.3.2: no such resource. */
