@@ -53,11 +53,15 @@ def roster_set(c, jid, name):
 
 def test_schema_created_and_versioned(pg, server_factory, accounts):
     """A fresh database gets the documented tables at start, at schema
-    version 1; a second start (xmppctl, then a restart) leaves it as is."""
+    version 2; a second start (xmppctl, then a restart) leaves it as is."""
     db = pg.create_db()
     srv = server_factory(pg_overrides(pg.dsn(db)))
     (a,) = accounts(1, srv=srv)
-    assert pg.psql("SELECT version FROM xmppd_schema", db).split() == ["1"]
+    assert pg.psql("SELECT version FROM xmppd_schema", db).split() == ["2"]
+    indexes = pg.psql("SELECT indexname FROM pg_indexes WHERE tablename = 'xmppd_archive' "
+                      "ORDER BY indexname", db).split()
+    assert indexes == ["xmppd_archive_by_id", "xmppd_archive_by_key", "xmppd_archive_by_user",
+                       "xmppd_archive_by_when", "xmppd_archive_by_with", "xmppd_archive_pkey"]
     tables = pg.psql("SELECT tablename FROM pg_tables WHERE tablename LIKE 'xmppd_%' "
                      "ORDER BY tablename", db).split()
     assert tables == ["xmppd_archive", "xmppd_kv", "xmppd_schema"]
@@ -80,9 +84,37 @@ def test_newer_schema_refused(pg, server_factory):
     srv = server_factory(pg_overrides(pg.dsn(db)), start=False)
     with pytest.raises(RuntimeError) as e:
         srv.start()
-    assert "schema version 99 is newer than this xmppd supports (1)" in str(e.value)
+    assert "schema version 99 is newer than this xmppd supports (2)" in str(e.value)
     assert pg.psql("SELECT version FROM xmppd_schema", db).split() == ["99"]
     assert "xmppd_kv" not in pg.psql("SELECT tablename FROM pg_tables", db)
+
+
+def test_schema_1_migrated_keeps_items(pg, server_factory, accounts):
+    """A version 1 database (before archive items had chosen ids) is
+    migrated at start: stored offline messages keep their driver ids and
+    are delivered; a full JID in with_jid is split into bare JID and
+    resource."""
+    db = pg.create_db()
+    srv = server_factory(pg_overrides(pg.dsn(db)), start=False)
+    srv.start()
+    (a,) = accounts(1, srv=srv)
+    srv.stop()
+    pg.psql("DROP INDEX xmppd_archive_by_key; DROP INDEX xmppd_archive_by_with; "
+            "ALTER TABLE xmppd_archive DROP COLUMN key, DROP COLUMN with_res; "
+            "UPDATE xmppd_schema SET version = 1", db)
+    msg = ("<message xmlns='jabber:client' from='bob@example.org/phone' to='%s' type='chat'>"
+           "<body>kept</body></message>" % a.jid)
+    pg.psql("INSERT INTO xmppd_archive (host, store, username, with_jid, when_ms, value) "
+            "VALUES ('localhost', 'offline', '%s', 'bob@example.org/phone', 1, to_jsonb('%s'::text))"
+            % (a.user, msg.replace("'", "''")), db)
+    srv.start()
+    assert pg.psql("SELECT version FROM xmppd_schema", db).split() == ["2"]
+    assert pg.psql("SELECT with_jid || ' ' || with_res FROM xmppd_archive", db).split() == \
+        ["bob@example.org", "phone"]
+    with login(srv, a) as c:
+        c.send_presence()
+        m = c.wait_for(lambda el: el.tag.endswith("}message"))
+        assert m.findtext("{jabber:client}body") == "kept"
 
 
 def test_unreachable_database_at_start(server_factory):
