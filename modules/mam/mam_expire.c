@@ -2,6 +2,10 @@
  * listed (auth provider) and visited cleanup_rate per second: items older
  * than expire_after are deleted (one indexed range delete per account),
  * then items beyond max_items (a count, then the oldest surplus). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* tdestroy */
+#endif
+#include <search.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,9 +14,12 @@
 #define MAM_TICK_MS 1000
 
 typedef struct mam_expire {
-    char **users; /* the pass's accounts (owned), visited from pos */
+    char **users;  /* the pass's accounts (owned), visited from pos */
     size_t n, pos;
-    bool listing; /* the account list is being read */
+    bool listing;  /* the account list is being read */
+    void *trimming; /* tsearch set of nodes (owned strings) with a trim in
+                       flight: one at a time per account, or two counts
+                       taken before either delete would both delete */
 } mam_expire;
 
 static void free_users(mam_expire *e)
@@ -28,28 +35,54 @@ static void free_users(mam_expire *e)
 
 typedef struct trim_req {
     mam_mod *mod; /* alive unless CANCELLED */
-    char *node;
+    char *node;   /* owned by mod->expire->trimming, unless CANCELLED */
 } trim_req;
+
+static int node_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* The trim of t ends (t freed); CANCELLED: the instance is gone with its
+ * set, which freed the node. */
+static void trim_end(trim_req *t, int status)
+{
+    if (status != XMPPD_STORE_CANCELLED) {
+        tdelete(t->node, &t->mod->expire->trimming, node_cmp);
+        free(t->node);
+    }
+    free(t);
+}
+
+static void on_trimmed(int status, void *ud)
+{
+    trim_end(ud, status);
+}
 
 static void on_count(int status, size_t n, void *ud)
 {
     trim_req *t = ud;
     mam_mod *mod = t->mod;
     long long limit = status == XMPPD_STORE_OK ? mod->conf->max_items : 0;
-    if (limit > 0 && (long long)n > limit) {
-        xmppd_archive_filter q = { .max = n - (size_t)limit }; /* the oldest first */
-        xmppd_archive_delete(mod->archive, t->node, &q, NULL, NULL);
-        xmppd_log(mod->m, XMPPD_LOG_DEBUG, "archive of %s: %zu items beyond the limit deleted", t->node,
-                  n - (size_t)limit);
+    if (limit <= 0 || (long long)n <= limit) {
+        trim_end(t, status);
+        return;
     }
-    free(t->node);
-    free(t);
+    xmppd_archive_filter q = { .max = n - (size_t)limit }; /* the oldest first */
+    xmppd_log(mod->m, XMPPD_LOG_DEBUG, "archive of %s: deleting %zu items beyond the limit", t->node,
+              n - (size_t)limit);
+    xmppd_archive_delete(mod->archive, t->node, &q, on_trimmed, t);
 }
 
 void mam_expire_trim(mam_mod *mod, const char *node)
 {
+    mam_expire *e = mod->expire;
+    if (tfind(node, &e->trimming, node_cmp))
+        return;
     trim_req *t = malloc(sizeof *t);
-    if (!t || !(t->node = strdup(node))) {
+    if (!t || !(t->node = strdup(node)) || !tsearch(t->node, &e->trimming, node_cmp)) {
+        if (t)
+            free(t->node);
         free(t);
         return;
     }
@@ -122,14 +155,18 @@ int mam_expire_start(mam_mod *mod)
         return -1;
     if (mod->conf->expire_after <= 0 && mod->conf->max_items <= 0)
         return 0;
-    /* the first pass soon after start, then every cleanup_interval */
-    return xmppd_timer_add(mod->m, 5000, pass, mod) ? 0 : -1;
+    /* the first pass soon after start (a minute, or sooner when the
+     * interval is shorter), then every cleanup_interval */
+    long long first = mod->conf->cleanup_interval < 60000 ? mod->conf->cleanup_interval : 60000;
+    return xmppd_timer_add(mod->m, (uint64_t)first, pass, mod) ? 0 : -1;
 }
 
 void mam_expire_free(mam_mod *mod)
 {
-    if (mod->expire)
+    if (mod->expire) {
         free_users(mod->expire);
+        tdestroy(mod->expire->trimming, free);
+    }
     free(mod->expire);
     mod->expire = NULL;
 }
