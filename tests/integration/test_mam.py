@@ -7,10 +7,12 @@ plugins where a real client's use matters. Every test creates its own
 accounts, so the module-scoped server's archives do not mix.
 """
 
+import subprocess
 import time
 
 import pytest
 
+from conftest import MODULES, REPO
 from xmpptest import (NS_CLIENT, RawClient, connect, error_condition, new_id, q, run, scaled,
                       tostr, xml_escape)
 
@@ -548,3 +550,51 @@ def test_xep0313_3_2_retention_item_limit_and_age(server_factory, accounts):
             time.sleep(0.3)
         assert mam(c).results == []
         assert error_of(mam(c, [("after-id", ids[5])])) == "item-not-found"
+
+
+# ---- the engine for other archives (mam_api.h) -----------------------------------------
+
+
+
+@pytest.fixture(scope="module")
+def mamroom_dir(tmp_path_factory):
+    """tests/integration/modules/mamroom.c built against the SDK headers."""
+    d = tmp_path_factory.mktemp("mamroom")
+    subprocess.run(["cc", "-I", str(REPO / "api"), "-I", str(REPO / "modules" / "mam"), "-Wall", "-Werror",
+                    "-fPIC", "-fvisibility=hidden", "-shared", "-o", str(d / "mod_mamroom.so"),
+                    str(REPO / "tests" / "integration" / "modules" / "mamroom.c")],
+                   check=True, timeout=scaled(60))
+    return d
+
+
+def test_mam_api_serves_another_modules_archive(server_factory, mamroom_dir, accounts):
+    """A module with its own archive store (a room, as group chat would)
+    uses mod_mam's published engine ("mam", mam_api.h): messages are
+    stamped with <stanza-id by=room JID/> (a forged one removed), and MAM
+    queries to the room JID page through that archive with the same
+    rules; the account's own archive is another one."""
+    srv = server_factory({"module_path": [str(mamroom_dir), str(MODULES)],
+                          "modules": {"roster": {}, "presence": {}, "ping": {}, "mam": {},
+                                      "mamroom": {}}})
+    a, b = accounts(2, srv=srv)
+    room = "room@localhost"
+    with login(srv, a) as ca, login(srv, b) as cb:
+        ids = []
+        for i, c in enumerate((ca, cb, ca)):
+            c.send("<message to='%s' type='groupchat'><body>r%d</body>"
+                   "<stanza-id xmlns='%s' by='%s' id='forged'/></message>" % (room, i, NS_SID, room))
+            echo = c.wait_for(lambda e: e.tag == q(NS_CLIENT, "message") and e.get("type") == "groupchat")
+            sid = stanza_ids(echo)
+            assert len(sid) == 1 and sid[0][0] == room and sid[0][1] != "forged", tostr(echo)
+            ids.append(sid[0][1])
+        p = mam(ca, to=room)
+        assert p.bodies == ["r0", "r1", "r2"] and p.ids == ids and p.complete
+        assert p.results[0][1].get("from") == room + "/" + a.user
+        assert all(r[1].get("to") is None for r in p.results)
+        assert mam(cb, [("with", b.jid)], to=room).bodies == ["r1"]
+        p = mam(cb, set_=rsm(max_=2, before=""), to=room)
+        assert p.bodies == ["r1", "r2"] and not p.complete
+        assert error_of(mam(cb, [("after-id", "nope")], to=room)) == "item-not-found"
+        md = cb.iq("<metadata xmlns='%s'/>" % NS_MAM, to=room).find(q(NS_MAM, "metadata"))
+        assert md.find(q(NS_MAM, "end")).get("id") == ids[2]
+        assert mam(ca).results == []  # groupchat is not in the account's archive
