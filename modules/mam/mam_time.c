@@ -94,8 +94,9 @@ void mam_time_format(int64_t ms, char *buf, size_t len)
     int64_t sec = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
     time_t t = (time_t)sec;
     struct tm tm;
-    char base[24];
-    if (!gmtime_r(&t, &tm) || strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
-        snprintf(base, sizeof base, "1970-01-01T00:00:00");
-    snprintf(buf, len, "%s.%03dZ", base, (int)(ms - sec * 1000));
+    if (!gmtime_r(&t, &tm))
+        memset(&tm, 0, sizeof tm);
+    /* four-digit years also before 1000 (strftime's %Y does not pad) */
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms - sec * 1000));
 }

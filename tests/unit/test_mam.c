@@ -42,6 +42,8 @@ static void test_time_format(void **state)
     char buf[MAM_TIME_LEN];
     mam_time_format(1709210096789LL, buf, sizeof buf);
     assert_string_equal(buf, "2024-02-29T12:34:56.789Z");
+    mam_time_format(-59645289599877LL, buf, sizeof buf); /* four digits before 1000 */
+    assert_string_equal(buf, "0079-12-01T00:00:00.123Z");
     mam_time_format(-1, buf, sizeof buf);
     assert_string_equal(buf, "1969-12-31T23:59:59.999Z");
     int64_t ms;
