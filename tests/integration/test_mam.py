@@ -13,8 +13,8 @@ import time
 import pytest
 
 from conftest import MODULES, REPO
-from xmpptest import (NS_CLIENT, RawClient, connect, error_condition, new_id, q, run, scaled,
-                      tostr, xml_escape)
+from xmpptest import (NS_CLIENT, connect, error_condition, new_id, q, raw_login, run, scaled, tostr,
+                      xml_escape)
 
 NS_MAM = "urn:xmpp:mam:2"
 NS_SID = "urn:xmpp:sid:0"
@@ -35,23 +35,8 @@ def config_overrides():
 
 # ---- helpers -------------------------------------------------------------------
 
-class Client(RawClient):
-    def __exit__(self, *exc):
-        try:
-            if not self.eof and not self.reader.closed:
-                self.close_stream()
-                self.wait_closed(scaled(2))
-        except (OSError, ValueError):
-            pass
-        self.close()
-
-
 def login(server, account, resource=None, presence=True):
-    c = Client(server.port)
-    c.login(account.user, account.password, resource=resource)
-    if presence:
-        c.send_presence()
-    return c
+    return raw_login(server, account, resource=resource, presence=presence)
 
 
 def is_chat(el):
@@ -450,19 +435,20 @@ def test_xep0441_preferences_always_never_roster_lists(server, accounts):
         assert prefs(cb, "never", always=[a.jid], never=[c3.jid + "/res"]) == \
             ("never", [a.jid], [c3.jid + "/res"])
         assert prefs(cb) == ("never", [a.jid], [c3.jid + "/res"])
+        # each sender's messages are in before the next one sends: one order
         send(ca, b.jid, "from-a")
+        sync(ca)
         send(cc, b.jid, "from-c")
+        sync(cc)
         send(cb, c3.jid, "to-c")
         send(cb, a.jid, "to-a")
         sync(cb)
-        sync(ca)
-        sync(cc)
         assert mam(cb, set_=rsm(max_=20)).bodies == ["from-a", "to-a"]
         # the never list wins over the always list
         prefs(cb, "always", always=[a.jid], never=[a.jid])
         send(ca, b.jid, "from-a-2")
-        send(cc, b.jid, "from-c-2")
         sync(ca)
+        send(cc, b.jid, "from-c-2")
         sync(cc)
         assert mam(cb, set_=rsm(max_=20)).bodies == ["from-a", "to-a", "from-c-2"]
         # roster: only contacts (d is put in b's roster)
@@ -470,12 +456,12 @@ def test_xep0441_preferences_always_never_roster_lists(server, accounts):
         assert r.get("type") == "result"
         prefs(cb, "roster")
         send(cd, b.jid, "from-d")
+        sync(cd)
         send(ca, b.jid, "from-a-3")
+        sync(ca)
         send(cb, d.jid, "to-d")
         send(cb, a.jid, "to-a-3")
         sync(cb)
-        sync(ca)
-        sync(cd)
         assert mam(cb, set_=rsm(max_=20)).bodies[-2:] == ["from-d", "to-d"]
         r = cb.iq("<prefs xmlns='%s' default='sometimes'/>" % NS_MAM, type_="set")
         assert error_condition(r) == ("modify", "bad-request")
