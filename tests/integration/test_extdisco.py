@@ -7,6 +7,7 @@ import base64
 import calendar
 import hashlib
 import hmac
+import json
 import time
 
 import pytest
@@ -29,8 +30,9 @@ SERVICES = [
 
 @pytest.fixture(scope="module")
 def config_overrides():
-    return {"modules": {"disco": {}, "extdisco": {"services": SERVICES, "turn_secret": SECRET,
-                                                  "credential_ttl": "%ds" % TTL}}}
+    return {"modules": {"disco": {}, "roster": {}, "presence": {}, "mam": {},
+                        "extdisco": {"services": SERVICES, "turn_secret": SECRET,
+                                     "credential_ttl": "%ds" % TTL}}}
 
 
 def login(server, account):
@@ -133,3 +135,20 @@ def test_extdisco_configuration_errors_refuse_the_module(server_factory, service
     with pytest.raises(RuntimeError) as e:
         srv.start()
     assert "services[0]" in str(e.value) and why in str(e.value)
+
+
+def test_xep0479_levels_with_archive_and_external_services(server):
+    """`xmppctl features` (XEP-0479): mod_mam provides XEP-0313, XEP-0359
+    and XEP-0441, mod_extdisco XEP-0215; A/V Calling is met at both levels
+    and IM Advanced no longer lacks History Storage / Retrieval."""
+    j = json.loads(server.ctl("-j", "features").stdout)
+    host = j["hosts"][0]
+    specs = {s["spec"]: s["by"] for s in host["specs"]}
+    assert specs["XEP-0313"] == ["mam"] and specs["XEP-0359"] == ["mam"]
+    assert specs["XEP-0441"] == ["mam"] and specs["XEP-0215"] == ["extdisco"]
+    suites = {(s["category"], s["level"]): s for s in host["suites"]}
+    for level in ("Server", "Advanced Server"):
+        av = suites[("A/V Calling", level)]
+        assert [m["feature"] for m in av["missing"] if m["category"] == "A/V Calling"] == []
+    im = suites[("IM", "Advanced Server")]
+    assert "History Storage / Retrieval" not in [m["feature"] for m in im["missing"]]
