@@ -115,6 +115,11 @@ def test_schema_1_migrated_keeps_items(pg, server_factory, accounts):
         c.send_presence()
         m = c.wait_for(lambda el: el.tag.endswith("}message"))
         assert m.findtext("{jabber:client}body") == "kept"
+        # delivered, then deleted: wait for that before the server stops
+        deadline = time.monotonic() + scaled(10)
+        while pg.psql("SELECT count(*) FROM xmppd_archive", db).split() != ["0"]:
+            assert time.monotonic() < deadline, "delivered offline message not deleted"
+            time.sleep(0.05)
 
 
 def test_unreachable_database_at_start(server_factory):
