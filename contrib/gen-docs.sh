@@ -3,8 +3,8 @@
 #
 # Regenerates the documentation that comes from the code, between the
 # "BEGIN GENERATED" / "END GENERATED" markers:
-#   docs/configuration.md  module options: `xmppctl options --markdown`
-#                          (every module built in BUILD_DIR/modules)
+#   docs/configuration.md  every key: `xmppctl options --markdown` (the server's own
+#                          keys, then every module built in BUILD_DIR/modules)
 #   docs/modules.md        the event catalogue: `xmppctl hooks --markdown`
 # With --check nothing is written: the script prints a diff and exits 1 when
 # a file is not current (CI runs this). Exit 2: bad usage or xmppctl failed.
@@ -65,7 +65,7 @@ splice() {
 }
 
 rc=0
-splice "$ROOT/docs/configuration.md" "MODULE OPTIONS" "$TMP/options.md" || rc=1
+splice "$ROOT/docs/configuration.md" "OPTIONS" "$TMP/options.md" || rc=1
 splice "$ROOT/docs/modules.md" "EVENTS" "$TMP/events.md" || rc=1
 [ "$CHECK" = 1 ] && [ "$rc" = 0 ] && echo "gen-docs: documentation is current"
 exit $rc

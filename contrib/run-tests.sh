@@ -61,7 +61,7 @@ pass_step() { PASSED=$((PASSED + 1)); }
 
 # ---- packages -------------------------------------------------------------
 PACKAGES="build-essential autoconf automake libtool pkg-config libxml2-dev libssl-dev
-libjansson-dev libevent-dev libc-ares-dev libidn-dev libsqlite3-dev libpcre2-dev libcmocka-dev libpq-dev
+libjansson-dev libevent-dev libc-ares-dev libidn-dev libyajl-dev libsqlite3-dev libpcre2-dev libcmocka-dev libpq-dev
 python3-pytest python3-slixmpp openssl clang libclang-rt-dev postgresql libcrypt-dev
 prosody lua-unbound"  # the federation peer of test_s2s_prosody.py; it resolves through
 # libunbound pointed at the test DNS fixture (a Recommends of prosody, and we install
@@ -203,6 +203,11 @@ build_level() {
 
 # ---- level 1: plain build ------------------------------------------------------
 if build_level build "default" --enable-werror; then
+    # The architecture, enforced: layers use only the layers below them, and
+    # the programs export exactly the SDK's functions.
+    say "layers (contrib/ci/check-layers.py) and exports (contrib/ci/check-exports.sh)"
+    if "$PYTHON" contrib/ci/check-layers.py build; then pass_step; else fail_step "layering"; fi
+    if bash contrib/ci/check-exports.sh build; then pass_step; else fail_step "exported symbols"; fi
     run_make_check build "default"
     run_pytest build "default"
     run_pytest_pgsql build "default, PostgreSQL storage"

@@ -7,9 +7,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "control.h"
-#include "net.h"
+#include "admin/control.h"
+#include "c2s/c2s.h"
+#include "core/config.h"
+#include "core/loop.h"
+#include "net/net.h"
+#include "s2s/federation.h"
+#include "session/session.h"
 
 static struct event *sig_term, *sig_int, *sig_hup;
 
@@ -37,16 +41,35 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         log_kernel("main", XMPPD_LOG_ERROR, "reload refused: %s", err);
 }
 
+/* Component listeners have no direct TLS (XEP-0114 predates it). */
+static void component_acceptor(int fd, const struct sockaddr *sa, int socklen, bool direct_tls)
+{
+    component_accept(fd, sa, socklen);
+}
+
+/* One line per error, each with the program's name. */
+static void report(const char *err)
+{
+    const char *line = err;
+    for (;;) {
+        const char *nl = strchr(line, '\n');
+        fprintf(stderr, "xmppd: %.*s\n", (int)(nl ? nl - line : (long)strlen(line)), line);
+        if (!nl)
+            break;
+        line = nl + 1;
+    }
+}
+
 static int start(const char *path)
 {
-    char err[1024];
-    xmppd_config *cfg = config_load(path, err, sizeof(err));
+    char err[8192];
+    xmppd_config *cfg = config_read(path, err, sizeof(err));
     if (!cfg) {
-        fprintf(stderr, "xmppd: %s\n", err);
+        report(err);
         return -1;
     }
-    if (log_open(cfg->log_file, cfg->log_level) < 0) {
-        fprintf(stderr, "xmppd: %s: cannot open log file %s\n", path, cfg->log_file);
+    if (log_open(cfg->log.file, cfg->log.level) < 0) {
+        fprintf(stderr, "xmppd: %s: cannot open log file %s\n", path, cfg->log.file);
         config_free(cfg);
         return -1;
     }
@@ -55,15 +78,21 @@ static int start(const char *path)
         config_free(cfg);
         return -1;
     }
+    /* Wire the layers together: the lower ones call what these register. */
+    session_layer_init();
+    component_start();
+    listener_set_acceptor(LISTEN_C2S, c2s_accept);
+    listener_set_acceptor(LISTEN_S2S, s2s_accept);
+    listener_set_acceptor(LISTEN_COMPONENT, component_acceptor);
     if (modules_start(cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "xmppd: %s\n", err);
+        report(err);
         config_free(cfg);
         return -1;
     }
     if (tls_start(err, sizeof(err)) < 0 || s2s_start(err, sizeof(err)) < 0 ||
         listeners_start(cfg, err, sizeof(err)) < 0 ||
         control_start(cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "xmppd: %s\n", err);
+        report(err);
         return -1;
     }
     return 0;

@@ -19,9 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "catalogue.h"
-#include "config.h"
-#include "net.h"
+#include "core/catalogue.h"
+#include "core/config.h"
+#include "core/loop.h"
+#include "core/options.h"
+#include "session/session.h"
 
 #define PROG "xmppctl"
 
@@ -32,9 +34,10 @@ static void usage(FILE *out)
             "  -c FILE                    configuration (default: $XMPPD_CONFIG or " XMPPD_SYSCONF_DIR
             "/xmppd.json)\n"
             "commands:\n"
-            "  check                      validate the configuration and module options\n"
-            "  options [MODULE] [--markdown]\n"
-            "                             list module options with type, default and meaning\n"
+            "  check                      validate the configuration: every error of the file\n"
+            "  options [NAME] [--markdown]\n"
+            "                             every key with type, default and meaning: the\n"
+            "                             server's own (NAME \"server\") and each module's\n"
             "  adduser JID                create an account (asks for the password)\n"
             "  deluser JID                delete an account and everything stored for it\n"
             "  passwd JID                 change an account's password\n"
@@ -63,14 +66,18 @@ static void usage(FILE *out)
 static int fail(const char *context, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(const char *context, const char *fmt, ...)
 {
+    char msg[8192];
     va_list ap;
-    fprintf(stderr, PROG ": ");
-    if (context)
-        fprintf(stderr, "%s: ", context);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    /* One message may hold several error lines: each gets the prefix. */
+    for (char *line = msg, *next; line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        fprintf(stderr, PROG ": %s%s%s\n", context ? context : "", context ? ": " : "", line);
+    }
     return 1;
 }
 
@@ -217,7 +224,7 @@ static bool g_config_explicit; /* -c or $XMPPD_CONFIG */
 static xmppd_config *load_config(void)
 {
     char err[1024];
-    xmppd_config *cfg = config_load(g_config_path, err, sizeof err);
+    xmppd_config *cfg = config_read(g_config_path, err, sizeof err);
     if (!cfg)
         fail(NULL, "%s", err);
     return cfg;
@@ -237,6 +244,7 @@ static int start_modules(xmppd_config *cfg)
     char err[1024];
     if (log_open(NULL, XMPPD_LOG_WARN) < 0 || loop_init() < 0)
         return fail(NULL, "cannot create the event loop");
+    session_layer_init();
     if (modules_start(cfg, err, sizeof err) < 0)
         return fail(NULL, "%s", err);
     return 0;
@@ -252,19 +260,23 @@ static void stop_modules(void)
 
 /* ---- commands ---- */
 
+/* Every error of the file, the server's keys and the modules' alike. */
 static int cmd_check(void)
 {
-    char err[1024];
-    xmppd_config *cfg = load_config();
-    if (!cfg)
-        return 1;
-    int rc = modules_check(cfg, err, sizeof err);
-    if (rc < 0)
-        fail(NULL, "%s", err);
-    else
+    opt_errors errs = { 0 };
+    xmppd_config *cfg = config_load(g_config_path, true, &errs);
+    if (cfg)
+        modules_check(cfg, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        fail(NULL, "%s", errs.lines[i]);
+    if (cfg && errs.n == 0)
         printf("%s: OK\n", cfg->path);
+    else if (errs.n > 1)
+        fprintf(stderr, PROG ": %zu errors\n", errs.n);
+    int rc = cfg && errs.n == 0 ? 0 : 1;
+    opt_errors_free(&errs);
     config_free(cfg);
-    return rc < 0 ? 1 : 0;
+    return rc;
 }
 
 static int cmd_options(int argc, char **argv)
@@ -414,7 +426,7 @@ static char *socket_path(const char *context)
     if (g_socket_path)
         return strdup(g_socket_path);
     char err[1024];
-    xmppd_config *cfg = config_load(g_config_path, err, sizeof err);
+    xmppd_config *cfg = config_read(g_config_path, err, sizeof err);
     if (!cfg) {
         fail(context, "%s", err);
         return NULL;

@@ -46,21 +46,36 @@ enum xmppd_opt_type {
     XMPPD_OPT_INT,      /* long long, within [min, max] */
     XMPPD_OPT_DURATION, /* long long milliseconds; config: 30, "30s", "5m", "250ms", "1h" */
     XMPPD_OPT_SIZE,     /* long long bytes; config: 65536, "64k", "10M" */
-    XMPPD_OPT_STRING,   /* const char * (NULL when unset without default) */
-    XMPPD_OPT_ENUM,     /* const char *, one of choices */
-    XMPPD_OPT_LIST,     /* const char *const *, NULL-terminated array of strings */
+    XMPPD_OPT_STRING,   /* const char * (NULL when unset without default, or null) */
+    XMPPD_OPT_ENUM,     /* const char *, one of choices (int index with XMPPD_OPT_INDEX) */
+    XMPPD_OPT_LIST,     /* const char *const *, NULL-terminated; a lone string is a list of one */
     XMPPD_OPT_PATH,     /* const char *, made absolute against the config file's folder */
     XMPPD_OPT_JSON,     /* json_t * (borrowed), any JSON value, checked by the module */
+    XMPPD_OPT_SECTION,  /* an object whose keys are the options in `fields`, parsed into a
+                           struct embedded at offset (fields' offsets are within it) */
+    XMPPD_OPT_ARRAY,    /* a list of such objects: an xmppd_opt_array at offset, with n
+                           items of item_size bytes */
+    XMPPD_OPT_MAP,      /* an object of such objects keyed by name: an xmppd_opt_array;
+                           each item's first member is its key (const char *) */
 };
 
 #define XMPPD_OPT_REQUIRED 0x1u /* no default: the config must give it */
 #define XMPPD_OPT_SECRET 0x2u   /* never logged nor printed by xmppctl */
+#define XMPPD_OPT_INDEX 0x4u    /* ENUM: store the choice's index as an int, not the string */
+
+/* What ARRAY and MAP options store: the parsed items (kernel-owned, like
+ * every value of the conf block). */
+typedef struct xmppd_opt_array {
+    void *items;
+    size_t n;
+} xmppd_opt_array;
 
 /* One option. The kernel writes the parsed value into the module's conf
  * struct (conf_size bytes, zeroed, kernel-allocated) at offset; the values it
- * points to (strings, lists, JSON) are kernel-owned and live as long as the
- * module instance. def is parsed exactly like configuration text, so
- * "30s", "64k", "true", "[\"a\",\"b\"]" are all valid defaults. */
+ * points to (strings, lists, JSON, items) are kernel-owned and live as long
+ * as the module instance. def is parsed exactly like configuration text, so
+ * "30s", "64k", "true", "[\"a\",\"b\"]" are all valid defaults (an ARRAY or
+ * MAP default is its JSON text; a SECTION takes its fields' defaults). */
 typedef struct xmppd_option {
     const char *name;
     enum xmppd_opt_type type;
@@ -70,6 +85,8 @@ typedef struct xmppd_option {
     const char *const *choices;  /* ENUM: NULL-terminated */
     unsigned flags;
     const char *doc;             /* one line, printed by `xmppctl options` */
+    const struct xmppd_option *fields; /* SECTION, ARRAY, MAP: the table of one object */
+    size_t item_size;            /* ARRAY, MAP: bytes of one item */
 } xmppd_option;
 
 #define XMPPD_MOD_GLOBAL 0x1u /* one instance for the whole server, host is NULL */

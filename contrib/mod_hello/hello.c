@@ -40,12 +40,12 @@ typedef struct hello_conf {
 
 static const xmppd_option hello_options[] = {
     { "greeting", XMPPD_OPT_STRING, XMPPD_OFF(hello_conf, greeting),
-      "\"Welcome! This server runs xmppd.\"", 0, 0, NULL, 0,
-      "text sent to an account on its first login, and answered to <hello/>" },
-    { "greet", XMPPD_OPT_BOOL, XMPPD_OFF(hello_conf, greet), "true", 0, 0, NULL, 0,
-      "send the greeting as a message on an account's first login" },
+      "\"Welcome! This server runs xmppd.\"",
+      .doc = "text sent to an account on its first login, and answered to <hello/>" },
+    { "greet", XMPPD_OPT_BOOL, XMPPD_OFF(hello_conf, greet), "true",
+      .doc = "send the greeting as a message on an account's first login" },
     { "greet_delay", XMPPD_OPT_DURATION, XMPPD_OFF(hello_conf, greet_delay), "0", 0, 3600000,
-      NULL, 0, "wait this long after the first login before greeting" },
+      .doc = "wait this long after the first login before greeting" },
     { NULL }
 };
 

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sasl.h"
+#include "sasl/sasl.h"
 #include "xmppd/crypto.h"
 
 static const unsigned char CB_EXPORTER[32] = "tls-exporter data for fuzzing..";

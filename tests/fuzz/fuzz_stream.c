@@ -1,5 +1,5 @@
-/* libFuzzer target for the XML stream parser (server/xmlstream.c) and the
- * element trees it builds (server/stanza.c). The first two input bytes pick
+/* libFuzzer target for the XML stream parser (server/xml/xmlstream.c) and the
+ * element trees it builds (server/xml/stanza.c). The first two input bytes pick
  * where the rest is split into up to three xs_feed calls, so buffer
  * boundaries inside tags, references and UTF-8 sequences get exercised.
  * Every element is serialised, reparsed and copied; the element callback
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "xmlstream.h"
+#include "xml/xmlstream.h"
 
 typedef struct fuzz_state {
     xs_parser *p;

@@ -278,13 +278,13 @@ def test_hooks_markdown_needs_no_server(server, tmp_path):
 
 
 def test_catalogue_matches_the_kernel_source(server, tmp_path):
-    """The event catalogue (server/catalogue.c, the one source of docs and
+    """The event catalogue (server/core/catalogue.c, the one source of docs and
     `xmppctl hooks`) lists every event the kernel fires, and nothing it does
     not: the event names are read from the kernel's source."""
     import re
     from conftest import REPO
     src = {}
-    for p in (REPO / "server").glob("*.c"):
+    for p in (REPO / "server").rglob("*.c"):
         if p.name != "catalogue.c":
             src[p.name] = p.read_text()
     fired = set()
@@ -298,10 +298,10 @@ def test_catalogue_matches_the_kernel_source(server, tmp_path):
     r = server.ctl("-s", str(tmp_path / "none.sock"), "hooks", "--markdown")
     rows = re.findall(r"^\| `([^`]+)` \| (first|all) \| (\w+) \|", r.stdout, re.M)
     kernel = {name for name, _, source in rows if source == "kernel"}
-    assert fired - kernel == set(), "fired by the kernel but missing from server/catalogue.c"
+    assert fired - kernel == set(), "fired by the kernel but missing from server/core/catalogue.c"
     everything = "\n".join(src.values())
     stale = {n for n in kernel if '"%s"' % n not in everything}
-    assert stale == set(), "in server/catalogue.c but never fired by the kernel"
+    assert stale == set(), "in server/core/catalogue.c but never fired by the kernel"
 
 
 def test_socket_in_use_or_stale(server, server_factory, tmp_path):

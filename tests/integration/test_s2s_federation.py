@@ -538,7 +538,7 @@ def test_header_to_unknown_host(env):
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("s2s,key,msg", [
-    ({"authentication": "tls"}, "s2s.authentication", "expected \"both\", \"dialback\" or \"external\""),
+    ({"authentication": "tls"}, "s2s.authentication", "expected one of \"both\", \"dialback\", \"external\""),
     ({"routes": {"x.example": "host:99999"}}, "s2s.routes.x.example", "expected \"host:port\""),
     ({"dns_servers": ["dns.example"]}, "s2s.dns_servers.0", "expected an IP address"),
     ({"dialback_secret": "short"}, "s2s.dialback_secret", "at least 16 characters"),

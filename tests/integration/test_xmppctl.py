@@ -165,6 +165,48 @@ def test_check_invalid_json(server, tmp_path):
     assert re.search(r"\S*broken\.json:3\b", lines[0]), lines[0]
 
 
+def test_check_reports_every_error(server, tmp_path):
+    """check reports every error of the file at once, the server's keys and
+    the modules' options alike, each as FILE:LINE: KEY (then a count), and
+    xmppd refuses to start with the same lines."""
+    def mutate(c):
+        c["limits"]["max_depth"] = "deep"
+        c["listeners"] = [{"type": "c2x"}]
+        c["modules"]["roster"] = {"max_items": "many"}
+        c["modules"]["no_such_module"] = True
+    path, text = _bad_config(server, tmp_path, mutate)
+    r = _ctl(path, "check")
+    assert r.returncode == 1
+    lines = output_lines(r)
+    assert lines[-1] == "xmppctl: 4 errors", lines
+    errors = lines[:-1]
+    keys = [re.search(r"bad\.json:\d+: (\S+?):", ln).group(1) for ln in errors]
+    assert sorted(keys) == sorted(["limits.max_depth", "listeners.0.type",
+                                   "modules.roster.max_items", "modules.no_such_module"]), errors
+    for ln in errors:
+        key = re.search(r"bad\.json:(\d+): (\S+?):", ln)
+        needle = '"%s"' % key.group(2).split(".")[-1]
+        if key.group(2) == "listeners.0.type":
+            needle = '"c2x"'
+        assert int(key.group(1)) == _line_of(text, needle), ln
+    p = subprocess.run([str(XMPPD), "-c", str(path)], capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0
+    assert "limits.max_depth" in p.stderr and "listeners.0.type" in p.stderr, p.stderr
+
+
+def test_options_lists_server_keys(server):
+    """`xmppctl options` documents the server's own keys next to the
+    modules' (one configuration system): nested keys with their types."""
+    r = server.ctl("options", "server")
+    assert r.returncode == 0, r.stderr
+    for key in ("limits.max_depth", "listeners[].port", "hosts.<name>.tls.cert",
+                "s2s.dialback_secret", "components.<name>.secret"):
+        assert key in r.stdout, key
+    r = server.ctl("options")
+    assert r.returncode == 0
+    assert r.stdout.startswith("server") and "\nroster" in r.stdout
+
+
 def test_xmppd_refuses_bad_config(server, tmp_path):
     """xmppd itself refuses to start on an invalid config (exit != 0) with
     the same one-line message."""

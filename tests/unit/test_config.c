@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core.h"
-#include "options.h"
+#include "core/core.h"
+#include "core/options.h"
 
 /* ---- fixtures ----------------------------------------------------------------- */
 
@@ -43,7 +43,7 @@ static xmppd_config *load_text(const char *text)
     fputs(text, f);
     fclose(f);
     g_err[0] = '\0';
-    return config_load(g_path, g_err, sizeof(g_err));
+    return config_read(g_path, g_err, sizeof(g_err));
 }
 
 /* Asserts that text is refused with exactly "PATH:<rest>". */
@@ -97,9 +97,9 @@ static void test_wrong_type_and_range(void **state)
     expect_error("{\n" HOSTS ",\n \"log\": { \"level\": \"loud\" }\n}",
                  "3: log.level: expected one of \"error\", \"warn\", \"info\", \"debug\", got \"loud\"");
     expect_error("{\n" HOSTS ",\n \"tls\": { \"min_version\": \"1.1\" }\n}",
-                 "3: tls.min_version: expected \"1.2\" or \"1.3\", got \"1.1\"");
+                 "3: tls.min_version: expected one of \"1.2\", \"1.3\", got \"1.1\"");
     expect_error("{\n" HOSTS ",\n \"data_dir\": 5\n}",
-                 "3: data_dir: expected a non-empty path, got 5");
+                 "3: data_dir: expected a path (a non-empty string), got 5");
 }
 
 static void test_bad_duration_size(void **state)
@@ -115,7 +115,8 @@ static void test_bad_duration_size(void **state)
 static void test_no_hosts(void **state)
 {
     expect_error("{\n \"storage\": \"sqlite\"\n}",
-                 " hosts: at least one host is required, e.g. \"hosts\": { \"example.org\": {} }");
+                 " \"hosts\" is required: the domains served, at least one: \"hosts\": "
+                 "{ \"example.org\": {} }");
     expect_error("{\n \"hosts\": {}\n}",
                  "2: hosts: at least one host is required, e.g. \"hosts\": { \"example.org\": {} }");
     expect_error("{\n \"hosts\": { \"Example.ORG\": {}, \"example.org\": {} }\n}",
@@ -127,13 +128,13 @@ static void test_no_hosts(void **state)
 static void test_bad_listener(void **state)
 {
     expect_error("{\n" HOSTS ",\n \"listeners\": [\n  { \"type\": \"c2s\" },\n  { \"type\": \"c2x\" }\n ]\n}",
-                 "5: listeners.1.type: expected \"c2s\", \"s2s\" or \"component\", got \"c2x\"");
+                 "5: listeners.1.type: expected one of \"c2s\", \"s2s\", \"component\", got \"c2x\"");
     expect_error("{\n" HOSTS ",\n \"listeners\": [\n  { \"port\": 5222 }\n ]\n}",
-                 "4: listeners.0: listener needs a \"type\": \"c2s\", \"s2s\" or \"component\"");
+                 "4: listeners.0: \"type\" is required: what connects here");
     expect_error("{\n" HOSTS ",\n \"listeners\": [\n  { \"type\": \"c2s\",\n    \"port\": 70000 } ]\n}",
                  "5: listeners.0.port: expected an integer from 1 to 65535, got 70000");
     expect_error("{\n" HOSTS ",\n \"listeners\": [ { \"type\": \"s2s\", \"tls\": \"maybe\" } ]\n}",
-                 "3: listeners.0.tls: expected \"starttls\" or \"direct\", got \"maybe\"");
+                 "3: listeners.0.tls: expected one of \"starttls\", \"direct\", got \"maybe\"");
     expect_error("{\n" HOSTS ",\n \"listeners\": [ { \"type\": \"c2s\" },\n { \"type\": \"c2s\" } ]\n}",
                  "4: listeners.1: [::]:5222 is already used by listeners.0");
 }
@@ -157,11 +158,12 @@ static void test_components(void **state)
     expect_error("{ " HOSTS ",\n \"components\": [] }",
                  "2: components: expected an object, got []");
     expect_error("{ " HOSTS ",\n \"components\": {\n  \"gw.example.org\": {}\n } }",
-                 "3: components.gw.example.org: a component needs its shared \"secret\"");
+                 "3: components.gw.example.org: \"secret\" is required: the shared secret the component "
+                 "proves (XEP-0114 §3)");
     expect_error("{ " HOSTS ",\n \"components\": {\n  \"gw.example.org\": {\n"
                  "   \"secret\": 123456 } } }",
-                 "4: components.gw.example.org.secret: expected a non-empty string without NUL "
-                 "characters");
+                 "4: components.gw.example.org.secret: expected a non-empty string (the value is "
+                 "secret: not shown)");
     expect_error("{ " HOSTS ",\n \"components\": {\n  \"gw.example.org\": {\n"
                  "   \"secret\": \"a\", \"subdomain\": true } } }",
                  "4: components.gw.example.org.subdomain: unknown key (did you mean \"subdomains\"?)");
@@ -186,10 +188,10 @@ static void test_defaults(void **state)
 {
     xmppd_config *cfg = load_text("{ \"hosts\": { \"Example.ORG\": {} } }");
     assert_non_null(cfg);
-    assert_int_equal(cfg->log_level, XMPPD_LOG_INFO);
-    assert_null(cfg->log_file);
+    assert_int_equal(cfg->log.level, XMPPD_LOG_INFO);
+    assert_null(cfg->log.file);
     assert_string_equal(cfg->storage, "sqlite");
-    assert_true(cfg->c2s_require_encryption);
+    assert_true(cfg->c2s.require_encryption);
     char *real = realpath(g_dir, NULL);
     assert_string_equal(cfg->dir, real);
     assert_string_equal(cfg->data_dir, real);
@@ -231,10 +233,10 @@ static void test_values_and_lines(void **state)
         "   \"modules\": { \"roster\": false, \"x\\u0061\": true } } }\n"
         "}\n");
     assert_non_null(cfg);
-    assert_int_equal(cfg->log_level, XMPPD_LOG_DEBUG);
+    assert_int_equal(cfg->log.level, XMPPD_LOG_DEBUG);
     char want[256];
     snprintf(want, sizeof(want), "%s/logs/x.log", cfg->dir);
-    assert_string_equal(cfg->log_file, want);
+    assert_string_equal(cfg->log.file, want);
     snprintf(want, sizeof(want), "%s/mods", cfg->dir);
     assert_string_equal(cfg->module_path[0], want);
     assert_int_equal(cfg->limits.max_stanza_size, 65536);
@@ -336,10 +338,29 @@ static const xmppd_module_def required_def = {
     .options = required_options, .conf_size = sizeof(const char *),
 };
 
+/* options_parse of a module's table with the errors joined into g_err. */
+static void *parse_def(const xmppd_module_def *def, const json_t *given, const opt_ctx *ctx)
+{
+    opt_errors errs = { 0 };
+    void *c = options_parse(def->options, def->conf_size, given, ctx, false, &errs);
+    opt_errors_join(&errs, g_err, sizeof(g_err));
+    opt_errors_free(&errs);
+    return c;
+}
+
+static int check_modules(const xmppd_config *cfg)
+{
+    opt_errors errs = { 0 };
+    int rc = modules_check(cfg, &errs);
+    opt_errors_join(&errs, g_err, sizeof(g_err));
+    opt_errors_free(&errs);
+    return rc;
+}
+
 static void test_options_defaults(void **state)
 {
-    opt_ctx ctx = { NULL, "modules.fake" };
-    fake_conf *c = options_parse(&fake_def, NULL, &ctx, g_err, sizeof(g_err));
+    opt_ctx ctx = { NULL, "modules.fake", .owner = "module fake" };
+    fake_conf *c = parse_def(&fake_def, NULL, &ctx);
     assert_non_null(c);
     assert_true(c->flag);
     assert_int_equal(c->n, 42);
@@ -364,9 +385,8 @@ static void test_options_values(void **state)
         "    \"s\": \"hi\", \"color\": \"green\", \"list\": \"only\", \"path\": \"sub/f\",\n"
         "    \"j\": [1, 2] } } }");
     assert_non_null(cfg);
-    opt_ctx ctx = { cfg, "modules.fake" };
-    fake_conf *c = options_parse(&fake_def, json_object_get(cfg->global_modules, "fake"), &ctx, g_err,
-                                 sizeof(g_err));
+    opt_ctx ctx = { cfg, "modules.fake", .owner = "module fake" };
+    fake_conf *c = parse_def(&fake_def, json_object_get(cfg->global_modules, "fake"), &ctx);
     assert_non_null(c);
     assert_false(c->flag);
     assert_int_equal(c->n, 7);
@@ -396,8 +416,10 @@ static void expect_option_error(const char *mods, const char *rest)
     const xmppd_module_def *def = strcmp(name, "needy") == 0 ? &required_def : &fake_def;
     char key[64];
     snprintf(key, sizeof(key), "modules.%s", name);
-    opt_ctx ctx = { cfg, key };
-    void *c = options_parse(def, json_object_get(cfg->global_modules, name), &ctx, g_err, sizeof(g_err));
+    char owner[64];
+    snprintf(owner, sizeof(owner), "module %s", name);
+    opt_ctx ctx = { cfg, key, .owner = owner };
+    void *c = parse_def(def, json_object_get(cfg->global_modules, name), &ctx);
     char want[1024];
     snprintf(want, sizeof(want), "%s:%s", g_path, rest);
     if (c)
@@ -423,13 +445,13 @@ static void test_options_errors(void **state)
     expect_option_error("  \"fake\": {\n   \"color\": \"blue\" }",
                         "4: modules.fake.color: expected one of \"red\", \"green\", got \"blue\"");
     expect_option_error("  \"fake\": {\n   \"list\": [1] }",
-                        "4: modules.fake.list: expected a list of strings, got [1]");
+                        "4: modules.fake.list: expected a string or a list of strings, got [1]");
     expect_option_error("  \"fake\": {\n   \"colour\": \"red\" }",
                         "4: modules.fake.colour: unknown option of module fake (did you mean \"color\"?)");
     expect_option_error("  \"fake\": {\n   \"zzzzzz\": 1 }",
-                        "4: modules.fake.zzzzzz: unknown option of module fake (see `xmppctl options fake`)");
+                        "4: modules.fake.zzzzzz: unknown option of module fake (see `xmppctl options`)");
     expect_option_error("  \"fake\": {\n   \"secret\": 5 }",
-                        "4: modules.fake.secret: invalid value for a string option");
+                        "4: modules.fake.secret: expected a string (the value is secret: not shown)");
     expect_option_error("  \"needy\": {}",
                         "3: modules.needy: option \"token\" of module needy is required: API token");
 }
@@ -440,12 +462,122 @@ static void test_options_bad_default(void **state)
     xmppd_module_def def = fake_def;
     def.options = bad;
     def.conf_size = sizeof(long long);
-    opt_ctx ctx = { NULL, "modules.fake" };
-    assert_null(options_parse(&def, NULL, &ctx, g_err, sizeof(g_err)));
-    assert_non_null(strstr(g_err, "module bug: invalid default"));
+    opt_ctx ctx = { NULL, "modules.fake", .owner = "module fake" };
+    assert_null(parse_def(&def, NULL, &ctx));
+    assert_non_null(strstr(g_err, "bug: invalid default"));
     def.conf_size = 4;
-    assert_null(options_parse(&def, NULL, &ctx, g_err, sizeof(g_err)));
-    assert_non_null(strstr(g_err, "outside conf_size"));
+    assert_null(parse_def(&def, NULL, &ctx));
+    assert_non_null(strstr(g_err, "outside its struct"));
+}
+
+static int noop_load(xmppd_module *m, const void *conf)
+{
+    return 0;
+}
+
+/* Nested options (SECTION, ARRAY, MAP), for modules as for the kernel. */
+typedef struct svc { const char *name; const char *host; long long port; } svc;
+typedef struct nested_conf {
+    struct { bool on; long long n; } sect;
+    xmppd_opt_array list;
+    xmppd_opt_array map;
+    int level;
+} nested_conf;
+
+static const char *const nest_levels[] = { "low", "high", NULL };
+static const xmppd_option sect_fields[] = {
+    { "on", XMPPD_OPT_BOOL, 0, "true" },
+    { "n", XMPPD_OPT_INT, sizeof(long long), "3", 1, 9 },
+    { NULL }
+};
+static const xmppd_option svc_fields[] = {
+    { "host", XMPPD_OPT_STRING, offsetof(svc, host), NULL, .min = 1, .flags = XMPPD_OPT_REQUIRED },
+    { "port", XMPPD_OPT_INT, offsetof(svc, port), "3478", 1, 65535 },
+    { NULL }
+};
+static const xmppd_option nested_options[] = {
+    { "sect", XMPPD_OPT_SECTION, offsetof(nested_conf, sect), .fields = sect_fields },
+    { "list", XMPPD_OPT_ARRAY, offsetof(nested_conf, list), "[]", .fields = svc_fields,
+      .item_size = sizeof(svc) },
+    { "map", XMPPD_OPT_MAP, offsetof(nested_conf, map), NULL, .fields = svc_fields,
+      .item_size = sizeof(svc) },
+    { "level", XMPPD_OPT_ENUM, offsetof(nested_conf, level), "high", .choices = nest_levels,
+      .flags = XMPPD_OPT_INDEX },
+    { NULL }
+};
+static const xmppd_module_def nested_def = {
+    XMPPD_MODULE_HEAD("nested"), .version = "1", .options = nested_options,
+    .conf_size = sizeof(nested_conf), .load = noop_load,
+};
+
+static void test_options_nested(void **state)
+{
+    _Static_assert(offsetof(svc, name) == 0, "map items begin with their key");
+    json_t *given = json_loads("{ \"sect\": { \"n\": 7 },"
+                               "  \"list\": [ { \"host\": \"a\" }, { \"host\": \"b\", \"port\": 1 } ],"
+                               "  \"map\": { \"turn\": { \"host\": \"t\" } } }", 0, NULL);
+    opt_ctx ctx = { NULL, "modules.nested", .owner = "module nested" };
+    nested_conf *c = parse_def(&nested_def, given, &ctx);
+    assert_non_null(c);
+    assert_true(c->sect.on);
+    assert_int_equal(c->sect.n, 7);
+    assert_int_equal(c->list.n, 2);
+    const svc *l = c->list.items;
+    assert_string_equal(l[0].host, "a");
+    assert_int_equal(l[0].port, 3478);
+    assert_int_equal(l[1].port, 1);
+    assert_int_equal(c->map.n, 1);
+    const svc *m = c->map.items;
+    assert_string_equal(m[0].name, "turn");
+    assert_string_equal(m[0].host, "t");
+    assert_int_equal(c->level, 1);
+    json_decref(given); /* the block keeps its own copy */
+    assert_string_equal(l[1].host, "b");
+    options_conf_free(c);
+
+    /* Every error of the table at once, each with its dotted key. */
+    given = json_loads("{ \"sect\": { \"n\": 70, \"of\": true },"
+                       "  \"list\": [ { \"port\": 2 }, 5 ],"
+                       "  \"map\": { \"x\": { \"host\": \"\" } }, \"level\": \"mid\" }", 0, NULL);
+    assert_null(parse_def(&nested_def, given, &ctx));
+    assert_string_equal(g_err,
+        "modules.nested.sect.of: unknown option of module nested (did you mean \"on\"?)\n"
+        "modules.nested.sect.n: expected an integer from 1 to 9, got 70\n"
+        "modules.nested.list.0: option \"host\" of module nested is required\n"
+        "modules.nested.list.1: expected an object, got 5\n"
+        "modules.nested.map.x.host: expected a non-empty string, got \"\"\n"
+        "modules.nested.level: expected one of \"low\", \"high\", got \"mid\"");
+    json_decref(given);
+
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    options_print("nested", "1", NULL, nested_options, true, f);
+    fclose(f);
+    assert_non_null(strstr(buf, "| `sect.n` | int | `3` | 1..9 |"));
+    assert_non_null(strstr(buf, "| `list[].host` | string | (required) | non-empty | required |"));
+    assert_non_null(strstr(buf, "| `map.<name>.port` | int | `3478` |"));
+    free(buf);
+}
+
+/* The whole file is checked: every error is reported, each on its line. */
+static void test_every_error(void **state)
+{
+    load_text("{\n" HOSTS ",\n"
+              " \"limits\": { \"max_depth\": 0 },\n"
+              " \"listeners\": [ { \"type\": \"c2x\" }, { \"type\": \"s2s\", \"port\": 0 } ],\n"
+              " \"tls\": { \"cert\": \"/nonexistent.pem\" },\n"
+              " \"s2s\": { \"routes\": { \"a.example\": \"host:0\" } }\n}");
+    char want[2048];
+    snprintf(want, sizeof(want),
+             "%1$s:3: limits.max_depth: expected an integer from 1 to 1000, got 0\n"
+             "%1$s:4: listeners.0.type: expected one of \"c2s\", \"s2s\", \"component\", got \"c2x\"\n"
+             "%1$s:4: listeners.1.port: expected an integer from 1 to 65535, got 0\n"
+             "%1$s:5: tls.cert: a certificate needs its private key: add \"key\" next to it\n"
+             "%1$s:5: tls.cert: cannot read /nonexistent.pem: No such file or directory\n"
+             "%1$s:6: s2s.routes.a.example: expected \"host:port\" (or \"[ipv6]:port\"), got \"host:0\"",
+             g_path);
+    assert_string_equal(g_err, want);
 }
 
 static void test_options_print(void **state)
@@ -453,8 +585,9 @@ static void test_options_print(void **state)
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
-    options_print(&fake_def, true, f);
-    options_print(&required_def, false, f);
+    options_print(fake_def.name, fake_def.version, fake_def.summary, fake_def.options, true, f);
+    options_print(required_def.name, required_def.version, required_def.summary, required_def.options,
+                  false, f);
     fclose(f);
     assert_non_null(strstr(buf, "| name | type | default | range/choices | flags | doc |"));
     assert_non_null(strstr(buf, "| `n` | int | `42` | 1..100 |  | a number |"));
@@ -532,10 +665,6 @@ static int broken_load(xmppd_module *m, const void *conf)
     return xmppd_module_refuse(m, "no %s today", "luck");
 }
 
-static int noop_load(xmppd_module *m, const void *conf)
-{
-    return 0;
-}
 
 static int dup_load(xmppd_module *m, const void *conf)
 {
@@ -746,7 +875,7 @@ static void test_dependency_errors(void **state)
 {
     xmppd_config *cfg = load_text("{ \"modules\": {\n \"c1\": {} },\n \"hosts\": { \"a.example\": {} } }");
     assert_non_null(cfg);
-    assert_int_equal(modules_check(cfg, g_err, sizeof(g_err)), -1);
+    assert_int_equal(check_modules(cfg), -1);
     char want[256];
     snprintf(want, sizeof(want), "%s:2: modules.c1: dependency cycle: c1 -> c2 -> c1", g_path);
     assert_string_equal(g_err, want);
@@ -755,7 +884,7 @@ static void test_dependency_errors(void **state)
     cfg = load_text("{ \"modules\": { \"alpha\": {} },\n \"hosts\": { \"a.example\": {\n"
                     "  \"modules\": { \"beta\": false } } } }");
     assert_non_null(cfg);
-    assert_int_equal(modules_check(cfg, g_err, sizeof(g_err)), -1);
+    assert_int_equal(check_modules(cfg), -1);
     snprintf(want, sizeof(want), "%s:3: hosts.a.example.modules.beta: beta is disabled here but alpha "
              "depends on it", g_path);
     assert_string_equal(g_err, want);
@@ -763,13 +892,13 @@ static void test_dependency_errors(void **state)
 
     cfg = load_text("{ \"hosts\": { \"a.example\": {\n  \"modules\": { \"base\": {} } } } }");
     assert_non_null(cfg);
-    assert_int_equal(modules_check(cfg, g_err, sizeof(g_err)), -1);
+    assert_int_equal(check_modules(cfg), -1);
     assert_non_null(strstr(g_err, ":2: hosts.a.example.modules.base: base is a global module"));
     config_free(cfg);
 
     cfg = load_text("{ \"modules\": {\n \"nosuchmod\": {} },\n \"hosts\": { \"a.example\": {} } }");
     assert_non_null(cfg);
-    assert_int_equal(modules_check(cfg, g_err, sizeof(g_err)), -1);
+    assert_int_equal(check_modules(cfg), -1);
     assert_non_null(strstr(g_err, ":2: modules.nosuchmod: module nosuchmod: mod_nosuchmod.so not found"));
     config_free(cfg);
 }
@@ -780,7 +909,7 @@ static void test_module_options_in_config(void **state)
                                   " \"hosts\": { \"a.example\": {},\n"
                                   "   \"b.example\": { \"modules\": {\n     \"fake\": { \"n\": 500 } } } } }");
     assert_non_null(cfg);
-    assert_int_equal(modules_check(cfg, g_err, sizeof(g_err)), -1);
+    assert_int_equal(check_modules(cfg), -1);
     char want[256];
     snprintf(want, sizeof(want), "%s:6: hosts.b.example.modules.fake.n: expected an integer from 1 to 100, "
              "got 500", g_path);
@@ -1024,6 +1153,8 @@ int main(void)
         cmocka_unit_test(test_options_errors),
         cmocka_unit_test(test_options_bad_default),
         cmocka_unit_test(test_options_print),
+        cmocka_unit_test(test_options_nested),
+        cmocka_unit_test(test_every_error),
         cmocka_unit_test_setup(test_loader_order, setup_loader),
         cmocka_unit_test_setup(test_hook_priority_and_ties, setup_loader),
         cmocka_unit_test_setup(test_hook_handled_fail_all, setup_loader),

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "s2s.h"
+#include "s2s/s2s.h"
 
 /* Scripted "random" numbers, each reduced into [0, n] like the real one. */
 static const uint32_t *script;

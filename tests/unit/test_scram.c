@@ -13,7 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "sasl.h"
+#include "sasl/sasl.h"
 #include "xmppd/crypto.h"
 
 static const unsigned char FAKE_SECRET[] = "per-server fake-salt secret";

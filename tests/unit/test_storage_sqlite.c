@@ -10,7 +10,8 @@
 #include <cmocka.h>
 
 #include "../../modules/storage_sqlite/storage_sqlite.c"
-#include "net.h"
+#include "core/loop.h"
+#include "core/core.h"
 
 static char g_dir[] = "/tmp/xmppd-test-sqlite-XXXXXX";
 static char g_path[512];

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "xmlstream.h"
+#include "xml/xmlstream.h"
 
 #define HEADER "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' " \
                "to='example.com' version='1.0' xml:lang='en'>"

@@ -1,0 +1,414 @@
+/* Storage front end (api/xmppd/storage.h): the registry of storage drivers
+ * and the store handles modules open. Each call is forwarded to the driver
+ * the store was opened on, with the host name ("" for global modules) and
+ * the store name; the caller's callback is wrapped so that it is dropped
+ * when the opening module unloads before the answer comes. */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/core.h"
+
+/* A registered driver; owned by the registry, released when its module
+ * unloads. */
+typedef struct storage_reg {
+    struct storage_reg *next;
+    const xmppd_storage_driver *drv; /* borrowed from the driver module */
+    void *dd;
+    xmppd_module *m;
+} storage_reg;
+
+static storage_reg *g_drivers;
+
+/* An open store; owned by the kernel, freed when its module unloads. */
+struct xmppd_store {
+    xmppd_module *m;
+    enum xmppd_store_kind kind;
+    char *name;
+    char *driver; /* driver name picked at open */
+};
+
+/* ---- registry ---- */
+
+static storage_reg *storage_find(const char *name)
+{
+    for (storage_reg *r = g_drivers; r; r = r->next)
+        if (strcmp(r->drv->name, name) == 0)
+            return r;
+    return NULL;
+}
+
+static const char *storage_configured(void)
+{
+    return g_server.cfg && g_server.cfg->storage ? g_server.cfg->storage : "sqlite";
+}
+
+static void storage_release(void *p)
+{
+    storage_reg *reg = p;
+    for (storage_reg **rp = &g_drivers; *rp; rp = &(*rp)->next) {
+        if (*rp == reg) {
+            *rp = reg->next;
+            break;
+        }
+    }
+    free(reg);
+}
+
+XMPPD_EXPORT int xmppd_storage_provide(xmppd_module *m, const xmppd_storage_driver *d, void *dd)
+{
+    /* A table built against ABI 2.0 ends before archive_append_id. */
+    if (!d || !d->name || d->version != XMPPD_STORAGE_DRIVER_VERSION ||
+        d->size < offsetof(xmppd_storage_driver, archive_append_id)) {
+        xmppd_log(m, XMPPD_LOG_ERROR, "storage driver table of an unsupported version");
+        return -1;
+    }
+    /* One driver per name; a newer instance of the same module (a reload
+     * loads it before the old one unloads) takes over: the registry is
+     * searched newest first. */
+    storage_reg *old = storage_find(d->name);
+    if (old && (old->m == m || strcmp(old->m->def->name, m->def->name) != 0)) {
+        xmppd_log(m, XMPPD_LOG_ERROR, "storage driver \"%s\" is already provided by %s", d->name,
+                  old->m->tag);
+        return -1;
+    }
+    storage_reg *reg = calloc(1, sizeof *reg);
+    if (!reg)
+        return -1;
+    *reg = (storage_reg){ g_drivers, d, dd, m };
+    if (!module_cleanup_add(m, storage_release, reg)) {
+        free(reg);
+        return -1;
+    }
+    g_drivers = reg;
+    return 0;
+}
+
+/* ---- store handles ---- */
+
+static void store_free(void *p)
+{
+    xmppd_store *st = p;
+    free(st->name);
+    free(st->driver);
+    free(st);
+}
+
+XMPPD_EXPORT xmppd_store *xmppd_store_open(xmppd_module *m, const char *name, enum xmppd_store_kind kind)
+{
+    const char *driver = storage_configured();
+    if (!storage_find(driver)) {
+        xmppd_log(m, XMPPD_LOG_ERROR, "cannot open store \"%s\": storage driver \"%s\" is not loaded",
+                  name, driver);
+        return NULL;
+    }
+    xmppd_store *st = calloc(1, sizeof *st);
+    if (!st || !(st->name = strdup(name)) || !(st->driver = strdup(driver))) {
+        if (st)
+            store_free(st);
+        return NULL;
+    }
+    st->m = m;
+    st->kind = kind;
+    if (!module_cleanup_add(m, store_free, st)) {
+        store_free(st);
+        return NULL;
+    }
+    return st;
+}
+
+static const char *store_host(const xmppd_store *st)
+{
+    return st->m->host ? st->m->host->name : "";
+}
+
+/* ---- wrapped callbacks ---- */
+
+enum store_op { OP_DONE, OP_GET, OP_APPEND, OP_QUERY, OP_COUNT };
+
+/* The module's callback of one call; op says which member is set. */
+typedef union store_cb {
+    xmppd_store_done_cb done;
+    xmppd_kv_get_cb get;
+    xmppd_archive_append_cb append;
+    xmppd_archive_query_cb query;
+    xmppd_archive_count_cb count;
+} store_cb;
+
+/* One pending call: holds a ref on the opening module. Freed after the
+ * driver's answer (or the deferred failure) has been handled. */
+typedef struct store_call {
+    xmppd_module *m;
+    enum store_op op;
+    store_cb cb;
+    void *ud;
+} store_call;
+
+static store_call *call_new(xmppd_store *st, enum store_op op, void *ud)
+{
+    store_call *c = calloc(1, sizeof *c);
+    if (!c) {
+        xmppd_log(st->m, XMPPD_LOG_ERROR, "out of memory: store \"%s\" operation dropped", st->name);
+        return NULL;
+    }
+    c->m = st->m;
+    c->op = op;
+    c->ud = ud;
+    module_ref(c->m);
+    return c;
+}
+
+/* Whether the opening module is still there to be called back. */
+static bool call_live(const store_call *c)
+{
+    return c->m->loaded;
+}
+
+static void call_end(store_call *c)
+{
+    module_unref(c->m);
+    free(c);
+}
+
+static void on_done(int status, void *ud)
+{
+    store_call *c = ud;
+    if (call_live(c) && c->cb.done)
+        c->cb.done(status, c->ud);
+    call_end(c);
+}
+
+static void on_get(int status, json_t *value, void *ud)
+{
+    store_call *c = ud;
+    if (call_live(c))
+        c->cb.get(status, value, c->ud);
+    call_end(c);
+}
+
+static void on_append(int status, const char *id, void *ud)
+{
+    store_call *c = ud;
+    if (call_live(c) && c->cb.append)
+        c->cb.append(status, id, c->ud);
+    call_end(c);
+}
+
+static void on_query(int status, const xmppd_archive_item *items, size_t n, bool complete, void *ud)
+{
+    store_call *c = ud;
+    if (call_live(c))
+        c->cb.query(status, items, n, complete, c->ud);
+    call_end(c);
+}
+
+static void on_count(int status, size_t n, void *ud)
+{
+    store_call *c = ud;
+    if (call_live(c))
+        c->cb.count(status, n, c->ud);
+    call_end(c);
+}
+
+/* Posted: answers c with ERROR (no driver, wrong store kind). */
+static void call_fail(void *ud)
+{
+    store_call *c = ud;
+    switch (c->op) {
+    case OP_DONE: on_done(XMPPD_STORE_ERROR, c); break;
+    case OP_GET: on_get(XMPPD_STORE_ERROR, NULL, c); break;
+    case OP_APPEND: on_append(XMPPD_STORE_ERROR, NULL, c); break;
+    case OP_QUERY: on_query(XMPPD_STORE_ERROR, NULL, 0, true, c); break;
+    case OP_COUNT: on_count(XMPPD_STORE_ERROR, 0, c); break;
+    }
+}
+
+/* The driver of st, or NULL after arranging an ERROR answer for c (which
+ * may be NULL: nobody to answer). */
+static const storage_reg *store_driver(xmppd_store *st, enum xmppd_store_kind kind, store_call *c)
+{
+    storage_reg *reg = storage_find(st->driver);
+    if (reg && st->kind == kind)
+        return reg;
+    if (!reg)
+        xmppd_log(st->m, XMPPD_LOG_ERROR, "store \"%s\": storage driver \"%s\" is not loaded",
+                  st->name, st->driver);
+    else
+        xmppd_log(st->m, XMPPD_LOG_ERROR, "store \"%s\" used as the wrong kind of store", st->name);
+    if (c)
+        xmppd_loop_post(call_fail, c);
+    return NULL;
+}
+
+/* Every request goes this way: the call record for the module's callback
+ * (none for a write whose caller wants no answer: cb NULL with OP_DONE or
+ * OP_APPEND) and the driver to forward to. NULL: nothing to forward (out
+ * of memory, or an ERROR answer is on its way). */
+static const storage_reg *call_start(xmppd_store *st, enum xmppd_store_kind kind,
+                                     enum store_op op, store_cb cb, void *ud, store_call **cp)
+{
+    store_call *c = NULL;
+    bool unanswered = (op == OP_DONE && !cb.done) || (op == OP_APPEND && !cb.append);
+    if (!unanswered) {
+        if (!(c = call_new(st, op, ud)))
+            return NULL;
+        c->cb = cb;
+    }
+    *cp = c;
+    return store_driver(st, kind, c);
+}
+
+/* ---- keyval ---- */
+
+XMPPD_EXPORT void xmppd_kv_get(xmppd_store *st, const char *user, const char *key, xmppd_kv_get_cb cb, void *ud)
+{
+    store_call *c;
+    const storage_reg *r = call_start(st, XMPPD_STORE_KEYVAL, OP_GET, (store_cb){ .get = cb }, ud, &c);
+    if (r)
+        r->drv->kv_get(r->dd, store_host(st), st->name, user ? user : "", key ? key : "", on_get, c);
+}
+
+XMPPD_EXPORT void xmppd_kv_set(xmppd_store *st, const char *user, const char *key, json_t *value,
+                  xmppd_store_done_cb cb, void *ud)
+{
+    store_call *c;
+    const storage_reg *r = call_start(st, XMPPD_STORE_KEYVAL, OP_DONE, (store_cb){ .done = cb }, ud, &c);
+    if (r)
+        r->drv->kv_set(r->dd, store_host(st), st->name, user ? user : "", key ? key : "", value,
+                       c ? on_done : NULL, c);
+}
+
+XMPPD_EXPORT void xmppd_kv_get_all(xmppd_store *st, const char *user, xmppd_kv_get_cb cb, void *ud)
+{
+    store_call *c;
+    const storage_reg *r = call_start(st, XMPPD_STORE_KEYVAL, OP_GET, (store_cb){ .get = cb }, ud, &c);
+    if (r)
+        r->drv->kv_get_all(r->dd, store_host(st), st->name, user ? user : "", on_get, c);
+}
+
+XMPPD_EXPORT void xmppd_kv_users(xmppd_store *st, xmppd_kv_get_cb cb, void *ud)
+{
+    store_call *c;
+    const storage_reg *r = call_start(st, XMPPD_STORE_KEYVAL, OP_GET, (store_cb){ .get = cb }, ud, &c);
+    if (r)
+        r->drv->kv_users(r->dd, store_host(st), st->name, on_get, c);
+}
+
+/* ---- archive ---- */
+
+XMPPD_EXPORT void xmppd_archive_append(xmppd_store *st, const char *user, const char *with, int64_t when_ms,
+                          json_t *value, xmppd_archive_append_cb cb, void *ud)
+{
+    store_call *c;
+    const storage_reg *r =
+        call_start(st, XMPPD_STORE_ARCHIVE, OP_APPEND, (store_cb){ .append = cb }, ud, &c);
+    if (r)
+        r->drv->archive_append(r->dd, store_host(st), st->name, user ? user : "", with, when_ms,
+                               value, c ? on_append : NULL, c);
+}
+
+/* Drivers that predate archive_append_id. */
+static bool driver_has_append_id(const xmppd_storage_driver *d)
+{
+    return d->size >= offsetof(xmppd_storage_driver, archive_append_id) + sizeof(d->archive_append_id) &&
+           d->archive_append_id;
+}
+
+XMPPD_EXPORT void xmppd_archive_append_id(xmppd_store *st, const char *user, const char *id,
+                                          const char *with, int64_t when_ms, json_t *value,
+                                          xmppd_archive_append_cb cb, void *ud)
+{
+    store_call *c;
+    const storage_reg *r =
+        call_start(st, XMPPD_STORE_ARCHIVE, OP_APPEND, (store_cb){ .append = cb }, ud, &c);
+    if (!r)
+        return;
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > XMPPD_ARCHIVE_ID_MAX || !driver_has_append_id(r->drv)) {
+        xmppd_log(st->m, XMPPD_LOG_ERROR, "store \"%s\": %s", st->name,
+                  n == 0 || n > XMPPD_ARCHIVE_ID_MAX ? "archive item id of a wrong length"
+                                                     : "the storage driver cannot append with an id");
+        if (c)
+            xmppd_loop_post(call_fail, c);
+        return;
+    }
+    r->drv->archive_append_id(r->dd, store_host(st), st->name, user ? user : "", id, with, when_ms,
+                              value, c ? on_append : NULL, c);
+}
+
+/* The filter as the driver reads it: a module built against ABI 2.0 has a
+ * shorter struct, copied into a zeroed full one (like module descriptors). */
+static const xmppd_archive_filter *filter_for(const xmppd_store *st, const xmppd_archive_filter *q,
+                                              xmppd_archive_filter *copy)
+{
+    if (!q || (st->m->def->abi & 0xffffu) >= 1)
+        return q;
+    memset(copy, 0, sizeof *copy);
+    memcpy(copy, q, offsetof(xmppd_archive_filter, ids));
+    return copy;
+}
+
+XMPPD_EXPORT void xmppd_archive_query(xmppd_store *st, const char *user, const xmppd_archive_filter *q,
+                         xmppd_archive_query_cb cb, void *ud)
+{
+    store_call *c;
+    xmppd_archive_filter copy;
+    const storage_reg *r =
+        call_start(st, XMPPD_STORE_ARCHIVE, OP_QUERY, (store_cb){ .query = cb }, ud, &c);
+    if (r)
+        r->drv->archive_query(r->dd, store_host(st), st->name, user ? user : "",
+                              filter_for(st, q, &copy), on_query, c);
+}
+
+XMPPD_EXPORT void xmppd_archive_delete(xmppd_store *st, const char *user, const xmppd_archive_filter *q,
+                          xmppd_store_done_cb cb, void *ud)
+{
+    store_call *c;
+    xmppd_archive_filter copy;
+    const storage_reg *r =
+        call_start(st, XMPPD_STORE_ARCHIVE, OP_DONE, (store_cb){ .done = cb }, ud, &c);
+    if (r)
+        r->drv->archive_delete(r->dd, store_host(st), st->name, user ? user : "",
+                               filter_for(st, q, &copy), c ? on_done : NULL, c);
+}
+
+XMPPD_EXPORT void xmppd_archive_count(xmppd_store *st, const char *user, xmppd_archive_count_cb cb, void *ud)
+{
+    store_call *c;
+    const storage_reg *r =
+        call_start(st, XMPPD_STORE_ARCHIVE, OP_COUNT, (store_cb){ .count = cb }, ud, &c);
+    if (r)
+        r->drv->archive_count(r->dd, store_host(st), st->name, user ? user : "", on_count, c);
+}
+
+/* ---- account deletion ---- */
+
+/* A purge with no driver loaded: nothing is stored, so nothing to remove. */
+typedef struct purge_nop {
+    xmppd_store_done_cb cb;
+    void *ud;
+} purge_nop;
+
+static void purge_nop_done(void *p)
+{
+    purge_nop *n = p;
+    n->cb(XMPPD_STORE_OK, n->ud);
+    free(n);
+}
+
+XMPPD_EXPORT void xmppd_storage_purge_user(xmppd_host *h, const char *user, xmppd_store_done_cb cb, void *ud)
+{
+    storage_reg *r = storage_find(storage_configured());
+    if (r) {
+        r->drv->purge_user(r->dd, h ? h->name : "", user, cb, ud);
+        return;
+    }
+    if (!cb)
+        return;
+    purge_nop *n = malloc(sizeof *n);
+    if (!n) {
+        log_kernel("storage", XMPPD_LOG_ERROR, "out of memory: purge of %s not answered", user);
+        return;
+    }
+    *n = (purge_nop){ cb, ud };
+    xmppd_loop_post(purge_nop_done, n);
+}

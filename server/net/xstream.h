@@ -1,0 +1,130 @@
+/* An XML stream over a bufferevent: the plumbing every stream kind shares
+ * (c2s.c client streams, s2s*.c server-to-server streams, component.c
+ * XEP-0114 components). Writing stanzas (serialised once, handed over
+ * without a copy), raw writes, stream errors, the closing handshake, the
+ * input pump into the parser, the STARTTLS switch and random ids.
+ *
+ * Ownership: an xstream is embedded in its owner's struct (xmppd_session,
+ * s2s_conn, comp_stream). It owns the bufferevent (which owns the socket
+ * and the SSL: BEV_OPT_CLOSE_ON_FREE), the parser and `timer`; ssl is a
+ * borrowed view of the SSL inside bev. xstream_release frees what it owns.
+ * The owner keeps its protocol state and is called back through
+ * xstream_ops (owner pointer first):
+ *  - header, element: the parser's open and element callbacks (the
+ *    element's reference passes to the callee; nonzero stops feeding);
+ *  - close: the owner's close (stream error then xstream_close), for a parse
+ *    error (condition), the peer's </stream:stream> (NULL) and an overfull
+ *    send buffer (policy-violation);
+ *  - send_header: our stream header, when a stream error must come first;
+ *  - input: bytes arrived; the owner calls xstream_pump (holding its own
+ *    reference where it has one) and handles what the pump stopped for;
+ *  - readable: may the pump feed input now (the owner's state allows it)?
+ *  - timeout: `timer`, armed by xstream_open, expired (already freed);
+ *  - event: a bufferevent event (connected, EOF, error);
+ *  - teardown: the closing handshake finished (everything flushed, also
+ *    below a TLS filter, or the grace period ended): the owner frees its
+ *    side and calls xstream_release. Runs on a later loop turn than
+ *    xstream_close, never inside parser callbacks.
+ * The owner may use `timer` for its own purposes (negotiation, delays)
+ * until it closes: xstream_close takes it over. */
+#ifndef XMPPD_XSTREAM_H
+#define XMPPD_XSTREAM_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "net/net.h"
+#include "xml/xmlstream.h"
+
+struct bufferevent;
+struct event;
+
+#define XSTREAM_CLOSE_GRACE_MS 5000
+
+typedef struct xstream_ops {
+    const char *default_ns; /* serialisation: jabber:client, jabber:server, ... */
+    int (*header)(void *owner, const xs_header *h);
+    int (*element)(void *owner, xmppd_stanza *el);
+    void (*close)(void *owner, const char *condition, const char *text);
+    void (*send_header)(void *owner);
+    void (*input)(void *owner);
+    bool (*readable)(void *owner);
+    void (*timeout)(void *owner);
+    void (*event)(void *owner, struct bufferevent *bev, short what);
+    void (*teardown)(void *owner);
+    bool events_while_closing; /* keep `event` during the closing handshake */
+} xstream_ops;
+
+typedef struct xstream {
+    const xstream_ops *ops;
+    void *owner;
+    struct bufferevent *bev;  /* top: socket, or the TLS filter over it */
+    SSL *ssl;                 /* inside bev; NULL without TLS */
+    xs_parser *parser;
+    struct event *timer;      /* the owner's until closing, then the close check */
+    uint64_t close_deadline;  /* closing: tear down by then (monotonic ms) */
+    uint64_t bytes_in;        /* bytes fed to the parser (after TLS) */
+    bool header_sent;         /* our <stream:stream> went out */
+    bool closing;             /* our </stream:stream> is queued (or nothing will be) */
+} xstream;
+
+/* Binds x to its owner before there is a socket, so that xstream_drop
+ * works on a stream that never opened. */
+void xstream_init(xstream *x, const xstream_ops *ops, void *owner);
+/* Installs bev (and ssl when TLS) with the shared callbacks, a new parser
+ * and `timer` armed for timeout_ms (ops->timeout). bev and ssl are taken
+ * even on failure (-1: the owner tears down). 0 or -1. */
+int xstream_open(xstream *x, const xstream_ops *ops, void *owner, struct bufferevent *bev,
+                 SSL *ssl, uint64_t timeout_ms);
+/* Frees bev (socket, SSL), parser and timer. */
+void xstream_release(xstream *x);
+/* Frees `timer` (negotiation finished in time). */
+void xstream_stop_timer(xstream *x);
+
+/* Bytes as they are (no-op once released). */
+void xstream_write_raw(xstream *x, const char *data, size_t len);
+/* Serialises st once against ops->default_ns and hands the string to the
+ * output buffer (no copy). 0, or -1 when nothing was queued (closing,
+ * released, OOM). *len_r (may be NULL) gets the serialised size. */
+int xstream_queue(xstream *x, const xmppd_stanza *st, size_t *len_r);
+/* After a queue: more than limits.max_send_buffer waiting for a slow
+ * reader closes the stream with policy-violation (through ops->close). */
+void xstream_check_backlog(xstream *x);
+/* xstream_queue, then xstream_check_backlog. */
+void xstream_write(xstream *x, const xmppd_stanza *st);
+
+/* <stream:features> with the children of f (its own name and namespace
+ * are not written: the wrapper uses the stream: prefix our header
+ * declared), each child serialised like xstream_write. f is borrowed. */
+void xstream_write_features(xstream *x, const xmppd_stanza *f);
+
+/* The closing handshake: our header if none went out yet, <stream:error>
+ * with condition (and text) unless condition is NULL, </stream:stream>;
+ * reads stop and ops->teardown runs on a later loop turn once everything
+ * is flushed or after XSTREAM_CLOSE_GRACE_MS. condition and text come from
+ * kernel code, never from the peer. The owner checks and sets its own
+ * state and logs. */
+void xstream_close(xstream *x, const char *condition, const char *text);
+/* Nothing to say (no stream yet): ops->teardown on the next loop turn. */
+void xstream_drop(xstream *x);
+
+/* Feeds buffered input to the parser chunk by chunk while ops->readable
+ * holds; stops after a parse error or when the stream is released. */
+void xstream_pump(xstream *x);
+/* STARTTLS: discards buffered plaintext (a peer may have injected it after
+ * <starttls/>/<proceed/>), puts a TLS filter over the current bufferevent
+ * and resets the parser for the new stream (header_sent false). ssl is
+ * taken (freed on failure; NULL fails). 0 or -1; on -1 the owner closes or
+ * tears down. */
+int xstream_start_tls(xstream *x, SSL *ssl, bool accepting);
+
+/* n-1 random characters from [A-Za-z0-9] and a NUL (n at most 33). */
+void xstream_random_id(char *out, size_t n);
+/* The peer's address as text into ip (left unchanged for other families);
+ * returns its port, 0 when unknown. */
+int xstream_peer_addr(const struct sockaddr *sa, char ip[INET6_ADDRSTRLEN]);
+
+#endif

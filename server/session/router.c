@@ -1,0 +1,489 @@
+/* The router: every stanza from a client, and every stanza a module routes,
+ * goes through here. Address rules per RFC 6120 §10 and RFC 6121 §8.5;
+ * events per api/xmppd/router.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "session/session.h"
+
+enum kind { K_MESSAGE, K_PRESENCE, K_IQ };
+static const char *const kind_names[] = { "message", "presence", "iq" };
+
+/* Pre-built event names: "message/bare" etc., no formatting per stanza. */
+static const char *const ev_host[] = { "message/host", "presence/host", "iq/host" };
+static const char *const ev_bare[] = { "message/bare", "presence/bare", "iq/bare" };
+static const char *const ev_full[] = { "message/full", "presence/full", "iq/full" };
+
+static int kind_of(const xmppd_stanza *st)
+{
+    const char *n = xmppd_stanza_name(st);
+    for (int k = 0; k < 3; k++)
+        if (strcmp(n, kind_names[k]) == 0)
+            return k;
+    return -1;
+}
+
+static bool type_is(const xmppd_stanza *st, const char *t)
+{
+    const char *v = xmppd_stanza_attr(st, "type");
+    return v && strcmp(v, t) == 0;
+}
+
+/* A message's type, "normal" when absent (RFC 6121 §5.2.2). */
+static const char *msg_type(const xmppd_stanza *st)
+{
+    const char *v = xmppd_stanza_attr(st, "type");
+    return v ? v : "normal";
+}
+
+/* Routes to domains that are not hosts: set by the layers above. */
+static int (*component_route)(const xmppd_jid *to, xmppd_stanza *st);
+static bool (*remote_route)(xmppd_event *ev);
+
+void router_set_component_route(int (*fn)(const xmppd_jid *to, xmppd_stanza *st))
+{
+    component_route = fn;
+}
+
+void router_set_remote_route(bool (*fn)(xmppd_event *ev))
+{
+    remote_route = fn;
+}
+
+/* ---- output to sessions -------------------------------------------------- */
+
+XMPPD_EXPORT int xmppd_session_write(xmppd_session *s, xmppd_stanza *st)
+{
+    if (xmppd_session_closed(s))
+        return -1;
+    session_write(s, st);
+    return 0;
+}
+
+XMPPD_EXPORT int xmppd_session_send(xmppd_session *s, xmppd_stanza *st)
+{
+    if (xmppd_session_closed(s))
+        return -1;
+    xmppd_event ev = { .name = "deliver", .host = s->host, .session = s, .stanza = st, .data = s };
+    if (xmppd_fire(&ev) == XMPPD_HANDLED)
+        return 0;
+    session_write(s, st);
+    return 0;
+}
+
+/* ---- errors ---------------------------------------------------------------- */
+
+/* A message error carries the original payload (RFC 6120 §8.3.1 allows it)
+ * so the sender's client can show which message failed; other kinds carry
+ * only the <error/>. Also used by s2s_out.c for its bounces. */
+xmppd_stanza *router_error_reply(const xmppd_stanza *orig, const char *type, const char *cond,
+                                 const char *text)
+{
+    xmppd_stanza *bare = xmppd_stanza_error_reply(orig, type, cond, text);
+    if (!bare || kind_of(orig) != K_MESSAGE)
+        return bare;
+    xmppd_stanza *e = xmppd_stanza_copy(orig);
+    xmppd_stanza *err = xmppd_stanza_child(bare, "error", NULL);
+    if (!e || !err) {
+        xmppd_stanza_unref(e);
+        return bare;
+    }
+    static const char *const attrs[] = { "to", "from", "type", "id" };
+    for (size_t i = 0; i < sizeof(attrs) / sizeof(*attrs); i++)
+        xmppd_stanza_set_attr(e, attrs[i], xmppd_stanza_attr(bare, attrs[i]));
+    xmppd_stanza_add(e, xmppd_stanza_copy(err));
+    xmppd_stanza_unref(bare);
+    return e;
+}
+
+/* Sends a stanza error back to the sender. Errors are never answered with
+ * errors (RFC 6120 §8.3.1). */
+static void bounce(xmppd_event *ev, const char *type, const char *cond, const char *text)
+{
+    if (type_is(ev->stanza, "error") || (kind_of(ev->stanza) == K_IQ && type_is(ev->stanza, "result")))
+        return;
+    xmppd_stanza *e = router_error_reply(ev->stanza, type, cond, text);
+    if (!e)
+        return;
+    /* A stanza without 'to' was for the account itself: its error carries
+     * no 'from' (RFC 6120 §10.3.3). */
+    if (!xmppd_stanza_attr(e, "from") && ev->to)
+        xmppd_stanza_set_attr(e, "from", ev->to->full);
+    if (ev->session && !xmppd_session_closed(ev->session) && ev->from &&
+        ev->session->jid && xmppd_jid_equal(ev->from, ev->session->jid))
+        xmppd_session_send(ev->session, e);
+    else
+        xmppd_route(ev->host, e);
+    xmppd_stanza_unref(e);
+}
+
+XMPPD_EXPORT int xmppd_reply(xmppd_event *ev, xmppd_stanza *reply)
+{
+    /* A request without 'to' was addressed to the account itself: its answer
+     * carries no 'from' (RFC 6120 §10.3.3). */
+    if (!xmppd_stanza_attr(reply, "from") && ev->to)
+        xmppd_stanza_set_attr(reply, "from", ev->to->full);
+    if (!xmppd_stanza_attr(reply, "to") && ev->from)
+        xmppd_stanza_set_attr(reply, "to", ev->from->full);
+    int rc;
+    if (ev->session && ev->from && ev->session->jid && xmppd_jid_equal(ev->from, ev->session->jid)) {
+        rc = xmppd_session_send(ev->session, reply);
+    } else {
+        if (!xmppd_stanza_attr(reply, "from") && ev->host)
+            xmppd_stanza_set_attr(reply, "from", ev->host->name);
+        rc = xmppd_route(ev->host, reply);
+    }
+    xmppd_stanza_unref(reply);
+    return rc;
+}
+
+XMPPD_EXPORT int xmppd_reply_error(xmppd_event *ev, const char *type, const char *condition, const char *text)
+{
+    bounce(ev, type, condition, text);
+    return XMPPD_HANDLED;
+}
+
+/* ---- deferred replies ------------------------------------------------------ */
+
+struct xmppd_pending {
+    xmppd_event ev;       /* points into the fields below */
+    char *name;           /* owned copy, or NULL */
+    xmppd_jid *from, *to; /* owned copies, or NULL */
+};
+
+XMPPD_EXPORT void xmppd_pending_drop(xmppd_pending *p)
+{
+    if (!p)
+        return;
+    xmppd_session_unref(p->ev.session);
+    xmppd_stanza_unref(p->ev.stanza);
+    xmppd_jid_free(p->from);
+    xmppd_jid_free(p->to);
+    free(p->name);
+    free(p);
+}
+
+XMPPD_EXPORT xmppd_pending *xmppd_pending_new(const xmppd_event *ev)
+{
+    xmppd_pending *p = ev && ev->stanza ? calloc(1, sizeof(*p)) : NULL;
+    if (!p)
+        return NULL;
+    p->name = ev->name ? strdup(ev->name) : NULL;
+    p->from = ev->from ? xmppd_jid_dup(ev->from) : NULL;
+    p->to = ev->to ? xmppd_jid_dup(ev->to) : NULL;
+    p->ev = (xmppd_event){ .name = p->name, .host = ev->host, .stanza = xmppd_stanza_ref(ev->stanza),
+                           .session = ev->session ? xmppd_session_ref(ev->session) : NULL,
+                           .from = p->from, .to = p->to };
+    if ((ev->name && !p->name) || (ev->from && !p->from) || (ev->to && !p->to)) {
+        xmppd_pending_drop(p);
+        return NULL;
+    }
+    return p;
+}
+
+XMPPD_EXPORT const xmppd_event *xmppd_pending_event(const xmppd_pending *p)
+{
+    return p ? &p->ev : NULL;
+}
+
+/* Was the request's session closed meanwhile? Its answer is then dropped. */
+static bool pending_gone(const xmppd_pending *p)
+{
+    return p->ev.session && xmppd_session_closed(p->ev.session);
+}
+
+XMPPD_EXPORT int xmppd_pending_reply(xmppd_pending *p, xmppd_stanza *reply)
+{
+    int rc = -1;
+    if (!p || pending_gone(p))
+        xmppd_stanza_unref(reply);
+    else if (!reply)
+        xmppd_reply_error(&p->ev, NULL, "internal-server-error", NULL);
+    else
+        rc = xmppd_reply(&p->ev, reply);
+    xmppd_pending_drop(p);
+    return rc;
+}
+
+XMPPD_EXPORT int xmppd_pending_error(xmppd_pending *p, const char *type, const char *condition, const char *text)
+{
+    if (!p)
+        return -1;
+    if (!pending_gone(p))
+        xmppd_reply_error(&p->ev, type, condition, text);
+    xmppd_pending_drop(p);
+    return XMPPD_HANDLED;
+}
+
+/* ---- delivery to local accounts (RFC 6121 §8.5) ---------------------------- */
+
+struct best {
+    int prio;
+    int n;
+    xmppd_session *v[64];
+};
+
+static int collect_best(xmppd_session *s, void *ud)
+{
+    struct best *b = ud;
+    if (!xmppd_session_available(s) || s->priority < 0)
+        return 0;
+    if (s->priority > b->prio) {
+        b->prio = s->priority;
+        b->n = 0;
+    }
+    if (s->priority == b->prio && b->n < 64)
+        b->v[b->n++] = s;
+    return 0;
+}
+
+static int send_to_available(xmppd_session *s, void *ud)
+{
+    if (xmppd_session_available(s))
+        xmppd_session_send(s, ud);
+    return 0;
+}
+
+/* §8.5.2: message to a bare JID. */
+static void deliver_message_bare(xmppd_event *ev, xmppd_host *h)
+{
+    const char *t = msg_type(ev->stanza);
+    if (strcmp(t, "error") == 0)
+        return;
+    if (strcmp(t, "groupchat") == 0) {
+        bounce(ev, NULL, "service-unavailable", NULL);
+        return;
+    }
+    struct best b = { .prio = -1 };
+    xmppd_user_sessions(h, ev->to->node, collect_best, &b);
+    if (b.n > 0) {
+        for (int i = 0; i < b.n; i++)
+            xmppd_session_send(b.v[i], ev->stanza);
+        return;
+    }
+    if (strcmp(t, "headline") == 0)
+        return;
+    xmppd_event off = *ev;
+    off.name = "message/offline";
+    off.host = h;
+    if (xmppd_fire(&off) == XMPPD_HANDLED)
+        return;
+    bounce(ev, NULL, "service-unavailable", NULL);
+}
+
+/* IQ handlers first, then the iq/<target> event; nobody answering means
+ * service-unavailable (RFC 6120 §8.4), a failing handler internal-server-error. */
+static void dispatch_iq(xmppd_event *ev, xmppd_host *h, unsigned target)
+{
+    if (target == XMPPD_IQ_BARE && ev->to) {
+        /* Handlers answer on the account's behalf (a vCard, say): the
+         * account's own filters (privacy, blocking) decide first. */
+        const char *name = ev->name;
+        ev->name = "iq/bare/filter";
+        int rc = xmppd_fire(ev);
+        ev->name = name;
+        if (rc != XMPPD_PASS)
+            return;
+    }
+    int rc = iq_dispatch(h, ev, target);
+    if (rc == XMPPD_PASS)
+        rc = xmppd_fire(ev);
+    if (rc == XMPPD_PASS)
+        bounce(ev, NULL, "service-unavailable", NULL);
+    else if (rc == XMPPD_FAIL)
+        bounce(ev, NULL, "internal-server-error", NULL);
+}
+
+static void route_local(xmppd_event *ev, xmppd_host *h, int kind)
+{
+    const xmppd_jid *to = ev->to;
+    ev->host = h;
+    if (!to->node) {
+        ev->name = ev_host[kind];
+        if (kind == K_IQ) {
+            dispatch_iq(ev, h, XMPPD_IQ_HOST);
+            return;
+        }
+        int rc = xmppd_fire(ev);
+        if (rc == XMPPD_PASS && kind == K_MESSAGE && strcmp(msg_type(ev->stanza), "headline") != 0)
+            bounce(ev, NULL, "service-unavailable", NULL);
+        return;
+    }
+    if (to->resource) {
+        ev->name = ev_full[kind];
+        int rc = xmppd_fire(ev);
+        if (rc != XMPPD_PASS)
+            return;
+        xmppd_session *s = xmppd_session_find(to);
+        if (s) {
+            xmppd_session_send(s, ev->stanza);
+            return;
+        }
+        /* §8.5.3.2: no such resource. */
+        if (kind == K_IQ) {
+            bounce(ev, NULL, "service-unavailable", NULL);
+        } else if (kind == K_MESSAGE) {
+            const char *t = msg_type(ev->stanza);
+            if (strcmp(t, "normal") == 0 || strcmp(t, "chat") == 0) {
+                xmppd_jid *bare = xmppd_jid_to_bare(to);
+                if (bare) {
+                    xmppd_event b = *ev;
+                    b.to = bare;
+                    b.name = ev_bare[kind];
+                    if (xmppd_fire(&b) == XMPPD_PASS)
+                        deliver_message_bare(&b, h);
+                    xmppd_jid_free(bare);
+                }
+            } else if (strcmp(t, "groupchat") == 0) {
+                bounce(ev, NULL, "service-unavailable", NULL);
+            }
+        }
+        /* Presence to an unavailable resource is dropped (§8.5.3.2.2). */
+        return;
+    }
+    ev->name = ev_bare[kind];
+    if (kind == K_IQ) {
+        dispatch_iq(ev, h, XMPPD_IQ_BARE);
+        return;
+    }
+    int rc = xmppd_fire(ev);
+    if (rc != XMPPD_PASS)
+        return;
+    if (kind == K_MESSAGE) {
+        deliver_message_bare(ev, h);
+    } else {
+        /* Without a presence module, available/unavailable presence reaches
+         * every available resource; subscription requests go nowhere. */
+        const char *t = xmppd_stanza_attr(ev->stanza, "type");
+        if (!t || strcmp(t, "unavailable") == 0)
+            xmppd_user_sessions(h, to->node, send_to_available, ev->stanza);
+    }
+}
+
+/* Routes ev->stanza by ev->to (which must be set). */
+static void route(xmppd_event *ev, int kind)
+{
+    xmppd_host *h = xmppd_host_find(ev->to->domain);
+    if (h) {
+        route_local(ev, h, kind);
+        return;
+    }
+    /* XEP-0114 external components (s2s/component.c). */
+    int comp = component_route ? component_route(ev->to, ev->stanza) : ROUTE_NONE;
+    if (comp == ROUTE_OFFLINE)
+        bounce(ev, NULL, "service-unavailable", NULL);
+    if (comp != ROUTE_NONE)
+        return;
+    ev->name = "route/remote";
+    if (xmppd_fire(ev) == XMPPD_PASS && !(remote_route && remote_route(ev)))
+        bounce(ev, NULL, "remote-server-not-found", NULL);
+}
+
+XMPPD_EXPORT int xmppd_route(xmppd_host *h, xmppd_stanza *st)
+{
+    int kind = kind_of(st);
+    const char *to_s = xmppd_stanza_attr(st, "to"), *from_s = xmppd_stanza_attr(st, "from");
+    if (kind < 0 || !to_s || !from_s)
+        return -1;
+    xmppd_jid *to = xmppd_jid_parse(to_s), *from = xmppd_jid_parse(from_s);
+    int rc = -1;
+    if (to && from) {
+        xmppd_event ev = { .host = h, .stanza = st, .from = from, .to = to };
+        route(&ev, kind);
+        rc = 0;
+    }
+    xmppd_jid_free(to);
+    xmppd_jid_free(from);
+    return rc;
+}
+
+/* ---- stanzas from clients --------------------------------------------------- */
+
+/* Presence without 'to' is the session's own broadcast (RFC 6121 §4.2, §4.4). */
+static void own_presence(xmppd_event *ev)
+{
+    xmppd_session *s = ev->session;
+    const char *t = xmppd_stanza_attr(ev->stanza, "type");
+    xmppd_presence_info info = { .was_available = s->available };
+    if (!t) {
+        const char *p = xmppd_stanza_child_text(ev->stanza, "priority", NULL);
+        long prio = p ? strtol(p, NULL, 10) : 0;
+        s->priority = prio < -128 ? -128 : prio > 127 ? 127 : (int)prio;
+        s->available = true;
+    } else if (strcmp(t, "unavailable") == 0) {
+        s->available = false;
+    } else {
+        /* subscription types need a 'to'; probes and errors have no meaning
+         * here. */
+        return;
+    }
+    info.initial = !info.was_available && s->available;
+    xmppd_stanza_unref(s->presence);
+    s->presence = s->available ? xmppd_stanza_ref(ev->stanza) : NULL;
+    ev->name = "presence/broadcast";
+    ev->data = &info;
+    xmppd_fire(ev);
+}
+
+void router_from_client(xmppd_session *s, xmppd_stanza *st)
+{
+    int kind = kind_of(st);
+    xmppd_event ev = { .name = "pre-route", .host = s->host, .session = s, .stanza = st,
+                       .from = s->jid };
+    const char *to_s = xmppd_stanza_attr(st, "to");
+    xmppd_jid *to = NULL;
+    if (to_s) {
+        to = xmppd_jid_parse(to_s);
+        if (!to) {
+            bounce(&ev, "modify", "jid-malformed", NULL);
+            return;
+        }
+        xmppd_stanza_set_attr(st, "to", to->full);
+    }
+    ev.to = to;
+    if (kind == K_IQ) {
+        const char *t = xmppd_stanza_attr(st, "type");
+        /* RFC 6120 §8.2.3: an IQ needs an id and a valid type; get and set
+         * carry exactly one child. */
+        bool ok = t && xmppd_stanza_attr(st, "id") &&
+                  (strcmp(t, "get") == 0 || strcmp(t, "set") == 0 || strcmp(t, "result") == 0 ||
+                   strcmp(t, "error") == 0);
+        if (ok && (strcmp(t, "get") == 0 || strcmp(t, "set") == 0)) {
+            xmppd_stanza *c = xmppd_stanza_first(st);
+            ok = c && !xmppd_stanza_next(c);
+        }
+        if (!ok) {
+            bounce(&ev, "modify", "bad-request", NULL);
+            xmppd_jid_free(to);
+            return;
+        }
+    }
+    if (xmppd_fire(&ev) != XMPPD_PASS) {
+        xmppd_jid_free(to);
+        return;
+    }
+    if (!to) {
+        if (kind == K_PRESENCE) {
+            own_presence(&ev);
+        } else {
+            /* RFC 6120 §10.3: no 'to' means the account's bare JID; the
+             * handler sees ev->to NULL and answers from the server side. */
+            xmppd_jid *bare = xmppd_jid_to_bare(s->jid);
+            if (bare) {
+                ev.to = bare;
+                if (kind == K_IQ) {
+                    /* Handlers see to == NULL: "the account itself". */
+                    ev.name = ev_bare[K_IQ];
+                    ev.to = NULL;
+                    dispatch_iq(&ev, s->host, XMPPD_IQ_BARE);
+                } else {
+                    route_local(&ev, s->host, kind);
+                }
+                xmppd_jid_free(bare);
+            }
+        }
+        return;
+    }
+    route(&ev, kind);
+    xmppd_jid_free(to);
+}

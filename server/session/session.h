@@ -1,0 +1,119 @@
+/* Sessions, the session table and the router.
+ *
+ * A session (the xmppd_session modules see through api/xmppd/router.h) is
+ * the logical client: its host, account, bound JID, presence and module
+ * slots. It does not know how its bytes travel: a transport (c2s over TCP
+ * in c2s/, later WebSocket and BOSH) owns the connection and is reached
+ * through session_transport, so this layer never calls upward.
+ *
+ * Ownership: session_new returns a session with one reference, which the
+ * transport's connection holds until it calls session_detach and drops it.
+ * Anyone else keeping a session takes a reference (xmppd_session_ref). The
+ * connection pointer is the transport's; the session only borrows it until
+ * session_detach. */
+#ifndef XMPPD_SESSION_H
+#define XMPPD_SESSION_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+/* What the session layer needs from the connection that carries it. */
+typedef struct session_transport {
+    const char *name; /* "c2s", ... for logs */
+    /* Queues one element (serialised once); *len_r gets its size. 0, or -1
+     * when nothing was queued (closing, OOM). */
+    int (*write)(void *conn, const xmppd_stanza *st, size_t *len_r);
+    /* Stream error (condition NULL: clean close) and the closing handshake;
+     * the transport calls session_detach later, from the loop. */
+    void (*close)(void *conn, const char *condition, const char *text);
+    /* Bytes read from the client so far (after TLS). */
+    uint64_t (*bytes_in)(void *conn);
+} session_transport;
+
+struct module_slot {
+    const xmppd_module *m;
+    void *data;
+};
+
+struct xmppd_session {
+    int refs;
+    const session_transport *tr;
+    void *conn;                 /* the transport's; NULL once detached */
+    bool closing;               /* closing or detached: reads as closed */
+    char ip[INET6_ADDRSTRLEN];
+    bool secure;                /* TLS on */
+    bool authenticated;
+    bool in_sm;                 /* registered in the host's session table */
+    bool bound;                 /* a resource was bound at some point */
+
+    xmppd_host *host;           /* from the first header's 'to' */
+    char *user;                 /* nodeprepped, after SASL */
+    xmppd_jid *jid;             /* full JID after bind */
+
+    /* presence (RFC 6121 §4) */
+    bool available;
+    int priority;
+    xmppd_stanza *presence;
+
+    struct module_slot *slots;
+    size_t n_slots;
+
+    /* links in the host's per-user list (sm.c) */
+    xmppd_session *next_resource;
+};
+
+/* ---- session.c: lifetime and transport ------------------------------------ */
+/* A new session carried by conn; one reference, the connection's. NULL on
+ * OOM. */
+xmppd_session *session_new(const session_transport *tr, void *conn, const char *ip);
+/* The connection is gone: the session stops writing, leaves the session
+ * table, and "session-closed" fires when it was bound. The caller then drops
+ * the connection's reference. */
+void session_detach(xmppd_session *s);
+/* Writes st to the connection (nothing once closing); a stanza written to
+ * a bound session fires "stanza-out". */
+void session_write(xmppd_session *s, const xmppd_stanza *st);
+/* Ends the stream (see session_transport.close); no-op once closing. */
+void session_close(xmppd_session *s, const char *condition, const char *text);
+/* Registers the session layer with the core (host teardown, reload slot
+ * hand-over) and the router's kernel hooks. Once per process. */
+void session_layer_init(void);
+
+/* ---- sm.c: the bound resources of each account ---------------------------- */
+/* Binds s as node@host/resource; an existing session with that resource
+ * is replaced (it gets <conflict/>). -1 when max_resources is reached. */
+int sm_bind(xmppd_session *s, const char *resource);
+void sm_unbind(xmppd_session *s);
+/* Bound sessions of h (NULL: every host). */
+size_t sm_count(const xmppd_host *h);
+/* The session table of h (freed with the host). */
+void sm_host_free(xmppd_host *h);
+/* Reload: the session slots of instance `from` pass to `to`, the instance
+ * replacing it (where `to` has none of its own); to NULL drops them (after
+ * an unload, so a later instance at the same address never sees them). */
+void sm_slots_move(const xmppd_module *from, const xmppd_module *to);
+
+/* ---- router.c ---------------------------------------------------------------- */
+/* A stanza from a bound client session; from already stamped. */
+void router_from_client(xmppd_session *s, xmppd_stanza *st);
+/* The error reply to orig (xmppd_stanza_error_reply); a message error keeps
+ * the original payload (RFC 6120 §8.3.1) so the sender's client can tell
+ * which message failed. New tree, caller owns; NULL on OOM. */
+xmppd_stanza *router_error_reply(const xmppd_stanza *orig, const char *type, const char *cond,
+                                 const char *text);
+
+/* Routes for domains that are not local hosts, registered by the layers
+ * above (they are called, never call back into registration):
+ * - components: NONE when no component serves to's domain; DONE when the
+ *   stanza was written (or dropped by rule); OFFLINE when the component is
+ *   configured but not connected (the router bounces service-unavailable);
+ * - remote (s2s): true when the stanza was taken (sent, queued or bounced
+ *   by s2s itself); false: remote-server-not-found. */
+enum { ROUTE_NONE = 0, ROUTE_DONE, ROUTE_OFFLINE };
+void router_set_component_route(int (*fn)(const xmppd_jid *to, xmppd_stanza *st));
+void router_set_remote_route(bool (*fn)(xmppd_event *ev));
+
+#endif

@@ -1,0 +1,727 @@
+/* Element trees (api/xmppd/stanza.h).
+ *
+ * Memory layout, chosen so that a parsed element costs one allocation
+ * (plus one for its text, if any):
+ *
+ *   [struct xmppd_stanza][attribute table][name\0][ns\0][attribute strings]
+ *
+ * The namespace is either in that block, a pointer to a static string
+ * (a handful of namespaces that occur in nearly every stanza, so elements
+ * inheriting them need no copy), or a separate allocation (ns_own) when an
+ * element created with ns NULL inherits an uncommon namespace on add.
+ * Attributes set later through the API live in their own "name\0value\0"
+ * block (stanza_attr.own); the table moves to the heap when it must grow.
+ *
+ * Text: an element keeps all its direct character data in one buffer, and
+ * each child remembers how much of its parent's text came before it
+ * (text_off). That keeps xmppd_stanza_text() a plain pointer and still lets
+ * the serialiser reproduce mixed content (XHTML-IM) in document order. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xmppd/stanza.h"
+#include "xml/xmlstream.h"
+
+#define API XMPPD_EXPORT /* part of the module API: visible to dlopen'ed modules */
+
+typedef struct stanza_attr {
+    const char *name;
+    const char *value;
+    char *own; /* malloc'd "name\0value\0" block, or NULL: in the element block */
+} stanza_attr;
+
+struct xmppd_stanza {
+    xmppd_stanza *parent, *first, *last, *next;
+    const char *name; /* in this block */
+    const char *ns;   /* static, in this block, or ns_own */
+    char *ns_own;
+    stanza_attr *attrs; /* in this block while attrs_inline */
+    size_t n_attrs, cap_attrs;
+    char *fill;       /* parser construction: free attribute string space */
+    size_t fill_left;
+    char *text;       /* NULL when empty; NUL-terminated */
+    size_t text_len, text_cap;
+    size_t text_off;  /* parent's text_len when this child was appended */
+    int refs;
+    bool attrs_inline;
+    bool ns_implicit; /* created with ns NULL: follows the parent it is added to */
+};
+
+/* Namespaces shared by pointer. Content namespaces first: see is_content_ns. */
+static const char *const common_ns[] = {
+    XMPPD_NS_CLIENT, XMPPD_NS_SERVER, "jabber:component:accept",
+    XMPPD_NS_STANZAS, XMPPD_NS_STREAMS, XS_NS_STREAM,
+    "urn:ietf:params:xml:ns:xmpp-tls", "urn:ietf:params:xml:ns:xmpp-sasl",
+    "urn:ietf:params:xml:ns:xmpp-bind", "urn:ietf:params:xml:ns:xmpp-session",
+    "jabber:iq:roster", "http://jabber.org/protocol/disco#info",
+    "http://jabber.org/protocol/disco#items", "urn:xmpp:ping", "urn:xmpp:delay",
+    "http://jabber.org/protocol/caps", "http://jabber.org/protocol/chatstates",
+    "urn:xmpp:receipts", "urn:xmpp:carbons:2", "urn:xmpp:forward:0", "urn:xmpp:sm:3",
+};
+#define N_CONTENT_NS 3
+
+static const char *common_ns_find(const char *ns, size_t len)
+{
+    for (size_t i = 0; i < sizeof(common_ns) / sizeof(common_ns[0]); i++)
+        if (common_ns[i][0] == ns[0] && strlen(common_ns[i]) == len &&
+            memcmp(common_ns[i], ns, len) == 0)
+            return common_ns[i];
+    return NULL;
+}
+
+static bool ns_eq(const char *a, const char *b)
+{
+    return a == b || strcmp(a, b) == 0;
+}
+
+/* jabber:client, jabber:server and jabber:component:accept name the same
+ * stanzas on different kinds of streams (RFC 6120 §4.8.3, XEP-0114): a
+ * top-level stanza is written without xmlns on any of them. */
+static bool is_content_ns(const char *ns)
+{
+    for (size_t i = 0; i < N_CONTENT_NS; i++)
+        if (ns_eq(ns, common_ns[i]))
+            return true;
+    return false;
+}
+
+/* ---- construction ------------------------------------------------------ */
+
+/* One block: struct, room for n_attrs attributes, name, ns (unless common)
+ * and str_bytes more bytes of attribute strings. */
+static xmppd_stanza *stanza_alloc(const char *name, size_t name_len, const char *ns,
+                                  size_t ns_len, size_t n_attrs, size_t str_bytes)
+{
+    const char *shared = ns ? common_ns_find(ns, ns_len) : NULL;
+    size_t ns_bytes = (ns && !shared) ? ns_len + 1 : 0;
+    if (n_attrs > SIZE_MAX / 4 / sizeof(stanza_attr) || str_bytes > SIZE_MAX / 4 ||
+        name_len > SIZE_MAX / 4 || ns_bytes > SIZE_MAX / 4)
+        return NULL;
+    size_t size = sizeof(xmppd_stanza) + n_attrs * sizeof(stanza_attr) + name_len + 1 +
+                  ns_bytes + str_bytes;
+    xmppd_stanza *s = malloc(size);
+    if (!s)
+        return NULL;
+    memset(s, 0, sizeof(*s));
+    s->refs = 1;
+    s->attrs = (stanza_attr *)(s + 1);
+    s->cap_attrs = n_attrs;
+    s->attrs_inline = true;
+    char *p = (char *)(s->attrs + n_attrs);
+    memcpy(p, name, name_len);
+    p[name_len] = '\0';
+    s->name = p;
+    p += name_len + 1;
+    if (shared) {
+        s->ns = shared;
+    } else if (ns) {
+        memcpy(p, ns, ns_len);
+        p[ns_len] = '\0';
+        s->ns = p;
+        p += ns_len + 1;
+    } else {
+        s->ns = XMPPD_NS_CLIENT; /* top-level default until added */
+        s->ns_implicit = true;
+    }
+    s->fill = p;
+    s->fill_left = str_bytes;
+    return s;
+}
+
+xmppd_stanza *stanza_alloc_parsed(const char *name, const char *ns, size_t ns_len,
+                                  size_t n_attrs, size_t str_bytes)
+{
+    return stanza_alloc(name, strlen(name), ns ? ns : "", ns ? ns_len : 0, n_attrs, str_bytes);
+}
+
+int stanza_put_attr(xmppd_stanza *s, const char *prefix, const char *local,
+                    const char *value, size_t value_len)
+{
+    size_t plen = prefix ? strlen(prefix) + 1 : 0, llen = strlen(local);
+    size_t need = plen + llen + 1 + value_len + 1;
+    if (s->n_attrs >= s->cap_attrs || !s->attrs_inline || need > s->fill_left)
+        return -1;
+    char *p = s->fill;
+    stanza_attr *a = &s->attrs[s->n_attrs++];
+    a->name = p;
+    a->own = NULL;
+    if (prefix) {
+        memcpy(p, prefix, plen - 1);
+        p[plen - 1] = ':';
+        p += plen;
+    }
+    memcpy(p, local, llen);
+    p[llen] = '\0';
+    p += llen + 1;
+    memcpy(p, value, value_len);
+    p[value_len] = '\0';
+    a->value = p;
+    s->fill = p + value_len + 1;
+    s->fill_left -= need;
+    return 0;
+}
+
+API xmppd_stanza *xmppd_stanza_new(const char *name, const char *ns)
+{
+    if (!name)
+        return NULL;
+    return stanza_alloc(name, strlen(name), ns, ns ? strlen(ns) : 0, 0, 0);
+}
+
+API xmppd_stanza *xmppd_stanza_ref(xmppd_stanza *s)
+{
+    if (s)
+        s->refs++;
+    return s;
+}
+
+static void stanza_free(xmppd_stanza *s)
+{
+    xmppd_stanza *c = s->first;
+    while (c) {
+        xmppd_stanza *next = c->next;
+        /* A child someone else still references survives, detached. */
+        c->parent = NULL;
+        c->next = NULL;
+        xmppd_stanza_unref(c);
+        c = next;
+    }
+    for (size_t i = 0; i < s->n_attrs; i++)
+        free(s->attrs[i].own);
+    if (!s->attrs_inline)
+        free(s->attrs);
+    free(s->ns_own);
+    free(s->text);
+    free(s);
+}
+
+API void xmppd_stanza_unref(xmppd_stanza *s)
+{
+    if (s && --s->refs == 0)
+        stanza_free(s);
+}
+
+/* ---- queries ----------------------------------------------------------- */
+
+API const char *xmppd_stanza_name(const xmppd_stanza *s) { return s->name; }
+API const char *xmppd_stanza_ns(const xmppd_stanza *s) { return s->ns; }
+API xmppd_stanza *xmppd_stanza_first(const xmppd_stanza *s) { return s->first; }
+API xmppd_stanza *xmppd_stanza_next(const xmppd_stanza *c) { return c->next; }
+API xmppd_stanza *xmppd_stanza_parent(const xmppd_stanza *s) { return s->parent; }
+
+static stanza_attr *attr_find(const xmppd_stanza *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_attrs; i++)
+        if (strcmp(s->attrs[i].name, name) == 0)
+            return &s->attrs[i];
+    return NULL;
+}
+
+API const char *xmppd_stanza_attr(const xmppd_stanza *s, const char *name)
+{
+    const stanza_attr *a = attr_find(s, name);
+    return a ? a->value : NULL;
+}
+
+API xmppd_stanza *xmppd_stanza_child(const xmppd_stanza *s, const char *name, const char *ns)
+{
+    for (xmppd_stanza *c = s->first; c; c = c->next)
+        if ((!name || strcmp(c->name, name) == 0) && (!ns || ns_eq(c->ns, ns)))
+            return c;
+    return NULL;
+}
+
+API const char *xmppd_stanza_text(const xmppd_stanza *s)
+{
+    return s->text ? s->text : "";
+}
+
+API const char *xmppd_stanza_child_text(const xmppd_stanza *s, const char *name, const char *ns)
+{
+    const xmppd_stanza *c = xmppd_stanza_child(s, name, ns);
+    return c ? xmppd_stanza_text(c) : NULL;
+}
+
+/* ---- modification ------------------------------------------------------ */
+
+static int attrs_grow(xmppd_stanza *s)
+{
+    size_t cap = s->cap_attrs ? s->cap_attrs * 2 : 4;
+    stanza_attr *t = malloc(cap * sizeof(*t));
+    if (!t)
+        return -1;
+    if (s->n_attrs)
+        memcpy(t, s->attrs, s->n_attrs * sizeof(*t));
+    if (!s->attrs_inline)
+        free(s->attrs);
+    s->attrs = t;
+    s->cap_attrs = cap;
+    s->attrs_inline = false;
+    return 0;
+}
+
+API int xmppd_stanza_set_attr(xmppd_stanza *s, const char *name, const char *value)
+{
+    stanza_attr *a = attr_find(s, name);
+    if (!value) {
+        if (a) {
+            free(a->own);
+            *a = s->attrs[--s->n_attrs]; /* order of attributes carries no meaning */
+        }
+        return 0;
+    }
+    size_t nlen = strlen(name), vlen = strlen(value);
+    char *own = malloc(nlen + vlen + 2);
+    if (!own)
+        return -1;
+    memcpy(own, name, nlen + 1);
+    memcpy(own + nlen + 1, value, vlen + 1);
+    if (!a) {
+        if (s->n_attrs == s->cap_attrs && attrs_grow(s) < 0) {
+            free(own);
+            return -1;
+        }
+        a = &s->attrs[s->n_attrs++];
+    } else {
+        free(a->own);
+    }
+    a->name = own;
+    a->value = own + nlen + 1;
+    a->own = own;
+    return 0;
+}
+
+/* An implicit-namespace subtree takes the namespace of the element it is
+ * attached to; it stays implicit while that element is itself implicit. */
+static int ns_inherit(xmppd_stanza *s, const xmppd_stanza *from)
+{
+    if (!s->ns_implicit)
+        return 0;
+    const char *shared = common_ns_find(from->ns, strlen(from->ns));
+    char *own = NULL;
+    if (!shared && !(own = strdup(from->ns)))
+        return -1;
+    free(s->ns_own);
+    s->ns_own = own;
+    s->ns = shared ? shared : own;
+    s->ns_implicit = from->ns_implicit;
+    for (xmppd_stanza *c = s->first; c; c = c->next)
+        if (ns_inherit(c, s) < 0)
+            return -1;
+    return 0;
+}
+
+API xmppd_stanza *xmppd_stanza_add(xmppd_stanza *parent, xmppd_stanza *child)
+{
+    if (!child)
+        return NULL;
+    /* Refuse a second parent and cycles (child an ancestor of parent). */
+    bool ok = parent && !child->parent;
+    for (const xmppd_stanza *a = parent; ok && a; a = a->parent)
+        ok = a != child;
+    if (!ok || ns_inherit(child, parent) < 0) {
+        xmppd_stanza_unref(child);
+        return NULL;
+    }
+    child->parent = parent;
+    child->text_off = parent->text_len;
+    if (parent->last)
+        parent->last->next = child;
+    else
+        parent->first = child;
+    parent->last = child;
+    return child;
+}
+
+API xmppd_stanza *xmppd_stanza_tag(xmppd_stanza *parent, const char *name, const char *ns)
+{
+    return xmppd_stanza_add(parent, xmppd_stanza_new(name, ns));
+}
+
+API void xmppd_stanza_remove(xmppd_stanza *parent, xmppd_stanza *child)
+{
+    if (!child || child->parent != parent)
+        return;
+    xmppd_stanza *prev = NULL;
+    for (xmppd_stanza *c = parent->first; c != child; c = c->next)
+        prev = c;
+    if (prev)
+        prev->next = child->next;
+    else
+        parent->first = child->next;
+    if (parent->last == child)
+        parent->last = prev;
+    child->parent = NULL;
+    child->next = NULL;
+    xmppd_stanza_unref(child);
+}
+
+API int xmppd_stanza_add_text(xmppd_stanza *s, const char *text, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (len >= SIZE_MAX / 2 - s->text_len)
+        return -1;
+    size_t need = s->text_len + len + 1;
+    if (need > s->text_cap) {
+        /* First chunk: exact (most text arrives in one piece); then double. */
+        size_t cap = s->text ? s->text_cap * 2 : need;
+        if (cap < need)
+            cap = need;
+        char *t = realloc(s->text, cap);
+        if (!t)
+            return -1;
+        s->text = t;
+        s->text_cap = cap;
+    }
+    memcpy(s->text + s->text_len, text, len);
+    s->text_len += len;
+    s->text[s->text_len] = '\0';
+    return 0;
+}
+
+API int xmppd_stanza_set_text(xmppd_stanza *s, const char *text)
+{
+    s->text_len = 0;
+    if (s->text)
+        s->text[0] = '\0';
+    if (text && xmppd_stanza_add_text(s, text, strlen(text)) < 0)
+        return -1;
+    for (xmppd_stanza *c = s->first; c; c = c->next)
+        c->text_off = s->text_len;
+    return 0;
+}
+
+/* ---- copy -------------------------------------------------------------- */
+
+static xmppd_stanza *copy_one(const xmppd_stanza *s)
+{
+    size_t str_bytes = 0;
+    for (size_t i = 0; i < s->n_attrs; i++)
+        str_bytes += strlen(s->attrs[i].name) + strlen(s->attrs[i].value) + 2;
+    xmppd_stanza *c = stanza_alloc(s->name, strlen(s->name), s->ns, strlen(s->ns),
+                                   s->n_attrs, str_bytes);
+    if (!c)
+        return NULL;
+    c->ns_implicit = s->ns_implicit;
+    for (size_t i = 0; i < s->n_attrs; i++) {
+        const stanza_attr *a = &s->attrs[i];
+        stanza_put_attr(c, NULL, a->name, a->value, strlen(a->value));
+    }
+    if (s->text_len && xmppd_stanza_add_text(c, s->text, s->text_len) < 0) {
+        xmppd_stanza_unref(c);
+        return NULL;
+    }
+    return c;
+}
+
+static xmppd_stanza *copy_tree(const xmppd_stanza *s)
+{
+    xmppd_stanza *c = copy_one(s);
+    if (!c)
+        return NULL;
+    for (const xmppd_stanza *k = s->first; k; k = k->next) {
+        xmppd_stanza *kc = copy_tree(k);
+        if (!kc) {
+            xmppd_stanza_unref(c);
+            return NULL;
+        }
+        /* Append directly: namespaces are already resolved in the copy. */
+        kc->parent = c;
+        kc->text_off = k->text_off;
+        if (c->last)
+            c->last->next = kc;
+        else
+            c->first = kc;
+        c->last = kc;
+    }
+    return c;
+}
+
+API xmppd_stanza *xmppd_stanza_copy(const xmppd_stanza *s)
+{
+    return s ? copy_tree(s) : NULL;
+}
+
+/* ---- serialisation ----------------------------------------------------- */
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} sbuf;
+
+static bool sb_room(sbuf *b, size_t n)
+{
+    if (b->oom)
+        return false;
+    if (n <= b->cap - b->len)
+        return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < n) {
+        if (cap > SIZE_MAX / 2) {
+            b->oom = true;
+            return false;
+        }
+        cap *= 2;
+    }
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = true;
+        return false;
+    }
+    b->p = p;
+    b->cap = cap;
+    return true;
+}
+
+static void sb_put(sbuf *b, const char *s, size_t n)
+{
+    if (sb_room(b, n)) {
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+    }
+}
+
+static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+/* Which bytes need escaping: bit ESC_TEXT in character data, bit ESC_ATTR
+ * in attribute values (written in single quotes, but both quotes are
+ * escaped so the output can be embedded either way). */
+enum { ESC_TEXT = 1, ESC_ATTR = 2 };
+static const unsigned char esc_class[256] = {
+    [0x00 ... 0x08] = ESC_TEXT | ESC_ATTR, ['\t'] = ESC_ATTR, ['\n'] = ESC_ATTR,
+    [0x0b ... 0x1f] = ESC_TEXT | ESC_ATTR, ['&'] = ESC_TEXT | ESC_ATTR,
+    ['<'] = ESC_TEXT | ESC_ATTR, ['>'] = ESC_TEXT | ESC_ATTR,
+    ['\''] = ESC_ATTR, ['"'] = ESC_ATTR,
+};
+
+/* What an escaped byte becomes. CR (and TAB, LF in attributes) are written
+ * as references so the receiving parser's normalisation keeps them. Other
+ * control characters are dropped: XML 1.0 cannot carry them, and writing
+ * them would make the peer close the stream. ">" is escaped so "]]>" never
+ * appears in text. */
+static const char *escape_of(unsigned char c)
+{
+    switch (c) {
+    case '&': return "&amp;";
+    case '<': return "&lt;";
+    case '>': return "&gt;";
+    case '\'': return "&apos;";
+    case '"': return "&quot;";
+    case '\r': return "&#13;";
+    case '\n': return "&#10;";
+    case '\t': return "&#9;";
+    default: return "";
+    }
+}
+
+/* Copies runs of plain bytes in one memcpy each. */
+static void sb_escaped(sbuf *b, const char *s, size_t n, int mode)
+{
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(esc_class[c] & mode))
+            continue;
+        sb_put(b, s + run, i - run);
+        sb_puts(b, escape_of(c));
+        run = i + 1;
+    }
+    sb_put(b, s + run, n - run);
+}
+
+static void sb_attr(sbuf *b, const char *name, const char *value)
+{
+    sb_put(b, " ", 1);
+    sb_puts(b, name);
+    sb_put(b, "='", 2);
+    sb_escaped(b, value, strlen(value), ESC_ATTR);
+    sb_put(b, "'", 1);
+}
+
+#define NS_XML "http://www.w3.org/XML/1998/namespace"
+
+/* parent_ns: the default namespace in scope where s is written. The xml
+ * namespace is bound to its prefix and may never be declared as a default
+ * (Namespaces in XML §3), so an element in it keeps "xml:" and leaves the
+ * default namespace in scope unchanged for its children. */
+static void ser_element(sbuf *b, const xmppd_stanza *s, const char *parent_ns)
+{
+    bool in_xml_ns = s->ns && strcmp(s->ns, NS_XML) == 0;
+    const char *inner_ns = in_xml_ns ? parent_ns : s->ns;
+    sb_put(b, "<", 1);
+    if (in_xml_ns)
+        sb_put(b, "xml:", 4);
+    sb_puts(b, s->name);
+    if (!in_xml_ns && !ns_eq(s->ns, parent_ns))
+        sb_attr(b, "xmlns", s->ns);
+    for (size_t i = 0; i < s->n_attrs; i++)
+        if (strcmp(s->attrs[i].name, "xmlns") != 0) /* the namespace is s->ns */
+            sb_attr(b, s->attrs[i].name, s->attrs[i].value);
+    if (!s->first && !s->text_len) {
+        sb_put(b, "/>", 2);
+        return;
+    }
+    sb_put(b, ">", 1);
+    size_t done = 0;
+    for (const xmppd_stanza *c = s->first; c; c = c->next) {
+        size_t off = c->text_off < s->text_len ? c->text_off : s->text_len;
+        if (off > done) {
+            sb_escaped(b, s->text + done, off - done, ESC_TEXT);
+            done = off;
+        }
+        ser_element(b, c, inner_ns);
+    }
+    if (s->text_len > done)
+        sb_escaped(b, s->text + done, s->text_len - done, ESC_TEXT);
+    sb_put(b, "</", 2);
+    if (in_xml_ns)
+        sb_put(b, "xml:", 4);
+    sb_puts(b, s->name);
+    sb_put(b, ">", 1);
+}
+
+API char *xmppd_stanza_to_string(const xmppd_stanza *s, const char *default_ns, size_t *len_r)
+{
+    sbuf b = {0};
+    if (!default_ns)
+        default_ns = XMPPD_NS_CLIENT;
+    const char *scope = is_content_ns(s->ns) && is_content_ns(default_ns) ? s->ns : default_ns;
+    ser_element(&b, s, scope);
+    sb_put(&b, "", 1); /* NUL */
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    if (len_r)
+        *len_r = b.len - 1;
+    return b.p;
+}
+
+/* ---- parsing one element ----------------------------------------------- */
+
+typedef struct one_element {
+    xmppd_stanza *st;
+    bool bad, closed;
+} one_element;
+
+static int one_on_element(void *ud, xmppd_stanza *st)
+{
+    one_element *o = ud;
+    if (o->st) {
+        xmppd_stanza_unref(st);
+        o->bad = true;
+        return 1;
+    }
+    o->st = st;
+    return 0;
+}
+
+static void one_on_close(void *ud) { ((one_element *)ud)->closed = true; }
+static void one_on_error(void *ud, const char *cond) { ((one_element *)ud)->bad = true; }
+
+/* Reuses the stream parser by wrapping the text in a synthetic stream, so
+ * both follow exactly the same restricted-XML rules. */
+API xmppd_stanza *xmppd_stanza_from_string(const char *xml, size_t len, const char *default_ns)
+{
+    static const xs_callbacks cb = {
+        .element = one_on_element, .close = one_on_close, .error = one_on_error,
+    };
+    one_element o = {0};
+    sbuf head = {0};
+    sb_puts(&head, "<stream:stream xmlns:stream='" XS_NS_STREAM "'");
+    sb_attr(&head, "xmlns", default_ns ? default_ns : XMPPD_NS_CLIENT);
+    sb_put(&head, ">", 1);
+    xs_parser *p = head.oom ? NULL : xs_new(&cb, &o, 0, 0);
+    if (p && xs_feed(p, head.p, head.len) == 0 && xs_feed(p, xml, len) == 0 && !o.closed &&
+        !o.bad) {
+        static const char tail[] = "</stream:stream>";
+        if (xs_feed(p, tail, sizeof(tail) - 1) < 0 || !o.closed)
+            o.bad = true;
+    } else {
+        o.bad = true;
+    }
+    xs_free(p);
+    free(head.p);
+    if (o.bad || !o.st) {
+        xmppd_stanza_unref(o.st);
+        return NULL;
+    }
+    return o.st;
+}
+
+/* ---- replies ------------------------------------------------------------ */
+
+/* The reply's attributes are known up front: build it in one block. */
+static xmppd_stanza *reply_typed(const xmppd_stanza *s, const char *type)
+{
+    const char *names[4] = {"to", "from", "id", "type"};
+    const char *values[4] = {xmppd_stanza_attr(s, "from"), xmppd_stanza_attr(s, "to"),
+                             xmppd_stanza_attr(s, "id"), type};
+    size_t n = 0, bytes = 0;
+    for (size_t i = 0; i < 4; i++)
+        if (values[i]) {
+            n++;
+            bytes += strlen(names[i]) + strlen(values[i]) + 2;
+        }
+    xmppd_stanza *r = stanza_alloc(s->name, strlen(s->name), s->ns, strlen(s->ns), n, bytes);
+    if (!r)
+        return NULL;
+    r->ns_implicit = s->ns_implicit;
+    for (size_t i = 0; i < 4; i++)
+        if (values[i])
+            stanza_put_attr(r, NULL, names[i], values[i], strlen(values[i]));
+    return r;
+}
+
+API xmppd_stanza *xmppd_stanza_reply(const xmppd_stanza *s)
+{
+    return reply_typed(s, strcmp(s->name, "iq") == 0 ? "result" : xmppd_stanza_attr(s, "type"));
+}
+
+/* RFC 6120 §8.3.3: the error type each defined condition is shown with. */
+static const char *default_error_type(const char *condition)
+{
+    static const struct { const char *cond, *type; } table[] = {
+        {"bad-request", "modify"},           {"conflict", "cancel"},
+        {"feature-not-implemented", "cancel"}, {"forbidden", "auth"},
+        {"gone", "cancel"},                  {"internal-server-error", "cancel"},
+        {"item-not-found", "cancel"},        {"jid-malformed", "modify"},
+        {"not-acceptable", "modify"},        {"not-allowed", "cancel"},
+        {"not-authorized", "auth"},          {"policy-violation", "modify"},
+        {"recipient-unavailable", "wait"},   {"redirect", "modify"},
+        {"registration-required", "auth"},   {"remote-server-not-found", "cancel"},
+        {"remote-server-timeout", "wait"},   {"resource-constraint", "wait"},
+        {"service-unavailable", "cancel"},   {"subscription-required", "auth"},
+        {"undefined-condition", "modify"},   {"unexpected-request", "wait"},
+    };
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+        if (strcmp(table[i].cond, condition) == 0)
+            return table[i].type;
+    return "cancel";
+}
+
+API xmppd_stanza *xmppd_stanza_error_reply(const xmppd_stanza *s, const char *type,
+                                           const char *condition, const char *text)
+{
+    if (!condition)
+        condition = "undefined-condition";
+    xmppd_stanza *r = reply_typed(s, "error");
+    if (!r)
+        return NULL;
+    xmppd_stanza *err = xmppd_stanza_tag(r, "error", NULL);
+    if (!err || xmppd_stanza_set_attr(err, "type", type ? type : default_error_type(condition)) < 0 ||
+        !xmppd_stanza_tag(err, condition, XMPPD_NS_STANZAS))
+        goto fail;
+    if (text) {
+        xmppd_stanza *t = xmppd_stanza_tag(err, "text", XMPPD_NS_STANZAS);
+        if (!t || xmppd_stanza_add_text(t, text, strlen(text)) < 0)
+            goto fail;
+    }
+    return r;
+fail:
+    xmppd_stanza_unref(r);
+    return NULL;
+}
