@@ -15,6 +15,7 @@ import time
 import pytest
 
 import pg_cluster
+from conftest import deep_merge
 from xmpptest import QUIET_PERIOD, RawClient, error_condition, scaled, tostr
 
 pytestmark = pytest.mark.skipif(not pg_cluster.available(),
@@ -91,35 +92,31 @@ def test_newer_schema_refused(pg, server_factory):
 
 def test_schema_1_migrated_keeps_items(pg, server_factory, accounts):
     """A version 1 database (before archive items had chosen ids) is
-    migrated at start: stored offline messages keep their driver ids and
-    are delivered; a full JID in with_jid is split into bare JID and
-    resource."""
+    migrated at start: its items keep their driver ids, and a full JID in
+    with_jid is split into bare JID and resource, which 'with' queries
+    then match (read here through a MAM query)."""
     db = pg.create_db()
-    srv = server_factory(pg_overrides(pg.dsn(db)), start=False)
-    srv.start()
-    (a,) = accounts(1, srv=srv)
-    srv.stop()
+    srv = server_factory(deep_merge(pg_overrides(pg.dsn(db)), {"modules": {"mam": {}}}), start=False)
+    (a,) = accounts(1, srv=srv)  # xmppctl creates the schema, at version 2
     pg.psql("DROP INDEX xmppd_archive_by_key; DROP INDEX xmppd_archive_by_with; "
             "ALTER TABLE xmppd_archive DROP COLUMN key, DROP COLUMN with_res; "
             "UPDATE xmppd_schema SET version = 1", db)
     msg = ("<message xmlns='jabber:client' from='bob@example.org/phone' to='%s' type='chat'>"
            "<body>kept</body></message>" % a.jid)
-    pg.psql("INSERT INTO xmppd_archive (host, store, username, with_jid, when_ms, value) "
-            "VALUES ('localhost', 'offline', '%s', 'bob@example.org/phone', 1, to_jsonb('%s'::text))"
-            % (a.user, msg.replace("'", "''")), db)
+    row = pg.psql("INSERT INTO xmppd_archive (host, store, username, with_jid, when_ms, value) "
+                  "VALUES ('localhost', 'mam', '%s', 'bob@example.org/phone', 1, to_jsonb('%s'::text)) "
+                  "RETURNING id" % (a.user, msg.replace("'", "''")), db).split()[0]
     srv.start()
     assert pg.psql("SELECT version FROM xmppd_schema", db).split() == ["2"]
     assert pg.psql("SELECT with_jid || ' ' || with_res FROM xmppd_archive", db).split() == \
         ["bob@example.org", "phone"]
     with login(srv, a) as c:
-        c.send_presence()
-        m = c.wait_for(lambda el: el.tag.endswith("}message"))
-        assert m.findtext("{jabber:client}body") == "kept"
-        # delivered, then deleted: wait for that before the server stops
-        deadline = time.monotonic() + scaled(10)
-        while pg.psql("SELECT count(*) FROM xmppd_archive", db).split() != ["0"]:
-            assert time.monotonic() < deadline, "delivered offline message not deleted"
-            time.sleep(0.05)
+        for with_ in ("bob@example.org/phone", "bob@example.org"):
+            c.send("<iq type='set' id='q'><query xmlns='urn:xmpp:mam:2'><x xmlns='jabber:x:data' "
+                   "type='submit'><field var='with'><value>%s</value></field></x></query></iq>" % with_)
+            r = c.wait_for(lambda el: el.find("{urn:xmpp:mam:2}result") is not None)
+            assert r.find("{urn:xmpp:mam:2}result").get("id") == row
+            assert c.wait_for(lambda el: el.get("id") == "q").get("type") == "result"
 
 
 def test_unreachable_database_at_start(server_factory):
