@@ -2,6 +2,8 @@
 #include <arpa/inet.h>
 #include <event2/listener.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +53,12 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
                       int socklen, void *arg)
 {
     struct listener *l = arg;
+    /* Writes are already batched per loop turn; Nagle would only hold the
+     * tail of a large answer (a MAM page spans several TLS records) until
+     * the peer's delayed ACK, 40 ms later. */
+    int one = 1;
+    if (sa->sa_family != AF_UNIX)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     acceptors[l->conf.type](fd, sa, socklen, l->conf.tls == LISTEN_TLS_DIRECT);
 }
 
