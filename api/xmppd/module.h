@@ -197,6 +197,27 @@ int xmppd_provide(xmppd_module *m, const char *api, const void *vtable);
  * nobody publishes it (or its provider is unloading). Borrowed. */
 const void *xmppd_use(const xmppd_host *h, const char *api);
 
+/* A request one module makes through another's published API that is
+ * answered later (a roster load, say). The provider ties it to the caller
+ * so that a caller unloading first is never called back afterwards:
+ *
+ *   xmppd_call_new(caller, cancel, p): made by the provider when it keeps a
+ *     request of caller (NULL: the kernel, or a caller that never unloads
+ *     first). If caller unloads before the answer, cancel(p) runs while it
+ *     unloads, before its unload(): the provider's way to tell the caller
+ *     (typically by calling the caller's callback with a failure, while its
+ *     code is still loaded). NULL on OOM or when caller is unloading: the
+ *     provider then fails the request at once.
+ *   xmppd_call_finish(c): the provider is ready to answer; true when the
+ *     caller still waits (call it back now), false when it was cancelled
+ *     (answer nobody). Frees c either way; NULL is false.
+ *
+ * APIs that take a callback take the caller's module handle for this;
+ * modules/roster/roster_api.h is the model. */
+typedef struct xmppd_call xmppd_call;
+xmppd_call *xmppd_call_new(xmppd_module *caller, void (*cancel)(void *p), void *p);
+bool xmppd_call_finish(xmppd_call *c);
+
 /* Server identity for modules such as version and disco: the release
  * ("0.1.0"), a static string. */
 const char *xmppd_server_version(void);

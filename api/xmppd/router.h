@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "hooks.h"
 #include "jid.h"
 #include "module.h"
 
@@ -42,6 +43,30 @@ typedef struct xmppd_delivery {
  * Goes through the same address rules as client stanzas (no pre-route).
  * 0 routed, -1 when the 'to' or 'from' is missing or invalid. */
 int xmppd_route(xmppd_host *h, xmppd_stanza *s);
+
+/* Holding a stanza while something loads. A handler of "pre-route",
+ * "deliver", "route/remote", "iq/bare/filter", "iq/full" or
+ * message|presence /host|bare|full that
+ * cannot judge a stanza yet (its data is being read) calls xmppd_hold and
+ * returns XMPPD_HANDLED; later it either lets the stanza go on, and
+ * routing resumes right after its handler (the handlers before it, and
+ * itself, do not see it again), or drops it. The handle keeps the
+ * stanza, the session and copies of the addresses.
+ *   xmppd_hold(ev): in such a handler only; NULL when the event cannot be
+ *     held or on OOM (judge it now, or refuse it).
+ *   xmppd_held_event(h): the event as held (stanza, from, to, host,
+ *     session; for "deliver", data is the target session); borrowed
+ *     until h ends. A session may read closed by then.
+ *   xmppd_held_resume(h): routing goes on (a delivery to a session that
+ *     closed meanwhile is dropped, as xmppd_session_send does); frees h.
+ *   xmppd_held_free(h): drops it (answer the sender first if it needs an
+ *     error); frees h.
+ * A module resumes or drops what it holds before its unload() ends. */
+typedef struct xmppd_held xmppd_held;
+xmppd_held *xmppd_hold(const xmppd_event *ev);
+const xmppd_event *xmppd_held_event(const xmppd_held *h);
+void xmppd_held_resume(xmppd_held *h);
+void xmppd_held_free(xmppd_held *h);
 
 /* Sends an IQ request (type get or set, 'from' and 'to' set; an 'id' is
  * set when absent) and calls back exactly once with its answer, never from

@@ -8,9 +8,7 @@
  * reads queries, mam_prefs.c preferences, mam_expire.c retention,
  * mam_time.c XEP-0082 times. This file: options, IQ handlers, wiring. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* dladdr, RTLD_NODELETE */
 #endif
-#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,40 +40,6 @@ static const xmppd_option mam_options[] = {
       "accounts a retention pass visits per second" },
     { NULL }
 };
-
-/* ---- the instance's life --------------------------------------------------- */
-
-mam_life *mam_life_ref(mam_mod *mod)
-{
-    mod->life->refs++;
-    return mod->life;
-}
-
-mam_mod *mam_life_unref(mam_life *l)
-{
-    mam_mod *mod = l->mod;
-    if (--l->refs == 0 && !mod)
-        free(l);
-    return mod;
-}
-
-/* Unload with auth or roster calls in flight: their callbacks come into
- * this code later, so it stays mapped (as storage_sqlite does for its
- * last delivery), and they find the life without an instance. */
-static void mam_life_end(mam_mod *mod)
-{
-    mam_life *l = mod->life;
-    if (!l)
-        return;
-    l->mod = NULL;
-    if (l->refs == 0) {
-        free(l);
-        return;
-    }
-    Dl_info info;
-    if (dladdr((void *)mam_life_unref, &info) && info.dli_fname)
-        dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
-}
 
 /* ---- preferences (XEP-0441) ------------------------------------------------------ */
 
@@ -230,7 +194,6 @@ static void mam_unload(xmppd_module *m)
         return;
     mam_users_free(mod);
     mam_expire_free(mod);
-    mam_life_end(mod);
     free(mod);
     xmppd_module_set_data(m, NULL);
 }
@@ -266,10 +229,8 @@ static int mam_load(xmppd_module *m, const void *conf)
         return xmppd_module_refuse(m, "page_size (%lld) is larger than max_page_size (%lld)", c->page_size,
                                    c->max_page_size);
     mam_mod *mod = calloc(1, sizeof *mod);
-    if (!mod || !(mod->life = calloc(1, sizeof *mod->life))) {
-        free(mod);
+    if (!mod)
         return xmppd_module_refuse(m, "out of memory");
-    }
     mod->api = (mam_api){ .version = MAM_API_VERSION, .size = sizeof(mam_api),
                           .handle_iq = api_handle_iq, .archive = api_archive, .strip = api_strip };
     mod->m = m;
@@ -277,7 +238,6 @@ static int mam_load(xmppd_module *m, const void *conf)
     mod->conf = c;
     mod->def = (enum mam_default)mam_default_parse(c->default_policy);
     mod->ctx = (mam_ctx){ m, (long)c->page_size, (long)c->max_page_size };
-    mod->life->mod = mod;
     xmppd_module_set_data(m, mod);
     int rc = mam_register(m, mod);
     if (rc != 0)

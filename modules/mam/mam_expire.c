@@ -117,11 +117,11 @@ static uint64_t tick(void *ud)
 
 static void on_users(int result, const char *const *users, size_t n, void *ud)
 {
-    mam_mod *mod = mam_life_unref(ud);
-    if (!mod)
-        return;
+    mam_mod *mod = ud;
     mam_expire *e = mod->expire;
     e->listing = false;
+    if (result == XMPPD_AUTH_CANCELLED)
+        return; /* unloading */
     if (result != XMPPD_AUTH_OK) {
         xmppd_log(mod->m, XMPPD_LOG_WARN, "retention pass skipped: accounts cannot be listed (%s)",
                   xmppd_auth_result_str(result));
@@ -144,7 +144,7 @@ static uint64_t pass(void *ud)
     /* a pass still running (huge host, slow rate) is not started twice */
     if (!e->listing && !e->users) {
         e->listing = true;
-        xmppd_auth_list(mod->m, mod->host, on_users, mam_life_ref(mod));
+        xmppd_auth_list(mod->m, mod->host, on_users, mod);
     }
     return (uint64_t)mod->conf->cleanup_interval;
 }

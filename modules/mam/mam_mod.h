@@ -19,13 +19,6 @@ typedef struct mam_conf {
 
 typedef struct mam_mod mam_mod;
 
-/* What outlives the instance while calls that are not cancelled on
- * unload (auth, roster) are in flight: their callbacks find mod NULL. */
-typedef struct mam_life {
-    unsigned refs;
-    mam_mod *mod;
-} mam_life;
-
 struct mam_mod {
     mam_api api;          /* first: API calls find their instance */
     mam_ctx ctx;
@@ -36,13 +29,8 @@ struct mam_mod {
     xmppd_store *archive; /* "mam": one archive per account */
     xmppd_store *prefs;   /* "mam_prefs": keyval, one document per account */
     void *users;          /* tsearch tree of mam_user * by node (mam_users.c) */
-    mam_life *life;
     struct mam_expire *expire; /* retention pass state (mam_expire.c) */
 };
 
-/* A reference on mod's life (for a call that may answer after unload). */
-mam_life *mam_life_ref(mam_mod *mod);
-/* Drops it; returns the instance, or NULL when it unloaded meanwhile. */
-mam_mod *mam_life_unref(mam_life *l);
 
 #endif

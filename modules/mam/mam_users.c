@@ -5,8 +5,8 @@
  * stored offline), so the decision is taken while it is routed. It needs
  * the account's preferences, whether the account exists, and for
  * default='roster' its roster: while any of these loads, the account's
- * incoming messages are held (in arrival order) and routed again once
- * judged, like mod_privacy does. Outgoing messages are not stamped: a copy
+ * incoming messages are held (xmppd_hold, in arrival order) and go on
+ * once judged. Outgoing messages are not stamped: a copy
  * is judged and archived when the state is there, the message itself goes
  * on at once. An account's state stays cached while it has sessions and
  * for a minute after its last use.
@@ -29,7 +29,8 @@
 #define NS_HINTS "urn:xmpp:hints"
 
 typedef struct mam_entry {
-    xmppd_stanza *st; /* ref: incoming, the held message; outgoing, a copy */
+    xmppd_stanza *st; /* incoming: the held message (borrowed from held); outgoing: a copy (ref) */
+    xmppd_held *held; /* incoming only */
     bool inbound;
 } mam_entry;
 
@@ -49,11 +50,9 @@ typedef struct mam_user {
     unsigned long appended; /* since the last item-limit check */
 } mam_user;
 
-/* A message routed again after it was judged, and the last message
- * stamped (a message to an unavailable full JID goes on from
- * "message/full" to "message/bare": it is archived once). Shared by every
- * instance, as routing crosses hosts. */
-static const xmppd_stanza *g_reinjecting;
+/* The last message stamped (a message to an unavailable full JID goes
+ * on from "message/full" to "message/bare": it is archived once). Shared
+ * by every instance, as routing crosses hosts. */
 static xmppd_stanza *g_last_stamped; /* ref */
 
 /* ---- the accounts table ------------------------------------------------- */
@@ -70,11 +69,13 @@ static mam_user *user_find(mam_mod *mod, const char *node)
     return found ? *found : NULL;
 }
 
+static void entry_end(mam_entry *e);
+
 static void user_free(void *p)
 {
     mam_user *u = p;
     for (size_t i = 0; i < u->n; i++)
-        xmppd_stanza_unref(u->q[u->head + i].st);
+        entry_end(&u->q[u->head + i]);
     free(u->q);
     mam_prefs_clear(&u->prefs);
     free(u->node);
@@ -195,18 +196,21 @@ static void archive(mam_user *u, mam_entry *e)
     mam_users_appended(mod, u->node);
 }
 
-/* Routes a held incoming message again; it is not judged a second time. */
-static void reinject(mam_mod *mod, xmppd_stanza *st)
-{
-    const xmppd_stanza *prev = g_reinjecting;
-    g_reinjecting = st;
-    xmppd_route(mod->host, st);
-    g_reinjecting = prev;
-}
-
 /* ---- waiting messages ------------------------------------------------------ */
 
-static bool queue_push(mam_user *u, xmppd_stanza *st, bool inbound)
+/* Lets a held incoming message go on (judged, or never to be), or drops
+ * an outgoing copy. */
+static void entry_end(mam_entry *e)
+{
+    if (e->inbound)
+        xmppd_held_resume(e->held);
+    else
+        xmppd_stanza_unref(e->st);
+}
+
+/* Queues an outgoing copy (st, a new ref taken) or a held incoming
+ * message (held, taken over); false when the account has too many. */
+static bool queue_push(mam_user *u, xmppd_stanza *st, xmppd_held *held)
 {
     if (u->n >= MAM_QUEUE_MAX)
         return false;
@@ -223,17 +227,18 @@ static bool queue_push(mam_user *u, xmppd_stanza *st, bool inbound)
             u->cap = cap;
         }
     }
-    u->q[u->head + u->n++] = (mam_entry){ xmppd_stanza_ref(st), inbound };
+    if (held)
+        u->q[u->head + u->n++] = (mam_entry){ xmppd_held_event(held)->stanza, held, true };
+    else
+        u->q[u->head + u->n++] = (mam_entry){ xmppd_stanza_ref(st), NULL, false };
     return true;
 }
 
-/* A call about an account. While it waits for auth or roster, whose
- * callbacks may come after the instance unloaded, it holds the
- * instance's life; while it waits for storage (never called back after
- * the unload but to cancel) it names the instance directly. */
+/* A call about an account (to auth, roster or storage). Every one comes
+ * back before the instance's unload() (CANCELLED, or a roster NULL), so
+ * it names the instance directly. */
 typedef struct mam_req {
-    mam_life *life; /* or NULL */
-    mam_mod *mod;   /* when life is NULL */
+    mam_mod *mod;
     char *node;
 } mam_req;
 
@@ -244,16 +249,14 @@ static mam_req *req_new(mam_user *u)
         free(q);
         return NULL;
     }
-    q->life = mam_life_ref(u->mod);
+    q->mod = u->mod;
     return q;
 }
 
-/* Frees q; the account it names, or NULL (instance unloaded, account
- * forgotten). */
+/* Frees q; the account it names, or NULL (account forgotten). */
 static mam_user *req_end(mam_req *q)
 {
-    mam_mod *mod = q->life ? mam_life_unref(q->life) : q->mod;
-    mam_user *u = mod ? user_find(mod, q->node) : NULL;
+    mam_user *u = user_find(q->mod, q->node);
     free(q->node);
     free(q);
     return u;
@@ -273,7 +276,7 @@ static void run_queue(mam_user *u, roster *r)
             mam_req *q = u->roster_wait || !ra ? NULL : req_new(u);
             if (q) {
                 u->roster_wait = true;
-                ra->load(ra, u->node, roster_loaded, q);
+                ra->load(ra, u->mod->m, u->node, roster_loaded, q);
             } else if (!u->roster_wait) {
                 d = 0; /* OOM: not archived rather than held for ever */
             }
@@ -285,9 +288,7 @@ static void run_queue(mam_user *u, roster *r)
         u->n--;
         if (d)
             archive(u, &done);
-        if (done.inbound)
-            reinject(u->mod, done.st);
-        xmppd_stanza_unref(done.st);
+        entry_end(&done);
     }
     if (!u->n)
         u->head = 0;
@@ -306,9 +307,7 @@ static void roster_loaded(roster *r, void *ud)
         while (u->n && judge(u, &u->q[u->head], NULL) < 0) {
             mam_entry done = u->q[u->head++];
             u->n--;
-            if (done.inbound)
-                reinject(u->mod, done.st);
-            xmppd_stanza_unref(done.st);
+            entry_end(&done);
         }
     }
     run_queue(u, r);
@@ -345,10 +344,10 @@ static void prefs_loaded(int status, json_t *value, void *ud)
 static void exists_answered(int result, void *ud)
 {
     mam_req *q = ud;
-    mam_mod *mod = q->life->mod;
-    mam_user *u = mod ? user_find(mod, q->node) : NULL;
-    if (!u) {
-        req_end(q);
+    mam_mod *mod = q->mod;
+    mam_user *u = user_find(mod, q->node);
+    if (!u || result == XMPPD_AUTH_CANCELLED) {
+        req_end(q); /* unloading: mam_users_free sends what waits */
         return;
     }
     /* RFC 6121 §8.5.2.2.1: nothing is kept for an account that does not
@@ -362,9 +361,6 @@ static void exists_answered(int result, void *ud)
         user_release(u, false);
         return;
     }
-    mam_life_unref(q->life);
-    q->life = NULL;
-    q->mod = mod;
     xmppd_kv_get(mod->prefs, u->node, "", prefs_loaded, q);
 }
 
@@ -390,7 +386,7 @@ int mam_users_inbound(xmppd_event *ev, void *ud)
 {
     mam_mod *mod = ud;
     xmppd_stanza *st = ev->stanza;
-    if (!ev->to || !ev->to->node || !ev->from || st == g_reinjecting || st == g_last_stamped ||
+    if (!ev->to || !ev->to->node || !ev->from || st == g_last_stamped ||
         strcmp(xmppd_stanza_name(st), "message") != 0)
         return XMPPD_PASS;
     /* XEP-0359 §6: a stanza-id claiming to be from this archive is forged */
@@ -400,19 +396,21 @@ int mam_users_inbound(xmppd_event *ev, void *ud)
     mam_user *u = user_get(mod, ev->to->node);
     if (!u)
         return XMPPD_PASS;
-    mam_entry e = { st, true };
+    mam_entry e = { st, NULL, true };
     int d = u->loaded && !u->n ? judge(u, &e, NULL) : -1;
     if (d >= 0) {
         if (d)
             archive(u, &e);
         return XMPPD_PASS;
     }
-    if (!queue_push(u, st, true)) {
+    xmppd_held *held = u->n < MAM_QUEUE_MAX ? xmppd_hold(ev) : NULL;
+    if (!held || !queue_push(u, NULL, held)) {
         xmppd_log(mod->m, XMPPD_LOG_WARN, "too many messages waiting for %s: one not archived", u->jid);
+        xmppd_held_free(held);
         return XMPPD_PASS;
     }
     run_queue(u, NULL);
-    return XMPPD_HANDLED; /* routed again once judged */
+    return XMPPD_HANDLED; /* goes on once judged */
 }
 
 int mam_users_outbound(xmppd_event *ev, void *ud)
@@ -427,11 +425,11 @@ int mam_users_outbound(xmppd_event *ev, void *ud)
     xmppd_stanza *copy = u ? xmppd_stanza_copy(st) : NULL;
     if (!copy)
         return XMPPD_PASS;
-    mam_entry e = { copy, false };
+    mam_entry e = { copy, NULL, false };
     int d = u->loaded && !u->n ? judge(u, &e, NULL) : -1;
     if (d > 0)
         archive(u, &e);
-    else if (d < 0 && queue_push(u, copy, false))
+    else if (d < 0 && queue_push(u, copy, NULL))
         run_queue(u, NULL);
     else if (d < 0)
         xmppd_log(mod->m, XMPPD_LOG_WARN, "too many messages waiting for %s: one not archived", u->jid);
@@ -525,11 +523,8 @@ void mam_users_free(mam_mod *mod)
     /* held messages still reach their recipients, unarchived */
     for (size_t i = 0; i < c.n; i++) {
         mam_user *u = c.v[i];
-        for (; u->n; u->n--, u->head++) {
-            if (u->q[u->head].inbound)
-                reinject(mod, u->q[u->head].st);
-            xmppd_stanza_unref(u->q[u->head].st);
-        }
+        for (; u->n; u->n--, u->head++)
+            entry_end(&u->q[u->head]);
     }
     free(c.v);
     tdestroy(mod->users, user_free);

@@ -154,6 +154,19 @@ void hooks_global_free(void);
 typedef void (*hooks_handler_fn)(const char *event, const xmppd_host *h, const xmppd_module *m,
                                  int prio, void *ud);
 void hooks_foreach_handler(hooks_handler_fn fn, void *ud);
+
+/* hooks.c: the place of a handler in its event's chain, so a stanza it
+ * held can go on after it (session/held.c). */
+typedef struct hooks_place {
+    int event;     /* interned event id */
+    int prio;
+    uint64_t seq;
+} hooks_place;
+/* The place of the handler now running for ev; false when none is. */
+bool hooks_running_place(const xmppd_event *ev, hooks_place *p);
+/* The next fire of p's event with stanza st starts after p (once); NULL p
+ * forgets a start not taken. */
+void hooks_resume_from(const xmppd_stanza *st, const hooks_place *p);
 typedef void (*hooks_iq_fn)(const char *type, const char *xmlns, unsigned target,
                             const xmppd_host *h, const xmppd_module *m, void *ud);
 void hooks_foreach_iq(hooks_iq_fn fn, void *ud);

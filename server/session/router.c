@@ -481,32 +481,39 @@ void router_from_client(xmppd_session *s, xmppd_stanza *st)
             return;
         }
     }
-    if (xmppd_fire(&ev) != XMPPD_PASS) {
-        xmppd_jid_free(to);
+    router_pre_route(&ev);
+    xmppd_jid_free(to);
+}
+
+void router_pre_route(xmppd_event *ev)
+{
+    xmppd_session *s = ev->session;
+    int kind = kind_of(ev->stanza);
+    ev->name = "pre-route";
+    if (xmppd_fire(ev) != XMPPD_PASS)
         return;
-    }
-    if (!to) {
+    if (!ev->to) {
         if (kind == K_PRESENCE) {
-            own_presence(&ev);
+            own_presence(ev);
         } else {
             /* RFC 6120 §10.3: no 'to' means the account's bare JID; the
              * handler sees ev->to NULL and answers from the server side. */
-            xmppd_jid *bare = xmppd_jid_to_bare(s->jid);
+            xmppd_jid *bare = xmppd_jid_to_bare(ev->from);
             if (bare) {
-                ev.to = bare;
+                ev->to = bare;
                 if (kind == K_IQ) {
                     /* Handlers see to == NULL: "the account itself". */
-                    ev.name = ev_bare[K_IQ];
-                    ev.to = NULL;
-                    dispatch_iq(&ev, s->host, XMPPD_IQ_BARE);
+                    ev->name = ev_bare[K_IQ];
+                    ev->to = NULL;
+                    dispatch_iq(ev, s->host, XMPPD_IQ_BARE);
                 } else {
-                    route_local(&ev, s->host, kind);
+                    route_local(ev, s->host, kind);
                 }
+                ev->to = NULL;
                 xmppd_jid_free(bare);
             }
         }
         return;
     }
-    route(&ev, kind);
-    xmppd_jid_free(to);
+    route(ev, kind);
 }

@@ -109,6 +109,9 @@ void sm_slots_move(const xmppd_module *from, const xmppd_module *to);
 /* ---- router.c ---------------------------------------------------------------- */
 /* A stanza from a bound client session; from already stamped. */
 void router_from_client(xmppd_session *s, xmppd_stanza *st);
+/* The rest of router_from_client for a checked stanza: "pre-route", then
+ * by address (ev: session, stanza, from, to set; changed on the way). */
+void router_pre_route(xmppd_event *ev);
 /* The error reply to orig (xmppd_stanza_error_reply); a message error keeps
  * the original payload (RFC 6120 §8.3.1) so the sender's client can tell
  * which message failed. New tree, caller owns; NULL on OOM. */

@@ -512,6 +512,43 @@ def test_xep0313_slixmpp_client_reads_archive_and_prefs(server, accounts):
     run(scenario())
 
 
+def test_xep0441_roster_default_with_privacy_each_message_once(server_factory, accounts):
+    """Two modules holding the same message (api/xmppd/router.h
+    xmppd_hold): mod_privacy while the offline account's lists load,
+    mod_mam while its roster loads for default='roster' (the list needs no
+    roster, so the two loads are apart). Each lets the message go on after
+    itself, so every message reaches the account once (RFC 6121 §8.5.2.2.1
+    via offline storage), the contact's is archived once, and the privacy
+    list still refuses what it denies (XEP-0016 §2.13: service-unavailable)."""
+    srv = server_factory({"modules": {"roster": {}, "presence": {}, "offline": {}, "ping": {},
+                                      "privacy": {}, "mam": {"default_policy": "roster"}}})
+    a, b, s, x = accounts(4, srv=srv)
+    with login(srv, b) as cb:
+        cb.iq("<query xmlns='%s'><item jid='%s'><group>friends</group></item></query>"
+              % (NS_ROSTER, a.jid), type_="set")
+        r = cb.iq("<query xmlns='jabber:iq:privacy'><list name='l'>"
+                  "<item type='jid' value='%s' action='deny' order='1'/>"
+                  "</list></query>" % x.jid, type_="set")
+        assert r.get("type") == "result", tostr(r)
+        r = cb.iq("<query xmlns='jabber:iq:privacy'><default name='l'/></query>", type_="set")
+        assert r.get("type") == "result", tostr(r)
+    with login(srv, a) as ca, login(srv, s) as cs, login(srv, x) as cx:
+        for i in range(5):
+            send(ca, b.jid, "contact-%d" % i)
+            send(cs, b.jid, "stranger-%d" % i)
+        refused = send(cx, b.jid, "denied")
+        sync(ca)
+        sync(cs)
+        err = cx.wait_for(lambda el: el.get("id") == refused and el.get("type") == "error")
+        assert error_condition(err)[1] == "service-unavailable"
+    with login(srv, b) as cb:
+        got = [cb.wait_for(is_chat).findtext(q(NS_CLIENT, "body")) for _ in range(10)]
+        assert sorted(got) == sorted(["contact-%d" % i for i in range(5)] +
+                                     ["stranger-%d" % i for i in range(5)])
+        assert cb.quiet(pred=is_chat) == [], "a message came twice"
+        assert mam(cb, set_=rsm(max_=20)).bodies == ["contact-%d" % i for i in range(5)]
+
+
 # ---- retention ----------------------------------------------------------------------------
 
 def test_xep0313_3_2_retention_item_limit_and_age(server_factory, accounts):
