@@ -431,6 +431,7 @@ static void invite(muc_room *room, muc_sess *s, xmppd_event *ev, xmppd_stanza *x
     const char *cond = NULL, *type = NULL, *text = NULL;
     if (!s && aff < AFF_ADMIN) {
         cond = "not-acceptable";
+        type = "cancel";
         text = "Only occupants may invite through the room";
     } else if (!may_invite(room, s, aff)) {
         cond = "forbidden";
@@ -442,6 +443,7 @@ static void invite(muc_room *room, muc_sess *s, xmppd_event *ev, xmppd_stanza *x
         const char *jid = xmppd_stanza_attr(c, "to");
         if (n == MUC_MAX_INVITES) {
             cond = "not-acceptable";
+            type = "cancel";
             text = "Too many invitations in one message";
         } else if (!jid || !(to[n] = xmppd_jid_parse(jid))) {
             cond = "jid-malformed";

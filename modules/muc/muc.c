@@ -292,6 +292,8 @@ static int muc_load(xmppd_module *m, const void *conf)
     if (prepare_admins(svc, &bad) < 0)
         return refuse(m, svc, bad ? "admins: not a bare JID:" : "out of memory", bad);
     muc_config_defaults(&svc->defaults);
+    if (svc->defaults.max_history_fetch > svc->conf->max_history)
+        svc->defaults.max_history_fetch = (long)svc->conf->max_history;
     if (muc_config_from_json(&svc->defaults, svc->conf->room_defaults, &bad) < 0)
         return refuse(m, svc, "room_defaults: bad value or unknown key:", bad);
     if (svc->defaults.max_users > svc->conf->max_occupants ||
