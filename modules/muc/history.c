@@ -290,7 +290,7 @@ static void add_moderated(xmppd_stanza *parent, const char *ns, const retract_jo
     }
 }
 
-/* XEP-0425 §4.2 (and 0.2, for clients that speak it): the room tells every
+/* XEP-0425 (and 0.2, for clients that speak it): the room tells every
  * occupant which message a moderator retracted. */
 static xmppd_stanza *retraction_notice(const muc_room *room, const retract_job *j, const char *by)
 {
@@ -318,7 +318,7 @@ static xmppd_stanza *retraction_notice(const muc_room *room, const retract_job *
     return m;
 }
 
-/* XEP-0425 §5: what stays of the message, at its place in the archive. */
+/* XEP-0425: what stays of the message, at its place in the archive. */
 static xmppd_stanza *tombstone(const muc_room *room, const retract_job *j, const char *by)
 {
     char from[3100], stamp[32];

@@ -177,7 +177,7 @@ static void add_field(xmppd_stanza *x, const char *var, const char *label, const
 }
 
 /* §6.4: the muc#roominfo form (XEP-0128). The subject shows only for public
- * rooms (§19.4: information leaks). */
+ * rooms (§14.4: information leaks). */
 static void room_info_form(const muc_room *room, xmppd_stanza *q)
 {
     const muc_config *c = &room->cfg;
@@ -215,7 +215,7 @@ static void room_info(muc_room *room, xmppd_event *ev)
     const char *node = query_node(ev->stanza, NS_DISCO_INFO);
     xmppd_stanza *r, *q;
     if (node && strcmp(node, NS_MUC_TRAFFIC) == 0) {
-        muc_error(ev, room, "cancel", "service-unavailable", NULL); /* §17.5.1: nothing filtered */
+        muc_error(ev, room, "cancel", "service-unavailable", NULL); /* §18.1.1: nothing filtered */
         return;
     }
     if (node && strcmp(node, "x-roomuser-item") != 0) {
@@ -373,7 +373,7 @@ static void room_iq(muc_room *room, xmppd_event *ev)
     const char *ns = xmppd_stanza_ns(c);
     bool get = strcmp(xmppd_stanza_attr(ev->stanza, "type"), "get") == 0;
     if (room->locked && strcmp(ns, NS_MUC_OWNER) != 0) {
-        /* §7.2.11: until configured the room does not exist for others. */
+        /* §7.2.10: until configured the room does not exist for others. */
         muc_error(ev, room, "cancel", "item-not-found", NULL);
         return;
     }
@@ -523,7 +523,7 @@ static void occupant_iq(muc_room *room, xmppd_event *ev)
         return;
     }
     if (strcmp(ns, NS_PING) == 0 && strcmp(s->occ->nick, ev->to->resource) == 0) {
-        reply_empty(ev); /* XEP-0410 §3.2: answered by the room itself */
+        reply_empty(ev); /* XEP-0410: answered by the room itself */
         return;
     }
     muc_occupant *to = muc_occ_by_nick(room, ev->to->resource);

@@ -1,7 +1,7 @@
 /* Messages to rooms and occupants: groupchat (XEP-0045 §7.4) through the
  * archive, subject changes (§8.1), private messages (§7.5), mediated
  * invitations and declines (§7.8.2), voice requests and their approval
- * (§7.13, §8.6), error bounces from occupants (§17.3.2 ghosts). */
+ * (§7.13, §8.6), error bounces from occupants (§18.1.2 ghosts). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,7 +103,7 @@ void muc_outgoing_clear(muc_room *room)
     room->out_tail = &room->out_head;
 }
 
-/* XEP-0359 §3: the room stamps its own stanza-id (replacing any a sender
+/* XEP-0359: the room stamps its own stanza-id (replacing any a sender
  * claimed in its name), then the message goes to every occupant. */
 static void deliver(muc_room *room, muc_outgoing *o)
 {
@@ -208,7 +208,7 @@ void muc_broadcast_groupchat(muc_room *room, xmppd_stanza *tmpl, const muc_occup
 /* ---- occupant messages -------------------------------------------------------------- */
 
 /* The message as the room relays it from occ: from its occupant JID, no
- * 'to', ids it may not claim removed (XEP-0359 §5, XEP-0421 §4), its
+ * 'to', ids it may not claim removed (XEP-0359, XEP-0421), its
  * occupant id added. New tree. */
 static xmppd_stanza *relayed(const xmppd_stanza *st, const muc_occupant *occ)
 {
@@ -367,7 +367,7 @@ static void private_message(muc_room *room, muc_sess *s, xmppd_event *ev)
     }
     if (!xmppd_stanza_child(m, "x", NS_MUC_USER))
         xmppd_stanza_tag(m, "x", NS_MUC_USER); /* §7.5: for carbons of PMs */
-    for (muc_sess *t = to->sessions; t; t = t->next) /* §7.2.9: to all resources */
+    for (muc_sess *t = to->sessions; t; t = t->next) /* §7.2.8: to all resources */
         muc_send_to(room->svc, m, t->jid);
     xmppd_stanza_unref(m);
 }
@@ -592,7 +592,7 @@ static const char *error_cond(const xmppd_stanza *st)
     return NULL;
 }
 
-/* §17.3.2: delivery errors that mean the occupant is gone. */
+/* §18.1.2: delivery errors that mean the occupant is gone. */
 static bool ghost_error(const char *cond)
 {
     static const char *const conds[] = { "gone", "item-not-found", "recipient-unavailable", "redirect",
@@ -632,7 +632,7 @@ void muc_message(muc_service *svc, muc_room *room, xmppd_event *ev)
         return;
     }
     if (!room || (room->locked && !muc_sess_find(room, ev->from))) {
-        /* §17.1 rule 3: a room that does not exist or is not unlocked. */
+        /* §17.2 rule 3: a room that does not exist or is not unlocked. */
         if (!type || strcmp(type, "headline") != 0)
             muc_error(ev, NULL, "cancel", "item-not-found", NULL);
         return;

@@ -88,7 +88,7 @@ static void count_owned(const void *node, VISIT which, void *ud)
         c->n++;
 }
 
-/* §10.1.1 and §19.5: creation may be restricted, and so is the number of
+/* §10.1.1 and §14.6: creation may be restricted, and so is the number of
  * rooms one user owns. */
 const char *muc_may_create(muc_service *svc, const xmppd_jid *jid, const char **text_r)
 {

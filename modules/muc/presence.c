@@ -33,7 +33,7 @@ static void occ_jid_str(const muc_occupant *occ, char *buf, size_t len)
 }
 
 /* The client part of a presence: what the occupant sent, without the
- * extensions only the room may generate (§17.2 rule 6) or that configure
+ * extensions only the room may generate (§17.3 rule 6) or that configure
  * the join. New tree. */
 static xmppd_stanza *client_part(const xmppd_stanza *st)
 {
@@ -163,7 +163,7 @@ static void occ_leave(muc_occupant *occ, const xmppd_stanza *client, const int *
 }
 
 /* One resource of a multi-session occupant leaves: only it is told, the
- * others keep the nick (§7.2.9). */
+ * others keep the nick (§7.2.8). */
 static void occ_leave_one(muc_sess *s, const xmppd_stanza *client)
 {
     muc_occupant *occ = s->occ;
@@ -208,7 +208,7 @@ muc_role muc_default_role(const muc_room *room, const char *bare, muc_aff aff)
 }
 
 /* The presence of every other (visible) occupant to a joining session
- * (§7.2.3: before its own). */
+ * (§7.2.2: before its own). */
 static void send_roster(muc_room *room, const muc_occupant *me, const xmppd_jid *to)
 {
     bool with_jid = muc_sees_jids(room, me->role);
@@ -223,7 +223,7 @@ static void send_roster(muc_room *room, const muc_occupant *me, const xmppd_jid 
     }
 }
 
-/* Everything a joining (or resynchronising, §17.2 rule 3) session gets:
+/* Everything a joining (or resynchronising, §17.3 rule 3) session gets:
  * the roster, its own presence (to all), history, subject. */
 static void enter(muc_occupant *occ, muc_sess *s, const xmppd_stanza *req, bool created,
                   bool renamed)
@@ -245,7 +245,7 @@ static void enter(muc_occupant *occ, muc_sess *s, const xmppd_stanza *req, bool 
     muc_send_subject(room, s->jid);
 }
 
-/* §10.1.1 (and §20.5): a room nobody configured goes after lock_timeout. */
+/* §10.1.1, §14.6: a room nobody configured goes after lock_timeout. */
 static uint64_t on_lock_timer(void *ud)
 {
     muc_room *room = ud;
@@ -291,7 +291,7 @@ static void create_room(muc_service *svc, xmppd_event *ev, const xmppd_stanza *c
 }
 
 /* The nick a joining user gets: the requested one, or its reserved nick
- * when nicks are locked down (§7.2.3, code 210). */
+ * when nicks are locked down (§7.2.2, code 210). */
 static const char *join_nick(const muc_room *room, const xmppd_jid *bare, const char *asked,
                              bool *renamed)
 {
@@ -337,15 +337,15 @@ static void join(muc_service *svc, muc_room *room, xmppd_event *ev, xmppd_stanza
     const char *by = muc_nick_reserved_by(room, nick, bare->bare);
     const char *cond = NULL, *type = NULL, *text = NULL;
     if (room->locked && aff != AFF_OWNER)
-        cond = "item-not-found"; /* §7.2.11 */
+        cond = "item-not-found"; /* §7.2.9 */
     else if (aff == AFF_OUTCAST)
-        cond = "forbidden"; /* §7.2.8 */
+        cond = "forbidden"; /* §7.2.7 */
     else if (room->cfg.members_only && aff < AFF_MEMBER)
-        cond = "registration-required"; /* §7.2.7 */
+        cond = "registration-required"; /* §7.2.6 */
     else if (!password_ok(room, mx))
-        cond = "not-authorized"; /* §7.2.6 */
+        cond = "not-authorized"; /* §7.2.5 */
     else if ((same && (!svc->conf->multi_session || !xmppd_jid_bare_equal(same->bare, bare))) || by)
-        cond = "conflict"; /* §7.2.9 */
+        cond = "conflict"; /* §7.2.8 */
     else if (!same && room->n_occupants >= room_limit(room) &&
              (aff < AFF_ADMIN || room->n_occupants >= room_limit(room) + MUC_ADMIN_EXTRA)) {
         cond = "service-unavailable"; /* §7.2.10 */
@@ -417,7 +417,7 @@ static void update(muc_sess *s, xmppd_event *ev, xmppd_stanza *client)
     xmppd_stanza_unref(s->presence);
     s->presence = xmppd_stanza_ref(client);
     if (xmppd_stanza_child(ev->stanza, "x", NS_MUC)) {
-        enter(occ, s, ev->stanza, false, false); /* §17.2 rule 3: a resync */
+        enter(occ, s, ev->stanza, false, false); /* §17.3 rule 3: a resync */
         return;
     }
     /* The session that spoke last is the one the room shows. */
@@ -434,7 +434,7 @@ static void update(muc_sess *s, xmppd_event *ev, xmppd_stanza *client)
     broadcast(occ, client, false, &ex, NULL, NULL, muc_occ_visible(occ));
 }
 
-/* §7.2.3 (since 1.32): presence without the MUC extension from someone who
+/* §7.2.18 (since 1.32): presence without the MUC extension from someone who
  * is not in the room gets an explicit kick, so a desynchronised client
  * learns it is out. */
 static void not_in_room(muc_service *svc, xmppd_event *ev)
@@ -470,12 +470,12 @@ void muc_presence(muc_service *svc, muc_room *room, xmppd_event *ev)
     muc_sess *s = room ? muc_sess_find(room, ev->from) : NULL;
     if (type && strcmp(type, "error") == 0) {
         if (s)
-            muc_sess_gone(s, true); /* §17.3.2 (ghosts): the session is unreachable */
+            muc_sess_gone(s, true); /* §18.1.2 (ghosts): the session is unreachable */
         return;
     }
     if (type && strcmp(type, "unavailable") == 0) {
         if (!s)
-            return; /* §17.2 rule 5 */
+            return; /* §17.3 rule 5 */
         if (s->occ->sessions->next) {
             occ_leave_one(s, ev->stanza);
             return;
@@ -484,7 +484,7 @@ void muc_presence(muc_service *svc, muc_room *room, xmppd_event *ev)
         return;
     }
     if (type)
-        return; /* probes and subscriptions are not joins (§17.2 rules 1, 2) */
+        return; /* probes and subscriptions are not joins (§17.3 rules 1, 2) */
     if (!ev->to->resource) {
         muc_error(ev, room, "modify", "jid-malformed", NULL); /* §7.2.1 */
         return;

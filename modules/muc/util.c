@@ -38,7 +38,7 @@ int muc_aff_parse(const char *s)
     return -1;
 }
 
-/* XEP-0421 §4: a stable, opaque id per (room, real bare JID) that does not
+/* XEP-0421: a stable, opaque id per (room, real bare JID) that does not
  * reveal the JID: HMAC-SHA-256 under a persisted service secret. */
 void muc_occupant_id(const muc_service *svc, const muc_room *room, const char *bare, char out[48])
 {
@@ -169,7 +169,7 @@ void muc_strip(xmppd_stanza *el, const char *name, const char *ns)
         xmppd_stanza_remove(el, c);
 }
 
-/* XEP-0045 §16.1: not empty, not only spaces; and the service's length. */
+/* XEP-0045 §17.1: not empty, not only spaces; and the service's length. */
 const char *muc_nick_invalid(const muc_service *svc, const char *nick)
 {
     if (!nick || !*nick || strspn(nick, " ") == strlen(nick))

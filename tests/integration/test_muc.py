@@ -29,7 +29,7 @@ def config_overrides():
 
 def test_create_instant_room_codes_and_lock(server, accounts):
     """§10.1.1, §10.1.2: the first presence creates the room (110, 201, owner,
-    moderator); it stays locked (item-not-found for others, §7.2.11) until the
+    moderator); it stays locked (item-not-found for others, §7.2.10) until the
     owner accepts the default configuration."""
     a, b = accounts(2)
     room = room_jid()
@@ -50,7 +50,7 @@ def test_create_instant_room_codes_and_lock(server, accounts):
 
 
 def test_join_order_roster_self_history_subject(server, accounts):
-    """§7.1, §7.2.3: others' presence, then self-presence (110), then history,
+    """§7.1, §7.2.2: others' presence, then self-presence (110), then history,
     then the subject (an empty <subject/> when none is set)."""
     a, b, c = accounts(3)
     room = room_jid()
@@ -89,13 +89,13 @@ def test_join_without_nick_is_jid_malformed(server, accounts):
         ca.send_raw("<presence to='%s'><x xmlns='%s'/></presence>" % (room, NS_MUC))
         p = await ca.next_presence(pred=lambda p: bare(p["from"]) == room)
         assert p["type"] == "error" and error(p)[:2] == ("modify", "jid-malformed")
-        # the error echoes the MUC extension (§7.2.6 examples)
+        # the error echoes the MUC extension (§7.2.5 examples)
         assert p.xml.find(q(NS_MUC, "x")) is not None
     run(go())
 
 
 def test_nick_conflict_and_invisible_nick(server, accounts):
-    """§7.2.9: a nick in use by another user is <conflict/>; §16.1: a nick of
+    """§7.2.8: a nick in use by another user is <conflict/>; §17.1: a nick of
     spaces only is refused."""
     a, b = accounts(2)
     room = room_jid()
@@ -111,7 +111,7 @@ def test_nick_conflict_and_invisible_nick(server, accounts):
 
 
 def test_password_protected_room(server, accounts):
-    """§7.2.6: no or a wrong password is <not-authorized/>; the right one
+    """§7.2.5: no or a wrong password is <not-authorized/>; the right one
     enters."""
     a, b = accounts(2)
     room = room_jid()
@@ -151,7 +151,7 @@ def test_password_required_without_password_is_refused(server, accounts):
 
 
 def test_members_only_room(server, accounts):
-    """§7.2.7: a non-member gets <registration-required/>; a member enters."""
+    """§7.2.6: a non-member gets <registration-required/>; a member enters."""
     a, b, c = accounts(3)
     room = room_jid()
 
@@ -167,7 +167,7 @@ def test_members_only_room(server, accounts):
 
 
 def test_banned_user_cannot_enter(server, accounts):
-    """§7.2.8: an outcast gets <forbidden/>."""
+    """§7.2.7: an outcast gets <forbidden/>."""
     a, b = accounts(2)
     room = room_jid()
 
@@ -181,7 +181,7 @@ def test_banned_user_cannot_enter(server, accounts):
 
 
 def test_max_users_and_owner_beyond_it(server, accounts):
-    """§7.2.10: a full room answers <service-unavailable/> of type wait; an
+    """§7.2.9: a full room answers <service-unavailable/> of type wait; an
     owner may still enter (a reasonable number beyond)."""
     a, b, c = accounts(3)
     room = room_jid()
@@ -198,7 +198,7 @@ def test_max_users_and_owner_beyond_it(server, accounts):
 
 
 def test_non_anonymous_and_semi_anonymous(server, accounts):
-    """§7.2.4, §7.2.5: in a non-anonymous room everyone sees full JIDs and the
+    """§7.2.3, §7.2.4: in a non-anonymous room everyone sees full JIDs and the
     joiner gets 100; in a semi-anonymous room only moderators see them."""
     a, b, c = accounts(3)
     semi, nonanon = room_jid(), room_jid()
@@ -226,7 +226,7 @@ def test_non_anonymous_and_semi_anonymous(server, accounts):
 
 
 def test_presence_without_muc_x_from_non_occupant_is_kicked(server, accounts):
-    """§7.2.16 (1.32): presence without the MUC extension from someone not in
+    """§7.2.18 (1.32): presence without the MUC extension from someone not in
     the room gets an explicit kick with 110, 307 and 333."""
     a, b = accounts(2)
     room = room_jid()
@@ -243,7 +243,7 @@ def test_presence_without_muc_x_from_non_occupant_is_kicked(server, accounts):
 
 
 def test_resync_join_resends_everything(server, accounts):
-    """§17.2 rule 3: a join from a client already in the room is a resync:
+    """§17.3 rule 3: a join from a client already in the room is a resync:
     roster, self-presence, history and subject again."""
     a, b = accounts(2)
     room = room_jid()
@@ -377,8 +377,8 @@ def test_groupchat_reflection_stable_id_and_stanza_id(server, accounts):
 
 
 def test_groupchat_from_non_occupant_and_wrong_type(server, accounts):
-    """§7.4: a non-occupant gets <not-acceptable/>; §17.1 rule 1: a message to
-    the room that is not groupchat gets <bad-request/>; §17.1 rule 3: a room
+    """§7.4: a non-occupant gets <not-acceptable/>; §17.2 rule 1: a message to
+    the room that is not groupchat gets <bad-request/>; §17.2 rule 3: a room
     that does not exist gets <item-not-found/>."""
     a, b = accounts(2)
     room = room_jid()
@@ -461,7 +461,7 @@ def test_private_messages(server, accounts):
 
 
 def test_multi_session_nick(server, accounts):
-    """§7.2.9: the same user may enter with the same nick from two resources;
+    """§7.2.8: the same user may enter with the same nick from two resources;
     groupchat and private messages reach both; one leaving keeps the nick."""
     a, b = accounts(2)
     room = room_jid()
@@ -720,3 +720,24 @@ def test_slixmpp_plugin_join_config_and_roster(server, accounts):
         assert [h["body"] for h in hist] == ["for the record"]
         assert "alice" in cb["xep_0045"].get_roster(room)
     run(go())
+
+
+# ---- xmppctl features (XEP-0479) -----------------------------------------------------------
+
+def test_features_list_group_chat(server):
+    """`xmppctl features`: mod_muc implements XEP-0045, 0249, 0410, 0421 and
+    0425, which meets XEP-0479's Group Chat row (IM, Server and Advanced)
+    and the self-ping part of Advanced Group Chat (whose row stays unmet
+    without bookmarks and MAM, which other modules bring)."""
+    import json
+    j = json.loads(server.ctl("-j", "features").stdout)
+    host = j["hosts"][0]
+    specs = {s["spec"]: s["by"] for s in host["specs"]}
+    for spec in ("XEP-0045", "XEP-0249", "XEP-0410", "XEP-0421", "XEP-0425"):
+        assert specs[spec] == ["muc"], spec
+    suites = {(s["category"], s["level"]): s for s in host["suites"]}
+    for level in ("Server", "Advanced Server"):
+        missing = {m["feature"]: m["providers"] for m in suites[("IM", level)]["missing"]}
+        assert "Group Chat" not in missing
+    adv = {m["feature"]: m["providers"] for m in suites[("IM", "Advanced Server")]["missing"]}
+    assert "Advanced Group Chat" in adv

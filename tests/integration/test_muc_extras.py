@@ -1,7 +1,7 @@
 """Around the rooms: mediated invitations and declines (XEP-0045 §7.8.2),
 direct invitations (XEP-0249), self-ping (XEP-0410), occupant ids
 (XEP-0421), IQs between occupants (XEP-0045 §17.4), ghost occupants
-(§17.3.2) and a live module reload (occupants told with 332, §11.2)."""
+(§18.1.2) and a live module reload (occupants told with 332, §11.2)."""
 
 import asyncio
 
@@ -118,7 +118,7 @@ def test_direct_invitation_xep_0249(server, accounts):
 # ---- XEP-0410 self-ping -------------------------------------------------------------------------
 
 def test_self_ping(server, accounts):
-    """XEP-0410 §3: a ping to one's own occupant JID is answered by the room
+    """XEP-0410: a ping to one's own occupant JID is answered by the room
     while joined, <not-acceptable/> when not (for instance after a kick);
     the room advertises the optimisation."""
     a, b = accounts(2)
@@ -144,7 +144,7 @@ def test_self_ping(server, accounts):
 # ---- XEP-0421 occupant ids -------------------------------------------------------------------------
 
 def test_occupant_id_stable_and_not_forgeable(server, accounts):
-    """XEP-0421 §4: presence and messages from an occupant carry the room's
+    """XEP-0421: presence and messages from an occupant carry the room's
     occupant id, stable across nick changes and visits, different for
     another user; one the client sends is replaced."""
     a, b = accounts(2)
@@ -208,10 +208,10 @@ def test_iq_between_occupants(server, accounts):
     run(go())
 
 
-# ---- ghosts (§17.3.2) -------------------------------------------------------------------------------
+# ---- ghosts (§18.1.2) -------------------------------------------------------------------------------
 
 def test_error_presence_removes_ghost_with_333(server, accounts):
-    """§17.3.2, §11.1: a presence error from an occupant's real JID means the
+    """§18.1.2, §11.1: a presence error from an occupant's real JID means the
     occupant is gone: the others see it leave with 333."""
     a, b = accounts(2)
     room = room_jid()

@@ -25,7 +25,7 @@ def config_overrides():
 
 
 def test_rooms_per_user(server, accounts):
-    """§10.1.1, §19.5: creating a room beyond max_rooms_per_user is
+    """§10.1.1, §14.6: creating a room beyond max_rooms_per_user is
     <not-allowed/>; the rooms a user owns count, another user is not
     affected."""
     a, b = accounts(2)
@@ -41,7 +41,7 @@ def test_rooms_per_user(server, accounts):
 
 
 def test_occupants_per_room(server, accounts):
-    """§7.2.10: max_occupants bounds every room: a fourth occupant gets
+    """§7.2.9: max_occupants bounds every room: a fourth occupant gets
     <service-unavailable/> (wait) and maxusers above it is <not-acceptable/>."""
     a, b, c, d = accounts(4)
     room = room_jid()
@@ -106,7 +106,7 @@ def test_subject_and_nick_length(server, accounts):
 
 
 def test_reserved_nick_lock_down(server, accounts):
-    """enforce_reserved_nicks (§7.2.3, §7.6, §7.10): a user with a reserved
+    """enforce_reserved_nicks (§7.2.2, §7.6, §7.10): a user with a reserved
     nick enters with it whatever it asks, with code 210, and may not change
     it (<not-acceptable/>)."""
     a, b = accounts(2)
