@@ -295,6 +295,8 @@ muc_occupant *muc_occ_add(muc_room *room, const char *nick, const xmppd_jid *ful
 muc_sess *muc_sess_add(muc_occupant *occ, const xmppd_jid *full);
 /* Removes a session; removes and frees the occupant with its last one. */
 void muc_sess_remove(muc_sess *s);
+/* Removes every session of occ, and so occ (nobody is told). */
+void muc_occ_free(muc_occupant *occ);
 /* Renames an occupant. -1 on OOM (nothing changed). */
 int muc_occ_rename(muc_occupant *occ, const char *nick);
 /* Sessions of a real full JID across the service's rooms. */

@@ -22,9 +22,10 @@
  * request, send nothing, touch no module state. */
 #define MUC_STORE_CANCELLED (-2)
 
-/* kv_set of user's one value (NULL deletes), failures logged. */
-void muc_store_write(muc_service *svc, xmppd_store *st, const char *user, json_t *value);
-/* Deletes a room's whole archive, failures logged. */
+/* kv_set of user's one value (NULL deletes); a failure is the driver's to
+ * log. */
+void muc_store_write(xmppd_store *st, const char *user, json_t *value);
+/* Deletes a room's whole archive (likewise). */
 void muc_store_purge_archive(muc_service *svc, const char *room_jid);
 /* room.c: fills a restored room from its stored document; -1 with a reason
  * when the document is unusable. */

@@ -157,8 +157,7 @@ static void occ_leave(muc_occupant *occ, const xmppd_stanza *client, const int *
     pres_extra ex = { .reason = reason, .actor_nick = actor_nick };
     bool seen = muc_occ_visible(occ) || (codes && codes[0]);
     broadcast(occ, client, true, &ex, codes, codes, seen);
-    while (occ->sessions)
-        muc_sess_remove(occ->sessions); /* frees occ with its last session */
+    muc_occ_free(occ);
     muc_room_maybe_reap(room);
 }
 

@@ -63,8 +63,6 @@ muc_room *muc_room_new(muc_service *svc, const char *node, bool locked)
     return r;
 }
 
-static void occ_free(muc_occupant *occ);
-
 static void free_nothing(void *p)
 {
     (void)p;
@@ -74,11 +72,8 @@ static void room_really_free(muc_room *room)
 {
     if (room->lock_timer)
         xmppd_timer_cancel(room->lock_timer);
-    while (room->occ_head) {
-        muc_occupant *occ = room->occ_head;
-        while (occ->sessions)
-            muc_sess_remove(occ->sessions); /* frees occ with its last session */
-    }
+    while (room->occ_head)
+        muc_occ_free(room->occ_head);
     tdestroy(room->by_nick, free_nothing);
     muc_outgoing_clear(room);
     muc_proxy_clear(room);
@@ -174,7 +169,7 @@ static void tell_destroyed(muc_room *room, const char *alt_jid, const char *alt_
 static void forget_stored(muc_room *room)
 {
     muc_service *svc = room->svc;
-    muc_store_write(svc, svc->rooms_store, muc_room_jid(room), NULL);
+    muc_store_write(svc->rooms_store, muc_room_jid(room), NULL);
     muc_store_purge_archive(svc, muc_room_jid(room));
 }
 
@@ -215,7 +210,7 @@ void muc_room_save(muc_room *room)
     if (room->locked)
         return; /* a room exists for others only once configured */
     if (!room->cfg.persistent) {
-        muc_store_write(svc, svc->rooms_store, muc_room_jid(room), NULL);
+        muc_store_write(svc->rooms_store, muc_room_jid(room), NULL);
         return;
     }
     json_t *doc = room_doc(room);
@@ -224,7 +219,7 @@ void muc_room_save(muc_room *room)
                   muc_room_jid(room));
         return;
     }
-    muc_store_write(svc, svc->rooms_store, muc_room_jid(room), doc);
+    muc_store_write(svc->rooms_store, muc_room_jid(room), doc);
     json_decref(doc);
 }
 
@@ -450,7 +445,7 @@ muc_occupant *muc_occ_add(muc_room *room, const char *nick, const xmppd_jid *ful
     return occ;
 }
 
-static void occ_free(muc_occupant *occ)
+static void occ_unlink_free(muc_occupant *occ)
 {
     muc_room *room = occ->room;
     muc_occupant **p = tfind(occ, &room->by_nick, nick_cmp);
@@ -473,6 +468,15 @@ static void occ_free(muc_occupant *occ)
     free(occ);
 }
 
+void muc_occ_free(muc_occupant *occ)
+{
+    /* The occupant goes with its last session: never read it after that. */
+    for (muc_sess *s = occ->sessions, *next; s; s = next) {
+        next = s->next;
+        muc_sess_remove(s);
+    }
+}
+
 void muc_sess_remove(muc_sess *s)
 {
     muc_occupant *occ = s->occ;
@@ -486,7 +490,7 @@ void muc_sess_remove(muc_sess *s)
     xmppd_jid_free(s->jid);
     free(s);
     if (!occ->sessions)
-        occ_free(occ);
+        occ_unlink_free(occ);
 }
 
 int muc_occ_rename(muc_occupant *occ, const char *nick)

@@ -7,43 +7,17 @@
 
 #include "muc_store.h"
 
-typedef struct write_req {
-    muc_service *svc;
-    char *what; /* for the log line */
-} write_req;
-
-static write_req *write_req_new(muc_service *svc, const char *what)
+/* Writes nobody waits for carry no callback: the driver logs a failure,
+ * and no request data can outlive the module (storage calls no callback
+ * of a module that unloaded first). */
+void muc_store_write(xmppd_store *st, const char *user, json_t *value)
 {
-    write_req *w = calloc(1, sizeof(*w));
-    if (w && !(w->what = strdup(what))) {
-        free(w);
-        return NULL;
-    }
-    if (w)
-        w->svc = svc;
-    return w;
-}
-
-static void on_written(int status, void *ud)
-{
-    write_req *w = ud;
-    if (status != XMPPD_STORE_OK && status != MUC_STORE_CANCELLED)
-        xmppd_log(w->svc->m, XMPPD_LOG_ERROR, "storage: cannot write %s (status %d)", w->what,
-                  status);
-    free(w->what);
-    free(w);
-}
-
-void muc_store_write(muc_service *svc, xmppd_store *st, const char *user, json_t *value)
-{
-    write_req *w = write_req_new(svc, user);
-    xmppd_kv_set(st, user, "", value, w ? on_written : NULL, w);
+    xmppd_kv_set(st, user, "", value, NULL, NULL);
 }
 
 void muc_store_purge_archive(muc_service *svc, const char *room_jid)
 {
-    write_req *w = write_req_new(svc, room_jid);
-    xmppd_archive_delete(svc->archive, room_jid, NULL, w ? on_written : NULL, w);
+    xmppd_archive_delete(svc->archive, room_jid, NULL, NULL, NULL);
 }
 
 /* ---- restore ---------------------------------------------------------------------- */
@@ -85,10 +59,8 @@ static void new_secret(muc_service *svc, bool store)
         xmppd_log(svc->m, XMPPD_LOG_ERROR, "no random bytes for the occupant-id secret");
     char *b64 = store ? xmppd_base64_encode(svc->secret, sizeof(svc->secret)) : NULL;
     json_t *v = b64 ? json_string(b64) : NULL;
-    if (v) {
-        write_req *w = write_req_new(svc, "the occupant-id secret");
-        xmppd_kv_set(svc->service_store, svc->domain, "secret", v, w ? on_written : NULL, w);
-    }
+    if (v)
+        xmppd_kv_set(svc->service_store, svc->domain, "secret", v, NULL, NULL);
     json_decref(v);
     free(b64);
 }
