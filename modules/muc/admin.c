@@ -121,12 +121,9 @@ static int list_affiliation(muc_room *room, xmppd_event *ev, const actor *a, muc
 {
     if (!may_list_affiliation(room, a, list))
         return muc_error(ev, room, "auth", "forbidden", NULL);
-    xmppd_stanza *r = xmppd_stanza_reply(ev->stanza);
-    xmppd_stanza *q = r ? xmppd_stanza_tag(r, "query", NS_MUC_ADMIN) : NULL;
-    if (!q) {
-        xmppd_stanza_unref(r);
+    xmppd_stanza *r, *q = muc_reply_query(ev, NS_MUC_ADMIN, &r);
+    if (!q)
         return XMPPD_FAIL;
-    }
     const char *key;
     json_t *e;
     json_object_foreach(room->affs, key, e) {
@@ -155,12 +152,9 @@ static int list_role(muc_room *room, xmppd_event *ev, const actor *a, muc_role l
     bool ok = list == ROLE_MODERATOR ? a->aff >= AFF_ADMIN : a->role == ROLE_MODERATOR;
     if (!ok)
         return muc_error(ev, room, "auth", "forbidden", NULL);
-    xmppd_stanza *r = xmppd_stanza_reply(ev->stanza);
-    xmppd_stanza *q = r ? xmppd_stanza_tag(r, "query", NS_MUC_ADMIN) : NULL;
-    if (!q) {
-        xmppd_stanza_unref(r);
+    xmppd_stanza *r, *q = muc_reply_query(ev, NS_MUC_ADMIN, &r);
+    if (!q)
         return XMPPD_FAIL;
-    }
     for (muc_occupant *o = room->occ_head; o; o = o->next) {
         if (o->role != list)
             continue;

@@ -254,10 +254,16 @@ static void job_free(retract_job *j)
     free(j);
 }
 
-/* The job's room if it still exists, held; NULL otherwise (the request is
- * then answered and the job freed). */
-static muc_room *job_room(retract_job *j)
+/* The job's room after a storage answer with status, held; NULL when the
+ * job is over (cancelled: dropped unanswered; the room gone: answered),
+ * the job then freed. */
+static muc_room *job_room(retract_job *j, int status)
 {
+    if (status == MUC_STORE_CANCELLED) {
+        xmppd_pending_drop(j->p);
+        job_free(j);
+        return NULL;
+    }
     muc_room *room = muc_room_find(j->svc, j->node);
     if (room && room->serial == j->serial) {
         muc_room_hold(room);
@@ -369,12 +375,7 @@ static void retracted(muc_room *room, retract_job *j, xmppd_stanza *stone)
 static void on_replaced(int status, void *ud)
 {
     retract_job *j = ud;
-    if (status == MUC_STORE_CANCELLED) {
-        xmppd_pending_drop(j->p);
-        job_free(j);
-        return;
-    }
-    muc_room *room = job_room(j);
+    muc_room *room = job_room(j, status);
     if (!room)
         return;
     if (status == XMPPD_STORE_OK) {
@@ -430,12 +431,7 @@ static void on_lookup(int status, const xmppd_archive_item *items, size_t n, boo
                       void *ud)
 {
     retract_job *j = ud;
-    if (status == MUC_STORE_CANCELLED) {
-        xmppd_pending_drop(j->p);
-        job_free(j);
-        return;
-    }
-    muc_room *room = job_room(j);
+    muc_room *room = job_room(j, status);
     if (!room)
         return;
     if (status != XMPPD_STORE_OK) {

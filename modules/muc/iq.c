@@ -15,18 +15,6 @@ static int reply_empty(xmppd_event *ev)
     return XMPPD_HANDLED;
 }
 
-static xmppd_stanza *reply_query(xmppd_event *ev, const char *ns, xmppd_stanza **r_out)
-{
-    xmppd_stanza *r = xmppd_stanza_reply(ev->stanza);
-    xmppd_stanza *q = r ? xmppd_stanza_tag(r, "query", ns) : NULL;
-    if (!q) {
-        xmppd_stanza_unref(r);
-        return NULL;
-    }
-    *r_out = r;
-    return q;
-}
-
 static void add_feature(xmppd_stanza *q, const char *var)
 {
     xmppd_stanza *f = xmppd_stanza_tag(q, "feature", NULL);
@@ -59,7 +47,7 @@ static void service_info(muc_service *svc, xmppd_event *ev)
         muc_error(ev, NULL, "cancel", "item-not-found", NULL);
         return;
     }
-    xmppd_stanza *r, *q = reply_query(ev, NS_DISCO_INFO, &r);
+    xmppd_stanza *r, *q = muc_reply_query(ev, NS_DISCO_INFO, &r);
     if (!q)
         return;
     add_identity(q, svc->conf->name);
@@ -129,7 +117,7 @@ static void service_items(muc_service *svc, xmppd_event *ev)
         if (rsm.max >= 0 && end - start > (size_t)rsm.max)
             end = start + (size_t)rsm.max;
     }
-    xmppd_stanza *r, *q = l.oom ? NULL : reply_query(ev, NS_DISCO_ITEMS, &r);
+    xmppd_stanza *r, *q = l.oom ? NULL : muc_reply_query(ev, NS_DISCO_ITEMS, &r);
     if (!q) {
         free(l.v);
         xmppd_rsm_clear(&rsm);
@@ -222,7 +210,7 @@ static void room_info(muc_room *room, xmppd_event *ev)
         muc_error(ev, room, "cancel", "item-not-found", NULL);
         return;
     }
-    if (!(q = reply_query(ev, NS_DISCO_INFO, &r)))
+    if (!(q = muc_reply_query(ev, NS_DISCO_INFO, &r)))
         return;
     if (node) {
         /* §7.12: the requester's reserved nick, if any. */
@@ -258,7 +246,7 @@ static void room_info(muc_room *room, xmppd_event *ev)
 
 static int register_form(muc_room *room, xmppd_event *ev)
 {
-    xmppd_stanza *r, *q = reply_query(ev, NS_REGISTER, &r);
+    xmppd_stanza *r, *q = muc_reply_query(ev, NS_REGISTER, &r);
     if (!q)
         return XMPPD_FAIL;
     xmppd_stanza *ins = xmppd_stanza_tag(q, "instructions", NULL);
@@ -332,7 +320,7 @@ static int room_register(muc_room *room, xmppd_event *ev)
     int rc;
     if (get && nick && aff >= AFF_MEMBER) {
         /* §7.10: already registered: the reserved nick. */
-        xmppd_stanza *r = NULL, *rq = reply_query(ev, NS_REGISTER, &r);
+        xmppd_stanza *r = NULL, *rq = muc_reply_query(ev, NS_REGISTER, &r);
         xmppd_stanza *reg = rq ? xmppd_stanza_tag(rq, "registered", NULL) : NULL;
         xmppd_stanza *u = reg ? xmppd_stanza_tag(rq, "username", NULL) : NULL;
         if (u) {
@@ -384,7 +372,7 @@ static void room_iq(muc_room *room, xmppd_event *ev)
     }
     if (get && strcmp(ns, NS_DISCO_ITEMS) == 0) {
         /* §6.5: the occupant list stays private. */
-        xmppd_stanza *r, *q = reply_query(ev, NS_DISCO_ITEMS, &r);
+        xmppd_stanza *r, *q = muc_reply_query(ev, NS_DISCO_ITEMS, &r);
         if (q)
             xmppd_reply(ev, r);
         return;

@@ -268,6 +268,10 @@ static void change_subject(muc_room *room, muc_occupant *occ, xmppd_event *ev, c
         muc_error(ev, room, "modify", "not-acceptable", "The subject is too long");
         return;
     }
+    if (!rate_ok(occ)) {
+        muc_error(ev, room, "wait", "resource-constraint", "You are sending messages too fast");
+        return;
+    }
     xmppd_stanza *m = relayed(ev->stanza, occ);
     char *text = *subject ? strdup(subject) : NULL;
     char *from = m ? strdup(xmppd_stanza_attr(m, "from")) : NULL;
@@ -603,11 +607,20 @@ static bool ghost_error(const char *cond)
     return false;
 }
 
+/* An error from a JID of one of this server's hosts that has no session:
+ * the router's own answer that the resource is gone (whatever its
+ * condition), for users of other hosts, whose session ends this module
+ * does not see. */
+static bool local_and_gone(const xmppd_jid *from)
+{
+    return xmppd_host_find(from->domain) && from->resource && !xmppd_session_find(from);
+}
+
 static void error_from_occupant(muc_room *room, muc_sess *s, xmppd_event *ev)
 {
     if (!s)
         return;
-    if (ghost_error(error_cond(ev->stanza))) {
+    if (ghost_error(error_cond(ev->stanza)) || local_and_gone(ev->from)) {
         muc_sess_gone(s, true);
         return;
     }

@@ -400,8 +400,13 @@ const char *muc_nick_invalid(const muc_service *svc, const char *nick);
 /* Routes st (borrowed) with its 'to' set to `to`: a copy per recipient,
  * since the router may keep what it is given. */
 void muc_send_to(muc_service *svc, const xmppd_stanza *st, const xmppd_jid *to);
+/* Appends <status code/> children (codes: 0-terminated, may be NULL) to x. */
+void muc_add_codes(xmppd_stanza *x, const int *codes);
 /* Appends <x xmlns=muc#user> with <status code/> children to el; returns x. */
 xmppd_stanza *muc_status_x(xmppd_stanza *el, const int *codes);
+/* The result to ev's IQ with an empty <query xmlns=ns/>: returns the query
+ * (borrowed) and the reply in *r_out (caller's), or NULL on OOM. */
+xmppd_stanza *muc_reply_query(const xmppd_event *ev, const char *ns, xmppd_stanza **r_out);
 /* Error reply to ev with 'by' = the room (XEP-0045 examples) and, for
  * presence errors, the muc <x/> echoed; returns XMPPD_HANDLED. */
 int muc_error(xmppd_event *ev, const muc_room *room, const char *type, const char *cond,

@@ -93,19 +93,10 @@ static xmppd_stanza *occ_presence(const muc_occupant *occ, const xmppd_stanza *c
         if (r)
             xmppd_stanza_set_text(r, ex->reason);
     }
-    int all[12], n = 0;
+    static const int c110[] = { 110, 0 };
     if (self)
-        all[n++] = 110;
-    for (size_t i = 0; codes && codes[i] && n < 11; i++)
-        all[n++] = codes[i];
-    all[n] = 0;
-    for (int i = 0; all[i]; i++) {
-        xmppd_stanza *st = xmppd_stanza_tag(x, "status", NULL);
-        char code[8];
-        snprintf(code, sizeof(code), "%d", all[i]);
-        if (st)
-            xmppd_stanza_set_attr(st, "code", code);
-    }
+        muc_add_codes(x, c110);
+    muc_add_codes(x, codes);
     xmppd_stanza *oid = xmppd_stanza_tag(p, "occupant-id", NS_OCCUPANT_ID);
     if (oid)
         xmppd_stanza_set_attr(oid, "id", occ->occupant_id);
@@ -336,7 +327,7 @@ static void join(muc_service *svc, muc_room *room, xmppd_event *ev, xmppd_stanza
     const char *by = muc_nick_reserved_by(room, nick, bare->bare);
     const char *cond = NULL, *type = NULL, *text = NULL;
     if (room->locked && aff != AFF_OWNER)
-        cond = "item-not-found"; /* §7.2.9 */
+        cond = "item-not-found"; /* §7.2.10 */
     else if (aff == AFF_OUTCAST)
         cond = "forbidden"; /* §7.2.7 */
     else if (room->cfg.members_only && aff < AFF_MEMBER)
@@ -347,7 +338,7 @@ static void join(muc_service *svc, muc_room *room, xmppd_event *ev, xmppd_stanza
         cond = "conflict"; /* §7.2.8 */
     else if (!same && room->n_occupants >= room_limit(room) &&
              (aff < AFF_ADMIN || room->n_occupants >= room_limit(room) + MUC_ADMIN_EXTRA)) {
-        cond = "service-unavailable"; /* §7.2.10 */
+        cond = "service-unavailable"; /* §7.2.9 */
         type = "wait";
     }
     if (cond) {
@@ -396,13 +387,12 @@ static void change_nick(muc_room *room, muc_sess *s, xmppd_event *ev, xmppd_stan
     pres_extra ex = { .new_nick = nick };
     bool visible = muc_occ_visible(occ);
     broadcast(occ, NULL, true, &ex, c303, c303, visible);
-    char *old = strdup(occ->nick);
-    if (!old || muc_occ_rename(occ, nick) < 0) {
-        free(old);
+    if (muc_occ_rename(occ, nick) < 0) {
+        /* out of memory: the others saw it leave, so it leaves */
+        muc_occ_free(occ);
         muc_error(ev, room, "wait", "resource-constraint", NULL);
         return;
     }
-    free(old);
     xmppd_stanza_unref(s->presence);
     s->presence = xmppd_stanza_ref(client);
     pres_extra none = { 0 };
@@ -451,13 +441,7 @@ static void not_in_room(muc_service *svc, xmppd_event *ev)
         xmppd_stanza_set_attr(item, "affiliation", "none");
         xmppd_stanza_set_attr(item, "role", "none");
         xmppd_stanza_set_text(reason, "You are not in the room.");
-        for (size_t i = 0; codes[i]; i++) {
-            xmppd_stanza *st = xmppd_stanza_tag(x, "status", NULL);
-            char code[8];
-            snprintf(code, sizeof(code), "%d", codes[i]);
-            if (st)
-                xmppd_stanza_set_attr(st, "code", code);
-        }
+        muc_add_codes(x, codes);
         muc_send_to(svc, p, ev->from);
     }
     xmppd_stanza_unref(p);

@@ -1,4 +1,4 @@
-/* The room service's storage: fire-and-log writes and the restore at start
+/* The room service's storage: writes nobody waits for, and the restore at start
  * (occupant-id secret, persistent rooms, their history). Layout in
  * muc_store.h. Every request carries its own data: a callback may come with
  * MUC_STORE_CANCELLED after the module unloaded, when the service is gone. */

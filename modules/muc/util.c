@@ -189,17 +189,35 @@ void muc_send_to(muc_service *svc, const xmppd_stanza *st, const xmppd_jid *to)
     xmppd_stanza_unref(c);
 }
 
-xmppd_stanza *muc_status_x(xmppd_stanza *el, const int *codes)
+void muc_add_codes(xmppd_stanza *x, const int *codes)
 {
-    xmppd_stanza *x = xmppd_stanza_tag(el, "x", NS_MUC_USER);
-    for (size_t i = 0; x && codes && codes[i]; i++) {
+    for (size_t i = 0; codes && codes[i]; i++) {
         xmppd_stanza *s = xmppd_stanza_tag(x, "status", NULL);
         char code[8];
         snprintf(code, sizeof(code), "%d", codes[i]);
         if (s)
             xmppd_stanza_set_attr(s, "code", code);
     }
+}
+
+xmppd_stanza *muc_status_x(xmppd_stanza *el, const int *codes)
+{
+    xmppd_stanza *x = xmppd_stanza_tag(el, "x", NS_MUC_USER);
+    if (x)
+        muc_add_codes(x, codes);
     return x;
+}
+
+xmppd_stanza *muc_reply_query(const xmppd_event *ev, const char *ns, xmppd_stanza **r_out)
+{
+    xmppd_stanza *r = xmppd_stanza_reply(ev->stanza);
+    xmppd_stanza *q = r ? xmppd_stanza_tag(r, "query", ns) : NULL;
+    if (!q) {
+        xmppd_stanza_unref(r);
+        return NULL;
+    }
+    *r_out = r;
+    return q;
 }
 
 int muc_error(xmppd_event *ev, const muc_room *room, const char *type, const char *cond,
