@@ -234,27 +234,6 @@ static xmppd_stanza *relayed(const xmppd_stanza *st, const muc_occupant *occ)
     return m;
 }
 
-/* Message rate per occupant: a token bucket of message_burst tokens,
- * refilled at message_rate per minute. */
-static bool rate_ok(muc_occupant *occ)
-{
-    const muc_conf *c = occ->room->svc->conf;
-    if (c->message_rate <= 0)
-        return true;
-    uint64_t now = xmppd_now_ms();
-    if (occ->tokens < 0)
-        occ->tokens = (double)c->message_burst;
-    else
-        occ->tokens += (double)(now - occ->tokens_at) * (double)c->message_rate / 60000.0;
-    if (occ->tokens > (double)c->message_burst)
-        occ->tokens = (double)c->message_burst;
-    occ->tokens_at = now;
-    if (occ->tokens < 1.0)
-        return false;
-    occ->tokens -= 1.0;
-    return true;
-}
-
 /* §8.1: a message with <subject/> and neither <body/> nor <thread/>. */
 static void change_subject(muc_room *room, muc_occupant *occ, xmppd_event *ev, const char *subject)
 {
@@ -268,7 +247,7 @@ static void change_subject(muc_room *room, muc_occupant *occ, xmppd_event *ev, c
         muc_error(ev, room, "modify", "not-acceptable", "The subject is too long");
         return;
     }
-    if (!rate_ok(occ)) {
+    if (!muc_rate_ok(occ)) {
         muc_error(ev, room, "wait", "resource-constraint", "You are sending messages too fast");
         return;
     }
@@ -310,7 +289,7 @@ static void groupchat(muc_room *room, muc_sess *s, xmppd_event *ev)
         muc_error(ev, room, "auth", "forbidden", "Visitors have no voice in this room");
         return;
     }
-    if (!rate_ok(occ)) {
+    if (!muc_rate_ok(occ)) {
         muc_error(ev, room, "wait", "resource-constraint", "You are sending messages too fast");
         return;
     }
@@ -360,7 +339,7 @@ static void private_message(muc_room *room, muc_sess *s, xmppd_event *ev)
         muc_error(ev, room, "cancel", "not-allowed", "Private messages are not allowed here");
         return;
     }
-    if (!rate_ok(s->occ)) {
+    if (!muc_rate_ok(s->occ)) {
         muc_error(ev, room, "wait", "resource-constraint", "You are sending messages too fast");
         return;
     }
@@ -567,6 +546,8 @@ static void voice_form(muc_room *room, muc_sess *s, xmppd_event *ev, xmppd_stanz
     else if (has_allow == 1) { /* no muc#request_allow: a request */
         if (s->occ->role != ROLE_VISITOR)
             muc_error(ev, room, "cancel", "not-allowed", "You have voice already");
+        else if (!muc_rate_ok(s->occ))
+            muc_error(ev, room, "wait", "resource-constraint", "You are asking too often");
         else
             ask_moderators(room, s);
     } else if (s->occ->role != ROLE_MODERATOR) {

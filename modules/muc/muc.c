@@ -38,7 +38,8 @@ static const xmppd_option muc_options[] = {
       .doc = "owners, admins, members and outcasts of one room at most" },
     { .name = "message_rate", .type = XMPPD_OPT_INT, .offset = XMPPD_OFF(muc_conf, message_rate),
       .def = "120", .min = 0, .max = 600000,
-      .doc = "messages (groupchat and private) per minute one occupant may send; 0: no limit" },
+      .doc = "messages (groupchat, private, subject, voice requests) and presence updates per "
+             "minute one occupant may send; 0: no limit" },
     { .name = "message_burst", .type = XMPPD_OPT_INT, .offset = XMPPD_OFF(muc_conf, message_burst),
       .def = "20", .min = 1, .max = 100000, .doc = "messages an occupant may send at once" },
     { .name = "max_subject_length", .type = XMPPD_OPT_INT,

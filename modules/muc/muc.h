@@ -84,7 +84,7 @@ typedef struct muc_conf {
     long long max_occupants;     /* ceiling of a room's maxusers */
     long long max_history;       /* messages kept per room for history */
     long long max_affiliations;  /* per room */
-    long long message_rate;      /* messages per minute per occupant */
+    long long message_rate;      /* messages and presence updates per minute per occupant */
     long long message_burst;
     long long max_subject_length;
     long long max_nick_length;
@@ -387,6 +387,9 @@ void muc_occupant_id(const muc_service *svc, const muc_room *room, const char *b
 void muc_stamp(int64_t ms, char out[32]);
 /* Parses a XEP-0082 DateTime; -1 when malformed. */
 int muc_parse_stamp(const char *s, int64_t *ms_r);
+/* Takes one token of the occupant's rate bucket (message_rate per minute,
+ * message_burst at most): false when it is empty. */
+bool muc_rate_ok(muc_occupant *occ);
 /* A random id for stanzas the room generates (24 bytes incl. NUL). */
 void muc_random_id(char out[24]);
 /* Number of characters (UTF-8 code points) in s. */

@@ -214,9 +214,10 @@ static void send_roster(muc_room *room, const muc_occupant *me, const xmppd_jid 
 }
 
 /* Everything a joining (or resynchronising, §17.3 rule 3) session gets:
- * the roster, its own presence (to all), history, subject. */
+ * the roster, its own presence (to the others too when tell_others),
+ * history, subject. */
 static void enter(muc_occupant *occ, muc_sess *s, const xmppd_stanza *req, bool created,
-                  bool renamed)
+                  bool renamed, bool tell_others)
 {
     muc_room *room = occ->room;
     int codes[4], n = 0;
@@ -229,7 +230,7 @@ static void enter(muc_occupant *occ, muc_sess *s, const xmppd_stanza *req, bool 
     codes[n] = 0;
     send_roster(room, occ, s->jid);
     pres_extra ex = { 0 };
-    broadcast(occ, s->presence, false, &ex, codes, NULL, muc_occ_visible(occ));
+    broadcast(occ, s->presence, false, &ex, codes, NULL, tell_others);
     xmppd_stanza *mx = xmppd_stanza_child(req, "x", NS_MUC);
     muc_send_history(room, s->jid, mx ? xmppd_stanza_child(mx, "history", NULL) : NULL);
     muc_send_subject(room, s->jid);
@@ -277,7 +278,7 @@ static void create_room(muc_service *svc, xmppd_event *ev, const xmppd_stanza *c
         room->lock_timer = xmppd_timer_add(svc->m, (uint64_t)svc->conf->lock_timeout, on_lock_timer,
                                            room);
     xmppd_log(svc->m, XMPPD_LOG_INFO, "room %s created by %s", muc_room_jid(room), ev->from->bare);
-    enter(occ, occ->sessions, ev->stanza, true, false);
+    enter(occ, occ->sessions, ev->stanza, true, false, true);
 }
 
 /* The nick a joining user gets: the requested one, or its reserved nick
@@ -361,7 +362,7 @@ static void join(muc_service *svc, muc_room *room, xmppd_event *ev, xmppd_stanza
         occ->role = muc_default_role(room, bare->bare, aff);
     s->presence = xmppd_stanza_ref(client);
     xmppd_jid_free(bare);
-    enter(occ, s, ev->stanza, false, renamed);
+    enter(occ, s, ev->stanza, false, renamed, muc_occ_visible(occ));
 }
 
 /* §7.6: an occupant sends presence to another nick in the same room. */
@@ -399,14 +400,17 @@ static void change_nick(muc_room *room, muc_sess *s, xmppd_event *ev, xmppd_stan
     broadcast(occ, client, false, &none, NULL, NULL, visible);
 }
 
-/* §7.7: a presence update from a session already in the room. */
+/* §7.7: a presence update from a session already in the room. §14.6:
+ * updates beyond the occupant's rate are kept but not broadcast (the next
+ * one shows the latest state). */
 static void update(muc_sess *s, xmppd_event *ev, xmppd_stanza *client)
 {
     muc_occupant *occ = s->occ;
     xmppd_stanza_unref(s->presence);
     s->presence = xmppd_stanza_ref(client);
+    bool tell = muc_occ_visible(occ) && muc_rate_ok(occ);
     if (xmppd_stanza_child(ev->stanza, "x", NS_MUC)) {
-        enter(occ, s, ev->stanza, false, false); /* §17.3 rule 3: a resync */
+        enter(occ, s, ev->stanza, false, false, tell); /* §17.3 rule 3: a resync */
         return;
     }
     /* The session that spoke last is the one the room shows. */
@@ -420,7 +424,7 @@ static void update(muc_sess *s, xmppd_event *ev, xmppd_stanza *client)
         occ->sessions = s;
     }
     pres_extra ex = { 0 };
-    broadcast(occ, client, false, &ex, NULL, NULL, muc_occ_visible(occ));
+    broadcast(occ, client, false, &ex, NULL, NULL, tell);
 }
 
 /* §7.2.18 (since 1.32): presence without the MUC extension from someone who

@@ -265,3 +265,24 @@ int muc_error(xmppd_event *ev, const muc_room *room, const char *type, const cha
     xmppd_reply(ev, e);
     return XMPPD_HANDLED;
 }
+
+/* Message rate per occupant: a token bucket of message_burst tokens,
+ * refilled at message_rate per minute. */
+bool muc_rate_ok(muc_occupant *occ)
+{
+    const muc_conf *c = occ->room->svc->conf;
+    if (c->message_rate <= 0)
+        return true;
+    uint64_t now = xmppd_now_ms();
+    if (occ->tokens < 0)
+        occ->tokens = (double)c->message_burst;
+    else
+        occ->tokens += (double)(now - occ->tokens_at) * (double)c->message_rate / 60000.0;
+    if (occ->tokens > (double)c->message_burst)
+        occ->tokens = (double)c->message_burst;
+    occ->tokens_at = now;
+    if (occ->tokens < 1.0)
+        return false;
+    occ->tokens -= 1.0;
+    return true;
+}

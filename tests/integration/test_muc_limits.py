@@ -82,6 +82,26 @@ def test_message_rate(server, accounts):
     run(go())
 
 
+def test_presence_flood_is_not_broadcast(server, accounts):
+    """§14.6 (rapid presence changes): presence updates share the occupant's
+    rate; beyond it they are kept but not broadcast, so the others see at
+    most the burst."""
+    a, b = accounts(2)
+    room = room_jid()
+
+    async def go():
+        from muc_util import quiet_presences
+        ca, cb = await connect(server, a), await connect(server, b)
+        await create(ca, room, "o")
+        await join_ok(cb, room, "b")
+        await quiet_presences(ca, room, 0.3)
+        for i in range(8):
+            cb.send_raw("<presence to='%s/b'><status>s%d</status></presence>" % (room, i))
+        seen = [p["status"] for p in await quiet_presences(ca, room)]
+        assert seen == ["s0", "s1", "s2"]
+    run(go())
+
+
 def test_subject_and_nick_length(server, accounts):
     """max_subject_length: a longer subject is <not-acceptable/>;
     max_nick_length: a longer nick is <not-acceptable/> on entering and on a
