@@ -503,8 +503,8 @@ static void occupant_iq(muc_room *room, xmppd_event *ev)
     const char *ns = xmppd_stanza_ns(xmppd_stanza_first(ev->stanza));
     muc_sess *s = muc_sess_find(room, ev->from);
     if (!s) {
-        /* §6.6: disco of an occupant from outside is bad-request; XEP-0410
-         * §3: anything else (a self-ping) tells the sender it is out. */
+        /* §6.6: disco of an occupant from outside is bad-request; anything
+         * else (a XEP-0410 self-ping) tells the sender it is out. */
         bool disco = strcmp(ns, NS_DISCO_INFO) == 0 || strcmp(ns, NS_DISCO_ITEMS) == 0;
         muc_error(ev, room, disco ? "modify" : "cancel", disco ? "bad-request" : "not-acceptable",
                   NULL);

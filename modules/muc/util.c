@@ -80,7 +80,7 @@ static int digits(const char **p, int n)
     return v;
 }
 
-/* CCYY-MM-DDThh:mm:ss[.sss](Z|(+|-)hh:mm), XEP-0082 §3.3. */
+/* CCYY-MM-DDThh:mm:ss[.sss](Z|(+|-)hh:mm), XEP-0082 §3.2 (DateTime). */
 int muc_parse_stamp(const char *s, int64_t *ms_r)
 {
     const char *p = s;
