@@ -131,7 +131,13 @@ int muc_dispatch(muc_service *svc, xmppd_event *ev)
 {
     char kind = ev->name[0]; /* message/domain, presence/domain, iq/domain */
     if (!svc->ready) {
-        /* Rooms are being restored: the stanza waits for them. */
+        /* The first stanza starts the restore (not load(): xmppctl loads
+         * modules too, to manage accounts, and never routes a stanza);
+         * stanzas wait for the rooms. */
+        if (!svc->restore_started) {
+            svc->restore_started = true;
+            muc_rooms_restore(svc);
+        }
         xmppd_pending *p = svc->n_held < MUC_MAX_HELD ? xmppd_pending_new(ev) : NULL;
         if (p && svc->n_held == svc->cap_held) {
             size_t cap = svc->cap_held ? svc->cap_held * 2 : 64;
@@ -313,7 +319,6 @@ static int muc_load(xmppd_module *m, const void *conf)
     if (xmppd_hook(m, "session-closed", on_session_closed, XMPPD_PRIO_DEFAULT, svc) < 0 ||
         xmppd_hook(m, "disco-items", on_disco_items, XMPPD_PRIO_DEFAULT, svc) < 0)
         return refuse(m, svc, "out of memory", NULL);
-    muc_rooms_restore(svc);
     return 0;
 }
 

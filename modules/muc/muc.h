@@ -225,6 +225,7 @@ struct muc_service {
     char **admins;               /* prepared bare JIDs of the admins option (owned) */
     unsigned char secret[32];    /* occupant-id key (persisted) */
     uint64_t next_serial;        /* last room serial handed out */
+    bool restore_started;        /* by the first stanza for the domain */
     bool ready;                  /* rooms restored */
     int restoring;               /* restore operations in flight */
     xmppd_pending **held;        /* stanzas that came while restoring */
