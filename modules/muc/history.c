@@ -3,11 +3,17 @@
  *
  * Each room keeps its last max_history messages in memory (filled from the
  * archive when a persistent room is restored), so a join costs no query and
- * sees exactly what was broadcast before it. An archive item's value:
- *   {"xml": the message as broadcast (from the occupant JID, no 'to', no
- *    stanza-id: the item id is the stanza-id), "kind": "groupchat" |
- *    "notice" (moderation notices: not history) | "tombstone",
- *    "nick", "jid" (the author's real bare JID), "occupant_id"}. */
+ * sees exactly what was broadcast before it.
+ *
+ * An archive item (store "muc_archive", user = the room's bare JID) is laid
+ * out as mod_mam's engine reads items (modules/mam/mam_api.h), so XEP-0313
+ * on the room can be served from it: the id is the message's stanza-id,
+ * 'with' the author's real bare JID (none for the room's own messages) and
+ * the value a JSON string, the message as broadcast (from the occupant
+ * JID or the room's, no 'to', no stanza-id). What history needs is read
+ * back from that XML: the nick from 'from', the occupant id from
+ * <occupant-id/>; a message from the room's bare JID is a notice (not
+ * history), one with <retracted/> a moderated message's tombstone. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,16 +21,36 @@
 #include "muc.h"
 #include "muc_store.h"
 
-json_t *muc_archive_value(const xmppd_stanza *msg, const char *kind, const char *nick,
-                          const char *jid, const char *occupant_id)
+/* ud: the service, alive unless the module unloads (CANCELLED). */
+static void on_archived(int status, const char *id, void *ud)
 {
-    size_t len;
-    char *xml = xmppd_stanza_to_string(msg, XMPPD_NS_CLIENT, &len);
-    json_t *v = xml ? json_pack("{s:s, s:s, s:s?, s:s?, s:s?}", "xml", xml, "kind", kind, "nick",
-                                nick, "jid", jid, "occupant_id", occupant_id)
-                    : NULL;
+    muc_service *svc = ud;
+    if (status != XMPPD_STORE_OK && status != XMPPD_STORE_CANCELLED)
+        xmppd_log(svc->m, XMPPD_LOG_ERROR, "a room message was not archived (status %d): its "
+                  "stanza-id %s names no archive item", status, id ? id : "");
+}
+
+/* The archive value of msg: its XML as a JSON string; NULL on OOM. */
+static json_t *archive_value(const xmppd_stanza *msg)
+{
+    char *xml = xmppd_stanza_to_string(msg, XMPPD_NS_CLIENT, NULL);
+    json_t *v = xml ? json_string(xml) : NULL;
     free(xml);
     return v;
+}
+
+void muc_archive_message(muc_room *room, const char *id, int64_t when_ms, const xmppd_stanza *msg,
+                         const char *with)
+{
+    json_t *v = archive_value(msg);
+    if (!v) {
+        xmppd_log(room->svc->m, XMPPD_LOG_ERROR, "room %s: out of memory, message %s not archived",
+                  muc_room_jid(room), id);
+        return;
+    }
+    xmppd_archive_append_id(room->svc->archive, muc_room_jid(room), id, with, when_ms, v,
+                            on_archived, room->svc);
+    json_decref(v);
 }
 
 /* ---- the cache ------------------------------------------------------------------ */
@@ -85,22 +111,34 @@ static muc_hist *hist_find(const muc_room *room, const char *id)
     return NULL;
 }
 
-/* The message of an archive item with its stanza-id, or NULL. */
-static xmppd_stanza *item_message(const muc_room *room, const xmppd_archive_item *it)
+/* The message of an archive item, or NULL when unreadable. */
+static xmppd_stanza *item_parse(const xmppd_archive_item *it)
 {
-    const char *xml = json_string_value(json_object_get(it->value, "xml"));
-    xmppd_stanza *m = xml ? xmppd_stanza_from_string(xml, strlen(xml), XMPPD_NS_CLIENT) : NULL;
-    xmppd_stanza *sid = m ? xmppd_stanza_tag(m, "stanza-id", NS_SID) : NULL;
-    if (sid) {
-        xmppd_stanza_set_attr(sid, "id", it->id);
-        xmppd_stanza_set_attr(sid, "by", muc_room_jid(room));
-    }
-    return m;
+    const char *xml = json_string_value(it->value);
+    return xml ? xmppd_stanza_from_string(xml, strlen(xml), XMPPD_NS_CLIENT) : NULL;
 }
 
-static const char *item_str(const xmppd_archive_item *it, const char *key)
+/* The author's nick of an archived message: the resource of its 'from';
+ * NULL for the room's own messages. */
+static const char *item_nick(const xmppd_stanza *m)
 {
-    return json_string_value(json_object_get(it->value, key));
+    const char *from = xmppd_stanza_attr(m, "from");
+    const char *slash = from ? strchr(from, '/') : NULL;
+    return slash ? slash + 1 : NULL;
+}
+
+static const char *item_occupant_id(const xmppd_stanza *m)
+{
+    xmppd_stanza *oid = xmppd_stanza_child(m, "occupant-id", NS_OCCUPANT_ID);
+    return oid ? xmppd_stanza_attr(oid, "id") : NULL;
+}
+
+/* Discussion history: an occupant's message with a body, or what a
+ * moderator left of one. */
+static bool item_is_history(const xmppd_stanza *m)
+{
+    return item_nick(m) && (xmppd_stanza_child(m, "body", NULL) ||
+                            xmppd_stanza_child(m, "retracted", NS_RETRACT1));
 }
 
 /* ---- loading a restored room's cache ---------------------------------------------- */
@@ -117,19 +155,21 @@ static void on_history(int status, const xmppd_archive_item *items, size_t n, bo
                        void *ud)
 {
     load_req *r = ud;
-    if (status != MUC_STORE_CANCELLED) {
+    if (status != XMPPD_STORE_CANCELLED) {
         muc_room *room = muc_room_find(r->svc, r->node);
         if (status != XMPPD_STORE_OK)
             xmppd_log(r->svc->m, XMPPD_LOG_ERROR, "room %s: history not loaded (status %d)",
                       r->node, status);
         for (size_t i = n; room && room->serial == r->serial && i-- > 0;) {
-            const char *kind = item_str(&items[i], "kind");
-            if (kind && strcmp(kind, "notice") == 0)
-                continue;
-            xmppd_stanza *m = item_message(room, &items[i]);
-            if (m)
-                muc_hist_push(room, items[i].id, items[i].when_ms, m, item_str(&items[i], "nick"),
-                              item_str(&items[i], "jid"), item_str(&items[i], "occupant_id"));
+            xmppd_stanza *m = item_parse(&items[i]);
+            xmppd_stanza *sid = m && item_is_history(m) ? xmppd_stanza_tag(m, "stanza-id", NS_SID)
+                                                        : NULL;
+            if (sid) {
+                xmppd_stanza_set_attr(sid, "id", items[i].id);
+                xmppd_stanza_set_attr(sid, "by", muc_room_jid(room));
+                muc_hist_push(room, items[i].id, items[i].when_ms, m, item_nick(m), items[i].with,
+                              item_occupant_id(m));
+            }
             xmppd_stanza_unref(m);
         }
         r->done(r->svc, r->ud);
@@ -238,7 +278,6 @@ typedef struct retract_job {
     char mod_oid[48];
     char *nick, *jid, *oid; /* the author's */
     int64_t when_ms;
-    char *prev;            /* archive lookup: the item before id */
 } retract_job;
 
 static void job_free(retract_job *j)
@@ -250,7 +289,6 @@ static void job_free(retract_job *j)
     free(j->nick);
     free(j->jid);
     free(j->oid);
-    free(j->prev);
     free(j);
 }
 
@@ -259,7 +297,7 @@ static void job_free(retract_job *j)
  * the job then freed. */
 static muc_room *job_room(retract_job *j, int status)
 {
-    if (status == MUC_STORE_CANCELLED) {
+    if (status == XMPPD_STORE_CANCELLED) {
         xmppd_pending_drop(j->p);
         job_free(j);
         return NULL;
@@ -399,7 +437,7 @@ static void replace(muc_room *room, retract_job *j)
     char by[3100];
     snprintf(by, sizeof(by), "%s/%s", muc_room_jid(room), j->mod_nick);
     xmppd_stanza *stone = tombstone(room, j, by);
-    json_t *value = stone ? muc_archive_value(stone, "tombstone", j->nick, j->jid, j->oid) : NULL;
+    json_t *value = stone ? archive_value(stone) : NULL;
     if (!value) {
         xmppd_stanza_unref(stone);
         xmppd_pending_error(j->p, "wait", "resource-constraint", NULL);
@@ -423,70 +461,41 @@ static int set_author(retract_job *j, const char *nick, const char *jid, const c
     return (nick && !j->nick) || (jid && !j->jid) || (oid && !j->oid) ? -1 : 0;
 }
 
-static void lookup(muc_room *room, retract_job *j);
-
-/* A message older than the cache: find its item in the archive, through the
- * item just before it (ids are ordered, not consecutive). */
+/* A message older than the cache: its item in the archive, by id. */
 static void on_lookup(int status, const xmppd_archive_item *items, size_t n, bool complete,
                       void *ud)
 {
+    (void)complete;
     retract_job *j = ud;
     muc_room *room = job_room(j, status);
     if (!room)
         return;
-    if (status != XMPPD_STORE_OK) {
-        xmppd_pending_error(j->p, NULL, status == XMPPD_STORE_NOT_FOUND ? "item-not-found"
-                                                                         : "internal-server-error",
-                            NULL);
+    xmppd_stanza *m = status == XMPPD_STORE_OK && n == 1 ? item_parse(&items[0]) : NULL;
+    if (status != XMPPD_STORE_OK && status != XMPPD_STORE_NOT_FOUND) {
+        xmppd_pending_error(j->p, NULL, "internal-server-error", NULL);
         job_free(j);
-    } else if (!j->prev && n == 1 && strcmp(items[0].id, j->id) != 0) {
-        /* the item before: now ask for the one after it */
-        j->prev = strdup(items[0].id);
-        if (!j->prev) {
-            xmppd_pending_error(j->p, "wait", "resource-constraint", NULL);
-            job_free(j);
-        } else {
-            lookup(room, j);
-        }
-    } else if (n == 1 && strcmp(items[0].id, j->id) == 0) {
-        const char *kind = item_str(&items[0], "kind");
-        if (kind && strcmp(kind, "notice") == 0) {
-            xmppd_pending_error(j->p, "modify", "not-acceptable",
-                                "Only messages of occupants can be moderated");
-            job_free(j);
-        } else if (set_author(j, item_str(&items[0], "nick"), item_str(&items[0], "jid"),
-                              item_str(&items[0], "occupant_id")) < 0) {
-            xmppd_pending_error(j->p, "wait", "resource-constraint", NULL);
-            job_free(j);
-        } else {
-            j->when_ms = items[0].when_ms;
-            replace(room, j);
-        }
-    } else if (!j->prev && n == 0) {
-        /* nothing before it: it is the oldest item, if it exists */
-        j->prev = strdup("");
-        if (!j->prev) {
-            xmppd_pending_error(j->p, "wait", "resource-constraint", NULL);
-            job_free(j);
-        } else {
-            lookup(room, j);
-        }
-    } else {
+    } else if (status == XMPPD_STORE_NOT_FOUND || n != 1) {
         xmppd_pending_error(j->p, NULL, "item-not-found", NULL);
         job_free(j);
+    } else if (!m || !item_nick(m)) {
+        xmppd_pending_error(j->p, "modify", "not-acceptable",
+                            "Only messages of occupants can be moderated");
+        job_free(j);
+    } else if (set_author(j, item_nick(m), items[0].with, item_occupant_id(m)) < 0) {
+        xmppd_pending_error(j->p, "wait", "resource-constraint", NULL);
+        job_free(j);
+    } else {
+        j->when_ms = items[0].when_ms;
+        replace(room, j);
     }
+    xmppd_stanza_unref(m);
     muc_room_release(room);
 }
 
 static void lookup(muc_room *room, retract_job *j)
 {
-    xmppd_archive_filter q = { .max = 1 };
-    if (!j->prev) {
-        q.before_id = j->id;
-        q.reverse = true;
-    } else if (*j->prev) {
-        q.after_id = j->prev;
-    }
+    const char *ids[] = { j->id };
+    xmppd_archive_filter q = { .ids = ids, .n_ids = 1, .max = 1 };
     xmppd_archive_query(room->svc->archive, muc_room_jid(room), &q, on_lookup, j);
 }
 

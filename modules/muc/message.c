@@ -74,135 +74,30 @@ void muc_send_subject(muc_room *room, const xmppd_jid *to)
     xmppd_stanza_unref(m);
 }
 
-/* ---- groupchat through the archive ------------------------------------------------ */
+/* ---- groupchat ------------------------------------------------------------------ */
 
-typedef struct archive_req {
-    muc_service *svc;
-    char *node;
-    uint64_t serial; /* the room's */
-    muc_outgoing *o; /* valid while the room with that serial lives */
-} archive_req;
-
-static void outgoing_free(muc_outgoing *o)
-{
-    xmppd_stanza_unref(o->msg);
-    free(o->id);
-    free(o->nick);
-    free(o->jid);
-    free(o->occupant_id);
-    free(o);
-}
-
-void muc_outgoing_clear(muc_room *room)
-{
-    while (room->out_head) {
-        muc_outgoing *o = room->out_head;
-        room->out_head = o->next;
-        outgoing_free(o);
-    }
-    room->out_tail = &room->out_head;
-}
-
-/* XEP-0359: the room stamps its own stanza-id (replacing any a sender
- * claimed in its name), then the message goes to every occupant. */
-static void deliver(muc_room *room, muc_outgoing *o)
-{
-    if (o->id) {
-        xmppd_stanza *sid = xmppd_stanza_tag(o->msg, "stanza-id", NS_SID);
-        if (sid) {
-            xmppd_stanza_set_attr(sid, "id", o->id);
-            xmppd_stanza_set_attr(sid, "by", muc_room_jid(room));
-        }
-        if (o->history)
-            muc_hist_push(room, o->id, o->when_ms, o->msg, o->nick, o->jid, o->occupant_id);
-    }
-    fanout(room, o->msg, false);
-}
-
-/* Messages leave in the order they came, each once its id is known. */
-static void flush(muc_room *room)
-{
-    while (room->out_head && room->out_head->done) {
-        muc_outgoing *o = room->out_head;
-        room->out_head = o->next;
-        if (!room->out_head)
-            room->out_tail = &room->out_head;
-        deliver(room, o);
-        outgoing_free(o);
-    }
-}
-
-static void on_archived(int status, const char *id, void *ud)
-{
-    archive_req *r = ud;
-    if (status != MUC_STORE_CANCELLED) {
-        muc_room *room = muc_room_find(r->svc, r->node);
-        if (room && room->serial == r->serial) {
-            if (status == XMPPD_STORE_OK && id)
-                r->o->id = strdup(id);
-            else
-                xmppd_log(r->svc->m, XMPPD_LOG_ERROR, "room %s: message not archived (status "
-                          "%d): sent without a stanza-id", muc_room_jid(room), status);
-            r->o->done = true;
-            flush(room);
-        }
-    }
-    free(r->node);
-    free(r);
-}
-
-static int dup_opt(char **dst, const char *s)
-{
-    *dst = s ? strdup(s) : NULL;
-    return s && !*dst ? -1 : 0;
-}
-
+/* XEP-0359: the room stamps its own stanza-id (a sender's claim in its name
+ * was removed by relayed()), archives the message and sends it to every
+ * occupant. The id is chosen here, so nothing waits for the archive: the
+ * message leaves at once and the write completes later. */
 void muc_broadcast_groupchat(muc_room *room, xmppd_stanza *tmpl, const muc_occupant *author,
                              bool history)
 {
-    muc_service *svc = room->svc;
-    muc_outgoing *o = calloc(1, sizeof(*o));
-    const char *nick = author ? author->nick : NULL;
-    const char *jid = author ? author->bare->bare : NULL;
-    const char *oid = author ? author->occupant_id : NULL;
-    if (!o || dup_opt(&o->nick, nick) < 0 || dup_opt(&o->jid, jid) < 0 ||
-        dup_opt(&o->occupant_id, oid) < 0) {
-        if (o)
-            outgoing_free(o);
-        xmppd_stanza_unref(tmpl);
-        return;
+    char id[MUC_ARCHIVE_ID_SIZE];
+    int64_t when_ms = xmppd_wallclock_ms();
+    muc_archive_id(when_ms, id);
+    if (room->cfg.archiving)
+        muc_archive_message(room, id, when_ms, tmpl, author ? author->bare->bare : NULL);
+    xmppd_stanza *sid = xmppd_stanza_tag(tmpl, "stanza-id", NS_SID);
+    if (sid) {
+        xmppd_stanza_set_attr(sid, "id", id);
+        xmppd_stanza_set_attr(sid, "by", muc_room_jid(room));
     }
-    o->msg = tmpl;
-    o->history = history;
-    o->when_ms = xmppd_wallclock_ms();
-    *room->out_tail = o;
-    room->out_tail = &o->next;
-    json_t *value = NULL;
-    archive_req *r = NULL;
-    if (room->cfg.archiving) {
-        value = muc_archive_value(tmpl, history ? "groupchat" : "notice", nick, jid, oid);
-        r = value ? calloc(1, sizeof(*r)) : NULL;
-        if (r)
-            *r = (archive_req){ .svc = svc, .node = strdup(room->node), .serial = room->serial,
-                                .o = o };
-        if (r && !r->node) {
-            free(r);
-            r = NULL;
-        }
-    }
-    if (!r) {
-        /* Not archived (the room's choice, or no memory): a stanza-id of
-         * the room's own, so the message can still be moderated. */
-        char id[24];
-        muc_random_id(id);
-        o->id = strdup(id);
-        o->done = true;
-        json_decref(value);
-        flush(room);
-        return;
-    }
-    xmppd_archive_append(svc->archive, muc_room_jid(room), jid, o->when_ms, value, on_archived, r);
-    json_decref(value);
+    if (history && author)
+        muc_hist_push(room, id, when_ms, tmpl, author->nick, author->bare->bare,
+                      author->occupant_id);
+    fanout(room, tmpl, false);
+    xmppd_stanza_unref(tmpl);
 }
 
 /* ---- occupant messages -------------------------------------------------------------- */

@@ -145,7 +145,7 @@ struct muc_occupant {
     uint64_t tokens_at;          /* ms, monotonic */
 };
 
-/* ---- history and pending messages ------------------------------------- */
+/* ---- history ------------------------------------------------------------ */
 
 typedef struct muc_hist {
     char *id;                    /* stanza-id = archive id (owned) */
@@ -155,18 +155,6 @@ typedef struct muc_hist {
     char *jid;                   /* the author's real bare JID (owned) */
     char *occupant_id;           /* owned */
 } muc_hist;
-
-/* A groupchat message waiting for its archive id before it is broadcast
- * (messages leave in the order they came). */
-typedef struct muc_outgoing {
-    struct muc_outgoing *next;
-    xmppd_stanza *msg;           /* template without 'to' (ref) */
-    char *id;                    /* archive id once known (owned) */
-    bool done;                   /* the archive answered */
-    bool history;                /* goes into the history cache */
-    int64_t when_ms;
-    char *nick, *jid, *occupant_id;
-} muc_outgoing;
 
 /* An IQ relayed from one occupant to another, waiting for the answer. */
 typedef struct muc_proxied {
@@ -204,7 +192,6 @@ struct muc_room {
     void *by_nick;               /* tsearch: muc_occupant by nick */
     muc_hist *hist;              /* ring of cfg max history */
     size_t hist_cap, hist_len, hist_start;
-    muc_outgoing *out_head, **out_tail;
     muc_proxied *proxied;
     size_t n_proxied;
     xmppd_timer *lock_timer;
@@ -327,8 +314,9 @@ bool muc_sees_jids(const muc_room *room, muc_role viewer);
 void muc_message(muc_service *svc, muc_room *room, xmppd_event *ev);
 /* Sends the current subject to one session (join). */
 void muc_send_subject(muc_room *room, const xmppd_jid *to);
-/* Archives then broadcasts a groupchat message template (from set, no 'to',
- * consumed). history: it goes into the history cache. */
+/* Stamps, archives (when the room archives) and broadcasts a groupchat
+ * message template (from set, no 'to', consumed). history: it goes into
+ * the history cache (author needed). */
 void muc_broadcast_groupchat(muc_room *room, xmppd_stanza *tmpl, const muc_occupant *author,
                              bool history);
 /* A message from the room JID to every occupant (or moderators only). */
@@ -339,8 +327,6 @@ void muc_status_notice(muc_room *room, const int *codes);
  * rooms too); inviter: the bare JID to name, reason may be NULL. */
 void muc_send_invite(muc_room *room, const char *to, const char *inviter, const char *reason,
                      const xmppd_stanza *cont);
-/* Drops queued broadcasts of a room that goes away. */
-void muc_outgoing_clear(muc_room *room);
 
 /* ---- admin.c: muc#admin, affiliation changes ------------------------------ */
 
@@ -366,9 +352,11 @@ void muc_hist_clear(muc_room *room);
 void muc_hist_load(muc_room *room, void (*done)(muc_service *svc, void *ud), void *ud);
 /* Sends discussion history to a joining session (XEP-0045 §7.2.13/14). */
 void muc_send_history(muc_room *room, const xmppd_jid *to, const xmppd_stanza *history_req);
-/* The archive value of a message. */
-json_t *muc_archive_value(const xmppd_stanza *msg, const char *kind, const char *nick,
-                          const char *jid, const char *occupant_id);
+/* Appends msg (as broadcast: from set, no 'to', no stanza-id yet) to the
+ * room's archive as item id; with: the author's real bare JID, NULL for
+ * the room's own messages. A failure is logged. */
+void muc_archive_message(muc_room *room, const char *id, int64_t when_ms, const xmppd_stanza *msg,
+                         const char *with);
 /* XEP-0425 moderation request. */
 int muc_moderate_iq(muc_room *room, xmppd_event *ev);
 
@@ -393,6 +381,12 @@ int muc_parse_stamp(const char *s, int64_t *ms_r);
 bool muc_rate_ok(muc_occupant *occ);
 /* A random id for stanzas the room generates (24 bytes incl. NUL). */
 void muc_random_id(char out[24]);
+/* A stanza-id and archive item id for a message of when_ms: ordered by time
+ * (ids of later messages sort after earlier ones, so they append at the
+ * end of the store's index), then random: unique within a room and not
+ * guessable. */
+#define MUC_ARCHIVE_ID_SIZE 19 /* 18 characters and NUL */
+void muc_archive_id(int64_t when_ms, char out[MUC_ARCHIVE_ID_SIZE]);
 /* Number of characters (UTF-8 code points) in s. */
 size_t muc_utf8_len(const char *s);
 /* Removes every child of el named name in ns. */

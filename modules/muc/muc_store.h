@@ -5,9 +5,9 @@
  * Layout (all stores on the host the service belongs to):
  *  - keyval "muc_rooms": user = room bare JID, key "" -> the room document
  *    (room.c room_doc);
- *  - archive "muc_archive": user = room bare JID, one item per groupchat
- *    message (history.c muc_archive_value), item id = the message's
- *    stanza-id;
+ *  - archive "muc_archive": user = room bare JID, one item per archived
+ *    groupchat message, item id = the message's stanza-id, laid out as
+ *    mod_mam's engine reads items (history.c);
  *  - keyval "muc_service": user = service domain, key "secret" -> the
  *    base64 key of occupant ids.
  * Room JIDs contain '@', account names never do: an account's deletion
@@ -16,11 +16,6 @@
 #define MUC_STORE_H
 
 #include "muc.h"
-
-/* The status a storage callback gets when the module unloads before the
- * answer came (the cancellation contract of the storage API): free the
- * request, send nothing, touch no module state. */
-#define MUC_STORE_CANCELLED (-2)
 
 /* kv_set of user's one value (NULL deletes); a failure is the driver's to
  * log. */

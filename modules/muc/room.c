@@ -45,7 +45,6 @@ muc_room *muc_room_new(muc_service *svc, const char *node, bool locked)
     r->roles = json_object();
     r->locked = locked;
     r->created_ms = xmppd_wallclock_ms();
-    r->out_tail = &r->out_head;
     r->hist_cap = (size_t)svc->conf->max_history;
     r->hist = r->hist_cap ? calloc(r->hist_cap, sizeof(*r->hist)) : NULL;
     if (!r->node || !r->jid || !r->affs || !r->roles || (r->hist_cap && !r->hist) ||
@@ -75,7 +74,6 @@ static void room_really_free(muc_room *room)
     while (room->occ_head)
         muc_occ_free(room->occ_head);
     tdestroy(room->by_nick, free_nothing);
-    muc_outgoing_clear(room);
     muc_proxy_clear(room);
     muc_hist_clear(room);
     free(room->hist);

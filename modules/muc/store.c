@@ -1,7 +1,7 @@
 /* The room service's storage: writes nobody waits for, and the restore at start
  * (occupant-id secret, persistent rooms, their history). Layout in
  * muc_store.h. Every request carries its own data: a callback may come with
- * MUC_STORE_CANCELLED after the module unloaded, when the service is gone. */
+ * XMPPD_STORE_CANCELLED after the module unloaded, when the service is gone. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,7 +70,7 @@ static void on_secret(int status, json_t *value, void *ud)
     restore_req *r = ud;
     muc_service *svc = r->svc;
     restore_req_free(r);
-    if (status == MUC_STORE_CANCELLED)
+    if (status == XMPPD_STORE_CANCELLED)
         return;
     unsigned char *raw = NULL;
     size_t len = 0;
@@ -97,7 +97,7 @@ static void on_room_doc(int status, json_t *value, void *ud)
 {
     restore_req *r = ud;
     muc_service *svc = r->svc;
-    if (status == MUC_STORE_CANCELLED) {
+    if (status == XMPPD_STORE_CANCELLED) {
         restore_req_free(r);
         return;
     }
@@ -135,7 +135,7 @@ static void on_room_list(int status, json_t *value, void *ud)
     restore_req *r = ud;
     muc_service *svc = r->svc;
     restore_req_free(r);
-    if (status == MUC_STORE_CANCELLED)
+    if (status == XMPPD_STORE_CANCELLED)
         return;
     if (status != XMPPD_STORE_OK)
         xmppd_log(svc->m, XMPPD_LOG_ERROR, "cannot list the stored rooms (status %d): starting "

@@ -153,6 +153,23 @@ void muc_random_id(char out[24])
     out[sizeof(r)] = '\0';
 }
 
+void muc_archive_id(int64_t when_ms, char out[MUC_ARCHIVE_ID_SIZE])
+{
+    /* base32hex: its digits sort in ASCII order like their values */
+    static const char digits[] = "0123456789abcdefghijklmnopqrstuv";
+    unsigned char r[5];
+    if (xmppd_random(r, sizeof(r)) < 0)
+        memset(r, 0, sizeof(r));
+    uint64_t t = when_ms > 0 ? (uint64_t)when_ms : 0, rnd = 0;
+    for (size_t i = 0; i < sizeof(r); i++)
+        rnd = rnd << 8 | r[i];
+    for (int i = 9; i >= 0; i--, t >>= 5) /* 50 bits of milliseconds */
+        out[i] = digits[t & 31];
+    for (int i = 17; i >= 10; i--, rnd >>= 5) /* 40 random bits */
+        out[i] = digits[rnd & 31];
+    out[18] = '\0';
+}
+
 size_t muc_utf8_len(const char *s)
 {
     size_t n = 0;

@@ -6,10 +6,13 @@ Every wait is bounded (xmpptest.DEFAULT_TIMEOUT); "nothing arrives" is a
 bounded quiet period (xmpptest.QUIET_PERIOD)."""
 
 import asyncio
+import json
+import sqlite3
 import xml.etree.ElementTree as ET
 
 from slixmpp.exceptions import IqError, IqTimeout
 
+import pg_cluster
 import xmpptest
 from xmpptest import XMPPTestError, new_id, xml_escape
 
@@ -267,3 +270,34 @@ def groupchat(c, room, body, extra="", id_=None):
 def leave(c, room, nick, status=None):
     st = "<status>%s</status>" % xml_escape(status) if status else ""
     c.send_raw("<presence to='%s/%s' type='unavailable'>%s</presence>" % (room, xml_escape(nick), st))
+
+
+# ---- the room archive, read from the storage driver's tables ---------------------------------
+
+def archive_items(server, room):
+    """(id, with, message element) of the room's archive, oldest first, read
+    from the storage driver's tables (the id is the one the room chose)."""
+    if server.config.get("storage") == "pgsql":
+        dsn = server.config["modules"]["storage_pgsql"]["connect"]
+        out = pg_cluster.psql(dsn, "SELECT key, with_jid, value FROM xmppd_archive WHERE store = "
+                                   "'muc_archive' AND username = '%s' ORDER BY id" % room)
+        rows = [line.split("|", 2) for line in out.splitlines() if line]
+        return [(r[0], r[1] or None, ET.fromstring(json.loads(r[2]))) for r in rows]
+    db = sqlite3.connect(str(server.dir / "xmppd.sqlite"))
+    try:
+        return [(k, w, ET.fromstring(json.loads(v))) for k, w, v in db.execute(
+            "SELECT key, with_jid, value FROM archive WHERE store = 'muc_archive' AND user = ? "
+            "ORDER BY id", (room,))]
+    finally:
+        db.close()
+
+
+async def archived(server, room, n):
+    """The room's archive once it holds n items (the write completes after
+    the broadcast)."""
+    for _ in range(100):
+        items = archive_items(server, room)
+        if len(items) >= n:
+            return items
+        await asyncio.sleep(0.05)
+    raise AssertionError("the archive of %s holds %d items, not %d" % (room, len(items), n))

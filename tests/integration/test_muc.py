@@ -9,15 +9,13 @@ so the test shows the protocol; slixmpp's own xep_0045 plugin is used where
 a client library's view matters (test_slixmpp_plugin_*).
 """
 
-import asyncio
-
 import pytest
 
 from muc_util import (MUC, NS_DATA, NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_OWNER,
                       NS_USER, bare, codes, configure, create, drain, error, form_values, groupchat,
                       iq, iq_ok, item, join, join_ok, leave, message_from, occupant_id,
-                      presence_from, q, quiet_presences, room_jid, stanza_id)
-from xmpptest import QUIET_PERIOD, connect, run, xml_escape
+                      presence_from, q, quiet_presences, room_jid)
+from xmpptest import connect, run
 
 
 @pytest.fixture(scope="module")

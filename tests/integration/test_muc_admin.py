@@ -9,9 +9,9 @@ XEP's error) and what the occupants receive."""
 import pytest
 
 from muc_util import (NS_ADMIN, NS_DATA, NS_DISCO_INFO, NS_REGISTER, NS_REGISTER_FORM, NS_REQUEST,
-                      NS_USER, admin, admin_item, bare, codes, configure, create, drain, error,
-                      form_values, groupchat, iq, iq_ok, item, join, join_ok, message_from,
-                      presence_from, q, quiet_presences, room_jid, submit_form)
+                      NS_USER, admin, admin_item, codes, configure, create, error, form_values,
+                      groupchat, iq, iq_ok, item, join, join_ok, message_from, presence_from, q,
+                      room_jid, submit_form)
 from xmpptest import connect, run
 
 ADMIN = "mucadmin"

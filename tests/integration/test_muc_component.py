@@ -16,7 +16,7 @@ import xmpptest
 from conftest import Server, _finish, free_port
 from muc_util import (MUC, NS_MUC, NS_USER, codes, create, groupchat, join_ok, message_from,
                       room_jid)
-from xmpptest import XMPPTestError, connect, run
+from xmpptest import connect, run
 
 IRC = "irc.localhost"
 SECRET = "irc-gateway-secret"

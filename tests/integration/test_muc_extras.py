@@ -7,10 +7,9 @@ import asyncio
 
 import pytest
 
-from muc_util import (MUC, NS_CONFERENCE, NS_DISCO_INFO, NS_MUC, NS_OCCUPANT_ID, NS_PING, NS_USER,
-                      NS_VCARD, admin, admin_item, bare, codes, configure, create, drain, error,
-                      groupchat, iq, iq_ok, item, join, join_ok, message_from, occupant_id,
-                      presence_from, q, room_jid)
+from muc_util import (NS_CONFERENCE, NS_DISCO_INFO, NS_OCCUPANT_ID, NS_PING, NS_USER, NS_VCARD,
+                      admin, admin_item, bare, codes, configure, create, error, groupchat, iq,
+                      iq_ok, item, join_ok, message_from, occupant_id, presence_from, q, room_jid)
 from xmpptest import connect, run, xml_escape
 
 

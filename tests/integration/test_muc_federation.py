@@ -13,7 +13,7 @@ presence the room needs, XEP-0045 §7.14)."""
 import pytest
 
 from conftest import Account, Server, _finish, unique_user
-from muc_util import codes, configure, create, groupchat, item, join_ok, message_from, presence_from
+from muc_util import codes, create, groupchat, item, join_ok, message_from, presence_from
 from prosody_peer import TestCA, free_port
 from xmpptest import connect, run, scaled
 

@@ -5,18 +5,18 @@ tombstone in the archive (XEP-0425, both the :1 protocol and the :0 one
 slixmpp speaks).
 
 The archive layout is checked in the storage itself (SQLite or PostgreSQL):
-store "muc_archive", user = the room's bare JID, item id = stanza-id."""
+store "muc_archive", user = the room's bare JID, item id (chosen by the
+room) = stanza-id, with = the author's real bare JID, value = the message's
+XML as a JSON string (the layout mod_mam's engine reads)."""
 
 import asyncio
 import datetime
-import json
-import sqlite3
+import xml.etree.ElementTree as ET
 
 import pytest
 
-import pg_cluster
 from muc_util import (NS_DELAY, NS_FASTEN, NS_MODERATE0, NS_MODERATE1, NS_OCCUPANT_ID, NS_RETRACT0,
-                      NS_RETRACT1, NS_SID, admin, admin_item, codes, configure, create, drain, error,
+                      NS_RETRACT1, NS_SID, archive_items, archived, configure, create, drain, error,
                       groupchat, iq, join_ok, message_from, occupant_id, q, room_jid, stanza_id)
 from xmpptest import connect, run
 
@@ -24,24 +24,6 @@ from xmpptest import connect, run
 @pytest.fixture(scope="module")
 def config_overrides():
     return {"modules": {"muc": {"max_history": 10, "message_rate": 0}}}
-
-
-def archive_items(server, room):
-    """(id, with, value) of the room's archive, oldest first, read from the
-    storage driver's tables."""
-    if server.config.get("storage") == "pgsql":
-        dsn = server.config["modules"]["storage_pgsql"]["connect"]
-        out = pg_cluster.psql(dsn, "SELECT id, with_jid, value FROM xmppd_archive WHERE store = "
-                                   "'muc_archive' AND username = '%s' ORDER BY id" % room)
-        rows = [line.split("|", 2) for line in out.splitlines() if line]
-        return [(r[0], r[1] or None, json.loads(r[2])) for r in rows]
-    db = sqlite3.connect(str(server.dir / "xmppd.sqlite"))
-    try:
-        return [(str(i), w, json.loads(v)) for i, w, v in db.execute(
-            "SELECT id, with_jid, value FROM archive WHERE store = 'muc_archive' AND user = ? "
-            "ORDER BY id", (room,))]
-    finally:
-        db.close()
 
 
 async def history_of(c, room, nick, history):
@@ -159,17 +141,21 @@ def test_chat_states_are_relayed_not_archived(server, accounts):
                     "chatstates'/></message>" % room)
         m = await message_from(cb, room, lambda m: m["body"] == "")
         assert stanza_id(m) is None
-        assert archive_items(server, room) == []
+        groupchat(ca, room, "after")  # archived behind the chat state, if that were
+        await message_from(cb, room, lambda m: m["body"] == "after")
+        items = await archived(server, room, 1)
+        assert len(items) == 1 and items[0][2].find("body").text == "after"
     run(go())
 
 
 # ---- the archive (XEP-0359, layout for XEP-0313) ---------------------------------------------
 
 def test_archive_layout_and_stanza_ids(server, accounts):
-    """Every groupchat message is archived under the room's bare JID before it
-    is broadcast; its stanza-id (by the room) is the archive item id; the
-    item keeps the message as broadcast, the nick, the author's real bare
-    JID ('with' too) and its occupant id."""
+    """Every groupchat message is archived under the room's bare JID; its
+    stanza-id (by the room) is the archive item id; the item keeps the
+    author's real bare JID as 'with' and the message as broadcast (from the
+    occupant JID, its id, its occupant id; no 'to', no stanza-id) as a JSON
+    string, as mod_mam's engine reads archive items."""
     a, b = accounts(2)
     room = room_jid()
 
@@ -181,13 +167,16 @@ def test_archive_layout_and_stanza_ids(server, accounts):
         m = await message_from(ca, room, lambda m: m["body"] == "archived")
         sid = stanza_id(m, by=room)
         assert sid
-        items = archive_items(server, room)
+        items = await archived(server, room, 1)
         assert len(items) == 1
-        iid, with_, value = items[0]
+        iid, with_, x = items[0]
         assert iid == sid and with_ == b.jid
-        assert value["kind"] == "groupchat" and value["nick"] == "b" and value["jid"] == b.jid
-        assert value["occupant_id"] == occupant_id(m)
-        assert "archived" in value["xml"] and "orig-1" in value["xml"] and "stanza-id" not in value["xml"]
+        # stored as mod_mam stores messages: jabber:client is the default namespace
+        assert x.tag == "message" and x.get("type") == "groupchat"
+        assert x.get("from") == room + "/b" and x.get("to") is None and x.get("id") == "orig-1"
+        assert x.find("body").text == "archived"
+        assert x.find(q(NS_OCCUPANT_ID, "occupant-id")).get("id") == occupant_id(m)
+        assert x.find(q(NS_SID, "stanza-id")) is None
     run(go())
 
 
@@ -203,8 +192,9 @@ def test_room_without_archiving(server, accounts):
         groupchat(ca, room, "ephemeral")
         m = await message_from(ca, room, lambda m: m["body"] == "ephemeral")
         assert stanza_id(m, by=room)
-        assert archive_items(server, room) == []
         assert await history_of(cb, room, "b", None) == ["ephemeral"]
+        await asyncio.sleep(0.3)  # time for a write, were there one
+        assert archive_items(server, room) == []
     run(go())
 
 
@@ -219,7 +209,7 @@ def test_temporary_room_archive_goes_with_the_room(server, accounts):
         await create(ca, room, "o")
         groupchat(ca, room, "bye")
         await message_from(ca, room, lambda m: m["body"] == "bye")
-        assert len(archive_items(server, room)) == 1
+        assert len(await archived(server, room, 1)) == 1
         ca.send_raw("<presence to='%s/o' type='unavailable'/>" % room)
         for _ in range(50):
             if not archive_items(server, room):
@@ -262,9 +252,11 @@ def test_moderation_v1_retract_with_tombstone(server, accounts):
             assert mod.get("by") == room + "/mod"
             assert mod.find(q(NS_OCCUPANT_ID, "occupant-id")).get("id")
             assert r.find(q(NS_RETRACT1, "reason")).text == "spam"
-        iid, _with, value = [i for i in archive_items(server, room) if i[0] == sid][0]
-        assert value["kind"] == "tombstone" and "magic potions" not in value["xml"]
-        assert "retracted" in value["xml"] and NS_MODERATE1 in value["xml"]
+        iid, with_, x = [i for i in archive_items(server, room) if i[0] == sid][0]
+        assert with_ == b.jid and x.get("from") == room + "/spammer"
+        assert x.find("body") is None and "magic potions" not in ET.tostring(x, "unicode")
+        r = x.find(q(NS_RETRACT1, "retracted"))
+        assert r.get("stamp") and r.find(q(NS_MODERATE1, "moderated")).get("by") == room + "/mod"
         drain(cc)
         await join_ok(cc, room, "late")
         h = await message_from(cc, room)
@@ -316,6 +308,7 @@ def test_moderation_of_an_old_message_from_the_archive(server, accounts):
             body = ("<moderate xmlns='%s' id='%s'><retract xmlns='%s'/></moderate>"
                     % (NS_MODERATE1, target, NS_RETRACT1))
             assert (await iq(ca, room, body, "set"))["type"] == "result"
-        kinds = {i[0]: i[2]["kind"] for i in archive_items(server, room)}
-        assert kinds[sids[0]] == kinds[sids[1]] == "tombstone" and kinds[sids[2]] == "groupchat"
+        stones = {i[0]: i[2].find(q(NS_RETRACT1, "retracted")) is not None
+                  for i in archive_items(server, room)}
+        assert stones[sids[0]] and stones[sids[1]] and not stones[sids[2]]
     run(go())

@@ -9,9 +9,8 @@ import asyncio
 
 import pytest
 
-from muc_util import (NS_REGISTER, NS_REGISTER_FORM, admin, admin_item, codes, configure, create,
-                      error, groupchat, iq, item, join, join_ok, message_from, presence_from,
-                      room_jid, submit_form)
+from muc_util import (NS_REGISTER, NS_REGISTER_FORM, codes, configure, create, error, groupchat, iq,
+                      item, join, join_ok, message_from, presence_from, room_jid, submit_form)
 from xmpptest import connect, run
 
 LIMITS = {"max_rooms_per_user": 2, "max_occupants": 3, "message_rate": 6, "message_burst": 3,

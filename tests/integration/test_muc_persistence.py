@@ -8,11 +8,9 @@ Each test runs on its own server (server_factory), restarted in the test."""
 
 import asyncio
 
-import pytest
-
-from muc_util import (NS_DISCO_INFO, NS_MODERATE1, NS_RETRACT1, admin, admin_item, codes, configure,
-                      create, drain, error, groupchat, iq, iq_ok, item, join, join_ok, leave,
-                      message_from, occupant_id, q, room_jid, stanza_id)
+from muc_util import (NS_DISCO_INFO, NS_MODERATE1, NS_RETRACT1, admin, admin_item, archived, codes,
+                      configure, create, drain, error, groupchat, iq, iq_ok, item, join, join_ok,
+                      leave, message_from, occupant_id, q, room_jid, stanza_id)
 from xmpptest import connect, run
 
 MUC = {"modules": {"muc": {}}}
@@ -104,13 +102,14 @@ def test_persistent_room_survives_restart(server_factory, accounts):
         assert item(p)["affiliation"] == "member" and item(p)["role"] == "participant"
         groupchat(co, room, "after")
         m = await message_from(co, room, lambda m: m["body"] == "after")
-        assert int(stanza_id(m, by=room)) > int(state["sids"][-1])
+        assert stanza_id(m, by=room) > state["sids"][-1]  # ids ordered by time
     run(after())
 
 
 def test_room_survives_kill_9(server_factory, accounts):
-    """Crash-stop: what the room acknowledged (its configuration, a message
-    it broadcast) is on disk and comes back after kill -9."""
+    """Crash-stop: what the room acknowledged (its configuration) and what it
+    archived (a message, broadcast before its write completed) is on disk
+    and comes back after kill -9."""
     srv = server_factory(MUC)
     a, = accounts(1, srv=srv)
     room = room_jid("crash")
@@ -120,6 +119,7 @@ def test_room_survives_kill_9(server_factory, accounts):
         await create(ca, room, "o", {"persistentroom": "1", "roomname": "Crash Test"})
         groupchat(ca, room, "durable")
         await message_from(ca, room, lambda m: m["body"] == "durable")
+        await archived(srv, room, 1)
     run(before())
     srv.kill()
     srv.start()
