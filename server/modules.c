@@ -992,6 +992,7 @@ void modules_stop(void)
     g_server.hosts = NULL;
     unload_all(NULL);
     hooks_global_free();
+    domains_free();
     g_server.cfg = NULL;
 }
 

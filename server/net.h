@@ -77,6 +77,19 @@ void component_reconfigured(void);
 /* Sends <system-shutdown/> to every component stream and closes it. */
 void component_shutdown_all(void);
 
+/* ---- domains.c: domains served by modules (xmppd_domain_serve) ---- */
+/* The served domain's own (nameprepped) name, or NULL when no loaded module
+ * serves domain: for s2s, which accepts streams and stanzas for it. */
+const char *domains_served(const char *domain);
+/* For the router: hands ev (to, from, stanza set; not a local host) to the
+ * module serving ev->to->domain. NONE: no module serves it; DONE: handled;
+ * PASSED: the module left it to the kernel's default answer; FAILED: the
+ * handler failed (internal-server-error to an IQ get/set). */
+enum { DOMAIN_NONE = 0, DOMAIN_DONE, DOMAIN_PASSED, DOMAIN_FAILED };
+int domains_route(xmppd_event *ev);
+/* At exit, once every module is unloaded. */
+void domains_free(void);
+
 /* ---- sm.c: sessions of bound resources ---- */
 sm_host *sm_host_new(void);
 void sm_host_free(sm_host *sm);

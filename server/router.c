@@ -13,6 +13,8 @@ static const char *const kind_names[] = { "message", "presence", "iq" };
 static const char *const ev_host[] = { "message/host", "presence/host", "iq/host" };
 static const char *const ev_bare[] = { "message/bare", "presence/bare", "iq/bare" };
 static const char *const ev_full[] = { "message/full", "presence/full", "iq/full" };
+/* Names a served domain's handler sees (xmppd_domain_serve; not hook events). */
+static const char *const ev_domain[] = { "message/domain", "presence/domain", "iq/domain" };
 
 static int kind_of(const xmppd_stanza *st)
 {
@@ -354,6 +356,18 @@ static void route(xmppd_event *ev, int kind)
         route_local(ev, h, kind);
         return;
     }
+    /* Services of modules (domains.c): pubsub, MUC, upload. */
+    const char *name = ev->name;
+    ev->name = ev_domain[kind];
+    int served = domains_route(ev);
+    ev->name = name;
+    if (served == DOMAIN_PASSED && kind != K_PRESENCE &&
+        !(kind == K_MESSAGE && strcmp(msg_type(ev->stanza), "headline") == 0))
+        bounce(ev, NULL, "service-unavailable", NULL);
+    else if (served == DOMAIN_FAILED && kind == K_IQ)
+        bounce(ev, NULL, "internal-server-error", NULL);
+    if (served != DOMAIN_NONE)
+        return;
     /* XEP-0114 external components (component.c). */
     int comp = component_route(ev->to, ev->stanza);
     if (comp == COMPONENT_OFFLINE)

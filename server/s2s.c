@@ -388,7 +388,7 @@ const char *s2s_served_domain(const char *domain)
     for (size_t i = 0; i < cfg->n_components; i++)
         if (strcasecmp(cfg->components[i].domain, domain) == 0)
             return cfg->components[i].domain;
-    return NULL;
+    return domains_served(domain);
 }
 
 void s2s_new_stream_id(s2s_conn *c)

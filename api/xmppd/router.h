@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "hooks.h"
 #include "jid.h"
 #include "module.h"
 
@@ -33,6 +34,27 @@ typedef struct xmppd_presence_info {
  * Goes through the same address rules as client stanzas (no pre-route).
  * 0 routed, -1 when the 'to' or 'from' is missing or invalid. */
 int xmppd_route(xmppd_host *h, xmppd_stanza *s);
+
+/* Serving a domain that is not a host: a module's service at an address
+ * such as "pubsub.example.org", "conference.example.org" or
+ * "upload.example.org". From load() on, every stanza routed to domain or to
+ * any JID at it (from local clients after "pre-route", from modules with
+ * xmppd_route, from components and other servers) is handed to fn with an
+ * event named "message/domain", "presence/domain" or "iq/domain": host is
+ * m's host (NULL for a global module), session the sender's session when it
+ * is a local client (else NULL), stanza, from and to borrowed for the call.
+ * fn returns XMPPD_HANDLED (answered or consumed), XMPPD_PASS (the kernel
+ * answers messages and IQ get/set with service-unavailable and drops
+ * presence) or XMPPD_FAIL (an IQ get/set gets internal-server-error). The
+ * service sends with xmppd_route, 'from' at its domain; other servers may
+ * open streams to it like to a host (TLS certificates and DNS for the name
+ * are the operator's). Only the stanzas' routing is provided: disco items
+ * listing the service are the module's (the "disco-items" event).
+ * domain is nameprepped; a host, a configured component or a domain
+ * another module serves is refused. 0, or -1 (logged). Released when m
+ * unloads; during a reload the new instance may serve the same domain and
+ * takes it over (the old one gets it back if the new one fails to load). */
+int xmppd_domain_serve(xmppd_module *m, const char *domain, xmppd_handler fn, void *ud);
 
 /* Writes s to this session's stream as it is, firing "deliver" (whose
  * handlers may take it over). Borrowed. 0, or -1 when the session is
