@@ -108,9 +108,25 @@ static void pep_iq_run(pep_ctx *ctx, void *ud)
         xmppd_auth_exists(ctx->st->host, svc->user, pep_on_exists, q);
         return;
     }
-    ctx->publisher_full = ev->from ? ev->from->full : NULL;
-    ps_req r = { .svc = svc->ps, .ev = ev, .ctx = ctx, .reply = pep_iq_reply, .ud = q };
-    ps_handle_iq(&r);
+    /* The engine goes on after its reply (notifications, a last item),
+     * which frees the kept request: it works on a copy. */
+    xmppd_event req = *ev;
+    xmppd_jid *from = ev->from ? xmppd_jid_dup(ev->from) : NULL;
+    xmppd_jid *to = ev->to ? xmppd_jid_dup(ev->to) : NULL;
+    req.from = from;
+    req.to = to;
+    req.stanza = xmppd_stanza_ref(ev->stanza);
+    if ((ev->from && !from) || (ev->to && !to)) {
+        xmppd_pending_error(q->p, NULL, "internal-server-error", NULL);
+        q->p = NULL;
+    } else {
+        ctx->publisher_full = from ? from->full : NULL;
+        ps_req r = { .svc = svc->ps, .ev = &req, .ctx = ctx, .reply = pep_iq_reply, .ud = q };
+        ps_handle_iq(&r);
+    }
+    xmppd_stanza_unref(req.stanza);
+    xmppd_jid_free(from);
+    xmppd_jid_free(to);
     pep_iq_free(q);
 }
 

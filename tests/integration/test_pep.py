@@ -6,11 +6,13 @@ xep_0060/xep_0163 plugins where a real client library is the point."""
 
 import pytest
 
-from pep_helpers import (NS_DELAY, NS_PUBSUB, NS_PUBSUB_EVENT, befriend, caps_presence, events,
-                         item_ids, items, login, publish, pubsub_error, sync, wait_event)
+from pep_helpers import (NS_DATA, NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PUBSUB, NS_PUBSUB_EVENT,
+                         NS_PUBSUB_OWNER, befriend, caps_presence, config_fields, events, form, iq,
+                         item_ids, items, login, publish, pubsub_error, pubsub_iq, sync, wait_event)
 from xmpptest import NS_CLIENT, q, tostr
 
 TUNE = "http://jabber.org/protocol/tune"
+FORM_NODE_CONFIG = NS_PUBSUB + "#node_config"
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +84,7 @@ def test_xep0163_4_3_4_last_item_on_initial_presence(server, accounts):
         assert m.get("from") == a.jid
         it = m.find(".//" + q(NS_PUBSUB_EVENT, "item"))
         assert it.get("id") == "2"
-        assert m.find(q("urn:xmpp:delay", "delay")) is not None
+        assert m.find(q(NS_DELAY, "delay")) is not None
         assert events(cb, node=TUNE) == []
 
 
@@ -99,3 +101,293 @@ def test_xep0060_6_5_presence_access_refuses_strangers(server, accounts):
             "auth", "not-authorized", "presence-subscription-required")
     with login(server, b) as cb:
         assert len(item_ids(items(cb, TUNE, to=a.jid))) == 1
+
+
+# ---- access models (XEP-0060 §4.5, XEP-0163 §5) ------------------------------------------
+
+def test_xep0060_4_5_open_access_anyone_reads(server, accounts):
+    """XEP-0060 §4.5 open: anyone may retrieve the items."""
+    a, d = accounts(2)
+    with login(server, a) as ca:
+        r = publish(ca, "urn:example:open", "<x xmlns='urn:example:open'/>", item_id="i1",
+                    options={"pubsub#access_model": "open"})
+        assert r.get("type") == "result", tostr(r)
+    with login(server, d) as cd:
+        assert item_ids(items(cd, "urn:example:open", to=a.jid)) == ["i1"]
+
+
+def test_xep0060_4_5_roster_access_by_group(server, accounts):
+    """XEP-0060 §4.5 roster: contacts in an allowed roster group read;
+    others get not-authorized with not-in-roster-group."""
+    a, b, c = accounts(3)
+    befriend(server, a, b)
+    befriend(server, a, c)
+    with login(server, a) as ca:
+        r = iq(ca, "<query xmlns='jabber:iq:roster'><item jid='%s'><group>Friends</group></item>"
+                   "</query>" % b.jid, type_="set")
+        assert r.get("type") == "result", tostr(r)
+        assert publish(ca, "urn:example:r", "<x xmlns='urn:example:r'/>").get("type") == "result"
+        r = pubsub_iq(ca, "<configure node='urn:example:r'>%s</configure>" % form(
+            FORM_NODE_CONFIG, {"pubsub#access_model": "roster",
+                               "pubsub#roster_groups_allowed": ["Friends"]}), owner=True)
+        assert r.get("type") == "result", tostr(r)
+    with login(server, b) as cb:
+        assert len(item_ids(items(cb, "urn:example:r", to=a.jid))) == 1
+    with login(server, c) as cc:
+        assert pubsub_error(items(cc, "urn:example:r", to=a.jid)) == (
+            "auth", "not-authorized", "not-in-roster-group")
+
+
+def test_xep0060_4_5_whitelist_members_only(server, accounts):
+    """XEP-0060 §4.5 whitelist, §8.9: a contact is refused (not-allowed,
+    closed-node) until the owner makes it a member; the owner lists the
+    affiliations."""
+    a, b = accounts(2)
+    befriend(server, a, b)
+    with login(server, a) as ca:
+        r = publish(ca, "urn:example:w", "<x xmlns='urn:example:w'/>",
+                    options={"pubsub#access_model": "whitelist"})
+        assert r.get("type") == "result", tostr(r)
+        with login(server, b) as cb:
+            assert pubsub_error(items(cb, "urn:example:w", to=a.jid)) == (
+                "cancel", "not-allowed", "closed-node")
+            r = pubsub_iq(ca, "<affiliations node='urn:example:w'><affiliation jid='%s' "
+                              "affiliation='member'/></affiliations>" % b.jid, owner=True)
+            assert r.get("type") == "result", tostr(r)
+            assert len(item_ids(items(cb, "urn:example:w", to=a.jid))) == 1
+        r = pubsub_iq(ca, "<affiliations node='urn:example:w'/>", type_="get", owner=True)
+        affs = {x.get("jid"): x.get("affiliation") for x in r.iter(q(NS_PUBSUB_OWNER, "affiliation"))}
+        assert affs == {a.jid: "owner", b.jid: "member"}
+        r = pubsub_iq(ca, "<affiliations node='urn:example:w'><affiliation jid='%s' "
+                          "affiliation='owner'/></affiliations>" % b.jid, owner=True)
+        assert pubsub_error(r)[1] == "not-acceptable"
+
+
+# ---- publish-options and configuration (XEP-0060 §7.1.5, §8.2; XEP-0223) -----------------
+
+def test_xep0223_publish_options_create_then_precondition_not_met(server, accounts):
+    """XEP-0223 §4 / XEP-0060 §7.1.5: publish-options configure a new node;
+    later publications whose preconditions match succeed, those that do not
+    fail with <conflict/> and <precondition-not-met/> (type cancel), and
+    nothing is stored by them."""
+    (a,) = accounts(1)
+    opts = {"pubsub#persist_items": "true", "pubsub#access_model": "whitelist",
+            "pubsub#max_items": "max", "pubsub#send_last_published_item": "never"}
+    with login(server, a) as ca:
+        assert publish(ca, "storage:x", "<s xmlns='storage:x'>1</s>", "current", opts).get("type") == "result"
+        cfg = config_fields(pubsub_iq(ca, "<configure node='storage:x'/>", type_="get", owner=True))
+        assert cfg["pubsub#access_model"] == ["whitelist"]
+        assert cfg["pubsub#persist_items"] in (["1"], ["true"])
+        assert cfg["pubsub#max_items"] == ["max"]
+        assert cfg["pubsub#send_last_published_item"] == ["never"]
+        assert publish(ca, "storage:x", "<s xmlns='storage:x'>2</s>", "current", opts).get("type") == "result"
+        for field, value in (("pubsub#access_model", "presence"), ("pubsub#persist_items", "false"),
+                             ("pubsub#max_items", "1"),
+                             ("pubsub#send_last_published_item", "on_sub_and_presence")):
+            r = publish(ca, "storage:x", "<s xmlns='storage:x'>3</s>", "current", {field: value})
+            assert pubsub_error(r) == ("cancel", "conflict", "precondition-not-met"), field
+        r = items(ca, "storage:x")
+        assert [i.find(q("storage:x", "s")).text for i in r.iter(q(NS_PUBSUB, "item"))] == ["2"]
+
+
+def test_xep0060_7_1_5_bad_publish_options(server, accounts):
+    """XEP-0060 §7.1.5: publish-options with an unknown field, a bad value,
+    or another FORM_TYPE are refused with <bad-request/>; an access model
+    not offered with <not-acceptable/> and <unsupported-access-model/>."""
+    (a,) = accounts(1)
+    with login(server, a) as ca:
+        assert pubsub_error(publish(ca, "n1", "<x xmlns='n1'/>", options={"pubsub#bogus": "1"}))[1] == "bad-request"
+        assert pubsub_error(publish(ca, "n1", "<x xmlns='n1'/>", options={"pubsub#max_items": "-3"}))[1] == "bad-request"
+        assert pubsub_error(publish(ca, "n1", "<x xmlns='n1'/>",
+                                    options={"pubsub#access_model": "authorize"})) == (
+            "modify", "not-acceptable", "unsupported-access-model")
+        r = pubsub_iq(ca, "<publish node='n1'><item><x xmlns='n1'/></item></publish><publish-options>%s"
+                          "</publish-options>" % form(FORM_NODE_CONFIG, {"pubsub#max_items": "1"}))
+        assert pubsub_error(r)[1] == "bad-request"
+        assert pubsub_error(items(ca, "n1"))[1] == "item-not-found"
+
+
+def test_xep0060_8_2_configure_and_max_items_trims(server, accounts):
+    """XEP-0060 §8.2: the owner reads the configuration form and submits
+    changes; lowering max_items drops the oldest items; a value above the
+    service's limit is <not-acceptable/>; another's node: <forbidden/>."""
+    a, b = accounts(2)
+    befriend(server, a, b)
+    with login(server, a) as ca:
+        for i in range(4):
+            assert publish(ca, "n2", "<x xmlns='n2'>%d</x>" % i, "i%d" % i,
+                           {"pubsub#max_items": "10"}).get("type") == "result"
+        assert item_ids(items(ca, "n2")) == ["i0", "i1", "i2", "i3"]
+        assert item_ids(items(ca, "n2", max_items=2)) == ["i2", "i3"]
+        r = pubsub_iq(ca, "<configure node='n2'>%s</configure>" % form(
+            FORM_NODE_CONFIG, {"pubsub#max_items": "2", "pubsub#title": "Two"}), owner=True)
+        assert r.get("type") == "result", tostr(r)
+        assert item_ids(items(ca, "n2")) == ["i2", "i3"]
+        cfg = config_fields(pubsub_iq(ca, "<configure node='n2'/>", type_="get", owner=True))
+        assert cfg["pubsub#title"] == ["Two"] and cfg["pubsub#max_items"] == ["2"]
+        r = pubsub_iq(ca, "<configure node='n2'>%s</configure>" % form(
+            FORM_NODE_CONFIG, {"pubsub#max_items": "21"}), owner=True)
+        assert pubsub_error(r)[1] == "not-acceptable"
+        d = config_fields(pubsub_iq(ca, "<default/>", type_="get", owner=True), owner_el="default")
+        assert d["pubsub#access_model"] == ["presence"]
+    with login(server, b) as cb:
+        r = pubsub_iq(cb, "<configure node='n2'/>", type_="get", owner=True, to=a.jid)
+        assert pubsub_error(r)[1] == "forbidden"
+        assert pubsub_error(publish(cb, "n2", "<x xmlns='n2'/>", to=a.jid))[1] == "forbidden"
+        assert pubsub_error(publish(cb, "new", "<x xmlns='new'/>", to=a.jid))[1] == "item-not-found"
+
+
+# ---- retract, purge, delete (XEP-0060 §7.2, §8.4, §8.5) -----------------------------------
+
+def test_xep0060_7_2_8_4_8_5_retract_purge_delete_notified(server, accounts):
+    """XEP-0060 §7.2.2.1, §8.5.2, §8.4.2: an interested contact hears of a
+    retraction, a purge and the node's deletion; the items go with them."""
+    a, b = accounts(2)
+    befriend(server, a, b)
+    with login(server, a) as ca, login(server, b) as cb:
+        caps_presence(cb, [TUNE + "+notify"])
+        sync(cb)
+        events(cb, 0.3)
+        for i in ("1", "2"):
+            assert publish(ca, TUNE, tune(i), item_id=i, options={"pubsub#max_items": "5"}).get("type") == "result"
+            wait_event(cb, TUNE)
+        r = pubsub_iq(ca, "<retract node='%s' notify='true'><item id='1'/></retract>" % TUNE)
+        assert r.get("type") == "result", tostr(r)
+        m = wait_event(cb, TUNE)
+        assert m.find(".//" + q(NS_PUBSUB_EVENT, "retract")).get("id") == "1"
+        assert item_ids(items(ca, TUNE)) == ["2"]
+        r = pubsub_iq(ca, "<retract node='%s'><item id='nope'/></retract>" % TUNE)
+        assert pubsub_error(r)[1] == "item-not-found"
+        assert pubsub_iq(ca, "<purge node='%s'/>" % TUNE, owner=True).get("type") == "result"
+        assert wait_event(cb, TUNE).find(".//" + q(NS_PUBSUB_EVENT, "purge")) is not None
+        assert item_ids(items(ca, TUNE)) == []
+        assert pubsub_iq(ca, "<delete node='%s'/>" % TUNE, owner=True).get("type") == "result"
+        assert wait_event(cb, TUNE).find(".//" + q(NS_PUBSUB_EVENT, "delete")) is not None
+        assert pubsub_error(items(ca, TUNE)) == ("cancel", "item-not-found", None)
+        r = pubsub_iq(ca, "<delete node='%s'/>" % TUNE, owner=True)
+        assert pubsub_error(r)[1] == "item-not-found"
+
+
+# ---- persistence and limits ---------------------------------------------------------------
+
+def test_xep0060_persistent_items_survive_restart(server, accounts):
+    """XEP-0060 persistent-items: items, configuration and affiliations are
+    stored (the storage driver in use) and come back after a restart."""
+    a, b = accounts(2)
+    with login(server, a) as ca:
+        assert publish(ca, "urn:example:p", "<p xmlns='urn:example:p'>kept</p>", "k",
+                       {"pubsub#access_model": "whitelist", "pubsub#max_items": "3"}).get("type") == "result"
+        r = pubsub_iq(ca, "<affiliations node='urn:example:p'><affiliation jid='%s' "
+                          "affiliation='member'/></affiliations>" % b.jid, owner=True)
+        assert r.get("type") == "result"
+    server.restart()
+    with login(server, b) as cb:
+        r = items(cb, "urn:example:p", to=a.jid)
+        assert item_ids(r) == ["k"]
+        assert r.find(".//" + q("urn:example:p", "p")).text == "kept"
+    with login(server, a) as ca:
+        cfg = config_fields(pubsub_iq(ca, "<configure node='urn:example:p'/>", type_="get", owner=True))
+        assert cfg["pubsub#access_model"] == ["whitelist"] and cfg["pubsub#max_items"] == ["3"]
+
+
+def test_xep0060_limits_nodes_items_size(server, accounts):
+    """Per-account limits with clear errors: a node beyond max_nodes is
+    <not-allowed/> with <max-nodes-exceeded/>; a payload beyond
+    max_item_size <not-acceptable/> with <payload-too-big/>; items beyond
+    max_total_items <not-allowed/> with <max-items-exceeded/>; a node keeps
+    at most max_items ("max"), dropping the oldest."""
+    (a,) = accounts(1)
+    with login(server, a) as ca:
+        for i in range(8):
+            assert publish(ca, "lim%d" % i, "<x xmlns='l'/>").get("type") == "result"
+        assert pubsub_error(publish(ca, "lim8", "<x xmlns='l'/>")) == (
+            "cancel", "not-allowed", "max-nodes-exceeded")
+        big = "<x xmlns='l'>%s</x>" % ("a" * 5000)
+        assert pubsub_error(publish(ca, "lim0", big)) == ("modify", "not-acceptable", "payload-too-big")
+        for node in ("lim1", "lim2"):
+            r = pubsub_iq(ca, "<configure node='%s'>%s</configure>" % (
+                node, form(FORM_NODE_CONFIG, {"pubsub#max_items": "max"})), owner=True)
+            assert r.get("type") == "result", tostr(r)
+        for i in range(21):
+            r = publish(ca, "lim1", "<x xmlns='l'>%d</x>" % i, "i%d" % i, {"pubsub#max_items": "max"})
+            assert r.get("type") == "result", tostr(r)
+        ids = item_ids(items(ca, "lim1"))
+        assert len(ids) == 20 and ids[0] == "i1" and ids[-1] == "i20"
+        # 8 nodes: 7 hold one item, lim1 holds 20: 27 of 30; lim2 takes 3 more.
+        for i in range(3):
+            assert publish(ca, "lim2", "<x xmlns='l'/>", "m%d" % i,
+                           {"pubsub#max_items": "max"}).get("type") == "result"
+        r = publish(ca, "lim2", "<x xmlns='l'/>", "m3", {"pubsub#max_items": "max"})
+        assert pubsub_error(r) == ("cancel", "not-allowed", "max-items-exceeded")
+        r = publish(ca, "lim2", "<x xmlns='l'>again</x>", "m2", {"pubsub#max_items": "max"})
+        assert r.get("type") == "result"  # replacing an item stores nothing more
+
+
+# ---- subscriptions (XEP-0060 §6) ----------------------------------------------------------
+
+def test_xep0060_6_1_explicit_subscription_open_node(server, accounts):
+    """XEP-0060 §6.1, §6.3, §6.2: a stranger subscribes to an open node (a
+    subid comes back, then the last item, §6.1.7), hears of publications,
+    turns delivery off with subscription options, and unsubscribes; errors
+    for another's JID, for a presence node and for not being subscribed."""
+    a, d = accounts(2)
+    node = "urn:example:feed"
+    with login(server, a) as ca, login(server, d) as cd:
+        assert publish(ca, node, "<e xmlns='urn:example:feed'>1</e>", "1",
+                       {"pubsub#access_model": "open"}).get("type") == "result"
+        r = pubsub_iq(cd, "<subscribe node='%s' jid='%s'/>" % (node, cd.jid), to=a.jid)
+        sub = r.find(".//" + q(NS_PUBSUB, "subscription"))
+        assert sub is not None and sub.get("subscription") == "subscribed" and sub.get("subid"), tostr(r)
+        assert wait_event(cd, node).get("from") == a.jid
+        assert publish(ca, node, "<e xmlns='urn:example:feed'>2</e>", "2").get("type") == "result"
+        m = wait_event(cd, node)
+        assert m.find(".//" + q(NS_PUBSUB_EVENT, "item")).get("id") == "2"
+        r = pubsub_iq(cd, "<options node='%s' jid='%s'/>" % (node, cd.jid), type_="get", to=a.jid)
+        assert r.find(".//" + q(NS_DATA, "x")) is not None, tostr(r)
+        r = pubsub_iq(cd, "<options node='%s' jid='%s'>%s</options>" % (
+            node, cd.jid, form(NS_PUBSUB + "#subscribe_options", {"pubsub#deliver": "false"})), to=a.jid)
+        assert r.get("type") == "result", tostr(r)
+        assert publish(ca, node, "<e xmlns='urn:example:feed'>3</e>", "3").get("type") == "result"
+        assert events(cd, node=node) == []
+        r = pubsub_iq(cd, "<subscriptions/>", type_="get", to=a.jid)
+        assert [s.get("node") for s in r.iter(q(NS_PUBSUB, "subscription"))] == [node]
+        r = pubsub_iq(cd, "<unsubscribe node='%s' jid='%s'/>" % (node, cd.jid), to=a.jid)
+        assert r.get("type") == "result", tostr(r)
+        r = pubsub_iq(cd, "<unsubscribe node='%s' jid='%s'/>" % (node, cd.jid), to=a.jid)
+        assert pubsub_error(r) == ("cancel", "unexpected-request", "not-subscribed")
+        r = pubsub_iq(cd, "<subscribe node='%s' jid='%s'/>" % (node, a.jid), to=a.jid)
+        assert pubsub_error(r) == ("modify", "bad-request", "invalid-jid")
+        assert publish(ca, "urn:example:closed", "<e xmlns='urn:example:closed'/>").get("type") == "result"
+        r = pubsub_iq(cd, "<subscribe node='urn:example:closed' jid='%s'/>" % cd.jid, to=a.jid)
+        assert pubsub_error(r) == ("auth", "not-authorized", "presence-subscription-required")
+
+
+def test_rfc6121_8_5_1_pep_of_unknown_account(server, accounts):
+    """RFC 6121 §8.5.1: PEP requests to an account that does not exist get
+    <service-unavailable/>."""
+    (a,) = accounts(1)
+    with login(server, a) as ca:
+        r = items(ca, "urn:example:n", to="nobody%s@localhost" % a.user)
+        assert pubsub_error(r)[:2] == ("cancel", "service-unavailable")
+
+
+def test_xep0163_6_1_disco_of_own_account(server, accounts):
+    """XEP-0163 §6.1, XEP-0060 §5.2: the account's disco#info shows the
+    pubsub/pep identity and the features (publish-options among them);
+    disco#items lists the account's nodes."""
+    (a,) = accounts(1)
+    with login(server, a) as ca:
+        assert publish(ca, "urn:example:d", "<x xmlns='urn:example:d'/>").get("type") == "result"
+        r = iq(ca, "<query xmlns='%s'/>" % NS_DISCO_INFO, to=a.jid)
+        ids = [(i.get("category"), i.get("type")) for i in r.iter(q(NS_DISCO_INFO, "identity"))]
+        assert ("pubsub", "pep") in ids
+        feats = {f.get("var") for f in r.iter(q(NS_DISCO_INFO, "feature"))}
+        for f in ("", "#publish-options", "#auto-create", "#filtered-notifications",
+                  "#access-whitelist", "#persistent-items"):
+            assert NS_PUBSUB + f in feats, f
+        r = iq(ca, "<query xmlns='%s'/>" % NS_DISCO_ITEMS, to=a.jid)
+        assert [(i.get("jid"), i.get("node")) for i in r.iter(q(NS_DISCO_ITEMS, "item"))] == [
+            (a.jid, "urn:example:d")]
+        r = iq(ca, "<query xmlns='%s' node='urn:example:d'/>" % NS_DISCO_INFO, to=a.jid)
+        ids = [(i.get("category"), i.get("type")) for i in r.iter(q(NS_DISCO_INFO, "identity"))]
+        assert ids == [("pubsub", "leaf")], tostr(r)
