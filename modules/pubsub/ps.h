@@ -155,6 +155,7 @@ struct ps_service {
     size_t n_nodes, cap_nodes;
     size_t n_items;             /* over every node */
     uint64_t seq;               /* last item seq given */
+    const char *const *admins;  /* bare JIDs owning every node (NULL-terminated, borrowed), or NULL */
     void *ud;                   /* the module's */
 };
 
@@ -216,7 +217,8 @@ void ps_config_from_json(ps_config *c, const json_t *j, const ps_config *default
 
 /* ---- ps_access.c: who may do what ---- */
 
-/* The requester's affiliation with n (PEP: the owner's bare JID is owner). */
+/* The requester's affiliation with n (PEP: the account is owner; a
+ * service's admins own every node). */
 int ps_affiliation_of(const ps_node *n, const char *bare);
 /* May bare see n's items (access model)? 0 yes, else the error: *cond_r
  * and *ps_cond_r (pubsub#errors child or NULL) and *type_r. */

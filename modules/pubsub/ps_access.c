@@ -9,6 +9,9 @@ int ps_affiliation_of(const ps_node *n, const char *bare)
     /* PEP (XEP-0163 §2.2): the account is the one owner of every node. */
     if (n->svc->pep && bare && strcmp(bare, n->svc->jid) == 0)
         return PS_AFF_OWNER;
+    for (const char *const *a = n->svc->admins; a && *a && bare; a++)
+        if (strcmp(*a, bare) == 0)
+            return PS_AFF_OWNER;
     return ps_aff_get(n, bare);
 }
 
