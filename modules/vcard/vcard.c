@@ -100,6 +100,11 @@ static void vcard_on_exists(int result, void *ud)
 static void vcard_on_loaded(int status, json_t *value, void *ud)
 {
     vcard_req *r = ud;
+    if (status == XMPPD_STORE_CANCELLED) {
+        xmppd_pending_drop(r->p);
+        free(r);
+        return;
+    }
     const xmppd_event *ev = xmppd_pending_event(r->p);
     const char *user = vcard_target(ev); /* checked by vcard_on_get */
     const char *xml = json_string_value(value);
