@@ -4,12 +4,14 @@ publish-options, through mod_pep (and mod_caps for +notify filters).
 Raw clients where the exact stanzas matter (errors, addressing), slixmpp's
 xep_0060/xep_0163 plugins where a real client library is the point."""
 
+import asyncio
+
 import pytest
 
 from pep_helpers import (NS_DATA, NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PUBSUB, NS_PUBSUB_EVENT,
                          NS_PUBSUB_OWNER, befriend, caps_presence, config_fields, events, form, iq,
                          item_ids, items, login, publish, pubsub_error, pubsub_iq, sync, wait_event)
-from xmpptest import NS_CLIENT, q, tostr
+from xmpptest import NS_CLIENT, connect, q, run, tostr
 
 TUNE = "http://jabber.org/protocol/tune"
 FORM_NODE_CONFIG = NS_PUBSUB + "#node_config"
@@ -391,3 +393,108 @@ def test_xep0163_6_1_disco_of_own_account(server, accounts):
         r = iq(ca, "<query xmlns='%s' node='urn:example:d'/>" % NS_DISCO_INFO, to=a.jid)
         ids = [(i.get("category"), i.get("type")) for i in r.iter(q(NS_DISCO_INFO, "identity"))]
         assert ids == [("pubsub", "leaf")], tostr(r)
+
+
+# ---- what clients build on PEP: nickname (XEP-0172), OMEMO (XEP-0384) ----------------------
+
+NS_NICK = "http://jabber.org/protocol/nick"
+OMEMO_OLD = "eu.siacs.conversations.axolotl"
+OMEMO_V2 = "urn:xmpp:omemo:2"
+
+
+def test_xep0172_nickname_with_slixmpp(server, accounts):
+    """XEP-0172 §4 through slixmpp's xep_0172/xep_0163 plugins: the nick is
+    published with open access, a contact's client gets the event
+    (user_nick_publish), and a stranger fetches it (§4.4)."""
+    a, b, d = accounts(3)
+    befriend(server, a, b)
+
+    async def scenario():
+        cb = await connect(server, b)
+        cb.register_plugin("xep_0172")
+        got = asyncio.get_event_loop().create_future()
+        cb.add_event_handler("user_nick_publish", lambda m: got.done() or got.set_result(m))
+        cb["xep_0163"].add_interest(NS_NICK)
+        await asyncio.sleep(0.2)
+        cb.send_presence()
+        ca = await connect(server, a, presence=0)
+        ca.register_plugin("xep_0172")
+        opts = ca["xep_0004"].make_form("submit")
+        opts.add_field("FORM_TYPE", value=NS_PUBSUB + "#publish-options", ftype="hidden")
+        opts.add_field("pubsub#access_model", value="open")
+        await ca["xep_0172"].publish_nick("Ali", options=opts)
+        m = await asyncio.wait_for(got, 5)
+        assert m["pubsub_event"]["items"]["item"]["nick"]["nick"] == "Ali"
+        cd = await connect(server, d)
+        cd.register_plugin("xep_0060")
+        res = await cd["xep_0060"].get_items(a.jid, NS_NICK)
+        assert [i.xml.findtext(q(NS_NICK, "nick")) for i in res["pubsub"]["items"]] == ["Ali"]
+
+    run(scenario())
+
+
+def test_xep0384_omemo_device_lists_and_bundles_open_access(server, accounts):
+    """OMEMO (XEP-0384, both the legacy eu.siacs.conversations.axolotl
+    profile and urn:xmpp:omemo:2) works because PEP does: device lists and
+    bundles published with access_model open (publish-options, as clients
+    do) are fetched by a stranger; omemo:2 keeps one bundle item per
+    device in one node (max_items max)."""
+    a, d = accounts(2)
+    open_opts = {"pubsub#access_model": "open"}
+    bundle = ("<bundle xmlns='%s'><signedPreKeyPublic signedPreKeyId='1'>BQ==</signedPreKeyPublic>"
+              "<signedPreKeySignature>c2ln</signedPreKeySignature><identityKey>aWs=</identityKey>"
+              "<prekeys><preKeyPublic preKeyId='1'>BQE=</preKeyPublic></prekeys></bundle>" % OMEMO_OLD)
+    with login(server, a) as ca:
+        r = publish(ca, OMEMO_OLD + ".devicelist", "<list xmlns='%s'><device id='1234'/></list>" % OMEMO_OLD,
+                    "current", open_opts)
+        assert r.get("type") == "result", tostr(r)
+        r = publish(ca, OMEMO_OLD + ".bundles:1234", bundle, "current", open_opts)
+        assert r.get("type") == "result", tostr(r)
+        v2_opts = dict(open_opts, **{"pubsub#max_items": "max"})
+        r = publish(ca, OMEMO_V2 + ":devices", "<devices xmlns='%s'><device id='11'/><device id='22'/>"
+                    "</devices>" % OMEMO_V2, "current", v2_opts)
+        assert r.get("type") == "result", tostr(r)
+        for dev in ("11", "22"):
+            r = publish(ca, OMEMO_V2 + ":bundles", "<bundle xmlns='%s'><spk id='1'>AA==</spk>"
+                        "<spks>AA==</spks><ik>AA==</ik><prekeys><pk id='%s'>AA==</pk></prekeys>"
+                        "</bundle>" % (OMEMO_V2, dev), dev, v2_opts)
+            assert r.get("type") == "result", tostr(r)
+    with login(server, d) as cd:
+        r = items(cd, OMEMO_OLD + ".devicelist", to=a.jid)
+        assert r.find(".//" + q(OMEMO_OLD, "device")).get("id") == "1234"
+        r = items(cd, OMEMO_OLD + ".bundles:1234", to=a.jid)
+        assert r.find(".//" + q(OMEMO_OLD, "identityKey")).text == "aWs="
+        r = items(cd, OMEMO_V2 + ":devices", to=a.jid)
+        assert [x.get("id") for x in r.iter(q(OMEMO_V2, "device"))] == ["11", "22"]
+        r = pubsub_iq(cd, "<items node='%s:bundles'><item id='22'/></items>" % OMEMO_V2, type_="get", to=a.jid)
+        assert item_ids(r) == ["22"]
+        assert sorted(item_ids(items(cd, OMEMO_V2 + ":bundles", to=a.jid))) == ["11", "22"]
+
+
+def test_xep0163_with_slixmpp_generic_publish(server, accounts):
+    """XEP-0163 through slixmpp's xep_0163 plugin: a contact whose client
+    declares interest (+notify in its caps, which the server asks for) gets
+    the owner's publications; the owner's items are read with xep_0060."""
+    a, b = accounts(2)
+    befriend(server, a, b)
+
+    async def scenario():
+        cb = await connect(server, b)
+        cb.register_plugin("xep_0163")
+        got = asyncio.get_event_loop().create_future()
+        cb.add_event_handler("pubsub_publish",
+                             lambda m: m["pubsub_event"]["items"]["node"] == TUNE and not got.done()
+                             and got.set_result(m))
+        cb["xep_0163"].add_interest(TUNE)
+        await asyncio.sleep(0.2)
+        cb.send_presence()
+        ca = await connect(server, a, presence=0)
+        ca.register_plugin("xep_0118")
+        await ca["xep_0118"].publish_tune(artist="Finzi", title="Introduction")
+        m = await asyncio.wait_for(got, 5)
+        assert m["pubsub_event"]["items"]["item"]["tune"]["title"] == "Introduction"
+        res = await cb["xep_0060"].get_items(a.jid, TUNE)
+        assert [i.xml.findtext("%s/%s" % (q(TUNE, "tune"), q(TUNE, "artist")))
+                for i in res["pubsub"]["items"]] == ["Finzi"]
+
+    run(scenario())
