@@ -498,3 +498,72 @@ def test_xep0163_with_slixmpp_generic_publish(server, accounts):
                 for i in res["pubsub"]["items"]] == ["Finzi"]
 
     run(scenario())
+
+
+# ---- other servers' entities (XEP-0163 §4.3.1, §4.3.4) ----------------------------------
+
+def test_xep0163_4_remote_entity_tracked_from_presence(server_factory, accounts):
+    """XEP-0163 §4: an entity of another domain (here an external component,
+    XEP-0114, standing in for a remote server) that the account shares
+    presence with sends available presence with caps to the account: the
+    server asks it for its features, sends it the last item it wants
+    (§4.3.4), then each new publication; after its unavailable presence,
+    nothing more."""
+    import hashlib as _h
+    from conftest import free_port
+    from xmpptest import RawClient
+    gw, secret = "gw.localhost", "gw-secret-value-1"
+    srv = server_factory(start=False, overrides={
+        "components": {gw: {"secret": secret}},
+        "modules": {"roster": True, "presence": True, "disco": True, "caps": True,
+                    "ping": True, "pep": True}})
+    srv.comp_port = free_port()
+    srv.config["listeners"].append({"type": "component", "address": "127.0.0.1", "port": srv.comp_port})
+    srv.write_config()
+    srv.start()
+    (a,) = accounts(1, srv=srv)
+    ncomp = "jabber:component:accept"
+    rc = RawClient(srv.comp_port, domain=gw)
+    rc.open_stream(features=False, to=gw, xmlns=ncomp, version=None, lang=None)
+    sid = rc.reader.header.get("id")
+    rc.send("<handshake>%s</handshake>" % _h.sha1((sid + secret).encode()).hexdigest())
+    assert rc.next_element().tag == q(ncomp, "handshake")
+    remote = "romeo@" + gw
+    feats = sorted({TUNE + "+notify", "http://jabber.org/protocol/caps",
+                    "http://jabber.org/protocol/disco#info"})
+    import base64 as _b
+    ver = _b.b64encode(_h.sha1(("client/pc//gw<" + "".join(f + "<" for f in feats)).encode()).digest()).decode()
+
+    def next_of(tag, pred=lambda e: True):
+        return rc.wait_for(lambda e: e.tag == q(ncomp, tag) and pred(e))
+
+    try:
+        with login(srv, a) as ca:
+            ca.send("<presence/>")
+            assert publish(ca, TUNE, tune("first"), "1").get("type") == "result"
+            # The remote contact asks for, and gets, a subscription to a's presence.
+            rc.send("<presence from='%s' to='%s' type='subscribe'/>" % (remote, a.jid))
+            ca.wait_for(lambda e: e.tag == q(NS_CLIENT, "presence") and e.get("type") == "subscribe")
+            ca.send("<presence to='%s' type='subscribed'/>" % remote)
+            sync(ca)
+            rc.send("<presence from='%s/balcony' to='%s'><c xmlns='http://jabber.org/protocol/caps' "
+                    "hash='sha-1' node='urn:gw' ver='%s'/></presence>" % (remote, a.jid, ver))
+            query = next_of("iq", lambda e: e.get("type") == "get")
+            assert query.get("to") == remote + "/balcony" and query.get("from") == "localhost"
+            rc.send("<iq type='result' id='%s' from='%s/balcony' to='localhost'><query xmlns='%s' "
+                    "node='urn:gw#%s'><identity category='client' type='pc' name='gw'/>%s</query></iq>"
+                    % (query.get("id"), remote, NS_DISCO_INFO, ver,
+                       "".join("<feature var='%s'/>" % f for f in feats)))
+            m = next_of("message", lambda e: e.find(".//" + q(NS_PUBSUB_EVENT, "item")) is not None)
+            assert m.get("to") == remote + "/balcony" and m.get("from") == a.jid
+            assert m.find(".//" + q(NS_PUBSUB_EVENT, "item")).get("id") == "1"
+            assert publish(ca, TUNE, tune("second"), "2").get("type") == "result"
+            m = next_of("message", lambda e: e.find(".//" + q(NS_PUBSUB_EVENT, "item")) is not None)
+            assert m.find(".//" + q(NS_PUBSUB_EVENT, "item")).get("id") == "2"
+            assert m.find(".//" + q("http://jabber.org/protocol/address", "address")).get("type") == "replyto"
+            rc.send("<presence from='%s/balcony' to='%s' type='unavailable'/>" % (remote, a.jid))
+            sync(ca)
+            assert publish(ca, TUNE, tune("third"), "3").get("type") == "result"
+            assert rc.quiet(pred=lambda e: e.tag == q(ncomp, "message")) == []
+    finally:
+        rc.close()
