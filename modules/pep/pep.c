@@ -150,6 +150,52 @@ static int pep_on_iq(xmppd_event *ev, void *ud)
 
 /* ---- service discovery (XEP-0163 §6, XEP-0060 §5) ---------------------------------------- */
 
+/* mod_disco's API "disco", version 2 (modules/disco/README.md). */
+typedef struct pep_disco_api {
+    uint32_t version, size;
+    xmppd_stanza *(*host_info)(const struct pep_disco_api *api);
+    unsigned long (*hold)(const struct pep_disco_api *api);
+    void (*release)(const struct pep_disco_api *api, unsigned long token);
+} pep_disco_api;
+
+static const pep_disco_api *pep_disco(const pep_state *st)
+{
+    const pep_disco_api *a = xmppd_use(st->host, "disco");
+    return a && a->version >= 2 && a->size >= sizeof(*a) ? a : NULL;
+}
+
+typedef struct pep_disco_wait {
+    pep_state *st;
+    unsigned long token;
+} pep_disco_wait;
+
+static void pep_disco_loaded(pep_ctx *ctx, void *ud)
+{
+    pep_disco_wait *w = ud;
+    const pep_disco_api *d = pep_disco(w->st);
+    (void)ctx;
+    if (d)
+        d->release(d, w->token);
+    free(w);
+}
+
+/* The account's service for a disco answer: cached, or NULL after asking
+ * mod_disco to wait while it loads (the answer is then built again). */
+static pep_svc *pep_disco_service(pep_state *st, const char *user)
+{
+    pep_svc *svc = pep_cached(st, user);
+    const pep_disco_api *d = svc ? NULL : pep_disco(st);
+    unsigned long token = d ? d->hold(d) : 0;
+    pep_disco_wait *w = token ? calloc(1, sizeof(*w)) : NULL;
+    if (w) {
+        *w = (pep_disco_wait){ st, token };
+        pep_with_service(st, user, false, pep_disco_loaded, free, w);
+    } else if (token) {
+        d->release(d, token);
+    }
+    return svc;
+}
+
 /* The account a disco request is about, its node attribute in *node_r. */
 static const char *pep_disco_target(const xmppd_event *ev, pep_state *st, const char **node_r)
 {
@@ -160,12 +206,18 @@ static const char *pep_disco_target(const xmppd_event *ev, pep_state *st, const 
     return ev->to->node;
 }
 
+/* mod_disco answers another account's disco only to those with a presence
+ * subscription to it: the presence access model admits them. */
+static pep_ctx pep_disco_ctx(pep_state *st, pep_svc *svc, const xmppd_event *ev)
+{
+    return (pep_ctx){ .st = st, .svc = svc, .presence_bare = ev->from ? ev->from->bare : NULL };
+}
+
 static int pep_on_disco_info(xmppd_event *ev, void *ud)
 {
     pep_state *st = ud;
     const char *node;
     const char *user = pep_disco_target(ev, st, &node);
-    pep_svc *svc = user ? pep_cached(st, user) : NULL;
     if (!user)
         return XMPPD_PASS;
     if (!node) {
@@ -175,8 +227,11 @@ static int pep_on_disco_info(xmppd_event *ev, void *ud)
             xmppd_stanza_set_attr(id, "type", "pep");
         }
         ps_disco_features(true, ev->stanza);
-    } else if (svc) {
-        pep_ctx ctx = { .st = st, .svc = svc };
+        return XMPPD_PASS;
+    }
+    pep_svc *svc = pep_disco_service(st, user);
+    if (svc) {
+        pep_ctx ctx = pep_disco_ctx(st, svc, ev);
         ps_disco_info(svc->ps, ev->stanza, node, ev->from ? ev->from->bare : "", &ctx);
     }
     return XMPPD_PASS;
@@ -187,9 +242,9 @@ static int pep_on_disco_items(xmppd_event *ev, void *ud)
     pep_state *st = ud;
     const char *node;
     const char *user = pep_disco_target(ev, st, &node);
-    pep_svc *svc = user ? pep_cached(st, user) : NULL;
+    pep_svc *svc = user ? pep_disco_service(st, user) : NULL;
     if (svc) {
-        pep_ctx ctx = { .st = st, .svc = svc };
+        pep_ctx ctx = pep_disco_ctx(st, svc, ev);
         ps_disco_items(svc->ps, ev->stanza, node, ev->from ? ev->from->bare : "", &ctx);
     }
     return XMPPD_PASS;

@@ -11,7 +11,7 @@ import pytest
 from pep_helpers import (NS_DATA, NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PUBSUB, NS_PUBSUB_EVENT,
                          NS_PUBSUB_OWNER, befriend, caps_presence, config_fields, events, form, iq,
                          item_ids, items, login, publish, pubsub_error, pubsub_iq, sync, wait_event)
-from xmpptest import NS_CLIENT, connect, q, run, tostr
+from xmpptest import NS_CLIENT, connect, error_condition, q, run, tostr
 
 TUNE = "http://jabber.org/protocol/tune"
 FORM_NODE_CONFIG = NS_PUBSUB + "#node_config"
@@ -393,6 +393,36 @@ def test_xep0163_6_1_disco_of_own_account(server, accounts):
         r = iq(ca, "<query xmlns='%s' node='urn:example:d'/>" % NS_DISCO_INFO, to=a.jid)
         ids = [(i.get("category"), i.get("type")) for i in r.iter(q(NS_DISCO_INFO, "identity"))]
         assert ids == [("pubsub", "leaf")], tostr(r)
+
+
+def test_xep0163_6_2_contact_disco_of_account(server, accounts):
+    """XEP-0163 §6.2: a contact with a presence subscription discovers the
+    account's nodes (disco#items) and a node's identity, while the account
+    is offline (its service and roster are loaded for the answer); a
+    stranger gets <service-unavailable/> (RFC 6121 §8.5.1 rules, as
+    Prosody)."""
+    a, b, d = accounts(3)
+    befriend(server, a, b)
+    with login(server, a) as ca:
+        assert publish(ca, "urn:example:c", "<x xmlns='urn:example:c'/>").get("type") == "result"
+        assert publish(ca, "urn:example:w2", "<x xmlns='urn:example:w2'/>",
+                       options={"pubsub#access_model": "whitelist"}).get("type") == "result"
+    server.restart()  # nothing of a's in memory
+    with login(server, b) as cb:
+        r = iq(cb, "<query xmlns='%s'/>" % NS_DISCO_ITEMS, to=a.jid)
+        assert r.get("type") == "result", tostr(r)
+        assert [i.get("node") for i in r.iter(q(NS_DISCO_ITEMS, "item"))] == ["urn:example:c"]
+        r = iq(cb, "<query xmlns='%s' node='urn:example:c'/>" % NS_DISCO_INFO, to=a.jid)
+        assert [(i.get("category"), i.get("type")) for i in r.iter(q(NS_DISCO_INFO, "identity"))] == [
+            ("pubsub", "leaf")]
+        r = iq(cb, "<query xmlns='%s'/>" % NS_DISCO_INFO, to=a.jid)
+        assert ("pubsub", "pep") in [(i.get("category"), i.get("type"))
+                                     for i in r.iter(q(NS_DISCO_INFO, "identity"))]
+        r = iq(cb, "<query xmlns='%s' node='urn:example:w2'/>" % NS_DISCO_INFO, to=a.jid)
+        assert error_condition(r) == ("cancel", "item-not-found")
+    with login(server, d) as cd:
+        r = iq(cd, "<query xmlns='%s'/>" % NS_DISCO_ITEMS, to=a.jid)
+        assert error_condition(r) == ("cancel", "service-unavailable")
 
 
 # ---- what clients build on PEP: nickname (XEP-0172), OMEMO (XEP-0384) ----------------------
