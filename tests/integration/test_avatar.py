@@ -194,3 +194,5 @@ def test_xep0084_with_slixmpp_plugins(server, accounts):
             res["pubsub"]["items"]["item"]["avatar_data"]["value"] == image
 
     run(scenario())
+    with login(server, b) as cb:  # and the vCard has it (XEP-0398 §3.1)
+        assert settled_photo(cb, a.jid) == ("image/png", image)

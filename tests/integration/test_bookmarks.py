@@ -206,3 +206,6 @@ def test_xep0402_with_slixmpp_xep0060(server, accounts):
         assert ids == ["slix@chat.example"]
 
     run(scenario())
+    with login(server, a) as c:  # old clients see it too (XEP-0402 §5.3)
+        want = {"slix@chat.example": ("Slix", True, "s")}
+        assert eventually(lambda: legacy_conferences(private_get(c)), want) == want
