@@ -13,8 +13,9 @@ static const char *const kind_names[] = { "message", "presence", "iq" };
 static const char *const ev_host[] = { "message/host", "presence/host", "iq/host" };
 static const char *const ev_bare[] = { "message/bare", "presence/bare", "iq/bare" };
 static const char *const ev_full[] = { "message/full", "presence/full", "iq/full" };
-/* Names a served domain's handler sees (xmppd_domain_serve; not hook events). */
-static const char *const ev_domain[] = { "message/domain", "presence/domain", "iq/domain" };
+/* What a served domain's handler sees as ev->name (xmppd_domain_serve):
+ * the handler is called directly, these are no hook events. */
+static const char *const served_names[] = { "message/domain", "presence/domain", "iq/domain" };
 
 static int kind_of(const xmppd_stanza *st)
 {
@@ -358,7 +359,7 @@ static void route(xmppd_event *ev, int kind)
     }
     /* Services of modules (domains.c): pubsub, MUC, upload. */
     const char *name = ev->name;
-    ev->name = ev_domain[kind];
+    ev->name = served_names[kind];
     int served = domains_route(ev);
     ev->name = name;
     if (served == DOMAIN_PASSED && kind != K_PRESENCE &&

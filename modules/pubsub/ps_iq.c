@@ -49,6 +49,15 @@ xmppd_stanza *ps_req_pubsub(const char *ns)
     return xmppd_stanza_new("pubsub", ns);
 }
 
+xmppd_stanza *ps_req_list(const char *ns, const char *name, const char *node, xmppd_stanza **ps_r)
+{
+    *ps_r = ps_req_pubsub(ns);
+    xmppd_stanza *list = *ps_r ? xmppd_stanza_tag(*ps_r, name, NULL) : NULL;
+    if (list && node)
+        xmppd_stanza_set_attr(list, "node", node);
+    return list;
+}
+
 ps_node *ps_req_node(ps_req *r, const xmppd_stanza *action)
 {
     const char *name = xmppd_stanza_attr(action, "node");
@@ -139,14 +148,13 @@ static void ps_op_items(ps_req *r, const xmppd_stanza *action)
         ps_req_error(r, type, cond, ps_cond, NULL);
         return;
     }
-    xmppd_stanza *ps = ps_req_pubsub(PS_NS);
-    xmppd_stanza *items = ps ? xmppd_stanza_tag(ps, "items", NULL) : NULL;
+    xmppd_stanza *ps;
+    xmppd_stanza *items = ps_req_list(PS_NS, "items", n->name, &ps);
     if (!items) {
         xmppd_stanza_unref(ps);
         ps_req_error(r, "wait", "internal-server-error", NULL, NULL);
         return;
     }
-    xmppd_stanza_set_attr(items, "node", n->name);
     bool wanted = false; /* specific items asked for (§6.5.8) */
     for (xmppd_stanza *c = xmppd_stanza_first(action); c; c = xmppd_stanza_next(c)) {
         const char *id = strcmp(xmppd_stanza_name(c), "item") == 0 ? xmppd_stanza_attr(c, "id") : NULL;

@@ -102,11 +102,8 @@ void ps_op_create(ps_req *r, const xmppd_stanza *pubsub, const xmppd_stanza *act
     if (!n)
         return;
     xmppd_stanza *ps = NULL;
-    if (name == instant && (ps = ps_req_pubsub(PS_NS))) {
-        xmppd_stanza *c = xmppd_stanza_tag(ps, "create", NULL);
-        if (c)
-            xmppd_stanza_set_attr(c, "node", n->name);
-    }
+    if (name == instant)
+        ps_req_list(PS_NS, "create", n->name, &ps);
     ps_req_result(r, ps);
 }
 
@@ -117,13 +114,11 @@ static void ps_configure_get(ps_req *r, const xmppd_stanza *action)
     ps_node *n = ps_owned_node(r, action);
     if (!n)
         return;
-    xmppd_stanza *ps = ps_req_pubsub(PS_NS_OWNER);
-    xmppd_stanza *c = ps ? xmppd_stanza_tag(ps, "configure", NULL) : NULL;
+    xmppd_stanza *ps;
+    xmppd_stanza *c = ps_req_list(PS_NS_OWNER, "configure", n->name, &ps);
     xmppd_stanza *x = c ? ps_config_form(&n->cfg, "form", r->svc->lim, r->svc->pep) : NULL;
-    if (x) {
-        xmppd_stanza_set_attr(c, "node", n->name);
+    if (x)
         xmppd_stanza_add(c, x);
-    }
     ps_req_result(r, ps);
 }
 
@@ -153,8 +148,8 @@ static void ps_configure_set(ps_req *r, const xmppd_stanza *action)
 
 static void ps_default_get(ps_req *r)
 {
-    xmppd_stanza *ps = ps_req_pubsub(PS_NS_OWNER);
-    xmppd_stanza *d = ps ? xmppd_stanza_tag(ps, "default", NULL) : NULL;
+    xmppd_stanza *ps;
+    xmppd_stanza *d = ps_req_list(PS_NS_OWNER, "default", NULL, &ps);
     xmppd_stanza *x = d ? ps_config_form(&r->svc->defaults, "form", r->svc->lim, r->svc->pep) : NULL;
     if (x)
         xmppd_stanza_add(d, x);
@@ -200,10 +195,8 @@ static void ps_subscriptions_get(ps_req *r, const xmppd_stanza *action)
     ps_node *n = ps_owned_node(r, action);
     if (!n)
         return;
-    xmppd_stanza *ps = ps_req_pubsub(PS_NS_OWNER);
-    xmppd_stanza *list = ps ? xmppd_stanza_tag(ps, "subscriptions", NULL) : NULL;
-    if (list)
-        xmppd_stanza_set_attr(list, "node", n->name);
+    xmppd_stanza *ps;
+    xmppd_stanza *list = ps_req_list(PS_NS_OWNER, "subscriptions", n->name, &ps);
     for (const ps_sub *sub = n->subs; list && sub; sub = sub->next) {
         xmppd_stanza *el = xmppd_stanza_tag(list, "subscription", NULL);
         if (el) {
@@ -271,10 +264,8 @@ static void ps_affiliations_get(ps_req *r, const xmppd_stanza *action)
     ps_node *n = ps_owned_node(r, action);
     if (!n)
         return;
-    xmppd_stanza *ps = ps_req_pubsub(PS_NS_OWNER);
-    xmppd_stanza *list = ps ? xmppd_stanza_tag(ps, "affiliations", NULL) : NULL;
-    if (list)
-        xmppd_stanza_set_attr(list, "node", n->name);
+    xmppd_stanza *ps;
+    xmppd_stanza *list = ps_req_list(PS_NS_OWNER, "affiliations", n->name, &ps);
     if (list && r->svc->pep) { /* the account owns every node of its service */
         xmppd_stanza *el = xmppd_stanza_tag(list, "affiliation", NULL);
         if (el) {

@@ -15,6 +15,9 @@ void ps_req_error(ps_req *r, const char *type, const char *cond, const char *ps_
 void ps_req_result(ps_req *r, xmppd_stanza *payload);
 /* A new <pubsub xmlns=ns/> for a result payload; NULL on OOM. */
 xmppd_stanza *ps_req_pubsub(const char *ns);
+/* A new <pubsub xmlns=ns> into *ps_r holding <name node=node?/>, which is
+ * returned (borrowed from *ps_r); NULL on OOM. */
+xmppd_stanza *ps_req_list(const char *ns, const char *name, const char *node, xmppd_stanza **ps_r);
 /* The node named by action's 'node' attribute. NULL after answering
  * nodeid-required (no attribute) or item-not-found (no such node). */
 ps_node *ps_req_node(ps_req *r, const xmppd_stanza *action);

@@ -203,13 +203,11 @@ void ps_op_publish(ps_req *r, const xmppd_stanza *pubsub, const xmppd_stanza *ac
         ps_req_error(r, e.type, e.cond, e.ps_cond, e.text[0] ? e.text : NULL);
         return;
     }
-    xmppd_stanza *ps = ps_req_pubsub(PS_NS);
-    xmppd_stanza *pub = ps ? xmppd_stanza_tag(ps, "publish", NULL) : NULL;
+    xmppd_stanza *ps;
+    xmppd_stanza *pub = ps_req_list(PS_NS, "publish", n->name, &ps);
     xmppd_stanza *rit = pub ? xmppd_stanza_tag(pub, "item", NULL) : NULL;
-    if (rit) {
-        xmppd_stanza_set_attr(pub, "node", n->name);
+    if (rit)
         xmppd_stanza_set_attr(rit, "id", it->id);
-    }
     ps_req_result(r, ps);
     ps_published(r->svc, n, it, r->ctx);
 }

@@ -209,11 +209,10 @@ void ps_op_options(ps_req *r, const xmppd_stanza *action, bool set)
         ps_req_result(r, NULL);
         return;
     }
-    xmppd_stanza *ps = ps_req_pubsub(PS_NS);
-    xmppd_stanza *o = ps ? xmppd_stanza_tag(ps, "options", NULL) : NULL;
+    xmppd_stanza *ps;
+    xmppd_stanza *o = ps_req_list(PS_NS, "options", n->name, &ps);
     xmppd_stanza *x = o ? ps_sub_options_form(sub) : NULL;
     if (x) {
-        xmppd_stanza_set_attr(o, "node", n->name);
         xmppd_stanza_set_attr(o, "jid", sub->jid);
         xmppd_stanza_set_attr(o, "subid", sub->subid);
         xmppd_stanza_add(o, x);
@@ -226,10 +225,8 @@ void ps_op_options(ps_req *r, const xmppd_stanza *action, bool set)
 void ps_op_subscriptions(ps_req *r, const xmppd_stanza *action)
 {
     const char *only = xmppd_stanza_attr(action, "node");
-    xmppd_stanza *ps = ps_req_pubsub(PS_NS);
-    xmppd_stanza *list = ps ? xmppd_stanza_tag(ps, "subscriptions", NULL) : NULL;
-    if (list && only)
-        xmppd_stanza_set_attr(list, "node", only);
+    xmppd_stanza *ps;
+    xmppd_stanza *list = ps_req_list(PS_NS, "subscriptions", only, &ps);
     for (size_t i = 0; list && i < r->svc->n_nodes; i++) {
         const ps_node *n = r->svc->nodes[i];
         if (only && strcmp(only, n->name) != 0)
@@ -244,10 +241,8 @@ void ps_op_subscriptions(ps_req *r, const xmppd_stanza *action)
 void ps_op_affiliations(ps_req *r, const xmppd_stanza *action)
 {
     const char *only = xmppd_stanza_attr(action, "node");
-    xmppd_stanza *ps = ps_req_pubsub(PS_NS);
-    xmppd_stanza *list = ps ? xmppd_stanza_tag(ps, "affiliations", NULL) : NULL;
-    if (list && only)
-        xmppd_stanza_set_attr(list, "node", only);
+    xmppd_stanza *ps;
+    xmppd_stanza *list = ps_req_list(PS_NS, "affiliations", only, &ps);
     for (size_t i = 0; list && i < r->svc->n_nodes; i++) {
         const ps_node *n = r->svc->nodes[i];
         int aff = ps_affiliation_of(n, ps_req_bare(r));

@@ -4,7 +4,7 @@ XEP-0060 by hand where the exact bytes matter."""
 
 import time
 
-from xmpptest import NS_CLIENT, RawClient, error_condition, new_id, q, scaled, tostr
+from xmpptest import NS_CLIENT, PoliteClient, connect, error_condition, new_id, q, scaled, tostr
 
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"
 NS_PUBSUB_OWNER = NS_PUBSUB + "#owner"
@@ -18,11 +18,10 @@ NS_PING = "urn:xmpp:ping"
 NS_DELAY = "urn:xmpp:delay"
 
 
-class Client(RawClient):
-    """RawClient that answers the server's disco#info queries for its caps
-    whenever it reads (the server asks once per verification string), keeps
-    what it reads but does not want yet in `held`, and ends its stream
-    politely when a with block ends."""
+class Client(PoliteClient):
+    """PoliteClient that answers the server's disco#info queries for its
+    caps whenever it reads (the server asks once per verification string)
+    and keeps what it reads but does not want yet in `held`."""
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -44,14 +43,21 @@ class Client(RawClient):
             if time.monotonic() >= deadline:
                 return None
 
-    def __exit__(self, *exc):
-        try:
-            if not self.eof and not self.reader.closed:
-                self.close_stream()
-                self.wait_closed(scaled(2))
-        except (OSError, ValueError):
-            pass
-        self.close()
+
+async def interested(server, account, plugins, event, namespace):
+    """A slixmpp client (its plugins registered) that announces NAMESPACE
+    +notify in its caps (xep_0163), is available, and resolves the returned
+    future with the first `event` it gets."""
+    import asyncio
+    c = await connect(server, account)
+    for p in plugins:
+        c.register_plugin(p)
+    got = asyncio.get_event_loop().create_future()
+    c.add_event_handler(event, lambda m: got.done() or got.set_result(m))
+    c["xep_0163"].add_interest(namespace)
+    await asyncio.sleep(0.2)  # the caps update is asynchronous in slixmpp
+    c.send_presence()
+    return c, got
 
 
 def login(server, account, resource=None):

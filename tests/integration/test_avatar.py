@@ -8,8 +8,8 @@ import hashlib
 
 import pytest
 
-from pep_helpers import (NS_DISCO_INFO, NS_PUBSUB, NS_PUBSUB_EVENT, befriend, caps_presence,
-                         events, iq, item_ids, items, login, publish, sync, wait_event)
+from pep_helpers import (NS_DISCO_INFO, befriend, caps_presence, interested, iq, item_ids, items,
+                         login, publish, sync, wait_event)
 from xmpptest import NS_CLIENT, QUIET_PERIOD, connect, q, run, scaled, tostr
 
 NS_DATA = "urn:xmpp:avatar:data"
@@ -174,13 +174,7 @@ def test_xep0084_with_slixmpp_plugins(server, accounts):
     image = b"slixmpp avatar bytes" * 10
 
     async def scenario():
-        cb = await connect(server, b)
-        cb.register_plugin("xep_0084")
-        got = asyncio.get_event_loop().create_future()
-        cb.add_event_handler("avatar_metadata_publish", lambda m: got.done() or got.set_result(m))
-        cb["xep_0163"].add_interest(NS_META)
-        await asyncio.sleep(0.2)
-        cb.send_presence()
+        cb, got = await interested(server, b, ["xep_0084"], "avatar_metadata_publish", NS_META)
         ca = await connect(server, a, presence=0)
         ca.register_plugin("xep_0084")
         h = sha1(image)

@@ -3,13 +3,12 @@ bookmarks in private XML (XEP-0049, as XEP-0402 §5.3 describes) and in the
 PEP node storage:bookmarks (XEP-0411), in every direction. slixmpp 1.8 has
 no xep_0402 plugin: its xep_0060 plugin and raw stanzas stand in."""
 
-import asyncio
 import time
 
 import pytest
 
-from pep_helpers import (NS_DISCO_INFO, NS_PUBSUB, NS_PUBSUB_EVENT, caps_presence, iq, item_ids,
-                         items, login, publish, pubsub_iq, sync, wait_event)
+from pep_helpers import (NS_DISCO_INFO, NS_PUBSUB, NS_PUBSUB_EVENT, caps_presence, iq, items, login,
+                         publish, pubsub_iq, sync, wait_event)
 from xmpptest import connect, q, run, scaled, tostr
 
 NS_B2 = "urn:xmpp:bookmarks:1"

@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from xmpptest import (NS_CLIENT, NS_STREAM, RawClient, error_condition, local, new_id, q,
-                      scaled, tostr, xml_escape)
+from xmpptest import (NS_CLIENT, NS_STREAM, PoliteClient, RawClient, error_condition, local, new_id,
+                      q, scaled, tostr, xml_escape)
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
@@ -84,18 +84,7 @@ def config_overrides():
 
 # ---- helpers -------------------------------------------------------------------
 
-class Client(RawClient):
-    """RawClient that, leaving a with block, ends its stream politely and
-    waits (bounded) for the server to close."""
-
-    def __exit__(self, *exc):
-        try:
-            if not self.eof and not self.reader.closed:
-                self.close_stream()
-                self.wait_closed(scaled(2))
-        except (OSError, ValueError):
-            pass
-        self.close()
+Client = PoliteClient
 
 
 def login(server, account, resource=None, presence=False):

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from pep_helpers import (NS_DATA, NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PUBSUB, NS_PUBSUB_EVENT,
-                         NS_PUBSUB_OWNER, befriend, caps_presence, config_fields, events, form, iq,
+                         NS_PUBSUB_OWNER, befriend, caps_presence, config_fields, events, form, interested, iq,
                          item_ids, items, login, publish, pubsub_error, pubsub_iq, sync, wait_event)
 from xmpptest import NS_CLIENT, connect, error_condition, q, run, tostr
 
@@ -440,13 +440,7 @@ def test_xep0172_nickname_with_slixmpp(server, accounts):
     befriend(server, a, b)
 
     async def scenario():
-        cb = await connect(server, b)
-        cb.register_plugin("xep_0172")
-        got = asyncio.get_event_loop().create_future()
-        cb.add_event_handler("user_nick_publish", lambda m: got.done() or got.set_result(m))
-        cb["xep_0163"].add_interest(NS_NICK)
-        await asyncio.sleep(0.2)
-        cb.send_presence()
+        cb, got = await interested(server, b, ["xep_0172"], "user_nick_publish", NS_NICK)
         ca = await connect(server, a, presence=0)
         ca.register_plugin("xep_0172")
         opts = ca["xep_0004"].make_form("submit")
@@ -509,15 +503,7 @@ def test_xep0163_with_slixmpp_generic_publish(server, accounts):
     befriend(server, a, b)
 
     async def scenario():
-        cb = await connect(server, b)
-        cb.register_plugin("xep_0163")
-        got = asyncio.get_event_loop().create_future()
-        cb.add_event_handler("pubsub_publish",
-                             lambda m: m["pubsub_event"]["items"]["node"] == TUNE and not got.done()
-                             and got.set_result(m))
-        cb["xep_0163"].add_interest(TUNE)
-        await asyncio.sleep(0.2)
-        cb.send_presence()
+        cb, got = await interested(server, b, ["xep_0163"], "pubsub_publish", TUNE)
         ca = await connect(server, a, presence=0)
         ca.register_plugin("xep_0118")
         await ca["xep_0118"].publish_tune(artist="Finzi", title="Introduction")

@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from pep_helpers import (NS_DATA, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PUBSUB, NS_PUBSUB_EVENT,
-                         NS_PUBSUB_OWNER, config_fields, events, form, iq, item_ids, items, login,
-                         publish, pubsub_error, pubsub_iq, wait_event)
+from pep_helpers import (NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PUBSUB, NS_PUBSUB_EVENT, NS_PUBSUB_OWNER,
+                         events, form, iq, item_ids, items, login, publish, pubsub_error, pubsub_iq,
+                         wait_event)
 from xmpptest import NS_CLIENT, connect, error_condition, q, run, tostr
 
 PS = "pubsub.localhost"

@@ -606,6 +606,20 @@ class RawClient:
         self.send("</stream:stream>")
 
 
+class PoliteClient(RawClient):
+    """RawClient that, leaving a with block, ends its stream politely and
+    waits (bounded) for the server to close."""
+
+    def __exit__(self, *exc):
+        try:
+            if not self.eof and not self.reader.closed:
+                self.close_stream()
+                self.wait_closed(scaled(2))
+        except (OSError, ValueError):
+            pass
+        self.close()
+
+
 def user_of(jid):
     return jid.split("@", 1)[0]
 
