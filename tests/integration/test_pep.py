@@ -583,3 +583,29 @@ def test_xep0163_4_remote_entity_tracked_from_presence(server_factory, accounts)
             assert rc.quiet(pred=lambda e: e.tag == q(ncomp, "message")) == []
     finally:
         rc.close()
+
+
+def test_xep0479_features_report_pep_and_what_builds_on_it(server_factory):
+    """`xmppctl features`: the modules' specifications (XEP-0060, 0163,
+    0223, 0172; 0084, 0153, 0398; 0402, 0411, 0048) and the XMPP
+    Compliance Suites 2023 rows they satisfy (Core Advanced: event
+    publishing; IM Advanced: avatar compatibility, private data via PubSub)."""
+    import json
+    srv = server_factory({"modules": {"roster": True, "presence": True, "disco": True, "caps": True,
+                                      "vcard": True, "private": True, "pep": True, "avatar": True,
+                                      "bookmarks": True, "pubsub": True}})
+    j = json.loads(srv.ctl("-j", "features").stdout)
+    host = j["hosts"][0]
+    specs = {s["spec"]: set(s["by"]) for s in host["specs"]}
+    want = {"XEP-0060": {"pep", "pubsub"}, "XEP-0163": {"pep"}, "XEP-0223": {"pep"},
+            "XEP-0172": {"pep"}, "XEP-0084": {"avatar"}, "XEP-0153": {"avatar"},
+            "XEP-0398": {"avatar"}, "XEP-0402": {"bookmarks"}, "XEP-0411": {"bookmarks"},
+            "XEP-0048": {"bookmarks", "private"}, "XEP-0115": {"caps"}}
+    for spec, by in want.items():
+        assert specs.get(spec) == by, spec
+    suites = {(s["category"], s["level"]): s for s in host["suites"]}
+    missing = {f["feature"] for key in (("Core", "Advanced Server"), ("IM", "Advanced Server"))
+               for f in suites[key]["missing"]}
+    for feature in ("Event publishing", "User Avatar Compatibility",
+                    "Persistent Storage of Private Data via PubSub"):
+        assert feature not in missing, feature
