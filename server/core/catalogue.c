@@ -178,6 +178,14 @@ static const catalogue_event g_events[] = {
       "an account's vCard was stored or removed (XEP-0054)",
       "host; data: const vcard_change * (modules/vcard/vcard_api.h): account, the new vCard "
       "(NULL: removed), whether a module set it" },
+    { "muc/room-iq", "first", "muc",
+      "an IQ to a room in a namespace mod_muc does not serve (XEP-0313 queries for mod_muc_mam)",
+      "host; stanza, from, to: the IQ to the room's bare JID; HANDLED once answered, else "
+      "service-unavailable (modules/muc/muc_api.h)" },
+    { "muc/room-info", "all", "muc",
+      "a room's disco#info is being built",
+      "host; to: the room; from: the requester; data: the <query/> (xmppd_stanza *) to add "
+      "features to" },
     { "private-changed", "all", "private",
       "an account's private XML fragment was stored (XEP-0049)",
       "host; data: const private_change * (modules/private/private_api.h): account, the "

@@ -34,7 +34,7 @@ NS_LAST = "jabber:iq:last"
 
 RELOADED = ["roster", "presence", "offline", "vcard", "private", "last", "privacy",
             "blocking", "ping", "caps", "disco", "mam", "smacks", "pep", "avatar", "bookmarks",
-            "muc", "storage_sqlite", "auth_internal"]
+            "muc", "muc_mam", "storage_sqlite", "auth_internal"]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def config_overrides():
                         "vcard": True, "private": True, "last": True, "privacy": True,
                         "blocking": True, "ping": {"keepalive_interval": "1s"}, "caps": True,
                         "disco": True, "mam": {"default_policy": "roster"}, "smacks": True,
-                        "pep": True, "avatar": True, "bookmarks": True, "muc": True}}
+                        "pep": True, "avatar": True, "bookmarks": True, "muc": True, "muc_mam": True}}
 
 
 def iq(c, type_, child):
