@@ -92,6 +92,8 @@ def reloader(server, stop, errors, done):
     n = 0
     while not stop.is_set():
         mod = RELOADED[n % len(RELOADED)]
+        if mod == "storage_sqlite":  # the driver the server runs on
+            mod = "storage_" + server.config.get("storage", "sqlite")
         r = server.ctl("module", "reload", mod)
         if r.returncode != 0:
             errors.append("reload %s: %s%s" % (mod, r.stdout, r.stderr))
