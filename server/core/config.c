@@ -68,7 +68,7 @@ static const xmppd_option fast_fields[] = {
       366LL * 86400000, .doc = "how long a token is valid after it was issued" },
     { "rotate_before", XMPPD_OPT_DURATION, OFF(fast_conf, rotate_before), "7d", 0,
       366LL * 86400000,
-      .doc = "a token used with less than this left is replaced by a new one in <success/> "
+      .doc = "a token used with less than this left is replaced by a new one at that login "
              "(0: only when the client asks); less than token_lifetime" },
     { "max_tokens", XMPPD_OPT_INT, OFF(fast_conf, max_tokens), "10", 1, 1000,
       .doc = "tokens one account may hold, one per client (SASL2 user-agent id); a new "
