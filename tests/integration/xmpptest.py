@@ -172,6 +172,18 @@ class SaslResult:
         return "SaslResult(ok=%r, condition=%r, text=%r)" % (self.ok, self.condition, self.text)
 
 
+def sasl_failure(el):
+    """SaslResult of a <failure/> (RFC 6120 or SASL2): the condition is its
+    child in the RFC 6120 SASL namespace, text its <text/>."""
+    cond, text = None, None
+    for c in el:
+        if local(c.tag) == "text":
+            text = c.text
+        elif ns_of(c.tag) == NS_SASL:
+            cond = local(c.tag)
+    return SaslResult(False, el, cond, text)
+
+
 def parse_features(el):
     """Summary of a <stream:features/> element."""
     if el is None or el.tag != q(NS_STREAM, "features"):
@@ -543,13 +555,7 @@ class RawClient:
                 verified = scram.verify(base64.b64decode((el.text or "").strip() or ""))
             return SaslResult(True, el, server_verified=verified)
         if el.tag == q(NS_SASL, "failure"):
-            cond, text = None, None
-            for c in el:
-                if local(c.tag) == "text":
-                    text = c.text
-                else:
-                    cond = local(c.tag)
-            return SaslResult(False, el, cond, text)
+            return sasl_failure(el)
         raise XMPPTestError("unexpected SASL answer %s" % tostr(el))
 
     def auth_scram(self, mech, user, password, authzid=None, cb_type=None, cb_data=None,
@@ -586,13 +592,7 @@ class RawClient:
                 verified = data is not None and scram.verify(base64.b64decode((data.text or "").strip()))
             return SaslResult(True, el, server_verified=verified)
         if el.tag == q(NS_SASL2, "failure"):
-            cond, text = None, None
-            for c in el:
-                if local(c.tag) == "text":
-                    text = c.text
-                elif ns_of(c.tag) == NS_SASL:
-                    cond = local(c.tag)
-            return SaslResult(False, el, cond, text)
+            return sasl_failure(el)
         raise XMPPTestError("unexpected SASL2 answer %s" % tostr(el))
 
     def sasl2_authenticate(self, mech, initial=None, inner=""):
