@@ -265,6 +265,8 @@ static void on_account(int result, void *ud)
     }
     sasl2_request *r = c->req;
     json_t *entry = json_object_get(j->records, j->ckey), *slot = json_object_get(entry, j->slot);
+    /* A login with the current token and no count changes nothing: no write. */
+    bool changed = r->has_count || strcmp(j->slot, "new") == 0 || r->fast_invalidate;
     if (r->has_count)
         json_object_set_new(slot, "count", json_integer((json_int_t)r->count));
     if (strcmp(j->slot, "new") == 0) {
@@ -277,16 +279,13 @@ static void on_account(int result, void *ud)
     const char *mech = json_string_value(json_object_get(slot, "mech"));
     if (r->fast_invalidate)
         json_object_del(j->records, j->ckey);
-    int rc = 0;
-    if (r->request_token)
-        rc = issue(j->records, c->s->host, j->user, j->ckey, r->request_token, &c->grant);
-    else if (!r->fast_invalidate && left < conf()->rotate_before && mech)
-        rc = issue(j->records, c->s->host, j->user, j->ckey, mech, &c->grant);
-    if (rc < 0) {
+    const char *rotate = r->request_token ? r->request_token
+                         : !r->fast_invalidate && left < conf()->rotate_before ? mech : NULL;
+    if (rotate && issue(j->records, c->s->host, j->user, j->ckey, rotate, &c->grant) < 0) {
         job_fail(j, SASL_TEMPORARY_FAILURE, NULL);
         return;
     }
-    fast_records_release(c->s->host, j->user, j->records, on_token_saved, j);
+    fast_records_release(c->s->host, j->user, changed || rotate ? j->records : NULL, on_token_saved, j);
 }
 
 static void on_records(int status, json_t *records, void *ud)

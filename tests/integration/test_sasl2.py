@@ -473,6 +473,14 @@ def test_xep0484_3_3_token_issued_and_used(server, accounts):
     assert aid(res) == a.jid
     assert token_of(res) is None  # not due for rotation
     c.close()
+    # the first use moved the token to the current slot; using it again
+    # without a count changes nothing stored
+    before = server.stored_kv(a.user, "fast")
+    assert '"cur"' in before[0] and '"new"' not in before[0]
+    c, res = fast_login(server, a, tok)
+    assert res.ok
+    c.close()
+    assert server.stored_kv(a.user, "fast") == before
 
 
 def test_xep0484_tokens_stored_hashed(server, accounts):
