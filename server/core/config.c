@@ -60,9 +60,38 @@ static const xmppd_option tls_fields[] = {
     { NULL }
 };
 
+static const xmppd_option fast_fields[] = {
+    { "enabled", XMPPD_OPT_BOOL, OFF(fast_conf, enabled), "true",
+      .doc = "offer FAST tokens (XEP-0484) with SASL2 over TLS: HT-SHA-256-NONE and the "
+             "channel-binding variants the connection supports" },
+    { "token_lifetime", XMPPD_OPT_DURATION, OFF(fast_conf, token_lifetime), "14d", 1000,
+      366LL * 86400000, .doc = "how long a token is valid after it was issued" },
+    { "rotate_before", XMPPD_OPT_DURATION, OFF(fast_conf, rotate_before), "7d", 0,
+      366LL * 86400000,
+      .doc = "a token used with less than this left is replaced by a new one at that login "
+             "(0: only when the client asks); less than token_lifetime" },
+    { "max_tokens", XMPPD_OPT_INT, OFF(fast_conf, max_tokens), "10", 1, 1000,
+      .doc = "tokens one account may hold, one per client (SASL2 user-agent id); a new "
+             "client's token replaces the least recently issued one" },
+    { NULL }
+};
+
 static const xmppd_option c2s_fields[] = {
     { "require_encryption", XMPPD_OPT_BOOL, OFF(c2s_conf, require_encryption), "true",
       .doc = "clients must use TLS before authenticating (RFC 6120 §5.3.1)" },
+    { "sasl2", XMPPD_OPT_BOOL, OFF(c2s_conf, sasl2), "true",
+      .doc = "offer SASL2 (XEP-0388) with inline resource binding (Bind2, XEP-0386) beside "
+             "RFC 6120 SASL" },
+    { "ssdp", XMPPD_OPT_BOOL, OFF(c2s_conf, ssdp), "true",
+      .doc = "SCRAM downgrade protection (XEP-0474): the server-first-message carries a hash "
+             "of the offered mechanisms and channel bindings" },
+    { "secret", XMPPD_OPT_STRING, OFF(c2s_conf, secret), NULL, .min = 16,
+      .flags = XMPPD_OPT_SECRET,
+      .doc = "key of the keyed hashes behind stable Bind2 resources and FAST tokens, shared by "
+             "a cluster; default: 32 random bytes kept in DATA_DIR/c2s.key (created at first "
+             "use; deleting it revokes every FAST token)" },
+    { "fast", XMPPD_OPT_SECTION, OFF(c2s_conf, fast), .fields = fast_fields,
+      .doc = "FAST token authentication (XEP-0484)" },
     { NULL }
 };
 
@@ -619,6 +648,10 @@ static void check_all(vctx *c)
     if (cfg->s2s.ca_file && access(cfg->s2s.ca_file, R_OK) != 0)
         ERR(c, "s2s.ca_file", "cannot read %s: %s", cfg->s2s.ca_file, strerror(errno));
     check_components(c);
+    if (cfg->c2s.fast.rotate_before >= cfg->c2s.fast.token_lifetime &&
+        !has_error(c, "c2s.fast.rotate_before") && !has_error(c, "c2s.fast.token_lifetime"))
+        ERR(c, "c2s.fast.rotate_before", "must be less than c2s.fast.token_lifetime (every use "
+            "would replace the token)");
 }
 
 /* ---- load / free ------------------------------------------------------------- */

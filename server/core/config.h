@@ -88,8 +88,20 @@ typedef struct log_conf {
     const char *file;     /* NULL: stderr */
 } log_conf;
 
+/* XEP-0484 FAST tokens (c2s.fast). */
+typedef struct fast_conf {
+    bool enabled;
+    long long token_lifetime;     /* ms a token is valid */
+    long long rotate_before;      /* ms: a token used with less left is replaced */
+    long long max_tokens;         /* per account (one per client) */
+} fast_conf;
+
 typedef struct c2s_conf {
     bool require_encryption;
+    bool sasl2;                   /* XEP-0388 SASL2 with XEP-0386 Bind2 */
+    bool ssdp;                    /* XEP-0474 h= in SCRAM server-first */
+    const char *secret;           /* key of the device hashes; NULL: DATA_DIR/c2s.key; never logged */
+    fast_conf fast;
 } c2s_conf;
 
 typedef struct xmppd_config {

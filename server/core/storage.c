@@ -484,3 +484,60 @@ XMPPD_EXPORT void xmppd_storage_purge_user(xmppd_host *h, const char *user, xmpp
     *n = (purge_nop){ cb, ud };
     xmppd_loop_post(purge_nop_done, n);
 }
+
+/* ---- the kernel's own stores ---- */
+
+/* A kernel call with no driver to take it: answered ERROR on the loop. */
+typedef struct kernel_nodrv {
+    xmppd_kv_get_cb get;
+    xmppd_store_done_cb done;
+    void *ud;
+} kernel_nodrv;
+
+static void kernel_nodrv_answer(void *p)
+{
+    kernel_nodrv *k = p;
+    if (k->get)
+        k->get(XMPPD_STORE_ERROR, NULL, k->ud);
+    else
+        k->done(XMPPD_STORE_ERROR, k->ud);
+    free(k);
+}
+
+/* The configured driver, or NULL after arranging the ERROR answer. */
+static storage_reg *kernel_driver(const char *store, xmppd_kv_get_cb get, xmppd_store_done_cb done,
+                                  void *ud)
+{
+    storage_reg *r = storage_find(storage_configured());
+    if (r)
+        return r;
+    log_kernel("storage", XMPPD_LOG_ERROR, "store \"%s\": storage driver \"%s\" is not loaded", store,
+               storage_configured());
+    if (!get && !done)
+        return NULL; /* nobody to answer */
+    kernel_nodrv *k = malloc(sizeof *k);
+    if (!k) {
+        log_kernel("storage", XMPPD_LOG_ERROR, "out of memory: store \"%s\" operation not answered",
+                   store);
+        return NULL;
+    }
+    *k = (kernel_nodrv){ get, done, ud };
+    xmppd_loop_post(kernel_nodrv_answer, k);
+    return NULL;
+}
+
+void storage_kernel_kv_get(const xmppd_host *h, const char *store, const char *user, const char *key,
+                           xmppd_kv_get_cb cb, void *ud)
+{
+    storage_reg *r = kernel_driver(store, cb, NULL, ud);
+    if (r)
+        r->drv->kv_get(r->dd, h->name, store, user, key, cb, ud);
+}
+
+void storage_kernel_kv_set(const xmppd_host *h, const char *store, const char *user, const char *key,
+                           json_t *value, xmppd_store_done_cb cb, void *ud)
+{
+    storage_reg *r = kernel_driver(store, NULL, cb, ud);
+    if (r)
+        r->drv->kv_set(r->dd, h->name, store, user, key, value, cb, ud);
+}
