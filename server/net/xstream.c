@@ -148,10 +148,26 @@ int xstream_queue(xstream *x, const xmppd_stanza *st, size_t *len_r)
     return 0;
 }
 
+/* Bytes still queued below the TLS filter (in the socket bufferevent). */
+static size_t pending_below(xstream *x)
+{
+    struct bufferevent *under = bufferevent_get_underlying(x->bev);
+    return under ? evbuffer_get_length(bufferevent_get_output(under)) : 0;
+}
+
+size_t xstream_backlog(xstream *x)
+{
+    if (!x->bev)
+        return 0;
+    /* A STARTTLS filter encrypts whatever it is given into the socket
+     * bufferevent below it, so a reader that stopped leaves its bytes there,
+     * not above: both count. */
+    return evbuffer_get_length(bufferevent_get_output(x->bev)) + pending_below(x);
+}
+
 void xstream_check_backlog(xstream *x)
 {
-    if (x->bev && evbuffer_get_length(bufferevent_get_output(x->bev)) >
-                      (size_t)g_server.cfg->limits.max_send_buffer)
+    if (!x->closing && xstream_backlog(x) > (size_t)g_server.cfg->limits.max_send_buffer)
         x->ops->close(x->owner, "policy-violation", "Too much data queued for a slow reader");
 }
 
@@ -171,21 +187,13 @@ void xstream_write_features(xstream *x, const xmppd_stanza *f)
 
 /* ---- closing ------------------------------------------------------------------- */
 
-/* Bytes still queued below the TLS filter (in the socket bufferevent). */
-static size_t pending_below(xstream *x)
-{
-    struct bufferevent *under = bufferevent_get_underlying(x->bev);
-    return under ? evbuffer_get_length(bufferevent_get_output(under)) : 0;
-}
-
 static void on_close_check(evutil_socket_t fd, short what, void *arg);
 
 /* Tear down once everything we queued reached the socket, or when the grace
  * period ends (a peer that stopped reading cannot hold the stream). */
 static void close_when_flushed(xstream *x)
 {
-    if (!x->bev ||
-        (evbuffer_get_length(bufferevent_get_output(x->bev)) == 0 && pending_below(x) == 0) ||
+    if (!x->bev || xstream_backlog(x) == 0 ||
         xmppd_now_ms() >= x->close_deadline) {
         x->ops->teardown(x->owner);
         return;

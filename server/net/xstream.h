@@ -90,8 +90,11 @@ void xstream_write_raw(xstream *x, const char *data, size_t len);
  * output buffer (no copy). 0, or -1 when nothing was queued (closing,
  * released, OOM). *len_r (may be NULL) gets the serialised size. */
 int xstream_queue(xstream *x, const xmppd_stanza *st, size_t *len_r);
+/* Bytes queued and not yet taken by the socket: the output buffer and,
+ * under a STARTTLS filter, the socket bufferevent's output below it. */
+size_t xstream_backlog(xstream *x);
 /* After a queue: more than limits.max_send_buffer waiting for a slow
- * reader closes the stream with policy-violation (through ops->close). */
+ * reader (xstream_backlog) closes the stream with policy-violation (through ops->close). */
 void xstream_check_backlog(xstream *x);
 /* xstream_queue, then xstream_check_backlog. */
 void xstream_write(xstream *x, const xmppd_stanza *st);
