@@ -380,6 +380,7 @@ static bool connect_to(s2s_out *o, const struct sockaddr_storage *sa)
         s2s_close(c, NULL, NULL);
         return false;
     }
+    net_nodelay(bufferevent_getfd(bev));
     log_kernel("s2s-out", XMPPD_LOG_DEBUG, "%s: connecting to [%s]:%d%s", o->remote, c->ip,
                c->port, direct ? " (direct TLS)" : "");
     c->out = o;

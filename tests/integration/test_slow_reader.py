@@ -21,7 +21,8 @@ import time
 import pytest
 
 from conftest import Account, Server, _finish, unique_user
-from prosody_peer import TestCA, free_port
+from prosody_peer import free_port
+from s2s_pair import make_pair, stop_pair
 from xmpptest import RawClient, connect, run, scaled
 
 LIMIT = 256 * 1024
@@ -141,30 +142,12 @@ def server(tmp_path_factory, cert_dir, config_overrides):
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    base = tmp_path_factory.mktemp("slow-s2s")
-    ca = TestCA(base / "ca")
-    ports = {"a.example": free_port(), "b.example": free_port()}
-    servers = {}
-    for name, domain, other in (("a", "a.example", "b.example"), ("b", "b.example", "a.example")):
-        cert, key = ca.issue(domain)
-        srv = Server(base / name, base, {
-            "tls": {"cert": str(cert), "key": str(key)},
-            "hosts": {"localhost": None, domain: {}},
-            "limits": {"max_send_buffer": LIMIT},
-            "s2s": {"ca_file": str(ca.cert), "dialback_secret": "a dialback secret for slow-reader tests",
-                    "routes": {other: "127.0.0.1:%d" % ports[other]}},
-        }, name="xmppd-" + name)
-        srv.domain = domain
-        srv.config["listeners"].append({"type": "s2s", "address": "127.0.0.1",
-                                        "port": ports[domain]})
-        srv.write_config()
-        srv.start()
-        servers[name] = srv
-    yield servers["a"], servers["b"]
-    for srv in servers.values():
+    servers = make_pair(tmp_path_factory.mktemp("slow-s2s"), {"limits": {"max_send_buffer": LIMIT}})
+    yield servers
+    for srv in servers:
         if srv.running:
             srv.proc.send_signal(signal.SIGCONT)
-        _finish(srv)
+    stop_pair(servers)
 
 
 def test_s2s_peer_that_stops_reading_is_cut_off(pair):
