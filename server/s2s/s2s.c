@@ -134,9 +134,21 @@ void s2s_send_header(s2s_conn *c)
     c->x.header_sent = true;
 }
 
+xmppd_stanza *s2s_dialback_new(const char *name)
+{
+    /* Built as the prefixed name in the stream's default namespace, so the
+     * serialiser writes <db:NAME> and declares nothing: the element is only
+     * ever written, never matched or routed. */
+    char qname[16];
+    snprintf(qname, sizeof(qname), "db:%s", name);
+    return xmppd_stanza_new(qname, XMPPD_NS_SERVER);
+}
+
 void s2s_add_error(xmppd_stanza *el, const char *type, const char *cond)
 {
-    xmppd_stanza *e = xmppd_stanza_tag(el, "error", NS_DIALBACK);
+    /* XEP-0220 §2.4: the <error/> of a dialback element is a stanza error
+     * of the stream's default namespace. */
+    xmppd_stanza *e = xmppd_stanza_tag(el, "error", XMPPD_NS_SERVER);
     if (!e)
         return;
     xmppd_stanza_set_attr(e, "type", type);

@@ -120,6 +120,11 @@ bool s2s_cert_valid(s2s_conn *c);
 const char *s2s_served_domain(const char *domain);
 /* Random stream id into c->stream_id. */
 void s2s_new_stream_id(s2s_conn *c);
+/* A dialback element (name "result" or "verify") to write: serialised as
+ * <db:NAME>, the prefix our stream headers declare (XEP-0220 examples;
+ * ejabberd recognises only this form). Incoming dialback is matched by
+ * namespace, so both forms are accepted. */
+xmppd_stanza *s2s_dialback_new(const char *name);
 /* "<error type='cancel'><cond xmlns=stanzas/></error>" child for dialback
  * errors (XEP-0220 §2.4). */
 void s2s_add_error(xmppd_stanza *el, const char *type, const char *cond);

@@ -250,7 +250,7 @@ static int handle_sasl(s2s_conn *c, xmppd_stanza *el)
 static void db_reply(s2s_conn *c, const char *name, const char *from, const char *to,
                      const char *id, const char *type, const char *cond)
 {
-    xmppd_stanza *r = xmppd_stanza_new(name, NS_DIALBACK);
+    xmppd_stanza *r = s2s_dialback_new(name);
     if (!r)
         return;
     xmppd_stanza_set_attr(r, "from", from);

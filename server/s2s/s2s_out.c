@@ -195,7 +195,7 @@ static void send_verifies(s2s_out *o)
     for (verify_req *v = o->verifies; v; v = v->next) {
         if (v->sent)
             continue;
-        xmppd_stanza *el = xmppd_stanza_new("verify", NS_DIALBACK);
+        xmppd_stanza *el = s2s_dialback_new("verify");
         if (!el)
             return;
         xmppd_stanza_set_attr(el, "from", o->local);
@@ -495,7 +495,7 @@ static void start_dialback(s2s_conn *c)
     }
     char key[65];
     dialback_key(c->remote, c->local, c->stream_id, key);
-    xmppd_stanza *el = xmppd_stanza_new("result", NS_DIALBACK);
+    xmppd_stanza *el = s2s_dialback_new("result");
     if (!el || !key[0]) {
         xmppd_stanza_unref(el);
         auth_fail(c, "internal-server-error", "cannot make a dialback key");

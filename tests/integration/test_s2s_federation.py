@@ -80,6 +80,7 @@ class FakeRemote:
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.events = queue.Queue()
+        self.raw = bytearray()  # every byte received (after TLS)
         self.accepted = 0
         self._stop = False
         self._threads = []
@@ -127,6 +128,7 @@ class FakeRemote:
                 data = b""
             if not data:
                 return False
+            self.raw += data
             reader.feed(data)
             return True
         return False
@@ -473,6 +475,29 @@ def test_dialback_through_authoritative_server_then_address_checks(env):
         await asyncio.to_thread(c.expect_stream_error, "invalid-from")
         assert await ca.no_message(pred=lambda m: m["body"] == "spoof") == []
     run(scenario())
+
+
+def test_dialback_written_with_db_prefix_both_forms_accepted(env):
+    """XEP-0220 examples (and ejabberd, which knows no other form): dialback
+    elements are written as db:result / db:verify with the prefix the
+    stream header declares, on the receiving side (the answer) and the
+    originating side (the verification sent to the authoritative server);
+    a request in the default-namespace form is understood too."""
+    key = "key-" + secrets.token_hex(8)
+    env.good_keys.add(key)
+    c = open_s2s(env)
+    header_end = len(c.raw)
+    c.send("<result xmlns='%s' from='fake.example' to='a.example'>%s</result>" % (NS_DB, key))
+    r = c.wait_for(lambda el: el.tag == q(NS_DB, "result"), timeout=scaled(10))
+    assert r.get("type") == "valid"
+    answer = bytes(c.raw[header_end:])
+    assert b"<db:result " in answer and NS_DB.encode() not in answer, answer
+    sent = bytes(env.fake.raw)
+    assert b"<db:verify " in sent and b"xmlns='%s'" % NS_DB.encode() not in sent, sent[-600:]
+    c2 = open_s2s(env)
+    r = dialback(c2, "k", to="nothere.example")
+    assert r.get("type") == "error" and error_condition(r) == ("cancel", "item-not-found")
+    assert b"<error type='cancel'>" in bytes(c2.raw), bytes(c2.raw)[-300:]
 
 
 def test_dialback_to_foreign_domain_is_host_unknown(env):
