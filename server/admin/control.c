@@ -375,6 +375,8 @@ static void register_builtins(void)
     for (size_t i = 0; !done && i < sizeof(g_builtins) / sizeof(g_builtins[0]); i++)
         xmppd_ctl_command(NULL, g_builtins[i].name, NULL, g_builtins[i].help, run_builtin,
                           (void *)&g_builtins[i]);
+    if (!done)
+        control_accounts_register();
     done = true;
 }
 
