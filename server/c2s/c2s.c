@@ -54,6 +54,7 @@ typedef struct c2s_conn {
                                  * timeout, then the close check */
     struct event *delay;        /* delayed SASL failure */
     char stream_id[24];
+    char lang[36];              /* the client's header xml:lang (BCP 47), or "" */
     bool direct_tls;
     bool starttls_pending;      /* <proceed/> sent: discard input, start TLS */
 
@@ -156,8 +157,10 @@ static void c2s_close(c2s_conn *c, const char *condition, const char *text)
     c->s->closing = true;
     xstream_close(&c->x, condition, text);
     if (condition)
-        log_kernel("c2s", XMPPD_LOG_INFO, "%s: stream error %s%s%s", c->s->ip, condition,
+        log_kernel("c2s", XMPPD_LOG_INFO, "%s: stream error %s%s%s", c->s->tag, condition,
                    text ? ": " : "", text ? text : "");
+    else
+        log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: closing the stream cleanly", c->s->tag);
     c->state = C2S_CLOSING;
 }
 
@@ -166,6 +169,8 @@ static void s_teardown(c2s_conn *c)
 {
     if (c->state == C2S_CLOSED)
         return;
+    log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: connection closed (%s)", c->s->tag,
+               c->state == C2S_CLOSING ? "after the closing handshake" : "dropped without one");
     c->state = C2S_CLOSED;
     streams_remove(c);
     if (c->delay)
@@ -206,6 +211,17 @@ static const session_transport c2s_transport = {
 
 /* ---- stream header --------------------------------------------------------- */
 
+/* RFC 6120 §4.7.4: the language the client declared for its stream, kept
+ * when it has the shape of a language tag (letters, digits, '-'). */
+static void set_stream_lang(c2s_conn *c, const char *lang)
+{
+    size_t n = lang ? strspn(lang, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") : 0;
+    if (!lang || n == 0 || lang[n] || n >= sizeof(c->lang))
+        c->lang[0] = '\0';
+    else
+        memcpy(c->lang, lang, n + 1);
+}
+
 static int on_header(void *ud, const xs_header *h)
 {
     c2s_conn *c = ud;
@@ -235,6 +251,7 @@ static int on_header(void *ud, const xs_header *h)
         c2s_close(c, "unsupported-version", NULL);
         return 1;
     }
+    set_stream_lang(c, h->lang);
     send_header(c);
     c->state = C2S_OPEN;
     send_features(c);
@@ -405,14 +422,16 @@ static void on_failure_delay(evutil_socket_t fd, short what, void *arg)
 static void sasl_fail(c2s_conn *c, const char *cond)
 {
     bool credential = strcmp(cond, SASL_NOT_AUTHORIZED) == 0 || strcmp(cond, SASL_INVALID_AUTHZID) == 0;
+    const char *mech = c->mech; /* static */
     sasl_reset(c);
     if (!credential) {
         send_failure_now(c, cond);
         return;
     }
     c->auth_failures++;
-    log_kernel("c2s", XMPPD_LOG_INFO, "%s: authentication failed (%s) on %s", c->s->ip, cond,
+    log_kernel("c2s", XMPPD_LOG_INFO, "%s: authentication failed (%s) on %s", c->s->tag, cond,
                c->s->host->name);
+    log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: SASL mechanism %s", c->s->tag, mech ? mech : "?");
     /* Per-address counting and policies (data NULL: no secret is passed). */
     xmppd_notify(c->s->host, "auth-failure", c->s, NULL);
     if (c->state == C2S_CLOSING || c->state == C2S_CLOSED)
@@ -438,12 +457,14 @@ static void sasl_succeed(c2s_conn *c, const char *user, const unsigned char *ext
     free(c->s->user);
     c->s->user = strdup(user);
     c->s->authenticated = c->s->user != NULL;
+    const char *mech = c->mech; /* static */
     sasl_reset(c);
     sasl_send(c, "success", extra, len);
     c->state = C2S_HEADER;
     c->x.header_sent = false;
     xs_reset(c->x.parser);
-    log_kernel("c2s", XMPPD_LOG_INFO, "%s: authenticated as %s@%s", c->s->ip, user, c->s->host->name);
+    log_kernel("c2s", XMPPD_LOG_INFO, "%s: authenticated as %s@%s", c->s->tag, user, c->s->host->name);
+    log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: SASL mechanism %s", c->s->tag, mech ? mech : "?");
     xmppd_notify(c->s->host, "auth-success", c->s, (void *)user);
 }
 
@@ -762,7 +783,7 @@ static void handle_bind(c2s_conn *c, xmppd_stanza *iq, xmppd_stanza *bind)
     xmppd_stanza_add_text(j, jid->full, strlen(jid->full));
     c2s_write(c, r);
     xmppd_stanza_unref(r);
-    log_kernel("c2s", XMPPD_LOG_INFO, "%s: bound %s", c->s->ip, jid->full);
+    log_kernel("c2s", XMPPD_LOG_INFO, "%s: bound %s", c->s->tag, jid->full);
     xmppd_notify(c->s->host, "resource-bound", c->s, NULL);
 }
 
@@ -837,8 +858,11 @@ static void handle_bound(c2s_conn *c, xmppd_stanza *el)
         answer_session_iq(c, el);
         return;
     }
-    /* RFC 6120 §8.1.2.1: the server stamps the full JID of the session. */
+    /* RFC 6120 §8.1.2.1: the server stamps the full JID of the session;
+     * §8.1.5: and the stream's language on a stanza that declares none. */
     xmppd_stanza_set_attr(el, "from", c->s->jid->full);
+    if (c->lang[0] && !xmppd_stanza_attr(el, "xml:lang"))
+        xmppd_stanza_set_attr(el, "xml:lang", c->lang);
     router_from_client(c->s, el);
 }
 
@@ -893,8 +917,8 @@ static void on_event(void *arg, struct bufferevent *bev, short what)
     c2s_conn *c = arg;
     if (what & BEV_EVENT_CONNECTED)
         return;
-    if (what & BEV_EVENT_ERROR)
-        log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: connection error", c->s->ip);
+    log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: %s", c->s->tag,
+               what & BEV_EVENT_ERROR ? "connection error" : "the client closed the connection");
     /* EOF or error: nothing can be written any more. */
     s_teardown(c);
 }
@@ -906,7 +930,10 @@ static void on_negotiation_timeout(void *arg)
 
 static void on_close(void *arg, const char *condition, const char *text)
 {
-    c2s_close(arg, condition, text);
+    c2s_conn *c = arg;
+    if (!condition) /* the peer's </stream:stream> (our own reasons have one) */
+        log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: the client closed the stream", c->s->tag);
+    c2s_close(c, condition, text);
 }
 
 static void on_send_header(void *arg)

@@ -34,6 +34,7 @@ s2s_conn *s2s_conn_new(bool outgoing)
     c->state = outgoing ? S2S_CONNECTING : S2S_HEADER;
     c->cert_valid = -1;
     xstream_init(&c->x, &stream_ops, c);
+    snprintf(c->tag, sizeof(c->tag), "?"); /* until its address is known */
     c->next = all_conns;
     if (all_conns)
         all_conns->prev = c;
@@ -171,7 +172,7 @@ void s2s_close(s2s_conn *c, const char *condition, const char *text)
         xstream_close(&c->x, condition, text);
         if (condition)
             log_kernel(c->outgoing ? "s2s-out" : "s2s-in", XMPPD_LOG_INFO,
-                       "%s [%s]: stream error %s%s%s", c->remote ? c->remote : "?", c->ip,
+                       "%s [%s]: stream error %s%s%s", c->remote ? c->remote : "?", c->tag,
                        condition, text ? ": " : "", text ? text : "");
         c->state = S2S_CLOSING;
     }
@@ -227,7 +228,7 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
     }
     log_kernel(c->outgoing ? "s2s-out" : "s2s-in", XMPPD_LOG_INFO,
                "%s [%s]: closing the stream, idle for %llu ms", c->remote ? c->remote : "?",
-               c->ip, (unsigned long long)(now - c->last_active));
+               c->tag, (unsigned long long)(now - c->last_active));
     s2s_close(c, NULL, NULL);
 }
 
@@ -335,7 +336,7 @@ static void on_event(void *arg, struct bufferevent *bev, short what)
         unsigned long e = bufferevent_get_openssl_error(bev);
         int se = EVUTIL_SOCKET_ERROR();
         log_kernel(c->outgoing ? "s2s-out" : "s2s-in", XMPPD_LOG_INFO, "%s [%s]: connection %s: %s",
-                   c->remote ? c->remote : "?", c->ip,
+                   c->remote ? c->remote : "?", c->tag,
                    c->state == S2S_CONNECTING ? "failed" : "error",
                    e ? ERR_reason_error_string(e) : evutil_socket_error_to_string(se));
     }
@@ -385,7 +386,7 @@ bool s2s_cert_valid(s2s_conn *c)
         c->cert_valid = c->remote && c->x.ssl && tls_peer_verify(c->x.ssl, c->remote, &why);
         if (c->remote && c->x.ssl)
             log_kernel(c->outgoing ? "s2s-out" : "s2s-in", XMPPD_LOG_DEBUG,
-                       "%s [%s]: certificate %s%s", c->remote, c->ip,
+                       "%s [%s]: certificate %s%s", c->remote, c->tag,
                        c->cert_valid ? "valid" : "not valid: ", c->cert_valid ? "" : why);
     }
     return c->cert_valid == 1;

@@ -59,6 +59,7 @@ typedef struct s2s_conn {
     struct event *idle;        /* idle check once stanzas flow */
     uint64_t last_active;      /* monotonic ms of the last stanza either way */
     char ip[INET6_ADDRSTRLEN];
+    char tag[LOG_CONN_TAG_MAX]; /* "ip #N" for log lines */
     int port;
     char stream_id[128];       /* incoming: ours (32 chars); outgoing: the peer's */
     bool secure;

@@ -76,7 +76,7 @@ static int add_pair(s2s_conn *c, const char *local, const char *remote, const ch
     }
     c->n_pairs++;
     s2s_mark_ready(c);
-    log_kernel("s2s-in", XMPPD_LOG_INFO, "%s [%s]: authenticated for %s by %s", remote, c->ip,
+    log_kernel("s2s-in", XMPPD_LOG_INFO, "%s [%s]: authenticated for %s by %s", remote, c->tag,
                local, how);
     return 0;
 }
@@ -175,7 +175,7 @@ static void sasl_failure(s2s_conn *c, const char *cond)
     int n = snprintf(buf, sizeof(buf), "<failure xmlns='" NS_S2S_SASL "'><%s/></failure>", cond);
     s2s_write_raw(c, buf, (size_t)n);
     log_kernel("s2s-in", XMPPD_LOG_INFO, "%s [%s]: SASL EXTERNAL refused: %s",
-               c->remote ? c->remote : "?", c->ip, cond);
+               c->remote ? c->remote : "?", c->tag, cond);
 }
 
 static int handle_sasl(s2s_conn *c, xmppd_stanza *el)
@@ -321,7 +321,7 @@ static int handle_db_result(s2s_conn *c, xmppd_stanza *el)
     }
     c->n_db_pending++;
     log_kernel("s2s-in", XMPPD_LOG_DEBUG, "%s [%s]: dialback request for %s, asking the "
-               "authoritative server", remote, c->ip, local);
+               "authoritative server", remote, c->tag, local);
     s2s_out_verify(local, remote, c->stream_id, key, c);
     free(remote);
     return 0;
@@ -335,7 +335,7 @@ void s2s_in_dialback_done(s2s_conn *in, const char *local, const char *remote, b
     if (in->state != S2S_OPEN)
         return;
     if (cond) {
-        log_kernel("s2s-in", XMPPD_LOG_INFO, "%s [%s]: dialback for %s failed: %s", remote, in->ip,
+        log_kernel("s2s-in", XMPPD_LOG_INFO, "%s [%s]: dialback for %s failed: %s", remote, in->tag,
                    local, cond);
         db_reply(in, "result", local, remote, NULL, "error", cond);
         return;
@@ -343,7 +343,7 @@ void s2s_in_dialback_done(s2s_conn *in, const char *local, const char *remote, b
     db_reply(in, "result", local, remote, NULL, valid ? "valid" : "invalid", NULL);
     if (!valid) {
         log_kernel("s2s-in", XMPPD_LOG_INFO, "%s [%s]: dialback key for %s refused by the "
-                   "authoritative server", remote, in->ip, local);
+                   "authoritative server", remote, in->tag, local);
         /* XEP-0220 §2.1.3: nothing is accepted for the pair; a stream
          * without any authenticated pair has no further use. */
         if (in->n_pairs == 0 && in->n_db_pending == 0)
@@ -376,7 +376,7 @@ static int handle_db_verify(s2s_conn *c, xmppd_stanza *el)
     }
     bool ok = strlen(id) < 1024 && dialback_key_ok(receiving, originating, id, key);
     log_kernel("s2s-in", XMPPD_LOG_DEBUG, "%s [%s]: dialback verification for %s: %s", receiving,
-               c->ip, originating, ok ? "valid" : "invalid");
+               c->tag, originating, ok ? "valid" : "invalid");
     db_reply(c, "verify", originating, receiving, id, ok ? "valid" : "invalid", NULL);
     free(receiving);
     return 0;
@@ -422,7 +422,7 @@ int s2s_in_on_element(s2s_conn *c, xmppd_stanza *el)
         /* RFC 6120 §4.9.1.3: the peer closes after its error; so do we. */
         xmppd_stanza *k = xmppd_stanza_first(el);
         log_kernel("s2s-in", XMPPD_LOG_INFO, "%s [%s]: stream error from the peer: %s",
-                   c->remote ? c->remote : "?", c->ip, k ? xmppd_stanza_name(k) : "(none)");
+                   c->remote ? c->remote : "?", c->tag, k ? xmppd_stanza_name(k) : "(none)");
         s2s_close(c, NULL, NULL);
         return 1;
     }
@@ -461,7 +461,7 @@ void s2s_in_teardown(s2s_conn *c)
 {
     if (c->n_pairs)
         log_kernel("s2s-in", XMPPD_LOG_INFO, "%s [%s]: stream closed", c->remote ? c->remote : "?",
-                   c->ip);
+                   c->tag);
 }
 
 /* ---- accept --------------------------------------------------------------------------- */
@@ -491,6 +491,7 @@ void s2s_accept(int fd, const struct sockaddr *sa, int socklen, bool direct_tls)
     }
     c->ip_counted = true;
     snprintf(c->ip, sizeof(c->ip), "%s", ip);
+    log_conn_tag(c->tag, ip);
     c->port = port;
     evutil_make_socket_nonblocking(fd);
     struct bufferevent *bev;

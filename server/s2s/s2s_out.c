@@ -357,6 +357,7 @@ static bool connect_to(s2s_out *o, const struct sockaddr_storage *sa)
         return false;
     socklen_t len = sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     c->port = xstream_peer_addr((const struct sockaddr *)sa, c->ip);
+    log_conn_tag(c->tag, c->ip);
     c->local = strdup(o->local);
     c->remote = strdup(o->remote);
     bool direct = o->cur->direct_tls;
@@ -585,7 +586,7 @@ static void handle_db_verify_answer(s2s_conn *c, xmppd_stanza *el)
     if (!pp || !*pp || !from || strcmp(from, c->remote) != 0) {
         /* Only answers to our own requests count (XEP-0220 §4). */
         log_kernel("s2s-out", XMPPD_LOG_INFO, "%s [%s]: unexpected dialback verification answer",
-                   c->remote, c->ip);
+                   c->remote, c->tag);
         return;
     }
     verify_req *v = *pp;
@@ -617,7 +618,7 @@ int s2s_out_on_element(s2s_conn *c, xmppd_stanza *el)
         snprintf(reason, sizeof(reason), "stream error from the peer: %s",
                  k ? xmppd_stanza_name(k) : "(none)");
         if (c->authenticated) {
-            log_kernel("s2s-out", XMPPD_LOG_INFO, "%s [%s]: %s", c->remote, c->ip, reason);
+            log_kernel("s2s-out", XMPPD_LOG_INFO, "%s [%s]: %s", c->remote, c->tag, reason);
             s2s_close(c, NULL, NULL);
         } else {
             auth_fail(c, NULL, reason);
@@ -640,7 +641,7 @@ int s2s_out_on_element(s2s_conn *c, xmppd_stanza *el)
         }
         if (strcmp(name, "failure") == 0 && conf()->authentication == S2S_AUTH_BOTH) {
             log_kernel("s2s-out", XMPPD_LOG_INFO, "%s [%s]: SASL EXTERNAL refused, trying dialback",
-                       c->remote, c->ip);
+                       c->remote, c->tag);
             start_dialback(c);
             return 0;
         }

@@ -44,6 +44,7 @@ struct xmppd_session {
     void *conn;                 /* the transport's; NULL once detached */
     bool closing;               /* closing or detached: reads as closed */
     char ip[INET6_ADDRSTRLEN];
+    char tag[LOG_CONN_TAG_MAX]; /* "ip #N": its connection in log lines */
     bool secure;                /* TLS on */
     bool authenticated;
     bool in_sm;                 /* registered in the host's session table */
