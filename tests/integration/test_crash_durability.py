@@ -84,13 +84,13 @@ def test_kill_9_under_load_loses_nothing_committed_and_delivers_once(server, acc
             except OSError:
                 return  # the server is gone
             sent[mid] = to
-            if n % 100 == 99:
-                time.sleep(0.01)
+            if n % 10 == 9:
+                time.sleep(0.01)  # ~1.5 s per sender: the kill lands mid-run
 
     threads = [threading.Thread(target=send, args=(i, c), daemon=True) for i, c in enumerate(clients)]
     for t in threads:
         t.start()
-    time.sleep(random.uniform(0.2, 0.8))
+    time.sleep(random.uniform(0.3, 1.2))
     server.kill()
     for t in threads:
         t.join(scaled(10))
@@ -100,8 +100,8 @@ def test_kill_9_under_load_loses_nothing_committed_and_delivers_once(server, acc
         c.close()
     log = server.read_log()[mark:]
     committed = set(re.findall(r"offline: stored a message for \S+ \(id (crash-\d+-\d+)\)", log))
-    assert 0 < len(committed) < len(sent) or len(sent) < SENDERS * PER_SENDER, \
-        "the kill came too late to test anything (%d sent, %d committed)" % (len(sent), len(committed))
+    assert committed and len(sent) < SENDERS * PER_SENDER, \
+        "the kill did not land mid-run (%d sent, %d committed)" % (len(sent), len(committed))
 
     server.start()
     delivered = message_ids(received_online, "crash-")
