@@ -419,10 +419,20 @@ static void on_failure_delay(evutil_socket_t fd, short what, void *arg)
 
 /* Failed credentials slow the stream down (the delay doubles per failure),
  * so guessing passwords over one stream is slow. */
+/* The full name of the mechanism in progress, for the debug log. */
+static void mech_name(const c2s_conn *c, char out[32])
+{
+    if (c->mech && strncmp(c->mech, "SCRAM", 5) == 0)
+        snprintf(out, 32, "%s%s", xmppd_hash_scram_name(c->scram_hash), c->mech + 5);
+    else
+        snprintf(out, 32, "%s", c->mech ? c->mech : "?");
+}
+
 static void sasl_fail(c2s_conn *c, const char *cond)
 {
     bool credential = strcmp(cond, SASL_NOT_AUTHORIZED) == 0 || strcmp(cond, SASL_INVALID_AUTHZID) == 0;
-    const char *mech = c->mech; /* static */
+    char mech[32];
+    mech_name(c, mech);
     sasl_reset(c);
     if (!credential) {
         send_failure_now(c, cond);
@@ -431,7 +441,7 @@ static void sasl_fail(c2s_conn *c, const char *cond)
     c->auth_failures++;
     log_kernel("c2s", XMPPD_LOG_INFO, "%s: authentication failed (%s) on %s", c->s->tag, cond,
                c->s->host->name);
-    log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: SASL mechanism %s", c->s->tag, mech ? mech : "?");
+    log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: SASL mechanism %s", c->s->tag, mech);
     /* Per-address counting and policies (data NULL: no secret is passed). */
     xmppd_notify(c->s->host, "auth-failure", c->s, NULL);
     if (c->state == C2S_CLOSING || c->state == C2S_CLOSED)
@@ -457,14 +467,15 @@ static void sasl_succeed(c2s_conn *c, const char *user, const unsigned char *ext
     free(c->s->user);
     c->s->user = strdup(user);
     c->s->authenticated = c->s->user != NULL;
-    const char *mech = c->mech; /* static */
+    char mech[32];
+    mech_name(c, mech);
     sasl_reset(c);
     sasl_send(c, "success", extra, len);
     c->state = C2S_HEADER;
     c->x.header_sent = false;
     xs_reset(c->x.parser);
     log_kernel("c2s", XMPPD_LOG_INFO, "%s: authenticated as %s@%s", c->s->tag, user, c->s->host->name);
-    log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: SASL mechanism %s", c->s->tag, mech ? mech : "?");
+    log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: SASL mechanism %s", c->s->tag, mech);
     xmppd_notify(c->s->host, "auth-success", c->s, (void *)user);
 }
 

@@ -133,6 +133,11 @@ static const xmppd_option s2s_fields[] = {
       .doc = "time per connection attempt until the stream is authenticated" },
     { "max_queue", XMPPD_OPT_INT, OFF(s2s_conf, max_queue), "1000", 1, 1000000,
       .doc = "stanzas queued for a remote domain while its stream is set up" },
+    { "retry_delay", XMPPD_OPT_DURATION, OFF(s2s_conf, retry_delay), "2s", 0, 3600000,
+      .doc = "after a failed attempt to reach a domain, its stanzas are bounced at once for "
+             "this long (then twice as long after each further failure); 0: retry at once" },
+    { "max_retry_delay", XMPPD_OPT_DURATION, OFF(s2s_conf, max_retry_delay), "5m", 0, 86400000LL,
+      .doc = "longest wait between attempts to reach a failing domain" },
     { "dialback_secret", XMPPD_OPT_STRING, OFF(s2s_conf, dialback_secret), NULL, .min = 16,
       .flags = XMPPD_OPT_SECRET,
       .doc = "dialback key secret (XEP-0185), shared by a cluster; default: random per start" },

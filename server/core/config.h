@@ -75,6 +75,8 @@ typedef struct s2s_conf {
     long long idle_timeout;       /* ms */
     long long connect_timeout;    /* ms per connection attempt until authenticated */
     long long max_queue;          /* stanzas queued per remote domain while connecting */
+    long long retry_delay;        /* ms: first back-off after a failed attempt; 0: none */
+    long long max_retry_delay;    /* ms: the back-off doubles up to this */
     const char *dialback_secret;  /* NULL: random per start; never logged */
     const json_t *routes_given;   /* "routes" as configured: domain -> "host:port" */
     const char *const *dns_given; /* "dns_servers" as configured */

@@ -143,6 +143,18 @@ void s2s_out_tls_ready(s2s_conn *c);
  * ended because a timer expired. */
 void s2s_out_conn_lost(s2s_conn *c, bool timeout);
 
+/* ---- backoff.c: remote domains that could not be reached ----------------------- */
+/* key: the s2s_out's "remote local". While the pair backs off, the
+ * condition to bounce its stanzas with (static) and *left_ms (may be NULL)
+ * the time left; else NULL. */
+const char *s2s_backoff_active(const char *key, uint64_t *left_ms);
+/* An attempt failed with cond (static): the next wait, in ms (0: none). */
+uint64_t s2s_backoff_failed(const char *key, const char *cond);
+/* A stream was authenticated: the pair is forgotten. */
+void s2s_backoff_succeeded(const char *key);
+/* Shutdown: forgets everything. */
+void s2s_backoff_clear(void);
+
 /* ---- s2s_out.c ------------------------------------------------------------------ */
 /* Asks the authoritative server of `remote` whether `key` is the one it
  * gave for stream `id` (XEP-0220 §2.3), over the outgoing stream local ->

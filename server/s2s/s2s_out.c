@@ -138,9 +138,10 @@ static void out_destroy(s2s_out *o)
 /* Nothing more can be tried: everything waiting is answered with cond. */
 static void out_fail(s2s_out *o, const char *cond, const char *reason)
 {
+    uint64_t wait = s2s_backoff_failed(o->map_key, cond);
     log_kernel("s2s-out", XMPPD_LOG_INFO, "%s: cannot establish a stream from %s: %s (%zu "
-               "stanza%s bounced with %s)", o->remote, o->local, reason, o->qn,
-               o->qn == 1 ? "" : "s", cond);
+               "stanza%s bounced with %s; next attempt in %llu ms at the earliest)", o->remote,
+               o->local, reason, o->qn, o->qn == 1 ? "" : "s", cond, (unsigned long long)wait);
     strmap_del(outs, o->map_key); /* new stanzas start afresh */
     /* Take the lists first: answers route stanzas, which may reach s2s
      * again (a new s2s_out for the same pair). */
@@ -217,6 +218,7 @@ static void became_ready(s2s_conn *c, const char *how)
                c->remote, c->ip, c->port, c->local, how, c->secure ? " over TLS" : "");
     if (!o)
         return;
+    s2s_backoff_succeeded(o->map_key);
     o->ready = true;
     o->started = false;
     for (size_t i = 0; i < o->qn; i++) {
@@ -266,6 +268,19 @@ bool s2s_out_route(xmppd_event *ev)
         }
         o->q = q;
         o->qcap = cap;
+    }
+    if (!o->started && !o->conn) {
+        uint64_t left = 0;
+        const char *cond = s2s_backoff_active(o->map_key, &left);
+        if (cond) {
+            /* The last attempt failed a moment ago: no new one yet. */
+            log_kernel("s2s-out", XMPPD_LOG_DEBUG, "%s: backing off for %llu ms more: %s bounced",
+                       o->remote, (unsigned long long)left, xmppd_stanza_name(ev->stanza));
+            bounce(local, ev->stanza, NULL, cond);
+            if (o->qn == 0 && !o->verifies)
+                out_destroy(o);
+            return true;
+        }
     }
     o->q[o->qn++] = xmppd_stanza_ref(ev->stanza);
     if (!o->started && !o->conn) {
@@ -685,6 +700,7 @@ static int collect_one(const char *key, void *value, void *ud)
 
 void s2s_out_shutdown(void)
 {
+    s2s_backoff_clear();
     if (!outs)
         return;
     size_t n = strmap_count(outs);

@@ -201,6 +201,38 @@ class FakeRemote:
                 pass
 
 
+class Dropper:
+    """Accepts TCP connections on 127.0.0.1 and closes them at once,
+    counting them: a peer that is down in the way that costs the most."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = False
+        self._t = threading.Thread(target=self._loop, daemon=True)
+        self._t.start()
+
+    def _loop(self):
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+    def close(self):
+        self._stop = True
+        self._t.join(3)
+        self.sock.close()
+
+
 # ---------------------------------------------------------------------------
 # fixtures
 # ---------------------------------------------------------------------------
@@ -221,6 +253,7 @@ def env(tmp_path_factory):
     e.fake = FakeRemote("fake.example", *certs["fake.example"],
                         verify=lambda key, sid, frm: key in e.good_keys)
     e.silent = FakeRemote("silent.example", *certs["fake.example"], mode="silent")
+    e.dropper = Dropper()
     a_s2s, a_tls, b_s2s = free_port(), free_port(), free_port()
     dns = e.dns
     dns.add_srv("_xmpp-server._tcp.b.example", 5, 0, e.closed, "dead.b.example")
@@ -250,8 +283,10 @@ def env(tmp_path_factory):
         {"type": "s2s", "address": "127.0.0.1", "port": a_tls, "tls": "direct"},
     ], {"routes": {"fake.example": "127.0.0.1:%d" % e.fake.port,
                    "silent.example": "127.0.0.1:%d" % e.silent.port,
-                   "closed.example": "127.0.0.1:%d" % e.closed},
-        "connect_timeout": "1s", "idle_timeout": "2s", "max_queue": 3})
+                   "closed.example": "127.0.0.1:%d" % e.closed,
+                   "dropper.example": "127.0.0.1:%d" % e.dropper.port},
+        "connect_timeout": "1s", "idle_timeout": "2s", "max_queue": 3,
+        "retry_delay": "1s", "max_retry_delay": "4s"})
     e.a.s2s_port = a_s2s
     e.b = make("xmppd-b", "b.example", [{"type": "s2s", "address": "127.0.0.1", "port": b_s2s}],
                {})
@@ -262,6 +297,7 @@ def env(tmp_path_factory):
     finally:
         e.fake.close()
         e.silent.close()
+        e.dropper.close()
         e.dns.close()
 
 
@@ -352,6 +388,42 @@ def test_refused_connection_bounces_not_found(env):
         iq.append(ET.fromstring("<query xmlns='http://jabber.org/protocol/disco#info'/>"))
         assert await ca.iq_error(iq, timeout=scaled(10)) == ("cancel", "remote-server-not-found")
     run(scenario())
+
+
+def test_failing_peer_backs_off_exponentially(env):
+    """A peer whose connections drop at once: the first stanza costs an
+    attempt and bounces (remote-server-not-found); for s2s.retry_delay (1 s,
+    plus up to a quarter of jitter) further stanzas bounce at once without a
+    new connection; then one attempt again, after which the wait doubles
+    (2 s), up to s2s.max_retry_delay. Other domains are not affected."""
+    a = account(env.a)
+    b = account(env.b)
+
+    async def scenario():
+        ca = await connect(env.a, a)
+        cb = await connect(env.b, b, presence=0)
+        to = "x@dropper.example"
+        assert await bounced(ca, to) == ("cancel", "remote-server-not-found")
+        assert env.dropper.accepted == 1
+        t0 = time.monotonic()
+        for _ in range(5):
+            assert await bounced(ca, to) == ("cancel", "remote-server-not-found")
+        assert time.monotonic() - t0 < 0.9, "bounces during the back-off should be immediate"
+        assert env.dropper.accepted == 1, "a new attempt during the back-off"
+        # federation with b.example goes on meanwhile
+        ca.send_message(mto=b.jid, mbody="still here", mtype="chat")
+        await cb.next_message(timeout=scaled(10), pred=lambda m: m["body"] == "still here")
+        await asyncio.sleep(1.3)  # past 1 s + 25 %
+        assert await bounced(ca, to) == ("cancel", "remote-server-not-found")
+        assert env.dropper.accepted == 2
+        await asyncio.sleep(1.3)  # the wait is 2 s now: still backing off
+        assert await bounced(ca, to) == ("cancel", "remote-server-not-found")
+        assert env.dropper.accepted == 2
+        await asyncio.sleep(1.3)
+        assert await bounced(ca, to) == ("cancel", "remote-server-not-found")
+        assert env.dropper.accepted == 3
+    run(scenario(), timeout=scaled(40))
+    assert "backing off for" in env.a.read_log()
 
 
 def test_silent_peer_times_out_and_queue_is_bounded(env):

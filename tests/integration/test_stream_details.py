@@ -80,3 +80,6 @@ def test_log_lines_name_the_connection_and_say_why(server, accounts):
     assert re.search(r"session: %s: session %s@localhost/\S+ closed" % (re.escape(tag), a.user), log)
     assert re.search(r"router: bounce: iq b2 from %s@localhost/\S+ to localhost: service-unavailable"
                      % a.user, log), log
+    with RawClient(server.port) as c:
+        c.login(a.user, a.password, mech="SCRAM-SHA-256-PLUS")
+    assert "SASL mechanism SCRAM-SHA-256-PLUS" in server.read_log()[mark:]
