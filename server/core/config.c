@@ -158,6 +158,9 @@ const xmppd_option config_options[] = {
              "($(pkglibdir), e.g. /usr/local/lib/xmppd)" },
     { "storage", XMPPD_OPT_STRING, OFF(xmppd_config, storage), "sqlite", .min = 1,
       .doc = "storage driver every store uses (a loaded storage module provides it)" },
+    { "storage_timeout", XMPPD_OPT_DURATION, OFF(xmppd_config, storage_timeout), "30s", 0, 3600000,
+      .doc = "a storage operation the driver has not answered by then is answered as failed "
+             "(a write may still be carried out later); 0: wait forever" },
     { "control_socket", XMPPD_OPT_JSON, OFF(xmppd_config, control_socket_given), NULL,
       .doc = "Unix socket xmppctl talks to (mode 0600), or false for none; default: "
              "DATA_DIR/xmppd.sock" },

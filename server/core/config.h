@@ -106,6 +106,7 @@ typedef struct xmppd_config {
     const char *const *module_path_given;
     const char *const *module_path; /* absolute, NULL-terminated */
     const char *storage;   /* storage driver name */
+    long long storage_timeout; /* ms: storage calls answered ERROR by then; 0: none */
     const json_t *control_socket_given;
     const char *control_socket; /* Unix socket for xmppctl, absolute; NULL: none */
     c2s_conf c2s;
