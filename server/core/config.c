@@ -133,6 +133,9 @@ static const xmppd_option s2s_fields[] = {
       .doc = "time per connection attempt until the stream is authenticated" },
     { "max_queue", XMPPD_OPT_INT, OFF(s2s_conf, max_queue), "1000", 1, 1000000,
       .doc = "stanzas queued for a remote domain while its stream is set up" },
+    { "bidi", XMPPD_OPT_BOOL, OFF(s2s_conf, bidi), "true",
+      .doc = "XEP-0288: one stream carries stanzas both ways when the peer agrees (offered on "
+             "incoming streams, asked for on outgoing ones)" },
     { "retry_delay", XMPPD_OPT_DURATION, OFF(s2s_conf, retry_delay), "2s", 0, 3600000,
       .doc = "after a failed attempt to reach a domain, its stanzas are bounced at once for "
              "this long (then twice as long after each further failure); 0: retry at once" },

@@ -75,6 +75,7 @@ typedef struct s2s_conf {
     long long idle_timeout;       /* ms */
     long long connect_timeout;    /* ms per connection attempt until authenticated */
     long long max_queue;          /* stanzas queued per remote domain while connecting */
+    bool bidi;                    /* XEP-0288: offer and use bidirectional streams */
     long long retry_delay;        /* ms: first back-off after a failed attempt; 0: none */
     long long max_retry_delay;    /* ms: the back-off doubles up to this */
     const char *dialback_secret;  /* NULL: random per start; never logged */

@@ -145,6 +145,14 @@ xmppd_stanza *s2s_dialback_new(const char *name)
     return xmppd_stanza_new(qname, XMPPD_NS_SERVER);
 }
 
+s2s_conn *s2s_bidi_stream(const char *local, const char *remote)
+{
+    for (s2s_conn *c = all_conns; c; c = c->next)
+        if (!c->outgoing && c->bidi && c->state == S2S_OPEN && s2s_in_has_pair(c, local, remote))
+            return c;
+    return NULL;
+}
+
 void s2s_add_error(xmppd_stanza *el, const char *type, const char *cond)
 {
     /* XEP-0220 §2.4: the <error/> of a dialback element is a stanza error

@@ -29,6 +29,8 @@ struct event;
 #define NS_S2S_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
 #define NS_DIALBACK "jabber:server:dialback"
 #define NS_DIALBACK_FEATURE "urn:xmpp:features:dialback"
+#define NS_BIDI "urn:xmpp:bidi"
+#define NS_BIDI_FEATURE "urn:xmpp:features:bidi"
 
 /* Bounds on what a peer can make us hold. */
 #define S2S_MAX_PAIRS 256         /* authenticated domain pairs per incoming stream */
@@ -69,6 +71,7 @@ typedef struct s2s_conn {
     bool ip_counted;           /* incoming: holds a conn_ip_acquire slot */
     bool shutdown;             /* closed by s2s_shutdown_all */
     int cert_valid;            /* -1 not checked, 0 no, 1 valid for `remote` */
+    bool bidi;                 /* XEP-0288 negotiated: stanzas flow both ways */
     char *local;               /* our domain on this stream */
     char *remote;              /* outgoing: the target; incoming: header 'from' */
 
@@ -119,6 +122,10 @@ bool s2s_cert_valid(s2s_conn *c);
 /* Is domain one we serve (a host or a configured component)? Returns our
  * canonical spelling (borrowed from the configuration) or NULL. */
 const char *s2s_served_domain(const char *domain);
+/* XEP-0288: an incoming bidirectional stream on which the peer
+ * authenticated remote for local, to carry stanzas from local to remote
+ * (borrowed), or NULL. */
+s2s_conn *s2s_bidi_stream(const char *local, const char *remote);
 /* Random stream id into c->stream_id. */
 void s2s_new_stream_id(s2s_conn *c);
 /* A dialback element (name "result" or "verify") to write: serialised as
@@ -133,6 +140,8 @@ void s2s_add_error(xmppd_stanza *el, const char *type, const char *cond);
 /* Protocol callbacks, one set per direction. */
 int s2s_in_on_header(s2s_conn *c, const xs_header *h);
 int s2s_in_on_element(s2s_conn *c, xmppd_stanza *el);
+/* Has the peer authenticated remote for local on incoming stream c? */
+bool s2s_in_has_pair(const s2s_conn *c, const char *local, const char *remote);
 void s2s_in_tls_ready(s2s_conn *c);
 void s2s_in_teardown(s2s_conn *c);
 int s2s_out_on_header(s2s_conn *c, const xs_header *h);

@@ -48,7 +48,7 @@ static bool tls_offerable(const s2s_conn *c)
     return false;
 }
 
-static bool pair_ok(const s2s_conn *c, const char *local, const char *remote)
+bool s2s_in_has_pair(const s2s_conn *c, const char *local, const char *remote)
 {
     for (size_t i = 0; i < c->n_pairs; i++)
         if (strcmp(c->pairs[i].local, local) == 0 && strcmp(c->pairs[i].remote, remote) == 0)
@@ -58,7 +58,7 @@ static bool pair_ok(const s2s_conn *c, const char *local, const char *remote)
 
 static int add_pair(s2s_conn *c, const char *local, const char *remote, const char *how)
 {
-    if (pair_ok(c, local, remote))
+    if (s2s_in_has_pair(c, local, remote))
         return 0;
     if (c->n_pairs >= S2S_MAX_PAIRS)
         return -1;
@@ -109,6 +109,8 @@ static void send_features(s2s_conn *c)
             xmppd_stanza_tag(db, "errors", NS_DIALBACK_FEATURE);
             c->features_db_errors = true;
         }
+        if (sc->bidi && !c->bidi)
+            xmppd_stanza_tag(f, "bidi", NS_BIDI_FEATURE); /* XEP-0288 §2.1 */
     }
     xstream_write_features(&c->x, f);
     xmppd_stanza_unref(f);
@@ -291,7 +293,7 @@ static int handle_db_result(s2s_conn *c, xmppd_stanza *el)
         free(remote);
         return 0;
     }
-    if (pair_ok(c, local, remote)) {
+    if (s2s_in_has_pair(c, local, remote)) {
         db_reply(c, "result", local, remote, NULL, "valid", NULL);
         free(remote);
         return 0;
@@ -400,7 +402,7 @@ static int handle_stanza(s2s_conn *c, xmppd_stanza *el)
         s2s_close(c, "improper-addressing", NULL);
     } else if (!local) {
         s2s_close(c, "host-unknown", "The stanza is addressed to a domain not served here");
-    } else if (!pair_ok(c, local, from->domain)) {
+    } else if (!s2s_in_has_pair(c, local, from->domain)) {
         s2s_close(c, "invalid-from",
                   "The sender's domain is not authenticated for this recipient on this stream");
     } else {
@@ -443,6 +445,14 @@ int s2s_in_on_element(s2s_conn *c, xmppd_stanza *el)
     }
     if (strcmp(ns, NS_S2S_SASL) == 0)
         return handle_sasl(c, el);
+    if (strcmp(ns, NS_BIDI) == 0 && strcmp(name, "bidi") == 0 && conf()->bidi) {
+        /* XEP-0288 §2.2: once a domain is authenticated, stanzas for it
+         * may go back on this stream (s2s_bidi_stream). */
+        c->bidi = true;
+        log_kernel("s2s-in", XMPPD_LOG_DEBUG, "%s [%s]: bidirectional stream (XEP-0288)",
+                   c->remote ? c->remote : "?", c->tag);
+        return 0;
+    }
     if (strcmp(ns, NS_DIALBACK) == 0) {
         if (strcmp(name, "result") == 0)
             return handle_db_result(c, el);

@@ -245,7 +245,16 @@ bool s2s_out_route(xmppd_event *ev)
     const char *local = s2s_served_domain(ev->from->domain);
     if (!local || !federating())
         return false; /* not ours to relay: the router bounces it */
-    s2s_out *o = out_get(local, ev->to->domain, true);
+    s2s_out *o = out_get(local, ev->to->domain, false);
+    s2s_conn *bidi = o && o->ready ? NULL : s2s_bidi_stream(local, ev->to->domain);
+    if (bidi) {
+        /* XEP-0288: the peer's own stream carries our stanzas back. */
+        s2s_write(bidi, ev->stanza);
+        s2s_touch(bidi);
+        return true;
+    }
+    if (!o)
+        o = out_get(local, ev->to->domain, true);
     if (!o) {
         bounce(local, ev->stanza, NULL, "internal-server-error");
         return true;
@@ -551,6 +560,11 @@ static int handle_features(s2s_conn *c, xmppd_stanza *f)
             return 1;
         }
     }
+    if (sc->bidi && !c->bidi && xmppd_stanza_child(f, "bidi", NS_BIDI_FEATURE)) {
+        /* XEP-0288 §2.2: asked for before SASL or dialback. */
+        s2s_write_raw(c, "<bidi xmlns='" NS_BIDI "'/>", 13 + sizeof(NS_BIDI) + 2);
+        c->bidi = true;
+    }
     if (c->sasl_done) {
         became_ready(c, "SASL EXTERNAL");
         return 0;
@@ -622,6 +636,33 @@ static void handle_db_verify_answer(s2s_conn *c, xmppd_stanza *el)
     free(v);
 }
 
+/* XEP-0288 §2.2: on our bidirectional stream the peer may send stanzas from
+ * the domain we connected to (whose server we reached and, with TLS,
+ * whose certificate we checked) to the domain we authenticated as. */
+static int handle_bidi_stanza(s2s_conn *c, xmppd_stanza *el)
+{
+    const char *from_s = xmppd_stanza_attr(el, "from"), *to_s = xmppd_stanza_attr(el, "to");
+    xmppd_jid *from = from_s ? xmppd_jid_parse(from_s) : NULL;
+    xmppd_jid *to = to_s ? xmppd_jid_parse(to_s) : NULL;
+    int stop = 1;
+    if (!from || !to)
+        s2s_close(c, "improper-addressing", NULL);
+    else if (strcmp(to->domain, c->local) != 0)
+        s2s_close(c, "host-unknown", "This stream carries stanzas for its own domain only");
+    else if (strcmp(from->domain, c->remote) != 0)
+        s2s_close(c, "invalid-from", "This stream carries stanzas of its own domain only");
+    else {
+        s2s_touch(c);
+        xmppd_stanza_set_attr(el, "from", from->full);
+        xmppd_stanza_set_attr(el, "to", to->full);
+        xmppd_route(xmppd_host_find(c->local), el);
+        stop = 0;
+    }
+    xmppd_jid_free(from);
+    xmppd_jid_free(to);
+    return stop;
+}
+
 int s2s_out_on_element(s2s_conn *c, xmppd_stanza *el)
 {
     const char *name = xmppd_stanza_name(el), *ns = xmppd_stanza_ns(el);
@@ -681,7 +722,25 @@ int s2s_out_on_element(s2s_conn *c, xmppd_stanza *el)
         handle_db_verify_answer(c, el);
         return 0;
     }
-    /* RFC 6120 §2.5: stanzas travel the other way on this stream. */
+    if (c->bidi && c->authenticated && strcmp(ns, XMPPD_NS_SERVER) == 0 &&
+        (strcmp(name, "message") == 0 || strcmp(name, "presence") == 0 || strcmp(name, "iq") == 0))
+        return handle_bidi_stanza(c, el);
+    if (c->bidi && c->authenticated && strcmp(ns, NS_DIALBACK) == 0 && strcmp(name, "result") == 0 &&
+        !xmppd_stanza_attr(el, "type")) {
+        /* XEP-0288 §2.2: the peer may ask to add domains on our stream; we
+         * authenticate only the pair we opened it for (XEP-0220 §2.4 error). */
+        xmppd_stanza *r = s2s_dialback_new("result");
+        if (r) {
+            xmppd_stanza_set_attr(r, "from", xmppd_stanza_attr(el, "to"));
+            xmppd_stanza_set_attr(r, "to", xmppd_stanza_attr(el, "from"));
+            xmppd_stanza_set_attr(r, "type", "error");
+            s2s_add_error(r, "cancel", "feature-not-implemented");
+            s2s_write(c, r);
+            xmppd_stanza_unref(r);
+        }
+        return 0;
+    }
+    /* RFC 6120 §2.5: without XEP-0288, stanzas travel the other way. */
     s2s_close(c, "unsupported-stanza-type", NULL);
     return 1;
 }

@@ -288,8 +288,10 @@ def env(tmp_path_factory):
         "connect_timeout": "1s", "idle_timeout": "2s", "max_queue": 3,
         "retry_delay": "1s", "max_retry_delay": "4s"})
     e.a.s2s_port = a_s2s
+    # no XEP-0288 on B: its own outgoing streams (direct TLS to A) are under
+    # test here; bidirectional streams are in test_s2s_bidi.py
     e.b = make("xmppd-b", "b.example", [{"type": "s2s", "address": "127.0.0.1", "port": b_s2s}],
-               {})
+               {"bidi": False})
     yield e
     try:
         _finish(e.a)
