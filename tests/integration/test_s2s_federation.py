@@ -271,6 +271,8 @@ def env(tmp_path_factory):
             "hosts": {"localhost": None, domain: {}},
             "s2s": dict({"dns_servers": ["127.0.0.1:%d" % dns.port], "ca_file": str(e.ca.cert),
                          "dialback_secret": SECRET}, **s2s_conf),
+            # a peer that stalls its negotiation is cut off soon
+            "limits": {"negotiation_timeout": "3s", "max_stanza_size": "64k"},
         }, name=name)
         srv.domain = domain
         srv.config["listeners"] += s2s_listeners
@@ -623,6 +625,53 @@ def test_authoritative_verify_uses_xep0185_keys(env):
            % (NS_DB, sid, good))
     r = c.wait_for(lambda el: el.tag == q(NS_DB, "verify"))
     assert r.get("type") == "error" and error_condition(r) == ("cancel", "item-not-found")
+
+
+def test_bad_peers_are_cut_off_without_affecting_others(env):
+    """Issue 11.10: a peer that sends garbage (RFC 6120 §4.9.3.13
+    not-well-formed), one that stalls in the middle of its stream header
+    (§4.9.3.4 connection-timeout after limits.negotiation_timeout, 3 s
+    here) and an authenticated one that floods a stanza over
+    limits.max_stanza_size (§4.9.3.14 policy-violation) are each
+    disconnected, while messages between A and B go on all along."""
+    a, b = account(env.a), account(env.b)
+    key = "key-" + secrets.token_hex(8)
+    env.good_keys.add(key)
+
+    async def scenario():
+        ca = await connect(env.a, a, presence=0)
+        cb = await connect(env.b, b, presence=0)
+
+        async def still_federating(tag):
+            ca.send_message(mto=b.jid, mbody=tag, mtype="chat")
+            await cb.next_message(timeout=scaled(10), pred=lambda m: m["body"] == tag)
+            cb.send_message(mto=ca.boundjid.full, mbody=tag + " back", mtype="chat")
+            await ca.next_message(timeout=scaled(10), pred=lambda m: m["body"] == tag + " back")
+
+        await still_federating("before")
+        # a stalled peer: half a stream header, then nothing
+        stalled = RawClient(env.a.s2s_port, domain="a.example")
+        stalled.send("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stre")
+        t0 = time.monotonic()
+        # garbage after a proper header
+        garbage = RawClient(env.a.s2s_port, domain="a.example")
+        garbage.open_stream(xmlns=NS_SERVER, frm="fake.example", to="a.example")
+        garbage.send("<<<\x01 not xml at all >>>")
+        await asyncio.to_thread(garbage.expect_stream_error, "not-well-formed")
+        await still_federating("after garbage")
+        # an authenticated peer sends a stanza over the size limit
+        flood = await asyncio.to_thread(open_s2s, env)
+        assert (await asyncio.to_thread(dialback, flood, key)).get("type") == "valid"
+        flood.send("<message from='u@fake.example' to='%s'><body>%s</body></message>"
+                   % (a.jid, "f" * 70000))
+        await asyncio.to_thread(flood.expect_stream_error, "policy-violation")
+        await still_federating("after flood")
+        closed = await asyncio.to_thread(stalled.wait_closed, scaled(10))
+        assert closed and 2.5 < time.monotonic() - t0 < scaled(10), time.monotonic() - t0
+        await still_federating("after stall")
+        for c in (stalled, garbage, flood):
+            c.close()
+    run(scenario(), timeout=scaled(60))
 
 
 def test_header_to_unknown_host(env):
