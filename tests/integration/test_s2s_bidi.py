@@ -87,7 +87,9 @@ def test_xep0288_slow_reader_on_a_bidirectional_stream(tmp_path_factory):
         user.login(b.user, b.password)
         os.kill(a_srv.proc.pid, signal.SIGSTOP)
         try:
-            msg = "<message to='%s' type='chat'><body>%s</body></message>" % (a.jid, "z" * 60000)
+            # headlines: A drops them for an offline account without a bounce
+            # (RFC 6121 §8.5.2.2.1), so its own stream to B stays quiet
+            msg = "<message to='%s' type='headline'><body>%s</body></message>" % (a.jid, "z" * 60000)
             closed, growth = flood_until_closed(b_srv, lambda: user.send(msg * 4),
                                                 40 * 1024 * 1024 // (4 * 60000))
         finally:

@@ -112,7 +112,7 @@ def test_component_that_stops_reading_is_cut_off(server, accounts):
     user = RawClient(server.port)
     user.login(a.user, a.password)
     body = "x" * 60000
-    msg = "<message to='bot@slow.localhost' type='chat'><body>%s</body></message>" % body
+    msg = "<message to='bot@slow.localhost' type='headline'><body>%s</body></message>" % body
     closed, growth = flood_until_closed(server, lambda: user.send(msg * 4),
                                         PUSHED // (4 * len(body)))
     assert closed, "a component that stopped reading was never closed (RSS +%d)" % growth
@@ -173,7 +173,7 @@ def test_s2s_peer_that_stops_reading_is_cut_off(pair):
     os.kill(b_srv.proc.pid, signal.SIGSTOP)
     try:
         body = "y" * 60000
-        msg = "<message to='%s' type='chat'><body>%s</body></message>" % (b.jid, body)
+        msg = "<message to='%s' type='headline'><body>%s</body></message>" % (b.jid, body)
         closed, growth = flood_until_closed(a_srv, lambda: user.send(msg * 4),
                                             PUSHED // (4 * len(body)))
     finally:
