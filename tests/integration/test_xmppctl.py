@@ -165,6 +165,20 @@ def test_check_invalid_json(server, tmp_path):
     assert re.search(r"\S*broken\.json:3\b", lines[0]), lines[0]
 
 
+def test_check_error_lines_show_control_characters_escaped(server, tmp_path):
+    """Found by fuzz_config: a key holding a newline (JSON "\\n") or an
+    escape sequence made an error span two lines or reach the terminal;
+    control characters are shown as \\xNN, one error per line."""
+    path = tmp_path / "ctrl.json"
+    path.write_text('{\n  "list\\ners": [],\n  "lo\\u001b[31mg": {}\n}\n')
+    r = _ctl(path, "check")
+    assert r.returncode == 1
+    lines = output_lines(r)
+    assert any("list\\x0aers: unknown key" in ln for ln in lines), lines
+    assert any("lo\\x1b[31mg: unknown key" in ln for ln in lines), lines
+    assert "\x1b" not in r.stderr
+
+
 def test_check_reports_every_error(server, tmp_path):
     """check reports every error of the file at once, the server's keys and
     the modules' options alike, each as FILE:LINE: KEY (then a count), and
