@@ -221,12 +221,25 @@ static void became_ready(s2s_conn *c, const char *how)
     s2s_backoff_succeeded(o->map_key);
     o->ready = true;
     o->started = false;
-    for (size_t i = 0; i < o->qn; i++) {
-        s2s_write(c, o->q[i]);
-        xmppd_stanza_unref(o->q[i]);
+    /* The queue is taken first: a write may close the stream (a slow
+     * reader), which detaches or frees o. What can no longer be written is
+     * answered, never dropped. */
+    xmppd_stanza **q = o->q;
+    size_t qn = o->qn;
+    o->q = NULL;
+    o->qn = o->qcap = 0;
+    char *local = strdup(c->local);
+    for (size_t i = 0; i < qn; i++) {
+        if (c->state == S2S_OPEN)
+            s2s_write(c, q[i]);
+        else if (local)
+            bounce(local, q[i], "wait", "remote-server-timeout");
+        xmppd_stanza_unref(q[i]);
     }
-    o->qn = 0;
-    send_verifies(o);
+    free(q);
+    free(local);
+    if (c->out == o)
+        send_verifies(o);
 }
 
 /* A server without an s2s listener does not federate: peers could not
@@ -249,8 +262,8 @@ bool s2s_out_route(xmppd_event *ev)
     s2s_conn *bidi = o && o->ready ? NULL : s2s_bidi_stream(local, ev->to->domain);
     if (bidi) {
         /* XEP-0288: the peer's own stream carries our stanzas back. */
-        s2s_write(bidi, ev->stanza);
         s2s_touch(bidi);
+        s2s_write(bidi, ev->stanza);
         return true;
     }
     if (!o)
@@ -260,8 +273,11 @@ bool s2s_out_route(xmppd_event *ev)
         return true;
     }
     if (o->ready && o->conn && o->conn->state == S2S_OPEN) {
-        s2s_write(o->conn, ev->stanza);
-        s2s_touch(o->conn);
+        /* The write may close the stream (a slow reader), which frees o:
+         * touch first. */
+        s2s_conn *c = o->conn;
+        s2s_touch(c);
+        s2s_write(c, ev->stanza);
         return true;
     }
     if (o->qn >= (size_t)conf()->max_queue) {

@@ -22,6 +22,7 @@ from conftest import Account, Server, _finish, unique_user
 from dns_fixture import DNSServer
 from prosody_peer import ProsodyPeer, TestCA, connect_peer, free_port
 from s2s_pair import make_pair, stop_pair
+from test_slow_reader import asan_without_quarantine  # noqa: F401 (fixture)
 from xmpptest import RawClient, connect, run, scaled
 
 
@@ -66,12 +67,12 @@ def test_xep0288_one_stream_carries_both_directions(pair):
         assert not re.search(r"s2s-in: b\.example .*authenticated for a\.example", log_a), log_a[-3000:]
 
 
-def test_xep0288_slow_reader_on_a_bidirectional_stream(tmp_path_factory):
+def test_xep0288_slow_reader_on_a_bidirectional_stream(tmp_path_factory, asan_without_quarantine):
     """Issue 11.1 on an incoming stream: B sends to A over the stream A
     opened; when A stops reading (SIGSTOP), B closes that stream with
     policy-violation once max_send_buffer waits, and B's memory stays
     bounded."""
-    from test_slow_reader import flood_until_closed, RSS_SLACK, LIMIT
+    from test_slow_reader import LIMIT, RSS_SLACK, flood_until_closed
     pair = make_pair(tmp_path_factory.mktemp("bidi-slow"), {"limits": {"max_send_buffer": LIMIT}})
     a_srv, b_srv = pair
     try:
