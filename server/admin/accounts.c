@@ -16,7 +16,6 @@
  * <reset/> (RFC 6120 §4.9.3.16: credentials changed), as Prosody does for
  * the sessions other than the one that changed it (xmppctl has none). */
 #include <event2/event.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,17 +41,6 @@ typedef struct account_op {
     struct event *timer;
 } account_op;
 
-static json_t *answer_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static json_t *answer_fail(const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    return json_pack("{s:b, s:s}", "ok", 0, "error", buf);
-}
-
 static void op_free(account_op *op)
 {
     if (op->timer)
@@ -68,7 +56,7 @@ static void op_free(account_op *op)
 
 static void op_answer(account_op *op, json_t *resp)
 {
-    ctl_answer(op->req, resp ? resp : answer_fail("out of memory"));
+    ctl_answer(op->req, resp ? resp : control_fail("out of memory"));
     op_free(op);
 }
 
@@ -127,7 +115,7 @@ static void on_removed(int result, void *ud)
 {
     account_op *op = ud;
     if (result != XMPPD_AUTH_OK) {
-        op_answer(op, answer_fail("%s", xmppd_auth_result_str(result)));
+        op_answer(op, control_fail("%s", xmppd_auth_result_str(result)));
         return;
     }
     end_sessions(op, "not-authorized", "Account deleted");
@@ -140,7 +128,7 @@ static void remove_now(account_op *op)
 {
     xmppd_host *h = xmppd_host_find(op->host);
     if (!h) {
-        op_answer(op, answer_fail("unknown host"));
+        op_answer(op, control_fail("unknown host"));
         return;
     }
     xmppd_auth_remove(NULL, h, op->node, on_removed, op);
@@ -182,7 +170,7 @@ static void on_password_set(int result, void *ud)
 {
     account_op *op = ud;
     if (result != XMPPD_AUTH_OK) {
-        op_answer(op, answer_fail("%s", xmppd_auth_result_str(result)));
+        op_answer(op, control_fail("%s", xmppd_auth_result_str(result)));
         return;
     }
     end_sessions(op, "reset", "Password changed");
@@ -199,17 +187,17 @@ static void run_account_command(xmppd_ctl_request *req, const json_t *args, void
     const char *s = json_string_value(json_object_get(args, "jid"));
     const char *pw = json_string_value(json_object_get(args, "password"));
     if (!s) {
-        ctl_answer(req, answer_fail("which account? (\"jid\": \"user@host\")"));
+        ctl_answer(req, control_fail("which account? (\"jid\": \"user@host\")"));
         return;
     }
     if (!deleting && !pw) {
-        ctl_answer(req, answer_fail("no \"password\""));
+        ctl_answer(req, control_fail("no \"password\""));
         return;
     }
     xmppd_jid *jid = xmppd_jid_parse(s);
     xmppd_host *h = jid && jid->node && !jid->resource ? xmppd_host_find(jid->domain) : NULL;
     if (!h) {
-        ctl_answer(req, answer_fail(jid && jid->node && !jid->resource
+        ctl_answer(req, control_fail(jid && jid->node && !jid->resource
                                         ? "unknown host"
                                         : "not an account address (user@host)"));
         xmppd_jid_free(jid);
@@ -225,7 +213,7 @@ static void run_account_command(xmppd_ctl_request *req, const json_t *args, void
     }
     xmppd_jid_free(jid);
     if (!op || !op->host || !op->node || (pw && !op->password)) {
-        ctl_answer(req, answer_fail("out of memory"));
+        ctl_answer(req, control_fail("out of memory"));
         if (op)
             op_free(op);
         return;

@@ -36,6 +36,8 @@ void control_stop(void);
  * unit tests. */
 json_t *control_handle(const json_t *req);
 
+/* {"ok": false, "error": the formatted line} (new reference; NULL on OOM). */
+json_t *control_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* accounts.c: registers deluser and passwd. */
 void control_accounts_register(void);
 

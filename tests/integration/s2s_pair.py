@@ -37,3 +37,27 @@ def make_pair(base, overrides=None):
 def stop_pair(pair):
     for srv in pair:
         _finish(srv)
+
+
+def pair_accounts(a_srv, b_srv):
+    """A fresh account on each server: (on A, on B)."""
+    import secrets
+    from conftest import Account, unique_user
+    a = Account(unique_user(), secrets.token_urlsafe(12), domain=a_srv.domain)
+    b = Account(unique_user(), secrets.token_urlsafe(12), domain=b_srv.domain)
+    a_srv.adduser(a.jid, a.password)
+    b_srv.adduser(b.jid, b.password)
+    return a, b
+
+
+def say_hello(a_srv, b_srv, a, b):
+    """a messages b across the servers and b receives it: the streams
+    between A and B are up afterwards."""
+    from xmpptest import connect, run, scaled
+
+    async def hello():
+        ca = await connect(a_srv, a, presence=0)
+        cb = await connect(b_srv, b, presence=0)
+        ca.send_message(mto=b.jid, mbody="hello", mtype="chat")
+        await cb.next_message(timeout=scaled(15), pred=lambda m: m["body"] == "hello")
+    run(hello())

@@ -11,9 +11,7 @@ other (issue 11.1).
 
 import os
 import re
-import secrets
 import signal
-import time
 
 import pytest
 
@@ -21,17 +19,8 @@ import prosody_peer
 from conftest import Account, Server, _finish, unique_user
 from dns_fixture import DNSServer
 from prosody_peer import ProsodyPeer, TestCA, connect_peer, free_port
-from s2s_pair import make_pair, stop_pair
-from test_slow_reader import asan_without_quarantine  # noqa: F401 (fixture)
+from s2s_pair import make_pair, pair_accounts, say_hello, stop_pair
 from xmpptest import RawClient, connect, run, scaled
-
-
-def accounts_on(a_srv, b_srv):
-    a = Account(unique_user(), secrets.token_urlsafe(12), domain=a_srv.domain)
-    b = Account(unique_user(), secrets.token_urlsafe(12), domain=b_srv.domain)
-    a_srv.adduser(a.jid, a.password)
-    b_srv.adduser(b.jid, b.password)
-    return a, b
 
 
 @pytest.fixture(scope="module", params=["external", "dialback"])
@@ -48,7 +37,7 @@ def test_xep0288_one_stream_carries_both_directions(pair):
     SASL EXTERNAL; with dialback B connects to A only as the authoritative
     server, and even then the stanzas ride on the bidirectional stream)."""
     a_srv, b_srv, mode = pair
-    a, b = accounts_on(a_srv, b_srv)
+    a, b = pair_accounts(a_srv, b_srv)
     mark_a, mark_b = len(a_srv.read_log()), len(b_srv.read_log())
 
     async def scenario():
@@ -67,23 +56,18 @@ def test_xep0288_one_stream_carries_both_directions(pair):
         assert not re.search(r"s2s-in: b\.example .*authenticated for a\.example", log_a), log_a[-3000:]
 
 
-def test_xep0288_slow_reader_on_a_bidirectional_stream(tmp_path_factory, asan_without_quarantine):
+def test_xep0288_slow_reader_on_a_bidirectional_stream(tmp_path_factory):
     """Issue 11.1 on an incoming stream: B sends to A over the stream A
     opened; when A stops reading (SIGSTOP), B closes that stream with
     policy-violation once max_send_buffer waits, and B's memory stays
     bounded."""
-    from test_slow_reader import LIMIT, RSS_SLACK, flood_until_closed
-    pair = make_pair(tmp_path_factory.mktemp("bidi-slow"), {"limits": {"max_send_buffer": LIMIT}})
+    from test_slow_reader import LIMIT, RSS_SLACK, flood_until_closed, no_quarantine
+    with no_quarantine():
+        pair = make_pair(tmp_path_factory.mktemp("bidi-slow"), {"limits": {"max_send_buffer": LIMIT}})
     a_srv, b_srv = pair
     try:
-        a, b = accounts_on(a_srv, b_srv)
-
-        async def warm_up():
-            ca = await connect(a_srv, a, presence=0)
-            cb = await connect(b_srv, b, presence=0)
-            ca.send_message(mto=b.jid, mbody="hello", mtype="chat")
-            await cb.next_message(timeout=scaled(15), pred=lambda m: m["body"] == "hello")
-        run(warm_up())
+        a, b = pair_accounts(a_srv, b_srv)
+        say_hello(a_srv, b_srv, a, b)
         user = RawClient(b_srv.port, domain="b.example")
         user.login(b.user, b.password)
         os.kill(a_srv.proc.pid, signal.SIGSTOP)

@@ -25,7 +25,9 @@ from conftest import Account, Server, _finish, unique_user
 from dns_fixture import DNSServer
 from ejabberd_peer import EjabberdPeer, connect_peer, require_ejabberd
 from prosody_peer import TestCA, free_port
-from xmpptest import connect, run, scaled
+import federation_clients
+from federation_clients import login_local, run_with_peer_log
+from xmpptest import scaled
 
 XMPPD_DOMAIN = "xmppd.example"
 PEER_DOMAIN = "ejabberd.example"
@@ -72,13 +74,6 @@ def fed(request, tmp_path_factory):
             dns.close()
 
 
-def run_with_peer_log(peer, coro, timeout):
-    try:
-        return run(coro, timeout=timeout)
-    except BaseException as e:
-        raise AssertionError("%s\n--- ejabberd ---\n%s" % (e, peer.output_tail(200))) from e
-
-
 def new_pair(srv, peer):
     a = Account(unique_user("x"), "pw-" + unique_user("p"), domain=XMPPD_DOMAIN)
     srv.adduser(a.jid, a.password)
@@ -96,25 +91,8 @@ def check_auth_path(srv, mode):
                      log), log[-3000:]
 
 
-async def prepare(c, presence):
-    c.auto_authorize = None
-    c.auto_subscribe = False
-    iq = c.Iq()
-    iq["type"] = "get"
-    iq.append(ET.fromstring("<query xmlns='jabber:iq:roster'/>"))
-    await iq.send(timeout=scaled(10))
-    if presence is not None:
-        c.send_presence(ppriority=presence)
-    return c
-
-
-async def login_local(srv, acct, presence=None):
-    return await prepare(await connect(srv, acct), presence)
-
-
 async def login_peer(peer, acct, presence=None):
-    return await prepare(await connect_peer(peer, acct.user, acct.password, timeout=scaled(15)),
-                         presence)
+    return await federation_clients.login_peer(connect_peer, peer, acct, presence, timeout=15)
 
 
 async def iq_get(c, to, payload):

@@ -13,13 +13,12 @@ other tests' clients.
 
 import json
 import re
-import secrets
 import threading
 import time
 
 import pytest
 
-from conftest import REPO, MODULES, Account, Server, _finish, unique_user
+from conftest import MODULES, REPO, Server, _finish
 from xmpptest import (NS_CLIENT, NS_STREAM, RawClient, XMPPTestError, error_condition, q,
                       scaled)
 

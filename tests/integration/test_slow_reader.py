@@ -12,6 +12,7 @@ Each test pushes tens of MiB at the stalled peer and checks that the
 server's resident memory grew by a few MiB at most.
 """
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -20,10 +21,10 @@ import time
 
 import pytest
 
-from conftest import Account, Server, _finish, unique_user
+from conftest import Server, _finish
 from prosody_peer import free_port
-from s2s_pair import make_pair, stop_pair
-from xmpptest import RawClient, connect, run, scaled
+from s2s_pair import make_pair, pair_accounts, say_hello, stop_pair
+from xmpptest import RawClient, scaled
 
 LIMIT = 256 * 1024
 VCARD_PHOTO = 45000            # bytes of base64 in the vCard: ~45 kB per answer
@@ -31,17 +32,25 @@ PUSHED = 40 * 1024 * 1024      # what a test offers a stalled peer at most
 RSS_SLACK = 8 * 1024 * 1024    # the growth allowed: well under what is pushed
 
 
-@pytest.fixture(scope="module", autouse=True)
-def asan_without_quarantine():
+@contextlib.contextmanager
+def no_quarantine():
     """Under AddressSanitizer freed memory sits in a quarantine (256 MiB by
-    default), so RSS measures churn, not what is held: the servers of this
-    module run without it."""
+    default), so RSS measures churn, not what is held: servers started
+    inside run without it."""
     old = os.environ.get("ASAN_OPTIONS")
     if old is not None:
         os.environ["ASAN_OPTIONS"] = old + ":quarantine_size_mb=0:thread_local_quarantine_size_kb=0"
-    yield
-    if old is not None:
-        os.environ["ASAN_OPTIONS"] = old
+    try:
+        yield
+    finally:
+        if old is not None:
+            os.environ["ASAN_OPTIONS"] = old
+
+
+@pytest.fixture(scope="module", autouse=True)
+def asan_without_quarantine():
+    with no_quarantine():
+        yield
 
 
 def rss(proc):
@@ -169,17 +178,8 @@ def test_s2s_peer_that_stops_reading_is_cut_off(pair):
     policy-violation once max_send_buffer is queued, and A's memory stays
     bounded."""
     a_srv, b_srv = pair
-    a = Account(unique_user(), secrets.token_urlsafe(12), domain="a.example")
-    b = Account(unique_user(), secrets.token_urlsafe(12), domain="b.example")
-    a_srv.adduser(a.jid, a.password)
-    b_srv.adduser(b.jid, b.password)
-
-    async def warm_up():
-        ca = await connect(a_srv, a, presence=0)
-        cb = await connect(b_srv, b, presence=0)
-        ca.send_message(mto=b.jid, mbody="hello", mtype="chat")
-        await cb.next_message(timeout=scaled(15), pred=lambda m: m["body"] == "hello")
-    run(warm_up())
+    a, b = pair_accounts(a_srv, b_srv)
+    say_hello(a_srv, b_srv, a, b)
 
     user = RawClient(a_srv.port, domain="a.example")
     user.login(a.user, a.password)

@@ -12,7 +12,7 @@ from xmpptest import NS_CLIENT, RawClient, error_condition, q, scaled
 
 def login(server, account, lang="en"):
     c = RawClient(server.port)
-    f = c.open_stream(lang=lang)
+    c.open_stream(lang=lang)
     c.starttls()
     c.open_stream(lang=lang)
     assert c.auth_plain(account.user, account.password).ok

@@ -10,14 +10,12 @@ reads the option there.
 
 import ctypes
 import os
-import secrets
 import socket
 
 import pytest
 
-from conftest import Account, unique_user
-from s2s_pair import make_pair, stop_pair
-from xmpptest import RawClient, connect, run, scaled
+from s2s_pair import make_pair, pair_accounts, say_hello, stop_pair
+from xmpptest import RawClient
 
 SYS_PIDFD_GETFD = 438
 
@@ -79,17 +77,7 @@ def test_s2s_sockets_have_nodelay(tmp_path_factory):
     pair = make_pair(tmp_path_factory.mktemp("nodelay-s2s"))
     a_srv, b_srv = pair
     try:
-        a = Account(unique_user(), secrets.token_urlsafe(12), domain="a.example")
-        b = Account(unique_user(), secrets.token_urlsafe(12), domain="b.example")
-        a_srv.adduser(a.jid, a.password)
-        b_srv.adduser(b.jid, b.password)
-
-        async def hello():
-            ca = await connect(a_srv, a, presence=0)
-            cb = await connect(b_srv, b, presence=0)
-            ca.send_message(mto=b.jid, mbody="hello", mtype="chat")
-            await cb.next_message(timeout=scaled(15), pred=lambda m: m["body"] == "hello")
-        run(hello())
+        say_hello(a_srv, b_srv, *pair_accounts(a_srv, b_srv))
         out = nodelay_towards(a_srv.proc.pid, lambda peer: peer[1] == b_srv.s2s_port)
         assert out and all(out), "A's outgoing s2s sockets: TCP_NODELAY %r" % out
         # the sockets B accepted (not its own streams to A's s2s port)
