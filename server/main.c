@@ -146,6 +146,7 @@ int main(int argc, char **argv)
     listeners_stop();
     control_stop();
     c2s_shutdown_all();
+    session_shutdown_all();
     component_shutdown_all();
     s2s_shutdown_all();
     xmppd_config *cfg = g_server.cfg;

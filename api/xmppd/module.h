@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #define XMPPD_ABI_MAJOR 2 /* bump: every module must be rebuilt */
-#define XMPPD_ABI_MINOR 0 /* bump: additions only (fields appended to structs, new functions) */
+#define XMPPD_ABI_MINOR 2 /* bump: additions only (fields appended to structs, new functions) */
 #define XMPPD_ABI ((uint32_t)((XMPPD_ABI_MAJOR << 16) | XMPPD_ABI_MINOR))
 
 #define XMPPD_EXPORT __attribute__((visibility("default")))
@@ -196,6 +196,27 @@ int xmppd_provide(xmppd_module *m, const char *api, const void *vtable);
 /* The vtable published as api on h (or by a global module), or NULL when
  * nobody publishes it (or its provider is unloading). Borrowed. */
 const void *xmppd_use(const xmppd_host *h, const char *api);
+
+/* A request one module makes through another's published API that is
+ * answered later (a roster load, say). The provider ties it to the caller
+ * so that a caller unloading first is never called back afterwards:
+ *
+ *   xmppd_call_new(caller, cancel, p): made by the provider when it keeps a
+ *     request of caller (NULL: the kernel, or a caller that never unloads
+ *     first). If caller unloads before the answer, cancel(p) runs while it
+ *     unloads, before its unload(): the provider's way to tell the caller
+ *     (typically by calling the caller's callback with a failure, while its
+ *     code is still loaded). NULL on OOM or when caller is unloading: the
+ *     provider then fails the request at once.
+ *   xmppd_call_finish(c): the provider is ready to answer; true when the
+ *     caller still waits (call it back now), false when it was cancelled
+ *     (answer nobody). Frees c either way; NULL is false.
+ *
+ * APIs that take a callback take the caller's module handle for this;
+ * modules/roster/roster_api.h is the model. */
+typedef struct xmppd_call xmppd_call;
+xmppd_call *xmppd_call_new(xmppd_module *caller, void (*cancel)(void *p), void *p);
+bool xmppd_call_finish(xmppd_call *c);
 
 /* Server identity for modules such as version and disco: the release
  * ("0.1.0"), a static string. */

@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "hooks.h"
 #include "jid.h"
 #include "module.h"
 
@@ -27,12 +28,45 @@ typedef struct xmppd_presence_info {
     bool initial;
 } xmppd_presence_info;
 
+/* data of "message/delivered" (fired after a message was written to local
+ * sessions of one account, to its full JID or as the RFC 6121 §8.5.2
+ * delivery to its bare JID): the sessions that got it, for modules that
+ * copy it to the account's other sessions (XEP-0280 carbons). Borrowed. */
+typedef struct xmppd_delivery {
+    xmppd_session *const *sessions;
+    size_t n;
+} xmppd_delivery;
+
 /* Routes a server-generated stanza by its 'to' (which must be set; 'from'
  * must be set by the caller). Borrowed: the caller keeps its reference, and
  * the router may deliver it to several sessions (never change it after).
  * Goes through the same address rules as client stanzas (no pre-route).
  * 0 routed, -1 when the 'to' or 'from' is missing or invalid. */
 int xmppd_route(xmppd_host *h, xmppd_stanza *s);
+
+/* Holding a stanza while something loads. A handler of "pre-route",
+ * "deliver", "route/remote", "iq/bare/filter", "iq/full" or
+ * message|presence /host|bare|full that
+ * cannot judge a stanza yet (its data is being read) calls xmppd_hold and
+ * returns XMPPD_HANDLED; later it either lets the stanza go on, and
+ * routing resumes right after its handler (the handlers before it, and
+ * itself, do not see it again), or drops it. The handle keeps the
+ * stanza, the session and copies of the addresses.
+ *   xmppd_hold(ev): in such a handler only; NULL when the event cannot be
+ *     held or on OOM (judge it now, or refuse it).
+ *   xmppd_held_event(h): the event as held (stanza, from, to, host,
+ *     session; for "deliver", data is the target session); borrowed
+ *     until h ends. A session may read closed by then.
+ *   xmppd_held_resume(h): routing goes on (a delivery to a session that
+ *     closed meanwhile is dropped, as xmppd_session_send does); frees h.
+ *   xmppd_held_free(h): drops it (answer the sender first if it needs an
+ *     error); frees h.
+ * A module resumes or drops what it holds before its unload() ends. */
+typedef struct xmppd_held xmppd_held;
+xmppd_held *xmppd_hold(const xmppd_event *ev);
+const xmppd_event *xmppd_held_event(const xmppd_held *h);
+void xmppd_held_resume(xmppd_held *h);
+void xmppd_held_free(xmppd_held *h);
 
 /* Sends an IQ request (type get or set, 'from' and 'to' set; an 'id' is
  * set when absent) and calls back exactly once with its answer, never from
@@ -98,6 +132,25 @@ void xmppd_session_set(xmppd_session *sess, const xmppd_module *m, void *data);
  * reads as closed at once; "session-closed" fires later, from the loop. */
 void xmppd_session_close(xmppd_session *sess, const char *condition, const char *text);
 
+/* Sessions that outlive their connection (XEP-0198 stream management).
+ * When the connection of a bound session is lost (the server did not end
+ * it: a dropped TCP connection, a read error), "session-detach" fires
+ * (first HANDLED wins). A handler returning HANDLED keeps the session
+ * hibernated: it stays bound and available, other resources see nothing,
+ * and whatever is written to it goes to "session-held" handlers (stanza:
+ * the element) instead of a connection, until it is resumed or closed.
+ * xmppd_session_close on a hibernated session ends it ("session-closed"
+ * fires). */
+bool xmppd_session_detached(const xmppd_session *sess);
+/* Resumes old (bound, hibernated or with a connection still half-open)
+ * on the connection of fresh: an authenticated, not yet bound login of the
+ * same account on the same host (typically the session of a <resume/>).
+ * The connection carries old from now on, as a bound stream; fresh is
+ * closed quietly (it was never bound); a connection old still had is
+ * closed with <conflict/>. 0, or -1 when the two do not fit (nothing
+ * changes). */
+int xmppd_session_resume(xmppd_session *fresh, xmppd_session *old);
+
 /* Calls fn for every bound session of node@host (all resources); stops
  * early when fn returns nonzero. Returns the number of sessions visited. */
 int xmppd_user_sessions(xmppd_host *h, const char *node,
@@ -109,5 +162,28 @@ int xmppd_user_sessions(xmppd_host *h, const char *node,
 int xmppd_host_sessions(xmppd_host *h, int (*fn)(xmppd_session *s, void *ud), void *ud);
 /* The session bound to this full JID, or NULL. */
 xmppd_session *xmppd_session_find(const xmppd_jid *full);
+
+/* Services on domains of their own (ABI 2.2): a module serves a domain
+ * that is not a host, e.g. conference.example.org for group chat,
+ * pubsub.example.org, upload.example.org. Every stanza the router sees for
+ * that domain or any JID at it (from local clients, other modules,
+ * external components and other servers; pre-route has run for client
+ * stanzas) goes to fn, and nowhere else: no hooks, no IQ handlers. fn gets
+ * an event named "message/domain", "presence/domain" or "iq/domain" with
+ * host = m's host (NULL for a global module), session = the sender's
+ * session when it is a local client (else NULL), stanza, from and to
+ * (to->domain is the served domain). fn answers what needs an answer
+ * (xmppd_reply, xmppd_reply_error: replies come from the address asked)
+ * and returns HANDLED; PASS makes the kernel answer as for an absent
+ * component (service-unavailable for messages and IQs, presence dropped),
+ * FAIL an IQ get/set with internal-server-error. Stanzas the service sends
+ * (xmppd_route, 'from' at its domain) are routed like any other. The
+ * domain also counts as served locally for server-to-server streams.
+ *
+ * From load() on; domain is prepared (nameprep) and copied. 0, or -1 when
+ * it is not a valid domain, is a host or a configured component, or
+ * another module serves it (logged); a newer instance of the same module
+ * (a reload) takes the domain over. Released when m unloads. */
+int xmppd_domain_serve(xmppd_module *m, const char *domain, xmppd_handler fn, void *ud);
 
 #endif

@@ -4,7 +4,13 @@
  *  - keyval: (user, key) -> JSON value. key "" is the usual single value
  *    per user (a roster, a vCard); other keys make a map (private XML).
  *  - archive: per user an ordered list of items {id, when, with, value},
- *    queried by time, peer and id paging (offline messages, MAM).
+ *    queried by time, peer, ids and id paging (offline messages, MAM).
+ *    Items keep the order of their appends. An item's id is the one its
+ *    appender chose (xmppd_archive_append_id) or else one the driver
+ *    assigns (a decimal number); ids are unique within a user's archive in
+ *    a store and are what after_id, before_id and ids name. A store should
+ *    use one kind of id: a chosen id that reads as a number may hide the
+ *    driver-assigned id of the same text.
  *
  * Every operation is asynchronous; its callback runs exactly once on the
  * loop thread, never from inside the call, and only after the change is
@@ -58,20 +64,32 @@ void xmppd_kv_get_all(xmppd_store *st, const char *user, xmppd_kv_get_cb cb, voi
 void xmppd_kv_users(xmppd_store *st, xmppd_kv_get_cb cb, void *ud);
 
 typedef struct xmppd_archive_item {
-    const char *id;   /* driver-assigned, increasing within a user's archive */
+    const char *id;   /* the item's id (see above) */
     int64_t when_ms;  /* wall-clock ms */
-    const char *with; /* peer bare JID or NULL */
+    const char *with; /* peer JID as appended (bare or full), or NULL */
     json_t *value;
 } xmppd_archive_item;
 
+/* Which items a query or delete matches: every condition given must hold.
+ * An after_id, before_id or ids entry that names no item of the user's
+ * archive makes a query answer XMPPD_STORE_NOT_FOUND (and a delete match
+ * nothing). */
 typedef struct xmppd_archive_query {
     int64_t start_ms, end_ms; /* inclusive bounds; 0: unbounded */
-    const char *with;         /* NULL: any */
+    const char *with;         /* NULL: any; a bare JID matches the items
+                                 appended with it or any full JID of it, a
+                                 full JID only those appended with exactly it */
     const char *after_id;     /* RSM: items after this id */
     const char *before_id;    /* RSM: items before this id */
     size_t max;               /* 0: no limit */
     bool reverse;             /* newest first (used with before_id paging) */
+    /* Since ABI 2.1 (a module built against 2.0 reads as NULL / 0): */
+    const char *const *ids;   /* non-NULL: only the items with these ids */
+    size_t n_ids;             /* entries of ids, at most XMPPD_ARCHIVE_MAX_IDS */
 } xmppd_archive_filter; /* not "xmppd_archive_query": that is the function */
+
+#define XMPPD_ARCHIVE_MAX_IDS 256 /* ids per filter; more: XMPPD_STORE_ERROR */
+#define XMPPD_ARCHIVE_ID_MAX 64   /* bytes of an id chosen by the appender */
 
 typedef void (*xmppd_archive_append_cb)(int status, const char *id, void *ud);
 /* items borrowed for the call; complete: no more items beyond max. */
@@ -83,6 +101,14 @@ typedef void (*xmppd_archive_count_cb)(int status, size_t n, void *ud);
  * item's id (borrowed for the call) once it is durable. */
 void xmppd_archive_append(xmppd_store *st, const char *user, const char *with, int64_t when_ms,
                           json_t *value, xmppd_archive_append_cb cb, void *ud);
+/* Since ABI 2.1: as xmppd_archive_append, with the item's id chosen by the
+ * caller (copied; 1 to XMPPD_ARCHIVE_ID_MAX bytes, unique within user's
+ * archive in this store), so the caller knows it before the write is done
+ * (MAM stamps it on the message it routes). An id already used there, or
+ * a driver without this operation, answers ERROR and stores nothing. cb
+ * gets the id back. */
+void xmppd_archive_append_id(xmppd_store *st, const char *user, const char *id, const char *with,
+                             int64_t when_ms, json_t *value, xmppd_archive_append_cb cb, void *ud);
 /* The items q matches (q NULL: all), oldest first unless q->reverse, at
  * most q->max; complete tells whether more match beyond them. */
 void xmppd_archive_query(xmppd_store *st, const char *user, const xmppd_archive_filter *q,
@@ -92,6 +118,13 @@ void xmppd_archive_delete(xmppd_store *st, const char *user, const xmppd_archive
                           xmppd_store_done_cb cb, void *ud);
 /* Number of items in user's archive. */
 void xmppd_archive_count(xmppd_store *st, const char *user, xmppd_archive_count_cb cb, void *ud);
+/* Replaces the value of item id of user's archive with value (copied),
+ * keeping its id, time and peer: a retracted or moderated message leaves a
+ * tombstone where it was (ABI 2.2). cb (may be NULL) gets OK, NOT_FOUND when
+ * user's archive holds no item id, or ERROR (also from a driver built
+ * before this call existed). */
+void xmppd_archive_replace(xmppd_store *st, const char *user, const char *id, json_t *value,
+                           xmppd_store_done_cb cb, void *ud);
 
 /* ---- for storage drivers ----
  * A driver module (XMPPD_MOD_GLOBAL) provides this table in load(); the
@@ -124,6 +157,15 @@ typedef struct xmppd_storage_driver {
     void (*purge_user)(void *dd, const char *host, const char *user, xmppd_store_done_cb cb, void *ud);
     /* Blocks until every queued write is durable (shutdown, xmppctl exit). */
     void (*flush)(void *dd);
+    /* Since ABI 2.1 (a table with a smaller size lacks it): append with an
+     * id chosen by the caller (xmppd_archive_append_id). */
+    void (*archive_append_id)(void *dd, const char *host, const char *store, const char *user,
+                              const char *id, const char *with, int64_t when_ms, json_t *value,
+                              xmppd_archive_append_cb cb, void *ud);
+    /* Since ABI 2.2 (a table with a smaller size lacks it): replace an
+     * item's value in place (xmppd_archive_replace). */
+    void (*archive_replace)(void *dd, const char *host, const char *store, const char *user,
+                            const char *id, json_t *value, xmppd_store_done_cb cb, void *ud);
 } xmppd_storage_driver;
 
 /* Registers m's driver from load() (d and dd stay the driver's and must

@@ -132,7 +132,7 @@ static int bl_on_get(xmppd_event *ev, void *ud)
     bl_req *q = bl_req_new(mod, ev);
     if (!q)
         return XMPPD_FAIL;
-    api->load(api, q->node, bl_get_loaded, q);
+    api->load(api, mod->m, q->node, bl_get_loaded, q);
     return XMPPD_HANDLED;
 }
 
@@ -158,8 +158,8 @@ static void bl_set_loaded(bool ok, void *ud)
         return;
     }
     const char *cond = NULL;
-    int rc = q->block ? api->block(api, q->node, (const char *const *)q->jids, q->n, bl_set_saved, q, &cond)
-                      : api->unblock(api, q->node, (const char *const *)q->jids, q->n, bl_set_saved, q,
+    int rc = q->block ? api->block(api, q->mod->m, q->node, (const char *const *)q->jids, q->n, bl_set_saved, q, &cond)
+                      : api->unblock(api, q->mod->m, q->node, (const char *const *)q->jids, q->n, bl_set_saved, q,
                                      &cond);
     if (rc < 0) {
         bl_req_error(q, cond ? cond : "internal-server-error");
@@ -217,7 +217,7 @@ static int bl_on_set(xmppd_event *ev, void *ud)
         bl_req_free(q);
         return xmppd_reply_error(ev, NULL, err, NULL);
     }
-    api->load(api, q->node, bl_set_loaded, q);
+    api->load(api, q->mod->m, q->node, bl_set_loaded, q);
     return XMPPD_HANDLED;
 }
 

@@ -268,7 +268,7 @@ static int pr_outbound(pr_mod *mod, xmppd_event *ev, enum pr_kind kind)
             pr_job_free(j);
         return XMPPD_FAIL;
     }
-    api->load(api, ev->from->node, pr_outbound_loaded, j);
+    api->load(api, mod->m, ev->from->node, pr_outbound_loaded, j);
     return XMPPD_HANDLED;
 }
 
@@ -427,7 +427,7 @@ static void pr_exists_done(int result, void *ud)
     const roster_api *api = pr_roster(j->mod);
     xmppd_jid *to = xmppd_jid_parse(xmppd_stanza_attr(j->st, "to"));
     if (api && to && to->node && (result == XMPPD_AUTH_OK || result == XMPPD_AUTH_DISABLED)) {
-        api->load(api, to->node, pr_inbound_loaded, j);
+        api->load(api, j->mod->m, to->node, pr_inbound_loaded, j);
     } else {
         xmppd_log(j->mod->m, XMPPD_LOG_DEBUG, "subscription request dropped: %s",
                   result == XMPPD_AUTH_CANCELLED ? "the module unloads" : "no such account");
@@ -455,7 +455,7 @@ static int pr_inbound(pr_mod *mod, xmppd_event *ev, enum pr_kind kind)
     if (kind == PR_SUBSCRIBE && !api->cached(api, ev->to->node))
         xmppd_auth_exists(mod->m, mod->host, ev->to->node, pr_exists_done, j);
     else
-        api->load(api, ev->to->node, pr_inbound_loaded, j);
+        api->load(api, mod->m, ev->to->node, pr_inbound_loaded, j);
     return XMPPD_HANDLED;
 }
 
@@ -487,7 +487,7 @@ static int pr_probe(pr_mod *mod, xmppd_event *ev)
             pr_job_free(j);
         return XMPPD_FAIL;
     }
-    api->load(api, ev->to->node, pr_probe_loaded, j);
+    api->load(api, mod->m, ev->to->node, pr_probe_loaded, j);
     return XMPPD_HANDLED;
 }
 
@@ -616,7 +616,7 @@ static void pr_broadcast(pr_mod *mod, pr_job *j, const char *node)
 {
     const roster_api *api = pr_roster(mod);
     if (api)
-        api->load(api, node, pr_broadcast_loaded, j);
+        api->load(api, mod->m, node, pr_broadcast_loaded, j);
     else
         pr_broadcast_loaded(NULL, j);
 }

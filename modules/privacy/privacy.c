@@ -24,7 +24,8 @@
  * Lists must be in memory when a stanza is judged. They load when a client
  * authenticates and stay while the account has sessions; a stanza for an
  * account whose lists (or, for group and subscription items, roster) are
- * not in memory is held, the data loaded, and the stanza routed again.
+ * not in memory is held (xmppd_hold), the data loaded, and the stanza
+ * judged then: refused, or let go on.
  *
  * Storage: keyval store "privacy", key "" per account:
  *   {"default": name|null,
@@ -90,8 +91,8 @@ typedef struct pv_list {
 } pv_list;
 
 typedef struct pv_held {
-    xmppd_stanza *st;   /* ref */
-    xmppd_session *sess; /* ref: deliver to this session; NULL: route */
+    xmppd_held *h;      /* owned */
+    bool deliver;       /* held at "deliver", else inbound */
 } pv_held;
 
 typedef struct pv_mod pv_mod;
@@ -109,11 +110,20 @@ typedef struct pv_acct {
     struct pv_waiter *waiters;
 } pv_acct;
 
+/* A caller waiting for an account's lists; its xmppd_call tells whether
+ * it is still there when the load ends. */
 typedef struct pv_waiter {
     struct pv_waiter *next;
     privacy_load_cb cb;
     void *ud;
+    xmppd_call *call;
 } pv_waiter;
+
+static void pv_waiter_cancelled(void *p)
+{
+    pv_waiter *w = p;
+    w->cb(false, w->ud);
+}
 
 /* Per session: the active list's name (NULL: the default list applies). */
 typedef struct pv_sess {
@@ -130,11 +140,9 @@ struct pv_mod {
     unsigned push_seq;
 };
 
-/* A stanza being routed again after a load, and an error this module
- * generated: neither is held or filtered again. Shared by every instance
- * (every host) of the module, which is what makes cross-host checks see
- * them. */
-static const xmppd_stanza *pv_reinjecting;
+/* An error this module generated: not filtered again. Shared by every
+ * instance (every host) of the module, which is what makes cross-host
+ * checks see it. */
 static const xmppd_stanza *pv_exempt;
 
 /* ---- lists -------------------------------------------------------------- */
@@ -376,14 +384,15 @@ static void pv_acct_free(void *p)
 {
     pv_acct *a = p;
     pv_acct_clear_lists(a);
-    for (size_t i = 0; i < a->n_held; i++) {
-        xmppd_stanza_unref(a->held[i].st);
-        xmppd_session_unref(a->held[i].sess);
-    }
+    /* unloading: a new instance, if any, judges them */
+    for (size_t i = 0; i < a->n_held; i++)
+        xmppd_held_resume(a->held[i].h);
     free(a->held);
     while (a->waiters) {
         pv_waiter *w = a->waiters;
         a->waiters = w->next;
+        if (xmppd_call_finish(w->call))
+            w->cb(false, w->ud);
         free(w);
     }
     free(a->node);
@@ -483,24 +492,33 @@ typedef struct pv_save_req {
     pv_mod *mod;
     privacy_done_cb done;
     void *ud;
+    xmppd_call *call; /* the caller of done */
 } pv_save_req;
+
+static void pv_save_cancelled(void *p)
+{
+    pv_save_req *q = p;
+    q->done(-1, q->ud);
+}
 
 static void pv_saved(int status, void *ud)
 {
     pv_save_req *q = ud;
     if (status != XMPPD_STORE_OK && status != XMPPD_STORE_CANCELLED)
         xmppd_log(q->mod->m, XMPPD_LOG_ERROR, "cannot store privacy lists");
-    if (q->done)
+    if (q->done && xmppd_call_finish(q->call))
         q->done(status == XMPPD_STORE_OK ? 0 : -1, q->ud);
     free(q);
 }
 
-/* Writes a's lists; done (may be NULL) gets the outcome later. */
-static void pv_acct_save(pv_acct *a, privacy_done_cb done, void *ud)
+/* Writes a's lists; done (may be NULL) gets the outcome later, unless
+ * caller (NULL: this module) unloads first (then done hears -1 at once). */
+static void pv_acct_save(pv_acct *a, xmppd_module *caller, privacy_done_cb done, void *ud)
 {
     json_t *doc = pv_acct_json(a);
     pv_save_req *q = malloc(sizeof(*q));
-    if (!doc || !q) {
+    xmppd_call *call = q && done ? xmppd_call_new(caller, pv_save_cancelled, q) : NULL;
+    if (!doc || !q || (done && !call)) {
         json_decref(doc);
         free(q);
         xmppd_log(a->mod->m, XMPPD_LOG_ERROR, "cannot store privacy lists: out of memory");
@@ -508,7 +526,7 @@ static void pv_acct_save(pv_acct *a, privacy_done_cb done, void *ud)
             done(-1, ud);
         return;
     }
-    *q = (pv_save_req){ a->mod, done, ud };
+    *q = (pv_save_req){ a->mod, done, ud, call };
     /* An account with no lists and no default keeps no row. */
     xmppd_kv_set(a->mod->store, a->node, "", a->n_lists ? doc : NULL, pv_saved, q);
     json_decref(doc);
@@ -516,37 +534,44 @@ static void pv_acct_save(pv_acct *a, privacy_done_cb done, void *ud)
 
 /* ---- holding stanzas while an account loads --------------------------------- */
 
-static bool pv_hold(pv_acct *a, xmppd_stanza *st, xmppd_session *sess)
+/* Holds ev's stanza until the account's data is in memory; false when it
+ * cannot (too many held, OOM). */
+static bool pv_hold(pv_acct *a, const xmppd_event *ev, bool deliver)
 {
     if (a->n_held >= PV_HELD_MAX)
         return false;
     if (!a->held && !(a->held = calloc(PV_HELD_MAX, sizeof(*a->held))))
         return false;
-    a->held[a->n_held].st = xmppd_stanza_ref(st);
-    a->held[a->n_held].sess = sess ? xmppd_session_ref(sess) : NULL;
-    a->n_held++;
+    xmppd_held *h = xmppd_hold(ev);
+    if (!h)
+        return false;
+    a->held[a->n_held++] = (pv_held){ h, deliver };
     return true;
 }
 
-/* Routes (or delivers) every held stanza again, in arrival order. */
-static void pv_reinject(pv_acct *a)
+static bool pv_judge_inbound(pv_mod *mod, pv_acct *a, const xmppd_event *ev);
+static bool pv_judge_deliver(pv_mod *mod, pv_acct *a, const xmppd_event *ev);
+static void pv_refuse_inbound(pv_mod *mod, const xmppd_event *ev);
+
+/* Judges every held stanza, in arrival order, now that the account's
+ * data is in memory (or could not be read: then nothing is denied). */
+static void pv_release_held(pv_acct *a)
 {
     pv_held *held = a->held;
     size_t n = a->n_held;
     a->held = NULL;
     a->n_held = 0;
     for (size_t i = 0; i < n; i++) {
-        const xmppd_stanza *prev = pv_reinjecting;
-        pv_reinjecting = held[i].st;
-        if (held[i].sess) {
-            if (!xmppd_session_closed(held[i].sess))
-                xmppd_session_send(held[i].sess, held[i].st);
-            xmppd_session_unref(held[i].sess);
-        } else {
-            xmppd_route(a->mod->host, held[i].st);
+        const xmppd_event *ev = xmppd_held_event(held[i].h);
+        bool deny = a->loaded && (held[i].deliver ? pv_judge_deliver(a->mod, a, ev)
+                                                  : pv_judge_inbound(a->mod, a, ev));
+        if (!deny) {
+            xmppd_held_resume(held[i].h);
+            continue;
         }
-        pv_reinjecting = prev;
-        xmppd_stanza_unref(held[i].st);
+        if (!held[i].deliver)
+            pv_refuse_inbound(a->mod, ev);
+        xmppd_held_free(held[i].h);
     }
     free(held);
 }
@@ -562,11 +587,12 @@ static bool pv_needs_roster(const pv_acct *a)
 static void pv_finish_load(pv_acct *a)
 {
     a->busy++;
-    pv_reinject(a);
+    pv_release_held(a);
     while (a->waiters) {
         pv_waiter *w = a->waiters;
         a->waiters = w->next;
-        w->cb(a->loaded, w->ud);
+        if (xmppd_call_finish(w->call))
+            w->cb(a->loaded, w->ud);
         free(w);
     }
     a->busy--;
@@ -595,7 +621,7 @@ static void pv_on_loaded(int status, json_t *value, void *ud)
     const roster_api *ra = pv_roster_api(a->mod->host);
     if (a->loaded && a->n_held > 0 && pv_needs_roster(a) && ra && !ra->cached(ra, a->node)) {
         a->busy++;
-        ra->load(ra, a->node, pv_roster_loaded, a);
+        ra->load(ra, a->mod->m, a->node, pv_roster_loaded, a);
         return;
     }
     pv_finish_load(a);
@@ -682,7 +708,7 @@ static bool pv_no_error(const xmppd_stanza *st)
 
 /* Sends e (consumed) back to the sender of ev; the error is exempt from
  * filtering (the sender's rules would otherwise drop the answer). */
-static void pv_send_back(pv_mod *mod, xmppd_event *ev, xmppd_stanza *e)
+static void pv_send_back(pv_mod *mod, const xmppd_event *ev, xmppd_stanza *e)
 {
     if (!e)
         return;
@@ -753,7 +779,7 @@ static int pv_on_pre_route(xmppd_event *ev, void *ud)
 /* Answers (or drops) a stanza denied on the way in (XEP-0016 §2.13,
  * XEP-0191 §3.3): messages and IQ get/set learn service-unavailable, the
  * rest is dropped without a word. */
-static int pv_refuse_inbound(pv_mod *mod, xmppd_event *ev)
+static void pv_refuse_inbound(pv_mod *mod, const xmppd_event *ev)
 {
     enum xm_stanza k = xm_stanza_of(ev->stanza);
     const char *t = xmppd_stanza_attr(ev->stanza, "type");
@@ -761,7 +787,28 @@ static int pv_refuse_inbound(pv_mod *mod, xmppd_event *ev)
                   (k == XM_MESSAGE || (k == XM_IQ && t && (strcmp(t, "get") == 0 || strcmp(t, "set") == 0)));
     if (answer)
         pv_send_back(mod, ev, pv_error(ev->stanza, "service-unavailable", NULL, NULL));
-    return XMPPD_HANDLED;
+}
+
+/* The list that judges an inbound stanza to a loaded account: the target
+ * session's (full JID) or the default one. */
+static const pv_list *pv_inbound_list(pv_mod *mod, pv_acct *a, const xmppd_event *ev)
+{
+    xmppd_session *target = ev->to->resource ? xmppd_session_find(ev->to) : NULL;
+    return pv_effective(mod, a, target);
+}
+
+/* Is an inbound stanza to a loaded account denied? */
+static bool pv_judge_inbound(pv_mod *mod, pv_acct *a, const xmppd_event *ev)
+{
+    return pv_denies(mod, ev->to->node, pv_inbound_list(mod, a, ev), ev->from, xm_kind(ev->stanza, true));
+}
+
+/* A stanza that cannot be held is refused for now (RFC 6120 §8.3.3.18). */
+static int pv_hold_or_wait(pv_acct *a, xmppd_event *ev)
+{
+    if (pv_hold(a, ev, false))
+        return XMPPD_HANDLED;
+    return pv_no_error(ev->stanza) ? XMPPD_HANDLED : xmppd_reply_error(ev, "wait", "resource-constraint", NULL);
 }
 
 /* message|presence|iq/bare|full for a local account. */
@@ -775,38 +822,42 @@ static int pv_on_inbound(xmppd_event *ev, void *ud)
     const xmppd_jid *sj = ev->session ? xmppd_session_jid(ev->session) : NULL;
     if (!(sj && xmppd_jid_equal(sj, from)) && pv_out_denied(from, to, ev->stanza, NULL))
         return XMPPD_HANDLED;
-    pv_acct *a = pv_acct_find(mod, to->node);
-    bool again = ev->stanza == pv_reinjecting;
-    if (!a && !again)
-        a = pv_acct_get(mod, to->node);
-    if (a && a->loading && !again) {
-        if (!pv_hold(a, ev->stanza, NULL))
-            return pv_no_error(ev->stanza)
-                       ? XMPPD_HANDLED
-                       : xmppd_reply_error(ev, "wait", "resource-constraint", NULL);
-        return XMPPD_HANDLED;
-    }
+    pv_acct *a = pv_acct_get(mod, to->node);
+    if (a && a->loading)
+        return pv_hold_or_wait(a, ev);
     if (!a || !a->loaded)
         return XMPPD_PASS;
-    xmppd_session *target = to->resource ? xmppd_session_find(to) : NULL;
-    const pv_list *l = pv_effective(mod, a, target);
-    if (l && l->needs_roster && !again) {
-        const roster_api *ra = pv_roster_api(mod->host);
-        if (ra && !ra->cached(ra, to->node)) {
-            /* Judge once the roster is in memory (the roster module shares
-             * concurrent loads of one account). */
-            if (!pv_hold(a, ev->stanza, NULL))
-                return pv_no_error(ev->stanza)
-                           ? XMPPD_HANDLED
-                           : xmppd_reply_error(ev, "wait", "resource-constraint", NULL);
+    const pv_list *l = pv_inbound_list(mod, a, ev);
+    const roster_api *ra = l && l->needs_roster ? pv_roster_api(mod->host) : NULL;
+    if (ra && !ra->cached(ra, to->node)) {
+        /* Judged once the roster is in memory (the roster module shares
+         * concurrent loads of one account). */
+        int rc = pv_hold_or_wait(a, ev);
+        if (a->n_held == 1 && rc == XMPPD_HANDLED) {
             a->busy++;
-            ra->load(ra, to->node, pv_roster_loaded, a);
-            return XMPPD_HANDLED;
+            ra->load(ra, a->mod->m, to->node, pv_roster_loaded, a);
         }
+        return rc;
     }
-    if (!pv_denies(mod, to->node, l, from, xm_kind(ev->stanza, true)))
+    if (!pv_judge_inbound(mod, a, ev))
         return XMPPD_PASS;
-    return pv_refuse_inbound(mod, ev);
+    pv_refuse_inbound(mod, ev);
+    return XMPPD_HANDLED;
+}
+
+/* Is what reaches session s (of a loaded account) denied by its list? */
+static bool pv_judge_deliver(pv_mod *mod, pv_acct *a, const xmppd_event *ev)
+{
+    xmppd_session *s = ev->data;
+    const xmppd_jid *me = xmppd_session_jid(s);
+    const pv_list *l = me ? pv_effective(mod, a, s) : NULL;
+    if (!l || l->n == 0)
+        return false;
+    const char *from_s = xmppd_stanza_attr(ev->stanza, "from");
+    xmppd_jid *from = from_s ? xmppd_jid_parse(from_s) : NULL;
+    bool deny = from && !pv_self(me, from) && pv_denies(mod, me->node, l, from, xm_kind(ev->stanza, true));
+    xmppd_jid_free(from);
+    return deny;
 }
 
 /* deliver: what reaches one session, judged by that session's list. */
@@ -820,19 +871,9 @@ static int pv_on_deliver(xmppd_event *ev, void *ud)
     pv_acct *a = pv_acct_find(mod, me->node);
     if (!a)
         return XMPPD_PASS;
-    if (a->loading && ev->stanza != pv_reinjecting) {
-        if (!pv_hold(a, ev->stanza, s))
-            return XMPPD_PASS;
-        return XMPPD_HANDLED;
-    }
-    const pv_list *l = pv_effective(mod, a, s);
-    if (!l || l->n == 0)
-        return XMPPD_PASS;
-    const char *from_s = xmppd_stanza_attr(ev->stanza, "from");
-    xmppd_jid *from = from_s ? xmppd_jid_parse(from_s) : NULL;
-    bool deny = from && !pv_self(me, from) && pv_denies(mod, me->node, l, from, xm_kind(ev->stanza, true));
-    xmppd_jid_free(from);
-    return deny ? XMPPD_HANDLED : XMPPD_PASS;
+    if (a->loading)
+        return pv_hold(a, ev, true) ? XMPPD_HANDLED : XMPPD_PASS;
+    return pv_judge_deliver(mod, a, ev) ? XMPPD_HANDLED : XMPPD_PASS;
 }
 
 /* ---- presence on changes (XEP-0191 §3.3, §3.4) ------------------------------ */
@@ -991,7 +1032,8 @@ static void pv_push(pv_mod *mod, const char *node, const char *name)
 
 /* ---- API for blocking ------------------------------------------------------- */
 
-static void pv_api_load(const privacy_api *api, const char *node, privacy_load_cb cb, void *ud)
+static void pv_api_load(const privacy_api *api, xmppd_module *caller, const char *node,
+                        privacy_load_cb cb, void *ud)
 {
     pv_mod *mod = (pv_mod *)api;
     pv_acct *a = pv_acct_get(mod, node);
@@ -1007,7 +1049,8 @@ static void pv_api_load(const privacy_api *api, const char *node, privacy_load_c
         return;
     }
     pv_waiter *w = calloc(1, sizeof(*w));
-    if (!w) {
+    if (!w || !(w->call = xmppd_call_new(caller, pv_waiter_cancelled, w))) {
+        free(w);
         cb(false, ud);
         return;
     }
@@ -1067,8 +1110,9 @@ static void pv_install_swap(pv_acct *a, void *ud)
     a->def = sw->new_def;
 }
 
-static int pv_api_block(const privacy_api *api, const char *node, const char *const *jids, size_t n,
-                        privacy_done_cb done, void *ud, const char **cond_r)
+static int pv_api_block(const privacy_api *api, xmppd_module *caller, const char *node,
+                        const char *const *jids, size_t n, privacy_done_cb done, void *ud,
+                        const char **cond_r)
 {
     pv_mod *mod = (pv_mod *)api;
     pv_acct *a = pv_acct_find(mod, node);
@@ -1125,13 +1169,14 @@ static int pv_api_block(const privacy_api *api, const char *node, const char *co
     pv_list_sort(nl);
     pv_swap sw = { old, nl };
     pv_change_default(mod, a, old, nl, false, pv_install_swap, &sw);
-    pv_acct_save(a, done, ud);
+    pv_acct_save(a, caller, done, ud);
     pv_push(mod, node, nl->name);
     return 0;
 }
 
-static int pv_api_unblock(const privacy_api *api, const char *node, const char *const *jids,
-                          size_t n, privacy_done_cb done, void *ud, const char **cond_r)
+static int pv_api_unblock(const privacy_api *api, xmppd_module *caller, const char *node,
+                          const char *const *jids, size_t n, privacy_done_cb done, void *ud,
+                          const char **cond_r)
 {
     pv_mod *mod = (pv_mod *)api;
     pv_acct *a = pv_acct_find(mod, node);
@@ -1165,7 +1210,7 @@ static int pv_api_unblock(const privacy_api *api, const char *node, const char *
     pv_renumber(nl);
     pv_swap sw = { old, nl };
     pv_change_default(mod, a, old, nl, n == 0, pv_install_swap, &sw);
-    pv_acct_save(a, done, ud);
+    pv_acct_save(a, caller, done, ud);
     pv_push(mod, node, nl->name);
     return 0;
 }
@@ -1310,7 +1355,7 @@ static int pv_on_get(xmppd_event *ev, void *ud)
     pv_req *q = pv_req_new(mod, ev);
     if (!q)
         return XMPPD_FAIL;
-    pv_api_load(&mod->api, q->node, pv_get_loaded, q);
+    pv_api_load(&mod->api, NULL, q->node, pv_get_loaded, q);
     return XMPPD_HANDLED;
 }
 
@@ -1459,7 +1504,7 @@ static const char *pv_set_default(pv_req *q, pv_acct *a, const xmppd_stanza *el,
     if (a->def && pv_in_use(q->mod, a, a->def, q->sess, true))
         return "conflict";
     pv_change_default(q->mod, a, a->def, l, false, pv_install_default, l);
-    pv_acct_save(a, pv_set_saved, q);
+    pv_acct_save(a, NULL, pv_set_saved, q);
     *stored = true;
     return NULL;
 }
@@ -1516,7 +1561,7 @@ static const char *pv_set_list(pv_req *q, pv_acct *a, const xmppd_stanza *el, bo
         }
         char *nm = strdup(name);
         pv_install_remove(a, old);
-        pv_acct_save(a, pv_set_saved, q);
+        pv_acct_save(a, NULL, pv_set_saved, q);
         *stored = true;
         if (nm)
             pv_push(mod, a->node, nm);
@@ -1542,7 +1587,7 @@ static const char *pv_set_list(pv_req *q, pv_acct *a, const xmppd_stanza *el, bo
         pv_change_default(mod, a, old, nl, false, pv_install_list, &sw);
     else
         pv_install_list(a, &sw);
-    pv_acct_save(a, pv_set_saved, q);
+    pv_acct_save(a, NULL, pv_set_saved, q);
     *stored = true;
     pv_push(mod, a->node, name);
     return NULL;
@@ -1589,7 +1634,7 @@ static int pv_on_set(xmppd_event *ev, void *ud)
     pv_req *q = pv_req_new(mod, ev);
     if (!q)
         return XMPPD_FAIL;
-    pv_api_load(&mod->api, q->node, pv_set_loaded, q);
+    pv_api_load(&mod->api, NULL, q->node, pv_set_loaded, q);
     return XMPPD_HANDLED;
 }
 

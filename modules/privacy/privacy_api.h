@@ -17,9 +17,10 @@
 #include <stdint.h>
 
 #include <xmppd/jid.h>
+#include <xmppd/module.h>
 #include <xmppd/stanza.h>
 
-#define PRIVACY_API_VERSION 1
+#define PRIVACY_API_VERSION 2
 
 /* Outcome of a change: 0 stored, -1 not stored (storage failure; the
  * change is still in force in memory for the running server). */
@@ -32,8 +33,10 @@ typedef struct privacy_api {
     uint32_t size;    /* sizeof(privacy_api) */
 
     /* Calls cb once node's lists are in memory: at once when they are,
-     * else after storage answered. */
-    void (*load)(const struct privacy_api *api, const char *node, privacy_load_cb cb, void *ud);
+     * else after storage answered. caller: the asking module (xmppd_call:
+     * if it unloads first, cb gets false then, and nothing later). */
+    void (*load)(const struct privacy_api *api, xmppd_module *caller, const char *node,
+                 privacy_load_cb cb, void *ud);
     /* Calls fn with each blocked JID of node (loaded accounts only), in
      * list order. Returns how many there are. */
     size_t (*blocklist)(const struct privacy_api *api, const char *node,
@@ -43,10 +46,12 @@ typedef struct privacy_api {
      * fires "blocklist-changed", then calls done once stored (done may be
      * NULL). 0, or -1 when the account is not loaded or a limit refuses
      * (*cond_r: the stanza error condition). */
-    int (*block)(const struct privacy_api *api, const char *node, const char *const *jids, size_t n,
-                 privacy_done_cb done, void *ud, const char **cond_r);
-    int (*unblock)(const struct privacy_api *api, const char *node, const char *const *jids,
-                   size_t n, privacy_done_cb done, void *ud, const char **cond_r);
+    int (*block)(const struct privacy_api *api, xmppd_module *caller, const char *node,
+                 const char *const *jids, size_t n, privacy_done_cb done, void *ud,
+                 const char **cond_r);
+    int (*unblock)(const struct privacy_api *api, xmppd_module *caller, const char *node,
+                   const char *const *jids, size_t n, privacy_done_cb done, void *ud,
+                   const char **cond_r);
 } privacy_api;
 
 /* Data of the "blocklist-changed" event (fire_all on the account's host,

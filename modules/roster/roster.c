@@ -50,11 +50,21 @@ typedef struct rs_mod {
     unsigned push_seq;
 } rs_mod;
 
+/* A caller waiting for a roster to load. Its xmppd_call tells whether the
+ * caller is still there when the load ends (a caller that unloads first
+ * is answered NULL while it unloads). */
 typedef struct rs_waiter {
     struct rs_waiter *next;
     roster_load_cb cb;
     void *ud;
+    xmppd_call *call;
 } rs_waiter;
+
+static void rs_waiter_cancelled(void *p)
+{
+    rs_waiter *w = p;
+    w->cb(NULL, w->ud);
+}
 
 struct roster {
     char *node;          /* owned; the tree key */
@@ -92,6 +102,8 @@ static void rs_free(void *p)
     while (r->waiters) {
         rs_waiter *w = r->waiters;
         r->waiters = w->next;
+        if (xmppd_call_finish(w->call))
+            w->cb(NULL, w->ud);
         free(w);
     }
     json_decref(r->doc);
@@ -171,14 +183,16 @@ static void rs_on_loaded(int status, json_t *value, void *ud)
     while (r->waiters) {
         rs_waiter *w = r->waiters;
         r->waiters = w->next;
-        rs_call(r, w->cb, w->ud);
+        if (xmppd_call_finish(w->call))
+            rs_call(r, w->cb, w->ud);
         free(w);
     }
     r->busy--;
     rs_release(r);
 }
 
-static void rs_api_load(const roster_api *api, const char *node, roster_load_cb cb, void *ud)
+static void rs_api_load(const roster_api *api, xmppd_module *caller, const char *node,
+                        roster_load_cb cb, void *ud)
 {
     rs_mod *mod = (rs_mod *)api;
     roster *r = rs_find(mod, node);
@@ -188,7 +202,7 @@ static void rs_api_load(const roster_api *api, const char *node, roster_load_cb 
         return;
     }
     rs_waiter *w = calloc(1, sizeof(*w));
-    if (!w || !mod->store) {
+    if (!w || !mod->store || !(w->call = xmppd_call_new(caller, rs_waiter_cancelled, w))) {
         free(w);
         cb(NULL, ud);
         return;
@@ -582,7 +596,7 @@ static int rs_on_get(xmppd_event *ev, void *ud)
     rs_req *q = rs_req_new(mod, ev);
     if (!q)
         return XMPPD_FAIL;
-    mod->api.load(&mod->api, q->node, rs_get_loaded, q);
+    mod->api.load(&mod->api, NULL, q->node, rs_get_loaded, q);
     return XMPPD_HANDLED;
 }
 
@@ -779,7 +793,7 @@ static int rs_on_set(xmppd_event *ev, void *ud)
         rs_req_free(q);
         return xmppd_reply_error(ev, NULL, err, NULL);
     }
-    mod->api.load(&mod->api, q->node, rs_set_loaded, q);
+    mod->api.load(&mod->api, NULL, q->node, rs_set_loaded, q);
     return XMPPD_HANDLED;
 }
 
@@ -795,7 +809,7 @@ static int rs_on_bound(xmppd_event *ev, void *ud)
     rs_mod *mod = ud;
     const char *user = ev->session ? xmppd_session_user(ev->session) : NULL;
     if (user)
-        mod->api.load(&mod->api, user, rs_noop_loaded, NULL);
+        mod->api.load(&mod->api, NULL, user, rs_noop_loaded, NULL);
     return XMPPD_PASS;
 }
 

@@ -15,9 +15,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <xmppd/module.h>
 #include <xmppd/stanza.h>
 
-#define ROSTER_API_VERSION 1
+#define ROSTER_API_VERSION 2
 
 /* Subscription bits (RFC 6121 §2.1.2.5): none = 0, both = TO | FROM. */
 enum {
@@ -37,7 +38,8 @@ typedef struct roster_item {
     bool approved;    /* pre-approved (RFC 6121 §3.4) */
 } roster_item;
 
-/* r is NULL when the roster could not be loaded (storage failure). */
+/* r is NULL when the roster could not be loaded (storage failure), or
+ * when the caller unloads before the load ended (then while it unloads). */
 typedef void (*roster_load_cb)(roster *r, void *ud);
 
 typedef struct roster_api {
@@ -45,8 +47,10 @@ typedef struct roster_api {
     uint32_t size;    /* sizeof(roster_api) */
 
     /* Calls cb with node's roster: at once when it is in memory, else once
-     * storage answered (loads of one account are shared). */
-    void (*load)(const struct roster_api *api, const char *node, roster_load_cb cb, void *ud);
+     * storage answered (loads of one account are shared). caller: the
+     * asking module (xmppd_call: if it unloads first, cb gets NULL then). */
+    void (*load)(const struct roster_api *api, xmppd_module *caller, const char *node,
+                 roster_load_cb cb, void *ud);
     /* The roster of node if it is in memory, else NULL. */
     roster *(*cached)(const struct roster_api *api, const char *node);
 

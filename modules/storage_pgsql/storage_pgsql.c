@@ -38,7 +38,7 @@
 
 #define PG_OID_TEXT 25
 #define PG_OID_INT8 20
-#define PG_MAX_PARAMS 9
+#define PG_MAX_PARAMS 12
 #define PG_LOCK_KEY "7889426"          /* advisory lock held by a migration */
 #define PG_BACKOFF_FIRST_MS 250
 #define PG_TICK_MS 250
@@ -87,6 +87,14 @@ static const char *const pg_migrations[] = {
     "CREATE INDEX xmppd_archive_by_id ON xmppd_archive (host, store, username, id);"
     "CREATE INDEX xmppd_archive_by_when ON xmppd_archive (host, store, username, when_ms);"
     "CREATE INDEX xmppd_archive_by_user ON xmppd_archive (host, username);",
+    /* 1 -> 2: ids chosen by the appender (MAM stanza-ids), the peer's
+     * resource apart from its bare JID, and the indexes that keep id
+     * lookups and peer filters to an index range on big archives */
+    "ALTER TABLE xmppd_archive ADD COLUMN key text, ADD COLUMN with_res text;"
+    "UPDATE xmppd_archive SET with_res = substr(with_jid, strpos(with_jid, '/') + 1),"
+    " with_jid = substr(with_jid, 1, strpos(with_jid, '/') - 1) WHERE strpos(with_jid, '/') > 0;"
+    "CREATE UNIQUE INDEX xmppd_archive_by_key ON xmppd_archive (host, store, username, key);"
+    "CREATE INDEX xmppd_archive_by_with ON xmppd_archive (host, store, username, with_jid, id);",
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof pg_migrations / sizeof pg_migrations[0]))
 
@@ -94,14 +102,14 @@ static const char *const pg_migrations[] = {
 
 enum pg_stmt_id {
     ST_KV_GET, ST_KV_PUT, ST_KV_DEL, ST_KV_ALL, ST_KV_USERS,
-    ST_AR_APPEND, ST_AR_COUNT, ST_AR_HAS_IDS, ST_PURGE,
+    ST_AR_APPEND, ST_AR_COUNT, ST_AR_RESOLVE, ST_AR_REPLACE, ST_PURGE,
     ST_FIXED
 };
 
 /* Archive query conditions: bits of a variant index. */
 enum {
     PG_Q_WITH = 1, PG_Q_START = 2, PG_Q_END = 4, PG_Q_AFTER = 8, PG_Q_BEFORE = 16,
-    PG_Q_REVERSE = 32, PG_Q_VARIANTS = 64
+    PG_Q_REVERSE = 32, PG_Q_WITH_RES = 64, PG_Q_IDS = 128, PG_Q_VARIANTS = 256
 };
 /* ids: fixed ones, then query variants, then delete variants */
 #define ST_QUERY(mask) (ST_FIXED + (int)(mask))
@@ -110,7 +118,10 @@ enum {
 
 /* Parameters, the same for every statement (unused ones are NULL):
  * $1 host, $2 store, $3 username, $4 key or with_jid, $5 value / start_ms /
- * after id, $6 end_ms / before id / value, $7 after id, $8 before id, $9 limit */
+ * when_ms, $6 end_ms / value, $7 after row id, $8 before row id, $9 limit,
+ * $10 the appender's item id, or the ids to resolve (text[]), $11 with_res,
+ * $12 the ids to resolve as numbers, or the rows of an ids filter (bigint[]).
+ * An item's id is its key (chosen by the appender) or else its row id. */
 static const char *const pg_fixed_sql[ST_FIXED] = {
     [ST_KV_GET] = "SELECT value FROM xmppd_kv WHERE host=$1 AND store=$2 AND username=$3 AND key=$4",
     [ST_KV_PUT] = "INSERT INTO xmppd_kv (host, store, username, key, value) VALUES ($1, $2, $3, $4, $5::jsonb)"
@@ -118,13 +129,24 @@ static const char *const pg_fixed_sql[ST_FIXED] = {
     [ST_KV_DEL] = "DELETE FROM xmppd_kv WHERE host=$1 AND store=$2 AND username=$3 AND key=$4",
     [ST_KV_ALL] = "SELECT key, value FROM xmppd_kv WHERE host=$1 AND store=$2 AND username=$3",
     [ST_KV_USERS] = "SELECT DISTINCT username FROM xmppd_kv WHERE host=$1 AND store=$2 ORDER BY username",
-    [ST_AR_APPEND] = "INSERT INTO xmppd_archive (host, store, username, with_jid, when_ms, value)"
-                     " VALUES ($1, $2, $3, $4, $5::bigint, $6::jsonb) RETURNING id",
+    [ST_AR_APPEND] = "INSERT INTO xmppd_archive (host, store, username, with_jid, when_ms, value, key,"
+                     " with_res) VALUES ($1, $2, $3, $4, $5::bigint, $6::jsonb, $10, $11)"
+                     " RETURNING COALESCE(key, id::text)",
     [ST_AR_COUNT] = "SELECT count(*) FROM xmppd_archive WHERE host=$1 AND store=$2 AND username=$3",
-    [ST_AR_HAS_IDS] = "SELECT ($7::bigint IS NULL OR EXISTS (SELECT 1 FROM xmppd_archive WHERE"
-                      " host=$1 AND store=$2 AND username=$3 AND id=$7))"
-                      " AND ($8::bigint IS NULL OR EXISTS (SELECT 1 FROM xmppd_archive WHERE"
-                      " host=$1 AND store=$2 AND username=$3 AND id=$8))",
+    /* per id named: the row whose key it is, the row whose number it is (a
+     * row without key), in the order named; each an index lookup */
+    [ST_AR_RESOLVE] = "SELECT (SELECT a.id FROM xmppd_archive a WHERE a.host=$1 AND a.store=$2"
+                      " AND a.username=$3 AND a.key=k.t),"
+                      " (SELECT a.id FROM xmppd_archive a WHERE a.id=k.n AND a.key IS NULL"
+                      " AND a.host=$1 AND a.store=$2 AND a.username=$3)"
+                      " FROM unnest($10::text[], $12::bigint[]) WITH ORDINALITY AS k(t, n, i)"
+                      " ORDER BY k.i",
+    /* the item's row as ST_AR_RESOLVE finds it: by key, else by number */
+    [ST_AR_REPLACE] = "UPDATE xmppd_archive SET value=$6::jsonb WHERE id=COALESCE("
+                      "(SELECT a.id FROM xmppd_archive a WHERE a.host=$1 AND a.store=$2"
+                      " AND a.username=$3 AND a.key=$10),"
+                      " (SELECT a.id FROM xmppd_archive a WHERE a.id=$7 AND a.key IS NULL"
+                      " AND a.host=$1 AND a.store=$2 AND a.username=$3)) RETURNING id",
     [ST_PURGE] = "WITH k AS (DELETE FROM xmppd_kv WHERE host=$1 AND username=$3)"
                  " DELETE FROM xmppd_archive WHERE host=$1 AND username=$3",
 };
@@ -132,7 +154,7 @@ static const char *const pg_fixed_sql[ST_FIXED] = {
 /* $5 and $6 are text, cast in the SQL to what each statement needs. */
 static const unsigned int pg_param_types[PG_MAX_PARAMS] = {
     PG_OID_TEXT, PG_OID_TEXT, PG_OID_TEXT, PG_OID_TEXT, PG_OID_TEXT, PG_OID_TEXT,
-    PG_OID_INT8, PG_OID_INT8, PG_OID_INT8
+    PG_OID_INT8, PG_OID_INT8, PG_OID_INT8, PG_OID_TEXT, PG_OID_TEXT, PG_OID_TEXT
 };
 
 /* The SQL text of statement id into buf. */
@@ -142,19 +164,23 @@ static const char *pg_stmt_sql(int id, char *buf, size_t len)
         return pg_fixed_sql[id];
     bool del = id >= ST_FIXED + PG_Q_VARIANTS;
     unsigned mask = (unsigned)(id - ST_FIXED - (del ? PG_Q_VARIANTS : 0));
-    char where[320];
+    char where[400];
     snprintf(where, sizeof where,
-             "host=$1 AND store=$2 AND username=$3%s%s%s%s%s ORDER BY id %s LIMIT $9",
+             "host=$1 AND store=$2 AND username=$3%s%s%s%s%s%s%s ORDER BY id %s LIMIT $9",
              mask & PG_Q_WITH ? " AND with_jid=$4" : "",
+             mask & PG_Q_WITH_RES ? " AND with_res=$11" : "",
              mask & PG_Q_START ? " AND when_ms>=$5::bigint" : "",
              mask & PG_Q_END ? " AND when_ms<=$6::bigint" : "",
              mask & PG_Q_AFTER ? " AND id>$7" : "",
              mask & PG_Q_BEFORE ? " AND id<$8" : "",
+             mask & PG_Q_IDS ? " AND id = ANY($12::bigint[])" : "",
              mask & PG_Q_REVERSE ? "DESC" : "ASC");
     if (del)
         snprintf(buf, len, "DELETE FROM xmppd_archive WHERE id IN (SELECT id FROM xmppd_archive WHERE %s)", where);
     else
-        snprintf(buf, len, "SELECT id, when_ms, with_jid, value FROM xmppd_archive WHERE %s", where);
+        snprintf(buf, len, "SELECT COALESCE(key, id::text), when_ms, CASE WHEN with_res IS NULL"
+                 " THEN with_jid ELSE with_jid || '/' || with_res END, value FROM xmppd_archive"
+                 " WHERE %s", where);
     return buf;
 }
 
@@ -167,20 +193,27 @@ static void pg_stmt_name(int id, char *buf, size_t len)
 
 enum pg_kind {
     PG_KV_GET, PG_KV_SET, PG_KV_GET_ALL, PG_KV_USERS,
-    PG_AR_APPEND, PG_AR_QUERY, PG_AR_DELETE, PG_AR_COUNT, PG_PURGE,
+    PG_AR_APPEND, PG_AR_QUERY, PG_AR_DELETE, PG_AR_COUNT, PG_PURGE, PG_AR_REPLACE,
 };
 
 typedef struct pg_op pg_op;
 struct pg_op {
     pg_op *next;
     enum pg_kind kind;
-    const char *host, *store, *user, *key, *with; /* in the op's allocation, or NULL */
+    /* in the op's allocation, or NULL: key is the kv key or the item id of
+     * an append; with a bare JID and with_res its resource; after_s,
+     * before_s the ids a query or delete names (after_s: the item a
+     * replace changes) */
+    const char *host, *store, *user, *key, *with, *with_res, *after_s, *before_s;
+    char **ids;                /* owned copies of the filter's ids */
+    size_t n_ids;
+    char *names;               /* owned: $10, the ids to resolve (text[] literal) */
+    char *rows;                /* owned: $12, their numbers, then the ids' rows */
     char *text;                /* JSON value (owned); NULL: delete */
     char num[5][24];           /* when/start, end, after, before, limit as text */
     bool has_num[5];
     unsigned qmask;
-    bool bad_id;
-    bool checked;              /* archive query: ids checked */
+    bool checked;              /* archive query/delete: ids resolved */
     uint64_t queued_at;        /* ms, monotonic */
     /* result */
     int status;
@@ -256,10 +289,12 @@ static char *pg_put_str(char **pos, const char *s)
     return dst;
 }
 
-static pg_op *pg_op_new(enum pg_kind kind, const char *host, const char *store,
-                        const char *user, const char *key, const char *with)
+/* with may be a full JID: kept as its bare JID (with) and resource
+ * (with_res). */
+static pg_op *pg_op_new(enum pg_kind kind, const char *host, const char *store, const char *user,
+                        const char *key, const char *with, const char *after, const char *before)
 {
-    const char *strs[] = { host, store, user, key, with };
+    const char *strs[] = { host, store, user, key, with, after, before };
     size_t len = sizeof(pg_op);
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         len += strs[i] ? strlen(strs[i]) + 1 : 0;
@@ -272,7 +307,15 @@ static pg_op *pg_op_new(enum pg_kind kind, const char *host, const char *store,
     op->store = pg_put_str(&pos, store);
     op->user = pg_put_str(&pos, user);
     op->key = pg_put_str(&pos, key);
-    op->with = pg_put_str(&pos, with);
+    char *w = pg_put_str(&pos, with);
+    char *slash = w ? strchr(w, '/') : NULL;
+    if (slash) {
+        *slash = '\0';
+        op->with_res = slash + 1;
+    }
+    op->with = w;
+    op->after_s = pg_put_str(&pos, after);
+    op->before_s = pg_put_str(&pos, before);
     return op;
 }
 
@@ -292,6 +335,11 @@ static void pg_op_clear(pg_op *op)
 static void pg_op_free(pg_op *op)
 {
     pg_op_clear(op);
+    for (size_t i = 0; i < op->n_ids; i++)
+        free(op->ids[i]);
+    free(op->ids);
+    free(op->names);
+    free(op->rows);
     free(op->text);
     free(op);
 }
@@ -318,6 +366,7 @@ static void pg_complete(pg_op *op)
         break;
     case PG_KV_SET:
     case PG_AR_DELETE:
+    case PG_AR_REPLACE:
     case PG_PURGE:
         if (op->cb.done)
             op->cb.done(op->status, op->ud);
@@ -437,6 +486,10 @@ static int pg_op_take_result(pg_op *op, PGresult *res)
         }
         return 0;
     }
+    case PG_AR_REPLACE:
+        if (rows == 0)
+            op->status = XMPPD_STORE_NOT_FOUND;
+        return 0;
     case PG_KV_SET:
     case PG_AR_DELETE:
     case PG_PURGE:
@@ -458,11 +511,11 @@ static int pg_op_stmt(const pg_op *op)
     case PG_AR_APPEND: return ST_AR_APPEND;
     case PG_AR_COUNT: return ST_AR_COUNT;
     case PG_PURGE: return ST_PURGE;
-    case PG_AR_DELETE: return ST_DELETE(op->qmask);
+    case PG_AR_REPLACE: return ST_AR_REPLACE;
+    case PG_AR_DELETE:
+        return !op->checked && op->names ? ST_AR_RESOLVE : ST_DELETE(op->qmask);
     case PG_AR_QUERY:
-        if (!op->checked && (op->qmask & (PG_Q_AFTER | PG_Q_BEFORE)))
-            return ST_AR_HAS_IDS;
-        return ST_QUERY(op->qmask);
+        return !op->checked && op->names ? ST_AR_RESOLVE : ST_QUERY(op->qmask);
     }
     return ST_KV_GET;
 }
@@ -477,6 +530,14 @@ static void pg_op_params(const pg_op *op, int stmt, const char *v[PG_MAX_PARAMS]
         v[3] = op->with;
         v[4] = op->num[N_WHEN];
         v[5] = op->text;
+        v[9] = op->key;
+        v[10] = op->with_res;
+        return;
+    }
+    if (stmt == ST_AR_REPLACE) {
+        v[5] = op->text;
+        v[6] = op->has_num[N_AFTER] ? op->num[N_AFTER] : NULL;
+        v[9] = op->after_s;
         return;
     }
     if (op->kind == PG_KV_SET || op->kind == PG_KV_GET) {
@@ -491,6 +552,9 @@ static void pg_op_params(const pg_op *op, int stmt, const char *v[PG_MAX_PARAMS]
         v[6] = op->has_num[N_AFTER] ? op->num[N_AFTER] : NULL;
         v[7] = op->has_num[N_BEFORE] ? op->num[N_BEFORE] : NULL;
         v[8] = op->has_num[N_LIMIT] ? op->num[N_LIMIT] : NULL;
+        v[9] = op->names;
+        v[10] = op->with_res;
+        v[11] = op->rows;
     }
 }
 
@@ -638,7 +702,7 @@ static void pg_conn_send(pg_conn *c)
 {
     pg_op *op = c->cur;
     int stmt = pg_op_stmt(op);
-    char name[32], sqlbuf[512];
+    char name[32], sqlbuf[800];
     pg_stmt_name(stmt, name, sizeof name);
     int ok;
     c->cur_stmt = stmt;
@@ -687,6 +751,39 @@ static void pg_conn_dispatch(pg_conn *c)
     }
 }
 
+/* Takes the rows ST_AR_RESOLVE found for op's names (after, before, then
+ * the filter's ids): the after/before rows into op->num and the ids' rows
+ * into op->rows. 1 all found, 0 one names no item, -1 OOM. */
+static int pg_op_take_rows(pg_op *op, const PGresult *res)
+{
+    size_t first_id = (op->after_s ? 1 : 0) + (op->before_s ? 1 : 0);
+    if ((size_t)PQntuples(res) != first_id + op->n_ids)
+        return 0;
+    size_t len = 3 + 21 * op->n_ids, off;
+    char *rows = malloc(len);
+    if (!rows)
+        return -1;
+    off = (size_t)snprintf(rows, len, "{");
+    for (int i = 0; i < PQntuples(res); i++) {
+        int col = PQgetisnull(res, i, 0) ? 1 : 0;
+        if (PQgetisnull(res, i, col)) {
+            free(rows);
+            return 0;
+        }
+        const char *row = PQgetvalue(res, i, col);
+        if ((size_t)i >= first_id)
+            off += (size_t)snprintf(rows + off, len - off, "%s%s", (size_t)i > first_id ? "," : "", row);
+        else if (i == 0 && op->after_s)
+            pg_set_num(op, N_AFTER, strtoll(row, NULL, 10));
+        else
+            pg_set_num(op, N_BEFORE, strtoll(row, NULL, 10));
+    }
+    snprintf(rows + off, len - off, "}");
+    free(op->rows);
+    op->rows = rows;
+    return 1;
+}
+
 /* The running command's results are all in (res: its first result). */
 static void pg_conn_command_done(pg_conn *c, PGresult *res)
 {
@@ -714,14 +811,17 @@ static void pg_conn_command_done(pg_conn *c, PGresult *res)
         pg_conn_send(c);
         return;
     }
-    if (c->cur_stmt == ST_AR_HAS_IDS) {
-        bool both = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    if (c->cur_stmt == ST_AR_RESOLVE) {
+        int found = pg_op_take_rows(op, res);
         PQclear(res);
         c->state = C_IDLE;
-        if (!both) {
+        if (found != 1) {
+            /* an id naming no item: a query is NOT_FOUND (RSM item-not-found),
+             * a delete matches nothing */
             c->cur = NULL;
             op->complete = true;
-            pg_finish(d, op, XMPPD_STORE_NOT_FOUND);
+            pg_finish(d, op, found < 0 ? XMPPD_STORE_ERROR
+                             : op->kind == PG_AR_QUERY ? XMPPD_STORE_NOT_FOUND : XMPPD_STORE_OK);
             return;
         }
         op->checked = true;
@@ -891,7 +991,7 @@ static bool pg_check_alloc(pg_db *d, pg_op *op)
 static void pg_kv_get(void *dd, const char *host, const char *store, const char *user,
                       const char *key, xmppd_kv_get_cb cb, void *ud)
 {
-    pg_op *op = pg_op_new(PG_KV_GET, host, store, user, key, NULL);
+    pg_op *op = pg_op_new(PG_KV_GET, host, store, user, key, NULL, NULL, NULL);
     if (!pg_check_alloc(dd, op))
         return;
     op->cb.get = cb;
@@ -902,7 +1002,7 @@ static void pg_kv_get(void *dd, const char *host, const char *store, const char 
 static void pg_kv_set(void *dd, const char *host, const char *store, const char *user,
                       const char *key, json_t *value, xmppd_store_done_cb cb, void *ud)
 {
-    pg_op *op = pg_op_new(PG_KV_SET, host, store, user, key, NULL);
+    pg_op *op = pg_op_new(PG_KV_SET, host, store, user, key, NULL, NULL, NULL);
     if (!pg_check_alloc(dd, op))
         return;
     op->cb.done = cb;
@@ -917,7 +1017,7 @@ static void pg_kv_set(void *dd, const char *host, const char *store, const char 
 static void pg_kv_get_all(void *dd, const char *host, const char *store, const char *user,
                           xmppd_kv_get_cb cb, void *ud)
 {
-    pg_op *op = pg_op_new(PG_KV_GET_ALL, host, store, user, NULL, NULL);
+    pg_op *op = pg_op_new(PG_KV_GET_ALL, host, store, user, NULL, NULL, NULL, NULL);
     if (!pg_check_alloc(dd, op))
         return;
     op->cb.get = cb;
@@ -927,7 +1027,7 @@ static void pg_kv_get_all(void *dd, const char *host, const char *store, const c
 
 static void pg_kv_users(void *dd, const char *host, const char *store, xmppd_kv_get_cb cb, void *ud)
 {
-    pg_op *op = pg_op_new(PG_KV_USERS, host, store, NULL, NULL, NULL);
+    pg_op *op = pg_op_new(PG_KV_USERS, host, store, NULL, NULL, NULL, NULL, NULL);
     if (!pg_check_alloc(dd, op))
         return;
     op->cb.get = cb;
@@ -935,11 +1035,11 @@ static void pg_kv_users(void *dd, const char *host, const char *store, xmppd_kv_
     pg_submit(dd, op);
 }
 
-static void pg_archive_append(void *dd, const char *host, const char *store, const char *user,
-                              const char *with, int64_t when_ms, json_t *value,
-                              xmppd_archive_append_cb cb, void *ud)
+static void pg_archive_append_id(void *dd, const char *host, const char *store, const char *user,
+                                 const char *id, const char *with, int64_t when_ms, json_t *value,
+                                 xmppd_archive_append_cb cb, void *ud)
 {
-    pg_op *op = pg_op_new(PG_AR_APPEND, host, store, user, NULL, with);
+    pg_op *op = pg_op_new(PG_AR_APPEND, host, store, user, id, with, NULL, NULL);
     if (!pg_check_alloc(dd, op))
         return;
     op->cb.append = cb;
@@ -952,7 +1052,14 @@ static void pg_archive_append(void *dd, const char *host, const char *store, con
     pg_submit(dd, op);
 }
 
-/* Archive ids are positive decimal integers. */
+static void pg_archive_append(void *dd, const char *host, const char *store, const char *user,
+                              const char *with, int64_t when_ms, json_t *value,
+                              xmppd_archive_append_cb cb, void *ud)
+{
+    pg_archive_append_id(dd, host, store, user, NULL, with, when_ms, value, cb, ud);
+}
+
+/* Archive ids the driver assigns are positive decimal integers. */
 static bool pg_parse_id(const char *s, int64_t *id_r)
 {
     char *end;
@@ -966,15 +1073,84 @@ static bool pg_parse_id(const char *s, int64_t *id_r)
     return true;
 }
 
-static pg_op *pg_query_op(enum pg_kind kind, const char *host, const char *store, const char *user,
-                          const xmppd_archive_filter *q)
+/* The ids op names (after, before, then the filter's) as $10, a text[]
+ * literal, and as numbers (NULL where an id is not one) in $12, for
+ * ST_AR_RESOLVE. false on OOM. */
+static bool pg_op_names(pg_op *op)
 {
-    pg_op *op = pg_op_new(kind, host, store, user, NULL, q ? q->with : NULL);
+    const char *v[XMPPD_ARCHIVE_MAX_IDS + 2];
+    size_t n = 0, len = 3, nlen = 3;
+    if (op->after_s)
+        v[n++] = op->after_s;
+    if (op->before_s)
+        v[n++] = op->before_s;
+    for (size_t i = 0; i < op->n_ids; i++)
+        v[n++] = op->ids[i];
+    if (n == 0)
+        return true;
+    for (size_t i = 0; i < n; i++) {
+        len += 2 * strlen(v[i]) + 3;
+        nlen += 21;
+    }
+    char *names = malloc(len), *nums = malloc(nlen), *p = names;
+    size_t off = 0;
+    if (!names || !nums) {
+        free(names);
+        free(nums);
+        return false;
+    }
+    *p++ = '{';
+    off += (size_t)snprintf(nums, nlen, "{");
+    for (size_t i = 0; i < n; i++) {
+        int64_t num;
+        if (i)
+            *p++ = ',';
+        *p++ = '"'; /* array element syntax: quote, backslash before " and \ */
+        for (const char *c = v[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                *p++ = '\\';
+            *p++ = *c;
+        }
+        *p++ = '"';
+        if (pg_parse_id(v[i], &num))
+            off += (size_t)snprintf(nums + off, nlen - off, "%s%" PRId64, i ? "," : "", num);
+        else
+            off += (size_t)snprintf(nums + off, nlen - off, "%sNULL", i ? "," : "");
+    }
+    *p++ = '}';
+    *p = '\0';
+    snprintf(nums + off, nlen - off, "}");
+    op->names = names;
+    op->rows = nums;
+    return true;
+}
+
+/* Copies the filter's ids into op. false on OOM or too many. */
+static bool pg_take_ids(pg_op *op, const xmppd_archive_filter *q)
+{
+    if (q->n_ids > XMPPD_ARCHIVE_MAX_IDS || !(op->ids = calloc(q->n_ids ? q->n_ids : 1, sizeof *op->ids)))
+        return false;
+    for (; op->n_ids < q->n_ids; op->n_ids++)
+        if (!q->ids[op->n_ids] || !(op->ids[op->n_ids] = strdup(q->ids[op->n_ids])))
+            return false;
+    op->qmask |= PG_Q_IDS;
+    return true;
+}
+
+/* A query/delete op for q (NULL: everything of user); NULL on OOM, *bad_r
+ * when q cannot be run (too many ids, OOM on its parts). */
+static pg_op *pg_query_op(enum pg_kind kind, const char *host, const char *store, const char *user,
+                          const xmppd_archive_filter *q, bool *bad_r)
+{
+    pg_op *op = pg_op_new(kind, host, store, user, NULL, q ? q->with : NULL, q ? q->after_id : NULL,
+                          q ? q->before_id : NULL);
+    *bad_r = false;
     if (!op || !q)
         return op;
-    int64_t id;
+    if ((q->ids && !pg_take_ids(op, q)) || !pg_op_names(op))
+        *bad_r = true;
     if (q->with)
-        op->qmask |= PG_Q_WITH;
+        op->qmask |= PG_Q_WITH | (op->with_res ? PG_Q_WITH_RES : 0);
     if (q->start_ms) {
         op->qmask |= PG_Q_START;
         pg_set_num(op, N_WHEN, q->start_ms);
@@ -983,20 +1159,10 @@ static pg_op *pg_query_op(enum pg_kind kind, const char *host, const char *store
         op->qmask |= PG_Q_END;
         pg_set_num(op, N_END, q->end_ms);
     }
-    if (q->after_id) {
+    if (q->after_id)
         op->qmask |= PG_Q_AFTER;
-        if (pg_parse_id(q->after_id, &id))
-            pg_set_num(op, N_AFTER, id);
-        else
-            op->bad_id = true;
-    }
-    if (q->before_id) {
+    if (q->before_id)
         op->qmask |= PG_Q_BEFORE;
-        if (pg_parse_id(q->before_id, &id))
-            pg_set_num(op, N_BEFORE, id);
-        else
-            op->bad_id = true;
-    }
     if (q->reverse)
         op->qmask |= PG_Q_REVERSE;
     if (q->max)
@@ -1008,38 +1174,37 @@ static pg_op *pg_query_op(enum pg_kind kind, const char *host, const char *store
 static void pg_archive_query(void *dd, const char *host, const char *store, const char *user,
                              const xmppd_archive_filter *q, xmppd_archive_query_cb cb, void *ud)
 {
-    pg_op *op = pg_query_op(PG_AR_QUERY, host, store, user, q);
+    bool bad;
+    pg_op *op = pg_query_op(PG_AR_QUERY, host, store, user, q, &bad);
     if (!pg_check_alloc(dd, op))
         return;
     op->cb.query = cb;
     op->ud = ud;
-    if (op->bad_id) {
-        op->complete = true;
-        pg_finish(dd, op, XMPPD_STORE_NOT_FOUND);
-        return;
-    }
-    pg_submit(dd, op);
+    if (bad)
+        pg_finish(dd, op, XMPPD_STORE_ERROR);
+    else
+        pg_submit(dd, op);
 }
 
 static void pg_archive_delete(void *dd, const char *host, const char *store, const char *user,
                               const xmppd_archive_filter *q, xmppd_store_done_cb cb, void *ud)
 {
-    pg_op *op = pg_query_op(PG_AR_DELETE, host, store, user, q);
+    bool bad;
+    pg_op *op = pg_query_op(PG_AR_DELETE, host, store, user, q, &bad);
     if (!pg_check_alloc(dd, op))
         return;
     op->cb.done = cb;
     op->ud = ud;
-    if (op->bad_id) { /* nothing can match a malformed id */
-        pg_finish(dd, op, XMPPD_STORE_OK);
-        return;
-    }
-    pg_submit(dd, op);
+    if (bad)
+        pg_finish(dd, op, XMPPD_STORE_ERROR);
+    else
+        pg_submit(dd, op);
 }
 
 static void pg_archive_count(void *dd, const char *host, const char *store, const char *user,
                              xmppd_archive_count_cb cb, void *ud)
 {
-    pg_op *op = pg_op_new(PG_AR_COUNT, host, store, user, NULL, NULL);
+    pg_op *op = pg_op_new(PG_AR_COUNT, host, store, user, NULL, NULL, NULL, NULL);
     if (!pg_check_alloc(dd, op))
         return;
     op->cb.count = cb;
@@ -1047,9 +1212,29 @@ static void pg_archive_count(void *dd, const char *host, const char *store, cons
     pg_submit(dd, op);
 }
 
+/* The item id's value becomes value; NOT_FOUND when the archive has no such
+ * item (a malformed id included). */
+static void pg_archive_replace(void *dd, const char *host, const char *store, const char *user,
+                               const char *id, json_t *value, xmppd_store_done_cb cb, void *ud)
+{
+    pg_op *op = pg_op_new(PG_AR_REPLACE, host, store, user, NULL, NULL, id, NULL);
+    if (!pg_check_alloc(dd, op))
+        return;
+    op->cb.done = cb;
+    op->ud = ud;
+    int64_t n;
+    if (pg_parse_id(id, &n)) /* else only an appender's id can name it */
+        pg_set_num(op, N_AFTER, n);
+    if (!(op->text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY))) {
+        pg_finish(dd, op, XMPPD_STORE_ERROR);
+        return;
+    }
+    pg_submit(dd, op);
+}
+
 static void pg_purge_user(void *dd, const char *host, const char *user, xmppd_store_done_cb cb, void *ud)
 {
-    pg_op *op = pg_op_new(PG_PURGE, host, NULL, user, NULL, NULL);
+    pg_op *op = pg_op_new(PG_PURGE, host, NULL, user, NULL, NULL, NULL, NULL);
     if (!pg_check_alloc(dd, op))
         return;
     op->cb.done = cb;
@@ -1160,6 +1345,8 @@ static const xmppd_storage_driver pg_driver = {
     .archive_query = pg_archive_query,
     .archive_delete = pg_archive_delete,
     .archive_count = pg_archive_count,
+    .archive_append_id = pg_archive_append_id,
+    .archive_replace = pg_archive_replace,
     .purge_user = pg_purge_user,
     .flush = pg_flush,
 };

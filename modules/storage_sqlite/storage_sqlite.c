@@ -67,6 +67,15 @@ static const char *const sq_migrations[] = {
     " with_jid TEXT, when_ms INTEGER NOT NULL, value TEXT NOT NULL);"
     "CREATE INDEX archive_by_id ON archive (host, store, user, id);"
     "CREATE INDEX archive_by_when ON archive (host, store, user, when_ms);",
+    /* 1 -> 2: ids chosen by the appender (MAM stanza-ids), the peer's
+     * resource apart from its bare JID, and the indexes that keep id
+     * lookups and peer filters to an index range on big archives */
+    "ALTER TABLE archive ADD COLUMN key TEXT;"
+    "ALTER TABLE archive ADD COLUMN with_res TEXT;"
+    "UPDATE archive SET with_res = substr(with_jid, instr(with_jid, '/') + 1),"
+    " with_jid = substr(with_jid, 1, instr(with_jid, '/') - 1) WHERE instr(with_jid, '/') > 0;"
+    "CREATE UNIQUE INDEX archive_by_key ON archive (host, store, user, key);"
+    "CREATE INDEX archive_by_with ON archive (host, store, user, with_jid, id);",
 };
 #define SQ_SCHEMA_VERSION ((int)(sizeof sq_migrations / sizeof sq_migrations[0]))
 
@@ -74,19 +83,20 @@ static const char *const sq_migrations[] = {
 
 enum sq_kind {
     SQ_KV_GET, SQ_KV_SET, SQ_KV_GET_ALL, SQ_KV_USERS,
-    SQ_AR_APPEND, SQ_AR_QUERY, SQ_AR_DELETE, SQ_AR_COUNT, SQ_PURGE,
+    SQ_AR_APPEND, SQ_AR_QUERY, SQ_AR_DELETE, SQ_AR_COUNT, SQ_PURGE, SQ_AR_REPLACE,
 };
 
 /* Which conditions an archive query has: bits of a statement cache index. */
 enum {
     SQ_Q_WITH = 1, SQ_Q_START = 2, SQ_Q_END = 4, SQ_Q_AFTER = 8, SQ_Q_BEFORE = 16,
-    SQ_Q_REVERSE = 32, SQ_Q_VARIANTS = 64
+    SQ_Q_REVERSE = 32, SQ_Q_WITH_RES = 64, SQ_Q_IDS = 128, SQ_Q_VARIANTS = 256
 };
 
 typedef struct sq_item {
     int64_t id;
     int64_t when_ms;
-    char *with;   /* owned, may be NULL */
+    char *key;    /* owned: the appender's id, or NULL */
+    char *with;   /* owned: the peer as appended (bare/resource joined), may be NULL */
     json_t *value; /* owned */
 } sq_item;
 
@@ -94,14 +104,20 @@ typedef struct sq_op sq_op;
 struct sq_op {
     sq_op *next;
     enum sq_kind kind;
-    /* input: strings point into the same allocation as the op (or are NULL) */
-    const char *host, *store, *user, *key, *with;
+    /* input: strings point into the same allocation as the op (or are NULL);
+     * key is the kv key, or the item id of an append; with is a bare JID
+     * and with_res its resource */
+    const char *host, *store, *user, *key, *with, *with_res;
+    const char *after_s, *before_s; /* ids a query/delete names; after_s: the item replaced */
+    char **ids;          /* owned array of owned copies (filter ids) */
+    size_t n_ids;
     char *text;          /* value as compact JSON (owned); NULL: delete */
     int64_t when_ms;
-    int64_t start_ms, end_ms, after_id, before_id;
+    int64_t start_ms, end_ms;
+    int64_t after_id, before_id; /* resolved from after_s/before_s */
+    char *ids_json;      /* owned: the filter ids resolved, as a JSON array */
     size_t max;
     unsigned qmask;      /* SQ_Q_* of an archive query/delete */
-    bool bad_id;         /* after/before id given but not a number */
     /* output */
     int status;
     json_t *result;      /* kv_get/get_all/users */
@@ -125,7 +141,7 @@ struct sq_op {
 enum sq_stmt_id {
     ST_BEGIN, ST_BEGIN_W, ST_COMMIT, ST_ROLLBACK,
     ST_KV_GET, ST_KV_PUT, ST_KV_DEL, ST_KV_ALL, ST_KV_USERS,
-    ST_AR_APPEND, ST_AR_COUNT, ST_AR_HAS_ID, ST_PURGE_KV, ST_PURGE_AR,
+    ST_AR_APPEND, ST_AR_COUNT, ST_AR_HAS_ID, ST_AR_BY_KEY, ST_AR_REPLACE, ST_PURGE_KV, ST_PURGE_AR,
     ST_COUNT
 };
 
@@ -140,10 +156,14 @@ static const char *const sq_stmt_sql[ST_COUNT] = {
     [ST_KV_DEL] = "DELETE FROM kv WHERE host=?1 AND store=?2 AND user=?3 AND key=?4",
     [ST_KV_ALL] = "SELECT key, value FROM kv WHERE host=?1 AND store=?2 AND user=?3",
     [ST_KV_USERS] = "SELECT DISTINCT user FROM kv WHERE host=?1 AND store=?2 ORDER BY user",
-    [ST_AR_APPEND] = "INSERT INTO archive (host, store, user, with_jid, when_ms, value)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_AR_APPEND] = "INSERT INTO archive (host, store, user, key, with_jid, when_ms, value, with_res)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_AR_COUNT] = "SELECT count(*) FROM archive WHERE host=?1 AND store=?2 AND user=?3",
-    [ST_AR_HAS_ID] = "SELECT 1 FROM archive WHERE id=?4 AND host=?1 AND store=?2 AND user=?3",
+    /* a driver-assigned id names only an item without an appender's id */
+    [ST_AR_HAS_ID] = "SELECT 1 FROM archive WHERE id=?4 AND host=?1 AND store=?2 AND user=?3"
+                     " AND key IS NULL",
+    [ST_AR_BY_KEY] = "SELECT id FROM archive WHERE host=?1 AND store=?2 AND user=?3 AND key=?4",
+    [ST_AR_REPLACE] = "UPDATE archive SET value=?5 WHERE id=?4 AND host=?1 AND store=?2 AND user=?3",
     [ST_PURGE_KV] = "DELETE FROM kv WHERE host=?1 AND user=?3",
     [ST_PURGE_AR] = "DELETE FROM archive WHERE host=?1 AND user=?3",
 };
@@ -190,14 +210,16 @@ static char *sq_put_str(char **pos, const char *s)
     return dst;
 }
 
-/* One allocation for the op and its input strings (any may be NULL). */
-static sq_op *sq_op_new(enum sq_kind kind, const char *host, const char *store,
-                        const char *user, const char *key, const char *with)
+/* One allocation for the op and its input strings (any may be NULL).
+ * with may be a full JID: it is kept as its bare JID (with) and resource
+ * (with_res). after/before: the ids a query or delete names. */
+static sq_op *sq_op_new(enum sq_kind kind, const char *host, const char *store, const char *user,
+                        const char *key, const char *with, const char *after, const char *before)
 {
-    const char *strs[] = { host, store, user, key, with };
+    const char *strs[] = { host, store, user, key, with, after, before };
     size_t len = sizeof(sq_op);
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
-        len += strs[i] ? strlen(strs[i]) + 1 : 0;
+        len += strs[i] ? strlen(strs[i]) + 2 : 0;
     sq_op *op = calloc(1, len);
     if (!op)
         return NULL;
@@ -207,7 +229,15 @@ static sq_op *sq_op_new(enum sq_kind kind, const char *host, const char *store,
     op->store = sq_put_str(&pos, store);
     op->user = sq_put_str(&pos, user);
     op->key = sq_put_str(&pos, key);
-    op->with = sq_put_str(&pos, with);
+    char *w = sq_put_str(&pos, with);
+    char *slash = w ? strchr(w, '/') : NULL;
+    if (slash) { /* "bare/res" -> "bare\0res": one more byte was reserved */
+        *slash = '\0';
+        op->with_res = slash + 1;
+    }
+    op->with = w;
+    op->after_s = sq_put_str(&pos, after);
+    op->before_s = sq_put_str(&pos, before);
     return op;
 }
 
@@ -216,6 +246,7 @@ static void sq_op_clear_results(sq_op *op)
     json_decref(op->result);
     op->result = NULL;
     for (size_t i = 0; i < op->n_items; i++) {
+        free(op->items[i].key);
         free(op->items[i].with);
         json_decref(op->items[i].value);
     }
@@ -230,6 +261,10 @@ static void sq_op_clear_results(sq_op *op)
 static void sq_op_free(sq_op *op)
 {
     sq_op_clear_results(op);
+    for (size_t i = 0; i < op->n_ids; i++)
+        free(op->ids[i]);
+    free(op->ids);
+    free(op->ids_json);
     free(op->text);
     free(op);
 }
@@ -278,15 +313,18 @@ static int sq_exec_stmt(sq_db *d, sqlite3_stmt *st)
     return 0;
 }
 
-/* Builds the WHERE ... ORDER BY ... LIMIT of an archive query variant. */
+/* Builds the WHERE ... ORDER BY ... LIMIT of an archive query variant.
+ * after/before/ids are driver ids here (resolved first, sq_resolve_ids). */
 static void sq_query_tail(char *buf, size_t len, unsigned mask)
 {
-    snprintf(buf, len, "host=?1 AND store=?2 AND user=?3%s%s%s%s%s ORDER BY id %s LIMIT ?9",
+    snprintf(buf, len, "host=?1 AND store=?2 AND user=?3%s%s%s%s%s%s%s ORDER BY id %s LIMIT ?9",
              mask & SQ_Q_WITH ? " AND with_jid=?4" : "",
+             mask & SQ_Q_WITH_RES ? " AND with_res=?11" : "",
              mask & SQ_Q_START ? " AND when_ms>=?5" : "",
              mask & SQ_Q_END ? " AND when_ms<=?6" : "",
              mask & SQ_Q_AFTER ? " AND id>?7" : "",
              mask & SQ_Q_BEFORE ? " AND id<?8" : "",
+             mask & SQ_Q_IDS ? " AND id IN (SELECT value FROM json_each(?10))" : "",
              mask & SQ_Q_REVERSE ? "DESC" : "ASC");
 }
 
@@ -294,14 +332,15 @@ static void sq_query_tail(char *buf, size_t len, unsigned mask)
  * with LIMIT limit (-1: none). */
 static sqlite3_stmt *sq_query_stmt(sq_db *d, const sq_op *op, bool del, long long limit)
 {
-    char tail[256], sql[512] = "";
+    char tail[400], sql[600] = "";
     sqlite3_stmt **slot = del ? &d->delete_stmt[op->qmask] : &d->query_stmt[op->qmask];
     if (!*slot) {
         sq_query_tail(tail, sizeof tail, op->qmask);
         if (del)
             snprintf(sql, sizeof sql, "DELETE FROM archive WHERE id IN (SELECT id FROM archive WHERE %s)", tail);
         else
-            snprintf(sql, sizeof sql, "SELECT id, when_ms, with_jid, value FROM archive WHERE %s", tail);
+            snprintf(sql, sizeof sql, "SELECT id, when_ms, with_jid, value, key, with_res FROM archive"
+                     " WHERE %s", tail);
     }
     sqlite3_stmt *st = sq_prepare(d, slot, sql);
     if (!st)
@@ -321,6 +360,10 @@ static sqlite3_stmt *sq_query_stmt(sq_db *d, const sq_op *op, bool del, long lon
         rc |= sqlite3_bind_int64(st, 7, op->after_id);
     if (op->qmask & SQ_Q_BEFORE)
         rc |= sqlite3_bind_int64(st, 8, op->before_id);
+    if (op->qmask & SQ_Q_IDS)
+        rc |= sqlite3_bind_text(st, 10, op->ids_json, -1, SQLITE_STATIC);
+    if (op->qmask & SQ_Q_WITH_RES)
+        rc |= sqlite3_bind_text(st, 11, op->with_res, -1, SQLITE_STATIC);
     rc |= sqlite3_bind_int64(st, 9, limit);
     return rc == SQLITE_OK ? st : NULL;
 }
@@ -401,45 +444,91 @@ static int sq_run_kv_users(sq_db *d, sq_op *op)
 
 static int sq_run_append(sq_db *d, sq_op *op)
 {
+    /* ?4 is the appender's id (op->key), bound by sq_stmt when given */
     sqlite3_stmt *st = sq_stmt(d, ST_AR_APPEND, op);
     if (!st)
         return -1;
-    int rc = op->with ? sqlite3_bind_text(st, 4, op->with, -1, SQLITE_STATIC) : SQLITE_OK;
-    rc |= sqlite3_bind_int64(st, 5, op->when_ms);
-    rc |= sqlite3_bind_text(st, 6, op->text, -1, SQLITE_STATIC);
+    int rc = op->with ? sqlite3_bind_text(st, 5, op->with, -1, SQLITE_STATIC) : SQLITE_OK;
+    rc |= sqlite3_bind_int64(st, 6, op->when_ms);
+    rc |= sqlite3_bind_text(st, 7, op->text, -1, SQLITE_STATIC);
+    if (op->with_res)
+        rc |= sqlite3_bind_text(st, 8, op->with_res, -1, SQLITE_STATIC);
     if (rc != SQLITE_OK || sq_exec_stmt(d, st) != 0)
         return -1;
     op->new_id = sqlite3_last_insert_rowid(d->db);
     return 0;
 }
 
-/* Is the op's after/before id malformed or not an item of this archive
- * (RSM item-not-found)? 1 yes, 0 no, -1 error. */
-static int sq_ids_missing(sq_db *d, sq_op *op)
+/* Archive ids the driver assigns are positive decimal integers. */
+static bool sq_parse_id(const char *s, int64_t *id_r)
 {
-    if (op->bad_id)
-        return 1;
-    const unsigned bits[2] = { SQ_Q_AFTER, SQ_Q_BEFORE };
-    const int64_t ids[2] = { op->after_id, op->before_id };
-    for (int i = 0; i < 2; i++) {
-        if (!(op->qmask & bits[i]))
-            continue;
-        sqlite3_stmt *st = sq_stmt(d, ST_AR_HAS_ID, op);
-        if (!st || sqlite3_bind_int64(st, 4, ids[i]) != SQLITE_OK)
-            return -1;
-        int rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc == SQLITE_DONE)
-            return 1;
-        if (rc != SQLITE_ROW)
-            return -1;
+    char *end;
+    if (!s || *s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v <= 0)
+        return false;
+    *id_r = v;
+    return true;
+}
+
+/* The row of the item whose id is `id` in op's archive: an appender's id,
+ * else a driver-assigned one. 1 found (*row_r), 0 none, -1 error. */
+static int sq_resolve(sq_db *d, const sq_op *op, const char *id, int64_t *row_r)
+{
+    sqlite3_stmt *st = sq_stmt(d, ST_AR_BY_KEY, op);
+    if (!st || sqlite3_bind_text(st, 4, id, -1, SQLITE_STATIC) != SQLITE_OK)
+        return -1;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *row_r = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return rc == SQLITE_ROW ? 1 : -1;
+    int64_t n;
+    if (!sq_parse_id(id, &n))
+        return 0;
+    if (!(st = sq_stmt(d, ST_AR_HAS_ID, op)) || sqlite3_bind_int64(st, 4, n) != SQLITE_OK)
+        return -1;
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW)
+        *row_r = n;
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Resolves the ids op names (after, before, ids) to rows. 1 when one of
+ * them names no item of this archive (RSM item-not-found), 0 done, -1
+ * error. */
+static int sq_resolve_ids(sq_db *d, sq_op *op)
+{
+    int rc = 1;
+    if (op->after_s && (rc = sq_resolve(d, op, op->after_s, &op->after_id)) != 1)
+        return rc < 0 ? -1 : 1;
+    if (op->before_s && (rc = sq_resolve(d, op, op->before_s, &op->before_id)) != 1)
+        return rc < 0 ? -1 : 1;
+    if (!(op->qmask & SQ_Q_IDS))
+        return 0;
+    free(op->ids_json);
+    op->ids_json = NULL;
+    json_t *rows = json_array();
+    for (size_t i = 0; rows && i < op->n_ids; i++) {
+        int64_t row;
+        if ((rc = sq_resolve(d, op, op->ids[i], &row)) != 1 ||
+            json_array_append_new(rows, json_integer(row)) != 0) {
+            json_decref(rows);
+            return rc == 0 ? 1 : -1;
+        }
     }
-    return 0;
+    op->ids_json = rows ? json_dumps(rows, JSON_COMPACT) : NULL;
+    json_decref(rows);
+    return op->ids_json ? 0 : -1;
 }
 
 static int sq_run_query(sq_db *d, sq_op *op)
 {
-    int missing = sq_ids_missing(d, op);
+    int missing = sq_resolve_ids(d, op);
     if (missing != 0) {
         op->status = XMPPD_STORE_NOT_FOUND;
         op->complete = true;
@@ -470,12 +559,19 @@ static int sq_run_query(sq_db *d, sq_op *op)
         }
         sq_item *it = &op->items[op->n_items];
         const char *with = (const char *)sqlite3_column_text(st, 2);
+        const char *key = (const char *)sqlite3_column_text(st, 4);
+        const char *res = (const char *)sqlite3_column_text(st, 5);
         it->id = sqlite3_column_int64(st, 0);
         it->when_ms = sqlite3_column_int64(st, 1);
-        it->with = with ? strdup(with) : NULL;
+        it->key = key ? strdup(key) : NULL;
+        it->with = NULL;
+        if (with && res && asprintf(&it->with, "%s/%s", with, res) < 0)
+            it->with = NULL;
+        else if (with && !res)
+            it->with = strdup(with);
         it->value = sq_column_json(st, 3);
         op->n_items++;
-        if ((with && !it->with) || !it->value) {
+        if ((with && !it->with) || (key && !it->key) || !it->value) {
             rc = SQLITE_ERROR;
             break;
         }
@@ -486,8 +582,9 @@ static int sq_run_query(sq_db *d, sq_op *op)
 
 static int sq_run_delete(sq_db *d, sq_op *op)
 {
-    if (op->bad_id) /* nothing can match a malformed id */
-        return 0;
+    int missing = sq_resolve_ids(d, op);
+    if (missing != 0) /* nothing can match an id that names no item */
+        return missing < 0 ? -1 : 0;
     return sq_exec_stmt(d, sq_query_stmt(d, op, true, op->max ? (long long)op->max : -1));
 }
 
@@ -501,6 +598,23 @@ static int sq_run_count(sq_db *d, sq_op *op)
         op->count = (size_t)sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* The item named by after_s (either kind of id) gets op's value. */
+static int sq_run_replace(sq_db *d, sq_op *op)
+{
+    int rc = sq_resolve(d, op, op->after_s, &op->after_id);
+    if (rc <= 0) {
+        op->status = XMPPD_STORE_NOT_FOUND;
+        return rc;
+    }
+    sqlite3_stmt *st = sq_stmt(d, ST_AR_REPLACE, op);
+    if (!st || sqlite3_bind_int64(st, 4, op->after_id) != SQLITE_OK ||
+        sqlite3_bind_text(st, 5, op->text, -1, SQLITE_STATIC) != SQLITE_OK || sq_exec_stmt(d, st) != 0)
+        return -1;
+    if (sqlite3_changes(d->db) == 0)
+        op->status = XMPPD_STORE_NOT_FOUND;
+    return 0;
 }
 
 static int sq_run_purge(sq_db *d, sq_op *op)
@@ -525,6 +639,7 @@ static int sq_run_op(sq_db *d, sq_op *op)
     case SQ_AR_DELETE: rc = sq_run_delete(d, op); break;
     case SQ_AR_COUNT: rc = sq_run_count(d, op); break;
     case SQ_PURGE: rc = sq_run_purge(d, op); break;
+    case SQ_AR_REPLACE: rc = sq_run_replace(d, op); break;
     }
     return rc;
 }
@@ -532,7 +647,7 @@ static int sq_run_op(sq_db *d, sq_op *op)
 static bool sq_op_writes(const sq_op *op)
 {
     return op->kind == SQ_KV_SET || op->kind == SQ_AR_APPEND || op->kind == SQ_AR_DELETE ||
-           op->kind == SQ_PURGE;
+           op->kind == SQ_PURGE || op->kind == SQ_AR_REPLACE;
 }
 
 /* Runs ops first..end (exclusive) in one transaction. 0 when committed. */
@@ -593,6 +708,7 @@ static void sq_complete(sq_op *op)
         break;
     case SQ_KV_SET:
     case SQ_AR_DELETE:
+    case SQ_AR_REPLACE:
     case SQ_PURGE:
         if (op->cb.done)
             op->cb.done(op->status, op->ud);
@@ -600,7 +716,8 @@ static void sq_complete(sq_op *op)
     case SQ_AR_APPEND:
         snprintf(idbuf, sizeof idbuf, "%" PRId64, op->new_id);
         if (op->cb.append)
-            op->cb.append(op->status, op->status == XMPPD_STORE_OK ? idbuf : NULL, op->ud);
+            op->cb.append(op->status, op->status != XMPPD_STORE_OK ? NULL : op->key ? op->key : idbuf,
+                          op->ud);
         break;
     case SQ_AR_COUNT:
         op->cb.count(op->status, op->count, op->ud);
@@ -617,7 +734,8 @@ static void sq_complete(sq_op *op)
         }
         for (size_t i = 0; i < op->n_items; i++) {
             snprintf(ids[i], sizeof ids[i], "%" PRId64, op->items[i].id);
-            items[i] = (xmppd_archive_item){ ids[i], op->items[i].when_ms, op->items[i].with,
+            items[i] = (xmppd_archive_item){ op->items[i].key ? op->items[i].key : ids[i],
+                                             op->items[i].when_ms, op->items[i].with,
                                              op->items[i].value };
         }
         if (op->status == XMPPD_STORE_OK)
@@ -739,7 +857,7 @@ static bool sq_check_alloc(sq_db *d, sq_op *op)
 static void sq_kv_get(void *dd, const char *host, const char *store, const char *user,
                       const char *key, xmppd_kv_get_cb cb, void *ud)
 {
-    sq_op *op = sq_op_new(SQ_KV_GET, host, store, user, key, NULL);
+    sq_op *op = sq_op_new(SQ_KV_GET, host, store, user, key, NULL, NULL, NULL);
     if (!sq_check_alloc(dd, op))
         return;
     op->cb.get = cb;
@@ -750,7 +868,7 @@ static void sq_kv_get(void *dd, const char *host, const char *store, const char 
 static void sq_kv_set(void *dd, const char *host, const char *store, const char *user,
                       const char *key, json_t *value, xmppd_store_done_cb cb, void *ud)
 {
-    sq_op *op = sq_op_new(SQ_KV_SET, host, store, user, key, NULL);
+    sq_op *op = sq_op_new(SQ_KV_SET, host, store, user, key, NULL, NULL, NULL);
     if (!sq_check_alloc(dd, op))
         return;
     op->cb.done = cb;
@@ -765,7 +883,7 @@ static void sq_kv_set(void *dd, const char *host, const char *store, const char 
 static void sq_kv_get_all(void *dd, const char *host, const char *store, const char *user,
                           xmppd_kv_get_cb cb, void *ud)
 {
-    sq_op *op = sq_op_new(SQ_KV_GET_ALL, host, store, user, NULL, NULL);
+    sq_op *op = sq_op_new(SQ_KV_GET_ALL, host, store, user, NULL, NULL, NULL, NULL);
     if (!sq_check_alloc(dd, op))
         return;
     op->cb.get = cb;
@@ -775,7 +893,7 @@ static void sq_kv_get_all(void *dd, const char *host, const char *store, const c
 
 static void sq_kv_users(void *dd, const char *host, const char *store, xmppd_kv_get_cb cb, void *ud)
 {
-    sq_op *op = sq_op_new(SQ_KV_USERS, host, store, NULL, NULL, NULL);
+    sq_op *op = sq_op_new(SQ_KV_USERS, host, store, NULL, NULL, NULL, NULL, NULL);
     if (!sq_check_alloc(dd, op))
         return;
     op->cb.get = cb;
@@ -783,11 +901,11 @@ static void sq_kv_users(void *dd, const char *host, const char *store, xmppd_kv_
     sq_submit(dd, op);
 }
 
-static void sq_archive_append(void *dd, const char *host, const char *store, const char *user,
-                              const char *with, int64_t when_ms, json_t *value,
-                              xmppd_archive_append_cb cb, void *ud)
+static void sq_archive_append_id(void *dd, const char *host, const char *store, const char *user,
+                                 const char *id, const char *with, int64_t when_ms, json_t *value,
+                                 xmppd_archive_append_cb cb, void *ud)
 {
-    sq_op *op = sq_op_new(SQ_AR_APPEND, host, store, user, NULL, with);
+    sq_op *op = sq_op_new(SQ_AR_APPEND, host, store, user, id, with, NULL, NULL);
     if (!sq_check_alloc(dd, op))
         return;
     op->cb.append = cb;
@@ -800,29 +918,39 @@ static void sq_archive_append(void *dd, const char *host, const char *store, con
     sq_submit(dd, op);
 }
 
-/* Archive ids are positive decimal integers. */
-static bool sq_parse_id(const char *s, int64_t *id_r)
+static void sq_archive_append(void *dd, const char *host, const char *store, const char *user,
+                              const char *with, int64_t when_ms, json_t *value,
+                              xmppd_archive_append_cb cb, void *ud)
 {
-    char *end;
-    if (!s || *s < '0' || *s > '9')
+    sq_archive_append_id(dd, host, store, user, NULL, with, when_ms, value, cb, ud);
+}
+
+/* Copies the filter's ids into op. false on OOM or too many. */
+static bool sq_take_ids(sq_op *op, const xmppd_archive_filter *q)
+{
+    if (q->n_ids > XMPPD_ARCHIVE_MAX_IDS || !(op->ids = calloc(q->n_ids ? q->n_ids : 1, sizeof *op->ids)))
         return false;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v <= 0)
-        return false;
-    *id_r = v;
+    for (; op->n_ids < q->n_ids; op->n_ids++)
+        if (!q->ids[op->n_ids] || !(op->ids[op->n_ids] = strdup(q->ids[op->n_ids])))
+            return false;
+    op->qmask |= SQ_Q_IDS;
     return true;
 }
 
-/* Builds a query/delete op from q (NULL: everything of user). */
+/* Builds a query/delete op from q (NULL: everything of user); NULL on OOM,
+ * *bad_r when q cannot be run (too many ids). */
 static sq_op *sq_query_op(enum sq_kind kind, const char *host, const char *store, const char *user,
-                          const xmppd_archive_filter *q)
+                          const xmppd_archive_filter *q, bool *bad_r)
 {
-    sq_op *op = sq_op_new(kind, host, store, user, NULL, q ? q->with : NULL);
+    sq_op *op = sq_op_new(kind, host, store, user, NULL, q ? q->with : NULL, q ? q->after_id : NULL,
+                          q ? q->before_id : NULL);
+    *bad_r = false;
     if (!op || !q)
         return op;
+    if (q->ids && !sq_take_ids(op, q))
+        *bad_r = true;
     if (q->with)
-        op->qmask |= SQ_Q_WITH;
+        op->qmask |= SQ_Q_WITH | (op->with_res ? SQ_Q_WITH_RES : 0);
     if (q->start_ms) {
         op->qmask |= SQ_Q_START;
         op->start_ms = q->start_ms;
@@ -831,14 +959,10 @@ static sq_op *sq_query_op(enum sq_kind kind, const char *host, const char *store
         op->qmask |= SQ_Q_END;
         op->end_ms = q->end_ms;
     }
-    if (q->after_id) {
+    if (q->after_id)
         op->qmask |= SQ_Q_AFTER;
-        op->bad_id = op->bad_id || !sq_parse_id(q->after_id, &op->after_id);
-    }
-    if (q->before_id) {
+    if (q->before_id)
         op->qmask |= SQ_Q_BEFORE;
-        op->bad_id = op->bad_id || !sq_parse_id(q->before_id, &op->before_id);
-    }
     if (q->reverse)
         op->qmask |= SQ_Q_REVERSE;
     op->max = q->max;
@@ -848,29 +972,37 @@ static sq_op *sq_query_op(enum sq_kind kind, const char *host, const char *store
 static void sq_archive_query(void *dd, const char *host, const char *store, const char *user,
                              const xmppd_archive_filter *q, xmppd_archive_query_cb cb, void *ud)
 {
-    sq_op *op = sq_query_op(SQ_AR_QUERY, host, store, user, q);
+    bool bad;
+    sq_op *op = sq_query_op(SQ_AR_QUERY, host, store, user, q, &bad);
     if (!sq_check_alloc(dd, op))
         return;
     op->cb.query = cb;
     op->ud = ud;
-    sq_submit(dd, op);
+    if (bad)
+        sq_fail_later(dd, op);
+    else
+        sq_submit(dd, op);
 }
 
 static void sq_archive_delete(void *dd, const char *host, const char *store, const char *user,
                               const xmppd_archive_filter *q, xmppd_store_done_cb cb, void *ud)
 {
-    sq_op *op = sq_query_op(SQ_AR_DELETE, host, store, user, q);
+    bool bad;
+    sq_op *op = sq_query_op(SQ_AR_DELETE, host, store, user, q, &bad);
     if (!sq_check_alloc(dd, op))
         return;
     op->cb.done = cb;
     op->ud = ud;
-    sq_submit(dd, op);
+    if (bad)
+        sq_fail_later(dd, op);
+    else
+        sq_submit(dd, op);
 }
 
 static void sq_archive_count(void *dd, const char *host, const char *store, const char *user,
                              xmppd_archive_count_cb cb, void *ud)
 {
-    sq_op *op = sq_op_new(SQ_AR_COUNT, host, store, user, NULL, NULL);
+    sq_op *op = sq_op_new(SQ_AR_COUNT, host, store, user, NULL, NULL, NULL, NULL);
     if (!sq_check_alloc(dd, op))
         return;
     op->cb.count = cb;
@@ -878,9 +1010,26 @@ static void sq_archive_count(void *dd, const char *host, const char *store, cons
     sq_submit(dd, op);
 }
 
+/* The item id's value becomes value; NOT_FOUND when the archive has no such
+ * item (a malformed id included). */
+static void sq_archive_replace(void *dd, const char *host, const char *store, const char *user,
+                               const char *id, json_t *value, xmppd_store_done_cb cb, void *ud)
+{
+    sq_op *op = sq_op_new(SQ_AR_REPLACE, host, store, user, NULL, NULL, id, NULL);
+    if (!sq_check_alloc(dd, op))
+        return;
+    op->cb.done = cb;
+    op->ud = ud;
+    if (!(op->text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY))) {
+        sq_fail_later(dd, op);
+        return;
+    }
+    sq_submit(dd, op);
+}
+
 static void sq_purge_user(void *dd, const char *host, const char *user, xmppd_store_done_cb cb, void *ud)
 {
-    sq_op *op = sq_op_new(SQ_PURGE, host, NULL, user, NULL, NULL);
+    sq_op *op = sq_op_new(SQ_PURGE, host, NULL, user, NULL, NULL, NULL, NULL);
     if (!sq_check_alloc(dd, op))
         return;
     op->cb.done = cb;
@@ -910,9 +1059,11 @@ static const xmppd_storage_driver sq_driver = {
     .archive_append = sq_archive_append,
     .archive_query = sq_archive_query,
     .archive_delete = sq_archive_delete,
+    .archive_replace = sq_archive_replace,
     .archive_count = sq_archive_count,
     .purge_user = sq_purge_user,
     .flush = sq_flush,
+    .archive_append_id = sq_archive_append_id,
 };
 
 /* ---- opening: schema and pragmas (loop thread, before the thread starts) ---- */

@@ -205,8 +205,23 @@ static uint64_t tr_bytes_in(void *conn)
     return ((c2s_conn *)conn)->x.bytes_in;
 }
 
+/* A resumption moved a session onto this connection (or the husk of the
+ * new login onto the old one, which closes next). */
+static void tr_rebind(void *conn, xmppd_session *now)
+{
+    c2s_conn *c = conn;
+    xmppd_session_ref(now);
+    xmppd_session_unref(c->s);
+    c->s = now;
+    if (now->bound && c->state == C2S_OPEN) {
+        c->state = C2S_BOUND;
+        xstream_stop_timer(&c->x); /* negotiation finished in time */
+    }
+}
+
 static const session_transport c2s_transport = {
     .name = "c2s", .write = tr_write, .close = tr_close, .bytes_in = tr_bytes_in,
+    .rebind = tr_rebind,
 };
 
 /* ---- stream header --------------------------------------------------------- */

@@ -37,6 +37,13 @@ static const catalogue_event g_events[] = {
       "a stream not yet bound sent a top-level element that is neither STARTTLS, SASL nor bind",
       "session; stanza: the element. HANDLED consumes it; otherwise the stream ends with "
       "<not-authorized/> (or <unsupported-stanza-type/> after SASL)" },
+    { "session-detach", "first", KERNEL,
+      "the connection of a bound session was lost (not closed by the server or the client): "
+      "HANDLED keeps the session hibernated (XEP-0198) until it is resumed or closed",
+      "session (bound; its connection is gone)" },
+    { "session-held", "all", KERNEL,
+      "something was written to a hibernated session: the module keeping it holds the element",
+      "session; stanza: the element that had no connection to go to; to: the session's JID" },
     { "session-closed", "all", KERNEL,
       "a bound session ended (logout, error, kick, replaced, shutdown), after it left the "
       "session table",
@@ -106,6 +113,11 @@ static const catalogue_event g_events[] = {
       "a stanza is addressed to a domain that is neither a local host nor a component",
       "host: the sender's host; session (may be NULL); stanza; from; to. HANDLED: taken for "
       "delivery (server-to-server); if all pass: remote-server-not-found" },
+    { "message/delivered", "all", KERNEL,
+      "a message was written to local sessions of one account (to its full JID, or the RFC "
+      "6121 section 8.5.2 delivery to its bare JID)",
+      "host; stanza; from; to: the address; data: const xmppd_delivery * (the sessions that "
+      "got it). For copies to the account's other sessions (XEP-0280)" },
     { "deliver", "first", KERNEL,
       "a stanza is about to be written to a local session (xmppd_session_send)",
       "session and data: the receiving session; stanza (borrowed: copy before changing it). "

@@ -154,6 +154,19 @@ void hooks_global_free(void);
 typedef void (*hooks_handler_fn)(const char *event, const xmppd_host *h, const xmppd_module *m,
                                  int prio, void *ud);
 void hooks_foreach_handler(hooks_handler_fn fn, void *ud);
+
+/* hooks.c: the place of a handler in its event's chain, so a stanza it
+ * held can go on after it (session/held.c). */
+typedef struct hooks_place {
+    int event;     /* interned event id */
+    int prio;
+    uint64_t seq;
+} hooks_place;
+/* The place of the handler now running for ev; false when none is. */
+bool hooks_running_place(const xmppd_event *ev, hooks_place *p);
+/* The next fire of p's event with stanza st starts after p (once); NULL p
+ * forgets a start not taken. */
+void hooks_resume_from(const xmppd_stanza *st, const hooks_place *p);
 typedef void (*hooks_iq_fn)(const char *type, const char *xmlns, unsigned target,
                             const xmppd_host *h, const xmppd_module *m, void *ud);
 void hooks_foreach_iq(hooks_iq_fn fn, void *ud);
@@ -161,6 +174,16 @@ void hooks_foreach_iq(hooks_iq_fn fn, void *ud);
 /* IQ dispatch for the router: finds the handler for (type, child xmlns,
  * target) on h. Returns XMPPD_PASS when none is registered. */
 int iq_dispatch(xmppd_host *h, xmppd_event *ev, unsigned target);
+
+/* domains.c: domains that modules serve (xmppd_domain_serve), for the
+ * router and s2s. domains_name: the served domain equal to `domain`
+ * (prepared), as a string borrowed while it is served, or NULL.
+ * domains_dispatch: calls the handler serving ev->to->domain (ev->host set
+ * to its module's host) and returns what it returned, or DOMAINS_NONE when
+ * no module serves that domain. */
+enum { DOMAINS_NONE = -2 };
+const char *domains_name(const char *domain);
+int domains_dispatch(xmppd_event *ev);
 
 /* Internal log with a kernel tag ("c2s", "tls", "router", ...). */
 void log_kernel(const char *tag, int level, const char *fmt, ...)

@@ -250,6 +250,13 @@ static hook_entry *cursor_peek(cursor *c, bool started, int prio, uint64_t seq)
     return c->i < l->n ? l->v[c->i] : NULL;
 }
 
+/* Moves c to the first entry that runs after (prio, seq). */
+static void cursor_seek(cursor *c, int prio, uint64_t seq)
+{
+    if (c->l)
+        c->i = upper_bound(c->l, prio, seq);
+}
+
 static void cursor_end(cursor *c)
 {
     hook_list *l = c->l;
@@ -257,12 +264,29 @@ static void cursor_end(cursor *c)
         list_compact(l);
 }
 
+/* The handler running now and its event (xmppd_hold reads its place),
+ * and where the next fire of a resumed stanza starts. */
+static const hook_entry *g_running;
+static const xmppd_event *g_running_ev;
+static struct {
+    const xmppd_stanza *st; /* NULL: no resume pending */
+    int event;
+    int prio;
+    uint64_t seq;
+} g_resume;
+
 static int call_handler(hook_entry *e, xmppd_event *ev)
 {
     xmppd_module *m = e->mod;
     if (m)
         module_ref(m);
+    const hook_entry *prev = g_running;
+    const xmppd_event *prev_ev = g_running_ev;
+    g_running = e;
+    g_running_ev = ev;
     int rc = e->fn(ev, e->ud);
+    g_running = prev;
+    g_running_ev = prev_ev;
     if (rc == XMPPD_FAIL) {
         if (m)
             xmppd_log(m, XMPPD_LOG_ERROR, "handler for event \"%s\" failed", ev->name);
@@ -290,6 +314,15 @@ static int fire(xmppd_event *ev, bool all)
     int result = XMPPD_PASS, prio = 0;
     uint64_t seq = 0;
     bool started = false;
+    if (g_resume.st && g_resume.st == ev->stanza && g_resume.event == id) {
+        /* a held stanza goes on after the handler that held it */
+        prio = g_resume.prio;
+        seq = g_resume.seq;
+        started = true;
+        cursor_seek(&a, prio, seq);
+        cursor_seek(&b, prio, seq);
+        g_resume.st = NULL;
+    }
     for (;;) {
         hook_entry *ea = cursor_peek(&a, started, prio, seq);
         hook_entry *eb = cursor_peek(&b, started, prio, seq);
@@ -315,6 +348,25 @@ static int fire(xmppd_event *ev, bool all)
     cursor_end(&a);
     cursor_end(&b);
     return result;
+}
+
+bool hooks_running_place(const xmppd_event *ev, hooks_place *p)
+{
+    int id = ev && ev->name && g_events ? event_id(ev->name, false) : -1;
+    if (!g_running || g_running_ev != ev || id < 0)
+        return false;
+    *p = (hooks_place){ id, g_running->prio, g_running->seq };
+    return true;
+}
+
+void hooks_resume_from(const xmppd_stanza *st, const hooks_place *p)
+{
+    g_resume.st = st;
+    g_resume.event = p ? p->event : -1;
+    g_resume.prio = p ? p->prio : 0;
+    g_resume.seq = p ? p->seq : 0;
+    if (!p)
+        g_resume.st = NULL;
 }
 
 API int xmppd_fire(xmppd_event *ev)

@@ -9,6 +9,7 @@
  * gets the same treatment: the caller is answered XMPPD_STORE_ERROR then,
  * and the late answer is dropped (a write may still have been done). */
 #include <event2/event.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,8 +64,9 @@ static void storage_release(void *p)
 
 XMPPD_EXPORT int xmppd_storage_provide(xmppd_module *m, const xmppd_storage_driver *d, void *dd)
 {
+    /* A table built against ABI 2.0 ends before archive_append_id. */
     if (!d || !d->name || d->version != XMPPD_STORAGE_DRIVER_VERSION ||
-        d->size < sizeof(xmppd_storage_driver)) {
+        d->size < offsetof(xmppd_storage_driver, archive_append_id)) {
         xmppd_log(m, XMPPD_LOG_ERROR, "storage driver table of an unsupported version");
         return -1;
     }
@@ -411,25 +413,67 @@ XMPPD_EXPORT void xmppd_archive_append(xmppd_store *st, const char *user, const 
                                value, c ? on_append : NULL, c);
 }
 
+/* Does the driver's table have the optional operation field (set)? A
+ * driver built against older headers has a shorter table. */
+#define DRIVER_HAS(drv, field)                                                                  \
+    ((drv)->size >= offsetof(xmppd_storage_driver, field) + sizeof((drv)->field) && (drv)->field)
+
+XMPPD_EXPORT void xmppd_archive_append_id(xmppd_store *st, const char *user, const char *id,
+                                          const char *with, int64_t when_ms, json_t *value,
+                                          xmppd_archive_append_cb cb, void *ud)
+{
+    store_call *c;
+    const storage_reg *r =
+        call_start(st, XMPPD_STORE_ARCHIVE, OP_APPEND, (store_cb){ .append = cb }, ud, &c);
+    if (!r)
+        return;
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > XMPPD_ARCHIVE_ID_MAX || !DRIVER_HAS(r->drv, archive_append_id)) {
+        xmppd_log(st->m, XMPPD_LOG_ERROR, "store \"%s\": %s", st->name,
+                  n == 0 || n > XMPPD_ARCHIVE_ID_MAX ? "archive item id of a wrong length"
+                                                     : "the storage driver cannot append with an id");
+        if (c)
+            xmppd_loop_post(call_fail, c);
+        return;
+    }
+    r->drv->archive_append_id(r->dd, store_host(st), st->name, user ? user : "", id, with, when_ms,
+                              value, c ? on_append : NULL, c);
+}
+
+/* The filter as the driver reads it: a module built against ABI 2.0 has a
+ * shorter struct, copied into a zeroed full one (like module descriptors). */
+static const xmppd_archive_filter *filter_for(const xmppd_store *st, const xmppd_archive_filter *q,
+                                              xmppd_archive_filter *copy)
+{
+    if (!q || (st->m->def->abi & 0xffffu) >= 1)
+        return q;
+    memset(copy, 0, sizeof *copy);
+    memcpy(copy, q, offsetof(xmppd_archive_filter, ids));
+    return copy;
+}
+
 XMPPD_EXPORT void xmppd_archive_query(xmppd_store *st, const char *user, const xmppd_archive_filter *q,
                          xmppd_archive_query_cb cb, void *ud)
 {
     store_call *c;
+    xmppd_archive_filter copy;
     const storage_reg *r =
         call_start(st, XMPPD_STORE_ARCHIVE, OP_QUERY, (store_cb){ .query = cb }, ud, &c);
     if (r)
-        r->drv->archive_query(r->dd, store_host(st), st->name, user ? user : "", q, on_query, c);
+        r->drv->archive_query(r->dd, store_host(st), st->name, user ? user : "",
+                              filter_for(st, q, &copy), on_query, c);
 }
 
 XMPPD_EXPORT void xmppd_archive_delete(xmppd_store *st, const char *user, const xmppd_archive_filter *q,
                           xmppd_store_done_cb cb, void *ud)
 {
     store_call *c;
+    xmppd_archive_filter copy;
     const storage_reg *r =
         call_start(st, XMPPD_STORE_ARCHIVE, OP_DONE, (store_cb){ .done = cb }, ud, &c);
     if (r)
-        r->drv->archive_delete(r->dd, store_host(st), st->name, user ? user : "", q,
-                               c ? on_done : NULL, c);
+        r->drv->archive_delete(r->dd, store_host(st), st->name, user ? user : "",
+                               filter_for(st, q, &copy), c ? on_done : NULL, c);
 }
 
 XMPPD_EXPORT void xmppd_archive_count(xmppd_store *st, const char *user, xmppd_archive_count_cb cb, void *ud)
@@ -439,6 +483,26 @@ XMPPD_EXPORT void xmppd_archive_count(xmppd_store *st, const char *user, xmppd_a
         call_start(st, XMPPD_STORE_ARCHIVE, OP_COUNT, (store_cb){ .count = cb }, ud, &c);
     if (r)
         r->drv->archive_count(r->dd, store_host(st), st->name, user ? user : "", on_count, c);
+}
+
+XMPPD_EXPORT void xmppd_archive_replace(xmppd_store *st, const char *user, const char *id,
+                                        json_t *value, xmppd_store_done_cb cb, void *ud)
+{
+    store_call *c;
+    const storage_reg *r =
+        call_start(st, XMPPD_STORE_ARCHIVE, OP_DONE, (store_cb){ .done = cb }, ud, &c);
+    if (!r)
+        return;
+    if (!DRIVER_HAS(r->drv, archive_replace) || !id || !value) {
+        if (!DRIVER_HAS(r->drv, archive_replace))
+            xmppd_log(st->m, XMPPD_LOG_ERROR, "store \"%s\": storage driver \"%s\" cannot replace "
+                      "archive items", st->name, st->driver);
+        if (c)
+            xmppd_loop_post(call_fail, c);
+        return;
+    }
+    r->drv->archive_replace(r->dd, store_host(st), st->name, user ? user : "", id, value,
+                            c ? on_done : NULL, c);
 }
 
 /* ---- account deletion ---- */

@@ -62,7 +62,8 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
                       int socklen, void *arg)
 {
     struct listener *l = arg;
-    net_nodelay(fd);
+    if (sa->sa_family != AF_UNIX)
+        net_nodelay(fd);
     acceptors[l->conf.type](fd, sa, socklen, l->conf.tls == LISTEN_TLS_DIRECT);
 }
 

@@ -119,8 +119,9 @@ void s2s_mark_ready(s2s_conn *c);
 void s2s_touch(s2s_conn *c);
 /* Checks the peer certificate against c->remote (cached in cert_valid). */
 bool s2s_cert_valid(s2s_conn *c);
-/* Is domain one we serve (a host or a configured component)? Returns our
- * canonical spelling (borrowed from the configuration) or NULL. */
+/* Is domain one we serve (a host, a domain a module serves or a configured
+ * component)? Returns our canonical spelling (borrowed from the
+ * configuration or the registration: copy it to keep it) or NULL. */
 const char *s2s_served_domain(const char *domain);
 /* XEP-0288: an incoming bidirectional stream on which the peer
  * authenticated remote for local, to carry stanzas from local to remote

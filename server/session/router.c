@@ -247,6 +247,18 @@ static int send_to_available(xmppd_session *s, void *ud)
     return 0;
 }
 
+/* After a message went to sessions of one account: modules that copy it to
+ * the account's other sessions (carbons) learn which ones got it. */
+static void delivered(xmppd_event *ev, xmppd_host *h, xmppd_session *const *v, size_t n)
+{
+    xmppd_delivery d = { v, n };
+    xmppd_event de = *ev;
+    de.name = "message/delivered";
+    de.host = h;
+    de.data = &d;
+    xmppd_fire_all(&de);
+}
+
 /* §8.5.2: message to a bare JID. */
 static void deliver_message_bare(xmppd_event *ev, xmppd_host *h)
 {
@@ -261,7 +273,12 @@ static void deliver_message_bare(xmppd_event *ev, xmppd_host *h)
     xmppd_user_sessions(h, ev->to->node, collect_best, &b);
     if (b.n > 0) {
         for (int i = 0; i < b.n; i++)
+            xmppd_session_ref(b.v[i]); /* a delivery may close a session */
+        for (int i = 0; i < b.n; i++)
             xmppd_session_send(b.v[i], ev->stanza);
+        delivered(ev, h, b.v, (size_t)b.n);
+        for (int i = 0; i < b.n; i++)
+            xmppd_session_unref(b.v[i]);
         return;
     }
     if (strcmp(t, "headline") == 0)
@@ -321,7 +338,11 @@ static void route_local(xmppd_event *ev, xmppd_host *h, int kind)
             return;
         xmppd_session *s = xmppd_session_find(to);
         if (s) {
+            xmppd_session_ref(s);
             xmppd_session_send(s, ev->stanza);
+            if (kind == K_MESSAGE)
+                delivered(ev, h, &s, 1);
+            xmppd_session_unref(s);
             return;
         }
         /* §8.5.3.2: no such resource. */
@@ -365,6 +386,29 @@ static void route_local(xmppd_event *ev, xmppd_host *h, int kind)
     }
 }
 
+/* Names the serving module's handler sees; not hook events (no hook runs). */
+static const char *const served_names[] = { "message/domain", "presence/domain", "iq/domain" };
+
+/* A domain a module serves (xmppd_domain_serve): its handler answers what
+ * needs an answer; one that passes gets what an absent component gets
+ * (service-unavailable, presence dropped), one that fails an
+ * internal-server-error. false when no module serves the domain. */
+static bool route_served(xmppd_event *ev, int kind)
+{
+    const char *name = ev->name;
+    ev->name = served_names[kind];
+    int rc = domains_dispatch(ev);
+    if (rc == DOMAINS_NONE) {
+        ev->name = name;
+        return false;
+    }
+    if (rc == XMPPD_PASS && kind != K_PRESENCE)
+        bounce(ev, NULL, "service-unavailable", NULL);
+    else if (rc == XMPPD_FAIL && kind == K_IQ)
+        bounce(ev, NULL, "internal-server-error", NULL);
+    return true;
+}
+
 /* Routes ev->stanza by ev->to (which must be set). */
 static void route(xmppd_event *ev, int kind)
 {
@@ -373,6 +417,8 @@ static void route(xmppd_event *ev, int kind)
         route_local(ev, h, kind);
         return;
     }
+    if (route_served(ev, kind))
+        return;
     /* XEP-0114 external components (s2s/component.c). */
     int comp = component_route ? component_route(ev->to, ev->stanza) : ROUTE_NONE;
     if (comp == ROUTE_OFFLINE)
@@ -463,32 +509,39 @@ void router_from_client(xmppd_session *s, xmppd_stanza *st)
             return;
         }
     }
-    if (xmppd_fire(&ev) != XMPPD_PASS) {
-        xmppd_jid_free(to);
+    router_pre_route(&ev);
+    xmppd_jid_free(to);
+}
+
+void router_pre_route(xmppd_event *ev)
+{
+    xmppd_session *s = ev->session;
+    int kind = kind_of(ev->stanza);
+    ev->name = "pre-route";
+    if (xmppd_fire(ev) != XMPPD_PASS)
         return;
-    }
-    if (!to) {
+    if (!ev->to) {
         if (kind == K_PRESENCE) {
-            own_presence(&ev);
+            own_presence(ev);
         } else {
             /* RFC 6120 §10.3: no 'to' means the account's bare JID; the
              * handler sees ev->to NULL and answers from the server side. */
-            xmppd_jid *bare = xmppd_jid_to_bare(s->jid);
+            xmppd_jid *bare = xmppd_jid_to_bare(ev->from);
             if (bare) {
-                ev.to = bare;
+                ev->to = bare;
                 if (kind == K_IQ) {
                     /* Handlers see to == NULL: "the account itself". */
-                    ev.name = ev_bare[K_IQ];
-                    ev.to = NULL;
-                    dispatch_iq(&ev, s->host, XMPPD_IQ_BARE);
+                    ev->name = ev_bare[K_IQ];
+                    ev->to = NULL;
+                    dispatch_iq(ev, s->host, XMPPD_IQ_BARE);
                 } else {
-                    route_local(&ev, s->host, kind);
+                    route_local(ev, s->host, kind);
                 }
+                ev->to = NULL;
                 xmppd_jid_free(bare);
             }
         }
         return;
     }
-    route(&ev, kind);
-    xmppd_jid_free(to);
+    route(ev, kind);
 }

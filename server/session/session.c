@@ -50,18 +50,41 @@ API void xmppd_session_unref(xmppd_session *s)
     free(s);
 }
 
-void session_detach(xmppd_session *s)
+/* The session is over: out of the table, and modules hear of it. A
+ * hibernated session's own reference goes last (s may be freed then). */
+static void session_end(xmppd_session *s)
 {
-    if (!s->conn)
-        return;
-    s->conn = NULL;
+    bool was_hibernated = s->hibernated;
     s->closing = true;
+    s->hibernated = false;
     if (s->bound) {
         sm_unbind(s); /* no-op when a newer login replaced it already */
         /* Modules broadcast unavailable, flush state, free their slots. */
         xmppd_notify(s->host, "session-closed", s, NULL);
         log_kernel("session", XMPPD_LOG_INFO, "%s: session %s closed", s->tag, s->jid->full);
     }
+    if (was_hibernated)
+        xmppd_session_unref(s);
+}
+
+void session_detach(xmppd_session *s)
+{
+    if (!s->conn)
+        return;
+    s->conn = NULL;
+    if (!s->closing && s->in_sm) {
+        /* Lost, not closed: stream management may keep it for a resume. */
+        xmppd_event ev = { .name = "session-detach", .host = s->host, .session = s };
+        if (xmppd_fire(&ev) == XMPPD_HANDLED && !s->closing && s->in_sm) {
+            /* Hibernation holds the session (the table holds no reference)
+             * until it ends or is resumed. */
+            s->hibernated = true;
+            xmppd_session_ref(s);
+            log_kernel("session", XMPPD_LOG_INFO, "%s: session %s hibernated", s->ip, s->jid->full);
+            return;
+        }
+    }
+    session_end(s);
 }
 
 /* ---- the transport ------------------------------------------------------------ */
@@ -74,7 +97,16 @@ static bool is_stanza(const char *name)
 void session_write(xmppd_session *s, const xmppd_stanza *st)
 {
     size_t len;
-    if (s->closing || s->tr->write(s->conn, st, &len) < 0)
+    if (s->closing)
+        return;
+    if (s->hibernated) {
+        /* No connection: the module keeping the session holds it. */
+        xmppd_event ev = { .name = "session-held", .host = s->host, .session = s,
+                           .stanza = (xmppd_stanza *)st, .to = s->jid };
+        xmppd_fire_all(&ev);
+        return;
+    }
+    if (s->tr->write(s->conn, st, &len) < 0)
         return;
     if (s->in_sm && is_stanza(xmppd_stanza_name(st))) {
         /* Read-only observers (audit logs); data: the serialised size. */
@@ -88,8 +120,68 @@ void session_close(xmppd_session *s, const char *condition, const char *text)
 {
     if (s->closing)
         return;
+    if (!s->conn) {
+        session_end(s); /* hibernated: nothing to say, nobody to say it to */
+        return;
+    }
     s->closing = true;
     s->tr->close(s->conn, condition, text);
+}
+
+/* Shutdown: hibernated sessions end like the others ("session-closed"),
+ * while every module is still there to hear it. */
+static int end_hibernated(xmppd_session *s, void *ud)
+{
+    if (s->hibernated)
+        session_end(s);
+    return 0;
+}
+
+void session_shutdown_all(void)
+{
+    xmppd_host_sessions(NULL, end_hibernated, NULL);
+}
+
+API bool xmppd_session_detached(const xmppd_session *s)
+{
+    return s->hibernated;
+}
+
+API int xmppd_session_resume(xmppd_session *fresh, xmppd_session *old)
+{
+    if (fresh == old || !fresh->conn || fresh->closing || !fresh->authenticated || fresh->bound ||
+        !old->in_sm || old->closing || fresh->host != old->host || !fresh->user || !old->user ||
+        strcmp(fresh->user, old->user) != 0)
+        return -1;
+    void *conn = fresh->conn, *stale = old->conn;
+    const session_transport *tr = fresh->tr, *stale_tr = old->tr;
+    bool was_hibernated = old->hibernated;
+    /* The new connection carries the old session from now on. */
+    xmppd_session_ref(old);
+    xmppd_session_ref(fresh);
+    old->conn = conn;
+    old->tr = tr;
+    old->hibernated = false;
+    old->secure = fresh->secure;
+    snprintf(old->ip, sizeof(old->ip), "%s", fresh->ip);
+    fresh->conn = NULL;
+    fresh->closing = true;
+    tr->rebind(conn, old);
+    /* A half-open old connection is told why it ends; it carries the
+     * empty husk of the new login, so its end touches nothing. */
+    if (stale) {
+        fresh->conn = stale;
+        fresh->tr = stale_tr;
+        fresh->closing = false;
+        stale_tr->rebind(stale, fresh);
+        session_close(fresh, "conflict", "The session was resumed on another connection");
+    }
+    if (was_hibernated)
+        xmppd_session_unref(old); /* the connection holds it now */
+    xmppd_session_unref(fresh);
+    xmppd_session_unref(old);
+    log_kernel("session", XMPPD_LOG_INFO, "%s: session %s resumed", old->ip, old->jid->full);
+    return 0;
 }
 
 /* ---- accessors ----------------------------------------------------------- */

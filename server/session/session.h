@@ -31,6 +31,10 @@ typedef struct session_transport {
     void (*close)(void *conn, const char *condition, const char *text);
     /* Bytes read from the client so far (after TLS). */
     uint64_t (*bytes_in)(void *conn);
+    /* conn now carries session now (a resumption, xmppd_session_resume):
+     * the transport takes a reference on now, drops the one it held, and,
+     * when now is bound, treats its stream as bound. */
+    void (*rebind)(void *conn, xmppd_session *now);
 } session_transport;
 
 struct module_slot {
@@ -42,7 +46,8 @@ struct xmppd_session {
     int refs;
     const session_transport *tr;
     void *conn;                 /* the transport's; NULL once detached */
-    bool closing;               /* closing or detached: reads as closed */
+    bool closing;               /* closing or ended: reads as closed */
+    bool hibernated;            /* its connection is gone, a module keeps it (XEP-0198) */
     char ip[INET6_ADDRSTRLEN];
     char tag[LOG_CONN_TAG_MAX]; /* "ip #N": its connection in log lines */
     bool secure;                /* TLS on */
@@ -70,15 +75,20 @@ struct xmppd_session {
 /* A new session carried by conn; one reference, the connection's. NULL on
  * OOM. */
 xmppd_session *session_new(const session_transport *tr, void *conn, const char *ip);
-/* The connection is gone: the session stops writing, leaves the session
- * table, and "session-closed" fires when it was bound. The caller then drops
- * the connection's reference. */
+/* The connection is gone: the session stops writing. A bound session whose
+ * connection was lost (the server did not close it: s->closing is false)
+ * is offered to "session-detach" handlers, which may keep it hibernated
+ * (XEP-0198); otherwise it leaves the session table and "session-closed"
+ * fires when it was bound. The caller then drops the connection's
+ * reference. */
 void session_detach(xmppd_session *s);
 /* Writes st to the connection (nothing once closing); a stanza written to
  * a bound session fires "stanza-out". */
 void session_write(xmppd_session *s, const xmppd_stanza *st);
 /* Ends the stream (see session_transport.close); no-op once closing. */
 void session_close(xmppd_session *s, const char *condition, const char *text);
+/* Shutdown: ends every hibernated session ("session-closed" fires). */
+void session_shutdown_all(void);
 /* Registers the session layer with the core (host teardown, reload slot
  * hand-over) and the router's kernel hooks. Once per process. */
 void session_layer_init(void);
@@ -100,6 +110,9 @@ void sm_slots_move(const xmppd_module *from, const xmppd_module *to);
 /* ---- router.c ---------------------------------------------------------------- */
 /* A stanza from a bound client session; from already stamped. */
 void router_from_client(xmppd_session *s, xmppd_stanza *st);
+/* The rest of router_from_client for a checked stanza: "pre-route", then
+ * by address (ev: session, stanza, from, to set; changed on the way). */
+void router_pre_route(xmppd_event *ev);
 /* The error reply to orig (xmppd_stanza_error_reply); a message error keeps
  * the original payload (RFC 6120 §8.3.1) so the sender's client can tell
  * which message failed. New tree, caller owns; NULL on OOM. */

@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from xmpptest import (NS_CLIENT, NS_STREAM, RawClient, error_condition, local, new_id, q,
-                      scaled, tostr, xml_escape)
+from xmpptest import (NS_CLIENT, NS_STREAM, PoliteClient, RawClient, error_condition, local, new_id, q,
+                      raw_login, scaled, tostr, xml_escape)
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
@@ -83,28 +83,6 @@ def config_overrides():
 
 
 # ---- helpers -------------------------------------------------------------------
-
-class Client(RawClient):
-    """RawClient that, leaving a with block, ends its stream politely and
-    waits (bounded) for the server to close."""
-
-    def __exit__(self, *exc):
-        try:
-            if not self.eof and not self.reader.closed:
-                self.close_stream()
-                self.wait_closed(scaled(2))
-        except (OSError, ValueError):
-            pass
-        self.close()
-
-
-def login(server, account, resource=None, presence=False):
-    c = Client(server.port)
-    c.login(account.user, account.password, resource=resource)
-    if presence:
-        c.send_presence()
-    return c
-
 
 def sync(c):
     """An IQ round trip: the server has handled everything c sent before."""
@@ -176,7 +154,7 @@ def caps_ver(query):
 def open_tls_stream(server):
     """A stream after STARTTLS, before authentication; returns (client,
     features element)."""
-    c = Client(server.port)
+    c = PoliteClient(server.port)
     c.open_stream()
     c.starttls()
     f = c.open_stream()
@@ -191,7 +169,7 @@ def test_xep0160_3_offline_messages_kept_across_restart_in_order_with_delay(serv
     order on initial presence with <delay from=HOST stamp=UTC/>, then
     deleted; headlines are not stored."""
     a, b = accounts(2)
-    with login(server, a) as ca:
+    with raw_login(server, a) as ca:
         before = time.time()
         send_chat(ca, b.jid, "one")
         send_chat(ca, b.jid, "two", type_="normal")
@@ -200,7 +178,7 @@ def test_xep0160_3_offline_messages_kept_across_restart_in_order_with_delay(serv
         sync(ca)
         assert ca.quiet(0.3, pred=is_message) == []
     server.restart()
-    with login(server, b, presence=True) as cb:
+    with raw_login(server, b, presence=True) as cb:
         got = messages(cb, 3)
         assert [body_of(m) for m in got] == ["one", "two", "three"]
         for m in got:
@@ -212,7 +190,7 @@ def test_xep0160_3_offline_messages_kept_across_restart_in_order_with_delay(serv
             assert before - 5 <= stamp <= time.time() + 5
         assert cb.quiet(0.5, pred=is_message) == []
     # Delivered once: gone from storage.
-    with login(server, b, presence=True) as cb:
+    with raw_login(server, b, presence=True) as cb:
         assert cb.quiet(1.0, pred=is_message) == []
 
 
@@ -220,7 +198,7 @@ def test_xep0160_3_offline_quota_full_bounced_service_unavailable(server, accoun
     """XEP-0160 §3 (storage limits): beyond max_messages the sender gets
     <service-unavailable/> with a text; what was stored is delivered."""
     a, b = accounts(2)
-    with login(server, a) as ca:
+    with raw_login(server, a) as ca:
         for i in range(MAX_OFFLINE):
             send_chat(ca, b.jid, "m%d" % i)
         sync(ca)
@@ -232,7 +210,7 @@ def test_xep0160_3_offline_quota_full_bounced_service_unavailable(server, accoun
         assert error_condition(err) == ("cancel", "service-unavailable")
         text = err.find("%s/%s" % (q(NS_CLIENT, "error"), q(NS_STANZAS, "text")))
         assert text is not None and "full" in text.text
-    with login(server, b, presence=True) as cb:
+    with raw_login(server, b, presence=True) as cb:
         assert [body_of(m) for m in messages(cb, MAX_OFFLINE)] == ["m%d" % i for i in range(MAX_OFFLINE)]
         assert cb.quiet(0.5, pred=is_message) == []
 
@@ -241,11 +219,11 @@ def test_xep0160_message_without_body_not_stored(server, accounts):
     """XEP-0160: only messages with a body are stored; a bodiless chat
     message to an offline account is answered per RFC 6121 §8.5.2.2.1."""
     a, b = accounts(2)
-    with login(server, a) as ca:
+    with raw_login(server, a) as ca:
         ca.send("<message to='%s' type='chat' id='x1'><active xmlns='http://jabber.org/protocol/chatstates'/></message>" % b.jid)
         err = ca.wait_for(is_message)
         assert error_condition(err)[1] == "service-unavailable"
-    with login(server, b, presence=True) as cb:
+    with raw_login(server, b, presence=True) as cb:
         assert cb.quiet(0.5, pred=is_message) == []
 
 
@@ -253,7 +231,7 @@ def test_xep0160_nothing_stored_for_unknown_account(server, accounts):
     """RFC 6121 §8.5.2.2.1 with XEP-0160: a message to an account that does
     not exist is answered <service-unavailable/>, not stored."""
     (a,) = accounts(1)
-    with login(server, a) as ca:
+    with raw_login(server, a) as ca:
         send_chat(ca, "nobody%s@localhost" % new_id(""), "lost?")
         err = ca.wait_for(is_message)
         assert err.get("type") == "error"
@@ -266,7 +244,7 @@ def test_xep0030_3_1_host_info_lists_every_enabled_module(server, accounts):
     """XEP-0030 §3.1: the host's disco#info has the server/im identity and
     the features of every loaded module."""
     (a,) = accounts(1)
-    with login(server, a) as c:
+    with raw_login(server, a) as c:
         info = disco_info(c)
         ids = [(i.get("category"), i.get("type")) for i in info.findall(q(NS_DISCO_INFO, "identity"))]
         assert ("server", "im") in ids
@@ -279,7 +257,7 @@ def test_xep0030_3_1_features_only_of_loaded_modules(server_factory, accounts):
     announced; the list is exactly the loaded modules' features."""
     srv = server_factory({"modules": {"disco": True, "ping": True, "time": True}})
     (a,) = accounts(1, srv=srv)
-    with login(srv, a) as c:
+    with raw_login(srv, a) as c:
         feats = features_of(disco_info(c))
         assert feats == MODULE_FEATURES["disco"] | MODULE_FEATURES["ping"] | MODULE_FEATURES["time"]
         assert NS_VCARD not in feats and "msgoffline" not in feats
@@ -291,7 +269,7 @@ def test_xep0157_contact_addresses_in_serverinfo_form(server, accounts):
     """XEP-0157 §2 / XEP-0128: the configured addresses appear as a
     jabber:x:data result form with FORM_TYPE serverinfo."""
     (a,) = accounts(1)
-    with login(server, a) as c:
+    with raw_login(server, a) as c:
         info = disco_info(c)
         forms = info.findall(q(NS_DATA, "x"))
         assert len(forms) == 1
@@ -309,7 +287,7 @@ def test_xep0157_contact_addresses_in_serverinfo_form(server, accounts):
 def test_xep0030_4_host_items_from_configuration(server, accounts):
     """XEP-0030 §4.1: disco#items of the host lists the configured items."""
     (a,) = accounts(1)
-    with login(server, a) as c:
+    with raw_login(server, a) as c:
         r = c.iq("<query xmlns='%s'/>" % NS_DISCO_ITEMS, to="localhost")
         assert r.get("type") == "result", tostr(r)
         items = child(r, NS_DISCO_ITEMS, "query").findall(q(NS_DISCO_ITEMS, "item"))
@@ -324,7 +302,7 @@ def test_xep0030_account_info_own_account_only(server, accounts):
     answered by the server (account/registered); another account's is
     refused (no subscription check yet)."""
     a, b = accounts(2)
-    with login(server, a) as c:
+    with raw_login(server, a) as c:
         for to in (None, a.jid):
             r = c.iq("<query xmlns='%s'/>" % NS_DISCO_INFO, to=to)
             assert r.get("type") == "result", tostr(r)
@@ -429,7 +407,7 @@ def test_xep0077_3_3_password_change_then_log_in_again(server, accounts):
     """XEP-0077 §3.3: a logged-in account changes its password; the new one
     works and the old one no longer does."""
     (a,) = accounts(1)
-    with login(server, a) as c:
+    with raw_login(server, a) as c:
         r = register_get(c)
         assert child(r, NS_REGISTER, "query").find(q(NS_REGISTER, "registered")) is not None
         assert error_condition(register_set(c, "someoneelse", "x"))[1] == "bad-request"
@@ -449,8 +427,8 @@ def test_xep0077_3_2_account_removal_closes_sessions(server, accounts):
     session of the account ends with <not-authorized/>; it can no longer
     log in."""
     (a,) = accounts(1)
-    other = login(server, a, resource="other")
-    with login(server, a, resource="main") as c, other:
+    other = raw_login(server, a, resource="other")
+    with raw_login(server, a, resource="main") as c, other:
         assert c.iq("<vCard xmlns='%s'><FN>A</FN></vCard>" % NS_VCARD, type_="set").get("type") == "result"
         r = c.iq("<query xmlns='%s'><remove/></query>" % NS_REGISTER, type_="set")
         assert r.get("type") == "result", tostr(r)
@@ -474,12 +452,12 @@ def test_xep0054_vcard_round_trip_and_read_by_others(server, accounts):
     someone else's."""
     a, b = accounts(2)
     vcard = "<vCard xmlns='%s'><FN>Alice &amp; Co</FN><NICKNAME>al</NICKNAME></vCard>" % NS_VCARD
-    with login(server, a) as ca:
+    with raw_login(server, a) as ca:
         r = ca.iq(vcard, type_="set")
         assert r.get("type") == "result", tostr(r)
         got = child(ca.iq("<vCard xmlns='%s'/>" % NS_VCARD), NS_VCARD, "vCard")
         assert child(got, NS_VCARD, "FN").text == "Alice & Co"
-    with login(server, b) as cb:
+    with raw_login(server, b) as cb:
         r = cb.iq("<vCard xmlns='%s'/>" % NS_VCARD, to=a.jid)
         assert r.get("from") == a.jid
         assert child(child(r, NS_VCARD, "vCard"), NS_VCARD, "NICKNAME").text == "al"
@@ -495,7 +473,7 @@ def test_xep0054_vcard_over_max_size_refused(server, accounts):
     """XEP-0054 §3.2 with a size limit (max_size 1k here): a larger vCard
     is refused with <not-acceptable/> and the stored one is kept."""
     (a,) = accounts(1)
-    with login(server, a) as c:
+    with raw_login(server, a) as c:
         assert c.iq("<vCard xmlns='%s'><FN>small</FN></vCard>" % NS_VCARD, type_="set").get("type") == "result"
         big = "<vCard xmlns='%s'><DESC>%s</DESC></vCard>" % (NS_VCARD, "x" * 2000)
         assert error_condition(c.iq(big, type_="set")) == ("modify", "not-acceptable")
@@ -511,7 +489,7 @@ def test_xep0049_private_storage_round_trip(server, accounts):
     a, b = accounts(2)
     bm = ("<storage xmlns='storage:bookmarks'><conference jid='room@conference.localhost' "
           "autojoin='true' name='Room'><nick>al</nick></conference></storage>")
-    with login(server, a) as c:
+    with raw_login(server, a) as c:
         empty = c.iq("<query xmlns='%s'><storage xmlns='storage:bookmarks'/></query>" % NS_PRIVATE)
         st = child(child(empty, NS_PRIVATE, "query"), "storage:bookmarks", "storage")
         assert len(st) == 0
@@ -535,7 +513,7 @@ def test_xep0199_4_2_ping_answered_by_server_and_own_account(server, accounts):
     """XEP-0199 §4.2 (client-to-server ping) and §4.3: the host and one's
     own bare JID answer with a result."""
     a, b = accounts(2)
-    with login(server, a) as c:
+    with raw_login(server, a) as c:
         for to in ("localhost", a.jid, None):
             r = c.iq("<ping xmlns='%s'/>" % NS_PING, to=to)
             assert r.get("type") == "result", tostr(r)
@@ -549,7 +527,7 @@ def test_xep0199_4_1_idle_session_pinged_then_closed(server_factory, accounts):
     <connection-timeout/>."""
     srv = server_factory({"modules": {"ping": {"keepalive_interval": "1s", "ping_timeout": "1s"}}})
     a, b = accounts(2, srv=srv)
-    with login(srv, a) as good, login(srv, b) as silent:
+    with raw_login(srv, a) as good, raw_login(srv, b) as silent:
         ping = good.wait_for(lambda e: e.tag == q(NS_CLIENT, "iq") and e.find(q(NS_PING, "ping")) is not None,
                              scaled(4))
         assert ping.get("type") == "get" and ping.get("from") == "localhost"
@@ -564,7 +542,7 @@ def test_xep0199_4_1_idle_session_pinged_then_closed(server_factory, accounts):
 def test_xep0092_software_version(server, accounts):
     """XEP-0092 §2: name, version, os of the server."""
     (a,) = accounts(1)
-    with login(server, a) as c:
+    with raw_login(server, a) as c:
         r = c.iq("<query xmlns='%s'/>" % NS_VERSION, to="localhost")
         qel = child(r, NS_VERSION, "query")
         assert child(qel, NS_VERSION, "name").text == "xmppd"
@@ -576,7 +554,7 @@ def test_xep0092_show_os_false_hides_os(server_factory, accounts):
     """XEP-0092 §2: the os element is optional; show_os false leaves it out."""
     srv = server_factory({"modules": {"version": {"show_os": False}}})
     (a,) = accounts(1, srv=srv)
-    with login(srv, a) as c:
+    with raw_login(srv, a) as c:
         qel = child(c.iq("<query xmlns='%s'/>" % NS_VERSION, to="localhost"), NS_VERSION, "query")
         assert qel.find(q(NS_VERSION, "os")) is None
 
@@ -584,7 +562,7 @@ def test_xep0092_show_os_false_hides_os(server_factory, accounts):
 def test_xep0202_4_entity_time(server, accounts):
     """XEP-0202 §4: <tzo/> and <utc/> (XEP-0082) of the server, close to now."""
     (a,) = accounts(1)
-    with login(server, a) as c:
+    with raw_login(server, a) as c:
         t = child(c.iq("<time xmlns='%s'/>" % NS_TIME, to="localhost"), NS_TIME, "time")
         assert child(t, NS_TIME, "tzo").text == "+00:00"
         utc = child(t, NS_TIME, "utc").text
@@ -597,10 +575,10 @@ def test_xep0012_server_uptime_and_account_last_logout(server, accounts):
     """XEP-0012 §5 (server uptime), §4 (offline account: seconds since
     logout and its status), online account: 0."""
     a, b = accounts(2)
-    with login(server, a) as ca:
+    with raw_login(server, a) as ca:
         r = ca.iq("<query xmlns='%s'/>" % NS_LAST, to="localhost")
         assert int(child(r, NS_LAST, "query").get("seconds")) >= 0
-        with login(server, b, presence=True) as cb:
+        with raw_login(server, b, presence=True) as cb:
             r = ca.iq("<query xmlns='%s'/>" % NS_LAST, to=b.jid)
             assert child(r, NS_LAST, "query").get("seconds") == "0"
             cb.send("<presence type='unavailable'><status>gone fishing</status></presence>")

@@ -15,6 +15,7 @@ import time
 import pytest
 
 import pg_cluster
+from conftest import deep_merge
 from xmpptest import QUIET_PERIOD, RawClient, error_condition, scaled, tostr
 
 pytestmark = pytest.mark.skipif(not pg_cluster.available(),
@@ -53,11 +54,15 @@ def roster_set(c, jid, name):
 
 def test_schema_created_and_versioned(pg, server_factory, accounts):
     """A fresh database gets the documented tables at start, at schema
-    version 1; a second start (xmppctl, then a restart) leaves it as is."""
+    version 2; a second start (xmppctl, then a restart) leaves it as is."""
     db = pg.create_db()
     srv = server_factory(pg_overrides(pg.dsn(db)))
     (a,) = accounts(1, srv=srv)
-    assert pg.psql("SELECT version FROM xmppd_schema", db).split() == ["1"]
+    assert pg.psql("SELECT version FROM xmppd_schema", db).split() == ["2"]
+    indexes = pg.psql("SELECT indexname FROM pg_indexes WHERE tablename = 'xmppd_archive' "
+                      "ORDER BY indexname", db).split()
+    assert indexes == ["xmppd_archive_by_id", "xmppd_archive_by_key", "xmppd_archive_by_user",
+                       "xmppd_archive_by_when", "xmppd_archive_by_with", "xmppd_archive_pkey"]
     tables = pg.psql("SELECT tablename FROM pg_tables WHERE tablename LIKE 'xmppd_%' "
                      "ORDER BY tablename", db).split()
     assert tables == ["xmppd_archive", "xmppd_kv", "xmppd_schema"]
@@ -80,9 +85,38 @@ def test_newer_schema_refused(pg, server_factory):
     srv = server_factory(pg_overrides(pg.dsn(db)), start=False)
     with pytest.raises(RuntimeError) as e:
         srv.start()
-    assert "schema version 99 is newer than this xmppd supports (1)" in str(e.value)
+    assert "schema version 99 is newer than this xmppd supports (2)" in str(e.value)
     assert pg.psql("SELECT version FROM xmppd_schema", db).split() == ["99"]
     assert "xmppd_kv" not in pg.psql("SELECT tablename FROM pg_tables", db)
+
+
+def test_schema_1_migrated_keeps_items(pg, server_factory, accounts):
+    """A version 1 database (before archive items had chosen ids) is
+    migrated at start: its items keep their driver ids, and a full JID in
+    with_jid is split into bare JID and resource, which 'with' queries
+    then match (read here through a MAM query)."""
+    db = pg.create_db()
+    srv = server_factory(deep_merge(pg_overrides(pg.dsn(db)), {"modules": {"mam": {}}}), start=False)
+    (a,) = accounts(1, srv=srv)  # xmppctl creates the schema, at version 2
+    pg.psql("DROP INDEX xmppd_archive_by_key; DROP INDEX xmppd_archive_by_with; "
+            "ALTER TABLE xmppd_archive DROP COLUMN key, DROP COLUMN with_res; "
+            "UPDATE xmppd_schema SET version = 1", db)
+    msg = ("<message xmlns='jabber:client' from='bob@example.org/phone' to='%s' type='chat'>"
+           "<body>kept</body></message>" % a.jid)
+    row = pg.psql("INSERT INTO xmppd_archive (host, store, username, with_jid, when_ms, value) "
+                  "VALUES ('localhost', 'mam', '%s', 'bob@example.org/phone', 1, to_jsonb('%s'::text)) "
+                  "RETURNING id" % (a.user, msg.replace("'", "''")), db).split()[0]
+    srv.start()
+    assert pg.psql("SELECT version FROM xmppd_schema", db).split() == ["2"]
+    assert pg.psql("SELECT with_jid || ' ' || with_res FROM xmppd_archive", db).split() == \
+        ["bob@example.org", "phone"]
+    with login(srv, a) as c:
+        for with_ in ("bob@example.org/phone", "bob@example.org"):
+            c.send("<iq type='set' id='q'><query xmlns='urn:xmpp:mam:2'><x xmlns='jabber:x:data' "
+                   "type='submit'><field var='with'><value>%s</value></field></x></query></iq>" % with_)
+            r = c.wait_for(lambda el: el.find("{urn:xmpp:mam:2}result") is not None)
+            assert r.find("{urn:xmpp:mam:2}result").get("id") == row
+            assert c.wait_for(lambda el: el.get("id") == "q").get("type") == "result"
 
 
 def test_unreachable_database_at_start(server_factory):

@@ -32,7 +32,8 @@ NS_ROSTER = "jabber:iq:roster"
 NS_LAST = "jabber:iq:last"
 
 RELOADED = ["roster", "presence", "offline", "vcard", "private", "last", "privacy",
-            "blocking", "ping", "caps", "disco", "storage_sqlite", "auth_internal"]
+            "blocking", "ping", "caps", "disco", "mam", "smacks", "storage_sqlite",
+            "auth_internal"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def config_overrides():
     return {"modules": {"roster": True, "presence": True, "offline": {"max_messages": 100000},
                         "vcard": True, "private": True, "last": True, "privacy": True,
                         "blocking": True, "ping": {"keepalive_interval": "1s"}, "caps": True,
-                        "disco": True}}
+                        "disco": True, "mam": {"default_policy": "roster"}, "smacks": True}}
 
 
 def iq(c, type_, child):

@@ -609,6 +609,30 @@ class RawClient:
         self.send("</stream:stream>")
 
 
+class PoliteClient(RawClient):
+    """RawClient that, leaving a with block, ends its stream politely and
+    waits (bounded) for the server to close."""
+
+    def __exit__(self, *exc):
+        try:
+            if not self.eof and not self.reader.closed:
+                self.close_stream()
+                self.wait_closed(scaled(2))
+        except (OSError, ValueError):
+            pass
+        self.close()
+
+
+def raw_login(server, account, resource=None, presence=False):
+    """A PoliteClient logged in as account (conftest.Account) on server,
+    optionally with an initial presence."""
+    c = PoliteClient(server.port)
+    c.login(account.user, account.password, resource=resource)
+    if presence:
+        c.send_presence()
+    return c
+
+
 def user_of(jid):
     return jid.split("@", 1)[0]
 

@@ -365,6 +365,84 @@ static void test_archive_query(void **state)
     result_reset(&r, 0);
 }
 
+/* Appends with an id the caller chose (ABI 2.1); returns the status. */
+static int append_id(sq_db *d, const char *user, const char *id, const char *with, int64_t when, int n)
+{
+    result r = { .expect = 1 };
+    json_t *v = json_pack("{si}", "n", n);
+    sq_driver.archive_append_id(d, "h", "offline", user, id, with, when, v, on_append, &r);
+    json_decref(v);
+    wait_for(&r);
+    if (r.status == XMPPD_STORE_OK)
+        assert_string_equal(r.ids[0], id);
+    return r.status;
+}
+
+/* Chosen ids name items in queries (after, before, ids), keep append
+ * order, must be unique per archive; a full JID as 'with' is kept and
+ * matched exactly, its bare JID matches every resource. */
+static void test_archive_chosen_ids(void **state)
+{
+    sq_db *d = *state;
+    result r = { 0 };
+    const char *with[] = { "bob@x/phone", "bob@x", "bob@x/pc", "eve@y", "bob@x/phone" };
+    const char *ids[] = { "zz", "aa", "mm", "10", "b\"'%" };
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(append_id(d, "alice", ids[i], with[i], 1000 * (i + 1), i + 1), XMPPD_STORE_OK);
+    /* the same id again: refused, nothing stored; another archive may use it */
+    assert_int_equal(append_id(d, "alice", "aa", NULL, 9000, 99), XMPPD_STORE_ERROR);
+    assert_int_equal(append_id(d, "carol", "aa", NULL, 9000, 99), XMPPD_STORE_OK);
+
+    query(d, "alice", NULL, &r);
+    assert_string_equal(ns(&r), "1,2,3,4,5");
+    assert_string_equal(r.ids[0], "zz");
+    assert_string_equal(r.ids[4], "b\"'%");
+
+    xmppd_archive_filter q = { .after_id = "aa" };
+    query(d, "alice", &q, &r);
+    assert_string_equal(ns(&r), "3,4,5");
+    q = (xmppd_archive_filter){ .before_id = "10", .reverse = true, .max = 2 };
+    query(d, "alice", &q, &r);
+    assert_string_equal(ns(&r), "3,2");
+    assert_false(r.complete);
+
+    /* ids: archive order, with the other conditions */
+    const char *some[] = { "b\"'%", "zz", "mm" };
+    q = (xmppd_archive_filter){ .ids = some, .n_ids = 3 };
+    query(d, "alice", &q, &r);
+    assert_string_equal(ns(&r), "1,3,5");
+    q = (xmppd_archive_filter){ .ids = some, .n_ids = 3, .start_ms = 2000, .max = 1 };
+    query(d, "alice", &q, &r);
+    assert_string_equal(ns(&r), "3");
+    assert_false(r.complete);
+    const char *missing[] = { "zz", "nope" };
+    q = (xmppd_archive_filter){ .ids = missing, .n_ids = 2 };
+    query(d, "alice", &q, &r);
+    assert_int_equal(r.status, XMPPD_STORE_NOT_FOUND);
+    /* a chosen id is not found through another user's archive */
+    q = (xmppd_archive_filter){ .after_id = "mm" };
+    query(d, "carol", &q, &r);
+    assert_int_equal(r.status, XMPPD_STORE_NOT_FOUND);
+
+    /* peers: bare matches all resources, full only itself */
+    q = (xmppd_archive_filter){ .with = "bob@x" };
+    query(d, "alice", &q, &r);
+    assert_string_equal(ns(&r), "1,2,3,5");
+    q = (xmppd_archive_filter){ .with = "bob@x/phone" };
+    query(d, "alice", &q, &r);
+    assert_string_equal(ns(&r), "1,5");
+
+    /* deleting by a chosen id */
+    result dr = { .expect = 1 };
+    q = (xmppd_archive_filter){ .before_id = "mm" };
+    sq_driver.archive_delete(d, "h", "offline", "alice", &q, on_done, &dr);
+    wait_for(&dr);
+    assert_int_equal(dr.status, XMPPD_STORE_OK);
+    query(d, "alice", NULL, &r);
+    assert_string_equal(ns(&r), "3,4,5");
+    result_reset(&r, 0);
+}
+
 static size_t count(sq_db *d, const char *host, const char *user)
 {
     result r = { .expect = 1 };
@@ -417,6 +495,54 @@ static void test_archive_count_delete(void **state)
     char id[24];
     append(d, "alice", NULL, 1, 1, id);
     assert_true(strtoll(id, NULL, 10) > strtoll(ids[9], NULL, 10));
+    result_reset(&r, 0);
+}
+
+/* archive_replace: the item keeps its id, time and place; only its value
+ * changes; another user's item or a malformed id is NOT_FOUND; ids the
+ * appender chose work as well. */
+static void test_archive_replace(void **state)
+{
+    sq_db *d = *state;
+    char ids[10][24], other[24];
+    result r = { 0 };
+    fill_archive(d, ids);
+    append(d, "carol", NULL, 1500, 99, other);
+
+    json_t *v = json_pack("{si}", "n", 42);
+    result_reset(&r, 1);
+    sq_driver.archive_replace(d, "h", "offline", "alice", ids[4], v, on_done, &r);
+    wait_for(&r);
+    assert_int_equal(r.status, XMPPD_STORE_OK);
+    query(d, "alice", NULL, &r);
+    assert_string_equal(ns(&r), "1,2,3,4,42,6,7,8,9,10");
+    assert_string_equal(r.ids[4], ids[4]);
+
+    static const char *const missing[] = { NULL, "x1", "0", "99999999" };
+    for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
+        result_reset(&r, 1);
+        sq_driver.archive_replace(d, "h", "offline", "alice", missing[i] ? missing[i] : other, v,
+                                  on_done, &r);
+        wait_for(&r);
+        assert_int_equal(r.status, XMPPD_STORE_NOT_FOUND);
+    }
+    query(d, "carol", NULL, &r);
+    assert_string_equal(ns(&r), "99");
+
+    /* an id the appender chose names its item, also one reading as a number */
+    assert_int_equal(append_id(d, "dave", "m-1", NULL, 100, 1), XMPPD_STORE_OK);
+    assert_int_equal(append_id(d, "dave", "7", NULL, 200, 2), XMPPD_STORE_OK);
+    static const char *const chosen[] = { "m-1", "7" };
+    for (size_t i = 0; i < 2; i++) {
+        result_reset(&r, 1);
+        sq_driver.archive_replace(d, "h", "offline", "dave", chosen[i], v, on_done, &r);
+        wait_for(&r);
+        assert_int_equal(r.status, XMPPD_STORE_OK);
+    }
+    query(d, "dave", NULL, &r);
+    assert_string_equal(ns(&r), "42,42");
+    assert_string_equal(r.ids[0], "m-1");
+    json_decref(v);
     result_reset(&r, 0);
 }
 
@@ -541,6 +667,34 @@ static void test_schema_version(void **state)
     unlink(junk);
 }
 
+/* A version 1 file (before chosen ids) is migrated: its items keep their
+ * driver ids, full JIDs in with_jid are split. */
+static void test_migration_from_v1(void **state)
+{
+    sq_close(*state);
+    *state = NULL;
+    unlink(g_path);
+    sqlite3 *raw;
+    assert_int_equal(sqlite3_open(g_path, &raw), SQLITE_OK);
+    char *err = NULL;
+    assert_int_equal(sqlite3_exec(raw, sq_migrations[0], NULL, NULL, &err), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw, "PRAGMA user_version = 1;"
+                                       "INSERT INTO archive (host, store, user, with_jid, when_ms, value)"
+                                       " VALUES ('h', 'offline', 'alice', 'bob@x/phone', 1, '{\"n\":1}'),"
+                                       " ('h', 'offline', 'alice', 'bob@x', 2, '{\"n\":2}')",
+                                 NULL, NULL, &err), SQLITE_OK);
+    sqlite3_close(raw);
+    sq_db *d = *state = open_db();
+    result r = { 0 };
+    xmppd_archive_filter q = { .with = "bob@x/phone" };
+    query(d, "alice", &q, &r);
+    assert_string_equal(ns(&r), "1");
+    q = (xmppd_archive_filter){ .after_id = "1" };
+    query(d, "alice", &q, &r);
+    assert_string_equal(ns(&r), "2");
+    result_reset(&r, 0);
+}
+
 static void test_new_file_private(void **state)
 {
     struct stat sb;
@@ -562,7 +716,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archive_append_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archive_query, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_archive_chosen_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_from_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archive_count_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_archive_replace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge_user, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_durable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),

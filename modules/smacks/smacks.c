@@ -1,0 +1,534 @@
+/* XEP-0198 Stream Management: acknowledgements, and sessions that survive
+ * a lost connection (hibernation, then resumption).
+ *
+ * Per session (in its slot) the module counts the stanzas it handled from
+ * the client (in_h) and keeps every stanza sent to it that the client has
+ * not acknowledged (the queue; its length is always sent - acked, in the
+ * 2^32 arithmetic of h). When the connection is lost, a resumable session
+ * is kept by the kernel ("session-detach") and what is written to it is
+ * queued ("session-held"); a <resume/> on a new connection of the same
+ * account moves the session there (xmppd_session_resume) and sends again
+ * what the client's h says it missed. When a session ends for good, the
+ * stanzas it never acknowledged are not lost: chat and normal messages go
+ * to the account's bare JID (its other resources, or offline storage), IQ
+ * requests are answered with an error, the rest is dropped (§9 of the XEP). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xmppd/xmppd.h>
+
+#define SM_NS "urn:xmpp:sm:3"
+#define SM_ID_LEN 24
+
+typedef struct sm_conf {
+    long long resume_timeout;   /* ms a lost session waits */
+    long long max_resume;       /* ms; a client's max is honoured up to this */
+    long long max_unacked;      /* stanzas; more ends the stream */
+    long long request_every;    /* ask for an ack every this many stanzas */
+} sm_conf;
+
+static const xmppd_option sm_options[] = {
+    { "resume_timeout", XMPPD_OPT_DURATION, XMPPD_OFF(sm_conf, resume_timeout), "5m", 1000, 86400000,
+      .doc = "how long a lost session waits to be resumed, when the client asks for no other time" },
+    { "max_resume_timeout", XMPPD_OPT_DURATION, XMPPD_OFF(sm_conf, max_resume), "1h", 1000, 86400000,
+      .doc = "the longest wait a client may ask for with max (XEP-0198 §5)" },
+    { "max_unacked", XMPPD_OPT_INT, XMPPD_OFF(sm_conf, max_unacked), "1000", 10, 100000,
+      .doc = "stanzas a client may leave unacknowledged; more ends its stream (policy-violation)" },
+    { "request_every", XMPPD_OPT_INT, XMPPD_OFF(sm_conf, request_every), "5", 1, 1000,
+      .doc = "the server asks for an acknowledgement (<r/>) every this many unacknowledged stanzas" },
+    { NULL }
+};
+
+typedef struct sm_mod sm_mod;
+
+/* Stream management state of one session: its slot. */
+typedef struct sm_sess {
+    sm_mod *mod;
+    xmppd_session *s;       /* ref */
+    struct sm_sess *next;   /* in the resumption table (resumable only) */
+    char id[SM_ID_LEN + 1]; /* previd; "" when not resumable */
+    uint32_t in_h;          /* stanzas handled from the client */
+    uint32_t acked;         /* last h the client acknowledged */
+    uint32_t sent;          /* stanzas sent (or held) for the client */
+    xmppd_stanza **q;       /* unacknowledged, oldest first: q[head .. head+n) (refs) */
+    size_t head, n, cap;
+    uint64_t timeout;       /* ms this session waits when lost */
+    xmppd_timer *expiry;    /* while hibernated */
+    bool resumable;
+    bool resending;         /* writing the queue again: stanza-out must not count twice */
+    bool requested;         /* an <r/> is out and unanswered */
+} sm_sess;
+
+#define SM_BUCKETS 256
+
+struct sm_mod {
+    xmppd_module *m;
+    const sm_conf *conf;
+    xmppd_host *host;
+    sm_sess *table[SM_BUCKETS]; /* resumable sessions by id */
+};
+
+/* ---- the resumption table -------------------------------------------------- */
+
+static size_t sm_bucket(const char *id)
+{
+    size_t h = 2166136261u;
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 16777619u;
+    return h % SM_BUCKETS;
+}
+
+static sm_sess *sm_lookup(sm_mod *mod, const char *id)
+{
+    for (sm_sess *ss = mod->table[sm_bucket(id)]; ss; ss = ss->next)
+        if (strcmp(ss->id, id) == 0)
+            return ss;
+    return NULL;
+}
+
+static void sm_unlist(sm_sess *ss)
+{
+    if (!ss->id[0])
+        return;
+    for (sm_sess **pp = &ss->mod->table[sm_bucket(ss->id)]; *pp; pp = &(*pp)->next)
+        if (*pp == ss) {
+            *pp = ss->next;
+            break;
+        }
+    ss->id[0] = '\0';
+}
+
+/* A fresh random id: 18 random bytes in base64 (URL-safe letters). */
+static int sm_new_id(sm_sess *ss)
+{
+    unsigned char raw[18];
+    char *b = xmppd_random(raw, sizeof(raw)) == 0 ? xmppd_base64_encode(raw, sizeof(raw)) : NULL;
+    if (!b)
+        return -1;
+    for (char *p = b; *p; p++)
+        *p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
+    snprintf(ss->id, sizeof(ss->id), "%s", b);
+    free(b);
+    size_t k = sm_bucket(ss->id);
+    ss->next = ss->mod->table[k];
+    ss->mod->table[k] = ss;
+    return 0;
+}
+
+/* ---- the queue -------------------------------------------------------------------- */
+
+static int sm_push(sm_sess *ss, const xmppd_stanza *st)
+{
+    if (ss->head + ss->n == ss->cap) {
+        if (ss->head > 0) {
+            memmove(ss->q, ss->q + ss->head, ss->n * sizeof(*ss->q));
+            ss->head = 0;
+        }
+        if (ss->n == ss->cap) {
+            size_t cap = ss->cap ? ss->cap * 2 : 16;
+            xmppd_stanza **q = realloc(ss->q, cap * sizeof(*q));
+            if (!q)
+                return -1;
+            ss->q = q;
+            ss->cap = cap;
+        }
+    }
+    ss->q[ss->head + ss->n++] = xmppd_stanza_ref((xmppd_stanza *)st);
+    ss->sent++;
+    return 0;
+}
+
+/* Drops the k oldest (acknowledged) stanzas. */
+static void sm_drop(sm_sess *ss, size_t k)
+{
+    for (size_t i = 0; i < k && ss->n > 0; i++) {
+        xmppd_stanza_unref(ss->q[ss->head++]);
+        ss->n--;
+    }
+    if (ss->n == 0)
+        ss->head = 0;
+}
+
+static void sm_sess_free(sm_sess *ss)
+{
+    sm_unlist(ss);
+    if (ss->expiry)
+        xmppd_timer_cancel(ss->expiry);
+    sm_drop(ss, ss->n);
+    free(ss->q);
+    xmppd_session_unref(ss->s);
+    free(ss);
+}
+
+/* ---- writing to the client ---------------------------------------------------------- */
+
+static void sm_send(xmppd_session *s, const char *name, const char *attr, const char *value,
+                    const char *attr2, const char *value2)
+{
+    xmppd_stanza *el = xmppd_stanza_new(name, SM_NS);
+    if (el && (!attr || xmppd_stanza_set_attr(el, attr, value) == 0) &&
+        (!attr2 || xmppd_stanza_set_attr(el, attr2, value2) == 0))
+        xmppd_session_write(s, el);
+    xmppd_stanza_unref(el);
+}
+
+static void sm_send_h(xmppd_session *s, const char *name, uint32_t h, const char *attr2,
+                      const char *value2)
+{
+    char num[16];
+    snprintf(num, sizeof(num), "%u", h);
+    sm_send(s, name, "h", num, attr2, value2);
+}
+
+/* <failed><condition xmlns=stanzas/></failed>, with h when known. */
+static void sm_failed(xmppd_session *s, const char *cond, const uint32_t *h)
+{
+    xmppd_stanza *f = xmppd_stanza_new("failed", SM_NS);
+    char num[16];
+    if (f && h) {
+        snprintf(num, sizeof(num), "%u", *h);
+        xmppd_stanza_set_attr(f, "h", num);
+    }
+    if (f && xmppd_stanza_tag(f, cond, XMPPD_NS_STANZAS))
+        xmppd_session_write(s, f);
+    xmppd_stanza_unref(f);
+}
+
+static void sm_request(sm_sess *ss)
+{
+    if (ss->requested || xmppd_session_detached(ss->s))
+        return;
+    ss->requested = true;
+    sm_send(ss->s, "r", NULL, NULL, NULL, NULL);
+}
+
+/* ---- counting what goes out ----------------------------------------------------------- */
+
+static bool is_stanza(const xmppd_stanza *st)
+{
+    const char *n = xmppd_stanza_name(st);
+    return strcmp(n, "message") == 0 || strcmp(n, "presence") == 0 || strcmp(n, "iq") == 0;
+}
+
+static void sm_count_out(sm_sess *ss, const xmppd_stanza *st)
+{
+    const sm_conf *c = ss->mod->conf;
+    if (sm_push(ss, st) < 0 || (long long)ss->n > c->max_unacked) {
+        xmppd_log(ss->mod->m, XMPPD_LOG_INFO, "%s leaves %zu stanzas unacknowledged: closing",
+                  xmppd_session_jid(ss->s) ? xmppd_session_jid(ss->s)->full : "?", ss->n);
+        xmppd_session_close(ss->s, "policy-violation", "Too many unacknowledged stanzas");
+        return;
+    }
+    if (!ss->resending && ss->n % (size_t)c->request_every == 0)
+        sm_request(ss);
+}
+
+static int sm_on_stanza_out(xmppd_event *ev, void *ud)
+{
+    sm_mod *mod = ud;
+    sm_sess *ss = ev->session ? xmppd_session_get(ev->session, mod->m) : NULL;
+    if (ss)
+        sm_count_out(ss, ev->stanza);
+    return XMPPD_PASS;
+}
+
+static int sm_on_held(xmppd_event *ev, void *ud)
+{
+    sm_mod *mod = ud;
+    sm_sess *ss = xmppd_session_get(ev->session, mod->m);
+    if (ss && is_stanza(ev->stanza))
+        sm_count_out(ss, ev->stanza);
+    return XMPPD_PASS;
+}
+
+/* ---- what comes in ------------------------------------------------------------------------ */
+
+/* The client acknowledged h: everything up to it leaves the queue. */
+static void sm_on_ack(sm_sess *ss, const char *hs)
+{
+    char *end;
+    unsigned long h = hs ? strtoul(hs, &end, 10) : 0;
+    uint32_t got = (uint32_t)h, newly = got - ss->acked, outstanding = ss->sent - ss->acked;
+    if (!hs || !*hs || *end || h > UINT32_MAX || newly > outstanding) {
+        /* XEP-0198 §4: h above what was sent. */
+        char text[96];
+        snprintf(text, sizeof(text), "Acknowledged %s stanzas, %u sent", hs ? hs : "?", ss->sent);
+        xmppd_session_close(ss->s, "undefined-condition", text);
+        return;
+    }
+    sm_drop(ss, newly);
+    ss->acked = got;
+    ss->requested = false;
+}
+
+static void sm_enable(sm_mod *mod, xmppd_session *s, xmppd_stanza *el)
+{
+    if (xmppd_session_get(s, mod->m)) {
+        sm_failed(s, "unexpected-request", NULL);
+        return;
+    }
+    sm_sess *ss = calloc(1, sizeof(*ss));
+    if (!ss) {
+        sm_failed(s, "resource-constraint", NULL);
+        return;
+    }
+    ss->mod = mod;
+    ss->s = xmppd_session_ref(s);
+    const char *resume = xmppd_stanza_attr(el, "resume");
+    ss->resumable = resume && (strcmp(resume, "true") == 0 || strcmp(resume, "1") == 0);
+    ss->timeout = (uint64_t)mod->conf->resume_timeout;
+    const char *max = xmppd_stanza_attr(el, "max");
+    char *end;
+    unsigned long long want = max ? strtoull(max, &end, 10) : 0;
+    if (max && *max && !*end && want > 0)
+        ss->timeout = want * 1000 < (unsigned long long)mod->conf->max_resume
+                          ? want * 1000 : (uint64_t)mod->conf->max_resume;
+    if (ss->resumable && sm_new_id(ss) < 0) {
+        free(ss);
+        xmppd_session_unref(s);
+        sm_failed(s, "resource-constraint", NULL);
+        return;
+    }
+    xmppd_session_set(s, mod->m, ss);
+    if (!ss->resumable) {
+        sm_send(s, "enabled", NULL, NULL, NULL, NULL);
+        return;
+    }
+    char secs[24];
+    snprintf(secs, sizeof(secs), "%llu", (unsigned long long)(ss->timeout / 1000));
+    xmppd_stanza *en = xmppd_stanza_new("enabled", SM_NS);
+    if (en && xmppd_stanza_set_attr(en, "id", ss->id) == 0 &&
+        xmppd_stanza_set_attr(en, "resume", "true") == 0 && xmppd_stanza_set_attr(en, "max", secs) == 0)
+        xmppd_session_write(s, en);
+    xmppd_stanza_unref(en);
+}
+
+/* Every element of a bound stream: stanzas are counted, SM elements are
+ * ours. */
+static int sm_on_stanza_in(xmppd_event *ev, void *ud)
+{
+    sm_mod *mod = ud;
+    xmppd_stanza *el = ev->stanza;
+    sm_sess *ss = xmppd_session_get(ev->session, mod->m);
+    if (strcmp(xmppd_stanza_ns(el), SM_NS) != 0) {
+        if (ss && is_stanza(el))
+            ss->in_h++;
+        return XMPPD_PASS;
+    }
+    const char *name = xmppd_stanza_name(el);
+    if (strcmp(name, "enable") == 0) {
+        sm_enable(mod, ev->session, el);
+    } else if (strcmp(name, "r") == 0 && ss) {
+        sm_send_h(ev->session, "a", ss->in_h, NULL, NULL);
+    } else if (strcmp(name, "a") == 0 && ss) {
+        sm_on_ack(ss, xmppd_stanza_attr(el, "h"));
+    } else if (strcmp(name, "resume") == 0) {
+        sm_failed(ev->session, "unexpected-request", NULL); /* already bound */
+    } else {
+        return XMPPD_PASS; /* not enabled: the kernel ends the stream */
+    }
+    return XMPPD_HANDLED;
+}
+
+/* ---- hibernation and resumption ---------------------------------------------------------- */
+
+static uint64_t sm_expired(void *ud)
+{
+    sm_sess *ss = ud;
+    ss->expiry = NULL; /* freed by the loop as we return 0 */
+    xmppd_log(ss->mod->m, XMPPD_LOG_INFO, "%s was not resumed in time",
+              xmppd_session_jid(ss->s) ? xmppd_session_jid(ss->s)->full : "?");
+    xmppd_session_close(ss->s, NULL, NULL); /* session-closed re-routes the queue */
+    return 0;
+}
+
+static int sm_on_detach(xmppd_event *ev, void *ud)
+{
+    sm_mod *mod = ud;
+    sm_sess *ss = xmppd_session_get(ev->session, mod->m);
+    if (!ss || !ss->resumable)
+        return XMPPD_PASS;
+    ss->requested = false;
+    ss->expiry = xmppd_timer_add(mod->m, ss->timeout, sm_expired, ss);
+    return ss->expiry ? XMPPD_HANDLED : XMPPD_PASS;
+}
+
+/* <resume previd h/> on a new, authenticated, unbound stream. */
+static void sm_resume(sm_mod *mod, xmppd_session *fresh, xmppd_stanza *el)
+{
+    const char *previd = xmppd_stanza_attr(el, "previd"), *hs = xmppd_stanza_attr(el, "h");
+    sm_sess *ss = previd ? sm_lookup(mod, previd) : NULL;
+    const char *user = xmppd_session_user(fresh);
+    /* Someone else's id is as unknown as an expired one. */
+    if (!ss || !user || !xmppd_session_user(ss->s) || strcmp(user, xmppd_session_user(ss->s)) != 0 ||
+        xmppd_session_closed(ss->s)) {
+        sm_failed(fresh, "item-not-found", NULL);
+        return;
+    }
+    char *end;
+    unsigned long h = hs ? strtoul(hs, &end, 10) : 0;
+    uint32_t got = (uint32_t)h;
+    if (!hs || !*hs || *end || h > UINT32_MAX || got - ss->acked > ss->sent - ss->acked) {
+        sm_failed(fresh, "bad-request", &ss->in_h);
+        return;
+    }
+    xmppd_session *s = ss->s;
+    if (xmppd_session_resume(fresh, s) < 0) {
+        sm_failed(fresh, "unexpected-request", NULL);
+        return;
+    }
+    if (ss->expiry) {
+        xmppd_timer_cancel(ss->expiry);
+        ss->expiry = NULL;
+    }
+    sm_drop(ss, got - ss->acked);
+    ss->acked = got;
+    ss->requested = false;
+    sm_send_h(s, "resumed", ss->in_h, "previd", ss->id);
+    /* Everything the client missed, in order, counted again as it goes. */
+    xmppd_stanza **arr = ss->q, **q = ss->q + ss->head;
+    size_t n = ss->n;
+    ss->q = NULL;
+    ss->head = ss->n = ss->cap = 0;
+    ss->sent = ss->acked;
+    ss->resending = true;
+    for (size_t i = 0; i < n; i++) {
+        xmppd_session_write(s, q[i]);
+        xmppd_stanza_unref(q[i]);
+    }
+    ss->resending = false;
+    free(arr);
+    if (ss->n)
+        sm_request(ss);
+    xmppd_log(mod->m, XMPPD_LOG_INFO, "%s resumed (%zu stanzas sent again)",
+              xmppd_session_jid(s) ? xmppd_session_jid(s)->full : "?", n);
+}
+
+static int sm_on_stream_element(xmppd_event *ev, void *ud)
+{
+    sm_mod *mod = ud;
+    xmppd_stanza *el = ev->stanza;
+    if (strcmp(xmppd_stanza_ns(el), SM_NS) != 0)
+        return XMPPD_PASS;
+    const char *name = xmppd_stanza_name(el);
+    if (strcmp(name, "resume") == 0 && xmppd_session_authenticated(ev->session))
+        sm_resume(mod, ev->session, el);
+    else if (strcmp(name, "enable") == 0 && xmppd_session_authenticated(ev->session))
+        sm_failed(ev->session, "unexpected-request", NULL); /* XEP-0198 §3: bind first */
+    else
+        return XMPPD_PASS;
+    return XMPPD_HANDLED;
+}
+
+static int sm_on_features(xmppd_event *ev, void *ud)
+{
+    if (ev->session && xmppd_session_authenticated(ev->session))
+        xmppd_stanza_tag(ev->stanza, "sm", SM_NS);
+    return XMPPD_PASS;
+}
+
+/* ---- the end of a session: nothing unacknowledged is lost ------------------------------------ */
+
+/* §9: what the client never acknowledged. */
+static void sm_reroute(sm_mod *mod, xmppd_session *s, xmppd_stanza *st)
+{
+    const char *name = xmppd_stanza_name(st), *type = xmppd_stanza_attr(st, "type");
+    const xmppd_jid *jid = xmppd_session_jid(s);
+    if (!jid)
+        return;
+    if (strcmp(name, "message") == 0 && (!type || strcmp(type, "chat") == 0 || strcmp(type, "normal") == 0) &&
+        xmppd_stanza_child(st, "body", NULL)) {
+        xmppd_stanza *copy = xmppd_stanza_copy(st);
+        if (copy && xmppd_stanza_set_attr(copy, "to", jid->bare) == 0)
+            xmppd_route(mod->host, copy);
+        xmppd_stanza_unref(copy);
+    } else if (strcmp(name, "iq") == 0 && type && (strcmp(type, "get") == 0 || strcmp(type, "set") == 0)) {
+        xmppd_stanza *e = xmppd_stanza_error_reply(st, NULL, "service-unavailable", NULL);
+        if (e && !xmppd_stanza_attr(e, "from"))
+            xmppd_stanza_set_attr(e, "from", jid->full);
+        if (e && xmppd_stanza_attr(e, "to"))
+            xmppd_route(mod->host, e);
+        xmppd_stanza_unref(e);
+    }
+}
+
+static int sm_on_closed(xmppd_event *ev, void *ud)
+{
+    sm_mod *mod = ud;
+    sm_sess *ss = xmppd_session_get(ev->session, mod->m);
+    if (!ss)
+        return XMPPD_PASS;
+    xmppd_session_set(ev->session, mod->m, NULL);
+    sm_unlist(ss);
+    size_t n = ss->n;
+    for (size_t i = 0; i < n; i++)
+        sm_reroute(mod, ev->session, ss->q[ss->head + i]);
+    if (n)
+        xmppd_log(mod->m, XMPPD_LOG_DEBUG, "%zu unacknowledged stanzas of %s handled again", n,
+                  xmppd_session_jid(ev->session) ? xmppd_session_jid(ev->session)->full : "?");
+    sm_sess_free(ss);
+    return XMPPD_PASS;
+}
+
+/* ---- module ---------------------------------------------------------------------------------- */
+
+static int sm_free_slot(xmppd_session *s, void *ud)
+{
+    sm_mod *mod = ud;
+    sm_sess *ss = xmppd_session_get(s, mod->m);
+    if (ss) {
+        xmppd_session_set(s, mod->m, NULL);
+        sm_sess_free(ss);
+    }
+    return 0;
+}
+
+static void sm_unload(xmppd_module *m)
+{
+    sm_mod *mod = xmppd_module_data(m);
+    if (!mod)
+        return;
+    /* The kernel cancelled the expiry timers; sessions of this host keep
+     * running without stream management (their clients can enable it on
+     * the next connection). */
+    xmppd_host_sessions(mod->host, sm_free_slot, mod);
+    free(mod);
+    xmppd_module_set_data(m, NULL);
+}
+
+static int sm_load(xmppd_module *m, const void *conf)
+{
+    sm_mod *mod = calloc(1, sizeof(*mod));
+    if (!mod)
+        return -1;
+    mod->m = m;
+    mod->conf = conf;
+    mod->host = xmppd_module_host(m);
+    xmppd_module_set_data(m, mod);
+    /* Counting comes before every other module sees a stanza: a stanza a
+     * guard drops was still received. */
+    if (xmppd_hook(m, "stanza-in", sm_on_stanza_in, XMPPD_PRIO_GUARD + 200, mod) < 0 ||
+        xmppd_hook(m, "stream-element", sm_on_stream_element, XMPPD_PRIO_DEFAULT, mod) < 0 ||
+        xmppd_hook(m, "stream-features", sm_on_features, XMPPD_PRIO_DEFAULT, mod) < 0 ||
+        xmppd_hook(m, "stanza-out", sm_on_stanza_out, XMPPD_PRIO_DEFAULT, mod) < 0 ||
+        xmppd_hook(m, "session-held", sm_on_held, XMPPD_PRIO_DEFAULT, mod) < 0 ||
+        xmppd_hook(m, "session-detach", sm_on_detach, XMPPD_PRIO_DEFAULT, mod) < 0 ||
+        xmppd_hook(m, "session-closed", sm_on_closed, XMPPD_PRIO_DEFAULT, mod) < 0 ||
+        xmppd_disco_feature(m, SM_NS) < 0) {
+        free(mod);
+        xmppd_module_set_data(m, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+XMPPD_MODULE(smacks,
+    .version = "1.0",
+    .summary = "XEP-0198 stream management: acknowledgements, hibernation and resumption",
+    .specs = (const char *const[]){ "XEP-0198", NULL },
+    .options = sm_options,
+    .conf_size = sizeof(sm_conf),
+    .load = sm_load,
+    .unload = sm_unload);
