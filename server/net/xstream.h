@@ -43,6 +43,7 @@ struct bufferevent;
 struct event;
 
 #define XSTREAM_CLOSE_GRACE_MS 5000
+#define XSTREAM_DRAIN_MAX (256 * 1024) /* unread input discarded at close */
 
 typedef struct xstream_ops {
     const char *default_ns; /* serialisation: jabber:client, jabber:server, ... */
