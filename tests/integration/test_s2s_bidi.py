@@ -12,6 +12,7 @@ other (issue 11.1).
 import os
 import re
 import signal
+import time
 
 import pytest
 
@@ -84,6 +85,12 @@ def test_xep0288_slow_reader_on_a_bidirectional_stream(tmp_path_factory):
         assert growth < RSS_SLACK, "RSS grew by %d bytes" % growth
         assert re.search(r"s2s-in: a\.example .*stream error policy-violation", log), log[-3000:]
         user.close()
+        # A reads its backlog before it is stopped (its shutdown would
+        # otherwise wait for streams still full of what B sent)
+        deadline = time.monotonic() + scaled(20)
+        while not re.search(r"s2s-in: a\.example .*stream closed", b_srv.read_log()):
+            assert time.monotonic() < deadline, "B never finished closing the stream"
+            time.sleep(0.1)
     finally:
         stop_pair(pair)
 
