@@ -74,7 +74,8 @@ $listeners
   ],
   "modules": {
     "storage_sqlite": { "path": "xmppd.sqlite" },
-    "auth_internal": {}
+    "auth_internal": {},
+    "limits": {}
   },
   "hosts": {
     "localhost": {}

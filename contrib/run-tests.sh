@@ -66,9 +66,9 @@ pass_step() { PASSED=$((PASSED + 1)); }
 PACKAGES="build-essential autoconf automake libtool pkg-config libxml2-dev libssl-dev
 libjansson-dev libevent-dev libc-ares-dev libidn-dev libyajl-dev libsqlite3-dev libpcre2-dev libcmocka-dev libpq-dev
 python3-pytest python3-slixmpp openssl clang libclang-rt-dev postgresql libcrypt-dev
-prosody lua-unbound"  # the federation peer of test_s2s_prosody.py; it resolves through
-# libunbound pointed at the test DNS fixture (a Recommends of prosody, and we install
-# without recommends)
+prosody lua-unbound ejabberd"  # the federation peers of test_s2s_prosody.py and
+# test_s2s_ejabberd.py; Prosody resolves through libunbound pointed at the test DNS
+# fixture (a Recommends of prosody, and we install without recommends)
 
 ensure_packages() {
     local missing=() p
@@ -88,7 +88,9 @@ ensure_packages() {
         return 1
     fi
     say "installing ${missing[*]}"
-    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+    # RUNLEVEL=1: the packages' services (ejabberd, prosody, postgresql) are not
+    # started; the tests run private instances of each.
+    apt-get update && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
 ensure_packages || { echo "0 passed, 1 failed (missing packages)"; exit 1; }

@@ -139,13 +139,16 @@ int main(int argc, char **argv)
     } else {
         rc = 1;
     }
-    /* Streams get <system-shutdown/>, then modules unload (storage flushes). */
+    /* No new connections (a peer server would otherwise open a stream while
+     * ours close and hold the shutdown until its negotiation times out);
+     * streams get <system-shutdown/>, then modules unload (storage
+     * flushes). */
+    listeners_stop();
     control_stop();
     c2s_shutdown_all();
     session_shutdown_all();
     component_shutdown_all();
     s2s_shutdown_all();
-    listeners_stop();
     xmppd_config *cfg = g_server.cfg;
     modules_stop();
     tls_stop();

@@ -139,7 +139,7 @@ bool bind2_bind(c2s_conn *c, xmppd_stanza *bind, xmppd_stanza *success)
         cond = c2s_bind(c, resource, bind, fire_inline, &x);
     if (cond) {
         /* The client can still bind the RFC 6120 way: the features say so. */
-        log_kernel("c2s", XMPPD_LOG_INFO, "%s: Bind2 refused (%s)", c->s->ip, cond);
+        log_kernel("c2s", XMPPD_LOG_INFO, "%s: Bind2 refused (%s)", c->s->tag, cond);
         if (bound)
             xmppd_stanza_remove(success, bound);
     }

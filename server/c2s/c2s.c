@@ -111,8 +111,10 @@ void c2s_close(c2s_conn *c, const char *condition, const char *text)
     c->s->closing = true;
     xstream_close(&c->x, condition, text);
     if (condition)
-        log_kernel("c2s", XMPPD_LOG_INFO, "%s: stream error %s%s%s", c->s->ip, condition,
+        log_kernel("c2s", XMPPD_LOG_INFO, "%s: stream error %s%s%s", c->s->tag, condition,
                    text ? ": " : "", text ? text : "");
+    else
+        log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: closing the stream cleanly", c->s->tag);
     c->state = C2S_CLOSING;
 }
 
@@ -121,6 +123,8 @@ static void s_teardown(c2s_conn *c)
 {
     if (c->state == C2S_CLOSED)
         return;
+    log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: connection closed (%s)", c->s->tag,
+               c->state == C2S_CLOSING ? "after the closing handshake" : "dropped without one");
     c->state = C2S_CLOSED;
     streams_remove(c);
     if (c->delay)
@@ -196,6 +200,17 @@ static const session_transport c2s_transport = {
 
 /* ---- stream header --------------------------------------------------------- */
 
+/* RFC 6120 §4.7.4: the language the client declared for its stream, kept
+ * when it has the shape of a language tag (letters, digits, '-'). */
+static void set_stream_lang(c2s_conn *c, const char *lang)
+{
+    size_t n = lang ? strspn(lang, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") : 0;
+    if (!lang || n == 0 || lang[n] || n >= sizeof(c->lang))
+        c->lang[0] = '\0';
+    else
+        memcpy(c->lang, lang, n + 1);
+}
+
 static int on_header(void *ud, const xs_header *h)
 {
     c2s_conn *c = ud;
@@ -227,6 +242,7 @@ static int on_header(void *ud, const xs_header *h)
         c2s_close(c, "unsupported-version", NULL);
         return 1;
     }
+    set_stream_lang(c, h->lang);
     send_header(c);
     c->state = C2S_OPEN;
     c2s_send_features(c);
@@ -337,7 +353,7 @@ const char *c2s_bind(c2s_conn *c, const char *resource, xmppd_stanza *request,
     xstream_stop_timer(&c->x); /* negotiation finished in time */
     if (done)
         done(c, ud);
-    log_kernel("c2s", XMPPD_LOG_INFO, "%s: bound %s", c->s->ip, jid->full);
+    log_kernel("c2s", XMPPD_LOG_INFO, "%s: bound %s", c->s->tag, jid->full);
     xmppd_notify(c->s->host, "resource-bound", c->s, NULL);
     return NULL;
 }
@@ -453,8 +469,11 @@ static void handle_bound(c2s_conn *c, xmppd_stanza *el)
         answer_session_iq(c, el);
         return;
     }
-    /* RFC 6120 §8.1.2.1: the server stamps the full JID of the session. */
+    /* RFC 6120 §8.1.2.1: the server stamps the full JID of the session;
+     * §8.1.5: and the stream's language on a stanza that declares none. */
     xmppd_stanza_set_attr(el, "from", c->s->jid->full);
+    if (c->lang[0] && !xmppd_stanza_attr(el, "xml:lang"))
+        xmppd_stanza_set_attr(el, "xml:lang", c->lang);
     router_from_client(c->s, el);
 }
 
@@ -523,8 +542,8 @@ static void on_event(void *arg, struct bufferevent *bev, short what)
     c2s_conn *c = arg;
     if (what & BEV_EVENT_CONNECTED)
         return;
-    if (what & BEV_EVENT_ERROR)
-        log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: connection error", c->s->ip);
+    log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: %s", c->s->tag,
+               what & BEV_EVENT_ERROR ? "connection error" : "the client closed the connection");
     /* EOF or error: nothing can be written any more. */
     s_teardown(c);
 }
@@ -536,7 +555,10 @@ static void on_negotiation_timeout(void *arg)
 
 static void on_close(void *arg, const char *condition, const char *text)
 {
-    c2s_close(arg, condition, text);
+    c2s_conn *c = arg;
+    if (!condition) /* the peer's </stream:stream> (our own reasons have one) */
+        log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: the client closed the stream", c->s->tag);
+    c2s_close(c, condition, text);
 }
 
 static void on_send_header(void *arg)

@@ -64,6 +64,7 @@ typedef struct c2s_conn {
                                  * timeout, then the close check */
     struct event *delay;        /* delayed SASL failure */
     char stream_id[24];
+    char lang[36];              /* the client's header xml:lang (BCP 47), or "" */
     char *stream_from;          /* the last header's 'from', or NULL */
     bool direct_tls;
     bool starttls_pending;      /* <proceed/> sent: discard input, start TLS */

@@ -154,6 +154,15 @@ static void on_failure_delay(evutil_socket_t fd, short what, void *arg)
     free(d);
 }
 
+/* The full name of the mechanism in progress, for the debug log. */
+static void mech_name(const c2s_conn *c, char out[32])
+{
+    if (c->mech && strncmp(c->mech, "SCRAM", 5) == 0)
+        snprintf(out, 32, "%s%s", xmppd_hash_scram_name(c->scram_hash), c->mech + 5);
+    else
+        snprintf(out, 32, "%s", c->mech ? c->mech : "?");
+}
+
 /* Failed credentials slow the stream down (the delay doubles per failure),
  * so guessing passwords over one stream is slow. */
 void sasl_fail_text(c2s_conn *c, const char *cond, const char *text)
@@ -161,6 +170,8 @@ void sasl_fail_text(c2s_conn *c, const char *cond, const char *text)
     bool credential = strcmp(cond, SASL_NOT_AUTHORIZED) == 0 || strcmp(cond, SASL_INVALID_AUTHZID) == 0 ||
                       strcmp(cond, SASL_CREDENTIALS_EXPIRED) == 0;
     bool sasl2 = c->sasl2;
+    char mech[32];
+    mech_name(c, mech);
     sasl_reset(c);
     c->sasl2 = false;
     if (!credential) {
@@ -168,8 +179,9 @@ void sasl_fail_text(c2s_conn *c, const char *cond, const char *text)
         return;
     }
     c->auth_failures++;
-    log_kernel("c2s", XMPPD_LOG_INFO, "%s: authentication failed (%s) on %s", c->s->ip, cond,
+    log_kernel("c2s", XMPPD_LOG_INFO, "%s: authentication failed (%s) on %s", c->s->tag, cond,
                c->s->host->name);
+    log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: SASL mechanism %s", c->s->tag, mech);
     /* Per-address counting and policies (data NULL: no secret is passed). */
     xmppd_notify(c->s->host, "auth-failure", c->s, NULL);
     if (c->state == C2S_CLOSING || c->state == C2S_CLOSED)
@@ -201,8 +213,11 @@ void sasl_succeed(c2s_conn *c, const char *user, const unsigned char *extra, siz
     free(c->s->user);
     c->s->user = strdup(user);
     c->s->authenticated = c->s->user != NULL;
-    log_kernel("c2s", XMPPD_LOG_INFO, "%s: authenticated as %s@%s%s", c->s->ip, user,
+    char mech[32];
+    mech_name(c, mech);
+    log_kernel("c2s", XMPPD_LOG_INFO, "%s: authenticated as %s@%s%s", c->s->tag, user,
                c->s->host->name, c->sasl2 ? " (SASL2)" : "");
+    log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: SASL mechanism %s", c->s->tag, mech);
     if (c->sasl2) {
         /* The request stays until <success/> is built. */
         scram_server_free(c->scram);

@@ -316,7 +316,7 @@ static void on_records(int status, json_t *records, void *ud)
         return;
     }
     if (c->req->has_count && (int64_t)c->req->count <= slot_int(slot, "count")) {
-        log_kernel("c2s", XMPPD_LOG_WARN, "%s: FAST login of %s replayed (count %llu)", c->s->ip,
+        log_kernel("c2s", XMPPD_LOG_WARN, "%s: FAST login of %s replayed (count %llu)", c->s->tag,
                    j->user, (unsigned long long)c->req->count);
         job_fail(j, SASL_NOT_AUTHORIZED, "The count was used before");
         return;
@@ -432,7 +432,7 @@ void fast_finish(c2s_conn *c, void (*next)(c2s_conn *c))
     c2s_pause_input(c);
     if (fast_records_acquire(c->s->host, j->user, on_records_for_issue, j) < 0) {
         log_kernel("c2s", XMPPD_LOG_INFO, "%s: no FAST token for %s: another login holds its "
-                   "tokens", c->s->ip, j->user);
+                   "tokens", c->s->tag, j->user);
         c->sasl_busy = false;
         job_free(j);
         next(c);

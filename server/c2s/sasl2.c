@@ -92,7 +92,7 @@ static void handle_authenticate(c2s_conn *c, xmppd_stanza *el)
         return;
     }
     if (r->software || r->device)
-        log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: SASL2 client \"%s\" on \"%s\"", c->s->ip,
+        log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: SASL2 client \"%s\" on \"%s\"", c->s->tag,
                    r->software ? r->software : "", r->device ? r->device : "");
     if (fast)
         fast_begin(c, r->mechanism);

@@ -480,6 +480,8 @@ static void kernel_specs(spec_list *sl)
             spec_add(sl, "XEP-0368", KERNEL); /* direct TLS */
         if (l->type == LISTEN_COMPONENT)
             spec_add(sl, "XEP-0114", KERNEL); /* external components */
+        if (l->type == LISTEN_S2S && cfg->s2s.bidi)
+            spec_add(sl, "XEP-0288", KERNEL); /* bidirectional s2s streams */
     }
 }
 

@@ -162,6 +162,14 @@ static const xmppd_option s2s_fields[] = {
       .doc = "time per connection attempt until the stream is authenticated" },
     { "max_queue", XMPPD_OPT_INT, OFF(s2s_conf, max_queue), "1000", 1, 1000000,
       .doc = "stanzas queued for a remote domain while its stream is set up" },
+    { "bidi", XMPPD_OPT_BOOL, OFF(s2s_conf, bidi), "true",
+      .doc = "XEP-0288: one stream carries stanzas both ways when the peer agrees (offered on "
+             "incoming streams, asked for on outgoing ones)" },
+    { "retry_delay", XMPPD_OPT_DURATION, OFF(s2s_conf, retry_delay), "2s", 0, 3600000,
+      .doc = "after a failed attempt to reach a domain, its stanzas are bounced at once for "
+             "this long (then twice as long after each further failure); 0: retry at once" },
+    { "max_retry_delay", XMPPD_OPT_DURATION, OFF(s2s_conf, max_retry_delay), "5m", 0, 86400000LL,
+      .doc = "longest wait between attempts to reach a failing domain" },
     { "dialback_secret", XMPPD_OPT_STRING, OFF(s2s_conf, dialback_secret), NULL, .min = 16,
       .flags = XMPPD_OPT_SECRET,
       .doc = "dialback key secret (XEP-0185), shared by a cluster; default: random per start" },
@@ -182,6 +190,9 @@ const xmppd_option config_options[] = {
              "($(pkglibdir), e.g. /usr/local/lib/xmppd)" },
     { "storage", XMPPD_OPT_STRING, OFF(xmppd_config, storage), "sqlite", .min = 1,
       .doc = "storage driver every store uses (a loaded storage module provides it)" },
+    { "storage_timeout", XMPPD_OPT_DURATION, OFF(xmppd_config, storage_timeout), "30s", 0, 3600000,
+      .doc = "a storage operation the driver has not answered by then is answered as failed "
+             "(a write may still be carried out later); 0: wait forever" },
     { "control_socket", XMPPD_OPT_JSON, OFF(xmppd_config, control_socket_given), NULL,
       .doc = "Unix socket xmppctl talks to (mode 0600), or false for none; default: "
              "DATA_DIR/xmppd.sock" },

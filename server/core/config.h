@@ -75,6 +75,9 @@ typedef struct s2s_conf {
     long long idle_timeout;       /* ms */
     long long connect_timeout;    /* ms per connection attempt until authenticated */
     long long max_queue;          /* stanzas queued per remote domain while connecting */
+    bool bidi;                    /* XEP-0288: offer and use bidirectional streams */
+    long long retry_delay;        /* ms: first back-off after a failed attempt; 0: none */
+    long long max_retry_delay;    /* ms: the back-off doubles up to this */
     const char *dialback_secret;  /* NULL: random per start; never logged */
     const json_t *routes_given;   /* "routes" as configured: domain -> "host:port" */
     const char *const *dns_given; /* "dns_servers" as configured */
@@ -116,6 +119,7 @@ typedef struct xmppd_config {
     const char *const *module_path_given;
     const char *const *module_path; /* absolute, NULL-terminated */
     const char *storage;   /* storage driver name */
+    long long storage_timeout; /* ms: storage calls answered ERROR by then; 0: none */
     const json_t *control_socket_given;
     const char *control_socket; /* Unix socket for xmppctl, absolute; NULL: none */
     c2s_conf c2s;

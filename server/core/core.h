@@ -200,5 +200,10 @@ void log_kernel(const char *tag, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Opens/reopens the log destination (SIGHUP); level applies at once. */
 int log_open(const char *file, int level);
+/* "IP #N" into out: the address of a new connection with a number unique in
+ * this process, so that the log lines of one connection (stream, session,
+ * closing) can be told from those of others from the same address. */
+#define LOG_CONN_TAG_MAX 72
+void log_conn_tag(char out[LOG_CONN_TAG_MAX], const char *ip);
 
 #endif

@@ -42,6 +42,15 @@ void conn_ip_release(const char *ip)
         strmap_put(per_ip, ip, (void *)(n - 1));
 }
 
+void net_nodelay(int fd)
+{
+    /* XMPP is request/answer with small writes (a TLS record, a stanza):
+     * Nagle would hold one back until the peer's delayed ACK, ~40 ms. */
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 static listener_accept_fn acceptors[LISTEN_COMPONENT + 1];
 
 void listener_set_acceptor(enum listener_type type, listener_accept_fn fn)
@@ -53,12 +62,8 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
                       int socklen, void *arg)
 {
     struct listener *l = arg;
-    /* Writes are already batched per loop turn; Nagle would only hold the
-     * tail of a large answer (a MAM page spans several TLS records) until
-     * the peer's delayed ACK, 40 ms later. */
-    int one = 1;
     if (sa->sa_family != AF_UNIX)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        net_nodelay(fd);
     acceptors[l->conf.type](fd, sa, socklen, l->conf.tls == LISTEN_TLS_DIRECT);
 }
 

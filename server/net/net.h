@@ -44,6 +44,8 @@ void listener_set_acceptor(enum listener_type type, listener_accept_fn fn);
  * 0, or -1 with a one-line message in err. */
 int listeners_start(const xmppd_config *cfg, char *err, size_t errlen);
 void listeners_stop(void);
+/* TCP_NODELAY on a stream socket (every accepted and outgoing one). */
+void net_nodelay(int fd);
 /* Connection accounting per IP (limits.connections_per_ip). */
 bool conn_ip_acquire(const char *ip);
 void conn_ip_release(const char *ip);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "net/xstream.h"
 
@@ -106,9 +107,28 @@ void xstream_stop_timer(xstream *x)
     x->timer = NULL;
 }
 
+/* Reads and discards what the peer sent after we stopped reading (at most
+ * XSTREAM_DRAIN_MAX bytes): closing a socket with unread input makes the
+ * kernel send a reset instead of a FIN, and the reset destroys what we
+ * wrote last (the stream error that says why) before the peer reads it. */
+static void drain_unread(xstream *x)
+{
+    evutil_socket_t fd = bufferevent_getfd(x->bev);
+    char buf[16384];
+    size_t total = 0;
+    while (fd >= 0 && total < XSTREAM_DRAIN_MAX) {
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n <= 0)
+            break;
+        total += (size_t)n;
+    }
+}
+
 void xstream_release(xstream *x)
 {
     xstream_stop_timer(x);
+    if (x->bev && x->closing)
+        drain_unread(x);
     if (x->bev)
         bufferevent_free(x->bev); /* the SSL and the socket too */
     x->bev = NULL;
@@ -148,10 +168,26 @@ int xstream_queue(xstream *x, const xmppd_stanza *st, size_t *len_r)
     return 0;
 }
 
+/* Bytes still queued below the TLS filter (in the socket bufferevent). */
+static size_t pending_below(xstream *x)
+{
+    struct bufferevent *under = bufferevent_get_underlying(x->bev);
+    return under ? evbuffer_get_length(bufferevent_get_output(under)) : 0;
+}
+
+size_t xstream_backlog(xstream *x)
+{
+    if (!x->bev)
+        return 0;
+    /* A STARTTLS filter encrypts whatever it is given into the socket
+     * bufferevent below it, so a reader that stopped leaves its bytes there,
+     * not above: both count. */
+    return evbuffer_get_length(bufferevent_get_output(x->bev)) + pending_below(x);
+}
+
 void xstream_check_backlog(xstream *x)
 {
-    if (x->bev && evbuffer_get_length(bufferevent_get_output(x->bev)) >
-                      (size_t)g_server.cfg->limits.max_send_buffer)
+    if (!x->closing && xstream_backlog(x) > (size_t)g_server.cfg->limits.max_send_buffer)
         x->ops->close(x->owner, "policy-violation", "Too much data queued for a slow reader");
 }
 
@@ -171,21 +207,13 @@ void xstream_write_features(xstream *x, const xmppd_stanza *f)
 
 /* ---- closing ------------------------------------------------------------------- */
 
-/* Bytes still queued below the TLS filter (in the socket bufferevent). */
-static size_t pending_below(xstream *x)
-{
-    struct bufferevent *under = bufferevent_get_underlying(x->bev);
-    return under ? evbuffer_get_length(bufferevent_get_output(under)) : 0;
-}
-
 static void on_close_check(evutil_socket_t fd, short what, void *arg);
 
 /* Tear down once everything we queued reached the socket, or when the grace
  * period ends (a peer that stopped reading cannot hold the stream). */
 static void close_when_flushed(xstream *x)
 {
-    if (!x->bev ||
-        (evbuffer_get_length(bufferevent_get_output(x->bev)) == 0 && pending_below(x) == 0) ||
+    if (!x->bev || xstream_backlog(x) == 0 ||
         xmppd_now_ms() >= x->close_deadline) {
         x->ops->teardown(x->owner);
         return;

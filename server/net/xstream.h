@@ -43,6 +43,7 @@ struct bufferevent;
 struct event;
 
 #define XSTREAM_CLOSE_GRACE_MS 5000
+#define XSTREAM_DRAIN_MAX (256 * 1024) /* unread input discarded at close */
 
 typedef struct xstream_ops {
     const char *default_ns; /* serialisation: jabber:client, jabber:server, ... */
@@ -90,8 +91,11 @@ void xstream_write_raw(xstream *x, const char *data, size_t len);
  * output buffer (no copy). 0, or -1 when nothing was queued (closing,
  * released, OOM). *len_r (may be NULL) gets the serialised size. */
 int xstream_queue(xstream *x, const xmppd_stanza *st, size_t *len_r);
+/* Bytes queued and not yet taken by the socket: the output buffer and,
+ * under a STARTTLS filter, the socket bufferevent's output below it. */
+size_t xstream_backlog(xstream *x);
 /* After a queue: more than limits.max_send_buffer waiting for a slow
- * reader closes the stream with policy-violation (through ops->close). */
+ * reader (xstream_backlog) closes the stream with policy-violation (through ops->close). */
 void xstream_check_backlog(xstream *x);
 /* xstream_queue, then xstream_check_backlog. */
 void xstream_write(xstream *x, const xmppd_stanza *st);

@@ -361,10 +361,13 @@ class RawClient:
     """A blocking XMPP client socket that shows exactly what the server sends."""
 
     def __init__(self, port, host="127.0.0.1", domain="localhost", direct_tls=False,
-                 timeout=None):
+                 timeout=None, source=None):
+        """source: local address to connect from (another loopback address
+        such as 127.0.0.2 is a different client address to the server)."""
         self.port, self.host, self.domain = port, host, domain
         self.timeout = timeout or DEFAULT_TIMEOUT
-        self.sock = socket.create_connection((host, port), timeout=self.timeout)
+        self.sock = socket.create_connection((host, port), timeout=self.timeout,
+                                             source_address=(source, 0) if source else None)
         self.raw = bytearray()        # every byte received, across TLS upgrades
         self.reader = StreamReader()
         self.eof = False
