@@ -55,6 +55,7 @@ typedef struct c2s_conn {
     struct event *delay;        /* delayed SASL failure */
     char stream_id[24];
     bool direct_tls;
+    bool counted_ip;            /* holds a connection of its address (TCP; carriers count theirs) */
     bool starttls_pending;      /* <proceed/> sent: discard input, start TLS */
 
     /* SASL in progress */
@@ -138,13 +139,12 @@ static void c2s_write(c2s_conn *c, const xmppd_stanza *st)
 static void send_header(c2s_conn *c)
 {
     char buf[512];
+    const char *from = c->s->host ? c->s->host->name : NULL;
     int n = snprintf(buf, sizeof(buf),
                      "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
                      "xmlns:stream='" NS_STREAM "' id='%s'%s%s%s version='1.0' xml:lang='en'>",
-                     c->stream_id, c->s->host ? " from='" : "", c->s->host ? c->s->host->name : "",
-                     c->s->host ? "'" : "");
-    write_raw(c, buf, (size_t)n);
-    c->x.header_sent = true;
+                     c->stream_id, from ? " from='" : "", from ? from : "", from ? "'" : "");
+    xstream_send_header(&c->x, buf, (size_t)n, c->stream_id, from);
 }
 
 /* ---- closing ------------------------------------------------------------- */
@@ -174,7 +174,8 @@ static void s_teardown(c2s_conn *c)
     xstream_release(&c->x);
     scram_server_free(c->scram);
     c->scram = NULL;
-    conn_ip_release(c->s->ip);
+    if (c->counted_ip)
+        conn_ip_release(c->s->ip);
     session_detach(c->s);
     conn_unref(c);
 }
@@ -258,9 +259,11 @@ static int on_header(void *ud, const xs_header *h)
 
 /* ---- features ---------------------------------------------------------------- */
 
+/* Never on carried streams: WebSocket and BOSH have TLS below HTTP or
+ * none (RFC 7395 §3.7, XEP-0206 §4). */
 static bool tls_available(const c2s_conn *c)
 {
-    return !c->s->secure && c->s->host && c->s->host->ssl_ctx;
+    return !c->s->secure && c->s->host && c->s->host->ssl_ctx && !c->x.carrier;
 }
 
 static bool cb_available(c2s_conn *c, const char *type)
@@ -443,7 +446,7 @@ static void sasl_fail(c2s_conn *c, const char *cond)
     }
     d->c = c;
     d->cond = cond;
-    bufferevent_disable(c->x.bev, EV_READ);
+    xstream_pause_input(&c->x);
     struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
     evtimer_add(c->delay, &tv);
 }
@@ -456,8 +459,7 @@ static void sasl_succeed(c2s_conn *c, const char *user, const unsigned char *ext
     sasl_reset(c);
     sasl_send(c, "success", extra, len);
     c->state = C2S_HEADER;
-    c->x.header_sent = false;
-    xs_reset(c->x.parser);
+    xstream_restart(&c->x);
     log_kernel("c2s", XMPPD_LOG_INFO, "%s: authenticated as %s@%s", c->s->ip, user, c->s->host->name);
     xmppd_notify(c->s->host, "auth-success", c->s, (void *)user);
 }
@@ -530,7 +532,7 @@ static void sasl_plain(c2s_conn *c, const unsigned char *msg, size_t len)
             user = NULL;
             c->sasl_busy = true;
             /* No more input until the provider answers: keeps order simple. */
-            bufferevent_disable(c->x.bev, EV_READ);
+            xstream_pause_input(&c->x);
             xmppd_auth_verify_plain(NULL, c->s->host, r->user, pass, on_plain_verified, r);
         }
     }
@@ -600,7 +602,7 @@ static void sasl_scram_first(c2s_conn *c, const unsigned char *msg, size_t len)
     free(c->pending_authzid);
     c->pending_authzid = node; /* the account, confirmed at the final step */
     c->sasl_busy = true;
-    bufferevent_disable(c->x.bev, EV_READ);
+    xstream_pause_input(&c->x);
     xmppd_auth_get_scram(NULL, c->s->host, node, c->scram_hash, on_scram_keys, conn_ref(c));
 }
 
@@ -865,6 +867,11 @@ static int on_element(void *ud, xmppd_stanza *el)
         handle_bound(c, el);
     else if (c->state == C2S_OPEN)
         stop = handle_negotiation(c, el);
+    else if (c->state == C2S_HEADER)
+        /* Only a carried stream can send an element before its header (a
+         * WebSocket message before <open/>): as a socket stream whose
+         * first element is not stream:stream. */
+        c2s_close(c, "invalid-namespace", NULL);
     xmppd_stanza_unref(el);
     return stop || c->state == C2S_CLOSING || c->state == C2S_CLOSED;
 }
@@ -887,8 +894,7 @@ static void resume_input(c2s_conn *c)
 {
     if (c->state != C2S_OPEN && c->state != C2S_HEADER)
         return;
-    bufferevent_enable(c->x.bev, EV_READ);
-    process_input(c);
+    xstream_resume_input(&c->x);
 }
 
 static bool readable(void *arg)
@@ -968,6 +974,7 @@ void c2s_accept(int fd, const struct sockaddr *sa, int socklen, bool direct_tls)
         return;
     }
     c->refs = 1;
+    c->counted_ip = true;
     evutil_make_socket_nonblocking(fd);
     struct bufferevent *bev;
     if (direct_tls) {
@@ -991,6 +998,30 @@ void c2s_accept(int fd, const struct sockaddr *sa, int socklen, bool direct_tls)
     streams_add(c);
     if (fake_secret[0] == 0 && fake_secret[1] == 0)
         xmppd_random(fake_secret, sizeof(fake_secret));
+}
+
+xstream *c2s_open_carried(const xstream_carrier *car, void *cud, const char *ip, bool secure,
+                          SSL *ssl)
+{
+    c2s_conn *c = calloc(1, sizeof(*c));
+    if (!c || !(c->s = session_new(&c2s_transport, c, ip))) {
+        free(c);
+        return NULL;
+    }
+    c->refs = 1;
+    c->s->secure = secure;
+    if (xstream_open_carrier(&c->x, &stream_ops, c, car, cud, secure ? ssl : NULL,
+                             g_server.cfg->limits.negotiation_timeout) < 0) {
+        c->x.carrier = NULL; /* the carrier learns of the failure from NULL */
+        xstream_release(&c->x);
+        session_detach(c->s);
+        conn_unref(c);
+        return NULL;
+    }
+    streams_add(c);
+    if (fake_secret[0] == 0 && fake_secret[1] == 0)
+        xmppd_random(fake_secret, sizeof(fake_secret));
+    return &c->x;
 }
 
 void c2s_shutdown_all(void)
