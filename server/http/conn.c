@@ -214,7 +214,8 @@ static int op_start(void *conn, xmppd_http_request *req, int status, const char 
     if (!c->msg_done && !c->answered_early) {
         /* Answered before the body was read: read the rest only when it is small. */
         c->answered_early = true;
-        long long left = c->parser.content_length == ULLONG_MAX ? LLONG_MAX
+        /* No Content-Length and not chunked: no body (RFC 7230 §3.3.3). */
+        long long left = c->parser.content_length == ULLONG_MAX ? 0
                                                                 : (long long)c->parser.content_length;
         if ((c->parser.flags & F_CHUNKED) || left > DISCARD_MAX)
             c->keep_alive = false;

@@ -40,7 +40,8 @@ struct ws_conn {
     struct event *ping;
     uint64_t last_rx;        /* monotonic ms of the last frame received */
     bool ping_out;           /* a ping is unanswered */
-    bool closing;            /* our close frame is queued */
+    bool closing;            /* our close frame is queued (or waits, close_code) */
+    uint16_t close_code;     /* a close frame to send once the messages before it are out */
     bool in_recv;            /* inside wslay_event_recv: flush and lose after it */
     bool lost;               /* the stream is to be dropped once out of wslay */
     bool freed;              /* resources gone; the struct lives while refs > 0 */
@@ -159,19 +160,32 @@ static void ws_queue_text(ws_conn *w, const char *text, size_t len)
         ws_flush(w);
 }
 
+/* A close frame with a reason goes out at once (a failed connection);
+ * a normal one after the messages queued before it (wslay sends control
+ * frames first). */
 static void ws_close_frame(ws_conn *w, uint16_t code, const char *reason)
 {
     if (w->closing)
         return;
     w->closing = true;
-    wslay_event_queue_close(w->ctx, code, (const uint8_t *)reason, reason ? strlen(reason) : 0);
+    if (reason || code != WSLAY_CODE_NORMAL_CLOSURE)
+        wslay_event_queue_close(w->ctx, code, (const uint8_t *)reason, reason ? strlen(reason) : 0);
+    else
+        w->close_code = code;
     ws_flush(w);
 }
 
 static void ws_flush(ws_conn *w)
 {
-    if (w->ctx && !w->in_recv && wslay_event_want_write(w->ctx))
+    if (!w->ctx || w->in_recv)
+        return;
+    if (wslay_event_want_write(w->ctx))
         wslay_event_send(w->ctx);
+    if (w->close_code && wslay_event_get_queued_msg_count(w->ctx) == 0) {
+        wslay_event_queue_close(w->ctx, w->close_code, NULL, 0);
+        w->close_code = 0;
+        wslay_event_send(w->ctx);
+    }
 }
 
 /* ---- the carrier (what c2s writes) --------------------------------------------------------- */
@@ -347,7 +361,7 @@ static void ws_done_if_flushed(ws_conn *w)
     if (w->freed)
         return;
     bool out_empty = evbuffer_get_length(bufferevent_get_output(w->bev)) == 0 &&
-                     !wslay_event_want_write(w->ctx);
+                     !wslay_event_want_write(w->ctx) && !w->close_code;
     if (!out_empty)
         return;
     if (w->x && w->closing)
