@@ -36,6 +36,7 @@ struct ws_conn {
     xstream *x;              /* the c2s stream; NULL once it released us */
     xs_parser *parser;       /* the messages, inside a synthetic root */
     unsigned elements;       /* complete elements of the message being parsed */
+    xmppd_stanza *el;        /* its first one */
     const char *error;       /* the parser's condition for the message */
     struct event *ping;
     uint64_t last_rx;        /* monotonic ms of the last frame received */
@@ -43,6 +44,7 @@ struct ws_conn {
     bool closing;            /* our close frame is queued (or waits, close_code) */
     uint16_t close_code;     /* a close frame to send once the messages before it are out */
     bool in_recv;            /* inside wslay_event_recv: flush and lose after it */
+    bool lingering;          /* our close is out: reading until the peer's, briefly */
     bool lost;               /* the stream is to be dropped once out of wslay */
     bool freed;              /* resources gone; the struct lives while refs > 0 */
     int refs;                /* 1 for the connection + callbacks running */
@@ -254,14 +256,22 @@ static const xstream_carrier ws_carrier = {
 
 /* ---- messages in ------------------------------------------------------------------------------ */
 
+/* The parser's element of the current message: kept until the message
+ * is known to hold exactly this one. */
 static int on_stream_element(void *ud, xmppd_stanza *el)
 {
     ws_conn *w = ud;
-    w->elements++;
-    if (w->elements > 1) {
-        xmppd_stanza_unref(el);
-        return 1;
+    if (w->elements++ == 0) {
+        w->el = el;
+        return 0;
     }
+    xmppd_stanza_unref(el);
+    return 1;
+}
+
+/* A whole message's element: the stream header, its end, or a stanza. */
+static void dispatch_element(ws_conn *w, xmppd_stanza *el)
+{
     const char *ns = xmppd_stanza_ns(el), *name = xmppd_stanza_name(el);
     if (strcmp(ns, NS_FRAMING) == 0 && strcmp(name, "open") == 0) {
         xs_header h = { .to = xmppd_stanza_attr(el, "to"), .from = xmppd_stanza_attr(el, "from"),
@@ -271,9 +281,10 @@ static int on_stream_element(void *ud, xmppd_stanza *el)
         if (other) {
             /* RFC 7395 §3.6.1: answer the open, then send the client elsewhere. */
             char buf[1024];
+            const char *to = h.to && !strpbrk(h.to, "'<&\"") ? h.to : "";
             int n = snprintf(buf, sizeof(buf), "<open xmlns='" NS_FRAMING "' from='%s' id='redirect' "
-                             "version='1.0' xml:lang='en'/>", h.to ? h.to : "");
-            if (n > 0 && (size_t)n < sizeof(buf) && !strpbrk(h.to ? h.to : "", "'<&"))
+                             "version='1.0' xml:lang='en'/>", to);
+            if (n > 0 && (size_t)n < sizeof(buf))
                 ws_queue_text(w, buf, (size_t)n);
             n = snprintf(buf, sizeof(buf), "<close xmlns='" NS_FRAMING "' see-other-uri='%s'/>", other);
             ws_queue_text(w, buf, (size_t)n);
@@ -291,7 +302,6 @@ static int on_stream_element(void *ud, xmppd_stanza *el)
     } else {
         xmppd_stanza_unref(el);
     }
-    return 0;
 }
 
 static void on_stream_error(void *ud, const char *condition)
@@ -322,16 +332,23 @@ static void on_text(ws_conn *w, const uint8_t *msg, size_t len)
     }
     w->elements = 0;
     w->error = NULL;
+    w->el = NULL;
     int rc = xs_feed(w->parser, (const char *)msg, len);
-    if (w->error || rc < 0) {
-        stream_error(w, w->error ? w->error : "not-well-formed");
-        return;
-    }
+    xmppd_stanza *el = w->el;
+    w->el = NULL;
     bool blank = true;
     for (size_t i = 0; i < len && blank; i++)
         blank = msg[i] == ' ' || msg[i] == '\t' || msg[i] == '\r' || msg[i] == '\n';
-    if (w->elements > 1 || xs_depth(w->parser) != 1 || (w->elements == 0 && !blank))
-        stream_error(w, "not-well-formed"); /* RFC 7395 §3.3.3: one whole element per message */
+    if (w->error || rc < 0) {
+        xmppd_stanza_unref(el);
+        stream_error(w, w->error ? w->error : "not-well-formed");
+    } else if (w->elements > 1 || xs_depth(w->parser) != 1 || (w->elements == 0 && !blank)) {
+        /* RFC 7395 §3.3.3: one whole element per message. */
+        xmppd_stanza_unref(el);
+        stream_error(w, "not-well-formed");
+    } else if (el) {
+        dispatch_element(w, el);
+    }
 }
 
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
@@ -364,10 +381,19 @@ static void ws_done_if_flushed(ws_conn *w)
                      !wslay_event_want_write(w->ctx) && !w->close_code;
     if (!out_empty)
         return;
-    if (w->x && w->closing)
+    if (w->x && w->closing) {
         xstream_carrier_flushed(w->x);
-    else if (!w->x && w->closing)
+    } else if (!w->x && w->closing && !w->lingering &&
+               !wslay_event_get_close_received(w->ctx)) {
+        /* RFC 6455 §7.1.1: the peer may still be sending; read (and drop)
+         * until its close frame, or a short while, before closing TCP. */
+        w->lingering = true;
+        bufferevent_enable(w->bev, EV_READ);
+        struct timeval tv = { 2, 0 };
+        evtimer_add(w->ping, &tv);
+    } else if (!w->x && w->closing && !w->lingering) {
         ws_free(w);
+    }
 }
 
 /* The connection is over for the stream: c2s tears down (and its release
@@ -392,6 +418,15 @@ static void on_read(struct bufferevent *bev, void *arg)
 
 static void on_read_held(ws_conn *w)
 {
+    if (w->lingering) {
+        if (wslay_event_get_read_enabled(w->ctx))
+            wslay_event_recv(w->ctx);
+        struct evbuffer *in = bufferevent_get_input(w->bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        if (wslay_event_get_close_received(w->ctx))
+            ws_free(w);
+        return;
+    }
     w->in_recv = true;
     int rc = wslay_event_recv(w->ctx);
     w->in_recv = false;
@@ -437,6 +472,10 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 static void on_ping(evutil_socket_t fd, short what, void *arg)
 {
     ws_conn *w = arg;
+    if (w->lingering) {
+        ws_free(w);
+        return;
+    }
     uint64_t every = (uint64_t)g_server.cfg->http.websocket.ping_interval;
     uint64_t idle = xmppd_now_ms() - w->last_rx;
     if (idle >= every && w->ping_out && idle >= 2 * every) {

@@ -470,7 +470,10 @@ void xstream_carrier_flushed(xstream *x)
 void xstream_close(xstream *x, const char *condition, const char *text)
 {
     if (x->carrier) {
-        /* The carrier writes the error and its own end of stream. */
+        /* The carrier writes the error and its own end of stream, after
+         * our header as on a socket (RFC 6120 §4.9.1.1). */
+        if (!x->header_sent)
+            x->ops->send_header(x->owner);
         x->carrier->close(x->cud, condition, text);
         schedule_close_check(x, XSTREAM_CLOSE_GRACE_MS);
         return;
