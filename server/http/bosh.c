@@ -369,11 +369,6 @@ static void bp_error(void *ud, const char *condition)
     ((body_parse *)ud)->error = condition;
 }
 
-/* The <body/> of a request with the stream parser's restrictions (no DTD,
- * entities, comments, PIs; limits on size and depth); NULL when it is not
- * exactly one such element in the httpbind namespace. Public for the fuzz
- * target (tests/fuzz/fuzz_bosh.c). */
-xmppd_stanza *bosh_parse_body(const char *data, size_t len, size_t max, unsigned max_depth);
 xmppd_stanza *bosh_parse_body(const char *data, size_t len, size_t max, unsigned max_depth)
 {
     static const xs_callbacks cb = { .element = bp_element, .error = bp_error };

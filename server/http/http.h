@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "core/core.h"
@@ -80,11 +81,29 @@ void http_rate_free(void);
 void ws_upgrade(http_conn *c, xmppd_http_request *req);
 void ws_shutdown_all(void);
 
+/* ---- ws_msg.c: one WebSocket message, one element (RFC 7395 §3.3.3) ---- */
+typedef struct ws_msg ws_msg;
+enum { WS_MSG_OK = 0, WS_MSG_STREAM_ERROR = -1, WS_MSG_BAD_UTF8 = -2 };
+/* A parser for a connection's messages (limits as the stream parser's). */
+ws_msg *ws_msg_new(size_t max_stanza, unsigned max_depth);
+void ws_msg_free(ws_msg *m);
+/* One text message: WS_MSG_OK with *el_r the element (the caller's
+ * reference; NULL for a blank message), WS_MSG_STREAM_ERROR with *cond_r
+ * the stream error condition (restricted-xml, policy-violation,
+ * not-well-formed for anything but one whole element), or
+ * WS_MSG_BAD_UTF8. After an error the parser refuses everything. */
+int ws_msg_feed(ws_msg *m, const uint8_t *data, size_t len, xmppd_stanza **el_r,
+                const char **cond_r);
+
 /* ---- bosh.c ---------------------------------------------------------------------------- */
 /* The BOSH endpoint's route handlers (XEP-0124, XEP-0206). */
 void bosh_handle(xmppd_http_request *req, void *ud);
 void bosh_cancel(xmppd_http_request *req, void *ud);
 void bosh_shutdown_all(void);
+/* The <body/> of a request (XEP-0124 §4) with the stream parser's
+ * restrictions and limits; NULL when it is not exactly one body element
+ * in the httpbind namespace. New tree, the caller's. */
+xmppd_stanza *bosh_parse_body(const char *data, size_t len, size_t max, unsigned max_depth);
 
 /* ---- hostmeta.c ------------------------------------------------------------------------ */
 /* /.well-known/host-meta and host-meta.json (XEP-0156). */

@@ -3,10 +3,8 @@
  * stream (net/xstream.h), so a WebSocket client is an ordinary c2s
  * session: the same SASL, binding, stream management and modules.
  *
- * Each text message must hold exactly one complete element (§3.3.3):
- * messages are fed to one XML parser inside a synthetic stream root, and a
- * message that leaves an element open, or holds two, ends the stream with
- * <not-well-formed/>. <open/> and <close/> (urn:ietf:params:xml:ns:
+ * Each text message must hold exactly one complete element (§3.3.3,
+ * checked by ws_msg.c). <open/> and <close/> (urn:ietf:params:xml:ns:
  * xmpp-framing) become the stream header and end. Binary messages are
  * refused with close code 1003, invalid UTF-8 with 1007, messages over
  * limits.max_stanza_size with 1009 (RFC 6455 §7.4.1). An idle connection
@@ -34,10 +32,7 @@ struct ws_conn {
     struct bufferevent *bev;
     wslay_event_context_ptr ctx;
     xstream *x;              /* the c2s stream; NULL once it released us */
-    xs_parser *parser;       /* the messages, inside a synthetic root */
-    unsigned elements;       /* complete elements of the message being parsed */
-    xmppd_stanza *el;        /* its first one */
-    const char *error;       /* the parser's condition for the message */
+    ws_msg *msgs;            /* the messages' parser (ws_msg.c) */
     struct event *ping;
     uint64_t last_rx;        /* monotonic ms of the last frame received */
     bool ping_out;           /* a ping is unanswered */
@@ -256,19 +251,6 @@ static const xstream_carrier ws_carrier = {
 
 /* ---- messages in ------------------------------------------------------------------------------ */
 
-/* The parser's element of the current message: kept until the message
- * is known to hold exactly this one. */
-static int on_stream_element(void *ud, xmppd_stanza *el)
-{
-    ws_conn *w = ud;
-    if (w->elements++ == 0) {
-        w->el = el;
-        return 0;
-    }
-    xmppd_stanza_unref(el);
-    return 1;
-}
-
 /* A whole message's element: the stream header, its end, or a stanza. */
 static void dispatch_element(ws_conn *w, xmppd_stanza *el)
 {
@@ -304,14 +286,6 @@ static void dispatch_element(ws_conn *w, xmppd_stanza *el)
     }
 }
 
-static void on_stream_error(void *ud, const char *condition)
-{
-    ws_conn *w = ud;
-    w->error = condition;
-}
-
-static const xs_callbacks frame_cbs = { .element = on_stream_element, .error = on_stream_error };
-
 /* The stream ends with a stream error the c2s side writes (it may be gone). */
 static void stream_error(ws_conn *w, const char *condition)
 {
@@ -323,29 +297,16 @@ static void stream_error(ws_conn *w, const char *condition)
 
 static void on_text(ws_conn *w, const uint8_t *msg, size_t len)
 {
-    if (!http_utf8_valid(msg, len)) {
+    xmppd_stanza *el = NULL;
+    const char *cond = NULL;
+    int rc = ws_msg_feed(w->msgs, msg, len, &el, &cond);
+    if (rc == WS_MSG_BAD_UTF8) {
         /* RFC 6455 §8.1: fail the connection with 1007. */
         ws_close_frame(w, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8");
         wslay_event_shutdown_read(w->ctx);
         w->lost = true;
-        return;
-    }
-    w->elements = 0;
-    w->error = NULL;
-    w->el = NULL;
-    int rc = xs_feed(w->parser, (const char *)msg, len);
-    xmppd_stanza *el = w->el;
-    w->el = NULL;
-    bool blank = true;
-    for (size_t i = 0; i < len && blank; i++)
-        blank = msg[i] == ' ' || msg[i] == '\t' || msg[i] == '\r' || msg[i] == '\n';
-    if (w->error || rc < 0) {
-        xmppd_stanza_unref(el);
-        stream_error(w, w->error ? w->error : "not-well-formed");
-    } else if (w->elements > 1 || xs_depth(w->parser) != 1 || (w->elements == 0 && !blank)) {
-        /* RFC 7395 §3.3.3: one whole element per message. */
-        xmppd_stanza_unref(el);
-        stream_error(w, "not-well-formed");
+    } else if (rc == WS_MSG_STREAM_ERROR) {
+        stream_error(w, cond);
     } else if (el) {
         dispatch_element(w, el);
     }
@@ -517,8 +478,8 @@ static void ws_free(ws_conn *w)
     conn_ip_release(w->ip);
     wslay_event_context_free(w->ctx);
     w->ctx = NULL;
-    xs_free(w->parser);
-    w->parser = NULL;
+    ws_msg_free(w->msgs);
+    w->msgs = NULL;
     w->bev = NULL;
     w->ping = NULL;
     ws_unref(w);
@@ -529,17 +490,16 @@ static int ws_start(ws_conn *w, struct bufferevent *bev, SSL *ssl, const xmppd_h
     static const struct wslay_event_callbacks cbs = {
         .recv_callback = ws_recv, .send_callback = ws_send, .on_msg_recv_callback = on_msg,
     };
-    static const char root[] = "<stream:stream xmlns='jabber:client' xmlns:stream='" XS_NS_STREAM "'>";
     w->bev = bev;
     snprintf(w->ip, sizeof(w->ip), "%s", req->ip);
     w->last_rx = xmppd_now_ms();
     if (wslay_event_context_server_init(&w->ctx, &cbs, w) != 0)
         return -1;
     wslay_event_config_set_max_recv_msg_length(w->ctx, (uint64_t)g_server.cfg->limits.max_stanza_size);
-    w->parser = xs_new(&frame_cbs, w, (size_t)g_server.cfg->limits.max_stanza_size,
-                       (unsigned)g_server.cfg->limits.max_depth);
+    w->msgs = ws_msg_new((size_t)g_server.cfg->limits.max_stanza_size,
+                         (unsigned)g_server.cfg->limits.max_depth);
     w->ping = evtimer_new(loop_base(), on_ping, w);
-    if (!w->parser || !w->ping || xs_feed(w->parser, root, sizeof(root) - 1) < 0)
+    if (!w->msgs || !w->ping)
         return -1;
     w->x = c2s_open_carried(&ws_carrier, w, req->ip, req->secure, ssl);
     if (!w->x)
