@@ -143,3 +143,18 @@ def test_config_rejects_starttls_on_http_listeners(server_factory):
     srv.write_config()
     r = srv.ctl("check")
     assert r.returncode != 0 and "HTTP has no STARTTLS" in (r.stdout + r.stderr)
+
+
+def test_xep0479_web_suite_is_reached_with_http_listeners(server):
+    """xmppctl features: RFC 7395, XEP-0124/0206 and XEP-0156 from the kernel,
+    XEP-0363 from mod_upload, and the XEP-0479 Web levels met."""
+    out = json.loads(server.ctl("-j", "features", check=True).stdout)
+    host = next(h for h in out["hosts"] if h["host"] == "localhost")
+    specs = {s["spec"]: s["by"] for s in host["specs"]}
+    for spec in ("RFC 7395", "XEP-0124", "XEP-0206", "XEP-0156"):
+        assert specs[spec] == ["kernel"], spec
+    assert specs["XEP-0363"] == ["upload"]
+    web = {s["level"]: s for s in host["suites"] if s["category"] == "Web"}
+    missing = {m["feature"] for m in web["Server"]["missing"]}
+    assert "Web Connection Mechanisms" not in missing
+    assert "Connection Mechanism Discovery" not in missing
