@@ -309,12 +309,7 @@ static void car_close(void *cud, const char *condition, const char *text)
     bosh_sess *s = cud;
     char buf[768];
     if (condition) {
-        int n = snprintf(buf, sizeof(buf),
-                         "<stream:error xmlns:stream='" XS_NS_STREAM "'><%s xmlns='%s'/>%s%s%s"
-                         "</stream:error>", condition, XMPPD_NS_STREAMS,
-                         text ? "<text xmlns='" XMPPD_NS_STREAMS "'>" : "", text ? text : "",
-                         text ? "</text>" : "");
-        pending_add(s, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+        pending_add(s, buf, xstream_error_xml(buf, sizeof(buf), condition, text, true));
     }
     free(s->terminate);
     s->terminate = strdup(condition ? "type='terminate' condition='remote-stream-error' "

@@ -210,12 +210,7 @@ static void car_close(void *cud, const char *condition, const char *text)
     ws_conn *w = cud;
     if (condition) {
         char buf[768];
-        int n = snprintf(buf, sizeof(buf),
-                         "<stream:error xmlns:stream='" XS_NS_STREAM "'><%s xmlns='%s'/>%s%s%s"
-                         "</stream:error>", condition, XMPPD_NS_STREAMS,
-                         text ? "<text xmlns='" XMPPD_NS_STREAMS "'>" : "", text ? text : "",
-                         text ? "</text>" : "");
-        ws_queue_text(w, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+        ws_queue_text(w, buf, xstream_error_xml(buf, sizeof(buf), condition, text, true));
     }
     static const char close_el[] = "<close xmlns='" NS_FRAMING "'/>";
     ws_queue_text(w, close_el, sizeof(close_el) - 1);

@@ -462,6 +462,16 @@ static void schedule_close_check(xstream *x, uint64_t grace_ms)
         evtimer_add(x->timer, &tv);
 }
 
+size_t xstream_error_xml(char *buf, size_t len, const char *condition, const char *text,
+                         bool declare)
+{
+    int n = snprintf(buf, len, "<stream:error%s><%s xmlns='%s'/>%s%s%s</stream:error>",
+                     declare ? " xmlns:stream='" XS_NS_STREAM "'" : "", condition, XMPPD_NS_STREAMS,
+                     text ? "<text xmlns='" XMPPD_NS_STREAMS "'>" : "", text ? text : "",
+                     text ? "</text>" : "");
+    return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len - 1;
+}
+
 void xstream_carrier_flushed(xstream *x)
 {
     x->flushed = true;
@@ -482,11 +492,7 @@ void xstream_close(xstream *x, const char *condition, const char *text)
         x->ops->send_header(x->owner);
     if (condition) {
         char buf[768];
-        int n = snprintf(buf, sizeof(buf), "<stream:error><%s xmlns='%s'/>%s%s%s</stream:error>",
-                         condition, XMPPD_NS_STREAMS,
-                         text ? "<text xmlns='" XMPPD_NS_STREAMS "'>" : "", text ? text : "",
-                         text ? "</text>" : "");
-        xstream_write_raw(x, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+        xstream_write_raw(x, buf, xstream_error_xml(buf, sizeof(buf), condition, text, false));
     }
     xstream_write_raw(x, "</stream:stream>", 16);
     if (x->bev) {

@@ -137,6 +137,11 @@ void xstream_stop_timer(xstream *x);
 
 /* Bytes as they are (no-op once released, and on carried streams). */
 void xstream_write_raw(xstream *x, const char *data, size_t len);
+/* <stream:error><condition/>[<text/>]</stream:error> into buf (len bytes,
+ * truncated to fit); declare: with its own xmlns:stream, for carried
+ * streams that have no stream root. Returns the length written. */
+size_t xstream_error_xml(char *buf, size_t len, const char *condition, const char *text,
+                         bool declare);
 /* Our stream header: xml (len bytes) on a socket, or the carrier's form
  * of it with id and from. Sets header_sent. */
 void xstream_send_header(xstream *x, const char *xml, size_t len, const char *id,
