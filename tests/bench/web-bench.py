@@ -77,14 +77,14 @@ class Xmppd:
     ws_path = "/xmpp-websocket"
 
     def __init__(self, build, work):
-        self.build, self.work = Path(build), Path(work)
+        self.build, self.work = Path(build).resolve(), Path(work)
 
     def start(self):
         self.port, self.c2s = free_port(), free_port()
         cfg = {"log": {"level": "warn", "file": str(self.work / "xmppd.log")},
                "data_dir": str(self.work), "module_path": [str(self.build / "modules")],
                "c2s": {"require_encryption": False},
-               "limits": {"connections_per_ip": 100000, "max_resources": 100000},
+               "limits": {"connections_per_ip": 100000, "max_resources": 10000},
                "http": {"requests_per_second": 1000000, "burst": 1000000},
                "listeners": [{"type": "c2s", "address": "127.0.0.1", "port": self.c2s},
                              {"type": "http", "address": "127.0.0.1", "port": self.port}],
@@ -107,8 +107,16 @@ class Xmppd:
                        check=True, capture_output=True)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(30)
+        stop_proc(self.proc)
+
+
+def stop_proc(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 class Prosody:
@@ -161,8 +169,7 @@ VirtualHost "localhost"
                         user, "localhost", password], check=True, capture_output=True)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(30)
+        stop_proc(self.proc)
 
 
 class Ejabberd:
@@ -255,8 +262,14 @@ def ws_login(srv, user, password):
     w = WebSocket(srv.port, path=srv.ws_path)
     assert w.status == 101, "no WebSocket upgrade from %s" % srv.name
     w.open()
-    msg = base64.b64encode(("\0%s\0%s" % (user, password)).encode()).decode()
-    w.send_text("<auth xmlns='%s' mechanism='PLAIN'>%s</auth>" % (NS_SASL, msg))
+    # SCRAM-SHA-1 on all three: no server offers PLAIN on an unencrypted stream by default.
+    sc = xmpptest.ScramClient("SCRAM-SHA-1", user, password)
+    w.send_text("<auth xmlns='%s' mechanism='SCRAM-SHA-1'>%s</auth>"
+                % (NS_SASL, base64.b64encode(sc.first()).decode()))
+    ch = w.recv_element()
+    assert ch.tag == "{%s}challenge" % NS_SASL, ET.tostring(ch)
+    w.send_text("<response xmlns='%s'>%s</response>"
+                % (NS_SASL, base64.b64encode(sc.final(base64.b64decode(ch.text))).decode()))
     res = w.recv_element()
     assert res.tag == "{%s}success" % NS_SASL, ET.tostring(res)
     w.open()
@@ -330,6 +343,9 @@ def upload_nginx(work, path):
     port = free_port()
     root = Path(work) / "www"
     root.mkdir()
+    (Path(work) / "tmp").mkdir()
+    for d in (work, root, Path(work) / "tmp"):  # nginx's workers run as www-data
+        os.chmod(d, 0o777)
     (Path(work) / "nginx.conf").write_text("""
 worker_processes 1;
 daemon off;
