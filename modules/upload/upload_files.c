@@ -161,12 +161,22 @@ static void unlink_free(void *ud)
     free(j);
 }
 
-/* Runs the job on a worker; it is freed afterwards (also when the module
- * unloads first: the files stay for the next sweep). */
+/* The module unloads before a worker took the job (xmppctl deluser
+ * unloads right after the deletion): the files go now, while it unloads,
+ * rather than never. */
+static void unlink_now(void *ud)
+{
+    unlink_work(ud);
+    unlink_free(ud);
+}
+
+/* Runs the job on a worker; it is freed afterwards. */
 static void unlink_start(upload_mod *um, unlink_job *j)
 {
-    if (j->n == 0 || xmppd_offload(um->m, unlink_work, unlink_free, unlink_free, j) < 0)
+    if (j->n == 0)
         unlink_free(j);
+    else if (xmppd_offload(um->m, unlink_work, unlink_free, unlink_now, j) < 0)
+        unlink_now(j);
 }
 
 static int job_add(unlink_job *j, const char *path)
