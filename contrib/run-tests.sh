@@ -14,6 +14,8 @@
 # when they end.
 #   3. build-fuzz/   clang + libFuzzer: every fuzz target 20 s over a copy of
 #                    tests/fuzz/corpus/<name>/ (skipped with --quick or without clang)
+#   4. browser       tests/browser: Converse.js (npm) in headless Chromium against
+#                    build/ over WebSocket and BOSH, with file upload (npm ci first)
 # Missing Debian packages are installed first (as root; otherwise the
 # apt-get line is printed and the script fails).
 # Environment: JOBS (default 2), FUZZ_SECONDS (default 20), PYTHON (default /usr/bin/python3).
@@ -64,11 +66,12 @@ pass_step() { PASSED=$((PASSED + 1)); }
 
 # ---- packages -------------------------------------------------------------
 PACKAGES="build-essential autoconf automake libtool pkg-config libxml2-dev libssl-dev
-libjansson-dev libevent-dev libc-ares-dev libidn-dev libyajl-dev libsqlite3-dev libpcre2-dev libcmocka-dev libpq-dev
+libjansson-dev libevent-dev libhttp-parser-dev libwslay-dev libc-ares-dev libidn-dev libyajl-dev libsqlite3-dev libpcre2-dev libcmocka-dev libpq-dev
 python3-pytest python3-slixmpp openssl clang libclang-rt-dev postgresql libcrypt-dev
-prosody lua-unbound ejabberd"  # the federation peers of test_s2s_prosody.py and
-# test_s2s_ejabberd.py; Prosody resolves through libunbound pointed at the test DNS
-# fixture (a Recommends of prosody, and we install without recommends)
+prosody lua-unbound ejabberd chromium"  # the federation peers of test_s2s_prosody.py and
+# test_s2s_ejabberd.py (Prosody resolves through libunbound pointed at the test DNS
+# fixture: a Recommends of prosody, and we install without recommends); chromium: the
+# browser test (tests/browser)
 
 ensure_packages() {
     local missing=() p
@@ -311,6 +314,37 @@ if [ "$QUICK" = 0 ]; then
         echo "clang not found: fuzz level skipped"
         SKIPPED=$((SKIPPED + 1))
     fi
+fi
+
+# ---- level 4: the browser ------------------------------------------------------------
+# Converse.js from npm in Debian's Chromium (tests/browser). npm reaches its
+# registry in CI; node's test runner prints "# pass N" / "# fail N".
+run_browser() {
+    local out rc p f
+    say "browser test (Converse.js in headless Chromium)"
+    if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+        fail_step "browser: node and npm are needed (tests/browser)"; return
+    fi
+    if ! (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error); then
+        fail_step "browser: npm ci"; return
+    fi
+    out=$(mktemp)
+    (cd tests/browser && XMPPD_BUILD="$ROOT/build" timeout 300 node --test 2>&1) | tee "$out"
+    rc=${PIPESTATUS[0]}
+    p=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$out" | tail -1)
+    f=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$out" | tail -1)
+    PASSED=$((PASSED + ${p:-0})); FAILED=$((FAILED + ${f:-0}))
+    if [ "${f:-0}" -gt 0 ]; then
+        FAILURES+=("browser: ${f} failed")
+    elif [ "$rc" != 0 ] || [ -z "$p" ]; then
+        fail_step "browser: node --test exit $rc"
+    fi
+    rm -f "$out"
+}
+if [ -x build/server/xmppd ] && [ -x /usr/bin/chromium ]; then
+    run_browser
+elif [ -x build/server/xmppd ]; then
+    fail_step "browser: /usr/bin/chromium missing (apt-get install chromium)"
 fi
 
 # ---- the integration suites started above ------------------------------------------

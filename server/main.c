@@ -10,7 +10,9 @@
 #include "admin/control.h"
 #include "c2s/c2s.h"
 #include "core/config.h"
+#include "core/http.h"
 #include "core/loop.h"
+#include "http/http.h"
 #include "net/net.h"
 #include "s2s/federation.h"
 #include "session/session.h"
@@ -84,6 +86,7 @@ static int start(const char *path)
     listener_set_acceptor(LISTEN_C2S, c2s_accept);
     listener_set_acceptor(LISTEN_S2S, s2s_accept);
     listener_set_acceptor(LISTEN_COMPONENT, component_acceptor);
+    listener_set_http_acceptor(http_accept);
     if (modules_start(cfg, err, sizeof(err)) < 0) {
         report(err);
         config_free(cfg);
@@ -91,6 +94,10 @@ static int start(const char *path)
     }
     /* The control socket first: a second server on the same data refuses to
      * start before it opens any port. */
+    if (http_endpoints_start() < 0) {
+        report("cannot register the HTTP endpoints: out of memory");
+        return -1;
+    }
     if (control_start(cfg, err, sizeof(err)) < 0 || tls_start(err, sizeof(err)) < 0 ||
         s2s_start(err, sizeof(err)) < 0 || listeners_start(cfg, err, sizeof(err)) < 0) {
         report(err);
@@ -145,7 +152,9 @@ int main(int argc, char **argv)
      * flushes). */
     listeners_stop();
     control_stop();
-    c2s_shutdown_all();
+    c2s_shutdown_all();    /* WebSocket and BOSH streams too: they are c2s streams */
+    http_shutdown_all();
+    http_routes_kernel_free();
     session_shutdown_all();
     component_shutdown_all();
     s2s_shutdown_all();

@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #define XMPPD_ABI_MAJOR 2 /* bump: every module must be rebuilt */
-#define XMPPD_ABI_MINOR 2 /* bump: additions only (fields appended to structs, new functions) */
+#define XMPPD_ABI_MINOR 3 /* bump: additions only (fields appended to structs, new functions) */
 #define XMPPD_ABI ((uint32_t)((XMPPD_ABI_MAJOR << 16) | XMPPD_ABI_MINOR))
 
 #define XMPPD_EXPORT __attribute__((visibility("default")))
@@ -224,5 +224,9 @@ const char *xmppd_server_version(void);
 /* Wall-clock second (Unix time) the server started, for uptime. Survives
  * configuration reloads. */
 int64_t xmppd_server_started(void);
+/* The configuration's data_dir (absolute; ABI 2.3): where modules keep
+ * files of their own (uploads). Kernel-owned, valid until the next
+ * configuration reload: copy what you keep. */
+const char *xmppd_data_dir(void);
 
 #endif

@@ -93,13 +93,12 @@ void c2s_write(c2s_conn *c, const xmppd_stanza *st)
 static void send_header(c2s_conn *c)
 {
     char buf[512];
+    const char *from = c->s->host ? c->s->host->name : NULL;
     int n = snprintf(buf, sizeof(buf),
                      "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
                      "xmlns:stream='" NS_STREAM "' id='%s'%s%s%s version='1.0' xml:lang='en'>",
-                     c->stream_id, c->s->host ? " from='" : "", c->s->host ? c->s->host->name : "",
-                     c->s->host ? "'" : "");
-    write_raw(c, buf, (size_t)n);
-    c->x.header_sent = true;
+                     c->stream_id, from ? " from='" : "", from ? from : "", from ? "'" : "");
+    xstream_send_header(&c->x, buf, (size_t)n, c->stream_id, from);
 }
 
 /* ---- closing ------------------------------------------------------------- */
@@ -130,12 +129,16 @@ static void s_teardown(c2s_conn *c)
     if (c->delay)
         event_free(c->delay);
     c->delay = NULL;
-    if (c->cork)
-        evbuffer_free(c->cork); /* nobody left to read it */
+    c->corked = false;
+    for (size_t i = 0; i < c->n_cork; i++)
+        xmppd_stanza_unref(c->cork[i]); /* nobody left to read them */
+    free(c->cork);
     c->cork = NULL;
+    c->n_cork = c->cap_cork = 0;
     xstream_release(&c->x);
     sasl_reset(c);
-    conn_ip_release(c->s->ip);
+    if (c->counted_ip)
+        conn_ip_release(c->s->ip);
     session_detach(c->s);
     c2s_unref(c);
 }
@@ -145,23 +148,32 @@ static void s_teardown(c2s_conn *c)
 /* While a SASL2 <success/> is built, the session's writes wait after it. */
 static int cork_write(c2s_conn *c, const xmppd_stanza *st, size_t *len_r)
 {
-    size_t len;
-    char *xml = c->x.bev && !c->x.closing ? xmppd_stanza_to_string(st, XMPPD_NS_CLIENT, &len) : NULL;
-    if (!xml)
+    if (c->x.closing)
         return -1;
-    if (evbuffer_add(c->cork, xml, len) < 0) {
-        free(xml);
-        return -1;
+    if (c->n_cork == c->cap_cork) {
+        size_t cap = c->cap_cork ? c->cap_cork * 2 : 8;
+        xmppd_stanza **v = realloc(c->cork, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        c->cork = v;
+        c->cap_cork = cap;
     }
+    size_t len;
+    char *xml = xmppd_stanza_to_string(st, XMPPD_NS_CLIENT, &len);
+    xmppd_stanza *copy = xml ? xmppd_stanza_copy(st) : NULL;
     free(xml);
-    *len_r = len;
+    if (!copy)
+        return -1;
+    c->cork[c->n_cork++] = copy;
+    if (len_r)
+        *len_r = len;
     return 0;
 }
 
 static int tr_write(void *conn, const xmppd_stanza *st, size_t *len_r)
 {
     c2s_conn *c = conn;
-    if (c->cork)
+    if (c->corked)
         return cork_write(c, st, len_r);
     if (xstream_queue(&c->x, st, len_r) < 0)
         return -1;
@@ -251,9 +263,11 @@ static int on_header(void *ud, const xs_header *h)
 
 /* ---- features ---------------------------------------------------------------------------- */
 
+/* Never on carried streams: WebSocket and BOSH have TLS below HTTP or
+ * none (RFC 7395 §3.7, XEP-0206 §4). */
 static bool tls_available(const c2s_conn *c)
 {
-    return !c->s->secure && c->s->host && c->s->host->ssl_ctx;
+    return !c->s->secure && c->s->host && c->s->host->ssl_ctx && !c->x.carrier;
 }
 
 int c2s_channel_binding(c2s_conn *c, const char *type, unsigned char *out, size_t *len)
@@ -488,6 +502,11 @@ static int on_element(void *ud, xmppd_stanza *el)
         handle_bound(c, el);
     else if (c->state == C2S_OPEN)
         stop = handle_negotiation(c, el);
+    else if (c->state == C2S_HEADER)
+        /* Only a carried stream can send an element before its header (a
+         * WebSocket message before <open/>): as a socket stream whose
+         * first element is not stream:stream. */
+        c2s_close(c, "invalid-namespace", NULL);
     xmppd_stanza_unref(el);
     return stop || c->state == C2S_CLOSING || c->state == C2S_CLOSED;
 }
@@ -512,8 +531,7 @@ bool c2s_negotiating(const c2s_conn *c)
 
 void c2s_pause_input(c2s_conn *c)
 {
-    if (c->x.bev)
-        bufferevent_disable(c->x.bev, EV_READ);
+    xstream_pause_input(&c->x);
 }
 
 /* Input resumes after an asynchronous step finished. */
@@ -521,8 +539,7 @@ void c2s_resume_input(c2s_conn *c)
 {
     if (c->state != C2S_OPEN && c->state != C2S_HEADER && c->state != C2S_BOUND)
         return;
-    bufferevent_enable(c->x.bev, EV_READ);
-    process_input(c);
+    xstream_resume_input(&c->x);
 }
 
 static bool readable(void *arg)
@@ -605,6 +622,7 @@ void c2s_accept(int fd, const struct sockaddr *sa, int socklen, bool direct_tls)
         return;
     }
     c->refs = 1;
+    c->counted_ip = true;
     evutil_make_socket_nonblocking(fd);
     struct bufferevent *bev;
     if (direct_tls) {
@@ -626,6 +644,28 @@ void c2s_accept(int fd, const struct sockaddr *sa, int socklen, bool direct_tls)
         return;
     }
     streams_add(c);
+}
+
+xstream *c2s_open_carried(const xstream_carrier *car, void *cud, const char *ip, bool secure,
+                          SSL *ssl)
+{
+    c2s_conn *c = calloc(1, sizeof(*c));
+    if (!c || !(c->s = session_new(&c2s_transport, c, ip))) {
+        free(c);
+        return NULL;
+    }
+    c->refs = 1;
+    c->s->secure = secure;
+    if (xstream_open_carrier(&c->x, &stream_ops, c, car, cud, secure ? ssl : NULL,
+                             g_server.cfg->limits.negotiation_timeout) < 0) {
+        c->x.carrier = NULL; /* the carrier learns of the failure from NULL */
+        xstream_release(&c->x);
+        session_detach(c->s);
+        c2s_unref(c);
+        return NULL;
+    }
+    streams_add(c);
+    return &c->x;
 }
 
 void c2s_shutdown_all(void)

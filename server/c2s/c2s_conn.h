@@ -67,6 +67,7 @@ typedef struct c2s_conn {
     char lang[36];              /* the client's header xml:lang (BCP 47), or "" */
     char *stream_from;          /* the last header's 'from', or NULL */
     bool direct_tls;
+    bool counted_ip;            /* holds a connection of its address (TCP; carriers count theirs) */
     bool starttls_pending;      /* <proceed/> sent: discard input, start TLS */
 
     /* what the last features offered */
@@ -86,9 +87,12 @@ typedef struct c2s_conn {
     fast_grant *grant;          /* FAST: what the exchange did to the tokens */
     char *sasl2_data;           /* SASL2: base64 additional data for <success/> */
 
-    /* Writes to the session wait here while a SASL2 <success/> is built,
-     * so that everything it says comes first (sasl2.c). */
-    struct evbuffer *cork;
+    /* Writes to the session wait here (copies) while a SASL2 <success/>
+     * is built, so that everything it says comes first (sasl2.c); kept as
+     * elements, as a carrier (WebSocket, BOSH) frames each one. */
+    bool corked;
+    xmppd_stanza **cork;
+    size_t n_cork, cap_cork;
 } c2s_conn;
 
 /* ---- c2s.c ---- */

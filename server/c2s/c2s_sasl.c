@@ -230,8 +230,7 @@ void sasl_succeed(c2s_conn *c, const char *user, const unsigned char *extra, siz
     sasl_reset(c);
     sasl_send(c, "success", extra, len);
     c->state = C2S_HEADER;
-    c->x.header_sent = false;
-    xs_reset(c->x.parser);
+    xstream_restart(&c->x);
     xmppd_notify(c->s->host, "auth-success", c->s, (void *)user);
 }
 

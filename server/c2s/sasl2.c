@@ -22,7 +22,6 @@
  * "resource-bound") is held in c->cork and follows <success/> and the
  * features, so the client always reads the outcome first. */
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -144,21 +143,22 @@ void sasl2_handle(c2s_conn *c, xmppd_stanza *el)
 
 static void cork(c2s_conn *c)
 {
-    if (!c->cork)
-        c->cork = evbuffer_new(); /* on OOM writes simply go out at once */
+    c->corked = true;
 }
 
 void sasl2_uncork(c2s_conn *c)
 {
-    struct evbuffer *held = c->cork;
+    xmppd_stanza **held = c->cork;
+    size_t n = c->n_cork;
+    c->corked = false;
     c->cork = NULL;
-    if (!held)
-        return;
-    if (c->x.bev && !c->x.closing && evbuffer_get_length(held) > 0) {
-        bufferevent_write_buffer(c->x.bev, held);
-        xstream_check_backlog(&c->x);
+    c->n_cork = c->cap_cork = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!c->x.closing)
+            xstream_write(&c->x, held[i]);
+        xmppd_stanza_unref(held[i]);
     }
-    evbuffer_free(held);
+    free(held);
 }
 
 /* "sasl2-inline" for each request the kernel does not serve itself;

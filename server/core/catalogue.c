@@ -482,6 +482,15 @@ static void kernel_specs(spec_list *sl)
             spec_add(sl, "XEP-0114", KERNEL); /* external components */
         if (l->type == LISTEN_S2S && cfg->s2s.bidi)
             spec_add(sl, "XEP-0288", KERNEL); /* bidirectional s2s streams */
+        if (l->type == LISTEN_HTTP) {
+            spec_add(sl, "XEP-0156", KERNEL); /* host-meta lists the endpoints */
+            if (cfg->http.websocket.enabled)
+                spec_add(sl, "RFC 7395", KERNEL); /* XMPP over WebSocket */
+            if (cfg->http.bosh.enabled) {
+                spec_add(sl, "XEP-0124", KERNEL); /* BOSH */
+                spec_add(sl, "XEP-0206", KERNEL); /* XMPP over BOSH */
+            }
+        }
     }
 }
 
