@@ -780,13 +780,16 @@ if slixmpp is not None:
 
 
 async def connect(server, account, resource=None, mech="SCRAM-SHA-1", direct_tls=False,
-                  presence=None, timeout=None):
+                  presence=None, timeout=None, plugins=()):
     """A logged-in slixmpp Client for account (conftest.Account) on server.
     presence: None (send nothing) or a priority (int) for an initial
-    available presence."""
+    available presence; plugins: slixmpp plugins registered before the
+    stream starts (those that negotiate stream features)."""
     jid = account.jid + ("/" + resource if resource else "")
     port = server.direct_tls_port if direct_tls else server.port
     c = Client(jid, account.password, port, mech=mech, direct_tls=direct_tls)
+    for p in plugins:
+        c.register_plugin(p)
     _live.append(c)
     await c.start(timeout)
     if presence is not None:
