@@ -630,6 +630,28 @@ def raw_login(server, account, resource=None, presence=False):
     return c
 
 
+NS_COMPONENT = "jabber:component:accept"
+
+
+def component_handshake_value(stream_id, secret):
+    """XEP-0114 §3: hex(SHA-1(stream id + secret))."""
+    return hashlib.sha1((stream_id + secret).encode()).hexdigest()
+
+
+def raw_component(port, domain, secret, to=None):
+    """A RawClient on a component listener that completed the XEP-0114
+    handshake for domain."""
+    rc = RawClient(port, domain=domain)
+    rc.open_stream(features=False, to=to or domain, xmlns=NS_COMPONENT, version=None, lang=None)
+    sid = rc.reader.header.get("id")
+    assert sid, "the server's header has no id"
+    rc.send("<handshake>%s</handshake>" % component_handshake_value(sid, secret))
+    el = rc.next_element()
+    assert el.tag == q(NS_COMPONENT, "handshake"), tostr(el)
+    assert len(el) == 0 and not (el.text or "").strip(), "success is an empty <handshake/>"
+    return rc
+
+
 def user_of(jid):
     return jid.split("@", 1)[0]
 
