@@ -289,3 +289,40 @@ def test_slixmpp_carbons(server, accounts):
         m = await asyncio.wait_for(got["sent"].get(), scaled(5))
         assert m["carbon_sent"]["body"] == "hi friend" and str(m["carbon_sent"]["to"]) == b.jid
     run(scenario())
+
+
+def test_error_for_a_copied_message_is_copied(server_factory, accounts):
+    """XEP-0280 §6: an error answering a message that was copied is copied
+    too (to the resources that saw the <sent/> copy); an error for a
+    message that was not copied is not. The peer here is an XEP-0114
+    component that bounces what it gets."""
+    from conftest import free_port
+    from xmpptest import raw_component
+    gw, secret = "gw.localhost", "carbons-gw-secret"
+    srv = server_factory({"components": {gw: {"secret": secret}},
+                          "modules": {"presence": True, "carbons": True}}, start=False)
+    srv.comp_port = free_port()
+    srv.config["listeners"].append({"type": "component", "address": "127.0.0.1", "port": srv.comp_port})
+    srv.write_config()
+    srv.start()
+    (a,) = accounts(1, srv=srv)
+    comp = raw_component(srv.comp_port, gw, secret)
+    r1, r2 = login(srv, a, "r1"), login(srv, a, "r2")
+
+    def bounce(mid):
+        m = comp.wait_for(lambda e: e.tag.endswith("}message") and e.get("id") == mid)
+        comp.send("<message type='error' id='%s' from='%s' to='%s'><error type='cancel'>"
+                  "<item-not-found xmlns='%s'/></error></message>" % (mid, m.get("to"), m.get("from"), NS_STANZA_ERR))
+
+    r1.send(chat("bot@" + gw, "copied", mid="c1"))
+    assert carbon(r2.wait_for(is_msg), "sent").get("id") == "c1"
+    bounce("c1")
+    assert r1.wait_for(is_msg).get("type") == "error"
+    inner = carbon(r2.wait_for(is_msg), "received")
+    assert inner is not None and inner.get("type") == "error" and inner.get("id") == "c1"
+    r1.send(chat("bot@" + gw, "private", "<private xmlns='%s'/>" % NS_CARBONS, mid="p1"))
+    bounce("p1")
+    assert r1.wait_for(is_msg).get("type") == "error"
+    assert messages(r2) == []
+    for c in (r1, r2, comp):
+        c.close()
