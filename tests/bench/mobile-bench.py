@@ -1,0 +1,262 @@
+#!/usr/bin/python3
+"""mobile-bench.py - what mobile features cost and save (docs/benchmarks.md,
+"Mobile sessions").
+
+  tests/bench/mobile-bench.py --build DIR [--route-messages 100000]
+                              [--hibernated 1000] [--contacts 200] [--rounds 5]
+                              [--skip-route] [--skip-memory] [--skip-csi] [--out FILE]
+
+Stream management on routing: tests/bench/loadgen's 'route' workload
+(chat messages between 50 pairs of sessions) against xmppd without
+mod_smacks, with it loaded but unused, and with every session enabling it
+(resumable, acknowledging each <r/>, which the server sends every 5
+stanzas); the figure is the server's CPU seconds per 100k messages.
+
+Memory of a hibernated session: sessions of one account log in (STARTTLS,
+PLAIN, bind, <enable resume='true'/>), then lose their TCP connection;
+after a warm-up batch, the RSS growth over --hibernated more such sessions,
+one at a time (each connection's memory is reused by the next), is the
+memory a hibernated session keeps. The same number of connected idle
+sessions with stream management is measured for comparison.
+
+Client state indication: one client session gets --rounds presence
+changes of each of --contacts contacts (from an XEP-0114 component, one
+update every few milliseconds), once active and once inactive (XEP-0352,
+then <active/>); the server's write system calls and bytes written
+(/proc/PID/io: only that client's socket is written to) are the wake-ups
+and bytes the client's radio sees.
+
+Everything runs on 127.0.0.1; xmppd is pinned to CPU 0, the clients to CPU 1.
+Never part of the test suite.
+"""
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from benchlib import REPO, Xmppd, cpu_of, io_of, rss_kib  # noqa: E402
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+from xmpptest import RawClient, raw_component  # noqa: E402
+
+USER, PASSWORD = "phone", "bench-password"
+CONTACTS = "contacts.localhost"
+COMP_SECRET = "bench-component-secret"
+
+
+def log(*a):
+    print("[mobile-bench %s]" % time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
+
+
+def settle(pid, quiet=0.5, bound=10):
+    """Waits until the server's CPU time stops growing (bounded)."""
+    end = time.monotonic() + bound
+    last = cpu_of(pid)
+    while time.monotonic() < end:
+        time.sleep(quiet)
+        now = cpu_of(pid)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+# ---- stream management on routing ------------------------------------------------------------
+
+def run_route(args, work):
+    subprocess.run(["make", "-s", "-C", str(args.build), "tests/bench/loadgen"], check=True)
+    base = {"roster": {}, "presence": {}, "offline": {}, "disco": {}, "ping": {},
+            "register": {"allow_registration": True, "registration_throttle": 0}}
+    out = {}
+    for label, extra, flags in (("without mod_smacks", {}, []),
+                                ("mod_smacks loaded, not enabled", {"smacks": {}}, []),
+                                ("stream management enabled", {"smacks": {}}, ["--sm"])):
+        srv = Xmppd(args.build, work / ("route-%d" % len(out)), "sqlite", {**base, **extra}).start()
+        try:
+            r = subprocess.run(["taskset", "-c", "1", str(args.build / "tests" / "bench" / "loadgen"),
+                                "--port", str(srv.port), "--pid", str(srv.proc.pid), "--workloads",
+                                "register,route", "--pairs", "50", "--messages", str(args.route_messages),
+                                "--phase-timeout", "300"] + flags, capture_output=True, text=True, timeout=900)
+        finally:
+            srv.stop()
+        res = dict(line.split()[1:3] for line in r.stdout.splitlines() if line.startswith("RESULT "))
+        if res.get("route_complete") != "1" or res.get("route_errors") != "0":
+            raise SystemExit("route workload incomplete (%s): %s" % (label, r.stderr[-2000:]))
+        out[label] = float(res["route_cpu_s_per_100k"])
+        log("  route %-32s %.3f CPU-s per 100k messages" % (label, out[label]))
+    return out
+
+
+# ---- memory of a hibernated session -------------------------------------------------------------
+
+def sm_session(srv, resource):
+    c = RawClient(srv.port)
+    c.login(USER, PASSWORD, resource=resource)
+    c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    c.wait_for(lambda e: e.tag == "{urn:xmpp:sm:3}enabled")
+    return c
+
+
+def drop(c):
+    """Loses the connection (no </stream:stream>): the session hibernates."""
+    c.sock.shutdown(socket.SHUT_RDWR)
+    c.close()
+
+
+def run_memory(args, work):
+    srv = Xmppd(args.build, work / "memory", "sqlite", {"smacks": {"resume_timeout": "1h"}},
+                extra={"limits": {"max_resources": 3 * args.hibernated + 1000}}).start()
+    try:
+        srv.ctl("adduser", "%s@localhost" % USER, input=PASSWORD + "\n")
+        pid = srv.proc.pid
+        for i in range(200):  # warm-up: allocator pools, TLS, caches
+            drop(sm_session(srv, "warm%d" % i))
+        settle(pid)
+        rss0 = rss_kib(pid)
+        for i in range(args.hibernated):
+            drop(sm_session(srv, "h%d" % i))
+        settle(pid)
+        rss1 = rss_kib(pid)
+        live = [sm_session(srv, "c%d" % i) for i in range(args.hibernated)]
+        settle(pid)
+        rss2 = rss_kib(pid)
+        for c in live:
+            c.close_stream()
+            c.close()
+        n = args.hibernated
+        res = {"hibernated": (rss1 - rss0) / n, "connected": (rss2 - rss1) / n, "n": n}
+        log("  %d hibernated sessions: %.1f KiB each; %d connected idle sessions with SM: %.1f KiB each"
+            % (n, res["hibernated"], n, res["connected"]))
+        return res
+    finally:
+        srv.stop()
+
+
+# ---- client state indication ----------------------------------------------------------------------
+
+class Reader(threading.Thread):
+    """Reads the client's socket as fast as it can, counting elements."""
+
+    def __init__(self, c):
+        super().__init__(daemon=True)
+        self.c, self.presences, self.stop = c, 0, False
+        self.start()
+
+    def run(self):
+        while not self.stop:
+            try:
+                el = self.c.next_element(0.2)
+            except Exception:
+                continue
+            if el.tag == "{jabber:client}presence":
+                self.presences += 1
+
+
+def run_csi(args, work):
+    srv = Xmppd(args.build, work / "csi", "sqlite", {"csi": {}},
+                components={CONTACTS: {"secret": COMP_SECRET}}).start()
+    out = {}
+    try:
+        srv.ctl("adduser", "%s@localhost" % USER, input=PASSWORD + "\n")
+        pid = srv.proc.pid
+        comp = raw_component(srv.comp_port, CONTACTS, COMP_SECRET)
+        shows = ["away", "xa", "dnd", "chat", ""]
+        for label, inactive in (("active", False), ("inactive", True)):
+            phone = RawClient(srv.port)
+            phone.login(USER, PASSWORD, resource=label)
+            if inactive:
+                phone.send("<inactive xmlns='urn:xmpp:csi:0'/>")
+            reader = Reader(phone)
+            settle(pid)
+            w0, b0 = io_of(pid)
+            for r in range(args.rounds):
+                for k in range(args.contacts):
+                    show = shows[(r + k) % len(shows)]
+                    comp.send("<presence from='contact%d@%s/mobile' to='%s'>%s<status>Round %d of the "
+                              "benchmark: a status message of ordinary length</status><priority>5</priority>"
+                              "</presence>" % (k, CONTACTS, phone.jid,
+                                               "<show>%s</show>" % show if show else "", r))
+                    time.sleep(args.gap)
+            settle(pid)
+            if inactive:
+                phone.send("<active xmlns='urn:xmpp:csi:0'/>")
+                settle(pid)
+            time.sleep(0.5)
+            w1, b1 = io_of(pid)
+            reader.stop = True
+            reader.join(2)
+            phone.close_stream()
+            phone.close()
+            settle(pid)
+            out[label] = {"writes": w1 - w0, "bytes": b1 - b0, "presences": reader.presences}
+            log("  %-8s %5d write calls, %8d bytes, %5d presences received"
+                % (label, w1 - w0, b1 - b0, reader.presences))
+        comp.close()
+    finally:
+        srv.stop()
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", required=True, type=lambda p: Path(p).resolve())
+    ap.add_argument("--route-messages", type=int, default=100000)
+    ap.add_argument("--hibernated", type=int, default=1000)
+    ap.add_argument("--contacts", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--gap", type=float, default=0.004, help="seconds between two presence changes")
+    ap.add_argument("--skip-route", action="store_true")
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-csi", action="store_true")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    try:
+        os.sched_setaffinity(0, {1})
+    except OSError:
+        pass
+    work = Path(tempfile.mkdtemp(prefix="mobile-bench-"))
+    report = ["# Mobile sessions benchmark (%s)" % time.strftime("%Y-%m-%d %H:%M"), ""]
+    try:
+        if not args.skip_route:
+            r = run_route(args, work)
+            base = r["mod_smacks loaded, not enabled"]
+            report += ["## Stream management on routing (%d chat messages, 50 pairs)" % args.route_messages, "",
+                       "| xmppd | CPU-s per 100k messages |", "|---|---|"]
+            report += ["| %s | %.3f |" % kv for kv in r.items()]
+            report += ["", "Enabling stream management costs %.0f%% more than the same server with "
+                       "nobody enabling it (%.0f%% more than without the module)." % (
+                           100 * (r["stream management enabled"] / base - 1),
+                           100 * (r["stream management enabled"] / r["without mod_smacks"] - 1)), ""]
+        if not args.skip_memory:
+            m = run_memory(args, work)
+            report += ["## Memory of a session (%d sessions)" % m["n"], "",
+                       "| session | KiB each |", "|---|---|",
+                       "| hibernated (connection lost, resumable) | %.1f |" % m["hibernated"],
+                       "| connected, idle, stream management on | %.1f |" % m["connected"], ""]
+        if not args.skip_csi:
+            c = run_csi(args, work)
+            a, i = c["active"], c["inactive"]
+            report += ["## Client state indication (%d contacts x %d presence changes)" % (args.contacts, args.rounds),
+                       "", "| client | write calls (wake-ups) | bytes written | presences received |",
+                       "|---|---|---|---|"]
+            report += ["| %s | %d | %d | %d |" % (k, v["writes"], v["bytes"], v["presences"]) for k, v in c.items()]
+            report += ["", "Inactive saves %.1f%% of the wake-ups and %.1f%% of the bytes." % (
+                100 * (1 - i["writes"] / max(1, a["writes"])), 100 * (1 - i["bytes"] / max(1, a["bytes"]))), ""]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    text = "\n".join(report)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
