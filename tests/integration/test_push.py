@@ -33,7 +33,7 @@ def server(tmp_path_factory, cert_dir):
     srv = Server(tmp_path_factory.mktemp("test_push"), cert_dir, {
         "components": {PUSH: {"secret": SECRET}},
         "modules": {"roster": True, "presence": True, "offline": True, "disco": True,
-                    "smacks": {"resume_timeout": "30s"},
+                    "smacks": {"resume_timeout": "30s"}, "carbons": True, "csi": True,
                     "push": {"max_registrations": 2, "max_failures": MAX_FAILURES,
                              "min_interval": "1s", "timeout": "1s"}}}, name="test_push")
     srv.comp_port = free_port()
@@ -147,6 +147,25 @@ def test_account_disco_feature(server, accounts):
         r = c.iq("<query xmlns='http://jabber.org/protocol/disco#info'/>", to=a.jid)
         feats = [f.get("var") for f in r.iter("{http://jabber.org/protocol/disco#info}feature")]
         assert NS_PUSH in feats, tostr(r)
+
+
+def test_compliance_levels(server):
+    """xmppctl features: with smacks, csi and push the XEP-0479 Mobile
+    Server level is reached, and Mobile Advanced Server lacks nothing of
+    its own category; carbons fill the IM row Outbound Message
+    Synchronization (XEP-0280)."""
+    import json
+    j = json.loads(server.ctl("-j", "features").stdout)
+    host = j["hosts"][0]
+    specs = {s["spec"]: s["by"] for s in host["specs"]}
+    assert specs["XEP-0280"] == ["carbons"] and specs["XEP-0352"] == ["csi"]
+    assert specs["XEP-0357"] == ["push"] and specs["XEP-0198"] == ["smacks"]
+    suites = {(s["category"], s["level"]): s for s in host["suites"]}
+    assert suites[("Mobile", "Server")]["reached"], suites[("Mobile", "Server")]["missing"]
+    adv = suites[("Mobile", "Advanced Server")]
+    assert [m for m in adv["missing"] if m["category"] == "Mobile"] == [], adv["missing"]
+    im = suites[("IM", "Server")]
+    assert "XEP-0280" not in {p for m in im["missing"] for p in m["providers"]}
 
 
 def test_enable_errors(server, accounts):
