@@ -105,3 +105,25 @@ class Xmppd:
             self.proc.wait(60)
 
 
+
+
+def pin_to_cpu1():
+    """The benchmark's own process (the clients) on CPU 1, away from xmppd."""
+    try:
+        os.sched_setaffinity(0, {1})
+    except OSError:
+        pass
+
+
+def route_cpu_per_100k(build, srv, messages, flags=(), label="route"):
+    """tests/bench/loadgen's register and route workloads (50 pairs) against
+    srv on CPU 1; the server's CPU seconds per 100k messages. Exits when the
+    workload did not complete without errors."""
+    r = subprocess.run(["taskset", "-c", "1", str(Path(build) / "tests" / "bench" / "loadgen"),
+                        "--port", str(srv.port), "--pid", str(srv.proc.pid), "--workloads", "register,route",
+                        "--pairs", "50", "--messages", str(messages), "--phase-timeout", "300"] + list(flags),
+                       capture_output=True, text=True, timeout=900)
+    res = dict(line.split()[1:3] for line in r.stdout.splitlines() if line.startswith("RESULT "))
+    if res.get("route_complete") != "1" or res.get("route_errors") != "0":
+        raise SystemExit("route workload incomplete (%s): %s" % (label, r.stderr[-2000:]))
+    return float(res["route_cpu_s_per_100k"])

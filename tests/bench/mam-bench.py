@@ -45,7 +45,7 @@ sys.path.insert(0, str(HERE))
 import pg_cluster  # noqa: E402
 import xmpptest  # noqa: E402
 from xmpptest import RawClient, new_id, q  # noqa: E402
-from benchlib import Xmppd, cpu_of  # noqa: E402
+from benchlib import Xmppd, cpu_of, pin_to_cpu1, route_cpu_per_100k  # noqa: E402
 
 NS_MAM = "urn:xmpp:mam:2"
 USER, PASSWORD, HOST = "bench", "bench-password", "localhost"
@@ -257,16 +257,9 @@ def run_route(args, work):
     for label, extra in (("without mod_mam", {}), ("with mod_mam", {"mam": {}})):
         srv = Xmppd(args.build, work / ("route-" + label.split()[0]), "sqlite", {**base, **extra}).start()
         try:
-            r = subprocess.run(["taskset", "-c", "1", str(args.build / "tests" / "bench" / "loadgen"),
-                                "--port", str(srv.port), "--pid", str(srv.proc.pid), "--workloads",
-                                "register,route", "--pairs", "50", "--messages", str(args.route_messages),
-                                "--phase-timeout", "300"], capture_output=True, text=True, timeout=900)
+            out[label] = route_cpu_per_100k(args.build, srv, args.route_messages, label=label)
         finally:
             srv.stop()
-        res = dict(line.split()[1:3] for line in r.stdout.splitlines() if line.startswith("RESULT "))
-        if res.get("route_complete") != "1":
-            raise SystemExit("route workload incomplete (%s): %s" % (label, r.stderr[-2000:]))
-        out[label] = float(res["route_cpu_s_per_100k"])
         log("  route %-16s %.3f CPU-s per 100k messages" % (label, out[label]))
     return out
 
@@ -282,10 +275,7 @@ def main():
     ap.add_argument("--skip-query", action="store_true")
     ap.add_argument("--out")
     args = ap.parse_args()
-    try:
-        os.sched_setaffinity(0, {1})
-    except OSError:
-        pass
+    pin_to_cpu1()
     work = Path(tempfile.mkdtemp(prefix="mam-bench-"))
     os.chmod(work, 0o755)  # the PostgreSQL cluster runs as its own user
     report = ["# MAM benchmark (%s)" % time.strftime("%Y-%m-%d %H:%M"), ""]

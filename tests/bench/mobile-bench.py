@@ -32,7 +32,6 @@ Never part of the test suite.
 """
 
 import argparse
-import os
 import shutil
 import socket
 import statistics
@@ -45,7 +44,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from benchlib import REPO, Xmppd, cpu_of, io_of, rss_kib  # noqa: E402
+from benchlib import REPO, Xmppd, cpu_of, io_of, pin_to_cpu1, route_cpu_per_100k, rss_kib  # noqa: E402
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 from xmpptest import RawClient, raw_component  # noqa: E402
 
@@ -93,16 +92,9 @@ def run_route(args, work):
         for i, (label, extra, flags) in enumerate(ROUTE_CONFIGS):
             srv = Xmppd(args.build, work / ("route-%d-%d" % (rep, i)), "sqlite", {**base, **extra}).start()
             try:
-                r = subprocess.run(["taskset", "-c", "1", str(args.build / "tests" / "bench" / "loadgen"),
-                                    "--port", str(srv.port), "--pid", str(srv.proc.pid), "--workloads",
-                                    "register,route", "--pairs", "50", "--messages", str(args.route_messages),
-                                    "--phase-timeout", "300"] + flags, capture_output=True, text=True, timeout=900)
+                runs[label].append(route_cpu_per_100k(args.build, srv, args.route_messages, flags, label))
             finally:
                 srv.stop()
-            res = dict(line.split()[1:3] for line in r.stdout.splitlines() if line.startswith("RESULT "))
-            if res.get("route_complete") != "1" or res.get("route_errors") != "0":
-                raise SystemExit("route workload incomplete (%s): %s" % (label, r.stderr[-2000:]))
-            runs[label].append(float(res["route_cpu_s_per_100k"]))
             log("  route %-58s %.3f CPU-s per 100k messages" % (label, runs[label][-1]))
     return {label: (min(v), statistics.median(v)) for label, v in runs.items()}
 
@@ -231,10 +223,7 @@ def main():
     ap.add_argument("--skip-csi", action="store_true")
     ap.add_argument("--out")
     args = ap.parse_args()
-    try:
-        os.sched_setaffinity(0, {1})
-    except OSError:
-        pass
+    pin_to_cpu1()
     work = Path(tempfile.mkdtemp(prefix="mobile-bench-"))
     report = ["# Mobile sessions benchmark (%s)" % time.strftime("%Y-%m-%d %H:%M"), ""]
     try:

@@ -326,3 +326,18 @@ def test_error_for_a_copied_message_is_copied(server_factory, accounts):
     assert messages(r2) == []
     for c in (r1, r2, comp):
         c.close()
+
+
+def test_reload_keeps_enabled_sessions(server, accounts):
+    """xmppctl module reload carbons: sessions that enabled carbons still
+    get copies."""
+    a, b = accounts(2)
+    r1, r2 = login(server, a, "r1"), login(server, a, "r2")
+    r = server.ctl("module", "reload", "carbons")
+    assert r.returncode == 0, r.stdout + r.stderr
+    sender = raw_login(server, b, "s")
+    sender.send(chat(a.jid + "/r1", "after the reload"))
+    assert r1.wait_for(is_msg).find(q(NS_CLIENT, "body")).text == "after the reload"
+    assert carbon(r2.wait_for(is_msg), "received") is not None
+    for c in (r1, r2, sender):
+        c.close()

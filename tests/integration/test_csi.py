@@ -249,3 +249,26 @@ def test_slixmpp_client_state_indication(server, accounts):
         p = await me.next_presence(pred=lambda p: p["from"] == other.boundjid)
         assert p["show"] == "away"
     run(scenario())
+
+
+def test_reload_keeps_state_and_held_stanzas(server, accounts):
+    """xmppctl module reload csi: an inactive client stays inactive and
+    what was held before the reload comes, in order, with what was held
+    after it, on <active/>."""
+    a, b = accounts(2)
+    me = raw_login(server, a, "phone")
+    me.send(INACTIVE)
+    sync(me)
+    bc = raw_login(server, b, "b")
+    bc.send(pres(me.jid, "away"))
+    sync(bc)
+    r = server.ctl("module", "reload", "csi")
+    assert r.returncode == 0, r.stdout + r.stderr
+    bc.send(state(me.jid, "composing"))
+    sync(bc)
+    assert stanzas(me, 0.5) == []
+    me.send(ACTIVE)
+    got = [summary(e) for e in stanzas(me)]
+    assert got == [("presence", bc.jid, "away"), ("message", bc.jid, "composing")], got
+    for x in (me, bc):
+        x.close()
