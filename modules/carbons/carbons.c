@@ -75,8 +75,10 @@ static int cb_set_enabled(cb_mod *mod, xmppd_session *s, bool on)
     cb_sess *cs = cb_slot(mod, s, on);
     if (!cs)
         return on ? -1 : 0;
-    if (cs->enabled != on)
-        mod->n_enabled += on ? 1 : (size_t)-1;
+    if (on && !cs->enabled)
+        mod->n_enabled++;
+    else if (!on && cs->enabled)
+        mod->n_enabled--;
     cs->enabled = on;
     return 0;
 }
@@ -109,7 +111,8 @@ static bool cb_tracked_error(cb_mod *mod, const xmppd_session *s, const xmppd_st
     if (!cs || !id || !from || !type || strcmp(type, "error") != 0)
         return false;
     for (unsigned i = 0; i < CB_TRACK; i++)
-        if (cs->sent[i].id && strcmp(cs->sent[i].id, id) == 0 && strcmp(cs->sent[i].peer, from->bare) == 0)
+        if (cs->sent[i].id && cs->sent[i].peer && strcmp(cs->sent[i].id, id) == 0 &&
+            strcmp(cs->sent[i].peer, from->bare) == 0)
             return true;
     return false;
 }
@@ -184,7 +187,7 @@ static int cb_on_delivered(xmppd_event *ev, void *ud)
 {
     cb_mod *mod = ud;
     const xmppd_delivery *d = ev->data;
-    if (!mod->n_enabled || !d || !ev->to || !ev->to->node || ev->host != mod->host)
+    if (!mod->n_enabled || !d || !ev->to || !ev->to->node)
         return XMPPD_PASS;
     bool ok = carbons_eligible(ev->stanza);
     for (size_t i = 0; !ok && i < d->n; i++)
