@@ -5,10 +5,13 @@
 #
 # Levels, each counted in the closing "N passed, N failed" line:
 #   1. build/        ../configure --enable-werror; make; make check (cmocka);
-#                    pytest tests/integration against that build, then
+#                    pytest tests/integration against that build, and
 #                    again with every server on PostgreSQL (a private cluster)
 #   2. build-asan/   --enable-sanitizers (ASan + UBSan): make check and the
 #                    integration suite again (skipped with --quick)
+# The integration suites run side by side in the background (each in its
+# own port range) while the later levels build; their logs are printed
+# when they end.
 #   3. build-fuzz/   clang + libFuzzer: every fuzz target 20 s over a copy of
 #                    tests/fuzz/corpus/<name>/ (skipped with --quick or without clang)
 # Missing Debian packages are installed first (as root; otherwise the
@@ -144,50 +147,82 @@ run_make_check() {
     rm -f "$out"
 }
 
-# pytest against build DIR; adds pytest's counts.
-run_pytest() {
-    local dir=$1 label=$2 out
-    out=$(mktemp)
-    say "integration tests ($label)"
-    XMPPD_BUILD="$ROOT/$dir" "$PYTHON" -m pytest tests/integration -ra -p no:cacheprovider \
-        "${PYTEST_ARGS[@]}" 2>&1 | tee "$out"
-    local rc=${PIPESTATUS[0]}
-    local last n
-    last=$(grep -E '^=+ .*(passed|failed|error|skipped|no tests ran).* in [0-9.]+s' "$out" | tail -1)
-    local p=0 f=0 e=0 s=0
-    for kind in passed failed error errors skipped xfailed xpassed; do
-        n=$(printf '%s' "$last" | grep -oE "[0-9]+ $kind\b" | grep -oE '^[0-9]+' || true)
-        n=${n:-0}
-        case $kind in
-            passed|xfailed) p=$((p + n)) ;;
-            failed|xpassed) f=$((f + n)) ;;
-            error|errors) e=$((e + n)) ;;
-            skipped) s=$((s + n)) ;;
-        esac
-    done
-    PASSED=$((PASSED + p)); FAILED=$((FAILED + f + e)); SKIPPED=$((SKIPPED + s))
-    if [ $((f + e)) -gt 0 ]; then
-        FAILURES+=("integration ($label): $f failed, $e errors")
-    elif [ "$rc" != 0 ]; then
-        fail_step "integration ($label): pytest exit $rc"
-    fi
-    rm -f "$out"
+# Integration suites run side by side (most of their time is spent waiting
+# on sockets and timers): each in the background with its own log and its
+# own port range (tests/integration/xmpptest.py free_port), collected at the
+# end. Their timeouts are scaled up because they share the CPU.
+SUITE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/xmppd-suites.XXXXXX")
+SUITES=()
+NEXT_PORT=10000
+PG_DIRS=()
+
+# start_pytest BUILD_DIR LABEL [VAR=VALUE...]: the suite against that build.
+start_pytest() {
+    local dir=$1 label=$2; shift 2
+    local n=${#SUITES[@]} lo=$NEXT_PORT
+    NEXT_PORT=$((NEXT_PORT + 4000))
+    say "integration tests ($label): started in the background"
+    (
+        for kv in "$@"; do export "${kv?}"; done
+        export XMPPD_BUILD="$ROOT/$dir" XMPPD_TEST_PORTS="$lo-$((lo + 3999))"
+        export XMPPD_TIMEOUT_FACTOR=${XMPPD_TIMEOUT_FACTOR:-$( [ -n "${ASAN_OPTIONS:-}" ] && echo 4 || echo 2 )}
+        "$PYTHON" -m pytest tests/integration -ra -p no:cacheprovider "${PYTEST_ARGS[@]}" \
+            >"$SUITE_DIR/$n.log" 2>&1
+        echo $? >"$SUITE_DIR/$n.rc"
+    ) &
+    SUITES+=("$!|$label")
 }
 
-# pytest against build DIR with every test server on PostgreSQL: one private
-# cluster for the run (tests/integration/pg_cluster.py), a database per server.
-run_pytest_pgsql() {
-    local dir=$1 label=$2 pgdir dsn
+# The same with every test server on PostgreSQL: one private cluster for
+# the suite (tests/integration/pg_cluster.py), a database per server.
+start_pytest_pgsql() {
+    local dir=$1 label=$2; shift 2
+    local pgdir dsn
     pgdir=$(mktemp -d /tmp/xmppd-pg-XXXXXX)
     if ! dsn=$("$PYTHON" tests/integration/pg_cluster.py start "$pgdir"); then
         fail_step "integration ($label): cannot start PostgreSQL"
         rm -rf "$pgdir"
         return
     fi
-    export XMPPD_TEST_STORAGE=pgsql XMPPD_TEST_PG_DSN="$dsn"
-    run_pytest "$dir" "$label"
-    unset XMPPD_TEST_STORAGE XMPPD_TEST_PG_DSN
-    "$PYTHON" tests/integration/pg_cluster.py stop "$pgdir"
+    PG_DIRS+=("$pgdir")
+    start_pytest "$dir" "$label" XMPPD_TEST_STORAGE=pgsql XMPPD_TEST_PG_DSN="$dsn" "$@"
+}
+
+# Waits for every suite started, prints its log and adds pytest's counts.
+collect_pytest() {
+    local i entry pid label out rc last n
+    for i in "${!SUITES[@]}"; do
+        entry=${SUITES[$i]}
+        pid=${entry%%|*}
+        label=${entry#*|}
+        wait "$pid"
+        out="$SUITE_DIR/$i.log"
+        rc=$(cat "$SUITE_DIR/$i.rc" 2>/dev/null || echo 1)
+        say "integration tests ($label)"
+        cat "$out"
+        last=$(grep -E '^=+ .*(passed|failed|error|skipped|no tests ran).* in [0-9.]+s' "$out" | tail -1)
+        local p=0 f=0 e=0 s=0 kind
+        for kind in passed failed error errors skipped xfailed xpassed; do
+            n=$(printf '%s' "$last" | grep -oE "[0-9]+ $kind\b" | grep -oE '^[0-9]+' || true)
+            n=${n:-0}
+            case $kind in
+                passed|xfailed) p=$((p + n)) ;;
+                failed|xpassed) f=$((f + n)) ;;
+                error|errors) e=$((e + n)) ;;
+                skipped) s=$((s + n)) ;;
+            esac
+        done
+        PASSED=$((PASSED + p)); FAILED=$((FAILED + f + e)); SKIPPED=$((SKIPPED + s))
+        if [ $((f + e)) -gt 0 ]; then
+            FAILURES+=("integration ($label): $f failed, $e errors")
+        elif [ "$rc" != 0 ]; then
+            fail_step "integration ($label): pytest exit $rc"
+        fi
+    done
+    SUITES=()
+    for d in "${PG_DIRS[@]}"; do "$PYTHON" tests/integration/pg_cluster.py stop "$d"; done
+    PG_DIRS=()
+    rm -rf "$SUITE_DIR"
 }
 
 build_level() {
@@ -209,12 +244,12 @@ if build_level build "default" --enable-werror; then
     if "$PYTHON" contrib/ci/check-layers.py build; then pass_step; else fail_step "layering"; fi
     if bash contrib/ci/check-exports.sh build; then pass_step; else fail_step "exported symbols"; fi
     run_make_check build "default"
-    run_pytest build "default"
-    run_pytest_pgsql build "default, PostgreSQL storage"
     # docs/configuration.md's option tables and docs/modules.md's event
     # table are generated from the code: fail when they are not current.
     say "generated documentation (contrib/gen-docs.sh --check)"
     if bash contrib/gen-docs.sh build --check; then pass_step; else fail_step "docs not current (run contrib/gen-docs.sh build)"; fi
+    start_pytest build "default"
+    start_pytest_pgsql build "default, PostgreSQL storage"
 fi
 
 # ---- level 2: sanitizers ---------------------------------------------------------
@@ -223,7 +258,7 @@ if [ "$QUICK" = 0 ]; then
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     if build_level build-asan "asan+ubsan" --enable-werror --enable-sanitizers; then
         run_make_check build-asan "asan+ubsan"
-        run_pytest build-asan "asan+ubsan"
+        start_pytest build-asan "asan+ubsan"
     fi
     unset ASAN_OPTIONS UBSAN_OPTIONS
 fi
@@ -275,6 +310,9 @@ if [ "$QUICK" = 0 ]; then
         SKIPPED=$((SKIPPED + 1))
     fi
 fi
+
+# ---- the integration suites started above ------------------------------------------
+collect_pytest
 
 # ---- summary ---------------------------------------------------------------------
 T1=$(date +%s)

@@ -163,4 +163,27 @@ int xmppd_host_sessions(xmppd_host *h, int (*fn)(xmppd_session *s, void *ud), vo
 /* The session bound to this full JID, or NULL. */
 xmppd_session *xmppd_session_find(const xmppd_jid *full);
 
+/* Services on domains of their own (ABI 2.2): a module serves a domain
+ * that is not a host, e.g. conference.example.org for group chat,
+ * pubsub.example.org, upload.example.org. Every stanza the router sees for
+ * that domain or any JID at it (from local clients, other modules,
+ * external components and other servers; pre-route has run for client
+ * stanzas) goes to fn, and nowhere else: no hooks, no IQ handlers. fn gets
+ * an event named "message/domain", "presence/domain" or "iq/domain" with
+ * host = m's host (NULL for a global module), session = the sender's
+ * session when it is a local client (else NULL), stanza, from and to
+ * (to->domain is the served domain). fn answers what needs an answer
+ * (xmppd_reply, xmppd_reply_error: replies come from the address asked)
+ * and returns HANDLED; PASS makes the kernel answer as for an absent
+ * component (service-unavailable for messages and IQs, presence dropped),
+ * FAIL an IQ get/set with internal-server-error. Stanzas the service sends
+ * (xmppd_route, 'from' at its domain) are routed like any other. The
+ * domain also counts as served locally for server-to-server streams.
+ *
+ * From load() on; domain is prepared (nameprep) and copied. 0, or -1 when
+ * it is not a valid domain, is a host or a configured component, or
+ * another module serves it (logged); a newer instance of the same module
+ * (a reload) takes the domain over. Released when m unloads. */
+int xmppd_domain_serve(xmppd_module *m, const char *domain, xmppd_handler fn, void *ud);
+
 #endif

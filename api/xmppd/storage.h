@@ -118,6 +118,13 @@ void xmppd_archive_delete(xmppd_store *st, const char *user, const xmppd_archive
                           xmppd_store_done_cb cb, void *ud);
 /* Number of items in user's archive. */
 void xmppd_archive_count(xmppd_store *st, const char *user, xmppd_archive_count_cb cb, void *ud);
+/* Replaces the value of item id of user's archive with value (copied),
+ * keeping its id, time and peer: a retracted or moderated message leaves a
+ * tombstone where it was (ABI 2.2). cb (may be NULL) gets OK, NOT_FOUND when
+ * user's archive holds no item id, or ERROR (also from a driver built
+ * before this call existed). */
+void xmppd_archive_replace(xmppd_store *st, const char *user, const char *id, json_t *value,
+                           xmppd_store_done_cb cb, void *ud);
 
 /* ---- for storage drivers ----
  * A driver module (XMPPD_MOD_GLOBAL) provides this table in load(); the
@@ -155,6 +162,10 @@ typedef struct xmppd_storage_driver {
     void (*archive_append_id)(void *dd, const char *host, const char *store, const char *user,
                               const char *id, const char *with, int64_t when_ms, json_t *value,
                               xmppd_archive_append_cb cb, void *ud);
+    /* Since ABI 2.2 (a table with a smaller size lacks it): replace an
+     * item's value in place (xmppd_archive_replace). */
+    void (*archive_replace)(void *dd, const char *host, const char *store, const char *user,
+                            const char *id, json_t *value, xmppd_store_done_cb cb, void *ud);
 } xmppd_storage_driver;
 
 /* Registers m's driver from load() (d and dd stay the driver's and must

@@ -13,6 +13,15 @@
  *   ev->data    the request <iq/> (NULL when built for the server itself)
  * A query with a node that no module filled is answered <item-not-found/>.
  *
+ * Another account's disco (XEP-0163 §6.2: a contact discovering its PEP
+ * nodes) is answered to those with a presence subscription to it ('from'
+ * in its roster, RFC 6121), as Prosody does; others get
+ * <service-unavailable/>.
+ *
+ * A handler whose answer needs data it has to load (an account's PEP
+ * service, the account's roster here) holds the request (API "hold"): the
+ * answer is built again once every holder released it, at most once more.
+ *
  * The module publishes the API "disco" (struct disco_api below) so caps
  * can hash exactly what disco#info serves. */
 #include <stdlib.h>
@@ -20,10 +29,13 @@
 
 #include <xmppd/xmppd.h>
 
+#include "../roster/roster_api.h"
+
 #define DISCO_INFO_NS "http://jabber.org/protocol/disco#info"
 #define DISCO_ITEMS_NS "http://jabber.org/protocol/disco#items"
 #define DISCO_DATA_NS "jabber:x:data"
 #define DISCO_SERVERINFO "http://jabber.org/network/serverinfo"
+#define DISCO_MAX_ROUNDS 2 /* answers built again after holds: loads that need loads */
 
 typedef struct disco_conf {
     const char *name;         /* the server identity's name */
@@ -41,19 +53,41 @@ static const xmppd_option disco_options[] = {
     { NULL }
 };
 
-/* The "disco" API, version 1. Users check version and size. */
-#define DISCO_API_VERSION 1
+/* The "disco" API, version 2. Users check version and size. */
+#define DISCO_API_VERSION 2
 typedef struct disco_api {
     uint32_t version, size;
     /* The host's disco#info <query/> (no node) as served to clients, built
      * for the server itself. New tree, caller owns; NULL on OOM. */
     xmppd_stanza *(*host_info)(const struct disco_api *api);
+    /* Version 2. From a "disco-info"/"disco-items" handler: the answer
+     * being built waits until release(token) (data the handler must load
+     * first), then is built again and every handler runs again (twice at
+     * most). 0 when it cannot be held (answer with what you have). A token
+     * released after the request is gone is ignored. */
+    unsigned long (*hold)(const struct disco_api *api);
+    void (*release)(const struct disco_api *api, unsigned long token);
 } disco_api;
+
+/* A request being answered: held while a module (or this one) loads what
+ * the answer needs. */
+typedef struct disco_build {
+    unsigned long id;        /* the hold token */
+    xmppd_pending *p;        /* the request, once held */
+    int holds;
+    int rounds;              /* answers built so far */
+    bool info;               /* disco#info (else items) */
+    int allowed;             /* another account's disco: -1 unknown, 0 no, 1 yes */
+    struct disco_build *next;
+} disco_build;
 
 /* Module data; api first, so the API pointer is the state. */
 typedef struct disco_state {
     disco_api api;
     xmppd_module *m;
+    disco_build *building;   /* the answer being built (during the events) */
+    disco_build *held;       /* requests waiting for releases */
+    unsigned long last_id;
 } disco_state;
 
 /* XEP-0157 fields, sorted (the form lists them in this order). */
@@ -204,36 +238,33 @@ static void disco_add_items(xmppd_stanza *q, const json_t *items)
 
 /* ---- IQ handlers -------------------------------------------------------------- */
 
-/* The account asked about when the request is the requester's own (no
- * 'to', or its own bare JID), as a new JID; NULL otherwise. */
-static xmppd_jid *disco_own_account(const xmppd_event *ev)
+/* The account a request to a bare JID is about (no 'to': the requester's
+ * own), as a new JID; NULL when there is none. */
+static xmppd_jid *disco_account(const xmppd_event *ev)
 {
-    if (!ev->from || !ev->from->node)
-        return NULL;
-    if (ev->to && !xmppd_jid_bare_equal(ev->from, ev->to))
-        return NULL;
-    return xmppd_jid_to_bare(ev->from);
+    if (ev->to)
+        return ev->to->node ? xmppd_jid_to_bare(ev->to) : NULL;
+    return ev->from && ev->from->node ? xmppd_jid_to_bare(ev->from) : NULL;
 }
 
-/* Replies with q (consumed) as the IQ's payload, or item-not-found when a
- * node was asked and nobody filled it. */
-static int disco_answer(xmppd_event *ev, xmppd_stanza *q, const char *node)
+/* The answer: q (consumed) as the IQ's payload, or item-not-found when a
+ * node was asked and nobody filled it. New tree; NULL on OOM. */
+static xmppd_stanza *disco_result(const xmppd_event *ev, xmppd_stanza *q, const char *node)
 {
     if (!q)
-        return XMPPD_FAIL;
+        return NULL;
     if (node && !xmppd_stanza_first(q)) {
         xmppd_stanza_unref(q);
-        return xmppd_reply_error(ev, NULL, "item-not-found", NULL);
+        return xmppd_stanza_error_reply(ev->stanza, NULL, "item-not-found", NULL);
     }
     xmppd_stanza *r = xmppd_stanza_reply(ev->stanza);
     if (!r || !xmppd_stanza_add(r, q)) {
         if (!r)
             xmppd_stanza_unref(q);
         xmppd_stanza_unref(r);
-        return XMPPD_FAIL;
+        return NULL;
     }
-    xmppd_reply(ev, r);
-    return XMPPD_HANDLED;
+    return r;
 }
 
 static const char *disco_node(const xmppd_event *ev, const char *ns)
@@ -242,30 +273,134 @@ static const char *disco_node(const xmppd_event *ev, const char *ns)
     return node && *node ? node : NULL;
 }
 
-static int disco_on_info(xmppd_event *ev, void *ud)
+static const roster_api *disco_roster(const disco_state *st)
 {
-    disco_state *st = ud;
-    const char *node = disco_node(ev, DISCO_INFO_NS);
-    if (ev->to && !ev->to->node)
-        return disco_answer(ev, disco_host_info(st, node, ev), node);
-    xmppd_jid *account = disco_own_account(ev);
-    if (!account)
-        return xmppd_reply_error(ev, NULL, "service-unavailable", NULL);
-    int rc = disco_answer(ev, disco_account_info(st, node, account, ev), node);
-    xmppd_jid_free(account);
-    return rc;
+    const roster_api *a = xmppd_use(xmppd_module_host(st->m), "roster");
+    return a && a->version >= 1 ? a : NULL;
 }
 
-static int disco_on_items(xmppd_event *ev, void *ud)
+/* ---- holding requests ------------------------------------------------------------- */
+
+static disco_build *disco_held(disco_state *st, unsigned long id)
 {
-    disco_state *st = ud;
+    for (disco_build *b = st->held; b; b = b->next)
+        if (b->id == id)
+            return b;
+    return NULL;
+}
+
+static unsigned long disco_api_hold(const disco_api *api)
+{
+    disco_state *st = (disco_state *)api;
+    disco_build *b = st->building;
+    if (!b || b->rounds >= DISCO_MAX_ROUNDS)
+        return 0;
+    b->holds++;
+    return b->id;
+}
+
+static void disco_serve(disco_state *st, disco_build *b, xmppd_event *ev);
+
+static void disco_api_release(const disco_api *api, unsigned long token)
+{
+    disco_state *st = (disco_state *)api;
+    disco_build *b = token && st->building && st->building->id == token ? st->building
+                                                                          : disco_held(st, token);
+    if (!b || b->holds == 0 || --b->holds > 0 || !b->p)
+        return; /* unknown, still held, or released while being built */
+    for (disco_build **pp = &st->held; *pp; pp = &(*pp)->next)
+        if (*pp == b) {
+            *pp = b->next;
+            break;
+        }
+    b->rounds++;
+    xmppd_event ev = *xmppd_pending_event(b->p);
+    disco_serve(st, b, &ev);
+}
+
+typedef struct disco_roster_wait {
+    disco_state *st;
+    unsigned long token;
+    char *requester;   /* bare JID */
+} disco_roster_wait;
+
+/* The account's roster is loaded: may the requester see its disco? */
+static void disco_on_roster(roster *r, void *ud)
+{
+    disco_roster_wait *w = ud;
+    disco_state *st = w->st;
+    const roster_api *rapi = disco_roster(st);
+    disco_build *b = disco_held(st, w->token);
+    if (!b && st->building && st->building->id == w->token)
+        b = st->building;
+    roster_item it;
+    if (b)
+        b->allowed = r && rapi && rapi->get(r, w->requester, &it) && (it.sub & ROSTER_SUB_FROM);
+    free(w->requester);
+    free(w);
+    disco_api_release(&st->api, b ? b->id : 0);
+}
+
+/* May the request see the account's disco: its own, or a presence
+ * subscriber's (the account's roster says 'from'). 1 yes, 0 no, -1 the
+ * roster is being loaded (b is held). */
+static int disco_allowed(disco_state *st, disco_build *b, const xmppd_event *ev,
+                         const xmppd_jid *account)
+{
+    if (ev->from && xmppd_jid_bare_equal(ev->from, account))
+        return 1;
+    if (b->allowed >= 0 || !ev->from)
+        return b->allowed > 0;
+    const roster_api *rapi = disco_roster(st);
+    roster *r = rapi && strcmp(account->domain, xmppd_host_name(xmppd_module_host(st->m))) == 0
+                    ? rapi->cached(rapi, account->node)
+                    : NULL;
+    roster_item it;
+    if (r)
+        return rapi->get(r, ev->from->bare, &it) && (it.sub & ROSTER_SUB_FROM);
+    disco_roster_wait *w = rapi && b->rounds == 0 ? calloc(1, sizeof(*w)) : NULL;
+    if (!w || !(w->requester = strdup(ev->from->bare))) {
+        free(w);
+        return 0;
+    }
+    w->st = st;
+    w->token = disco_api_hold(&st->api);
+    rapi->load(rapi, st->m, account->node, disco_on_roster, w);
+    return b->allowed >= 0 ? b->allowed > 0 : -1; /* the roster may have come at once */
+}
+
+/* ---- answering --------------------------------------------------------------------- */
+
+static xmppd_stanza *disco_info_answer(disco_state *st, disco_build *b, xmppd_event *ev)
+{
+    const char *node = disco_node(ev, DISCO_INFO_NS);
+    if (ev->to && !ev->to->node)
+        return disco_result(ev, disco_host_info(st, node, ev), node);
+    xmppd_jid *account = disco_account(ev);
+    int allowed = account ? disco_allowed(st, b, ev, account) : 0;
+    /* While the roster loads, the events still run: their handlers start
+     * their own loads meanwhile (the answer is built again anyway). */
+    xmppd_stanza *r = allowed != 0 ? disco_result(ev, disco_account_info(st, node, account, ev), node)
+                                   : xmppd_stanza_error_reply(ev->stanza, NULL, "service-unavailable",
+                                                              NULL);
+    xmppd_jid_free(account);
+    return r;
+}
+
+static xmppd_stanza *disco_items_answer(disco_state *st, disco_build *b, xmppd_event *ev)
+{
     const disco_conf *c = xmppd_module_conf(st->m);
     const char *node = disco_node(ev, DISCO_ITEMS_NS);
     xmppd_jid *about = NULL;
-    if (ev->to && !ev->to->node)
+    if (ev->to && !ev->to->node) {
         about = xmppd_jid_make(NULL, xmppd_host_name(xmppd_module_host(st->m)), NULL);
-    else if (!(about = disco_own_account(ev)))
-        return xmppd_reply_error(ev, NULL, "service-unavailable", NULL);
+    } else {
+        about = disco_account(ev);
+        if (!about || disco_allowed(st, b, ev, about) == 0) { /* -1: as for disco#info */
+            xmppd_jid_free(about);
+            return xmppd_stanza_error_reply(ev->stanza, NULL, "service-unavailable", NULL);
+        }
+    }
     xmppd_stanza *q = about ? xmppd_stanza_new("query", DISCO_ITEMS_NS) : NULL;
     if (q && node)
         xmppd_stanza_set_attr(q, "node", node);
@@ -275,7 +410,51 @@ static int disco_on_items(xmppd_event *ev, void *ud)
         disco_fire(st, "disco-items", q, about, ev);
     xmppd_jid_free(about);
     /* An empty list is a fine answer without a node; a node needs content. */
-    return disco_answer(ev, q, node);
+    return disco_result(ev, q, node);
+}
+
+/* Builds b's answer and sends it, or keeps the request while it is held. */
+static void disco_serve(disco_state *st, disco_build *b, xmppd_event *ev)
+{
+    disco_build *outer = st->building;
+    st->building = b;
+    xmppd_stanza *r = b->info ? disco_info_answer(st, b, ev) : disco_items_answer(st, b, ev);
+    st->building = outer;
+    if (b->holds > 0 && (b->p || (b->p = xmppd_pending_new(ev)))) {
+        xmppd_stanza_unref(r); /* built again once released */
+        b->next = st->held;
+        st->held = b;
+        return;
+    }
+    if (b->p)
+        xmppd_pending_reply(b->p, r);
+    else if (r)
+        xmppd_reply(ev, r);
+    else
+        xmppd_reply_error(ev, NULL, "internal-server-error", NULL);
+    free(b);
+}
+
+static int disco_on_request(xmppd_event *ev, disco_state *st, bool info)
+{
+    disco_build *b = calloc(1, sizeof(*b));
+    if (!b)
+        return XMPPD_FAIL;
+    b->id = ++st->last_id;
+    b->info = info;
+    b->allowed = -1;
+    disco_serve(st, b, ev);
+    return XMPPD_HANDLED;
+}
+
+static int disco_on_info(xmppd_event *ev, void *ud)
+{
+    return disco_on_request(ev, ud, true);
+}
+
+static int disco_on_items(xmppd_event *ev, void *ud)
+{
+    return disco_on_request(ev, ud, false);
 }
 
 /* ---- options ---------------------------------------------------------------- */
@@ -347,7 +526,16 @@ static int disco_check_contact(xmppd_module *m, const json_t *contact)
 
 static void disco_unload(xmppd_module *m)
 {
-    free(xmppd_module_data(m));
+    disco_state *st = xmppd_module_data(m);
+    if (!st)
+        return;
+    while (st->held) {
+        disco_build *b = st->held;
+        st->held = b->next;
+        xmppd_pending_drop(b->p);
+        free(b);
+    }
+    free(st);
     xmppd_module_set_data(m, NULL);
 }
 
@@ -359,7 +547,8 @@ static int disco_load(xmppd_module *m, const void *conf)
     disco_state *st = calloc(1, sizeof(*st));
     if (!st)
         return -1;
-    st->api = (disco_api){ DISCO_API_VERSION, sizeof(disco_api), disco_api_host_info };
+    st->api = (disco_api){ DISCO_API_VERSION, sizeof(disco_api), disco_api_host_info, disco_api_hold,
+                           disco_api_release };
     st->m = m;
     xmppd_module_set_data(m, st);
     unsigned targets = XMPPD_IQ_HOST | XMPPD_IQ_BARE;

@@ -1,18 +1,27 @@
 /* XEP-0049 Private XML Storage (and so XEP-0048 bookmarks): an account
  * stores and reads XML fragments of its own, keyed by the fragment's
  * element name and namespace. Kept in keyval store "private", key
- * "name|namespace", value the serialised element (a JSON string). */
+ * "name|namespace", value the serialised element (a JSON string). Other
+ * modules read and write fragments through the API "private" and hear of
+ * changes by "private-changed" (private_api.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <xmppd/xmppd.h>
 
+#include "private_api.h"
+
+#ifndef XMPPD_STORE_CANCELLED
+#define XMPPD_STORE_CANCELLED (-2) /* the module unloaded before the answer (storage.h) */
+#endif
+
 #define PRIVATE_NS "jabber:iq:private"
 #define PRIVATE_KEY_MAX 1024
 
-/* Module data. */
+/* Module data; api first, so the API pointer is the state. */
 typedef struct private_state {
+    private_api api;
     xmppd_module *m;
     xmppd_store *store;
 } private_state;
@@ -82,6 +91,12 @@ static xmppd_stanza *private_request(xmppd_event *ev, char key[PRIVATE_KEY_MAX])
 static void private_on_loaded(int status, json_t *value, void *ud)
 {
     private_req *r = ud;
+    if (status == XMPPD_STORE_CANCELLED) {
+        xmppd_pending_drop(r->p);
+        xmppd_stanza_unref(r->wanted);
+        free(r);
+        return;
+    }
     const char *xml = json_string_value(value);
     xmppd_stanza *item = NULL;
     if (status == XMPPD_STORE_OK && xml)
@@ -120,13 +135,67 @@ static int private_on_get(xmppd_event *ev, void *ud)
 
 /* ---- set ---------------------------------------------------------------------- */
 
+/* A write in flight: who asked (an IQ or a module) and what was written. */
+typedef struct private_write {
+    private_state *st;
+    char *user;
+    xmppd_stanza *element;
+    xmppd_pending *p;    /* an IQ to answer, or NULL */
+    private_done_cb cb;  /* a module to tell, or NULL */
+    void *ud;
+    bool by_module;
+} private_write;
+
+static void private_write_free(private_write *w)
+{
+    xmppd_pending_drop(w->p);
+    xmppd_stanza_unref(w->element);
+    free(w->user);
+    free(w);
+}
+
 static void private_on_saved(int status, void *ud)
 {
-    xmppd_pending *p = ud;
-    if (status == XMPPD_STORE_OK)
-        xmppd_pending_reply(p, xmppd_stanza_reply(xmppd_pending_event(p)->stanza));
-    else
-        xmppd_pending_error(p, NULL, "internal-server-error", NULL);
+    private_write *w = ud;
+    if (status == XMPPD_STORE_CANCELLED) {
+        private_write_free(w);
+        return;
+    }
+    bool ok = status == XMPPD_STORE_OK;
+    if (w->p) {
+        if (ok)
+            xmppd_pending_reply(w->p, xmppd_stanza_reply(xmppd_pending_event(w->p)->stanza));
+        else
+            xmppd_pending_error(w->p, NULL, "internal-server-error", NULL);
+        w->p = NULL;
+    }
+    if (w->cb)
+        w->cb(ok ? 0 : -1, w->ud);
+    if (ok) {
+        private_change ch = { .user = w->user, .element = w->element, .by_module = w->by_module };
+        xmppd_notify(xmppd_module_host(w->st->m), PRIVATE_EVENT_CHANGED, NULL, &ch);
+    }
+    private_write_free(w);
+}
+
+/* Stores item (borrowed) under key for user; w says who to tell. -1 on OOM
+ * (w untouched). */
+static int private_store(private_state *st, const char *user, const char *key,
+                         const xmppd_stanza *item, private_write *w)
+{
+    char *xml = xmppd_stanza_to_string(item, XMPPD_NS_CLIENT, NULL);
+    json_t *v = xml ? json_string(xml) : NULL;
+    free(xml);
+    if (!v || !(w->user = strdup(user)) || !(w->element = xmppd_stanza_copy(item))) {
+        json_decref(v);
+        free(w->user);
+        w->user = NULL;
+        return -1;
+    }
+    w->st = st;
+    xmppd_kv_set(st->store, user, key, v, private_on_saved, w);
+    json_decref(v);
+    return 0;
 }
 
 static int private_on_set(xmppd_event *ev, void *ud)
@@ -136,17 +205,75 @@ static int private_on_set(xmppd_event *ev, void *ud)
     xmppd_stanza *item = private_request(ev, key);
     if (!item)
         return XMPPD_HANDLED;
-    char *xml = xmppd_stanza_to_string(item, XMPPD_NS_CLIENT, NULL);
-    json_t *v = xml ? json_string(xml) : NULL;
-    free(xml);
-    xmppd_pending *p = v ? xmppd_pending_new(ev) : NULL;
-    if (!p) {
-        json_decref(v);
+    private_write *w = calloc(1, sizeof(*w));
+    if (!w || !(w->p = xmppd_pending_new(ev)) || private_store(st, ev->from->node, key, item, w) < 0) {
+        if (w)
+            xmppd_pending_drop(w->p);
+        free(w);
         return XMPPD_FAIL;
     }
-    xmppd_kv_set(st->store, ev->from->node, key, v, private_on_saved, p);
-    json_decref(v);
     return XMPPD_HANDLED;
+}
+
+/* ---- API for other modules (private_api.h) ----------------------------------------- */
+
+static int private_key(char key[PRIVATE_KEY_MAX], const char *name, const char *ns)
+{
+    int n = snprintf(key, PRIVATE_KEY_MAX, "%s|%s", name, ns);
+    return n > 0 && n < PRIVATE_KEY_MAX ? 0 : -1;
+}
+
+typedef struct private_api_get {
+    private_get_cb cb;
+    void *ud;
+} private_api_get;
+
+static void private_api_on_loaded(int status, json_t *value, void *ud)
+{
+    private_api_get *g = ud;
+    if (status == XMPPD_STORE_CANCELLED) {
+        free(g);
+        return;
+    }
+    const char *xml = json_string_value(value);
+    xmppd_stanza *el = status == XMPPD_STORE_OK && xml
+                           ? xmppd_stanza_from_string(xml, strlen(xml), XMPPD_NS_CLIENT)
+                           : NULL;
+    g->cb(status == XMPPD_STORE_OK || status == XMPPD_STORE_NOT_FOUND ? 0 : -1, el, g->ud);
+    xmppd_stanza_unref(el);
+    free(g);
+}
+
+static void private_api_get_one(const private_api *api, const char *user, const char *name,
+                                const char *ns, private_get_cb cb, void *ud)
+{
+    const private_state *st = (const private_state *)api;
+    char key[PRIVATE_KEY_MAX];
+    private_api_get *g = private_key(key, name, ns) == 0 ? calloc(1, sizeof(*g)) : NULL;
+    if (!g) {
+        cb(-1, NULL, ud);
+        return;
+    }
+    *g = (private_api_get){ cb, ud };
+    xmppd_kv_get(st->store, user, key, private_api_on_loaded, g);
+}
+
+static void private_api_set(const private_api *api, const char *user, const xmppd_stanza *element,
+                            private_done_cb cb, void *ud)
+{
+    private_state *st = (private_state *)api;
+    char key[PRIVATE_KEY_MAX];
+    private_write *w = calloc(1, sizeof(*w));
+    if (!w || private_key(key, xmppd_stanza_name(element), xmppd_stanza_ns(element)) < 0 ||
+        private_store(st, user, key, element, w) < 0) {
+        free(w);
+        if (cb)
+            cb(-1, ud);
+        return;
+    }
+    w->cb = cb;
+    w->ud = ud;
+    w->by_module = true;
 }
 
 /* ---- module ------------------------------------------------------------------- */
@@ -162,10 +289,15 @@ static int private_load(xmppd_module *m, const void *conf)
     private_state *st = calloc(1, sizeof(*st));
     if (!st)
         return -1;
+    st->api = (private_api){ PRIVATE_API_VERSION, sizeof(private_api), private_api_get_one,
+                             private_api_set };
     st->m = m;
     xmppd_module_set_data(m, st);
     st->store = xmppd_store_open(m, "private", XMPPD_STORE_KEYVAL);
-    if (!st->store ||
+    if (!st->store || xmppd_provide(m, "private", &st->api) < 0 ||
+        xmppd_event_declare(m, PRIVATE_EVENT_CHANGED, XMPPD_EVENT_ALL,
+                            "data: const private_change * (private_api.h): an account's private "
+                            "XML fragment was stored") < 0 ||
         xmppd_iq_handle(m, "get", PRIVATE_NS, XMPPD_IQ_BARE, private_on_get, st) < 0 ||
         xmppd_iq_handle(m, "set", PRIVATE_NS, XMPPD_IQ_BARE, private_on_set, st) < 0 ||
         xmppd_disco_feature(m, PRIVATE_NS) < 0) {

@@ -102,7 +102,7 @@ static const char *const pg_migrations[] = {
 
 enum pg_stmt_id {
     ST_KV_GET, ST_KV_PUT, ST_KV_DEL, ST_KV_ALL, ST_KV_USERS,
-    ST_AR_APPEND, ST_AR_COUNT, ST_AR_RESOLVE, ST_PURGE,
+    ST_AR_APPEND, ST_AR_COUNT, ST_AR_RESOLVE, ST_AR_REPLACE, ST_PURGE,
     ST_FIXED
 };
 
@@ -141,6 +141,12 @@ static const char *const pg_fixed_sql[ST_FIXED] = {
                       " AND a.host=$1 AND a.store=$2 AND a.username=$3)"
                       " FROM unnest($10::text[], $12::bigint[]) WITH ORDINALITY AS k(t, n, i)"
                       " ORDER BY k.i",
+    /* the item's row as ST_AR_RESOLVE finds it: by key, else by number */
+    [ST_AR_REPLACE] = "UPDATE xmppd_archive SET value=$6::jsonb WHERE id=COALESCE("
+                      "(SELECT a.id FROM xmppd_archive a WHERE a.host=$1 AND a.store=$2"
+                      " AND a.username=$3 AND a.key=$10),"
+                      " (SELECT a.id FROM xmppd_archive a WHERE a.id=$7 AND a.key IS NULL"
+                      " AND a.host=$1 AND a.store=$2 AND a.username=$3)) RETURNING id",
     [ST_PURGE] = "WITH k AS (DELETE FROM xmppd_kv WHERE host=$1 AND username=$3)"
                  " DELETE FROM xmppd_archive WHERE host=$1 AND username=$3",
 };
@@ -187,7 +193,7 @@ static void pg_stmt_name(int id, char *buf, size_t len)
 
 enum pg_kind {
     PG_KV_GET, PG_KV_SET, PG_KV_GET_ALL, PG_KV_USERS,
-    PG_AR_APPEND, PG_AR_QUERY, PG_AR_DELETE, PG_AR_COUNT, PG_PURGE,
+    PG_AR_APPEND, PG_AR_QUERY, PG_AR_DELETE, PG_AR_COUNT, PG_PURGE, PG_AR_REPLACE,
 };
 
 typedef struct pg_op pg_op;
@@ -196,7 +202,8 @@ struct pg_op {
     enum pg_kind kind;
     /* in the op's allocation, or NULL: key is the kv key or the item id of
      * an append; with a bare JID and with_res its resource; after_s,
-     * before_s the ids a query or delete names */
+     * before_s the ids a query or delete names (after_s: the item a
+     * replace changes) */
     const char *host, *store, *user, *key, *with, *with_res, *after_s, *before_s;
     char **ids;                /* owned copies of the filter's ids */
     size_t n_ids;
@@ -359,6 +366,7 @@ static void pg_complete(pg_op *op)
         break;
     case PG_KV_SET:
     case PG_AR_DELETE:
+    case PG_AR_REPLACE:
     case PG_PURGE:
         if (op->cb.done)
             op->cb.done(op->status, op->ud);
@@ -478,6 +486,10 @@ static int pg_op_take_result(pg_op *op, PGresult *res)
         }
         return 0;
     }
+    case PG_AR_REPLACE:
+        if (rows == 0)
+            op->status = XMPPD_STORE_NOT_FOUND;
+        return 0;
     case PG_KV_SET:
     case PG_AR_DELETE:
     case PG_PURGE:
@@ -499,6 +511,7 @@ static int pg_op_stmt(const pg_op *op)
     case PG_AR_APPEND: return ST_AR_APPEND;
     case PG_AR_COUNT: return ST_AR_COUNT;
     case PG_PURGE: return ST_PURGE;
+    case PG_AR_REPLACE: return ST_AR_REPLACE;
     case PG_AR_DELETE:
         return !op->checked && op->names ? ST_AR_RESOLVE : ST_DELETE(op->qmask);
     case PG_AR_QUERY:
@@ -519,6 +532,12 @@ static void pg_op_params(const pg_op *op, int stmt, const char *v[PG_MAX_PARAMS]
         v[5] = op->text;
         v[9] = op->key;
         v[10] = op->with_res;
+        return;
+    }
+    if (stmt == ST_AR_REPLACE) {
+        v[5] = op->text;
+        v[6] = op->has_num[N_AFTER] ? op->num[N_AFTER] : NULL;
+        v[9] = op->after_s;
         return;
     }
     if (op->kind == PG_KV_SET || op->kind == PG_KV_GET) {
@@ -1193,6 +1212,26 @@ static void pg_archive_count(void *dd, const char *host, const char *store, cons
     pg_submit(dd, op);
 }
 
+/* The item id's value becomes value; NOT_FOUND when the archive has no such
+ * item (a malformed id included). */
+static void pg_archive_replace(void *dd, const char *host, const char *store, const char *user,
+                               const char *id, json_t *value, xmppd_store_done_cb cb, void *ud)
+{
+    pg_op *op = pg_op_new(PG_AR_REPLACE, host, store, user, NULL, NULL, id, NULL);
+    if (!pg_check_alloc(dd, op))
+        return;
+    op->cb.done = cb;
+    op->ud = ud;
+    int64_t n;
+    if (pg_parse_id(id, &n)) /* else only an appender's id can name it */
+        pg_set_num(op, N_AFTER, n);
+    if (!(op->text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY))) {
+        pg_finish(dd, op, XMPPD_STORE_ERROR);
+        return;
+    }
+    pg_submit(dd, op);
+}
+
 static void pg_purge_user(void *dd, const char *host, const char *user, xmppd_store_done_cb cb, void *ud)
 {
     pg_op *op = pg_op_new(PG_PURGE, host, NULL, user, NULL, NULL, NULL, NULL);
@@ -1307,6 +1346,7 @@ static const xmppd_storage_driver pg_driver = {
     .archive_delete = pg_archive_delete,
     .archive_count = pg_archive_count,
     .archive_append_id = pg_archive_append_id,
+    .archive_replace = pg_archive_replace,
     .purge_user = pg_purge_user,
     .flush = pg_flush,
 };

@@ -83,7 +83,7 @@ static const char *const sq_migrations[] = {
 
 enum sq_kind {
     SQ_KV_GET, SQ_KV_SET, SQ_KV_GET_ALL, SQ_KV_USERS,
-    SQ_AR_APPEND, SQ_AR_QUERY, SQ_AR_DELETE, SQ_AR_COUNT, SQ_PURGE,
+    SQ_AR_APPEND, SQ_AR_QUERY, SQ_AR_DELETE, SQ_AR_COUNT, SQ_PURGE, SQ_AR_REPLACE,
 };
 
 /* Which conditions an archive query has: bits of a statement cache index. */
@@ -108,7 +108,7 @@ struct sq_op {
      * key is the kv key, or the item id of an append; with is a bare JID
      * and with_res its resource */
     const char *host, *store, *user, *key, *with, *with_res;
-    const char *after_s, *before_s; /* ids a query/delete names */
+    const char *after_s, *before_s; /* ids a query/delete names; after_s: the item replaced */
     char **ids;          /* owned array of owned copies (filter ids) */
     size_t n_ids;
     char *text;          /* value as compact JSON (owned); NULL: delete */
@@ -141,7 +141,7 @@ struct sq_op {
 enum sq_stmt_id {
     ST_BEGIN, ST_BEGIN_W, ST_COMMIT, ST_ROLLBACK,
     ST_KV_GET, ST_KV_PUT, ST_KV_DEL, ST_KV_ALL, ST_KV_USERS,
-    ST_AR_APPEND, ST_AR_COUNT, ST_AR_HAS_ID, ST_AR_BY_KEY, ST_PURGE_KV, ST_PURGE_AR,
+    ST_AR_APPEND, ST_AR_COUNT, ST_AR_HAS_ID, ST_AR_BY_KEY, ST_AR_REPLACE, ST_PURGE_KV, ST_PURGE_AR,
     ST_COUNT
 };
 
@@ -163,6 +163,7 @@ static const char *const sq_stmt_sql[ST_COUNT] = {
     [ST_AR_HAS_ID] = "SELECT 1 FROM archive WHERE id=?4 AND host=?1 AND store=?2 AND user=?3"
                      " AND key IS NULL",
     [ST_AR_BY_KEY] = "SELECT id FROM archive WHERE host=?1 AND store=?2 AND user=?3 AND key=?4",
+    [ST_AR_REPLACE] = "UPDATE archive SET value=?5 WHERE id=?4 AND host=?1 AND store=?2 AND user=?3",
     [ST_PURGE_KV] = "DELETE FROM kv WHERE host=?1 AND user=?3",
     [ST_PURGE_AR] = "DELETE FROM archive WHERE host=?1 AND user=?3",
 };
@@ -599,6 +600,23 @@ static int sq_run_count(sq_db *d, sq_op *op)
     return rc == SQLITE_ROW ? 0 : -1;
 }
 
+/* The item named by after_s (either kind of id) gets op's value. */
+static int sq_run_replace(sq_db *d, sq_op *op)
+{
+    int rc = sq_resolve(d, op, op->after_s, &op->after_id);
+    if (rc <= 0) {
+        op->status = XMPPD_STORE_NOT_FOUND;
+        return rc;
+    }
+    sqlite3_stmt *st = sq_stmt(d, ST_AR_REPLACE, op);
+    if (!st || sqlite3_bind_int64(st, 4, op->after_id) != SQLITE_OK ||
+        sqlite3_bind_text(st, 5, op->text, -1, SQLITE_STATIC) != SQLITE_OK || sq_exec_stmt(d, st) != 0)
+        return -1;
+    if (sqlite3_changes(d->db) == 0)
+        op->status = XMPPD_STORE_NOT_FOUND;
+    return 0;
+}
+
 static int sq_run_purge(sq_db *d, sq_op *op)
 {
     if (sq_exec_stmt(d, sq_stmt(d, ST_PURGE_KV, op)) != 0)
@@ -621,6 +639,7 @@ static int sq_run_op(sq_db *d, sq_op *op)
     case SQ_AR_DELETE: rc = sq_run_delete(d, op); break;
     case SQ_AR_COUNT: rc = sq_run_count(d, op); break;
     case SQ_PURGE: rc = sq_run_purge(d, op); break;
+    case SQ_AR_REPLACE: rc = sq_run_replace(d, op); break;
     }
     return rc;
 }
@@ -628,7 +647,7 @@ static int sq_run_op(sq_db *d, sq_op *op)
 static bool sq_op_writes(const sq_op *op)
 {
     return op->kind == SQ_KV_SET || op->kind == SQ_AR_APPEND || op->kind == SQ_AR_DELETE ||
-           op->kind == SQ_PURGE;
+           op->kind == SQ_PURGE || op->kind == SQ_AR_REPLACE;
 }
 
 /* Runs ops first..end (exclusive) in one transaction. 0 when committed. */
@@ -689,6 +708,7 @@ static void sq_complete(sq_op *op)
         break;
     case SQ_KV_SET:
     case SQ_AR_DELETE:
+    case SQ_AR_REPLACE:
     case SQ_PURGE:
         if (op->cb.done)
             op->cb.done(op->status, op->ud);
@@ -990,6 +1010,23 @@ static void sq_archive_count(void *dd, const char *host, const char *store, cons
     sq_submit(dd, op);
 }
 
+/* The item id's value becomes value; NOT_FOUND when the archive has no such
+ * item (a malformed id included). */
+static void sq_archive_replace(void *dd, const char *host, const char *store, const char *user,
+                               const char *id, json_t *value, xmppd_store_done_cb cb, void *ud)
+{
+    sq_op *op = sq_op_new(SQ_AR_REPLACE, host, store, user, NULL, NULL, id, NULL);
+    if (!sq_check_alloc(dd, op))
+        return;
+    op->cb.done = cb;
+    op->ud = ud;
+    if (!(op->text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY))) {
+        sq_fail_later(dd, op);
+        return;
+    }
+    sq_submit(dd, op);
+}
+
 static void sq_purge_user(void *dd, const char *host, const char *user, xmppd_store_done_cb cb, void *ud)
 {
     sq_op *op = sq_op_new(SQ_PURGE, host, NULL, user, NULL, NULL, NULL, NULL);
@@ -1022,6 +1059,7 @@ static const xmppd_storage_driver sq_driver = {
     .archive_append = sq_archive_append,
     .archive_query = sq_archive_query,
     .archive_delete = sq_archive_delete,
+    .archive_replace = sq_archive_replace,
     .archive_count = sq_archive_count,
     .purge_user = sq_purge_user,
     .flush = sq_flush,

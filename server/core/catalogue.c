@@ -165,6 +165,31 @@ static const catalogue_event g_events[] = {
     { "disco-items", "all", "disco",
       "mod_disco builds a disco#items result",
       "as disco-info" },
+    { "caps-resolved", "all", "caps",
+      "mod_caps got the disco#info behind an entity's XEP-0115 verification string (or an "
+      "answer for that entity alone)",
+      "host; from: the entity's full JID; session: that local session, or NULL for another "
+      "server's entity (modules/caps/caps_api.h tells its features)" },
+    { "pep-changed", "all", "pep",
+      "an account's PEP node changed: items published or retracted, purged, deleted (XEP-0163)",
+      "host; data: const pep_change * (modules/pep/pep_api.h): account, node, kind, item id, "
+      "payload, publisher (NULL when a module made the change)" },
+    { "vcard-changed", "all", "vcard",
+      "an account's vCard was stored or removed (XEP-0054)",
+      "host; data: const vcard_change * (modules/vcard/vcard_api.h): account, the new vCard "
+      "(NULL: removed), whether a module set it" },
+    { "muc/room-iq", "first", "muc",
+      "an IQ to a room in a namespace mod_muc does not serve (XEP-0313 queries for mod_muc_mam)",
+      "host; stanza, from, to: the IQ to the room's bare JID; HANDLED once answered, else "
+      "service-unavailable (modules/muc/muc_api.h)" },
+    { "muc/room-info", "all", "muc",
+      "a room's disco#info is being built",
+      "host; to: the room; from: the requester; data: the <query/> (xmppd_stanza *) to add "
+      "features to" },
+    { "private-changed", "all", "private",
+      "an account's private XML fragment was stored (XEP-0049)",
+      "host; data: const private_change * (modules/private/private_api.h): account, the "
+      "element, whether a module set it" },
 };
 
 const catalogue_event *catalogue_events(size_t *n_r)

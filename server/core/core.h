@@ -175,6 +175,16 @@ void hooks_foreach_iq(hooks_iq_fn fn, void *ud);
  * target) on h. Returns XMPPD_PASS when none is registered. */
 int iq_dispatch(xmppd_host *h, xmppd_event *ev, unsigned target);
 
+/* domains.c: domains that modules serve (xmppd_domain_serve), for the
+ * router and s2s. domains_name: the served domain equal to `domain`
+ * (prepared), as a string borrowed while it is served, or NULL.
+ * domains_dispatch: calls the handler serving ev->to->domain (ev->host set
+ * to its module's host) and returns what it returned, or DOMAINS_NONE when
+ * no module serves that domain. */
+enum { DOMAINS_NONE = -2 };
+const char *domains_name(const char *domain);
+int domains_dispatch(xmppd_event *ev);
+
 /* Internal log with a kernel tag ("c2s", "tls", "router", ...). */
 void log_kernel(const char *tag, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -360,12 +360,10 @@ XMPPD_EXPORT void xmppd_archive_append(xmppd_store *st, const char *user, const 
                                value, c ? on_append : NULL, c);
 }
 
-/* Drivers that predate archive_append_id. */
-static bool driver_has_append_id(const xmppd_storage_driver *d)
-{
-    return d->size >= offsetof(xmppd_storage_driver, archive_append_id) + sizeof(d->archive_append_id) &&
-           d->archive_append_id;
-}
+/* Does the driver's table have the optional operation field (set)? A
+ * driver built against older headers has a shorter table. */
+#define DRIVER_HAS(drv, field)                                                                  \
+    ((drv)->size >= offsetof(xmppd_storage_driver, field) + sizeof((drv)->field) && (drv)->field)
 
 XMPPD_EXPORT void xmppd_archive_append_id(xmppd_store *st, const char *user, const char *id,
                                           const char *with, int64_t when_ms, json_t *value,
@@ -377,7 +375,7 @@ XMPPD_EXPORT void xmppd_archive_append_id(xmppd_store *st, const char *user, con
     if (!r)
         return;
     size_t n = id ? strlen(id) : 0;
-    if (n == 0 || n > XMPPD_ARCHIVE_ID_MAX || !driver_has_append_id(r->drv)) {
+    if (n == 0 || n > XMPPD_ARCHIVE_ID_MAX || !DRIVER_HAS(r->drv, archive_append_id)) {
         xmppd_log(st->m, XMPPD_LOG_ERROR, "store \"%s\": %s", st->name,
                   n == 0 || n > XMPPD_ARCHIVE_ID_MAX ? "archive item id of a wrong length"
                                                      : "the storage driver cannot append with an id");
@@ -432,6 +430,26 @@ XMPPD_EXPORT void xmppd_archive_count(xmppd_store *st, const char *user, xmppd_a
         call_start(st, XMPPD_STORE_ARCHIVE, OP_COUNT, (store_cb){ .count = cb }, ud, &c);
     if (r)
         r->drv->archive_count(r->dd, store_host(st), st->name, user ? user : "", on_count, c);
+}
+
+XMPPD_EXPORT void xmppd_archive_replace(xmppd_store *st, const char *user, const char *id,
+                                        json_t *value, xmppd_store_done_cb cb, void *ud)
+{
+    store_call *c;
+    const storage_reg *r =
+        call_start(st, XMPPD_STORE_ARCHIVE, OP_DONE, (store_cb){ .done = cb }, ud, &c);
+    if (!r)
+        return;
+    if (!DRIVER_HAS(r->drv, archive_replace) || !id || !value) {
+        if (!DRIVER_HAS(r->drv, archive_replace))
+            xmppd_log(st->m, XMPPD_LOG_ERROR, "store \"%s\": storage driver \"%s\" cannot replace "
+                      "archive items", st->name, st->driver);
+        if (c)
+            xmppd_loop_post(call_fail, c);
+        return;
+    }
+    r->drv->archive_replace(r->dd, store_host(st), st->name, user ? user : "", id, value,
+                            c ? on_done : NULL, c);
 }
 
 /* ---- account deletion ---- */

@@ -334,9 +334,11 @@ static void handle_stanza(comp_stream *c, xmppd_stanza *st)
         comp_close(c, "improper-addressing", "The 'from' address is not a valid JID");
         return;
     }
-    /* Its own domain, or a subdomain routed to it (never a local host's). */
+    /* Its own domain, or a subdomain routed to it (never a local host's,
+     * nor one a module serves). */
     const component_conf *cc = conf_for(from->domain);
-    if (!cc || strcmp(cc->domain, c->domain) != 0 || xmppd_host_find(from->domain)) {
+    if (!cc || strcmp(cc->domain, c->domain) != 0 || xmppd_host_find(from->domain) ||
+        domains_name(from->domain)) {
         xmppd_jid_free(from);
         comp_close(c, "invalid-from", NULL);
         return;

@@ -384,6 +384,9 @@ const char *s2s_served_domain(const char *domain)
     xmppd_host *h = xmppd_host_find(domain);
     if (h)
         return h->name;
+    const char *served = domains_name(domain);
+    if (served)
+        return served;
     const xmppd_config *cfg = g_server.cfg;
     for (size_t i = 0; i < cfg->n_components; i++)
         if (strcasecmp(cfg->components[i].domain, domain) == 0)

@@ -115,8 +115,9 @@ void s2s_mark_ready(s2s_conn *c);
 void s2s_touch(s2s_conn *c);
 /* Checks the peer certificate against c->remote (cached in cert_valid). */
 bool s2s_cert_valid(s2s_conn *c);
-/* Is domain one we serve (a host or a configured component)? Returns our
- * canonical spelling (borrowed from the configuration) or NULL. */
+/* Is domain one we serve (a host, a domain a module serves or a configured
+ * component)? Returns our canonical spelling (borrowed from the
+ * configuration or the registration: copy it to keep it) or NULL. */
 const char *s2s_served_domain(const char *domain);
 /* Random stream id into c->stream_id. */
 void s2s_new_stream_id(s2s_conn *c);

@@ -383,6 +383,29 @@ static void route_local(xmppd_event *ev, xmppd_host *h, int kind)
     }
 }
 
+/* Names the serving module's handler sees; not hook events (no hook runs). */
+static const char *const served_names[] = { "message/domain", "presence/domain", "iq/domain" };
+
+/* A domain a module serves (xmppd_domain_serve): its handler answers what
+ * needs an answer; one that passes gets what an absent component gets
+ * (service-unavailable, presence dropped), one that fails an
+ * internal-server-error. false when no module serves the domain. */
+static bool route_served(xmppd_event *ev, int kind)
+{
+    const char *name = ev->name;
+    ev->name = served_names[kind];
+    int rc = domains_dispatch(ev);
+    if (rc == DOMAINS_NONE) {
+        ev->name = name;
+        return false;
+    }
+    if (rc == XMPPD_PASS && kind != K_PRESENCE)
+        bounce(ev, NULL, "service-unavailable", NULL);
+    else if (rc == XMPPD_FAIL && kind == K_IQ)
+        bounce(ev, NULL, "internal-server-error", NULL);
+    return true;
+}
+
 /* Routes ev->stanza by ev->to (which must be set). */
 static void route(xmppd_event *ev, int kind)
 {
@@ -391,6 +414,8 @@ static void route(xmppd_event *ev, int kind)
         route_local(ev, h, kind);
         return;
     }
+    if (route_served(ev, kind))
+        return;
     /* XEP-0114 external components (s2s/component.c). */
     int comp = component_route ? component_route(ev->to, ev->stanza) : ROUTE_NONE;
     if (comp == ROUTE_OFFLINE)

@@ -20,6 +20,10 @@
  *   fanout    one user with K contacts (mutual subscriptions, made through
  *             the protocol: subscribe/subscribed both ways) changes presence
  *             R times; CPU-us per presence delivered to a contact
+ *   pep       one user with K contacts (as fanout) whose clients announce
+ *             interest in the tune node through XEP-0115 caps (answering the
+ *             server's disco#info) publishes R items (XEP-0163);
+ *             CPU-us per notification delivered to a contact
  *   offline   messages to accounts that are offline (stored per CPU-second),
  *             then those accounts log in and fetch them (fetched per
  *             CPU-second)
@@ -80,6 +84,8 @@ static struct {
     int idle_concurrency;
     int contacts;            /* fanout: K */
     int rounds;              /* fanout: presence changes of the hub */
+    int pep_contacts;        /* pep: K */
+    int pep_rounds;          /* pep: publications of the hub */
     long offline_msgs;       /* offline: messages in total */
     int offline_rcpts;       /* offline: recipients */
     int offline_senders;
@@ -92,9 +98,9 @@ static struct {
     .password = "bench-password-1", .prefix = "bench", .plain = false,
     .reg_concurrency = 16, .pairs = 50, .messages = 100000, .window = 32,
     .logins = 1000, .login_concurrency = 8, .sessions = 5000, .idle_concurrency = 32,
-    .contacts = 500, .rounds = 100, .offline_msgs = 20000, .offline_rcpts = 10,
+    .contacts = 500, .rounds = 100, .pep_contacts = 1000, .pep_rounds = 50, .offline_msgs = 20000, .offline_rcpts = 10,
     .offline_senders = 10, .phase_timeout = 240,
-    .workloads = "register,route,login,idle,fanout,offline",
+    .workloads = "register,route,login,idle,fanout,pep,offline",
 };
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -1205,7 +1211,8 @@ static double settle(double max_s)
 /* ------------------------------------------------------------------------ */
 /* workloads                                                                 */
 
-enum phase { P_NONE, P_REG, P_ROUTE, P_LOGIN, P_IDLE, P_FANOUT_SETUP, P_FANOUT, P_OFF_STORE, P_OFF_FETCH };
+enum phase { P_NONE, P_REG, P_ROUTE, P_LOGIN, P_IDLE, P_FANOUT_SETUP, P_FANOUT, P_PEP, P_OFF_STORE,
+             P_OFF_FETCH };
 static enum phase phase;
 
 static conn **sess;           /* persistent sessions of the phase, by index */
@@ -1266,10 +1273,21 @@ static void reset_ph(void)
 static long route_quota;      /* per sender */
 static long route_delivered;
 
-/* fanout state */
+/* fanout state (the pep workload shares the hub and its contacts) */
+static int fan_k;             /* contacts of the hub */
 static int fan_hub;           /* index in sess */
 static long fan_subscribed_hub, fan_subscribed_contacts, fan_recv;
 static int fan_round;
+
+/* pep state */
+#define PEP_NODE "http://jabber.org/protocol/tune"
+#define PEP_CAPS_NODE "https://xmppd.example/loadgen"
+static const char *const pep_features[] = { "http://jabber.org/protocol/caps",
+                                            "http://jabber.org/protocol/disco#info",
+                                            PEP_NODE "+notify", NULL }; /* sorted */
+static char pep_ver[64];      /* XEP-0115 verification string of those */
+static long pep_recv, pep_disco;
+static int pep_round;
 
 /* offline state */
 static long off_sent, off_acked, off_fetched;
@@ -1294,6 +1312,57 @@ static void fan_send_round(void)
     fan_round++;
     sendf(hub, "<presence><show>%s</show><status>round %d</status></presence>",
           (fan_round & 1) ? "away" : "chat", fan_round);
+}
+
+static void pep_publish_round(void)
+{
+    conn *hub = sess[fan_hub];
+    pep_round++;
+    sendf(hub, "<iq type='set' id='pub%d'><pubsub xmlns='http://jabber.org/protocol/pubsub'>"
+               "<publish node='" PEP_NODE "'><item id='current'><tune xmlns='" PEP_NODE "'>"
+               "<artist>loadgen</artist><title>round %d</title></tune></item></publish></pubsub></iq>",
+          pep_round, pep_round);
+}
+
+/* XEP-0115 §5.1 for identity client/pc//loadgen and pep_features. */
+static void pep_compute_ver(void)
+{
+    char s[512];
+    size_t n = (size_t)snprintf(s, sizeof s, "client/pc//loadgen<");
+    for (int i = 0; pep_features[i]; i++)
+        n += (size_t)snprintf(s + n, sizeof s - n, "%s<", pep_features[i]);
+    unsigned char md[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)s, n, md);
+    char *v = b64enc(md, sizeof md);
+    snprintf(pep_ver, sizeof pep_ver, "%s", v);
+    free(v);
+}
+
+/* Answers a server's disco#info query for our caps node (any server asks
+ * before it sends +notify events). */
+static void pep_answer_disco(conn *c, const char *el, size_t len)
+{
+    char id[64], from[200], node[200] = "";
+    get_attr(el, len, "id", id, sizeof id);
+    get_attr(el, len, "from", from, sizeof from);
+    const char *qe = memmem(el, len, "<query", 6);
+    if (qe)
+        get_attr(qe, len - (size_t)(qe - el), "node", node, sizeof node);
+    buf_t b = { 0 };
+    char head[600];
+    int n = snprintf(head, sizeof head, "<iq type='result' id='%s' to='%s'><query xmlns='"
+                     "http://jabber.org/protocol/disco#info'%s%s%s><identity category='client' "
+                     "type='pc' name='loadgen'/>", id, from, node[0] ? " node='" : "", node,
+                     node[0] ? "'" : "");
+    buf_add(&b, head, (size_t)n);
+    for (int i = 0; pep_features[i]; i++) {
+        n = snprintf(head, sizeof head, "<feature var='%s'/>", pep_features[i]);
+        buf_add(&b, head, (size_t)n);
+    }
+    buf_add(&b, "</query></iq>", 13);
+    send_raw(c, b.p, b.len);
+    buf_free(&b);
+    pep_disco++;
 }
 
 static void off_pump(conn *c)
@@ -1339,6 +1408,11 @@ static void on_stanza(conn *c, const char *el, size_t len)
     char name[16], type[24], from[200];
     el_name(el, len, name, sizeof name);
     get_attr(el, len, "type", type, sizeof type);
+    if (strcmp(name, "iq") == 0 && strcmp(type, "get") == 0 &&
+        contains(el, len, "http://jabber.org/protocol/disco#info")) {
+        pep_answer_disco(c, el, len);
+        return;
+    }
     if (strcmp(type, "error") == 0 && !(phase == P_OFF_STORE && strcmp(name, "iq") == 0)) {
         ph.errors++;
         size_t n = len < sizeof ph.last_error - 1 ? len : sizeof ph.last_error - 1;
@@ -1401,6 +1475,18 @@ static void on_stanza(conn *c, const char *el, size_t len)
                 fan_send_round();
         }
         return;
+    case P_PEP:
+        if (strcmp(name, "message") != 0 || c->idx == fan_hub ||
+            !contains(el, len, "http://jabber.org/protocol/pubsub#event"))
+            return;
+        get_attr(el, len, "from", from, sizeof from);
+        if (from_is(from, sess[fan_hub]->acct->name) || strcmp(from, sess[fan_hub]->acct->name) == 0) {
+            c->got++;
+            pep_recv++;
+            if (pep_round < opt.pep_rounds && pep_recv >= (long)(pep_round - 1) * fan_k)
+                pep_publish_round();
+        }
+        return;
     case P_OFF_STORE:
         if (strcmp(name, "iq") == 0) {   /* a refused ping acknowledges too */
             char id[32];
@@ -1430,15 +1516,16 @@ static bool all_delivered(void) { return route_delivered >= route_quota * 2L * o
 static double fan_hub_done_at;
 static bool fan_setup_done(void)
 {
-    if (fan_subscribed_hub < opt.contacts)
+    if (fan_subscribed_hub < fan_k)
         return false;
     /* accounts subscribed by an earlier run: the server answers for the
      * contacts and they see nothing; give them 3 s */
     if (fan_hub_done_at == 0)
         fan_hub_done_at = now_s();
-    return fan_subscribed_contacts >= opt.contacts || now_s() - fan_hub_done_at > 3;
+    return fan_subscribed_contacts >= fan_k || now_s() - fan_hub_done_at > 3;
 }
-static bool fan_done(void) { return fan_recv >= (long)opt.rounds * opt.contacts; }
+static bool fan_done(void) { return fan_recv >= (long)opt.rounds * fan_k; }
+static bool pep_done(void) { return pep_recv >= (long)opt.pep_rounds * fan_k; }
 static bool off_store_done(void) { return off_acked >= (long)off_per_sender * opt.offline_senders; }
 static bool off_fetch_done(void) { return off_fetched >= off_sent; }
 static bool no_conns(void) { return n_conns == 0; }
@@ -1602,12 +1689,13 @@ static void phase_idle(void)
     phase = P_NONE;
 }
 
-static void phase_fanout(void)
+/* Sessions 0..k-1 (contacts) and k (the hub), subscribed both ways through
+ * the protocol; idle sessions are reused. Dies when they cannot log in. */
+static void fan_prepare(int k, const char *label)
 {
-    int k = opt.contacts;
     phase = P_NONE;
     reset_ph();
-    /* sessions 0..k-1: contacts, k: the hub; reuse idle sessions if there */
+    fan_k = k;
     int have = 0;
     for (int i = 0; i <= k; i++)
         if (sess[i] && sess[i]->st == ST_READY)
@@ -1617,14 +1705,14 @@ static void phase_fanout(void)
             conn_close(sess[i]);
     run_until(NULL, now_s() + 0.5);
     if (have < k + 1) {
-        note("fanout: logging in %d sessions", k + 1 - have);
+        note("%s: logging in %d sessions", label, k + 1 - have);
         for (int i = 0; i <= k; i++)
             if (sess[i] && sess[i]->st != ST_READY)
                 conn_close(sess[i]);
         close_all_sessions();
         int ok = login_sessions(acct_u, 0, k + 1, opt.idle_concurrency, now_s() + opt.phase_timeout);
         if (ok < k + 1)
-            die("fanout: only %d of %d sessions logged in", ok, k + 1);
+            die("%s: only %d of %d sessions logged in", label, ok, k + 1);
     }
     {
         /* wait for the closes of surplus sessions */
@@ -1639,17 +1727,23 @@ static void phase_fanout(void)
     phase = P_FANOUT_SETUP;
     fan_subscribed_hub = fan_subscribed_contacts = 0;
     fan_hub_done_at = 0;
-    note("fanout: subscribing %s to %d contacts both ways (subscribe/subscribed)",
+    note("%s: subscribing %s to %d contacts both ways (subscribe/subscribed)", label,
          sess[fan_hub]->acct->name, k);
     double ts = now_s();
     for (int i = 0; i < k; i++)
         sendf(sess[fan_hub], "<presence to='%s@%s' type='subscribe'/>", sess[i]->acct->name,
               opt.domain);
     bool ok = run_until(fan_setup_done, ts + opt.phase_timeout);
-    note("fanout: subscriptions %s in %.1f s (hub got %ld subscribed, contacts got %ld)",
+    note("%s: subscriptions %s in %.1f s (hub got %ld subscribed, contacts got %ld)", label,
          ok ? "done" : "INCOMPLETE", now_s() - ts, fan_subscribed_hub, fan_subscribed_contacts);
     settle(5);
     run_until(NULL, now_s() + 0.5);
+}
+
+static void phase_fanout(void)
+{
+    int k = opt.contacts;
+    fan_prepare(k, "fanout");
     phase = P_FANOUT;
     reset_ph();
     fan_recv = 0;
@@ -1674,6 +1768,49 @@ static void phase_fanout(void)
     result("fanout_cpu_s", "%.3f", cpu);
     if (fan_recv > 0)
         result("fanout_cpu_us_per_delivery", "%.2f", cpu / fan_recv * 1e6);
+    phase = P_NONE;
+    close_all_sessions();
+    settle(3);
+}
+
+/* XEP-0163 notifications: contacts announce +notify for the tune node in
+ * their caps (the server asks them once per verification string), then the
+ * hub publishes; two publications in flight. */
+static void phase_pep(void)
+{
+    int k = opt.pep_contacts;
+    fan_prepare(k, "pep");
+    phase = P_PEP;
+    pep_disco = 0;
+    for (int i = 0; i < k; i++)
+        sendf(sess[i], "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' "
+                       "node='" PEP_CAPS_NODE "' ver='%s'/></presence>", pep_ver);
+    run_until(NULL, now_s() + 2);
+    settle(5);
+    note("pep: %d contacts announced +notify (%ld disco#info queries answered)", k, pep_disco);
+    reset_ph();
+    pep_recv = 0;
+    pep_round = 0;
+    for (int i = 0; i <= k; i++)
+        sess[i]->got = 0;
+    note("pep: %d publications of the hub to %d contacts", opt.pep_rounds, k);
+    double cpu0 = server_cpu(), t0 = now_s();
+    pep_publish_round();
+    if (opt.pep_rounds > 1)
+        pep_publish_round();
+    bool done = run_until(pep_done, t0 + opt.phase_timeout);
+    double t1 = now_s();
+    double cpu1 = settle(3);
+    double cpu = cpu1 - cpu0;
+    note("pep: %ld of %ld notifications delivered in %.2f s wall, server CPU %.2f s; %ld errors%s%s",
+         pep_recv, (long)opt.pep_rounds * k, t1 - t0, cpu, ph.errors, ph.errors ? " last: " : "",
+         ph.errors ? ph.last_error : "");
+    result("pep_contacts", "%d", k);
+    result("pep_deliveries", "%ld", pep_recv);
+    result("pep_complete", "%d", done ? 1 : 0);
+    result("pep_cpu_s", "%.3f", cpu);
+    if (pep_recv > 0)
+        result("pep_cpu_us_per_delivery", "%.2f", cpu / pep_recv * 1e6);
     phase = P_NONE;
     close_all_sessions();
     settle(3);
@@ -1756,11 +1893,12 @@ static void usage(void)
         "  --prefix P --password PW           account names P<u|o>N (default bench)\n"
         "  --plain                            SASL PLAIN instead of SCRAM-SHA-1\n"
         "  --sm                               sessions enable XEP-0198 stream management (resume) and ack <r/>\n"
-        "  --workloads LIST                   register,route,login,idle,fanout,offline\n"
+        "  --workloads LIST                   register,route,login,idle,fanout,pep,offline\n"
         "  --pairs N --messages N --window N  route (50, 100000, 32)\n"
         "  --logins N --login-concurrency N   login (1000, 8)\n"
         "  --sessions N --idle-concurrency N  idle (5000, 32)\n"
         "  --contacts K --rounds R            fanout (500, 100)\n"
+        "  --pep-contacts K --pep-rounds R    pep (1000, 50)\n"
         "  --offline-messages N --offline-recipients N --offline-senders N  offline (20000, 10, 10)\n"
         "  --reg-concurrency N                registration (16)\n"
         "  --phase-timeout SECONDS            bound of every phase (240)\n");
@@ -1787,7 +1925,8 @@ int main(int argc, char **argv)
         { "idle-concurrency", 1, 0, 7 }, { "contacts", 1, 0, 8 }, { "rounds", 1, 0, 9 },
         { "offline-messages", 1, 0, 10 }, { "offline-recipients", 1, 0, 11 },
         { "offline-senders", 1, 0, 12 }, { "reg-concurrency", 1, 0, 13 },
-        { "phase-timeout", 1, 0, 14 }, { "sm", 0, 0, 15 }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
+        { "phase-timeout", 1, 0, 14 }, { "pep-contacts", 1, 0, 15 }, { "pep-rounds", 1, 0, 16 },
+        { "sm", 0, 0, 17 }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -1814,7 +1953,9 @@ int main(int argc, char **argv)
         case 12: opt.offline_senders = atoi(optarg); break;
         case 13: opt.reg_concurrency = atoi(optarg); break;
         case 14: opt.phase_timeout = atoi(optarg); break;
-        case 15: opt.sm = true; break;
+        case 15: opt.pep_contacts = atoi(optarg); break;
+        case 16: opt.pep_rounds = atoi(optarg); break;
+        case 17: opt.sm = true; break;
         default: usage();
         }
     }
@@ -1823,7 +1964,8 @@ int main(int argc, char **argv)
     if (opt.pairs < 1 || opt.messages < 1 || opt.window < 1 || opt.logins < 1 ||
         opt.login_concurrency < 1 || opt.sessions < 1 || opt.idle_concurrency < 1 ||
         opt.contacts < 1 || opt.rounds < 1 || opt.offline_msgs < 1 || opt.offline_rcpts < 1 ||
-        opt.offline_senders < 1 || opt.reg_concurrency < 1 || opt.phase_timeout < 1)
+        opt.offline_senders < 1 || opt.reg_concurrency < 1 || opt.phase_timeout < 1 ||
+        opt.pep_contacts < 1 || opt.pep_rounds < 1)
         die("every count must be at least 1");
     if (opt.sessions > 18000)
         die("--sessions %d: at most 18000 (a process may hold 20,000 sockets)", opt.sessions);
@@ -1858,6 +2000,8 @@ int main(int argc, char **argv)
         n_u = 2 * opt.pairs;
     if (n_u < opt.contacts + 1)
         n_u = opt.contacts + 1;
+    if (has_workload("pep") && n_u < opt.pep_contacts + 1)
+        n_u = opt.pep_contacts + 1;
     if (n_u < opt.offline_senders)
         n_u = opt.offline_senders;
     if (n_u < 2 * opt.pairs + 200 && has_workload("login"))
@@ -1885,6 +2029,7 @@ int main(int argc, char **argv)
     if (ep < 0)
         die("epoll_create1: %s", strerror(errno));
 
+    pep_compute_ver();
     result("server_pid", "%d", opt.pid);
     result("sasl", "%s", opt.plain ? "PLAIN" : "SCRAM-SHA-1");
     double t0 = now_s();
@@ -1898,7 +2043,9 @@ int main(int argc, char **argv)
         phase_idle();
     if (has_workload("fanout"))
         phase_fanout();
-    else if (has_workload("idle"))
+    if (has_workload("pep"))
+        phase_pep();
+    if (!has_workload("fanout") && !has_workload("pep") && has_workload("idle"))
         close_all_sessions();
     if (has_workload("offline"))
         phase_offline();

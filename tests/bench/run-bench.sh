@@ -2,7 +2,8 @@
 # run-bench.sh — xmppd vs Prosody vs ejabberd, side by side on this machine.
 #
 #   tests/bench/run-bench.sh [--quick] [--build DIR] [--servers "xmppd prosody ejabberd"]
-#                            [--out FILE] [--sessions N] [--keep] [--no-install]
+#                            [--workloads LIST] [--out FILE] [--sessions N] [--keep]
+#                            [--no-install]
 #
 # Each server gets its own configuration and data folder in a temporary folder,
 # a free loopback port and the same self-signed certificate (contrib/gen-cert.sh);
@@ -12,7 +13,9 @@
 # RSS. Prints a table with ratios and writes it to --out (default
 # bench-results-DATE.md in the current folder).
 #
-# Default run: about 10-15 minutes; --quick: about 3 minutes (smaller counts).
+# --workloads: a comma list of the load generator's workloads (default all:
+# register,route,login,idle,fanout,pep,offline; register is always run).
+# Default run: about 15-20 minutes; --quick: about 4 minutes (smaller counts).
 # Needs root for apt-get (Prosody, ejabberd) and to run ejabberd as its own user.
 # Never part of the pass/fail test suite.
 set -euo pipefail
@@ -26,14 +29,16 @@ KEEP=0
 INSTALL=1
 OUT=""
 SESSIONS=""
+WORKLOADS=""
 LOGLEVEL=${BENCH_LOGLEVEL:-info}
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) QUICK=1; shift ;;
         --build) BUILD=$2; shift 2 ;;
         --servers) SERVERS=$2; shift 2 ;;
+        --workloads) WORKLOADS=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --sessions) SESSIONS=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
@@ -49,20 +54,23 @@ fail() { printf 'run-bench.sh: %s\n' "$*" >&2; exit 1; }
 # ---- workload sizes -------------------------------------------------------
 if [ "$QUICK" = 1 ]; then
     LG_ARGS=(--pairs 25 --messages 20000 --logins 200 --sessions "${SESSIONS:-600}"
-             --contacts 100 --rounds 50 --offline-messages 3000 --offline-recipients 5
+             --contacts 100 --rounds 50 --pep-contacts 200 --pep-rounds 20
+             --offline-messages 3000 --offline-recipients 5
              --offline-senders 5 --phase-timeout 60)
     SERVER_BUDGET=150       # seconds a server's whole run may take
 else
     LG_ARGS=(--pairs 50 --messages 100000 --logins 1000 --sessions "${SESSIONS:-5000}"
-             --contacts 500 --rounds 100 --offline-messages 20000 --offline-recipients 10
+             --contacts 500 --rounds 100 --pep-contacts 1000 --pep-rounds 50
+             --offline-messages 20000 --offline-recipients 10
              --offline-senders 10 --phase-timeout 180)
-    SERVER_BUDGET=600
+    SERVER_BUDGET=900
 fi
+[ -n "$WORKLOADS" ] && LG_ARGS+=(--workloads "register,$WORKLOADS")
 
 # ---- dependencies -------------------------------------------------------------
 need_pkgs=()
-command -v prosody >/dev/null || need_pkgs+=(prosody)
-command -v ejabberdctl >/dev/null || need_pkgs+=(ejabberd)
+case " $SERVERS " in *" prosody "*) command -v prosody >/dev/null || need_pkgs+=(prosody) ;; esac
+case " $SERVERS " in *" ejabberd "*) command -v ejabberdctl >/dev/null || need_pkgs+=(ejabberd) ;; esac
 command -v taskset >/dev/null || need_pkgs+=(util-linux)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
 command -v cc >/dev/null || need_pkgs+=(gcc)
@@ -155,7 +163,7 @@ start_xmppd() {  # PORT DIR
     "storage_sqlite": { "path": "xmppd.sqlite" },
     "auth_internal": { "iterations": 4096 },
     "roster": {}, "presence": {}, "offline": { "max_messages": 100000 },
-    "disco": {}, "ping": {},
+    "disco": {}, "ping": {}, "caps": {}, "pep": {},
     "register": { "allow_registration": true, "registration_throttle": 0 }
   },
   "hosts": { "localhost": {} }
@@ -167,7 +175,7 @@ EOF
     wait_port "$port" 20 "$SRV_PID" || { tail -20 "$dir/stderr.log" "$dir/xmppd.log" >&2; fail "xmppd did not start"; }
     SRV_VERSION="$("$BUILD/server/xmppd" -V 2>/dev/null | head -1 || echo 'xmppd (version unknown)')"
     SRV_VERSION="$SRV_VERSION, git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes'), build $(basename "$BUILD")"
-    SRV_NOTES="storage_sqlite (WAL, synchronous=full), auth_internal (SCRAM-SHA-1/256/512 keys, 4096 iterations), modules roster presence offline disco ping register"
+    SRV_NOTES="storage_sqlite (WAL, synchronous=full), auth_internal (SCRAM-SHA-1/256/512 keys, 4096 iterations), modules roster presence offline disco ping register caps pep"
 }
 
 start_prosody() {  # PORT DIR
@@ -196,7 +204,7 @@ storage = "internal"
 allow_registration = true
 registration_throttle_max = 1000000
 registration_throttle_period = 1
-modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "register"; "presence"; "message"; "iq"; "offline" }
+modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "register"; "presence"; "message"; "iq"; "offline"; "pep" }
 modules_disabled = { "s2s" }
 ssl = { certificate = "$CRT"; key = "$KEY" }
 VirtualHost "localhost"
@@ -206,7 +214,7 @@ EOF
     SRV_PID=$!
     wait_port "$port" 20 "$SRV_PID" || { tail -20 "$dir/stderr.log" "$dir/prosody.log" >&2; fail "prosody did not start"; }
     SRV_VERSION="Prosody $(dpkg-query -W -f '${Version}' prosody 2>/dev/null) ($(lua5.4 -v 2>&1 | head -1 | cut -d' ' -f1-2), network_backend epoll)"
-    SRV_NOTES="storage internal (files), authentication internal_hashed (SCRAM-SHA-1, 4096 iterations), modules roster saslauth tls disco ping register presence message iq offline"
+    SRV_NOTES="storage internal (files), authentication internal_hashed (SCRAM-SHA-1, 4096 iterations), modules roster saslauth tls disco ping register presence message iq offline pep"
 }
 
 start_ejabberd() {  # PORT DIR
@@ -261,6 +269,9 @@ modules:
   mod_register:
     access: register
     ip_access: all
+  mod_caps: {}
+  mod_pubsub:
+    plugins: ["flat", "pep"]
 EOF
     cat > "$dir/etc/ejabberdctl.cfg" <<EOF
 ERLANG_NODE=$node
@@ -286,7 +297,7 @@ EOF
     SRV_PID=$(cat "$dir/ejabberd.pid" 2>/dev/null || true)
     [ -n "$SRV_PID" ] && kill -0 "$SRV_PID" 2>/dev/null || fail "ejabberd: no beam process id in $dir/ejabberd.pid"
     SRV_VERSION="ejabberd $(dpkg-query -W -f '${Version}' ejabberd 2>/dev/null) (Erlang/OTP $(dpkg-query -W -f '${Version}' erlang-base 2>/dev/null | sed 's/^1://; s/+.*//'))"
-    SRV_NOTES="mnesia, auth internal with SCRAM-SHA-1 stored keys (4096 iterations), modules mod_disco mod_ping mod_roster mod_offline mod_register; schedulers without busy-wait (+sbwt none)"
+    SRV_NOTES="mnesia, auth internal with SCRAM-SHA-1 stored keys (4096 iterations), modules mod_disco mod_ping mod_roster mod_offline mod_register mod_caps mod_pubsub (pep); schedulers without busy-wait (+sbwt none)"
 }
 
 stop_server() {
@@ -371,6 +382,7 @@ row() {  # label key higher_is_better budget
     row "idle TLS session, KiB per session (RSS delta / sessions)" idle_kib_per_session 0 "≤ 16"
     row "idle TLS session, KiB per session (marginal, last 80 %)" idle_kib_per_session_marginal 0 "≤ 16"
     row "presence fan-out, CPU-µs per delivered presence" fanout_cpu_us_per_delivery 0 "≤ 8"
+    row "PEP fan-out, CPU-µs per delivered notification" pep_cpu_us_per_delivery 0 "≤ 8"
     row "offline messages stored per CPU-second" offline_stored_per_cpu_s 1 "≥ 20,000"
     row "offline messages fetched per CPU-second" offline_fetched_per_cpu_s 1 "≥ 100,000"
     echo
@@ -380,7 +392,7 @@ row() {  # label key higher_is_better budget
     echo
     echo "| | xmppd | Prosody | ejabberd |"
     echo "|---|---|---|---|"
-    for k in route_messages route_msgs_per_wall_s login_count login_wall_s idle_sessions idle_rss_before_kib idle_rss_after_kib idle_login_cpu_ms_per fanout_contacts fanout_deliveries offline_sent offline_stored_per_wall_s offline_fetched offline_fetched_per_wall_s rc; do
+    for k in route_messages route_msgs_per_wall_s login_count login_wall_s idle_sessions idle_rss_before_kib idle_rss_after_kib idle_login_cpu_ms_per fanout_contacts fanout_deliveries pep_contacts pep_deliveries offline_sent offline_stored_per_wall_s offline_fetched offline_fetched_per_wall_s rc; do
         line="| $k |"
         for s in xmppd prosody ejabberd; do line="$line $(get "$s" "$k" | sed 's/^$/—/') |"; done
         echo "$line"

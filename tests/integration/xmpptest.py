@@ -66,13 +66,39 @@ QUIET_PERIOD = 1.0 * TIMEOUT_FACTOR
 _ports_given = set()
 
 
+def _port_range():
+    """XMPPD_TEST_PORTS=LO-HI: the ports this run may listen on. Suites run
+    side by side (contrib/run-tests.sh) each get their own range below the
+    kernel's ephemeral ports (32768 and up), so neither another suite nor
+    an outgoing connection can take a port between its choice and the
+    server's bind. pytest-xdist workers split the range further."""
+    spec = os.environ.get("XMPPD_TEST_PORTS")
+    if not spec:
+        return None
+    lo, hi = (int(x) for x in spec.split("-"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if worker.startswith("gw") and count > 1:
+        size = (hi - lo + 1) // count
+        lo += int(worker[2:]) * size
+        hi = lo + size - 1
+    return lo, hi
+
+
 def free_port(host="127.0.0.1"):
     """A TCP port free on host now and never handed out before in this test
     run: several ports are picked before any server binds them, and the
     kernel may offer a just-released port again."""
-    for _ in range(100):
+    rng = _port_range()
+    candidates = range(rng[0], rng[1] + 1) if rng else [0] * 100
+    for want in candidates:
+        if want and want in _ports_given:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
+            try:
+                s.bind((host, want))
+            except OSError:
+                continue
             port = s.getsockname()[1]
         if port not in _ports_given:
             _ports_given.add(port)

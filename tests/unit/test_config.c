@@ -1014,6 +1014,43 @@ static void test_iq_registry(void **state)
     assert_non_null(strstr(g_err, "modules.dup: module dup refused to load on a.example"));
 }
 
+/* xmppd_domain_serve: one server per domain, never a host's name, released
+ * on unload; the router and s2s find it (domains_dispatch, domains_name). */
+static void test_domain_serve(void **state)
+{
+    xmppd_config *cfg = start_text(LOADER_CONFIG, 0);
+    xmppd_host *a = xmppd_host_find("a.example"), *b = xmppd_host_find("b.example");
+    xmppd_module *beta = a->modules[0], *alpha = a->modules[1];
+    assert_string_equal(xmppd_module_name(alpha), "alpha");
+    assert_int_equal(xmppd_domain_serve(alpha, "Rooms.A.Example", on_iq, "rooms"), 0);
+    assert_string_equal(domains_name("rooms.a.example"), "rooms.a.example");
+    assert_null(domains_name("a.example"));
+    /* Taken, a host, or not a domain at all. */
+    assert_int_equal(xmppd_domain_serve(beta, "rooms.a.example", on_iq, "x"), -1);
+    assert_int_equal(xmppd_domain_serve(b->modules[0], "rooms.a.example", on_iq, "x"), -1);
+    assert_int_equal(xmppd_domain_serve(beta, "b.example", on_iq, "x"), -1);
+    assert_int_equal(xmppd_domain_serve(beta, "bad domain@", on_iq, "x"), -1);
+
+    xmppd_jid *to = xmppd_jid_parse("room@rooms.a.example/nick");
+    xmppd_event ev = { .name = "message/domain", .to = to };
+    g_trace[0] = '\0';
+    assert_int_equal(domains_dispatch(&ev), XMPPD_HANDLED);
+    assert_string_equal(g_trace, "rooms");
+    assert_ptr_equal(ev.host, a);
+    xmppd_jid_free(to);
+    to = xmppd_jid_parse("room@other.example");
+    ev.to = to;
+    assert_int_equal(domains_dispatch(&ev), DOMAINS_NONE);
+    xmppd_jid_free(to);
+
+    char err[256];
+    assert_int_equal(module_unload_one("alpha", a, err, sizeof(err)), 0);
+    assert_null(domains_name("rooms.a.example"));
+    assert_int_equal(xmppd_domain_serve(beta, "rooms.a.example", on_iq, "beta"), 0);
+    stop(cfg);
+    assert_null(domains_name("rooms.a.example"));
+}
+
 static void collect_feature(const char *var, void *ud)
 {
     trace(var);
@@ -1166,6 +1203,7 @@ int main(void)
         cmocka_unit_test_setup(test_reload_and_reconfigure, setup_loader),
         cmocka_unit_test_setup(test_iq_registry, setup_loader),
         cmocka_unit_test_setup(test_disco, setup_loader),
+        cmocka_unit_test_setup(test_domain_serve, setup_loader),
         cmocka_unit_test(test_log_format),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

@@ -498,6 +498,54 @@ static void test_archive_count_delete(void **state)
     result_reset(&r, 0);
 }
 
+/* archive_replace: the item keeps its id, time and place; only its value
+ * changes; another user's item or a malformed id is NOT_FOUND; ids the
+ * appender chose work as well. */
+static void test_archive_replace(void **state)
+{
+    sq_db *d = *state;
+    char ids[10][24], other[24];
+    result r = { 0 };
+    fill_archive(d, ids);
+    append(d, "carol", NULL, 1500, 99, other);
+
+    json_t *v = json_pack("{si}", "n", 42);
+    result_reset(&r, 1);
+    sq_driver.archive_replace(d, "h", "offline", "alice", ids[4], v, on_done, &r);
+    wait_for(&r);
+    assert_int_equal(r.status, XMPPD_STORE_OK);
+    query(d, "alice", NULL, &r);
+    assert_string_equal(ns(&r), "1,2,3,4,42,6,7,8,9,10");
+    assert_string_equal(r.ids[4], ids[4]);
+
+    static const char *const missing[] = { NULL, "x1", "0", "99999999" };
+    for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
+        result_reset(&r, 1);
+        sq_driver.archive_replace(d, "h", "offline", "alice", missing[i] ? missing[i] : other, v,
+                                  on_done, &r);
+        wait_for(&r);
+        assert_int_equal(r.status, XMPPD_STORE_NOT_FOUND);
+    }
+    query(d, "carol", NULL, &r);
+    assert_string_equal(ns(&r), "99");
+
+    /* an id the appender chose names its item, also one reading as a number */
+    assert_int_equal(append_id(d, "dave", "m-1", NULL, 100, 1), XMPPD_STORE_OK);
+    assert_int_equal(append_id(d, "dave", "7", NULL, 200, 2), XMPPD_STORE_OK);
+    static const char *const chosen[] = { "m-1", "7" };
+    for (size_t i = 0; i < 2; i++) {
+        result_reset(&r, 1);
+        sq_driver.archive_replace(d, "h", "offline", "dave", chosen[i], v, on_done, &r);
+        wait_for(&r);
+        assert_int_equal(r.status, XMPPD_STORE_OK);
+    }
+    query(d, "dave", NULL, &r);
+    assert_string_equal(ns(&r), "42,42");
+    assert_string_equal(r.ids[0], "m-1");
+    json_decref(v);
+    result_reset(&r, 0);
+}
+
 static void test_purge_user(void **state)
 {
     sq_db *d = *state;
@@ -671,6 +719,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_archive_chosen_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archive_count_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_archive_replace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge_user, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_durable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),

@@ -1,0 +1,175 @@
+/* The room service's storage: writes nobody waits for, and the restore at start
+ * (occupant-id secret, persistent rooms, their history). Layout in
+ * muc_store.h. Every request carries its own data: a callback may come with
+ * XMPPD_STORE_CANCELLED after the module unloaded, when the service is gone. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "muc_store.h"
+
+/* Writes nobody waits for carry no callback: the driver logs a failure,
+ * and no request data can outlive the module (storage calls no callback
+ * of a module that unloaded first). */
+void muc_store_write(xmppd_store *st, const char *user, json_t *value)
+{
+    xmppd_kv_set(st, user, "", value, NULL, NULL);
+}
+
+void muc_store_purge_archive(muc_service *svc, const char *room_jid)
+{
+    xmppd_archive_delete(svc->archive, room_jid, NULL, NULL, NULL);
+}
+
+/* ---- restore ---------------------------------------------------------------------- */
+
+typedef struct restore_req {
+    muc_service *svc;
+    char *jid; /* room JID being read, or NULL */
+} restore_req;
+
+static restore_req *restore_req_new(muc_service *svc, const char *jid)
+{
+    restore_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->svc = svc;
+    if (jid && !(r->jid = strdup(jid))) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void restore_req_free(restore_req *r)
+{
+    free(r->jid);
+    free(r);
+}
+
+/* One restore step finished; the last one opens the service. */
+static void step_done(muc_service *svc, void *ud)
+{
+    if (--svc->restoring == 0)
+        muc_service_ready(svc);
+}
+
+static void new_secret(muc_service *svc, bool store)
+{
+    if (xmppd_random(svc->secret, sizeof(svc->secret)) < 0)
+        xmppd_log(svc->m, XMPPD_LOG_ERROR, "no random bytes for the occupant-id secret");
+    char *b64 = store ? xmppd_base64_encode(svc->secret, sizeof(svc->secret)) : NULL;
+    json_t *v = b64 ? json_string(b64) : NULL;
+    if (v)
+        xmppd_kv_set(svc->service_store, svc->domain, "secret", v, NULL, NULL);
+    json_decref(v);
+    free(b64);
+}
+
+static void on_secret(int status, json_t *value, void *ud)
+{
+    restore_req *r = ud;
+    muc_service *svc = r->svc;
+    restore_req_free(r);
+    if (status == XMPPD_STORE_CANCELLED)
+        return;
+    unsigned char *raw = NULL;
+    size_t len = 0;
+    const char *s = status == XMPPD_STORE_OK ? json_string_value(value) : NULL;
+    if (s && xmppd_base64_decode(s, strlen(s), &raw, &len) == 0 && len == sizeof(svc->secret)) {
+        memcpy(svc->secret, raw, len);
+    } else if (status == XMPPD_STORE_NOT_FOUND) {
+        new_secret(svc, true);
+    } else {
+        /* Occupant ids then change at the next start: worse than stable
+         * ids, better than no service. */
+        xmppd_log(svc->m, XMPPD_LOG_ERROR, "cannot read the occupant-id secret (status %d): "
+                  "using a temporary one", status);
+        new_secret(svc, false);
+    }
+    if (raw) {
+        xmppd_wipe(raw, len);
+        free(raw);
+    }
+    step_done(svc, NULL);
+}
+
+static void on_room_doc(int status, json_t *value, void *ud)
+{
+    restore_req *r = ud;
+    muc_service *svc = r->svc;
+    if (status == XMPPD_STORE_CANCELLED) {
+        restore_req_free(r);
+        return;
+    }
+    xmppd_jid *jid = xmppd_jid_parse(r->jid);
+    muc_room *room = NULL;
+    const char *why = "not a room JID";
+    if (status != XMPPD_STORE_OK)
+        why = status == XMPPD_STORE_NOT_FOUND ? "gone" : "storage error";
+    else if (jid && jid->node && !muc_room_find(svc, jid->node))
+        room = muc_room_new(svc, jid->node, false);
+    if (room && muc_room_load_doc(room, value, &why) < 0) {
+        muc_room_free(room);
+        room = NULL;
+    }
+    if (room) {
+        muc_hist_load(room, step_done, NULL); /* counts as this step */
+    } else {
+        if (status != XMPPD_STORE_NOT_FOUND)
+            xmppd_log(svc->m, XMPPD_LOG_ERROR, "room %s not restored: %s", r->jid, why);
+        step_done(svc, NULL);
+    }
+    xmppd_jid_free(jid);
+    restore_req_free(r);
+}
+
+/* Is jid (stored as a room) a room of this service? */
+static bool our_room(const muc_service *svc, const char *s)
+{
+    const char *at = strchr(s, '@');
+    return at && at != s && strcmp(at + 1, svc->domain) == 0 && !strchr(at, '/');
+}
+
+static void on_room_list(int status, json_t *value, void *ud)
+{
+    restore_req *r = ud;
+    muc_service *svc = r->svc;
+    restore_req_free(r);
+    if (status == XMPPD_STORE_CANCELLED)
+        return;
+    if (status != XMPPD_STORE_OK)
+        xmppd_log(svc->m, XMPPD_LOG_ERROR, "cannot list the stored rooms (status %d): starting "
+                  "without them", status);
+    size_t i;
+    json_t *v;
+    json_array_foreach(status == XMPPD_STORE_OK ? value : NULL, i, v) {
+        const char *s = json_string_value(v);
+        if (!s || !our_room(svc, s))
+            continue;
+        restore_req *q = restore_req_new(svc, s);
+        if (!q) {
+            xmppd_log(svc->m, XMPPD_LOG_ERROR, "out of memory: room %s not restored", s);
+            continue;
+        }
+        svc->restoring++;
+        xmppd_kv_get(svc->rooms_store, s, "", on_room_doc, q);
+    }
+    step_done(svc, NULL);
+}
+
+void muc_rooms_restore(muc_service *svc)
+{
+    restore_req *a = restore_req_new(svc, NULL), *b = restore_req_new(svc, NULL);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        xmppd_log(svc->m, XMPPD_LOG_ERROR, "out of memory: stored rooms not restored");
+        new_secret(svc, false);
+        svc->restoring = 1;
+        step_done(svc, NULL);
+        return;
+    }
+    svc->restoring = 2;
+    xmppd_kv_get(svc->service_store, svc->domain, "secret", on_secret, a);
+    xmppd_kv_users(svc->rooms_store, on_room_list, b);
+}
