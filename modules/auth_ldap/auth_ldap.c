@@ -412,7 +412,7 @@ static void la_get_scram(void *pd, const char *user, enum xmppd_hash h, xmppd_au
         return;
     r->cb.scram = cb;
     r->hash = h;
-    if ((unsigned)h >= XMPPD_HASH_COUNT || !ctx->conf->scram)
+    if (!LA_SCRAM_HASH(h) || !ctx->conf->scram)
         la_finish_later(r, XMPPD_AUTH_NO_SCHEME);
     else if (!user || !*user)
         la_finish_later(r, XMPPD_AUTH_USER_UNKNOWN);
@@ -604,8 +604,8 @@ static int la_load(xmppd_module *m, const void *conf)
         return xmppd_module_refuse(m, "%s", err);
     }
     ctx->mechs = XMPPD_AUTH_CAN_PLAIN;
-    if (c->scram)
-        for (int h = 0; h < XMPPD_HASH_COUNT; h++)
+    for (int h = 0; c->scram && h < XMPPD_HASH_COUNT; h++)
+        if (LA_SCRAM_HASH(h))
             ctx->mechs |= XMPPD_AUTH_CAN_SCRAM(h);
     ctx->provider = (xmppd_auth_provider){
         .version = XMPPD_AUTH_PROVIDER_VERSION,

@@ -53,6 +53,11 @@ typedef struct la_ctx {
 
 enum la_op { LA_PLAIN, LA_SCRAM, LA_EXISTS, LA_LIST, LA_API };
 
+/* The SCRAM hashes kept and offered: those clients implement. Offering
+ * SCRAM-SHA-512 (and -PLUS) too would make a client that falls back to
+ * PLAIN fail five mechanisms first, the default auth_attempts. */
+#define LA_SCRAM_HASH(h) ((h) == XMPPD_HASH_SHA1 || (h) == XMPPD_HASH_SHA256)
+
 /* One request. It always waits on exactly one thing: the pool, storage,
  * a worker, a deferred answer; each comes back once or cancels it (the
  * pool with LP_CLOSED in unload()). */

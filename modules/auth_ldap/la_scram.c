@@ -3,7 +3,7 @@
  * The directory holds passwords in forms SCRAM cannot use (or does not
  * show them at all), so SCRAM works only with keys derived from a
  * password the module saw: after a successful PLAIN login it derives
- * SCRAM-SHA-1/-256/-512 keys on a worker and stores them in its keyval
+ * SCRAM-SHA-1 and -256 keys on a worker and stores them in its keyval
  * store "auth_ldap" (user, key ""):
  *   { "marker": "<entry DN>|<password_changed_attribute value>",
  *     "SCRAM-SHA-256": { "iterations": n, "salt": B64, "stored_key": B64,
@@ -153,6 +153,8 @@ static void la_work_derive(void *ud)
     la_req *r = ud;
     r->result = 0;
     for (int h = 0; h < XMPPD_HASH_COUNT && r->result == 0; h++) {
+        if (!LA_SCRAM_HASH(h))
+            continue;
         unsigned char salt[LA_SALT_LEN];
         if (xmppd_random(salt, sizeof salt) != 0 ||
             xmppd_scram_derive((enum xmppd_hash)h, r->password, salt, sizeof salt,
@@ -167,6 +169,8 @@ static void la_done_derive(void *ud)
     la_req *r = ud;
     json_t *rec = r->result == 0 ? json_pack("{s:s}", "marker", r->marker) : NULL;
     for (int h = 0; rec && h < XMPPD_HASH_COUNT; h++) {
+        if (!LA_SCRAM_HASH(h))
+            continue;
         json_t *k = la_keys_json(&r->keys[h]);
         if (!k || json_object_set_new(rec, xmppd_hash_scram_name((enum xmppd_hash)h), k) != 0) {
             json_decref(rec);

@@ -249,9 +249,6 @@ char *lt_expand(const lt_template *t, const lt_values *v)
 bool lt_account_name(const char *value, char *out, size_t outlen)
 {
     const char *start = value, *end = value + strlen(value);
-    const char *bs = strrchr(value, '\\');
-    if (bs)
-        start = bs + 1;
     const char *at = strchr(start, '@');
     if (at)
         end = at;

@@ -59,10 +59,10 @@ char *lt_expand(const lt_template *t, const lt_values *v);
 char *lt_escape_filter(const char *s);
 char *lt_escape_dn(const char *s);
 
-/* The account a directory value names: the value itself, or its part
- * before '@' (a userPrincipalName), or after '\' (DOMAIN\name), unchanged
- * otherwise; copied into out (at most outlen bytes with the NUL). false
- * when it is empty or does not fit. */
+/* The account a directory value names: its part before '@' (a
+ * userPrincipalName, a mail address), else the value itself; copied into
+ * out (at most outlen bytes with the NUL). false when that is empty or
+ * does not fit. */
 bool lt_account_name(const char *value, char *out, size_t outlen);
 
 /* Active Directory: does a userAccountControl value (decimal) carry
