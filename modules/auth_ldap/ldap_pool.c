@@ -1,5 +1,8 @@
 /* auth_ldap: requests on the connection pool (ldap_pool.h): queues,
  * sending, results, paging, timeouts. */
+#define _GNU_SOURCE /* dladdr, RTLD_NODELETE */
+#include <dlfcn.h>
+#include <openldap.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -519,6 +522,19 @@ static void lp_free(lp_pool *p)
     free(p);
 }
 
+/* libldap and liblber keep process-wide state they never free (global
+ * options read once from ldap.conf, thread keys): they must stay mapped
+ * when this module is unloaded, and be the same when it loads again. */
+static void lp_pin_libraries(void)
+{
+    void *fns[] = { (void *)ldap_init_fd, (void *)ber_sockbuf_add_io };
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+        Dl_info info;
+        if (dladdr(fns[i], &info) && info.dli_fname)
+            dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+    }
+}
+
 lp_pool *lp_open(xmppd_module *m, const lp_conf *conf, char *err, size_t errlen)
 {
     lp_pool *p = calloc(1, sizeof *p);
@@ -530,6 +546,7 @@ lp_pool *lp_open(xmppd_module *m, const lp_conf *conf, char *err, size_t errlen)
         free(p);
         return NULL;
     }
+    lp_pin_libraries();
     p->m = m;
     p->conf = conf;
     p->uris = calloc(n, sizeof *p->uris);

@@ -712,7 +712,7 @@ static void sr_on_groups(int status, const directory_entry *entries, size_t n, v
             for (size_t k = 0; a && k < a->n; k++) {
                 char *jid = sr_account_jid(r->st, a->vals[k].val);
                 /* only accounts the directory has */
-                if (jid && bsearch(&jid, r->jids, r->n_jids, sizeof(*r->jids), sr_pair_cmp))
+                if (jid && r->n_jids && bsearch(&jid, r->jids, r->n_jids, sizeof(*r->jids), sr_pair_cmp))
                     sr_lgroup_member(g, jid);
                 free(jid);
             }

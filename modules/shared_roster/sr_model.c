@@ -172,6 +172,13 @@ static int sr_str_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* qsort, which must not be given a NULL array even when it is empty. */
+static void sr_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+    if (n > 1)
+        qsort(base, n, size, cmp);
+}
+
 static int sr_group_cmp(const void *a, const void *b)
 {
     return strcmp(((const sr_group *)a)->id, ((const sr_group *)b)->id);
@@ -186,7 +193,7 @@ static int sr_memb_cmp(const void *a, const void *b)
 
 static void sr_members_sort(sr_group *g)
 {
-    qsort(g->members, g->n, sizeof(*g->members), sr_str_cmp);
+    sr_sort(g->members, g->n, sizeof(*g->members), sr_str_cmp);
     size_t u = 0;
     for (size_t i = 0; i < g->n; i++) {
         if (u > 0 && strcmp(g->members[u - 1], g->members[i]) == 0)
@@ -200,7 +207,7 @@ static void sr_members_sort(sr_group *g)
 static long sr_index(const sr_model *m, const char *id)
 {
     sr_group key = { .id = (char *)id };
-    const sr_group *g = bsearch(&key, m->g, m->n, sizeof(*m->g), sr_group_cmp);
+    const sr_group *g = m->n ? bsearch(&key, m->g, m->n, sizeof(*m->g), sr_group_cmp) : NULL;
     return g ? (long)(g - m->g) : -1;
 }
 
@@ -250,7 +257,7 @@ int sr_model_finish(sr_model *m, const char **unknown_r)
     *unknown_r = NULL;
     tdestroy(m->ids, free);
     m->ids = NULL;
-    qsort(m->g, m->n, sizeof(*m->g), sr_group_cmp);
+    sr_sort(m->g, m->n, sizeof(*m->g), sr_group_cmp);
     size_t total = 0;
     for (size_t i = 0; i < m->n; i++) {
         sr_group *g = &m->g[i];
@@ -280,7 +287,7 @@ int sr_model_finish(sr_model *m, const char **unknown_r)
     for (size_t i = 0; i < m->n; i++)
         for (size_t k = 0; k < m->g[i].n; k++)
             m->memb[m->n_memb++] = (sr_memb){ m->g[i].members[k], i };
-    qsort(m->memb, m->n_memb, sizeof(*m->memb), sr_memb_cmp);
+    sr_sort(m->memb, m->n_memb, sizeof(*m->memb), sr_memb_cmp);
     sr_make_token(m);
     return 0;
 }
@@ -309,7 +316,7 @@ const char *sr_model_token(const sr_model *m)
 
 static bool sr_is_member(const sr_group *g, const char *jid)
 {
-    return bsearch(&jid, g->members, g->n, sizeof(*g->members), sr_str_cmp) != NULL;
+    return g->n && bsearch(&jid, g->members, g->n, sizeof(*g->members), sr_str_cmp) != NULL;
 }
 
 /* The memberships of jid: memb[*lo .. *hi). */
@@ -435,7 +442,7 @@ int sr_model_contacts(const sr_model *m, const char *u, sr_contact_fn fn, void *
     const char **names = NULL;
     int rc = sr_collect(m, u, &hs);
     if (rc == 0 && hs.n) {
-        qsort(hs.h, hs.n, sizeof(*hs.h), sr_hit_cmp); /* a stable order is not needed: names are sets */
+        sr_sort(hs.h, hs.n, sizeof(*hs.h), sr_hit_cmp); /* a stable order is not needed: names are sets */
         names = calloc(m->n + 1, sizeof(*names));
         rc = names ? 0 : -1;
     }

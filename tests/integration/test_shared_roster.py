@@ -44,8 +44,9 @@ def roster(c, ver=None):
 def login(srv, acc, presence=False):
     c = RawClient(srv.port)
     c.login(acc.user, acc.password, mech="PLAIN")
-    if presence:
+    if presence:  # available once its own presence comes back (RFC 6121 §4.2.2)
         c.send("<presence/>")
+        presence_from(c, acc.jid)
     return c
 
 
@@ -235,6 +236,7 @@ def test_rfc6121_2_1_6_pushes_and_presence_on_membership_change(own_slapd, serve
     with login(srv, alice) as ca:
         roster(ca)  # interested (§2.2)
         ca.send("<presence/>")
+        presence_from(ca, alice.jid)
         cb = login(srv, bob, presence=True)
         presence_from(ca, bob.jid)
         cd = login(srv, dan)
