@@ -1354,9 +1354,15 @@ static void off_pump(conn *c)
     }
 }
 
+/* login: seconds from connect to the echo of the initial presence */
+static double *login_lat;
+static long n_login_lat;
+
 static void on_ready(conn *c)
 {
     ph.ready++;
+    if (c->kind == K_LOGIN && login_lat && n_login_lat < opt.logins)
+        login_lat[n_login_lat++] = now_s() - c->born;
     if (c->kind == K_SESS)
         pool_release(c);
     else
@@ -1601,10 +1607,26 @@ static account_t *acct_login(int i)
     return acct_u(first + i % span);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* p-th percentile (0..100) of the n sorted values v. */
+static double percentile(const double *v, long n, double p)
+{
+    long i = (long)(p / 100.0 * (double)(n - 1) + 0.5);
+    return v[i < n ? i : n - 1];
+}
+
 static void phase_login(void)
 {
     phase = P_LOGIN;
     reset_ph();
+    free(login_lat);
+    login_lat = calloc((size_t)opt.logins, sizeof *login_lat);
+    n_login_lat = 0;
     /* warm the client's SCRAM cache so the client core is not the limit */
     note("login: %d full logins, %d at a time", opt.logins, opt.login_concurrency);
     double cpu0 = server_cpu(), t0 = now_s();
@@ -1622,6 +1644,12 @@ static void phase_login(void)
     result("login_wall_s", "%.3f", t1 - t0);
     if (ph.ready > 0)
         result("login_cpu_ms_per", "%.3f", cpu / ph.ready * 1000.0);
+    if (n_login_lat > 0) {
+        qsort(login_lat, (size_t)n_login_lat, sizeof *login_lat, cmp_double);
+        result("login_latency_ms_p50", "%.2f", percentile(login_lat, n_login_lat, 50) * 1000.0);
+        result("login_latency_ms_p99", "%.2f", percentile(login_lat, n_login_lat, 99) * 1000.0);
+        result("login_latency_ms_max", "%.2f", login_lat[n_login_lat - 1] * 1000.0);
+    }
     phase = P_NONE;
     run_until(no_conns, now_s() + 10);
     settle(3);

@@ -190,3 +190,30 @@ class Slapd:
 
     def delete(self, dn):
         self.modify("dn: %s\nchangetype: delete\n" % dn)
+
+
+def main(argv):
+    """For scripts (tests/bench/ldap-bench.sh):
+        slapd_server.py start DIR [LDIF]   starts slapd in DIR, prints "PORT PID"
+        slapd_server.py stop DIR           stops it"""
+    import sys
+    if len(argv) < 3 or argv[1] not in ("start", "stop"):
+        print("usage: slapd_server.py start DIR [LDIF] | stop DIR", file=sys.stderr)
+        return 2
+    base = Path(argv[2])
+    if argv[1] == "start":
+        s = Slapd(ldif=argv[3] if len(argv) > 3 else TEST_LDIF, base=base).start()
+        print(s.port, s.proc.pid)
+        return 0
+    pid_file = base / "slapd.pid"
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main(sys.argv))
