@@ -292,3 +292,62 @@ def test_config_errors(server_factory):
     with pytest.raises(RuntimeError) as e:
         s.start()
     assert 'option groups.g.members: "alice@elsewhere.example" is not an account of localhost' in str(e.value)
+
+
+@pytestmark_ldap
+def test_reload_and_unload_with_directory_requests_in_flight(own_slapd, server_factory):
+    """The async contract with work waiting on the directory: slapd stops
+    answering (SIGSTOP) while a PLAIN login waits for its bind, a vCard
+    read waits in vcard_ldap and a group refresh waits in shared_roster;
+    then auth_ldap, vcard_ldap and shared_roster are reloaded and vcard_ldap
+    unloaded. Every waiting request comes back once (the login:
+    <temporary-auth-failure/>, the vCard read: an answer), xmppd stays up
+    (and, under the sanitizers, clean), and once slapd answers again logins
+    and directory vCards work on the new instances."""
+    import signal
+    import threading
+    over = ldap_overrides(own_slapd)
+    over["modules"]["vcard"] = {}
+    over["modules"]["vcard_ldap"] = {"cache_ttl": "1s"}
+    over["modules"]["auth_ldap"]["timeout"] = "30s"  # the requests wait until the reloads
+    srv = server_factory(over)
+    bob = DirAccount("bob")
+    wait_roster(srv, DirAccount("alice"), lambda i: "bob@localhost" in i, "no shared contacts")
+    with login(srv, bob) as cb:
+        time.sleep(1.2)  # alice's cached vCard expires: the next read goes to the directory
+        own_slapd.signal(signal.SIGSTOP)
+        outcome = {}
+
+        def stalled_login():
+            with RawClient(srv.port) as c:
+                c.open_stream()
+                c.starttls()
+                c.open_stream()
+                outcome["login"] = c.auth_plain("alice", "alice-pw")
+        t = threading.Thread(target=stalled_login)
+        t.start()
+        cb.send("<iq type='get' id='vc1' to='alice@localhost'><vCard xmlns='vcard-temp'/></iq>")
+        time.sleep(scaled(1.5))  # a refresh of the groups is waiting too now
+        for args in (("reload", "auth_ldap"), ("reload", "vcard_ldap"), ("reload", "shared_roster"),
+                     ("unload", "vcard_ldap")):
+            r = srv.ctl("module", *args, "localhost")
+            assert r.returncode == 0, (args, r.stdout, r.stderr)
+        t.join(scaled(20))
+        assert not t.is_alive()
+        assert not outcome["login"].ok and outcome["login"].condition == "temporary-auth-failure", outcome
+        res = cb.wait_for(lambda e: e.tag == q(CLIENT, "iq") and e.get("id") == "vc1", scaled(10))
+        assert res.get("type") in ("result", "error"), tostr(res)
+    own_slapd.signal(signal.SIGCONT)
+    assert srv.running
+    deadline = time.monotonic() + scaled(15)
+    while True:
+        try:
+            with login(srv, bob) as c:
+                break
+        except Exception:
+            assert time.monotonic() < deadline, "logins did not come back"
+            time.sleep(0.3)
+    srv.ctl("module", "load", "vcard_ldap", "localhost", check=True)
+    with login(srv, bob) as c:
+        res = c.iq("<vCard xmlns='vcard-temp'/>", to="alice@localhost")
+        assert res.find(".//{vcard-temp}FN").text == "Alice Liddell", tostr(res)
