@@ -314,31 +314,43 @@ static void la_on_user_bound(const lp_result *res, void *ud)
     la_plain_ok(r, res->n > 0 ? &res->entries[0] : NULL);
 }
 
-/* Search then bind: the entry was found, its DN is bound with the password. */
-static void la_on_plain_entry(const lp_result *res, void *ud)
+/* The entry a login's lookup found, when the account may log in (r's
+ * marker then set); otherwise r is answered (no such account, disabled,
+ * directory failing) or dropped (the module unloads), and NULL. */
+static const directory_entry *la_login_entry(la_req *r, const lp_result *res)
 {
-    la_req *r = ud;
-    la_ctx *ctx = r->ctx;
     const directory_entry *e = NULL;
     switch (la_lookup_result(r, res, &e)) {
     case 0:
         break;
     case 1:
+        if (r->op == LA_SCRAM) /* gone from the directory: its keys go too */
+            la_scram_forget(r->ctx, r->user);
         la_finish(r, XMPPD_AUTH_USER_UNKNOWN);
-        return;
+        return NULL;
     case -2:
         la_closed(r);
-        return;
+        return NULL;
     default:
         la_finish(r, XMPPD_AUTH_INTERNAL);
-        return;
+        return NULL;
     }
-    if (la_disabled(ctx, e)) {
+    if (la_disabled(r->ctx, e)) {
         la_finish(r, XMPPD_AUTH_DISABLED);
-        return;
+        return NULL;
     }
-    r->marker = la_marker(ctx, e);
-    r->lp = lp_bind(ctx->pool, e->dn, r->password, NULL, la_on_user_bound, r);
+    r->marker = la_marker(r->ctx, e);
+    return e;
+}
+
+/* Search then bind: the entry was found, its DN is bound with the password. */
+static void la_on_plain_entry(const lp_result *res, void *ud)
+{
+    la_req *r = ud;
+    const directory_entry *e = la_login_entry(r, res);
+    if (!e)
+        return;
+    r->lp = lp_bind(r->ctx->pool, e->dn, r->password, NULL, la_on_user_bound, r);
     if (!r->lp)
         la_finish(r, XMPPD_AUTH_INTERNAL);
 }
@@ -379,29 +391,8 @@ static void la_verify_plain(void *pd, const char *user, const char *password, xm
 static void la_on_scram_entry(const lp_result *res, void *ud)
 {
     la_req *r = ud;
-    la_ctx *ctx = r->ctx;
-    const directory_entry *e = NULL;
-    switch (la_lookup_result(r, res, &e)) {
-    case 0:
-        break;
-    case 1:
-        /* gone from the directory: its keys go too */
-        la_scram_forget(ctx, r->user);
-        la_finish(r, XMPPD_AUTH_USER_UNKNOWN);
-        return;
-    case -2:
-        la_closed(r);
-        return;
-    default:
-        la_finish(r, XMPPD_AUTH_INTERNAL);
-        return;
-    }
-    if (la_disabled(ctx, e)) {
-        la_finish(r, XMPPD_AUTH_DISABLED);
-        return;
-    }
-    r->marker = la_marker(ctx, e);
-    la_scram_lookup(r);
+    if (la_login_entry(r, res))
+        la_scram_lookup(r);
 }
 
 static void la_get_scram(void *pd, const char *user, enum xmppd_hash h, xmppd_auth_scram_cb cb, void *ud)

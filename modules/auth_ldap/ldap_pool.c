@@ -104,13 +104,15 @@ static void lp_req_free(lp_req *r)
     free(r);
 }
 
+/* A copy of attrs; NULL for none (NULL or empty: "1.1" is asked, no
+ * attributes, rather than libldap's "all of them"). */
 static char **lp_attrs_dup(const char *const *attrs, bool *ok)
 {
     size_t n = 0;
     while (attrs && attrs[n])
         n++;
     *ok = true;
-    if (!attrs)
+    if (n == 0)
         return NULL;
     char **out = calloc(n + 1, sizeof *out);
     for (size_t i = 0; out && i < n; i++)
@@ -626,10 +628,17 @@ static lp_req *lp_req_new(lp_pool *p, bool is_bind, lp_cb cb, void *ud)
     return r;
 }
 
-static void lp_enqueue(lp_pool *p, lp_req *r)
+/* Queues r when it was built whole (ok); else frees it. r or NULL. */
+static lp_req *lp_submit(lp_pool *p, lp_req *r, bool ok)
 {
+    if (!ok) {
+        if (r)
+            lp_req_free(r);
+        return NULL;
+    }
     lp_list_push(lp_queue_of(p, r), r, false);
     lp_kick(p);
+    return r;
 }
 
 lp_req *lp_search(lp_pool *p, const char *base, int scope, const char *filter, const char *const *attrs,
@@ -644,13 +653,7 @@ lp_req *lp_search(lp_pool *p, const char *base, int scope, const char *filter, c
         r->attrs = lp_attrs_dup(attrs, &ok);
         ok = ok && (r->base = strdup(base ? base : "")) && (r->filter = strdup(filter));
     }
-    if (!ok) {
-        if (r)
-            lp_req_free(r);
-        return NULL;
-    }
-    lp_enqueue(p, r);
-    return r;
+    return lp_submit(p, r, ok);
 }
 
 lp_req *lp_bind(lp_pool *p, const char *dn, const char *password, const char *const *attrs, lp_cb cb,
@@ -662,13 +665,7 @@ lp_req *lp_bind(lp_pool *p, const char *dn, const char *password, const char *co
         r->attrs = lp_attrs_dup(attrs, &ok);
         ok = ok && (r->dn = strdup(dn)) && (r->password = strdup(password));
     }
-    if (!ok) {
-        if (r)
-            lp_req_free(r);
-        return NULL;
-    }
-    lp_enqueue(p, r);
-    return r;
+    return lp_submit(p, r, ok);
 }
 
 void lp_cancel(lp_req *r)

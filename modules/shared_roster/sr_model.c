@@ -32,6 +32,19 @@ struct sr_model {
     char token[17];
 };
 
+/* arr (n elements of elem bytes in use, *cap allocated) with room for
+ * one more, doubling; NULL on OOM (arr is then unchanged). */
+static void *sr_grow(void *arr, size_t n, size_t *cap, size_t elem)
+{
+    if (n < *cap)
+        return arr;
+    size_t c = *cap ? *cap * 2 : 8;
+    void *p = realloc(arr, c * elem);
+    if (p)
+        *cap = c;
+    return p;
+}
+
 sr_model *sr_model_new(void)
 {
     return calloc(1, sizeof(sr_model));
@@ -103,14 +116,10 @@ int sr_model_group(sr_model *m, const char *id, const char *name, const char *co
 {
     int i = sr_find(m, id);
     if (i < 0) {
-        if (m->n == m->cap) {
-            size_t cap = m->cap ? m->cap * 2 : 8;
-            sr_group *ng = realloc(m->g, cap * sizeof(*ng));
-            if (!ng)
-                return -1;
-            m->g = ng;
-            m->cap = cap;
-        }
+        sr_group *grown = sr_grow(m->g, m->n, &m->cap, sizeof(*m->g));
+        if (!grown)
+            return -1;
+        m->g = grown;
         sr_group *g = &m->g[m->n];
         memset(g, 0, sizeof(*g));
         const char *self[] = { id, NULL };
@@ -153,15 +162,10 @@ int sr_model_group(sr_model *m, const char *id, const char *name, const char *co
 int sr_model_member(sr_model *m, int gi, const char *jid)
 {
     sr_group *g = &m->g[gi];
-    if (g->n == g->cap) {
-        size_t cap = g->cap ? g->cap * 2 : 8;
-        char **nm = realloc(g->members, cap * sizeof(*nm));
-        if (!nm)
-            return -1;
-        g->members = nm;
-        g->cap = cap;
-    }
-    if (!(g->members[g->n] = strdup(jid)))
+    char **grown = sr_grow(g->members, g->n, &g->cap, sizeof(*g->members));
+    if (grown)
+        g->members = grown;
+    if (!grown || !(g->members[g->n] = strdup(jid)))
         return -1;
     g->n++;
     return 0;
@@ -213,14 +217,10 @@ static long sr_index(const sr_model *m, const char *id)
 
 static int sr_add_shown_to(sr_group *d, size_t g)
 {
-    if (d->n_shown_to == d->cap_shown_to) {
-        size_t cap = d->cap_shown_to ? d->cap_shown_to * 2 : 4;
-        size_t *n = realloc(d->shown_to, cap * sizeof(*n));
-        if (!n)
-            return -1;
-        d->shown_to = n;
-        d->cap_shown_to = cap;
-    }
+    size_t *grown = sr_grow(d->shown_to, d->n_shown_to, &d->cap_shown_to, sizeof(*d->shown_to));
+    if (!grown)
+        return -1;
+    d->shown_to = grown;
     d->shown_to[d->n_shown_to++] = g;
     return 0;
 }
@@ -395,14 +395,10 @@ typedef struct sr_hits {
 
 static int sr_hit_add(sr_hits *hs, const char *jid, unsigned sub, const char *name)
 {
-    if (hs->n == hs->cap) {
-        size_t cap = hs->cap ? hs->cap * 2 : 64;
-        sr_hit *nh = realloc(hs->h, cap * sizeof(*nh));
-        if (!nh)
-            return -1;
-        hs->h = nh;
-        hs->cap = cap;
-    }
+    sr_hit *grown = sr_grow(hs->h, hs->n, &hs->cap, sizeof(*hs->h));
+    if (!grown)
+        return -1;
+    hs->h = grown;
     hs->h[hs->n++] = (sr_hit){ jid, sub, name };
     return 0;
 }

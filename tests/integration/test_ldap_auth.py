@@ -22,6 +22,7 @@ import pytest
 import slapd_server
 from slapd_server import PEOPLE, SERVICE_DN, SERVICE_PW
 from xmpptest import RawClient, connect, run, scaled
+from xmpptest import sasl_plain as plain, sasl_scram as scram
 
 pytestmark = pytest.mark.skipif(not slapd_server.available(),
                                 reason="slapd not installed (apt-get install slapd ldap-utils)")
@@ -42,23 +43,6 @@ def ldap_conf(slapd, **extra):
             "timeout": "2s", "connect_timeout": "2s", "reconnect_max": "500ms"}
     conf.update(extra)
     return {"modules": {"auth_internal": None, "auth_ldap": conf}}
-
-
-def plain(srv, user, password):
-    with RawClient(srv.port) as c:
-        c.open_stream()
-        c.starttls()
-        c.open_stream()
-        return c.auth_plain(user, password)
-
-
-def scram(srv, mech, user, password):
-    with RawClient(srv.port) as c:
-        c.open_stream()
-        c.starttls()
-        f = c.open_stream()
-        assert mech in f["mechanisms"], f["mechanisms"]
-        return c.auth_scram(mech, user, password)
 
 
 def wait_until(pred, what, timeout=10):
