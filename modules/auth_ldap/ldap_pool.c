@@ -511,6 +511,11 @@ static int lp_parse_uri(const char *text, lp_uri *u, char *err, size_t errlen)
     return 0;
 }
 
+static bool lp_loopback(const char *host)
+{
+    return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
+}
+
 static void lp_free(lp_pool *p)
 {
     for (size_t i = 0; i < p->n_uris; i++) {
@@ -568,6 +573,10 @@ lp_pool *lp_open(xmppd_module *m, const lp_conf *conf, char *err, size_t errlen)
         }
         tls = tls || p->uris[i].ldaps;
     }
+    for (size_t i = 0; i < p->n_uris; i++)
+        if (!p->uris[i].ldaps && !conf->starttls && !lp_loopback(p->uris[i].host))
+            xmppd_log(m, XMPPD_LOG_WARN, "%s: neither ldaps:// nor starttls: passwords cross the network in "
+                      "the clear", p->uris[i].text);
     if (tls && !(p->tls = ltls_ctx_new(conf->ca_file, err, errlen))) {
         lp_free(p);
         return NULL;
