@@ -16,46 +16,15 @@
  *
  * A source that cannot be read (directory down) keeps its last good
  * groups: contacts never vanish because of an outage. */
-#define _GNU_SOURCE /* tdestroy */
+#define _GNU_SOURCE /* tdestroy, twalk_r */
 #include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <xmppd/xmppd.h>
+#include "shared_roster.h"
 
-#include "../auth_ldap/directory_api.h"
-#include "../roster/roster_api.h"
-#include "sr_model.h"
-
-/* ---- options ---- */
-
-typedef struct sr_group_conf {
-    const char *id; /* the map key */
-    const char *name;
-    const char *const *members;
-    bool all_users;
-    const char *const *shows;
-} sr_group_conf;
-
-typedef struct sr_ldap_conf {
-    bool enabled;
-    const char *base;
-    const char *filter;
-    const char *id_attribute;
-    const char *name_attribute;
-    const char *const *member_attributes;
-    const char *const *member_uid_attributes;
-    const char *user_group_attribute;
-    const char *contact_name_attribute;
-} sr_ldap_conf;
-
-typedef struct sr_conf {
-    long long refresh;
-    long long max_group_size;
-    xmppd_opt_array groups; /* sr_group_conf */
-    sr_ldap_conf ldap;
-} sr_conf;
+/* ---- options (their structs: shared_roster.h) ---- */
 
 static const xmppd_option sr_group_fields[] = {
     { "name", XMPPD_OPT_STRING, XMPPD_OFF(sr_group_conf, name), NULL, 0, 0, NULL, 0,
@@ -104,51 +73,14 @@ static const xmppd_option sr_options[] = {
     { NULL }
 };
 
-/* ---- state ---- */
-
-/* A group read from the directory (kept until a later read succeeds). */
-typedef struct sr_lgroup {
-    char *id, *name;
-    char **members; /* bare JIDs */
-    size_t n;
-} sr_lgroup;
-
-typedef struct sr_lgroups {
-    sr_lgroup *g;
-    size_t n;
-    char **names; /* jid, name, jid, name, ... (contact names) */
-    size_t n_names;
-} sr_lgroups;
-
-typedef struct sr_refresh sr_refresh;
-
-typedef struct sr_state {
-    roster_overlay ov; /* first: the overlay pointer is the state */
-    xmppd_module *m;
-    xmppd_host *host;
-    const char *domain;
-    const sr_conf *conf;
-    char ***config_members; /* per configured group: its listed members, bare JIDs, NULL-terminated */
-    sr_model *model;
-    const char **names;    /* scratch for ov.get: group names */
-    size_t names_max;
-    char **all;            /* last good account list (bare JIDs) */
-    size_t n_all;
-    sr_lgroups ldap;       /* last good directory groups */
-    bool needs_all;
-    sr_refresh *running;
-    char *last_unknown;
-    char user_buf[2 * XMPPD_JID_PART_MAX + 2];
-} sr_state;
-
-static void sr_strs_free(char **v, size_t n)
+void sr_strs_free(char **v, size_t n)
 {
     for (size_t i = 0; v && i < n; i++)
         free(v[i]);
     free(v);
 }
 
-static void sr_lgroups_free(sr_lgroups *l)
+void sr_lgroups_free(sr_lgroups *l)
 {
     for (size_t i = 0; i < l->n; i++) {
         free(l->g[i].id);
@@ -167,24 +99,41 @@ static const char *sr_bare(sr_state *st, const char *node)
     return st->user_buf;
 }
 
-/* ---- the overlay the roster module reads ---- */
-
-/* The contact's name from the directory (contact_name_attribute): pairs
- * sorted by JID. */
-static const char *sr_contact_name(const sr_state *st, const char *jid)
+char *sr_account_jid(const sr_state *st, const char *name)
 {
-    size_t a = 0, b = st->ldap.n_names / 2;
+    char *node = xmppd_nodeprep(name);
+    char *jid = NULL;
+    if (node && *node) {
+        size_t len = strlen(node) + strlen(st->domain) + 2;
+        if ((jid = malloc(len)))
+            snprintf(jid, len, "%s@%s", node, st->domain);
+    }
+    free(node);
+    return jid;
+}
+
+const char *sr_pair_find(char **pairs, size_t n, const char *key)
+{
+    size_t a = 0, b = n / 2;
     while (a < b) {
         size_t mid = (a + b) / 2;
-        int c = strcmp(st->ldap.names[2 * mid], jid);
+        int c = strcmp(pairs[2 * mid], key);
         if (c == 0)
-            return st->ldap.names[2 * mid + 1];
+            return pairs[2 * mid + 1];
         if (c < 0)
             a = mid + 1;
         else
             b = mid;
     }
     return NULL;
+}
+
+/* ---- the overlay the roster module reads ---- */
+
+/* The contact's name from the directory (contact_name_attribute). */
+static const char *sr_contact_name(const sr_state *st, const char *jid)
+{
+    return sr_pair_find(st->ldap.names, st->ldap.n_names, jid);
 }
 
 static unsigned sr_roster_bits(unsigned sub)
@@ -474,8 +423,7 @@ oom:
     return NULL;
 }
 
-/* Builds the model from what the sources last gave and puts it in force. */
-static void sr_rebuild(sr_state *st)
+void sr_rebuild(sr_state *st)
 {
     sr_model *m = sr_build(st);
     if (!m)
@@ -496,347 +444,6 @@ static void sr_rebuild(sr_state *st)
         xmppd_log(st->m, XMPPD_LOG_INFO, "shared groups: %zu in force (%s)", n, sr_model_token(m));
     sr_announce(st, old);
     sr_model_free(old);
-}
-
-/* ---- reading the sources ---- */
-
-/* One refresh: the sources it waits for. Each answers once (or with a
- * CANCELLED status while the module unloads); the last one builds. */
-struct sr_refresh {
-    sr_state *st;
-    int pending;
-    bool cancelled;
-    char **all;           /* accounts, when the list came */
-    size_t n_all;
-    bool all_ok;
-    sr_lgroups ldap;      /* groups, when the directory answered */
-    bool ldap_ok;
-    char **dns;           /* users: normalised DN, bare JID, ... sorted by DN */
-    size_t n_dns;
-    const char **jids;    /* the users' bare JIDs (borrowed from dns), sorted */
-    size_t n_jids;
-};
-
-static void sr_refresh_free(sr_refresh *r)
-{
-    sr_strs_free(r->all, r->n_all);
-    sr_lgroups_free(&r->ldap);
-    sr_strs_free(r->dns, r->n_dns);
-    free(r->jids);
-    free(r);
-}
-
-/* One source answered: the last one puts the new groups in force. */
-static void sr_step_done(sr_refresh *r)
-{
-    if (--r->pending > 0)
-        return;
-    sr_state *st = r->st;
-    if (!r->cancelled) {
-        st->running = NULL;
-        if (r->all_ok) {
-            sr_strs_free(st->all, st->n_all);
-            st->all = r->all;
-            st->n_all = r->n_all;
-            r->all = NULL;
-            r->n_all = 0;
-        }
-        if (r->ldap_ok) {
-            sr_lgroups_free(&st->ldap);
-            st->ldap = r->ldap;
-            memset(&r->ldap, 0, sizeof(r->ldap));
-        }
-        sr_rebuild(st);
-    }
-    sr_refresh_free(r);
-}
-
-static void sr_on_accounts(int result, const char *const *users, size_t n, void *ud)
-{
-    sr_refresh *r = ud;
-    if (result == XMPPD_AUTH_CANCELLED) {
-        r->cancelled = true;
-    } else if (result != XMPPD_AUTH_OK) {
-        xmppd_log(r->st->m, XMPPD_LOG_WARN, "listing the accounts for all_users groups failed (%s): the last "
-                  "list stays", xmppd_auth_result_str(result));
-    } else if ((r->all = calloc(n + 1, sizeof(*r->all)))) {
-        r->all_ok = true;
-        for (size_t i = 0; i < n && r->all_ok; i++) {
-            size_t len = strlen(users[i]) + strlen(r->st->domain) + 2;
-            if ((r->all[i] = malloc(len)))
-                snprintf(r->all[i], len, "%s@%s", users[i], r->st->domain);
-            else
-                r->all_ok = false;
-            r->n_all = i + 1;
-        }
-    }
-    sr_step_done(r);
-}
-
-/* A DN as compared here: lower case, no spaces after separators. AD and
- * OpenLDAP return member DNs as they return entry DNs, up to that. */
-static char *sr_dn_norm(const char *dn)
-{
-    char *out = malloc(strlen(dn) + 1), *o = out;
-    for (const char *p = dn; out && *p; p++) {
-        if (*p == ' ' && o > out && (o[-1] == ',' || o[-1] == '=' || o[-1] == '+'))
-            continue;
-        if (*p == '\\' && p[1]) { /* an escaped character stays as it is */
-            *o++ = *p++;
-            *o++ = *p;
-            continue;
-        }
-        *o++ = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
-    }
-    if (out)
-        *o = '\0';
-    return out;
-}
-
-static const directory_api *sr_directory(const sr_state *st)
-{
-    const directory_api *d = xmppd_use(st->host, "directory");
-    return d && d->version >= DIRECTORY_API_VERSION && d->size >= sizeof(directory_api) ? d : NULL;
-}
-
-/* The bare JID of an account name from the directory, or NULL. */
-static char *sr_account_jid(const sr_state *st, const char *name)
-{
-    char *node = xmppd_nodeprep(name);
-    char *jid = NULL;
-    if (node && *node) {
-        size_t len = strlen(node) + strlen(st->domain) + 2;
-        if ((jid = malloc(len)))
-            snprintf(jid, len, "%s@%s", node, st->domain);
-    }
-    free(node);
-    return jid;
-}
-
-static int sr_pair_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static const char *sr_pair_find(char **pairs, size_t n, const char *key)
-{
-    size_t a = 0, b = n / 2;
-    while (a < b) {
-        size_t mid = (a + b) / 2;
-        int c = strcmp(pairs[2 * mid], key);
-        if (c == 0)
-            return pairs[2 * mid + 1];
-        if (c < 0)
-            a = mid + 1;
-        else
-            b = mid;
-    }
-    return NULL;
-}
-
-/* Sorts pairs (key, value, key, value...) by key. */
-static void sr_pairs_sort(char **pairs, size_t n)
-{
-    qsort(pairs, n / 2, 2 * sizeof(*pairs), sr_pair_cmp);
-}
-
-static int sr_lgroup_add(sr_lgroups *l, const char *id, const char *name)
-{
-    sr_lgroup *ng = realloc(l->g, (l->n + 1) * sizeof(*ng));
-    if (!ng)
-        return -1;
-    l->g = ng;
-    sr_lgroup *g = &ng[l->n];
-    memset(g, 0, sizeof(*g));
-    if (!(g->id = strdup(id)) || !(g->name = strdup(name ? name : id))) {
-        free(g->id);
-        free(g->name);
-        return -1;
-    }
-    l->n++;
-    return 0;
-}
-
-static int sr_lgroup_member(sr_lgroup *g, const char *jid)
-{
-    char **nm = realloc(g->members, (g->n + 1) * sizeof(*nm));
-    if (!nm)
-        return -1;
-    g->members = nm;
-    if (!(nm[g->n] = strdup(jid)))
-        return -1;
-    g->n++;
-    return 0;
-}
-
-static sr_lgroup *sr_lgroup_find(sr_lgroups *l, const char *id)
-{
-    for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->g[i].id, id) == 0)
-            return &l->g[i];
-    return NULL;
-}
-
-static const char *sr_first(const directory_entry *e, const char *attr)
-{
-    const directory_attr *a = attr ? directory_attr_get(e, attr) : NULL;
-    return a && a->n > 0 && strlen(a->vals[0].val) == a->vals[0].len ? a->vals[0].val : NULL;
-}
-
-/* Group entries: members by DN (through the users' DNs) or by name. */
-static void sr_on_groups(int status, const directory_entry *entries, size_t n, void *ud)
-{
-    sr_refresh *r = ud;
-    const sr_ldap_conf *lc = &r->st->conf->ldap;
-    if (status == DIRECTORY_CANCELLED)
-        r->cancelled = true;
-    else if (status != DIRECTORY_OK)
-        r->ldap_ok = false;
-    for (size_t i = 0; r->ldap_ok && status == DIRECTORY_OK && i < n; i++) {
-        const char *id = sr_first(&entries[i], lc->id_attribute);
-        if (!id || sr_lgroup_find(&r->ldap, id) || sr_lgroup_add(&r->ldap, id, sr_first(&entries[i], lc->name_attribute)))
-            continue;
-        sr_lgroup *g = &r->ldap.g[r->ldap.n - 1];
-        for (const char *const *ma = lc->member_attributes; ma && *ma; ma++) {
-            const directory_attr *a = directory_attr_get(&entries[i], *ma);
-            for (size_t k = 0; a && k < a->n; k++) {
-                char *dn = sr_dn_norm(a->vals[k].val);
-                const char *jid = dn ? sr_pair_find(r->dns, r->n_dns, dn) : NULL;
-                if (jid)
-                    sr_lgroup_member(g, jid);
-                free(dn);
-            }
-        }
-        for (const char *const *ua = lc->member_uid_attributes; ua && *ua; ua++) {
-            const directory_attr *a = directory_attr_get(&entries[i], *ua);
-            for (size_t k = 0; a && k < a->n; k++) {
-                char *jid = sr_account_jid(r->st, a->vals[k].val);
-                /* only accounts the directory has */
-                if (jid && r->n_jids && bsearch(&jid, r->jids, r->n_jids, sizeof(*r->jids), sr_pair_cmp))
-                    sr_lgroup_member(g, jid);
-                free(jid);
-            }
-        }
-    }
-    if (status != DIRECTORY_OK && status != DIRECTORY_CANCELLED)
-        xmppd_log(r->st->m, XMPPD_LOG_WARN, "reading the directory's groups failed: the last ones stay");
-    sr_step_done(r);
-}
-
-/* One user entry: its DN for group entries, its groups by attribute,
- * its contact name. */
-static void sr_user_entry(sr_refresh *r, const directory_api *dir, const directory_entry *e, char **names,
-                          size_t *n_names)
-{
-    const sr_ldap_conf *lc = &r->st->conf->ldap;
-    char *jid = NULL, *name = NULL;
-    char *user = dir->entry_user(dir, e);
-    if (user)
-        jid = sr_account_jid(r->st, user);
-    free(user);
-    char *dn = jid ? sr_dn_norm(e->dn) : NULL;
-    if (dn && jid && (name = strdup(jid))) {
-        r->dns[r->n_dns++] = dn;
-        r->dns[r->n_dns++] = name;
-        dn = NULL;
-    }
-    free(dn);
-    const char *cn = jid ? sr_first(e, lc->contact_name_attribute) : NULL;
-    if (cn && (names[*n_names] = strdup(jid)) && (names[*n_names + 1] = strdup(cn)))
-        *n_names += 2;
-    else if (cn)
-        free(names[*n_names]);
-    const directory_attr *ga = jid && lc->user_group_attribute ? directory_attr_get(e, lc->user_group_attribute)
-                                                               : NULL;
-    for (size_t k = 0; ga && k < ga->n; k++) {
-        const char *id = ga->vals[k].val;
-        if (strlen(id) != ga->vals[k].len || !*id)
-            continue;
-        sr_lgroup *g = sr_lgroup_find(&r->ldap, id);
-        if (!g && sr_lgroup_add(&r->ldap, id, NULL) == 0)
-            g = &r->ldap.g[r->ldap.n - 1];
-        if (g)
-            sr_lgroup_member(g, jid);
-    }
-    free(jid);
-}
-
-static void sr_on_users(int status, const directory_entry *entries, size_t n, void *ud)
-{
-    sr_refresh *r = ud;
-    const directory_api *dir = sr_directory(r->st);
-    const sr_ldap_conf *lc = &r->st->conf->ldap;
-    if (status != DIRECTORY_OK || !dir) {
-        if (status == DIRECTORY_CANCELLED)
-            r->cancelled = true;
-        else
-            xmppd_log(r->st->m, XMPPD_LOG_WARN, "reading the directory's users failed: the last groups stay");
-        sr_step_done(r);
-        return;
-    }
-    char **names = calloc(2 * n + 1, sizeof(*names));
-    r->dns = calloc(2 * n + 1, sizeof(*r->dns));
-    if (!names || !r->dns) {
-        free(names);
-        sr_step_done(r);
-        return;
-    }
-    r->ldap_ok = true;
-    size_t n_names = 0;
-    for (size_t i = 0; i < n; i++)
-        sr_user_entry(r, dir, &entries[i], names, &n_names);
-    sr_pairs_sort(r->dns, r->n_dns);
-    sr_pairs_sort(names, n_names);
-    if ((r->jids = calloc(r->n_dns / 2 + 1, sizeof(*r->jids)))) {
-        for (size_t i = 1; i < r->n_dns; i += 2)
-            r->jids[r->n_jids++] = r->dns[i];
-        qsort(r->jids, r->n_jids, sizeof(*r->jids), sr_pair_cmp);
-    }
-    r->ldap.names = names;
-    r->ldap.n_names = n_names;
-    if (!lc->filter) {
-        sr_step_done(r);
-        return;
-    }
-    const char *attrs[16];
-    size_t k = 0;
-    attrs[k++] = lc->id_attribute;
-    if (lc->name_attribute)
-        attrs[k++] = lc->name_attribute;
-    for (const char *const *a = lc->member_attributes; a && *a && k < 14; a++)
-        attrs[k++] = *a;
-    for (const char *const *a = lc->member_uid_attributes; a && *a && k < 15; a++)
-        attrs[k++] = *a;
-    attrs[k] = NULL;
-    dir->search(dir, r->st->m, lc->base, DIRECTORY_SCOPE_SUB, lc->filter, attrs, sr_on_groups, r);
-}
-
-static void sr_refresh_start(sr_state *st)
-{
-    sr_refresh *r = calloc(1, sizeof(*r));
-    if (!r)
-        return;
-    r->st = st;
-    r->pending = 1; /* this function's own share: no source answers before it is done */
-    st->running = r;
-    if (st->needs_all) {
-        r->pending++;
-        xmppd_auth_list(st->m, st->host, sr_on_accounts, r);
-    }
-    const sr_ldap_conf *lc = &st->conf->ldap;
-    const directory_api *dir = lc->enabled ? sr_directory(st) : NULL;
-    if (lc->enabled && !dir)
-        xmppd_log(st->m, XMPPD_LOG_WARN, "ldap.enabled but no directory (load auth_ldap on this host)");
-    if (dir) {
-        const char *attrs[] = { lc->user_group_attribute, lc->contact_name_attribute, NULL };
-        if (!attrs[0]) {
-            attrs[0] = attrs[1];
-            attrs[1] = NULL;
-        }
-        r->pending++;
-        dir->users(dir, st->m, attrs, sr_on_users, r);
-    }
-    sr_step_done(r);
 }
 
 static uint64_t sr_on_timer(void *ud)
