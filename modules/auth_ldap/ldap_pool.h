@@ -67,7 +67,8 @@ lp_pool *lp_open(xmppd_module *m, const lp_conf *conf, char *err, size_t errlen)
  * gone (called from unload()). */
 void lp_close(lp_pool *p, bool unloading);
 
-/* A search. base, filter, attrs are copied; scope DIRECTORY_SCOPE_*;
+/* A search. base, filter, attrs are copied (attrs NULL or empty: no
+ * attributes, the entries' DNs only); scope DIRECTORY_SCOPE_*;
  * limit: most entries wanted (the server is asked for one more, and a
  * result with more is LDAP_SIZELIMIT_EXCEEDED; 0: max_entries, paged).
  * cb runs exactly once, later (never inside the call), unless
@@ -75,7 +76,7 @@ void lp_close(lp_pool *p, bool unloading);
 lp_req *lp_search(lp_pool *p, const char *base, int scope, const char *filter, const char *const *attrs,
                   size_t limit, lp_cb cb, void *ud);
 /* A simple bind as dn with password (copied, wiped after use) on a bind
- * connection; with attrs, a successful bind then reads dn's own entry
+ * connection; with attrs (not empty), a successful bind then reads dn's own entry
  * (as that user) into the result. As lp_search otherwise. */
 lp_req *lp_bind(lp_pool *p, const char *dn, const char *password, const char *const *attrs, lp_cb cb,
                 void *ud);
