@@ -782,6 +782,29 @@ def raw_component(port, domain, secret, to=None):
     return rc
 
 
+def _sasl_stream(server):
+    c = RawClient(server.port)
+    c.open_stream()
+    c.starttls()
+    return c, c.open_stream()
+
+
+def sasl_plain(server, user, password):
+    """A fresh connection to server, STARTTLS, one PLAIN attempt (RFC 4616):
+    its SaslResult."""
+    c, _ = _sasl_stream(server)
+    with c:
+        return c.auth_plain(user, password)
+
+
+def sasl_scram(server, mech, user, password):
+    """As sasl_plain with a SCRAM mechanism, which must be offered."""
+    c, f = _sasl_stream(server)
+    with c:
+        assert mech in f["mechanisms"], f["mechanisms"]
+        return c.auth_scram(mech, user, password)
+
+
 def user_of(jid):
     return jid.split("@", 1)[0]
 
