@@ -270,9 +270,9 @@ static void pgp_close_all(pgpool *p, int status)
     }
 }
 
-/* Waits up to drain_ms for the sockets that have work, and handles what
- * they say. Never when nothing is pending. */
-static void pgp_poll(pgpool *p, uint64_t wait_ms)
+/* Waits up to wait_ms for the sockets of the connections that have work,
+ * and handles what they say. -1 when poll() fails. */
+static int pgp_poll(pgpool *p, uint64_t wait_ms)
 {
     struct pollfd fds[PGP_POLL_MAX];
     pgp_conn *who[PGP_POLL_MAX];
@@ -287,16 +287,15 @@ static void pgp_poll(pgpool *p, uint64_t wait_ms)
         }
     }
     if (n == 0)
-        return;
+        return 0;
     int rc = poll(fds, n, (int)wait_ms);
-    if (rc < 0 && errno != EINTR)
-        pgp_close_all(p, PGPOOL_ERROR);
     for (nfds_t i = 0; rc > 0 && i < n; i++) {
         int ready = ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) ? XMPPD_IO_READ : 0) |
                     ((fds[i].revents & POLLOUT) ? XMPPD_IO_WRITE : 0);
         if (ready)
             pgp_conn_event(who[i], ready);
     }
+    return rc < 0 && errno != EINTR ? -1 : 0;
 }
 
 /* Runs the pool with poll() (the loop does not serve it now) until nothing
@@ -322,7 +321,8 @@ static void pgp_drain(pgpool *p, int left)
             pgp_close_all(p, left);
             continue;
         }
-        pgp_poll(p, deadline - now);
+        if (pgp_poll(p, deadline - now) != 0)
+            deadline = now;
     }
     p->depth--;
 }
@@ -344,7 +344,7 @@ void pgpool_flush(pgpool *p)
         if (c->state != PGP_DOWN)
             pgp_conn_watch(c, c->want);
         else if (!c->retry)
-            c->retry = xmppd_timer_add(p->m, 0, pgp_retry_fired, c);
+            c->retry = xmppd_timer_add(p->m, PGP_BACKOFF_FIRST_MS, pgp_retry_fired, c);
     }
 }
 

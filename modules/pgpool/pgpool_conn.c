@@ -8,8 +8,6 @@
 
 #include "pgpool_int.h"
 
-#define PGP_BACKOFF_FIRST_MS 250
-
 static const char *pgp_conn_error(const pgp_conn *c)
 {
     const char *e = c->pc ? PQerrorMessage(c->pc) : "out of memory";

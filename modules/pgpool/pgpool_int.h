@@ -13,6 +13,8 @@
 
 #include "pgpool.h"
 
+#define PGP_BACKOFF_FIRST_MS 250 /* first pause before reconnecting */
+
 typedef struct pgp_req pgp_req;
 typedef struct pgp_conn pgp_conn;
 
