@@ -20,12 +20,18 @@ static char *sqs_put_str(char **pos, const char *s)
     return dst;
 }
 
+/* What a call names, copied into its op: host, store, user, the kv key or
+ * an appender's id, the peer, and the ids after / before. */
+typedef struct sqs_names {
+    const char *host, *store, *user, *key, *with, *after, *before;
+} sqs_names;
+
 /* One allocation for the op and its strings (any may be NULL). with may be
- * a full JID: kept as its bare JID (with) and resource (with_res). */
-static sqs_op *sqs_op_new(void *dd, enum sqs_kind kind, const char *host, const char *store, const char *user,
-                          const char *key, const char *with, const char *after, const char *before)
+ * a full JID: kept as its bare JID (with) and resource (with_res). NULL on
+ * OOM. */
+static sqs_op *sqs_op_new(void *dd, enum sqs_kind kind, const sqs_names *n, sqs_cb cb, void *ud)
 {
-    const char *strs[] = { host, store, user, key, with, after, before };
+    const char *strs[] = { n->host, n->store, n->user, n->key, n->with, n->after, n->before };
     size_t len = sizeof(sqs_op);
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         len += strs[i] ? strlen(strs[i]) + 1 : 0;
@@ -33,21 +39,20 @@ static sqs_op *sqs_op_new(void *dd, enum sqs_kind kind, const char *host, const 
     if (!op)
         return NULL;
     char *pos = (char *)(op + 1);
-    op->dd = dd;
-    op->kind = kind;
-    op->host = sqs_put_str(&pos, host);
-    op->store = sqs_put_str(&pos, store);
-    op->user = sqs_put_str(&pos, user);
-    op->key = sqs_put_str(&pos, key);
-    char *w = sqs_put_str(&pos, with);
+    *op = (sqs_op){ .dd = dd, .kind = kind, .cb = cb, .ud = ud };
+    op->host = sqs_put_str(&pos, n->host);
+    op->store = sqs_put_str(&pos, n->store);
+    op->user = sqs_put_str(&pos, n->user);
+    op->key = sqs_put_str(&pos, n->key);
+    char *w = sqs_put_str(&pos, n->with);
     char *slash = w ? strchr(w, '/') : NULL;
     if (slash) {
         *slash = '\0';
         op->with_res = slash + 1;
     }
     op->with = w;
-    op->after_s = sqs_put_str(&pos, after);
-    op->before_s = sqs_put_str(&pos, before);
+    op->after_s = sqs_put_str(&pos, n->after);
+    op->before_s = sqs_put_str(&pos, n->before);
     return op;
 }
 
@@ -205,56 +210,39 @@ static bool sqs_take_value(sqs_op *op, json_t *value)
 void sqs_kv_get(void *dd, const char *host, const char *store, const char *user, const char *key,
                 xmppd_kv_get_cb cb, void *ud)
 {
-    sqs_op *op = sqs_op_new(dd, SQS_KV_GET, host, store, user, key, NULL, NULL, NULL);
-    if (op) {
-        op->cb.get = cb;
-        op->ud = ud;
-    }
-    sqs_start(dd, op, true);
+    sqs_names n = { host, store, user, .key = key };
+    sqs_start(dd, sqs_op_new(dd, SQS_KV_GET, &n, (sqs_cb){ .get = cb }, ud), true);
 }
 
 void sqs_kv_set(void *dd, const char *host, const char *store, const char *user, const char *key,
                 json_t *value, xmppd_store_done_cb cb, void *ud)
 {
-    sqs_op *op = sqs_op_new(dd, SQS_KV_SET, host, store, user, key, NULL, NULL, NULL);
-    if (op) {
-        op->cb.done = cb;
-        op->ud = ud;
-    }
+    sqs_names n = { host, store, user, .key = key };
+    sqs_op *op = sqs_op_new(dd, SQS_KV_SET, &n, (sqs_cb){ .done = cb }, ud);
     sqs_start(dd, op, op && (!value || sqs_take_value(op, value)));
 }
 
 void sqs_kv_get_all(void *dd, const char *host, const char *store, const char *user, xmppd_kv_get_cb cb,
                     void *ud)
 {
-    sqs_op *op = sqs_op_new(dd, SQS_KV_GET_ALL, host, store, user, NULL, NULL, NULL, NULL);
-    if (op) {
-        op->cb.get = cb;
-        op->ud = ud;
-    }
-    sqs_start(dd, op, true);
+    sqs_names n = { host, store, user };
+    sqs_start(dd, sqs_op_new(dd, SQS_KV_GET_ALL, &n, (sqs_cb){ .get = cb }, ud), true);
 }
 
 void sqs_kv_users(void *dd, const char *host, const char *store, xmppd_kv_get_cb cb, void *ud)
 {
-    sqs_op *op = sqs_op_new(dd, SQS_KV_USERS, host, store, NULL, NULL, NULL, NULL, NULL);
-    if (op) {
-        op->cb.get = cb;
-        op->ud = ud;
-    }
-    sqs_start(dd, op, true);
+    sqs_names n = { host, store };
+    sqs_start(dd, sqs_op_new(dd, SQS_KV_USERS, &n, (sqs_cb){ .get = cb }, ud), true);
 }
 
 void sqs_archive_append_id(void *dd, const char *host, const char *store, const char *user, const char *id,
                            const char *with, int64_t when_ms, json_t *value, xmppd_archive_append_cb cb,
                            void *ud)
 {
-    sqs_op *op = sqs_op_new(dd, SQS_AR_APPEND, host, store, user, id, with, NULL, NULL);
-    if (op) {
-        op->cb.append = cb;
-        op->ud = ud;
+    sqs_names n = { host, store, user, .key = id, .with = with };
+    sqs_op *op = sqs_op_new(dd, SQS_AR_APPEND, &n, (sqs_cb){ .append = cb }, ud);
+    if (op)
         op->when_ms = when_ms;
-    }
     sqs_start(dd, op, op && value && sqs_take_value(op, value));
 }
 
@@ -276,18 +264,19 @@ static bool sqs_take_ids(sqs_op *op, const xmppd_archive_filter *q)
     return true;
 }
 
-/* A query or delete op for q (NULL: everything of user); NULL on OOM,
- * *bad_r when q cannot be run (too many ids, OOM on its parts). */
-static sqs_op *sqs_query_op(void *dd, enum sqs_kind kind, const char *host, const char *store, const char *user,
-                            const xmppd_archive_filter *q, bool *bad_r)
+/* Starts a query or delete of what q matches (NULL: everything of user);
+ * q cannot run with too many ids (or OOM on its parts). */
+static void sqs_start_query(void *dd, enum sqs_kind kind, const char *host, const char *store, const char *user,
+                            const xmppd_archive_filter *q, sqs_cb cb, void *ud)
 {
-    sqs_op *op = sqs_op_new(dd, kind, host, store, user, NULL, q ? q->with : NULL, q ? q->after_id : NULL,
-                            q ? q->before_id : NULL);
-    *bad_r = false;
-    if (!op || !q)
-        return op;
-    if (q->ids && !sqs_take_ids(op, q))
-        *bad_r = true;
+    sqs_names n = { host, store, user, .with = q ? q->with : NULL, .after = q ? q->after_id : NULL,
+                    .before = q ? q->before_id : NULL };
+    sqs_op *op = sqs_op_new(dd, kind, &n, cb, ud);
+    if (!op || !q) {
+        sqs_start(dd, op, true);
+        return;
+    }
+    bool bad = q->ids && !sqs_take_ids(op, q);
     if (q->with)
         op->qmask |= SQS_Q_WITH | (op->with_res ? SQS_Q_WITH_RES : 0);
     if (q->start_ms)
@@ -303,42 +292,26 @@ static sqs_op *sqs_query_op(void *dd, enum sqs_kind kind, const char *host, cons
     op->start_ms = q->start_ms;
     op->end_ms = q->end_ms;
     op->max = q->max;
-    return op;
+    sqs_start(dd, op, !bad);
 }
 
 void sqs_archive_query(void *dd, const char *host, const char *store, const char *user,
                        const xmppd_archive_filter *q, xmppd_archive_query_cb cb, void *ud)
 {
-    bool bad;
-    sqs_op *op = sqs_query_op(dd, SQS_AR_QUERY, host, store, user, q, &bad);
-    if (op) {
-        op->cb.query = cb;
-        op->ud = ud;
-    }
-    sqs_start(dd, op, !bad);
+    sqs_start_query(dd, SQS_AR_QUERY, host, store, user, q, (sqs_cb){ .query = cb }, ud);
 }
 
 void sqs_archive_delete(void *dd, const char *host, const char *store, const char *user,
                         const xmppd_archive_filter *q, xmppd_store_done_cb cb, void *ud)
 {
-    bool bad;
-    sqs_op *op = sqs_query_op(dd, SQS_AR_DELETE, host, store, user, q, &bad);
-    if (op) {
-        op->cb.done = cb;
-        op->ud = ud;
-    }
-    sqs_start(dd, op, !bad);
+    sqs_start_query(dd, SQS_AR_DELETE, host, store, user, q, (sqs_cb){ .done = cb }, ud);
 }
 
 void sqs_archive_count(void *dd, const char *host, const char *store, const char *user,
                        xmppd_archive_count_cb cb, void *ud)
 {
-    sqs_op *op = sqs_op_new(dd, SQS_AR_COUNT, host, store, user, NULL, NULL, NULL, NULL);
-    if (op) {
-        op->cb.count = cb;
-        op->ud = ud;
-    }
-    sqs_start(dd, op, true);
+    sqs_names n = { host, store, user };
+    sqs_start(dd, sqs_op_new(dd, SQS_AR_COUNT, &n, (sqs_cb){ .count = cb }, ud), true);
 }
 
 /* The item id (after_s) gets value; NOT_FOUND when the archive has no
@@ -346,20 +319,13 @@ void sqs_archive_count(void *dd, const char *host, const char *store, const char
 void sqs_archive_replace(void *dd, const char *host, const char *store, const char *user, const char *id,
                          json_t *value, xmppd_store_done_cb cb, void *ud)
 {
-    sqs_op *op = sqs_op_new(dd, SQS_AR_REPLACE, host, store, user, NULL, NULL, id, NULL);
-    if (op) {
-        op->cb.done = cb;
-        op->ud = ud;
-    }
+    sqs_names n = { host, store, user, .after = id };
+    sqs_op *op = sqs_op_new(dd, SQS_AR_REPLACE, &n, (sqs_cb){ .done = cb }, ud);
     sqs_start(dd, op, op && sqs_take_value(op, value));
 }
 
 void sqs_purge_user(void *dd, const char *host, const char *user, xmppd_store_done_cb cb, void *ud)
 {
-    sqs_op *op = sqs_op_new(dd, SQS_PURGE, host, NULL, user, NULL, NULL, NULL, NULL);
-    if (op) {
-        op->cb.done = cb;
-        op->ud = ud;
-    }
-    sqs_start(dd, op, true);
+    sqs_names n = { host, .user = user };
+    sqs_start(dd, sqs_op_new(dd, SQS_PURGE, &n, (sqs_cb){ .done = cb }, ud), true);
 }

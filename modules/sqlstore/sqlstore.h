@@ -33,6 +33,14 @@ enum {
     SQS_Q_REVERSE = 32, SQS_Q_WITH_RES = 64, SQS_Q_IDS = 128, SQS_Q_VARIANTS = 256
 };
 
+typedef union sqs_cb {
+    xmppd_store_done_cb done;
+    xmppd_kv_get_cb get;
+    xmppd_archive_append_cb append;
+    xmppd_archive_query_cb query;
+    xmppd_archive_count_cb count;
+} sqs_cb;
+
 typedef struct sqs_op sqs_op;
 struct sqs_op {
     sqs_op *next;               /* for the driver's queues */
@@ -65,13 +73,7 @@ struct sqs_op {
     size_t count;               /* count */
     char new_id[24];            /* append: the id the driver gave, when the appender chose none */
     /* the caller */
-    union {
-        xmppd_store_done_cb done;
-        xmppd_kv_get_cb get;
-        xmppd_archive_append_cb append;
-        xmppd_archive_query_cb query;
-        xmppd_archive_count_cb count;
-    } cb;
+    sqs_cb cb;                  /* the member kind says */
     void *ud;
 };
 
