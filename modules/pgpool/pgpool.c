@@ -204,7 +204,7 @@ int pgpool_submit(pgpool *p, const pgpool_query *q, pgpool_cb cb, void *ud)
     pgp_req *r = p->gone ? NULL : pgp_req_new(q, cb, ud);
     if (!r)
         return -1;
-    pgp_conn *c = q->shard == PGPOOL_ANY ? NULL : &p->conns[q->shard % p->n_conns];
+    pgp_conn *c = q->shard == PGPOOL_ANY ? NULL : &p->conns[(unsigned)q->shard % (unsigned)p->n_conns];
     if (c ? c->state == PGP_DOWN : pgp_all_down(p)) {
         pgp_answer(p, r, NULL, PGPOOL_ERROR, NULL);
         return 0;
