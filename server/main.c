@@ -1,5 +1,6 @@
 /* xmppd: start-up, signals, shutdown. */
 #include <event2/event.h>
+#include <getopt.h>
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,9 +21,12 @@ static struct event *sig_term, *sig_int, *sig_hup;
 static void usage(FILE *out)
 {
     fprintf(out, "usage: xmppd [-c FILE]\n"
-                 "  -c FILE   configuration (default: $XMPPD_CONFIG or " XMPPD_SYSCONF_DIR
+                 "  -c, --config FILE  configuration (default: $XMPPD_CONFIG or " XMPPD_SYSCONF_DIR
                  "/xmppd.json)\n"
-                 "  -V        print the version\n");
+                 "  -V, --version      print the version\n"
+                 "  -h, --help         this text\n"
+                 "Signals: SIGHUP reloads the configuration and reopens the log file; SIGTERM\n"
+                 "stops. `xmppctl check` validates a configuration; `man xmppd` tells more.\n");
 }
 
 static void on_terminate(evutil_socket_t sig, short what, void *arg)
@@ -103,7 +107,13 @@ int main(int argc, char **argv)
 {
     const char *path = getenv("XMPPD_CONFIG");
     int opt;
-    while ((opt = getopt(argc, argv, "c:Vh")) != -1) {
+    static const struct option longopts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "version", no_argument, NULL, 'V' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    while ((opt = getopt_long(argc, argv, "c:Vh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;

@@ -21,6 +21,7 @@
 
 #include "core/catalogue.h"
 #include "core/config.h"
+#include "core/ctl.h"
 #include "core/loop.h"
 #include "core/options.h"
 #include "session/session.h"
@@ -38,10 +39,17 @@ static void usage(FILE *out)
             "  options [NAME] [--markdown]\n"
             "                             every key with type, default and meaning: the\n"
             "                             server's own (NAME \"server\") and each module's\n"
-            "  adduser JID                create an account (asks for the password)\n"
+            "  adduser JID [--password-file FILE|--password PW]\n"
+            "                             create an account (asks for the password, or reads\n"
+            "                             the first line of FILE, \"-\": standard input)\n"
             "  deluser JID                delete an account and everything stored for it\n"
-            "  passwd JID                 change an account's password\n"
+            "  passwd JID [--password-file FILE|--password PW]\n"
+            "                             change an account's password\n"
             "  users [HOST]               list the accounts of one host or of all\n"
+            "commands of modules (running server, or its data when it is stopped):\n"
+            "  roster JID list            an account's contacts (mod_roster)\n"
+            "  roster JID add CONTACT [--name N] [--group G]... [--subscription S]\n"
+            "  roster JID remove CONTACT\n"
             "commands for the running server (through its control socket):\n"
             "  status                     version, uptime, hosts, sessions, modules\n"
             "  sessions                   bound sessions: JID, address, TLS, presence\n"
@@ -308,10 +316,36 @@ static int cmd_options(int argc, char **argv)
     return rc < 0 ? 1 : 0; /* the loader printed why */
 }
 
+/* The first line of path ("-": standard input), for --password-file. NULL
+ * after printing why. Caller frees with free_secret. */
+static char *password_from_file(const char *context, const char *path)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (!f) {
+        fail(context, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, f);
+    if (f != stdin)
+        fclose(f);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    if (n <= 0) {
+        if (line)
+            xmppd_wipe(line, cap);
+        free(line);
+        fail(context, "%s: no password on its first line", path);
+        return NULL;
+    }
+    return line;
+}
+
 enum user_cmd { UC_ADD, UC_DEL, UC_PASSWD };
 
-/* adduser / deluser / passwd JID. */
-static int cmd_user(enum user_cmd which, const char *name, const char *arg)
+/* adduser / deluser / passwd JID [--password-file FILE | --password PW]. */
+static int cmd_user(enum user_cmd which, const char *name, const char *arg, int nopts, char **opts)
 {
     char context[512];
     snprintf(context, sizeof context, "%s %s", name, arg);
@@ -331,8 +365,29 @@ static int cmd_user(enum user_cmd which, const char *name, const char *arg)
         fail(context, "unknown host");
         goto out;
     }
-    if (which != UC_DEL && !(pw = get_password(context)))
+    if (which == UC_DEL && nopts > 0) {
+        usage(stderr);
+        rc = 2;
         goto out;
+    }
+    if (which != UC_DEL && nopts == 2 && strcmp(opts[0], "--password-file") == 0) {
+        if (!(pw = password_from_file(context, opts[1])))
+            goto out;
+    } else if (which != UC_DEL && nopts == 2 && strcmp(opts[0], "--password") == 0) {
+        /* For scripts; visible in the process list: --password-file is safer. */
+        if (!*opts[1]) {
+            fail(context, "empty password");
+            goto out;
+        }
+        if (!(pw = strdup(opts[1])))
+            goto out;
+    } else if (nopts != 0) {
+        usage(stderr);
+        rc = 2;
+        goto out;
+    } else if (which != UC_DEL && !(pw = get_password(context))) {
+        goto out;
+    }
     if (start_modules(cfg) != 0)
         goto stop;
     if (!(h = xmppd_host_find(jid->domain))) {
@@ -540,7 +595,7 @@ out:
 /* Runs a request; prints the raw answer with -j. Returns the answer when
  * it says ok (caller decrefs), else NULL after printing its error (with
  * context before it; reload's answers are whole sentences). */
-static json_t *ctl_run(const char *context, json_t *req, int *rc)
+static json_t *server_run(const char *context, json_t *req, int *rc)
 {
     bool reload = strcmp(context, "reload") == 0;
     json_t *resp = ctl_call(reload ? "reload refused" : context, req);
@@ -588,7 +643,7 @@ static void print_duration(long long s)
 static int cmd_status(void)
 {
     int rc;
-    json_t *r = ctl_run("status", json_pack("{s:s}", "command", "status"), &rc);
+    json_t *r = server_run("status", json_pack("{s:s}", "command", "status"), &rc);
     if (!r)
         return rc;
     printf("xmppd %s (pid %lld), up ", str(r, "version"), num(r, "pid"));
@@ -608,7 +663,7 @@ static int cmd_status(void)
 static int cmd_sessions(void)
 {
     int rc;
-    json_t *r = ctl_run("sessions", json_pack("{s:s}", "command", "sessions"), &rc);
+    json_t *r = server_run("sessions", json_pack("{s:s}", "command", "sessions"), &rc);
     if (!r)
         return rc;
     size_t i;
@@ -631,7 +686,7 @@ static int cmd_module(int argc, char **argv)
 {
     if (argc == 1 && strcmp(argv[0], "list") == 0) {
         int rc;
-        json_t *r = ctl_run("module list", json_pack("{s:s}", "command", "module-list"), &rc);
+        json_t *r = server_run("module list", json_pack("{s:s}", "command", "module-list"), &rc);
         if (!r)
             return rc;
         size_t i;
@@ -656,7 +711,7 @@ static int cmd_module(int argc, char **argv)
              argc == 3 ? argv[2] : "");
     snprintf(command, sizeof command, "module-%s", ops[k]);
     int rc;
-    json_t *r = ctl_run(context, json_pack("{s:s, s:s, s:s?}", "command", command, "module",
+    json_t *r = server_run(context, json_pack("{s:s, s:s, s:s?}", "command", command, "module",
                                            argv[1], "host", argc == 3 ? argv[2] : NULL), &rc);
     if (r) {
         printf("%s\n", str(r, "message"));
@@ -668,7 +723,7 @@ static int cmd_module(int argc, char **argv)
 static int cmd_reload(void)
 {
     int rc;
-    json_t *r = ctl_run("reload", json_pack("{s:s}", "command", "reload"), &rc);
+    json_t *r = server_run("reload", json_pack("{s:s}", "command", "reload"), &rc);
     if (r) {
         printf("%s\n", str(r, "message"));
         json_decref(r);
@@ -681,7 +736,7 @@ static int cmd_kick(const char *jid, const char *reason)
     char context[600];
     snprintf(context, sizeof context, "kick %s", jid);
     int rc;
-    json_t *r = ctl_run(context, json_pack("{s:s, s:s, s:s?}", "command", "kick", "jid", jid,
+    json_t *r = server_run(context, json_pack("{s:s, s:s, s:s?}", "command", "kick", "jid", jid,
                                            "reason", reason), &rc);
     if (r) {
         long long n = num(r, "kicked");
@@ -702,7 +757,7 @@ static int cmd_hooks(int argc, char **argv)
         return 2;
     }
     int rc;
-    json_t *r = ctl_run("hooks", json_pack("{s:s}", "command", "hooks"), &rc);
+    json_t *r = server_run("hooks", json_pack("{s:s}", "command", "hooks"), &rc);
     if (!r)
         return rc;
     size_t i, j;
@@ -732,7 +787,7 @@ static int cmd_hooks(int argc, char **argv)
 static int cmd_features(void)
 {
     int rc;
-    json_t *r = ctl_run("features", json_pack("{s:s}", "command", "features"), &rc);
+    json_t *r = server_run("features", json_pack("{s:s}", "command", "features"), &rc);
     if (!r)
         return rc;
     size_t i, j, k;
@@ -769,31 +824,99 @@ static int cmd_features(void)
     return 0;
 }
 
-/* A command a module of the running server registered (api/xmppd/ctl.h):
- * its arguments go as they are; its "text" is printed. */
-static int cmd_module_command(const char *name, int argc, char **argv)
+/* ---- commands of modules (api/xmppd/ctl.h), running server or not ---- */
+
+/* Does a server answer on the control socket? Quiet. */
+static bool server_running(void)
 {
-    /* Without a running server to ask, an unknown word is a usage error. */
     g_quiet = true;
-    json_t *probe = ctl_call(name, json_pack("{s:s}", "command", "commands"));
+    json_t *r = ctl_call("probe", json_pack("{s:s}", "command", "commands"));
     g_quiet = false;
-    bool known = false;
-    size_t i;
-    json_t *c;
-    json_array_foreach(json_object_get(probe, "commands"), i, c)
-        known = known || strcmp(str(c, "name"), name) == 0;
-    json_decref(probe);
-    if (!known) {
-        fprintf(stderr, PROG ": unknown command \"%s\" (see " PROG " --help)\n", name);
-        return 2;
+    bool up = r != NULL;
+    json_decref(r);
+    return up;
+}
+
+typedef struct inproc_answer {
+    bool done;
+    json_t *resp;
+} inproc_answer;
+
+static void on_inproc_answer(void *ud, json_t *resp)
+{
+    inproc_answer *a = ud;
+    a->resp = resp;
+    a->done = true;
+    loop_break();
+}
+
+/* Runs module command req["command"] on a stopped server's data: the
+ * configured modules start in this process (no listeners) and the
+ * command runs on its loop, as it would in the server. The answer, or
+ * NULL after printing why. */
+static json_t *run_inproc(const char *context, json_t *req)
+{
+    xmppd_config *cfg = load_config();
+    json_t *resp = NULL;
+    if (!cfg)
+        goto out;
+    if (start_modules(cfg) != 0)
+        goto stop;
+    inproc_answer a = { 0 };
+    const char *name = json_string_value(json_object_get(req, "command"));
+    xmppd_ctl_request *r = ctl_run(name, req, on_inproc_answer, &a);
+    if (!r) {
+        fail(context, "unknown command \"%s\": no module of the configuration serves it "
+             "(see " PROG " --help)", name);
+        goto stop;
     }
-    json_t *args = json_array();
-    for (int k = 0; args && k < argc; k++)
-        json_array_append_new(args, json_string(argv[k]));
-    int rc;
-    json_t *r = ctl_run(name, json_pack("{s:s, s:o*}", "command", name, "args", args), &rc);
-    if (!r)
-        return rc;
+    while (!a.done)
+        loop_run();
+    resp = a.resp;
+    if (!resp)
+        fail(context, "out of memory");
+stop:
+    stop_modules();
+out:
+    json_decref(req);
+    config_free(cfg);
+    return resp;
+}
+
+/* Runs req (consumed) through the running server, or in this process when
+ * no server runs: the answer when it says ok (caller decrefs), else NULL
+ * after printing its error; *rc is the exit status. */
+static json_t *run_module_command(const char *context, json_t *req, int *rc)
+{
+    if (server_running())
+        return server_run(context, req, rc);
+    *rc = 1;
+    json_t *resp = run_inproc(context, req);
+    if (!resp)
+        return NULL;
+    if (g_json) {
+        char *t = json_dumps(resp, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (t)
+            printf("%s\n", t);
+        free(t);
+    }
+    if (!json_is_true(json_object_get(resp, "ok"))) {
+        const char *e = json_string_value(json_object_get(resp, "error"));
+        fail(context, "%s", e ? e : "refused");
+        json_decref(resp);
+        return NULL;
+    }
+    *rc = 0;
+    if (g_json) {
+        json_decref(resp);
+        return NULL;
+    }
+    return resp;
+}
+
+/* Prints an answer: its "text" (lines for a person), else its fields. */
+static void print_answer(json_t *r)
+{
     const char *text = json_string_value(json_object_get(r, "text"));
     if (text) {
         printf("%s%s", text, *text && text[strlen(text) - 1] != '\n' ? "\n" : "");
@@ -806,6 +929,21 @@ static int cmd_module_command(const char *name, int argc, char **argv)
             free(t);
         }
     }
+}
+
+/* A command a module registered (api/xmppd/ctl.h): its arguments go as
+ * they are; its "text" is printed. With a server running it answers;
+ * otherwise the configured modules run here, on the server's data. */
+static int cmd_module_command(const char *name, int argc, char **argv)
+{
+    json_t *args = json_array();
+    for (int k = 0; args && k < argc; k++)
+        json_array_append_new(args, json_string(argv[k]));
+    int rc;
+    json_t *r = run_module_command(name, json_pack("{s:s, s:o*}", "command", name, "args", args), &rc);
+    if (!r)
+        return rc;
+    print_answer(r);
     json_decref(r);
     return 0;
 }
@@ -879,12 +1017,12 @@ int main(int argc, char **argv)
         return cmd_check();
     if (strcmp(cmd, "options") == 0)
         return cmd_options(nargs, args);
-    if (strcmp(cmd, "adduser") == 0 && nargs == 1)
-        return cmd_user(UC_ADD, cmd, args[0]);
+    if (strcmp(cmd, "adduser") == 0 && nargs >= 1)
+        return cmd_user(UC_ADD, cmd, args[0], nargs - 1, args + 1);
     if (strcmp(cmd, "deluser") == 0 && nargs == 1)
-        return cmd_user(UC_DEL, cmd, args[0]);
-    if (strcmp(cmd, "passwd") == 0 && nargs == 1)
-        return cmd_user(UC_PASSWD, cmd, args[0]);
+        return cmd_user(UC_DEL, cmd, args[0], 0, NULL);
+    if (strcmp(cmd, "passwd") == 0 && nargs >= 1)
+        return cmd_user(UC_PASSWD, cmd, args[0], nargs - 1, args + 1);
     if (strcmp(cmd, "users") == 0 && nargs <= 1)
         return cmd_users(nargs ? args[0] : NULL);
     if (strcmp(cmd, "status") == 0 && nargs == 0)
