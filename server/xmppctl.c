@@ -24,6 +24,7 @@
 #include "core/ctl.h"
 #include "core/loop.h"
 #include "core/options.h"
+#include "core/preflight.h"
 #include "session/session.h"
 
 #define PROG "xmppctl"
@@ -35,7 +36,10 @@ static void usage(FILE *out)
             "  -c FILE                    configuration (default: $XMPPD_CONFIG or " XMPPD_SYSCONF_DIR
             "/xmppd.json)\n"
             "commands:\n"
-            "  check                      validate the configuration: every error of the file\n"
+            "  check                      validate the configuration and what a start needs on\n"
+            "                             this machine (data_dir, certificates, ports): every\n"
+            "                             error at once; warns of hosts without RFC 6121 modules\n"
+            "  cert [HOST]                the certificate each host presents: names, expiry, key\n"
             "  options [NAME] [--markdown]\n"
             "                             every key with type, default and meaning: the\n"
             "                             server's own (NAME \"server\") and each module's\n"
@@ -272,21 +276,48 @@ static void stop_modules(void)
 
 /* ---- commands ---- */
 
-/* Every error of the file, the server's keys and the modules' alike. */
+static bool server_running(void);
+
+/* Every error of the file, the server's keys and the modules' alike, and
+ * what would fail at start on this machine (preflight.h): all at once.
+ * Warnings (a host without the RFC 6121 modules, a certificate about to
+ * expire) are printed but pass. */
 static int cmd_check(void)
 {
-    opt_errors errs = { 0 };
+    opt_errors errs = { 0 }, warns = { 0 };
     xmppd_config *cfg = config_load(g_config_path, true, &errs);
-    if (cfg)
-        modules_check(cfg, &errs);
+    bool running = false;
+    if (cfg) {
+        modules_check(cfg, &errs, &warns);
+        /* A running server holds its own ports: only a stopped one's are tried. */
+        running = cfg->control_socket && server_running();
+        preflight_check(cfg, !running, &errs, &warns);
+    }
+    for (size_t i = 0; i < warns.n; i++)
+        fprintf(stderr, PROG ": warning: %s\n", warns.lines[i]);
     for (size_t i = 0; i < errs.n; i++)
         fail(NULL, "%s", errs.lines[i]);
     if (cfg && errs.n == 0)
-        printf("%s: OK\n", cfg->path);
+        printf("%s: OK%s\n", cfg->path, running ? " (the server is running: ports not tried)" : "");
     else if (errs.n > 1)
         fprintf(stderr, PROG ": %zu errors\n", errs.n);
     int rc = cfg && errs.n == 0 ? 0 : 1;
     opt_errors_free(&errs);
+    opt_errors_free(&warns);
+    config_free(cfg);
+    return rc;
+}
+
+/* What each host presents: certificate, names, validity, key. */
+static int cmd_cert(const char *host)
+{
+    xmppd_config *cfg = load_config();
+    if (!cfg)
+        return 1;
+    char *domain = host ? xmppd_nameprep(host) : NULL;
+    int rc = host && !domain ? (fail("cert", "%s: not a domain name", host), 2)
+                             : preflight_cert_report(cfg, domain, stdout);
+    free(domain);
     config_free(cfg);
     return rc;
 }
@@ -1015,6 +1046,8 @@ int main(int argc, char **argv)
 
     if (strcmp(cmd, "check") == 0 && nargs == 0)
         return cmd_check();
+    if (strcmp(cmd, "cert") == 0 && nargs <= 1)
+        return cmd_cert(nargs ? args[0] : NULL);
     if (strcmp(cmd, "options") == 0)
         return cmd_options(nargs, args);
     if (strcmp(cmd, "adduser") == 0 && nargs >= 1)

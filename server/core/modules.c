@@ -293,6 +293,76 @@ static char *find_file(const xmppd_config *cfg, const char *name)
     return NULL;
 }
 
+/* Levenshtein distance of a and b (module names: at most 64 bytes). */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[66];
+    if (la > 64 || lb > 64)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+static void consider(const char *name, const char *cand, size_t len, char *best, size_t *best_d)
+{
+    char c[65];
+    if (len == 0 || len >= sizeof(c))
+        return;
+    memcpy(c, cand, len);
+    c[len] = '\0';
+    size_t d = edit_distance(name, c);
+    if (d < *best_d) {
+        *best_d = d;
+        snprintf(best, 65, "%s", c);
+    }
+}
+
+/* The installed or built-in module whose name is closest to name (at
+ * most a third of its letters off, and at least one), into best; false
+ * when none is that close. */
+static bool suggest_module(const xmppd_config *cfg, const char *name, char best[65])
+{
+    size_t best_d = strlen(name) / 3 + 1;
+    size_t limit = best_d;
+    best_d++;
+    for (size_t i = 0; i < g_n_builtins; i++)
+        consider(name, g_builtins[i]->name, strlen(g_builtins[i]->name), best, &best_d);
+    for (const char *const *d = module_dirs(cfg); *d; d++) {
+        DIR *dir = opendir(*d);
+        struct dirent *e;
+        while (dir && (e = readdir(dir))) {
+            size_t n = strlen(e->d_name);
+            if (strncmp(e->d_name, "mod_", 4) == 0 && n > 7 && strcmp(e->d_name + n - 3, ".so") == 0) {
+                consider(name, e->d_name + 4, n - 7, best, &best_d);
+            } else if (e->d_name[0] != '.') {
+                /* the build tree: DIR/NAME/.libs/mod_NAME.so */
+                char probe[4096];
+                snprintf(probe, sizeof(probe), "%s/%s/.libs/mod_%s.so", *d, e->d_name, e->d_name);
+                if (access(probe, R_OK) == 0)
+                    consider(name, e->d_name, n, best, &best_d);
+            }
+        }
+        if (dir)
+            closedir(dir);
+    }
+    return best_d <= limit && best_d > 0;
+}
+
 static bool valid_name(const char *s)
 {
     if (!*s || strlen(s) > 64)
@@ -378,7 +448,13 @@ static lib *lib_open(const xmppd_config *cfg, const char *name, char *err, size_
             if (n > 0)
                 used += (size_t)n;
         }
-        snprintf(err, errlen, "module %s: mod_%s.so not found in module_path (%s)", name, name, dirs);
+        char best[65];
+        if (suggest_module(cfg, name, best))
+            snprintf(err, errlen, "module %s: mod_%s.so not found in module_path (%s): did you "
+                     "mean \"%s\"?", name, name, dirs, best);
+        else
+            snprintf(err, errlen, "module %s: mod_%s.so not found in module_path (%s)", name, name,
+                     dirs);
         goto fail;
     }
     if (lib_dlopen(l, err, errlen) < 0)
@@ -1032,11 +1108,37 @@ void modules_stop(void)
     g_server.cfg = NULL;
 }
 
-int modules_check(const xmppd_config *cfg, opt_errors *errs)
+/* Modules without which a host is not an instant-messaging server (RFC 6121:
+ * rosters, presence subscriptions) or misses what every client expects. */
+static const struct { const char *name, *why; } expected_modules[] = {
+    { "roster", "RFC 6121 rosters: clients get service-unavailable for their contact list" },
+    { "presence", "RFC 6121 presence subscriptions and broadcast: contacts never see each other online" },
+    { "offline", "XEP-0160 offline messages: messages to accounts without a session are bounced" },
+    { "disco", "XEP-0030 service discovery: clients cannot find any feature" },
+};
+
+static bool set_has(const plan_set *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->v[i]->lib->name, name) == 0)
+            return true;
+    return false;
+}
+
+int modules_check(const xmppd_config *cfg, opt_errors *errs, opt_errors *warns)
 {
     plan p;
     if (plan_build(&p, cfg, errs) < 0)
         return -1;
+    for (size_t i = 0; warns && i < p.n_hosts; i++) {
+        char key[512];
+        snprintf(key, sizeof(key), "hosts.%s", cfg->hosts[i].name);
+        for (size_t k = 0; k < sizeof(expected_modules) / sizeof(expected_modules[0]); k++)
+            if (!set_has(&p.hosts[i], expected_modules[k].name) &&
+                !set_has(&p.globals, expected_modules[k].name))
+                opt_error(warns, cfg, key, "no module %s: %s", expected_modules[k].name,
+                          expected_modules[k].why);
+    }
     plan_free(&p);
     return 0;
 }
