@@ -26,8 +26,9 @@
 #include "core/options.h"
 #include "core/preflight.h"
 #include "session/session.h"
+#include "xmppctl.h"
 
-#define PROG "xmppctl"
+
 
 static void usage(FILE *out)
 {
@@ -54,6 +55,12 @@ static void usage(FILE *out)
             "  roster JID list            an account's contacts (mod_roster)\n"
             "  roster JID add CONTACT [--name N] [--group G]... [--subscription S]\n"
             "  roster JID remove CONTACT\n"
+            "  export [HOST|JID] FILE     accounts and their data as a XEP-0227 file (mode 0600;\n"
+            "                             mod_xep0227): keys, roster, vCard, private XML, offline\n"
+            "                             messages, PEP, archive\n"
+            "  import FILE...             XEP-0227 files (Prosody, ejabberd, xmppd); accounts that\n"
+            "                             exist are skipped; prints what was not imported and why\n"
+            "  import-csv FILE            accounts from JID,PASSWORD lines, in batches\n"
             "commands for the running server (through its control socket):\n"
             "  status                     version, uptime, hosts, sessions, modules\n"
             "  sessions                   bound sessions: JID, address, TLS, presence\n"
@@ -74,11 +81,9 @@ static void usage(FILE *out)
             "  -j                         print the server's JSON answer as it is\n");
 }
 
-/* One-line failure: "xmppctl: CONTEXT: message". Returns 1. */
-static int fail(const char *context, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static bool g_quiet; /* probing the server for --help: no error lines */
 
-static int fail(const char *context, const char *fmt, ...)
+int fail(const char *context, const char *fmt, ...)
 {
     if (g_quiet)
         return 1;
@@ -234,10 +239,10 @@ static int wait_result(op_state *st)
 
 /* ---- configuration and modules ---- */
 
-static const char *g_config_path;
+const char *g_config_path;
 static bool g_config_explicit; /* -c or $XMPPD_CONFIG */
 
-static xmppd_config *load_config(void)
+xmppd_config *load_config(void)
 {
     char err[1024];
     xmppd_config *cfg = config_read(g_config_path, err, sizeof err);
@@ -505,7 +510,7 @@ out:
 /* ---- the running server: control socket ---- */
 
 static const char *g_socket_path; /* -s */
-static bool g_json;               /* -j */
+bool g_json;                      /* -j */
 
 #define CONTROL_TIMEOUT_MS 120000 /* a reload of many modules can take a while */
 
@@ -881,48 +886,64 @@ static void on_inproc_answer(void *ud, json_t *resp)
     loop_break();
 }
 
-/* Runs module command req["command"] on a stopped server's data: the
- * configured modules start in this process (no listeners) and the
- * command runs on its loop, as it would in the server. The answer, or
- * NULL after printing why. */
-static json_t *run_inproc(const char *context, json_t *req)
+/* ---- a session with the modules: the running server or this process ---- */
+
+/* Opens s: with a server running, its control socket; otherwise the
+ * configured modules start here (no listeners) on the server's data, and
+ * module commands run on this process's loop as they would in the server.
+ * 0, or 1 after printing why. */
+int ms_open(msession *s)
 {
-    xmppd_config *cfg = load_config();
-    json_t *resp = NULL;
-    if (!cfg)
-        goto out;
-    if (start_modules(cfg) != 0)
-        goto stop;
+    memset(s, 0, sizeof(*s));
+    if (server_running())
+        return 0;
+    if (!(s->cfg = load_config()))
+        return 1;
+    if (start_modules(s->cfg) != 0) {
+        stop_modules();
+        config_free(s->cfg);
+        s->cfg = NULL;
+        return 1;
+    }
+    s->inproc = true;
+    return 0;
+}
+
+void ms_close(msession *s)
+{
+    if (s->inproc) {
+        stop_modules(); /* storage flushes */
+        config_free(s->cfg);
+    }
+    memset(s, 0, sizeof(*s));
+}
+
+/* Runs request req (consumed) in this process. */
+static json_t *inproc_call(const char *context, json_t *req)
+{
     inproc_answer a = { 0 };
     const char *name = json_string_value(json_object_get(req, "command"));
     xmppd_ctl_request *r = ctl_run(name, req, on_inproc_answer, &a);
     if (!r) {
         fail(context, "unknown command \"%s\": no module of the configuration serves it "
              "(see " PROG " --help)", name);
-        goto stop;
+        json_decref(req);
+        return NULL;
     }
     while (!a.done)
         loop_run();
-    resp = a.resp;
-    if (!resp)
-        fail(context, "out of memory");
-stop:
-    stop_modules();
-out:
     json_decref(req);
-    config_free(cfg);
-    return resp;
+    if (!a.resp)
+        fail(context, "out of memory");
+    return a.resp;
 }
 
-/* Runs req (consumed) through the running server, or in this process when
- * no server runs: the answer when it says ok (caller decrefs), else NULL
- * after printing its error; *rc is the exit status. */
-static json_t *run_module_command(const char *context, json_t *req, int *rc)
+json_t *ms_call(msession *s, const char *context, json_t *req, int *rc)
 {
-    if (server_running())
+    if (!s->inproc)
         return server_run(context, req, rc);
     *rc = 1;
-    json_t *resp = run_inproc(context, req);
+    json_t *resp = inproc_call(context, req);
     if (!resp)
         return NULL;
     if (g_json) {
@@ -943,6 +964,21 @@ static json_t *run_module_command(const char *context, json_t *req, int *rc)
         return NULL;
     }
     return resp;
+}
+
+/* Runs req (consumed) through the running server, or in this process when
+ * no server runs: the answer when it says ok (caller decrefs), else NULL
+ * after printing its error; *rc is the exit status. */
+static json_t *run_module_command(const char *context, json_t *req, int *rc)
+{
+    msession s;
+    if ((*rc = ms_open(&s)) != 0) {
+        json_decref(req);
+        return NULL;
+    }
+    json_t *r = ms_call(&s, context, req, rc);
+    ms_close(&s);
+    return r;
 }
 
 /* Prints an answer: its "text" (lines for a person), else its fields. */
@@ -1056,6 +1092,12 @@ int main(int argc, char **argv)
         return cmd_user(UC_DEL, cmd, args[0], 0, NULL);
     if (strcmp(cmd, "passwd") == 0 && nargs >= 1)
         return cmd_user(UC_PASSWD, cmd, args[0], nargs - 1, args + 1);
+    if (strcmp(cmd, "export") == 0)
+        return cmd_export(nargs, args);
+    if (strcmp(cmd, "import") == 0)
+        return cmd_import(nargs, args);
+    if (strcmp(cmd, "import-csv") == 0)
+        return cmd_import_csv(nargs, args);
     if (strcmp(cmd, "users") == 0 && nargs <= 1)
         return cmd_users(nargs ? args[0] : NULL);
     if (strcmp(cmd, "status") == 0 && nargs == 0)
