@@ -108,8 +108,7 @@ static int resolve_includes(xmppd_stanza *e, const char *base_dir, int depth, ch
             xmppd_stanza *t = load_tree(path, depth + 1, err, errlen);
             if (!t)
                 return -1;
-            xmppd_stanza_add(e, t);
-            xmppd_stanza_unref(t);
+            xmppd_stanza_add(e, t); /* takes our reference */
             xmppd_stanza_remove(e, c);
         } else if (resolve_includes(c, base_dir, depth, err, errlen) < 0) {
             return -1;

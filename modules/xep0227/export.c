@@ -41,8 +41,7 @@ static void add_xml(xmppd_stanza *parent, const char *xml)
 {
     xmppd_stanza *el = xml ? xmppd_stanza_from_string(xml, strlen(xml), XMPPD_NS_CLIENT) : NULL;
     if (el) {
-        xmppd_stanza_add(parent, el);
-        xmppd_stanza_unref(el);
+        xmppd_stanza_add(parent, el); /* takes our reference */
     }
 }
 

@@ -100,14 +100,29 @@ static char *bare_of(const char *jid)
     return b;
 }
 
+/* A base64 field of <scram-credentials/>; twice: decoded twice. ejabberd
+ * (up to 23.x at least) writes salt, server-key and stored-key base64
+ * encoded twice; its keys are recognised by their length after one
+ * decoding (parse_scram). */
 static int b64_field(const xmppd_stanza *sc, const char *name, unsigned char *out, size_t want,
-                     size_t max, size_t *len_r)
+                     size_t max, size_t *len_r, bool twice)
 {
     const char *s = xmppd_stanza_child_text(sc, name, NULL);
     unsigned char *buf = NULL;
     size_t len = 0;
     if (!s || xmppd_base64_decode(s, strlen(s), &buf, &len) != 0)
         return -1;
+    if (twice) {
+        unsigned char *inner = NULL;
+        size_t ilen = 0;
+        int rc = xmppd_base64_decode((const char *)buf, len, &inner, &ilen);
+        xmppd_wipe(buf, len);
+        free(buf);
+        if (rc != 0)
+            return -1;
+        buf = inner;
+        len = ilen;
+    }
     int ok = len > 0 && len <= max && (want == 0 || len == want);
     if (ok)
         memcpy(out, buf, len);
@@ -135,9 +150,15 @@ static void parse_scram(im_job *j, const xmppd_stanza *sc)
     long iters = it ? strtol(it, NULL, 10) : 0;
     k->hash = (enum xmppd_hash)h;
     k->iterations = iters > 0 && iters < 100000000 ? (unsigned)iters : 0;
-    if (!k->iterations || b64_field(sc, "salt", k->salt, 0, sizeof(k->salt), &k->salt_len) != 0 ||
-        b64_field(sc, "server-key", k->server_key, hl, hl, NULL) != 0 ||
-        b64_field(sc, "stored-key", k->stored_key, hl, hl, NULL) != 0) {
+    size_t got = 0;
+    unsigned char probe[128];
+    bool twice = b64_field(sc, "stored-key", probe, 0, sizeof(probe), &got, false) == 0 &&
+                 got == 4 * ((hl + 2) / 3); /* the length of the key's base64 text */
+    xmppd_wipe(probe, sizeof(probe));
+    if (!k->iterations ||
+        b64_field(sc, "salt", k->salt, 0, sizeof(k->salt), &k->salt_len, twice) != 0 ||
+        b64_field(sc, "server-key", k->server_key, hl, hl, NULL, twice) != 0 ||
+        b64_field(sc, "stored-key", k->stored_key, hl, hl, NULL, twice) != 0) {
         xmppd_wipe(k, sizeof(*k));
         skip(j, "scram-credentials %s (malformed)", mech);
         return;

@@ -86,8 +86,7 @@ int pie_pep_export(const json_t *all, xmppd_stanza *user_el)
             xmppd_stanza_unref(form);
             goto oom;
         }
-        xmppd_stanza_add(conf, form);
-        xmppd_stanza_unref(form);
+        xmppd_stanza_add(conf, form); /* takes our reference */
         const char *jid;
         json_t *aff;
         xmppd_stanza *affs = NULL;
@@ -122,15 +121,17 @@ int pie_pep_export(const json_t *all, xmppd_stanza *user_el)
         xmppd_stanza *payload = xml ? xmppd_stanza_from_string(xml, strlen(xml), XMPPD_NS_CLIENT) : NULL;
         if (payload) {
             xmppd_stanza_add(it, payload);
-            xmppd_stanza_unref(payload);
         }
     }
+    /* the user element takes a non-empty one's reference */
     if (xmppd_stanza_first(owner))
         xmppd_stanza_add(user_el, owner);
+    else
+        xmppd_stanza_unref(owner);
     if (xmppd_stanza_first(pubsub))
         xmppd_stanza_add(user_el, pubsub);
-    xmppd_stanza_unref(owner);
-    xmppd_stanza_unref(pubsub);
+    else
+        xmppd_stanza_unref(pubsub);
     free(items);
     return 0;
 oom:
