@@ -2,8 +2,8 @@
  *
  * Storage has no transactions across stores, so the account record is the
  * commit: (1) an account that exists already is skipped (an import run
- * twice changes nothing the second time); (2) archives left by an earlier
- * import of the same account that did not finish are emptied; (3) every
+ * twice changes nothing the second time); (2) the archives it will fill
+ * are emptied of what an earlier import that did not finish left; (3) every
  * piece of data is written; (4) the account is created last, from its
  * password or SCRAM keys. A failure in (3) or (4) removes what (3) wrote,
  * so an account never appears with part of its data. Whatever the file
@@ -557,10 +557,19 @@ static void im_next(im_job *j)
             im_finish(j);
             return;
         }
+        /* Archive items appended by an earlier, unfinished import of this
+         * account would be doubled: its archives start empty. */
         j->phase = IM_CLEAR;
-        j->pending = 2;
-        xmppd_archive_delete(j->mod->offline, j->user, NULL, on_written, j);
-        xmppd_archive_delete(j->mod->mam, j->user, NULL, on_written, j);
+        j->pending = 1;
+        if (j->offline) {
+            j->pending++;
+            xmppd_archive_delete(j->mod->offline, j->user, NULL, on_written, j);
+        }
+        if (j->mam) {
+            j->pending++;
+            xmppd_archive_delete(j->mod->mam, j->user, NULL, on_written, j);
+        }
+        im_step(j);
         return;
     case IM_CLEAR:
         if (j->error[0]) {
