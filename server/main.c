@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <errno.h>
 
 #include "admin/control.h"
 #include "c2s/c2s.h"
@@ -14,6 +15,7 @@
 #include "core/loop.h"
 #include "net/net.h"
 #include "s2s/federation.h"
+#include "sdnotify.h"
 #include "session/session.h"
 
 static struct event *sig_term, *sig_int, *sig_hup;
@@ -31,6 +33,7 @@ static void usage(FILE *out)
 
 static void on_terminate(evutil_socket_t sig, short what, void *arg)
 {
+    sd_notify_state("STOPPING=1\nSTATUS=shutting down");
     log_kernel("main", XMPPD_LOG_INFO, "signal %d: shutting down", (int)sig);
     loop_break();
 }
@@ -41,8 +44,11 @@ static void on_terminate(evutil_socket_t sig, short what, void *arg)
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
     char err[2048];
+    /* systemd (ExecReload) waits for READY=1 after RELOADING=1 */
+    sd_notify_state("RELOADING=1\nSTATUS=reloading the configuration");
     if (server_reload(err, sizeof(err)) < 0)
         log_kernel("main", XMPPD_LOG_ERROR, "reload refused: %s", err);
+    sd_notify_state("READY=1\nSTATUS=serving");
 }
 
 /* Component listeners have no direct TLS (XEP-0114 predates it). */
@@ -142,6 +148,10 @@ int main(int argc, char **argv)
         evsignal_add(sig_int, NULL);
         evsignal_add(sig_hup, NULL);
         log_kernel("main", XMPPD_LOG_INFO, "xmppd %s started", xmppd_server_version());
+        /* Every listener is open: a Type=notify unit is started now. */
+        if (sd_notify_state("READY=1\nSTATUS=serving") < 0)
+            log_kernel("main", XMPPD_LOG_WARN, "cannot notify systemd at $NOTIFY_SOCKET: %s",
+                       strerror(errno));
         loop_run();
         event_free(sig_term);
         event_free(sig_int);

@@ -142,10 +142,10 @@ static const xmppd_option s2s_fields[] = {
 
 const xmppd_option config_options[] = {
     { "log", XMPPD_OPT_SECTION, OFF(xmppd_config, log), .fields = log_fields, .doc = "logging" },
-    { "data_dir", XMPPD_OPT_PATH, OFF(xmppd_config, data_dir), XMPPD_DATA_DIR,
+    { "data_dir", XMPPD_OPT_PATH, OFF(xmppd_config, data_dir), NULL,
       .doc = "where every piece of state lives (the SQLite database, the control socket, "
              "modules' files); relative storage paths are taken from it; default: "
-             "$(localstatedir)/lib/xmppd" },
+             "$(localstatedir)/lib/xmppd, /var/lib/xmppd in packages" },
     { "module_path", XMPPD_OPT_LIST, OFF(xmppd_config, module_path_given), NULL,
       .doc = "folders searched for mod_NAME.so, in order; default: the install's module folder "
              "($(pkglibdir), e.g. /usr/local/lib/xmppd)" },
@@ -318,6 +318,8 @@ static void check_tls(vctx *c, const tls_conf *t, const json_t *given, const cha
 static void check_paths(vctx *c)
 {
     xmppd_config *cfg = c->cfg;
+    if (!cfg->data_dir)
+        cfg->data_dir = XMPPD_DATA_DIR;
     static const char *const fallback[] = { XMPPD_MODULE_DIR, NULL };
     if (!cfg->module_path_given)
         cfg->module_path_given = fallback;
