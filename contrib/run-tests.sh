@@ -63,9 +63,13 @@ pass_step() { PASSED=$((PASSED + 1)); }
 PACKAGES="build-essential autoconf automake libtool pkg-config libxml2-dev libssl-dev
 libjansson-dev libevent-dev libc-ares-dev libidn-dev libyajl-dev libsqlite3-dev libpcre2-dev libcmocka-dev libpq-dev
 python3-pytest python3-slixmpp openssl clang libclang-rt-dev postgresql libcrypt-dev
-prosody lua-unbound"  # the federation peer of test_s2s_prosody.py; it resolves through
-# libunbound pointed at the test DNS fixture (a Recommends of prosody, and we install
-# without recommends)
+prosody lua-unbound ejabberd
+debhelper lintian dpkg-dev fakeroot git"
+# prosody: the federation peer of test_s2s_prosody.py (it resolves through libunbound
+# pointed at the test DNS fixture: lua-unbound, a Recommends of prosody, and we install
+# without recommends) and, with ejabberd, the source of the migration tests
+# (test_migrate_*.py); debhelper, lintian, dpkg-dev: test_package.py builds, checks
+# and (in CI, as root) installs the Debian package
 
 ensure_packages() {
     local missing=() p

@@ -146,7 +146,7 @@ def test_install_run_upgrade_purge(debs, tmp_path):
     with socket.socket() as s:
         if s.connect_ex(("127.0.0.1", 5222)) == 0:
             pytest.skip("port 5222 is in use: the installed configuration could not start")
-    proc = None
+    proc = notify_dir = None
     try:
         dpkg("-i", str(debs["xmppd"]))
         assert subprocess.run(["getent", "passwd", "xmppd"], capture_output=True).returncode == 0
@@ -160,12 +160,16 @@ def test_install_run_upgrade_purge(debs, tmp_path):
         check = as_xmppd("xmppctl", "check")
         assert check.returncode == 0, check.stdout + check.stderr
 
-        notify = Notifications(tmp_path)
+        # where the xmppd user reaches it (pytest's folders are root's only)
+        notify_dir = Path(tempfile.mkdtemp(prefix="xmppd-notify-"))
+        notify = Notifications(notify_dir)
         env = dict(os.environ, NOTIFY_SOCKET=notify.path)
-        proc = subprocess.Popen(["runuser", "-u", "xmppd", "--", "env", "NOTIFY_SOCKET=" + notify.path,
-                                 "/usr/bin/xmppd", "-c", "/etc/xmppd/xmppd.json"],
+        # as systemd runs it: the unit's user and group, the process itself
+        proc = subprocess.Popen(["/usr/bin/xmppd", "-c", "/etc/xmppd/xmppd.json"],
+                                user="xmppd", group="xmppd", extra_groups=[],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=open(tmp_path / "xmppd.stderr", "wb"), env=env)
+                                stderr=open(tmp_path / "xmppd.stderr", "wb"), env=env,
+                                cwd="/")
         notify.wait_for("READY=1")
         r = as_xmppd("xmppctl", "adduser", "pkg@localhost", "--password", "package test")
         assert r.returncode == 0, r.stderr
@@ -201,6 +205,8 @@ def test_install_run_upgrade_purge(debs, tmp_path):
         if proc and proc.poll() is None:
             proc.kill()
             proc.wait()
+        if notify_dir:
+            shutil.rmtree(notify_dir, ignore_errors=True)
         subprocess.run(["dpkg", "--purge", "xmppd"], capture_output=True, timeout=scaled(300))
     assert not Path("/var/lib/xmppd").exists()
     assert not Path("/etc/xmppd/xmppd.json").exists()
