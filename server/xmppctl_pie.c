@@ -26,6 +26,7 @@
 #include "xmppd/stanza.h"
 
 #define PIE_NS "urn:xmpp:pie:0"
+#define PIE_NS_MUC "urn:xmppd:pie:muc:0" /* rooms: modules/xep0227/rooms.c */
 #define BATCH_USERS 200          /* accounts per request */
 #define BATCH_BYTES (8u << 20)   /* serialised <user/> elements per request */
 #define EXPORT_BATCH 50
@@ -186,7 +187,72 @@ static bool has_host(const xmppd_config *cfg, const char *domain)
     return false;
 }
 
-/* Imports the <user/> children of one <host/>. */
+static bool is_room(const xmlNode *n)
+{
+    return is_el(n, "room") && n->ns && n->ns->href &&
+           strcmp((const char *)n->ns->href, PIE_NS_MUC) == 0;
+}
+
+/* The <room/> children of one <host/> (our extension): into a stopped
+ * server's data only, since a running group chat service keeps its rooms
+ * in memory. One request per room. */
+static int import_rooms(msession *s, const char *domain, xmlNodePtr host, import_totals *t)
+{
+    int rc = 0;
+    for (xmlNodePtr r = host->children; r; r = r->next) {
+        if (!is_room(r))
+            continue;
+        xmlChar *jid = xmlGetProp(r, BAD_CAST "jid");
+        if (!s->inproc) {
+            printf("skipped  room %s: rooms are imported into a stopped server's data (the "
+                   "running group chat service keeps its rooms in memory): stop xmppd first\n",
+                   jid ? (const char *)jid : "?");
+            t->skipped++;
+            xmlFree(jid);
+            continue;
+        }
+        xmlFree(jid);
+        size_t len = 0;
+        char *xml = serialise(r, &len);
+        if (!xml)
+            continue;
+        int crc;
+        json_t *a = ms_call(s, "import", json_pack("{s:s, s:[s, s%]}", "command",
+                                                   "xep0227-import-rooms", "args", domain, xml, len),
+                            &crc);
+        free(xml);
+        if (!a) {
+            rc |= crc;
+            t->failed++;
+            continue;
+        }
+        size_t i;
+        json_t *res;
+        json_array_foreach(json_object_get(a, "results"), i, res) {
+            const char *status = json_string_value(json_object_get(res, "status"));
+            const char *reason = json_string_value(json_object_get(res, "reason"));
+            printf("%-8s room %s%s%s", status ? status : "failed",
+                   json_string_value(json_object_get(res, "room")), reason ? ": " : "",
+                   reason ? reason : "");
+            json_int_t n = json_integer_value(json_object_get(json_object_get(res, "counts"), "archive"));
+            printf(n ? " (archive %lld)\n" : "\n", (long long)n);
+            size_t k;
+            json_t *sk;
+            json_array_foreach(json_object_get(res, "skipped"), k, sk)
+                printf("         not imported: %s\n", json_string_value(sk));
+            if (status && strcmp(status, "imported") == 0)
+                t->imported++;
+            else if (status && strcmp(status, "skipped") == 0)
+                t->skipped++;
+            else
+                t->failed++;
+        }
+        json_decref(a);
+    }
+    return rc;
+}
+
+/* Imports the <user/> and <room/> children of one <host/>. */
 static int import_host(msession *s, const xmppd_config *cfg, xmlNodePtr host, import_totals *t)
 {
     xmlChar *jid = xmlGetProp(host, BAD_CAST "jid");
@@ -231,6 +297,7 @@ static int import_host(msession *s, const xmppd_config *cfg, xmlNodePtr host, im
     }
     rc |= send_batch(s, domain, batch, t);
     json_decref(batch);
+    rc |= import_rooms(s, domain, host, t);
 out:
     xmlFree(jid);
     free(domain);
@@ -472,6 +539,45 @@ static int export_users(msession *s, FILE *out, const char *host, json_t *users,
     return rc;
 }
 
+/* The persistent group chat rooms of host, when its service keeps any
+ * (an extension element of ours: modules/xep0227/rooms.c). */
+static int export_rooms(msession *s, FILE *out, const char *host, long *n_r)
+{
+    int crc;
+    json_t *r = ms_call(s, "export", json_pack("{s:s, s:[s]}", "command", "xep0227-rooms", "args",
+                                               host), &crc);
+    if (!r)
+        return crc;
+    json_t *rooms = json_object_get(r, "rooms");
+    int rc = 0;
+    for (size_t at = 0; rc == 0 && at < json_array_size(rooms); at += EXPORT_BATCH) {
+        json_t *args = json_pack("[s]", host);
+        for (size_t k = at; args && k < at + EXPORT_BATCH && k < json_array_size(rooms); k++)
+            json_array_append(args, json_array_get(rooms, k));
+        json_t *a = ms_call(s, "export", json_pack("{s:s, s:o*}", "command", "xep0227-export-rooms",
+                                                   "args", args), &crc);
+        if (!a) {
+            rc = crc;
+            break;
+        }
+        size_t i;
+        json_t *x;
+        json_array_foreach(json_object_get(a, "rooms"), i, x) {
+            const char *xml = json_string_value(json_object_get(x, "xml"));
+            if (xml) {
+                fprintf(out, "    %s\n", xml);
+                (*n_r)++;
+            } else {
+                rc = fail("export", "room %s: %s", json_string_value(json_object_get(x, "jid")),
+                          json_string_value(json_object_get(x, "error")));
+            }
+        }
+        json_decref(a);
+    }
+    json_decref(r);
+    return rc;
+}
+
 int cmd_export(int argc, char **argv)
 {
     if (argc < 1 || argc > 2) {
@@ -498,7 +604,7 @@ int cmd_export(int argc, char **argv)
         goto out;
     }
     msession s;
-    long n = 0, hosts = 0;
+    long n = 0, hosts = 0, rooms = 0;
     if ((rc = ms_open(&s)) == 0) {
         fprintf(out, "<?xml version='1.0' encoding='UTF-8'?>\n<server-data xmlns='" PIE_NS "'>\n");
         for (size_t h = 0; rc == 0 && h < cfg->n_hosts; h++) {
@@ -521,6 +627,8 @@ int cmd_export(int argc, char **argv)
             }
             fprintf(out, "  <host jid='%s'>\n", host);
             rc |= export_users(&s, out, host, users, &n);
+            if (!(jid && jid->node))
+                rc |= export_rooms(&s, out, host, &rooms);
             fprintf(out, "  </host>\n");
             hosts++;
             json_decref(users);
@@ -531,8 +639,8 @@ int cmd_export(int argc, char **argv)
     if (fclose(out) != 0 && rc == 0)
         rc = fail("export", "%s: %s", path, strerror(errno));
     if (rc == 0 && strcmp(path, "-") != 0)
-        fprintf(stderr, PROG ": exported %ld account%s of %ld host%s to %s\n", n, n == 1 ? "" : "s",
-                hosts, hosts == 1 ? "" : "s", path);
+        fprintf(stderr, PROG ": exported %ld account%s and %ld room%s of %ld host%s to %s\n", n,
+                n == 1 ? "" : "s", rooms, rooms == 1 ? "" : "s", hosts, hosts == 1 ? "" : "s", path);
 out:
     xmppd_jid_free(jid);
     config_free(cfg);

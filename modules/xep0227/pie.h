@@ -11,6 +11,9 @@
  *   xep0227-export HOST USER...   {"users": [{"user", "xml"} | {"user", "error"}]}
  *   xep0227-import HOST XML...    {"results": [{"user", "status", "reason", "counts",
  *                                               "skipped"}]}
+ *   xep0227-rooms HOST, xep0227-export-rooms HOST JID..., xep0227-import-rooms
+ *   HOST XML...                   the same for group chat rooms (rooms.c); rooms
+ *                                 go into a stopped server's data only
  *
  * where each XML is one <user/> element. The first instance registers the
  * commands; a request finds the instance of the host it names through the
@@ -35,6 +38,7 @@
 #define PIE_NS_DELAY "urn:xmpp:delay"
 #define PIE_NS_PUBSUB "http://jabber.org/protocol/pubsub"
 #define PIE_NS_PUBSUB_OWNER "http://jabber.org/protocol/pubsub#owner"
+#define PIE_NS_MUC "urn:xmppd:pie:muc:0" /* rooms: an extension of ours (rooms.c) */
 
 #define PIE_API_VERSION 1
 
@@ -46,6 +50,7 @@ typedef struct pie_mod {
     xmppd_module *m;
     xmppd_host *host;
     xmppd_store *roster, *vcard, *private_xml, *offline, *mam, *pep;
+    xmppd_store *rooms, *room_archive; /* mod_muc's */
 } pie_mod;
 
 /* A request being answered: the results of its users, in order. req is
@@ -56,7 +61,8 @@ struct pie_batch {
     pie_mod *serving;
     json_t *results;         /* array, one slot per user */
     size_t pending;
-    const char *key;         /* "users" or "results" */
+    const char *key;         /* "users", "rooms" or "results" */
+    const char *error;       /* static: answer this failure instead */
 };
 
 /* Each job fills its slot of b (index i) and calls pie_batch_done once. */
@@ -66,6 +72,11 @@ void pie_batch_done(pie_batch *b);
 void pie_export_user(pie_mod *mod, pie_batch *b, size_t i, const char *user);
 /* import.c: imports one <user/> element (a new tree, taken). */
 void pie_import_user(pie_mod *mod, pie_batch *b, size_t i, xmppd_stanza *user_el);
+
+/* rooms.c: one room of mod_muc as <room xmlns=PIE_NS_MUC/>, and back
+ * (the element taken). */
+void pie_export_room(pie_mod *mod, pie_batch *b, size_t i, const char *jid);
+void pie_import_room(pie_mod *mod, pie_batch *b, size_t i, xmppd_stanza *room_el);
 
 /* pep.c: the stored PEP service of an account as pubsub and pubsub#owner
  * children of user_el; and from them, the keyval entries to store

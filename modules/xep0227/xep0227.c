@@ -27,7 +27,9 @@ void pie_batch_done(pie_batch *b)
     if (--b->pending > 0)
         return;
     batch_unlink(b);
-    if (b->req)
+    if (b->req && b->error)
+        xmppd_ctl_error(b->req, "%s", b->error);
+    else if (b->req)
         xmppd_ctl_reply(b->req, json_pack("{s:O}", b->key, b->results));
     json_decref(b->results);
     free(b);
@@ -150,6 +152,77 @@ static void cmd_import(xmppd_ctl_request *req, const json_t *args, void *ud)
     pie_batch_done(b);
 }
 
+/* ---- rooms: xep0227-rooms HOST, -export-rooms HOST JID..., -import-rooms HOST XML... ---- */
+
+/* The list replaces the batch's results (a batch of one read, so that
+ * the serving instance unloading is handled as for the others). */
+static void on_rooms(int status, json_t *value, void *ud)
+{
+    pie_batch *b = ud;
+    if (status == XMPPD_STORE_OK) {
+        json_decref(b->results);
+        b->results = json_incref(value);
+    } else {
+        b->error = status == XMPPD_STORE_CANCELLED ? "cancelled: the module unloaded"
+                                                   : "listing the rooms: storage error";
+    }
+    pie_batch_done(b);
+}
+
+static void cmd_rooms(xmppd_ctl_request *req, const json_t *args, void *ud)
+{
+    pie_mod *mod = host_instance(req, args);
+    pie_batch *b = mod ? batch_new(req, ud, 1, "rooms") : NULL;
+    if (!b)
+        return;
+    xmppd_kv_users(mod->rooms, on_rooms, b);
+    pie_batch_done(b);
+}
+
+static void cmd_export_rooms(xmppd_ctl_request *req, const json_t *args, void *ud)
+{
+    pie_mod *mod = host_instance(req, args);
+    if (!mod)
+        return;
+    pie_batch *b = batch_new(req, ud, json_array_size(args) - 1, "rooms");
+    if (!b)
+        return;
+    for (size_t i = 1; i < json_array_size(args); i++) {
+        const char *jid = json_string_value(json_array_get(args, i));
+        if (jid) {
+            pie_export_room(mod, b, i - 1, jid);
+        } else {
+            json_array_set_new(b->results, i - 1, json_pack("{s:s}", "error", "not a string"));
+            pie_batch_done(b);
+        }
+    }
+    pie_batch_done(b);
+}
+
+static void cmd_import_rooms(xmppd_ctl_request *req, const json_t *args, void *ud)
+{
+    pie_mod *mod = host_instance(req, args);
+    if (!mod)
+        return;
+    pie_batch *b = batch_new(req, ud, json_array_size(args) - 1, "results");
+    if (!b)
+        return;
+    for (size_t i = 1; i < json_array_size(args); i++) {
+        const json_t *x = json_array_get(args, i);
+        xmppd_stanza *el = json_is_string(x)
+            ? xmppd_stanza_from_string(json_string_value(x), json_string_length(x), PIE_NS) : NULL;
+        if (!el || strcmp(xmppd_stanza_name(el), "room") != 0) {
+            xmppd_stanza_unref(el);
+            json_array_set_new(b->results, i - 1, json_pack("{s:s, s:s}", "status", "failed",
+                                                            "reason", "not a <room/> element"));
+            pie_batch_done(b);
+            continue;
+        }
+        pie_import_room(mod, b, i - 1, el);
+    }
+    pie_batch_done(b);
+}
+
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
 static int pie_load(xmppd_module *m, const void *conf)
@@ -168,7 +241,9 @@ static int pie_load(xmppd_module *m, const void *conf)
         !(mod->private_xml = xmppd_store_open(m, "private", XMPPD_STORE_KEYVAL)) ||
         !(mod->pep = xmppd_store_open(m, "pep", XMPPD_STORE_KEYVAL)) ||
         !(mod->offline = xmppd_store_open(m, "offline", XMPPD_STORE_ARCHIVE)) ||
-        !(mod->mam = xmppd_store_open(m, "mam", XMPPD_STORE_ARCHIVE)))
+        !(mod->mam = xmppd_store_open(m, "mam", XMPPD_STORE_ARCHIVE)) ||
+        !(mod->rooms = xmppd_store_open(m, "muc_rooms", XMPPD_STORE_KEYVAL)) ||
+        !(mod->room_archive = xmppd_store_open(m, "muc_archive", XMPPD_STORE_ARCHIVE)))
         why = "no storage: load a storage driver module";
     else if (xmppd_provide(m, "xep0227", mod) < 0)
         why = "cannot publish its API";
@@ -184,6 +259,13 @@ static int pie_load(xmppd_module *m, const void *conf)
                       "accounts as XEP-0227 <user/> elements (for xmppctl export)", cmd_export, mod);
     xmppd_ctl_command(m, "xep0227-import", "HOST XML...",
                       "import XEP-0227 <user/> elements (for xmppctl import)", cmd_import, mod);
+    xmppd_ctl_command(m, "xep0227-rooms", "HOST", "persistent group chat rooms of HOST's service",
+                      cmd_rooms, mod);
+    xmppd_ctl_command(m, "xep0227-export-rooms", "HOST JID...",
+                      "rooms as <room/> elements (for xmppctl export)", cmd_export_rooms, mod);
+    xmppd_ctl_command(m, "xep0227-import-rooms", "HOST XML...",
+                      "import <room/> elements into a stopped server's data (for xmppctl import)",
+                      cmd_import_rooms, mod);
     return 0;
 }
 

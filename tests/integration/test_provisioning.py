@@ -312,3 +312,48 @@ def test_twenty_thousand_accounts_in_one_import(server_factory, tmp_path):
     users = srv.ctl("users", DOMAIN, timeout=scaled(60)).stdout.split()
     assert len(users) == n + 1
     assert can_login(srv, Account("bulk%05d" % (n - 1), seed.password))
+
+
+def test_group_chat_rooms_move_to_a_stopped_server(server, server_factory, tmp_path):
+    """A persistent room (XEP-0045 §10.1.3) with its configuration, owner
+    and archived messages goes into the export (an extension element of
+    xmppd's inside <host/>, which other servers skip); it is imported into a
+    stopped server's data, and the started server serves it with its
+    history. A running server's import reports the room as skipped: its
+    group chat service keeps rooms in memory."""
+    from muc_util import NS_DISCO_INFO, create, groupchat, iq_ok, join_ok, message_from, q, room_jid
+    owner = new_account(server, "mo")
+    room = room_jid("moved")
+
+    async def populate():
+        c = await connect(server, owner)
+        await create(c, room, "boss", {"persistentroom": "1", "roomname": "Moving Room"})
+        for body in ("first words", "second words"):
+            groupchat(c, room, body)
+            await message_from(c, room, lambda m, b=body: m["body"] == b)
+        await asyncio.sleep(0.5)  # the archive writes follow the broadcast
+    run(populate())
+    out = tmp_path / "rooms.xml"
+    r = server.ctl("export", DOMAIN, str(out), timeout=scaled(120))
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert "<room xmlns='urn:xmppd:pie:muc:0' jid='%s'>" % room in text
+
+    running = server_factory(full_server_overrides())
+    r = running.ctl("import", str(out), timeout=scaled(120))
+    assert "skipped  room %s: rooms are imported into a stopped server's data" % room in r.stdout
+
+    target = server_factory(full_server_overrides(), start=False)
+    r = target.ctl("import", str(out), timeout=scaled(120))
+    assert "imported room %s (archive 2)" % room in r.stdout, r.stdout
+    target.start()
+
+    async def check():
+        c = await connect(target, owner)
+        info = await iq_ok(c, room, "<query xmlns='%s'/>" % NS_DISCO_INFO)
+        ident = info.xml.find(q(NS_DISCO_INFO, "query")).find(q(NS_DISCO_INFO, "identity"))
+        assert ident.get("name") == "Moving Room"
+        await join_ok(c, room, "boss")
+        await message_from(c, room, lambda m: m["body"] == "first words")
+        await message_from(c, room, lambda m: m["body"] == "second words")
+    run(check())
