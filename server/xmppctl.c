@@ -82,6 +82,7 @@ static void usage(FILE *out)
 }
 
 static bool g_quiet; /* probing the server for --help: no error lines */
+static const char *g_socket_path; /* -s */
 
 int fail(const char *context, const char *fmt, ...)
 {
@@ -286,7 +287,7 @@ static bool server_running(void);
 /* Every error of the file, the server's keys and the modules' alike, and
  * what would fail at start on this machine (preflight.h): all at once.
  * Warnings (a host without the RFC 6121 modules, a certificate about to
- * expire) are printed but pass. */
+ * expire) are printed when there is no error, and pass. */
 static int cmd_check(void)
 {
     opt_errors errs = { 0 }, warns = { 0 };
@@ -294,11 +295,17 @@ static int cmd_check(void)
     bool running = false;
     if (cfg) {
         modules_check(cfg, &errs, &warns);
-        /* A running server holds its own ports: only a stopped one's are tried. */
-        running = cfg->control_socket && server_running();
+        /* A running server holds its own ports: only a stopped one's are
+         * tried. Its socket is the file's, even when the file has errors. */
+        const char *given = g_socket_path;
+        if (!g_socket_path)
+            g_socket_path = cfg->control_socket;
+        running = g_socket_path && server_running();
+        g_socket_path = given;
         preflight_check(cfg, !running, &errs, &warns);
     }
-    for (size_t i = 0; i < warns.n; i++)
+    /* Warnings once the errors are fixed: they would drown them. */
+    for (size_t i = 0; errs.n == 0 && i < warns.n; i++)
         fprintf(stderr, PROG ": warning: %s\n", warns.lines[i]);
     for (size_t i = 0; i < errs.n; i++)
         fail(NULL, "%s", errs.lines[i]);
@@ -509,7 +516,6 @@ out:
 
 /* ---- the running server: control socket ---- */
 
-static const char *g_socket_path; /* -s */
 bool g_json;                      /* -j */
 
 #define CONTROL_TIMEOUT_MS 120000 /* a reload of many modules can take a while */
@@ -863,15 +869,24 @@ static int cmd_features(void)
 /* ---- commands of modules (api/xmppd/ctl.h), running server or not ---- */
 
 /* Does a server answer on the control socket? Quiet. */
-static bool server_running(void)
+/* The commands of the running server (a new reference), or NULL when no
+ * server answers on the control socket. Quiet. */
+static json_t *server_commands(void)
 {
     g_quiet = true;
     json_t *r = ctl_call("probe", json_pack("{s:s}", "command", "commands"));
     g_quiet = false;
-    bool up = r != NULL;
-    json_decref(r);
-    return up;
+    return r;
 }
+
+static bool server_running(void)
+{
+    json_t *r = server_commands();
+    json_decref(r);
+    return r != NULL;
+}
+
+static bool g_unknown_command; /* in-process: no module serves the command */
 
 typedef struct inproc_answer {
     bool done;
@@ -928,6 +943,7 @@ static json_t *inproc_call(const char *context, json_t *req)
         fail(context, "unknown command \"%s\": no module of the configuration serves it "
              "(see " PROG " --help)", name);
         json_decref(req);
+        g_unknown_command = true;
         return NULL;
     }
     while (!a.done)
@@ -968,7 +984,7 @@ json_t *ms_call(msession *s, const char *context, json_t *req, int *rc)
 
 /* Runs req (consumed) through the running server, or in this process when
  * no server runs: the answer when it says ok (caller decrefs), else NULL
- * after printing its error; *rc is the exit status. */
+ * after printing its error; *rc is the exit status (2: no such command). */
 static json_t *run_module_command(const char *context, json_t *req, int *rc)
 {
     msession s;
@@ -978,6 +994,8 @@ static json_t *run_module_command(const char *context, json_t *req, int *rc)
     }
     json_t *r = ms_call(&s, context, req, rc);
     ms_close(&s);
+    if (!r && g_unknown_command)
+        *rc = 2;
     return r;
 }
 
@@ -1003,6 +1021,18 @@ static void print_answer(json_t *r)
  * otherwise the configured modules run here, on the server's data. */
 static int cmd_module_command(const char *name, int argc, char **argv)
 {
+    /* An unknown word is a usage error, whichever side answers. */
+    json_t *probe = server_commands();
+    bool known = false;
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(probe, "commands"), i, c)
+        known = known || strcmp(str(c, "name"), name) == 0;
+    json_decref(probe);
+    if (probe && !known) {
+        fprintf(stderr, PROG ": unknown command \"%s\" (see " PROG " --help)\n", name);
+        return 2;
+    }
     json_t *args = json_array();
     for (int k = 0; args && k < argc; k++)
         json_array_append_new(args, json_string(argv[k]));
