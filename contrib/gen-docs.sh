@@ -56,13 +56,19 @@ splice() {
         !skip { print }
         END { if (found != 1) exit 3 }' "$file" >"$out" ||
         { echo "gen-docs: $file: markers for \"$marker\" missing" >&2; exit 2; }
+    publish "$out" "$file"
+}
+
+# publish NEW FILE: FILE becomes NEW; with --check, says whether it is.
+publish() {
+    local new=$1 file=$2
     if [ "$CHECK" = 1 ]; then
-        if ! diff -u "$file" "$out"; then
+        if ! diff -u "$file" "$new"; then
             echo "gen-docs: $file is not current: run contrib/gen-docs.sh BUILD_DIR and commit it" >&2
             return 1
         fi
     else
-        cp "$out" "$file"
+        cp "$new" "$file"
     fi
 }
 
@@ -72,14 +78,7 @@ fill() {
     local template=$1 file=$2 gen=$3 out=$TMP/$(basename "$2").new
     awk -v gen="$gen" '$0 == "@OPTIONS@" { while ((getline l < gen) > 0) print l; next } { print }' \
         "$template" >"$out"
-    if [ "$CHECK" = 1 ]; then
-        if ! diff -u "$file" "$out"; then
-            echo "gen-docs: $file is not current: run contrib/gen-docs.sh BUILD_DIR and commit it" >&2
-            return 1
-        fi
-    else
-        cp "$out" "$file"
-    fi
+    publish "$out" "$file"
 }
 
 # xmppd.json(5): the same option tables, as man(7) text

@@ -637,10 +637,11 @@ out:
 /* Runs a request; prints the raw answer with -j. Returns the answer when
  * it says ok (caller decrefs), else NULL after printing its error (with
  * context before it; reload's answers are whole sentences). */
-static json_t *server_run(const char *context, json_t *req, int *rc)
+/* An answer (consumed; NULL: none came, and why was printed): printed as
+ * it is with -j; returned when it says ok, else NULL after printing its
+ * error after context. *rc gets the exit status. */
+static json_t *take_answer(const char *context, json_t *resp, int *rc)
 {
-    bool reload = strcmp(context, "reload") == 0;
-    json_t *resp = ctl_call(reload ? "reload refused" : context, req);
     *rc = 1;
     if (!resp)
         return NULL;
@@ -652,7 +653,7 @@ static json_t *server_run(const char *context, json_t *req, int *rc)
     }
     if (!json_is_true(json_object_get(resp, "ok"))) {
         const char *e = json_string_value(json_object_get(resp, "error"));
-        fail(reload ? NULL : context, "%s", e ? e : "the server refused");
+        fail(context, "%s", e ? e : "the server refused");
         json_decref(resp);
         return NULL;
     }
@@ -662,6 +663,12 @@ static json_t *server_run(const char *context, json_t *req, int *rc)
         return NULL;
     }
     return resp;
+}
+
+static json_t *server_run(const char *context, json_t *req, int *rc)
+{
+    bool reload = strcmp(context, "reload") == 0;
+    return take_answer(reload ? NULL : context, ctl_call(reload ? "reload refused" : context, req), rc);
 }
 
 static const char *str(const json_t *o, const char *key)
@@ -958,28 +965,7 @@ json_t *ms_call(msession *s, const char *context, json_t *req, int *rc)
 {
     if (!s->inproc)
         return server_run(context, req, rc);
-    *rc = 1;
-    json_t *resp = inproc_call(context, req);
-    if (!resp)
-        return NULL;
-    if (g_json) {
-        char *t = json_dumps(resp, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        if (t)
-            printf("%s\n", t);
-        free(t);
-    }
-    if (!json_is_true(json_object_get(resp, "ok"))) {
-        const char *e = json_string_value(json_object_get(resp, "error"));
-        fail(context, "%s", e ? e : "refused");
-        json_decref(resp);
-        return NULL;
-    }
-    *rc = 0;
-    if (g_json) {
-        json_decref(resp);
-        return NULL;
-    }
-    return resp;
+    return take_answer(context, inproc_call(context, req), rc);
 }
 
 /* Runs req (consumed) through the running server, or in this process when

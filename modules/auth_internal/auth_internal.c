@@ -509,14 +509,12 @@ static bool ai_creating(const ai_ctx *ctx, const ai_req *self)
     return false;
 }
 
-static void ai_create(void *pd, const char *user, const char *password, xmppd_auth_cb cb, void *ud)
+/* A create (of a password or of keys) goes on when valid and the only
+ * one of its user under way. */
+static void ai_start_create(ai_req *r, bool valid)
 {
-    ai_req *r = ai_req_new(pd, AI_CREATE, user ? user : "", password, ud);
-    if (!r)
-        return;
-    r->cb.res = cb;
-    ai_ctx *ctx = pd;
-    if (!ai_valid_user(user) || !password || !*password) {
+    ai_ctx *ctx = r->ctx;
+    if (!valid) {
         ai_finish_later(r, XMPPD_AUTH_INVALID);
     } else if (ai_creating(ctx, r)) {
         ai_finish_later(r, XMPPD_AUTH_EXISTS);
@@ -528,6 +526,15 @@ static void ai_create(void *pd, const char *user, const char *password, xmppd_au
     }
 }
 
+static void ai_create(void *pd, const char *user, const char *password, xmppd_auth_cb cb, void *ud)
+{
+    ai_req *r = ai_req_new(pd, AI_CREATE, user ? user : "", password, ud);
+    if (!r)
+        return;
+    r->cb.res = cb;
+    ai_start_create(r, ai_valid_user(user) && password && *password);
+}
+
 static void ai_create_keys(void *pd, const char *user, const xmppd_scram_keys *const *keys,
                            xmppd_auth_cb cb, void *ud)
 {
@@ -535,7 +542,6 @@ static void ai_create_keys(void *pd, const char *user, const xmppd_scram_keys *c
     if (!r)
         return;
     r->cb.res = cb;
-    ai_ctx *ctx = pd;
     for (int h = 0; keys && h < XMPPD_HASH_COUNT; h++) {
         const xmppd_scram_keys *k = keys[h];
         if (k && k->hash == (enum xmppd_hash)h && k->iterations > 0 && k->salt_len > 0 &&
@@ -544,16 +550,7 @@ static void ai_create_keys(void *pd, const char *user, const xmppd_scram_keys *c
             r->giving |= 1u << h;
         }
     }
-    if (!ai_valid_user(user) || !r->giving) {
-        ai_finish_later(r, XMPPD_AUTH_INVALID);
-    } else if (ai_creating(ctx, r)) {
-        ai_finish_later(r, XMPPD_AUTH_EXISTS);
-    } else {
-        r->next_create = ctx->creating;
-        r->in_creating = true;
-        ctx->creating = r;
-        ai_load(r);
-    }
+    ai_start_create(r, ai_valid_user(user) && r->giving);
 }
 
 static void ai_set_password(void *pd, const char *user, const char *password, xmppd_auth_cb cb, void *ud)

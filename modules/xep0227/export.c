@@ -219,14 +219,20 @@ static void on_vcard(int status, json_t *value, void *ud) { on_kv(ud, status, va
 static void on_private(int status, json_t *value, void *ud) { on_kv(ud, status, value, &((ex_job *)ud)->private_all); }
 static void on_pep(int status, json_t *value, void *ud) { on_kv(ud, status, value, &((ex_job *)ud)->pep_all); }
 
+json_t *pie_items_json(const xmppd_archive_item *items, size_t n)
+{
+    json_t *out = json_array();
+    for (size_t k = 0; out && k < n; k++)
+        json_array_append_new(out, json_pack("{s:s, s:I, s:s?, s:O?}", "id", items[k].id, "when",
+                                             (json_int_t)items[k].when_ms, "with", items[k].with,
+                                             "xml", items[k].value));
+    return out;
+}
+
 static void on_items(ex_job *j, int status, const xmppd_archive_item *items, size_t n, json_t **dst)
 {
     if (status == XMPPD_STORE_OK || status == XMPPD_STORE_NOT_FOUND) {
-        *dst = json_array();
-        for (size_t k = 0; *dst && status == XMPPD_STORE_OK && k < n; k++)
-            json_array_append_new(*dst, json_pack("{s:s, s:I, s:s?, s:O?}", "id", items[k].id,
-                                                  "when", (json_int_t)items[k].when_ms, "with",
-                                                  items[k].with, "xml", items[k].value));
+        *dst = pie_items_json(items, status == XMPPD_STORE_OK ? n : 0);
     } else {
         ex_fail(j, status == XMPPD_STORE_CANCELLED ? "cancelled: the module unloaded"
                                                    : "storage error");

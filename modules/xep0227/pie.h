@@ -70,6 +70,9 @@ void pie_batch_done(pie_batch *b);
 
 /* export.c: fills slot i of b with user's element, serialised. */
 void pie_export_user(pie_mod *mod, pie_batch *b, size_t i, const char *user);
+/* An archive query's items as [{id, when, with, xml}] (a new array). */
+json_t *pie_items_json(const xmppd_archive_item *items, size_t n);
+
 /* import.c: imports one <user/> element (a new tree, taken). */
 void pie_import_user(pie_mod *mod, pie_batch *b, size_t i, xmppd_stanza *user_el);
 

@@ -97,15 +97,10 @@ static void on_room_items(int status, const xmppd_archive_item *items, size_t n,
                           void *ud)
 {
     rx_job *j = ud;
-    if (status == XMPPD_STORE_OK || status == XMPPD_STORE_NOT_FOUND) {
-        j->items = json_array();
-        for (size_t k = 0; j->items && status == XMPPD_STORE_OK && k < n; k++)
-            json_array_append_new(j->items, json_pack("{s:s, s:I, s:s?, s:O?}", "id", items[k].id,
-                                                      "when", (json_int_t)items[k].when_ms, "with",
-                                                      items[k].with, "xml", items[k].value));
-    } else {
+    if (status == XMPPD_STORE_OK || status == XMPPD_STORE_NOT_FOUND)
+        j->items = pie_items_json(items, status == XMPPD_STORE_OK ? n : 0);
+    else
         j->error = status == XMPPD_STORE_CANCELLED ? "cancelled" : "storage error";
-    }
     rx_done(j);
 }
 

@@ -128,28 +128,36 @@ static void cmd_export(xmppd_ctl_request *req, const json_t *args, void *ud)
 
 /* ---- xep0227-import HOST XML... ------------------------------------------------------ */
 
-static void cmd_import(xmppd_ctl_request *req, const json_t *args, void *ud)
+/* Each argument after the host is one element called name (<user/>,
+ * <room/>), parsed and handed to import (which takes it). */
+static void import_each(xmppd_ctl_request *req, const json_t *args, pie_mod *serving,
+                        const char *name, void (*import)(pie_mod *, pie_batch *, size_t, xmppd_stanza *))
 {
     pie_mod *mod = host_instance(req, args);
     if (!mod)
         return;
-    pie_batch *b = batch_new(req, ud, json_array_size(args) - 1, "results");
+    pie_batch *b = batch_new(req, serving, json_array_size(args) - 1, "results");
     if (!b)
         return;
     for (size_t i = 1; i < json_array_size(args); i++) {
         const json_t *x = json_array_get(args, i);
         xmppd_stanza *el = json_is_string(x)
             ? xmppd_stanza_from_string(json_string_value(x), json_string_length(x), PIE_NS) : NULL;
-        if (!el || strcmp(xmppd_stanza_name(el), "user") != 0) {
+        if (!el || strcmp(xmppd_stanza_name(el), name) != 0) {
             xmppd_stanza_unref(el);
-            json_array_set_new(b->results, i - 1, json_pack("{s:s, s:s}", "status", "failed",
-                                                            "reason", "not a <user/> element"));
+            json_array_set_new(b->results, i - 1, json_pack("{s:s, s:s++}", "status", "failed",
+                                                            "reason", "not a <", name, "/> element"));
             pie_batch_done(b);
             continue;
         }
-        pie_import_user(mod, b, i - 1, el);
+        import(mod, b, i - 1, el);
     }
     pie_batch_done(b);
+}
+
+static void cmd_import(xmppd_ctl_request *req, const json_t *args, void *ud)
+{
+    import_each(req, args, ud, "user", pie_import_user);
 }
 
 /* ---- rooms: xep0227-rooms HOST, -export-rooms HOST JID..., -import-rooms HOST XML... ---- */
@@ -201,26 +209,7 @@ static void cmd_export_rooms(xmppd_ctl_request *req, const json_t *args, void *u
 
 static void cmd_import_rooms(xmppd_ctl_request *req, const json_t *args, void *ud)
 {
-    pie_mod *mod = host_instance(req, args);
-    if (!mod)
-        return;
-    pie_batch *b = batch_new(req, ud, json_array_size(args) - 1, "results");
-    if (!b)
-        return;
-    for (size_t i = 1; i < json_array_size(args); i++) {
-        const json_t *x = json_array_get(args, i);
-        xmppd_stanza *el = json_is_string(x)
-            ? xmppd_stanza_from_string(json_string_value(x), json_string_length(x), PIE_NS) : NULL;
-        if (!el || strcmp(xmppd_stanza_name(el), "room") != 0) {
-            xmppd_stanza_unref(el);
-            json_array_set_new(b->results, i - 1, json_pack("{s:s, s:s}", "status", "failed",
-                                                            "reason", "not a <room/> element"));
-            pie_batch_done(b);
-            continue;
-        }
-        pie_import_room(mod, b, i - 1, el);
-    }
-    pie_batch_done(b);
+    import_each(req, args, ud, "room", pie_import_room);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------ */

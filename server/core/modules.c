@@ -293,75 +293,8 @@ static char *find_file(const xmppd_config *cfg, const char *name)
     return NULL;
 }
 
-/* Levenshtein distance of a and b (module names: at most 64 bytes). */
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b), row[66];
-    if (la > 64 || lb > 64)
-        return SIZE_MAX;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
-static void consider(const char *name, const char *cand, size_t len, char *best, size_t *best_d)
-{
-    char c[65];
-    if (len == 0 || len >= sizeof(c))
-        return;
-    memcpy(c, cand, len);
-    c[len] = '\0';
-    size_t d = edit_distance(name, c);
-    if (d < *best_d) {
-        *best_d = d;
-        snprintf(best, 65, "%s", c);
-    }
-}
-
-/* The installed or built-in module whose name is closest to name (at
- * most a third of its letters off, and at least one), into best; false
- * when none is that close. */
-static bool suggest_module(const xmppd_config *cfg, const char *name, char best[65])
-{
-    size_t best_d = strlen(name) / 3 + 1;
-    size_t limit = best_d;
-    best_d++;
-    for (size_t i = 0; i < g_n_builtins; i++)
-        consider(name, g_builtins[i]->name, strlen(g_builtins[i]->name), best, &best_d);
-    for (const char *const *d = module_dirs(cfg); *d; d++) {
-        DIR *dir = opendir(*d);
-        struct dirent *e;
-        while (dir && (e = readdir(dir))) {
-            size_t n = strlen(e->d_name);
-            if (strncmp(e->d_name, "mod_", 4) == 0 && n > 7 && strcmp(e->d_name + n - 3, ".so") == 0) {
-                consider(name, e->d_name + 4, n - 7, best, &best_d);
-            } else if (e->d_name[0] != '.') {
-                /* the build tree: DIR/NAME/.libs/mod_NAME.so */
-                char probe[4096];
-                snprintf(probe, sizeof(probe), "%s/%s/.libs/mod_%s.so", *d, e->d_name, e->d_name);
-                if (access(probe, R_OK) == 0)
-                    consider(name, e->d_name, n, best, &best_d);
-            }
-        }
-        if (dir)
-            closedir(dir);
-    }
-    return best_d <= limit && best_d > 0;
-}
+/* After the module path scan it uses (below). */
+static bool suggest_module(const xmppd_config *cfg, const char *name, char best[65]);
 
 static bool valid_name(const char *s)
 {
@@ -1628,6 +1561,30 @@ static int collect_name(const char *key, void *value, void *ud)
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The installed or built-in module whose name is close to name (a typo),
+ * into best; false when none is (opt_suggest decides what is close). */
+static bool suggest_module(const xmppd_config *cfg, const char *name, char best[65])
+{
+    strmap *names = strmap_new();
+    if (!names)
+        return false;
+    for (size_t i = 0; i < g_n_builtins; i++)
+        strmap_put(names, g_builtins[i]->name, (void *)1);
+    for (const char *const *d = module_dirs(cfg); *d; d++)
+        scan_dir(names, *d);
+    name_list l = { calloc(strmap_count(names) + 1, sizeof(char *)), 0 };
+    const char *hint = NULL;
+    if (l.v) {
+        strmap_foreach(names, collect_name, &l);
+        hint = opt_suggest(name, l.v, l.n);
+        if (hint)
+            snprintf(best, 65, "%s", hint);
+    }
+    free(l.v);
+    strmap_free(names);
+    return hint != NULL;
 }
 
 static int print_one(const xmppd_config *cfg, const char *name, bool markdown, FILE *out)

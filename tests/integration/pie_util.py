@@ -165,3 +165,20 @@ async def roster_items(client):
         out[it.get("jid")] = (it.get("subscription"), it.get("name"),
                               sorted(g.text for g in it.findall("{%s}group" % NS_ROSTER)))
     return out
+
+
+async def befriend(j, r, domain, timeout=15):
+    """juliet and romeo, each in the other's roster with a name and a group,
+    and a mutual presence subscription (RFC 6121 §3), on whatever server
+    the two clients are connected to."""
+    import asyncio
+    import time
+    jid_j, jid_r = "juliet@%s" % domain, "romeo@%s" % domain
+    await j.update_roster(jid_r, name="Romeo", groups=["Montague"])
+    await r.update_roster(jid_j, name="Juliet", groups=["Capulet"])
+    j.send_presence(pto=jid_r, ptype="subscribe")
+    r.send_presence(pto=jid_j, ptype="subscribe")
+    deadline = time.monotonic() + timeout
+    while (await roster_items(j)).get(jid_r, ("",))[0] != "both":
+        assert time.monotonic() < deadline, "no mutual subscription"
+        await asyncio.sleep(0.2)

@@ -159,14 +159,7 @@ def ejabberd_export(cert_dir):
                 xmpptest._live.append(c)
                 await c.start(timeout=scaled(15))
                 c.send_presence()
-            await j.update_roster("romeo@%s" % DOMAIN, name="Romeo", groups=["Montague"])
-            await r.update_roster("juliet@%s" % DOMAIN, name="Juliet", groups=["Capulet"])
-            j.send_presence(pto="romeo@%s" % DOMAIN, ptype="subscribe")
-            r.send_presence(pto="juliet@%s" % DOMAIN, ptype="subscribe")
-            deadline = time.monotonic() + scaled(15)
-            while (await pie_util.roster_items(j)).get("romeo@%s" % DOMAIN, ("",))[0] != "both":
-                assert time.monotonic() < deadline, "no mutual subscription on ejabberd"
-                await asyncio.sleep(0.3)
+            await pie_util.befriend(j, r, DOMAIN, timeout=scaled(15))
             await pie_util.set_vcard(j, "Juliet Capulet")
             await pie_util.set_private(j, "urn:example:prefs", "prefs", "balcony")
             await j.stop()

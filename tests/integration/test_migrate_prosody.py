@@ -28,7 +28,7 @@ import pytest
 
 import pie_util
 import xmpptest
-from conftest import GEN_CERT, STORAGE
+from conftest import STORAGE
 from pie_util import full_server_overrides, summary
 from xmpptest import Client, RawClient, free_port, run, scaled
 
@@ -177,18 +177,7 @@ def _prosody_export(folder, cert_dir):
                 xmpptest._live.append(c)
                 await c.start(timeout=scaled(15))
                 c.send_presence()
-            # a mutual subscription, named and grouped (RFC 6121 §3)
-            await j.update_roster("romeo@%s" % DOMAIN, name="Romeo", groups=["Montague"])
-            await r.update_roster("juliet@%s" % DOMAIN, name="Juliet", groups=["Capulet"])
-            j.send_presence(pto="romeo@%s" % DOMAIN, ptype="subscribe")
-            r.send_presence(pto="juliet@%s" % DOMAIN, ptype="subscribe")
-            deadline = time.monotonic() + scaled(10)
-            while True:
-                items = await pie_util.roster_items(j)
-                if items.get("romeo@%s" % DOMAIN, ("",))[0] == "both":
-                    break
-                assert time.monotonic() < deadline, "no mutual subscription on Prosody: %s" % items
-                await asyncio.sleep(0.2)
+            await pie_util.befriend(j, r, DOMAIN, timeout=scaled(15))
             await pie_util.set_vcard(j, "Juliet Capulet")
             await pie_util.set_private(j, "urn:example:prefs", "prefs", "balcony")
             await pie_util.publish_nick(j, "Jules")

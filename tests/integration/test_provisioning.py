@@ -6,7 +6,6 @@ its control socket) and on a stopped server's data (the modules started in
 xmppctl), both paths the commands have."""
 
 import asyncio
-import os
 import secrets
 import time
 import xml.etree.ElementTree as ET
