@@ -182,3 +182,19 @@ async def befriend(j, r, domain, timeout=15):
     while (await roster_items(j)).get(jid_r, ("",))[0] != "both":
         assert time.monotonic() < deadline, "no mutual subscription"
         await asyncio.sleep(0.2)
+
+
+def wait_listening(proc, port, timeout, name, tail):
+    """Waits until proc accepts on 127.0.0.1:port; fails with tail() if it
+    exits or does not listen within timeout seconds."""
+    import socket
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, "%s exited: %s" % (name, tail())
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            assert time.monotonic() < deadline, "%s did not listen: %s" % (name, tail())
+            time.sleep(0.2)

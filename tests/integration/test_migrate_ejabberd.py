@@ -15,7 +15,6 @@ import asyncio
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -106,15 +105,7 @@ modules:
         self.proc = subprocess.Popen(self.ctl_args() + ["foreground"], stdin=subprocess.DEVNULL,
                                      stdout=self.out, stderr=self.out, cwd=str(self.dir),
                                      start_new_session=True)
-        deadline = time.monotonic() + scaled(90)
-        while True:
-            assert self.proc.poll() is None, "ejabberd exited: %s" % self.tail()
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "ejabberd did not listen: %s" % self.tail()
-                time.sleep(0.5)
+        pie_util.wait_listening(self.proc, self.port, scaled(90), "ejabberd", self.tail)
         # listening comes before every module is up
         deadline = time.monotonic() + scaled(60)
         while self.ctl("status", check=False).returncode != 0:

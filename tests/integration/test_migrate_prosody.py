@@ -18,10 +18,8 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -94,15 +92,7 @@ class ProsodySource:
         self.err = open(self.dir / "prosody.stderr", "ab")
         self.proc = subprocess.Popen([PROSODY, "--config", str(self.config)], stdin=subprocess.DEVNULL,
                                      stdout=self.err, stderr=self.err, cwd=str(self.dir))
-        deadline = time.monotonic() + scaled(20)
-        while True:
-            assert self.proc.poll() is None, "prosody exited: %s" % self.tail()
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                assert time.monotonic() < deadline, "prosody did not listen: %s" % self.tail()
-                time.sleep(0.1)
+        pie_util.wait_listening(self.proc, self.port, scaled(20), "prosody", self.tail)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
