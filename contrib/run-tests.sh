@@ -5,15 +5,17 @@
 #
 # Levels, each counted in the closing "N passed, N failed" line:
 #   1. build/        ../configure --enable-werror; make; make check (cmocka);
-#                    pytest tests/integration against that build, then
-#                    again with every server on PostgreSQL (a private cluster);
-#                    the tests that build the tree again from a clone
-#                    (test_quickstart.py, test_package.py) run once, beside
-#                    the PostgreSQL pass
+#                    pytest tests/integration against that build, and
+#                    again with every server on PostgreSQL (a private cluster)
 #   2. build-asan/   --enable-sanitizers (ASan + UBSan): make check and the
 #                    integration suite again (skipped with --quick)
+# The integration suites run side by side in the background (each in its
+# own port range) while the later levels build; their logs are printed
+# when they end.
 #   3. build-fuzz/   clang + libFuzzer: every fuzz target 20 s over a copy of
 #                    tests/fuzz/corpus/<name>/ (skipped with --quick or without clang)
+#   4. browser       tests/browser: Converse.js (npm) in headless Chromium against
+#                    build/ over WebSocket and BOSH, with file upload (npm ci first)
 # Missing Debian packages are installed first (as root; otherwise the
 # apt-get line is printed and the script fails).
 # Environment: JOBS (default 2), FUZZ_SECONDS (default 20), PYTHON (default /usr/bin/python3).
@@ -64,15 +66,16 @@ pass_step() { PASSED=$((PASSED + 1)); }
 
 # ---- packages -------------------------------------------------------------
 PACKAGES="build-essential autoconf automake libtool pkg-config libxml2-dev libssl-dev
-libjansson-dev libevent-dev libc-ares-dev libidn-dev libyajl-dev libsqlite3-dev libpcre2-dev libcmocka-dev libpq-dev
+libjansson-dev libevent-dev libhttp-parser-dev libwslay-dev libc-ares-dev libidn-dev libyajl-dev libsqlite3-dev libpcre2-dev libcmocka-dev libpq-dev
 python3-pytest python3-slixmpp openssl clang libclang-rt-dev postgresql libcrypt-dev
-prosody lua-unbound ejabberd
+prosody lua-unbound ejabberd chromium
 debhelper lintian dpkg-dev fakeroot git"
-# prosody: the federation peer of test_s2s_prosody.py (it resolves through libunbound
-# pointed at the test DNS fixture: lua-unbound, a Recommends of prosody, and we install
-# without recommends) and, with ejabberd, the source of the migration tests
-# (test_migrate_*.py); debhelper, lintian, dpkg-dev: test_package.py builds, checks
-# and (in CI, as root) installs the Debian package
+# prosody, ejabberd: the federation peers of test_s2s_prosody.py and test_s2s_ejabberd.py
+# (Prosody resolves through libunbound pointed at the test DNS fixture: a Recommends of
+# prosody, and we install without recommends), and the sources of the migration tests
+# (test_migrate_*.py); chromium: the browser test (tests/browser); debhelper, lintian,
+# dpkg-dev: test_package.py builds, checks and (in CI, as root) installs the Debian
+# package; git: test_quickstart.py and test_package.py work in fresh clones
 
 ensure_packages() {
     local missing=() p
@@ -92,7 +95,9 @@ ensure_packages() {
         return 1
     fi
     say "installing ${missing[*]}"
-    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+    # RUNLEVEL=1: the packages' services (ejabberd, prosody, postgresql) are not
+    # started; the tests run private instances of each.
+    apt-get update && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
 ensure_packages || { echo "0 passed, 1 failed (missing packages)"; exit 1; }
@@ -151,82 +156,82 @@ run_make_check() {
     rm -f "$out"
 }
 
-# The tests that build the tree again from a clone (quickstart.sh, the Debian
-# package): minutes of compiling that need nothing of the other tests, so they
-# run beside the PostgreSQL pass, which mostly waits on sockets.
-BUILD_TESTS=(tests/integration/test_quickstart.py tests/integration/test_package.py)
-IGNORE_BUILD_TESTS=()
-for t in "${BUILD_TESTS[@]}"; do IGNORE_BUILD_TESTS+=("--ignore=$t"); done
+# Integration suites run side by side (most of their time is spent waiting
+# on sockets and timers): each in the background with its own log and its
+# own port range (tests/integration/xmpptest.py free_port), collected at the
+# end. Their timeouts are scaled up because they share the CPU.
+SUITE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/xmppd-suites.XXXXXX")
+SUITES=()
+NEXT_PORT=10000
+PG_DIRS=()
 
-# pytest against build DIR; adds pytest's counts.
-run_pytest() {
-    local dir=$1 label=$2 out
-    out=$(mktemp)
-    say "integration tests ($label)"
-    XMPPD_BUILD="$ROOT/$dir" "$PYTHON" -m pytest tests/integration -ra -p no:cacheprovider \
-        "${IGNORE_BUILD_TESTS[@]}" "${PYTEST_ARGS[@]}" 2>&1 | tee "$out"
-    count_pytest "$out" "${PIPESTATUS[0]}" "$label"
-    rm -f "$out"
+# start_pytest BUILD_DIR LABEL [VAR=VALUE...]: the suite against that build.
+start_pytest() {
+    local dir=$1 label=$2; shift 2
+    local n=${#SUITES[@]} lo=$NEXT_PORT
+    NEXT_PORT=$((NEXT_PORT + 4000))
+    say "integration tests ($label): started in the background"
+    (
+        for kv in "$@"; do export "${kv?}"; done
+        export XMPPD_BUILD="$ROOT/$dir" XMPPD_TEST_PORTS="$lo-$((lo + 3999))"
+        export XMPPD_TIMEOUT_FACTOR=${XMPPD_TIMEOUT_FACTOR:-$( [ -n "${ASAN_OPTIONS:-}" ] && echo 4 || echo 2 )}
+        "$PYTHON" -m pytest tests/integration -ra -p no:cacheprovider "${PYTEST_ARGS[@]}" \
+            >"$SUITE_DIR/$n.log" 2>&1
+        echo $? >"$SUITE_DIR/$n.rc"
+    ) &
+    SUITES+=("$!|$label")
 }
 
-# Starts the BUILD_TESTS against build DIR in the background (output in
-# $BUILD_TESTS_OUT); finish_build_tests waits for them and counts.
-start_build_tests() {
-    BUILD_TESTS_OUT=$(mktemp)
-    say "quick start and package tests (in the background)"
-    XMPPD_BUILD="$ROOT/$1" "$PYTHON" -m pytest "${BUILD_TESTS[@]}" -ra -p no:cacheprovider \
-        "${PYTEST_ARGS[@]}" >"$BUILD_TESTS_OUT" 2>&1 &
-    BUILD_TESTS_PID=$!
-}
-finish_build_tests() {
-    [ -n "${BUILD_TESTS_PID:-}" ] || return 0
-    wait "$BUILD_TESTS_PID"
-    local rc=$?
-    say "quick start and package tests (their output)"
-    cat "$BUILD_TESTS_OUT"
-    count_pytest "$BUILD_TESTS_OUT" "$rc" "quick start and package"
-    rm -f "$BUILD_TESTS_OUT"
-    BUILD_TESTS_PID=
-}
-
-# Adds the counts of pytest's closing line in FILE (exit status RC).
-count_pytest() {
-    local out=$1 rc=$2 label=$3
-    local last n
-    last=$(grep -E '^=+ .*(passed|failed|error|skipped|no tests ran).* in [0-9.]+s' "$out" | tail -1)
-    local p=0 f=0 e=0 s=0
-    for kind in passed failed error errors skipped xfailed xpassed; do
-        n=$(printf '%s' "$last" | grep -oE "[0-9]+ $kind\b" | grep -oE '^[0-9]+' || true)
-        n=${n:-0}
-        case $kind in
-            passed|xfailed) p=$((p + n)) ;;
-            failed|xpassed) f=$((f + n)) ;;
-            error|errors) e=$((e + n)) ;;
-            skipped) s=$((s + n)) ;;
-        esac
-    done
-    PASSED=$((PASSED + p)); FAILED=$((FAILED + f + e)); SKIPPED=$((SKIPPED + s))
-    if [ $((f + e)) -gt 0 ]; then
-        FAILURES+=("integration ($label): $f failed, $e errors")
-    elif [ "$rc" != 0 ] && [ "$rc" != 5 ]; then  # 5: every test deselected by PYTEST_ARGS
-        fail_step "integration ($label): pytest exit $rc"
-    fi
-}
-
-# pytest against build DIR with every test server on PostgreSQL: one private
-# cluster for the run (tests/integration/pg_cluster.py), a database per server.
-run_pytest_pgsql() {
-    local dir=$1 label=$2 pgdir dsn
+# The same with every test server on PostgreSQL: one private cluster for
+# the suite (tests/integration/pg_cluster.py), a database per server.
+start_pytest_pgsql() {
+    local dir=$1 label=$2; shift 2
+    local pgdir dsn
     pgdir=$(mktemp -d /tmp/xmppd-pg-XXXXXX)
     if ! dsn=$("$PYTHON" tests/integration/pg_cluster.py start "$pgdir"); then
         fail_step "integration ($label): cannot start PostgreSQL"
         rm -rf "$pgdir"
         return
     fi
-    export XMPPD_TEST_STORAGE=pgsql XMPPD_TEST_PG_DSN="$dsn"
-    run_pytest "$dir" "$label"
-    unset XMPPD_TEST_STORAGE XMPPD_TEST_PG_DSN
-    "$PYTHON" tests/integration/pg_cluster.py stop "$pgdir"
+    PG_DIRS+=("$pgdir")
+    start_pytest "$dir" "$label" XMPPD_TEST_STORAGE=pgsql XMPPD_TEST_PG_DSN="$dsn" "$@"
+}
+
+# Waits for every suite started, prints its log and adds pytest's counts.
+collect_pytest() {
+    local i entry pid label out rc last n
+    for i in "${!SUITES[@]}"; do
+        entry=${SUITES[$i]}
+        pid=${entry%%|*}
+        label=${entry#*|}
+        wait "$pid"
+        out="$SUITE_DIR/$i.log"
+        rc=$(cat "$SUITE_DIR/$i.rc" 2>/dev/null || echo 1)
+        say "integration tests ($label)"
+        cat "$out"
+        last=$(grep -E '^=+ .*(passed|failed|error|skipped|no tests ran).* in [0-9.]+s' "$out" | tail -1)
+        local p=0 f=0 e=0 s=0 kind
+        for kind in passed failed error errors skipped xfailed xpassed; do
+            n=$(printf '%s' "$last" | grep -oE "[0-9]+ $kind\b" | grep -oE '^[0-9]+' || true)
+            n=${n:-0}
+            case $kind in
+                passed|xfailed) p=$((p + n)) ;;
+                failed|xpassed) f=$((f + n)) ;;
+                error|errors) e=$((e + n)) ;;
+                skipped) s=$((s + n)) ;;
+            esac
+        done
+        PASSED=$((PASSED + p)); FAILED=$((FAILED + f + e)); SKIPPED=$((SKIPPED + s))
+        if [ $((f + e)) -gt 0 ]; then
+            FAILURES+=("integration ($label): $f failed, $e errors")
+        elif [ "$rc" != 0 ]; then
+            fail_step "integration ($label): pytest exit $rc"
+        fi
+    done
+    SUITES=()
+    for d in "${PG_DIRS[@]}"; do "$PYTHON" tests/integration/pg_cluster.py stop "$d"; done
+    PG_DIRS=()
+    rm -rf "$SUITE_DIR"
 }
 
 build_level() {
@@ -248,14 +253,12 @@ if build_level build "default" --enable-werror; then
     if "$PYTHON" contrib/ci/check-layers.py build; then pass_step; else fail_step "layering"; fi
     if bash contrib/ci/check-exports.sh build; then pass_step; else fail_step "exported symbols"; fi
     run_make_check build "default"
-    run_pytest build "default"
-    start_build_tests build
-    run_pytest_pgsql build "default, PostgreSQL storage"
-    finish_build_tests
     # docs/configuration.md's option tables and docs/modules.md's event
     # table are generated from the code: fail when they are not current.
     say "generated documentation (contrib/gen-docs.sh --check)"
     if bash contrib/gen-docs.sh build --check; then pass_step; else fail_step "docs not current (run contrib/gen-docs.sh build)"; fi
+    start_pytest build "default"
+    start_pytest_pgsql build "default, PostgreSQL storage"
 fi
 
 # ---- level 2: sanitizers ---------------------------------------------------------
@@ -264,7 +267,7 @@ if [ "$QUICK" = 0 ]; then
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     if build_level build-asan "asan+ubsan" --enable-werror --enable-sanitizers; then
         run_make_check build-asan "asan+ubsan"
-        run_pytest build-asan "asan+ubsan"
+        start_pytest build-asan "asan+ubsan"
     fi
     unset ASAN_OPTIONS UBSAN_OPTIONS
 fi
@@ -316,6 +319,40 @@ if [ "$QUICK" = 0 ]; then
         SKIPPED=$((SKIPPED + 1))
     fi
 fi
+
+# ---- level 4: the browser ------------------------------------------------------------
+# Converse.js from npm in Debian's Chromium (tests/browser). npm reaches its
+# registry in CI; node's test runner prints "# pass N" / "# fail N".
+run_browser() {
+    local out rc p f
+    say "browser test (Converse.js in headless Chromium)"
+    if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+        fail_step "browser: node and npm are needed (tests/browser)"; return
+    fi
+    if ! (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error); then
+        fail_step "browser: npm ci"; return
+    fi
+    out=$(mktemp)
+    (cd tests/browser && XMPPD_BUILD="$ROOT/build" timeout 300 node --test 2>&1) | tee "$out"
+    rc=${PIPESTATUS[0]}
+    p=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$out" | tail -1)
+    f=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$out" | tail -1)
+    PASSED=$((PASSED + ${p:-0})); FAILED=$((FAILED + ${f:-0}))
+    if [ "${f:-0}" -gt 0 ]; then
+        FAILURES+=("browser: ${f} failed")
+    elif [ "$rc" != 0 ] || [ -z "$p" ]; then
+        fail_step "browser: node --test exit $rc"
+    fi
+    rm -f "$out"
+}
+if [ -x build/server/xmppd ] && [ -x /usr/bin/chromium ]; then
+    run_browser
+elif [ -x build/server/xmppd ]; then
+    fail_step "browser: /usr/bin/chromium missing (apt-get install chromium)"
+fi
+
+# ---- the integration suites started above ------------------------------------------
+collect_pytest
 
 # ---- summary ---------------------------------------------------------------------
 T1=$(date +%s)

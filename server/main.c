@@ -12,7 +12,9 @@
 #include "admin/control.h"
 #include "c2s/c2s.h"
 #include "core/config.h"
+#include "core/http.h"
 #include "core/loop.h"
+#include "http/http.h"
 #include "net/net.h"
 #include "s2s/federation.h"
 #include "sdnotify.h"
@@ -94,6 +96,7 @@ static int start(const char *path)
     listener_set_acceptor(LISTEN_C2S, c2s_accept);
     listener_set_acceptor(LISTEN_S2S, s2s_accept);
     listener_set_acceptor(LISTEN_COMPONENT, component_acceptor);
+    listener_set_http_acceptor(http_accept);
     if (modules_start(cfg, err, sizeof(err)) < 0) {
         report(err);
         config_free(cfg);
@@ -101,6 +104,10 @@ static int start(const char *path)
     }
     /* The control socket first: a second server on the same data refuses to
      * start before it opens any port. */
+    if (http_endpoints_start() < 0) {
+        report("cannot register the HTTP endpoints: out of memory");
+        return -1;
+    }
     if (control_start(cfg, err, sizeof(err)) < 0 || tls_start(err, sizeof(err)) < 0 ||
         s2s_start(err, sizeof(err)) < 0 || listeners_start(cfg, err, sizeof(err)) < 0) {
         report(err);
@@ -159,13 +166,18 @@ int main(int argc, char **argv)
     } else {
         rc = 1;
     }
-    /* Streams get <system-shutdown/>, then modules unload (storage flushes). */
+    /* No new connections (a peer server would otherwise open a stream while
+     * ours close and hold the shutdown until its negotiation times out);
+     * streams get <system-shutdown/>, then modules unload (storage
+     * flushes). */
+    listeners_stop();
     control_stop();
-    c2s_shutdown_all();
+    c2s_shutdown_all();    /* WebSocket and BOSH streams too: they are c2s streams */
+    http_shutdown_all();
+    http_routes_kernel_free();
     session_shutdown_all();
     component_shutdown_all();
     s2s_shutdown_all();
-    listeners_stop();
     xmppd_config *cfg = g_server.cfg;
     modules_stop();
     tls_stop();

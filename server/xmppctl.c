@@ -387,6 +387,50 @@ static char *password_from_file(const char *context, const char *path)
 
 enum user_cmd { UC_ADD, UC_DEL, UC_PASSWD };
 
+static char *socket_path(const char *context);
+static json_t *server_run(const char *context, json_t *req, int *rc);
+
+/* The control socket of a running server, or NULL when none answers (the
+ * server is stopped: xmppctl changes its data itself). Caller frees. */
+static char *running_server(void)
+{
+    g_quiet = true;
+    char *path = socket_path(NULL);
+    g_quiet = false;
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    if (!path || strlen(path) >= sizeof(sun.sun_path)) {
+        free(path);
+        return NULL;
+    }
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool up = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (!up) {
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
+/* deluser / passwd on the running server, which ends the account's
+ * sessions (admin/accounts.c). pw is borrowed (NULL for deluser). */
+static int user_online(enum user_cmd which, const char *context, const char *jid, const char *pw)
+{
+    int rc;
+    json_t *req = json_pack("{s:s, s:s, s:s?}", "command", which == UC_DEL ? "deluser" : "passwd",
+                            "jid", jid, "password", pw);
+    json_t *r = server_run(context, req, &rc);
+    if (r) {
+        long long n = json_integer_value(json_object_get(r, "sessions_closed"));
+        if (n)
+            printf("%lld session%s ended\n", n, n == 1 ? "" : "s");
+        json_decref(r);
+    }
+    return rc;
+}
+
 /* adduser / deluser / passwd JID [--password-file FILE | --password PW]. */
 static int cmd_user(enum user_cmd which, const char *name, const char *arg, int nopts, char **opts)
 {
@@ -429,6 +473,12 @@ static int cmd_user(enum user_cmd which, const char *name, const char *arg, int 
         rc = 2;
         goto out;
     } else if (which != UC_DEL && !(pw = get_password(context))) {
+        goto out;
+    }
+    char *running = which != UC_ADD ? running_server() : NULL;
+    if (running) {
+        free(running);
+        rc = user_online(which, context, jid->bare, pw);
         goto out;
     }
     if (start_modules(cfg) != 0)
@@ -546,6 +596,7 @@ static json_t *ctl_call(const char *context, json_t *req)
 {
     char *path = socket_path(context);
     char *line = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    size_t line_len = line ? strlen(line) : 0; /* the newline replaces its NUL */
     json_decref(req);
     json_t *resp = NULL;
     int fd = -1;
@@ -570,7 +621,7 @@ static json_t *ctl_call(const char *context, json_t *req)
             fail(context, "cannot reach xmppd at %s: %s", path, strerror(e));
         goto out;
     }
-    size_t len = strlen(line), off = 0;
+    size_t len = line_len, off = 0;
     line[len++] = '\n'; /* json_dumps left room: its NUL */
     while (off < len) {
         ssize_t w = write(fd, line + off, len - off);
@@ -629,6 +680,8 @@ static json_t *ctl_call(const char *context, json_t *req)
 out:
     if (fd >= 0)
         close(fd);
+    if (line)
+        xmppd_wipe(line, line_len + 1); /* passwd sends a password */
     free(line);
     free(path);
     return resp;
@@ -888,9 +941,9 @@ static json_t *server_commands(void)
 
 static bool server_running(void)
 {
-    json_t *r = server_commands();
-    json_decref(r);
-    return r != NULL;
+    char *path = running_server();
+    free(path);
+    return path != NULL;
 }
 
 static bool g_unknown_command; /* in-process: no module serves the command */

@@ -51,7 +51,7 @@ typedef struct xmppd_auth_provider {
     void (*set_password)(void *pd, const char *user, const char *password, xmppd_auth_cb cb, void *ud);
     void (*remove)(void *pd, const char *user, xmppd_auth_cb cb, void *ud);
     void (*list)(void *pd, xmppd_auth_list_cb cb, void *ud);
-    /* Since ABI 2.3 (a table whose size ends before it lacks it; may be
+    /* Since ABI 2.4 (a table whose size ends before it lacks it; may be
      * NULL): creates user with SCRAM keys instead of a password, for
      * imports (XEP-0227 files, other servers' hashes). keys[h] is the key
      * set for hash h (keys[h]->hash == h) or NULL when the account has none
@@ -86,7 +86,7 @@ void xmppd_auth_create(xmppd_module *m, xmppd_host *h, const char *user, const c
 void xmppd_auth_set_password(xmppd_module *m, xmppd_host *h, const char *user, const char *password, xmppd_auth_cb cb, void *ud);
 void xmppd_auth_remove(xmppd_module *m, xmppd_host *h, const char *user, xmppd_auth_cb cb, void *ud);
 void xmppd_auth_list(xmppd_module *m, xmppd_host *h, xmppd_auth_list_cb cb, void *ud);
-/* Since ABI 2.3: creates user from stored SCRAM keys (the provider's
+/* Since ABI 2.4: creates user from stored SCRAM keys (the provider's
  * create_keys; UNSUPPORTED without it): keys has XMPPD_HASH_COUNT entries,
  * NULL for the hashes the account lacks; borrowed for the call. Fires
  * "user-created" on success, like xmppd_auth_create. */

@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #define XMPPD_ABI_MAJOR 2 /* bump: every module must be rebuilt */
-#define XMPPD_ABI_MINOR 3 /* bump: additions only (fields appended to structs, new functions) */
+#define XMPPD_ABI_MINOR 4 /* bump: additions only (fields appended to structs, new functions) */
 #define XMPPD_ABI ((uint32_t)((XMPPD_ABI_MAJOR << 16) | XMPPD_ABI_MINOR))
 
 #define XMPPD_EXPORT __attribute__((visibility("default")))
@@ -63,7 +63,7 @@ enum xmppd_opt_type {
 #define XMPPD_OPT_REQUIRED 0x1u /* no default: the config must give it */
 #define XMPPD_OPT_SECRET 0x2u   /* never logged nor printed by xmppctl */
 #define XMPPD_OPT_INDEX 0x4u    /* ENUM: store the choice's index as an int, not the string */
-#define XMPPD_OPT_DATA 0x8u     /* PATH (ABI 2.3): state the module writes (a database, uploaded
+#define XMPPD_OPT_DATA 0x8u     /* PATH (ABI 2.4): state the module writes (a database, uploaded
                                    files), so a relative path is taken from data_dir */
 
 /* What ARRAY and MAP options store: the parsed items (kernel-owned, like
@@ -227,11 +227,11 @@ const char *xmppd_server_version(void);
 /* Wall-clock second (Unix time) the server started, for uptime. Survives
  * configuration reloads. */
 int64_t xmppd_server_started(void);
-/* Since ABI 2.3: the absolute folder where the server keeps its state
- * (the configuration's "data_dir"; default $(localstatedir)/lib/xmppd),
- * for a module's files. Kernel-owned, valid until the next configuration
- * reload: copy it to keep it. A PATH option flagged XMPPD_OPT_DATA is
- * already resolved against it. */
-const char *xmppd_server_data_dir(void);
+/* The configuration's data_dir (absolute; ABI 2.3): where every piece of
+ * state lives (default $(localstatedir)/lib/xmppd), so where modules keep
+ * files of their own (uploads). Kernel-owned, valid until the next
+ * configuration reload: copy what you keep. A PATH option flagged
+ * XMPPD_OPT_DATA is resolved against it already. */
+const char *xmppd_data_dir(void);
 
 #endif

@@ -14,5 +14,6 @@
 #include "storage.h"
 #include "auth.h"
 #include "ctl.h"
+#include "http.h"
 
 #endif

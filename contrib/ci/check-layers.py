@@ -32,7 +32,8 @@ ALLOWED = {
     "session": {"core", "xml", "util"},
     "c2s": {"session", "net", "sasl", "core", "xml", "util"},
     "s2s": {"session", "net", "sasl", "core", "xml", "util"},
-    "admin": {"s2s", "c2s", "session", "net", "sasl", "core", "xml", "util"},
+    "http": {"c2s", "session", "net", "sasl", "core", "xml", "util"},
+    "admin": {"http", "s2s", "c2s", "session", "net", "sasl", "core", "xml", "util"},
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)

@@ -290,6 +290,19 @@ static void ai_work_verify(void *ud)
     xmppd_wipe(&got, sizeof got);
 }
 
+/* verify_plain of an account that does not exist: the derivation a wrong
+ * password costs for a new account (SHA-256, the configured iterations),
+ * so that the answer's timing does not tell whether the account exists. */
+static void ai_work_decoy(void *ud)
+{
+    ai_req *r = ud;
+    static const unsigned char salt[AI_SALT_LEN] = { 0 }; /* nothing is kept */
+    xmppd_scram_keys got;
+    xmppd_scram_derive(XMPPD_HASH_SHA256, r->password, salt, sizeof salt, r->iterations, &got);
+    xmppd_wipe(&got, sizeof got);
+    r->result = XMPPD_AUTH_USER_UNKNOWN;
+}
+
 /* create/set_password: new keys for every hash, a fresh salt each. */
 static void ai_work_derive(void *ud)
 {
@@ -427,6 +440,8 @@ static void ai_on_record(int status, json_t *value, void *ud)
         ai_offload(r, ai_work_derive, ai_done_derive);
     else if (r->op == AI_CREATE_KEYS)
         ai_done_derive(r); /* the keys are there: store them */
+    else if (r->op == AI_PLAIN)
+        ai_offload(r, ai_work_decoy, ai_done_verify);
     else
         ai_finish(r, XMPPD_AUTH_USER_UNKNOWN);
 }

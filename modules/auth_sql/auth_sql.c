@@ -406,6 +406,18 @@ static void sa_work_new(void *ud)
     sa_free_secret(&r->password);
 }
 
+/* verify_plain of an account that does not exist: hashing the offered
+ * password with hash_scheme costs what verifying a stored hash of that
+ * scheme does, so the answer's timing does not tell whether the account
+ * exists. */
+static void sa_work_decoy(void *ud)
+{
+    sa_req *r = ud;
+    free(as_hash_new(r->ctx->conf->hash_scheme, r->password, (unsigned)r->ctx->conf->iterations));
+    sa_free_secret(&r->password);
+    r->result = XMPPD_AUTH_USER_UNKNOWN;
+}
+
 static void sa_done_new(void *ud);
 
 static void sa_done_result(void *ud)
@@ -464,6 +476,10 @@ static void sa_on_password_row(const PGresult *res, const char *sqlstate, void *
     sa_req *r = ud;
     sa_ctx *ctx = r->ctx;
     int t = res ? sa_take_row(r, res) : -1;
+    if (t == 1 && r->op == SA_PLAIN) {
+        sa_offload(r, sa_work_decoy, sa_done_result);
+        return;
+    }
     if (t != 0) {
         sa_finish(r, t == 1 ? XMPPD_AUTH_USER_UNKNOWN : t == 2 ? XMPPD_AUTH_DISABLED : XMPPD_AUTH_INTERNAL);
         return;

@@ -264,7 +264,6 @@ static int caps_load(xmppd_module *m, const void *conf)
     st->cache = caps_cache_new(m, (size_t)c->cache_size, (size_t)c->max_queries, c->query_timeout);
     if (!st->cache ||
         xmppd_hook(m, "stream-features", caps_on_features, XMPPD_PRIO_DEFAULT, st) < 0 ||
-        xmppd_hook(m, "iq/host", caps_cache_on_iq, XMPPD_PRIO_DEFAULT, st->cache) < 0 ||
         xmppd_event_declare(m, CAPS_EVENT_RESOLVED, XMPPD_EVENT_ALL,
                             "from: the entity's full JID; session: that local session, or NULL "
                             "for a remote entity: its caps (caps_api.h) are known now") < 0 ||

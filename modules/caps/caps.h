@@ -35,7 +35,5 @@ void caps_cache_free(caps_cache *c);
  * told by "caps-resolved"); feature NULL only starts that. */
 int caps_cache_has(caps_cache *c, const char *jid, const char *node, const char *ver,
                    const char *hash, const char *feature, bool query);
-/* The "iq/host" hook: answers to the cache's queries are consumed here. */
-int caps_cache_on_iq(xmppd_event *ev, void *ud);
 
 #endif

@@ -12,7 +12,8 @@
  *
  * Bounds: max_entries entries (the oldest answered one goes first),
  * max_pending queries in flight (beyond: CAPS_NO, nothing asked), each
- * answered within timeout_ms or failed. */
+ * answered within timeout_ms or failed (xmppd_iq_request: only the entity
+ * asked can answer, so a guessed id cannot poison the cache). */
 #define _GNU_SOURCE /* tdestroy */
 #include <search.h>
 #include <stdio.h>
@@ -39,23 +40,18 @@ typedef struct cc_entry {
     size_t n;
     uint64_t retry_at;    /* FAILED: no new query before (monotonic ms) */
     /* PENDING: the query and who waits for it */
-    char id[32];
     char *jid, *node, *ver, *hash; /* hash "" for legacy caps */
     cc_waiter *waiters;
-    xmppd_timer *timer;
     caps_cache *c;
     struct cc_entry *prev, *next;  /* age list, oldest first */
-    struct cc_entry *pnext;        /* pending list */
 } cc_entry;
 
 struct caps_cache {
     xmppd_module *m;
     void *tree;              /* tsearch tree of cc_entry *, by key */
     cc_entry *oldest, *newest;
-    cc_entry *pending;
     size_t n, max, n_pending, max_pending;
     long long timeout_ms;
-    unsigned long seq;
 };
 
 static int cc_cmp(const void *a, const void *b)
@@ -89,18 +85,12 @@ static void cc_features_free(cc_entry *e)
     e->n = 0;
 }
 
-/* Drops what only a pending entry has (the timer is the caller's); a
- * pending entry leaves the pending list. */
+/* Drops what only a pending entry has; a pending entry stops counting as
+ * one. */
 static void cc_query_clear(cc_entry *e)
 {
-    caps_cache *c = e->c;
     if (e->state == CC_PENDING) {
-        for (cc_entry **p = &c->pending; *p; p = &(*p)->pnext)
-            if (*p == e) {
-                *p = e->pnext;
-                break;
-            }
-        c->n_pending--;
+        e->c->n_pending--;
         e->state = CC_FAILED; /* the caller says what it is now */
     }
     free(e->jid);
@@ -138,12 +128,11 @@ static void cc_append(cc_entry *e)
     c->newest = e;
 }
 
-/* Frees e (detached from the tree by the caller, or when the tree goes). */
+/* Frees e (detached from the tree by the caller, or when the tree goes);
+ * never a pending one: its query still has it. */
 static void cc_entry_free(void *p)
 {
     cc_entry *e = p;
-    if (e->timer)
-        xmppd_timer_cancel(e->timer);
     cc_query_clear(e);
     cc_features_free(e);
     free(e->key);
@@ -225,15 +214,6 @@ static void cc_fail(cc_entry *e)
     e->retry_at = xmppd_now_ms() + CC_RETRY_MS;
 }
 
-static uint64_t cc_on_timeout(void *ud)
-{
-    cc_entry *e = ud;
-    e->timer = NULL;
-    xmppd_log(e->c->m, XMPPD_LOG_DEBUG, "caps query %s to %s: no answer", e->id, e->jid);
-    cc_fail(e);
-    return 0;
-}
-
 static int cc_add_waiter(cc_entry *e, const char *jid)
 {
     for (cc_waiter *w = e->waiters; w; w = w->next)
@@ -249,6 +229,21 @@ static int cc_add_waiter(cc_entry *e, const char *jid)
     return 0;
 }
 
+static void cc_answered(cc_entry *e, const xmppd_stanza *q);
+
+static void cc_on_answer(int status, xmppd_stanza *reply, void *ud)
+{
+    cc_entry *e = ud;
+    if (status == XMPPD_IQ_CANCELLED) { /* unloading: the cache goes next */
+        cc_query_clear(e);
+        return;
+    }
+    if (status == XMPPD_IQ_TIMEOUT)
+        xmppd_log(e->c->m, XMPPD_LOG_DEBUG, "caps query to %s: no answer", e->jid);
+    cc_answered(e, status == XMPPD_IQ_RESULT ? xmppd_stanza_child(reply, "query", CAPS_DISCO_INFO_NS)
+                                              : NULL);
+}
+
 /* Sends <iq type='get'><query node='NODE#VER'/></iq> to jid for e. */
 static int cc_query(cc_entry *e, const char *jid, const char *node, const char *ver,
                     const char *hash)
@@ -260,7 +255,6 @@ static int cc_query(cc_entry *e, const char *jid, const char *node, const char *
     e->node = strdup(node);
     e->ver = strdup(ver);
     e->hash = strdup(hash);
-    snprintf(e->id, sizeof(e->id), "caps%lu", ++c->seq);
     char *qnode = NULL;
     xmppd_host *h = xmppd_module_host(c->m);
     xmppd_stanza *iq = xmppd_stanza_new("iq", XMPPD_NS_CLIENT);
@@ -269,26 +263,20 @@ static int cc_query(cc_entry *e, const char *jid, const char *node, const char *
               cc_add_waiter(e, jid) == 0;
     if (ok) {
         xmppd_stanza_set_attr(iq, "type", "get");
-        xmppd_stanza_set_attr(iq, "id", e->id);
         xmppd_stanza_set_attr(iq, "from", xmppd_host_name(h));
         xmppd_stanza_set_attr(iq, "to", jid);
         xmppd_stanza_set_attr(q, "node", qnode);
-        e->state = CC_PENDING;
-        e->pnext = c->pending;
-        c->pending = e;
-        c->n_pending++;
-        e->timer = xmppd_timer_add(c->m, (uint64_t)c->timeout_ms, cc_on_timeout, e);
-        ok = e->timer && xmppd_route(h, iq) == 0;
-        if (!ok && e->timer) {
-            xmppd_timer_cancel(e->timer);
-            e->timer = NULL;
-        }
+        ok = xmppd_iq_request(c->m, iq, (uint64_t)c->timeout_ms, cc_on_answer, e) == 0;
     }
     free(qnode);
     xmppd_stanza_unref(iq);
-    if (!ok)
+    if (!ok) {
         cc_fail(e);
-    return ok ? 0 : -1;
+        return -1;
+    }
+    e->state = CC_PENDING;
+    c->n_pending++;
+    return 0;
 }
 
 /* ---- answers ---------------------------------------------------------------------- */
@@ -384,28 +372,6 @@ static void cc_answered(cc_entry *e, const xmppd_stanza *q)
     cc_waiters_free(waiters);
 }
 
-int caps_cache_on_iq(xmppd_event *ev, void *ud)
-{
-    caps_cache *c = ud;
-    const char *type = xmppd_stanza_attr(ev->stanza, "type");
-    const char *id = xmppd_stanza_attr(ev->stanza, "id");
-    if (!type || !id || !ev->from || (strcmp(type, "result") != 0 && strcmp(type, "error") != 0))
-        return XMPPD_PASS;
-    cc_entry *e = c->pending;
-    while (e && strcmp(e->id, id) != 0)
-        e = e->pnext;
-    /* Only the entity asked may answer: a guessed id cannot poison the cache. */
-    if (!e || strcmp(e->jid, ev->from->full) != 0)
-        return XMPPD_PASS;
-    if (e->timer) {
-        xmppd_timer_cancel(e->timer);
-        e->timer = NULL;
-    }
-    xmppd_stanza *q = xmppd_stanza_child(ev->stanza, "query", CAPS_DISCO_INFO_NS);
-    cc_answered(e, strcmp(type, "result") == 0 ? q : NULL);
-    return XMPPD_HANDLED;
-}
-
 /* ---- lookups ------------------------------------------------------------------------ */
 
 static int cc_answer(const cc_entry *e, const char *feature)
@@ -466,9 +432,6 @@ void caps_cache_free(caps_cache *c)
 {
     if (!c)
         return;
-    /* The kernel cancelled the module's timers already when it unloads. */
-    for (cc_entry *e = c->oldest; e; e = e->next)
-        e->timer = NULL;
     tdestroy(c->tree, cc_entry_free);
     free(c);
 }

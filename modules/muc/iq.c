@@ -239,6 +239,9 @@ static void room_info(muc_room *room, xmppd_event *ev)
     add_feature(q, c->whois_anyone ? "muc_nonanonymous" : "muc_semianonymous");
     add_feature(q, c->password_protected ? "muc_passwordprotected" : "muc_unsecured");
     room_info_form(room, q);
+    xmppd_event info = { .name = "muc/room-info", .host = ev->host, .session = ev->session,
+                         .stanza = ev->stanza, .from = ev->from, .to = ev->to, .data = q };
+    xmppd_fire_all(&info);
     xmppd_reply(ev, r);
 }
 
@@ -355,6 +358,18 @@ static int room_register(muc_room *room, xmppd_event *ev)
 
 /* ---- rooms: dispatch ---------------------------------------------------------------------- */
 
+/* A namespace another module may serve on rooms (muc_api.h "muc/room-iq"). */
+static int extension_iq(muc_room *room, xmppd_event *ev)
+{
+    const char *name = ev->name;
+    ev->name = "muc/room-iq";
+    int rc = xmppd_fire(ev);
+    ev->name = name;
+    if (rc == XMPPD_PASS)
+        return muc_error(ev, room, "cancel", "service-unavailable", NULL);
+    return rc;
+}
+
 static void room_iq(muc_room *room, xmppd_event *ev)
 {
     xmppd_stanza *c = xmppd_stanza_first(ev->stanza);
@@ -388,7 +403,7 @@ static void room_iq(muc_room *room, xmppd_event *ev)
     else if (get && strcmp(ns, NS_PING) == 0)
         rc = reply_empty(ev);
     else
-        rc = muc_error(ev, room, "cancel", "service-unavailable", NULL);
+        rc = extension_iq(room, ev);
     if (rc == XMPPD_FAIL)
         muc_error(ev, room, NULL, "internal-server-error", NULL);
 }

@@ -279,6 +279,45 @@ static int prepare_admins(muc_service *svc, const char **bad_r)
     return 0;
 }
 
+static bool is_occupant(const muc_room *room, const xmppd_jid *who)
+{
+    for (const muc_occupant *occ = room->occ_head; occ; occ = occ->next) {
+        if (!who->resource && strcmp(occ->bare->bare, who->bare) == 0)
+            return true;
+        for (const muc_sess *s = occ->sessions; who->resource && s; s = s->next)
+            if (xmppd_jid_equal(s->jid, who))
+                return true;
+    }
+    return false;
+}
+
+muc_history_access muc_history_access_of(const muc_api *api, const xmppd_jid *room_jid, const xmppd_jid *who)
+{
+    muc_service *svc = (muc_service *)api;
+    muc_history_access r = { 0 };
+    muc_room *room = room_jid->node && strcmp(room_jid->domain, svc->domain) == 0
+                         ? muc_room_find(svc, room_jid->node)
+                         : NULL;
+    if (!room || room->locked || room->destroyed)
+        return r;
+    xmppd_jid *bare = xmppd_jid_to_bare(who);
+    muc_aff aff = bare ? muc_aff_of(room, bare) : AFF_OUTCAST;
+    xmppd_jid_free(bare);
+    const muc_config *c = &room->cfg;
+    r.exists = true;
+    r.archiving = c->archiving;
+    r.sees_jids = c->whois_anyone || aff == AFF_ADMIN || aff == AFF_OWNER;
+    if (aff == AFF_OUTCAST)
+        r.allowed = false;
+    else if (c->members_only)
+        r.allowed = aff != AFF_NONE;
+    else if (c->password_protected)
+        r.allowed = aff != AFF_NONE || is_occupant(room, who);
+    else
+        r.allowed = true;
+    return r;
+}
+
 static int muc_load(xmppd_module *m, const void *conf)
 {
     muc_service *svc = calloc(1, sizeof(*svc));
@@ -318,6 +357,16 @@ static int muc_load(xmppd_module *m, const void *conf)
         return refuse(m, svc, "a host, a component or another module has the domain", svc->domain);
     if (xmppd_hook(m, "session-closed", on_session_closed, XMPPD_PRIO_DEFAULT, svc) < 0 ||
         xmppd_hook(m, "disco-items", on_disco_items, XMPPD_PRIO_DEFAULT, svc) < 0)
+        return refuse(m, svc, "out of memory", NULL);
+    svc->api = (muc_api){ .version = MUC_API_VERSION, .size = sizeof(muc_api),
+                          .history_access = muc_history_access_of };
+    if (xmppd_provide(m, "muc", &svc->api) < 0 ||
+        xmppd_event_declare(m, "muc/room-iq", XMPPD_EVENT_FIRST,
+                            "an IQ to a room in a namespace mod_muc does not serve (muc_api.h); "
+                            "stanza, from, to: the IQ") < 0 ||
+        xmppd_event_declare(m, "muc/room-info", XMPPD_EVENT_ALL,
+                            "a room's disco#info is built; to: the room; data: the <query/> "
+                            "(xmppd_stanza *) to add features to") < 0)
         return refuse(m, svc, "out of memory", NULL);
     return 0;
 }

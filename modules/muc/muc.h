@@ -18,6 +18,8 @@
 
 #include <xmppd/xmppd.h>
 
+#include "muc_api.h"
+
 #define NS_MUC "http://jabber.org/protocol/muc"
 #define NS_MUC_USER NS_MUC "#user"
 #define NS_MUC_ADMIN NS_MUC "#admin"
@@ -198,6 +200,7 @@ struct muc_room {
 };
 
 struct muc_service {
+    muc_api api;                 /* published as "muc" (first: the api is the service) */
     xmppd_module *m;
     xmppd_host *host;
     const muc_conf *conf;
@@ -220,6 +223,9 @@ struct muc_service {
 };
 
 /* ---- muc.c: service ---------------------------------------------------- */
+
+/* The "muc" API's history_access (muc_api.h). */
+muc_history_access muc_history_access_of(const muc_api *api, const xmppd_jid *room, const xmppd_jid *who);
 
 /* Handles one stanza for the service domain (the domain handler). */
 int muc_dispatch(muc_service *svc, xmppd_event *ev);

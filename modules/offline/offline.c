@@ -222,6 +222,11 @@ static void off_on_appended(int status, const char *id, void *ud)
             u->count--;
         xmppd_log(a->st->m, XMPPD_LOG_ERROR, "storing an offline message for %s failed", a->user);
         off_bounce(a->st, a->msg, "service-unavailable", "The message could not be stored");
+    } else if (status == XMPPD_STORE_OK) {
+        /* Committed: from here on the server answers for the message. */
+        const char *mid = xmppd_stanza_attr(a->msg, "id");
+        xmppd_log(a->st->m, XMPPD_LOG_DEBUG, "stored a message for %s (id %s)", a->user,
+                  mid ? mid : "-");
     }
     off_append_free(a);
 }

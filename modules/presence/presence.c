@@ -400,6 +400,10 @@ static void pr_inbound_loaded(roster *r, void *ud)
             if (known)
                 api->set_state(r, j->peer, it.sub & ~ROSTER_SUB_FROM, it.ask, false);
             pr_deliver(j->mod, to->node, j->st);
+            /* §3.3.3: the former subscriber learns that the contact's
+             * resources are gone from its view. */
+            if (known && (it.sub & ROSTER_SUB_FROM))
+                pr_unavailable_of(j->mod, to->node, j->peer);
         }
         break;
     case PR_UNSUBSCRIBED:

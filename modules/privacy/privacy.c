@@ -949,9 +949,12 @@ static bool pv_strv_has(const pv_strv *v, const char *s)
 
 /* Installs new_def as a's default list (replacing old_def in the lists
  * when replace) around the presence XEP-0191 asks for, and announces the
- * blocklist change. new_def may be a's current list (already in place). */
+ * blocklist change. new_def may be a's current list (already in place).
+ * unblock_all: the change is an XEP-0191 §3.5 "unblock all" request, whose
+ * push carries no items; any other change names the JIDs it unblocked
+ * (§3.4), even when it leaves the list empty. */
 static void pv_change_default(pv_mod *mod, pv_acct *a, pv_list *old_def, pv_list *new_def,
-                              void (*install)(pv_acct *a, void *ud), void *ud)
+                              bool unblock_all, void (*install)(pv_acct *a, void *ud), void *ud)
 {
     pv_strv before, after;
     pv_blocked_of(old_def, &before);
@@ -972,7 +975,7 @@ static void pv_change_default(pv_mod *mod, pv_acct *a, pv_list *old_def, pv_list
     for (size_t i = 0; added && i < after.n; i++)
         if (!pv_strv_has(&before, after.v[i]) && (added[n_added] = strdup(after.v[i])))
             n_added++;
-    bool all = before.n > 0 && after.n == 0;
+    bool all = unblock_all && before.n > 0 && after.n == 0;
     free(before.v);
     free(after.v);
     install(a, ud);
@@ -1165,7 +1168,7 @@ static int pv_api_block(const privacy_api *api, xmppd_module *caller, const char
     pv_renumber(nl);
     pv_list_sort(nl);
     pv_swap sw = { old, nl };
-    pv_change_default(mod, a, old, nl, pv_install_swap, &sw);
+    pv_change_default(mod, a, old, nl, false, pv_install_swap, &sw);
     pv_acct_save(a, caller, done, ud);
     pv_push(mod, node, nl->name);
     return 0;
@@ -1206,7 +1209,7 @@ static int pv_api_unblock(const privacy_api *api, xmppd_module *caller, const ch
     nl->n = j;
     pv_renumber(nl);
     pv_swap sw = { old, nl };
-    pv_change_default(mod, a, old, nl, pv_install_swap, &sw);
+    pv_change_default(mod, a, old, nl, n == 0, pv_install_swap, &sw);
     pv_acct_save(a, caller, done, ud);
     pv_push(mod, node, nl->name);
     return 0;
@@ -1500,7 +1503,7 @@ static const char *pv_set_default(pv_req *q, pv_acct *a, const xmppd_stanza *el,
     /* Another resource applies the current default as its active list. */
     if (a->def && pv_in_use(q->mod, a, a->def, q->sess, true))
         return "conflict";
-    pv_change_default(q->mod, a, a->def, l, pv_install_default, l);
+    pv_change_default(q->mod, a, a->def, l, false, pv_install_default, l);
     pv_acct_save(a, NULL, pv_set_saved, q);
     *stored = true;
     return NULL;
@@ -1581,7 +1584,7 @@ static const char *pv_set_list(pv_req *q, pv_acct *a, const xmppd_stanza *el, bo
     a->lists = v;
     pv_swap sw = { old, nl };
     if (old && old == a->def)
-        pv_change_default(mod, a, old, nl, pv_install_list, &sw);
+        pv_change_default(mod, a, old, nl, false, pv_install_list, &sw);
     else
         pv_install_list(a, &sw);
     pv_acct_save(a, NULL, pv_set_saved, q);

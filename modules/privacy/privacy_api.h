@@ -62,7 +62,7 @@ typedef struct privacy_blocklist_change {
     size_t n_blocked;
     const char *const *unblocked;
     size_t n_unblocked;
-    bool all_unblocked; /* every item went (XEP-0191 "unblock all") */
+    bool all_unblocked; /* an XEP-0191 §3.5 "unblock all" request emptied the list */
 } privacy_blocklist_change;
 
 #endif

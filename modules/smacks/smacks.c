@@ -20,6 +20,7 @@
 #include <xmppd/xmppd.h>
 
 #define SM_NS "urn:xmpp:sm:3"
+#define BIND2_NS "urn:xmpp:bind:0" /* XEP-0386 */
 #define SM_ID_LEN 24
 
 typedef struct sm_conf {
@@ -164,36 +165,49 @@ static void sm_sess_free(sm_sess *ss)
 
 /* ---- writing to the client ---------------------------------------------------------- */
 
-static void sm_send(xmppd_session *s, const char *name, const char *attr, const char *value,
-                    const char *attr2, const char *value2)
+/* <name xmlns='urn:xmpp:sm:3'/> with up to two attributes (attr NULL:
+ * none); NULL on OOM. */
+static xmppd_stanza *sm_el(const char *name, const char *attr, const char *value, const char *attr2,
+                           const char *value2)
 {
     xmppd_stanza *el = xmppd_stanza_new(name, SM_NS);
-    if (el && (!attr || xmppd_stanza_set_attr(el, attr, value) == 0) &&
-        (!attr2 || xmppd_stanza_set_attr(el, attr2, value2) == 0))
+    if (el && ((attr && xmppd_stanza_set_attr(el, attr, value) < 0) ||
+               (attr2 && xmppd_stanza_set_attr(el, attr2, value2) < 0))) {
+        xmppd_stanza_unref(el);
+        return NULL;
+    }
+    return el;
+}
+
+static xmppd_stanza *sm_el_h(const char *name, uint32_t h, const char *attr2, const char *value2)
+{
+    char num[16];
+    snprintf(num, sizeof(num), "%u", h);
+    return sm_el(name, "h", num, attr2, value2);
+}
+
+/* An answer goes to the stream, or into the SASL2 <success/> or Bind2
+ * <bound/> being built (into). Takes el. */
+static void sm_emit(xmppd_session *s, xmppd_stanza *into, xmppd_stanza *el)
+{
+    if (el && into) {
+        xmppd_stanza_add(into, el);
+        return;
+    }
+    if (el)
         xmppd_session_write(s, el);
     xmppd_stanza_unref(el);
 }
 
-static void sm_send_h(xmppd_session *s, const char *name, uint32_t h, const char *attr2,
-                      const char *value2)
-{
-    char num[16];
-    snprintf(num, sizeof(num), "%u", h);
-    sm_send(s, name, "h", num, attr2, value2);
-}
-
 /* <failed><condition xmlns=stanzas/></failed>, with h when known. */
-static void sm_failed(xmppd_session *s, const char *cond, const uint32_t *h)
+static void sm_failed(xmppd_session *s, xmppd_stanza *into, const char *cond, const uint32_t *h)
 {
-    xmppd_stanza *f = xmppd_stanza_new("failed", SM_NS);
-    char num[16];
-    if (f && h) {
-        snprintf(num, sizeof(num), "%u", *h);
-        xmppd_stanza_set_attr(f, "h", num);
+    xmppd_stanza *f = h ? sm_el_h("failed", *h, NULL, NULL) : sm_el("failed", NULL, NULL, NULL, NULL);
+    if (f && !xmppd_stanza_tag(f, cond, XMPPD_NS_STANZAS)) {
+        xmppd_stanza_unref(f);
+        return;
     }
-    if (f && xmppd_stanza_tag(f, cond, XMPPD_NS_STANZAS))
-        xmppd_session_write(s, f);
-    xmppd_stanza_unref(f);
+    sm_emit(s, into, f);
 }
 
 static void sm_request(sm_sess *ss)
@@ -201,7 +215,7 @@ static void sm_request(sm_sess *ss)
     if (ss->requested || xmppd_session_detached(ss->s))
         return;
     ss->requested = true;
-    sm_send(ss->s, "r", NULL, NULL, NULL, NULL);
+    sm_emit(ss->s, NULL, sm_el("r", NULL, NULL, NULL, NULL));
 }
 
 /* ---- counting what goes out ----------------------------------------------------------- */
@@ -263,15 +277,16 @@ static void sm_on_ack(sm_sess *ss, const char *hs)
     ss->requested = false;
 }
 
-static void sm_enable(sm_mod *mod, xmppd_session *s, xmppd_stanza *el)
+/* <enable/> on a bound stream, or inline in Bind2 (answer into <bound/>). */
+static void sm_enable(sm_mod *mod, xmppd_session *s, xmppd_stanza *el, xmppd_stanza *into)
 {
     if (xmppd_session_get(s, mod->m)) {
-        sm_failed(s, "unexpected-request", NULL);
+        sm_failed(s, into, "unexpected-request", NULL);
         return;
     }
     sm_sess *ss = calloc(1, sizeof(*ss));
     if (!ss) {
-        sm_failed(s, "resource-constraint", NULL);
+        sm_failed(s, into, "resource-constraint", NULL);
         return;
     }
     ss->mod = mod;
@@ -288,21 +303,19 @@ static void sm_enable(sm_mod *mod, xmppd_session *s, xmppd_stanza *el)
     if (ss->resumable && sm_new_id(ss) < 0) {
         free(ss);
         xmppd_session_unref(s);
-        sm_failed(s, "resource-constraint", NULL);
+        sm_failed(s, into, "resource-constraint", NULL);
         return;
     }
     xmppd_session_set(s, mod->m, ss);
-    if (!ss->resumable) {
-        sm_send(s, "enabled", NULL, NULL, NULL, NULL);
-        return;
-    }
     char secs[24];
     snprintf(secs, sizeof(secs), "%llu", (unsigned long long)(ss->timeout / 1000));
-    xmppd_stanza *en = xmppd_stanza_new("enabled", SM_NS);
-    if (en && xmppd_stanza_set_attr(en, "id", ss->id) == 0 &&
-        xmppd_stanza_set_attr(en, "resume", "true") == 0 && xmppd_stanza_set_attr(en, "max", secs) == 0)
-        xmppd_session_write(s, en);
-    xmppd_stanza_unref(en);
+    xmppd_stanza *en = ss->resumable ? sm_el("enabled", "id", ss->id, "max", secs)
+                                     : sm_el("enabled", NULL, NULL, NULL, NULL);
+    if (en && ss->resumable && xmppd_stanza_set_attr(en, "resume", "true") < 0) {
+        xmppd_stanza_unref(en);
+        en = NULL;
+    }
+    sm_emit(s, into, en);
 }
 
 /* Every element of a bound stream: stanzas are counted, SM elements are
@@ -319,13 +332,13 @@ static int sm_on_stanza_in(xmppd_event *ev, void *ud)
     }
     const char *name = xmppd_stanza_name(el);
     if (strcmp(name, "enable") == 0) {
-        sm_enable(mod, ev->session, el);
+        sm_enable(mod, ev->session, el, NULL);
     } else if (strcmp(name, "r") == 0 && ss) {
-        sm_send_h(ev->session, "a", ss->in_h, NULL, NULL);
+        sm_emit(ev->session, NULL, sm_el_h("a", ss->in_h, NULL, NULL));
     } else if (strcmp(name, "a") == 0 && ss) {
         sm_on_ack(ss, xmppd_stanza_attr(el, "h"));
     } else if (strcmp(name, "resume") == 0) {
-        sm_failed(ev->session, "unexpected-request", NULL); /* already bound */
+        sm_failed(ev->session, NULL, "unexpected-request", NULL); /* already bound */
     } else {
         return XMPPD_PASS; /* not enabled: the kernel ends the stream */
     }
@@ -355,8 +368,9 @@ static int sm_on_detach(xmppd_event *ev, void *ud)
     return ss->expiry ? XMPPD_HANDLED : XMPPD_PASS;
 }
 
-/* <resume previd h/> on a new, authenticated, unbound stream. */
-static void sm_resume(sm_mod *mod, xmppd_session *fresh, xmppd_stanza *el)
+/* <resume previd h/> on a new, authenticated, unbound stream, or inline in
+ * a SASL2 request (into: the <success/>; what is sent again follows it). */
+static void sm_resume(sm_mod *mod, xmppd_session *fresh, xmppd_stanza *el, xmppd_stanza *into)
 {
     const char *previd = xmppd_stanza_attr(el, "previd"), *hs = xmppd_stanza_attr(el, "h");
     sm_sess *ss = previd ? sm_lookup(mod, previd) : NULL;
@@ -364,19 +378,19 @@ static void sm_resume(sm_mod *mod, xmppd_session *fresh, xmppd_stanza *el)
     /* Someone else's id is as unknown as an expired one. */
     if (!ss || !user || !xmppd_session_user(ss->s) || strcmp(user, xmppd_session_user(ss->s)) != 0 ||
         xmppd_session_closed(ss->s)) {
-        sm_failed(fresh, "item-not-found", NULL);
+        sm_failed(fresh, into, "item-not-found", NULL);
         return;
     }
     char *end;
     unsigned long h = hs ? strtoul(hs, &end, 10) : 0;
     uint32_t got = (uint32_t)h;
     if (!hs || !*hs || *end || h > UINT32_MAX || got - ss->acked > ss->sent - ss->acked) {
-        sm_failed(fresh, "bad-request", &ss->in_h);
+        sm_failed(fresh, into, "bad-request", &ss->in_h);
         return;
     }
     xmppd_session *s = ss->s;
     if (xmppd_session_resume(fresh, s) < 0) {
-        sm_failed(fresh, "unexpected-request", NULL);
+        sm_failed(fresh, into, "unexpected-request", NULL);
         return;
     }
     if (ss->expiry) {
@@ -386,7 +400,7 @@ static void sm_resume(sm_mod *mod, xmppd_session *fresh, xmppd_stanza *el)
     sm_drop(ss, got - ss->acked);
     ss->acked = got;
     ss->requested = false;
-    sm_send_h(s, "resumed", ss->in_h, "previd", ss->id);
+    sm_emit(s, into, sm_el_h("resumed", ss->in_h, "previd", ss->id));
     /* Everything the client missed, in order, counted again as it goes. */
     xmppd_stanza **arr = ss->q, **q = ss->q + ss->head;
     size_t n = ss->n;
@@ -414,9 +428,9 @@ static int sm_on_stream_element(xmppd_event *ev, void *ud)
         return XMPPD_PASS;
     const char *name = xmppd_stanza_name(el);
     if (strcmp(name, "resume") == 0 && xmppd_session_authenticated(ev->session))
-        sm_resume(mod, ev->session, el);
+        sm_resume(mod, ev->session, el, NULL);
     else if (strcmp(name, "enable") == 0 && xmppd_session_authenticated(ev->session))
-        sm_failed(ev->session, "unexpected-request", NULL); /* XEP-0198 §3: bind first */
+        sm_failed(ev->session, NULL, "unexpected-request", NULL); /* XEP-0198 §3: bind first */
     else
         return XMPPD_PASS;
     return XMPPD_HANDLED;
@@ -426,6 +440,47 @@ static int sm_on_features(xmppd_event *ev, void *ud)
 {
     if (ev->session && xmppd_session_authenticated(ev->session))
         xmppd_stanza_tag(ev->stanza, "sm", SM_NS);
+    return XMPPD_PASS;
+}
+
+/* ---- SASL2 (XEP-0388) and Bind2 (XEP-0386) inline ------------------------------------------ */
+
+static bool is_sm(const xmppd_stanza *el, const char *name)
+{
+    return strcmp(xmppd_stanza_ns(el), SM_NS) == 0 && strcmp(xmppd_stanza_name(el), name) == 0;
+}
+
+/* <resume/> inside <authenticate/>: the SASL2 <inline/> feature says so. */
+static int sm_on_sasl2_features(xmppd_event *ev, void *ud)
+{
+    xmppd_stanza_tag(ev->stanza, "sm", SM_NS);
+    return XMPPD_PASS;
+}
+
+/* <enable/> inside Bind2's <bind/>. */
+static int sm_on_bind2_features(xmppd_event *ev, void *ud)
+{
+    xmppd_stanza *f = xmppd_stanza_tag(ev->stanza, "feature", BIND2_NS);
+    if (f)
+        xmppd_stanza_set_attr(f, "var", SM_NS);
+    return XMPPD_PASS;
+}
+
+/* XEP-0198 with XEP-0388: <resumed/> or <failed/> inside <success/>; after
+ * a failure the kernel goes on with Bind2 (XEP-0386 §2.2). */
+static int sm_on_sasl2_inline(xmppd_event *ev, void *ud)
+{
+    if (!is_sm(ev->stanza, "resume"))
+        return XMPPD_PASS;
+    sm_resume(ud, ev->session, ev->stanza, ev->data);
+    return XMPPD_HANDLED;
+}
+
+/* XEP-0386 §2.2: <enabled/> (or <failed/>) inside <bound/>. */
+static int sm_on_bind2_inline(xmppd_event *ev, void *ud)
+{
+    if (is_sm(ev->stanza, "enable"))
+        sm_enable(ud, ev->session, ev->stanza, ev->data);
     return XMPPD_PASS;
 }
 
@@ -516,6 +571,10 @@ static int sm_load(xmppd_module *m, const void *conf)
         xmppd_hook(m, "session-held", sm_on_held, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "session-detach", sm_on_detach, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "session-closed", sm_on_closed, XMPPD_PRIO_DEFAULT, mod) < 0 ||
+        xmppd_hook(m, "sasl2-features", sm_on_sasl2_features, XMPPD_PRIO_DEFAULT, mod) < 0 ||
+        xmppd_hook(m, "sasl2-inline", sm_on_sasl2_inline, XMPPD_PRIO_DEFAULT, mod) < 0 ||
+        xmppd_hook(m, "bind2-features", sm_on_bind2_features, XMPPD_PRIO_DEFAULT, mod) < 0 ||
+        xmppd_hook(m, "bind2-inline", sm_on_bind2_inline, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_disco_feature(m, SM_NS) < 0) {
         free(mod);
         xmppd_module_set_data(m, NULL);

@@ -53,8 +53,7 @@ static json_t *ok(void)
     return json_pack("{s:b}", "ok", 1);
 }
 
-static json_t *fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static json_t *fail(const char *fmt, ...)
+json_t *control_fail(const char *fmt, ...)
 {
     char buf[2048];
     va_list ap;
@@ -165,7 +164,7 @@ static xmppd_host *req_host(const json_t *req, json_t **bad)
     char *d = s ? xmppd_nameprep(s) : NULL;
     xmppd_host *h = d ? xmppd_host_find(d) : NULL;
     if (!h)
-        *bad = fail("unknown host %s", s ? s : "(not a string)");
+        *bad = control_fail("unknown host %s", s ? s : "(not a string)");
     free(d);
     return h;
 }
@@ -177,7 +176,7 @@ static json_t *cmd_module(const json_t *req, enum mod_op op)
     static const char *const verbs[] = { "load", "unload", "reload" };
     const char *name = json_string_value(json_object_get(req, "module"));
     if (!name || !*name)
-        return fail("module %s: which module? (\"module\": NAME)", verbs[op]);
+        return control_fail("module %s: which module? (\"module\": NAME)", verbs[op]);
     json_t *bad = NULL;
     xmppd_host *h = req_host(req, &bad);
     if (bad)
@@ -190,7 +189,7 @@ static json_t *cmd_module(const json_t *req, enum mod_op op)
         /* The module's options as the file says now: edit, then reload. */
         xmppd_config *cfg = config_read(g_server.cfg->path, err, sizeof(err));
         if (!cfg)
-            return fail("module %s %s refused: %s", verbs[op], name, err);
+            return control_fail("module %s %s refused: %s", verbs[op], name, err);
         rc = op == OP_LOAD ? module_load_from(cfg, name, h, err, sizeof(err))
                            : module_reload_from(cfg, name, h, err, sizeof(err));
         config_free(cfg);
@@ -198,7 +197,7 @@ static json_t *cmd_module(const json_t *req, enum mod_op op)
     if (rc < 0) {
         log_kernel("control", XMPPD_LOG_ERROR, "module %s %s%s%s failed: %s", verbs[op], name,
                    h ? " on " : "", h ? h->name : "", err);
-        return fail("%s", err);
+        return control_fail("%s", err);
     }
     char msg[512];
     snprintf(msg, sizeof(msg), "module %s %sed%s%s", name, op == OP_UNLOAD ? "unload" : verbs[op],
@@ -212,9 +211,9 @@ static json_t *cmd_reload(const json_t *req)
     char err[2048] = "";
     int rc = server_reload(err, sizeof(err));
     if (rc < 0)
-        return fail("reload refused: %s", err);
+        return control_fail("reload refused: %s", err);
     if (rc > 0) {
-        json_t *r = fail("configuration reloaded, but: %s", err);
+        json_t *r = control_fail("configuration reloaded, but: %s", err);
         return with(r, "applied", json_true());
     }
     return with(ok(), "message", json_string("configuration reloaded"));
@@ -265,15 +264,15 @@ static json_t *cmd_kick(const json_t *req)
 {
     const char *s = json_string_value(json_object_get(req, "jid"));
     if (!s)
-        return fail("kick: which JID? (\"jid\": \"user@host[/resource]\")");
+        return control_fail("kick: which JID? (\"jid\": \"user@host[/resource]\")");
     xmppd_jid *jid = xmppd_jid_parse(s);
     if (!jid || !jid->node) {
         xmppd_jid_free(jid);
-        return fail("kick %s: not an account address (user@host or user@host/resource)", s);
+        return control_fail("kick %s: not an account address (user@host or user@host/resource)", s);
     }
     xmppd_host *h = xmppd_host_find(jid->domain);
     if (!h) {
-        json_t *r = fail("kick %s: %s is not a host of this server", s, jid->domain);
+        json_t *r = control_fail("kick %s: %s is not a host of this server", s, jid->domain);
         xmppd_jid_free(jid);
         return r;
     }
@@ -297,7 +296,7 @@ static json_t *cmd_kick(const json_t *req)
         xmppd_session_unref(k.v[i]);
     }
     json_t *r = k.n ? with(ok(), "kicked", json_integer((json_int_t)k.n))
-                    : fail("kick %s: no such session", jid->full);
+                    : control_fail("kick %s: no such session", jid->full);
     xmppd_jid_free(jid);
     return r;
 }
@@ -368,7 +367,7 @@ static void run_builtin(xmppd_ctl_request *r, const json_t *req, void *ud)
 {
     const builtin *b = ud;
     json_t *resp = b->fn(req);
-    ctl_answer(r, resp ? resp : fail("out of memory"));
+    ctl_answer(r, resp ? resp : control_fail("out of memory"));
 }
 
 static void register_builtins(void)
@@ -377,6 +376,8 @@ static void register_builtins(void)
     for (size_t i = 0; !done && i < sizeof(g_builtins) / sizeof(g_builtins[0]); i++)
         xmppd_ctl_command(NULL, g_builtins[i].name, NULL, g_builtins[i].help, run_builtin,
                           (void *)&g_builtins[i]);
+    if (!done)
+        control_accounts_register();
     done = true;
 }
 
@@ -396,7 +397,7 @@ static xmppd_ctl_request *handle(const json_t *req, ctl_answer_fn answer, void *
     register_builtins();
     const char *cmd = json_string_value(json_object_get(req, "command"));
     if (!json_is_object(req) || !cmd) {
-        answer(ud, fail("a request is a JSON object with a \"command\""));
+        answer(ud, control_fail("a request is a JSON object with a \"command\""));
         return CTL_ANSWERED;
     }
     xmppd_ctl_request *r = ctl_run(cmd, req, answer, ud);
@@ -405,7 +406,7 @@ static xmppd_ctl_request *handle(const json_t *req, ctl_answer_fn answer, void *
     char names[1024] = "", shown[64];
     ctl_foreach(list_name, names);
     snprintf(shown, sizeof(shown), "%s", cmd);
-    answer(ud, fail("unknown command \"%s\" (commands: %s)", shown, names));
+    answer(ud, control_fail("unknown command \"%s\" (commands: %s)", shown, names));
     return CTL_ANSWERED;
 }
 
@@ -501,7 +502,7 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
             c->scanned = have;
             c->reading = false;
             if (have >= CONTROL_MAX_LINE) {
-                conn_send(c, fail("request longer than %d bytes", CONTROL_MAX_LINE));
+                conn_send(c, control_fail("request longer than %d bytes", CONTROL_MAX_LINE));
                 conn_close_after_write(c);
             }
             return;
@@ -510,7 +511,7 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
         if (len >= CONTROL_MAX_LINE) {
             free(line);
             c->reading = false;
-            conn_send(c, fail("request longer than %d bytes", CONTROL_MAX_LINE));
+            conn_send(c, control_fail("request longer than %d bytes", CONTROL_MAX_LINE));
             conn_close_after_write(c);
             return;
         }
@@ -518,7 +519,7 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
         json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
         free(line);
         if (!req) {
-            conn_send(c, fail("not JSON: %s", je.text));
+            conn_send(c, control_fail("not JSON: %s", je.text));
             continue;
         }
         /* One request at a time: the next waits for this one's answer. */
@@ -580,10 +581,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     if (!peer_allowed(fd)) {
         log_kernel("control", XMPPD_LOG_WARN, "refused a connection from another user");
-        conn_send(c, fail("permission denied: only the server's user may use this socket"));
+        conn_send(c, control_fail("permission denied: only the server's user may use this socket"));
         conn_close_after_write(c);
     } else if (g_n_conns > CONTROL_MAX_CONNS) {
-        conn_send(c, fail("too many control connections (%d at most)", CONTROL_MAX_CONNS));
+        conn_send(c, control_fail("too many control connections (%d at most)", CONTROL_MAX_CONNS));
         conn_close_after_write(c);
     }
 }

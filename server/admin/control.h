@@ -9,7 +9,8 @@
  *
  * Commands: status, sessions, module-list, module-load, module-unload,
  * module-reload (module, optional host), reload, kick (jid, optional
- * reason), hooks, features. */
+ * reason), hooks, features; deluser and passwd (accounts.c, answered
+ * once the auth provider did its work). */
 #ifndef XMPPD_CONTROL_H
 #define XMPPD_CONTROL_H
 
@@ -34,6 +35,11 @@ void control_stop(void);
  * object (new reference, never NULL unless out of memory). Exposed for
  * unit tests. */
 json_t *control_handle(const json_t *req);
+
+/* {"ok": false, "error": the formatted line} (new reference; NULL on OOM). */
+json_t *control_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* accounts.c: registers deluser and passwd. */
+void control_accounts_register(void);
 
 /* SIGHUP and `xmppctl reload`: re-reads the configuration file and applies
  * it (modules, hosts, TLS, log, control socket path). 0 applied; 1 in

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/core.h"
+#include "core/fast_tokens.h"
 
 enum auth_op { A_PLAIN, A_SCRAM, A_EXISTS, A_CREATE, A_SET_PASSWORD, A_REMOVE, A_LIST, A_CREATE_KEYS };
 
@@ -282,6 +283,19 @@ static const char *success_event(enum auth_op op)
     }
 }
 
+/* A new password or a deleted account: its FAST tokens (XEP-0484) are
+ * gone before the caller hears of it (xmppctl exits right after). */
+static void on_tokens_revoked(int status, void *ud)
+{
+    auth_call *c = ud;
+    if (c->op == A_REMOVE) {
+        xmppd_storage_purge_user(c->h, c->user, on_purged, c);
+        return;
+    }
+    call_answer(c, XMPPD_AUTH_OK, NULL, NULL, 0);
+    call_free(c);
+}
+
 static void on_result(int result, void *ud)
 {
     auth_call *c = ud;
@@ -291,8 +305,8 @@ static void on_result(int result, void *ud)
     const char *event = result == XMPPD_AUTH_OK ? success_event(c->op) : NULL;
     if (event && host_alive)
         xmppd_notify(c->h, event, NULL, (void *)c->user);
-    if (c->op == A_REMOVE && result == XMPPD_AUTH_OK && host_alive) {
-        xmppd_storage_purge_user(c->h, c->user, on_purged, c);
+    if ((c->op == A_REMOVE || c->op == A_SET_PASSWORD) && result == XMPPD_AUTH_OK && host_alive) {
+        fast_records_revoke(c->h, c->user, on_tokens_revoked, c);
         return;
     }
     call_answer(c, result, NULL, NULL, 0);

@@ -21,15 +21,43 @@ static const catalogue_event g_events[] = {
       "session: the stream (xmppd_session_authenticated() tells whether SASL is done); "
       "stanza: the <stream:features/> element being built, add children to it" },
     { "auth-success", "all", KERNEL,
-      "a client completed SASL; its stream restarts next",
+      "a client completed SASL; its stream restarts next (SASL2: no restart, <success/> "
+      "follows)",
       "session; data: const char * account localpart" },
     { "auth-failure", "all", KERNEL,
       "a SASL attempt failed on its credentials (wrong password, unknown account, authzid of "
       "another account), before the delayed <failure/> is sent",
       "session; data: NULL (no secret is ever passed)" },
+    { "sasl2-features", "all", KERNEL,
+      "the server builds the SASL2 <authentication/> stream feature (XEP-0388) of a stream "
+      "not yet authenticated",
+      "session: the stream; stanza: the <inline/> element inside <authentication/>: append the "
+      "features a module negotiates inline (XEP-0198: <sm xmlns='urn:xmpp:sm:3'/>)" },
+    { "sasl2-inline", "first", KERNEL,
+      "a client authenticated with SASL2 (XEP-0388): once per child of its <authenticate/> "
+      "the kernel does not serve itself (all but <initial-response/>, <user-agent/>, "
+      "<supported/>, Bind2's <bind/> and FAST's elements), before Bind2 and <success/>",
+      "session: the authenticated, not yet bound session; stanza: that child; data: the "
+      "<success/> xmppd_stanza * being built: append the answer to it. HANDLED: the child is "
+      "served. A handler may move a hibernated session onto the connection "
+      "(xmppd_session_resume, XEP-0198): the kernel then skips Bind2. What is written to the "
+      "session meanwhile goes out after <success/> and the stream features" },
+    { "bind2-features", "all", KERNEL,
+      "the server builds the Bind2 feature (XEP-0386) inside the SASL2 <inline/> feature",
+      "session: the stream; stanza: the <inline/> element inside <bind "
+      "xmlns='urn:xmpp:bind:0'>: append <feature var='NAMESPACE'/> for what a module "
+      "enables inline" },
+    { "bind2-inline", "all", KERNEL,
+      "a session was bound by Bind2 (XEP-0386): once per child of the client's <bind/> other "
+      "than <tag/>, before resource-bound and <success/>",
+      "session: the bound session; stanza: that child (e.g. <enable xmlns='urn:xmpp:sm:3'/>); "
+      "data: the <bound/> xmppd_stanza * inside <success/>: append the answer element to it" },
     { "resource-bind", "first", KERNEL,
-      "an authenticated client asks to bind a resource (RFC 6120 section 7)",
-      "session; stanza: the bind <iq/>. HANDLED or FAIL refuses the bind with <not-allowed/>" },
+      "an authenticated client asks to bind a resource (RFC 6120 section 7, or Bind2 in its "
+      "SASL2 request)",
+      "session; stanza: the bind <iq/>, or the <bind xmlns='urn:xmpp:bind:0'/> of a SASL2 "
+      "request. HANDLED or FAIL refuses the bind with <not-allowed/> (Bind2: no <bound/>, "
+      "the client may bind the RFC 6120 way)" },
     { "resource-bound", "all", KERNEL,
       "a resource was bound: the session is in the session table and stanzas flow",
       "session (xmppd_session_jid() is its full JID)" },
@@ -135,7 +163,7 @@ static const catalogue_event g_events[] = {
       "an account was deleted; the kernel then purges everything stored for it",
       "host; data: const char * account localpart: forget cached state" },
     { "password-changed", "all", KERNEL,
-      "an account's password was changed",
+      "an account's password was changed (its FAST tokens are revoked next)",
       "host; data: const char * account localpart" },
     /* lifecycle */
     { "module-loaded", "all", KERNEL,
@@ -178,6 +206,14 @@ static const catalogue_event g_events[] = {
       "an account's vCard was stored or removed (XEP-0054)",
       "host; data: const vcard_change * (modules/vcard/vcard_api.h): account, the new vCard "
       "(NULL: removed), whether a module set it" },
+    { "muc/room-iq", "first", "muc",
+      "an IQ to a room in a namespace mod_muc does not serve (XEP-0313 queries for mod_muc_mam)",
+      "host; stanza, from, to: the IQ to the room's bare JID; HANDLED once answered, else "
+      "service-unavailable (modules/muc/muc_api.h)" },
+    { "muc/room-info", "all", "muc",
+      "a room's disco#info is being built",
+      "host; to: the room; from: the requester; data: the <query/> (xmppd_stanza *) to add "
+      "features to" },
     { "private-changed", "all", "private",
       "an account's private XML fragment was stored (XEP-0049)",
       "host; data: const private_change * (modules/private/private_api.h): account, the "
@@ -430,12 +466,31 @@ static void kernel_specs(spec_list *sl)
     for (const char *const *s = always; *s; s++)
         spec_add(sl, *s, KERNEL);
     const xmppd_config *cfg = g_server.cfg;
+    if (cfg && cfg->c2s.sasl2) {
+        spec_add(sl, "XEP-0388", KERNEL); /* SASL2 */
+        spec_add(sl, "XEP-0386", KERNEL); /* Bind2 */
+        if (cfg->c2s.fast.enabled)
+            spec_add(sl, "XEP-0484", KERNEL); /* FAST */
+    }
+    if (cfg && cfg->c2s.ssdp)
+        spec_add(sl, "XEP-0474", KERNEL); /* SCRAM downgrade protection */
     for (size_t i = 0; cfg && i < cfg->n_listeners; i++) {
         const listener_conf *l = &cfg->listeners[i];
         if (l->type == LISTEN_C2S && l->tls == LISTEN_TLS_DIRECT)
             spec_add(sl, "XEP-0368", KERNEL); /* direct TLS */
         if (l->type == LISTEN_COMPONENT)
             spec_add(sl, "XEP-0114", KERNEL); /* external components */
+        if (l->type == LISTEN_S2S && cfg->s2s.bidi)
+            spec_add(sl, "XEP-0288", KERNEL); /* bidirectional s2s streams */
+        if (l->type == LISTEN_HTTP) {
+            spec_add(sl, "XEP-0156", KERNEL); /* host-meta lists the endpoints */
+            if (cfg->http.websocket.enabled)
+                spec_add(sl, "RFC 7395", KERNEL); /* XMPP over WebSocket */
+            if (cfg->http.bosh.enabled) {
+                spec_add(sl, "XEP-0124", KERNEL); /* BOSH */
+                spec_add(sl, "XEP-0206", KERNEL); /* XMPP over BOSH */
+            }
+        }
     }
 }
 

@@ -34,8 +34,8 @@
 
 static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const tls_versions[] = { "1.2", "1.3", NULL };
-static const char *const listener_types[] = { "c2s", "s2s", "component", NULL };
-static const char *const listener_tlss[] = { "starttls", "direct", NULL };
+static const char *const listener_types[] = { "c2s", "s2s", "component", "http", NULL };
+static const char *const listener_tlss[] = { "starttls", "direct", "none", NULL };
 static const char *const s2s_auths[] = { "both", "dialback", "external", NULL };
 
 static const xmppd_option log_fields[] = {
@@ -57,9 +57,38 @@ static const xmppd_option tls_fields[] = {
     { NULL }
 };
 
+static const xmppd_option fast_fields[] = {
+    { "enabled", XMPPD_OPT_BOOL, OFF(fast_conf, enabled), "true",
+      .doc = "offer FAST tokens (XEP-0484) with SASL2 over TLS: HT-SHA-256-NONE and the "
+             "channel-binding variants the connection supports" },
+    { "token_lifetime", XMPPD_OPT_DURATION, OFF(fast_conf, token_lifetime), "14d", 1000,
+      366LL * 86400000, .doc = "how long a token is valid after it was issued" },
+    { "rotate_before", XMPPD_OPT_DURATION, OFF(fast_conf, rotate_before), "7d", 0,
+      366LL * 86400000,
+      .doc = "a token used with less than this left is replaced by a new one at that login "
+             "(0: only when the client asks); less than token_lifetime" },
+    { "max_tokens", XMPPD_OPT_INT, OFF(fast_conf, max_tokens), "10", 1, 1000,
+      .doc = "tokens one account may hold, one per client (SASL2 user-agent id); a new "
+             "client's token replaces the least recently issued one" },
+    { NULL }
+};
+
 static const xmppd_option c2s_fields[] = {
     { "require_encryption", XMPPD_OPT_BOOL, OFF(c2s_conf, require_encryption), "true",
       .doc = "clients must use TLS before authenticating (RFC 6120 §5.3.1)" },
+    { "sasl2", XMPPD_OPT_BOOL, OFF(c2s_conf, sasl2), "true",
+      .doc = "offer SASL2 (XEP-0388) with inline resource binding (Bind2, XEP-0386) beside "
+             "RFC 6120 SASL" },
+    { "ssdp", XMPPD_OPT_BOOL, OFF(c2s_conf, ssdp), "true",
+      .doc = "SCRAM downgrade protection (XEP-0474): the server-first-message carries a hash "
+             "of the offered mechanisms and channel bindings" },
+    { "secret", XMPPD_OPT_STRING, OFF(c2s_conf, secret), NULL, .min = 16,
+      .flags = XMPPD_OPT_SECRET,
+      .doc = "key of the keyed hashes behind stable Bind2 resources and FAST tokens, shared by "
+             "a cluster; default: 32 random bytes kept in DATA_DIR/c2s.key (created at first "
+             "use; deleting it revokes every FAST token)" },
+    { "fast", XMPPD_OPT_SECTION, OFF(c2s_conf, fast), .fields = fast_fields,
+      .doc = "FAST token authentication (XEP-0484)" },
     { NULL }
 };
 
@@ -91,10 +120,17 @@ static const xmppd_option listener_fields[] = {
       .doc = "IP address to bind (\"::\": every address)" },
     { "port", XMPPD_OPT_INT, OFF(listener_conf, port), NULL, 1, 65535,
       .doc = "default: 5222 (c2s), 5223 (c2s direct TLS), 5269 (s2s), 5270 (s2s direct TLS), "
-             "5347 (component)" },
+             "5347 (component), 5280 (http), 5281 (https)" },
     { "tls", XMPPD_OPT_ENUM, OFF(listener_conf, tls), "starttls", .choices = listener_tlss,
       .flags = XMPPD_OPT_INDEX, .doc = "STARTTLS after the stream header, or TLS from the first "
-                                        "byte (XEP-0368); components have none" },
+                                        "byte (XEP-0368); components have none; http listeners: "
+                                        "\"direct\" (HTTPS) or \"none\" (the default: plain HTTP "
+                                        "for a reverse proxy)" },
+    { "trusted_proxies", XMPPD_OPT_LIST, OFF(listener_conf, trusted_proxies), NULL,
+      .doc = "http: addresses or CIDRs (\"127.0.0.1\", \"10.0.0.0/8\") of reverse proxies whose "
+             "X-Forwarded-For and X-Forwarded-Proto are believed" },
+    { "path_prefix", XMPPD_OPT_STRING, OFF(listener_conf, path_prefix), NULL, .min = 2,
+      .doc = "http: the path every URL lives under (\"/xmpp\"), as a proxy forwards it" },
     { NULL }
 };
 
@@ -130,6 +166,14 @@ static const xmppd_option s2s_fields[] = {
       .doc = "time per connection attempt until the stream is authenticated" },
     { "max_queue", XMPPD_OPT_INT, OFF(s2s_conf, max_queue), "1000", 1, 1000000,
       .doc = "stanzas queued for a remote domain while its stream is set up" },
+    { "bidi", XMPPD_OPT_BOOL, OFF(s2s_conf, bidi), "true",
+      .doc = "XEP-0288: one stream carries stanzas both ways when the peer agrees (offered on "
+             "incoming streams, asked for on outgoing ones)" },
+    { "retry_delay", XMPPD_OPT_DURATION, OFF(s2s_conf, retry_delay), "2s", 0, 3600000,
+      .doc = "after a failed attempt to reach a domain, its stanzas are bounced at once for "
+             "this long (then twice as long after each further failure); 0: retry at once" },
+    { "max_retry_delay", XMPPD_OPT_DURATION, OFF(s2s_conf, max_retry_delay), "5m", 0, 86400000LL,
+      .doc = "longest wait between attempts to reach a failing domain" },
     { "dialback_secret", XMPPD_OPT_STRING, OFF(s2s_conf, dialback_secret), NULL, .min = 16,
       .flags = XMPPD_OPT_SECRET,
       .doc = "dialback key secret (XEP-0185), shared by a cluster; default: random per start" },
@@ -137,6 +181,61 @@ static const xmppd_option s2s_fields[] = {
       .doc = "static routes: { \"domain\": \"host:port\" } instead of DNS" },
     { "dns_servers", XMPPD_OPT_LIST, OFF(s2s_conf, dns_given), NULL,
       .doc = "DNS servers for SRV lookups (\"ip\" or \"ip:port\"); default: the system's" },
+    { NULL }
+};
+
+static const xmppd_option ws_fields[] = {
+    { "enabled", XMPPD_OPT_BOOL, OFF(http_ws_conf, enabled), "true",
+      .doc = "XMPP over WebSocket (RFC 7395) on every http listener" },
+    { "path", XMPPD_OPT_STRING, OFF(http_ws_conf, path), "\"/xmpp-websocket\"", .min = 2,
+      .doc = "the WebSocket endpoint's path" },
+    { "ping_interval", XMPPD_OPT_DURATION, OFF(http_ws_conf, ping_interval), "30s", 1000, 3600000,
+      .doc = "a WebSocket ping after this long without traffic; no answer within as long closes it" },
+    { "see_other_uri", XMPPD_OPT_STRING, OFF(http_ws_conf, see_other_uri), NULL, .min = 6,
+      .doc = "redirect every WebSocket stream to this ws:// or wss:// URI (RFC 7395 section 3.6.1)" },
+    { NULL }
+};
+
+static const xmppd_option bosh_fields[] = {
+    { "enabled", XMPPD_OPT_BOOL, OFF(http_bosh_conf, enabled), "true",
+      .doc = "XMPP over BOSH (XEP-0124, XEP-0206) on every http listener" },
+    { "path", XMPPD_OPT_STRING, OFF(http_bosh_conf, path), "\"/http-bind\"", .min = 2,
+      .doc = "the BOSH endpoint's path" },
+    { "max_wait", XMPPD_OPT_DURATION, OFF(http_bosh_conf, max_wait), "60s", 1000, 3600000,
+      .doc = "longest time the server holds a request (a client's 'wait' is capped to it)" },
+    { "max_inactivity", XMPPD_OPT_DURATION, OFF(http_bosh_conf, max_inactivity), "60s", 5000,
+      3600000, .doc = "a session with no request open for this long ends" },
+    { "max_pause", XMPPD_OPT_DURATION, OFF(http_bosh_conf, max_pause), "120s", 0, 3600000,
+      .doc = "longest inactivity a client may ask for with 'pause' (0: no pausing)" },
+    { "max_requests", XMPPD_OPT_INT, OFF(http_bosh_conf, max_requests), "2", 2, 10,
+      .doc = "requests a session may have open at once" },
+    { "max_body", XMPPD_OPT_SIZE, OFF(http_bosh_conf, max_body), "256k", 10000, 1LL << 30,
+      .doc = "largest request body" },
+    { NULL }
+};
+
+static const xmppd_option http_fields[] = {
+    { "external_url", XMPPD_OPT_STRING, OFF(http_conf, external_url), NULL, .min = 8,
+      .doc = "the URL clients reach the http listeners at (\"https://xmpp.example.org\"), for "
+             "links such as upload slots; default: the first http listener's scheme, the domain "
+             "and its port" },
+    { "default_host", XMPPD_OPT_STRING, OFF(http_conf, default_host), NULL, .min = 1,
+      .doc = "the host whose routes answer a request whose Host header names no route's "
+             "domain; default: the first host" },
+    { "max_header_size", XMPPD_OPT_SIZE, OFF(http_conf, max_header_size), "16k", 1024, 1LL << 20,
+      .doc = "bytes of request line and headers; more is answered 431" },
+    { "idle_timeout", XMPPD_OPT_DURATION, OFF(http_conf, idle_timeout), "60s", 1000, 3600000,
+      .doc = "a connection idle (or sending its request) this long is closed" },
+    { "requests_per_second", XMPPD_OPT_INT, OFF(http_conf, requests_per_second), "50", 1, 1000000,
+      .doc = "requests per second one address may make on average; more is answered 429" },
+    { "burst", XMPPD_OPT_INT, OFF(http_conf, burst), "100", 1, 1000000,
+      .doc = "requests one address may make at once above the average" },
+    { "cors_origins", XMPPD_OPT_LIST, OFF(http_conf, cors_origins), "[\"*\"]",
+      .doc = "web origins whose scripts may use BOSH and host-meta ([]: none)" },
+    { "websocket", XMPPD_OPT_SECTION, OFF(http_conf, websocket), .fields = ws_fields,
+      .doc = "XMPP over WebSocket" },
+    { "bosh", XMPPD_OPT_SECTION, OFF(http_conf, bosh), .fields = bosh_fields,
+      .doc = "XMPP over BOSH" },
     { NULL }
 };
 
@@ -151,6 +250,9 @@ const xmppd_option config_options[] = {
              "($(pkglibdir), e.g. /usr/local/lib/xmppd)" },
     { "storage", XMPPD_OPT_STRING, OFF(xmppd_config, storage), "sqlite", .min = 1,
       .doc = "storage driver every store uses (a loaded storage module provides it)" },
+    { "storage_timeout", XMPPD_OPT_DURATION, OFF(xmppd_config, storage_timeout), "30s", 0, 3600000,
+      .doc = "a storage operation the driver has not answered by then is answered as failed "
+             "(a write may still be carried out later); 0: wait forever" },
     { "control_socket", XMPPD_OPT_JSON, OFF(xmppd_config, control_socket_given), NULL,
       .doc = "Unix socket xmppctl talks to (mode 0600), or false for none; default: "
              "DATA_DIR/xmppd.sock" },
@@ -170,6 +272,8 @@ const xmppd_option config_options[] = {
       .doc = "the domains served, at least one: \"hosts\": { \"example.org\": {} }" },
     { "s2s", XMPPD_OPT_SECTION, OFF(xmppd_config, s2s), .fields = s2s_fields,
       .doc = "server-to-server federation" },
+    { "http", XMPPD_OPT_SECTION, OFF(xmppd_config, http), .fields = http_fields,
+      .doc = "HTTP listeners: WebSocket, BOSH, host-meta and the routes of modules" },
     { "components", XMPPD_OPT_MAP, OFF(xmppd_config, components), NULL, .fields = component_fields,
       .item_size = sizeof(component_conf), .doc = "XEP-0114 external components: domain -> { secret }" },
     { NULL }
@@ -378,7 +482,96 @@ static int default_port(int type, int tls)
     switch (type) {
     case LISTEN_C2S: return tls == LISTEN_TLS_DIRECT ? 5223 : 5222;
     case LISTEN_S2S: return tls == LISTEN_TLS_DIRECT ? 5270 : 5269;
+    case LISTEN_HTTP: return tls == LISTEN_TLS_DIRECT ? 5281 : 5280;
     default: return 5347;
+    }
+}
+
+/* "10.0.0.0/8", "::1", "192.0.2.7": an address with an optional prefix. */
+static bool valid_cidr(const char *s)
+{
+    char host[64];
+    const char *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    if (n == 0 || n >= sizeof(host))
+        return false;
+    memcpy(host, s, n);
+    host[n] = '\0';
+    unsigned char addr[16];
+    bool v6 = strchr(host, ':') != NULL;
+    if (inet_pton(v6 ? AF_INET6 : AF_INET, host, addr) != 1)
+        return false;
+    if (!slash)
+        return true;
+    char *end;
+    long bits = strtol(slash + 1, &end, 10);
+    return slash[1] && !*end && bits >= 0 && bits <= (v6 ? 128 : 32);
+}
+
+/* The rules of http listeners: TLS "direct" or "none" (the default). */
+static void check_http_listener(vctx *c, listener_conf *l, const json_t *lo, const char *key)
+{
+    char sub[96];
+    if (l->type != LISTEN_HTTP) {
+        if (l->tls == LISTEN_TLS_NONE) {
+            snprintf(sub, sizeof(sub), "%s.tls", key);
+            ERR(c, sub, "\"none\" is only for http listeners (use \"starttls\" or \"direct\")");
+        }
+        if (l->trusted_proxies || l->path_prefix) {
+            snprintf(sub, sizeof(sub), "%s.%s", key, l->path_prefix ? "path_prefix" : "trusted_proxies");
+            ERR(c, sub, "only http listeners take this key");
+        }
+        return;
+    }
+    if (!json_object_get(lo, "tls"))
+        l->tls = LISTEN_TLS_NONE;
+    else if (l->tls == LISTEN_TLS_STARTTLS) {
+        snprintf(sub, sizeof(sub), "%s.tls", key);
+        ERR(c, sub, "HTTP has no STARTTLS: \"direct\" (HTTPS) or \"none\" (plain HTTP)");
+    }
+    for (size_t i = 0; l->trusted_proxies && l->trusted_proxies[i]; i++)
+        if (!valid_cidr(l->trusted_proxies[i])) {
+            snprintf(sub, sizeof(sub), "%s.trusted_proxies", key);
+            ERR(c, sub, "expected IP addresses or CIDRs (\"10.0.0.0/8\"), got \"%s\"",
+                l->trusted_proxies[i]);
+        }
+    const char *p = l->path_prefix;
+    if (p && (p[0] != '/' || p[strlen(p) - 1] == '/' || strpbrk(p, "?#% \"'<>"))) {
+        snprintf(sub, sizeof(sub), "%s.path_prefix", key);
+        ERR(c, sub, "expected a path such as \"/xmpp\" (a leading '/', none at the end), got "
+            "\"%s\"", p);
+    }
+}
+
+/* Paths of the kernel's HTTP endpoints: absolute, and different. */
+static void check_http(vctx *c)
+{
+    http_conf *h = &c->cfg->http;
+    const char *paths[2] = { h->websocket.path, h->bosh.path };
+    static const char *const keys[2] = { "http.websocket.path", "http.bosh.path" };
+    for (int i = 0; i < 2; i++)
+        if (paths[i] && (paths[i][0] != '/' || strpbrk(paths[i], "?#% \"'<>")))
+            ERR(c, keys[i], "expected a path beginning with '/', got \"%s\"", paths[i]);
+    if (paths[0] && paths[1] && strcmp(paths[0], paths[1]) == 0 && h->websocket.enabled &&
+        h->bosh.enabled)
+        ERR(c, keys[1], "the same path as http.websocket.path");
+    const char *u = h->websocket.see_other_uri;
+    if (u && strncmp(u, "ws://", 5) != 0 && strncmp(u, "wss://", 6) != 0)
+        ERR(c, "http.websocket.see_other_uri", "expected a ws:// or wss:// URI, got \"%s\"", u);
+    u = h->external_url;
+    if (u && strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0)
+        ERR(c, "http.external_url", "expected an http:// or https:// URL, got \"%s\"", u);
+    if (h->default_host) {
+        char *d = xmppd_nameprep(h->default_host);
+        bool found = false;
+        for (size_t i = 0; d && i < c->cfg->n_hosts; i++)
+            found = found || strcmp(c->cfg->hosts[i].name, d) == 0;
+        if (!found)
+            ERR(c, "http.default_host", "\"%s\" is not one of the hosts", h->default_host);
+        else
+            h->default_host = keep(c, d, "http.default_host");
+        if (!found)
+            free(d);
     }
 }
 
@@ -393,6 +586,7 @@ static void check_listeners(vctx *c)
         snprintf(key, sizeof(key), "listeners.%zu", i);
         if (has_error(c, key))
             continue;
+        check_http_listener(c, l, lo, key);
         if (!l->port)
             l->port = default_port(l->type, l->tls);
         /* XEP-0114 streams have no TLS: never pretend they are encrypted. */
@@ -627,6 +821,11 @@ static void check_all(vctx *c)
     if (cfg->s2s.ca_file && access(cfg->s2s.ca_file, R_OK) != 0)
         ERR(c, "s2s.ca_file", "cannot read %s: %s", cfg->s2s.ca_file, strerror(errno));
     check_components(c);
+    if (cfg->c2s.fast.rotate_before >= cfg->c2s.fast.token_lifetime &&
+        !has_error(c, "c2s.fast.rotate_before") && !has_error(c, "c2s.fast.token_lifetime"))
+        ERR(c, "c2s.fast.rotate_before", "must be less than c2s.fast.token_lifetime (every use "
+            "would replace the token)");
+    check_http(c);
 }
 
 /* ---- load / free ------------------------------------------------------------- */

@@ -17,8 +17,9 @@
 #include <stdint.h>
 #include "xmppd/module.h"
 
-enum listener_type { LISTEN_C2S = 0, LISTEN_S2S, LISTEN_COMPONENT };
-enum listener_tls { LISTEN_TLS_STARTTLS = 0, LISTEN_TLS_DIRECT };
+enum listener_type { LISTEN_C2S = 0, LISTEN_S2S, LISTEN_COMPONENT, LISTEN_HTTP };
+/* NONE: plain HTTP (behind a TLS-terminating proxy); only for http listeners */
+enum listener_tls { LISTEN_TLS_STARTTLS = 0, LISTEN_TLS_DIRECT, LISTEN_TLS_NONE };
 enum tls_min { TLS_MIN_1_2 = 0, TLS_MIN_1_3 };
 enum s2s_auth { S2S_AUTH_BOTH = 0, S2S_AUTH_DIALBACK, S2S_AUTH_EXTERNAL };
 
@@ -27,6 +28,9 @@ typedef struct listener_conf {
     int tls;              /* enum listener_tls */
     const char *address;  /* "::", "127.0.0.1", ... */
     long long port;       /* the type's default port when not configured */
+    /* http listeners: */
+    const char *const *trusted_proxies; /* addresses/CIDRs whose X-Forwarded-* are believed */
+    const char *path_prefix;            /* "/xmpp": every path lives under it; NULL: none */
 } listener_conf;
 
 typedef struct tls_conf {
@@ -75,6 +79,9 @@ typedef struct s2s_conf {
     long long idle_timeout;       /* ms */
     long long connect_timeout;    /* ms per connection attempt until authenticated */
     long long max_queue;          /* stanzas queued per remote domain while connecting */
+    bool bidi;                    /* XEP-0288: offer and use bidirectional streams */
+    long long retry_delay;        /* ms: first back-off after a failed attempt; 0: none */
+    long long max_retry_delay;    /* ms: the back-off doubles up to this */
     const char *dialback_secret;  /* NULL: random per start; never logged */
     const json_t *routes_given;   /* "routes" as configured: domain -> "host:port" */
     const char *const *dns_given; /* "dns_servers" as configured */
@@ -88,9 +95,53 @@ typedef struct log_conf {
     const char *file;     /* NULL: stderr */
 } log_conf;
 
+/* XEP-0484 FAST tokens (c2s.fast). */
+typedef struct fast_conf {
+    bool enabled;
+    long long token_lifetime;     /* ms a token is valid */
+    long long rotate_before;      /* ms: a token used with less left is replaced */
+    long long max_tokens;         /* per account (one per client) */
+} fast_conf;
+
 typedef struct c2s_conf {
     bool require_encryption;
+    bool sasl2;                   /* XEP-0388 SASL2 with XEP-0386 Bind2 */
+    bool ssdp;                    /* XEP-0474 h= in SCRAM server-first */
+    const char *secret;           /* key of the device hashes; NULL: DATA_DIR/c2s.key; never logged */
+    fast_conf fast;
 } c2s_conf;
+
+/* WebSocket (RFC 7395) on http listeners. */
+typedef struct http_ws_conf {
+    bool enabled;
+    const char *path;            /* "/xmpp-websocket" */
+    long long ping_interval;     /* ms between pings of an idle connection */
+    const char *see_other_uri;   /* non-NULL: every stream is redirected there */
+} http_ws_conf;
+
+/* BOSH (XEP-0124, XEP-0206) on http listeners. */
+typedef struct http_bosh_conf {
+    bool enabled;
+    const char *path;            /* "/http-bind" */
+    long long max_wait;          /* ms a request may be held */
+    long long max_inactivity;    /* ms without a request before the session ends */
+    long long max_pause;         /* ms a client may pause for */
+    long long max_requests;      /* simultaneous requests per session */
+    long long max_body;          /* bytes of one request body */
+} http_bosh_conf;
+
+/* The HTTP side of the server (server/http). */
+typedef struct http_conf {
+    const char *external_url;    /* base URL clients reach us at; NULL: from the listeners */
+    const char *default_host;    /* Host whose routes answer unknown Host headers; NULL: first */
+    long long max_header_size;   /* bytes of request line and headers */
+    long long idle_timeout;      /* ms a connection may sit between or within requests */
+    long long requests_per_second; /* per client address, refilled continuously */
+    long long burst;             /* requests a client may make at once */
+    const char *const *cors_origins; /* origins allowed to use BOSH and host-meta */
+    http_ws_conf websocket;
+    http_bosh_conf bosh;
+} http_conf;
 
 typedef struct xmppd_config {
     const char *path;      /* the file, as given */
@@ -104,6 +155,7 @@ typedef struct xmppd_config {
     const char *const *module_path_given;
     const char *const *module_path; /* absolute, NULL-terminated */
     const char *storage;   /* storage driver name */
+    long long storage_timeout; /* ms: storage calls answered ERROR by then; 0: none */
     const json_t *control_socket_given;
     const char *control_socket; /* Unix socket for xmppctl, absolute; NULL: none */
     c2s_conf c2s;
@@ -114,6 +166,7 @@ typedef struct xmppd_config {
     host_conf *hosts;           /* with n_hosts: an xmppd_opt_array */
     size_t n_hosts;
     s2s_conf s2s;
+    http_conf http;
     component_conf *components; /* with n_components: an xmppd_opt_array */
     size_t n_components;
     const json_t *global_modules; /* object: module name -> options */

@@ -142,6 +142,16 @@ void core_register_layer(const core_layer *layer);
  * every use. 0, or -1 on OOM. */
 int modules_add_builtin(const xmppd_module_def *def);
 
+/* storage.c: the kernel's own keyval stores on host h (the FAST token
+ * records), through the configured driver without a module handle; the
+ * kernel never unloads, so nothing is cancelled. cb runs once, later, on
+ * the loop; with no driver loaded it gets XMPPD_STORE_ERROR. done may be
+ * NULL for set. Strings are copied, value is borrowed. */
+void storage_kernel_kv_get(const xmppd_host *h, const char *store, const char *user, const char *key,
+                           xmppd_kv_get_cb cb, void *ud);
+void storage_kernel_kv_set(const xmppd_host *h, const char *store, const char *user, const char *key,
+                           json_t *value, xmppd_store_done_cb done, void *ud);
+
 /* hooks.c: frees h's hook, IQ and disco tables (its modules are unloaded). */
 void hooks_host_free(xmppd_host *h);
 /* hooks.c: frees the global tables and the event names (at exit). */
@@ -190,5 +200,10 @@ void log_kernel(const char *tag, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Opens/reopens the log destination (SIGHUP); level applies at once. */
 int log_open(const char *file, int level);
+/* "IP #N" into out: the address of a new connection with a number unique in
+ * this process, so that the log lines of one connection (stream, session,
+ * closing) can be told from those of others from the same address. */
+#define LOG_CONN_TAG_MAX 72
+void log_conn_tag(char out[LOG_CONN_TAG_MAX], const char *ip);
 
 #endif

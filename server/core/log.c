@@ -126,6 +126,12 @@ API void xmppd_log(const xmppd_module *m, int level, const char *fmt, ...)
     va_end(ap);
 }
 
+void log_conn_tag(char out[LOG_CONN_TAG_MAX], const char *ip)
+{
+    static unsigned long long next_id; /* loop thread only */
+    snprintf(out, LOG_CONN_TAG_MAX, "%s #%llu", ip, ++next_id);
+}
+
 void log_kernel(const char *tag, int level, const char *fmt, ...)
 {
     if (level > g_log_level)

@@ -1716,7 +1716,7 @@ API int64_t xmppd_server_started(void)
     return g_server.started;
 }
 
-API const char *xmppd_server_data_dir(void)
+API const char *xmppd_data_dir(void)
 {
-    return g_server.cfg ? g_server.cfg->data_dir : XMPPD_DATA_DIR;
+    return g_server.cfg && g_server.cfg->data_dir ? g_server.cfg->data_dir : XMPPD_DATA_DIR;
 }

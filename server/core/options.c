@@ -171,18 +171,40 @@ static int line_near(const xmppd_config *cfg, const char *key)
     }
 }
 
+/* Copies in to out (outlen > 0) with control characters written as \xNN:
+ * keys and values come from the file, and an error is one line for a
+ * person's terminal (a key "a\nb" must not start a second line, nor an
+ * escape sequence reach the terminal). */
+static void visible(const char *in, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 1 < outlen; p++) {
+        if (*p >= 0x20 && *p != 0x7f) {
+            out[o++] = (char)*p;
+        } else if (o + 5 < outlen) {
+            snprintf(out + o, 5, "\\x%02x", *p);
+            o += 4;
+        } else {
+            break;
+        }
+    }
+    out[o] = '\0';
+}
+
 static void format_error(const xmppd_config *cfg, const char *key, char *out, size_t outlen,
                          const char *msg)
 {
+    char raw[2048];
     int line = cfg && *key ? line_near(cfg, key) : 0;
     if (!cfg)
-        snprintf(out, outlen, "%s: %s", key, msg);
+        snprintf(raw, sizeof(raw), "%s: %s", key, msg);
     else if (!*key)
-        snprintf(out, outlen, "%s: %s", cfg->path, msg);
+        snprintf(raw, sizeof(raw), "%s: %s", cfg->path, msg);
     else if (line > 0)
-        snprintf(out, outlen, "%s:%d: %s: %s", cfg->path, line, key, msg);
+        snprintf(raw, sizeof(raw), "%s:%d: %s: %s", cfg->path, line, key, msg);
     else
-        snprintf(out, outlen, "%s: %s: %s", cfg->path, key, msg);
+        snprintf(raw, sizeof(raw), "%s: %s: %s", cfg->path, key, msg);
+    visible(raw, out, outlen);
 }
 
 void opt_errorf(const xmppd_config *cfg, const char *key, char *err, size_t errlen,

@@ -4,11 +4,17 @@
  * the store name; the caller's callback is wrapped so that, when the
  * opening module unloads before the answer comes, it runs once with
  * XMPPD_STORE_CANCELLED (before the module's unload()) and the driver's
- * answer, when it comes, is dropped. */
+ * answer, when it comes, is dropped. A driver that has not answered within
+ * storage_timeout (a database that hangs, a driver thread stuck on a lock)
+ * gets the same treatment: the caller is answered XMPPD_STORE_ERROR then,
+ * and the late answer is dropped (a write may still have been done). */
+#include <event2/event.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/core.h"
+#include "core/loop.h"
 
 /* A registered driver; owned by the registry, released when its module
  * unloads. */
@@ -141,7 +147,9 @@ typedef union store_cb {
 typedef struct store_call {
     xmppd_module *m;
     module_cleanup *cleanup; /* cancels the call when m unloads first */
-    bool cancelled;          /* the caller was answered CANCELLED */
+    struct event *timer;     /* storage_timeout; NULL once fired or without one */
+    char *what;              /* "store NAME": for the timeout's log line */
+    bool cancelled;          /* the caller was answered (CANCELLED, or ERROR on timeout) */
     enum store_op op;
     store_cb cb;
     void *ud;
@@ -167,12 +175,53 @@ static void call_answer_bare(store_call *c, int status)
 
 /* The opening module unloads: its callback learns so now, while the module
  * still runs; the driver's answer is dropped when it comes. */
+static void call_stop_timer(store_call *c)
+{
+    if (c->timer)
+        event_free(c->timer);
+    c->timer = NULL;
+}
+
 static void call_cancel(void *p)
 {
     store_call *c = p;
     c->cleanup = NULL;
     c->cancelled = true;
+    call_stop_timer(c);
     call_answer_bare(c, XMPPD_STORE_CANCELLED);
+}
+
+/* The driver took too long: the caller gets ERROR now and, like a
+ * cancelled call, nothing when the driver answers. The record stays until
+ * then (the driver still holds it). */
+static void on_call_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    store_call *c = arg;
+    call_stop_timer(c);
+    if (c->cleanup) {
+        module_cleanup_cancel(c->m, c->cleanup);
+        c->cleanup = NULL;
+    }
+    c->cancelled = true;
+    xmppd_log(c->m, XMPPD_LOG_ERROR, "%s: the storage driver did not answer within %lld ms: "
+              "answered as failed", c->what ? c->what : "store",
+              g_server.cfg ? g_server.cfg->storage_timeout : 0);
+    call_answer_bare(c, XMPPD_STORE_ERROR);
+}
+
+/* Arms c's timeout when one is configured (failure to arm: no timeout). */
+static void call_arm(store_call *c, const xmppd_store *st)
+{
+    long long ms = g_server.cfg ? g_server.cfg->storage_timeout : 0;
+    if (ms <= 0 || !loop_base())
+        return;
+    size_t n = strlen(st->name) + 8;
+    if ((c->what = malloc(n)))
+        snprintf(c->what, n, "store %s", st->name);
+    if (!(c->timer = evtimer_new(loop_base(), on_call_timeout, c)))
+        return;
+    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+    evtimer_add(c->timer, &tv);
 }
 
 static store_call *call_new(xmppd_store *st, enum store_op op, void *ud)
@@ -204,7 +253,9 @@ static void call_end(store_call *c)
 {
     if (c->cleanup)
         module_cleanup_cancel(c->m, c->cleanup);
+    call_stop_timer(c);
     module_unref(c->m);
+    free(c->what);
     free(c);
 }
 
@@ -213,6 +264,7 @@ static void call_end(store_call *c)
 static store_call *call_take(void *ud)
 {
     store_call *c = ud;
+    call_stop_timer(c);
     if (c->cleanup) {
         module_cleanup_cancel(c->m, c->cleanup);
         c->cleanup = NULL;
@@ -306,6 +358,7 @@ static const storage_reg *call_start(xmppd_store *st, enum xmppd_store_kind kind
         if (!(c = call_new(st, op, ud)))
             return NULL;
         c->cb = cb;
+        call_arm(c, st);
     }
     *cp = c;
     return store_driver(st, kind, c);
@@ -483,4 +536,61 @@ XMPPD_EXPORT void xmppd_storage_purge_user(xmppd_host *h, const char *user, xmpp
     }
     *n = (purge_nop){ cb, ud };
     xmppd_loop_post(purge_nop_done, n);
+}
+
+/* ---- the kernel's own stores ---- */
+
+/* A kernel call with no driver to take it: answered ERROR on the loop. */
+typedef struct kernel_nodrv {
+    xmppd_kv_get_cb get;
+    xmppd_store_done_cb done;
+    void *ud;
+} kernel_nodrv;
+
+static void kernel_nodrv_answer(void *p)
+{
+    kernel_nodrv *k = p;
+    if (k->get)
+        k->get(XMPPD_STORE_ERROR, NULL, k->ud);
+    else
+        k->done(XMPPD_STORE_ERROR, k->ud);
+    free(k);
+}
+
+/* The configured driver, or NULL after arranging the ERROR answer. */
+static storage_reg *kernel_driver(const char *store, xmppd_kv_get_cb get, xmppd_store_done_cb done,
+                                  void *ud)
+{
+    storage_reg *r = storage_find(storage_configured());
+    if (r)
+        return r;
+    log_kernel("storage", XMPPD_LOG_ERROR, "store \"%s\": storage driver \"%s\" is not loaded", store,
+               storage_configured());
+    if (!get && !done)
+        return NULL; /* nobody to answer */
+    kernel_nodrv *k = malloc(sizeof *k);
+    if (!k) {
+        log_kernel("storage", XMPPD_LOG_ERROR, "out of memory: store \"%s\" operation not answered",
+                   store);
+        return NULL;
+    }
+    *k = (kernel_nodrv){ get, done, ud };
+    xmppd_loop_post(kernel_nodrv_answer, k);
+    return NULL;
+}
+
+void storage_kernel_kv_get(const xmppd_host *h, const char *store, const char *user, const char *key,
+                           xmppd_kv_get_cb cb, void *ud)
+{
+    storage_reg *r = kernel_driver(store, cb, NULL, ud);
+    if (r)
+        r->drv->kv_get(r->dd, h->name, store, user, key, cb, ud);
+}
+
+void storage_kernel_kv_set(const xmppd_host *h, const char *store, const char *user, const char *key,
+                           json_t *value, xmppd_store_done_cb cb, void *ud)
+{
+    storage_reg *r = kernel_driver(store, NULL, cb, ud);
+    if (r)
+        r->drv->kv_set(r->dd, h->name, store, user, key, value, cb, ud);
 }

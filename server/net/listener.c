@@ -19,6 +19,8 @@ struct listener {
     struct evconnlistener *evl;
     listener_conf conf;
     char *address;
+    char *path_prefix;
+    char **trusted;   /* NULL-terminated copies */
 };
 
 static struct listener *listeners;
@@ -42,24 +44,39 @@ void conn_ip_release(const char *ip)
         strmap_put(per_ip, ip, (void *)(n - 1));
 }
 
+void net_nodelay(int fd)
+{
+    /* XMPP is request/answer with small writes (a TLS record, a stanza):
+     * Nagle would hold one back until the peer's delayed ACK, ~40 ms. */
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 static listener_accept_fn acceptors[LISTEN_COMPONENT + 1];
+static listener_accept_conf_fn http_acceptor;
 
 void listener_set_acceptor(enum listener_type type, listener_accept_fn fn)
 {
-    acceptors[type] = fn;
+    if (type <= LISTEN_COMPONENT)
+        acceptors[type] = fn;
+}
+
+void listener_set_http_acceptor(listener_accept_conf_fn fn)
+{
+    http_acceptor = fn;
 }
 
 static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
                       int socklen, void *arg)
 {
     struct listener *l = arg;
-    /* Writes are already batched per loop turn; Nagle would only hold the
-     * tail of a large answer (a MAM page spans several TLS records) until
-     * the peer's delayed ACK, 40 ms later. */
-    int one = 1;
     if (sa->sa_family != AF_UNIX)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    acceptors[l->conf.type](fd, sa, socklen, l->conf.tls == LISTEN_TLS_DIRECT);
+        net_nodelay(fd);
+    if (l->conf.type == LISTEN_HTTP)
+        http_acceptor(fd, sa, socklen, &l->conf);
+    else
+        acceptors[l->conf.type](fd, sa, socklen, l->conf.tls == LISTEN_TLS_DIRECT);
 }
 
 static void on_accept_error(struct evconnlistener *evl, void *arg)
@@ -72,9 +89,9 @@ static void on_accept_error(struct evconnlistener *evl, void *arg)
 
 static int open_one(struct listener *l, char *err, size_t errlen)
 {
-    static const char *const kinds[] = { "c2s", "s2s", "component" };
+    static const char *const kinds[] = { "c2s", "s2s", "component", "http" };
     const listener_conf *lc = &l->conf;
-    if (!acceptors[lc->type]) {
+    if (lc->type == LISTEN_HTTP ? !http_acceptor : !acceptors[lc->type]) {
         snprintf(err, errlen, "listener %s:%lld: this program does not serve %s connections",
                  lc->address, lc->port, kinds[lc->type]);
         return -1;
@@ -101,7 +118,37 @@ static int open_one(struct listener *l, char *err, size_t errlen)
     }
     evconnlistener_set_error_cb(l->evl, on_accept_error);
     log_kernel("listener", XMPPD_LOG_INFO, "%s%s on [%s]:%lld", kinds[lc->type],
-               lc->tls == LISTEN_TLS_DIRECT ? " (direct TLS)" : "", lc->address, lc->port);
+               lc->tls == LISTEN_TLS_DIRECT ? (lc->type == LISTEN_HTTP ? "s" : " (direct TLS)") : "",
+               lc->address, lc->port);
+    return 0;
+}
+
+static void free_http_keys(struct listener *l)
+{
+    for (char **t = l->trusted; t && *t; t++)
+        free(*t);
+    free(l->trusted);
+    free(l->path_prefix);
+    l->trusted = NULL;
+    l->path_prefix = NULL;
+}
+
+/* The listener outlives the configuration it came from (reloads): its
+ * own copies of what connections read later. */
+static int copy_http_keys(struct listener *l, const listener_conf *lc)
+{
+    size_t n = 0;
+    while (lc->trusted_proxies && lc->trusted_proxies[n])
+        n++;
+    if (lc->trusted_proxies && !(l->trusted = calloc(n + 1, sizeof(char *))))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (!(l->trusted[i] = strdup(lc->trusted_proxies[i])))
+            return -1;
+    if (lc->path_prefix && !(l->path_prefix = strdup(lc->path_prefix)))
+        return -1;
+    l->conf.trusted_proxies = (const char *const *)l->trusted;
+    l->conf.path_prefix = l->path_prefix;
     return 0;
 }
 
@@ -122,9 +169,14 @@ int listeners_start(const xmppd_config *cfg, char *err, size_t errlen)
             return -1;
         }
         l->conf.address = l->address;
+        if (copy_http_keys(l, lc) < 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
         if (open_one(l, err, errlen) < 0) {
             free(l->address);
             l->address = NULL;
+            free_http_keys(l);
             return -1;
         }
         n_listeners++;
@@ -137,6 +189,7 @@ void listeners_stop(void)
     for (size_t i = 0; i < n_listeners; i++) {
         evconnlistener_free(listeners[i].evl);
         free(listeners[i].address);
+        free_http_keys(&listeners[i]);
     }
     free(listeners);
     listeners = NULL;

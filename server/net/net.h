@@ -40,10 +40,17 @@ bool tls_peer_verify(SSL *ssl, const char *domain, const char **why);
  * listeners_start; direct_tls: the listener's tls is "direct". */
 typedef void (*listener_accept_fn)(int fd, const struct sockaddr *sa, int socklen, bool direct_tls);
 void listener_set_acceptor(enum listener_type type, listener_accept_fn fn);
+/* http listeners need their whole configuration (trusted proxies, path
+ * prefix): lc is the listener's own copy, valid until listeners_stop. */
+typedef void (*listener_accept_conf_fn)(int fd, const struct sockaddr *sa, int socklen,
+                                        const listener_conf *lc);
+void listener_set_http_acceptor(listener_accept_conf_fn fn);
 /* Opens every listener of cfg. A type without an acceptor is an error.
  * 0, or -1 with a one-line message in err. */
 int listeners_start(const xmppd_config *cfg, char *err, size_t errlen);
 void listeners_stop(void);
+/* TCP_NODELAY on a stream socket (every accepted and outgoing one). */
+void net_nodelay(int fd);
 /* Connection accounting per IP (limits.connections_per_ip). */
 bool conn_ip_acquire(const char *ip);
 void conn_ip_release(const char *ip);

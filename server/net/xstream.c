@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "net/xstream.h"
 
@@ -74,6 +75,126 @@ static void arm(struct event *ev, uint64_t ms)
     evtimer_add(ev, &tv);
 }
 
+/* ---- carried streams: queued input --------------------------------------------- */
+
+enum { IN_HEADER, IN_ELEMENT, IN_CLOSE, IN_ERROR };
+
+struct xstream_input {
+    struct xstream_input *next;
+    int kind;
+    xmppd_stanza *el;           /* IN_ELEMENT */
+    const char *condition;      /* IN_ERROR: a static condition name */
+    char *to, *from, *version, *lang, *ns; /* IN_HEADER */
+};
+
+static void input_free(struct xstream_input *in)
+{
+    xmppd_stanza_unref(in->el);
+    free(in->to);
+    free(in->from);
+    free(in->version);
+    free(in->lang);
+    free(in->ns);
+    free(in);
+}
+
+static void enqueue(xstream *x, struct xstream_input *in)
+{
+    if (x->in_tail)
+        x->in_tail->next = in;
+    else
+        x->in_head = in;
+    x->in_tail = in;
+    if (x->ops->input)
+        x->ops->input(x->owner);
+    else
+        xstream_pump(x);
+}
+
+static struct xstream_input *new_input(xstream *x, int kind)
+{
+    if (!x->carrier)
+        return NULL;
+    struct xstream_input *in = calloc(1, sizeof(*in));
+    if (in)
+        in->kind = kind;
+    return in;
+}
+
+void xstream_carrier_header(xstream *x, const xs_header *h)
+{
+    struct xstream_input *in = new_input(x, IN_HEADER);
+    if (!in)
+        return;
+    in->to = h->to ? strdup(h->to) : NULL;
+    in->from = h->from ? strdup(h->from) : NULL;
+    in->version = h->version ? strdup(h->version) : NULL;
+    in->lang = h->lang ? strdup(h->lang) : NULL;
+    in->ns = h->default_ns ? strdup(h->default_ns) : NULL;
+    enqueue(x, in);
+}
+
+void xstream_carrier_element(xstream *x, xmppd_stanza *el)
+{
+    struct xstream_input *in = new_input(x, IN_ELEMENT);
+    if (!in) {
+        xmppd_stanza_unref(el);
+        return;
+    }
+    in->el = el;
+    enqueue(x, in);
+}
+
+void xstream_carrier_close(xstream *x)
+{
+    struct xstream_input *in = new_input(x, IN_CLOSE);
+    if (in)
+        enqueue(x, in);
+}
+
+void xstream_carrier_error(xstream *x, const char *condition)
+{
+    struct xstream_input *in = new_input(x, IN_ERROR);
+    if (in) {
+        in->condition = condition;
+        enqueue(x, in);
+    }
+}
+
+void xstream_carrier_lost(xstream *x)
+{
+    if (x->carrier)
+        x->ops->event(x->owner, NULL, BEV_EVENT_EOF);
+}
+
+/* Hands queued input to the owner while it can take it; stops at a
+ * header or element callback asking to stop. */
+static void pump_carried(xstream *x)
+{
+    while (x->carrier && x->in_head && x->ops->readable(x->owner)) {
+        struct xstream_input *in = x->in_head;
+        x->in_head = in->next;
+        if (!x->in_head)
+            x->in_tail = NULL;
+        int stop = 0;
+        if (in->kind == IN_HEADER) {
+            xs_header h = { .to = in->to, .from = in->from, .version = in->version,
+                            .lang = in->lang, .default_ns = in->ns };
+            stop = x->ops->header(x->owner, &h);
+        } else if (in->kind == IN_ELEMENT) {
+            xmppd_stanza *el = in->el;
+            in->el = NULL;
+            stop = x->ops->element(x->owner, el);
+        } else {
+            x->ops->close(x->owner, in->kind == IN_ERROR ? in->condition : NULL, NULL);
+            stop = 1;
+        }
+        input_free(in);
+        if (stop)
+            break;
+    }
+}
+
 /* ---- lifetime --------------------------------------------------------------- */
 
 void xstream_init(xstream *x, const xstream_ops *ops, void *owner)
@@ -99,6 +220,20 @@ int xstream_open(xstream *x, const xstream_ops *ops, void *owner, struct buffere
     return 0;
 }
 
+int xstream_open_carrier(xstream *x, const xstream_ops *ops, void *owner,
+                         const xstream_carrier *car, void *cud, SSL *ssl, uint64_t timeout_ms)
+{
+    xstream_init(x, ops, owner);
+    x->carrier = car;
+    x->cud = cud;
+    x->ssl = ssl;
+    x->timer = evtimer_new(loop_base(), on_timeout, x);
+    if (!x->timer)
+        return -1;
+    arm(x->timer, timeout_ms);
+    return 0;
+}
+
 void xstream_stop_timer(xstream *x)
 {
     if (x->timer)
@@ -106,15 +241,46 @@ void xstream_stop_timer(xstream *x)
     x->timer = NULL;
 }
 
+/* Reads and discards what the peer sent after we stopped reading (at most
+ * XSTREAM_DRAIN_MAX bytes): closing a socket with unread input makes the
+ * kernel send a reset instead of a FIN, and the reset destroys what we
+ * wrote last (the stream error that says why) before the peer reads it. */
+static void drain_unread(xstream *x)
+{
+    evutil_socket_t fd = bufferevent_getfd(x->bev);
+    char buf[16384];
+    size_t total = 0;
+    while (fd >= 0 && total < XSTREAM_DRAIN_MAX) {
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n <= 0)
+            break;
+        total += (size_t)n;
+    }
+}
+
 void xstream_release(xstream *x)
 {
     xstream_stop_timer(x);
+    if (x->bev && x->closing)
+        drain_unread(x);
     if (x->bev)
         bufferevent_free(x->bev); /* the SSL and the socket too */
     x->bev = NULL;
     x->ssl = NULL;
     xs_free(x->parser);
     x->parser = NULL;
+    if (x->carrier) {
+        const xstream_carrier *car = x->carrier;
+        x->carrier = NULL;
+        car->release(x->cud);
+        x->cud = NULL;
+    }
+    while (x->in_head) {
+        struct xstream_input *in = x->in_head;
+        x->in_head = in->next;
+        input_free(in);
+    }
+    x->in_tail = NULL;
 }
 
 /* ---- output ------------------------------------------------------------------- */
@@ -130,8 +296,55 @@ void xstream_write_raw(xstream *x, const char *data, size_t len)
         bufferevent_write(x->bev, data, len);
 }
 
+void xstream_send_header(xstream *x, const char *xml, size_t len, const char *id,
+                         const char *from)
+{
+    if (x->carrier)
+        x->carrier->header(x->cud, id, from);
+    else
+        xstream_write_raw(x, xml, len);
+    x->header_sent = true;
+}
+
+void xstream_pause_input(xstream *x)
+{
+    if (x->bev)
+        bufferevent_disable(x->bev, EV_READ);
+}
+
+void xstream_resume_input(xstream *x)
+{
+    if (x->bev)
+        bufferevent_enable(x->bev, EV_READ);
+    if (x->ops->input)
+        x->ops->input(x->owner);
+    else
+        xstream_pump(x);
+}
+
+void xstream_restart(xstream *x)
+{
+    x->header_sent = false;
+    if (x->parser)
+        xs_reset(x->parser);
+}
+
+/* A carried element: serialised against the carrier's namespace. */
+static int queue_carried(xstream *x, const xmppd_stanza *st, size_t *len_r)
+{
+    size_t len;
+    char *xml = xmppd_stanza_to_string(st, x->carrier->default_ns, &len);
+    if (!xml)
+        return -1;
+    if (len_r)
+        *len_r = len;
+    return x->carrier->element(x->cud, xml, len);
+}
+
 int xstream_queue(xstream *x, const xmppd_stanza *st, size_t *len_r)
 {
+    if (x->carrier && !x->closing)
+        return queue_carried(x, st, len_r);
     if (!x->bev || x->closing)
         return -1;
     size_t len;
@@ -148,10 +361,28 @@ int xstream_queue(xstream *x, const xmppd_stanza *st, size_t *len_r)
     return 0;
 }
 
+/* Bytes still queued below the TLS filter (in the socket bufferevent). */
+static size_t pending_below(xstream *x)
+{
+    struct bufferevent *under = bufferevent_get_underlying(x->bev);
+    return under ? evbuffer_get_length(bufferevent_get_output(under)) : 0;
+}
+
+size_t xstream_backlog(xstream *x)
+{
+    if (x->carrier)
+        return x->carrier->backlog(x->cud);
+    if (!x->bev)
+        return 0;
+    /* A STARTTLS filter encrypts whatever it is given into the socket
+     * bufferevent below it, so a reader that stopped leaves its bytes there,
+     * not above: both count. */
+    return evbuffer_get_length(bufferevent_get_output(x->bev)) + pending_below(x);
+}
+
 void xstream_check_backlog(xstream *x)
 {
-    if (x->bev && evbuffer_get_length(bufferevent_get_output(x->bev)) >
-                      (size_t)g_server.cfg->limits.max_send_buffer)
+    if (!x->closing && xstream_backlog(x) > (size_t)g_server.cfg->limits.max_send_buffer)
         x->ops->close(x->owner, "policy-violation", "Too much data queued for a slow reader");
 }
 
@@ -161,8 +392,47 @@ void xstream_write(xstream *x, const xmppd_stanza *st)
         xstream_check_backlog(x);
 }
 
+/* RFC 7395 §3.3.3, XEP-0206 §6: the features element declares its
+ * prefix, as there is no stream root to have done so. */
+static void write_features_carried(xstream *x, const xmppd_stanza *f)
+{
+    static const char open[] = "<stream:features xmlns:stream='" XS_NS_STREAM "'>";
+    static const char close[] = "</stream:features>";
+    size_t cap = sizeof(open) + sizeof(close), len = 0;
+    char *buf = malloc(cap);
+    if (buf) {
+        memcpy(buf, open, sizeof(open) - 1);
+        len = sizeof(open) - 1;
+    }
+    for (xmppd_stanza *c = xmppd_stanza_first(f); buf && c; c = xmppd_stanza_next(c)) {
+        size_t n;
+        char *xml = xmppd_stanza_to_string(c, x->carrier->default_ns, &n);
+        char *grown = xml ? realloc(buf, cap + n) : NULL;
+        if (!grown) {
+            free(xml);
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = grown;
+        cap += n;
+        memcpy(buf + len, xml, n);
+        len += n;
+        free(xml);
+    }
+    if (!buf)
+        return;
+    memcpy(buf + len, close, sizeof(close) - 1);
+    len += sizeof(close) - 1;
+    x->carrier->element(x->cud, buf, len);
+}
+
 void xstream_write_features(xstream *x, const xmppd_stanza *f)
 {
+    if (x->carrier) {
+        write_features_carried(x, f);
+        return;
+    }
     xstream_write_raw(x, "<stream:features>", 17);
     for (xmppd_stanza *c = xmppd_stanza_first(f); c; c = xmppd_stanza_next(c))
         xstream_write(x, c);
@@ -171,21 +441,19 @@ void xstream_write_features(xstream *x, const xmppd_stanza *f)
 
 /* ---- closing ------------------------------------------------------------------- */
 
-/* Bytes still queued below the TLS filter (in the socket bufferevent). */
-static size_t pending_below(xstream *x)
-{
-    struct bufferevent *under = bufferevent_get_underlying(x->bev);
-    return under ? evbuffer_get_length(bufferevent_get_output(under)) : 0;
-}
-
 static void on_close_check(evutil_socket_t fd, short what, void *arg);
 
 /* Tear down once everything we queued reached the socket, or when the grace
  * period ends (a peer that stopped reading cannot hold the stream). */
 static void close_when_flushed(xstream *x)
 {
-    if (!x->bev ||
-        (evbuffer_get_length(bufferevent_get_output(x->bev)) == 0 && pending_below(x) == 0) ||
+    if (x->carrier && !x->flushed && xmppd_now_ms() < x->close_deadline) {
+        struct timeval tv = { 0, 10000 };
+        evtimer_assign(x->timer, loop_base(), on_close_check, x);
+        evtimer_add(x->timer, &tv);
+        return;
+    }
+    if (!x->bev || xstream_backlog(x) == 0 ||
         xmppd_now_ms() >= x->close_deadline) {
         x->ops->teardown(x->owner);
         return;
@@ -220,17 +488,37 @@ static void schedule_close_check(xstream *x, uint64_t grace_ms)
         evtimer_add(x->timer, &tv);
 }
 
+size_t xstream_error_xml(char *buf, size_t len, const char *condition, const char *text,
+                         bool declare)
+{
+    int n = snprintf(buf, len, "<stream:error%s><%s xmlns='%s'/>%s%s%s</stream:error>",
+                     declare ? " xmlns:stream='" XS_NS_STREAM "'" : "", condition, XMPPD_NS_STREAMS,
+                     text ? "<text xmlns='" XMPPD_NS_STREAMS "'>" : "", text ? text : "",
+                     text ? "</text>" : "");
+    return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len - 1;
+}
+
+void xstream_carrier_flushed(xstream *x)
+{
+    x->flushed = true;
+}
+
 void xstream_close(xstream *x, const char *condition, const char *text)
 {
+    if (x->carrier) {
+        /* The carrier writes the error and its own end of stream, after
+         * our header as on a socket (RFC 6120 §4.9.1.1). */
+        if (!x->header_sent)
+            x->ops->send_header(x->owner);
+        x->carrier->close(x->cud, condition, text);
+        schedule_close_check(x, XSTREAM_CLOSE_GRACE_MS);
+        return;
+    }
     if (!x->header_sent)
         x->ops->send_header(x->owner);
     if (condition) {
         char buf[768];
-        int n = snprintf(buf, sizeof(buf), "<stream:error><%s xmlns='%s'/>%s%s%s</stream:error>",
-                         condition, XMPPD_NS_STREAMS,
-                         text ? "<text xmlns='" XMPPD_NS_STREAMS "'>" : "", text ? text : "",
-                         text ? "</text>" : "");
-        xstream_write_raw(x, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+        xstream_write_raw(x, buf, xstream_error_xml(buf, sizeof(buf), condition, text, false));
     }
     xstream_write_raw(x, "</stream:stream>", 16);
     if (x->bev) {
@@ -250,6 +538,10 @@ void xstream_drop(xstream *x)
 
 void xstream_pump(xstream *x)
 {
+    if (x->carrier) {
+        pump_carried(x);
+        return;
+    }
     struct evbuffer *in = x->bev ? bufferevent_get_input(x->bev) : NULL;
     while (in && x->ops->readable(x->owner) && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;

@@ -43,6 +43,34 @@ struct bufferevent;
 struct event;
 
 #define XSTREAM_CLOSE_GRACE_MS 5000
+#define XSTREAM_DRAIN_MAX (256 * 1024) /* unread input discarded at close */
+
+/* A stream that does not travel as one XML document over a socket: XMPP
+ * over WebSocket (RFC 7395: one element per message, <open/> and <close/>
+ * for the stream tags) or over BOSH (XEP-0206: elements inside HTTP
+ * bodies). The carrier (server/http) turns what arrives into input events
+ * (xstream_carrier_*) and gets what the owner writes through these ops,
+ * one serialised top-level element at a time. cud is the carrier's. */
+typedef struct xstream_carrier {
+    /* The default namespace top-level elements are serialised against
+     * (NULL: every element carries its xmlns, as RFC 7395 wants). */
+    const char *default_ns;
+    /* Our stream header: its id and from (may be NULL). */
+    void (*header)(void *cud, const char *id, const char *from);
+    /* One serialised element; xml (malloc'd, len bytes) is taken. 0 or -1. */
+    int (*element)(void *cud, char *xml, size_t len);
+    /* The closing handshake: a stream error (condition NULL: none), then
+     * the stream's end; the carrier flushes and then calls
+     * xstream_carrier_flushed. */
+    void (*close)(void *cud, const char *condition, const char *text);
+    /* Bytes written but not yet taken by the peer (slow readers). */
+    size_t (*backlog)(void *cud);
+    /* The stream side is released: the carrier must not call into x any
+     * more and frees its side when it is done. */
+    void (*release)(void *cud);
+} xstream_carrier;
+
+struct xstream_input; /* queued carrier input, xstream.c */
 
 typedef struct xstream_ops {
     const char *default_ns; /* serialisation: jabber:client, jabber:server, ... */
@@ -69,6 +97,11 @@ typedef struct xstream {
     uint64_t bytes_in;        /* bytes fed to the parser (after TLS) */
     bool header_sent;         /* our <stream:stream> went out */
     bool closing;             /* our </stream:stream> is queued (or nothing will be) */
+    /* carried streams (bev NULL): */
+    const xstream_carrier *carrier;
+    void *cud;
+    struct xstream_input *in_head, *in_tail; /* input not yet taken by the owner */
+    bool flushed;             /* the carrier finished the closing handshake */
 } xstream;
 
 /* Binds x to its owner before there is a socket, so that xstream_drop
@@ -79,19 +112,57 @@ void xstream_init(xstream *x, const xstream_ops *ops, void *owner);
  * even on failure (-1: the owner tears down). 0 or -1. */
 int xstream_open(xstream *x, const xstream_ops *ops, void *owner, struct bufferevent *bev,
                  SSL *ssl, uint64_t timeout_ms);
-/* Frees bev (socket, SSL), parser and timer. */
+/* A carried stream: as xstream_open, with the carrier instead of a
+ * socket (ssl: the TLS connection under it for channel binding, or NULL).
+ * 0 or -1 (the owner tears down). */
+int xstream_open_carrier(xstream *x, const xstream_ops *ops, void *owner,
+                         const xstream_carrier *car, void *cud, SSL *ssl, uint64_t timeout_ms);
+/* Input from the carrier, in order; the owner gets it through its header,
+ * element and close callbacks as xstream_pump feeds (while readable).
+ * header: a stream header (the <open/> or the BOSH body's attributes),
+ * copied; element: taken; close: the peer ended the stream; error: a
+ * framing error, the stream ends with condition; lost: the connection is
+ * gone without a close (the owner's event callback gets EOF). */
+void xstream_carrier_header(xstream *x, const xs_header *h);
+void xstream_carrier_element(xstream *x, xmppd_stanza *el);
+void xstream_carrier_close(xstream *x);
+void xstream_carrier_error(xstream *x, const char *condition);
+void xstream_carrier_lost(xstream *x);
+/* The carrier's closing handshake is done: teardown follows. */
+void xstream_carrier_flushed(xstream *x);
+/* Frees bev (socket, SSL), parser and timer (carried streams: tells the
+ * carrier, drops queued input). */
 void xstream_release(xstream *x);
 /* Frees `timer` (negotiation finished in time). */
 void xstream_stop_timer(xstream *x);
 
-/* Bytes as they are (no-op once released). */
+/* Bytes as they are (no-op once released, and on carried streams). */
 void xstream_write_raw(xstream *x, const char *data, size_t len);
+/* <stream:error><condition/>[<text/>]</stream:error> into buf (len bytes,
+ * truncated to fit); declare: with its own xmlns:stream, for carried
+ * streams that have no stream root. Returns the length written. */
+size_t xstream_error_xml(char *buf, size_t len, const char *condition, const char *text,
+                         bool declare);
+/* Our stream header: xml (len bytes) on a socket, or the carrier's form
+ * of it with id and from. Sets header_sent. */
+void xstream_send_header(xstream *x, const char *xml, size_t len, const char *id,
+                         const char *from);
+/* Input flow control while the owner waits (SASL, a failure delay):
+ * pause stops reading; resume reads again and feeds what is buffered
+ * through ops->input. */
+void xstream_pause_input(xstream *x);
+void xstream_resume_input(xstream *x);
+/* A stream restart (after SASL): the parser starts a new document. */
+void xstream_restart(xstream *x);
 /* Serialises st once against ops->default_ns and hands the string to the
  * output buffer (no copy). 0, or -1 when nothing was queued (closing,
  * released, OOM). *len_r (may be NULL) gets the serialised size. */
 int xstream_queue(xstream *x, const xmppd_stanza *st, size_t *len_r);
+/* Bytes queued and not yet taken by the socket: the output buffer and,
+ * under a STARTTLS filter, the socket bufferevent's output below it. */
+size_t xstream_backlog(xstream *x);
 /* After a queue: more than limits.max_send_buffer waiting for a slow
- * reader closes the stream with policy-violation (through ops->close). */
+ * reader (xstream_backlog) closes the stream with policy-violation (through ops->close). */
 void xstream_check_backlog(xstream *x);
 /* xstream_queue, then xstream_check_backlog. */
 void xstream_write(xstream *x, const xmppd_stanza *st);

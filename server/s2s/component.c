@@ -51,6 +51,7 @@ typedef struct comp_stream {
     enum comp_state state;
     xstream x;                 /* timer: negotiation timeout, failure delay, close check */
     char ip[INET6_ADDRSTRLEN];
+    char tag[LOG_CONN_TAG_MAX]; /* "ip #N" for log lines */
     char stream_id[24];
     char *domain;              /* the header's 'to', nameprepped */
     bool registered;           /* the connected stream of its domain */
@@ -124,7 +125,7 @@ static void unregister(comp_stream *c)
         return;
     strmap_del(connected, c->domain);
     c->registered = false;
-    log_kernel("component", XMPPD_LOG_INFO, "%s: component %s disconnected", c->ip, c->domain);
+    log_kernel("component", XMPPD_LOG_INFO, "%s: component %s disconnected", c->tag, c->domain);
 }
 
 /* Stream error (condition NULL: a clean close), then teardown on a later
@@ -136,7 +137,7 @@ static void comp_close(comp_stream *c, const char *condition, const char *text)
         return;
     xstream_close(&c->x, condition, text);
     if (condition)
-        log_kernel("component", XMPPD_LOG_INFO, "%s: %s%s%sstream error %s%s%s", c->ip,
+        log_kernel("component", XMPPD_LOG_INFO, "%s: %s%s%sstream error %s%s%s", c->tag,
                    c->domain ? "component " : "", c->domain ? c->domain : "",
                    c->domain ? ": " : "", condition, text ? ": " : "", text ? text : "");
     /* From now on the domain reads as offline: stanzas for it are answered,
@@ -233,7 +234,7 @@ static void handshake_ok(comp_stream *c)
     c->state = COMP_READY;
     xstream_stop_timer(&c->x); /* negotiation finished in time */
     write_raw(c, "<handshake/>", 12);
-    log_kernel("component", XMPPD_LOG_INFO, "%s: component %s connected", c->ip, c->domain);
+    log_kernel("component", XMPPD_LOG_INFO, "%s: component %s connected", c->tag, c->domain);
 }
 
 static void handle_handshake(comp_stream *c, xmppd_stanza *el)
@@ -264,7 +265,7 @@ static void handle_handshake(comp_stream *c, xmppd_stanza *el)
         handshake_ok(c);
         return;
     }
-    log_kernel("component", XMPPD_LOG_WARN, "%s: component %s: wrong handshake", c->ip, c->domain);
+    log_kernel("component", XMPPD_LOG_WARN, "%s: component %s: wrong handshake", c->tag, c->domain);
     uint64_t delay = g_server.cfg->limits.auth_failure_delay;
     if (delay == 0) {
         comp_close(c, "not-authorized", NULL);
@@ -389,7 +390,7 @@ static void on_event(void *arg, struct bufferevent *bev, short what)
     if (what & BEV_EVENT_CONNECTED)
         return;
     if (what & BEV_EVENT_ERROR)
-        log_kernel("component", XMPPD_LOG_DEBUG, "%s: connection error", c->ip);
+        log_kernel("component", XMPPD_LOG_DEBUG, "%s: connection error", c->tag);
     comp_teardown(c); /* EOF or error: nothing can be written any more */
 }
 
@@ -445,6 +446,7 @@ void component_accept(int fd, const struct sockaddr *sa, int socklen)
         return;
     }
     snprintf(c->ip, sizeof(c->ip), "%s", ip);
+    log_conn_tag(c->tag, ip);
     c->next = streams;
     if (streams)
         streams->prev = c;

@@ -34,6 +34,7 @@ s2s_conn *s2s_conn_new(bool outgoing)
     c->state = outgoing ? S2S_CONNECTING : S2S_HEADER;
     c->cert_valid = -1;
     xstream_init(&c->x, &stream_ops, c);
+    snprintf(c->tag, sizeof(c->tag), "?"); /* until its address is known */
     c->next = all_conns;
     if (all_conns)
         all_conns->prev = c;
@@ -134,9 +135,29 @@ void s2s_send_header(s2s_conn *c)
     c->x.header_sent = true;
 }
 
+xmppd_stanza *s2s_dialback_new(const char *name)
+{
+    /* Built as the prefixed name in the stream's default namespace, so the
+     * serialiser writes <db:NAME> and declares nothing: the element is only
+     * ever written, never matched or routed. */
+    char qname[16];
+    snprintf(qname, sizeof(qname), "db:%s", name);
+    return xmppd_stanza_new(qname, XMPPD_NS_SERVER);
+}
+
+s2s_conn *s2s_bidi_stream(const char *local, const char *remote)
+{
+    for (s2s_conn *c = all_conns; c; c = c->next)
+        if (!c->outgoing && c->bidi && c->state == S2S_OPEN && s2s_in_has_pair(c, local, remote))
+            return c;
+    return NULL;
+}
+
 void s2s_add_error(xmppd_stanza *el, const char *type, const char *cond)
 {
-    xmppd_stanza *e = xmppd_stanza_tag(el, "error", NS_DIALBACK);
+    /* XEP-0220 §2.4: the <error/> of a dialback element is a stanza error
+     * of the stream's default namespace. */
+    xmppd_stanza *e = xmppd_stanza_tag(el, "error", XMPPD_NS_SERVER);
     if (!e)
         return;
     xmppd_stanza_set_attr(e, "type", type);
@@ -159,7 +180,7 @@ void s2s_close(s2s_conn *c, const char *condition, const char *text)
         xstream_close(&c->x, condition, text);
         if (condition)
             log_kernel(c->outgoing ? "s2s-out" : "s2s-in", XMPPD_LOG_INFO,
-                       "%s [%s]: stream error %s%s%s", c->remote ? c->remote : "?", c->ip,
+                       "%s [%s]: stream error %s%s%s", c->remote ? c->remote : "?", c->tag,
                        condition, text ? ": " : "", text ? text : "");
         c->state = S2S_CLOSING;
     }
@@ -215,7 +236,7 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
     }
     log_kernel(c->outgoing ? "s2s-out" : "s2s-in", XMPPD_LOG_INFO,
                "%s [%s]: closing the stream, idle for %llu ms", c->remote ? c->remote : "?",
-               c->ip, (unsigned long long)(now - c->last_active));
+               c->tag, (unsigned long long)(now - c->last_active));
     s2s_close(c, NULL, NULL);
 }
 
@@ -323,7 +344,7 @@ static void on_event(void *arg, struct bufferevent *bev, short what)
         unsigned long e = bufferevent_get_openssl_error(bev);
         int se = EVUTIL_SOCKET_ERROR();
         log_kernel(c->outgoing ? "s2s-out" : "s2s-in", XMPPD_LOG_INFO, "%s [%s]: connection %s: %s",
-                   c->remote ? c->remote : "?", c->ip,
+                   c->remote ? c->remote : "?", c->tag,
                    c->state == S2S_CONNECTING ? "failed" : "error",
                    e ? ERR_reason_error_string(e) : evutil_socket_error_to_string(se));
     }
@@ -373,7 +394,7 @@ bool s2s_cert_valid(s2s_conn *c)
         c->cert_valid = c->remote && c->x.ssl && tls_peer_verify(c->x.ssl, c->remote, &why);
         if (c->remote && c->x.ssl)
             log_kernel(c->outgoing ? "s2s-out" : "s2s-in", XMPPD_LOG_DEBUG,
-                       "%s [%s]: certificate %s%s", c->remote, c->ip,
+                       "%s [%s]: certificate %s%s", c->remote, c->tag,
                        c->cert_valid ? "valid" : "not valid: ", c->cert_valid ? "" : why);
     }
     return c->cert_valid == 1;

@@ -29,6 +29,8 @@ struct event;
 #define NS_S2S_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
 #define NS_DIALBACK "jabber:server:dialback"
 #define NS_DIALBACK_FEATURE "urn:xmpp:features:dialback"
+#define NS_BIDI "urn:xmpp:bidi"
+#define NS_BIDI_FEATURE "urn:xmpp:features:bidi"
 
 /* Bounds on what a peer can make us hold. */
 #define S2S_MAX_PAIRS 256         /* authenticated domain pairs per incoming stream */
@@ -59,6 +61,7 @@ typedef struct s2s_conn {
     struct event *idle;        /* idle check once stanzas flow */
     uint64_t last_active;      /* monotonic ms of the last stanza either way */
     char ip[INET6_ADDRSTRLEN];
+    char tag[LOG_CONN_TAG_MAX]; /* "ip #N" for log lines */
     int port;
     char stream_id[128];       /* incoming: ours (32 chars); outgoing: the peer's */
     bool secure;
@@ -68,6 +71,7 @@ typedef struct s2s_conn {
     bool ip_counted;           /* incoming: holds a conn_ip_acquire slot */
     bool shutdown;             /* closed by s2s_shutdown_all */
     int cert_valid;            /* -1 not checked, 0 no, 1 valid for `remote` */
+    bool bidi;                 /* XEP-0288 negotiated: stanzas flow both ways */
     char *local;               /* our domain on this stream */
     char *remote;              /* outgoing: the target; incoming: header 'from' */
 
@@ -119,8 +123,17 @@ bool s2s_cert_valid(s2s_conn *c);
  * component)? Returns our canonical spelling (borrowed from the
  * configuration or the registration: copy it to keep it) or NULL. */
 const char *s2s_served_domain(const char *domain);
+/* XEP-0288: an incoming bidirectional stream on which the peer
+ * authenticated remote for local, to carry stanzas from local to remote
+ * (borrowed), or NULL. */
+s2s_conn *s2s_bidi_stream(const char *local, const char *remote);
 /* Random stream id into c->stream_id. */
 void s2s_new_stream_id(s2s_conn *c);
+/* A dialback element (name "result" or "verify") to write: serialised as
+ * <db:NAME>, the prefix our stream headers declare (XEP-0220 examples;
+ * ejabberd recognises only this form). Incoming dialback is matched by
+ * namespace, so both forms are accepted. */
+xmppd_stanza *s2s_dialback_new(const char *name);
 /* "<error type='cancel'><cond xmlns=stanzas/></error>" child for dialback
  * errors (XEP-0220 §2.4). */
 void s2s_add_error(xmppd_stanza *el, const char *type, const char *cond);
@@ -128,6 +141,8 @@ void s2s_add_error(xmppd_stanza *el, const char *type, const char *cond);
 /* Protocol callbacks, one set per direction. */
 int s2s_in_on_header(s2s_conn *c, const xs_header *h);
 int s2s_in_on_element(s2s_conn *c, xmppd_stanza *el);
+/* Has the peer authenticated remote for local on incoming stream c? */
+bool s2s_in_has_pair(const s2s_conn *c, const char *local, const char *remote);
 void s2s_in_tls_ready(s2s_conn *c);
 void s2s_in_teardown(s2s_conn *c);
 int s2s_out_on_header(s2s_conn *c, const xs_header *h);
@@ -137,6 +152,18 @@ void s2s_out_tls_ready(s2s_conn *c);
 /* The outgoing stream ended (error, EOF, timeout, close); timeout: it
  * ended because a timer expired. */
 void s2s_out_conn_lost(s2s_conn *c, bool timeout);
+
+/* ---- backoff.c: remote domains that could not be reached ----------------------- */
+/* key: the s2s_out's "remote local". While the pair backs off, the
+ * condition to bounce its stanzas with (static) and *left_ms (may be NULL)
+ * the time left; else NULL. */
+const char *s2s_backoff_active(const char *key, uint64_t *left_ms);
+/* An attempt failed with cond (static): the next wait, in ms (0: none). */
+uint64_t s2s_backoff_failed(const char *key, const char *cond);
+/* A stream was authenticated: the pair is forgotten. */
+void s2s_backoff_succeeded(const char *key);
+/* Shutdown: forgets everything. */
+void s2s_backoff_clear(void);
 
 /* ---- s2s_out.c ------------------------------------------------------------------ */
 /* Asks the authoritative server of `remote` whether `key` is the one it

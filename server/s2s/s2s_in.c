@@ -48,7 +48,7 @@ static bool tls_offerable(const s2s_conn *c)
     return false;
 }
 
-static bool pair_ok(const s2s_conn *c, const char *local, const char *remote)
+bool s2s_in_has_pair(const s2s_conn *c, const char *local, const char *remote)
 {
     for (size_t i = 0; i < c->n_pairs; i++)
         if (strcmp(c->pairs[i].local, local) == 0 && strcmp(c->pairs[i].remote, remote) == 0)
@@ -58,7 +58,7 @@ static bool pair_ok(const s2s_conn *c, const char *local, const char *remote)
 
 static int add_pair(s2s_conn *c, const char *local, const char *remote, const char *how)
 {
-    if (pair_ok(c, local, remote))
+    if (s2s_in_has_pair(c, local, remote))
         return 0;
     if (c->n_pairs >= S2S_MAX_PAIRS)
         return -1;
@@ -76,7 +76,7 @@ static int add_pair(s2s_conn *c, const char *local, const char *remote, const ch
     }
     c->n_pairs++;
     s2s_mark_ready(c);
-    log_kernel("s2s-in", XMPPD_LOG_INFO, "%s [%s]: authenticated for %s by %s", remote, c->ip,
+    log_kernel("s2s-in", XMPPD_LOG_INFO, "%s [%s]: authenticated for %s by %s", remote, c->tag,
                local, how);
     return 0;
 }
@@ -109,6 +109,8 @@ static void send_features(s2s_conn *c)
             xmppd_stanza_tag(db, "errors", NS_DIALBACK_FEATURE);
             c->features_db_errors = true;
         }
+        if (sc->bidi && !c->bidi)
+            xmppd_stanza_tag(f, "bidi", NS_BIDI_FEATURE); /* XEP-0288 §2.1 */
     }
     xstream_write_features(&c->x, f);
     xmppd_stanza_unref(f);
@@ -175,7 +177,7 @@ static void sasl_failure(s2s_conn *c, const char *cond)
     int n = snprintf(buf, sizeof(buf), "<failure xmlns='" NS_S2S_SASL "'><%s/></failure>", cond);
     s2s_write_raw(c, buf, (size_t)n);
     log_kernel("s2s-in", XMPPD_LOG_INFO, "%s [%s]: SASL EXTERNAL refused: %s",
-               c->remote ? c->remote : "?", c->ip, cond);
+               c->remote ? c->remote : "?", c->tag, cond);
 }
 
 static int handle_sasl(s2s_conn *c, xmppd_stanza *el)
@@ -250,7 +252,7 @@ static int handle_sasl(s2s_conn *c, xmppd_stanza *el)
 static void db_reply(s2s_conn *c, const char *name, const char *from, const char *to,
                      const char *id, const char *type, const char *cond)
 {
-    xmppd_stanza *r = xmppd_stanza_new(name, NS_DIALBACK);
+    xmppd_stanza *r = s2s_dialback_new(name);
     if (!r)
         return;
     xmppd_stanza_set_attr(r, "from", from);
@@ -291,7 +293,7 @@ static int handle_db_result(s2s_conn *c, xmppd_stanza *el)
         free(remote);
         return 0;
     }
-    if (pair_ok(c, local, remote)) {
+    if (s2s_in_has_pair(c, local, remote)) {
         db_reply(c, "result", local, remote, NULL, "valid", NULL);
         free(remote);
         return 0;
@@ -321,7 +323,7 @@ static int handle_db_result(s2s_conn *c, xmppd_stanza *el)
     }
     c->n_db_pending++;
     log_kernel("s2s-in", XMPPD_LOG_DEBUG, "%s [%s]: dialback request for %s, asking the "
-               "authoritative server", remote, c->ip, local);
+               "authoritative server", remote, c->tag, local);
     s2s_out_verify(local, remote, c->stream_id, key, c);
     free(remote);
     return 0;
@@ -335,7 +337,7 @@ void s2s_in_dialback_done(s2s_conn *in, const char *local, const char *remote, b
     if (in->state != S2S_OPEN)
         return;
     if (cond) {
-        log_kernel("s2s-in", XMPPD_LOG_INFO, "%s [%s]: dialback for %s failed: %s", remote, in->ip,
+        log_kernel("s2s-in", XMPPD_LOG_INFO, "%s [%s]: dialback for %s failed: %s", remote, in->tag,
                    local, cond);
         db_reply(in, "result", local, remote, NULL, "error", cond);
         return;
@@ -343,7 +345,7 @@ void s2s_in_dialback_done(s2s_conn *in, const char *local, const char *remote, b
     db_reply(in, "result", local, remote, NULL, valid ? "valid" : "invalid", NULL);
     if (!valid) {
         log_kernel("s2s-in", XMPPD_LOG_INFO, "%s [%s]: dialback key for %s refused by the "
-                   "authoritative server", remote, in->ip, local);
+                   "authoritative server", remote, in->tag, local);
         /* XEP-0220 §2.1.3: nothing is accepted for the pair; a stream
          * without any authenticated pair has no further use. */
         if (in->n_pairs == 0 && in->n_db_pending == 0)
@@ -376,7 +378,7 @@ static int handle_db_verify(s2s_conn *c, xmppd_stanza *el)
     }
     bool ok = strlen(id) < 1024 && dialback_key_ok(receiving, originating, id, key);
     log_kernel("s2s-in", XMPPD_LOG_DEBUG, "%s [%s]: dialback verification for %s: %s", receiving,
-               c->ip, originating, ok ? "valid" : "invalid");
+               c->tag, originating, ok ? "valid" : "invalid");
     db_reply(c, "verify", originating, receiving, id, ok ? "valid" : "invalid", NULL);
     free(receiving);
     return 0;
@@ -400,7 +402,7 @@ static int handle_stanza(s2s_conn *c, xmppd_stanza *el)
         s2s_close(c, "improper-addressing", NULL);
     } else if (!local) {
         s2s_close(c, "host-unknown", "The stanza is addressed to a domain not served here");
-    } else if (!pair_ok(c, local, from->domain)) {
+    } else if (!s2s_in_has_pair(c, local, from->domain)) {
         s2s_close(c, "invalid-from",
                   "The sender's domain is not authenticated for this recipient on this stream");
     } else {
@@ -422,7 +424,7 @@ int s2s_in_on_element(s2s_conn *c, xmppd_stanza *el)
         /* RFC 6120 §4.9.1.3: the peer closes after its error; so do we. */
         xmppd_stanza *k = xmppd_stanza_first(el);
         log_kernel("s2s-in", XMPPD_LOG_INFO, "%s [%s]: stream error from the peer: %s",
-                   c->remote ? c->remote : "?", c->ip, k ? xmppd_stanza_name(k) : "(none)");
+                   c->remote ? c->remote : "?", c->tag, k ? xmppd_stanza_name(k) : "(none)");
         s2s_close(c, NULL, NULL);
         return 1;
     }
@@ -443,6 +445,14 @@ int s2s_in_on_element(s2s_conn *c, xmppd_stanza *el)
     }
     if (strcmp(ns, NS_S2S_SASL) == 0)
         return handle_sasl(c, el);
+    if (strcmp(ns, NS_BIDI) == 0 && strcmp(name, "bidi") == 0 && conf()->bidi) {
+        /* XEP-0288 §2.2: once a domain is authenticated, stanzas for it
+         * may go back on this stream (s2s_bidi_stream). */
+        c->bidi = true;
+        log_kernel("s2s-in", XMPPD_LOG_DEBUG, "%s [%s]: bidirectional stream (XEP-0288)",
+                   c->remote ? c->remote : "?", c->tag);
+        return 0;
+    }
     if (strcmp(ns, NS_DIALBACK) == 0) {
         if (strcmp(name, "result") == 0)
             return handle_db_result(c, el);
@@ -461,7 +471,7 @@ void s2s_in_teardown(s2s_conn *c)
 {
     if (c->n_pairs)
         log_kernel("s2s-in", XMPPD_LOG_INFO, "%s [%s]: stream closed", c->remote ? c->remote : "?",
-                   c->ip);
+                   c->tag);
 }
 
 /* ---- accept --------------------------------------------------------------------------- */
@@ -491,6 +501,7 @@ void s2s_accept(int fd, const struct sockaddr *sa, int socklen, bool direct_tls)
     }
     c->ip_counted = true;
     snprintf(c->ip, sizeof(c->ip), "%s", ip);
+    log_conn_tag(c->tag, ip);
     c->port = port;
     evutil_make_socket_nonblocking(fd);
     struct bufferevent *bev;

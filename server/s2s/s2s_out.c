@@ -138,9 +138,10 @@ static void out_destroy(s2s_out *o)
 /* Nothing more can be tried: everything waiting is answered with cond. */
 static void out_fail(s2s_out *o, const char *cond, const char *reason)
 {
+    uint64_t wait = s2s_backoff_failed(o->map_key, cond);
     log_kernel("s2s-out", XMPPD_LOG_INFO, "%s: cannot establish a stream from %s: %s (%zu "
-               "stanza%s bounced with %s)", o->remote, o->local, reason, o->qn,
-               o->qn == 1 ? "" : "s", cond);
+               "stanza%s bounced with %s; next attempt in %llu ms at the earliest)", o->remote,
+               o->local, reason, o->qn, o->qn == 1 ? "" : "s", cond, (unsigned long long)wait);
     strmap_del(outs, o->map_key); /* new stanzas start afresh */
     /* Take the lists first: answers route stanzas, which may reach s2s
      * again (a new s2s_out for the same pair). */
@@ -195,7 +196,7 @@ static void send_verifies(s2s_out *o)
     for (verify_req *v = o->verifies; v; v = v->next) {
         if (v->sent)
             continue;
-        xmppd_stanza *el = xmppd_stanza_new("verify", NS_DIALBACK);
+        xmppd_stanza *el = s2s_dialback_new("verify");
         if (!el)
             return;
         xmppd_stanza_set_attr(el, "from", o->local);
@@ -217,14 +218,28 @@ static void became_ready(s2s_conn *c, const char *how)
                c->remote, c->ip, c->port, c->local, how, c->secure ? " over TLS" : "");
     if (!o)
         return;
+    s2s_backoff_succeeded(o->map_key);
     o->ready = true;
     o->started = false;
-    for (size_t i = 0; i < o->qn; i++) {
-        s2s_write(c, o->q[i]);
-        xmppd_stanza_unref(o->q[i]);
+    /* The queue is taken first: a write may close the stream (a slow
+     * reader), which detaches or frees o. What can no longer be written is
+     * answered, never dropped. */
+    xmppd_stanza **q = o->q;
+    size_t qn = o->qn;
+    o->q = NULL;
+    o->qn = o->qcap = 0;
+    char *local = strdup(c->local);
+    for (size_t i = 0; i < qn; i++) {
+        if (c->state == S2S_OPEN)
+            s2s_write(c, q[i]);
+        else if (local)
+            bounce(local, q[i], "wait", "remote-server-timeout");
+        xmppd_stanza_unref(q[i]);
     }
-    o->qn = 0;
-    send_verifies(o);
+    free(q);
+    free(local);
+    if (c->out == o)
+        send_verifies(o);
 }
 
 /* A server without an s2s listener does not federate: peers could not
@@ -243,14 +258,26 @@ bool s2s_out_route(xmppd_event *ev)
     const char *local = s2s_served_domain(ev->from->domain);
     if (!local || !federating())
         return false; /* not ours to relay: the router bounces it */
-    s2s_out *o = out_get(local, ev->to->domain, true);
+    s2s_out *o = out_get(local, ev->to->domain, false);
+    s2s_conn *bidi = o && o->ready ? NULL : s2s_bidi_stream(local, ev->to->domain);
+    if (bidi) {
+        /* XEP-0288: the peer's own stream carries our stanzas back. */
+        s2s_touch(bidi);
+        s2s_write(bidi, ev->stanza);
+        return true;
+    }
+    if (!o)
+        o = out_get(local, ev->to->domain, true);
     if (!o) {
         bounce(local, ev->stanza, NULL, "internal-server-error");
         return true;
     }
     if (o->ready && o->conn && o->conn->state == S2S_OPEN) {
-        s2s_write(o->conn, ev->stanza);
-        s2s_touch(o->conn);
+        /* The write may close the stream (a slow reader), which frees o:
+         * touch first. */
+        s2s_conn *c = o->conn;
+        s2s_touch(c);
+        s2s_write(c, ev->stanza);
         return true;
     }
     if (o->qn >= (size_t)conf()->max_queue) {
@@ -266,6 +293,19 @@ bool s2s_out_route(xmppd_event *ev)
         }
         o->q = q;
         o->qcap = cap;
+    }
+    if (!o->started && !o->conn) {
+        uint64_t left = 0;
+        const char *cond = s2s_backoff_active(o->map_key, &left);
+        if (cond) {
+            /* The last attempt failed a moment ago: no new one yet. */
+            log_kernel("s2s-out", XMPPD_LOG_DEBUG, "%s: backing off for %llu ms more: %s bounced",
+                       o->remote, (unsigned long long)left, xmppd_stanza_name(ev->stanza));
+            bounce(local, ev->stanza, NULL, cond);
+            if (o->qn == 0 && !o->verifies)
+                out_destroy(o);
+            return true;
+        }
     }
     o->q[o->qn++] = xmppd_stanza_ref(ev->stanza);
     if (!o->started && !o->conn) {
@@ -357,6 +397,7 @@ static bool connect_to(s2s_out *o, const struct sockaddr_storage *sa)
         return false;
     socklen_t len = sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     c->port = xstream_peer_addr((const struct sockaddr *)sa, c->ip);
+    log_conn_tag(c->tag, c->ip);
     c->local = strdup(o->local);
     c->remote = strdup(o->remote);
     bool direct = o->cur->direct_tls;
@@ -380,6 +421,7 @@ static bool connect_to(s2s_out *o, const struct sockaddr_storage *sa)
         s2s_close(c, NULL, NULL);
         return false;
     }
+    net_nodelay(bufferevent_getfd(bev));
     log_kernel("s2s-out", XMPPD_LOG_DEBUG, "%s: connecting to [%s]:%d%s", o->remote, c->ip,
                c->port, direct ? " (direct TLS)" : "");
     c->out = o;
@@ -494,7 +536,7 @@ static void start_dialback(s2s_conn *c)
     }
     char key[65];
     dialback_key(c->remote, c->local, c->stream_id, key);
-    xmppd_stanza *el = xmppd_stanza_new("result", NS_DIALBACK);
+    xmppd_stanza *el = s2s_dialback_new("result");
     if (!el || !key[0]) {
         xmppd_stanza_unref(el);
         auth_fail(c, "internal-server-error", "cannot make a dialback key");
@@ -533,6 +575,11 @@ static int handle_features(s2s_conn *c, xmppd_stanza *f)
             auth_fail(c, "policy-violation", "the peer offers no TLS (s2s.require_encryption)");
             return 1;
         }
+    }
+    if (sc->bidi && !c->bidi && xmppd_stanza_child(f, "bidi", NS_BIDI_FEATURE)) {
+        /* XEP-0288 §2.2: asked for before SASL or dialback. */
+        s2s_write_raw(c, "<bidi xmlns='" NS_BIDI "'/>", 13 + sizeof(NS_BIDI) + 2);
+        c->bidi = true;
     }
     if (c->sasl_done) {
         became_ready(c, "SASL EXTERNAL");
@@ -584,7 +631,7 @@ static void handle_db_verify_answer(s2s_conn *c, xmppd_stanza *el)
     if (!pp || !*pp || !from || strcmp(from, c->remote) != 0) {
         /* Only answers to our own requests count (XEP-0220 §4). */
         log_kernel("s2s-out", XMPPD_LOG_INFO, "%s [%s]: unexpected dialback verification answer",
-                   c->remote, c->ip);
+                   c->remote, c->tag);
         return;
     }
     verify_req *v = *pp;
@@ -605,6 +652,33 @@ static void handle_db_verify_answer(s2s_conn *c, xmppd_stanza *el)
     free(v);
 }
 
+/* XEP-0288 §2.2: on our bidirectional stream the peer may send stanzas from
+ * the domain we connected to (whose server we reached and, with TLS,
+ * whose certificate we checked) to the domain we authenticated as. */
+static int handle_bidi_stanza(s2s_conn *c, xmppd_stanza *el)
+{
+    const char *from_s = xmppd_stanza_attr(el, "from"), *to_s = xmppd_stanza_attr(el, "to");
+    xmppd_jid *from = from_s ? xmppd_jid_parse(from_s) : NULL;
+    xmppd_jid *to = to_s ? xmppd_jid_parse(to_s) : NULL;
+    int stop = 1;
+    if (!from || !to)
+        s2s_close(c, "improper-addressing", NULL);
+    else if (strcmp(to->domain, c->local) != 0)
+        s2s_close(c, "host-unknown", "This stream carries stanzas for its own domain only");
+    else if (strcmp(from->domain, c->remote) != 0)
+        s2s_close(c, "invalid-from", "This stream carries stanzas of its own domain only");
+    else {
+        s2s_touch(c);
+        xmppd_stanza_set_attr(el, "from", from->full);
+        xmppd_stanza_set_attr(el, "to", to->full);
+        xmppd_route(xmppd_host_find(c->local), el);
+        stop = 0;
+    }
+    xmppd_jid_free(from);
+    xmppd_jid_free(to);
+    return stop;
+}
+
 int s2s_out_on_element(s2s_conn *c, xmppd_stanza *el)
 {
     const char *name = xmppd_stanza_name(el), *ns = xmppd_stanza_ns(el);
@@ -616,7 +690,7 @@ int s2s_out_on_element(s2s_conn *c, xmppd_stanza *el)
         snprintf(reason, sizeof(reason), "stream error from the peer: %s",
                  k ? xmppd_stanza_name(k) : "(none)");
         if (c->authenticated) {
-            log_kernel("s2s-out", XMPPD_LOG_INFO, "%s [%s]: %s", c->remote, c->ip, reason);
+            log_kernel("s2s-out", XMPPD_LOG_INFO, "%s [%s]: %s", c->remote, c->tag, reason);
             s2s_close(c, NULL, NULL);
         } else {
             auth_fail(c, NULL, reason);
@@ -639,7 +713,7 @@ int s2s_out_on_element(s2s_conn *c, xmppd_stanza *el)
         }
         if (strcmp(name, "failure") == 0 && conf()->authentication == S2S_AUTH_BOTH) {
             log_kernel("s2s-out", XMPPD_LOG_INFO, "%s [%s]: SASL EXTERNAL refused, trying dialback",
-                       c->remote, c->ip);
+                       c->remote, c->tag);
             start_dialback(c);
             return 0;
         }
@@ -664,7 +738,25 @@ int s2s_out_on_element(s2s_conn *c, xmppd_stanza *el)
         handle_db_verify_answer(c, el);
         return 0;
     }
-    /* RFC 6120 §2.5: stanzas travel the other way on this stream. */
+    if (c->bidi && c->authenticated && strcmp(ns, XMPPD_NS_SERVER) == 0 &&
+        (strcmp(name, "message") == 0 || strcmp(name, "presence") == 0 || strcmp(name, "iq") == 0))
+        return handle_bidi_stanza(c, el);
+    if (c->bidi && c->authenticated && strcmp(ns, NS_DIALBACK) == 0 && strcmp(name, "result") == 0 &&
+        !xmppd_stanza_attr(el, "type")) {
+        /* XEP-0288 §2.2: the peer may ask to add domains on our stream; we
+         * authenticate only the pair we opened it for (XEP-0220 §2.4 error). */
+        xmppd_stanza *r = s2s_dialback_new("result");
+        if (r) {
+            xmppd_stanza_set_attr(r, "from", xmppd_stanza_attr(el, "to"));
+            xmppd_stanza_set_attr(r, "to", xmppd_stanza_attr(el, "from"));
+            xmppd_stanza_set_attr(r, "type", "error");
+            s2s_add_error(r, "cancel", "feature-not-implemented");
+            s2s_write(c, r);
+            xmppd_stanza_unref(r);
+        }
+        return 0;
+    }
+    /* RFC 6120 §2.5: without XEP-0288, stanzas travel the other way. */
     s2s_close(c, "unsupported-stanza-type", NULL);
     return 1;
 }
@@ -683,6 +775,7 @@ static int collect_one(const char *key, void *value, void *ud)
 
 void s2s_out_shutdown(void)
 {
+    s2s_backoff_clear();
     if (!outs)
         return;
     size_t n = strmap_count(outs);

@@ -19,6 +19,7 @@
 #define SASL_ABORTED "aborted"
 #define SASL_ACCOUNT_DISABLED "account-disabled"
 #define SASL_TEMPORARY_FAILURE "temporary-auth-failure"
+#define SASL_CREDENTIALS_EXPIRED "credentials-expired"
 
 /* ---- PLAIN ---- */
 /* Splits authzid NUL authcid NUL passwd. Each out string is malloc'd (authzid
@@ -61,6 +62,43 @@ char *scram_server_first(scram_server *s, const xmppd_scram_keys *keys,
  * NULL with *cond_r set. */
 char *scram_server_client_final(scram_server *s, const char *msg, size_t len,
                                 size_t *len_r, const char **cond_r);
+
+/* XEP-0474 (SSDP): adds the optional attribute h=ssdp_b64 (from
+ * scram_ssdp_hash, copied) to the server-first-message, so a client can
+ * see whether the mechanism and channel-binding lists it received were
+ * changed on the way. Call before scram_server_first(). 0, or -1. */
+int scram_server_set_ssdp(scram_server *s, const char *ssdp_b64);
+/* XEP-0474 §5.1: base64 of H(S), H the SCRAM mechanism's hash, S the
+ * offered mechanisms sorted by octets and joined by 0x1E, then, when
+ * channel-binding types were advertised (XEP-0440; cbs not NULL, n_cbs
+ * may be 0), 0x1F and those types sorted and joined by 0x1E. Only the
+ * mechanisms of the SASL profile in use count (RFC 6120 or XEP-0388).
+ * malloc'd; NULL on OOM. */
+char *scram_ssdp_hash(enum xmppd_hash h, const char *const *mechs, size_t n_mechs,
+                      const char *const *cbs, size_t n_cbs);
+
+/* ---- HT (draft-schmaus-kitten-sasl-ht): the FAST mechanisms (XEP-0484) ---- */
+enum ht_cb { HT_NONE = 0, HT_UNIQ, HT_ENDP, HT_EXPR };
+#define HT_COUNT 4
+#define HT_HASH_LEN 32 /* HMAC-SHA-256 */
+#define HT_CB_MAX 64   /* bytes of channel binding data, at most */
+/* "HT-SHA-256-NONE", ... (static), NULL for an unknown value. */
+const char *ht_mech_name(enum ht_cb cb);
+/* "tls-unique" (UNIQ), "tls-server-end-point" (ENDP), "tls-exporter"
+ * (EXPR); NULL for NONE. */
+const char *ht_cb_type(enum ht_cb cb);
+/* *cb_r for an HT mechanism name: 0, or -1 (not one of the four). */
+int ht_mech_parse(const char *name, enum ht_cb *cb_r);
+/* Splits the initial response authcid NUL initiator-hashed-token:
+ * *authcid_r malloc'd (1 to 1023 bytes, not prepared), hash copied. 0, or
+ * -1 when malformed (no NUL, empty authcid, a hash not 32 bytes long). */
+int ht_parse_initial(const unsigned char *msg, size_t len, char **authcid_r,
+                     unsigned char hash[HT_HASH_LEN]);
+/* HMAC-SHA-256(token, "Initiator" || cb) (initiator) or "Responder" || cb:
+ * the client's proof and the server's answer. cb_len at most HT_CB_MAX.
+ * 0 or -1. */
+int ht_hash(const char *token, size_t token_len, bool initiator, const unsigned char *cb,
+            size_t cb_len, unsigned char out[HT_HASH_LEN]);
 
 /* Tests only (RFC test vectors): use server_nonce (printable, no ',';
  * copied) as the server part of the nonce instead of 24 random bytes.

@@ -54,6 +54,7 @@ struct scram_server {
     char *user, *authzid;     /* decoded saslnames; authzid may be NULL */
     char *client_first_bare;  /* for AuthMessage */
     char *snonce_for_test;    /* NULL: random */
+    char *ssdp;               /* XEP-0474 h= value, or NULL */
     char *nonce;              /* client nonce + server nonce */
     char *server_first;
 
@@ -275,6 +276,7 @@ void scram_server_free(scram_server *s)
     free(s->authzid);
     free(s->client_first_bare);
     free(s->snonce_for_test);
+    free(s->ssdp);
     free(s->nonce);
     free(s->server_first);
     wipe_keys(s);
@@ -292,6 +294,63 @@ int scram_server_set_nonce_for_test(scram_server *s, const char *server_nonce)
     free(s->snonce_for_test);
     s->snonce_for_test = copy;
     return 0;
+}
+
+int scram_server_set_ssdp(scram_server *s, const char *ssdp_b64)
+{
+    if (s == NULL || ssdp_b64 == NULL || s->state > ST_CLIENT_FIRST
+        || !nonce_valid(ssdp_b64, strlen(ssdp_b64)))
+        return -1;
+    char *copy = strdup(ssdp_b64);
+    if (copy == NULL)
+        return -1;
+    free(s->ssdp);
+    s->ssdp = copy;
+    return 0;
+}
+
+/* ---- XEP-0474 downgrade protection hash ------------------------------ */
+
+static int cmp_octets(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Appends the names sorted (i;octet, RFC 4790 §9.3) and joined by 0x1E to
+ * the digest. 0 or -1. */
+static int digest_sorted(EVP_MD_CTX *ctx, const char *const *names, size_t n)
+{
+    const char **v = n > 0 ? malloc(n * sizeof(*v)) : NULL;
+    if (n > 0 && v == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        v[i] = names[i];
+    if (n > 1)
+        qsort(v, n, sizeof(*v), cmp_octets);
+    int ok = 1;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (i == 0 || EVP_DigestUpdate(ctx, "\x1e", 1) == 1)
+             && EVP_DigestUpdate(ctx, v[i], strlen(v[i])) == 1;
+    free(v);
+    return ok ? 0 : -1;
+}
+
+char *scram_ssdp_hash(enum xmppd_hash h, const char *const *mechs, size_t n_mechs,
+                      const char *const *cbs, size_t n_cbs)
+{
+    const EVP_MD *md = scram_md(h);
+    EVP_MD_CTX *ctx = md != NULL ? EVP_MD_CTX_new() : NULL;
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    char *b64 = NULL;
+    if (ctx != NULL && EVP_DigestInit_ex(ctx, md, NULL) == 1
+        && digest_sorted(ctx, mechs, n_mechs) == 0
+        && (cbs == NULL
+            || (EVP_DigestUpdate(ctx, "\x1f", 1) == 1 && digest_sorted(ctx, cbs, n_cbs) == 0))
+        && EVP_DigestFinal_ex(ctx, out, &len) == 1)
+        b64 = xmppd_base64_encode(out, len);
+    EVP_MD_CTX_free(ctx);
+    return b64;
 }
 
 /* ---- step 1: client-first-message ----------------------------------- */
@@ -423,7 +482,10 @@ static char *build_server_first(scram_server *s, const char *snonce, const char 
         return NULL;
     free(s->nonce);
     s->nonce = nonce;
-    s->server_first = str_printf(&n, "r=%s,s=%s,i=%u", nonce, salt64, iterations);
+    /* XEP-0474 §5.1: the downgrade protection hash is an optional
+     * attribute after the iteration count, signed like the rest. */
+    s->server_first = str_printf(&n, "r=%s,s=%s,i=%u%s%s", nonce, salt64, iterations,
+                                 s->ssdp ? ",h=" : "", s->ssdp ? s->ssdp : "");
     char *out = s->server_first != NULL ? dup_mem(s->server_first, n) : NULL;
     if (out != NULL)
         *len_r = n;

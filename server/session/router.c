@@ -105,6 +105,9 @@ static void bounce(xmppd_event *ev, const char *type, const char *cond, const ch
     xmppd_stanza *e = router_error_reply(ev->stanza, type, cond, text);
     if (!e)
         return;
+    log_kernel("router", XMPPD_LOG_DEBUG, "bounce: %s %s from %s to %s: %s", xmppd_stanza_name(ev->stanza),
+               xmppd_stanza_attr(ev->stanza, "id") ? xmppd_stanza_attr(ev->stanza, "id") : "(no id)",
+               ev->from ? ev->from->full : "?", ev->to ? ev->to->full : "(none)", cond);
     /* A stanza without 'to' was for the account itself: its error carries
      * no 'from' (RFC 6120 §10.3.3). */
     if (!xmppd_stanza_attr(e, "from") && ev->to)

@@ -29,6 +29,7 @@ xmppd_session *session_new(const session_transport *tr, void *conn, const char *
     s->tr = tr;
     s->conn = conn;
     snprintf(s->ip, sizeof(s->ip), "%s", ip);
+    log_conn_tag(s->tag, ip);
     return s;
 }
 
@@ -60,7 +61,7 @@ static void session_end(xmppd_session *s)
         sm_unbind(s); /* no-op when a newer login replaced it already */
         /* Modules broadcast unavailable, flush state, free their slots. */
         xmppd_notify(s->host, "session-closed", s, NULL);
-        log_kernel("session", XMPPD_LOG_INFO, "%s: session %s closed", s->ip, s->jid->full);
+        log_kernel("session", XMPPD_LOG_INFO, "%s: session %s closed", s->tag, s->jid->full);
     }
     if (was_hibernated)
         xmppd_session_unref(s);

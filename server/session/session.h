@@ -49,6 +49,7 @@ struct xmppd_session {
     bool closing;               /* closing or ended: reads as closed */
     bool hibernated;            /* its connection is gone, a module keeps it (XEP-0198) */
     char ip[INET6_ADDRSTRLEN];
+    char tag[LOG_CONN_TAG_MAX]; /* "ip #N": its connection in log lines */
     bool secure;                /* TLS on */
     bool authenticated;
     bool in_sm;                 /* registered in the host's session table */

@@ -92,7 +92,9 @@ static char *prep_part(const char *in, size_t len, const Stringprep_profile *pro
     memcpy(buf, in, len);
     buf[len] = '\0';
     size_t out_len;
-    if (stringprep(buf, size, 0, profile) != STRINGPREP_OK
+    /* Unassigned code points are refused (RFC 3454 §7, RFC 7622 §3: what
+     * a later Unicode assigns them could change their preparation). */
+    if (stringprep(buf, size, STRINGPREP_NO_UNASSIGNED, profile) != STRINGPREP_OK
         || (out_len = strlen(buf)) == 0 || out_len > XMPPD_JID_PART_MAX) {
         free(buf);
         return NULL;

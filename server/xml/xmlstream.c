@@ -48,6 +48,11 @@ struct xs_parser {
 
 /* ---- state -------------------------------------------------------------- */
 
+unsigned xs_depth(const xs_parser *p)
+{
+    return p->depth;
+}
+
 static void drop_partial(xs_parser *p)
 {
     xmppd_stanza_unref(p->top);

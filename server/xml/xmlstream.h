@@ -45,6 +45,9 @@ xs_parser *xs_new(const xs_callbacks *cb, void *ud, size_t max_stanza, unsigned 
  * run from inside this call and must not free the parser; xs_reset is
  * allowed from element() when it returns nonzero. */
 int xs_feed(xs_parser *p, const char *buf, size_t len);
+/* Elements open, the stream root included: 1 between top-level elements
+ * (one element per WebSocket message is checked with it, RFC 7395). */
+unsigned xs_depth(const xs_parser *p);
 /* Forget all state for a stream restart (after STARTTLS or SASL). */
 void xs_reset(xs_parser *p);
 void xs_free(xs_parser *p);

@@ -1354,9 +1354,39 @@ static void off_pump(conn *c)
     }
 }
 
+/* login latencies (connect to bound and available), in ms */
+static double *lat_ms;
+static long n_lat, cap_lat;
+
+static void lat_add(double ms)
+{
+    if (n_lat == cap_lat) {
+        long cap = cap_lat ? cap_lat * 2 : 1024;
+        double *v = realloc(lat_ms, (size_t)cap * sizeof(*v));
+        if (!v)
+            return;
+        lat_ms = v;
+        cap_lat = cap;
+    }
+    lat_ms[n_lat++] = ms;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double lat_pct(double p)
+{
+    return lat_ms[(long)(p * (double)(n_lat - 1) + 0.5)];
+}
+
 static void on_ready(conn *c)
 {
     ph.ready++;
+    if (c->kind == K_LOGIN)
+        lat_add((now_s() - c->born) * 1000.0);
     if (c->kind == K_SESS)
         pool_release(c);
     else
@@ -1607,6 +1637,7 @@ static void phase_login(void)
     reset_ph();
     /* warm the client's SCRAM cache so the client core is not the limit */
     note("login: %d full logins, %d at a time", opt.logins, opt.login_concurrency);
+    n_lat = 0;
     double cpu0 = server_cpu(), t0 = now_s();
     pool_start(K_LOGIN, acct_login, 0, opt.logins, opt.login_concurrency);
     bool done = run_until(pool_done, t0 + opt.phase_timeout);
@@ -1622,6 +1653,13 @@ static void phase_login(void)
     result("login_wall_s", "%.3f", t1 - t0);
     if (ph.ready > 0)
         result("login_cpu_ms_per", "%.3f", cpu / ph.ready * 1000.0);
+    if (n_lat > 0) {
+        qsort(lat_ms, (size_t)n_lat, sizeof(*lat_ms), cmp_double);
+        result("login_latency_ms_p50", "%.1f", lat_pct(0.50));
+        result("login_latency_ms_p90", "%.1f", lat_pct(0.90));
+        result("login_latency_ms_p99", "%.1f", lat_pct(0.99));
+        result("login_latency_ms_max", "%.1f", lat_ms[n_lat - 1]);
+    }
     phase = P_NONE;
     run_until(no_conns, now_s() + 10);
     settle(3);

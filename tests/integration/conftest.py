@@ -155,6 +155,21 @@ class Server:
         finally:
             db.close()
 
+    def stored_kv(self, user, store):
+        """The JSON text of each keyval value of user in store on this
+        server's storage (either driver)."""
+        if self.config.get("storage") == "pgsql":
+            dsn = self.config["modules"]["storage_pgsql"]["connect"]
+            out = pg_cluster.psql(dsn, "SELECT value::text FROM xmppd_kv WHERE username = '%s' AND store = '%s'"
+                                  % (user.replace("'", "''"), store.replace("'", "''")))
+            return [line for line in out.splitlines() if line]
+        import sqlite3
+        db = sqlite3.connect(str(self.data_dir / "xmppd.sqlite"))
+        try:
+            return [r[0] for r in db.execute("SELECT value FROM kv WHERE user = ? AND store = ?", (user, store))]
+        finally:
+            db.close()
+
     def write_config(self):
         self.config_path.write_text(json.dumps(self.config, indent=2) + "\n")
 

@@ -50,11 +50,18 @@ def example_config():
     return json.loads(strip_comments((REPO / "contrib" / "xmppd.example.json").read_text()))
 
 
-def default_modules():
-    """{name: options} of the example's BEGIN/END DEFAULT MODULES block."""
+def default_module_lines():
+    """The lines of the example's BEGIN/END DEFAULT MODULES block without
+    its comments, as contrib/quickstart.sh copies them (each ends with a
+    comma)."""
     text = (REPO / "contrib" / "xmppd.example.json").read_text()
     block = text.split("// BEGIN DEFAULT MODULES", 1)[1].split("// END DEFAULT MODULES", 1)[0]
-    block = strip_comments(block).strip().rstrip(",")
+    return "\n".join(l for l in block.splitlines()[1:] if l.strip() and not l.strip().startswith("//"))
+
+
+def default_modules():
+    """{name: options} of the example's BEGIN/END DEFAULT MODULES block."""
+    block = strip_comments(default_module_lines()).strip().rstrip(",")
     return json.loads("{" + block + "}")
 
 

@@ -94,10 +94,11 @@ class ProsodyPeer:
     and Prosody offers/uses SASL EXTERNAL); without it xmppd's certificate is
     unknown to Prosody and the servers fall back to dialback.
     secure_auth: s2s_secure_auth (refuse dialback, demand valid certificates).
+    bidi: load mod_s2s_bidi (XEP-0288).
     """
 
     def __init__(self, folder, domain, ca, dns_port, trust_ca=True, secure_auth=False,
-                 direct_tls=False):
+                 direct_tls=False, bidi=False):
         require_prosody()
         self.dir = Path(folder)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +139,7 @@ class ProsodyPeer:
             "authentication = \"internal_plain\"",
             "storage = \"internal\"",
             "modules_enabled = { \"roster\"; \"saslauth\"; \"tls\"; \"dialback\"; \"disco\"; "
-            "\"ping\"; \"presence\"; \"message\"; \"iq\" }",
+            "\"ping\"; \"presence\"; \"message\"; \"iq\"%s }" % ("; \"s2s_bidi\"" if bidi else ""),
             "modules_disabled = { \"offline\" }",
             "unbound = { forward = %s; resolvconf = false; hoststxt = false }"
             % lua("127.0.0.1@%d" % dns_port),

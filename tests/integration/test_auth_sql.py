@@ -345,3 +345,26 @@ def test_user_database_down_then_back(pg, legacy_db, server_factory):
     while not plain(s, "sam", ROWS["sam"][0]).ok:
         assert time.monotonic() < deadline
         time.sleep(0.2)
+
+
+def test_plain_timing_does_not_tell_whether_an_account_exists(pg, server_factory):
+    """RFC 6120 §13.9.4 / RFC 4616 §6: with auth_sql, a PLAIN login of a
+    user the password_query does not find costs what a wrong password of an
+    existing row costs (hashing with hash_scheme: PBKDF2 here, at an
+    iteration count that makes the cost measurable), not a fast
+    "no such user"."""
+    from login_timing import assert_same_cost, failure_times
+    db = pg.create_db("timing")
+    pg.psql("CREATE TABLE accounts (name text NOT NULL, dom text NOT NULL, hash text NOT NULL,"
+            " PRIMARY KEY (name, dom))", db)
+    srv = server_factory({
+        "modules": {"auth_internal": None,
+                    "auth_sql": {"connect": pg.dsn(db),
+                                 "password_query": "SELECT hash AS password FROM accounts "
+                                                   "WHERE name = %n AND dom = %d",
+                                 "create_query": "INSERT INTO accounts VALUES (%n, %d, %{password_hash})",
+                                 "hash_scheme": "pbkdf2_sha256", "iterations": 150000,
+                                 "offer_scram": "never"}}})
+    srv.adduser("erin@localhost", "the-right-password")
+    wrong, missing = failure_times(srv, "erin", "nobody-here")
+    assert_same_cost(wrong, missing, floor=0.015)

@@ -126,6 +126,25 @@ def test_block_list_push_and_unblock(server, accounts):
     run(scenario())
 
 
+def test_unblocking_the_last_jid_pushes_its_item(server, accounts):
+    """XEP-0191 §3.4: unblocking the only blocked JID pushes
+    <unblock><item jid='...'/></unblock>, not the empty "unblock all" push of
+    §3.5, although the list ends up empty."""
+    a, b = accounts(2)
+
+    async def scenario():
+        one = await login(server, a, "one")
+        two = await login(server, a, "two")
+        await one.plugin["xep_0191"].block([b.jid], timeout=5)
+        for cl in (one, two):
+            assert await next_push(cl) == ("block", [b.jid])
+        await one.plugin["xep_0191"].unblock([b.jid], timeout=5)
+        for cl in (one, two):
+            assert await next_push(cl) == ("unblock", [b.jid])
+        assert await blocklist(two) == []
+    run(scenario())
+
+
 def test_bad_requests(server, accounts):
     """§3.3: a block without items is bad-request; a bad JID is
     jid-malformed; another account's list is forbidden."""

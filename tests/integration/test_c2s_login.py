@@ -452,3 +452,17 @@ def test_rfc6120_7_6_2_1_max_resources_resource_constraint(server_factory):
         assert r.get("type") == "error", tostr(r)
         assert error_condition(r) == ("wait", "resource-constraint"), tostr(r)
         assert c1.iq("<ping xmlns='urn:xmpp:ping'/>", to="localhost") is not None
+
+
+def test_rfc6120_13_plain_timing_does_not_tell_whether_an_account_exists(server_factory):
+    """RFC 6120 §13.9.4 / RFC 4616 §6 (no information to an attacker): with
+    auth_internal, a PLAIN login of an unknown user costs what a wrong
+    password of an existing account costs (a PBKDF2 derivation at the
+    configured iterations), not a fast "no such user"."""
+    from conftest import unique_user
+    from login_timing import assert_same_cost, failure_times
+    srv = server_factory({"modules": {"auth_internal": {"iterations": 150000}}})
+    user = unique_user("timing")
+    srv.adduser(user + "@localhost", "the-right-password")
+    wrong, missing = failure_times(srv, user, unique_user("nobody"))
+    assert_same_cost(wrong, missing, floor=0.015)

@@ -199,6 +199,20 @@ def test_rfc6121_3_3_unsubscribe_and_3_2_unsubscribed(server, accounts):
     run(scenario())
 
 
+def test_rfc6121_3_3_3_former_subscriber_gets_unavailable(server, accounts):
+    """§3.3.3: when bob's server processes alice's unsubscribe, it sends
+    alice unavailable presence from each of bob's available resources."""
+    a, b = accounts(2)
+
+    async def scenario():
+        ca = await login(server, a, presence=0)
+        cb = await login(server, b, presence=0)
+        await subscribe_both(ca, a, cb, b)
+        ca.send_presence(pto=b.jid, ptype="unsubscribe")
+        await ca.next_presence(pred=of_type("unavailable", cb.boundjid))
+    run(scenario())
+
+
 # ---- §4: presence exchange --------------------------------------------------------
 
 def test_rfc6121_4_2_initial_presence_broadcast_and_4_3_probe(server, accounts):

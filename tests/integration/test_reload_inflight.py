@@ -34,7 +34,7 @@ NS_LAST = "jabber:iq:last"
 
 RELOADED = ["roster", "presence", "offline", "vcard", "private", "last", "privacy",
             "blocking", "ping", "caps", "disco", "mam", "smacks", "pep", "avatar", "bookmarks",
-            "muc", "storage_sqlite", "auth_internal"]
+            "muc", "muc_mam", "storage_sqlite", "auth_internal"]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def config_overrides():
                         "vcard": True, "private": True, "last": True, "privacy": True,
                         "blocking": True, "ping": {"keepalive_interval": "1s"}, "caps": True,
                         "disco": True, "mam": {"default_policy": "roster"}, "smacks": True,
-                        "pep": True, "avatar": True, "bookmarks": True, "muc": True}}
+                        "pep": True, "avatar": True, "bookmarks": True, "muc": True, "muc_mam": True}}
 
 
 def iq(c, type_, child):
@@ -88,14 +88,17 @@ async def busy(c, name, target, stop, state):
         await asyncio.sleep(0.01)
 
 
-def reloader(server, stop, errors):
+def reloader(server, stop, errors, done):
     n = 0
     while not stop.is_set():
         mod = RELOADED[n % len(RELOADED)]
+        if mod == "storage_sqlite":  # the driver the server runs on
+            mod = "storage_" + server.config.get("storage", "sqlite")
         r = server.ctl("module", "reload", mod)
         if r.returncode != 0:
             errors.append("reload %s: %s%s" % (mod, r.stdout, r.stderr))
         n += 1
+        done[0] = n
     errors.append(n)
 
 
@@ -112,11 +115,18 @@ def test_reload_every_module_with_work_in_flight(server, accounts):
 
     async def scenario():
         clients = [await connect(server, u, resource="busy") for u in users]
-        t = threading.Thread(target=reloader, args=(server, stop, errors))
+        reloads = [0]
+        t = threading.Thread(target=reloader, args=(server, stop, errors, reloads))
         t.start()
         work = [asyncio.ensure_future(busy(c, "c%d" % k, target.jid, stop, states[k]))
                 for k, c in enumerate(clients)]
-        await asyncio.sleep(scaled(8))
+        # At least 8 s, and enough work and reloads to mean something on a
+        # loaded machine (bounded: a minute, scaled).
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < scaled(60) and (
+                time.monotonic() - t0 < scaled(8) or reloads[0] < 2 * len(RELOADED) or
+                sum(len(s["sent"]) for s in states) <= 30):
+            await asyncio.sleep(0.2)
         stop.set()
         await asyncio.gather(*work)
         t.join()

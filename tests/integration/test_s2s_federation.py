@@ -80,6 +80,7 @@ class FakeRemote:
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.events = queue.Queue()
+        self.raw = bytearray()  # every byte received (after TLS)
         self.accepted = 0
         self._stop = False
         self._threads = []
@@ -127,6 +128,7 @@ class FakeRemote:
                 data = b""
             if not data:
                 return False
+            self.raw += data
             reader.feed(data)
             return True
         return False
@@ -199,6 +201,38 @@ class FakeRemote:
                 pass
 
 
+class Dropper:
+    """Accepts TCP connections on 127.0.0.1 and closes them at once,
+    counting them: a peer that is down in the way that costs the most."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = False
+        self._t = threading.Thread(target=self._loop, daemon=True)
+        self._t.start()
+
+    def _loop(self):
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+    def close(self):
+        self._stop = True
+        self._t.join(3)
+        self.sock.close()
+
+
 # ---------------------------------------------------------------------------
 # fixtures
 # ---------------------------------------------------------------------------
@@ -219,6 +253,7 @@ def env(tmp_path_factory):
     e.fake = FakeRemote("fake.example", *certs["fake.example"],
                         verify=lambda key, sid, frm: key in e.good_keys)
     e.silent = FakeRemote("silent.example", *certs["fake.example"], mode="silent")
+    e.dropper = Dropper()
     a_s2s, a_tls, b_s2s = free_port(), free_port(), free_port()
     dns = e.dns
     dns.add_srv("_xmpp-server._tcp.b.example", 5, 0, e.closed, "dead.b.example")
@@ -236,6 +271,8 @@ def env(tmp_path_factory):
             "hosts": {"localhost": None, domain: {}},
             "s2s": dict({"dns_servers": ["127.0.0.1:%d" % dns.port], "ca_file": str(e.ca.cert),
                          "dialback_secret": SECRET}, **s2s_conf),
+            # a peer that stalls its negotiation is cut off soon
+            "limits": {"negotiation_timeout": "3s", "max_stanza_size": "64k"},
         }, name=name)
         srv.domain = domain
         srv.config["listeners"] += s2s_listeners
@@ -248,11 +285,15 @@ def env(tmp_path_factory):
         {"type": "s2s", "address": "127.0.0.1", "port": a_tls, "tls": "direct"},
     ], {"routes": {"fake.example": "127.0.0.1:%d" % e.fake.port,
                    "silent.example": "127.0.0.1:%d" % e.silent.port,
-                   "closed.example": "127.0.0.1:%d" % e.closed},
-        "connect_timeout": "1s", "idle_timeout": "2s", "max_queue": 3})
+                   "closed.example": "127.0.0.1:%d" % e.closed,
+                   "dropper.example": "127.0.0.1:%d" % e.dropper.port},
+        "connect_timeout": "1s", "idle_timeout": "2s", "max_queue": 3,
+        "retry_delay": "1s", "max_retry_delay": "4s"})
     e.a.s2s_port = a_s2s
+    # no XEP-0288 on B: its own outgoing streams (direct TLS to A) are under
+    # test here; bidirectional streams are in test_s2s_bidi.py
     e.b = make("xmppd-b", "b.example", [{"type": "s2s", "address": "127.0.0.1", "port": b_s2s}],
-               {})
+               {"bidi": False})
     yield e
     try:
         _finish(e.a)
@@ -260,6 +301,7 @@ def env(tmp_path_factory):
     finally:
         e.fake.close()
         e.silent.close()
+        e.dropper.close()
         e.dns.close()
 
 
@@ -350,6 +392,42 @@ def test_refused_connection_bounces_not_found(env):
         iq.append(ET.fromstring("<query xmlns='http://jabber.org/protocol/disco#info'/>"))
         assert await ca.iq_error(iq, timeout=scaled(10)) == ("cancel", "remote-server-not-found")
     run(scenario())
+
+
+def test_failing_peer_backs_off_exponentially(env):
+    """A peer whose connections drop at once: the first stanza costs an
+    attempt and bounces (remote-server-not-found); for s2s.retry_delay (1 s,
+    plus up to a quarter of jitter) further stanzas bounce at once without a
+    new connection; then one attempt again, after which the wait doubles
+    (2 s), up to s2s.max_retry_delay. Other domains are not affected."""
+    a = account(env.a)
+    b = account(env.b)
+
+    async def scenario():
+        ca = await connect(env.a, a)
+        cb = await connect(env.b, b, presence=0)
+        to = "x@dropper.example"
+        assert await bounced(ca, to) == ("cancel", "remote-server-not-found")
+        assert env.dropper.accepted == 1
+        t0 = time.monotonic()
+        for _ in range(5):
+            assert await bounced(ca, to) == ("cancel", "remote-server-not-found")
+        assert time.monotonic() - t0 < 0.9, "bounces during the back-off should be immediate"
+        assert env.dropper.accepted == 1, "a new attempt during the back-off"
+        # federation with b.example goes on meanwhile
+        ca.send_message(mto=b.jid, mbody="still here", mtype="chat")
+        await cb.next_message(timeout=scaled(10), pred=lambda m: m["body"] == "still here")
+        await asyncio.sleep(1.3)  # past 1 s + 25 %
+        assert await bounced(ca, to) == ("cancel", "remote-server-not-found")
+        assert env.dropper.accepted == 2
+        await asyncio.sleep(1.3)  # the wait is 2 s now: still backing off
+        assert await bounced(ca, to) == ("cancel", "remote-server-not-found")
+        assert env.dropper.accepted == 2
+        await asyncio.sleep(1.3)
+        assert await bounced(ca, to) == ("cancel", "remote-server-not-found")
+        assert env.dropper.accepted == 3
+    run(scenario(), timeout=scaled(40))
+    assert "backing off for" in env.a.read_log()
 
 
 def test_silent_peer_times_out_and_queue_is_bounded(env):
@@ -475,6 +553,29 @@ def test_dialback_through_authoritative_server_then_address_checks(env):
     run(scenario())
 
 
+def test_dialback_written_with_db_prefix_both_forms_accepted(env):
+    """XEP-0220 examples (and ejabberd, which knows no other form): dialback
+    elements are written as db:result / db:verify with the prefix the
+    stream header declares, on the receiving side (the answer) and the
+    originating side (the verification sent to the authoritative server);
+    a request in the default-namespace form is understood too."""
+    key = "key-" + secrets.token_hex(8)
+    env.good_keys.add(key)
+    c = open_s2s(env)
+    header_end = len(c.raw)
+    c.send("<result xmlns='%s' from='fake.example' to='a.example'>%s</result>" % (NS_DB, key))
+    r = c.wait_for(lambda el: el.tag == q(NS_DB, "result"), timeout=scaled(10))
+    assert r.get("type") == "valid"
+    answer = bytes(c.raw[header_end:])
+    assert b"<db:result " in answer and NS_DB.encode() not in answer, answer
+    sent = bytes(env.fake.raw)
+    assert b"<db:verify " in sent and b"xmlns='%s'" % NS_DB.encode() not in sent, sent[-600:]
+    c2 = open_s2s(env)
+    r = dialback(c2, "k", to="nothere.example")
+    assert r.get("type") == "error" and error_condition(r) == ("cancel", "item-not-found")
+    assert b"<error type='cancel'>" in bytes(c2.raw), bytes(c2.raw)[-300:]
+
+
 def test_dialback_to_foreign_domain_is_host_unknown(env):
     """After dialback, a stanza for a domain not served here ends the stream
     with host-unknown (RFC 6120 §4.9.3.6): xmppd relays nothing."""
@@ -524,6 +625,53 @@ def test_authoritative_verify_uses_xep0185_keys(env):
            % (NS_DB, sid, good))
     r = c.wait_for(lambda el: el.tag == q(NS_DB, "verify"))
     assert r.get("type") == "error" and error_condition(r) == ("cancel", "item-not-found")
+
+
+def test_bad_peers_are_cut_off_without_affecting_others(env):
+    """Issue 11.10: a peer that sends garbage (RFC 6120 §4.9.3.13
+    not-well-formed), one that stalls in the middle of its stream header
+    (§4.9.3.4 connection-timeout after limits.negotiation_timeout, 3 s
+    here) and an authenticated one that floods a stanza over
+    limits.max_stanza_size (§4.9.3.14 policy-violation) are each
+    disconnected, while messages between A and B go on all along."""
+    a, b = account(env.a), account(env.b)
+    key = "key-" + secrets.token_hex(8)
+    env.good_keys.add(key)
+
+    async def scenario():
+        ca = await connect(env.a, a, presence=0)
+        cb = await connect(env.b, b, presence=0)
+
+        async def still_federating(tag):
+            ca.send_message(mto=b.jid, mbody=tag, mtype="chat")
+            await cb.next_message(timeout=scaled(10), pred=lambda m: m["body"] == tag)
+            cb.send_message(mto=ca.boundjid.full, mbody=tag + " back", mtype="chat")
+            await ca.next_message(timeout=scaled(10), pred=lambda m: m["body"] == tag + " back")
+
+        await still_federating("before")
+        # a stalled peer: half a stream header, then nothing
+        stalled = RawClient(env.a.s2s_port, domain="a.example")
+        stalled.send("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stre")
+        t0 = time.monotonic()
+        # garbage after a proper header
+        garbage = RawClient(env.a.s2s_port, domain="a.example")
+        garbage.open_stream(xmlns=NS_SERVER, frm="fake.example", to="a.example")
+        garbage.send("<<<\x01 not xml at all >>>")
+        await asyncio.to_thread(garbage.expect_stream_error, "not-well-formed")
+        await still_federating("after garbage")
+        # an authenticated peer sends a stanza over the size limit
+        flood = await asyncio.to_thread(open_s2s, env)
+        assert (await asyncio.to_thread(dialback, flood, key)).get("type") == "valid"
+        flood.send("<message from='u@fake.example' to='%s'><body>%s</body></message>"
+                   % (a.jid, "f" * 70000))
+        await asyncio.to_thread(flood.expect_stream_error, "policy-violation")
+        await still_federating("after flood")
+        closed = await asyncio.to_thread(stalled.wait_closed, scaled(10))
+        assert closed and 2.5 < time.monotonic() - t0 < scaled(10), time.monotonic() - t0
+        await still_federating("after stall")
+        for c in (stalled, garbage, flood):
+            c.close()
+    run(scenario(), timeout=scaled(60))
 
 
 def test_header_to_unknown_host(env):

@@ -19,7 +19,6 @@ presence exchange (RFC 6121 §3.1, §4.2) and a probe at login (§4.3).
 """
 
 import re
-import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -27,7 +26,9 @@ import prosody_peer
 from conftest import Account, Server, _finish, unique_user
 from dns_fixture import DNSServer
 from prosody_peer import ProsodyPeer, TestCA, connect_peer, free_port
-from xmpptest import connect, run, scaled
+import federation_clients
+from federation_clients import login_local, run_with_peer_log
+from xmpptest import scaled
 
 XMPPD_DOMAIN = "xmppd.example"
 PEER_DOMAIN = "prosody.example"
@@ -71,14 +72,6 @@ def fed(request, tmp_path_factory):
         dns.close()
 
 
-def run_with_peer_log(peer, coro, timeout):
-    """run(), with Prosody's log added to a failure."""
-    try:
-        return run(coro, timeout=timeout)
-    except BaseException as e:
-        raise AssertionError("%s\n--- prosody log ---\n%s" % (e, peer.output_tail(200))) from e
-
-
 def new_pair(srv, peer):
     a = Account(unique_user("x"), "pw-" + unique_user("p"), domain=XMPPD_DOMAIN)
     srv.adduser(a.jid, a.password)
@@ -103,27 +96,8 @@ def check_auth_path(srv, peer, mode):
         assert "SASL EXTERNAL" not in "\n".join(l for l in log.splitlines() if "authenticated" in l)
 
 
-async def prepare(c, presence):
-    """No automatic answers to subscriptions; the roster is requested (an
-    interested resource, RFC 6121 §2.1.6, gets subscription stanzas)."""
-    c.auto_authorize = None
-    c.auto_subscribe = False
-    iq = c.Iq()
-    iq["type"] = "get"
-    iq.append(ET.fromstring("<query xmlns='jabber:iq:roster'/>"))
-    await iq.send(timeout=scaled(10))
-    if presence is not None:
-        c.send_presence(ppriority=presence)
-    return c
-
-
-async def login_local(srv, acct, presence=None):
-    return await prepare(await connect(srv, acct), presence)
-
-
 async def login_peer(peer, acct, presence=None):
-    return await prepare(await connect_peer(peer, acct.user, acct.password, timeout=scaled(10)),
-                         presence)
+    return await federation_clients.login_peer(connect_peer, peer, acct, presence)
 
 
 def test_messages_both_ways(fed):

@@ -209,8 +209,11 @@ def test_hello_asks_the_client_with_iq_request(server, accounts):
     """xmppd_iq_request (router.h): <hello/> asks the client its software
     version (XEP-0092) and waits for the answer: a result is used, an
     error is told as such, and a client that stays silent is answered after
-    the module's ask_timeout (1 s here), with "no answer"."""
-    (a,) = accounts(1)
+    the module's ask_timeout (1 s here), with "no answer". Only the entity
+    asked can answer: another account replying with the same id is not
+    taken (the rule mod_caps relies on so a guessed id cannot poison its
+    cache)."""
+    a, other = accounts(2)
 
     async def scenario():
         c = await login(server, a, resource="answers")
@@ -229,6 +232,10 @@ def test_hello_asks_the_client_with_iq_request(server, accounts):
     asked = raw.expect("{jabber:client}iq")  # the server's question, never answered
     assert asked.get("type") == "get" and asked.find("{jabber:iq:version}query") is not None
     assert asked.get("from") == "localhost"
+    forger = RawClient(server.port, domain="localhost")
+    forger.login(other.user, other.password, resource="forger")
+    forger.send("<iq type='result' to='localhost' id='%s'><query xmlns='jabber:iq:version'>"
+                "<name>Forged</name><version>1</version></query></iq>" % asked.get("id"))
     answer = raw.expect("{jabber:client}iq", timeout=scaled(10))
     assert answer.get("id") == "h1" and answer.get("type") == "result", ET.tostring(answer)
     client = answer.find("{%s}hello/{%s}client" % (HELLO_NS, HELLO_NS))
@@ -237,6 +244,7 @@ def test_hello_asks_the_client_with_iq_request(server, accounts):
     # The late answer is not taken for anything: it goes nowhere.
     raw.send("<iq type='result' to='localhost' id='%s'/>" % asked.get("id"))
     raw.close()
+    forger.close()
 
 
 def test_hello_ctl_command(server, accounts):

@@ -165,6 +165,20 @@ def test_check_invalid_json(server, tmp_path):
     assert re.search(r"\S*broken\.json:3\b", lines[0]), lines[0]
 
 
+def test_check_error_lines_show_control_characters_escaped(server, tmp_path):
+    """Found by fuzz_config: a key holding a newline (JSON "\\n") or an
+    escape sequence made an error span two lines or reach the terminal;
+    control characters are shown as \\xNN, one error per line."""
+    path = tmp_path / "ctrl.json"
+    path.write_text('{\n  "list\\ners": [],\n  "lo\\u001b[31mg": {}\n}\n')
+    r = _ctl(path, "check")
+    assert r.returncode == 1
+    lines = output_lines(r)
+    assert any("list\\x0aers: unknown key" in ln for ln in lines), lines
+    assert any("lo\\x1b[31mg: unknown key" in ln for ln in lines), lines
+    assert "\x1b" not in r.stderr
+
+
 def test_check_reports_every_error(server, tmp_path):
     """check reports every error of the file at once, the server's keys and
     the modules' options alike, each as FILE:LINE: KEY (then a count), and
@@ -219,3 +233,91 @@ def test_xmppd_refuses_bad_config(server, tmp_path):
 def _ctl(path, *args):
     return subprocess.run([str(XMPPCTL), "-c", str(path)] + list(args),
                           capture_output=True, text=True, timeout=30)
+
+
+# ---------------------------------------------------------------------------
+# deluser / passwd reach the running server (control socket), and still work
+# on a stopped server's data
+# ---------------------------------------------------------------------------
+
+ACCOUNT_MODULES = {"modules": {"vcard": {}, "private": {}, "last": {}}}
+
+
+def logged_in(server, user, password, resource):
+    c = RawClient(server.port)
+    c.login(user, password, resource=resource)
+    c.send_presence()
+    return c
+
+
+def store_vcard(c):
+    r = c.iq("<vCard xmlns='vcard-temp'><FN>Doomed</FN></vCard>", type_="set")
+    assert r.get("type") == "result"
+
+
+def test_deluser_ends_sessions_and_purges_data(server_factory):
+    """deluser on a running server ends each session of the account with
+    <not-authorized/> (RFC 6120 §4.9.3.12, as Prosody), removes the account
+    and purges what it stored, including what its sessions wrote as they
+    ended (mod_last's logout time)."""
+    srv = server_factory(ACCOUNT_MODULES)
+    user = unique_user("del")
+    srv.adduser(user + "@localhost", "doomed-pw")
+    one = logged_in(srv, user, "doomed-pw", "one")
+    two = logged_in(srv, user, "doomed-pw", "two")
+    store_vcard(one)
+    assert "vcard" in srv.stored_stores(user)
+    r = srv.ctl("deluser", user + "@localhost")
+    assert r.returncode == 0, r.stderr
+    assert "2 sessions ended" in r.stdout
+    for c in (one, two):
+        el = c.expect_stream_error("not-authorized")
+        assert "deleted" in (el.findtext("{urn:ietf:params:xml:ns:xmpp-streams}text") or "")
+        c.close()
+    assert srv.stored_stores(user) == []
+    assert not can_login(srv, user + "@localhost", "doomed-pw")
+
+
+def test_passwd_ends_the_accounts_sessions(server_factory):
+    """passwd on a running server ends the account's sessions with <reset/>
+    (RFC 6120 §4.9.3.16: the credentials changed; Prosody ends the sessions
+    other than the one that changed it, and xmppctl has none); sessions of
+    other accounts stay; the new password works."""
+    srv = server_factory()
+    user, other = unique_user("pw"), unique_user("pw")
+    srv.adduser(user + "@localhost", "first-pw")
+    srv.adduser(other + "@localhost", "other-pw")
+    one = logged_in(srv, user, "first-pw", "one")
+    two = logged_in(srv, user, "first-pw", "two")
+    bystander = logged_in(srv, other, "other-pw", "x")
+    r = srv.ctl("passwd", user + "@localhost", input="second-pw\n")
+    assert r.returncode == 0, r.stderr
+    for c in (one, two):
+        c.expect_stream_error("reset")
+        c.close()
+    assert bystander.quiet(0.5) == [] and not bystander.eof
+    bystander.close()
+    assert can_login(srv, user + "@localhost", "second-pw")
+    assert not can_login(srv, user + "@localhost", "first-pw")
+
+
+def test_deluser_and_passwd_on_a_stopped_server(server_factory):
+    """With the server stopped, xmppctl changes its data itself: passwd
+    sets the password and deluser removes the account and its data, as the
+    restarted server shows."""
+    srv = server_factory(ACCOUNT_MODULES)
+    keep, gone = unique_user("off"), unique_user("off")
+    srv.adduser(keep + "@localhost", "keep-pw")
+    srv.adduser(gone + "@localhost", "gone-pw")
+    c = logged_in(srv, gone, "gone-pw", "r")
+    store_vcard(c)
+    c.close()
+    srv.stop()
+    r = srv.ctl("passwd", keep + "@localhost", input="changed-pw\n")
+    assert r.returncode == 0, r.stderr
+    r = srv.ctl("deluser", gone + "@localhost")
+    assert r.returncode == 0, r.stderr
+    assert srv.stored_stores(gone) == []
+    srv.start()
+    assert can_login(srv, keep + "@localhost", "changed-pw")
+    assert not can_login(srv, gone + "@localhost", "gone-pw")

@@ -43,6 +43,9 @@ NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
 NS_STREAM_ERR = "urn:ietf:params:xml:ns:xmpp-streams"
 NS_STANZA_ERR = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_SASL_CB = "urn:xss:sasl-cb:0"  # XEP-0440
+NS_SASL2 = "urn:xmpp:sasl:2"      # XEP-0388
+NS_BIND2 = "urn:xmpp:bind:0"      # XEP-0386
+NS_FAST = "urn:xmpp:fast:0"       # XEP-0484
 NS_XML = "http://www.w3.org/XML/1998/namespace"
 
 
@@ -66,13 +69,39 @@ QUIET_PERIOD = 1.0 * TIMEOUT_FACTOR
 _ports_given = set()
 
 
+def _port_range():
+    """XMPPD_TEST_PORTS=LO-HI: the ports this run may listen on. Suites run
+    side by side (contrib/run-tests.sh) each get their own range below the
+    kernel's ephemeral ports (32768 and up), so neither another suite nor
+    an outgoing connection can take a port between its choice and the
+    server's bind. pytest-xdist workers split the range further."""
+    spec = os.environ.get("XMPPD_TEST_PORTS")
+    if not spec:
+        return None
+    lo, hi = (int(x) for x in spec.split("-"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if worker.startswith("gw") and count > 1:
+        size = (hi - lo + 1) // count
+        lo += int(worker[2:]) * size
+        hi = lo + size - 1
+    return lo, hi
+
+
 def free_port(host="127.0.0.1"):
     """A TCP port free on host now and never handed out before in this test
     run: several ports are picked before any server binds them, and the
     kernel may offer a just-released port again."""
-    for _ in range(100):
+    rng = _port_range()
+    candidates = range(rng[0], rng[1] + 1) if rng else [0] * 100
+    for want in candidates:
+        if want and want in _ports_given:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
+            try:
+                s.bind((host, want))
+            except OSError:
+                continue
             port = s.getsockname()[1]
         if port not in _ports_given:
             _ports_given.add(port)
@@ -169,6 +198,18 @@ class SaslResult:
         return "SaslResult(ok=%r, condition=%r, text=%r)" % (self.ok, self.condition, self.text)
 
 
+def sasl_failure(el):
+    """SaslResult of a <failure/> (RFC 6120 or SASL2): the condition is its
+    child in the RFC 6120 SASL namespace, text its <text/>."""
+    cond, text = None, None
+    for c in el:
+        if local(c.tag) == "text":
+            text = c.text
+        elif ns_of(c.tag) == NS_SASL:
+            cond = local(c.tag)
+    return SaslResult(False, el, cond, text)
+
+
 def parse_features(el):
     """Summary of a <stream:features/> element."""
     if el is None or el.tag != q(NS_STREAM, "features"):
@@ -188,6 +229,22 @@ def parse_features(el):
     cb = el.find(q(NS_SASL_CB, "sasl-channel-binding"))
     if cb is not None:
         info["channel_bindings"] = [c.get("type") for c in cb.findall(q(NS_SASL_CB, "channel-binding"))]
+    # XEP-0388: <authentication/> with its <inline/> features
+    info["sasl2"] = None
+    auth = el.find(q(NS_SASL2, "authentication"))
+    if auth is not None:
+        inline = auth.find(q(NS_SASL2, "inline"))
+        fast = inline.find(q(NS_FAST, "fast")) if inline is not None else None
+        bind2 = inline.find(q(NS_BIND2, "bind")) if inline is not None else None
+        b2inline = bind2.find(q(NS_BIND2, "inline")) if bind2 is not None else None
+        info["sasl2"] = {
+            "mechanisms": [(m.text or "").strip() for m in auth.findall(q(NS_SASL2, "mechanism"))],
+            "inline": [c.tag for c in inline] if inline is not None else [],
+            "fast": [(m.text or "").strip() for m in fast.findall(q(NS_FAST, "mechanism"))]
+            if fast is not None else None,
+            "bind2": [f.get("var") for f in b2inline.findall(q(NS_BIND2, "feature"))]
+            if b2inline is not None else None,
+        }
     return info
 
 
@@ -216,6 +273,21 @@ def error_condition(el, ns=NS_STANZA_ERR):
 # ---------------------------------------------------------------------------
 
 _SCRAM_HASHES = {"SCRAM-SHA-1": "sha1", "SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
+
+
+def ht_hash(token, initiator, cb_data=b""):
+    """HT-SHA-256-* (draft-schmaus-kitten-sasl-ht): HMAC-SHA-256 of
+    "Initiator" or "Responder" and the channel binding, keyed by the token."""
+    return hmac.new(token.encode(), (b"Initiator" if initiator else b"Responder") + cb_data,
+                    "sha256").digest()
+
+
+def ssdp_hash(hashname, mechanisms, channel_bindings=None):
+    """XEP-0474 §5.1: what a client computes from the lists it received."""
+    s = "\x1e".join(sorted(mechanisms, key=lambda m: m.encode()))
+    if channel_bindings is not None:
+        s += "\x1f" + "\x1e".join(sorted(channel_bindings, key=lambda m: m.encode()))
+    return base64.b64encode(hashlib.new(hashname, s.encode()).digest()).decode()
 
 
 def saslname(s):
@@ -289,10 +361,13 @@ class RawClient:
     """A blocking XMPP client socket that shows exactly what the server sends."""
 
     def __init__(self, port, host="127.0.0.1", domain="localhost", direct_tls=False,
-                 timeout=None):
+                 timeout=None, source=None):
+        """source: local address to connect from (another loopback address
+        such as 127.0.0.2 is a different client address to the server)."""
         self.port, self.host, self.domain = port, host, domain
         self.timeout = timeout or DEFAULT_TIMEOUT
-        self.sock = socket.create_connection((host, port), timeout=self.timeout)
+        self.sock = socket.create_connection((host, port), timeout=self.timeout,
+                                             source_address=(source, 0) if source else None)
         self.raw = bytearray()        # every byte received, across TLS upgrades
         self.reader = StreamReader()
         self.eof = False
@@ -509,13 +584,7 @@ class RawClient:
                 verified = scram.verify(base64.b64decode((el.text or "").strip() or ""))
             return SaslResult(True, el, server_verified=verified)
         if el.tag == q(NS_SASL, "failure"):
-            cond, text = None, None
-            for c in el:
-                if local(c.tag) == "text":
-                    text = c.text
-                else:
-                    cond = local(c.tag)
-            return SaslResult(False, el, cond, text)
+            return sasl_failure(el)
         raise XMPPTestError("unexpected SASL answer %s" % tostr(el))
 
     def auth_scram(self, mech, user, password, authzid=None, cb_type=None, cb_data=None,
@@ -539,6 +608,67 @@ class RawClient:
         self.send("<response xmlns='%s'>%s</response>"
                   % (NS_SASL, base64.b64encode(sc.final(sf)).decode()))
         return self._sasl_outcome(scram=sc, timeout=timeout)
+
+    # -- SASL2 (XEP-0388) --------------------------------------------------
+    def sasl2_outcome(self, scram=None, timeout=None):
+        """Reads the end of a SASL2 exchange: SaslResult with the <success/>
+        (server_verified for SCRAM) or <failure/> element."""
+        el = self.next_element(timeout)
+        if el.tag == q(NS_SASL2, "success"):
+            verified = None
+            if scram is not None:
+                data = el.find(q(NS_SASL2, "additional-data"))
+                verified = data is not None and scram.verify(base64.b64decode((data.text or "").strip()))
+            return SaslResult(True, el, server_verified=verified)
+        if el.tag == q(NS_SASL2, "failure"):
+            return sasl_failure(el)
+        raise XMPPTestError("unexpected SASL2 answer %s" % tostr(el))
+
+    def sasl2_authenticate(self, mech, initial=None, inner=""):
+        """Sends <authenticate/>; initial: bytes of the initial response (None:
+        no <initial-response/>); inner: more XML inside."""
+        ir = ("<initial-response>%s</initial-response>" % base64.b64encode(initial).decode()
+              if initial is not None else "")
+        self.send("<authenticate xmlns='%s' mechanism='%s'>%s%s</authenticate>" % (NS_SASL2, mech, ir, inner))
+
+    def sasl2_scram(self, mech, user, password, inner="", cb_type=None, cb_data=None, timeout=None):
+        """A SASL2 SCRAM exchange; returns (SaslResult, ScramClient, server-first bytes)."""
+        if mech.endswith("-PLUS") and cb_data is None:
+            cb_type = cb_type or "tls-server-end-point"
+            cb_data = self.tls_server_end_point()
+        sc = ScramClient(mech, user, password, cb_type=cb_type, cb_data=cb_data or b"")
+        self.sasl2_authenticate(mech, sc.first(), inner)
+        el = self.next_element(timeout)
+        if el.tag != q(NS_SASL2, "challenge"):
+            self.reader.elements.insert(0, el)
+            return self.sasl2_outcome(timeout=timeout), sc, None
+        sf = base64.b64decode((el.text or "").strip())
+        self.send("<response xmlns='%s'>%s</response>" % (NS_SASL2, base64.b64encode(sc.final(sf)).decode()))
+        return self.sasl2_outcome(scram=sc, timeout=timeout), sc, sf
+
+    def sasl2_plain(self, user, password, inner="", timeout=None):
+        self.sasl2_authenticate("PLAIN", ("\0%s\0%s" % (user, password)).encode(), inner)
+        return self.sasl2_outcome(timeout=timeout)
+
+    def sasl2_ht(self, mech, user, token, inner="", cb_data=b"", timeout=None):
+        """FAST login (XEP-0484) with an HT mechanism; returns the SaslResult
+        with server_verified: the responder hash checked."""
+        self.sasl2_authenticate(mech, user.encode() + b"\0" + ht_hash(token, True, cb_data), inner)
+        res = self.sasl2_outcome(timeout=timeout)
+        if res.ok:
+            data = res.element.find(q(NS_SASL2, "additional-data"))
+            res.server_verified = (data is not None and
+                                   base64.b64decode((data.text or "").strip()) == ht_hash(token, False, cb_data))
+        return res
+
+    def secure_stream(self, **kw):
+        """Stream header, STARTTLS (unless direct TLS), header again: the
+        features of the secure, unauthenticated stream."""
+        f = self.open_stream(**kw)
+        if not self.tls:
+            self.starttls()
+            f = self.open_stream(**kw)
+        return f
 
     def bind(self, resource=None):
         iid = new_id("bind")

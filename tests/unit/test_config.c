@@ -128,15 +128,40 @@ static void test_no_hosts(void **state)
 static void test_bad_listener(void **state)
 {
     expect_error("{\n" HOSTS ",\n \"listeners\": [\n  { \"type\": \"c2s\" },\n  { \"type\": \"c2x\" }\n ]\n}",
-                 "5: listeners.1.type: expected one of \"c2s\", \"s2s\", \"component\", got \"c2x\"");
+                 "5: listeners.1.type: expected one of \"c2s\", \"s2s\", \"component\", \"http\", got \"c2x\"");
     expect_error("{\n" HOSTS ",\n \"listeners\": [\n  { \"port\": 5222 }\n ]\n}",
                  "4: listeners.0: \"type\" is required: what connects here");
     expect_error("{\n" HOSTS ",\n \"listeners\": [\n  { \"type\": \"c2s\",\n    \"port\": 70000 } ]\n}",
                  "5: listeners.0.port: expected an integer from 1 to 65535, got 70000");
     expect_error("{\n" HOSTS ",\n \"listeners\": [ { \"type\": \"s2s\", \"tls\": \"maybe\" } ]\n}",
-                 "3: listeners.0.tls: expected one of \"starttls\", \"direct\", got \"maybe\"");
+                 "3: listeners.0.tls: expected one of \"starttls\", \"direct\", \"none\", got \"maybe\"");
     expect_error("{\n" HOSTS ",\n \"listeners\": [ { \"type\": \"c2s\" },\n { \"type\": \"c2s\" } ]\n}",
                  "4: listeners.1: [::]:5222 is already used by listeners.0");
+}
+
+/* http listeners: HTTPS or plain, proxies as addresses or CIDRs, a prefix
+ * that is a path; the kernel's endpoints need sane paths and URLs. */
+static void test_http_listener(void **state)
+{
+    expect_error("{\n" HOSTS ",\n \"listeners\": [ { \"type\": \"http\", \"tls\": \"starttls\" } ]\n}",
+                 "3: listeners.0.tls: HTTP has no STARTTLS: \"direct\" (HTTPS) or \"none\" (plain HTTP)");
+    expect_error("{\n" HOSTS ",\n \"listeners\": [ { \"type\": \"c2s\", \"tls\": \"none\" } ]\n}",
+                 "3: listeners.0.tls: \"none\" is only for http listeners (use \"starttls\" or \"direct\")");
+    expect_error("{\n" HOSTS ",\n \"listeners\": [ { \"type\": \"http\",\n \"trusted_proxies\": [\"10.0.0.0/33\"] } ]\n}",
+                 "4: listeners.0.trusted_proxies: expected IP addresses or CIDRs (\"10.0.0.0/8\"), got \"10.0.0.0/33\"");
+    expect_error("{\n" HOSTS ",\n \"listeners\": [ { \"type\": \"http\",\n \"path_prefix\": \"/xmpp/\" } ]\n}",
+                 "4: listeners.0.path_prefix: expected a path such as \"/xmpp\" (a leading '/', none at the end), got \"/xmpp/\"");
+    expect_error("{\n" HOSTS ",\n \"http\": { \"websocket\": {\n \"see_other_uri\": \"http://x.example/\" } }\n}",
+                 "4: http.websocket.see_other_uri: expected a ws:// or wss:// URI, got \"http://x.example/\"");
+    xmppd_config *cfg = load_text("{ " HOSTS ",\n \"listeners\": [ { \"type\": \"http\" },\n"
+                                  " { \"type\": \"http\", \"tls\": \"direct\" } ] }");
+    assert_non_null(cfg);
+    assert_int_equal(cfg->listeners[0].tls, LISTEN_TLS_NONE);
+    assert_int_equal(cfg->listeners[0].port, 5280);
+    assert_int_equal(cfg->listeners[1].port, 5281);
+    assert_string_equal(cfg->http.websocket.path, "/xmpp-websocket");
+    assert_string_equal(cfg->http.bosh.path, "/http-bind");
+    config_free(cfg);
 }
 
 /* XEP-0114 components: "components": { domain: { secret, subdomains } }. A
@@ -591,7 +616,7 @@ static void test_every_error(void **state)
     char want[2048];
     snprintf(want, sizeof(want),
              "%1$s:3: limits.max_depth: expected an integer from 1 to 1000, got 0\n"
-             "%1$s:4: listeners.0.type: expected one of \"c2s\", \"s2s\", \"component\", got \"c2x\"\n"
+             "%1$s:4: listeners.0.type: expected one of \"c2s\", \"s2s\", \"component\", \"http\", got \"c2x\"\n"
              "%1$s:4: listeners.1.port: expected an integer from 1 to 65535, got 0\n"
              "%1$s:5: tls.cert: a certificate needs its private key: add \"key\" next to it\n"
              "%1$s:5: tls.cert: cannot read /nonexistent.pem: No such file or directory\n"
@@ -1201,6 +1226,7 @@ int main(void)
         cmocka_unit_test(test_bad_duration_size),
         cmocka_unit_test(test_no_hosts),
         cmocka_unit_test(test_bad_listener),
+        cmocka_unit_test(test_http_listener),
         cmocka_unit_test(test_components),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_comments),

@@ -1,6 +1,7 @@
 /* SASL mechanisms: SCRAM (RFC 5802, RFC 7677, channel binding RFC 5929 /
- * RFC 9266), PLAIN (RFC 4616), and the crypto helpers beneath them
- * (base64 RFC 4648, SASLprep RFC 4013). */
+ * RFC 9266) with XEP-0474 downgrade protection, PLAIN (RFC 4616), the HT
+ * mechanisms of XEP-0484 FAST (draft-schmaus-kitten-sasl-ht), and the
+ * crypto helpers beneath them (base64 RFC 4648, SASLprep RFC 4013). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -710,6 +711,128 @@ static void test_rfc4616_2_plain(void **state)
     assert_int_equal(plain(buf, 5 + 1024, &z, &c, &p), -1);
 }
 
+/* ---- XEP-0474 (SSDP) -------------------------------------------------- */
+
+static void test_xep0474_5_1_hash_vector(void **state)
+{
+    (void)state;
+    /* the example of XEP-0474 §5.3 (lists given unsorted) */
+    const char *mechs[] = { "SCRAM-SHA-1-PLUS", "SCRAM-SHA-1" };
+    const char *cbs[] = { "tls-server-end-point", "tls-exporter" };
+    char *h = scram_ssdp_hash(XMPPD_HASH_SHA1, mechs, 2, cbs, 2);
+    assert_string_equal(h, "G6k/rBLDqgOhRRaCuuatSDFkJ08=");
+    free(h);
+    /* no XEP-0440 list: no 0x1F part; an advertised empty list: 0x1F alone */
+    const char *m2[] = { "SCRAM-SHA-256-PLUS", "PLAIN", "SCRAM-SHA-256" };
+    h = scram_ssdp_hash(XMPPD_HASH_SHA256, m2, 3, NULL, 0);
+    assert_string_equal(h, "Z+P3PzJhSNM+xxd4jrDvbS/dhhA+2CVR2QOmUGbvAPk=");
+    char *h2 = scram_ssdp_hash(XMPPD_HASH_SHA256, m2, 3, cbs, 0);
+    assert_string_not_equal(h, h2);
+    /* a stripped list gives another hash */
+    char *h3 = scram_ssdp_hash(XMPPD_HASH_SHA256, m2 + 1, 2, NULL, 0);
+    assert_string_not_equal(h, h3);
+    free(h);
+    free(h2);
+    free(h3);
+}
+
+static void test_xep0474_5_1_attribute_is_signed(void **state)
+{
+    (void)state;
+    xmppd_scram_keys keys = derive(XMPPD_HASH_SHA1, "pencil", "QSXCR+Q6sek8bf92", 4096);
+    scram_server *s = scram_server_new(XMPPD_HASH_SHA1, false, false, NULL, 0);
+    const char *cf = "n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL", *user, *authzid, *cond = NULL;
+    assert_int_equal(scram_server_set_ssdp(s, "bad,value"), -1);
+    assert_int_equal(scram_server_set_ssdp(s, "G6k/rBLDqgOhRRaCuuatSDFkJ08="), 0);
+    assert_int_equal(scram_server_client_first(s, cf, strlen(cf), &user, &authzid, &cond), 0);
+    assert_int_equal(scram_server_set_nonce_for_test(s, "3rfcNHYJY1ZVvWVs7j"), 0);
+    size_t len;
+    char *sf = scram_server_first(s, &keys, FAKE_SECRET, sizeof(FAKE_SECRET), &len);
+    assert_string_equal(sf, "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,"
+                            "i=4096,h=G6k/rBLDqgOhRRaCuuatSDFkJ08=");
+    assert_int_equal(scram_server_set_ssdp(s, "late"), -1);
+    /* RFC 5802's own client-final was computed without h=: it must fail */
+    const char *final = "c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,"
+                        "p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=";
+    assert_null(scram_server_client_final(s, final, strlen(final), &len, &cond));
+    assert_string_equal(cond, SASL_NOT_AUTHORIZED);
+    free(sf);
+    scram_server_free(s);
+    /* a client that saw h= proves over it */
+    s = scram_server_new(XMPPD_HASH_SHA1, false, false, NULL, 0);
+    assert_int_equal(scram_server_set_ssdp(s, "G6k/rBLDqgOhRRaCuuatSDFkJ08="), 0);
+    const client_opts o = { .password = "pencil" };
+    assert_null(exchange(s, XMPPD_HASH_SHA1, cf, &keys, &o));
+    scram_server_free(s);
+}
+
+/* ---- HT (draft-schmaus-kitten-sasl-ht, XEP-0484) ----------------------- */
+
+static void hex(const unsigned char *b, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", b[i]);
+}
+
+static void test_ht_hashes(void **state)
+{
+    (void)state;
+    /* values from Python's hmac module for the token of XEP-0484's example */
+    const char *tok = "WXZzciBwYmFmdmZnZiBqdmd1IGp2eXFhcmZm";
+    unsigned char out[HT_HASH_LEN], cb[32];
+    char x[2 * HT_HASH_LEN + 1];
+    assert_int_equal(ht_hash(tok, strlen(tok), true, NULL, 0, out), 0);
+    hex(out, sizeof(out), x);
+    assert_string_equal(x, "9097787461a184e0fa84ec00c1381190b6c4d16a8ec4453c7b2ac5e7fcf935ed");
+    assert_int_equal(ht_hash(tok, strlen(tok), false, NULL, 0, out), 0);
+    hex(out, sizeof(out), x);
+    assert_string_equal(x, "4e513409631474863b986c9f3e8c1e27ca29d1d7ab9ed4097e7afd6007bf9c62");
+    for (int i = 0; i < 32; i++)
+        cb[i] = (unsigned char)i;
+    assert_int_equal(ht_hash(tok, strlen(tok), true, cb, sizeof(cb), out), 0);
+    hex(out, sizeof(out), x);
+    assert_string_equal(x, "0c5745576afeea711960549186a31a65c9f328205ee38b66825b3d4c872b395c");
+    /* no token, too much channel binding data */
+    assert_int_equal(ht_hash(tok, 0, true, NULL, 0, out), -1);
+    unsigned char big[HT_CB_MAX + 1] = { 0 };
+    assert_int_equal(ht_hash(tok, strlen(tok), true, big, sizeof(big), out), -1);
+}
+
+static void test_ht_names_and_initial_response(void **state)
+{
+    (void)state;
+    enum ht_cb cb;
+    assert_int_equal(ht_mech_parse("HT-SHA-256-ENDP", &cb), 0);
+    assert_int_equal(cb, HT_ENDP);
+    assert_string_equal(ht_cb_type(cb), "tls-server-end-point");
+    assert_int_equal(ht_mech_parse("HT-SHA-256-EXPR", &cb), 0);
+    assert_string_equal(ht_cb_type(cb), "tls-exporter");
+    assert_int_equal(ht_mech_parse("HT-SHA-256-UNIQ", &cb), 0);
+    assert_string_equal(ht_cb_type(cb), "tls-unique");
+    assert_int_equal(ht_mech_parse("HT-SHA-256-NONE", &cb), 0);
+    assert_null(ht_cb_type(cb));
+    assert_string_equal(ht_mech_name(HT_NONE), "HT-SHA-256-NONE");
+    assert_int_equal(ht_mech_parse("HT-SHA-512-NONE", &cb), -1);
+    assert_int_equal(ht_mech_parse("ht-sha-256-none", &cb), -1);
+
+    /* user NUL 32 bytes of hash, which may hold NULs themselves */
+    unsigned char msg[4 + 1 + 32], hash[HT_HASH_LEN];
+    memcpy(msg, "juli", 4);
+    msg[4] = '\0';
+    memset(msg + 5, 0, 32);
+    msg[5 + 31] = 7;
+    char *user;
+    assert_int_equal(ht_parse_initial(msg, sizeof(msg), &user, hash), 0);
+    assert_string_equal(user, "juli");
+    assert_int_equal(hash[31], 7);
+    free(user);
+    assert_int_equal(ht_parse_initial(msg, sizeof(msg) - 1, &user, hash), -1); /* short hash */
+    assert_null(user);
+    assert_int_equal(ht_parse_initial(msg + 4, sizeof(msg) - 4, &user, hash), -1); /* no user */
+    assert_int_equal(ht_parse_initial(msg, 4, &user, hash), -1);                  /* no NUL */
+    assert_int_equal(ht_parse_initial(NULL, 0, &user, hash), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -735,6 +858,10 @@ int main(void)
         cmocka_unit_test(test_rfc4648_3_base64_strict),
         cmocka_unit_test(test_crypto_helpers),
         cmocka_unit_test(test_rfc4616_2_plain),
+        cmocka_unit_test(test_xep0474_5_1_hash_vector),
+        cmocka_unit_test(test_xep0474_5_1_attribute_is_signed),
+        cmocka_unit_test(test_ht_hashes),
+        cmocka_unit_test(test_ht_names_and_initial_response),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
