@@ -5,6 +5,7 @@
 #
 # Levels, each counted in the closing "N passed, N failed" line:
 #   1. build/        ../configure --enable-werror; make; make check (cmocka);
+#                    make distcheck;
 #                    pytest tests/integration against that build, and
 #                    again with every server on PostgreSQL (a private cluster)
 #   2. build-asan/   --enable-sanitizers (ASan + UBSan): make check and the
@@ -259,6 +260,15 @@ if build_level build "default" --enable-werror; then
     if bash contrib/gen-docs.sh build --check; then pass_step; else fail_step "docs not current (run contrib/gen-docs.sh build)"; fi
     start_pytest build "default"
     start_pytest_pgsql build "default, PostgreSQL storage"
+    # The release tarball builds, passes make check, installs and uninstalls
+    # cleanly (while the suites above run).
+    say "make distcheck"
+    if (cd build && make -j"$JOBS" distcheck >distcheck.log 2>&1); then
+        pass_step
+    else
+        tail -40 build/distcheck.log
+        fail_step "make distcheck (build/distcheck.log)"
+    fi
 fi
 
 # ---- level 2: sanitizers ---------------------------------------------------------
