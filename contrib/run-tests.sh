@@ -69,10 +69,10 @@ PACKAGES="build-essential autoconf automake libtool pkg-config libxml2-dev libss
 libjansson-dev libevent-dev libhttp-parser-dev libwslay-dev libc-ares-dev libidn-dev libyajl-dev libsqlite3-dev libpcre2-dev libcmocka-dev libpq-dev
 python3-pytest python3-slixmpp openssl clang libclang-rt-dev postgresql libcrypt-dev
 libldap-dev slapd ldap-utils
-prosody lua-unbound ejabberd chromium"  # the federation peers of test_s2s_prosody.py and
+prosody lua-unbound ejabberd chromium biboumi"  # the federation peers of test_s2s_prosody.py and
 # test_s2s_ejabberd.py (Prosody resolves through libunbound pointed at the test DNS
 # fixture: a Recommends of prosody, and we install without recommends); chromium: the
-# browser test (tests/browser)
+# browser test (tests/browser); biboumi: the IRC gateway of test_muc_biboumi.py
 
 ensure_packages() {
     local missing=() p
@@ -92,7 +92,7 @@ ensure_packages() {
         return 1
     fi
     say "installing ${missing[*]}"
-    # RUNLEVEL=1: the packages' services (ejabberd, prosody, postgresql) are not
+    # RUNLEVEL=1: the packages' services (ejabberd, prosody, postgresql, biboumi) are not
     # started; the tests run private instances of each.
     apt-get update && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y --no-install-recommends "${missing[@]}"
 }
