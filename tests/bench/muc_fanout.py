@@ -51,6 +51,22 @@ def settled_ticks(pid):
         last = now
 
 
+def read_some(c):
+    """Feeds what c's socket has (TLS records included) to its reader."""
+    while True:
+        try:
+            data = c.sock.recv(65536)
+        except (BlockingIOError, TimeoutError):
+            return
+        except Exception as e:  # ssl.SSLWantReadError
+            if "WantRead" in type(e).__name__:
+                return
+            raise
+        c.reader.feed(data)
+        if not data or not c.sock.pending():
+            return
+
+
 def readable(socks, timeout):
     """The sockets of socks with something to read within timeout seconds
     (poll: select() stops at file descriptor 1023, and 1,000 occupants pass it)."""
@@ -73,37 +89,10 @@ def pump(clients, want, count, deadline):
         ready = readable([c.sock for c in clients if c not in done], 1.0)
         for s in ready:
             c = by_sock[s]
-            while True:
-                try:
-                    data = s.recv(65536)
-                except (BlockingIOError, TimeoutError):
-                    break
-                except Exception as e:  # ssl.SSLWantReadError
-                    if "WantRead" in type(e).__name__:
-                        break
-                    raise
-                c.reader.feed(data)
-                if not s.pending():
-                    break
+            read_some(c)
             if count(c) >= want:
                 done[c] = time.monotonic()
     return done
-
-
-def read_some(c):
-    while True:
-        try:
-            data = c.sock.recv(65536)
-        except (BlockingIOError, TimeoutError):
-            return
-        except Exception as e:  # ssl.SSLWantReadError
-            if "WantRead" in type(e).__name__:
-                return
-            raise
-        c.reader.feed(data)
-        c.reader.elements.clear()
-        if not data or not c.sock.pending():
-            return
 
 
 def drain(clients, quiet, deadline):
@@ -115,6 +104,7 @@ def drain(clients, quiet, deadline):
             return
         for s in ready:
             read_some(by_sock[s])
+            by_sock[s].reader.elements.clear()
     raise SystemExit("timeout: the join presences kept coming")
 
 
