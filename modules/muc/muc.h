@@ -183,7 +183,8 @@ struct muc_room {
     json_t *affs;                /* bare JID -> {"affiliation", "nick"?, "reason"?} */
     json_t *roles;               /* bare JID -> "participant" | "visitor" kept across visits */
     json_t *requests;            /* bare JID -> {"nick", "when"}: registrations awaiting an
-                                    admin's approval (§9.9) */
+                                    admin's approval (§9.9); {"closed": true, "when"}:
+                                    withdrawn or denied lately */
     char *subject, *subject_from;/* owned; subject_from: occupant JID or room JID */
     int64_t subject_ms;          /* 0: never set */
     bool locked;                 /* created, waiting for its first configuration */
@@ -364,8 +365,10 @@ void muc_set_role(muc_occupant *occ, muc_role role, const char *reason, const ch
 
 /* ---- register.c: registration (§7.10) and its approval (§9.9) ----------- */
 
-/* Most registration requests one room keeps waiting for approval. */
+/* Most registration requests (waiting or closed) one room keeps. */
 #define MUC_MAX_REG_REQUESTS 100
+/* How long a withdrawn or denied request keeps its user from asking again. */
+#define MUC_REG_RETRY_MS (10 * 60 * 1000)
 
 /* An IQ in jabber:iq:register to the room. */
 int muc_register_iq(muc_room *room, xmppd_event *ev);

@@ -2,9 +2,11 @@
  * muc#register form reserves a nick and makes a member. In an open room the
  * room grants it at once; in a members-only room the request waits for an
  * admin (§9.9): every admin and owner of the room gets an approval form,
- * and the first who submits it with muc#register_allow decides. Waiting
- * requests are kept with the room (room->requests, stored with persistent
- * rooms), at most MUC_MAX_REG_REQUESTS per room. */
+ * and the first who submits it with muc#register_allow decides. Requests
+ * are kept with the room (room->requests, stored with persistent rooms), at
+ * most MUC_MAX_REG_REQUESTS per room. A request that was withdrawn or
+ * denied stays "closed" for MUC_REG_RETRY_MS, so that nobody can flood
+ * the admins by asking again and again. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,40 @@ static int reply_empty(xmppd_event *ev)
     return XMPPD_HANDLED;
 }
 
+static bool closed(const json_t *req)
+{
+    return json_is_true(json_object_get(req, "closed"));
+}
+
+/* The request of bare waiting for a decision, or NULL. */
+static json_t *waiting(const muc_room *room, const char *bare)
+{
+    json_t *req = json_object_get(room->requests, bare);
+    return req && !closed(req) ? req : NULL;
+}
+
+/* Closes a request (withdrawn, denied): it keeps its owner from asking
+ * again until MUC_REG_RETRY_MS passed. */
+static void close_request(muc_room *room, const char *bare)
+{
+    json_t *e = json_pack("{s:b, s:I}", "closed", 1, "when", (json_int_t)xmppd_wallclock_ms());
+    if (!e || json_object_set_new(room->requests, bare, e) < 0)
+        json_object_del(room->requests, bare); /* OOM: forgotten rather than kept open */
+}
+
+/* Forgets closed requests whose time is over. */
+static void expire_closed(muc_room *room)
+{
+    int64_t now = xmppd_wallclock_ms();
+    const char *key;
+    json_t *e;
+    void *tmp;
+    json_object_foreach_safe(room->requests, tmp, key, e) {
+        if (closed(e) && now - json_integer_value(json_object_get(e, "when")) >= MUC_REG_RETRY_MS)
+            json_object_del(room->requests, key);
+    }
+}
+
 /* The nick a waiting request of someone other than bare asked for. */
 static bool nick_requested_by_other(const muc_room *room, const char *nick, const char *bare)
 {
@@ -24,7 +60,7 @@ static bool nick_requested_by_other(const muc_room *room, const char *nick, cons
     json_t *e;
     json_object_foreach(room->requests, key, e) {
         const char *n = json_string_value(json_object_get(e, "nick"));
-        if (n && strcmp(n, nick) == 0 && strcmp(key, bare) != 0)
+        if (!closed(e) && n && strcmp(n, nick) == 0 && strcmp(key, bare) != 0)
             return true;
     }
     return false;
@@ -99,8 +135,12 @@ static void ask_admins(muc_room *room, const char *bare, const char *nick)
 /* A members-only room: the request waits for an admin. */
 static int request_approval(muc_room *room, xmppd_event *ev, const char *bare, const char *nick)
 {
+    expire_closed(room);
     json_t *old = json_object_get(room->requests, bare);
     const char *old_nick = json_string_value(json_object_get(old, "nick"));
+    if (old && closed(old))
+        return muc_error(ev, room, "wait", "resource-constraint",
+                         "Your last registration request was withdrawn or denied; ask again later");
     if (old_nick && strcmp(old_nick, nick) == 0)
         return reply_empty(ev); /* the admins have it already */
     if (old_nick)
@@ -165,8 +205,8 @@ static int register_submit(muc_room *room, xmppd_event *ev, const xmppd_jid *bar
  * request that waits for approval. */
 static int unregister(muc_room *room, xmppd_event *ev, const char *bare, muc_aff aff)
 {
-    if (aff == AFF_NONE && json_object_get(room->requests, bare)) {
-        json_object_del(room->requests, bare);
+    if (aff == AFF_NONE && waiting(room, bare)) {
+        close_request(room, bare);
         muc_room_save(room);
         return reply_empty(ev);
     }
@@ -230,7 +270,7 @@ void muc_register_decision(muc_room *room, xmppd_event *ev, const xmppd_form *f)
     const char *who = xmppd_form_value(f, "muc#jid");
     xmppd_jid *jid = who ? xmppd_jid_parse(who) : NULL;
     xmppd_jid *user = jid ? xmppd_jid_to_bare(jid) : NULL;
-    json_t *req = user ? json_object_get(room->requests, user->bare) : NULL;
+    json_t *req = user ? waiting(room, user->bare) : NULL;
     const char *nick = json_string_value(json_object_get(req, "nick"));
     bool allow = false;
     int has_allow = xmppd_form_bool(f, "muc#register_allow", &allow);
@@ -243,7 +283,11 @@ void muc_register_decision(muc_room *room, xmppd_event *ev, const xmppd_form *f)
     else {
         muc_aff aff = muc_aff_of(room, user);
         char *n = strdup(nick);
-        json_object_del(room->requests, user->bare); /* decided, whatever comes next */
+        /* decided, whatever comes next; a denial is closed for a while */
+        if (allow)
+            json_object_del(room->requests, user->bare);
+        else
+            close_request(room, user->bare);
         if (!n) {
             muc_error(ev, room, "wait", "resource-constraint", NULL);
         } else if (!allow || aff != AFF_NONE) {

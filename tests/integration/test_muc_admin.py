@@ -496,7 +496,9 @@ def test_register_denied_cancelled_and_banned(server, accounts):
     """§9.9: an approval form submitted with muc#register_allow false denies
     the request (no member; the request is gone: a later approval is
     <item-not-found/>); a cancelled form leaves it waiting; the user may
-    withdraw a waiting request with XEP-0077 <remove/>; an approval without
+    withdraw a waiting request with XEP-0077 <remove/>; after a denial or a
+    withdrawal, asking again at once is <resource-constraint/> (wait), so
+    the admins cannot be flooded; an approval without
     muc#jid is <bad-request/>; an outcast may not register (<not-allowed/>);
     a room that does not exist answers <item-not-found/>."""
     own, b, c, e = accounts(4)
@@ -515,6 +517,9 @@ def test_register_denied_cancelled_and_banned(server, accounts):
         decide(co, room, b.jid, True)
         m = await message_from(co, room, lambda m: m["type"] == "error")
         assert error(m)[:2] == ("cancel", "item-not-found")
+        # a denied user may not ask again at once (no flooding the admins)
+        assert error(await register(cb, room, "bee"))[:2] == ("wait", "resource-constraint")
+        assert await quiet_messages(co, room) == []
 
         assert (await register(cc, room, "sea"))["type"] == "result"
         await message_from(co, room, lambda m: approval_form(m) is not None)
@@ -525,6 +530,7 @@ def test_register_denied_cancelled_and_banned(server, accounts):
         decide(co, room, c.jid, True, nick="sea")
         m = await message_from(co, room, lambda m: m["type"] == "error")
         assert error(m)[:2] == ("cancel", "item-not-found")
+        assert error(await register(cc, room, "sea"))[:2] == ("wait", "resource-constraint")
 
         co.send_raw("<message to='%s'>%s</message>" % (room, submit_form(
             {"muc#register_allow": "1"}, form_type=NS_REGISTER_FORM)))
