@@ -9,6 +9,7 @@ Skipped only when biboumi is not installed (contrib/run-tests.sh installs
 it)."""
 
 import asyncio
+import random
 import shutil
 import socket
 import subprocess
@@ -25,8 +26,8 @@ from xmpptest import connect, run
 BIBOUMI = shutil.which("biboumi")
 GATEWAY = "biboumi.localhost"
 SECRET = "biboumi-component-secret"
-IRC_HOST = "127.0.0.1"    # an address: nothing to resolve
-IRC_PORT = 6667           # biboumi's plain port (after 6697 and 6670 refuse)
+IRC_PORT = 6667           # biboumi's plain port (after 6697 and 6670 refuse); its
+                          # ports are fixed, so each run takes its own loopback address
 CHANNEL = "#chan"
 
 pytestmark = pytest.mark.skipif(BIBOUMI is None, reason="biboumi is not installed "
@@ -39,10 +40,11 @@ class IrcServer:
     members and recorded, PING. say() speaks in the channel as another IRC
     user."""
 
-    def __init__(self, port):
+    def __init__(self, host, port):
+        self.host = host
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((IRC_HOST, port))
+        self.sock.bind((host, port))
         self.sock.listen(8)
         self.lock = threading.Lock()
         self.clients = []         # [socket, nick, joined channels, welcomed]
@@ -156,12 +158,28 @@ class IrcServer:
                     pass
 
 
-def _port_is_free(port):
+def _port_is_free(host, port):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        return s.connect_ex((IRC_HOST, port)) != 0
+        return s.connect_ex((host, port)) != 0
     finally:
         s.close()
+
+
+def _irc_server():
+    """The IRC server on a random address of 127.0.0.0/8 (suites run side
+    by side: each has its own), where the TLS ports biboumi tries first
+    refuse."""
+    for _ in range(20):
+        host = "127.%d.%d.%d" % (random.randint(100, 250), random.randint(0, 255),
+                                 random.randint(1, 254))
+        if not all(_port_is_free(host, p) for p in (6697, 6670, IRC_PORT)):
+            continue
+        try:
+            return IrcServer(host, IRC_PORT)
+        except OSError:
+            continue
+    pytest.fail("no free loopback address for the IRC server")
 
 
 @pytest.fixture(scope="module")
@@ -177,11 +195,7 @@ def server(tmp_path_factory, cert_dir):
 
 @pytest.fixture(scope="module")
 def irc():
-    # biboumi tries the TLS ports first: nothing may answer there, and the
-    # plain port must be ours.
-    for port in (6697, 6670):
-        assert _port_is_free(port), "something listens on 127.0.0.1:%d (biboumi would use TLS there)" % port
-    ircd = IrcServer(IRC_PORT)
+    ircd = _irc_server()
     yield ircd
     ircd.close()
 
@@ -230,12 +244,12 @@ def biboumi(server, irc, tmp_path_factory):
 
 def test_irc_channel_through_biboumi_next_to_builtin_rooms(server, accounts, irc, biboumi):
     """XEP-0114 component + XEP-0045 on the gateway: the user enters
-    #chan%127.0.0.1@biboumi.localhost (self-presence 110 from biboumi once
+    #chan%IRC-ADDRESS@biboumi.localhost (self-presence 110 from biboumi once
     the IRC JOIN completed), gets a message said on IRC as groupchat from
     the IRC nick, and a groupchat it sends reaches IRC as PRIVMSG; meanwhile
     the built-in service keeps serving its own room to the same client."""
     a, b = accounts(2)
-    chan_room = "%s%%%s@%s" % (CHANNEL, IRC_HOST, GATEWAY)
+    chan_room = "%s%%%s@%s" % (CHANNEL, irc.host, GATEWAY)
     room = room_jid()
 
     async def go():
