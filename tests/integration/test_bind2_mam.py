@@ -181,3 +181,21 @@ def test_xep0386_without_mam_no_metadata_and_offline_flood(server_factory, accou
     assert m.findtext(q(NS_CLIENT, "body")) == "kept for you"
     c.close()
     sender.close()
+
+
+def test_xep0386_client_gone_while_success_is_held(server, accounts):
+    """The <success/> held while the archive is read (xmppd_bind2_hold):
+    clients that send their Bind2 request and drop the connection at once,
+    over and over, leave the server serving (under the sanitizers: without
+    a leak or a use after free), and the next Bind2 login gets its
+    <metadata/>."""
+    (a,) = accounts(1)
+    for i in range(20):
+        c = RawClient(server.port)
+        c.secure_stream()
+        c.sasl2_authenticate("PLAIN", ("\0%s\0%s" % (a.user, a.password)).encode(),
+                             UA % ("gone%d" % i) + "<bind xmlns='%s'/>" % NS_BIND2)
+        c.close()
+    c, bound = bind2_login(server, a)
+    assert bound.find(q(NS_MAM, "metadata")) is not None, tostr(bound)
+    c.close()
