@@ -43,8 +43,8 @@ typedef struct sq_conf {
 static const char *const sq_sync_choices[] = { "full", "normal", NULL };
 
 static const xmppd_option sq_options[] = {
-    { "path", XMPPD_OPT_PATH, XMPPD_OFF(sq_conf, path), "xmppd.sqlite", 0, 0, NULL, 0,
-      "database file; a relative path is taken from the configuration file's folder" },
+    { "path", XMPPD_OPT_PATH, XMPPD_OFF(sq_conf, path), "xmppd.sqlite", 0, 0, NULL,
+      XMPPD_OPT_DATA, "database file; a relative path is taken from data_dir" },
     { "synchronous", XMPPD_OPT_ENUM, XMPPD_OFF(sq_conf, synchronous), "full", 0, 0,
       sq_sync_choices, 0,
       "full: every commit survives power loss; normal: faster, a power loss may drop the last commits" },
