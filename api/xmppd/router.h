@@ -68,7 +68,7 @@ const xmppd_event *xmppd_held_event(const xmppd_held *h);
 void xmppd_held_resume(xmppd_held *h);
 void xmppd_held_free(xmppd_held *h);
 
-/* Bind2 (XEP-0386, ABI 2.4): a "bind2-bound" handler whose answer into
+/* Bind2 (XEP-0386, ABI 2.5): a "bind2-bound" handler whose answer into
  * <bound/> (ev->data) must be read first (an archive's metadata) calls
  * xmppd_bind2_hold(ev) and returns; the SASL2 <success/> and everything
  * written to the session meanwhile wait, and the client's input is
