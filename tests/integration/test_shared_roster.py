@@ -399,17 +399,6 @@ def sql_people(pg, db, rows):
                       for login, realm, name, dept, active in rows), db)
 
 
-def wait_sql_roster(srv, acc, pred, what):
-    deadline = time.monotonic() + scaled(10)
-    while True:
-        with login(srv, acc) as c:
-            items, _ = roster(c)
-        if pred(items):
-            return items
-        assert time.monotonic() < deadline, "%s: %r" % (what, items)
-        time.sleep(0.3)
-
-
 @pytestmark_pg
 def test_sql_groups_with_names_members_and_contact_names(pg, site_db, server_factory, accounts):
     """Groups from the site's tables: a and b (department "eng", titled
@@ -424,7 +413,7 @@ def test_sql_groups_with_names_members_and_contact_names(pg, site_db, server_fac
                              (c.user, "localhost", None, 2, "true"), (d.user, "localhost", None, 2, "true"),
                              (x.user, "localhost", "Gone", 1, "false"), (x.user, "elsewhere", "X", 1, "true"),
                              ("bad@@name", "localhost", "Bad", 1, "true")])
-    items = wait_sql_roster(srv, a, lambda i: b.jid in i, "no SQL group")
+    items = wait_roster(srv, a, lambda i: b.jid in i, "no SQL group")
     assert items == {b.jid: ("both", "Ben B", ["Engineering"])}, items
     with login(srv, b) as cb:
         assert roster(cb)[0] == {a.jid: ("both", "Ann A", ["Engineering"])}
@@ -445,7 +434,7 @@ def test_sql_membership_change_pushed_and_outage_keeps_groups(pg, site_db, serve
     pg.psql("INSERT INTO site_departments VALUES (1, 'eng', 'Engineering')", site_db)
     srv, (a, b, c) = sql_server(server_factory, accounts, pg, site_db, 3)
     sql_people(pg, site_db, [(a.user, "localhost", None, 1, "true"), (b.user, "localhost", None, 1, "true")])
-    wait_sql_roster(srv, a, lambda i: b.jid in i, "no SQL group")
+    wait_roster(srv, a, lambda i: b.jid in i, "no SQL group")
     with login(srv, a) as ca:
         roster(ca)  # interested (§2.2)
         ca.send("<presence/>")
