@@ -71,13 +71,15 @@ libjansson-dev libevent-dev libhttp-parser-dev libwslay-dev libc-ares-dev libidn
 python3-pytest python3-slixmpp openssl clang libclang-rt-dev postgresql libcrypt-dev
 libldap-dev slapd ldap-utils
 prosody lua-unbound ejabberd chromium
-debhelper lintian dpkg-dev fakeroot git"
+debhelper lintian dpkg-dev fakeroot git go-sendxmpp sendxmpp"
 # prosody, ejabberd: the federation peers of test_s2s_prosody.py and test_s2s_ejabberd.py
 # (Prosody resolves through libunbound pointed at the test DNS fixture: a Recommends of
 # prosody, and we install without recommends), and the sources of the migration tests
 # (test_migrate_*.py); chromium: the browser test (tests/browser); debhelper, lintian,
 # dpkg-dev: test_package.py builds, checks and (in CI, as root) installs the Debian
-# package; libldap-dev, slapd, ldap-utils: the directory modules and their slapd; git: test_quickstart.py and test_package.py work in fresh clones
+# package; libldap-dev, slapd, ldap-utils: the directory modules and their slapd; git:
+# test_quickstart.py and test_package.py work in fresh clones; go-sendxmpp, sendxmpp:
+# the real clients of test_real_clients.py
 
 ensure_packages() {
     local missing=() p
