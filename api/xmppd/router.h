@@ -68,6 +68,19 @@ const xmppd_event *xmppd_held_event(const xmppd_held *h);
 void xmppd_held_resume(xmppd_held *h);
 void xmppd_held_free(xmppd_held *h);
 
+/* Bind2 (XEP-0386, ABI 2.5): a "bind2-bound" handler whose answer into
+ * <bound/> (ev->data) must be read first (an archive's metadata) calls
+ * xmppd_bind2_hold(ev) and returns; the SASL2 <success/> and everything
+ * written to the session meanwhile wait, and the client's input is
+ * paused, until xmppd_bind2_release(h). The handler appends its answer to
+ * the <bound/> element before releasing (it stays valid until then). NULL
+ * outside such a handler or on OOM: answer at once. Every hold is
+ * released exactly once, soon (the client waits), and before the module's
+ * unload() ends; after the stream closed, release only frees h. */
+typedef struct xmppd_bind2_wait xmppd_bind2_wait;
+xmppd_bind2_wait *xmppd_bind2_hold(const xmppd_event *ev);
+void xmppd_bind2_release(xmppd_bind2_wait *h);
+
 /* Sends an IQ request (type get or set, 'from' and 'to' set; an 'id' is
  * set when absent) and calls back exactly once with its answer, never from
  * inside this call: XMPPD_IQ_RESULT or XMPPD_IQ_ERROR with the answer

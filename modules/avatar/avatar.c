@@ -6,7 +6,10 @@
  *    puts the data item it names (checked against its SHA-1 id) into the
  *    account's vCard PHOTO; an empty <metadata/> (avatar off) removes it;
  *  - vCard to PEP (§3.2): a client's vCard with a PHOTO publishes the data
- *    item (id: the SHA-1 of the image) then the metadata item;
+ *    item (id: the SHA-1 of the image) then the metadata item; with a vCard
+ *    source (a directory), the photo it serves is published the same way
+ *    when the PEP avatar is another picture, at login and when the source
+ *    reports a change;
  *  - presence (§4, XEP-0153 §3.1): available presence from the account's
  *    clients carries <x xmlns='vcard-temp:x:update'><photo>SHA-1</photo></x>
  *    unless the client said <photo/> or gave a hash itself;
@@ -182,11 +185,15 @@ static void av_job_free(av_job *j)
     free(j);
 }
 
+static void av_source_to_pep(av_state *st, const char *user, const xmppd_stanza *vc);
+
 static void av_on_vcard_loaded(int status, const xmppd_stanza *vc, void *ud)
 {
     av_job *j = ud;
-    if (status == 0)
+    if (status == 0) {
         av_remember(j->st, j->user, vc);
+        av_source_to_pep(j->st, j->user, vc);
+    }
     av_job_free(j);
 }
 
@@ -277,26 +284,71 @@ static void av_on_data_published(int rc, const char *error, void *ud)
     xmppd_stanza_unref(meta);
 }
 
-/* Publishes the vCard's photo as the account's PEP avatar. */
-static void av_vcard_to_pep(av_state *st, const char *user, const xmppd_stanza *vc)
+/* A job holding the vCard's photo (id: its SHA-1, type, base64 data);
+ * NULL without one. */
+static av_job *av_photo_job(av_state *st, const char *user, const xmppd_stanza *vc)
 {
     size_t len;
     char hash[AV_SHA1_HEX];
     const char *type;
-    const pep_api *p = av_pep(st);
-    unsigned char *data = p ? av_vcard_photo(vc, &len, hash, &type) : NULL;
+    unsigned char *data = av_vcard_photo(vc, &len, hash, &type);
     av_job *j = data ? av_job_new(st, user) : NULL;
-    xmppd_stanza *el = j ? xmppd_stanza_new("data", AV_NS_DATA) : NULL;
-    if (el && (j->id = strdup(hash)) && (j->type = strdup(type)) &&
-        (j->b64 = xmppd_base64_encode(data, len)) &&
-        xmppd_stanza_add_text(el, j->b64, strlen(j->b64)) == 0) {
-        j->bytes = len;
-        p->publish(p, st->m, user, AV_NS_DATA, j->id, el, NULL, av_on_data_published, j);
-    } else if (j) {
+    if (j && (!(j->id = strdup(hash)) || !(j->type = strdup(type)) || !(j->b64 = xmppd_base64_encode(data, len)))) {
         av_job_free(j);
+        j = NULL;
     }
-    xmppd_stanza_unref(el);
+    if (j)
+        j->bytes = len;
     free(data);
+    return j;
+}
+
+/* Publishes j's photo as the account's PEP avatar: data, then metadata. */
+static void av_publish(av_job *j)
+{
+    const pep_api *p = av_pep(j->st);
+    xmppd_stanza *el = p ? xmppd_stanza_new("data", AV_NS_DATA) : NULL;
+    if (el && xmppd_stanza_add_text(el, j->b64, strlen(j->b64)) == 0)
+        p->publish(p, j->st->m, j->user, AV_NS_DATA, j->id, el, NULL, av_on_data_published, j);
+    else
+        av_job_free(j);
+    xmppd_stanza_unref(el);
+}
+
+/* Publishes the vCard's photo as the account's PEP avatar. */
+static void av_vcard_to_pep(av_state *st, const char *user, const xmppd_stanza *vc)
+{
+    av_job *j = av_pep(st) ? av_photo_job(st, user, vc) : NULL;
+    if (j)
+        av_publish(j);
+}
+
+/* The avatar the PEP metadata node names now (its last item's id). */
+static void av_on_meta_items(int status, const xmppd_stanza *items, void *ud)
+{
+    av_job *j = ud;
+    const xmppd_stanza *last = NULL;
+    for (const xmppd_stanza *it = items ? xmppd_stanza_first(items) : NULL; it; it = xmppd_stanza_next(it))
+        last = it;
+    const char *id = last ? xmppd_stanza_attr(last, "id") : NULL;
+    if (status != 0 || (id && strcmp(id, j->id) == 0)) {
+        av_job_free(j); /* unreadable (or we unload), or the same picture */
+        return;
+    }
+    xmppd_log(j->st->m, XMPPD_LOG_INFO, "publishing the directory photo of %s as its PEP avatar", j->user);
+    av_publish(j);
+}
+
+/* A vCard source (a directory, vcard_ldap) owns the photo of the vCard it
+ * serves: when the account's PEP avatar (XEP-0084) is another picture, the
+ * source's is published in its place. Read at login and whenever the
+ * source reports a change; a vCard without a photo leaves PEP alone. */
+static void av_source_to_pep(av_state *st, const char *user, const xmppd_stanza *vc)
+{
+    const pep_api *p = av_pep(st);
+    av_job *j = p && xmppd_use(st->host, "vcard_source") ? av_photo_job(st, user, vc) : NULL;
+    if (j)
+        p->items(p, st->m, user, AV_NS_META, av_on_meta_items, j);
 }
 
 static int av_on_vcard_changed(xmppd_event *ev, void *ud)
@@ -309,6 +361,8 @@ static int av_on_vcard_changed(xmppd_event *ev, void *ud)
         av_remember(st, ch->user, ch->vcard);
     if (!ch->by_module && ch->vcard)
         av_vcard_to_pep(st, ch->user, ch->vcard);
+    else if (ch->vcard)
+        av_source_to_pep(st, ch->user, ch->vcard);
     return XMPPD_PASS;
 }
 

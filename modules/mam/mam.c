@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mam_bind2.h"
 #include "mam_expire.h"
 #include "mam_mod.h"
 #include "mam_request.h"
@@ -210,6 +211,7 @@ static int mam_register(xmppd_module *m, mam_mod *mod)
         xmppd_hook(m, "message/full", mam_users_inbound, prio, mod) < 0 ||
         xmppd_hook(m, "pre-route", mam_users_outbound, prio, mod) < 0 ||
         xmppd_hook(m, "resource-bound", mam_users_bound, XMPPD_PRIO_DEFAULT, mod) < 0 ||
+        xmppd_hook(m, "bind2-bound", mam_bind2_bound, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "user-created", mam_users_forget, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "user-deleted", mam_users_forget, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "disco-info", mam_on_disco_info, XMPPD_PRIO_DEFAULT, mod) < 0 ||

@@ -285,6 +285,12 @@ static int add_edge(xmppd_stanza *md, const char *name, const char *id, int64_t 
                : -1;
 }
 
+int mam_metadata_fill(xmppd_stanza *md, const char *first_id, int64_t first_ms, const char *last_id,
+                      int64_t last_ms)
+{
+    return add_edge(md, "start", first_id, first_ms) == 0 && add_edge(md, "end", last_id, last_ms) == 0 ? 0 : -1;
+}
+
 static void on_newest(int status, const xmppd_archive_item *items, size_t n, bool complete, void *ud)
 {
     mam_job *j = ud;
@@ -295,8 +301,7 @@ static void on_newest(int status, const xmppd_archive_item *items, size_t n, boo
     xmppd_stanza *md = iq ? xmppd_stanza_tag(iq, "metadata", MAM_NS) : NULL;
     /* an empty archive has an empty <metadata/> */
     if (!md || (j->oldest_id && n &&
-                (add_edge(md, "start", j->oldest_id, j->oldest_ms) != 0 ||
-                 add_edge(md, "end", items[0].id, items[0].when_ms) != 0))) {
+                mam_metadata_fill(md, j->oldest_id, j->oldest_ms, items[0].id, items[0].when_ms) != 0)) {
         xmppd_stanza_unref(iq);
         iq = NULL;
     }

@@ -25,6 +25,12 @@ int mam_engine_iq(const mam_ctx *ctx, xmppd_event *ev, const mam_archive *a);
  * -1 (OOM; msg untouched but for stripped forgeries). */
 int mam_engine_archive(const mam_ctx *ctx, const mam_archive *a, xmppd_stanza *msg, const char *with);
 
+/* XEP-0313 "Retrieving archive metadata": <start/> and <end/> (ids and
+ * XEP-0082 timestamps of the first and last items) into <metadata/> md.
+ * 0, or -1 on OOM. */
+int mam_metadata_fill(xmppd_stanza *md, const char *first_id, int64_t first_ms, const char *last_id,
+                      int64_t last_ms);
+
 /* mam_api.h's strip: removes <stanza-id by=jid/> from msg. */
 void mam_strip_ids(xmppd_stanza *msg, const char *jid);
 

@@ -8,6 +8,13 @@
  * session's initial presence the stored messages are sent to it in order,
  * then deleted.
  *
+ * A session bound through Bind2 while mod_mam archives the account's
+ * messages (XEP-0386 §2.2: "clear the offline messages ... without sending
+ * them, as they will be provided by MAM") is not sent the stored messages
+ * the archive holds (those stamped with a <stanza-id/> of the account's
+ * archive); they are deleted all the same. The others (not archived, by
+ * the account's MAM preferences) are delivered as usual: nothing is lost.
+ *
  * The kernel needs an answer at once, so the module takes the message
  * (HANDLED) before the store reports, and bounces it itself if the store
  * fails. Messages waiting for an account's count when the module unloads
@@ -23,6 +30,11 @@
 
 #define OFF_DELAY_NS "urn:xmpp:delay"
 #define OFF_FEATURE "msgoffline"
+#define OFF_NS_SID "urn:xmpp:sid:0"
+
+/* The session slot of a Bind2 session whose archived messages are not
+ * sent again (its value: the address of this marker, nothing to free). */
+static char off_mam_session;
 
 typedef struct off_conf {
     long long max_messages;
@@ -401,8 +413,21 @@ static void off_on_deleted(int status, void *ud)
     off_flush_end(f);
 }
 
-/* Sends one stored message to the session; false if it does not parse. */
-static bool off_deliver_one(off_flush *f, const xmppd_archive_item *it)
+/* Is msg in the account's MAM archive (stamped by it, XEP-0359)? */
+static bool off_archived(const xmppd_stanza *msg, const char *bare)
+{
+    for (const xmppd_stanza *c = xmppd_stanza_first(msg); c; c = xmppd_stanza_next(c)) {
+        const char *by = xmppd_stanza_attr(c, "by");
+        if (strcmp(xmppd_stanza_name(c), "stanza-id") == 0 && strcmp(xmppd_stanza_ns(c), OFF_NS_SID) == 0 &&
+            by && strcmp(by, bare) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Sends one stored message to the session (unless skip_archived and the
+ * archive has it); false if it does not parse. */
+static bool off_deliver_one(off_flush *f, const xmppd_archive_item *it, bool skip_archived)
 {
     const char *xml = json_string_value(it->value);
     xmppd_stanza *msg = xml ? xmppd_stanza_from_string(xml, strlen(xml), XMPPD_NS_CLIENT) : NULL;
@@ -411,7 +436,9 @@ static bool off_deliver_one(off_flush *f, const xmppd_archive_item *it)
                   f->user, it->id ? it->id : "?");
         return false;
     }
-    xmppd_session_send(f->sess, msg);
+    const xmppd_jid *jid = xmppd_session_jid(f->sess);
+    if (!skip_archived || !jid || !off_archived(msg, jid->bare))
+        xmppd_session_send(f->sess, msg);
     xmppd_stanza_unref(msg);
     return true;
 }
@@ -426,13 +453,23 @@ static void off_on_stored_items(int status, const xmppd_archive_item *items, siz
         off_flush_end(f);
         return;
     }
+    bool skip_archived = xmppd_session_get(f->sess, f->st->m) == &off_mam_session;
     for (size_t i = 0; i < n; i++)
-        off_deliver_one(f, &items[i]);
-    /* Every item was written to the stream (or was unreadable): only now
-     * are they removed, oldest first. */
+        off_deliver_one(f, &items[i], skip_archived);
+    /* Every item was written to the stream (or was unreadable, or is in
+     * the archive): only now are they removed, oldest first. */
     f->delivered = n;
     xmppd_archive_filter q = { .max = n };
     xmppd_archive_delete(f->st->store, f->user, &q, off_on_deleted, f);
+}
+
+/* XEP-0386 §2.2: a Bind2 session reads its history from MAM. */
+static int off_on_bind2_bound(xmppd_event *ev, void *ud)
+{
+    off_state *st = ud;
+    if (ev->session && xmppd_use(xmppd_module_host(st->m), "mam"))
+        xmppd_session_set(ev->session, st->m, &off_mam_session);
+    return XMPPD_PASS;
 }
 
 /* Initial presence (RFC 6121 §4.2): the time to hand over stored messages. */
@@ -501,6 +538,7 @@ static int off_load(xmppd_module *m, const void *conf)
     if (!st->store ||
         xmppd_hook(m, "message/offline", off_on_message, XMPPD_PRIO_FALLBACK, st) < 0 ||
         xmppd_hook(m, "presence/broadcast", off_on_presence, XMPPD_PRIO_DEFAULT, st) < 0 ||
+        xmppd_hook(m, "bind2-bound", off_on_bind2_bound, XMPPD_PRIO_DEFAULT, st) < 0 ||
         xmppd_hook(m, "user-deleted", off_on_user_deleted, XMPPD_PRIO_DEFAULT, st) < 0 ||
         xmppd_disco_feature(m, OFF_FEATURE) < 0) {
         off_unload(m);

@@ -2,7 +2,8 @@
  * (what Prosody's mod_groups and ejabberd's mod_shared_roster do).
  *
  * Groups come from the configuration (members listed, or every account
- * of the host) and from the directory through auth_ldap's API (group
+ * of the host), from an SQL query on the site's database (sr_sql.c) and
+ * from the directory through auth_ldap's API (group
  * entries with member DNs or memberUid values, or the values of an
  * attribute on user entries, such as departmentNumber). Every `refresh`
  * the module reads its sources and builds a new model (sr_model.c); the
@@ -61,6 +62,20 @@ static const xmppd_option sr_ldap_fields[] = {
     { NULL }
 };
 
+static const xmppd_option sr_sql_fields[] = {
+    { "connect", XMPPD_OPT_STRING, XMPPD_OFF(sr_sql_conf, connect), NULL, 0, 0, NULL, XMPPD_OPT_SECRET,
+      "libpq connection string or URI of the database holding the groups (unset: no SQL groups)" },
+    { "query", XMPPD_OPT_STRING, XMPPD_OFF(sr_sql_conf, query), NULL, 0, 0, NULL, 0,
+      "one row per membership: columns group, member [, name, contact_name]; %d: the host" },
+    { "connect_timeout", XMPPD_OPT_DURATION, XMPPD_OFF(sr_sql_conf, connect_timeout), "10s", 100, 600000, NULL, 0,
+      "give up a connection attempt after this long" },
+    { "query_timeout", XMPPD_OPT_DURATION, XMPPD_OFF(sr_sql_conf, query_timeout), "30s", 100, 600000, NULL, 0,
+      "a query that waited or ran this long fails (the last groups stay)" },
+    { "reconnect_max", XMPPD_OPT_DURATION, XMPPD_OFF(sr_sql_conf, reconnect_max), "30s", 100, 600000, NULL, 0,
+      "longest pause between attempts to reach a database that is down" },
+    { NULL }
+};
+
 static const xmppd_option sr_options[] = {
     { "refresh", XMPPD_OPT_DURATION, XMPPD_OFF(sr_conf, refresh), "5m", 1000, 86400000, NULL, 0,
       "how often the groups are read again (membership changes are pushed then)" },
@@ -70,6 +85,8 @@ static const xmppd_option sr_options[] = {
       "groups by id: name, members, all_users, shows", sr_group_fields, sizeof(sr_group_conf) },
     { "ldap", XMPPD_OPT_SECTION, XMPPD_OFF(sr_conf, ldap), NULL, 0, 0, NULL, 0,
       "groups from the directory (auth_ldap)", sr_ldap_fields },
+    { "sql", XMPPD_OPT_SECTION, XMPPD_OFF(sr_conf, sql), NULL, 0, 0, NULL, 0,
+      "groups from a query on the site's PostgreSQL database", sr_sql_fields },
     { NULL }
 };
 
@@ -130,10 +147,12 @@ const char *sr_pair_find(char **pairs, size_t n, const char *key)
 
 /* ---- the overlay the roster module reads ---- */
 
-/* The contact's name from the directory (contact_name_attribute). */
+/* The contact's name from the directory (contact_name_attribute), else
+ * from SQL (contact_name). */
 static const char *sr_contact_name(const sr_state *st, const char *jid)
 {
-    return sr_pair_find(st->ldap.names, st->ldap.n_names, jid);
+    const char *name = sr_pair_find(st->ldap.names, st->ldap.n_names, jid);
+    return name ? name : sr_pair_find(st->sql.names, st->sql.n_names, jid);
 }
 
 static unsigned sr_roster_bits(unsigned sub)
@@ -386,20 +405,29 @@ static int sr_add_members(sr_state *st, sr_model *m, int g, char *const *jids, s
     return 0;
 }
 
-/* The model from the directory's groups, then the configured ones (a
- * configured group with a directory group's id adds its members, and its
+/* The groups of a source into m. 0, or -1 on OOM. */
+static int sr_build_source(sr_state *st, sr_model *m, const sr_lgroups *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        const sr_lgroup *lg = &l->g[i];
+        size_t added = 0;
+        int g = sr_model_group(m, lg->id, lg->name, NULL);
+        if (g < 0 || sr_add_members(st, m, g, lg->members, lg->n, &added, lg->id) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The model from the directory's groups, the SQL ones (a group of both
+ * gets the members of both, and SQL's name), then the configured ones (a
+ * configured group with a source's group id adds its members, and its
  * name and shows when given). NULL on OOM. */
 static sr_model *sr_build(sr_state *st)
 {
     sr_model *m = sr_model_new();
     const sr_group_conf *gc = st->conf->groups.items;
-    for (size_t i = 0; m && i < st->ldap.n; i++) {
-        const sr_lgroup *lg = &st->ldap.g[i];
-        size_t added = 0;
-        int g = sr_model_group(m, lg->id, lg->name, NULL);
-        if (g < 0 || sr_add_members(st, m, g, lg->members, lg->n, &added, lg->id) != 0)
-            goto oom;
-    }
+    if (m && (sr_build_source(st, m, &st->ldap) != 0 || sr_build_source(st, m, &st->sql) != 0))
+        goto oom;
     for (size_t i = 0; m && i < st->conf->groups.n; i++) {
         size_t added = 0;
         int g = sr_model_group(m, gc[i].id, gc[i].name, gc[i].shows);
@@ -497,6 +525,8 @@ static void sr_unload(xmppd_module *m)
     free(st->names);
     sr_strs_free(st->all, st->n_all);
     sr_lgroups_free(&st->ldap);
+    sr_lgroups_free(&st->sql);
+    sr_sql_close(st);
     free(st->last_unknown);
     free(st);
     xmppd_module_set_data(m, NULL);
@@ -518,6 +548,11 @@ static int sr_load(xmppd_module *m, const void *conf)
         sr_unload(m);
         return -1;
     }
+    char err[600];
+    if (sr_sql_open(st, err, sizeof(err)) != 0) {
+        sr_unload(m);
+        return xmppd_module_refuse(m, "%s", err);
+    }
     /* the configured groups at once; the sources' on the first refresh */
     const char *unknown = NULL;
     if (!(st->model = sr_model_new()) || sr_model_finish(st->model, &unknown) != 0 ||
@@ -536,7 +571,7 @@ static int sr_load(xmppd_module *m, const void *conf)
 
 XMPPD_MODULE(shared_roster,
     .version = "1.0",
-    .summary = "shared roster groups: members of groups (configured or from the directory) in each other's rosters",
+    .summary = "shared roster groups: members of groups (configured, from SQL or from the directory) in each other's rosters",
     .depends = (const char *const[]){ "roster", NULL },
     .specs = (const char *const[]){ "RFC 6121", NULL },
     .options = sr_options,

@@ -1,5 +1,6 @@
 /* shared_roster: reading the sources of a refresh: the host's account
- * list (all_users groups) and the directory, through auth_ldap's API
+ * list (all_users groups), the SQL groups (sr_sql.c) and the directory,
+ * through auth_ldap's API
  * (user entries: DNs, account names, contact names, attribute groups; then
  * group entries: member DNs and memberUid values). A source that fails
  * keeps its last good answer (sr_state). */
@@ -9,34 +10,17 @@
 
 #include "shared_roster.h"
 
-/* One refresh: the sources it waits for. Each answers once (or with a
- * CANCELLED status while the module unloads); the last one builds. */
-struct sr_refresh {
-    sr_state *st;
-    int pending;
-    bool cancelled;
-    char **all;           /* accounts, when the list came */
-    size_t n_all;
-    bool all_ok;
-    sr_lgroups ldap;      /* groups, when the directory answered */
-    bool ldap_ok;
-    char **dns;           /* users: normalised DN, bare JID, ... sorted by DN */
-    size_t n_dns;
-    const char **jids;    /* the users' bare JIDs (borrowed from dns), sorted */
-    size_t n_jids;
-};
-
 static void sr_refresh_free(sr_refresh *r)
 {
     sr_strs_free(r->all, r->n_all);
     sr_lgroups_free(&r->ldap);
+    sr_lgroups_free(&r->sql);
     sr_strs_free(r->dns, r->n_dns);
     free(r->jids);
     free(r);
 }
 
-/* One source answered: the last one puts the new groups in force. */
-static void sr_step_done(sr_refresh *r)
+void sr_step_done(sr_refresh *r)
 {
     if (--r->pending > 0)
         return;
@@ -54,6 +38,11 @@ static void sr_step_done(sr_refresh *r)
             sr_lgroups_free(&st->ldap);
             st->ldap = r->ldap;
             memset(&r->ldap, 0, sizeof(r->ldap));
+        }
+        if (r->sql_ok) {
+            sr_lgroups_free(&st->sql);
+            st->sql = r->sql;
+            memset(&r->sql, 0, sizeof(r->sql));
         }
         sr_rebuild(st);
     }
@@ -119,7 +108,7 @@ static void sr_pairs_sort(char **pairs, size_t n)
     qsort(pairs, n / 2, 2 * sizeof(*pairs), sr_pair_cmp);
 }
 
-static int sr_lgroup_add(sr_lgroups *l, const char *id, const char *name)
+int sr_lgroup_add(sr_lgroups *l, const char *id, const char *name)
 {
     sr_lgroup *ng = realloc(l->g, (l->n + 1) * sizeof(*ng));
     if (!ng)
@@ -136,7 +125,7 @@ static int sr_lgroup_add(sr_lgroups *l, const char *id, const char *name)
     return 0;
 }
 
-static int sr_lgroup_member(sr_lgroup *g, const char *jid)
+int sr_lgroup_member(sr_lgroup *g, const char *jid)
 {
     char **nm = realloc(g->members, (g->n + 1) * sizeof(*nm));
     if (!nm)
@@ -148,7 +137,7 @@ static int sr_lgroup_member(sr_lgroup *g, const char *jid)
     return 0;
 }
 
-static sr_lgroup *sr_lgroup_find(sr_lgroups *l, const char *id)
+sr_lgroup *sr_lgroup_find(sr_lgroups *l, const char *id)
 {
     for (size_t i = 0; i < l->n; i++)
         if (strcmp(l->g[i].id, id) == 0)
@@ -315,5 +304,6 @@ void sr_refresh_start(sr_state *st)
         r->pending++;
         dir->users(dir, st->m, attrs, sr_on_users, r);
     }
+    sr_sql_refresh(r);
     sr_step_done(r);
 }

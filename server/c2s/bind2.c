@@ -8,7 +8,10 @@
  *
  * After binding, each child of the client's <bind/> but <tag/> goes to the
  * "bind2-inline" handlers (carbons, CSI, stream management), which answer
- * into <bound/>; then "resource-bound" fires as after an RFC 6120 bind. */
+ * into <bound/>; then "bind2-bound" fires once, for what the server adds
+ * unasked (XEP-0313 archive metadata, §2.2); its handlers may hold the
+ * <success/> while they read their answer (xmppd_bind2_hold). Then
+ * "resource-bound" fires as after an RFC 6120 bind. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +116,26 @@ typedef struct inline_ctx {
     xmppd_stanza *bind, *bound;
 } inline_ctx;
 
+/* The connection whose "bind2-bound" handlers run (one loop thread). */
+static c2s_conn *g_bound_firing;
+
+void *bind2_hold(void *conn)
+{
+    c2s_conn *c = conn;
+    if (c != g_bound_firing)
+        return NULL;
+    c->bind2_holds++;
+    return c2s_ref(c);
+}
+
+void bind2_release(void *token)
+{
+    c2s_conn *c = token;
+    if (--c->bind2_holds == 0)
+        sasl2_bound_ready(c);
+    c2s_unref(c);
+}
+
 static void fire_inline(c2s_conn *c, void *ud)
 {
     inline_ctx *x = ud;
@@ -123,6 +146,11 @@ static void fire_inline(c2s_conn *c, void *ud)
                            .stanza = ch, .data = x->bound };
         xmppd_fire_all(&ev);
     }
+    xmppd_event ev = { .name = "bind2-bound", .host = c->s->host, .session = c->s,
+                       .stanza = x->bind, .data = x->bound };
+    g_bound_firing = c;
+    xmppd_fire_all(&ev);
+    g_bound_firing = NULL;
 }
 
 bool bind2_bind(c2s_conn *c, xmppd_stanza *bind, xmppd_stanza *success)

@@ -49,6 +49,7 @@ void c2s_unref(c2s_conn *c)
         return;
     xmppd_session_unref(c->s);
     sasl_reset(c);
+    xmppd_stanza_unref(c->held_success);
     free(c->sasl2_data);
     free(c->stream_from);
     free(c);
@@ -207,7 +208,7 @@ static void tr_rebind(void *conn, xmppd_session *now)
 
 static const session_transport c2s_transport = {
     .name = "c2s", .write = tr_write, .close = tr_close, .bytes_in = tr_bytes_in,
-    .rebind = tr_rebind,
+    .rebind = tr_rebind, .bind2_hold = bind2_hold, .bind2_release = bind2_release,
 };
 
 /* ---- stream header --------------------------------------------------------- */

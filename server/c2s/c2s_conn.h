@@ -93,6 +93,10 @@ typedef struct c2s_conn {
     bool corked;
     xmppd_stanza **cork;
     size_t n_cork, cap_cork;
+    /* Bind2: "bind2-bound" handlers still preparing their answer
+     * (xmppd_bind2_hold); <success/> waits in held_success meanwhile. */
+    unsigned bind2_holds;
+    xmppd_stanza *held_success;
 } c2s_conn;
 
 /* ---- c2s.c ---- */
@@ -160,6 +164,8 @@ void sasl2_authenticated(c2s_conn *c, const unsigned char *extra, size_t len);
 void sasl2_write_failure(c2s_conn *c, const char *cond, const char *text);
 /* The held session writes go out (after <success/>), and writes flow again. */
 void sasl2_uncork(c2s_conn *c);
+/* The last Bind2 hold was released: the held <success/> goes out. */
+void sasl2_bound_ready(c2s_conn *c);
 
 /* ---- bind2.c ---- */
 /* The Bind2 feature inside SASL2's <inline/> ("bind2-features"). */
@@ -168,6 +174,9 @@ void bind2_add_feature(c2s_conn *c, xmppd_stanza *inline_el);
  * success; false when no resource could be bound (the client can bind the
  * RFC 6120 way). */
 bool bind2_bind(c2s_conn *c, xmppd_stanza *bind, xmppd_stanza *success);
+/* The transport's bind2_hold / bind2_release (session.h). */
+void *bind2_hold(void *conn);
+void bind2_release(void *token);
 
 /* ---- fast.c ---- */
 /* The <fast/> feature inside SASL2's <inline/>, over TLS. */

@@ -177,26 +177,12 @@ static void run_inline(c2s_conn *c, xmppd_stanza *success)
     }
 }
 
-static void complete(c2s_conn *c)
+/* <success/> with the FAST token and the authorization identifier, then
+ * the new stream features and what was written meanwhile. */
+static void send_success(c2s_conn *c, xmppd_stanza *success)
 {
-    if (!c2s_negotiating(c) || !c->req)
-        return;
-    xmppd_stanza *success = xmppd_stanza_new("success", NS_SASL2);
-    if (c->sasl2_data)
-        xmppd_stanza_set_text(xmppd_stanza_tag(success, "additional-data", NS_SASL2), c->sasl2_data);
-    xmppd_stanza *aid = xmppd_stanza_tag(success, "authorization-identifier", NS_SASL2);
-    cork(c);
-    run_inline(c, success);
-    /* XEP-0386 §2.2: a resumed session is bound already; its <bind/> is
-     * ignored. */
-    if (c2s_negotiating(c) && !c->s->bound && c->req->bind)
-        bind2_bind(c, c->req->bind, success);
-    if (c->state == C2S_CLOSING || c->state == C2S_CLOSED) {
-        xmppd_stanza_unref(success);
-        sasl2_uncork(c);
-        return;
-    }
     fast_add_token(c, success);
+    xmppd_stanza *aid = xmppd_stanza_child(success, "authorization-identifier", NS_SASL2);
     if (c->s->bound) {
         xmppd_stanza_set_text(aid, c->s->jid->full);
     } else {
@@ -213,6 +199,52 @@ static void complete(c2s_conn *c)
     /* §2.6.1: the features of the authenticated stream follow at once. */
     c2s_send_features(c);
     sasl2_uncork(c);
+}
+
+static void complete(c2s_conn *c)
+{
+    if (!c2s_negotiating(c) || !c->req)
+        return;
+    xmppd_stanza *success = xmppd_stanza_new("success", NS_SASL2);
+    if (c->sasl2_data)
+        xmppd_stanza_set_text(xmppd_stanza_tag(success, "additional-data", NS_SASL2), c->sasl2_data);
+    xmppd_stanza_tag(success, "authorization-identifier", NS_SASL2);
+    cork(c);
+    run_inline(c, success);
+    /* XEP-0386 §2.2: a resumed session is bound already; its <bind/> is
+     * ignored. */
+    if (c2s_negotiating(c) && !c->s->bound && c->req->bind)
+        bind2_bind(c, c->req->bind, success);
+    if (c->state == C2S_CLOSING || c->state == C2S_CLOSED) {
+        xmppd_stanza_unref(success);
+        sasl2_uncork(c);
+        return;
+    }
+    if (c->bind2_holds > 0) {
+        /* a module reads what it answers into <bound/> (XEP-0313
+         * metadata): <success/> waits for it, the client's input too */
+        c->held_success = success;
+        c->sasl_busy = true;
+        c2s_pause_input(c);
+        return;
+    }
+    send_success(c, success);
+}
+
+void sasl2_bound_ready(c2s_conn *c)
+{
+    xmppd_stanza *success = c->held_success;
+    if (!success)
+        return; /* released while the handlers still ran: complete() goes on */
+    c->held_success = NULL;
+    c->sasl_busy = false;
+    if (c->state == C2S_CLOSING || c->state == C2S_CLOSED) {
+        xmppd_stanza_unref(success);
+        sasl2_uncork(c);
+        return;
+    }
+    send_success(c, success);
+    c2s_resume_input(c);
 }
 
 void sasl2_authenticated(c2s_conn *c, const unsigned char *extra, size_t len)

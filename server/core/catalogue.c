@@ -52,6 +52,13 @@ static const catalogue_event g_events[] = {
       "than <tag/>, before resource-bound and <success/>",
       "session: the bound session; stanza: that child (e.g. <enable xmlns='urn:xmpp:sm:3'/>); "
       "data: the <bound/> xmppd_stanza * inside <success/>: append the answer element to it" },
+    { "bind2-bound", "all", KERNEL,
+      "a session was bound by Bind2 (XEP-0386): once, after the bind2-inline events, before "
+      "resource-bound and <success/>",
+      "session: the bound session; stanza: the client's <bind xmlns='urn:xmpp:bind:0'/>; data: "
+      "the <bound/> xmppd_stanza *: append what the server says unasked (XEP-0313 <metadata/>). "
+      "A handler that must read its answer first takes xmppd_bind2_hold(ev) and appends before "
+      "xmppd_bind2_release: <success/> waits" },
     { "resource-bind", "first", KERNEL,
       "an authenticated client asks to bind a resource (RFC 6120 section 7, or Bind2 in its "
       "SASL2 request)",

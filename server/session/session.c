@@ -184,6 +184,36 @@ API int xmppd_session_resume(xmppd_session *fresh, xmppd_session *old)
     return 0;
 }
 
+/* ---- Bind2: <success/> waiting for a module's answer ---------------------- */
+
+struct xmppd_bind2_wait {
+    void (*release)(void *token);
+    void *token;
+};
+
+API xmppd_bind2_wait *xmppd_bind2_hold(const xmppd_event *ev)
+{
+    xmppd_session *s = ev ? ev->session : NULL;
+    if (!s || !ev->name || strcmp(ev->name, "bind2-bound") != 0 || !s->conn || !s->tr->bind2_hold)
+        return NULL;
+    xmppd_bind2_wait *w = calloc(1, sizeof(*w));
+    if (w && !(w->token = s->tr->bind2_hold(s->conn))) {
+        free(w);
+        return NULL;
+    }
+    if (w)
+        w->release = s->tr->bind2_release;
+    return w;
+}
+
+API void xmppd_bind2_release(xmppd_bind2_wait *w)
+{
+    if (!w)
+        return;
+    w->release(w->token);
+    free(w);
+}
+
 /* ---- accessors ----------------------------------------------------------- */
 
 API bool xmppd_session_closed(const xmppd_session *s)

@@ -35,6 +35,11 @@ typedef struct session_transport {
      * the transport takes a reference on now, drops the one it held, and,
      * when now is bound, treats its stream as bound. */
     void (*rebind)(void *conn, xmppd_session *now);
+    /* Bind2 (xmppd_bind2_hold), may be NULL: while conn's "bind2-bound"
+     * handlers run, holds its SASL2 <success/> and returns a token for
+     * bind2_release; NULL when it cannot. */
+    void *(*bind2_hold)(void *conn);
+    void (*bind2_release)(void *token);
 } session_transport;
 
 struct module_slot {

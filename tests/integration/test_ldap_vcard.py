@@ -219,3 +219,69 @@ def test_xep0153_photo_hash_follows_the_directory(server_factory):
             wait_hash(srv, alice, bob, hashlib.sha1(PNG).hexdigest())
     finally:
         own.destroy()
+
+
+NS_PUBSUB = "http://jabber.org/protocol/pubsub"
+NS_AV_META = "urn:xmpp:avatar:metadata"
+NS_AV_DATA = "urn:xmpp:avatar:data"
+
+
+def pep_items(c, node):
+    """The items of the account's own PEP node (publication order), [] when
+    the node does not exist."""
+    res = c.iq("<pubsub xmlns='%s'><items node='%s'/></pubsub>" % (NS_PUBSUB, node))
+    if res.get("type") == "error":
+        assert res.find(".//{%s}item-not-found" % NS_STANZAS) is not None, tostr(res)
+        return []
+    return res.findall(".//{%s}item" % NS_PUBSUB)
+
+
+def wait_pep_avatar(c, photo, mime):
+    """Waits until the account's XEP-0084 metadata names photo (id: its
+    SHA-1, bytes, type) and the data node holds its bytes under that id."""
+    want = hashlib.sha1(photo).hexdigest()
+    deadline = time.monotonic() + scaled(5)
+    while True:
+        items = pep_items(c, NS_AV_META)
+        info = items[-1].find("{%s}metadata/{%s}info" % (NS_AV_META, NS_AV_META)) if items else None
+        if info is not None and info.get("id") == want:
+            break
+        assert time.monotonic() < deadline, tostr(items[-1]) if items else "no metadata item"
+        time.sleep(0.2)
+    assert items[-1].get("id") == want
+    assert info.get("bytes") == str(len(photo)) and info.get("type") == mime, tostr(info)
+    data = [i for i in pep_items(c, NS_AV_DATA) if i.get("id") == want]
+    assert data and base64.b64decode(data[0].findtext("{%s}data" % NS_AV_DATA)) == photo
+
+
+def test_xep0084_directory_photo_is_the_pep_avatar(server_factory):
+    """XEP-0084 from the directory (mod_avatar with vcard_ldap): at login,
+    alice's jpegPhoto is published as her PEP avatar (data item and
+    metadata <info/>, id = SHA-1, XEP-0084 §4.1/§4.2); a photo changed in
+    the directory replaces it once her entry is read again — at her next
+    login, or as soon as the change is noticed (a vCard request after
+    cache_ttl) — and a login with an unchanged photo publishes nothing
+    new."""
+    own = slapd_server.Slapd().start()
+    try:
+        over = overrides(own, {"cache_ttl": "1s"})
+        over["modules"].update({"roster": True, "presence": True, "pep": True, "avatar": True})
+        srv = server_factory(over)
+        with login(srv, "alice") as alice:
+            wait_pep_avatar(alice, ALICE_PHOTO, "image/jpeg")
+        with login(srv, "alice") as alice:  # same photo: nothing published again
+            time.sleep(scaled(0.5))
+            assert srv.read_log().count("publishing the directory photo of alice") == 1
+        own.modify("dn: uid=alice,%s\nchangetype: modify\nreplace: jpegPhoto\njpegPhoto:: %s\n"
+                   % (PEOPLE, base64.b64encode(PNG).decode()))
+        time.sleep(1.2)
+        with login(srv, "alice") as alice:  # at login
+            wait_pep_avatar(alice, PNG, "image/png")
+            own.modify("dn: uid=alice,%s\nchangetype: modify\nreplace: jpegPhoto\njpegPhoto:: %s\n"
+                       % (PEOPLE, base64.b64encode(ALICE_PHOTO).decode()))
+            time.sleep(1.2)
+            with login(srv, "bob") as bob:  # bob's request notices the change
+                vcard_of(bob, "alice@localhost")
+            wait_pep_avatar(alice, ALICE_PHOTO, "image/jpeg")
+    finally:
+        own.destroy()

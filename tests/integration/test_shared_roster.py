@@ -351,3 +351,126 @@ def test_reload_and_unload_with_directory_requests_in_flight(own_slapd, server_f
     with login(srv, bob) as c:
         res = c.iq("<vCard xmlns='vcard-temp'/>", to="alice@localhost")
         assert res.find(".//{vcard-temp}FN").text == "Alice Liddell", tostr(res)
+
+
+# ---------------------------------------------------------------------------
+# groups from SQL (the site's own PostgreSQL tables)
+# ---------------------------------------------------------------------------
+
+import pg_cluster  # noqa: E402
+
+pytestmark_pg = pytest.mark.skipif(not pg_cluster.available(), reason="PostgreSQL server binaries not installed")
+
+SQL_QUERY = ("SELECT d.code AS \"group\", d.title AS name, p.login AS member, p.full_name AS contact_name "
+             "FROM site_people p JOIN site_departments d ON d.id = p.dept WHERE p.realm = %d AND p.active")
+
+
+@pytest.fixture(scope="module")
+def pg():
+    c = pg_cluster.Cluster().init().start()
+    yield c
+    c.destroy()
+
+
+@pytest.fixture
+def site_db(pg):
+    """A site's own tables (not made by xmppd): departments and people."""
+    db = pg.create_db("site")
+    pg.psql("CREATE TABLE site_departments (id int PRIMARY KEY, code text NOT NULL, title text);"
+            "CREATE TABLE site_people (login text NOT NULL, realm text NOT NULL, full_name text,"
+            " dept int REFERENCES site_departments, active boolean NOT NULL DEFAULT true)", db)
+    return db
+
+
+def sql_server(server_factory, accounts, pg, db, n, **sql):
+    srv = server_factory({"modules": {"roster": True, "presence": True}})
+    accs = accounts(n, srv=srv)
+    conf = {"connect": pg.dsn(db), "query": SQL_QUERY, "reconnect_max": "300ms", "query_timeout": "3s"}
+    conf.update(sql)
+    srv.config["modules"]["shared_roster"] = {"refresh": "1s", "sql": conf}
+    srv.write_config()
+    srv.restart()
+    return srv, accs
+
+
+def sql_people(pg, db, rows):
+    pg.psql("; ".join("INSERT INTO site_people (login, realm, full_name, dept, active) VALUES "
+                      "('%s', '%s', %s, %d, %s)" % (login, realm, "'%s'" % name if name else "NULL", dept, active)
+                      for login, realm, name, dept, active in rows), db)
+
+
+@pytestmark_pg
+def test_sql_groups_with_names_members_and_contact_names(pg, site_db, server_factory, accounts):
+    """Groups from the site's tables: a and b (department "eng", titled
+    Engineering) have each other with subscription both in group
+    Engineering (RFC 6121 §2.1.3), named as the contact_name column says;
+    c (department "ops", no title: the group's id is its name) sees only
+    d; an inactive row, a row of another domain and a member that is no
+    valid localpart are left out."""
+    pg.psql("INSERT INTO site_departments VALUES (1, 'eng', 'Engineering'), (2, 'ops', NULL)", site_db)
+    srv, (a, b, c, d, x) = sql_server(server_factory, accounts, pg, site_db, 5)
+    sql_people(pg, site_db, [(a.user, "localhost", "Ann A", 1, "true"), (b.user, "localhost", "Ben B", 1, "true"),
+                             (c.user, "localhost", None, 2, "true"), (d.user, "localhost", None, 2, "true"),
+                             (x.user, "localhost", "Gone", 1, "false"), (x.user, "elsewhere", "X", 1, "true"),
+                             ("bad@@name", "localhost", "Bad", 1, "true")])
+    items = wait_roster(srv, a, lambda i: b.jid in i, "no SQL group")
+    assert items == {b.jid: ("both", "Ben B", ["Engineering"])}, items
+    with login(srv, b) as cb:
+        assert roster(cb)[0] == {a.jid: ("both", "Ann A", ["Engineering"])}
+    with login(srv, c) as cc:
+        assert roster(cc)[0] == {d.jid: ("both", None, ["ops"])}
+    with login(srv, x) as cx:
+        assert roster(cx)[0] == {}
+    assert "rows of the SQL groups name no group or no account" in srv.read_log()
+
+
+@pytestmark_pg
+def test_sql_membership_change_pushed_and_outage_keeps_groups(pg, site_db, server_factory, accounts):
+    """RFC 6121 §2.1.6: a row added to the table puts c into a's group at
+    the next refresh: a's interested resource gets the push (both,
+    Engineering) and c's presence without any request (§4.3). Then the
+    database goes away: refreshes fail (logged), the groups stay; once it
+    is back, a removed row is pushed as a removal."""
+    pg.psql("INSERT INTO site_departments VALUES (1, 'eng', 'Engineering')", site_db)
+    srv, (a, b, c) = sql_server(server_factory, accounts, pg, site_db, 3)
+    sql_people(pg, site_db, [(a.user, "localhost", None, 1, "true"), (b.user, "localhost", None, 1, "true")])
+    wait_roster(srv, a, lambda i: b.jid in i, "no SQL group")
+    with login(srv, a) as ca:
+        roster(ca)  # interested (§2.2)
+        ca.send("<presence/>")
+        presence_from(ca, a.jid)
+        cc = login(srv, c)
+        cc.send("<presence><status>c here</status></presence>")
+        sql_people(pg, site_db, [(c.user, "localhost", None, 1, "true")])
+        assert push_for(ca, c.jid) == ("both", ["Engineering"])
+        assert presence_from(ca, c.jid).find(q(CLIENT, "status")).text == "c here"
+        pg.stop(mode="immediate")
+        deadline = time.monotonic() + scaled(10)
+        while "reading the SQL groups failed" not in srv.read_log():
+            assert time.monotonic() < deadline, "no failed refresh"
+            time.sleep(0.2)
+        items, _ = roster(ca)
+        assert set(items) == {b.jid, c.jid}, items
+        pg.start()
+        pg.psql("DELETE FROM site_people WHERE login = '%s'" % b.user, site_db)
+        assert push_for(ca, b.jid, timeout=20) == ("remove", [])
+        cc.close()
+
+
+@pytestmark_pg
+def test_sql_config_errors(pg, site_db, server_factory):
+    """A query that does not run, lacks a needed column or uses an unknown
+    variable stops the start with a line naming sql.query; sql.connect
+    without sql.query too."""
+    cases = [({"query": "SELECT login AS member FROM site_people"}, 'columns named "group" and "member"'),
+             ({"query": "SELECT login AS member, dept AS \"group\" FROM no_such_table"}, "no_such_table"),
+             ({"query": "SELECT login AS member, 'g' AS \"group\" FROM site_people WHERE login = %n"},
+              "unknown variable"),
+             ({}, "option sql.query is required")]
+    for sql, want in cases:
+        conf = {"connect": pg.dsn(site_db)}
+        conf.update(sql)
+        s = server_factory({"modules": {"roster": True, "shared_roster": {"sql": conf}}}, start=False)
+        with pytest.raises(RuntimeError) as e:
+            s.start()
+        assert want in str(e.value) and "sql.query" in str(e.value), str(e.value)
