@@ -15,5 +15,6 @@
 #include "auth.h"
 #include "ctl.h"
 #include "http.h"
+#include "access.h"
 
 #endif

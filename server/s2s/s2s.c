@@ -415,6 +415,17 @@ const char *s2s_served_domain(const char *domain)
     return NULL;
 }
 
+bool s2s_allowed(const char *local, const char *remote, const char *ip)
+{
+    /* A domain JID without a parse: remote is already prepared. */
+    xmppd_jid peer = { .domain = remote, .bare = remote, .full = remote };
+    xmppd_host *h = xmppd_host_find(local);
+    if (xmppd_access(h, "s2s", &peer, ip) != XMPPD_ACCESS_DENY)
+        return true;
+    log_kernel("s2s", XMPPD_LOG_INFO, "%s -> %s: denied by the access rule \"s2s\"", local, remote);
+    return false;
+}
+
 void s2s_new_stream_id(s2s_conn *c)
 {
     xstream_random_id(c->stream_id, 33); /* 32 characters */

@@ -234,6 +234,10 @@ static int handle_sasl(s2s_conn *c, xmppd_stanza *el)
         sasl_failure(c, "not-authorized");
         return 0;
     }
+    if (!s2s_allowed(c->local, c->remote, c->ip)) {
+        s2s_close(c, "policy-violation", "This server does not federate with your domain");
+        return 1;
+    }
     if (add_pair(c, c->local, c->remote, "SASL EXTERNAL") < 0) {
         s2s_close(c, "resource-constraint", NULL);
         return 1;
@@ -297,6 +301,11 @@ static int handle_db_result(s2s_conn *c, xmppd_stanza *el)
         db_reply(c, "result", local, remote, NULL, "valid", NULL);
         free(remote);
         return 0;
+    }
+    if (!s2s_allowed(local, remote, c->ip)) {
+        free(remote);
+        s2s_close(c, "policy-violation", "This server does not federate with your domain");
+        return 1;
     }
     if (!*key || strlen(key) > S2S_MAX_DB_KEY) {
         db_reply(c, "result", local, remote, NULL, "invalid", NULL);

@@ -517,6 +517,12 @@ void router_pre_route(xmppd_event *ev)
 {
     xmppd_session *s = ev->session;
     int kind = kind_of(ev->stanza);
+    /* The access rule "send": who a local client may address. Stanzas
+     * without 'to' are about the account itself and always pass. */
+    if (ev->to && xmppd_access_to(s->host, "send", ev->from, s->ip, ev->to) == XMPPD_ACCESS_DENY) {
+        bounce(ev, "cancel", "not-allowed", "The server's policy does not allow this address");
+        return;
+    }
     ev->name = "pre-route";
     if (xmppd_fire(ev) != XMPPD_PASS)
         return;
