@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/http.h"
 #include "core/loop.h"
+#include "core/metrics.h"
 #include "http/http.h"
 #include "net/net.h"
 #include "s2s/federation.h"
@@ -81,6 +82,7 @@ static int start(const char *path)
         return -1;
     }
     /* Wire the layers together: the lower ones call what these register. */
+    metrics_start();
     session_layer_init();
     component_start();
     listener_set_acceptor(LISTEN_C2S, c2s_accept);
@@ -163,6 +165,7 @@ int main(int argc, char **argv)
     tls_stop();
     if (loop_base())
         loop_free();
+    metrics_free_all();
     config_free(cfg);
     if (rc == 0)
         log_kernel("main", XMPPD_LOG_INFO, "stopped");

@@ -22,6 +22,7 @@
 #include "core/catalogue.h"
 #include "core/config.h"
 #include "core/loop.h"
+#include "core/metrics.h"
 #include "core/options.h"
 #include "session/session.h"
 
@@ -260,6 +261,7 @@ static void stop_modules(void)
     modules_stop();
     if (loop_base())
         loop_free();
+    metrics_free_all();
 }
 
 /* ---- commands ---- */

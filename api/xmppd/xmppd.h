@@ -16,5 +16,6 @@
 #include "ctl.h"
 #include "http.h"
 #include "access.h"
+#include "metrics.h"
 
 #endif

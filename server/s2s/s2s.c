@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/metrics.h"
 #include "s2s/s2s.h"
 
 static s2s_conn *all_conns;
@@ -87,6 +88,7 @@ void s2s_write_raw(s2s_conn *c, const char *data, size_t len)
 
 void s2s_write(s2s_conn *c, const xmppd_stanza *el)
 {
+    metrics_stanza(METRICS_S2S, METRICS_OUT, xmppd_stanza_name(el));
     xstream_write(&c->x, el);
 }
 
@@ -433,8 +435,24 @@ void s2s_new_stream_id(s2s_conn *c)
 
 /* ---- start / stop ---------------------------------------------------------------------------- */
 
+/* xmppd_s2s_streams{direction}: open server-to-server streams. */
+static void collect_streams(void *ud)
+{
+    size_t n[2] = { 0, 0 };
+    for (const s2s_conn *c = all_conns; c; c = c->next)
+        if (c->state != S2S_CLOSED)
+            n[c->outgoing]++;
+    xmppd_metric_set(ud, (const char *[]){ "in" }, (double)n[0]);
+    xmppd_metric_set(ud, (const char *[]){ "out" }, (double)n[1]);
+}
+
 int s2s_start(char *err, size_t errlen)
 {
+    static const char *const labels[] = { "direction", NULL };
+    xmppd_metric *mt = xmppd_metric_new(NULL, "xmppd_s2s_streams", XMPPD_METRIC_GAUGE,
+                                        "Server-to-server streams by direction", labels, NULL, 0);
+    if (mt)
+        xmppd_metrics_collector(NULL, collect_streams, mt);
     router_set_remote_route(s2s_out_route);
     if (dialback_init(g_server.cfg->s2s.dialback_secret) < 0) {
         snprintf(err, errlen, "s2s: cannot make a dialback secret");

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/metrics.h"
 #include "s2s/s2s.h"
 
 static const s2s_conf *conf(void)
@@ -397,6 +398,7 @@ static int handle_db_verify(s2s_conn *c, xmppd_stanza *el)
 
 static int handle_stanza(s2s_conn *c, xmppd_stanza *el)
 {
+    metrics_stanza(METRICS_S2S, METRICS_IN, xmppd_stanza_name(el));
     if (c->n_pairs == 0) {
         s2s_close(c, "not-authorized", "No domain is authenticated on this stream");
         return 1;
