@@ -17,7 +17,7 @@ RUN="$ROOT/run"
 CONF="$RUN/xmppd.json"
 
 PACKAGES="build-essential autoconf automake libtool pkg-config libxml2-dev libssl-dev
-libjansson-dev libevent-dev libc-ares-dev libidn-dev libsqlite3-dev libpcre2-dev libpq-dev libcrypt-dev openssl"
+libjansson-dev libevent-dev libc-ares-dev libidn-dev libsqlite3-dev libpcre2-dev libpq-dev libcrypt-dev libldap-dev openssl"
 missing=()
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

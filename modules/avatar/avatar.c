@@ -143,7 +143,7 @@ static void av_remember(av_state *st, const char *user, const xmppd_stanza *vc)
 static const vcard_api *av_vcard(const av_state *st)
 {
     const vcard_api *a = xmppd_use(st->host, "vcard");
-    return a && a->version >= 1 && a->size >= sizeof(vcard_api) ? a : NULL;
+    return a && a->version >= 2 && a->size >= sizeof(vcard_api) ? a : NULL;
 }
 
 static const pep_api *av_pep(const av_state *st)
@@ -198,7 +198,7 @@ static int av_on_auth(xmppd_event *ev, void *ud)
     const vcard_api *v = av_vcard(st);
     av_job *j = user && v && !av_find(st, user) ? av_job_new(st, user) : NULL;
     if (j)
-        v->get(v, user, av_on_vcard_loaded, j);
+        v->get(v, st->m, user, av_on_vcard_loaded, j);
     return XMPPD_PASS;
 }
 
@@ -317,7 +317,7 @@ static int av_on_vcard_changed(xmppd_event *ev, void *ud)
 static void av_on_vcard_written(int status, void *ud)
 {
     av_job *j = ud;
-    if (status < 0)
+    if (status < 0 && status != VCARD_CANCELLED)
         xmppd_log(j->st->m, XMPPD_LOG_WARN, "the vCard of %s could not take the avatar", j->user);
     av_job_free(j);
 }
@@ -349,12 +349,12 @@ static void av_on_old_vcard(int status, const xmppd_stanza *old, void *ud)
     const vcard_api *v = av_vcard(j->st);
     xmppd_stanza *vc = status == 0 && v ? av_vcard_with_photo(old, j) : NULL;
     if (!vc) {
-        av_on_vcard_written(-1, j);
+        av_on_vcard_written(status == VCARD_CANCELLED ? VCARD_CANCELLED : -1, j);
         return;
     }
     if (av_find(j->st, j->user))
         av_remember(j->st, j->user, vc);
-    v->set(v, j->user, vc, av_on_vcard_written, j);
+    v->set(v, j->st->m, j->user, vc, av_on_vcard_written, j);
     xmppd_stanza_unref(vc);
 }
 
@@ -381,7 +381,7 @@ static void av_on_data_items(int status, const xmppd_stanza *items, void *ud)
         av_job_free(j);
         return;
     }
-    v->get(v, j->user, av_on_old_vcard, j);
+    v->get(v, j->st->m, j->user, av_on_old_vcard, j);
 }
 
 static void av_pep_to_vcard(av_state *st, const pep_change *ch)
@@ -406,7 +406,7 @@ static void av_pep_to_vcard(av_state *st, const pep_change *ch)
         return;
     }
     if (!info) { /* <metadata/> with no info: the avatar is off */
-        v->get(v, j->user, av_on_old_vcard, j);
+        v->get(v, j->st->m, j->user, av_on_old_vcard, j);
         return;
     }
     const char *type = xmppd_stanza_attr(info, "type");

@@ -10,7 +10,10 @@
  *
  * Memory: one `struct roster` per account in use, in a tsearch tree per
  * host. Accounts with bound sessions keep theirs until the last session
- * closes; rosters loaded for others are dropped once their callbacks ran. */
+ * closes; rosters loaded for others are dropped once their callbacks ran.
+ *
+ * A roster overlay (roster_api.h, e.g. mod_shared_roster) adds items that
+ * are never stored: every view below merges them in (rs_merged). */
 #define _GNU_SOURCE /* tdestroy */
 #include <jansson.h>
 #include <search.h>
@@ -253,9 +256,24 @@ static long long rs_ver(const roster *r)
     return json_integer_value(json_object_get(r->doc, "ver"));
 }
 
-static void rs_ver_text(long long ver, char buf[24])
+static const roster_overlay *rs_overlay(const rs_mod *mod)
 {
-    snprintf(buf, 24, "%lld", ver);
+    const roster_overlay *ov = xmppd_use(mod->host, "roster_overlay");
+    return ov && ov->version >= ROSTER_OVERLAY_VERSION && ov->size >= sizeof(roster_overlay) ? ov : NULL;
+}
+
+#define RS_VER_MAX 96
+/* The version a client sees (§2.6): the stored one, and the overlay's
+ * token when there is one ("7-ab12..."), so an overlay change while the
+ * client was away gives it the whole roster. */
+static void rs_ver_text(const rs_mod *mod, const char *node, long long ver, char buf[RS_VER_MAX])
+{
+    const roster_overlay *ov = rs_overlay(mod);
+    const char *tok = ov ? ov->token(ov, node) : NULL;
+    if (tok && *tok)
+        snprintf(buf, RS_VER_MAX, "%lld-%.64s", ver, tok);
+    else
+        snprintf(buf, RS_VER_MAX, "%lld", ver);
 }
 
 static unsigned rs_sub_bits(const char *s)
@@ -301,42 +319,77 @@ static long long rs_bump(roster *r)
 
 /* ---- XML --------------------------------------------------------------- */
 
-/* Appends <item/> for jid to query; it NULL makes subscription='remove'. */
-static void rs_item_xml(xmppd_stanza *query, const char *jid, const json_t *it)
+static bool rs_stored_in_group(const json_t *it, const char *group)
+{
+    size_t i;
+    json_t *g;
+    json_array_foreach(json_object_get(it, "groups"), i, g) {
+        const char *t = json_string_value(g);
+        if (t && strcmp(t, group) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void rs_group_xml(xmppd_stanza *x, const char *t)
+{
+    xmppd_stanza *ge = t ? xmppd_stanza_tag(x, "group", NULL) : NULL;
+    if (ge)
+        xmppd_stanza_add_text(ge, t, strlen(t));
+}
+
+/* Appends the <item/> node sees for jid: the stored item it (NULL: none)
+ * merged with the overlay's (oc, NULL: none); subscription='remove' when
+ * there is neither. */
+static void rs_item_xml(xmppd_stanza *query, const char *jid, const json_t *it, const roster_contact *oc)
 {
     xmppd_stanza *x = xmppd_stanza_tag(query, "item", NULL);
     if (!x)
         return;
     xmppd_stanza_set_attr(x, "jid", jid);
-    if (!it) {
+    if (!it && !oc) {
         xmppd_stanza_set_attr(x, "subscription", "remove");
         return;
     }
-    roster_item v;
-    rs_view(jid, it, &v);
+    roster_item v = { .jid = jid };
+    if (it)
+        rs_view(jid, it, &v);
+    if (oc) {
+        v.sub |= oc->sub;
+        if (!v.name)
+            v.name = oc->name;
+    }
     if (v.name)
         xmppd_stanza_set_attr(x, "name", v.name);
     xmppd_stanza_set_attr(x, "subscription", rs_sub_names[v.sub & 3]);
-    if (v.ask)
+    if (v.ask && !(oc && (oc->sub & ROSTER_SUB_TO)))
         xmppd_stanza_set_attr(x, "ask", "subscribe");
     if (v.approved)
         xmppd_stanza_set_attr(x, "approved", "true");
     size_t i;
     json_t *g;
-    json_array_foreach(json_object_get(it, "groups"), i, g) {
-        const char *t = json_string_value(g);
-        xmppd_stanza *ge = t ? xmppd_stanza_tag(x, "group", NULL) : NULL;
-        if (ge)
-            xmppd_stanza_add_text(ge, t, strlen(t));
-    }
+    json_array_foreach(json_object_get(it, "groups"), i, g)
+        rs_group_xml(x, json_string_value(g));
+    for (const char *const *og = oc ? oc->groups : NULL; og && *og; og++)
+        if (!rs_stored_in_group(it, *og))
+            rs_group_xml(x, *og);
 }
 
-static xmppd_stanza *rs_query_new(const rs_mod *mod, long long ver)
+/* rs_item_xml with the overlay's item of node for jid looked up. */
+static void rs_item_xml_merged(const rs_mod *mod, const char *node, xmppd_stanza *query, const char *jid,
+                               const json_t *it)
+{
+    const roster_overlay *ov = rs_overlay(mod);
+    roster_contact oc;
+    rs_item_xml(query, jid, it, ov && ov->get(ov, node, jid, &oc) ? &oc : NULL);
+}
+
+static xmppd_stanza *rs_query_new(const rs_mod *mod, const char *node, long long ver)
 {
     xmppd_stanza *q = xmppd_stanza_new("query", NS_ROSTER);
     if (q && mod->conf->versioning) {
-        char buf[24];
-        rs_ver_text(ver, buf);
+        char buf[RS_VER_MAX];
+        rs_ver_text(mod, node, ver, buf);
         xmppd_stanza_set_attr(q, "ver", buf);
     }
     return q;
@@ -363,11 +416,12 @@ static int rs_push_one(xmppd_session *s, void *ud)
     return 0;
 }
 
-/* Pushes one item (it NULL: removed) to node's interested resources. */
+/* Pushes one item (it: the stored part, NULL: none; the overlay's part is
+ * merged in) to node's interested resources. */
 static void rs_push(rs_mod *mod, const char *node, long long ver, const char *jid, const json_t *it)
 {
     xmppd_stanza *iq = xmppd_stanza_new("iq", XMPPD_NS_CLIENT);
-    xmppd_stanza *q = rs_query_new(mod, ver);
+    xmppd_stanza *q = rs_query_new(mod, node, ver);
     if (!iq || !q) {
         xmppd_stanza_unref(iq);
         xmppd_stanza_unref(q);
@@ -377,7 +431,7 @@ static void rs_push(rs_mod *mod, const char *node, long long ver, const char *ji
     snprintf(id, sizeof(id), "push%u", ++mod->push_seq);
     xmppd_stanza_set_attr(iq, "type", "set");
     xmppd_stanza_set_attr(iq, "id", id);
-    rs_item_xml(q, jid, it);
+    rs_item_xml_merged(mod, node, q, jid, it);
     xmppd_stanza_add(iq, q);
     rs_push_ctx c = { mod, iq };
     xmppd_user_sessions(mod->host, node, rs_push_one, &c);
@@ -386,26 +440,66 @@ static void rs_push(rs_mod *mod, const char *node, long long ver, const char *ji
 
 /* ---- API for other modules ---------------------------------------------- */
 
+/* The item r's account sees for jid: stored (it, may be NULL) merged with
+ * the overlay's (oc, may be NULL). */
+static void rs_merged(const char *jid, const json_t *it, const roster_contact *oc, roster_item *v)
+{
+    *v = (roster_item){ .jid = jid };
+    if (it)
+        rs_view(jid, it, v);
+    if (oc) {
+        v->sub |= oc->sub;
+        if (!v->name)
+            v->name = oc->name;
+    }
+}
+
 static bool rs_api_get(const roster *r, const char *jid, roster_item *it_r)
 {
     json_t *items = rs_items(r);
     void *iter = json_object_iter_at(items, jid);
-    if (!iter)
+    const roster_overlay *ov = rs_overlay(r->mod);
+    roster_contact oc;
+    bool in_ov = ov && ov->get(ov, r->node, jid, &oc);
+    if (!iter && !in_ov)
         return false;
-    rs_view(json_object_iter_key(iter), json_object_iter_value(iter), it_r);
+    rs_merged(iter ? json_object_iter_key(iter) : oc.jid, iter ? json_object_iter_value(iter) : NULL,
+              in_ov ? &oc : NULL, it_r);
     return true;
+}
+
+typedef struct rs_each {
+    const roster *r;
+    int (*fn)(const roster_item *it, void *ud);
+    void *ud;
+} rs_each;
+
+/* The overlay's items that are not stored (the stored ones were seen). */
+static int rs_each_overlay(const roster_contact *c, void *ud)
+{
+    rs_each *e = ud;
+    if (json_object_get(rs_items(e->r), c->jid))
+        return 0;
+    roster_item v;
+    rs_merged(c->jid, NULL, c, &v);
+    return e->fn(&v, e->ud);
 }
 
 static void rs_api_foreach(const roster *r, int (*fn)(const roster_item *it, void *ud), void *ud)
 {
+    const roster_overlay *ov = rs_overlay(r->mod);
     const char *jid;
     json_t *it;
     json_object_foreach(rs_items(r), jid, it) {
+        roster_contact oc;
         roster_item v;
-        rs_view(jid, it, &v);
+        rs_merged(jid, it, ov && ov->get(ov, r->node, jid, &oc) ? &oc : NULL, &v);
         if (fn(&v, ud))
-            break;
+            return;
     }
+    rs_each e = { r, fn, ud };
+    if (ov)
+        ov->foreach(ov, r->node, rs_each_overlay, &e);
 }
 
 static json_t *rs_item_new(void)
@@ -418,6 +512,23 @@ static int rs_api_set_state(roster *r, const char *jid, unsigned sub, bool ask, 
 {
     json_t *items = rs_items(r);
     json_t *it = json_object_get(items, jid);
+    const roster_overlay *ov = rs_overlay(r->mod);
+    roster_contact oc;
+    if (ov && ov->get(ov, r->node, jid, &oc)) {
+        /* sub is the merged view the caller saw, changed: the bits the
+         * overlay implies are not stored (a stored bit there stays only
+         * while the caller keeps it), the others are */
+        roster_item old;
+        rs_merged(jid, it, &oc, &old);
+        if (old.sub == sub && old.ask == ask && old.approved == approved)
+            return 0;
+        unsigned stored = 0;
+        if (it)
+            stored = rs_sub_bits(json_string_value(json_object_get(it, "subscription")));
+        sub = (sub & ~oc.sub) | (stored & oc.sub & sub);
+        if (!it && sub == 0 && !ask && !approved)
+            return 0;
+    }
     if (!it) {
         if ((long long)json_object_size(items) >= r->mod->conf->max_items)
             return -1;
@@ -481,14 +592,22 @@ static void rs_api_pending_foreach(const roster *r,
 
 static bool rs_api_in_group(const roster *r, const char *jid, const char *group)
 {
-    size_t i;
-    json_t *g;
-    json_array_foreach(json_object_get(json_object_get(rs_items(r), jid), "groups"), i, g) {
-        const char *t = json_string_value(g);
-        if (t && strcmp(t, group) == 0)
+    if (rs_stored_in_group(json_object_get(rs_items(r), jid), group))
+        return true;
+    const roster_overlay *ov = rs_overlay(r->mod);
+    roster_contact oc;
+    for (const char *const *g = ov && ov->get(ov, r->node, jid, &oc) ? oc.groups : NULL; g && *g; g++)
+        if (strcmp(*g, group) == 0)
             return true;
-    }
     return false;
+}
+
+static void rs_api_overlay_changed(const roster_api *api, const char *node, const char *jid)
+{
+    rs_mod *mod = (rs_mod *)api;
+    roster *r = rs_find(mod, node);
+    if (r && r->doc)
+        rs_push(mod, node, rs_ver(r), jid, json_object_get(rs_items(r), jid));
 }
 
 /* ---- IQ requests --------------------------------------------------------- */
@@ -556,6 +675,20 @@ static bool rs_own_request(const xmppd_event *ev)
 
 /* ---- roster get (§2.1.3, §2.6) -------------------------------------------- */
 
+typedef struct rs_xml_ctx {
+    const roster *r;
+    xmppd_stanza *query;
+} rs_xml_ctx;
+
+/* The overlay's items that are not stored, into a roster result. */
+static int rs_overlay_xml(const roster_contact *c, void *ud)
+{
+    rs_xml_ctx *x = ud;
+    if (!json_object_get(rs_items(x->r), c->jid))
+        rs_item_xml(x->query, c->jid, NULL, c);
+    return 0;
+}
+
 static void rs_get_loaded(roster *r, void *ud)
 {
     rs_req *q = ud;
@@ -571,16 +704,20 @@ static void rs_get_loaded(roster *r, void *ud)
     xmppd_session_set(q->sess, q->mod->m, (void *)&rs_interested);
     xmppd_stanza *reply = xmppd_stanza_reply(q->iq);
     const char *ver = xmppd_stanza_attr(xmppd_stanza_first(q->iq), "ver");
-    char cur[24];
-    rs_ver_text(rs_ver(r), cur);
+    char cur[RS_VER_MAX];
+    rs_ver_text(q->mod, r->node, rs_ver(r), cur);
     /* §2.6.3: the client's version is current: empty result, pushes follow. */
     if (reply && !(q->mod->conf->versioning && ver && strcmp(ver, cur) == 0)) {
-        xmppd_stanza *query = rs_query_new(q->mod, rs_ver(r));
+        xmppd_stanza *query = rs_query_new(q->mod, r->node, rs_ver(r));
         const char *jid;
         json_t *it;
         if (query) {
             json_object_foreach(rs_items(r), jid, it)
-                rs_item_xml(query, jid, it);
+                rs_item_xml_merged(q->mod, r->node, query, jid, it);
+            const roster_overlay *ov = rs_overlay(q->mod);
+            rs_xml_ctx x = { r, query };
+            if (ov)
+                ov->foreach(ov, r->node, rs_overlay_xml, &x);
             xmppd_stanza_add(reply, query);
         }
     }
@@ -737,6 +874,10 @@ static const char *rs_apply_set(roster *r, rs_req *q)
     json_t *items = rs_items(r);
     json_t *it = json_object_get(items, q->jid);
     if (q->remove) {
+        const roster_overlay *ov = rs_overlay(q->mod);
+        roster_contact oc;
+        if (ov && ov->get(ov, r->node, q->jid, &oc))
+            return "not-allowed"; /* a shared group's member: it would come back */
         if (!it)
             return "item-not-found";
         roster_item old;
@@ -772,7 +913,8 @@ static void rs_set_loaded(roster *r, void *ud)
     const char *err = rs_apply_set(r, q);
     if (err) {
         rs_req_error(q, NULL, err,
-                     strcmp(err, "not-allowed") == 0 ? "The roster is full" : NULL);
+                     strcmp(err, "not-allowed") != 0 ? NULL
+                     : q->remove ? "This contact comes from a shared group" : "The roster is full");
         rs_req_free(q);
         return;
     }
@@ -867,6 +1009,7 @@ static int rs_load(xmppd_module *m, const void *conf)
         .pending_has = rs_api_pending_has,
         .pending_foreach = rs_api_pending_foreach,
         .in_group = rs_api_in_group,
+        .overlay_changed = rs_api_overlay_changed,
     };
     mod->m = m;
     mod->host = xmppd_module_host(m);

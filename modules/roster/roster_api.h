@@ -18,7 +18,10 @@
 #include <xmppd/module.h>
 #include <xmppd/stanza.h>
 
-#define ROSTER_API_VERSION 2
+/* 3: overlay_changed, and rosters show a roster overlay's items (below).
+ * The fields of version 2 are unchanged: a module built against it works
+ * with a version 3 table (check version >= 2 and size). */
+#define ROSTER_API_VERSION 3
 
 /* Subscription bits (RFC 6121 §2.1.2.5): none = 0, both = TO | FROM. */
 enum {
@@ -78,6 +81,48 @@ typedef struct roster_api {
     /* Is jid's item in the roster group `group` (exact name)? false when
      * there is no item. Added after the first release: check size. */
     bool (*in_group)(const roster *r, const char *jid, const char *group);
+
+    /* Version 3: the roster overlay's items of node for jid changed (its
+     * provider calls this after it changed them): the item as node now
+     * sees it, or its removal, is pushed to node's interested resources
+     * (RFC 6121 §2.1.6) when node's roster is in memory. */
+    void (*overlay_changed)(const struct roster_api *api, const char *node, const char *jid);
 } roster_api;
+
+/* ---- roster overlays ----
+ * Items another module puts into rosters without storing them (shared
+ * roster groups: mod_shared_roster). It publishes this table with
+ * xmppd_provide(m, "roster_overlay", &ov) on its host; the roster module
+ * looks it up per use and merges its items into every view of a roster
+ * (get, foreach, in_group, roster gets and pushes): subscription bits are
+ * or-ed with the stored item's, the stored name wins, groups are joined.
+ * Overlay items are never stored, do not count against max_items, and a
+ * client cannot remove them (<not-allowed/>); set_state never stores the
+ * bits the overlay implies. The roster version a client sees joins the
+ * stored version and the overlay's. The overlay answers from memory: its
+ * calls are synchronous. */
+#define ROSTER_OVERLAY_VERSION 1
+
+/* One overlay item; strings borrowed until the overlay's next call. */
+typedef struct roster_contact {
+    const char *jid;            /* bare JID, prepared */
+    const char *name;           /* NULL: none */
+    const char *const *groups;  /* NULL-terminated */
+    unsigned sub;               /* ROSTER_SUB_* the overlay implies */
+} roster_contact;
+
+typedef struct roster_overlay {
+    uint32_t version; /* ROSTER_OVERLAY_VERSION */
+    uint32_t size;    /* sizeof(roster_overlay) */
+    /* Fills *c with node's overlay item for bare JID jid; false: none. */
+    bool (*get)(const struct roster_overlay *ov, const char *node, const char *jid, roster_contact *c);
+    /* Calls fn for each of node's overlay items; stops when fn returns
+     * nonzero. fn must not call the overlay. */
+    void (*foreach)(const struct roster_overlay *ov, const char *node,
+                    int (*fn)(const roster_contact *c, void *ud), void *ud);
+    /* A token that changes whenever node's overlay items may have
+     * changed ("" when it has none); part of the roster version. */
+    const char *(*token)(const struct roster_overlay *ov, const char *node);
+} roster_overlay;
 
 #endif

@@ -2,17 +2,19 @@
  * local account's vCard (to = its bare JID; no 'to' reads one's own).
  * Stored as the serialised <vCard/> (a JSON string) in keyval store
  * "vcard", key "". Other modules read and write vCards through the API
- * "vcard" and hear of changes by "vcard-changed" (vcard_api.h). */
+ * "vcard" and hear of changes by "vcard-changed" (vcard_api.h).
+ *
+ * A vCard source (vcard_source.h, e.g. vcard_ldap) may stand beside
+ * storage: then every vCard served goes through it (it merges its fields
+ * into the stored vCard, or replaces it), and a read-only source makes
+ * sets <not-allowed/>. */
 #include <stdlib.h>
 #include <string.h>
 
 #include <xmppd/xmppd.h>
 
 #include "vcard_api.h"
-
-#ifndef XMPPD_STORE_CANCELLED
-#define XMPPD_STORE_CANCELLED (-2) /* the module unloaded before the answer (storage.h) */
-#endif
+#include "vcard_source.h"
 
 #define VCARD_NS "vcard-temp"
 
@@ -33,13 +35,112 @@ typedef struct vcard_state {
     xmppd_store *store;
 } vcard_state;
 
-/* An IQ answered after a storage or auth callback. */
-typedef struct vcard_req {
-    vcard_state *st;
-    xmppd_pending *p; /* the request, answered once */
-} vcard_req;
+static const vcard_source *vcard_src(const vcard_state *st)
+{
+    const vcard_source *s = xmppd_use(xmppd_module_host(st->m), "vcard_source");
+    return s && s->version >= VCARD_SOURCE_VERSION && s->size >= sizeof(vcard_source) ? s : NULL;
+}
 
-/* ---- deferred replies --------------------------------------------------- */
+/* ---- the served vCard: stored, then through the source ------------------- */
+
+enum { VC_OK = 0, VC_FAILED = -1, VC_CANCELLED = -2 /* this module unloads */ };
+
+typedef struct vc_load vc_load;
+/* served: borrowed for the call (NULL: none); the loader frees l after. */
+typedef void (*vc_loaded_fn)(vc_load *l, int status, const xmppd_stanza *served);
+
+struct vc_load {
+    vcard_state *st;
+    char *user;
+    vc_loaded_fn fn;
+    void *ud;
+};
+
+static void vc_load_end(vc_load *l, int status, const xmppd_stanza *served)
+{
+    l->fn(l, status, served);
+    free(l->user);
+    free(l);
+}
+
+static void vc_on_served(int status, const xmppd_stanza *vc, void *ud)
+{
+    vc_load *l = ud;
+    if (status == VCARD_SOURCE_OK)
+        vc_load_end(l, VC_OK, vc);
+    else
+        vc_load_end(l, status == VCARD_SOURCE_CANCELLED ? VC_CANCELLED : VC_FAILED, NULL);
+}
+
+static void vc_on_stored(int status, json_t *value, void *ud)
+{
+    vc_load *l = ud;
+    if (status == XMPPD_STORE_CANCELLED || (status != XMPPD_STORE_OK && status != XMPPD_STORE_NOT_FOUND)) {
+        vc_load_end(l, status == XMPPD_STORE_CANCELLED ? VC_CANCELLED : VC_FAILED, NULL);
+        return;
+    }
+    const char *xml = json_string_value(value);
+    xmppd_stanza *stored = xml ? xmppd_stanza_from_string(xml, strlen(xml), XMPPD_NS_CLIENT) : NULL;
+    if (xml && !stored)
+        xmppd_log(l->st->m, XMPPD_LOG_WARN, "stored vCard of %s does not parse", l->user);
+    const vcard_source *src = vcard_src(l->st);
+    if (src)
+        src->serve(src, l->st->m, l->user, stored, vc_on_served, l);
+    else
+        vc_load_end(l, VC_OK, stored);
+    xmppd_stanza_unref(stored);
+}
+
+/* Loads the vCard served for user; fn runs exactly once, later. -1 on
+ * OOM (fn never runs). */
+static int vc_load_start(vcard_state *st, const char *user, vc_loaded_fn fn, void *ud)
+{
+    vc_load *l = calloc(1, sizeof(*l));
+    if (!l || !(l->user = strdup(user))) {
+        free(l);
+        return -1;
+    }
+    l->st = st;
+    l->fn = fn;
+    l->ud = ud;
+    xmppd_kv_get(st->store, user, "", vc_on_stored, l);
+    return 0;
+}
+
+/* ---- "vcard-changed" ------------------------------------------------------ */
+
+static void vc_notify(vcard_state *st, const char *user, const xmppd_stanza *vc, bool by_module)
+{
+    vcard_change ch = { .user = user, .vcard = vc && xmppd_stanza_first(vc) ? vc : NULL, .by_module = by_module };
+    xmppd_notify(xmppd_module_host(st->m), VCARD_EVENT_CHANGED, NULL, &ch);
+}
+
+static void vc_changed_loaded(vc_load *l, int status, const xmppd_stanza *served)
+{
+    if (status == VC_OK)
+        vc_notify(l->st, l->user, served, *(bool *)l->ud);
+}
+
+/* user's vCard changed: tell with what is served now. A source merges
+ * the change first (later); without one the stored vCard is it. */
+static void vc_changed(vcard_state *st, const char *user, const xmppd_stanza *stored, bool by_module)
+{
+    static bool yes = true, no = false;
+    if (!vcard_src(st))
+        vc_notify(st, user, stored, by_module);
+    else if (vc_load_start(st, user, vc_changed_loaded, by_module ? &yes : &no) < 0)
+        xmppd_log(st->m, XMPPD_LOG_ERROR, "out of memory: change of %s's vCard not announced", user);
+}
+
+/* The source's part of a vCard changed. */
+static int vc_on_source_changed(xmppd_event *ev, void *ud)
+{
+    if (ev->data)
+        vc_changed(ud, ev->data, NULL, true);
+    return XMPPD_PASS;
+}
+
+/* ---- get ------------------------------------------------------------------- */
 
 /* The account an IQ to a bare JID is about: its 'to', or the sender's own. */
 static const char *vcard_target(const xmppd_event *ev)
@@ -49,79 +150,48 @@ static const char *vcard_target(const xmppd_event *ev)
     return ev->from ? ev->from->node : NULL;
 }
 
-/* Replies with vcard (consumed; NULL: an empty <vCard/>) and frees r. */
-static void vcard_send(vcard_req *r, xmppd_stanza *vcard)
+/* Replies to p with a copy of vcard (NULL: an empty <vCard/>). */
+static void vcard_send(xmppd_pending *p, const xmppd_stanza *vcard)
 {
-    xmppd_stanza *reply = xmppd_stanza_reply(xmppd_pending_event(r->p)->stanza);
-    if (!vcard)
-        vcard = xmppd_stanza_new("vCard", VCARD_NS);
-    if (!reply || !vcard || !xmppd_stanza_add(reply, vcard)) {
+    xmppd_stanza *reply = xmppd_stanza_reply(xmppd_pending_event(p)->stanza);
+    xmppd_stanza *vc = vcard ? xmppd_stanza_copy(vcard) : xmppd_stanza_new("vCard", VCARD_NS);
+    if (!reply || !vc || !xmppd_stanza_add(reply, vc)) {
         if (!reply)
-            xmppd_stanza_unref(vcard);
+            xmppd_stanza_unref(vc);
         xmppd_stanza_unref(reply);
         reply = NULL; /* answers internal-server-error */
     }
-    xmppd_pending_reply(r->p, reply);
-    free(r);
+    xmppd_pending_reply(p, reply);
 }
-
-/* Answers r with a stanza error and frees it. */
-static void vcard_error(vcard_req *r, const char *condition)
-{
-    xmppd_pending_error(r->p, NULL, condition, NULL);
-    free(r);
-}
-
-/* Keeps ev for an answer from a storage callback; NULL on OOM. */
-static vcard_req *vcard_req_new(vcard_state *st, xmppd_event *ev)
-{
-    vcard_req *r = calloc(1, sizeof(*r));
-    if (r && !(r->p = xmppd_pending_new(ev))) {
-        free(r);
-        return NULL;
-    }
-    if (r)
-        r->st = st;
-    return r;
-}
-
-/* ---- get ---------------------------------------------------------------------- */
 
 static void vcard_on_exists(int result, void *ud)
 {
-    vcard_req *r = ud;
-    if (result == XMPPD_AUTH_OK)
-        vcard_send(r, NULL);
+    xmppd_pending *p = ud;
+    if (result == XMPPD_AUTH_CANCELLED)
+        xmppd_pending_drop(p);
+    else if (result == XMPPD_AUTH_OK)
+        vcard_send(p, NULL);
     else
-        vcard_error(r, result == XMPPD_AUTH_USER_UNKNOWN ? "service-unavailable"
-                                                         : "internal-server-error");
+        xmppd_pending_error(p, NULL, result == XMPPD_AUTH_USER_UNKNOWN ? "service-unavailable"
+                                                                         : "internal-server-error", NULL);
 }
 
-static void vcard_on_loaded(int status, json_t *value, void *ud)
+static void vcard_iq_loaded(vc_load *l, int status, const xmppd_stanza *served)
 {
-    vcard_req *r = ud;
-    if (status == XMPPD_STORE_CANCELLED) {
-        xmppd_pending_drop(r->p);
-        free(r);
-        return;
-    }
-    const xmppd_event *ev = xmppd_pending_event(r->p);
-    const char *user = vcard_target(ev); /* checked by vcard_on_get */
-    const char *xml = json_string_value(value);
-    if (status == XMPPD_STORE_NOT_FOUND) {
-        /* Nothing stored: an empty vCard, if the account exists. */
-        if (ev->from && ev->from->node && strcmp(ev->from->node, user) == 0 &&
-            strcmp(ev->from->domain, xmppd_host_name(ev->host)) == 0)
-            vcard_send(r, NULL);
-        else
-            xmppd_auth_exists(r->st->m, ev->host, user, vcard_on_exists, r);
-    } else if (status != XMPPD_STORE_OK || !xml) {
-        vcard_error(r, "internal-server-error");
+    xmppd_pending *p = l->ud;
+    const xmppd_event *ev = xmppd_pending_event(p);
+    if (status == VC_CANCELLED) {
+        xmppd_pending_drop(p);
+    } else if (status != VC_OK) {
+        xmppd_pending_error(p, "wait", "internal-server-error", NULL);
+    } else if (served) {
+        vcard_send(p, served);
+    } else if (ev->from && ev->from->node && strcmp(ev->from->node, l->user) == 0 &&
+               strcmp(ev->from->domain, xmppd_host_name(ev->host)) == 0) {
+        vcard_send(p, NULL); /* one's own: empty */
     } else {
-        xmppd_stanza *vc = xmppd_stanza_from_string(xml, strlen(xml), XMPPD_NS_CLIENT);
-        if (!vc)
-            xmppd_log(r->st->m, XMPPD_LOG_WARN, "stored vCard of %s does not parse", user);
-        vcard_send(r, vc);
+        /* RFC 6121 §8.5.1: none for an account that does not exist */
+        xmppd_auth_exists(l->st->m, ev->host, l->user, vcard_on_exists, p);
     }
 }
 
@@ -131,14 +201,17 @@ static int vcard_on_get(xmppd_event *ev, void *ud)
     const char *user = vcard_target(ev);
     if (!user)
         return xmppd_reply_error(ev, NULL, "bad-request", NULL);
-    vcard_req *r = vcard_req_new(st, ev);
-    if (!r)
+    xmppd_pending *p = xmppd_pending_new(ev);
+    if (!p)
         return XMPPD_FAIL;
-    xmppd_kv_get(st->store, user, "", vcard_on_loaded, r);
+    if (vc_load_start(st, user, vcard_iq_loaded, p) < 0) {
+        xmppd_pending_drop(p);
+        return XMPPD_FAIL;
+    }
     return XMPPD_HANDLED;
 }
 
-/* ---- set ---------------------------------------------------------------------- */
+/* ---- set ------------------------------------------------------------------- */
 
 /* A write in flight: who asked (an IQ or a module), and what to tell. */
 typedef struct vcard_write {
@@ -148,12 +221,14 @@ typedef struct vcard_write {
     xmppd_pending *p;       /* an IQ to answer, or NULL */
     vcard_done_cb cb;       /* a module to tell, or NULL */
     void *ud;
+    xmppd_call *call;       /* that module's call */
     bool by_module;         /* written through the API */
 } vcard_write;
 
 static void vcard_write_free(vcard_write *w)
 {
     xmppd_pending_drop(w->p);
+    xmppd_call_finish(w->call);
     xmppd_stanza_unref(w->vcard);
     free(w->user);
     free(w);
@@ -174,22 +249,27 @@ static void vcard_on_saved(int status, void *ud)
             xmppd_pending_error(w->p, NULL, "internal-server-error", NULL);
         w->p = NULL;
     }
-    if (w->cb)
+    bool live = xmppd_call_finish(w->call);
+    w->call = NULL;
+    if (w->cb && live)
         w->cb(ok ? 0 : -1, w->ud);
-    if (ok) {
-        vcard_change ch = { .user = w->user, .vcard = w->vcard, .by_module = w->by_module };
-        xmppd_notify(xmppd_module_host(w->st->m), VCARD_EVENT_CHANGED, NULL, &ch);
-    }
+    if (ok)
+        vc_changed(w->st, w->user, w->vcard, w->by_module);
     vcard_write_free(w);
 }
 
 /* Stores vc (borrowed; NULL or empty: removes) as user's vCard; w carries
- * who to tell. -1 (nothing written, w untouched) when it is too large or on
- * OOM, with *cond_r the error condition. */
+ * who to tell. -1 (nothing written, w untouched) when it is too large, the
+ * source is read-only, or on OOM, with *cond_r the error condition. */
 static int vcard_store(vcard_state *st, const char *user, const xmppd_stanza *vc, vcard_write *w,
                        const char **cond_r)
 {
     const vcard_conf *c = xmppd_module_conf(st->m);
+    const vcard_source *src = vcard_src(st);
+    if (src && src->read_only(src)) {
+        *cond_r = "not-allowed";
+        return -1;
+    }
     bool empty = !vc || !xmppd_stanza_first(vc);
     size_t len = 0;
     char *xml = empty ? NULL : xmppd_stanza_to_string(vc, XMPPD_NS_CLIENT, &len);
@@ -224,6 +304,15 @@ static bool vcard_own(const xmppd_event *ev)
     return ev->to ? xmppd_jid_bare_equal(ev->from, ev->to) : true;
 }
 
+static const char *vcard_error_text(const char *cond)
+{
+    if (strcmp(cond, "not-acceptable") == 0)
+        return "The vCard is too large";
+    if (strcmp(cond, "not-allowed") == 0)
+        return "vCards come from the directory";
+    return NULL;
+}
+
 static int vcard_on_set(xmppd_event *ev, void *ud)
 {
     vcard_state *st = ud;
@@ -238,8 +327,7 @@ static int vcard_on_set(xmppd_event *ev, void *ud)
         if (w)
             xmppd_pending_drop(w->p);
         free(w);
-        return xmppd_reply_error(ev, NULL, cond,
-                                 strcmp(cond, "not-acceptable") == 0 ? "The vCard is too large" : NULL);
+        return xmppd_reply_error(ev, NULL, cond, vcard_error_text(cond));
     }
     return XMPPD_HANDLED;
 }
@@ -249,44 +337,61 @@ static int vcard_on_set(xmppd_event *ev, void *ud)
 typedef struct vcard_api_get {
     vcard_get_cb cb;
     void *ud;
+    xmppd_call *call;
 } vcard_api_get;
 
-static void vcard_api_on_loaded(int status, json_t *value, void *ud)
+static void vcard_api_get_cancelled(void *p)
 {
-    vcard_api_get *g = ud;
-    if (status == XMPPD_STORE_CANCELLED) {
-        free(g);
-        return;
-    }
-    const char *xml = json_string_value(value);
-    xmppd_stanza *vc = status == XMPPD_STORE_OK && xml ? xmppd_stanza_from_string(xml, strlen(xml),
-                                                                                 XMPPD_NS_CLIENT)
-                                                       : NULL;
-    g->cb(status == XMPPD_STORE_OK || status == XMPPD_STORE_NOT_FOUND ? 0 : -1, vc, g->ud);
-    xmppd_stanza_unref(vc);
+    vcard_api_get *g = p;
+    g->cb(VCARD_CANCELLED, NULL, g->ud);
+}
+
+static void vcard_api_loaded(vc_load *l, int status, const xmppd_stanza *served)
+{
+    vcard_api_get *g = l->ud;
+    if (xmppd_call_finish(g->call))
+        g->cb(status == VC_OK ? 0 : -1, served, g->ud);
     free(g);
 }
 
-static void vcard_api_get_one(const vcard_api *api, const char *user, vcard_get_cb cb, void *ud)
+static void vcard_api_get_one(const vcard_api *api, xmppd_module *caller, const char *user, vcard_get_cb cb,
+                              void *ud)
 {
-    const vcard_state *st = (const vcard_state *)api;
+    vcard_state *st = (vcard_state *)api;
     vcard_api_get *g = calloc(1, sizeof(*g));
-    if (!g) {
-        cb(-1, NULL, ud);
-        return;
+    if (g) {
+        *g = (vcard_api_get){ cb, ud, xmppd_call_new(caller, vcard_api_get_cancelled, g) };
+        if (g->call && vc_load_start(st, user, vcard_api_loaded, g) == 0)
+            return;
+        xmppd_call_finish(g->call);
+        free(g);
     }
-    *g = (vcard_api_get){ cb, ud };
-    xmppd_kv_get(st->store, user, "", vcard_api_on_loaded, g);
+    cb(-1, NULL, ud); /* cannot even be kept */
 }
 
-static void vcard_api_set(const vcard_api *api, const char *user, const xmppd_stanza *vcard,
-                          vcard_done_cb cb, void *ud)
+static void vcard_api_set_cancelled(void *p)
+{
+    vcard_write *w = p;
+    if (w->cb)
+        w->cb(VCARD_CANCELLED, w->ud);
+    w->cb = NULL;
+}
+
+static void vcard_api_set(const vcard_api *api, xmppd_module *caller, const char *user,
+                          const xmppd_stanza *vcard, vcard_done_cb cb, void *ud)
 {
     vcard_state *st = (vcard_state *)api;
     vcard_write *w = calloc(1, sizeof(*w));
     const char *cond;
-    if (!w || vcard_store(st, user, vcard, w, &cond) < 0) {
+    if (w && !(w->call = xmppd_call_new(caller, vcard_api_set_cancelled, w))) {
         free(w);
+        w = NULL;
+    }
+    if (!w || vcard_store(st, user, vcard, w, &cond) < 0) {
+        if (w) {
+            xmppd_call_finish(w->call);
+            free(w);
+        }
         if (cb)
             cb(-1, ud);
         return;
@@ -316,7 +421,8 @@ static int vcard_load(xmppd_module *m, const void *conf)
     if (!st->store || xmppd_provide(m, "vcard", &st->api) < 0 ||
         xmppd_event_declare(m, VCARD_EVENT_CHANGED, XMPPD_EVENT_ALL,
                             "data: const vcard_change * (vcard_api.h): an account's vCard was "
-                            "stored or removed") < 0 ||
+                            "stored or removed, or its source's part changed") < 0 ||
+        xmppd_hook(m, VCARD_SOURCE_EVENT_CHANGED, vc_on_source_changed, XMPPD_PRIO_DEFAULT, st) < 0 ||
         xmppd_iq_handle(m, "get", VCARD_NS, XMPPD_IQ_BARE, vcard_on_get, st) < 0 ||
         xmppd_iq_handle(m, "set", VCARD_NS, XMPPD_IQ_BARE, vcard_on_set, st) < 0 ||
         xmppd_disco_feature(m, VCARD_NS) < 0) {
@@ -327,8 +433,8 @@ static int vcard_load(xmppd_module *m, const void *conf)
 }
 
 XMPPD_MODULE(vcard,
-    .version = "1.0",
-    .summary = "XEP-0054 vcard-temp: store and serve accounts' vCards",
+    .version = "1.1",
+    .summary = "XEP-0054 vcard-temp: store and serve accounts' vCards (with an optional source such as a directory)",
     .specs = (const char *const[]){ "XEP-0054", NULL },
     .options = vcard_options,
     .conf_size = sizeof(vcard_conf),

@@ -214,6 +214,10 @@ static const catalogue_event g_events[] = {
       "a room's disco#info is being built",
       "host; to: the room; from: the requester; data: the <query/> (xmppd_stanza *) to add "
       "features to" },
+    { "vcard-source-changed", "all", "vcard_ldap",
+      "a vCard source (modules/vcard/vcard_source.h) read an account's entry again and found it "
+      "changed; mod_vcard then fires vcard-changed with the vCard it now serves",
+      "host; data: const char * account localpart" },
     { "private-changed", "all", "private",
       "an account's private XML fragment was stored (XEP-0049)",
       "host; data: const private_change * (modules/private/private_api.h): account, the "

@@ -184,6 +184,11 @@ static const xmppd_option s2s_fields[] = {
              "this long (then twice as long after each further failure); 0: retry at once" },
     { "max_retry_delay", XMPPD_OPT_DURATION, OFF(s2s_conf, max_retry_delay), "5m", 0, 86400000LL,
       .doc = "longest wait between attempts to reach a failing domain" },
+    { "stanza_rate", XMPPD_OPT_INT, OFF(s2s_conf, stanza_rate), "1000", 0, 1000000,
+      .doc = "stanzas per second one peer's stream may send on average; a stream above it is "
+             "closed with policy-violation (0: no limit)" },
+    { "stanza_burst", XMPPD_OPT_INT, OFF(s2s_conf, stanza_burst), "5000", 1, 10000000,
+      .doc = "stanzas one peer's stream may send at once above stanza_rate" },
     { "dialback_secret", XMPPD_OPT_STRING, OFF(s2s_conf, dialback_secret), NULL, .min = 16,
       .flags = XMPPD_OPT_SECRET,
       .doc = "dialback key secret (XEP-0185), shared by a cluster; default: random per start" },

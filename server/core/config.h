@@ -85,6 +85,8 @@ typedef struct s2s_conf {
     bool bidi;                    /* XEP-0288: offer and use bidirectional streams */
     long long retry_delay;        /* ms: first back-off after a failed attempt; 0: none */
     long long max_retry_delay;    /* ms: the back-off doubles up to this */
+    long long stanza_rate;        /* stanzas/s a peer's stream may send on average; 0: no limit */
+    long long stanza_burst;       /* ... and at once */
     const char *dialback_secret;  /* NULL: random per start; never logged */
     const json_t *routes_given;   /* "routes" as configured: domain -> "host:port" */
     const char *const *dns_given; /* "dns_servers" as configured */

@@ -247,6 +247,30 @@ void s2s_touch(s2s_conn *c)
     c->last_active = xmppd_now_ms();
 }
 
+bool s2s_stanza_allowed(s2s_conn *c)
+{
+    const s2s_conf *sc = &g_server.cfg->s2s;
+    if (sc->stanza_rate <= 0)
+        return true;
+    uint64_t now = xmppd_now_ms();
+    if (!c->tokens_at)
+        c->tokens = (double)sc->stanza_burst;
+    else
+        c->tokens += (double)(now - c->tokens_at) * (double)sc->stanza_rate / 1000.0;
+    if (c->tokens > (double)sc->stanza_burst)
+        c->tokens = (double)sc->stanza_burst;
+    c->tokens_at = now;
+    if (c->tokens >= 1.0) {
+        c->tokens -= 1.0;
+        return true;
+    }
+    log_kernel(c->outgoing ? "s2s-out" : "s2s-in", XMPPD_LOG_WARN,
+               "%s [%s]: more than %lld stanzas/s (burst %lld): stream closed", c->remote ? c->remote : "?",
+               c->tag, sc->stanza_rate, sc->stanza_burst);
+    s2s_close(c, "policy-violation", "Too many stanzas");
+    return false;
+}
+
 void s2s_mark_ready(s2s_conn *c)
 {
     s2s_touch(c);

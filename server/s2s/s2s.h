@@ -59,7 +59,9 @@ typedef struct s2s_conn {
     xstream x;                 /* socket, TLS, parser; timer: negotiation /
                                 * attempt timeout, then the close check */
     struct event *idle;        /* idle check once stanzas flow */
-    uint64_t last_active;      /* monotonic ms of the last stanza either way */
+    uint64_t last_active;
+    double tokens;             /* stanza budget (s2s_stanza_allowed) */
+    uint64_t tokens_at;        /* monotonic ms of its last update; 0: never */      /* monotonic ms of the last stanza either way */
     char ip[INET6_ADDRSTRLEN];
     char tag[LOG_CONN_TAG_MAX]; /* "ip #N" for log lines */
     int port;
@@ -117,6 +119,10 @@ int s2s_start_tls(s2s_conn *c, SSL *ssl, bool accepting);
 /* Stanzas flow: the negotiation timer stops and the idle timer starts. */
 void s2s_mark_ready(s2s_conn *c);
 void s2s_touch(s2s_conn *c);
+/* A stanza from the peer on c: true when within s2s.stanza_rate and
+ * stanza_burst (a token bucket per stream); false when c was closed with
+ * policy-violation for flooding. */
+bool s2s_stanza_allowed(s2s_conn *c);
 /* Checks the peer certificate against c->remote (cached in cert_valid). */
 bool s2s_cert_valid(s2s_conn *c);
 /* Is domain one we serve (a host, a domain a module serves or a configured

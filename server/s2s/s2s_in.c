@@ -416,7 +416,7 @@ static int handle_stanza(s2s_conn *c, xmppd_stanza *el)
     } else if (!s2s_in_has_pair(c, local, from->domain)) {
         s2s_close(c, "invalid-from",
                   "The sender's domain is not authenticated for this recipient on this stream");
-    } else {
+    } else if (s2s_stanza_allowed(c)) {
         s2s_touch(c);
         xmppd_stanza_set_attr(el, "from", from->full);
         xmppd_stanza_set_attr(el, "to", to->full);

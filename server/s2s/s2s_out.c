@@ -671,7 +671,7 @@ static int handle_bidi_stanza(s2s_conn *c, xmppd_stanza *el)
         s2s_close(c, "host-unknown", "This stream carries stanzas for its own domain only");
     else if (strcmp(from->domain, c->remote) != 0)
         s2s_close(c, "invalid-from", "This stream carries stanzas of its own domain only");
-    else {
+    else if (s2s_stanza_allowed(c)) {
         s2s_touch(c);
         xmppd_stanza_set_attr(el, "from", from->full);
         xmppd_stanza_set_attr(el, "to", to->full);

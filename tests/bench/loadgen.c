@@ -92,6 +92,7 @@ static struct {
     int phase_timeout;       /* seconds, per phase */
     const char *workloads;   /* comma list */
     bool skip_register;
+    bool sm;                 /* sessions enable XEP-0198 stream management */
 } opt = {
     .host = "127.0.0.1", .port = 5222, .domain = "localhost", .pid = 0,
     .password = "bench-password-1", .prefix = "bench", .plain = false,
@@ -391,6 +392,9 @@ typedef struct conn {
     unsigned char server_sig[SHA_DIGEST_LENGTH];
     char jid[160];
     char resource[32];
+    /* XEP-0198 (--sm): enabled, and stanzas received since <enable/> */
+    bool sm_on;
+    uint32_t sm_h;
     /* workload counters */
     long sent, got;
     struct conn *next_dirty;
@@ -830,8 +834,29 @@ static void sasl_success(conn *c, const char *el, size_t len)
 
 static void send_presence_initial(conn *c)
 {
+    if (opt.sm && c->kind != K_REG) {
+        /* XEP-0198 §3, with resumption as a phone asks for it */
+        send_raw(c, "<enable xmlns='urn:xmpp:sm:3' resume='true'/>", 45);
+        c->sm_on = true;
+    }
     send_raw(c, "<presence/>", 11);
     c->st = ST_PRES;
+}
+
+/* XEP-0198 elements and counting (--sm): true when el was one of ours. */
+static bool sm_element(conn *c, const char *name)
+{
+    if (!c->sm_on)
+        return false;
+    if (strcmp(name, "message") == 0 || strcmp(name, "presence") == 0 || strcmp(name, "iq") == 0) {
+        c->sm_h++;
+        return false;
+    }
+    if (strcmp(name, "r") == 0) {
+        sendf(c, "<a xmlns='urn:xmpp:sm:3' h='%u'/>", c->sm_h);
+        return true;
+    }
+    return strcmp(name, "enabled") == 0 || strcmp(name, "a") == 0;
 }
 
 /* One complete top-level element from the server. */
@@ -847,6 +872,8 @@ static void handle_element(conn *c, const char *el, size_t len)
         conn_kill(c, why);
         return;
     }
+    if (sm_element(c, name))
+        return;
     switch (c->st) {
     case ST_FEAT1:
         if (strcmp(name, "features") == 0) {
@@ -1903,6 +1930,7 @@ static void usage(void)
         "  --pid PID                          server process whose CPU and RSS are measured\n"
         "  --prefix P --password PW           account names P<u|o>N (default bench)\n"
         "  --plain                            SASL PLAIN instead of SCRAM-SHA-1\n"
+        "  --sm                               sessions enable XEP-0198 stream management (resume) and ack <r/>\n"
         "  --workloads LIST                   register,route,login,idle,fanout,pep,offline\n"
         "  --pairs N --messages N --window N  route (50, 100000, 32)\n"
         "  --logins N --login-concurrency N   login (1000, 8)\n"
@@ -1936,7 +1964,7 @@ int main(int argc, char **argv)
         { "offline-messages", 1, 0, 10 }, { "offline-recipients", 1, 0, 11 },
         { "offline-senders", 1, 0, 12 }, { "reg-concurrency", 1, 0, 13 },
         { "phase-timeout", 1, 0, 14 }, { "pep-contacts", 1, 0, 15 }, { "pep-rounds", 1, 0, 16 },
-        { "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
+        { "sm", 0, 0, 17 }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -1965,6 +1993,7 @@ int main(int argc, char **argv)
         case 14: opt.phase_timeout = atoi(optarg); break;
         case 15: opt.pep_contacts = atoi(optarg); break;
         case 16: opt.pep_rounds = atoi(optarg); break;
+        case 17: opt.sm = true; break;
         default: usage();
         }
     }

@@ -41,9 +41,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
+sys.path.insert(0, str(HERE))
 import pg_cluster  # noqa: E402
 import xmpptest  # noqa: E402
-from xmpptest import RawClient, free_port, new_id, q  # noqa: E402
+from xmpptest import RawClient, new_id, q  # noqa: E402
+from benchlib import Xmppd, cpu_of, pin_to_cpu1, route_cpu_per_100k  # noqa: E402
 
 NS_MAM = "urn:xmpp:mam:2"
 USER, PASSWORD, HOST = "bench", "bench-password", "localhost"
@@ -52,64 +54,6 @@ PEERS = 50
 
 def log(*a):
     print("[mam-bench %s]" % time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
-
-
-def cpu_of(pid):
-    """utime + stime of pid in seconds."""
-    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class Xmppd:
-    def __init__(self, build, work, storage, modules, pg_dsn=None):
-        self.build, self.dir = Path(build), Path(work)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        mods = {"auth_internal": {"iterations": 4096}}
-        if storage == "pgsql":
-            mods = {"storage_pgsql": {"connect": pg_dsn, "pool_size": 4}, **mods}
-        else:
-            mods = {"storage_sqlite": {"path": "xmppd.sqlite"}, **mods}
-        mods.update(modules)
-        cert = self.dir / "certs"
-        if not (cert / "localhost.crt").exists():
-            subprocess.run(["bash", str(REPO / "contrib" / "gen-cert.sh"), str(cert), HOST], check=True,
-                           stdout=subprocess.DEVNULL)
-        self.config = self.dir / "xmppd.json"
-        self.config.write_text(json.dumps({
-            "log": {"level": "warn", "file": str(self.dir / "xmppd.log")},
-            "data_dir": str(self.dir), "module_path": [str(self.build / "modules")],
-            "storage": storage,
-            "tls": {"cert": str(cert / "localhost.crt"), "key": str(cert / "localhost.key"), "min_version": "1.2"},
-            "limits": {"connections_per_ip": 20000, "max_resources": 100},
-            "listeners": [{"type": "c2s", "address": "127.0.0.1", "port": self.port, "tls": "starttls"}],
-            "modules": mods, "hosts": {HOST: {}}}, indent=1))
-        self.proc = None
-
-    def ctl(self, *args, input=None):
-        subprocess.run([str(self.build / "server" / "xmppctl"), "-c", str(self.config)] + list(args),
-                       input=input, text=True, check=True, capture_output=True)
-
-    def start(self):
-        self.proc = subprocess.Popen(["taskset", "-c", "0", str(self.build / "server" / "xmppd"), "-c",
-                                      str(self.config)], cwd=str(self.dir), stdin=subprocess.DEVNULL,
-                                     stdout=open(self.dir / "stderr.log", "ab"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit("xmppd exited: see %s" % self.dir)
-            try:
-                import socket
-                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit("xmppd did not start")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(60)
 
 
 # ---- filling an archive --------------------------------------------------------------------
@@ -313,16 +257,9 @@ def run_route(args, work):
     for label, extra in (("without mod_mam", {}), ("with mod_mam", {"mam": {}})):
         srv = Xmppd(args.build, work / ("route-" + label.split()[0]), "sqlite", {**base, **extra}).start()
         try:
-            r = subprocess.run(["taskset", "-c", "1", str(args.build / "tests" / "bench" / "loadgen"),
-                                "--port", str(srv.port), "--pid", str(srv.proc.pid), "--workloads",
-                                "register,route", "--pairs", "50", "--messages", str(args.route_messages),
-                                "--phase-timeout", "300"], capture_output=True, text=True, timeout=900)
+            out[label] = route_cpu_per_100k(args.build, srv, args.route_messages, label=label)
         finally:
             srv.stop()
-        res = dict(line.split()[1:3] for line in r.stdout.splitlines() if line.startswith("RESULT "))
-        if res.get("route_complete") != "1":
-            raise SystemExit("route workload incomplete (%s): %s" % (label, r.stderr[-2000:]))
-        out[label] = float(res["route_cpu_s_per_100k"])
         log("  route %-16s %.3f CPU-s per 100k messages" % (label, out[label]))
     return out
 
@@ -338,10 +275,7 @@ def main():
     ap.add_argument("--skip-query", action="store_true")
     ap.add_argument("--out")
     args = ap.parse_args()
-    try:
-        os.sched_setaffinity(0, {1})
-    except OSError:
-        pass
+    pin_to_cpu1()
     work = Path(tempfile.mkdtemp(prefix="mam-bench-"))
     os.chmod(work, 0o755)  # the PostgreSQL cluster runs as its own user
     report = ["# MAM benchmark (%s)" % time.strftime("%Y-%m-%d %H:%M"), ""]

@@ -25,6 +25,7 @@ import pytest
 
 import pg_cluster
 from xmpptest import RawClient, Client, connect, run, scaled
+from xmpptest import sasl_plain as plain, sasl_scram as scram
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -114,23 +115,6 @@ def srv(pg, legacy_db, tmp_path_factory, cert_dir):
     s.start()
     yield s
     conftest._finish(s)
-
-
-def plain(srv, user, password):
-    with RawClient(srv.port) as c:
-        c.open_stream()
-        c.starttls()
-        c.open_stream()
-        return c.auth_plain(user, password)
-
-
-def scram(srv, mech, user, password):
-    with RawClient(srv.port) as c:
-        c.open_stream()
-        c.starttls()
-        f = c.open_stream()
-        assert mech in f["mechanisms"], f["mechanisms"]
-        return c.auth_scram(mech, user, password)
 
 
 def test_rfc6120_6_slixmpp_logs_in_with_every_legacy_format(srv):

@@ -12,7 +12,6 @@ the conversations, and the raw socket client where the exact bytes matter
 """
 
 import asyncio
-import hashlib
 import signal
 import time
 
@@ -124,21 +123,12 @@ def component(server, domain=GATEWAY, secret=SECRET):
     return c
 
 
-def handshake_value(stream_id, secret):
-    return hashlib.sha1((stream_id + secret).encode()).hexdigest()
+handshake_value = xmpptest.component_handshake_value
 
 
 def raw_component(server, domain=GATEWAY, secret=SECRET, to=None):
     """A RawClient that completed the XEP-0114 handshake for domain."""
-    rc = RawClient(server.comp_port, domain=domain)
-    rc.open_stream(features=False, to=to or domain, xmlns=NS_COMPONENT, version=None, lang=None)
-    sid = rc.reader.header.get("id")
-    assert sid, "the server's header has no id"
-    rc.send("<handshake>%s</handshake>" % handshake_value(sid, secret))
-    el = rc.next_element()
-    assert el.tag == q(NS_COMPONENT, "handshake"), xmpptest.tostr(el)
-    assert len(el) == 0 and not (el.text or "").strip(), "success is an empty <handshake/>"
-    return rc
+    return xmpptest.raw_component(server.comp_port, domain, secret, to)
 
 
 def raw_user(server, account):

@@ -288,7 +288,7 @@ def env(tmp_path_factory):
                    "closed.example": "127.0.0.1:%d" % e.closed,
                    "dropper.example": "127.0.0.1:%d" % e.dropper.port},
         "connect_timeout": "1s", "idle_timeout": "2s", "max_queue": 3,
-        "retry_delay": "1s", "max_retry_delay": "4s"})
+        "retry_delay": "1s", "max_retry_delay": "4s", "stanza_rate": 20, "stanza_burst": 40})
     e.a.s2s_port = a_s2s
     # no XEP-0288 on B: its own outgoing streams (direct TLS to A) are under
     # test here; bidirectional streams are in test_s2s_bidi.py
@@ -631,9 +631,11 @@ def test_bad_peers_are_cut_off_without_affecting_others(env):
     """Issue 11.10: a peer that sends garbage (RFC 6120 §4.9.3.13
     not-well-formed), one that stalls in the middle of its stream header
     (§4.9.3.4 connection-timeout after limits.negotiation_timeout, 3 s
-    here) and an authenticated one that floods a stanza over
-    limits.max_stanza_size (§4.9.3.14 policy-violation) are each
-    disconnected, while messages between A and B go on all along."""
+    here), an authenticated one that floods a stanza over
+    limits.max_stanza_size (§4.9.3.14 policy-violation) and one that sends
+    stanzas faster than s2s.stanza_rate allows (20/s, burst 40 here:
+    policy-violation) are each disconnected, while messages between A and
+    B go on all along."""
     a, b = account(env.a), account(env.b)
     key = "key-" + secrets.token_hex(8)
     env.good_keys.add(key)
@@ -666,10 +668,17 @@ def test_bad_peers_are_cut_off_without_affecting_others(env):
                    % (a.jid, "f" * 70000))
         await asyncio.to_thread(flood.expect_stream_error, "policy-violation")
         await still_federating("after flood")
+        # an authenticated peer sends many small stanzas at once
+        rate = await asyncio.to_thread(open_s2s, env)
+        assert (await asyncio.to_thread(dialback, rate, key)).get("type") == "valid"
+        rate.send("".join("<message from='u@fake.example' to='nobody@a.example' type='headline'>"
+                          "<body>%d</body></message>" % i for i in range(200)))
+        await asyncio.to_thread(rate.expect_stream_error, "policy-violation")
+        await still_federating("after a stanza flood")
         closed = await asyncio.to_thread(stalled.wait_closed, scaled(10))
         assert closed and 2.5 < time.monotonic() - t0 < scaled(10), time.monotonic() - t0
         await still_federating("after stall")
-        for c in (stalled, garbage, flood):
+        for c in (stalled, garbage, flood, rate):
             c.close()
     run(scenario(), timeout=scaled(60))
 

@@ -772,3 +772,34 @@ def test_features_lists_sasl2_bind2_fast_ssdp(server):
     hooks = server.ctl("hooks").stdout
     for ev in ("sasl2-features", "sasl2-inline", "bind2-features", "bind2-inline"):
         assert ev in hooks
+
+
+def test_xep0386_inline_carbons_and_csi_from_modules(server_factory):
+    """XEP-0386 §2.1/§2.2 with XEP-0280 and XEP-0352: mod_carbons and mod_csi
+    list their features inside Bind2's <inline/> ("bind2-features") and act
+    on their elements in the <bind/> request ("bind2-inline"): a session
+    that enabled carbons inline gets a <received/> copy of a message another
+    resource of the account got, right away."""
+    srv = server_factory({"modules": {"roster": True, "presence": True, "carbons": True, "csi": True,
+                                      "smacks": True}})
+    a, b = srv_account(srv), srv_account(srv)
+    c, f = new_client(srv)
+    assert "urn:xmpp:carbons:2" in f["sasl2"]["bind2"] and "urn:xmpp:csi:0" in f["sasl2"]["bind2"]
+    res = c.sasl2_plain(a.user, a.password, ua("phone") + bind2(
+        "phone", "<enable xmlns='urn:xmpp:carbons:2'/><active xmlns='urn:xmpp:csi:0'/>"))
+    assert res.ok, res
+    features_after(c)
+    c.send("<presence/>")
+    other = RawClient(srv.port)
+    other.login(a.user, a.password, resource="desk")
+    other.send("<presence><priority>10</priority></presence>")
+    sender = RawClient(srv.port)
+    sender.login(b.user, b.password, resource="x")
+    sender.send("<message to='%s/desk' type='chat'><body>to desk</body></message>" % a.jid)
+    got = c.wait_for(lambda e: e.tag == q(NS_CLIENT, "message") and
+                     e.find("{urn:xmpp:carbons:2}received") is not None)
+    fwd = got.find("{urn:xmpp:carbons:2}received/{urn:xmpp:forward:0}forwarded/{jabber:client}message")
+    assert fwd is not None and fwd.findtext(q(NS_CLIENT, "body")) == "to desk"
+    assert got.get("from") == a.jid
+    for x in (c, other, sender):
+        x.close()

@@ -760,6 +760,51 @@ def raw_login(server, account, resource=None, presence=False):
     return c
 
 
+NS_COMPONENT = "jabber:component:accept"
+
+
+def component_handshake_value(stream_id, secret):
+    """XEP-0114 §3: hex(SHA-1(stream id + secret))."""
+    return hashlib.sha1((stream_id + secret).encode()).hexdigest()
+
+
+def raw_component(port, domain, secret, to=None):
+    """A RawClient on a component listener that completed the XEP-0114
+    handshake for domain."""
+    rc = RawClient(port, domain=domain)
+    rc.open_stream(features=False, to=to or domain, xmlns=NS_COMPONENT, version=None, lang=None)
+    sid = rc.reader.header.get("id")
+    assert sid, "the server's header has no id"
+    rc.send("<handshake>%s</handshake>" % component_handshake_value(sid, secret))
+    el = rc.next_element()
+    assert el.tag == q(NS_COMPONENT, "handshake"), tostr(el)
+    assert len(el) == 0 and not (el.text or "").strip(), "success is an empty <handshake/>"
+    return rc
+
+
+def _sasl_stream(server):
+    c = RawClient(server.port)
+    c.open_stream()
+    c.starttls()
+    return c, c.open_stream()
+
+
+def sasl_plain(server, user, password):
+    """A fresh connection to server, STARTTLS, one PLAIN attempt (RFC 4616):
+    its SaslResult."""
+    c, _ = _sasl_stream(server)
+    with c:
+        return c.auth_plain(user, password)
+
+
+def sasl_scram(server, mech, user, password):
+    """As sasl_plain with a SCRAM mechanism, which must be offered."""
+    c, f = _sasl_stream(server)
+    with c:
+        assert mech in f["mechanisms"], f["mechanisms"]
+        return c.auth_scram(mech, user, password)
+
+
 def user_of(jid):
     return jid.split("@", 1)[0]
 
@@ -910,13 +955,16 @@ if slixmpp is not None:
 
 
 async def connect(server, account, resource=None, mech="SCRAM-SHA-1", direct_tls=False,
-                  presence=None, timeout=None):
+                  presence=None, timeout=None, plugins=()):
     """A logged-in slixmpp Client for account (conftest.Account) on server.
     presence: None (send nothing) or a priority (int) for an initial
-    available presence."""
+    available presence; plugins: slixmpp plugins registered before the
+    stream starts (those that negotiate stream features)."""
     jid = account.jid + ("/" + resource if resource else "")
     port = server.direct_tls_port if direct_tls else server.port
     c = Client(jid, account.password, port, mech=mech, direct_tls=direct_tls)
+    for p in plugins:
+        c.register_plugin(p)
     _live.append(c)
     await c.start(timeout)
     if presence is not None:
