@@ -1,7 +1,8 @@
 /* mod_admin_adhoc: XEP-0133 Service Administration, the commands a
- * host's administrators (access.h: "admins") run from their XMPP client,
- * offered through mod_adhoc (XEP-0050). Everyone else neither sees them
- * nor may run them (<forbidden/>).
+ * host's administrators (access.h: "admins"; the access rule
+ * "service_admin" when configured) run from their XMPP client, offered
+ * through mod_adhoc (XEP-0050). Everyone else neither sees them nor may
+ * run them (<forbidden/>).
  *
  * The commands are in aa_accounts.c (accounts and sessions) and aa_lists.c
  * (counts, lists, rosters, announcements); this file registers them and
@@ -168,10 +169,12 @@ const xmppd_form *aa_stage(const adhoc_api *api, adhoc_session *s, unsigned acti
 
 /* ---- registration --------------------------------------------------------------------- */
 
+/* The access rule "service_admin" decides; without one (or no entry
+ * matching), the host's administrators. */
 static bool aa_allowed(xmppd_host *h, const xmppd_jid *requester, void *ud)
 {
     (void)ud;
-    return xmppd_is_admin(h, requester);
+    return xmppd_access_allowed(h, "service_admin", requester, NULL, xmppd_is_admin(h, requester));
 }
 
 static void aa_add_set(aa_state *st, const adhoc_api *api, const aa_command *set)

@@ -35,10 +35,12 @@ def modules(**extra):
 def server(tmp_path_factory, cert_dir):
     srv = Server(tmp_path_factory.mktemp("adhoc"), cert_dir, {
         "admins": ["boss@localhost"],
+        "access": {"service_admin": [{"allow": {"jid": "helper@localhost"}}]},
         "modules": modules(adhoc={"max_sessions_per_user": 3}),
     }, name="adhoc")
     srv.start()
     srv.adduser("boss@localhost", "boss-pw")
+    srv.adduser("helper@localhost", "helper-pw")
     yield srv
     _finish(srv)
 
@@ -159,6 +161,15 @@ def test_non_admins_are_forbidden(server):
         r = command(c, "ping")
         assert cmd_el(r).get("status") == "completed"
         assert notes(r) == [("info", "Pong")]
+
+
+def test_service_admin_rule_lets_others_administer(server):
+    """The access rule "service_admin" (docs/administration.md) names who
+    may run the XEP-0133 set besides the administrators."""
+    with raw_login(server, Account("helper", "helper-pw")) as c:
+        r = run_admin(c, "get-online-users-num")
+        assert cmd_el(r).get("status") == "completed", tostr(r)
+        assert int(values(r, "onlineusersnum")[0]) >= 1
 
 
 # ---- XEP-0050 §3/§4: runs, actions, errors --------------------------------------------
