@@ -4,6 +4,7 @@ runs with data forms, cancel, notes, the protocol's own errors, session
 expiry and limits, and the administration set (run by slixmpp's xep_0050
 plugin and by raw stanzas); non-admins get <forbidden/>."""
 
+import json
 import secrets
 import time
 
@@ -417,3 +418,11 @@ def test_reloads_keep_the_commands(server):
         assert spec_condition(r) == ["bad-sessionid"]
         r = run_admin(boss, "get-online-users-num")
         assert cmd_el(r).get("status") == "completed"
+
+
+def test_xmppctl_features_lists_xep0050_and_xep0133(server):
+    """`xmppctl features`: mod_adhoc provides XEP-0050, mod_admin_adhoc
+    XEP-0133."""
+    j = json.loads(server.ctl("-j", "features").stdout)
+    specs = {s["spec"]: s["by"] for s in j["hosts"][0]["specs"]}
+    assert specs["XEP-0050"] == ["adhoc"] and specs["XEP-0133"] == ["admin_adhoc"]
