@@ -87,9 +87,10 @@ def test_prometheus_text_format_and_kernel_metrics(server, accounts):
         assert value(samples, "xmppd_stream_bytes_total", direction="in") > 0
         assert value(samples, "xmppd_auth_total", mechanism="PLAIN", result="success") >= 2
         assert types["xmppd_storage_seconds"] == "histogram"
-        assert value(samples, "xmppd_storage_seconds_count", driver="sqlite") > 0
-        inf = value(samples, "xmppd_storage_seconds_bucket", driver="sqlite", le="+Inf")
-        assert inf == value(samples, "xmppd_storage_seconds_count", driver="sqlite")
+        driver = server.config["storage"]  # sqlite, or pgsql with XMPPD_TEST_STORAGE=pgsql
+        assert value(samples, "xmppd_storage_seconds_count", driver=driver) > 0
+        inf = value(samples, "xmppd_storage_seconds_bucket", driver=driver, le="+Inf")
+        assert inf == value(samples, "xmppd_storage_seconds_count", driver=driver)
         assert value(samples, "process_resident_memory_bytes") > 1e6
         assert value(samples, "process_open_fds") > 3
         assert value(samples, "xmppd_s2s_streams", direction="out") == 0
