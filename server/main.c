@@ -163,6 +163,7 @@ int main(int argc, char **argv)
     xmppd_config *cfg = g_server.cfg;
     modules_stop();
     tls_stop();
+    metrics_stop();
     if (loop_base())
         loop_free();
     metrics_free_all();

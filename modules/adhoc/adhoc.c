@@ -356,6 +356,7 @@ static void reg_remove(adhoc_reg *r)
 static void reg_cancelled(void *p)
 {
     adhoc_reg *r = p;
+    xmppd_call_finish(r->call); /* false: cancelled; frees it */
     r->call = NULL;
     reg_remove(r);
 }

@@ -135,8 +135,10 @@ static void on_listed(int result, const char *const *users, size_t n, void *ud)
 
 static void cmd_registered_users(api_call *c)
 {
-    if (!(c->host = arg_host(c)))
+    xmppd_host *h = arg_host(c); /* NULL: answered (c may be gone) */
+    if (!h)
         return;
+    c->host = h;
     c->waiting++;
     xmppd_auth_list(c->st->m, c->host, on_listed, c);
 }
@@ -369,7 +371,9 @@ static void cmd_stats(api_call *c)
         return;
     bool with_host = json_object_get(c->args, "host") != NULL;
     if (strcmp(name, "registeredusers") == 0) {
-        if ((c->host = arg_host(c))) {
+        xmppd_host *h = arg_host(c); /* NULL: answered (c may be gone) */
+        if (h) {
+            c->host = h;
             c->waiting++;
             xmppd_auth_list(c->st->m, c->host, on_listed, c);
         }

@@ -235,6 +235,7 @@ static void call_answer(void *ud, json_t *resp)
 static void call_cancelled(void *p)
 {
     ctl_call *cc = p;
+    xmppd_call_finish(cc->call); /* false: cancelled; frees it */
     cc->call = NULL;
     cc->cb(XMPPD_CTL_CANCELLED, NULL, cc->ud);
     cc->cb = NULL;

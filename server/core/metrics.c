@@ -438,6 +438,7 @@ XMPPD_EXPORT char *xmppd_metrics_render(bool openmetrics, size_t *len_r)
 static struct {
     xmppd_metric *rss, *vsz, *fds, *cpu, *start, *lag, *lag_hist;
     uint64_t expected_ms;
+    xmppd_timer *lag_timer;
 } g_proc;
 
 #define LAG_TICK_MS 1000
@@ -506,7 +507,13 @@ void metrics_start(void)
                                        lag_buckets, sizeof(lag_buckets) / sizeof(lag_buckets[0]));
     xmppd_metrics_collector(NULL, collect_process, NULL);
     g_proc.expected_ms = xmppd_now_ms() + LAG_TICK_MS;
-    xmppd_timer_add(NULL, LAG_TICK_MS, lag_tick, NULL);
+    g_proc.lag_timer = xmppd_timer_add(NULL, LAG_TICK_MS, lag_tick, NULL);
+}
+
+void metrics_stop(void)
+{
+    xmppd_timer_cancel(g_proc.lag_timer);
+    g_proc.lag_timer = NULL;
 }
 
 /* ---- the kernel's traffic counters ------------------------------------------------------ */

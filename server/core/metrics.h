@@ -19,6 +19,8 @@ enum { METRICS_IN = 0, METRICS_OUT = 1 };
 void metrics_stanza(int transport, int direction, const char *element);
 void metrics_bytes(int direction, size_t n);
 /* Frees every metric (at exit). */
+/* Stops the kernel's timer (before the loop is freed). */
+void metrics_stop(void);
 void metrics_free_all(void);
 
 #endif
