@@ -121,11 +121,9 @@ static void add_step(const adhoc_api *api, adhoc_session *s, unsigned action, co
                      void *ud)
 {
     aa_state *st = ud;
-    const xmppd_form *f = aa_stage(api, s, action, form, add_form);
-    aa_run *r = f ? aa_run_get(st, api, s) : NULL;
-    if (f && !r)
-        api->error(s, "wait", "resource-constraint", NULL);
-    if (!r || aa_read_users(r, f, "accountjid", false) < 0)
+    const xmppd_form *f = NULL;
+    aa_run *r = aa_begin(st, api, s, action, form, add_form, "accountjid", false, &f);
+    if (!r)
         return;
     const char *pw = form_password(r, f);
     if (!pw)
@@ -210,11 +208,9 @@ static void del_step(const adhoc_api *api, adhoc_session *s, unsigned action, co
                      void *ud)
 {
     aa_state *st = ud;
-    const xmppd_form *f = aa_stage(api, s, action, form, del_form);
-    aa_run *r = f ? aa_run_get(st, api, s) : NULL;
-    if (f && !r)
-        api->error(s, "wait", "resource-constraint", NULL);
-    if (!r || aa_read_users(r, f, "accountjids", true) < 0)
+    const xmppd_form *f = NULL;
+    aa_run *r = aa_begin(st, api, s, action, form, del_form, "accountjids", true, &f);
+    if (!r)
         return;
     del_next(r);
 }
@@ -272,11 +268,9 @@ static void passwd_step(const adhoc_api *api, adhoc_session *s, unsigned action,
                         const xmppd_form *form, void *ud)
 {
     aa_state *st = ud;
-    const xmppd_form *f = aa_stage(api, s, action, form, passwd_form);
-    aa_run *r = f ? aa_run_get(st, api, s) : NULL;
-    if (f && !r)
-        api->error(s, "wait", "resource-constraint", NULL);
-    if (!r || aa_read_users(r, f, "accountjid", false) < 0)
+    const xmppd_form *f = NULL;
+    aa_run *r = aa_begin(st, api, s, action, form, passwd_form, "accountjid", false, &f);
+    if (!r)
         return;
     const char *pw = form_password(r, f);
     if (!pw)

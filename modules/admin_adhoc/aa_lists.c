@@ -331,11 +331,9 @@ static void roster_step(const adhoc_api *api, adhoc_session *s, unsigned action,
                         const xmppd_form *form, void *ud)
 {
     aa_state *st = ud;
-    const xmppd_form *f = aa_stage(api, s, action, form, roster_form);
-    aa_run *r = f ? aa_run_get(st, api, s) : NULL;
-    if (f && !r)
-        api->error(s, "wait", "resource-constraint", NULL);
-    if (!r || aa_read_users(r, f, "accountjid", false) < 0)
+    const xmppd_form *f = NULL;
+    aa_run *r = aa_begin(st, api, s, action, form, roster_form, "accountjid", false, &f);
+    if (!r)
         return;
     r->waiting++;
     xmppd_auth_exists(st->m, st->host, r->users[0], roster_exists, r);

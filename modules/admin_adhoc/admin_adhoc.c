@@ -167,6 +167,24 @@ const xmppd_form *aa_stage(const adhoc_api *api, adhoc_session *s, unsigned acti
     return form;
 }
 
+aa_run *aa_begin(aa_state *st, const adhoc_api *api, adhoc_session *s, unsigned action,
+                 const xmppd_form *form, xmppd_stanza *(*build)(void), const char *var, bool multi,
+                 const xmppd_form **f_r)
+{
+    const xmppd_form *f = aa_stage(api, s, action, form, build);
+    if (!f)
+        return NULL;
+    aa_run *r = aa_run_get(st, api, s);
+    if (!r) {
+        api->error(s, "wait", "resource-constraint", NULL);
+        return NULL;
+    }
+    if (aa_read_users(r, f, var, multi) < 0)
+        return NULL;
+    *f_r = f;
+    return r;
+}
+
 /* ---- registration --------------------------------------------------------------------- */
 
 /* The access rule "service_admin" decides; without one (or no entry

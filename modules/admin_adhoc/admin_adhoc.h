@@ -67,6 +67,12 @@ int aa_read_users(aa_run *r, const xmppd_form *f, const char *var, bool multi);
 const xmppd_form *aa_stage(const adhoc_api *api, adhoc_session *s, unsigned action,
                            const xmppd_form *form, xmppd_stanza *(*build)(void));
 
+/* aa_stage, then the run's state with the accounts of var read (*f_r:
+ * the submitted form), or NULL after answering. */
+aa_run *aa_begin(aa_state *st, const adhoc_api *api, adhoc_session *s, unsigned action,
+                 const xmppd_form *form, xmppd_stanza *(*build)(void), const char *var, bool multi,
+                 const xmppd_form **f_r);
+
 /* aa_accounts.c: add-user, delete-user, change-user-password, end-user-session */
 extern const aa_command aa_account_commands[];
 /* aa_lists.c: counts, lists, get-user-roster, announce */
