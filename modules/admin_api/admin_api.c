@@ -9,7 +9,8 @@
  * server-wide administrators), or a bearer token from the configuration,
  * limited to its hosts and commands. Only loopback clients unless
  * loopback_only is false or the rule "admin_api" allows the address.
- * Every call is logged (command, caller, address, status). */
+ * Every call is logged (command, caller, address, status). GET
+ * PATH/openapi.json serves the API's OpenAPI document (api_openapi.c). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -253,6 +254,9 @@ static void run_command(api_call *c)
         api_fail(c, 403, "%s is a server-wide command", c->cmd->name);
         return;
     }
+    for (const api_arg *a = c->cmd->args; a && a->name; a++)
+        if (a->required && !api_str(c, a->name))
+            return; /* answered 400 */
     c->cmd->run(c);
 }
 
@@ -331,6 +335,15 @@ static void on_request(xmppd_http_request *req, void *ud)
     }
     const char *name = xmppd_http_path(req) + strlen(conf->path);
     name += *name == '/';
+    if (xmppd_http_method(req) != XMPPD_HTTP_POST) { /* GET (or HEAD) */
+        if (strcmp(name, "openapi.json") == 0)
+            respond(c, 200, api_openapi(conf->path));
+        else {
+            xmppd_http_set_header(req, "Allow", "POST");
+            api_fail(c, 405, "commands are POSTed; GET serves only openapi.json");
+        }
+        return;
+    }
     for (const api_cmd *k = api_commands; k->name; k++)
         if (strcmp(k->name, name) == 0)
             c->cmd = k;
@@ -386,7 +399,7 @@ static int api_load(xmppd_module *m, const void *conf_)
     xmppd_module_set_data(m, st);
     char path[512];
     snprintf(path, sizeof(path), "%s/", conf->path);
-    xmppd_http_route r = { .path = path, .domain = "*", .methods = XMPPD_HTTP_POST,
+    xmppd_http_route r = { .path = path, .domain = "*", .methods = XMPPD_HTTP_POST | XMPPD_HTTP_GET,
                            .max_body = API_MAX_BODY, .handler = on_request, .cancel = on_cancel,
                            .ud = st };
     if (xmppd_http_route_add(m, &r) < 0) {

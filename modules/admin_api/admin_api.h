@@ -42,9 +42,20 @@ typedef struct api_call {
     struct api_call *next;
 } api_call;
 
-/* One command: POST PATH/NAME with a JSON object. */
+/* One argument of a command: a string field of the request object. */
+typedef struct api_arg {
+    const char *name;
+    bool required; /* checked before the command runs (400 naming it) */
+    const char *doc;
+} api_arg;
+
+/* One command: POST PATH/NAME with a JSON object. The table is also the
+ * API's OpenAPI document (GET PATH/openapi.json, api_openapi.c). */
 typedef struct api_cmd {
     const char *name;
+    const char *summary;
+    const api_arg *args; /* ends with a NULL name; NULL: none */
+    const char *answer;  /* what 200 carries */
     /* "host": the command is about the host its arguments name (a "host"
      * field, or user@host of "from"); NULL: server-wide. */
     bool per_host;
@@ -52,6 +63,10 @@ typedef struct api_cmd {
 } api_cmd;
 
 extern const api_cmd api_commands[];
+
+/* api_openapi.c: the OpenAPI 3.0 document of api_commands, for the
+ * commands under path (new reference; NULL on OOM). */
+json_t *api_openapi(const char *path);
 
 /* admin_api.c */
 /* Answers c with 200 and result (consumed; a JSON value), or an error

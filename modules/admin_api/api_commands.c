@@ -413,24 +413,64 @@ static void cmd_reload_config(api_call *c)
     api_ctl(c, "reload", json_object(), NULL);
 }
 
+#define USER { "user", true, "the account's localpart" }
+#define HOST { "host", true, "a host of this server" }
+#define END { NULL, false, NULL }
+
+static const api_arg a_account[] = { USER, HOST, END };
+static const api_arg a_register[] = { USER, HOST, { "password", true, "the password" }, END };
+static const api_arg a_passwd[] = { USER, HOST, { "newpass", true, "the new password" }, END };
+static const api_arg a_host[] = { HOST, END };
+static const api_arg a_kick[] = { USER, HOST, { "resource", true, "the session's resource" },
+                                  { "reason", false, "the text of the stream error" }, END };
+static const api_arg a_message[] = {
+    { "from", true, "an address at a host the caller may act on" },
+    { "to", true, "the recipient" }, { "body", true, "the text" },
+    { "type", false, "chat, normal (the default), headline or groupchat" },
+    { "subject", false, "the subject" }, END };
+static const api_arg a_stanza[] = {
+    { "from", true, "an address at a host the caller may act on" },
+    { "to", true, "the recipient" },
+    { "stanza", true, "one <message/>, <presence/> or <iq/> in jabber:client" }, END };
+static const api_arg a_stats[] = {
+    { "name", true, "registeredusers (with host), onlineusers (host optional) or uptimeseconds" },
+    { "host", false, "a host of this server" }, END };
+static const api_arg a_module[] = { { "module", true, "the module's name" },
+                                    { "host", false, "the host (none: a global module, or every host)" },
+                                    END };
+
 const api_cmd api_commands[] = {
-    { "register", true, cmd_register },
-    { "unregister", true, cmd_unregister },
-    { "change_password", true, cmd_change_password },
-    { "check_account", true, cmd_check_account },
-    { "registered_users", true, cmd_registered_users },
-    { "connected_users", false, cmd_connected_users },
-    { "connected_users_info", false, cmd_connected_users_info },
-    { "connected_users_number", false, cmd_connected_users_number },
-    { "kick_session", true, cmd_kick_session },
-    { "kick_user", true, cmd_kick_user },
-    { "send_message", true, cmd_send_message },
-    { "send_stanza", true, cmd_send_stanza },
-    { "get_roster", true, cmd_get_roster },
-    { "stats", true, cmd_stats },
-    { "status", false, cmd_status },
-    { "modules", false, cmd_modules },
-    { "module_reload", false, cmd_module_reload },
-    { "reload_config", false, cmd_reload_config },
-    { NULL, false, NULL },
+    { "register", "create an account", a_register, "a sentence", true, cmd_register },
+    { "unregister", "delete an account and its data; its sessions end first", a_account,
+      "{\"sessions_closed\": N}", true, cmd_unregister },
+    { "change_password", "set an account's password; its sessions end", a_passwd,
+      "{\"sessions_closed\": N}", true, cmd_change_password },
+    { "check_account", "does an account exist?", a_account, "{\"exists\": true|false}", true,
+      cmd_check_account },
+    { "registered_users", "the host's accounts", a_host, "the localparts, sorted", true,
+      cmd_registered_users },
+    { "connected_users", "bound sessions of every host", NULL, "their full JIDs", false,
+      cmd_connected_users },
+    { "connected_users_info", "bound sessions of every host, in detail", NULL,
+      "[{jid, host, ip, secure, available, priority, show}]", false, cmd_connected_users_info },
+    { "connected_users_number", "how many sessions are bound", NULL, "{\"num_sessions\": N}", false,
+      cmd_connected_users_number },
+    { "kick_session", "end one session (<policy-violation/>)", a_kick, "{\"kicked\": 1}", true,
+      cmd_kick_session },
+    { "kick_user", "end every session of an account", a_account, "{\"kicked\": N}", true,
+      cmd_kick_user },
+    { "send_message", "route a message", a_message, "0", true, cmd_send_message },
+    { "send_stanza", "route a stanza", a_stanza, "0", true, cmd_send_stanza },
+    { "get_roster", "an account's roster", a_account, "[{jid, nick, subscription, ask}]", true,
+      cmd_get_roster },
+    { "stats", "a statistic", a_stats, "{\"stat\": N}", true, cmd_stats },
+    { "status", "version, uptime, hosts, sessions, modules", NULL, "what xmppctl -j status prints",
+      false, cmd_status },
+    { "modules", "the loaded modules", NULL, "what xmppctl -j module list prints", false,
+      cmd_modules },
+    { "module_reload", "replace a module by a new instance", a_module, "{\"message\": ...}", false,
+      cmd_module_reload },
+    { "reload_config", "read the configuration again (as SIGHUP)", NULL, "what the reload said", false,
+      cmd_reload_config },
+    { NULL, NULL, NULL, NULL, false, NULL },
 };
