@@ -23,9 +23,12 @@
 
 static const xmppd_option api_token_fields[] = {
     { "name", XMPPD_OPT_STRING, XMPPD_OFF(api_token, name), NULL },
-    { "token", XMPPD_OPT_STRING, XMPPD_OFF(api_token, token), NULL, 24, 0, NULL,
-      XMPPD_OPT_REQUIRED | XMPPD_OPT_SECRET,
-      "the bearer token (at least 24 characters; send \"Authorization: Bearer TOKEN\")" },
+    { "token", XMPPD_OPT_STRING, XMPPD_OFF(api_token, token), NULL, 24, 0, NULL, XMPPD_OPT_SECRET,
+      "the bearer token in clear (at least 24 characters; send \"Authorization: Bearer TOKEN\")" },
+    { "sha256", XMPPD_OPT_STRING, XMPPD_OFF(api_token, sha256), NULL, 0, 0, NULL, 0,
+      "instead of token: its SHA-256 in hex, as `xmppctl token NAME` prints it" },
+    { "expires", XMPPD_OPT_STRING, XMPPD_OFF(api_token, expires), NULL, 0, 0, NULL, 0,
+      "when it stops working: a date (2027-01-31) or a UTC time (2027-01-31T12:00:00Z)" },
     { "hosts", XMPPD_OPT_LIST, XMPPD_OFF(api_token, hosts), NULL, 0, 0, NULL, 0,
       "the hosts it may act on (default: all, and the server-wide commands)" },
     { "commands", XMPPD_OPT_LIST, XMPPD_OFF(api_token, commands), NULL, 0, 0, NULL, 0,
@@ -39,7 +42,7 @@ static const xmppd_option api_options[] = {
     { "loopback_only", XMPPD_OPT_BOOL, XMPPD_OFF(api_conf, loopback_only), "true", 0, 0, NULL, 0,
       "serve only clients on loopback addresses (and those the access rule admin_api allows)" },
     { "tokens", XMPPD_OPT_MAP, XMPPD_OFF(api_conf, tokens), "{}", 0, 0, NULL, 0,
-      "bearer tokens by name: token, hosts, commands", api_token_fields, sizeof(api_token) },
+      "bearer tokens by name: token or sha256, expires, hosts, commands", api_token_fields, sizeof(api_token) },
     { NULL }
 };
 
@@ -302,16 +305,6 @@ static void basic_auth(api_call *c, const char *b64)
     free(raw);
 }
 
-static const api_token *find_token(const api_conf *conf, const char *t)
-{
-    const api_token *tokens = conf->tokens.items;
-    size_t n = strlen(t);
-    for (size_t i = 0; i < conf->tokens.n; i++)
-        if (strlen(tokens[i].token) == n && xmppd_ct_equal(tokens[i].token, t, n))
-            return &tokens[i];
-    return NULL;
-}
-
 static void on_request(xmppd_http_request *req, void *ud)
 {
     api_state *st = ud;
@@ -362,11 +355,14 @@ static void on_request(xmppd_http_request *req, void *ud)
     }
     const char *auth = xmppd_http_header(req, "Authorization");
     if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
-        c->token = find_token(conf, auth + 7);
-        if (c->token)
-            run_command(c);
-        else
+        bool expired = false;
+        c->token = api_token_find(st, auth + 7, &expired);
+        if (!c->token)
             api_fail(c, 401, "unknown token");
+        else if (expired)
+            api_fail(c, 401, "the token %s expired", c->token->name);
+        else
+            run_command(c);
     } else if (auth && strncasecmp(auth, "Basic ", 6) == 0) {
         basic_auth(c, auth + 6);
     } else {
@@ -397,12 +393,21 @@ static int api_load(xmppd_module *m, const void *conf_)
         return xmppd_module_refuse(m, "out of memory");
     st->m = m;
     xmppd_module_set_data(m, st);
+    int rc = api_tokens_load(st, conf); /* refuses with the reason */
+    if (rc == 0 && api_tokens_command(st) < 0)
+        rc = xmppd_module_refuse(m, "cannot register the control command \"token\"");
+    if (rc < 0) {
+        free(st->keys);
+        free(st);
+        return rc;
+    }
     char path[512];
     snprintf(path, sizeof(path), "%s/", conf->path);
     xmppd_http_route r = { .path = path, .domain = "*", .methods = XMPPD_HTTP_POST | XMPPD_HTTP_GET,
                            .max_body = API_MAX_BODY, .handler = on_request, .cancel = on_cancel,
                            .ud = st };
     if (xmppd_http_route_add(m, &r) < 0) {
+        free(st->keys);
         free(st);
         return xmppd_module_refuse(m, "cannot register the route %s", path);
     }
@@ -414,6 +419,7 @@ static void api_unload(xmppd_module *m)
     api_state *st = xmppd_module_data(m);
     while (st->calls) /* every request and callback ended; what is left is ours */
         call_free(st->calls);
+    free(st->keys);
     free(st);
 }
 

@@ -7,7 +7,9 @@
 
 typedef struct api_token {
     const char *name; /* MAP key */
-    const char *token;
+    const char *token;  /* in clear, or */
+    const char *sha256; /* the hex SHA-256 of the token */
+    const char *expires; /* date or UTC time; NULL: never */
     const char *const *hosts;    /* NULL: every host (and the server-wide commands) */
     const char *const *commands; /* NULL: every command */
 } api_token;
@@ -18,8 +20,15 @@ typedef struct api_conf {
     xmppd_opt_array tokens; /* api_token */
 } api_conf;
 
+/* What the configuration's tokens become at load (same order). */
+typedef struct api_key {
+    unsigned char hash[32]; /* sha256 tokens */
+    int64_t expires;        /* Unix time; 0: never */
+} api_key;
+
 typedef struct api_state {
     xmppd_module *m;
+    api_key *keys;
     struct api_call *calls; /* requests in flight, freed at unload if still there */
 } api_state;
 
@@ -63,6 +72,13 @@ typedef struct api_cmd {
 } api_cmd;
 
 extern const api_cmd api_commands[];
+
+/* api_tokens.c: checks the tokens at load (refusing bad ones: return
+ * value of xmppd_module_refuse), finds the one presented (NULL: none;
+ * *expired_r set), registers `xmppctl token`. */
+int api_tokens_load(api_state *st, const api_conf *conf);
+const api_token *api_token_find(const api_state *st, const char *presented, bool *expired_r);
+int api_tokens_command(api_state *st);
 
 /* api_openapi.c: the OpenAPI 3.0 document of api_commands, for the
  * commands under path (new reference; NULL on OOM). */

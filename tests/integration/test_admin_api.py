@@ -5,6 +5,7 @@ access rule "admin_api" and per-host administrators; accounts, sessions,
 messages and stanzas, rosters, statistics, modules and reloads."""
 
 import base64
+import hashlib
 import json
 import os
 import secrets
@@ -20,6 +21,8 @@ from xmpptest import NS_CLIENT, NS_STREAM, PoliteClient, XMPPTestError, error_co
 TOKEN = "tok-" + secrets.token_hex(16)
 CHECK_TOKEN = "chk-" + secrets.token_hex(16)
 OTHER_TOKEN = "oth-" + secrets.token_hex(16)
+HASHED_TOKEN = "hsh-" + secrets.token_hex(16)
+OLD_TOKEN = "old-" + secrets.token_hex(16)
 BOSS = Account("boss", "boss-pw")
 
 
@@ -32,7 +35,10 @@ def server(tmp_path_factory, cert_dir):
                     "admin_api": {"tokens": {
                         "ops": {"token": TOKEN},
                         "checker": {"token": CHECK_TOKEN, "commands": ["check_account"]},
-                        "other": {"token": OTHER_TOKEN, "hosts": ["other.example"]}}}},
+                        "other": {"token": OTHER_TOKEN, "hosts": ["other.example"]},
+                        "hashed": {"sha256": hashlib.sha256(HASHED_TOKEN.encode()).hexdigest(),
+                                   "expires": "2999-12-31T23:59:59Z"},
+                        "old": {"token": OLD_TOKEN, "expires": "2020-01-01"}}}},
     }, name="admin_api")
     add_web_listeners(srv)
     srv.start()
@@ -114,6 +120,38 @@ def test_tokens_are_scoped(server):
     assert (st, body) == (200, ["chief"])
     assert call(server, "connected_users", auth=bearer(OTHER_TOKEN))[0] == 403
     assert call(server, "connected_users", auth=bearer(TOKEN))[0] == 200
+    # kept hashed at rest; an expired one is refused
+    assert call(server, "connected_users", auth=bearer(HASHED_TOKEN))[0] == 200
+    st, body, _ = call(server, "connected_users", auth=bearer(OLD_TOKEN))
+    assert (st, body["message"]) == (401, "the token old expired")
+
+
+def test_xmppctl_token_makes_a_hashed_token(server_factory):
+    """`xmppctl token NAME` prints a new token once and the SHA-256 to
+    configure; configured so, the token works; a reload with a malformed
+    sha256 or expiry is refused (the module's load says why) and the
+    running tokens stay."""
+    srv = server_factory({"admins": ["boss@localhost"], "modules": {"admin_api": {}}}, start=False)
+    add_web_listeners(srv)
+    srv.start()
+    r = srv.ctl("-j", "token", "deploy")
+    assert r.returncode == 0, r.stderr
+    made = json.loads(r.stdout)
+    assert hashlib.sha256(made["token"].encode()).hexdigest() == made["sha256"]
+    assert call(srv, "status", auth=bearer(made["token"]))[0] == 401
+    srv.config["modules"]["admin_api"] = {"tokens": {"deploy": {"sha256": made["sha256"]}}}
+    srv.write_config()
+    out = srv.ctl("reload")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert call(srv, "status", auth=bearer(made["token"]))[0] == 200
+    for bad, why in (({"sha256": "abc"}, "tokens.x.sha256: expected 64 hex digits"),
+                     ({"token": "t" * 30, "expires": "soon"}, "tokens.x.expires: expected a date"),
+                     ({}, "tokens.x: give either token or sha256")):
+        srv.config["modules"]["admin_api"] = {"tokens": {"x": bad}}
+        srv.write_config()
+        r = srv.ctl("reload")
+        assert r.returncode == 1 and why in r.stdout + r.stderr, (bad, r.stdout + r.stderr)
+        assert call(srv, "status", auth=bearer(made["token"]))[0] == 200
 
 
 def test_accounts(server):
