@@ -6,6 +6,8 @@
 #   docs/configuration.md  every key: `xmppctl options --markdown` (the server's own
 #                          keys, then every module built in BUILD_DIR/modules)
 #   docs/modules.md        the event catalogue: `xmppctl hooks --markdown`
+#   docs/man/xmppd.json.5  contrib/man/xmppd.json.5.in with the same option
+#                          tables as man(7) text (contrib/man/options2man.py)
 # With --check nothing is written: the script prints a diff and exits 1 when
 # a file is not current (CI runs this). Exit 2: bad usage or xmppctl failed.
 set -euo pipefail
@@ -54,18 +56,38 @@ splice() {
         !skip { print }
         END { if (found != 1) exit 3 }' "$file" >"$out" ||
         { echo "gen-docs: $file: markers for \"$marker\" missing" >&2; exit 2; }
+    publish "$out" "$file"
+}
+
+# publish NEW FILE: FILE becomes NEW; with --check, says whether it is.
+publish() {
+    local new=$1 file=$2
     if [ "$CHECK" = 1 ]; then
-        if ! diff -u "$file" "$out"; then
+        if ! diff -u "$file" "$new"; then
             echo "gen-docs: $file is not current: run contrib/gen-docs.sh BUILD_DIR and commit it" >&2
             return 1
         fi
     else
-        cp "$out" "$file"
+        cp "$new" "$file"
     fi
 }
+
+# fill FILE.in's @OPTIONS@ line with GENERATED into FILE (or, with --check,
+# compare).
+fill() {
+    local template=$1 file=$2 gen=$3 out=$TMP/$(basename "$2").new
+    awk -v gen="$gen" '$0 == "@OPTIONS@" { while ((getline l < gen) > 0) print l; next } { print }' \
+        "$template" >"$out"
+    publish "$out" "$file"
+}
+
+# xmppd.json(5): the same option tables, as man(7) text
+python3 "$ROOT/contrib/man/options2man.py" "$TMP/options.md" >"$TMP/options.man" ||
+    { echo "gen-docs: options2man.py failed" >&2; exit 2; }
 
 rc=0
 splice "$ROOT/docs/configuration.md" "OPTIONS" "$TMP/options.md" || rc=1
 splice "$ROOT/docs/modules.md" "EVENTS" "$TMP/events.md" || rc=1
+fill "$ROOT/contrib/man/xmppd.json.5.in" "$ROOT/docs/man/xmppd.json.5" "$TMP/options.man" || rc=1
 [ "$CHECK" = 1 ] && [ "$rc" = 0 ] && echo "gen-docs: documentation is current"
 exit $rc

@@ -7,12 +7,22 @@
 # apt-get line), builds in build/, creates ./run/{certs,data,xmppd.json}
 # (an existing ./run/xmppd.json is kept), creates the demo accounts
 # alice@localhost and bob@localhost with random passwords (printed once; kept
-# when they already exist) and runs the server in the foreground (Ctrl-C stops it).
+# when they already exist), each in the other's roster with a mutual presence
+# subscription, and runs the server in the foreground (Ctrl-C stops it).
+#
+# The server loads the default modules: the lines between "BEGIN DEFAULT
+# MODULES" and "END DEFAULT MODULES" of contrib/xmppd.example.json, the one
+# place that list is kept.
+# Environment: JOBS (default 2), XMPPD_C2S_PORT (5222), XMPPD_C2S_TLS_PORT (5223),
+# XMPPD_HTTPS_PORT (5281: WebSocket, BOSH, file upload).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 JOBS=${JOBS:-2}
+PORT=${XMPPD_C2S_PORT:-5222}
+TLS_PORT=${XMPPD_C2S_TLS_PORT:-5223}
+HTTPS_PORT=${XMPPD_HTTPS_PORT:-5281}
 RUN="$ROOT/run"
 CONF="$RUN/xmppd.json"
 
@@ -51,13 +61,19 @@ mkdir -p "$RUN/certs" "$RUN/data"
 bash contrib/gen-cert.sh "$RUN/certs" localhost
 
 if [ ! -f "$CONF" ]; then
-    listeners='    { "type": "c2s", "address": "127.0.0.1", "port": 5222, "tls": "starttls" },
-    { "type": "c2s", "address": "127.0.0.1", "port": 5223, "tls": "direct" }'
+    listeners='    { "type": "c2s", "address": "127.0.0.1", "port": '$PORT', "tls": "starttls" },
+    { "type": "c2s", "address": "127.0.0.1", "port": '$TLS_PORT', "tls": "direct" },
+    { "type": "http", "address": "127.0.0.1", "port": '$HTTPS_PORT', "tls": "direct" }'
     if [ -s /proc/net/if_inet6 ]; then
         listeners="$listeners"',
-    { "type": "c2s", "address": "::1", "port": 5222, "tls": "starttls" },
-    { "type": "c2s", "address": "::1", "port": 5223, "tls": "direct" }'
+    { "type": "c2s", "address": "::1", "port": '$PORT', "tls": "starttls" },
+    { "type": "c2s", "address": "::1", "port": '$TLS_PORT', "tls": "direct" }'
     fi
+    # The default modules, exactly as the example configuration lists them.
+    modules=$(awk '/\/\/ END DEFAULT MODULES/ { exit }
+                   on && !/^ *\/\// { print }
+                   /\/\/ BEGIN DEFAULT MODULES/ { on = 1 }' contrib/xmppd.example.json)
+    [ -n "$modules" ] || { echo "quickstart: no default modules in contrib/xmppd.example.json" >&2; exit 1; }
     cat >"$CONF" <<EOF
 {
   "log": { "level": "info", "file": null },
@@ -73,9 +89,9 @@ if [ ! -f "$CONF" ]; then
 $listeners
   ],
   "modules": {
+$modules
     "storage_sqlite": { "path": "xmppd.sqlite" },
-    "auth_internal": {},
-    "limits": {}
+    "auth_internal": {}
   },
   "hosts": {
     "localhost": {}
@@ -97,13 +113,19 @@ for u in alice bob; do
     printf '%s\n' "$pw" | "$XMPPCTL" -c "$CONF" adduser "$u@localhost"
     created+=("$u@localhost  password: $pw")
 done
+if [ ${#created[@]} -gt 0 ]; then
+    # Each in the other's roster, seeing the other's presence.
+    "$XMPPCTL" -c "$CONF" roster alice@localhost add bob@localhost --name Bob --group Demo --subscription both
+    "$XMPPCTL" -c "$CONF" roster bob@localhost add alice@localhost --name Alice --group Demo --subscription both
+fi
 
 cat <<EOF
 
 xmppd for localhost
   config:  $CONF
-  data:    $RUN/data
-  ports:   5222 (STARTTLS), 5223 (direct TLS, XEP-0368)
+  data:    $RUN/data (database: $RUN/data/xmppd.sqlite)
+  ports:   $PORT (STARTTLS), $TLS_PORT (direct TLS, XEP-0368), $HTTPS_PORT (HTTPS:
+           WebSocket /xmpp-websocket, BOSH /http-bind, file upload) on 127.0.0.1
 EOF
 if [ ${#created[@]} -gt 0 ]; then
     echo "  accounts created (passwords shown only now):"
@@ -115,9 +137,9 @@ fi
 cat <<EOF
 
 Log in with any XMPP client, e.g.
-  profanity:  /connect alice@localhost server 127.0.0.1 port 5222 tls force
+  profanity:  /connect alice@localhost server 127.0.0.1 port $PORT tls force
               (then /tls allow to accept the self-signed certificate)
-  gajim:      add account alice@localhost, Advanced > host 127.0.0.1 port 5222,
+  gajim:      add account alice@localhost, Advanced > host 127.0.0.1 port $PORT,
               accept the self-signed certificate when asked
 More accounts: $XMPPCTL -c $CONF adduser carol@localhost
 

@@ -5,6 +5,7 @@
 #
 # Levels, each counted in the closing "N passed, N failed" line:
 #   1. build/        ../configure --enable-werror; make; make check (cmocka);
+#                    make distcheck;
 #                    pytest tests/integration against that build, and
 #                    again with every server on PostgreSQL (a private cluster)
 #   2. build-asan/   --enable-sanitizers (ASan + UBSan): make check and the
@@ -69,10 +70,16 @@ PACKAGES="build-essential autoconf automake libtool pkg-config libxml2-dev libss
 libjansson-dev libevent-dev libhttp-parser-dev libwslay-dev libc-ares-dev libidn-dev libyajl-dev libsqlite3-dev libpcre2-dev libcmocka-dev libpq-dev
 python3-pytest python3-slixmpp openssl clang libclang-rt-dev postgresql libcrypt-dev
 libldap-dev slapd ldap-utils
-prosody lua-unbound ejabberd chromium"  # the federation peers of test_s2s_prosody.py and
-# test_s2s_ejabberd.py (Prosody resolves through libunbound pointed at the test DNS
-# fixture: a Recommends of prosody, and we install without recommends); chromium: the
-# browser test (tests/browser)
+prosody lua-unbound ejabberd chromium
+debhelper lintian dpkg-dev fakeroot git go-sendxmpp sendxmpp"
+# prosody, ejabberd: the federation peers of test_s2s_prosody.py and test_s2s_ejabberd.py
+# (Prosody resolves through libunbound pointed at the test DNS fixture: a Recommends of
+# prosody, and we install without recommends), and the sources of the migration tests
+# (test_migrate_*.py); chromium: the browser test (tests/browser); debhelper, lintian,
+# dpkg-dev: test_package.py builds, checks and (in CI, as root) installs the Debian
+# package; libldap-dev, slapd, ldap-utils: the directory modules and their slapd; git:
+# test_quickstart.py and test_package.py work in fresh clones; go-sendxmpp, sendxmpp:
+# the real clients of test_real_clients.py
 
 ensure_packages() {
     local missing=() p
@@ -256,6 +263,15 @@ if build_level build "default" --enable-werror; then
     if bash contrib/gen-docs.sh build --check; then pass_step; else fail_step "docs not current (run contrib/gen-docs.sh build)"; fi
     start_pytest build "default"
     start_pytest_pgsql build "default, PostgreSQL storage"
+    # The release tarball builds, passes make check, installs and uninstalls
+    # cleanly (while the suites above run).
+    say "make distcheck"
+    if (cd build && make -j"$JOBS" distcheck >distcheck.log 2>&1); then
+        pass_step
+    else
+        tail -40 build/distcheck.log
+        fail_step "make distcheck (build/distcheck.log)"
+    fi
 fi
 
 # ---- level 2: sanitizers ---------------------------------------------------------

@@ -1,11 +1,13 @@
 /* xmppd: start-up, signals, shutdown. */
 #include <event2/event.h>
+#include <getopt.h>
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <errno.h>
 
 #include "admin/control.h"
 #include "c2s/c2s.h"
@@ -16,6 +18,7 @@
 #include "http/http.h"
 #include "net/net.h"
 #include "s2s/federation.h"
+#include "sdnotify.h"
 #include "session/session.h"
 
 static struct event *sig_term, *sig_int, *sig_hup;
@@ -23,13 +26,17 @@ static struct event *sig_term, *sig_int, *sig_hup;
 static void usage(FILE *out)
 {
     fprintf(out, "usage: xmppd [-c FILE]\n"
-                 "  -c FILE   configuration (default: $XMPPD_CONFIG or " XMPPD_SYSCONF_DIR
+                 "  -c, --config FILE  configuration (default: $XMPPD_CONFIG or " XMPPD_SYSCONF_DIR
                  "/xmppd.json)\n"
-                 "  -V        print the version\n");
+                 "  -V, --version      print the version\n"
+                 "  -h, --help         this text\n"
+                 "Signals: SIGHUP reloads the configuration and reopens the log file; SIGTERM\n"
+                 "stops. `xmppctl check` validates a configuration; `man xmppd` tells more.\n");
 }
 
 static void on_terminate(evutil_socket_t sig, short what, void *arg)
 {
+    sd_notify_state("STOPPING=1\nSTATUS=shutting down");
     log_kernel("main", XMPPD_LOG_INFO, "signal %d: shutting down", (int)sig);
     loop_break();
 }
@@ -40,8 +47,11 @@ static void on_terminate(evutil_socket_t sig, short what, void *arg)
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
     char err[2048];
+    /* systemd (ExecReload) waits for READY=1 after RELOADING=1 */
+    sd_notify_state("RELOADING=1\nSTATUS=reloading the configuration");
     if (server_reload(err, sizeof(err)) < 0)
         log_kernel("main", XMPPD_LOG_ERROR, "reload refused: %s", err);
+    sd_notify_state("READY=1\nSTATUS=serving");
 }
 
 /* Component listeners have no direct TLS (XEP-0114 predates it). */
@@ -112,7 +122,13 @@ int main(int argc, char **argv)
 {
     const char *path = getenv("XMPPD_CONFIG");
     int opt;
-    while ((opt = getopt(argc, argv, "c:Vh")) != -1) {
+    static const struct option longopts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "version", no_argument, NULL, 'V' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    while ((opt = getopt_long(argc, argv, "c:Vh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
@@ -141,6 +157,10 @@ int main(int argc, char **argv)
         evsignal_add(sig_int, NULL);
         evsignal_add(sig_hup, NULL);
         log_kernel("main", XMPPD_LOG_INFO, "xmppd %s started", xmppd_server_version());
+        /* Every listener is open: a Type=notify unit is started now. */
+        if (sd_notify_state("READY=1\nSTATUS=serving") < 0)
+            log_kernel("main", XMPPD_LOG_WARN, "cannot notify systemd at $NOTIFY_SOCKET: %s",
+                       strerror(errno));
         loop_run();
         event_free(sig_term);
         event_free(sig_int);

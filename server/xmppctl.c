@@ -21,12 +21,15 @@
 
 #include "core/catalogue.h"
 #include "core/config.h"
+#include "core/ctl.h"
 #include "core/loop.h"
 #include "core/metrics.h"
 #include "core/options.h"
+#include "core/preflight.h"
 #include "session/session.h"
+#include "xmppctl.h"
 
-#define PROG "xmppctl"
+
 
 static void usage(FILE *out)
 {
@@ -35,14 +38,30 @@ static void usage(FILE *out)
             "  -c FILE                    configuration (default: $XMPPD_CONFIG or " XMPPD_SYSCONF_DIR
             "/xmppd.json)\n"
             "commands:\n"
-            "  check                      validate the configuration: every error of the file\n"
+            "  check                      validate the configuration and what a start needs on\n"
+            "                             this machine (data_dir, certificates, ports): every\n"
+            "                             error at once; warns of hosts without RFC 6121 modules\n"
+            "  cert [HOST]                the certificate each host presents: names, expiry, key\n"
             "  options [NAME] [--markdown]\n"
             "                             every key with type, default and meaning: the\n"
             "                             server's own (NAME \"server\") and each module's\n"
-            "  adduser JID                create an account (asks for the password)\n"
+            "  adduser JID [--password-file FILE|--password PW]\n"
+            "                             create an account (asks for the password, or reads\n"
+            "                             the first line of FILE, \"-\": standard input)\n"
             "  deluser JID                delete an account and everything stored for it\n"
-            "  passwd JID                 change an account's password\n"
+            "  passwd JID [--password-file FILE|--password PW]\n"
+            "                             change an account's password\n"
             "  users [HOST]               list the accounts of one host or of all\n"
+            "commands of modules (running server, or its data when it is stopped):\n"
+            "  roster JID list            an account's contacts (mod_roster)\n"
+            "  roster JID add CONTACT [--name N] [--group G]... [--subscription S]\n"
+            "  roster JID remove CONTACT\n"
+            "  export [HOST|JID] FILE     accounts and their data as a XEP-0227 file (mode 0600;\n"
+            "                             mod_xep0227): keys, roster, vCard, private XML, offline\n"
+            "                             messages, PEP, archive\n"
+            "  import FILE...             XEP-0227 files (Prosody, ejabberd, xmppd); accounts that\n"
+            "                             exist are skipped; prints what was not imported and why\n"
+            "  import-csv FILE            accounts from JID,PASSWORD lines, in batches\n"
             "commands for the running server (through its control socket):\n"
             "  status                     version, uptime, hosts, sessions, modules\n"
             "  sessions                   bound sessions: JID, address, TLS, presence\n"
@@ -63,11 +82,10 @@ static void usage(FILE *out)
             "  -j                         print the server's JSON answer as it is\n");
 }
 
-/* One-line failure: "xmppctl: CONTEXT: message". Returns 1. */
-static int fail(const char *context, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static bool g_quiet; /* probing the server for --help: no error lines */
+static const char *g_socket_path; /* -s */
 
-static int fail(const char *context, const char *fmt, ...)
+int fail(const char *context, const char *fmt, ...)
 {
     if (g_quiet)
         return 1;
@@ -223,10 +241,10 @@ static int wait_result(op_state *st)
 
 /* ---- configuration and modules ---- */
 
-static const char *g_config_path;
+const char *g_config_path;
 static bool g_config_explicit; /* -c or $XMPPD_CONFIG */
 
-static xmppd_config *load_config(void)
+xmppd_config *load_config(void)
 {
     char err[1024];
     xmppd_config *cfg = config_read(g_config_path, err, sizeof err);
@@ -266,21 +284,54 @@ static void stop_modules(void)
 
 /* ---- commands ---- */
 
-/* Every error of the file, the server's keys and the modules' alike. */
+static bool server_running(void);
+
+/* Every error of the file, the server's keys and the modules' alike, and
+ * what would fail at start on this machine (preflight.h): all at once.
+ * Warnings (a host without the RFC 6121 modules, a certificate about to
+ * expire) are printed when there is no error, and pass. */
 static int cmd_check(void)
 {
-    opt_errors errs = { 0 };
+    opt_errors errs = { 0 }, warns = { 0 };
     xmppd_config *cfg = config_load(g_config_path, true, &errs);
-    if (cfg)
-        modules_check(cfg, &errs);
+    bool running = false;
+    if (cfg) {
+        modules_check(cfg, &errs, &warns);
+        /* A running server holds its own ports: only a stopped one's are
+         * tried. Its socket is the file's, even when the file has errors. */
+        const char *given = g_socket_path;
+        if (!g_socket_path)
+            g_socket_path = cfg->control_socket;
+        running = g_socket_path && server_running();
+        g_socket_path = given;
+        preflight_check(cfg, !running, &errs, &warns);
+    }
+    /* Warnings once the errors are fixed: they would drown them. */
+    for (size_t i = 0; errs.n == 0 && i < warns.n; i++)
+        fprintf(stderr, PROG ": warning: %s\n", warns.lines[i]);
     for (size_t i = 0; i < errs.n; i++)
         fail(NULL, "%s", errs.lines[i]);
     if (cfg && errs.n == 0)
-        printf("%s: OK\n", cfg->path);
+        printf("%s: OK%s\n", cfg->path, running ? " (the server is running: ports not tried)" : "");
     else if (errs.n > 1)
         fprintf(stderr, PROG ": %zu errors\n", errs.n);
     int rc = cfg && errs.n == 0 ? 0 : 1;
     opt_errors_free(&errs);
+    opt_errors_free(&warns);
+    config_free(cfg);
+    return rc;
+}
+
+/* What each host presents: certificate, names, validity, key. */
+static int cmd_cert(const char *host)
+{
+    xmppd_config *cfg = load_config();
+    if (!cfg)
+        return 1;
+    char *domain = host ? xmppd_nameprep(host) : NULL;
+    int rc = host && !domain ? (fail("cert", "%s: not a domain name", host), 2)
+                             : preflight_cert_report(cfg, domain, stdout);
+    free(domain);
     config_free(cfg);
     return rc;
 }
@@ -310,10 +361,36 @@ static int cmd_options(int argc, char **argv)
     return rc < 0 ? 1 : 0; /* the loader printed why */
 }
 
+/* The first line of path ("-": standard input), for --password-file. NULL
+ * after printing why. Caller frees with free_secret. */
+static char *password_from_file(const char *context, const char *path)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (!f) {
+        fail(context, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, f);
+    if (f != stdin)
+        fclose(f);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    if (n <= 0) {
+        if (line)
+            xmppd_wipe(line, cap);
+        free(line);
+        fail(context, "%s: no password on its first line", path);
+        return NULL;
+    }
+    return line;
+}
+
 enum user_cmd { UC_ADD, UC_DEL, UC_PASSWD };
 
 static char *socket_path(const char *context);
-static json_t *ctl_run(const char *context, json_t *req, int *rc);
+static json_t *server_run(const char *context, json_t *req, int *rc);
 
 /* The control socket of a running server, or NULL when none answers (the
  * server is stopped: xmppctl changes its data itself). Caller frees. */
@@ -346,7 +423,7 @@ static int user_online(enum user_cmd which, const char *context, const char *jid
     int rc;
     json_t *req = json_pack("{s:s, s:s, s:s?}", "command", which == UC_DEL ? "deluser" : "passwd",
                             "jid", jid, "password", pw);
-    json_t *r = ctl_run(context, req, &rc);
+    json_t *r = server_run(context, req, &rc);
     if (r) {
         long long n = json_integer_value(json_object_get(r, "sessions_closed"));
         if (n)
@@ -356,8 +433,8 @@ static int user_online(enum user_cmd which, const char *context, const char *jid
     return rc;
 }
 
-/* adduser / deluser / passwd JID. */
-static int cmd_user(enum user_cmd which, const char *name, const char *arg)
+/* adduser / deluser / passwd JID [--password-file FILE | --password PW]. */
+static int cmd_user(enum user_cmd which, const char *name, const char *arg, int nopts, char **opts)
 {
     char context[512];
     snprintf(context, sizeof context, "%s %s", name, arg);
@@ -377,8 +454,29 @@ static int cmd_user(enum user_cmd which, const char *name, const char *arg)
         fail(context, "unknown host");
         goto out;
     }
-    if (which != UC_DEL && !(pw = get_password(context)))
+    if (which == UC_DEL && nopts > 0) {
+        usage(stderr);
+        rc = 2;
         goto out;
+    }
+    if (which != UC_DEL && nopts == 2 && strcmp(opts[0], "--password-file") == 0) {
+        if (!(pw = password_from_file(context, opts[1])))
+            goto out;
+    } else if (which != UC_DEL && nopts == 2 && strcmp(opts[0], "--password") == 0) {
+        /* For scripts; visible in the process list: --password-file is safer. */
+        if (!*opts[1]) {
+            fail(context, "empty password");
+            goto out;
+        }
+        if (!(pw = strdup(opts[1])))
+            goto out;
+    } else if (nopts != 0) {
+        usage(stderr);
+        rc = 2;
+        goto out;
+    } else if (which != UC_DEL && !(pw = get_password(context))) {
+        goto out;
+    }
     char *running = which != UC_ADD ? running_server() : NULL;
     if (running) {
         free(running);
@@ -470,8 +568,7 @@ out:
 
 /* ---- the running server: control socket ---- */
 
-static const char *g_socket_path; /* -s */
-static bool g_json;               /* -j */
+bool g_json;                      /* -j */
 
 #define CONTROL_TIMEOUT_MS 120000 /* a reload of many modules can take a while */
 
@@ -595,10 +692,11 @@ out:
 /* Runs a request; prints the raw answer with -j. Returns the answer when
  * it says ok (caller decrefs), else NULL after printing its error (with
  * context before it; reload's answers are whole sentences). */
-static json_t *ctl_run(const char *context, json_t *req, int *rc)
+/* An answer (consumed; NULL: none came, and why was printed): printed as
+ * it is with -j; returned when it says ok, else NULL after printing its
+ * error after context. *rc gets the exit status. */
+static json_t *take_answer(const char *context, json_t *resp, int *rc)
 {
-    bool reload = strcmp(context, "reload") == 0;
-    json_t *resp = ctl_call(reload ? "reload refused" : context, req);
     *rc = 1;
     if (!resp)
         return NULL;
@@ -610,7 +708,7 @@ static json_t *ctl_run(const char *context, json_t *req, int *rc)
     }
     if (!json_is_true(json_object_get(resp, "ok"))) {
         const char *e = json_string_value(json_object_get(resp, "error"));
-        fail(reload ? NULL : context, "%s", e ? e : "the server refused");
+        fail(context, "%s", e ? e : "the server refused");
         json_decref(resp);
         return NULL;
     }
@@ -620,6 +718,12 @@ static json_t *ctl_run(const char *context, json_t *req, int *rc)
         return NULL;
     }
     return resp;
+}
+
+static json_t *server_run(const char *context, json_t *req, int *rc)
+{
+    bool reload = strcmp(context, "reload") == 0;
+    return take_answer(reload ? NULL : context, ctl_call(reload ? "reload refused" : context, req), rc);
 }
 
 static const char *str(const json_t *o, const char *key)
@@ -643,7 +747,7 @@ static void print_duration(long long s)
 static int cmd_status(void)
 {
     int rc;
-    json_t *r = ctl_run("status", json_pack("{s:s}", "command", "status"), &rc);
+    json_t *r = server_run("status", json_pack("{s:s}", "command", "status"), &rc);
     if (!r)
         return rc;
     printf("xmppd %s (pid %lld), up ", str(r, "version"), num(r, "pid"));
@@ -663,7 +767,7 @@ static int cmd_status(void)
 static int cmd_sessions(void)
 {
     int rc;
-    json_t *r = ctl_run("sessions", json_pack("{s:s}", "command", "sessions"), &rc);
+    json_t *r = server_run("sessions", json_pack("{s:s}", "command", "sessions"), &rc);
     if (!r)
         return rc;
     size_t i;
@@ -686,7 +790,7 @@ static int cmd_module(int argc, char **argv)
 {
     if (argc == 1 && strcmp(argv[0], "list") == 0) {
         int rc;
-        json_t *r = ctl_run("module list", json_pack("{s:s}", "command", "module-list"), &rc);
+        json_t *r = server_run("module list", json_pack("{s:s}", "command", "module-list"), &rc);
         if (!r)
             return rc;
         size_t i;
@@ -711,7 +815,7 @@ static int cmd_module(int argc, char **argv)
              argc == 3 ? argv[2] : "");
     snprintf(command, sizeof command, "module-%s", ops[k]);
     int rc;
-    json_t *r = ctl_run(context, json_pack("{s:s, s:s, s:s?}", "command", command, "module",
+    json_t *r = server_run(context, json_pack("{s:s, s:s, s:s?}", "command", command, "module",
                                            argv[1], "host", argc == 3 ? argv[2] : NULL), &rc);
     if (r) {
         printf("%s\n", str(r, "message"));
@@ -723,7 +827,7 @@ static int cmd_module(int argc, char **argv)
 static int cmd_reload(void)
 {
     int rc;
-    json_t *r = ctl_run("reload", json_pack("{s:s}", "command", "reload"), &rc);
+    json_t *r = server_run("reload", json_pack("{s:s}", "command", "reload"), &rc);
     if (r) {
         printf("%s\n", str(r, "message"));
         json_decref(r);
@@ -736,7 +840,7 @@ static int cmd_kick(const char *jid, const char *reason)
     char context[600];
     snprintf(context, sizeof context, "kick %s", jid);
     int rc;
-    json_t *r = ctl_run(context, json_pack("{s:s, s:s, s:s?}", "command", "kick", "jid", jid,
+    json_t *r = server_run(context, json_pack("{s:s, s:s, s:s?}", "command", "kick", "jid", jid,
                                            "reason", reason), &rc);
     if (r) {
         long long n = num(r, "kicked");
@@ -757,7 +861,7 @@ static int cmd_hooks(int argc, char **argv)
         return 2;
     }
     int rc;
-    json_t *r = ctl_run("hooks", json_pack("{s:s}", "command", "hooks"), &rc);
+    json_t *r = server_run("hooks", json_pack("{s:s}", "command", "hooks"), &rc);
     if (!r)
         return rc;
     size_t i, j;
@@ -787,7 +891,7 @@ static int cmd_hooks(int argc, char **argv)
 static int cmd_features(void)
 {
     int rc;
-    json_t *r = ctl_run("features", json_pack("{s:s}", "command", "features"), &rc);
+    json_t *r = server_run("features", json_pack("{s:s}", "command", "features"), &rc);
     if (!r)
         return rc;
     size_t i, j, k;
@@ -824,31 +928,121 @@ static int cmd_features(void)
     return 0;
 }
 
-/* A command a module of the running server registered (api/xmppd/ctl.h):
- * its arguments go as they are; its "text" is printed. */
-static int cmd_module_command(const char *name, int argc, char **argv)
+/* ---- commands of modules (api/xmppd/ctl.h), running server or not ---- */
+
+/* Does a server answer on the control socket? Quiet. */
+/* The commands of the running server (a new reference), or NULL when no
+ * server answers on the control socket. Quiet. */
+static json_t *server_commands(void)
 {
-    /* Without a running server to ask, an unknown word is a usage error. */
     g_quiet = true;
-    json_t *probe = ctl_call(name, json_pack("{s:s}", "command", "commands"));
+    json_t *r = ctl_call("probe", json_pack("{s:s}", "command", "commands"));
     g_quiet = false;
-    bool known = false;
-    size_t i;
-    json_t *c;
-    json_array_foreach(json_object_get(probe, "commands"), i, c)
-        known = known || strcmp(str(c, "name"), name) == 0;
-    json_decref(probe);
-    if (!known) {
-        fprintf(stderr, PROG ": unknown command \"%s\" (see " PROG " --help)\n", name);
-        return 2;
+    return r;
+}
+
+static bool server_running(void)
+{
+    char *path = running_server();
+    free(path);
+    return path != NULL;
+}
+
+static bool g_unknown_command; /* in-process: no module serves the command */
+
+typedef struct inproc_answer {
+    bool done;
+    json_t *resp;
+} inproc_answer;
+
+static void on_inproc_answer(void *ud, json_t *resp)
+{
+    inproc_answer *a = ud;
+    a->resp = resp;
+    a->done = true;
+    loop_break();
+}
+
+/* ---- a session with the modules: the running server or this process ---- */
+
+/* Opens s: with a server running, its control socket; otherwise the
+ * configured modules start here (no listeners) on the server's data, and
+ * module commands run on this process's loop as they would in the server.
+ * 0, or 1 after printing why. */
+int ms_open(msession *s)
+{
+    memset(s, 0, sizeof(*s));
+    if (server_running())
+        return 0;
+    if (!(s->cfg = load_config()))
+        return 1;
+    if (start_modules(s->cfg) != 0) {
+        stop_modules();
+        config_free(s->cfg);
+        s->cfg = NULL;
+        return 1;
     }
-    json_t *args = json_array();
-    for (int k = 0; args && k < argc; k++)
-        json_array_append_new(args, json_string(argv[k]));
-    int rc;
-    json_t *r = ctl_run(name, json_pack("{s:s, s:o*}", "command", name, "args", args), &rc);
-    if (!r)
-        return rc;
+    s->inproc = true;
+    return 0;
+}
+
+void ms_close(msession *s)
+{
+    if (s->inproc) {
+        stop_modules(); /* storage flushes */
+        config_free(s->cfg);
+    }
+    memset(s, 0, sizeof(*s));
+}
+
+/* Runs request req (consumed) in this process. */
+static json_t *inproc_call(const char *context, json_t *req)
+{
+    inproc_answer a = { 0 };
+    const char *name = json_string_value(json_object_get(req, "command"));
+    xmppd_ctl_request *r = ctl_run(name, req, on_inproc_answer, &a);
+    if (!r) {
+        fail(context, "unknown command \"%s\": no module of the configuration serves it "
+             "(see " PROG " --help)", name);
+        json_decref(req);
+        g_unknown_command = true;
+        return NULL;
+    }
+    while (!a.done)
+        loop_run();
+    json_decref(req);
+    if (!a.resp)
+        fail(context, "out of memory");
+    return a.resp;
+}
+
+json_t *ms_call(msession *s, const char *context, json_t *req, int *rc)
+{
+    if (!s->inproc)
+        return server_run(context, req, rc);
+    return take_answer(context, inproc_call(context, req), rc);
+}
+
+/* Runs req (consumed) through the running server, or in this process when
+ * no server runs: the answer when it says ok (caller decrefs), else NULL
+ * after printing its error; *rc is the exit status (2: no such command). */
+static json_t *run_module_command(const char *context, json_t *req, int *rc)
+{
+    msession s;
+    if ((*rc = ms_open(&s)) != 0) {
+        json_decref(req);
+        return NULL;
+    }
+    json_t *r = ms_call(&s, context, req, rc);
+    ms_close(&s);
+    if (!r && g_unknown_command)
+        *rc = 2;
+    return r;
+}
+
+/* Prints an answer: its "text" (lines for a person), else its fields. */
+static void print_answer(json_t *r)
+{
     const char *text = json_string_value(json_object_get(r, "text"));
     if (text) {
         printf("%s%s", text, *text && text[strlen(text) - 1] != '\n' ? "\n" : "");
@@ -861,6 +1055,33 @@ static int cmd_module_command(const char *name, int argc, char **argv)
             free(t);
         }
     }
+}
+
+/* A command a module registered (api/xmppd/ctl.h): its arguments go as
+ * they are; its "text" is printed. With a server running it answers;
+ * otherwise the configured modules run here, on the server's data. */
+static int cmd_module_command(const char *name, int argc, char **argv)
+{
+    /* An unknown word is a usage error, whichever side answers. */
+    json_t *probe = server_commands();
+    bool known = false;
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(probe, "commands"), i, c)
+        known = known || strcmp(str(c, "name"), name) == 0;
+    json_decref(probe);
+    if (probe && !known) {
+        fprintf(stderr, PROG ": unknown command \"%s\" (see " PROG " --help)\n", name);
+        return 2;
+    }
+    json_t *args = json_array();
+    for (int k = 0; args && k < argc; k++)
+        json_array_append_new(args, json_string(argv[k]));
+    int rc;
+    json_t *r = run_module_command(name, json_pack("{s:s, s:o*}", "command", name, "args", args), &rc);
+    if (!r)
+        return rc;
+    print_answer(r);
     json_decref(r);
     return 0;
 }
@@ -932,14 +1153,22 @@ int main(int argc, char **argv)
 
     if (strcmp(cmd, "check") == 0 && nargs == 0)
         return cmd_check();
+    if (strcmp(cmd, "cert") == 0 && nargs <= 1)
+        return cmd_cert(nargs ? args[0] : NULL);
     if (strcmp(cmd, "options") == 0)
         return cmd_options(nargs, args);
-    if (strcmp(cmd, "adduser") == 0 && nargs == 1)
-        return cmd_user(UC_ADD, cmd, args[0]);
+    if (strcmp(cmd, "adduser") == 0 && nargs >= 1)
+        return cmd_user(UC_ADD, cmd, args[0], nargs - 1, args + 1);
     if (strcmp(cmd, "deluser") == 0 && nargs == 1)
-        return cmd_user(UC_DEL, cmd, args[0]);
-    if (strcmp(cmd, "passwd") == 0 && nargs == 1)
-        return cmd_user(UC_PASSWD, cmd, args[0]);
+        return cmd_user(UC_DEL, cmd, args[0], 0, NULL);
+    if (strcmp(cmd, "passwd") == 0 && nargs >= 1)
+        return cmd_user(UC_PASSWD, cmd, args[0], nargs - 1, args + 1);
+    if (strcmp(cmd, "export") == 0)
+        return cmd_export(nargs, args);
+    if (strcmp(cmd, "import") == 0)
+        return cmd_import(nargs, args);
+    if (strcmp(cmd, "import-csv") == 0)
+        return cmd_import_csv(nargs, args);
     if (strcmp(cmd, "users") == 0 && nargs <= 1)
         return cmd_users(nargs ? args[0] : NULL);
     if (strcmp(cmd, "status") == 0 && nargs == 0)

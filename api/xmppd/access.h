@@ -1,4 +1,4 @@
-/* Administrators and access rules (ABI 2.4), evaluated by the kernel for
+/* Administrators and access rules (ABI 2.5), evaluated by the kernel for
  * every module the same way. docs/administration.md is the operator's guide.
  *
  * Administrators are bare JIDs: server-wide ("admins" at the top of the

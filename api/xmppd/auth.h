@@ -51,6 +51,14 @@ typedef struct xmppd_auth_provider {
     void (*set_password)(void *pd, const char *user, const char *password, xmppd_auth_cb cb, void *ud);
     void (*remove)(void *pd, const char *user, xmppd_auth_cb cb, void *ud);
     void (*list)(void *pd, xmppd_auth_list_cb cb, void *ud);
+    /* Since ABI 2.4 (a table whose size ends before it lacks it; may be
+     * NULL): creates user with SCRAM keys instead of a password, for
+     * imports (XEP-0227 files, other servers' hashes). keys[h] is the key
+     * set for hash h (keys[h]->hash == h) or NULL when the account has none
+     * for it; at least one is given. Copies what it keeps before
+     * returning. EXISTS when user is there, INVALID for a bad name or keys. */
+    void (*create_keys)(void *pd, const char *user, const xmppd_scram_keys *const *keys,
+                        xmppd_auth_cb cb, void *ud);
 } xmppd_auth_provider;
 
 /* Makes p (with its pointer pd) the provider of m's host, from load() (p
@@ -78,5 +86,11 @@ void xmppd_auth_create(xmppd_module *m, xmppd_host *h, const char *user, const c
 void xmppd_auth_set_password(xmppd_module *m, xmppd_host *h, const char *user, const char *password, xmppd_auth_cb cb, void *ud);
 void xmppd_auth_remove(xmppd_module *m, xmppd_host *h, const char *user, xmppd_auth_cb cb, void *ud);
 void xmppd_auth_list(xmppd_module *m, xmppd_host *h, xmppd_auth_list_cb cb, void *ud);
+/* Since ABI 2.4: creates user from stored SCRAM keys (the provider's
+ * create_keys; UNSUPPORTED without it): keys has XMPPD_HASH_COUNT entries,
+ * NULL for the hashes the account lacks; borrowed for the call. Fires
+ * "user-created" on success, like xmppd_auth_create. */
+void xmppd_auth_create_keys(xmppd_module *m, xmppd_host *h, const char *user,
+                            const xmppd_scram_keys *const *keys, xmppd_auth_cb cb, void *ud);
 
 #endif

@@ -37,7 +37,7 @@ void xmppd_ctl_reply(xmppd_ctl_request *req, json_t *result);
 /* Answers req with a failure: one line, formatted, no secrets. */
 void xmppd_ctl_error(xmppd_ctl_request *req, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Runs a control command inside the server (ABI 2.4), for modules that
+/* Runs a control command inside the server (ABI 2.5), for modules that
  * offer what xmppctl does over another channel (the HTTP admin API).
  * req is the request object xmppctl would send, without "command": the
  * kernel's commands read their fields ({"jid": "u@h"} for "deluser" and

@@ -1,4 +1,4 @@
-/* Metrics (ABI 2.4): counters, gauges and histograms the kernel and
+/* Metrics (ABI 2.5): counters, gauges and histograms the kernel and
  * modules keep, exposed by mod_metrics at /metrics in the Prometheus text
  * format (or OpenMetrics, when the scraper asks for it).
  *

@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #define XMPPD_ABI_MAJOR 2 /* bump: every module must be rebuilt */
-#define XMPPD_ABI_MINOR 4 /* bump: additions only (fields appended to structs, new functions) */
+#define XMPPD_ABI_MINOR 5 /* bump: additions only (fields appended to structs, new functions) */
 #define XMPPD_ABI ((uint32_t)((XMPPD_ABI_MAJOR << 16) | XMPPD_ABI_MINOR))
 
 #define XMPPD_EXPORT __attribute__((visibility("default")))
@@ -49,7 +49,8 @@ enum xmppd_opt_type {
     XMPPD_OPT_STRING,   /* const char * (NULL when unset without default, or null) */
     XMPPD_OPT_ENUM,     /* const char *, one of choices (int index with XMPPD_OPT_INDEX) */
     XMPPD_OPT_LIST,     /* const char *const *, NULL-terminated; a lone string is a list of one */
-    XMPPD_OPT_PATH,     /* const char *, made absolute against the config file's folder */
+    XMPPD_OPT_PATH,     /* const char *, made absolute against the config file's folder
+                           (with XMPPD_OPT_DATA: against data_dir) */
     XMPPD_OPT_JSON,     /* json_t * (borrowed), any JSON value, checked by the module */
     XMPPD_OPT_SECTION,  /* an object whose keys are the options in `fields`, parsed into a
                            struct embedded at offset (fields' offsets are within it) */
@@ -62,6 +63,8 @@ enum xmppd_opt_type {
 #define XMPPD_OPT_REQUIRED 0x1u /* no default: the config must give it */
 #define XMPPD_OPT_SECRET 0x2u   /* never logged nor printed by xmppctl */
 #define XMPPD_OPT_INDEX 0x4u    /* ENUM: store the choice's index as an int, not the string */
+#define XMPPD_OPT_DATA 0x8u     /* PATH (ABI 2.4): state the module writes (a database, uploaded
+                                   files), so a relative path is taken from data_dir */
 
 /* What ARRAY and MAP options store: the parsed items (kernel-owned, like
  * every value of the conf block). */
@@ -224,9 +227,11 @@ const char *xmppd_server_version(void);
 /* Wall-clock second (Unix time) the server started, for uptime. Survives
  * configuration reloads. */
 int64_t xmppd_server_started(void);
-/* The configuration's data_dir (absolute; ABI 2.3): where modules keep
+/* The configuration's data_dir (absolute; ABI 2.3): where every piece of
+ * state lives (default $(localstatedir)/lib/xmppd), so where modules keep
  * files of their own (uploads). Kernel-owned, valid until the next
- * configuration reload: copy what you keep. */
+ * configuration reload: copy what you keep. A PATH option flagged
+ * XMPPD_OPT_DATA is resolved against it already. */
 const char *xmppd_data_dir(void);
 
 #endif

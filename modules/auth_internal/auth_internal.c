@@ -9,6 +9,13 @@
  * from the offered password with the stored salt and comparing in constant
  * time. Key derivation (PBKDF2) runs on a worker thread.
  *
+ * Accounts imported with another server's keys (create_keys: XEP-0227)
+ * may lack some hashes (Prosody keeps SCRAM-SHA-1 only). The keyval store
+ * "accounts_meta" (user "", key "partial") counts the accounts lacking
+ * each hash, and a SCRAM mechanism is offered only while no account lacks
+ * its hash: a client would otherwise fail with a right password. A PLAIN
+ * login, or a new password, gives such an account every hash again.
+ *
  * Every request is an ai_req owned by the module until its callback has
  * run; requests still waiting when the module unloads are freed (their
  * passwords wiped) without a callback: the kernel answers the consumer. */
@@ -18,6 +25,7 @@
 
 #define AI_SALT_LEN 16
 #define AI_STORE "accounts"
+#define AI_META_STORE "accounts_meta"
 
 typedef struct ai_conf {
     long long iterations;
@@ -35,11 +43,16 @@ typedef struct ai_req ai_req;
 typedef struct ai_ctx {
     xmppd_module *m;
     xmppd_store *st;    /* kernel-owned, closed on unload */
+    xmppd_store *meta;  /* the partial counts */
     unsigned iterations;
     ai_req *creating;   /* creates under way: a second create of the user is EXISTS */
+    long long partial[XMPPD_HASH_COUNT]; /* accounts without keys of each hash */
 } ai_ctx;
 
-enum ai_op { AI_PLAIN, AI_SCRAM, AI_EXISTS, AI_CREATE, AI_SET_PASSWORD, AI_REMOVE, AI_LIST };
+enum ai_op { AI_PLAIN, AI_SCRAM, AI_EXISTS, AI_CREATE, AI_SET_PASSWORD, AI_REMOVE, AI_LIST,
+             AI_CREATE_KEYS };
+
+#define AI_ALL_HASHES ((1u << XMPPD_HASH_COUNT) - 1)
 
 /* One request of the kernel's auth front. It always sits in exactly one
  * asynchronous call of the kernel (storage, a worker, a deferred answer),
@@ -56,6 +69,8 @@ struct ai_req {
     unsigned iterations;         /* for new keys */
     enum xmppd_hash hash;        /* get_scram: asked; verify_plain: used */
     xmppd_scram_keys keys[XMPPD_HASH_COUNT]; /* stored or new keys: wiped */
+    unsigned had;                /* bit h: the stored record has keys of hash h */
+    unsigned giving;             /* create_keys: bit h: keys[h] is given */
     int result;                  /* worker's or deferred result */
     union {
         xmppd_auth_cb res;
@@ -189,12 +204,15 @@ static json_t *ai_b64_json(const void *p, size_t n)
     return j;
 }
 
-/* The account record for r->keys (all hashes); NULL on OOM. */
+/* The account record for r->keys (all hashes; create_keys: those given);
+ * NULL on OOM. */
 static json_t *ai_record_new(const ai_req *r)
 {
     json_t *rec = json_object();
     for (int h = 0; rec && h < XMPPD_HASH_COUNT; h++) {
         const xmppd_scram_keys *k = &r->keys[h];
+        if (r->op == AI_CREATE_KEYS && !(r->giving & (1u << h)))
+            continue;
         size_t hl = xmppd_hash_len(k->hash);
         json_t *o = json_pack("{s:I, s:o*, s:o*, s:o*}", "iterations", (json_int_t)k->iterations,
                               "salt", ai_b64_json(k->salt, k->salt_len),
@@ -207,6 +225,49 @@ static json_t *ai_record_new(const ai_req *r)
         }
     }
     return rec;
+}
+
+/* ---- accounts lacking hashes ---- */
+
+static unsigned ai_record_mask(json_t *rec)
+{
+    unsigned mask = 0;
+    for (int h = 0; h < XMPPD_HASH_COUNT; h++)
+        if (json_is_object(json_object_get(rec, xmppd_hash_scram_name((enum xmppd_hash)h))))
+            mask |= 1u << h;
+    return mask;
+}
+
+/* An account lacking the hashes not in mask comes (delta 1) or goes (-1). */
+static void ai_partial_change(ai_ctx *ctx, unsigned mask, int delta)
+{
+    if ((mask & AI_ALL_HASHES) == AI_ALL_HASHES)
+        return;
+    json_t *doc = json_object();
+    for (int h = 0; h < XMPPD_HASH_COUNT; h++) {
+        if (!(mask & (1u << h))) {
+            ctx->partial[h] += delta;
+            if (ctx->partial[h] < 0)
+                ctx->partial[h] = 0;
+        }
+        json_object_set_new(doc, xmppd_hash_scram_name((enum xmppd_hash)h),
+                            json_integer(ctx->partial[h]));
+    }
+    if (doc)
+        xmppd_kv_set(ctx->meta, "", "partial", doc, NULL, NULL);
+    json_decref(doc);
+}
+
+static void ai_on_partial(int status, json_t *value, void *ud)
+{
+    ai_ctx *ctx = ud;
+    if (status == XMPPD_STORE_OK)
+        for (int h = 0; h < XMPPD_HASH_COUNT; h++)
+            ctx->partial[h] = json_integer_value(
+                json_object_get(value, xmppd_hash_scram_name((enum xmppd_hash)h)));
+    else if (status == XMPPD_STORE_ERROR)
+        xmppd_log(ctx->m, XMPPD_LOG_ERROR, "cannot read %s: every SCRAM mechanism is offered",
+                  AI_META_STORE);
 }
 
 /* ---- worker jobs (no xmppd calls but the pure crypto ones) ---- */
@@ -260,26 +321,47 @@ static void ai_work_derive(void *ud)
     }
 }
 
+static void ai_done_derive(void *ud);
+
+/* A right password for an account lacking hashes: it gets all of them now,
+ * as a password change would give (then the login is answered). */
 static void ai_done_verify(void *ud)
 {
     ai_req *r = ud;
+    if (r->result == XMPPD_AUTH_OK && (r->had & AI_ALL_HASHES) != AI_ALL_HASHES &&
+        xmppd_offload(r->ctx->m, ai_work_derive, ai_done_derive, ai_cancelled, r) == 0)
+        return;
     ai_finish(r, r->result);
 }
 
 static void ai_on_saved(int status, void *ud)
 {
     ai_req *r = ud;
-    if (status == XMPPD_STORE_CANCELLED)
+    if (status == XMPPD_STORE_CANCELLED) {
         ai_req_free(r);
-    else
-        ai_finish(r, status == XMPPD_STORE_OK ? XMPPD_AUTH_OK : XMPPD_AUTH_INTERNAL);
+        return;
+    }
+    if (status == XMPPD_STORE_OK) {
+        switch (r->op) {
+        case AI_CREATE_KEYS: ai_partial_change(r->ctx, r->giving, 1); break;
+        case AI_PLAIN:
+        case AI_SET_PASSWORD:
+        case AI_REMOVE: ai_partial_change(r->ctx, r->had, -1); break;
+        default: break;
+        }
+    } else if (r->op == AI_PLAIN) {
+        xmppd_log(r->ctx->m, XMPPD_LOG_WARN, "account %s: cannot store its new keys", r->user);
+        status = XMPPD_STORE_OK; /* the password was right */
+    }
+    ai_finish(r, status == XMPPD_STORE_OK ? XMPPD_AUTH_OK : XMPPD_AUTH_INTERNAL);
 }
 
 static void ai_done_derive(void *ud)
 {
     ai_req *r = ud;
     if (r->result != XMPPD_AUTH_OK) {
-        ai_finish(r, r->result);
+        /* a login whose upgrade failed is still a right password */
+        ai_finish(r, r->op == AI_PLAIN ? XMPPD_AUTH_OK : r->result);
         return;
     }
     json_t *rec = ai_record_new(r);
@@ -314,6 +396,7 @@ static int ai_pick_hash(ai_req *r, json_t *rec)
 
 static void ai_on_found(ai_req *r, json_t *rec)
 {
+    r->had = ai_record_mask(rec);
     switch (r->op) {
     case AI_PLAIN:
         if (ai_pick_hash(r, rec) != 0) {
@@ -330,6 +413,7 @@ static void ai_on_found(ai_req *r, json_t *rec)
         ai_finish(r, XMPPD_AUTH_OK);
         break;
     case AI_CREATE:
+    case AI_CREATE_KEYS:
         ai_finish(r, XMPPD_AUTH_EXISTS);
         break;
     case AI_SET_PASSWORD:
@@ -354,6 +438,8 @@ static void ai_on_record(int status, json_t *value, void *ud)
         ai_finish(r, XMPPD_AUTH_INTERNAL);
     else if (r->op == AI_CREATE)
         ai_offload(r, ai_work_derive, ai_done_derive);
+    else if (r->op == AI_CREATE_KEYS)
+        ai_done_derive(r); /* the keys are there: store them */
     else if (r->op == AI_PLAIN)
         ai_offload(r, ai_work_decoy, ai_done_verify);
     else
@@ -370,8 +456,12 @@ static void ai_load(ai_req *r)
 
 static unsigned ai_mechanisms(void *pd)
 {
-    return XMPPD_AUTH_CAN_PLAIN | XMPPD_AUTH_CAN_SCRAM(XMPPD_HASH_SHA1) |
-           XMPPD_AUTH_CAN_SCRAM(XMPPD_HASH_SHA256) | XMPPD_AUTH_CAN_SCRAM(XMPPD_HASH_SHA512);
+    const ai_ctx *ctx = pd;
+    unsigned m = XMPPD_AUTH_CAN_PLAIN;
+    for (int h = 0; h < XMPPD_HASH_COUNT; h++)
+        if (ctx->partial[h] == 0)
+            m |= XMPPD_AUTH_CAN_SCRAM(h);
+    return m;
 }
 
 static bool ai_valid_user(const char *user)
@@ -434,14 +524,12 @@ static bool ai_creating(const ai_ctx *ctx, const ai_req *self)
     return false;
 }
 
-static void ai_create(void *pd, const char *user, const char *password, xmppd_auth_cb cb, void *ud)
+/* A create (of a password or of keys) goes on when valid and the only
+ * one of its user under way. */
+static void ai_start_create(ai_req *r, bool valid)
 {
-    ai_req *r = ai_req_new(pd, AI_CREATE, user ? user : "", password, ud);
-    if (!r)
-        return;
-    r->cb.res = cb;
-    ai_ctx *ctx = pd;
-    if (!ai_valid_user(user) || !password || !*password) {
+    ai_ctx *ctx = r->ctx;
+    if (!valid) {
         ai_finish_later(r, XMPPD_AUTH_INVALID);
     } else if (ai_creating(ctx, r)) {
         ai_finish_later(r, XMPPD_AUTH_EXISTS);
@@ -451,6 +539,33 @@ static void ai_create(void *pd, const char *user, const char *password, xmppd_au
         ctx->creating = r;
         ai_load(r);
     }
+}
+
+static void ai_create(void *pd, const char *user, const char *password, xmppd_auth_cb cb, void *ud)
+{
+    ai_req *r = ai_req_new(pd, AI_CREATE, user ? user : "", password, ud);
+    if (!r)
+        return;
+    r->cb.res = cb;
+    ai_start_create(r, ai_valid_user(user) && password && *password);
+}
+
+static void ai_create_keys(void *pd, const char *user, const xmppd_scram_keys *const *keys,
+                           xmppd_auth_cb cb, void *ud)
+{
+    ai_req *r = ai_req_new(pd, AI_CREATE_KEYS, user ? user : "", NULL, ud);
+    if (!r)
+        return;
+    r->cb.res = cb;
+    for (int h = 0; keys && h < XMPPD_HASH_COUNT; h++) {
+        const xmppd_scram_keys *k = keys[h];
+        if (k && k->hash == (enum xmppd_hash)h && k->iterations > 0 && k->salt_len > 0 &&
+            k->salt_len <= sizeof k->salt) {
+            r->keys[h] = *k;
+            r->giving |= 1u << h;
+        }
+    }
+    ai_start_create(r, ai_valid_user(user) && r->giving);
 }
 
 static void ai_set_password(void *pd, const char *user, const char *password, xmppd_auth_cb cb, void *ud)
@@ -523,6 +638,7 @@ static const xmppd_auth_provider ai_provider = {
     .set_password = ai_set_password,
     .remove = ai_remove,
     .list = ai_list,
+    .create_keys = ai_create_keys,
 };
 
 /* ---- module ---- */
@@ -536,7 +652,8 @@ static int ai_load_module(xmppd_module *m, const void *conf)
     ctx->m = m;
     ctx->iterations = (unsigned)c->iterations;
     const char *why = NULL;
-    if (!(ctx->st = xmppd_store_open(m, AI_STORE, XMPPD_STORE_KEYVAL)))
+    if (!(ctx->st = xmppd_store_open(m, AI_STORE, XMPPD_STORE_KEYVAL)) ||
+        !(ctx->meta = xmppd_store_open(m, AI_META_STORE, XMPPD_STORE_KEYVAL)))
         why = "no storage for accounts: load a storage driver module";
     else if (xmppd_auth_provide(m, &ai_provider, ctx) != 0)
         why = "this host already has an auth provider";
@@ -545,6 +662,9 @@ static int ai_load_module(xmppd_module *m, const void *conf)
         return xmppd_module_refuse(m, "%s", why);
     }
     xmppd_module_set_data(m, ctx);
+    /* Until this answers (before any client gets that far), every
+     * mechanism is offered. */
+    xmppd_kv_get(ctx->meta, "", "partial", ai_on_partial, ctx);
     return 0;
 }
 

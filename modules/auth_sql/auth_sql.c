@@ -4,8 +4,9 @@
  * Every query is compiled once at load into a parameterised statement
  * (variables %n %d %u %{name} become bound $N), prepared and described on
  * a first, blocking connection so that a typo stops the start with the
- * database's own message, then run through an asynchronous connection pool
- * driven by the event loop (query.c).
+ * database's own message (query.c), then run through the asynchronous
+ * connection pool of modules/pgpool, any idle connection taking the next
+ * query.
  *
  * password_query returns one row per account with a `password` column and
  * optionally `scheme`, `disabled`, `scram_sha1`, `scram_sha256`,
@@ -18,16 +19,18 @@
  * plaintext value, upgrade_query (when set) stores fresh SCRAM keys for the
  * account, so that SCRAM works for it from then on.
  *
- * Every request is an sa_req owned by the module until its answer (and a
- * following upgrade query) is done; requests still waiting when the module
- * unloads are freed without an answer (the kernel answers the consumer),
- * except those on a worker, freed by their cancel path. */
+ * Every request is an sa_req, owned by whichever asynchronous call it waits
+ * for (a pool query, a worker job, a deferred answer) until its answer (and
+ * a following upgrade query) is done. When the module unloads, each of
+ * those comes back cancelled before unload() and frees it: the kernel
+ * answers the consumer. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include "../pgpool/pgpool.h"
 #include "query.h"
 #include "schemes.h"
 
@@ -111,23 +114,24 @@ typedef struct sa_ctx {
     const sa_conf *conf;
     const char *host;
     aq_query q[Q_COUNT];
-    aq_client *db;
+    const char *stmt_sql[Q_COUNT];  /* by statement number: the configured queries' SQL */
+    pgpool *db;
     unsigned mechs;
     bool has_col[XMPPD_HASH_COUNT]; /* password_query returns scram_shaX */
     unsigned char salt_secret[32];  /* stable fake salts of plaintext rows */
-    sa_req *reqs;                   /* requests in flight (answered or not) */
     xmppd_auth_provider provider;
 } sa_ctx;
 
 enum sa_op { SA_PLAIN, SA_SCRAM, SA_EXISTS, SA_CREATE, SA_SETPASS, SA_REMOVE, SA_LIST };
 
-/* A request of the kernel's auth front. Kernel calls (workers, deferred
- * answers) come back CANCELLED before unload() and free it; a query to the
- * user database ends with the database client, which unload() closes, so
- * unload() frees the requests left in ctx->reqs. */
+/* What a query's answer goes on with: res its rows, or NULL when it failed
+ * (sqlstate: the error's SQLSTATE, "" when unknown). */
+typedef void (*sa_step)(sa_req *r, const PGresult *res, const char *sqlstate);
+
+/* A request of the kernel's auth front. */
 struct sa_req {
-    sa_req *prev, *next;
     sa_ctx *ctx;
+    sa_step step;              /* the running query's continuation */
     enum sa_op op;
     bool answered;             /* callback ran; an upgrade query is still on */
     char *user, *bare;
@@ -184,10 +188,6 @@ static sa_req *sa_req_new(sa_ctx *ctx, enum sa_op op, const char *user, const ch
         free(r);
         goto oom;
     }
-    r->next = ctx->reqs;
-    if (ctx->reqs)
-        ctx->reqs->prev = r;
-    ctx->reqs = r;
     return r;
 oom:
     xmppd_log(ctx->m, XMPPD_LOG_ERROR, "out of memory: account request dropped");
@@ -196,12 +196,6 @@ oom:
 
 static void sa_req_free(sa_req *r)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        r->ctx->reqs = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
     sa_free_secret(&r->password);
     sa_free_secret(&r->stored);
     sa_free_secret(&r->new_hash);
@@ -269,11 +263,38 @@ static void sa_values(const sa_req *r, const aq_query *q, const char *v[AQ_MAX_P
     }
 }
 
-static void sa_run(sa_req *r, int which, aq_cb cb)
+/* The pool's answer to r's query. Cancelled: the module unloads, and the
+ * kernel answers the asker. A refused statement is logged, but for a
+ * unique violation, which is an answer (the account exists). */
+static void sa_on_query(int status, const PGresult *res, void *ud)
 {
+    sa_req *r = ud;
+    const char *state = "";
+    if (status == PGPOOL_CANCELLED) {
+        sa_req_free(r);
+        return;
+    }
+    if (status == PGPOOL_FAILED) {
+        const char *msg = PQresultErrorMessage(res);
+        if (PQresultErrorField(res, PG_DIAG_SQLSTATE))
+            state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (strcmp(state, "23505") != 0)
+            xmppd_log(r->ctx->m, XMPPD_LOG_ERROR, "user database query failed: %.*s", (int)strcspn(msg, "\n"),
+                      *msg ? msg : "unknown error");
+    }
+    r->step(r, status == PGPOOL_OK ? res : NULL, state);
+}
+
+/* Runs query `which` for r, then step. */
+static void sa_run(sa_req *r, int which, sa_step step)
+{
+    const aq_query *q = &r->ctx->q[which];
     const char *v[AQ_MAX_PARAMS];
-    sa_values(r, &r->ctx->q[which], v);
-    aq_exec(r->ctx->db, &r->ctx->q[which], v, cb, r);
+    sa_values(r, q, v);
+    r->step = step;
+    pgpool_query pq = { .stmt = q->stmt, .shard = PGPOOL_ANY, .n_values = q->n_params, .values = v };
+    if (pgpool_submit(r->ctx->db, &pq, sa_on_query, r) != 0)
+        sa_finish_later(r, XMPPD_AUTH_INTERNAL);
 }
 
 static bool sa_truthy(const char *s)
@@ -434,9 +455,8 @@ static void sa_offload(sa_req *r, void (*work)(void *), void (*done)(void *))
 
 /* ---- verify_plain ---- */
 
-static void sa_on_upgraded(const PGresult *res, const char *sqlstate, void *ud)
+static void sa_on_upgraded(sa_req *r, const PGresult *res, const char *sqlstate)
 {
-    sa_req *r = ud;
     if (!res)
         xmppd_log(r->ctx->m, XMPPD_LOG_WARN, "storing SCRAM keys for %s failed (upgrade_query)", r->bare);
     else
@@ -471,9 +491,8 @@ static bool sa_needs_upgrade(const sa_req *r)
     return false;
 }
 
-static void sa_on_password_row(const PGresult *res, const char *sqlstate, void *ud)
+static void sa_on_password_row(sa_req *r, const PGresult *res, const char *sqlstate)
 {
-    sa_req *r = ud;
     sa_ctx *ctx = r->ctx;
     int t = res ? sa_take_row(r, res) : -1;
     if (t == 1 && r->op == SA_PLAIN) {
@@ -530,9 +549,8 @@ static void sa_on_password_row(const PGresult *res, const char *sqlstate, void *
 
 /* ---- exists / create / set_password / remove / list ---- */
 
-static void sa_on_exists(const PGresult *res, const char *sqlstate, void *ud)
+static void sa_on_exists(sa_req *r, const PGresult *res, const char *sqlstate)
 {
-    sa_req *r = ud;
     if (!res) {
         sa_finish(r, XMPPD_AUTH_INTERNAL);
         return;
@@ -566,9 +584,8 @@ static void sa_check_exists(sa_req *r)
     sa_run(r, r->ctx->q[Q_USER].sql ? Q_USER : Q_PASSWORD, sa_on_exists);
 }
 
-static void sa_on_written(const PGresult *res, const char *sqlstate, void *ud)
+static void sa_on_written(sa_req *r, const PGresult *res, const char *sqlstate)
 {
-    sa_req *r = ud;
     if (!res) {
         /* unique_violation: the account was created meanwhile */
         sa_finish(r, strcmp(sqlstate, "23505") == 0 && r->op == SA_CREATE ? XMPPD_AUTH_EXISTS
@@ -593,9 +610,8 @@ static void sa_done_new(void *ud)
     sa_run(r, r->op == SA_CREATE ? Q_CREATE : Q_SETPASS, sa_on_written);
 }
 
-static void sa_on_list(const PGresult *res, const char *sqlstate, void *ud)
+static void sa_on_list(sa_req *r, const PGresult *res, const char *sqlstate)
 {
-    sa_req *r = ud;
     if (!res) {
         sa_finish(r, XMPPD_AUTH_INTERNAL);
         return;
@@ -738,11 +754,75 @@ static bool sa_default_gives(const sa_conf *c, enum xmppd_hash h)
 
 static void sa_ctx_free(sa_ctx *ctx)
 {
-    aq_client_close(ctx->db);
+    pgpool_free(ctx->db);
     ctx->db = NULL;
     for (int i = 0; i < Q_COUNT; i++)
         aq_free(&ctx->q[i]);
     xmppd_wipe(ctx->salt_secret, sizeof ctx->salt_secret);
+}
+
+static const char *sa_stmt_sql(int i, char *buf, size_t len, void *ud)
+{
+    const sa_ctx *ctx = ud;
+    (void)buf;
+    (void)len;
+    return ctx->stmt_sql[i];
+}
+
+/* Reads password_query's columns: false when it has no "password". */
+static bool sa_password_columns(sa_ctx *ctx, char **cols)
+{
+    bool has_password = false;
+    for (size_t i = 0; cols[i]; i++) {
+        if (strcmp(cols[i], "password") == 0)
+            has_password = true;
+        for (int h = 0; h < XMPPD_HASH_COUNT; h++)
+            if (strcmp(cols[i], sa_scram_cols[h]) == 0)
+                ctx->has_col[h] = true;
+    }
+    return has_password;
+}
+
+/* Checks every configured query on one blocking connection, numbers them
+ * as the pool's statements, and opens the pool. 0, or -1 with a line in
+ * err. */
+static int sa_open_db(sa_ctx *ctx, char *err, size_t errlen)
+{
+    const sa_conf *c = ctx->conf;
+    pgpool_conf pc = {
+        .conninfo = c->connect, .application_name = "xmppd-auth", .what = "user database",
+        .size = (int)c->pool_size, .connect_timeout_ms = (uint64_t)c->connect_timeout,
+        .query_timeout_ms = (uint64_t)c->query_timeout, .reconnect_max_ms = (uint64_t)c->reconnect_max,
+        .drain_ms = 0, /* unloading: lookups are cancelled, their askers answered by the kernel */
+        .stmt_prefix = "xmppd_auth_", .sql = sa_stmt_sql, .sql_ud = ctx,
+    };
+    PGconn *db = pgpool_connect_now(&pc, err, errlen);
+    if (!db)
+        return -1;
+    for (int i = 0; i < Q_COUNT; i++) {
+        char **cols;
+        if (!ctx->q[i].sql)
+            continue;
+        if (aq_check(db, &ctx->q[i], sa_qnames[i], &cols, err, errlen) != 0) {
+            PQfinish(db);
+            return -1;
+        }
+        bool bad = i == Q_PASSWORD && !sa_password_columns(ctx, cols);
+        aq_names_free(cols);
+        if (bad) {
+            snprintf(err, errlen, "option password_query: the query returns no column named \"password\"");
+            PQfinish(db);
+            return -1;
+        }
+        ctx->q[i].stmt = pc.n_statements;
+        ctx->stmt_sql[pc.n_statements++] = ctx->q[i].sql;
+    }
+    PQfinish(db);
+    if (!(ctx->db = pgpool_open(ctx->m, &pc))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 static int sa_load(xmppd_module *m, const void *conf)
@@ -757,15 +837,12 @@ static int sa_load(xmppd_module *m, const void *conf)
     ctx->host = xmppd_host_name(xmppd_module_host(m));
     const char *texts[Q_COUNT] = { c->password_query, c->user_query, c->list_query, c->create_query,
                                    c->set_password_query, c->delete_query, c->upgrade_query };
-    char **cols[Q_COUNT] = { 0 };
-    aq_query *qs[Q_COUNT];
     if (c->default_scheme && !as_scheme_known(c->default_scheme)) {
         xmppd_log(m, XMPPD_LOG_ERROR, "option default_scheme: unknown scheme \"%s\"", c->default_scheme);
         goto fail;
     }
     for (int i = 0; i < Q_COUNT; i++) {
         bool quoted = false;
-        qs[i] = &ctx->q[i];
         if (!texts[i])
             continue;
         if (aq_compile(texts[i], sa_qvars[i], &ctx->q[i], &quoted, err, sizeof err) != 0) {
@@ -778,25 +855,8 @@ static int sa_load(xmppd_module *m, const void *conf)
     }
     if (xmppd_random(ctx->salt_secret, sizeof ctx->salt_secret) != 0)
         goto fail;
-    aq_client_conf cc = { c->connect, (int)c->pool_size, c->connect_timeout, c->query_timeout, c->reconnect_max };
-    if (!(ctx->db = aq_client_open(m, &cc, qs, sa_qnames, Q_COUNT, cols, err, sizeof err))) {
+    if (sa_open_db(ctx, err, sizeof err) != 0) {
         xmppd_log(m, XMPPD_LOG_ERROR, "%s", err);
-        goto fail;
-    }
-    bool has_password = false;
-    for (size_t i = 0; cols[Q_PASSWORD] && cols[Q_PASSWORD][i]; i++) {
-        if (strcmp(cols[Q_PASSWORD][i], "password") == 0)
-            has_password = true;
-        for (int h = 0; h < XMPPD_HASH_COUNT; h++)
-            if (strcmp(cols[Q_PASSWORD][i], sa_scram_cols[h]) == 0)
-                ctx->has_col[h] = true;
-    }
-    for (int i = 0; i < Q_COUNT; i++) {
-        aq_names_free(cols[i]);
-        cols[i] = NULL;
-    }
-    if (!has_password) {
-        xmppd_log(m, XMPPD_LOG_ERROR, "option password_query: the query returns no column named \"password\"");
         goto fail;
     }
     ctx->mechs = XMPPD_AUTH_CAN_PLAIN;
@@ -832,23 +892,18 @@ static int sa_load(xmppd_module *m, const void *conf)
               ctx->q[Q_CREATE].sql || ctx->q[Q_SETPASS].sql || ctx->q[Q_DELETE].sql ? "" : " (read-only)");
     return 0;
 fail:
-    for (int i = 0; i < Q_COUNT; i++)
-        aq_names_free(cols[i]);
     sa_ctx_free(ctx);
     free(ctx);
     return -1;
 }
 
-/* Requests still waiting for the user database get no answer any more
- * once its client is closed (the kernel answers their askers). */
+/* Every request came back (cancelled) before this: only ctx is left. */
 static void sa_unload(xmppd_module *m)
 {
     sa_ctx *ctx = xmppd_module_data(m);
     if (!ctx)
         return;
     sa_ctx_free(ctx);
-    while (ctx->reqs)
-        sa_req_free(ctx->reqs);
     xmppd_module_set_data(m, NULL);
     free(ctx);
 }

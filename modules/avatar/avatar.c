@@ -149,7 +149,7 @@ static const vcard_api *av_vcard(const av_state *st)
 static const pep_api *av_pep(const av_state *st)
 {
     const pep_api *a = xmppd_use(st->host, "pep");
-    return a && a->version >= 1 && a->size >= sizeof(pep_api) ? a : NULL;
+    return a && a->version == PEP_API_VERSION && a->size >= sizeof(pep_api) ? a : NULL;
 }
 
 /* A job about one account. */
@@ -273,7 +273,7 @@ static void av_on_data_published(int rc, const char *error, void *ud)
     xmppd_stanza_set_attr(info, "bytes", bytes);
     xmppd_stanza_set_attr(info, "id", j->id);
     xmppd_stanza_set_attr(info, "type", j->type);
-    p->publish(p, j->user, AV_NS_META, j->id, meta, NULL, av_on_meta_published, j);
+    p->publish(p, j->st->m, j->user, AV_NS_META, j->id, meta, NULL, av_on_meta_published, j);
     xmppd_stanza_unref(meta);
 }
 
@@ -291,7 +291,7 @@ static void av_vcard_to_pep(av_state *st, const char *user, const xmppd_stanza *
         (j->b64 = xmppd_base64_encode(data, len)) &&
         xmppd_stanza_add_text(el, j->b64, strlen(j->b64)) == 0) {
         j->bytes = len;
-        p->publish(p, user, AV_NS_DATA, j->id, el, NULL, av_on_data_published, j);
+        p->publish(p, st->m, user, AV_NS_DATA, j->id, el, NULL, av_on_data_published, j);
     } else if (j) {
         av_job_free(j);
     }
@@ -414,7 +414,7 @@ static void av_pep_to_vcard(av_state *st, const pep_change *ch)
         av_job_free(j);
         return;
     }
-    p->items(p, j->user, AV_NS_DATA, av_on_data_items, j);
+    p->items(p, j->st->m, j->user, AV_NS_DATA, av_on_data_items, j);
 }
 
 static int av_on_pep_changed(xmppd_event *ev, void *ud)

@@ -53,13 +53,13 @@ typedef struct bm_job {
 static const pep_api *bm_pep(const bm_state *st)
 {
     const pep_api *a = xmppd_use(st->host, "pep");
-    return a && a->version >= 1 && a->size >= sizeof(pep_api) ? a : NULL;
+    return a && a->version == PEP_API_VERSION && a->size >= sizeof(pep_api) ? a : NULL;
 }
 
 static const private_api *bm_private(const bm_state *st)
 {
     const private_api *a = xmppd_use(st->host, "private");
-    return a && a->version >= 1 && a->size >= sizeof(private_api) ? a : NULL;
+    return a && a->version == PRIVATE_API_VERSION && a->size >= sizeof(private_api) ? a : NULL;
 }
 
 /* ---- jobs ------------------------------------------------------------------------------ */
@@ -148,17 +148,17 @@ static void bm_run(bm_job *j)
     bm_op *op = &j->ops[j->next++];
     switch (op->kind) {
     case BM_OP_PUBLISH:
-        p->publish(p, j->user, BM_NS_NATIVE, op->id, op->payload,
+        p->publish(p, j->st->m, j->user, BM_NS_NATIVE, op->id, op->payload,
                    op->retried ? NULL : j->st->native_opts, bm_on_done, j);
         break;
     case BM_OP_RETRACT:
-        p->retract(p, j->user, BM_NS_NATIVE, op->id, bm_on_done, j);
+        p->retract(p, j->st->m, j->user, BM_NS_NATIVE, op->id, bm_on_done, j);
         break;
     case BM_OP_PRIVATE:
-        pv->set(pv, j->user, op->payload, bm_on_private_done, j);
+        pv->set(pv, j->st->m, j->user, op->payload, bm_on_private_done, j);
         break;
     default:
-        p->publish(p, j->user, BM_NS_LEGACY, "current", op->payload,
+        p->publish(p, j->st->m, j->user, BM_NS_LEGACY, "current", op->payload,
                    op->retried ? NULL : j->st->legacy_opts, bm_on_done, j);
     }
 }
@@ -196,7 +196,7 @@ static void bm_then_legacy(bm_job *j)
 {
     const pep_api *p = bm_pep(j->st);
     if (p)
-        p->items(p, j->user, BM_NS_LEGACY, bm_on_legacy_items, j);
+        p->items(p, j->st->m, j->user, BM_NS_LEGACY, bm_on_legacy_items, j);
     else
         bm_job_free(j);
 }
@@ -236,7 +236,7 @@ static void bm_from_xep0048(bm_state *st, const char *user, const xmppd_stanza *
         bm_job_free(j);
         return;
     }
-    p->items(p, user, BM_NS_NATIVE, bm_on_native_for_storage, j);
+    p->items(p, st->m, user, BM_NS_NATIVE, bm_on_native_for_storage, j);
 }
 
 /* From XEP-0402: the private fragment (its <url/>s kept) and the legacy
@@ -260,7 +260,7 @@ static void bm_on_native_items(int status, const xmppd_stanza *items, void *ud)
         bm_job_free(j);
         return;
     }
-    pv->get(pv, j->user, "storage", BM_NS_LEGACY, bm_on_old_private, j);
+    pv->get(pv, j->st->m, j->user, "storage", BM_NS_LEGACY, bm_on_old_private, j);
 }
 
 /* ---- events ------------------------------------------------------------------------------ */
@@ -287,7 +287,7 @@ static int bm_on_pep_changed(xmppd_event *ev, void *ud)
         const pep_api *p = bm_pep(st);
         bm_job *j = p ? bm_job_new(st, ch->user, BM_FROM_NATIVE) : NULL;
         if (j)
-            p->items(p, ch->user, BM_NS_NATIVE, bm_on_native_items, j);
+            p->items(p, st->m, ch->user, BM_NS_NATIVE, bm_on_native_items, j);
     }
     return XMPPD_PASS;
 }
@@ -306,7 +306,7 @@ static void bm_on_native_at_login(int status, const xmppd_stanza *items, void *u
     bm_job *j = ud;
     const private_api *pv = bm_private(j->st);
     if (status == 0 && !items && pv) {
-        pv->get(pv, j->user, "storage", BM_NS_LEGACY, bm_on_private_for_migration, j);
+        pv->get(pv, j->st->m, j->user, "storage", BM_NS_LEGACY, bm_on_private_for_migration, j);
         return;
     }
     bm_job_free(j);
@@ -319,7 +319,7 @@ static int bm_on_bound(xmppd_event *ev, void *ud)
     const pep_api *p = bm_pep(st);
     bm_job *j = user && p ? bm_job_new(st, user, BM_MIGRATE) : NULL;
     if (j)
-        p->items(p, user, BM_NS_NATIVE, bm_on_native_at_login, j);
+        p->items(p, st->m, user, BM_NS_NATIVE, bm_on_native_at_login, j);
     return XMPPD_PASS;
 }
 

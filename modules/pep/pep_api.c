@@ -12,25 +12,44 @@ typedef struct pep_api_job {
     char *node, *id;
     xmppd_stanza *payload; /* reference */
     xmppd_form *options;
-    pep_items_cb items_cb;
+    pep_items_cb items_cb; /* both NULL once the caller was answered or went away */
     pep_done_cb done_cb;
     void *ud;
+    xmppd_call *call; /* the caller's claim on the answer, until it is finished */
 } pep_api_job;
 
+/* Answers the caller once: items for PEP_OP_ITEMS, else rc and error. */
+static void pep_api_answer(pep_api_job *j, int rc, const char *error, const xmppd_stanza *items)
+{
+    pep_items_cb items_cb = j->items_cb;
+    pep_done_cb done_cb = j->done_cb;
+    j->items_cb = NULL;
+    j->done_cb = NULL;
+    if (items_cb)
+        items_cb(rc, rc < 0 ? NULL : items, j->ud);
+    else if (done_cb)
+        done_cb(rc, error, j->ud);
+}
+
+/* The caller unloads first: it hears of the failure now, while its code is
+ * loaded, and never again (the job itself runs or is dropped later). */
+static void pep_api_cancelled(void *p)
+{
+    pep_api_answer(p, -1, "internal-server-error", NULL);
+}
+
+/* Frees j; a caller still waiting is told the call failed (the module is
+ * unloading before the job could run). */
 static void pep_api_job_free(void *p)
 {
     pep_api_job *j = p;
+    if (xmppd_call_finish(j->call))
+        pep_api_answer(j, -1, "internal-server-error", NULL);
     free(j->node);
     free(j->id);
     xmppd_stanza_unref(j->payload);
     xmppd_form_free(j->options);
     free(j);
-}
-
-static void pep_api_done(pep_api_job *j, int rc, const char *error)
-{
-    if (j->done_cb)
-        j->done_cb(rc, error, j->ud);
 }
 
 static void pep_api_items(pep_ctx *ctx, pep_api_job *j)
@@ -41,46 +60,52 @@ static void pep_api_items(pep_ctx *ctx, pep_api_job *j)
         xmppd_stanza_set_attr(items, "node", n->name);
     for (const ps_item *it = n ? n->first : NULL; items && it; it = it->next)
         xmppd_stanza_add(items, ps_item_element(it, PS_NS, true, false));
-    j->items_cb(n && !items ? -1 : 0, items, j->ud);
+    pep_api_answer(j, n && !items ? -1 : 0, NULL, items);
     xmppd_stanza_unref(items);
 }
 
+/* The job's turn: the change is made even when its caller went away; the
+ * answer goes only to a caller that still waits. */
 static void pep_api_run(pep_ctx *ctx, void *ud)
 {
     pep_api_job *j = ud;
     const char *error = "internal-server-error";
+    if (!xmppd_call_finish(j->call)) {
+        j->items_cb = NULL;
+        j->done_cb = NULL;
+    }
+    j->call = NULL;
     if (!ctx) {
-        if (j->op == PEP_OP_ITEMS)
-            j->items_cb(-1, NULL, j->ud);
-        else
-            pep_api_done(j, -1, error);
+        pep_api_answer(j, -1, error, NULL);
     } else if (j->op == PEP_OP_ITEMS) {
         pep_api_items(ctx, j);
     } else if (j->op == PEP_OP_PUBLISH) {
         int rc = ps_publish(ctx->svc->ps, j->node, NULL, j->id, j->payload, j->options, ctx, &error);
-        pep_api_done(j, rc, rc == 0 ? NULL : error);
+        pep_api_answer(j, rc, rc == 0 ? NULL : error, NULL);
     } else {
         int rc = ps_retract(ctx->svc->ps, j->node, j->id, ctx);
-        pep_api_done(j, rc, rc == 0 ? NULL : "item-not-found");
+        pep_api_answer(j, rc, rc == 0 ? NULL : "item-not-found", NULL);
     }
     pep_api_job_free(j);
 }
 
-/* A job for user; NULL (after telling the caller) on OOM. */
-static pep_api_job *pep_api_job_new(int op, const char *node, const char *id, pep_done_cb cb,
-                                    void *ud)
+/* A job of caller's, its call registered; NULL (after telling the caller)
+ * on OOM or when the caller is unloading. */
+static pep_api_job *pep_api_job_new(xmppd_module *caller, int op, const char *node, const char *id,
+                                    pep_items_cb items_cb, pep_done_cb done_cb, void *ud)
 {
     pep_api_job *j = calloc(1, sizeof(*j));
-    if (j && (!(j->node = strdup(node)) || (id && !(j->id = strdup(id))))) {
-        pep_api_job_free(j);
-        j = NULL;
+    if (!j) {
+        pep_api_answer(&(pep_api_job){ .items_cb = items_cb, .done_cb = done_cb, .ud = ud }, -1,
+                       "internal-server-error", NULL);
+        return NULL;
     }
-    if (!j && cb)
-        cb(-1, "internal-server-error", ud);
-    if (j) {
-        j->op = op;
-        j->done_cb = cb;
-        j->ud = ud;
+    *j = (pep_api_job){ .op = op, .items_cb = items_cb, .done_cb = done_cb, .ud = ud };
+    if (!(j->node = strdup(node)) || (id && !(j->id = strdup(id))) ||
+        !(j->call = xmppd_call_new(caller, pep_api_cancelled, j))) {
+        pep_api_answer(j, -1, "internal-server-error", NULL);
+        pep_api_job_free(j);
+        return NULL;
     }
     return j;
 }
@@ -90,42 +115,35 @@ static pep_state *pep_of(const pep_api *api)
     return (pep_state *)((char *)api - offsetof(pep_state, api));
 }
 
-static void pep_api_get_items(const pep_api *api, const char *user, const char *node,
-                              pep_items_cb cb, void *ud)
+static void pep_api_get_items(const pep_api *api, xmppd_module *caller, const char *user,
+                              const char *node, pep_items_cb cb, void *ud)
 {
-    pep_api_job *j = calloc(1, sizeof(*j));
-    if (!j || !(j->node = strdup(node))) {
-        free(j);
-        cb(-1, NULL, ud);
-        return;
-    }
-    j->op = PEP_OP_ITEMS;
-    j->items_cb = cb;
-    j->ud = ud;
-    pep_with_service(pep_of(api), user, false, pep_api_run, pep_api_job_free, j);
+    pep_api_job *j = pep_api_job_new(caller, PEP_OP_ITEMS, node, NULL, cb, NULL, ud);
+    if (j)
+        pep_with_service(pep_of(api), user, false, pep_api_run, pep_api_job_free, j);
 }
 
-static void pep_api_publish(const pep_api *api, const char *user, const char *node, const char *id,
-                            const xmppd_stanza *payload, const xmppd_stanza *options,
-                            pep_done_cb cb, void *ud)
+static void pep_api_publish(const pep_api *api, xmppd_module *caller, const char *user,
+                            const char *node, const char *id, const xmppd_stanza *payload,
+                            const xmppd_stanza *options, pep_done_cb cb, void *ud)
 {
-    pep_api_job *j = pep_api_job_new(PEP_OP_PUBLISH, node, id, cb, ud);
+    pep_api_job *j = pep_api_job_new(caller, PEP_OP_PUBLISH, node, id, NULL, cb, ud);
     if (!j)
         return;
     j->payload = payload ? xmppd_stanza_copy(payload) : NULL;
     j->options = options ? xmppd_form_parse(options, NULL) : NULL;
     if ((payload && !j->payload) || (options && !j->options)) {
-        pep_api_done(j, -1, options && !j->options ? "bad-request" : "internal-server-error");
+        pep_api_answer(j, -1, options && !j->options ? "bad-request" : "internal-server-error", NULL);
         pep_api_job_free(j);
         return;
     }
     pep_with_service(pep_of(api), user, true, pep_api_run, pep_api_job_free, j);
 }
 
-static void pep_api_retract(const pep_api *api, const char *user, const char *node, const char *id,
-                            pep_done_cb cb, void *ud)
+static void pep_api_retract(const pep_api *api, xmppd_module *caller, const char *user,
+                            const char *node, const char *id, pep_done_cb cb, void *ud)
 {
-    pep_api_job *j = pep_api_job_new(PEP_OP_RETRACT, node, id, cb, ud);
+    pep_api_job *j = pep_api_job_new(caller, PEP_OP_RETRACT, node, id, NULL, cb, ud);
     if (j)
         pep_with_service(pep_of(api), user, true, pep_api_run, pep_api_job_free, j);
 }

@@ -5,7 +5,10 @@
  *
  * Every call works on behalf of the account itself (its owner), loads the
  * service (and the account's roster, for notifications) first, and answers
- * through its callback once, on the loop thread, possibly before returning.
+ * through its callback exactly once, on the loop thread, possibly before
+ * returning. caller is the calling module (xmppd_call, module.h): if it
+ * unloads first, its callback runs with -1 before its unload() and never
+ * after; if the PEP module unloads first, pending calls are answered -1.
  *
  * Changes made through the protocol or this API fire PEP_EVENT_CHANGED
  * (all) on the host, after they are made; data: const pep_change *. */
@@ -14,9 +17,10 @@
 
 #include <stdint.h>
 
+#include <xmppd/module.h>
 #include <xmppd/stanza.h>
 
-#define PEP_API_VERSION 1
+#define PEP_API_VERSION 2
 #define PEP_EVENT_CHANGED "pep-changed"
 
 typedef struct pep_change {
@@ -39,19 +43,19 @@ typedef void (*pep_done_cb)(int rc, const char *error, void *ud);
 typedef struct pep_api {
     uint32_t version; /* PEP_API_VERSION */
     uint32_t size;    /* sizeof(pep_api) */
-    void (*items)(const struct pep_api *api, const char *user, const char *node, pep_items_cb cb,
-                  void *ud);
+    void (*items)(const struct pep_api *api, xmppd_module *caller, const char *user,
+                  const char *node, pep_items_cb cb, void *ud);
     /* Publishes a copy of payload as item id (NULL: generated) on node,
      * created when missing with the defaults changed by options (a
      * publish-options <x/> form, copied; NULL: none), whose preconditions
      * are checked when the node exists. cb may be NULL. */
-    void (*publish)(const struct pep_api *api, const char *user, const char *node, const char *id,
-                    const xmppd_stanza *payload, const xmppd_stanza *options, pep_done_cb cb,
-                    void *ud);
+    void (*publish)(const struct pep_api *api, xmppd_module *caller, const char *user,
+                    const char *node, const char *id, const xmppd_stanza *payload,
+                    const xmppd_stanza *options, pep_done_cb cb, void *ud);
     /* Retracts item id (subscribers are told as the node says). cb may be
      * NULL; "item-not-found" when there is no such node or item. */
-    void (*retract)(const struct pep_api *api, const char *user, const char *node, const char *id,
-                    pep_done_cb cb, void *ud);
+    void (*retract)(const struct pep_api *api, xmppd_module *caller, const char *user,
+                    const char *node, const char *id, pep_done_cb cb, void *ud);
 } pep_api;
 
 #endif

@@ -143,11 +143,13 @@ typedef struct private_write {
     xmppd_pending *p;    /* an IQ to answer, or NULL */
     private_done_cb cb;  /* a module to tell, or NULL */
     void *ud;
+    xmppd_call *call;    /* that module's claim on the answer */
     bool by_module;
 } private_write;
 
 static void private_write_free(private_write *w)
 {
+    xmppd_call_finish(w->call);
     xmppd_pending_drop(w->p);
     xmppd_stanza_unref(w->element);
     free(w->user);
@@ -157,11 +159,15 @@ static void private_write_free(private_write *w)
 static void private_on_saved(int status, void *ud)
 {
     private_write *w = ud;
+    bool ok = status == XMPPD_STORE_OK;
+    bool tell = w->cb && xmppd_call_finish(w->call);
+    w->call = NULL;
     if (status == XMPPD_STORE_CANCELLED) {
+        if (tell)
+            w->cb(-1, w->ud);
         private_write_free(w);
         return;
     }
-    bool ok = status == XMPPD_STORE_OK;
     if (w->p) {
         if (ok)
             xmppd_pending_reply(w->p, xmppd_stanza_reply(xmppd_pending_event(w->p)->stanza));
@@ -169,7 +175,7 @@ static void private_on_saved(int status, void *ud)
             xmppd_pending_error(w->p, NULL, "internal-server-error", NULL);
         w->p = NULL;
     }
-    if (w->cb)
+    if (tell)
         w->cb(ok ? 0 : -1, w->ud);
     if (ok) {
         private_change ch = { .user = w->user, .element = w->element, .by_module = w->by_module };
@@ -224,56 +230,78 @@ static int private_key(char key[PRIVATE_KEY_MAX], const char *name, const char *
 }
 
 typedef struct private_api_get {
-    private_get_cb cb;
+    private_get_cb cb; /* NULL once the caller went away */
     void *ud;
+    xmppd_call *call;
 } private_api_get;
+
+/* The caller unloads first: it hears of the failure now, never later. */
+static void private_api_get_cancelled(void *p)
+{
+    private_api_get *g = p;
+    g->cb(-1, NULL, g->ud);
+    g->cb = NULL;
+}
 
 static void private_api_on_loaded(int status, json_t *value, void *ud)
 {
     private_api_get *g = ud;
-    if (status == XMPPD_STORE_CANCELLED) {
-        free(g);
-        return;
-    }
+    bool tell = xmppd_call_finish(g->call) && g->cb;
     const char *xml = json_string_value(value);
-    xmppd_stanza *el = status == XMPPD_STORE_OK && xml
+    xmppd_stanza *el = tell && status == XMPPD_STORE_OK && xml
                            ? xmppd_stanza_from_string(xml, strlen(xml), XMPPD_NS_CLIENT)
                            : NULL;
-    g->cb(status == XMPPD_STORE_OK || status == XMPPD_STORE_NOT_FOUND ? 0 : -1, el, g->ud);
+    if (tell)
+        g->cb(status == XMPPD_STORE_OK || status == XMPPD_STORE_NOT_FOUND ? 0 : -1, el, g->ud);
     xmppd_stanza_unref(el);
     free(g);
 }
 
-static void private_api_get_one(const private_api *api, const char *user, const char *name,
-                                const char *ns, private_get_cb cb, void *ud)
+static void private_api_get_one(const private_api *api, xmppd_module *caller, const char *user,
+                                const char *name, const char *ns, private_get_cb cb, void *ud)
 {
     const private_state *st = (const private_state *)api;
     char key[PRIVATE_KEY_MAX];
     private_api_get *g = private_key(key, name, ns) == 0 ? calloc(1, sizeof(*g)) : NULL;
-    if (!g) {
+    if (g)
+        *g = (private_api_get){ cb, ud, xmppd_call_new(caller, private_api_get_cancelled, g) };
+    if (!g || !g->call) {
+        free(g);
         cb(-1, NULL, ud);
         return;
     }
-    *g = (private_api_get){ cb, ud };
     xmppd_kv_get(st->store, user, key, private_api_on_loaded, g);
 }
 
-static void private_api_set(const private_api *api, const char *user, const xmppd_stanza *element,
-                            private_done_cb cb, void *ud)
+/* The caller of a write unloads first: told now, never later (the write
+ * itself goes on). */
+static void private_write_cancelled(void *p)
+{
+    private_write *w = p;
+    w->cb(-1, w->ud);
+    w->cb = NULL;
+}
+
+static void private_api_set(const private_api *api, xmppd_module *caller, const char *user,
+                            const xmppd_stanza *element, private_done_cb cb, void *ud)
 {
     private_state *st = (private_state *)api;
     char key[PRIVATE_KEY_MAX];
     private_write *w = calloc(1, sizeof(*w));
-    if (!w || private_key(key, xmppd_stanza_name(element), xmppd_stanza_ns(element)) < 0 ||
+    if (w) {
+        w->cb = cb;
+        w->ud = ud;
+        w->by_module = true;
+    }
+    if (!w || (cb && !(w->call = xmppd_call_new(caller, private_write_cancelled, w))) ||
+        private_key(key, xmppd_stanza_name(element), xmppd_stanza_ns(element)) < 0 ||
         private_store(st, user, key, element, w) < 0) {
-        free(w);
+        if (w)
+            private_write_free(w);
         if (cb)
             cb(-1, ud);
         return;
     }
-    w->cb = cb;
-    w->ud = ud;
-    w->by_module = true;
 }
 
 /* ---- module ------------------------------------------------------------------- */

@@ -14,7 +14,7 @@
  *
  * A roster overlay (roster_api.h, e.g. mod_shared_roster) adds items that
  * are never stored: every view below merges them in (rs_merged). */
-#define _GNU_SOURCE /* tdestroy */
+#define _GNU_SOURCE /* tdestroy, open_memstream */
 #include <jansson.h>
 #include <search.h>
 #include <stdio.h>
@@ -939,6 +939,246 @@ static int rs_on_set(xmppd_event *ev, void *ud)
     return XMPPD_HANDLED;
 }
 
+/* ---- `xmppctl roster JID list|add|remove` (api/xmppd/ctl.h) ---------------- */
+
+#define RS_CTL_USAGE "JID list | JID add CONTACT [--name N] [--group G]... " \
+                     "[--subscription none|to|from|both] | JID remove CONTACT"
+
+/* One admin request: every field owned. req is the kernel's until answered
+ * (NULL then, or once the serving instance unloads: the kernel answered).
+ * Every asynchronous call is made for the serving instance, so its
+ * cancellation (newest cleanups first) comes before the kernel's answer. */
+typedef struct rs_ctl {
+    struct rs_ctl *next;  /* in rs_ctl_pending */
+    xmppd_ctl_request *req;
+    rs_mod *serving;    /* the instance that registered the command */
+    rs_mod *mod;        /* the instance of the account's host */
+    char *node, *contact;
+    enum { RS_CTL_LIST, RS_CTL_ADD, RS_CTL_REMOVE } op;
+    json_t *item;       /* add: name, groups, subscription */
+    long long ver;
+    json_t *pushed;     /* the stored item (add), NULL (remove) */
+} rs_ctl;
+
+/* Requests in flight, of every instance: the list outlives any one of them
+ * (the code stays mapped while an instance is loaded). */
+static rs_ctl *rs_ctl_pending;
+
+static void rs_ctl_free(rs_ctl *c)
+{
+    for (rs_ctl **p = &rs_ctl_pending; *p; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    free(c->node);
+    free(c->contact);
+    json_decref(c->item);
+    json_decref(c->pushed);
+    free(c);
+}
+
+static void rs_ctl_saved(int status, void *ud)
+{
+    rs_ctl *c = ud;
+    if (!c->req) {
+    } else if (status != XMPPD_STORE_OK) {
+        xmppd_ctl_error(c->req, "cannot store the roster of %s", c->node);
+    } else {
+        rs_push(c->mod, c->node, c->ver, c->contact, c->pushed);
+        xmppd_ctl_reply(c->req, json_pack("{s:s}", "text", c->op == RS_CTL_ADD ? "added" : "removed"));
+    }
+    rs_ctl_free(c);
+}
+
+static void rs_ctl_list(rs_ctl *c, roster *r)
+{
+    json_t *items = json_array();
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    const char *jid;
+    json_t *it;
+    json_object_foreach(rs_items(r), jid, it) {
+        roster_item v;
+        rs_view(jid, it, &v);
+        json_t *groups = json_object_get(it, "groups");
+        json_array_append_new(items, json_pack("{s:s, s:s?, s:s, s:b, s:O?}", "jid", jid, "name",
+                                               v.name, "subscription", rs_sub_names[v.sub & 3],
+                                               "ask", v.ask, "groups", groups));
+        if (out) {
+            fprintf(out, "%s\t%s\t%s%s", jid, rs_sub_names[v.sub & 3], v.name ? v.name : "-",
+                    v.ask ? "\task" : "");
+            size_t i;
+            json_t *g;
+            json_array_foreach(groups, i, g)
+                fprintf(out, "%s%s", i ? "," : "\t", json_string_value(g));
+            fputc('\n', out);
+        }
+    }
+    if (out)
+        fclose(out);
+    if (!items || !text)
+        xmppd_ctl_error(c->req, "out of memory");
+    else
+        xmppd_ctl_reply(c->req, json_pack("{s:o, s:s}", "items", items, "text", text));
+    free(text);
+}
+
+static void rs_ctl_loaded(roster *r, void *ud)
+{
+    rs_ctl *c = ud;
+    if (!r || !c->req) {
+        if (c->req)
+            xmppd_ctl_error(c->req, "cannot load the roster of %s", c->node);
+        rs_ctl_free(c);
+        return;
+    }
+    if (c->op == RS_CTL_LIST) {
+        rs_ctl_list(c, r);
+        rs_ctl_free(c);
+        return;
+    }
+    json_t *items = rs_items(r);
+    json_t *it = json_object_get(items, c->contact);
+    if (c->op == RS_CTL_REMOVE) {
+        if (!it) {
+            xmppd_ctl_error(c->req, "%s is not in the roster of %s@%s", c->contact, c->node,
+                            xmppd_host_name(c->mod->host));
+            rs_ctl_free(c);
+            return;
+        }
+        roster_item old;
+        rs_view(c->contact, it, &old);
+        rs_removed_notify(c->mod, r->node, c->contact, &old,
+                          json_object_get(rs_pending(r), c->contact) != NULL);
+        json_object_del(items, c->contact);
+        json_object_del(rs_pending(r), c->contact);
+    } else {
+        if (!it) {
+            if ((long long)json_object_size(items) >= c->mod->conf->max_items) {
+                xmppd_ctl_error(c->req, "the roster of %s is full (max_items)", c->node);
+                rs_ctl_free(c);
+                return;
+            }
+            json_object_set_new(items, c->contact, rs_item_new());
+            it = json_object_get(items, c->contact);
+        }
+        if (!it || json_object_update(it, c->item) < 0) {
+            xmppd_ctl_error(c->req, "out of memory");
+            rs_ctl_free(c);
+            return;
+        }
+        c->pushed = json_incref(it);
+    }
+    c->ver = rs_bump(r);
+    rs_save(r, rs_ctl_saved, c);
+}
+
+static void rs_ctl_exists(int result, void *ud)
+{
+    rs_ctl *c = ud;
+    if (!c->req) {
+        rs_ctl_free(c);
+        return;
+    }
+    if (result != XMPPD_AUTH_OK) {
+        xmppd_ctl_error(c->req, "%s@%s: %s", c->node, xmppd_host_name(c->mod->host),
+                        xmppd_auth_result_str(result));
+        rs_ctl_free(c);
+        return;
+    }
+    c->mod->api.load(&c->mod->api, c->serving->m, c->node, rs_ctl_loaded, c);
+}
+
+/* Reads the options of "add" into c->item; NULL or why not. */
+static const char *rs_ctl_add_options(rs_ctl *c, const json_t *args, size_t from)
+{
+    json_t *groups = json_array();
+    c->item = json_pack("{s:o, s:s}", "groups", groups, "subscription", "none");
+    if (!c->item)
+        return "out of memory";
+    for (size_t i = from; i < json_array_size(args); i += 2) {
+        const char *opt = json_string_value(json_array_get(args, i));
+        const char *val = json_string_value(json_array_get(args, i + 1));
+        if (!opt || !val)
+            return "an option without its value";
+        if (strlen(val) > RS_TEXT_MAX || !*val)
+            return "a name or group must have 1 to 1023 bytes";
+        if (strcmp(opt, "--name") == 0) {
+            json_object_set_new(c->item, "name", json_string(val));
+        } else if (strcmp(opt, "--group") == 0) {
+            size_t k;
+            json_t *g;
+            json_array_foreach(groups, k, g)
+                if (strcmp(json_string_value(g), val) == 0)
+                    return "the same group twice";
+            json_array_append_new(groups, json_string(val));
+        } else if (strcmp(opt, "--subscription") == 0) {
+            if (rs_sub_bits(val) == 0 && strcmp(val, "none") != 0)
+                return "--subscription is none, to, from or both";
+            json_object_set_new(c->item, "subscription", json_string(val));
+        } else {
+            return "unknown option (--name, --group, --subscription)";
+        }
+    }
+    return NULL;
+}
+
+static void rs_ctl_command(xmppd_ctl_request *req, const json_t *args, void *ud)
+{
+    rs_mod *self = ud;
+    const char *jid_s = json_string_value(json_array_get(args, 0));
+    const char *op = json_string_value(json_array_get(args, 1));
+    const char *contact_s = json_string_value(json_array_get(args, 2));
+    xmppd_jid *jid = jid_s ? xmppd_jid_parse(jid_s) : NULL;
+    xmppd_jid *contact = contact_s ? xmppd_jid_parse(contact_s) : NULL;
+    xmppd_host *h = jid && jid->node && !jid->resource ? xmppd_host_find(jid->domain) : NULL;
+    const roster_api *api = h ? xmppd_use(h, "roster") : NULL;
+    rs_ctl *c = calloc(1, sizeof(*c));
+    const char *why = NULL;
+    if (!c)
+        why = "out of memory";
+    else if (!op || (strcmp(op, "list") != 0 && strcmp(op, "add") != 0 && strcmp(op, "remove") != 0))
+        why = "usage: roster " RS_CTL_USAGE;
+    else if (!jid || !jid->node || jid->resource)
+        why = "not an account address (user@host)";
+    else if (!h)
+        why = "not an account of a host of this server";
+    else if (!api || api->version != ROSTER_API_VERSION)
+        why = "the roster module is not loaded on that host";
+    else if (strcmp(op, "list") != 0 && (!contact || contact->resource))
+        why = "the contact must be a bare JID";
+    else if (strcmp(op, "list") == 0 && json_array_size(args) != 2)
+        why = "usage: roster JID list";
+    else if (strcmp(op, "remove") == 0 && json_array_size(args) != 3)
+        why = "usage: roster JID remove CONTACT";
+    if (!why) {
+        c->req = req;
+        c->serving = self;
+        c->mod = (rs_mod *)api; /* same module: api is the instance's first member */
+        c->op = strcmp(op, "list") == 0 ? RS_CTL_LIST : strcmp(op, "add") == 0 ? RS_CTL_ADD
+                                                                               : RS_CTL_REMOVE;
+        c->node = strdup(jid->node);
+        c->contact = contact ? strdup(contact->bare) : NULL;
+        if (!c->node || (contact && !c->contact))
+            why = "out of memory";
+        else if (c->op == RS_CTL_ADD)
+            why = rs_ctl_add_options(c, args, 3);
+    }
+    xmppd_jid_free(jid);
+    xmppd_jid_free(contact);
+    if (why) {
+        xmppd_ctl_error(req, "%s", why);
+        if (c)
+            rs_ctl_free(c);
+        return;
+    }
+    c->next = rs_ctl_pending;
+    rs_ctl_pending = c;
+    xmppd_auth_exists(self->m, c->mod->host, c->node, rs_ctl_exists, c);
+}
+
 /* ---- events ------------------------------------------------------------- */
 
 static void rs_noop_loaded(roster *r, void *ud)
@@ -1026,6 +1266,10 @@ static int rs_load(xmppd_module *m, const void *conf)
         xmppd_hook(m, "stream-features", rs_on_features, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_provide(m, "roster", &mod->api) < 0)
         return -1;
+    /* One command for every host: it finds the account's host's instance.
+     * Taken by the first host's instance; the others' attempts fail. */
+    xmppd_ctl_command(m, "roster", RS_CTL_USAGE, "list, add or remove an account's contacts",
+                      rs_ctl_command, mod);
     return 0;
 }
 
@@ -1036,6 +1280,13 @@ static void rs_unload(xmppd_module *m)
     rs_mod *mod = xmppd_module_data(m);
     if (!mod)
         return;
+    /* The kernel answered the requests this instance served; those waiting
+     * on another host's instance finish without an answer. */
+    for (rs_ctl *c = rs_ctl_pending; c; c = c->next)
+        if (c->serving == mod) {
+            c->req = NULL;
+            c->serving = NULL;
+        }
     tdestroy(mod->cache, rs_free);
     free(mod);
     xmppd_module_set_data(m, NULL);

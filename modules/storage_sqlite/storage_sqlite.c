@@ -10,9 +10,10 @@
  * whole, it is rolled back and each operation is retried in a transaction of
  * its own, so one bad operation does not fail the others.
  *
- * Ownership: an sq_op owns its copies of every string and its results; the
- * queue owns queued ops, the driver thread the running batch, the done list
- * the finished ones until sq_deliver frees them. */
+ * The storage API's calls become sqs_ops (modules/sqlstore, shared with
+ * storage_pgsql), which this file runs. Ownership: the queue owns queued
+ * ops, the driver thread the running batch, the done list the finished
+ * ones until sq_deliver answers and frees them. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* dladdr, RTLD_NODELETE */
 #endif
@@ -27,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "xmppd/xmppd.h"
+#include "../sqlstore/sqlstore.h"
 
 #define SQ_BATCH_MAX 4096 /* ops per transaction */
 
@@ -41,8 +43,8 @@ typedef struct sq_conf {
 static const char *const sq_sync_choices[] = { "full", "normal", NULL };
 
 static const xmppd_option sq_options[] = {
-    { "path", XMPPD_OPT_PATH, XMPPD_OFF(sq_conf, path), "xmppd.sqlite", 0, 0, NULL, 0,
-      "database file; a relative path is taken from the configuration file's folder" },
+    { "path", XMPPD_OPT_PATH, XMPPD_OFF(sq_conf, path), "xmppd.sqlite", 0, 0, NULL,
+      XMPPD_OPT_DATA, "database file; a relative path is taken from data_dir" },
     { "synchronous", XMPPD_OPT_ENUM, XMPPD_OFF(sq_conf, synchronous), "full", 0, 0,
       sq_sync_choices, 0,
       "full: every commit survives power loss; normal: faster, a power loss may drop the last commits" },
@@ -79,64 +81,6 @@ static const char *const sq_migrations[] = {
 };
 #define SQ_SCHEMA_VERSION ((int)(sizeof sq_migrations / sizeof sq_migrations[0]))
 
-/* ---- operations ---- */
-
-enum sq_kind {
-    SQ_KV_GET, SQ_KV_SET, SQ_KV_GET_ALL, SQ_KV_USERS,
-    SQ_AR_APPEND, SQ_AR_QUERY, SQ_AR_DELETE, SQ_AR_COUNT, SQ_PURGE, SQ_AR_REPLACE,
-};
-
-/* Which conditions an archive query has: bits of a statement cache index. */
-enum {
-    SQ_Q_WITH = 1, SQ_Q_START = 2, SQ_Q_END = 4, SQ_Q_AFTER = 8, SQ_Q_BEFORE = 16,
-    SQ_Q_REVERSE = 32, SQ_Q_WITH_RES = 64, SQ_Q_IDS = 128, SQ_Q_VARIANTS = 256
-};
-
-typedef struct sq_item {
-    int64_t id;
-    int64_t when_ms;
-    char *key;    /* owned: the appender's id, or NULL */
-    char *with;   /* owned: the peer as appended (bare/resource joined), may be NULL */
-    json_t *value; /* owned */
-} sq_item;
-
-typedef struct sq_op sq_op;
-struct sq_op {
-    sq_op *next;
-    enum sq_kind kind;
-    /* input: strings point into the same allocation as the op (or are NULL);
-     * key is the kv key, or the item id of an append; with is a bare JID
-     * and with_res its resource */
-    const char *host, *store, *user, *key, *with, *with_res;
-    const char *after_s, *before_s; /* ids a query/delete names; after_s: the item replaced */
-    char **ids;          /* owned array of owned copies (filter ids) */
-    size_t n_ids;
-    char *text;          /* value as compact JSON (owned); NULL: delete */
-    int64_t when_ms;
-    int64_t start_ms, end_ms;
-    int64_t after_id, before_id; /* resolved from after_s/before_s */
-    char *ids_json;      /* owned: the filter ids resolved, as a JSON array */
-    size_t max;
-    unsigned qmask;      /* SQ_Q_* of an archive query/delete */
-    /* output */
-    int status;
-    json_t *result;      /* kv_get/get_all/users */
-    int64_t new_id;      /* archive_append */
-    sq_item *items;      /* archive_query, n_items entries */
-    size_t n_items;
-    bool complete;
-    size_t count;        /* archive_count */
-    /* completion */
-    union {
-        xmppd_store_done_cb done;
-        xmppd_kv_get_cb get;
-        xmppd_archive_append_cb append;
-        xmppd_archive_query_cb query;
-        xmppd_archive_count_cb count;
-    } cb;
-    void *ud;
-};
-
 /* cached statements */
 enum sq_stmt_id {
     ST_BEGIN, ST_BEGIN_W, ST_COMMIT, ST_ROLLBACK,
@@ -171,11 +115,11 @@ static const char *const sq_stmt_sql[ST_COUNT] = {
 /* ---- the driver instance ---- */
 
 typedef struct sq_db {
-    xmppd_module *m;           /* for logs; NULL in unit tests */
+    sqs_driver base;           /* first: the sqlstore entry points find us */
     sqlite3 *db;               /* used by the driver thread only (after open) */
     sqlite3_stmt *stmt[ST_COUNT];
-    sqlite3_stmt *query_stmt[SQ_Q_VARIANTS];
-    sqlite3_stmt *delete_stmt[SQ_Q_VARIANTS];
+    sqlite3_stmt *query_stmt[SQS_Q_VARIANTS];
+    sqlite3_stmt *delete_stmt[SQS_Q_VARIANTS];
 
     pthread_t thread;
     bool thread_started;
@@ -183,90 +127,18 @@ typedef struct sq_db {
     pthread_cond_t wake;       /* queue non-empty or stopping */
     pthread_cond_t idle;       /* queue drained and nothing running */
     /* under lock: */
-    sq_op *queue, **queue_tail;
+    sqs_op *queue, **queue_tail;
     size_t queued;
     bool busy;                 /* the thread is running a batch */
     bool stopping;
-    sq_op *done, **done_tail;  /* finished, waiting for sq_deliver */
+    sqs_op *done, **done_tail; /* finished, waiting for sq_deliver */
     bool posted;               /* an sq_deliver is pending on the loop */
     bool orphaned;             /* unloaded: the last sq_deliver frees us */
 } sq_db;
 
 static void sq_log_db(sq_db *d, int level, const char *what)
 {
-    xmppd_log(d->m, level, "%s: %s", what, sqlite3_errmsg(d->db));
-}
-
-/* ---- op lifetime ---- */
-
-static char *sq_put_str(char **pos, const char *s)
-{
-    if (!s)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    char *dst = *pos;
-    memcpy(dst, s, n);
-    *pos += n;
-    return dst;
-}
-
-/* One allocation for the op and its input strings (any may be NULL).
- * with may be a full JID: it is kept as its bare JID (with) and resource
- * (with_res). after/before: the ids a query or delete names. */
-static sq_op *sq_op_new(enum sq_kind kind, const char *host, const char *store, const char *user,
-                        const char *key, const char *with, const char *after, const char *before)
-{
-    const char *strs[] = { host, store, user, key, with, after, before };
-    size_t len = sizeof(sq_op);
-    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
-        len += strs[i] ? strlen(strs[i]) + 2 : 0;
-    sq_op *op = calloc(1, len);
-    if (!op)
-        return NULL;
-    char *pos = (char *)(op + 1);
-    op->kind = kind;
-    op->host = sq_put_str(&pos, host);
-    op->store = sq_put_str(&pos, store);
-    op->user = sq_put_str(&pos, user);
-    op->key = sq_put_str(&pos, key);
-    char *w = sq_put_str(&pos, with);
-    char *slash = w ? strchr(w, '/') : NULL;
-    if (slash) { /* "bare/res" -> "bare\0res": one more byte was reserved */
-        *slash = '\0';
-        op->with_res = slash + 1;
-    }
-    op->with = w;
-    op->after_s = sq_put_str(&pos, after);
-    op->before_s = sq_put_str(&pos, before);
-    return op;
-}
-
-static void sq_op_clear_results(sq_op *op)
-{
-    json_decref(op->result);
-    op->result = NULL;
-    for (size_t i = 0; i < op->n_items; i++) {
-        free(op->items[i].key);
-        free(op->items[i].with);
-        json_decref(op->items[i].value);
-    }
-    free(op->items);
-    op->items = NULL;
-    op->n_items = 0;
-    op->complete = false;
-    op->count = 0;
-    op->new_id = 0;
-}
-
-static void sq_op_free(sq_op *op)
-{
-    sq_op_clear_results(op);
-    for (size_t i = 0; i < op->n_ids; i++)
-        free(op->ids[i]);
-    free(op->ids);
-    free(op->ids_json);
-    free(op->text);
-    free(op);
+    xmppd_log(d->base.m, level, "%s: %s", what, sqlite3_errmsg(d->db));
 }
 
 /* ---- statements ---- */
@@ -282,7 +154,7 @@ static sqlite3_stmt *sq_prepare(sq_db *d, sqlite3_stmt **slot, const char *sql)
 
 /* A cached statement, reset, bound with the op's host/store/user/key as
  * ?1..?4 where the statement has them. NULL on error. */
-static sqlite3_stmt *sq_stmt(sq_db *d, enum sq_stmt_id id, const sq_op *op)
+static sqlite3_stmt *sq_stmt(sq_db *d, enum sq_stmt_id id, const sqs_op *op)
 {
     sqlite3_stmt *st = sq_prepare(d, &d->stmt[id], sq_stmt_sql[id]);
     if (!st)
@@ -318,19 +190,19 @@ static int sq_exec_stmt(sq_db *d, sqlite3_stmt *st)
 static void sq_query_tail(char *buf, size_t len, unsigned mask)
 {
     snprintf(buf, len, "host=?1 AND store=?2 AND user=?3%s%s%s%s%s%s%s ORDER BY id %s LIMIT ?9",
-             mask & SQ_Q_WITH ? " AND with_jid=?4" : "",
-             mask & SQ_Q_WITH_RES ? " AND with_res=?11" : "",
-             mask & SQ_Q_START ? " AND when_ms>=?5" : "",
-             mask & SQ_Q_END ? " AND when_ms<=?6" : "",
-             mask & SQ_Q_AFTER ? " AND id>?7" : "",
-             mask & SQ_Q_BEFORE ? " AND id<?8" : "",
-             mask & SQ_Q_IDS ? " AND id IN (SELECT value FROM json_each(?10))" : "",
-             mask & SQ_Q_REVERSE ? "DESC" : "ASC");
+             mask & SQS_Q_WITH ? " AND with_jid=?4" : "",
+             mask & SQS_Q_WITH_RES ? " AND with_res=?11" : "",
+             mask & SQS_Q_START ? " AND when_ms>=?5" : "",
+             mask & SQS_Q_END ? " AND when_ms<=?6" : "",
+             mask & SQS_Q_AFTER ? " AND id>?7" : "",
+             mask & SQS_Q_BEFORE ? " AND id<?8" : "",
+             mask & SQS_Q_IDS ? " AND id IN (SELECT value FROM json_each(?10))" : "",
+             mask & SQS_Q_REVERSE ? "DESC" : "ASC");
 }
 
 /* The cached query (select) or delete statement for op's conditions, bound,
  * with LIMIT limit (-1: none). */
-static sqlite3_stmt *sq_query_stmt(sq_db *d, const sq_op *op, bool del, long long limit)
+static sqlite3_stmt *sq_query_stmt(sq_db *d, const sqs_op *op, bool del, long long limit)
 {
     char tail[400], sql[600] = "";
     sqlite3_stmt **slot = del ? &d->delete_stmt[op->qmask] : &d->query_stmt[op->qmask];
@@ -350,41 +222,40 @@ static sqlite3_stmt *sq_query_stmt(sq_db *d, const sq_op *op, bool del, long lon
     int rc = sqlite3_bind_text(st, 1, op->host, -1, SQLITE_STATIC);
     rc |= sqlite3_bind_text(st, 2, op->store, -1, SQLITE_STATIC);
     rc |= sqlite3_bind_text(st, 3, op->user, -1, SQLITE_STATIC);
-    if (op->qmask & SQ_Q_WITH)
+    if (op->qmask & SQS_Q_WITH)
         rc |= sqlite3_bind_text(st, 4, op->with, -1, SQLITE_STATIC);
-    if (op->qmask & SQ_Q_START)
+    if (op->qmask & SQS_Q_START)
         rc |= sqlite3_bind_int64(st, 5, op->start_ms);
-    if (op->qmask & SQ_Q_END)
+    if (op->qmask & SQS_Q_END)
         rc |= sqlite3_bind_int64(st, 6, op->end_ms);
-    if (op->qmask & SQ_Q_AFTER)
-        rc |= sqlite3_bind_int64(st, 7, op->after_id);
-    if (op->qmask & SQ_Q_BEFORE)
-        rc |= sqlite3_bind_int64(st, 8, op->before_id);
-    if (op->qmask & SQ_Q_IDS)
-        rc |= sqlite3_bind_text(st, 10, op->ids_json, -1, SQLITE_STATIC);
-    if (op->qmask & SQ_Q_WITH_RES)
+    if (op->qmask & SQS_Q_AFTER)
+        rc |= sqlite3_bind_int64(st, 7, op->after_row);
+    if (op->qmask & SQS_Q_BEFORE)
+        rc |= sqlite3_bind_int64(st, 8, op->before_row);
+    if (op->qmask & SQS_Q_IDS)
+        rc |= sqlite3_bind_text(st, 10, op->row_list, -1, SQLITE_STATIC);
+    if (op->qmask & SQS_Q_WITH_RES)
         rc |= sqlite3_bind_text(st, 11, op->with_res, -1, SQLITE_STATIC);
     rc |= sqlite3_bind_int64(st, 9, limit);
     return rc == SQLITE_OK ? st : NULL;
 }
 
-static json_t *sq_column_json(sqlite3_stmt *st, int col)
+static const char *sq_column(sqlite3_stmt *st, int col)
 {
-    const char *text = (const char *)sqlite3_column_text(st, col);
-    return text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    return (const char *)sqlite3_column_text(st, col);
 }
 
 /* ---- running one op on the driver thread: 0, or -1 (status ERROR) ---- */
 
-static int sq_run_kv_get(sq_db *d, sq_op *op)
+static int sq_run_kv_get(sq_db *d, sqs_op *op)
 {
     sqlite3_stmt *st = sq_stmt(d, ST_KV_GET, op);
     if (!st)
         return -1;
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        op->result = sq_column_json(st, 0);
-        op->status = op->result ? XMPPD_STORE_OK : XMPPD_STORE_ERROR;
+        if (sqs_set_value(op, sq_column(st, 0)) != 0)
+            op->status = XMPPD_STORE_ERROR;
     } else if (rc == SQLITE_DONE) {
         op->status = XMPPD_STORE_NOT_FOUND;
     }
@@ -396,7 +267,7 @@ static int sq_run_kv_get(sq_db *d, sq_op *op)
     return 0;
 }
 
-static int sq_run_kv_set(sq_db *d, sq_op *op)
+static int sq_run_kv_set(sq_db *d, sqs_op *op)
 {
     sqlite3_stmt *st = sq_stmt(d, op->text ? ST_KV_PUT : ST_KV_DEL, op);
     if (!st)
@@ -406,17 +277,14 @@ static int sq_run_kv_set(sq_db *d, sq_op *op)
     return sq_exec_stmt(d, st);
 }
 
-static int sq_run_kv_get_all(sq_db *d, sq_op *op)
+static int sq_run_kv_get_all(sq_db *d, sqs_op *op)
 {
     sqlite3_stmt *st = sq_stmt(d, ST_KV_ALL, op);
-    if (!st || !(op->result = json_object()))
+    if (!st || !(op->value = json_object()))
         return -1;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        json_t *v = sq_column_json(st, 1);
-        const char *key = (const char *)sqlite3_column_text(st, 0);
-        if (!v || !key || json_object_set_new(op->result, key, v) != 0) {
-            json_decref(v);
+        if (sqs_add_pair(op, sq_column(st, 0), sq_column(st, 1)) != 0) {
             rc = SQLITE_ERROR;
             break;
         }
@@ -425,15 +293,14 @@ static int sq_run_kv_get_all(sq_db *d, sq_op *op)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-static int sq_run_kv_users(sq_db *d, sq_op *op)
+static int sq_run_kv_users(sq_db *d, sqs_op *op)
 {
     sqlite3_stmt *st = sq_stmt(d, ST_KV_USERS, op);
-    if (!st || !(op->result = json_array()))
+    if (!st || !(op->value = json_array()))
         return -1;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *u = (const char *)sqlite3_column_text(st, 0);
-        if (!u || json_array_append_new(op->result, json_string(u)) != 0) {
+        if (sqs_add_user(op, sq_column(st, 0)) != 0) {
             rc = SQLITE_ERROR;
             break;
         }
@@ -442,7 +309,7 @@ static int sq_run_kv_users(sq_db *d, sq_op *op)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-static int sq_run_append(sq_db *d, sq_op *op)
+static int sq_run_append(sq_db *d, sqs_op *op)
 {
     /* ?4 is the appender's id (op->key), bound by sq_stmt when given */
     sqlite3_stmt *st = sq_stmt(d, ST_AR_APPEND, op);
@@ -455,27 +322,13 @@ static int sq_run_append(sq_db *d, sq_op *op)
         rc |= sqlite3_bind_text(st, 8, op->with_res, -1, SQLITE_STATIC);
     if (rc != SQLITE_OK || sq_exec_stmt(d, st) != 0)
         return -1;
-    op->new_id = sqlite3_last_insert_rowid(d->db);
+    snprintf(op->new_id, sizeof op->new_id, "%" PRId64, (int64_t)sqlite3_last_insert_rowid(d->db));
     return 0;
-}
-
-/* Archive ids the driver assigns are positive decimal integers. */
-static bool sq_parse_id(const char *s, int64_t *id_r)
-{
-    char *end;
-    if (!s || *s < '0' || *s > '9')
-        return false;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v <= 0)
-        return false;
-    *id_r = v;
-    return true;
 }
 
 /* The row of the item whose id is `id` in op's archive: an appender's id,
  * else a driver-assigned one. 1 found (*row_r), 0 none, -1 error. */
-static int sq_resolve(sq_db *d, const sq_op *op, const char *id, int64_t *row_r)
+static int sq_resolve(sq_db *d, const sqs_op *op, const char *id, int64_t *row_r)
 {
     sqlite3_stmt *st = sq_stmt(d, ST_AR_BY_KEY, op);
     if (!st || sqlite3_bind_text(st, 4, id, -1, SQLITE_STATIC) != SQLITE_OK)
@@ -487,7 +340,7 @@ static int sq_resolve(sq_db *d, const sq_op *op, const char *id, int64_t *row_r)
     if (rc != SQLITE_DONE)
         return rc == SQLITE_ROW ? 1 : -1;
     int64_t n;
-    if (!sq_parse_id(id, &n))
+    if (!sqs_parse_id(id, &n))
         return 0;
     if (!(st = sq_stmt(d, ST_AR_HAS_ID, op)) || sqlite3_bind_int64(st, 4, n) != SQLITE_OK)
         return -1;
@@ -501,17 +354,17 @@ static int sq_resolve(sq_db *d, const sq_op *op, const char *id, int64_t *row_r)
 /* Resolves the ids op names (after, before, ids) to rows. 1 when one of
  * them names no item of this archive (RSM item-not-found), 0 done, -1
  * error. */
-static int sq_resolve_ids(sq_db *d, sq_op *op)
+static int sq_resolve_ids(sq_db *d, sqs_op *op)
 {
     int rc = 1;
-    if (op->after_s && (rc = sq_resolve(d, op, op->after_s, &op->after_id)) != 1)
+    if (op->after_s && (rc = sq_resolve(d, op, op->after_s, &op->after_row)) != 1)
         return rc < 0 ? -1 : 1;
-    if (op->before_s && (rc = sq_resolve(d, op, op->before_s, &op->before_id)) != 1)
+    if (op->before_s && (rc = sq_resolve(d, op, op->before_s, &op->before_row)) != 1)
         return rc < 0 ? -1 : 1;
-    if (!(op->qmask & SQ_Q_IDS))
+    if (!(op->qmask & SQS_Q_IDS))
         return 0;
-    free(op->ids_json);
-    op->ids_json = NULL;
+    free(op->row_list);
+    op->row_list = NULL;
     json_t *rows = json_array();
     for (size_t i = 0; rows && i < op->n_ids; i++) {
         int64_t row;
@@ -521,12 +374,12 @@ static int sq_resolve_ids(sq_db *d, sq_op *op)
             return rc == 0 ? 1 : -1;
         }
     }
-    op->ids_json = rows ? json_dumps(rows, JSON_COMPACT) : NULL;
+    op->row_list = rows ? json_dumps(rows, JSON_COMPACT) : NULL;
     json_decref(rows);
-    return op->ids_json ? 0 : -1;
+    return op->row_list ? 0 : -1;
 }
 
-static int sq_run_query(sq_db *d, sq_op *op)
+static int sq_run_query(sq_db *d, sqs_op *op)
 {
     int missing = sq_resolve_ids(d, op);
     if (missing != 0) {
@@ -538,7 +391,6 @@ static int sq_run_query(sq_db *d, sq_op *op)
     sqlite3_stmt *st = sq_query_stmt(d, op, false, op->max ? (long long)op->max + 1 : -1);
     if (!st)
         return -1;
-    size_t cap = 0;
     int rc;
     op->complete = true;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -547,31 +399,12 @@ static int sq_run_query(sq_db *d, sq_op *op)
             rc = SQLITE_DONE;
             break;
         }
-        if (op->n_items == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            sq_item *ni = realloc(op->items, ncap * sizeof *ni);
-            if (!ni) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-            op->items = ni;
-            cap = ncap;
-        }
-        sq_item *it = &op->items[op->n_items];
-        const char *with = (const char *)sqlite3_column_text(st, 2);
-        const char *key = (const char *)sqlite3_column_text(st, 4);
-        const char *res = (const char *)sqlite3_column_text(st, 5);
-        it->id = sqlite3_column_int64(st, 0);
-        it->when_ms = sqlite3_column_int64(st, 1);
-        it->key = key ? strdup(key) : NULL;
-        it->with = NULL;
-        if (with && res && asprintf(&it->with, "%s/%s", with, res) < 0)
-            it->with = NULL;
-        else if (with && !res)
-            it->with = strdup(with);
-        it->value = sq_column_json(st, 3);
-        op->n_items++;
-        if ((with && !it->with) || (key && !it->key) || !it->value) {
+        /* the item's id: the appender's (key), else the row's */
+        char row[24];
+        const char *key = sq_column(st, 4);
+        snprintf(row, sizeof row, "%" PRId64, (int64_t)sqlite3_column_int64(st, 0));
+        if (sqs_add_item(op, key ? key : row, sqlite3_column_int64(st, 1), sq_column(st, 2), sq_column(st, 5),
+                         sq_column(st, 3)) != 0) {
             rc = SQLITE_ERROR;
             break;
         }
@@ -580,7 +413,7 @@ static int sq_run_query(sq_db *d, sq_op *op)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-static int sq_run_delete(sq_db *d, sq_op *op)
+static int sq_run_delete(sq_db *d, sqs_op *op)
 {
     int missing = sq_resolve_ids(d, op);
     if (missing != 0) /* nothing can match an id that names no item */
@@ -588,7 +421,7 @@ static int sq_run_delete(sq_db *d, sq_op *op)
     return sq_exec_stmt(d, sq_query_stmt(d, op, true, op->max ? (long long)op->max : -1));
 }
 
-static int sq_run_count(sq_db *d, sq_op *op)
+static int sq_run_count(sq_db *d, sqs_op *op)
 {
     sqlite3_stmt *st = sq_stmt(d, ST_AR_COUNT, op);
     if (!st)
@@ -601,15 +434,15 @@ static int sq_run_count(sq_db *d, sq_op *op)
 }
 
 /* The item named by after_s (either kind of id) gets op's value. */
-static int sq_run_replace(sq_db *d, sq_op *op)
+static int sq_run_replace(sq_db *d, sqs_op *op)
 {
-    int rc = sq_resolve(d, op, op->after_s, &op->after_id);
+    int rc = sq_resolve(d, op, op->after_s, &op->after_row);
     if (rc <= 0) {
         op->status = XMPPD_STORE_NOT_FOUND;
         return rc;
     }
     sqlite3_stmt *st = sq_stmt(d, ST_AR_REPLACE, op);
-    if (!st || sqlite3_bind_int64(st, 4, op->after_id) != SQLITE_OK ||
+    if (!st || sqlite3_bind_int64(st, 4, op->after_row) != SQLITE_OK ||
         sqlite3_bind_text(st, 5, op->text, -1, SQLITE_STATIC) != SQLITE_OK || sq_exec_stmt(d, st) != 0)
         return -1;
     if (sqlite3_changes(d->db) == 0)
@@ -617,48 +450,47 @@ static int sq_run_replace(sq_db *d, sq_op *op)
     return 0;
 }
 
-static int sq_run_purge(sq_db *d, sq_op *op)
+static int sq_run_purge(sq_db *d, sqs_op *op)
 {
     if (sq_exec_stmt(d, sq_stmt(d, ST_PURGE_KV, op)) != 0)
         return -1;
     return sq_exec_stmt(d, sq_stmt(d, ST_PURGE_AR, op));
 }
 
-static int sq_run_op(sq_db *d, sq_op *op)
+static int sq_run_op(sq_db *d, sqs_op *op)
 {
-    sq_op_clear_results(op);
-    op->status = XMPPD_STORE_OK;
+    sqs_op_reset(op, XMPPD_STORE_OK);
     int rc = -1;
     switch (op->kind) {
-    case SQ_KV_GET: rc = sq_run_kv_get(d, op); break;
-    case SQ_KV_SET: rc = sq_run_kv_set(d, op); break;
-    case SQ_KV_GET_ALL: rc = sq_run_kv_get_all(d, op); break;
-    case SQ_KV_USERS: rc = sq_run_kv_users(d, op); break;
-    case SQ_AR_APPEND: rc = sq_run_append(d, op); break;
-    case SQ_AR_QUERY: rc = sq_run_query(d, op); break;
-    case SQ_AR_DELETE: rc = sq_run_delete(d, op); break;
-    case SQ_AR_COUNT: rc = sq_run_count(d, op); break;
-    case SQ_PURGE: rc = sq_run_purge(d, op); break;
-    case SQ_AR_REPLACE: rc = sq_run_replace(d, op); break;
+    case SQS_KV_GET: rc = sq_run_kv_get(d, op); break;
+    case SQS_KV_SET: rc = sq_run_kv_set(d, op); break;
+    case SQS_KV_GET_ALL: rc = sq_run_kv_get_all(d, op); break;
+    case SQS_KV_USERS: rc = sq_run_kv_users(d, op); break;
+    case SQS_AR_APPEND: rc = sq_run_append(d, op); break;
+    case SQS_AR_QUERY: rc = sq_run_query(d, op); break;
+    case SQS_AR_DELETE: rc = sq_run_delete(d, op); break;
+    case SQS_AR_COUNT: rc = sq_run_count(d, op); break;
+    case SQS_PURGE: rc = sq_run_purge(d, op); break;
+    case SQS_AR_REPLACE: rc = sq_run_replace(d, op); break;
     }
     return rc;
 }
 
-static bool sq_op_writes(const sq_op *op)
+static bool sq_op_writes(const sqs_op *op)
 {
-    return op->kind == SQ_KV_SET || op->kind == SQ_AR_APPEND || op->kind == SQ_AR_DELETE ||
-           op->kind == SQ_PURGE || op->kind == SQ_AR_REPLACE;
+    return op->kind == SQS_KV_SET || op->kind == SQS_AR_APPEND || op->kind == SQS_AR_DELETE ||
+           op->kind == SQS_PURGE || op->kind == SQS_AR_REPLACE;
 }
 
 /* Runs ops first..end (exclusive) in one transaction. 0 when committed. */
-static int sq_run_txn(sq_db *d, sq_op *first, sq_op *end)
+static int sq_run_txn(sq_db *d, sqs_op *first, sqs_op *end)
 {
     bool writes = false;
-    for (sq_op *op = first; op != end; op = op->next)
+    for (sqs_op *op = first; op != end; op = op->next)
         writes = writes || sq_op_writes(op);
     if (sq_exec_stmt(d, sq_stmt(d, writes ? ST_BEGIN_W : ST_BEGIN, NULL)) != 0)
         return -1;
-    for (sq_op *op = first; op != end; op = op->next) {
+    for (sqs_op *op = first; op != end; op = op->next) {
         if (sq_run_op(d, op) != 0) {
             sq_exec_stmt(d, sq_stmt(d, ST_ROLLBACK, NULL));
             return -1;
@@ -672,82 +504,24 @@ static int sq_run_txn(sq_db *d, sq_op *first, sq_op *end)
     return 0;
 }
 
-static void sq_fail_op(sq_op *op)
-{
-    sq_op_clear_results(op);
-    op->status = XMPPD_STORE_ERROR;
-}
-
 /* Runs a batch; on failure retries each op alone so that only the bad ones
  * report ERROR. */
-static void sq_run_batch(sq_db *d, sq_op *batch)
+static void sq_run_batch(sq_db *d, sqs_op *batch)
 {
     if (!batch->next) {
         if (sq_run_txn(d, batch, NULL) != 0)
-            sq_fail_op(batch);
+            sqs_op_reset(batch, XMPPD_STORE_ERROR);
         return;
     }
     if (sq_run_txn(d, batch, NULL) == 0)
         return;
-    xmppd_log(d->m, XMPPD_LOG_WARN, "batch failed, retrying its operations one by one");
-    for (sq_op *op = batch; op; op = op->next)
+    xmppd_log(d->base.m, XMPPD_LOG_WARN, "batch failed, retrying its operations one by one");
+    for (sqs_op *op = batch; op; op = op->next)
         if (sq_run_txn(d, op, op->next) != 0)
-            sq_fail_op(op);
+            sqs_op_reset(op, XMPPD_STORE_ERROR);
 }
 
 /* ---- completion on the loop thread ---- */
-
-static void sq_complete(sq_op *op)
-{
-    char idbuf[24];
-    switch (op->kind) {
-    case SQ_KV_GET:
-    case SQ_KV_GET_ALL:
-    case SQ_KV_USERS:
-        op->cb.get(op->status, op->status == XMPPD_STORE_OK ? op->result : NULL, op->ud);
-        break;
-    case SQ_KV_SET:
-    case SQ_AR_DELETE:
-    case SQ_AR_REPLACE:
-    case SQ_PURGE:
-        if (op->cb.done)
-            op->cb.done(op->status, op->ud);
-        break;
-    case SQ_AR_APPEND:
-        snprintf(idbuf, sizeof idbuf, "%" PRId64, op->new_id);
-        if (op->cb.append)
-            op->cb.append(op->status, op->status != XMPPD_STORE_OK ? NULL : op->key ? op->key : idbuf,
-                          op->ud);
-        break;
-    case SQ_AR_COUNT:
-        op->cb.count(op->status, op->count, op->ud);
-        break;
-    case SQ_AR_QUERY: {
-        /* ids as text in one buffer; items borrowed for the call */
-        xmppd_archive_item *items = op->n_items ? calloc(op->n_items, sizeof *items) : NULL;
-        char (*ids)[24] = op->n_items ? calloc(op->n_items, sizeof *ids) : NULL;
-        if (op->n_items && (!items || !ids)) {
-            free(items);
-            free(ids);
-            op->cb.query(XMPPD_STORE_ERROR, NULL, 0, true, op->ud);
-            break;
-        }
-        for (size_t i = 0; i < op->n_items; i++) {
-            snprintf(ids[i], sizeof ids[i], "%" PRId64, op->items[i].id);
-            items[i] = (xmppd_archive_item){ op->items[i].key ? op->items[i].key : ids[i],
-                                             op->items[i].when_ms, op->items[i].with,
-                                             op->items[i].value };
-        }
-        if (op->status == XMPPD_STORE_OK)
-            op->cb.query(op->status, items, op->n_items, op->complete, op->ud);
-        else
-            op->cb.query(op->status, NULL, 0, true, op->ud);
-        free(items);
-        free(ids);
-        break;
-    }
-    }
-}
 
 static void sq_db_free(sq_db *d);
 
@@ -756,16 +530,15 @@ static void sq_deliver(void *ud)
 {
     sq_db *d = ud;
     pthread_mutex_lock(&d->lock);
-    sq_op *list = d->done;
+    sqs_op *list = d->done;
     d->done = NULL;
     d->done_tail = &d->done;
     d->posted = false;
     bool orphaned = d->orphaned;
     pthread_mutex_unlock(&d->lock);
     while (list) {
-        sq_op *next = list->next;
-        sq_complete(list);
-        sq_op_free(list);
+        sqs_op *next = list->next;
+        sqs_op_done(list);
         list = next;
     }
     if (orphaned)
@@ -784,7 +557,7 @@ static void *sq_thread_main(void *arg)
         if (!d->queue)
             break;
         /* take up to SQ_BATCH_MAX ops */
-        sq_op *batch = d->queue, *last = batch;
+        sqs_op *batch = d->queue, *last = batch;
         size_t n = 1;
         while (last->next && n < SQ_BATCH_MAX) {
             last = last->next;
@@ -818,9 +591,11 @@ static void *sq_thread_main(void *arg)
     return NULL;
 }
 
-/* Queues op (taking ownership); the loop-thread side of every driver call. */
-static void sq_submit(sq_db *d, sq_op *op)
+/* Queues op (taking ownership); the loop-thread side of every driver call
+ * (sqlstore.h). */
+static void sq_submit(void *dd, sqs_op *op)
 {
+    sq_db *d = dd;
     pthread_mutex_lock(&d->lock);
     *d->queue_tail = op;
     d->queue_tail = &op->next;
@@ -829,10 +604,11 @@ static void sq_submit(sq_db *d, sq_op *op)
     pthread_mutex_unlock(&d->lock);
 }
 
-/* Reports an op that could not be queued (OOM) as ERROR, still later. */
-static void sq_fail_later(sq_db *d, sq_op *op)
+/* Reports an op that cannot run as ERROR, still later. */
+static void sq_fail_later(void *dd, sqs_op *op)
 {
-    sq_fail_op(op);
+    sq_db *d = dd;
+    sqs_op_reset(op, XMPPD_STORE_ERROR);
     pthread_mutex_lock(&d->lock);
     *d->done_tail = op;
     d->done_tail = &op->next;
@@ -841,200 +617,6 @@ static void sq_fail_later(sq_db *d, sq_op *op)
     pthread_mutex_unlock(&d->lock);
     if (post)
         xmppd_loop_post(sq_deliver, d);
-}
-
-/* ---- driver entry points (loop thread) ---- */
-
-/* Without memory for the op there is no way to call back later: log it. The
- * caller's callback is then lost, which only happens on OOM. */
-static bool sq_check_alloc(sq_db *d, sq_op *op)
-{
-    if (!op)
-        xmppd_log(d->m, XMPPD_LOG_ERROR, "out of memory: storage operation dropped");
-    return op != NULL;
-}
-
-static void sq_kv_get(void *dd, const char *host, const char *store, const char *user,
-                      const char *key, xmppd_kv_get_cb cb, void *ud)
-{
-    sq_op *op = sq_op_new(SQ_KV_GET, host, store, user, key, NULL, NULL, NULL);
-    if (!sq_check_alloc(dd, op))
-        return;
-    op->cb.get = cb;
-    op->ud = ud;
-    sq_submit(dd, op);
-}
-
-static void sq_kv_set(void *dd, const char *host, const char *store, const char *user,
-                      const char *key, json_t *value, xmppd_store_done_cb cb, void *ud)
-{
-    sq_op *op = sq_op_new(SQ_KV_SET, host, store, user, key, NULL, NULL, NULL);
-    if (!sq_check_alloc(dd, op))
-        return;
-    op->cb.done = cb;
-    op->ud = ud;
-    if (value && !(op->text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY))) {
-        sq_fail_later(dd, op);
-        return;
-    }
-    sq_submit(dd, op);
-}
-
-static void sq_kv_get_all(void *dd, const char *host, const char *store, const char *user,
-                          xmppd_kv_get_cb cb, void *ud)
-{
-    sq_op *op = sq_op_new(SQ_KV_GET_ALL, host, store, user, NULL, NULL, NULL, NULL);
-    if (!sq_check_alloc(dd, op))
-        return;
-    op->cb.get = cb;
-    op->ud = ud;
-    sq_submit(dd, op);
-}
-
-static void sq_kv_users(void *dd, const char *host, const char *store, xmppd_kv_get_cb cb, void *ud)
-{
-    sq_op *op = sq_op_new(SQ_KV_USERS, host, store, NULL, NULL, NULL, NULL, NULL);
-    if (!sq_check_alloc(dd, op))
-        return;
-    op->cb.get = cb;
-    op->ud = ud;
-    sq_submit(dd, op);
-}
-
-static void sq_archive_append_id(void *dd, const char *host, const char *store, const char *user,
-                                 const char *id, const char *with, int64_t when_ms, json_t *value,
-                                 xmppd_archive_append_cb cb, void *ud)
-{
-    sq_op *op = sq_op_new(SQ_AR_APPEND, host, store, user, id, with, NULL, NULL);
-    if (!sq_check_alloc(dd, op))
-        return;
-    op->cb.append = cb;
-    op->ud = ud;
-    op->when_ms = when_ms;
-    if (!value || !(op->text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY))) {
-        sq_fail_later(dd, op);
-        return;
-    }
-    sq_submit(dd, op);
-}
-
-static void sq_archive_append(void *dd, const char *host, const char *store, const char *user,
-                              const char *with, int64_t when_ms, json_t *value,
-                              xmppd_archive_append_cb cb, void *ud)
-{
-    sq_archive_append_id(dd, host, store, user, NULL, with, when_ms, value, cb, ud);
-}
-
-/* Copies the filter's ids into op. false on OOM or too many. */
-static bool sq_take_ids(sq_op *op, const xmppd_archive_filter *q)
-{
-    if (q->n_ids > XMPPD_ARCHIVE_MAX_IDS || !(op->ids = calloc(q->n_ids ? q->n_ids : 1, sizeof *op->ids)))
-        return false;
-    for (; op->n_ids < q->n_ids; op->n_ids++)
-        if (!q->ids[op->n_ids] || !(op->ids[op->n_ids] = strdup(q->ids[op->n_ids])))
-            return false;
-    op->qmask |= SQ_Q_IDS;
-    return true;
-}
-
-/* Builds a query/delete op from q (NULL: everything of user); NULL on OOM,
- * *bad_r when q cannot be run (too many ids). */
-static sq_op *sq_query_op(enum sq_kind kind, const char *host, const char *store, const char *user,
-                          const xmppd_archive_filter *q, bool *bad_r)
-{
-    sq_op *op = sq_op_new(kind, host, store, user, NULL, q ? q->with : NULL, q ? q->after_id : NULL,
-                          q ? q->before_id : NULL);
-    *bad_r = false;
-    if (!op || !q)
-        return op;
-    if (q->ids && !sq_take_ids(op, q))
-        *bad_r = true;
-    if (q->with)
-        op->qmask |= SQ_Q_WITH | (op->with_res ? SQ_Q_WITH_RES : 0);
-    if (q->start_ms) {
-        op->qmask |= SQ_Q_START;
-        op->start_ms = q->start_ms;
-    }
-    if (q->end_ms) {
-        op->qmask |= SQ_Q_END;
-        op->end_ms = q->end_ms;
-    }
-    if (q->after_id)
-        op->qmask |= SQ_Q_AFTER;
-    if (q->before_id)
-        op->qmask |= SQ_Q_BEFORE;
-    if (q->reverse)
-        op->qmask |= SQ_Q_REVERSE;
-    op->max = q->max;
-    return op;
-}
-
-static void sq_archive_query(void *dd, const char *host, const char *store, const char *user,
-                             const xmppd_archive_filter *q, xmppd_archive_query_cb cb, void *ud)
-{
-    bool bad;
-    sq_op *op = sq_query_op(SQ_AR_QUERY, host, store, user, q, &bad);
-    if (!sq_check_alloc(dd, op))
-        return;
-    op->cb.query = cb;
-    op->ud = ud;
-    if (bad)
-        sq_fail_later(dd, op);
-    else
-        sq_submit(dd, op);
-}
-
-static void sq_archive_delete(void *dd, const char *host, const char *store, const char *user,
-                              const xmppd_archive_filter *q, xmppd_store_done_cb cb, void *ud)
-{
-    bool bad;
-    sq_op *op = sq_query_op(SQ_AR_DELETE, host, store, user, q, &bad);
-    if (!sq_check_alloc(dd, op))
-        return;
-    op->cb.done = cb;
-    op->ud = ud;
-    if (bad)
-        sq_fail_later(dd, op);
-    else
-        sq_submit(dd, op);
-}
-
-static void sq_archive_count(void *dd, const char *host, const char *store, const char *user,
-                             xmppd_archive_count_cb cb, void *ud)
-{
-    sq_op *op = sq_op_new(SQ_AR_COUNT, host, store, user, NULL, NULL, NULL, NULL);
-    if (!sq_check_alloc(dd, op))
-        return;
-    op->cb.count = cb;
-    op->ud = ud;
-    sq_submit(dd, op);
-}
-
-/* The item id's value becomes value; NOT_FOUND when the archive has no such
- * item (a malformed id included). */
-static void sq_archive_replace(void *dd, const char *host, const char *store, const char *user,
-                               const char *id, json_t *value, xmppd_store_done_cb cb, void *ud)
-{
-    sq_op *op = sq_op_new(SQ_AR_REPLACE, host, store, user, NULL, NULL, id, NULL);
-    if (!sq_check_alloc(dd, op))
-        return;
-    op->cb.done = cb;
-    op->ud = ud;
-    if (!(op->text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY))) {
-        sq_fail_later(dd, op);
-        return;
-    }
-    sq_submit(dd, op);
-}
-
-static void sq_purge_user(void *dd, const char *host, const char *user, xmppd_store_done_cb cb, void *ud)
-{
-    sq_op *op = sq_op_new(SQ_PURGE, host, NULL, user, NULL, NULL, NULL, NULL);
-    if (!sq_check_alloc(dd, op))
-        return;
-    op->cb.done = cb;
-    op->ud = ud;
-    sq_submit(dd, op);
 }
 
 /* Blocks until nothing is queued or running: every accepted write is then
@@ -1049,22 +631,12 @@ static void sq_flush(void *dd)
 }
 
 static const xmppd_storage_driver sq_driver = {
-    .version = XMPPD_STORAGE_DRIVER_VERSION,
-    .size = sizeof(xmppd_storage_driver),
+    SQLSTORE_DRIVER_OPS,
     .name = "sqlite",
-    .kv_get = sq_kv_get,
-    .kv_set = sq_kv_set,
-    .kv_get_all = sq_kv_get_all,
-    .kv_users = sq_kv_users,
-    .archive_append = sq_archive_append,
-    .archive_query = sq_archive_query,
-    .archive_delete = sq_archive_delete,
-    .archive_replace = sq_archive_replace,
-    .archive_count = sq_archive_count,
-    .purge_user = sq_purge_user,
     .flush = sq_flush,
-    .archive_append_id = sq_archive_append_id,
 };
+
+static const sqs_backend sq_backend = { .submit = sq_submit, .fail_later = sq_fail_later };
 
 /* ---- opening: schema and pragmas (loop thread, before the thread starts) ---- */
 
@@ -1121,7 +693,7 @@ static int sq_migrate(sq_db *d, char *err, size_t errlen)
             snprintf(err, errlen, "schema migration to version %d: %s", v + 1, msg);
             break;
         }
-        xmppd_log(d->m, XMPPD_LOG_INFO, "database schema now at version %d", v + 1);
+        xmppd_log(d->base.m, XMPPD_LOG_INFO, "database schema now at version %d", v + 1);
     }
     if (!sqlite3_get_autocommit(d->db))
         sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
@@ -1168,15 +740,15 @@ static void sq_db_free(sq_db *d)
 {
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(d->stmt[i]);
-    for (int i = 0; i < SQ_Q_VARIANTS; i++) {
+    for (int i = 0; i < SQS_Q_VARIANTS; i++) {
         sqlite3_finalize(d->query_stmt[i]);
         sqlite3_finalize(d->delete_stmt[i]);
     }
     if (d->db && sqlite3_close(d->db) != SQLITE_OK)
-        xmppd_log(d->m, XMPPD_LOG_ERROR, "close: %s", sqlite3_errmsg(d->db));
+        xmppd_log(d->base.m, XMPPD_LOG_ERROR, "close: %s", sqlite3_errmsg(d->db));
     while (d->done) {
-        sq_op *next = d->done->next;
-        sq_op_free(d->done);
+        sqs_op *next = d->done->next;
+        sqs_op_free(d->done);
         d->done = next;
     }
     pthread_cond_destroy(&d->wake);
@@ -1195,7 +767,7 @@ static sq_db *sq_open(xmppd_module *m, const char *path, bool sync_full, long lo
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    d->m = m;
+    d->base = (sqs_driver){ &sq_backend, m };
     d->queue_tail = &d->queue;
     d->done_tail = &d->done;
     pthread_mutex_init(&d->lock, NULL);

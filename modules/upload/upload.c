@@ -21,8 +21,8 @@
 static const xmppd_option upload_options[] = {
     { "domain", XMPPD_OPT_STRING, XMPPD_OFF(upload_conf, domain), NULL, .min = 1,
       .doc = "the service's domain; default: upload.HOST" },
-    { "path", XMPPD_OPT_PATH, XMPPD_OFF(upload_conf, dir), NULL,
-      .doc = "folder for the files; default: DATA_DIR/upload" },
+    { "path", XMPPD_OPT_PATH, XMPPD_OFF(upload_conf, dir), NULL, .flags = XMPPD_OPT_DATA,
+      .doc = "folder for the files (relative: in data_dir); default: DATA_DIR/upload" },
     { "url_path", XMPPD_OPT_STRING, XMPPD_OFF(upload_conf, url_path), "\"/upload\"", .min = 2,
       .doc = "the URL path files live under on the http listeners" },
     { "max_file_size", XMPPD_OPT_SIZE, XMPPD_OFF(upload_conf, max_file_size), "10M", 1,

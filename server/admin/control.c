@@ -34,6 +34,8 @@ typedef struct ctl_conn {
     bool closing;       /* close once the output is written */
     bool waiting;       /* a request is being answered: reading pauses */
     bool reading;       /* inside on_conn_read */
+    size_t scanned;     /* input bytes known to hold no newline: a long
+                           request is searched once, not at every read */
     xmppd_ctl_request *req; /* that request, when its answer comes later */
 } ctl_conn;
 
@@ -489,16 +491,23 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
     struct evbuffer *in = bufferevent_get_input(bev);
     c->reading = true;
     while (!c->closing && !c->waiting) {
-        size_t len = 0;
-        char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
+        size_t len = 0, have = evbuffer_get_length(in);
+        struct evbuffer_ptr from;
+        if (c->scanned > have)
+            c->scanned = 0;
+        evbuffer_ptr_set(in, &from, c->scanned, EVBUFFER_PTR_SET);
+        char *line = evbuffer_search_eol(in, &from, NULL, EVBUFFER_EOL_LF).pos >= 0
+                         ? evbuffer_readln(in, &len, EVBUFFER_EOL_LF) : NULL;
         if (!line) {
+            c->scanned = have;
             c->reading = false;
-            if (evbuffer_get_length(in) >= CONTROL_MAX_LINE) {
+            if (have >= CONTROL_MAX_LINE) {
                 conn_send(c, control_fail("request longer than %d bytes", CONTROL_MAX_LINE));
                 conn_close_after_write(c);
             }
             return;
         }
+        c->scanned = 0;
         if (len >= CONTROL_MAX_LINE) {
             free(line);
             c->reading = false;

@@ -20,7 +20,7 @@
 #include "core/config.h"
 
 /* Longest request line accepted (bytes, newline included). */
-#define CONTROL_MAX_LINE 65536
+#define CONTROL_MAX_LINE (32 << 20) /* xmppctl import sends accounts in batches of up to 8 MiB */
 /* Connections served at once; more are answered with an error and closed. */
 #define CONTROL_MAX_CONNS 16
 

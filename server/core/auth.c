@@ -5,12 +5,13 @@
  * If the consumer module unloads first, its callback runs with
  * XMPPD_AUTH_CANCELLED before its unload(), and the provider's answer is
  * dropped when it comes. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/core.h"
 #include "core/fast_tokens.h"
 
-enum auth_op { A_PLAIN, A_SCRAM, A_EXISTS, A_CREATE, A_SET_PASSWORD, A_REMOVE, A_LIST };
+enum auth_op { A_PLAIN, A_SCRAM, A_EXISTS, A_CREATE, A_SET_PASSWORD, A_REMOVE, A_LIST, A_CREATE_KEYS };
 
 typedef struct auth_call auth_call;
 struct auth_call {
@@ -32,6 +33,11 @@ struct auth_call {
 };
 
 static auth_call *g_pending;
+
+/* A table of ABI 2.0 ends with list; later operations are there when its
+ * size covers them. */
+#define AUTH_PROVIDER_MIN_SIZE (offsetof(xmppd_auth_provider, list) + sizeof(void (*)(void)))
+#define AUTH_HAS(p, op) ((p)->size >= offsetof(xmppd_auth_provider, op) + sizeof((p)->op) && (p)->op)
 
 XMPPD_EXPORT const char *xmppd_auth_result_str(int result)
 {
@@ -224,7 +230,7 @@ XMPPD_EXPORT int xmppd_auth_provide(xmppd_module *m, const xmppd_auth_provider *
         xmppd_log(m, XMPPD_LOG_ERROR, "an auth provider must be loaded per host, not globally");
         return -1;
     }
-    if (!p || p->version != XMPPD_AUTH_PROVIDER_VERSION || p->size < sizeof(xmppd_auth_provider) ||
+    if (!p || p->version != XMPPD_AUTH_PROVIDER_VERSION || p->size < AUTH_PROVIDER_MIN_SIZE ||
         !p->mechanisms || !p->verify_plain || !p->get_scram || !p->exists) {
         xmppd_log(m, XMPPD_LOG_ERROR, "auth provider table of an unsupported version or incomplete");
         return -1;
@@ -269,7 +275,8 @@ static void on_purged(int status, void *ud)
 static const char *success_event(enum auth_op op)
 {
     switch (op) {
-    case A_CREATE: return "user-created";
+    case A_CREATE:
+    case A_CREATE_KEYS: return "user-created";
     case A_REMOVE: return "user-deleted";
     case A_SET_PASSWORD: return "password-changed";
     default: return NULL;
@@ -387,6 +394,18 @@ XMPPD_EXPORT void xmppd_auth_remove(xmppd_module *m, xmppd_host *h, const char *
     c->cb.res = cb;
     if (call_start(c, h && h->auth && h->auth->remove))
         h->auth->remove(h->auth_pd, c->user, on_result, c);
+}
+
+XMPPD_EXPORT void xmppd_auth_create_keys(xmppd_module *m, xmppd_host *h, const char *user,
+                                         const xmppd_scram_keys *const *keys, xmppd_auth_cb cb,
+                                         void *ud)
+{
+    auth_call *c = call_new(m, h, A_CREATE_KEYS, user ? user : "", ud);
+    if (!c)
+        return;
+    c->cb.res = cb;
+    if (call_start(c, h && h->auth && AUTH_HAS(h->auth, create_keys) && keys))
+        h->auth->create_keys(h->auth_pd, c->user, keys, on_result, c);
 }
 
 XMPPD_EXPORT void xmppd_auth_list(xmppd_module *m, xmppd_host *h, xmppd_auth_list_cb cb, void *ud)

@@ -26,9 +26,6 @@
 #include "xmppd/jid.h"
 #include "xmppd/log.h"
 
-#ifndef XMPPD_MODULE_DIR
-#define XMPPD_MODULE_DIR "/usr/local/lib/xmppd"
-#endif
 
 /* Unix socket paths: sizeof(sockaddr_un.sun_path) - 1 on Linux. */
 #define SOCKET_PATH_MAX 107
@@ -257,8 +254,9 @@ static const xmppd_option http_fields[] = {
 const xmppd_option config_options[] = {
     { "log", XMPPD_OPT_SECTION, OFF(xmppd_config, log), .fields = log_fields, .doc = "logging" },
     { "data_dir", XMPPD_OPT_PATH, OFF(xmppd_config, data_dir), NULL,
-      .doc = "where state lives (the SQLite database, the control socket); default: the "
-             "configuration file's folder" },
+      .doc = "where every piece of state lives (the SQLite database, the control socket, "
+             "modules' files); relative storage paths are taken from it; default: "
+             "$(localstatedir)/lib/xmppd, /var/lib/xmppd in packages" },
     { "module_path", XMPPD_OPT_LIST, OFF(xmppd_config, module_path_given), NULL,
       .doc = "folders searched for mod_NAME.so, in order; default: the install's module folder "
              "($(pkglibdir), e.g. /usr/local/lib/xmppd)" },
@@ -313,17 +311,27 @@ _Static_assert(offsetof(host_conf, name) == 0 && offsetof(component_conf, domain
 
 /* ---- paths ------------------------------------------------------------------------- */
 
-char *config_abspath(const xmppd_config *cfg, const char *p)
+static char *path_join(const char *dir, const char *p)
 {
     if (!p)
         return NULL;
-    if (p[0] == '/' || !cfg || !cfg->dir)
+    if (p[0] == '/' || !dir)
         return strdup(p);
-    size_t n = strlen(cfg->dir) + strlen(p) + 2;
+    size_t n = strlen(dir) + strlen(p) + 2;
     char *out = malloc(n);
     if (out)
-        snprintf(out, n, "%s/%s", cfg->dir, p);
+        snprintf(out, n, "%s/%s", dir, p);
     return out;
+}
+
+char *config_abspath(const xmppd_config *cfg, const char *p)
+{
+    return path_join(cfg ? cfg->dir : NULL, p);
+}
+
+char *config_datapath(const xmppd_config *cfg, const char *p)
+{
+    return path_join(cfg ? cfg->data_dir : NULL, p);
 }
 
 int config_line(const xmppd_config *cfg, const char *dotted_path)
@@ -435,7 +443,7 @@ static void check_paths(vctx *c)
 {
     xmppd_config *cfg = c->cfg;
     if (!cfg->data_dir)
-        cfg->data_dir = cfg->dir;
+        cfg->data_dir = XMPPD_DATA_DIR;
     static const char *const fallback[] = { XMPPD_MODULE_DIR, NULL };
     if (!cfg->module_path_given)
         cfg->module_path_given = fallback;
@@ -901,6 +909,9 @@ xmppd_config *config_load(const char *path, bool keep_on_error, opt_errors *errs
         free(text);
         return NULL;
     }
+    /* The text kept for messages is the one without comments: they are
+     * blanks of the same length, so lines and columns still match. */
+    config_strip_comments(text, len);
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!root || !json_is_object(root)) {

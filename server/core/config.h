@@ -156,7 +156,7 @@ typedef struct xmppd_config {
     struct strmap *lines;  /* dotted key -> line, for messages */
 
     log_conf log;
-    const char *data_dir;  /* absolute */
+    const char *data_dir;  /* absolute; default XMPPD_DATA_DIR */
     const char *const *module_path_given;
     const char *const *module_path; /* absolute, NULL-terminated */
     const char *storage;   /* storage driver name */
@@ -200,8 +200,14 @@ int config_line(const xmppd_config *cfg, const char *dotted_path);
  * dotted path (Jansson keeps no positions; yajl's parser reports them).
  * A new map (strmap_free), or NULL on OOM or text that is not JSON. */
 struct strmap *config_lines_build(const char *text, size_t len);
+/* Blanks the comments of a configuration text in place (// to the end of
+ * the line, and block comments), outside strings, keeping lines and
+ * columns: the file is JSON with comments. */
+void config_strip_comments(char *text, size_t len);
 /* Resolve a possibly relative path against the config folder; malloc'd. */
 char *config_abspath(const xmppd_config *cfg, const char *p);
+/* The same against data_dir (state: databases, the control socket). */
+char *config_datapath(const xmppd_config *cfg, const char *p);
 /* The kernel's option table (the configuration's top-level keys), for
  * `xmppctl options` and the generated documentation. */
 extern const xmppd_option config_options[];

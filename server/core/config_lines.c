@@ -143,3 +143,38 @@ strmap *config_lines_build(const char *text, size_t len)
     }
     return l.lines;
 }
+
+/* Comments ("//" to the end of the line, and slash-star blocks) become
+ * spaces, outside strings: Jansson reads no comments, and blanking keeps
+ * every line and column where it was, for messages. An unterminated block
+ * comment is left as it is, so the JSON parser reports it. */
+void config_strip_comments(char *text, size_t len)
+{
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = text[i];
+        if (in_string) {
+            if (ch == '\\' && i + 1 < len)
+                i++;
+            else if (ch == '"')
+                in_string = false;
+            continue;
+        }
+        if (ch == '"') {
+            in_string = true;
+        } else if (ch == '/' && i + 1 < len && text[i + 1] == '/') {
+            for (; i < len && text[i] != '\n'; i++)
+                text[i] = ' ';
+        } else if (ch == '/' && i + 1 < len && text[i + 1] == '*') {
+            size_t end = i + 2;
+            while (end + 1 < len && !(text[end] == '*' && text[end + 1] == '/'))
+                end++;
+            if (end + 1 >= len)
+                return;
+            for (size_t k = i; k <= end + 1; k++)
+                if (text[k] != '\n')
+                    text[k] = ' ';
+            i = end + 1;
+        }
+    }
+}

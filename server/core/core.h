@@ -112,7 +112,7 @@ int modules_print_options(const xmppd_config *cfg, const char *only, bool markdo
 /* Validates the modules and module options of cfg without calling any
  * load(); every error line is added to errs. 0 or -1. */
 struct opt_errors;
-int modules_check(const xmppd_config *cfg, struct opt_errors *errs);
+int modules_check(const xmppd_config *cfg, struct opt_errors *errs, struct opt_errors *warns);
 
 /* Checks descriptor d of module name found in file (for messages) and
  * copies it, zero-extended, into *copy: a different ABI major, a newer

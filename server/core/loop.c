@@ -142,14 +142,20 @@ static void run_posted(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Wakes the loop to run what is posted. */
+static void post_wake(void)
+{
+    uint64_t one = 1;
+    while (write(L.post_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+        ;
+}
+
 static void post_job(struct job *j)
 {
     pthread_mutex_lock(&L.lock);
     q_push(&L.posted, j);
     pthread_mutex_unlock(&L.lock);
-    uint64_t one = 1;
-    while (write(L.post_fd, &one, sizeof(one)) < 0 && errno == EINTR)
-        ;
+    post_wake();
 }
 
 XMPPD_EXPORT void xmppd_loop_post(void (*fn)(void *ud), void *ud)
@@ -182,10 +188,13 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&L.lock);
         j->work(j->ud);
         pthread_mutex_lock(&L.lock);
+        /* finished and posted under one lock: offload_on_unload, once it
+         * sees the job finished, finds it posted and takes it off */
         j->finished = true;
+        q_push(&L.posted, j);
         pthread_cond_broadcast(&L.done_cond);
         pthread_mutex_unlock(&L.lock);
-        post_job(j);
+        post_wake();
         pthread_mutex_lock(&L.lock);
     }
     pthread_mutex_unlock(&L.lock);

@@ -293,6 +293,9 @@ static char *find_file(const xmppd_config *cfg, const char *name)
     return NULL;
 }
 
+/* After the module path scan it uses (below). */
+static bool suggest_module(const xmppd_config *cfg, const char *name, char best[65]);
+
 static bool valid_name(const char *s)
 {
     if (!*s || strlen(s) > 64)
@@ -378,7 +381,13 @@ static lib *lib_open(const xmppd_config *cfg, const char *name, char *err, size_
             if (n > 0)
                 used += (size_t)n;
         }
-        snprintf(err, errlen, "module %s: mod_%s.so not found in module_path (%s)", name, name, dirs);
+        char best[65];
+        if (suggest_module(cfg, name, best))
+            snprintf(err, errlen, "module %s: mod_%s.so not found in module_path (%s): did you "
+                     "mean \"%s\"?", name, name, dirs, best);
+        else
+            snprintf(err, errlen, "module %s: mod_%s.so not found in module_path (%s)", name, name,
+                     dirs);
         goto fail;
     }
     if (lib_dlopen(l, err, errlen) < 0)
@@ -1032,11 +1041,37 @@ void modules_stop(void)
     g_server.cfg = NULL;
 }
 
-int modules_check(const xmppd_config *cfg, opt_errors *errs)
+/* Modules without which a host is not an instant-messaging server (RFC 6121:
+ * rosters, presence subscriptions) or misses what every client expects. */
+static const struct { const char *name, *why; } expected_modules[] = {
+    { "roster", "RFC 6121 rosters: clients get service-unavailable for their contact list" },
+    { "presence", "RFC 6121 presence subscriptions and broadcast: contacts never see each other online" },
+    { "offline", "XEP-0160 offline messages: messages to accounts without a session are bounced" },
+    { "disco", "XEP-0030 service discovery: clients cannot find any feature" },
+};
+
+static bool set_has(const plan_set *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->v[i]->lib->name, name) == 0)
+            return true;
+    return false;
+}
+
+int modules_check(const xmppd_config *cfg, opt_errors *errs, opt_errors *warns)
 {
     plan p;
     if (plan_build(&p, cfg, errs) < 0)
         return -1;
+    for (size_t i = 0; warns && i < p.n_hosts; i++) {
+        char key[512];
+        snprintf(key, sizeof(key), "hosts.%s", cfg->hosts[i].name);
+        for (size_t k = 0; k < sizeof(expected_modules) / sizeof(expected_modules[0]); k++)
+            if (!set_has(&p.hosts[i], expected_modules[k].name) &&
+                !set_has(&p.globals, expected_modules[k].name))
+                opt_error(warns, cfg, key, "no module %s: %s", expected_modules[k].name,
+                          expected_modules[k].why);
+    }
     plan_free(&p);
     return 0;
 }
@@ -1534,6 +1569,30 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* The installed or built-in module whose name is close to name (a typo),
+ * into best; false when none is (opt_suggest decides what is close). */
+static bool suggest_module(const xmppd_config *cfg, const char *name, char best[65])
+{
+    strmap *names = strmap_new();
+    if (!names)
+        return false;
+    for (size_t i = 0; i < g_n_builtins; i++)
+        strmap_put(names, g_builtins[i]->name, (void *)1);
+    for (const char *const *d = module_dirs(cfg); *d; d++)
+        scan_dir(names, *d);
+    name_list l = { calloc(strmap_count(names) + 1, sizeof(char *)), 0 };
+    const char *hint = NULL;
+    if (l.v) {
+        strmap_foreach(names, collect_name, &l);
+        hint = opt_suggest(name, l.v, l.n);
+        if (hint)
+            snprintf(best, 65, "%s", hint);
+    }
+    free(l.v);
+    strmap_free(names);
+    return hint != NULL;
+}
+
 static int print_one(const xmppd_config *cfg, const char *name, bool markdown, FILE *out)
 {
     char err[768];
@@ -1665,5 +1724,5 @@ API int64_t xmppd_server_started(void)
 
 API const char *xmppd_data_dir(void)
 {
-    return g_server.cfg && g_server.cfg->data_dir ? g_server.cfg->data_dir : ".";
+    return g_server.cfg && g_server.cfg->data_dir ? g_server.cfg->data_dir : XMPPD_DATA_DIR;
 }

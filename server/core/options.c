@@ -626,7 +626,9 @@ static int store_leaf(parser *p, const xmppd_option *o, const json_t *v, char *d
             s = json_string_value(v);
         }
         if (o->type == XMPPD_OPT_PATH && s) {
-            char *abs = p->ctx->cfg ? config_abspath(p->ctx->cfg, s) : strdup(s);
+            char *abs = !p->ctx->cfg ? strdup(s)
+                        : (o->flags & XMPPD_OPT_DATA) ? config_datapath(p->ctx->cfg, s)
+                        : config_abspath(p->ctx->cfg, s);
             if (block_keep(p->b, abs) < 0)
                 goto oom;
             s = abs;

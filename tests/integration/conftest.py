@@ -148,7 +148,7 @@ class Server:
                                   % (user.replace("'", "''"), user.replace("'", "''")))
             return [line for line in out.splitlines() if line]
         import sqlite3
-        db = sqlite3.connect(str(self.dir / "xmppd.sqlite"))
+        db = sqlite3.connect(str(self.data_dir / "xmppd.sqlite"))
         try:
             return [r[0] for r in db.execute("SELECT store FROM kv WHERE user = ? UNION ALL "
                                              "SELECT store FROM archive WHERE user = ?", (user, user))]
@@ -164,7 +164,7 @@ class Server:
                                   % (user.replace("'", "''"), store.replace("'", "''")))
             return [line for line in out.splitlines() if line]
         import sqlite3
-        db = sqlite3.connect(str(self.dir / "xmppd.sqlite"))
+        db = sqlite3.connect(str(self.data_dir / "xmppd.sqlite"))
         try:
             return [r[0] for r in db.execute("SELECT value FROM kv WHERE user = ? AND store = ?", (user, store))]
         finally:

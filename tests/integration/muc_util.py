@@ -283,7 +283,7 @@ def archive_items(server, room):
                                    "'muc_archive' AND username = '%s' ORDER BY id" % room)
         rows = [line.split("|", 2) for line in out.splitlines() if line]
         return [(r[0], r[1] or None, ET.fromstring(json.loads(r[2]))) for r in rows]
-    db = sqlite3.connect(str(server.dir / "xmppd.sqlite"))
+    db = sqlite3.connect(str(server.data_dir / "xmppd.sqlite"))
     try:
         return [(k, w, ET.fromstring(json.loads(v))) for k, w, v in db.execute(
             "SELECT key, with_jid, value FROM archive WHERE store = 'muc_archive' AND user = ? "

@@ -18,6 +18,7 @@ import ctypes
 import hashlib
 import os
 import secrets
+import threading
 import time
 import warnings
 
@@ -352,3 +353,39 @@ def test_plain_timing_does_not_tell_whether_an_account_exists(pg, server_factory
     srv.adduser("erin@localhost", "the-right-password")
     wrong, missing = failure_times(srv, "erin", "nobody-here")
     assert_same_cost(wrong, missing, floor=0.015)
+
+
+def test_user_database_backends_killed_during_logins(pg, legacy_db, server_factory):
+    """RFC 6120 §6.5.12 with the pool's failure behaviour
+    (modules/pgpool/pgpool.h): PostgreSQL terminates the user database
+    connections (pg_terminate_backend) again and again while clients log
+    in. Every login is answered: success, or <temporary-auth-failure/> for
+    one whose lookup ran on a killed connection; never <not-authorized/>
+    for the right password, never a hang. The pool reconnects on its own:
+    once the killing stops, logins work."""
+    s = server_factory(sql_overrides(pg, legacy_db))
+    kills, outcomes = [], []
+
+    def killer():
+        for _ in range(20):
+            out = pg.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                          "WHERE application_name = 'xmppd-auth'", check=False)
+            kills.append(int(out.strip() or 0))
+            time.sleep(0.08)
+
+    t = threading.Thread(target=killer)
+    t.start()
+    while t.is_alive() or len(outcomes) < 10:
+        r = plain(s, "sam", ROWS["sam"][0])
+        outcomes.append("ok" if r.ok else r.condition)
+    t.join()
+    assert sum(kills) > 0, kills
+    assert set(outcomes) <= {"ok", "temporary-auth-failure"}, set(outcomes)
+    deadline = time.monotonic() + scaled(10)
+    while not plain(s, "sam", ROWS["sam"][0]).ok:
+        assert time.monotonic() < deadline, "logins did not come back"
+        time.sleep(0.1)
+    assert all(plain(s, "sam", ROWS["sam"][0]).ok for _ in range(3))
+    log = s.read_log()
+    assert "user database connection lost" in log
+    assert "re-established" in log

@@ -208,3 +208,40 @@ def test_xep0402_with_slixmpp_xep0060(server, accounts):
     with login(server, a) as c:  # old clients see it too (XEP-0402 §5.3)
         want = {"slix@chat.example": ("Slix", True, "s")}
         assert eventually(lambda: legacy_conferences(private_get(c)), want) == want
+
+
+def test_shutdown_with_bookmark_calls_in_flight(server_factory, accounts):
+    """Module API contract (docs/modules.md, pep_api.h, private_api.h): a
+    login's bookmark migration waits on PEP, which waits on storage; the
+    server stops meanwhile. Every pending call is answered once before its
+    caller unloads: the server exits 0 with nothing leaked (the sanitizer
+    runs check the output)."""
+    import signal
+    import sqlite3
+
+    from conftest import STORAGE
+    from xmpptest import RawClient
+    if STORAGE != "sqlite":
+        pytest.skip("holds SQLite's lock to keep storage calls in flight")
+    srv = server_factory({"modules": dict(MODULES, vcard={}, storage_sqlite={"busy_timeout": "10m"})})
+    a, b = accounts(2, srv=srv)
+    busy = RawClient(srv.port)
+    busy.login(a.user, a.password)
+    late = RawClient(srv.port)
+    late.secure_stream()
+    late.auth_plain(b.user, b.password)
+    late.open_stream()
+    db = sqlite3.connect(str(srv.dir / "xmppd.sqlite"), timeout=10, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        busy.send("<iq type='set' id='v'><vCard xmlns='vcard-temp'><FN>x</FN></vCard></iq>")
+        time.sleep(scaled(0.3))  # the storage thread now waits for the lock
+        late.bind()  # "resource-bound": bookmarks asks PEP, PEP asks storage
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(scaled(0.5))
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    assert srv.proc.wait(timeout=scaled(30)) == 0, srv.output_tail()
+    busy.close()
+    late.close()

@@ -67,14 +67,15 @@ def test_socket_is_private(server):
 def test_protocol_errors(server):
     """Bad requests get {"ok": false, "error": ...} and the server lives on:
     not JSON, no command, an unknown command (the answer lists the valid
-    ones), and a line over the 64 KiB limit."""
+    ones), and a line over the 32 MiB limit (xmppctl import sends batches
+    of up to 8 MiB)."""
     r = request(server, b"this is not json\n")
     assert r["ok"] is False and "not JSON" in r["error"]
     r = request(server, {"cmd": "status"})
     assert r["ok"] is False and "command" in r["error"]
     r = request(server, {"command": "explode"})
     assert r["ok"] is False and "unknown command" in r["error"] and "status" in r["error"]
-    r = request(server, b"{" + b" " * 70000 + b"}\n")
+    r = request(server, b"{" + b" " * ((32 << 20) - 1))  # no newline: the limit reached
     assert r["ok"] is False and "longer than" in r["error"]
     assert request(server, {"command": "status"})["ok"] is True
 

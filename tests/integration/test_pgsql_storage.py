@@ -10,6 +10,7 @@ internal-server-error, type wait) rather than dropped or hung, and storage
 works again once PostgreSQL is back, without restarting xmppd.
 """
 
+import threading
 import time
 
 import pytest
@@ -259,3 +260,64 @@ def test_restart_under_load_drops_nothing_silently(pg, server_factory, accounts)
     missing = sorted(set(sent) - set(delivered) - set(bounced))
     assert missing == [], "%d of %d messages silently dropped: %s" % (len(missing), len(sent), missing[:10])
     print("pgsql restart: %d sent, %d stored and delivered, %d bounced" % (len(sent), len(delivered), len(bounced)))
+
+
+def kill_backends(pg, db, app, rounds, pause, kills):
+    """Terminates every backend of application app on db, rounds times."""
+    def loop():
+        for _ in range(rounds):
+            out = pg.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                          "WHERE application_name = '%s' AND datname = '%s'" % (app, db), check=False)
+            kills.append(int(out.strip() or 0))
+            time.sleep(pause)
+    return threading.Thread(target=loop)
+
+
+def test_backends_killed_under_load(pg, server_factory, accounts):
+    """The pool's failure behaviour (modules/pgpool/pgpool.h) with
+    PostgreSQL terminating the server's connections again and again
+    (pg_terminate_backend) while a client stores roster items (RFC 6121
+    §2.3): every set is answered, with a result or an internal-server-error
+    of type wait (the statement ran on a killed connection), never left
+    hanging; the session stays up; each acknowledged item reads back (it or
+    a later attempt); the log says connections were lost and re-established;
+    once the killing stops every write succeeds again, without a restart."""
+    db = pg.create_db()
+    srv = server_factory(pg_overrides(pg.dsn(db), pool_size=2))
+    (a,) = accounts(1, srv=srv)
+    acked, tries, outcomes, kills = {}, {}, [], []
+    with login(srv, a) as ca:
+        killer = kill_backends(pg, db, "xmppd", rounds=25, pause=0.08, kills=kills)
+        killer.start()
+        i = 0
+        while killer.is_alive() or i < 50:
+            contact, name = "c%d@example.net" % (i % 4), "n%d" % i
+            tries.setdefault(contact, []).append(name)
+            r = roster_set(ca, contact, name)
+            if r.get("type") == "result":
+                outcomes.append("ok")
+                acked[contact] = name
+            else:
+                outcomes.append(error_condition(r))
+            i += 1
+        killer.join()
+        assert sum(kills) > 0, kills
+        assert set(outcomes) <= {"ok", ("wait", "internal-server-error")}, set(outcomes)
+        assert outcomes.count("ok") > 0
+        # the killing is over: writes succeed (after at most a reconnect)
+        deadline = time.monotonic() + scaled(10)
+        while roster_set(ca, "last@example.net", "last").get("type") != "result":
+            assert time.monotonic() < deadline, "storage did not come back"
+            time.sleep(0.1)
+        for _ in range(5):
+            assert roster_set(ca, "last@example.net", "again").get("type") == "result"
+        got = ca.iq("<query xmlns='%s'/>" % NS_ROSTER)
+        items = {it.get("jid"): it.get("name")
+                 for it in got.findall("{%s}query/{%s}item" % (NS_ROSTER, NS_ROSTER))}
+        for contact, name in acked.items():
+            assert items.get(contact) in tries[contact][tries[contact].index(name):], (contact, name, items)
+        assert ca.quiet(QUIET_PERIOD / 2, pred=lambda el: el.tag.endswith("error")) == []
+    log = srv.read_log()
+    assert "database connection lost" in log
+    assert "re-established" in log
+    assert srv.running

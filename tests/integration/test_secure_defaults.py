@@ -18,21 +18,25 @@ import time
 
 import pytest
 
+import pie_util
 from conftest import MODULES, REPO, Server, _finish
 from xmpptest import (NS_CLIENT, NS_STREAM, RawClient, XMPPTestError, error_condition, q,
                       scaled)
 
 
 def example_config():
-    return json.loads((REPO / "contrib" / "xmppd.example.json").read_text())
+    """The example (JSON with comments: the installed default)."""
+    return pie_util.example_config()
 
 
 def quickstart_config():
-    """The JSON quickstart.sh writes, with its shell variables filled in."""
+    """The JSON quickstart.sh writes, with its shell variables filled in:
+    $modules is the example's block of default modules."""
     text = (REPO / "contrib" / "quickstart.sh").read_text()
     body = re.search(r'cat >"\$CONF" <<EOF\n(.*?)\nEOF\n', text, re.S).group(1)
     listeners = '{ "type": "c2s", "address": "127.0.0.1", "port": 5222, "tls": "starttls" }'
     body = body.replace("$listeners", listeners).replace("$RUN", "/run").replace("$ROOT", "/root")
+    body = body.replace("$modules", pie_util.default_module_lines())
     return json.loads(body)
 
 

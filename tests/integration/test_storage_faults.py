@@ -47,7 +47,7 @@ def test_storage_call_that_never_returns_times_out(server_factory, accounts):
     c = RawClient(srv.port)
     c.login(a.user, a.password)
     assert vcard_set(c, "before").get("type") == "result"
-    db = sqlite3.connect(str(srv.dir / "xmppd.sqlite"), timeout=10, isolation_level=None)
+    db = sqlite3.connect(str(srv.data_dir / "xmppd.sqlite"), timeout=10, isolation_level=None)
     db.execute("BEGIN EXCLUSIVE")
     try:
         t0 = time.monotonic()

@@ -219,7 +219,8 @@ static void test_defaults(void **state)
     assert_true(cfg->c2s.require_encryption);
     char *real = realpath(g_dir, NULL);
     assert_string_equal(cfg->dir, real);
-    assert_string_equal(cfg->data_dir, real);
+    /* state lives in the system's state folder, not next to the file */
+    assert_string_equal(cfg->data_dir, XMPPD_DATA_DIR);
     free(real);
     assert_string_equal(cfg->module_path[0], XMPPD_MODULE_DIR);
     assert_null(cfg->module_path[1]);
@@ -239,6 +240,25 @@ static void test_defaults(void **state)
     assert_string_equal(cfg->hosts[0].name, "example.org");
     assert_null(cfg->global_modules);
     config_free(cfg);
+}
+
+/* JSON with comments: // to the end of the line and block comments,
+ * outside strings only; lines in messages still count from the file. */
+static void test_comments(void **state)
+{
+    xmppd_config *cfg = load_text(
+        "// the default configuration\n"
+        "{\n"
+        "  /* a block\n"
+        "     over two lines */\n"
+        "  \"log\": { \"file\": \"/var//log/*x*/.log\" }, // a comment after a value\n"
+        "  " HOSTS "\n"
+        "}\n");
+    assert_non_null(cfg);
+    assert_string_equal(cfg->log.file, "/var//log/*x*/.log");
+    config_free(cfg);
+    expect_error("{\n// one\n/* two\n three */\n \"limits\": { \"max_depth\": 0 },\n " HOSTS "\n}",
+                 "5: limits.max_depth: expected an integer from 1 to 1000, got 0");
 }
 
 static void test_values_and_lines(void **state)
@@ -376,7 +396,7 @@ static void *parse_def(const xmppd_module_def *def, const json_t *given, const o
 static int check_modules(const xmppd_config *cfg)
 {
     opt_errors errs = { 0 };
-    int rc = modules_check(cfg, &errs);
+    int rc = modules_check(cfg, &errs, NULL);
     opt_errors_join(&errs, g_err, sizeof(g_err));
     opt_errors_free(&errs);
     return rc;
@@ -1209,6 +1229,7 @@ int main(void)
         cmocka_unit_test(test_http_listener),
         cmocka_unit_test(test_components),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_comments),
         cmocka_unit_test(test_values_and_lines),
         cmocka_unit_test(test_parsers),
         cmocka_unit_test(test_options_defaults),
