@@ -71,7 +71,7 @@ libjansson-dev libevent-dev libhttp-parser-dev libwslay-dev libc-ares-dev libidn
 python3-pytest python3-slixmpp openssl clang libclang-rt-dev postgresql libcrypt-dev
 libldap-dev slapd ldap-utils
 prosody lua-unbound ejabberd chromium
-debhelper lintian dpkg-dev fakeroot git go-sendxmpp sendxmpp"
+debhelper lintian dpkg-dev fakeroot git go-sendxmpp sendxmpp biboumi"
 # prosody, ejabberd: the federation peers of test_s2s_prosody.py and test_s2s_ejabberd.py
 # (Prosody resolves through libunbound pointed at the test DNS fixture: a Recommends of
 # prosody, and we install without recommends), and the sources of the migration tests
@@ -79,7 +79,7 @@ debhelper lintian dpkg-dev fakeroot git go-sendxmpp sendxmpp"
 # dpkg-dev: test_package.py builds, checks and (in CI, as root) installs the Debian
 # package; libldap-dev, slapd, ldap-utils: the directory modules and their slapd; git:
 # test_quickstart.py and test_package.py work in fresh clones; go-sendxmpp, sendxmpp:
-# the real clients of test_real_clients.py
+# the real clients of test_real_clients.py; biboumi: the IRC gateway of test_muc_biboumi.py
 
 ensure_packages() {
     local missing=() p
@@ -99,7 +99,7 @@ ensure_packages() {
         return 1
     fi
     say "installing ${missing[*]}"
-    # RUNLEVEL=1: the packages' services (ejabberd, prosody, postgresql) are not
+    # RUNLEVEL=1: the packages' services (ejabberd, prosody, postgresql, biboumi) are not
     # started; the tests run private instances of each.
     apt-get update && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y --no-install-recommends "${missing[@]}"
 }

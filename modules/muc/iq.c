@@ -245,117 +245,6 @@ static void room_info(muc_room *room, xmppd_event *ev)
     xmppd_reply(ev, r);
 }
 
-/* ---- rooms: registration (§7.10) ------------------------------------------------------ */
-
-static int register_form(muc_room *room, xmppd_event *ev)
-{
-    xmppd_stanza *r, *q = muc_reply_query(ev, NS_REGISTER, &r);
-    if (!q)
-        return XMPPD_FAIL;
-    xmppd_stanza *ins = xmppd_stanza_tag(q, "instructions", NULL);
-    if (ins)
-        xmppd_stanza_set_text(ins, "Choose the nickname to reserve in this room.");
-    char title[1200];
-    snprintf(title, sizeof(title), "Registration with %s", muc_room_jid(room));
-    xmppd_stanza *x = xmppd_form_new("form", NS_MUC_REGISTER, title);
-    if (!x || !xmppd_stanza_add(q, x)) {
-        xmppd_stanza_unref(r);
-        return XMPPD_FAIL;
-    }
-    xmppd_stanza *f = xmppd_form_add_field(x, "muc#register_roomnick", "text-single",
-                                           "Desired Nickname", NULL);
-    if (f)
-        xmppd_stanza_tag(f, "required", NULL);
-    xmppd_reply(ev, r);
-    return XMPPD_HANDLED;
-}
-
-static int register_submit(muc_room *room, xmppd_event *ev, const xmppd_jid *bare, muc_aff aff,
-                           xmppd_stanza *x)
-{
-    const char *why = NULL;
-    xmppd_form *f = xmppd_form_parse(x, &why);
-    const char *ft = f ? xmppd_form_form_type(f) : NULL;
-    int rc = XMPPD_HANDLED;
-    if (!f || (ft && strcmp(ft, NS_MUC_REGISTER) != 0)) {
-        rc = muc_error(ev, room, "modify", "bad-request", why ? why : "Not a muc#register form");
-    } else if (strcmp(xmppd_form_type(f), "cancel") == 0) {
-        rc = reply_empty(ev);
-    } else {
-        const char *asked = xmppd_form_value(f, "muc#register_roomnick");
-        char *nick = asked ? xmppd_resourceprep(asked) : NULL;
-        const char *bad = nick ? muc_nick_invalid(room->svc, nick) : "jid-malformed";
-        muc_occupant *in_use = nick ? muc_occ_by_nick(room, nick) : NULL;
-        if (!asked)
-            rc = muc_error(ev, room, "modify", "bad-request", "muc#register_roomnick is required");
-        else if (bad)
-            rc = muc_error(ev, room, "modify", bad, "Not a usable nickname");
-        else if (muc_nick_reserved_by(room, nick, bare->bare) ||
-                 (in_use && !xmppd_jid_bare_equal(in_use->bare, bare)))
-            rc = muc_error(ev, room, "cancel", "conflict", "The nickname is taken");
-        else if (aff == AFF_NONE && json_object_size(room->affs) >= (size_t)room->svc->conf->max_affiliations)
-            rc = muc_error(ev, room, "cancel", "not-acceptable", "The room has too many members");
-        else {
-            muc_aff to = aff < AFF_MEMBER ? AFF_MEMBER : aff;
-            muc_aff_set(room, bare->bare, to, nick, NULL);
-            muc_room_save(room);
-            reply_empty(ev);
-            if (to != aff)
-                muc_aff_changed(room, bare->bare, aff, to, NULL, NULL);
-        }
-        free(nick);
-    }
-    xmppd_form_free(f);
-    return rc;
-}
-
-static int room_register(muc_room *room, xmppd_event *ev)
-{
-    xmppd_stanza *q = xmppd_stanza_child(ev->stanza, "query", NS_REGISTER);
-    xmppd_jid *bare = xmppd_jid_to_bare(ev->from);
-    if (!q || !bare) {
-        xmppd_jid_free(bare);
-        return muc_error(ev, room, "modify", "bad-request", NULL);
-    }
-    muc_aff aff = muc_aff_of(room, bare);
-    const char *nick = muc_reserved_nick(room, bare->bare);
-    bool get = strcmp(xmppd_stanza_attr(ev->stanza, "type"), "get") == 0;
-    int rc;
-    if (get && nick && aff >= AFF_MEMBER) {
-        /* §7.10: already registered: the reserved nick. */
-        xmppd_stanza *r = NULL, *rq = muc_reply_query(ev, NS_REGISTER, &r);
-        xmppd_stanza *reg = rq ? xmppd_stanza_tag(rq, "registered", NULL) : NULL;
-        xmppd_stanza *u = reg ? xmppd_stanza_tag(rq, "username", NULL) : NULL;
-        if (u) {
-            xmppd_stanza_set_text(u, nick);
-            xmppd_reply(ev, r);
-            rc = XMPPD_HANDLED;
-        } else {
-            xmppd_stanza_unref(r);
-            rc = XMPPD_FAIL;
-        }
-    } else if (aff == AFF_OUTCAST || (room->cfg.members_only && aff < AFF_MEMBER)) {
-        /* Membership of a members-only room is granted by its admins. */
-        rc = muc_error(ev, room, "cancel", "not-allowed", NULL);
-    } else if (get) {
-        rc = register_form(room, ev);
-    } else if (xmppd_stanza_child(q, "remove", NULL)) {
-        /* XEP-0077 §3.2: unregistering drops membership and the nick. */
-        muc_aff to = aff == AFF_MEMBER ? AFF_NONE : aff;
-        muc_aff_set(room, bare->bare, to, "", NULL);
-        muc_room_save(room);
-        rc = reply_empty(ev);
-        if (to != aff)
-            muc_aff_changed(room, bare->bare, aff, to, NULL, NULL);
-    } else if (xmppd_stanza_child(q, "x", XMPPD_NS_DATA)) {
-        rc = register_submit(room, ev, bare, aff, xmppd_stanza_child(q, "x", XMPPD_NS_DATA));
-    } else {
-        rc = muc_error(ev, room, "modify", "bad-request", "Submit the registration form");
-    }
-    xmppd_jid_free(bare);
-    return rc;
-}
-
 /* ---- rooms: dispatch ---------------------------------------------------------------------- */
 
 /* A namespace another module may serve on rooms (muc_api.h "muc/room-iq"). */
@@ -397,7 +286,7 @@ static void room_iq(muc_room *room, xmppd_event *ev)
     else if (strcmp(ns, NS_MUC_OWNER) == 0)
         rc = muc_owner_iq(room, ev);
     else if (strcmp(ns, NS_REGISTER) == 0)
-        rc = room_register(room, ev);
+        rc = muc_register_iq(room, ev);
     else if (strcmp(ns, NS_MODERATE1) == 0 || strcmp(ns, NS_FASTEN) == 0)
         rc = muc_moderate_iq(room, ev);
     else if (get && strcmp(ns, NS_PING) == 0)

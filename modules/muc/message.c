@@ -414,7 +414,8 @@ static void ask_moderators(muc_room *room, muc_sess *s)
     xmppd_stanza_unref(m);
 }
 
-/* §7.13 (a visitor asks) and §8.6 (a moderator answers). */
+/* §7.13 (a visitor asks) and §8.6 (a moderator answers); §9.9 registration
+ * approvals go to register.c. */
 static void voice_form(muc_room *room, muc_sess *s, xmppd_event *ev, xmppd_stanza *x)
 {
     const char *why = NULL;
@@ -426,6 +427,11 @@ static void voice_form(muc_room *room, muc_sess *s, xmppd_event *ev, xmppd_stanz
         return;
     }
     const char *ft = xmppd_form_form_type(f);
+    if (ft && strcmp(ft, NS_MUC_REGISTER) == 0) {
+        muc_register_decision(room, ev, f); /* §9.9 */
+        xmppd_form_free(f);
+        return;
+    }
     if (!ft || strcmp(ft, NS_MUC_REQUEST) != 0) {
         xmppd_form_free(f);
         muc_error(ev, room, "modify", "bad-request", "Unknown form sent to the room");

@@ -189,6 +189,7 @@ void muc_service_ready(muc_service *svc)
     svc->ready = true;
     xmppd_log(svc->m, XMPPD_LOG_INFO, "room service %s ready: %zu stored rooms", svc->domain,
               svc->n_rooms);
+    muc_forget_pending(svc);
     xmppd_pending **held = svc->held;
     size_t n = svc->n_held;
     svc->held = NULL;
@@ -246,6 +247,9 @@ static void service_free(muc_service *svc)
     for (size_t i = 0; i < svc->n_held; i++)
         xmppd_pending_drop(svc->held[i]);
     free(svc->held);
+    for (size_t i = 0; i < svc->n_forget; i++)
+        free(svc->forget[i]);
+    free(svc->forget);
     muc_config_clear(&svc->defaults);
     free(svc->domain);
     xmppd_wipe(svc->secret, sizeof(svc->secret));
@@ -362,10 +366,12 @@ static int muc_load(xmppd_module *m, const void *conf)
     if (xmppd_domain_serve(m, svc->domain, on_stanza, svc) < 0)
         return refuse(m, svc, "a host, a component or another module has the domain", svc->domain);
     if (xmppd_hook(m, "session-closed", on_session_closed, XMPPD_PRIO_DEFAULT, svc) < 0 ||
-        xmppd_hook(m, "disco-items", on_disco_items, XMPPD_PRIO_DEFAULT, svc) < 0)
+        xmppd_hook(m, "disco-items", on_disco_items, XMPPD_PRIO_DEFAULT, svc) < 0 ||
+        xmppd_hook(m, "user-deleted", muc_on_user_deleted, XMPPD_PRIO_DEFAULT, svc) < 0)
         return refuse(m, svc, "out of memory", NULL);
     svc->api = (muc_api){ .version = MUC_API_VERSION, .size = sizeof(muc_api),
-                          .history_access = muc_history_access_of };
+                          .history_access = muc_history_access_of,
+                          .forget_account = muc_forget_account };
     if (xmppd_provide(m, "muc", &svc->api) < 0 ||
         xmppd_event_declare(m, "muc/room-iq", XMPPD_EVENT_FIRST,
                             "an IQ to a room in a namespace mod_muc does not serve (muc_api.h); "
@@ -375,18 +381,6 @@ static int muc_load(xmppd_module *m, const void *conf)
                             "(xmppd_stanza *) to add features to") < 0)
         return refuse(m, svc, "out of memory", NULL);
     return 0;
-}
-
-typedef struct room_array {
-    muc_room **v;
-    size_t n;
-} room_array;
-
-static void collect_room(const void *node, VISIT which, void *ud)
-{
-    room_array *a = ud;
-    if (which == postorder || which == leaf)
-        a->v[a->n++] = *(muc_room *const *)node;
 }
 
 /* XEP-0045 §11.2: occupants learn that the service went away (332), so
@@ -417,15 +411,14 @@ static void muc_unload(xmppd_module *m)
     muc_service *svc = xmppd_module_data(m);
     if (!svc)
         return;
-    room_array a = { calloc(svc->n_rooms + 1, sizeof(muc_room *)), 0 };
-    if (a.v)
-        twalk_r(svc->rooms, collect_room, &a);
-    for (size_t i = 0; i < a.n; i++) {
-        tell_shutdown(a.v[i]);
-        a.v[i]->busy = 0;
-        muc_room_free(a.v[i]);
+    size_t n = 0;
+    muc_room **rooms = muc_rooms_all(svc, &n);
+    for (size_t i = 0; i < n; i++) {
+        tell_shutdown(rooms[i]);
+        rooms[i]->busy = 0;
+        muc_room_free(rooms[i]);
     }
-    free(a.v);
+    free(rooms);
     service_free(svc);
     xmppd_module_set_data(m, NULL);
 }

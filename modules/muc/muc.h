@@ -182,6 +182,9 @@ struct muc_room {
     muc_config cfg;
     json_t *affs;                /* bare JID -> {"affiliation", "nick"?, "reason"?} */
     json_t *roles;               /* bare JID -> "participant" | "visitor" kept across visits */
+    json_t *requests;            /* bare JID -> {"nick", "when"}: registrations awaiting an
+                                    admin's approval (§9.9); {"closed": true, "when"}:
+                                    withdrawn or denied lately */
     char *subject, *subject_from;/* owned; subject_from: occupant JID or room JID */
     int64_t subject_ms;          /* 0: never set */
     bool locked;                 /* created, waiting for its first configuration */
@@ -220,6 +223,8 @@ struct muc_service {
     int restoring;               /* restore operations in flight */
     xmppd_pending **held;        /* stanzas that came while restoring */
     size_t n_held, cap_held;
+    char **forget;               /* deleted accounts waiting for the restore (owned) */
+    size_t n_forget;
 };
 
 /* ---- muc.c: service ---------------------------------------------------- */
@@ -237,7 +242,21 @@ const char *muc_may_create(muc_service *svc, const xmppd_jid *jid, const char **
 /* The restore is over: stanzas held meanwhile are handled now. */
 void muc_service_ready(muc_service *svc);
 
+/* ---- accounts.c: deleted accounts ------------------------------------------ */
+
+/* The "user-deleted" hook: tells every host's room service. */
+int muc_on_user_deleted(xmppd_event *ev, void *ud);
+/* The "muc" API's forget_account (muc_api.h); waits for the restore when
+ * the stored rooms are not loaded yet. */
+void muc_forget_account(const muc_api *api, const char *bare);
+/* The restore is over: applies the deletions that waited for it. */
+void muc_forget_pending(muc_service *svc);
+
 /* ---- room.c: room objects and storage ------------------------------------ */
+
+/* Every room of the service, in a new array (caller frees; the rooms are
+ * borrowed), *n_r their count; NULL on OOM or when there is none. */
+muc_room **muc_rooms_all(const muc_service *svc, size_t *n_r);
 
 muc_room *muc_room_find(muc_service *svc, const char *node);
 /* A new empty room with the service defaults (locked when locked). NULL on
@@ -343,6 +362,19 @@ void muc_aff_changed(muc_room *room, const char *bare, muc_aff old, muc_aff aff,
                      const char *reason, const char *actor_nick);
 /* Changes an occupant's role and broadcasts it. */
 void muc_set_role(muc_occupant *occ, muc_role role, const char *reason, const char *actor_nick);
+
+/* ---- register.c: registration (§7.10) and its approval (§9.9) ----------- */
+
+/* Most registration requests (waiting or closed) one room keeps. */
+#define MUC_MAX_REG_REQUESTS 100
+/* How long a withdrawn or denied request keeps its user from asking again. */
+#define MUC_REG_RETRY_MS (10 * 60 * 1000)
+
+/* An IQ in jabber:iq:register to the room. */
+int muc_register_iq(muc_room *room, xmppd_event *ev);
+/* A muc#register form an admin sent to the room: approves or denies a
+ * waiting request. f is the parsed form (borrowed). */
+void muc_register_decision(muc_room *room, xmppd_event *ev, const xmppd_form *f);
 
 /* ---- owner.c: muc#owner --------------------------------------------------- */
 

@@ -42,6 +42,12 @@ typedef struct muc_api {
      * "muc_archive", user = the room's bare JID (README.md: storage). */
     muc_history_access (*history_access)(const struct muc_api *api, const xmppd_jid *room,
                                          const xmppd_jid *who);
+
+    /* The account bare (a bare JID) was deleted: its affiliations, reserved
+     * nicks and registration requests leave every room of this service
+     * (README.md: deleted accounts). Every mod_muc calls it on every host's
+     * service when an account of its own host is deleted. */
+    void (*forget_account)(const struct muc_api *api, const char *bare);
 } muc_api;
 
 #endif

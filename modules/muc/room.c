@@ -4,7 +4,7 @@
  * Rooms are looked up by node in a tsearch tree; occupants by nick in one
  * per room; sessions by real full JID in one per service (session-closed
  * and error bounces find them there). */
-#define _GNU_SOURCE /* tdestroy */
+#define _GNU_SOURCE /* tdestroy, twalk_r */
 #include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +27,27 @@ muc_room *muc_room_find(muc_service *svc, const char *node)
     return p ? *p : NULL;
 }
 
+typedef struct room_array {
+    muc_room **v;
+    size_t n;
+} room_array;
+
+static void collect_room(const void *node, VISIT which, void *ud)
+{
+    room_array *a = ud;
+    if (which == postorder || which == leaf)
+        a->v[a->n++] = *(muc_room *const *)node;
+}
+
+muc_room **muc_rooms_all(const muc_service *svc, size_t *n_r)
+{
+    room_array a = { svc->n_rooms ? calloc(svc->n_rooms, sizeof(muc_room *)) : NULL, 0 };
+    if (a.v)
+        twalk_r(svc->rooms, collect_room, &a);
+    *n_r = a.n;
+    return a.v;
+}
+
 const char *muc_room_jid(const muc_room *room)
 {
     return room->jid->bare;
@@ -43,14 +64,16 @@ muc_room *muc_room_new(muc_service *svc, const char *node, bool locked)
     r->jid = xmppd_jid_make(node, svc->domain, NULL);
     r->affs = json_object();
     r->roles = json_object();
+    r->requests = json_object();
     r->locked = locked;
     r->created_ms = xmppd_wallclock_ms();
     r->hist_cap = (size_t)svc->conf->max_history;
     r->hist = r->hist_cap ? calloc(r->hist_cap, sizeof(*r->hist)) : NULL;
-    if (!r->node || !r->jid || !r->affs || !r->roles || (r->hist_cap && !r->hist) ||
+    if (!r->node || !r->jid || !r->affs || !r->roles || !r->requests || (r->hist_cap && !r->hist) ||
         muc_config_copy(&r->cfg, &svc->defaults) < 0 || !tsearch(r, &svc->rooms, room_cmp)) {
         json_decref(r->affs);
         json_decref(r->roles);
+        json_decref(r->requests);
         xmppd_jid_free(r->jid);
         muc_config_clear(&r->cfg);
         free(r->hist);
@@ -79,6 +102,7 @@ static void room_really_free(muc_room *room)
     free(room->hist);
     json_decref(room->affs);
     json_decref(room->roles);
+    json_decref(room->requests);
     muc_config_clear(&room->cfg);
     free(room->subject);
     free(room->subject_from);
@@ -197,9 +221,10 @@ static json_t *room_doc(const muc_room *room)
                           ? json_pack("{s:s?, s:s?, s:I}", "text", room->subject, "from",
                                       room->subject_from, "when", (json_int_t)room->subject_ms)
                           : json_null();
-    return json_pack("{s:i, s:o, s:O, s:O, s:o, s:I}", "version", 1, "config",
+    return json_pack("{s:i, s:o, s:O, s:O, s:O, s:o, s:I}", "version", 1, "config",
                      muc_config_to_json(&room->cfg), "affiliations", room->affs, "roles",
-                     room->roles, "subject", subject, "created", (json_int_t)room->created_ms);
+                     room->roles, "requests", room->requests, "subject", subject, "created",
+                     (json_int_t)room->created_ms);
 }
 
 void muc_room_save(muc_room *room)
@@ -226,6 +251,7 @@ int muc_room_load_doc(muc_room *room, const json_t *doc, const char **why_r)
 {
     json_t *affs = json_object_get(doc, "affiliations");
     json_t *roles = json_object_get(doc, "roles");
+    json_t *requests = json_object_get(doc, "requests");
     json_t *subject = json_object_get(doc, "subject");
     if (muc_config_from_json(&room->cfg, json_object_get(doc, "config"), why_r) < 0)
         return -1;
@@ -237,7 +263,11 @@ int muc_room_load_doc(muc_room *room, const json_t *doc, const char **why_r)
         json_decref(room->roles);
         room->roles = json_deep_copy(roles);
     }
-    if (!room->affs || !room->roles) {
+    if (json_is_object(requests)) {
+        json_decref(room->requests);
+        room->requests = json_deep_copy(requests);
+    }
+    if (!room->affs || !room->roles || !room->requests) {
         *why_r = "out of memory";
         return -1;
     }

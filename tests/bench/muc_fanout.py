@@ -51,6 +51,33 @@ def settled_ticks(pid):
         last = now
 
 
+def read_some(c):
+    """Feeds what c's socket has (TLS records included) to its reader."""
+    while True:
+        try:
+            data = c.sock.recv(65536)
+        except (BlockingIOError, TimeoutError):
+            return
+        except Exception as e:  # ssl.SSLWantReadError
+            if "WantRead" in type(e).__name__:
+                return
+            raise
+        c.reader.feed(data)
+        if not data or not c.sock.pending():
+            return
+
+
+def readable(socks, timeout):
+    """The sockets of socks with something to read within timeout seconds
+    (poll: select() stops at file descriptor 1023, and 1,000 occupants pass it)."""
+    p = select.poll()
+    by_fd = {}
+    for sk in socks:
+        by_fd[sk.fileno()] = sk
+        p.register(sk, select.POLLIN)
+    return [by_fd[fd] for fd, _ in p.poll(timeout * 1000)]
+
+
 def pump(clients, want, count, deadline):
     """Reads every client until count(client) >= want for all; returns the
     time each reached it."""
@@ -59,24 +86,26 @@ def pump(clients, want, count, deadline):
     while len(done) < len(clients):
         if time.monotonic() > deadline:
             raise SystemExit("timeout: %d of %d occupants complete" % (len(done), len(clients)))
-        ready, _, _ = select.select([c.sock for c in clients if c not in done], [], [], 1.0)
+        ready = readable([c.sock for c in clients if c not in done], 1.0)
         for s in ready:
             c = by_sock[s]
-            while True:
-                try:
-                    data = s.recv(65536)
-                except (BlockingIOError, TimeoutError):
-                    break
-                except Exception as e:  # ssl.SSLWantReadError
-                    if "WantRead" in type(e).__name__:
-                        break
-                    raise
-                c.reader.feed(data)
-                if not s.pending():
-                    break
+            read_some(c)
             if count(c) >= want:
                 done[c] = time.monotonic()
     return done
+
+
+def drain(clients, quiet, deadline):
+    """Reads every client until none has had anything for `quiet` seconds."""
+    by_sock = {c.sock: c for c in clients}
+    while time.monotonic() < deadline:
+        ready = readable(list(by_sock), quiet)
+        if not ready:
+            return
+        for s in ready:
+            read_some(by_sock[s])
+            by_sock[s].reader.elements.clear()
+    raise SystemExit("timeout: the join presences kept coming")
 
 
 def main():
@@ -128,8 +157,10 @@ def main():
         time.sleep(1.0)
         for c in clients:
             c.sock.setblocking(False)
-        # drain the join presences everyone got
-        pump(clients, 0, lambda c: 0, time.monotonic() + 60)
+        # drain the join presences everyone got (until the sockets are quiet:
+        # a client may have read all of its share while waiting for its own
+        # self-presence, and never become readable again)
+        drain(clients, quiet=2.0, deadline=time.monotonic() + 300)
         for c in clients:
             c.reader.elements.clear()
         rss_after = rss_kib(pid)

@@ -173,6 +173,14 @@ class Server:
     def write_config(self):
         self.config_path.write_text(json.dumps(self.config, indent=2) + "\n")
 
+    def add_component_listener(self):
+        """A XEP-0114 component listener on a free loopback port
+        (self.comp_port); the configuration is written."""
+        self.comp_port = free_port()
+        self.config["listeners"].append({"type": "component", "address": "127.0.0.1",
+                                         "port": self.comp_port})
+        self.write_config()
+
     # -- process -------------------------------------------------------------
     @property
     def running(self):

@@ -1,12 +1,17 @@
 """Multi-user chat (XEP-0045) roles and affiliations: kick, voice, moderator
 (§8, §9.6-9.8), ban, membership, admin and owner lists (§9.1-9.5, §10.3-10.8)
 with the presence pushes they cause, voice requests (§7.13, §8.6) and room
-registration with reserved nicks (§7.10, §7.12).
+registration with reserved nicks (§7.10, §7.12) and its approval by the
+room's admins in members-only rooms (§9.9).
 
 Every change asserts both sides: the answer to the requester (result or the
 XEP's error) and what the occupants receive."""
 
+import asyncio
+
 import pytest
+
+import xmpptest
 
 from muc_util import (NS_ADMIN, NS_DATA, NS_DISCO_INFO, NS_REGISTER, NS_REGISTER_FORM, NS_REQUEST,
                       NS_USER, admin, admin_item, codes, configure, create, error, form_values,
@@ -401,16 +406,139 @@ def test_register_with_room_and_reserved_nick(server, accounts):
     run(go())
 
 
-def test_register_refused_in_members_only_room(server, accounts):
-    """§7.10: registration with a members-only room is <not-allowed/> (its
-    admins grant membership); with a room that does not exist
-    <item-not-found/>."""
-    a, b = accounts(2)
+def approval_form(m):
+    """The §9.9 muc#register approval form of a message, as {var: [values]}
+    (None when the message carries none)."""
+    x = m.xml.find(q(NS_DATA, "x"))
+    return form_values(x) if x is not None and x.get("type") == "form" else None
+
+
+async def register(c, room, nick):
+    form = submit_form({"muc#register_roomnick": nick}, form_type=NS_REGISTER_FORM)
+    return await iq(c, room, "<query xmlns='%s'>%s</query>" % (NS_REGISTER, form), "set")
+
+
+def decide(c, room, user, allow, nick="thirdwitch"):
+    c.send_raw("<message to='%s'>%s</message>" % (room, submit_form(
+        {"muc#jid": user, "muc#register_roomnick": nick, "muc#register_allow": "1" if allow else "0"},
+        form_type=NS_REGISTER_FORM)))
+
+
+async def quiet_messages(c, room):
+    """Messages from room received during a quiet period."""
+    await asyncio.sleep(xmpptest.QUIET_PERIOD)
+    got = []
+    while not c.messages.empty():
+        m = c.messages.get_nowait()
+        if str(m["from"]).split("/")[0] == room:
+            got.append(m)
+    return got
+
+
+def test_register_with_members_only_room_needs_approval(server, accounts):
+    """§7.10 and §9.9: in a members-only room a registration request is
+    received (result) but makes no member: every admin and owner gets a
+    muc#register approval form (muc#jid, nick, muc#register_allow false)
+    at their bare JID; the same request again sends nothing new, another
+    nick while one waits is a <conflict/>, another user may not request the
+    waiting nick; a non-admin's approval is <forbidden/>; an admin's
+    approval makes a member with the reserved nick, who is invited (§9.5);
+    a second approval of the same request is <item-not-found/>."""
+    own, adm, b, d = accounts(4)
     room = room_jid()
 
     async def go():
-        ca, cb = await connect(server, a), await connect(server, b)
-        await create(ca, room, "o", {"membersonly": "1"})
-        assert error(await iq(cb, room, "<query xmlns='%s'/>" % NS_REGISTER))[:2] == ("cancel", "not-allowed")
+        # available: the approval forms and invitations go to bare JIDs
+        co, ca, cb, cd = (await connect(server, own, presence=0), await connect(server, adm, presence=0),
+                          await connect(server, b, presence=0), await connect(server, d))
+        await create(co, room, "o", {"membersonly": "1"})
+        assert (await admin(co, room, admin_item(affiliation="admin", jid=adm.jid)))["type"] == "result"
+        r = await iq_ok(cb, room, "<query xmlns='%s'/>" % NS_REGISTER)
+        x = r.xml.find(q(NS_REGISTER, "query")).find(q(NS_DATA, "x"))
+        assert form_values(x)["FORM_TYPE"] == [NS_REGISTER_FORM]
+
+        assert (await register(cb, room, "thirdwitch"))["type"] == "result"
+        for c in (co, ca):
+            m = await message_from(c, room, lambda m: approval_form(m) is not None)
+            f = approval_form(m)
+            assert f["FORM_TYPE"] == [NS_REGISTER_FORM]
+            assert f["muc#jid"] == [b.jid] and f["muc#register_roomnick"] == ["thirdwitch"]
+            assert f["muc#register_allow"] == ["0"]
+            assert m["body"]
+        # not a member until approved
+        assert error(await join(cb, room, "thirdwitch"))[:2] == ("auth", "registration-required")
+        assert (await register(cb, room, "thirdwitch"))["type"] == "result"
+        assert error(await register(cb, room, "otherwitch"))[:2] == ("cancel", "conflict")
+        assert error(await register(cd, room, "thirdwitch"))[:2] == ("cancel", "conflict")
+        assert await quiet_messages(co, room) == []
+
+        decide(cd, room, b.jid, True)
+        m = await message_from(cd, room, lambda m: m["type"] == "error")
+        assert error(m)[:2] == ("auth", "forbidden")
+
+        decide(ca, room, b.jid, True)
+        inv = await message_from(cb, room, lambda m: m.xml.find(q(NS_USER, "x")) is not None)
+        assert inv.xml.find(q(NS_USER, "x")).find(q(NS_USER, "invite")).get("from") == adm.jid
+        p = await join_ok(cb, room, "thirdwitch")
+        assert item(p)["affiliation"] == "member"
+        r = await iq_ok(cb, room, "<query xmlns='%s'/>" % NS_REGISTER)
+        assert r.xml.find(q(NS_REGISTER, "query")).find(q(NS_REGISTER, "username")).text == "thirdwitch"
+        r = await admin(co, room, admin_item(affiliation="member"), type_="get")
+        assert [(i["jid"], i.get("nick")) for i in items_of(r)] == [(b.jid, "thirdwitch")]
+
+        decide(co, room, b.jid, True)
+        m = await message_from(co, room, lambda m: m["type"] == "error")
+        assert error(m)[:2] == ("cancel", "item-not-found")
+    run(go())
+
+
+def test_register_denied_cancelled_and_banned(server, accounts):
+    """§9.9: an approval form submitted with muc#register_allow false denies
+    the request (no member; the request is gone: a later approval is
+    <item-not-found/>); a cancelled form leaves it waiting; the user may
+    withdraw a waiting request with XEP-0077 <remove/>; after a denial or a
+    withdrawal, asking again at once is <resource-constraint/> (wait), so
+    the admins cannot be flooded; an approval without
+    muc#jid is <bad-request/>; an outcast may not register (<not-allowed/>);
+    a room that does not exist answers <item-not-found/>."""
+    own, b, c, e = accounts(4)
+    room = room_jid()
+
+    async def go():
+        co, cb, cc, ce = (await connect(server, own, presence=0), await connect(server, b),
+                          await connect(server, c), await connect(server, e))
+        await create(co, room, "o", {"membersonly": "1"})
+        assert (await register(cb, room, "bee"))["type"] == "result"
+        await message_from(co, room, lambda m: approval_form(m) is not None)
+        co.send_raw("<message to='%s'>%s</message>" % (room, submit_form({}, NS_REGISTER_FORM, "cancel")))
+        decide(co, room, b.jid, False)
+        assert [m for m in await quiet_messages(co, room) if m["type"] == "error"] == []
+        assert error(await join(cb, room, "bee"))[:2] == ("auth", "registration-required")
+        decide(co, room, b.jid, True)
+        m = await message_from(co, room, lambda m: m["type"] == "error")
+        assert error(m)[:2] == ("cancel", "item-not-found")
+        # a denied user may not ask again at once (no flooding the admins)
+        assert error(await register(cb, room, "bee"))[:2] == ("wait", "resource-constraint")
+        assert await quiet_messages(co, room) == []
+
+        assert (await register(cc, room, "sea"))["type"] == "result"
+        await message_from(co, room, lambda m: approval_form(m) is not None)
+        r = await iq(cc, room, "<query xmlns='%s'><remove/></query>" % NS_REGISTER, "set")
+        assert r["type"] == "result"
+        r = await iq(cc, room, "<query xmlns='%s'><remove/></query>" % NS_REGISTER, "set")
+        assert error(r)[:2] == ("cancel", "item-not-found")
+        decide(co, room, c.jid, True, nick="sea")
+        m = await message_from(co, room, lambda m: m["type"] == "error")
+        assert error(m)[:2] == ("cancel", "item-not-found")
+        assert error(await register(cc, room, "sea"))[:2] == ("wait", "resource-constraint")
+
+        co.send_raw("<message to='%s'>%s</message>" % (room, submit_form(
+            {"muc#register_allow": "1"}, form_type=NS_REGISTER_FORM)))
+        m = await message_from(co, room, lambda m: m["type"] == "error")
+        assert error(m)[:2] == ("modify", "bad-request")
+
+        assert (await admin(co, room, admin_item(affiliation="outcast", jid=e.jid)))["type"] == "result"
+        assert error(await iq(ce, room, "<query xmlns='%s'/>" % NS_REGISTER))[:2] == ("cancel", "not-allowed")
+        assert error(await register(ce, room, "eve"))[:2] == ("cancel", "not-allowed")
         assert error(await iq(cb, room_jid(), "<query xmlns='%s'/>" % NS_REGISTER))[1] == "item-not-found"
     run(go())

@@ -13,7 +13,7 @@ import asyncio
 import pytest
 
 import xmpptest
-from conftest import Server, _finish, free_port
+from conftest import Server, _finish
 from muc_util import (MUC, NS_MUC, NS_USER, codes, create, groupchat, join_ok, message_from,
                       room_jid)
 from xmpptest import connect, run
@@ -27,10 +27,7 @@ def server(tmp_path_factory, cert_dir):
     srv = Server(tmp_path_factory.mktemp("test_muc_component"), cert_dir,
                  {"components": {IRC: {"secret": SECRET}}, "modules": {"muc": {}}},
                  name="test_muc_component")
-    srv.comp_port = free_port()
-    srv.config["listeners"].append({"type": "component", "address": "127.0.0.1",
-                                    "port": srv.comp_port})
-    srv.write_config()
+    srv.add_component_listener()
     srv.start()
     yield srv
     _finish(srv)

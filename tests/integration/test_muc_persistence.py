@@ -8,9 +8,10 @@ Each test runs on its own server (server_factory), restarted in the test."""
 
 import asyncio
 
-from muc_util import (NS_DISCO_INFO, NS_MODERATE1, NS_RETRACT1, admin, admin_item, archived, codes,
-                      configure, create, drain, error, groupchat, iq, iq_ok, item, join, join_ok,
-                      leave, message_from, occupant_id, q, room_jid, stanza_id)
+from muc_util import (NS_ADMIN, NS_DISCO_INFO, NS_MODERATE1, NS_REGISTER, NS_REGISTER_FORM,
+                      NS_RETRACT1, admin, admin_item, archived, codes, configure, create, drain,
+                      error, groupchat, iq, iq_ok, item, join, join_ok, leave, message_from,
+                      occupant_id, q, room_jid, stanza_id)
 from xmpptest import connect, run
 
 MUC = {"modules": {"muc": {}}}
@@ -170,3 +171,37 @@ def test_empty_persistent_room_stays(server_factory, accounts):
         p = await join_ok(ca, room, "o")
         assert 201 not in codes(p)
     run(go())
+
+
+def test_waiting_registration_survives_restart(server_factory, accounts):
+    """§9.9: a registration request waiting in a persistent members-only room
+    is stored with it: after a restart the owner's approval (the form it got
+    before) still makes the member with the requested nick."""
+    srv = server_factory(MUC)
+    own, usr = accounts(2, srv=srv)
+    room = room_jid("keep")
+    form = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>%s</value></field>"
+            "<field var='muc#register_roomnick'><value>later</value></field></x>" % NS_REGISTER_FORM)
+
+    async def before():
+        co, cu = await connect(srv, own), await connect(srv, usr)
+        await create(co, room, "owner", {"persistentroom": "1", "membersonly": "1"})
+        r = await iq(cu, room, "<query xmlns='%s'>%s</query>" % (NS_REGISTER, form), "set")
+        assert r["type"] == "result"
+    run(before())
+    srv.restart()
+
+    async def after():
+        co, cu = await connect(srv, own), await connect(srv, usr)
+        co.send_raw("<message to='%s'><x xmlns='jabber:x:data' type='submit'>"
+                    "<field var='FORM_TYPE'><value>%s</value></field>"
+                    "<field var='muc#jid'><value>%s</value></field>"
+                    "<field var='muc#register_allow'><value>1</value></field></x></message>"
+                    % (room, NS_REGISTER_FORM, usr.jid))
+        # the room handles one sender's stanzas in order: the approval first
+        r = await admin(co, room, admin_item(affiliation="member"), type_="get")
+        got = [i.attrib for i in r.xml.find(q(NS_ADMIN, "query"))]
+        assert [(i["jid"], i.get("nick")) for i in got] == [(usr.jid, "later")]
+        p = await join_ok(cu, room, "later")
+        assert item(p)["affiliation"] == "member"
+    run(after())
