@@ -14,6 +14,7 @@
 #include "core/config.h"
 #include "core/http.h"
 #include "core/loop.h"
+#include "core/metrics.h"
 #include "http/http.h"
 #include "net/net.h"
 #include "s2s/federation.h"
@@ -91,6 +92,7 @@ static int start(const char *path)
         return -1;
     }
     /* Wire the layers together: the lower ones call what these register. */
+    metrics_start();
     session_layer_init();
     component_start();
     listener_set_acceptor(LISTEN_C2S, c2s_accept);
@@ -181,8 +183,10 @@ int main(int argc, char **argv)
     xmppd_config *cfg = g_server.cfg;
     modules_stop();
     tls_stop();
+    metrics_stop();
     if (loop_base())
         loop_free();
+    metrics_free_all();
     config_free(cfg);
     if (rc == 0)
         log_kernel("main", XMPPD_LOG_INFO, "stopped");

@@ -23,6 +23,7 @@
 #include "core/config.h"
 #include "core/ctl.h"
 #include "core/loop.h"
+#include "core/metrics.h"
 #include "core/options.h"
 #include "core/preflight.h"
 #include "session/session.h"
@@ -278,6 +279,7 @@ static void stop_modules(void)
     modules_stop();
     if (loop_base())
         loop_free();
+    metrics_free_all();
 }
 
 /* ---- commands ---- */

@@ -17,6 +17,9 @@ size_t xmppd_hash_len(enum xmppd_hash h);
 /* "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512" */
 const char *xmppd_hash_scram_name(enum xmppd_hash h);
 
+/* The digest of n bytes (ABI 2.5) into out (xmppd_hash_len(h) bytes):
+ * tokens kept hashed at rest. 0 or -1. */
+int xmppd_digest(enum xmppd_hash h, const void *data, size_t n, unsigned char *out);
 /* Cryptographically strong random bytes. 0 or -1. */
 int xmppd_random(void *buf, size_t n);
 /* Standard base64 with padding; malloc'd, NUL-terminated; NULL on OOM. */

@@ -37,4 +37,21 @@ void xmppd_ctl_reply(xmppd_ctl_request *req, json_t *result);
 /* Answers req with a failure: one line, formatted, no secrets. */
 void xmppd_ctl_error(xmppd_ctl_request *req, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Runs a control command inside the server (ABI 2.5), for modules that
+ * offer what xmppctl does over another channel (the HTTP admin API).
+ * req is the request object xmppctl would send, without "command": the
+ * kernel's commands read their fields ({"jid": "u@h"} for "deluser" and
+ * "kick", {"module": "x", "host": "h"} for "module-reload"; `xmppctl -j`
+ * shows them), a module's command reads "args" (an array of strings).
+ * cb runs exactly once, never inside this call: XMPPD_CTL_DONE with the
+ * answer (borrowed for the call: "ok" true or false, "error" a line; NULL
+ * when it could not be built), or XMPPD_CTL_CANCELLED (resp NULL) when m
+ * unloads first, before its unload(). 0, or -1 (cb never runs): no such
+ * command, OOM, m unloading. Nothing is checked about who asks: the
+ * caller decides who may run what. */
+enum { XMPPD_CTL_DONE = 0, XMPPD_CTL_CANCELLED = -2 };
+typedef void (*xmppd_ctl_result_cb)(int status, const json_t *resp, void *ud);
+int xmppd_ctl_run(xmppd_module *m, const char *name, const json_t *req, xmppd_ctl_result_cb cb,
+                  void *ud);
+
 #endif

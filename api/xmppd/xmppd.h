@@ -15,5 +15,7 @@
 #include "auth.h"
 #include "ctl.h"
 #include "http.h"
+#include "access.h"
+#include "metrics.h"
 
 #endif

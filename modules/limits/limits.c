@@ -98,6 +98,7 @@ typedef struct lm_mod {
     lm_sess *sessions;    /* list of session slots */
     size_t n_ips;
     xmppd_timer *sweep;
+    xmppd_metric *hits;   /* xmppd_rate_limit_hits_total{kind} */
 } lm_mod;
 
 #define LM_IPS_MAX 200000 /* entries kept; the sweep drops idle ones */
@@ -298,10 +299,12 @@ static int lm_on_stanza(xmppd_event *ev, void *ud)
         xmppd_log(mod->m, XMPPD_LOG_WARN, "%s: rate limit exceeded persistently; closing the stream",
                   xmppd_session_ip(s));
         xmppd_session_close(s, "policy-violation", "Rate limit exceeded persistently");
+        xmppd_metric_add(mod->hits, (const char *[]){ "stream_closed" }, 1);
         return XMPPD_HANDLED;
     }
     if (ok)
         return XMPPD_PASS;
+    xmppd_metric_add(mod->hits, (const char *[]){ "stanza_refused" }, 1);
     lm_refuse(s, ev->stanza);
     return XMPPD_HANDLED;
 }
@@ -342,6 +345,7 @@ static int lm_on_auth_failure(xmppd_event *ev, void *ud)
         e->failures = 0;
         xmppd_log(mod->m, XMPPD_LOG_WARN, "%s: locked out for %llu s after repeated failed logins",
                   e->ip, (unsigned long long)(d / 1000));
+        xmppd_metric_add(mod->hits, (const char *[]){ "login_lockout" }, 1);
     }
     if (e->locked_until > now) {
         char text[128];
@@ -425,6 +429,10 @@ static int lm_load(xmppd_module *m, const void *conf)
     mod->m = m;
     mod->conf = conf;
     xmppd_module_set_data(m, mod);
+    static const char *const labels[] = { "kind", NULL };
+    mod->hits = xmppd_metric_new(m, "xmppd_rate_limit_hits_total", XMPPD_METRIC_COUNTER,
+                                 "Rate limits applied: stanza_refused, stream_closed, login_lockout",
+                                 labels, NULL, 0);
     if (xmppd_hook(m, "stanza-in", lm_on_stanza, XMPPD_PRIO_GUARD, mod) < 0 ||
         xmppd_hook(m, "auth-failure", lm_on_auth_failure, XMPPD_PRIO_GUARD, mod) < 0 ||
         xmppd_hook(m, "stream-features", lm_on_features, XMPPD_PRIO_GUARD, mod) < 0 ||

@@ -9,7 +9,7 @@
 
 #include "muc.h"
 
-static const char *const create_choices[] = { "anyone", "local", "admins", NULL };
+static const char *const create_choices[] = { "anyone", "local", "admins", "access", NULL };
 
 static const xmppd_option muc_options[] = {
     { .name = "domain", .type = XMPPD_OPT_STRING, .offset = XMPPD_OFF(muc_conf, domain),
@@ -19,7 +19,8 @@ static const xmppd_option muc_options[] = {
     { .name = "create_rooms", .type = XMPPD_OPT_ENUM, .offset = XMPPD_OFF(muc_conf, create_rooms),
       .def = "\"local\"", .choices = create_choices,
       .doc = "who may create rooms: anyone (other servers' users too), local (accounts of this "
-             "server), admins (the admins option)" },
+             "server), admins (the admins option), access (the access rule \"create_room\"; "
+             "without a deciding entry: local)" },
     { .name = "admins", .type = XMPPD_OPT_LIST, .offset = XMPPD_OFF(muc_conf, admins), .def = "[]",
       .doc = "bare JIDs that own every room and may always create rooms" },
     { .name = "max_rooms", .type = XMPPD_OPT_INT, .offset = XMPPD_OFF(muc_conf, max_rooms),
@@ -66,6 +67,8 @@ static const xmppd_option muc_options[] = {
 
 bool muc_is_service_admin(const muc_service *svc, const xmppd_jid *jid)
 {
+    if (xmppd_is_admin(svc->host, jid))
+        return true; /* the server's administrators administer its rooms */
     for (size_t i = 0; svc->admins && svc->admins[i]; i++)
         if (strcmp(svc->admins[i], jid->bare) == 0)
             return true;
@@ -95,9 +98,12 @@ const char *muc_may_create(muc_service *svc, const xmppd_jid *jid, const char **
 {
     const char *who = svc->conf->create_rooms;
     bool admin = muc_is_service_admin(svc, jid);
+    bool local = xmppd_host_find(jid->domain) != NULL;
+    bool may = strcmp(who, "anyone") == 0 || (strcmp(who, "local") == 0 && local);
+    if (strcmp(who, "access") == 0)
+        may = xmppd_access_allowed(svc->host, "create_room", jid, NULL, local);
     *text_r = NULL;
-    if (!admin && (strcmp(who, "admins") == 0 ||
-                   (strcmp(who, "local") == 0 && !xmppd_host_find(jid->domain)))) {
+    if (!admin && !may) {
         *text_r = "Room creation is restricted on this service";
         return "not-allowed";
     }

@@ -64,6 +64,7 @@ typedef struct off_state {
     xmppd_store *store;
     off_user **buckets;
     size_t n_buckets, n_users;
+    xmppd_metric *queue;   /* account's queue length when a message is stored */
 } off_state;
 
 /* One message being appended. */
@@ -263,6 +264,7 @@ static void off_accept(off_state *st, off_user *u, xmppd_stanza *msg)
     a->st = st;
     a->msg = xmppd_stanza_ref(msg);
     u->count++;
+    xmppd_metric_observe(st->queue, NULL, (double)u->count);
     const char *from = xmppd_stanza_attr(msg, "from");
     xmppd_jid *peer = from ? xmppd_jid_parse(from) : NULL;
     xmppd_archive_append(st->store, u->user, peer ? peer->bare : NULL, now, v, off_on_appended, a);
@@ -532,6 +534,10 @@ static int off_load(xmppd_module *m, const void *conf)
         return -1;
     st->m = m;
     xmppd_module_set_data(m, st);
+    static const double lengths[] = { 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 10000 };
+    st->queue = xmppd_metric_new(m, "xmppd_offline_queue_length", XMPPD_METRIC_HISTOGRAM,
+                                 "Messages an account has waiting, seen each time one is stored",
+                                 NULL, lengths, sizeof(lengths) / sizeof(lengths[0]));
     st->n_buckets = 64;
     st->buckets = calloc(st->n_buckets, sizeof(*st->buckets));
     st->store = st->buckets ? xmppd_store_open(m, "offline", XMPPD_STORE_ARCHIVE) : NULL;

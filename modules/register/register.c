@@ -25,7 +25,8 @@ typedef struct reg_conf {
 
 static const xmppd_option reg_options[] = {
     { "allow_registration", XMPPD_OPT_BOOL, XMPPD_OFF(reg_conf, allow_registration), "false", 0, 0,
-      NULL, 0, "let anyone create an account on the host before logging in" },
+      NULL, 0, "let anyone create an account on the host before logging in (an access rule "
+      "\"register\" decides first when configured)" },
     { "registration_throttle", XMPPD_OPT_INT, XMPPD_OFF(reg_conf, throttle), "5", 0, 1000000, NULL,
       0, "at most this many accounts created per IP address per throttle period (0: no limit)" },
     { "registration_throttle_period", XMPPD_OPT_DURATION, XMPPD_OFF(reg_conf, throttle_period), "1h",
@@ -221,6 +222,21 @@ static void reg_create(reg_state *st, xmppd_event *ev, xmppd_stanza *q)
                          "A valid user name and a non-empty password are required");
         return;
     }
+    /* Access rule "register": the account asked for, from this address;
+     * without a deciding rule, allow_registration. XEP-0077 §3.1 answers
+     * a refused registration with <not-allowed/>. */
+    const reg_conf *c = xmppd_module_conf(st->m);
+    xmppd_jid *asked = xmppd_jid_make(user, xmppd_host_name(ev->host), NULL);
+    bool ok = asked && xmppd_access_allowed(ev->host, "register", asked, xmppd_session_ip(s),
+                                            c->allow_registration);
+    xmppd_jid_free(asked);
+    if (!ok) {
+        free(user);
+        xmppd_log(st->m, XMPPD_LOG_INFO, "%s: registration refused by the access rule",
+                  xmppd_session_ip(s));
+        reg_stream_error(s, ev->stanza, "not-allowed", "Registration is not allowed");
+        return;
+    }
     int64_t mark = reg_mark_add(st, xmppd_session_ip(s));
     reg_req *r = mark > 0 ? reg_req_new(st, ev, user) : NULL;
     free(user);
@@ -239,10 +255,20 @@ static void reg_create(reg_state *st, xmppd_event *ev, xmppd_stanza *q)
 }
 
 /* "stream-element": a registration IQ before authentication. */
+/* Registration is offered at all: allow_registration, or an access rule
+ * "register" that may allow some (decided per request). */
+static bool reg_offered(const reg_state *st, xmppd_host *h)
+{
+    const reg_conf *c = xmppd_module_conf(st->m);
+    return c->allow_registration || xmppd_access_has_rule(h, "register");
+}
+
 static int reg_on_stream_element(xmppd_event *ev, void *ud)
 {
     reg_state *st = ud;
     const reg_conf *c = xmppd_module_conf(st->m);
+    if (!reg_offered(st, ev->host))
+        return XMPPD_PASS;
     xmppd_stanza *iq = ev->stanza;
     xmppd_stanza *q = xmppd_stanza_child(iq, "query", REG_NS);
     const char *type = xmppd_stanza_attr(iq, "type");
@@ -268,7 +294,7 @@ static int reg_on_features(xmppd_event *ev, void *ud)
 {
     reg_state *st = ud;
     const reg_conf *c = xmppd_module_conf(st->m);
-    if (ev->session && !xmppd_session_authenticated(ev->session) &&
+    if (ev->session && !xmppd_session_authenticated(ev->session) && reg_offered(st, ev->host) &&
         (xmppd_session_secure(ev->session) || !c->require_encryption))
         xmppd_stanza_tag(ev->stanza, "register", REG_FEATURE_NS);
     return XMPPD_PASS;
@@ -397,7 +423,6 @@ static void reg_unload(xmppd_module *m)
 
 static int reg_load(xmppd_module *m, const void *conf)
 {
-    const reg_conf *c = conf;
     reg_state *st = calloc(1, sizeof(*st));
     if (!st)
         return -1;
@@ -408,9 +433,10 @@ static int reg_load(xmppd_module *m, const void *conf)
         xmppd_iq_handle(m, "set", REG_NS, targets, reg_on_set, st) < 0 ||
         xmppd_disco_feature(m, REG_NS) < 0)
         goto fail;
-    if (c->allow_registration &&
-        (xmppd_hook(m, "stream-features", reg_on_features, XMPPD_PRIO_DEFAULT, st) < 0 ||
-         xmppd_hook(m, "stream-element", reg_on_stream_element, XMPPD_PRIO_DEFAULT, st) < 0))
+    /* Hooked always: an access rule "register" can open registration
+     * without a reload of this module. */
+    if (xmppd_hook(m, "stream-features", reg_on_features, XMPPD_PRIO_DEFAULT, st) < 0 ||
+        xmppd_hook(m, "stream-element", reg_on_stream_element, XMPPD_PRIO_DEFAULT, st) < 0)
         goto fail;
     return 0;
 fail:

@@ -36,7 +36,8 @@ static const xmppd_option upload_options[] = {
     { "cleanup_interval", XMPPD_OPT_DURATION, XMPPD_OFF(upload_conf, cleanup_interval), "1h",
       1000, 86400000, .doc = "time between sweeps deleting expired files" },
     { "allow", XMPPD_OPT_LIST, XMPPD_OFF(upload_conf, allow), NULL,
-      .doc = "who may upload: domains or bare JIDs; default: the accounts of the host" },
+      .doc = "who may upload: domains or bare JIDs; default: the accounts of the host (an "
+             "access rule \"upload\" decides first when configured)" },
     { "cors_origins", XMPPD_OPT_LIST, XMPPD_OFF(upload_conf, cors_origins), "[\"*\"]",
       .doc = "web origins whose scripts may upload and download ([]: none)" },
     { "secret", XMPPD_OPT_STRING, XMPPD_OFF(upload_conf, secret), NULL, .min = 16,
@@ -97,10 +98,15 @@ bool upload_type_active(const char *ctype)
 
 /* ---- the service: disco and slots ------------------------------------------------------ */
 
-static bool allowed(const upload_mod *um, const xmppd_jid *from)
+static bool allowed(const upload_mod *um, const xmppd_jid *from, const xmppd_session *sess)
 {
     if (!from || !from->node)
         return false;
+    /* The access rule "upload" decides first; the allow option is its
+     * default. */
+    int rule = xmppd_access(um->host, "upload", from, sess ? xmppd_session_ip(sess) : NULL);
+    if (rule != XMPPD_ACCESS_DEFAULT)
+        return rule == XMPPD_ACCESS_ALLOW;
     if (!um->conf->allow)
         return strcmp(from->domain, xmppd_host_name(um->host)) == 0;
     for (const char *const *a = um->conf->allow; *a; a++) {
@@ -285,7 +291,7 @@ static bool valid_ctype(const char *s)
 
 static int slot_request(upload_mod *um, xmppd_event *ev, const xmppd_stanza *req)
 {
-    if (!allowed(um, ev->from))
+    if (!allowed(um, ev->from, ev->session))
         return xmppd_reply_error(ev, "auth", "forbidden", "You may not upload files here");
     const char *name = xmppd_stanza_attr(req, "filename"), *size = xmppd_stanza_attr(req, "size");
     const char *ctype = xmppd_stanza_attr(req, "content-type");

@@ -604,6 +604,7 @@ static bool someone_listens(const struct sockaddr_un *sun)
 
 int control_start(const xmppd_config *cfg, char *err, size_t errlen)
 {
+    register_builtins(); /* modules run them too (xmppd_ctl_run), socket or not */
     const char *path = cfg->control_socket;
     if (!path)
         return 0;

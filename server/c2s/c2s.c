@@ -657,6 +657,8 @@ xstream *c2s_open_carried(const xstream_carrier *car, void *cud, const char *ip,
     }
     c->refs = 1;
     c->s->secure = secure;
+    if (car->name)
+        c->s->transport = car->name;
     if (xstream_open_carrier(&c->x, &stream_ops, c, car, cud, secure ? ssl : NULL,
                              g_server.cfg->limits.negotiation_timeout) < 0) {
         c->x.carrier = NULL; /* the carrier learns of the failure from NULL */

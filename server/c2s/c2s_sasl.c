@@ -155,6 +155,18 @@ static void on_failure_delay(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The full name of the mechanism in progress, for the debug log. */
+/* xmppd_auth_total{mechanism, result}: the mechanisms are a fixed few. */
+static void count_auth(const char *mech, bool ok)
+{
+    static xmppd_metric *mt;
+    static const char *const labels[] = { "mechanism", "result", NULL };
+    if (!mt)
+        mt = xmppd_metric_new(NULL, "xmppd_auth_total", XMPPD_METRIC_COUNTER,
+                              "Client authentications (SASL and SASL2) by mechanism and result",
+                              labels, NULL, 0);
+    xmppd_metric_add(mt, (const char *[]){ mech, ok ? "success" : "failure" }, 1);
+}
+
 static void mech_name(const c2s_conn *c, char out[32])
 {
     if (c->mech && strncmp(c->mech, "SCRAM", 5) == 0)
@@ -179,6 +191,7 @@ void sasl_fail_text(c2s_conn *c, const char *cond, const char *text)
         return;
     }
     c->auth_failures++;
+    count_auth(mech, false);
     log_kernel("c2s", XMPPD_LOG_INFO, "%s: authentication failed (%s) on %s", c->s->tag, cond,
                c->s->host->name);
     log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: SASL mechanism %s", c->s->tag, mech);
@@ -215,6 +228,7 @@ void sasl_succeed(c2s_conn *c, const char *user, const unsigned char *extra, siz
     c->s->authenticated = c->s->user != NULL;
     char mech[32];
     mech_name(c, mech);
+    count_auth(mech, true);
     log_kernel("c2s", XMPPD_LOG_INFO, "%s: authenticated as %s@%s%s", c->s->tag, user,
                c->s->host->name, c->sasl2 ? " (SASL2)" : "");
     log_kernel("c2s", XMPPD_LOG_DEBUG, "%s: SASL mechanism %s", c->s->tag, mech);

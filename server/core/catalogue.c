@@ -225,6 +225,10 @@ static const catalogue_event g_events[] = {
       "a vCard source (modules/vcard/vcard_source.h) read an account's entry again and found it "
       "changed; mod_vcard then fires vcard-changed with the vCard it now serves",
       "host; data: const char * account localpart" },
+    { "adhoc-ready", "all", "adhoc",
+      "a mod_adhoc instance is ready (loaded, or reloaded with no commands yet): modules that "
+      "offer ad-hoc commands (XEP-0050) add them",
+      "host; data: const adhoc_api * (modules/adhoc/adhoc_api.h) of that instance" },
     { "private-changed", "all", "private",
       "an account's private XML fragment was stored (XEP-0049)",
       "host; data: const private_change * (modules/private/private_api.h): account, the "

@@ -17,8 +17,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/access.h"
 #include "core/config.h"
 #include "core/options.h"
+#include "util/cidr.h"
 #include "util/strmap.h"
 #include "xmppd/crypto.h"
 #include "xmppd/jid.h"
@@ -139,6 +141,11 @@ static const xmppd_option host_fields[] = {
       .doc = "the host's own certificate; keys not given are the top-level tls's" },
     { "modules", XMPPD_OPT_JSON, OFF(host_conf, modules), NULL,
       .doc = "modules of this host: added, reconfigured, or removed with false" },
+    { "admins", XMPPD_OPT_LIST, OFF(host_conf, admins_given), NULL,
+      .doc = "administrators of this host (bare JIDs), besides the server-wide ones" },
+    { "access", XMPPD_OPT_JSON, OFF(host_conf, access_given), NULL,
+      .doc = "access rules of this host: action -> entries; replaces the server-wide rule of "
+             "the same action (docs/administration.md)" },
     { NULL }
 };
 
@@ -281,6 +288,14 @@ const xmppd_option config_options[] = {
       .doc = "HTTP listeners: WebSocket, BOSH, host-meta and the routes of modules" },
     { "components", XMPPD_OPT_MAP, OFF(xmppd_config, components), NULL, .fields = component_fields,
       .item_size = sizeof(component_conf), .doc = "XEP-0114 external components: domain -> { secret }" },
+    { "admins", XMPPD_OPT_LIST, OFF(xmppd_config, admins_given), NULL,
+      .doc = "server-wide administrators (bare JIDs): XEP-0133 commands, the admin API, the "
+             "\"admin\" of access rules" },
+    { "groups", XMPPD_OPT_JSON, OFF(xmppd_config, groups_given), NULL,
+      .doc = "named lists of bare JIDs for access rules: { \"staff\": [\"a@example.org\"] }" },
+    { "access", XMPPD_OPT_JSON, OFF(xmppd_config, access_given), NULL,
+      .doc = "access rules: action -> ordered [{\"allow\"|\"deny\": MATCH}], first match "
+             "decides (docs/administration.md)" },
     { NULL }
 };
 
@@ -495,22 +510,8 @@ static int default_port(int type, int tls)
 /* "10.0.0.0/8", "::1", "192.0.2.7": an address with an optional prefix. */
 static bool valid_cidr(const char *s)
 {
-    char host[64];
-    const char *slash = strchr(s, '/');
-    size_t n = slash ? (size_t)(slash - s) : strlen(s);
-    if (n == 0 || n >= sizeof(host))
-        return false;
-    memcpy(host, s, n);
-    host[n] = '\0';
-    unsigned char addr[16];
-    bool v6 = strchr(host, ':') != NULL;
-    if (inet_pton(v6 ? AF_INET6 : AF_INET, host, addr) != 1)
-        return false;
-    if (!slash)
-        return true;
-    char *end;
-    long bits = strtol(slash + 1, &end, 10);
-    return slash[1] && !*end && bits >= 0 && bits <= (v6 ? 128 : 32);
+    cidr c;
+    return cidr_parse(s, &c) == 0;
 }
 
 /* The rules of http listeners: TLS "direct" or "none" (the default). */
@@ -831,6 +832,7 @@ static void check_all(vctx *c)
         ERR(c, "c2s.fast.rotate_before", "must be less than c2s.fast.token_lifetime (every use "
             "would replace the token)");
     check_http(c);
+    access_compile(cfg, c->errs);
 }
 
 /* ---- load / free ------------------------------------------------------------- */
@@ -986,6 +988,9 @@ void config_free(xmppd_config *cfg)
     for (size_t i = 0; i < cfg->n_components; i++)
         wipe(cfg->components[i].secret);
     wipe(cfg->text);
+    access_free(cfg->access);
+    for (size_t i = 0; i < cfg->n_hosts; i++)
+        access_free(cfg->hosts[i].access);
     strmap_free(cfg->lines);
     json_decref(cfg->root);
     options_conf_free(cfg);

@@ -56,6 +56,9 @@ typedef struct host_conf {
     tls_conf tls;         /* inherits the global tls where not given */
     const json_t *modules; /* object: module name -> options object; merged with
                               the global non-global-module entries (false removes) */
+    const char *const *admins_given; /* the host's administrators as configured */
+    const json_t *access_given;      /* the host's access rules as configured */
+    struct access_table *access;     /* compiled (core/access.h): admins and rules */
 } host_conf;
 
 /* An external component (XEP-0114): a domain served by a process that
@@ -172,6 +175,10 @@ typedef struct xmppd_config {
     component_conf *components; /* with n_components: an xmppd_opt_array */
     size_t n_components;
     const json_t *global_modules; /* object: module name -> options */
+    const char *const *admins_given; /* server-wide administrators as configured */
+    const json_t *groups_given;      /* access groups: name -> bare JIDs */
+    const json_t *access_given;      /* server-wide access rules */
+    struct access_table *access;     /* compiled (core/access.h): admins, groups, rules */
 } xmppd_config;
 
 struct opt_errors;

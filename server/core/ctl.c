@@ -185,3 +185,97 @@ void ctl_foreach(void (*fn)(const char *name, const char *usage, const char *hel
     for (ctl_cmd *c = g_cmds; c; c = c->next)
         fn(c->name, c->usage, c->help, c->m, ud);
 }
+
+/* ---- commands run by modules (xmppd_ctl_run) ------------------------------------------ */
+
+/* One command a module runs. Kernel commands answer inside ctl_run, and
+ * a command may even unload the asking module there (module-reload of
+ * itself): what happens inside ctl_run is settled once it returns. */
+typedef struct ctl_call {
+    xmppd_ctl_result_cb cb;  /* NULL once called back with CANCELLED */
+    void *ud;
+    xmppd_module *m;
+    xmppd_call *call;        /* tied to m while the answer is due */
+    xmppd_ctl_request *r;    /* the request in flight (after ctl_run returned) */
+    json_t *resp;            /* the answer */
+    bool running;            /* inside ctl_run */
+    bool answered;
+} ctl_call;
+
+static void call_deliver(void *p)
+{
+    ctl_call *cc = p;
+    cc->cb(XMPPD_CTL_DONE, cc->resp, cc->ud);
+    json_decref(cc->resp);
+    free(cc);
+}
+
+static void call_deliver_cancelled(void *p)
+{
+    ctl_call *cc = p;
+    cc->cb(XMPPD_CTL_CANCELLED, NULL, cc->ud);
+    json_decref(cc->resp);
+    free(cc);
+}
+
+static void call_answer(void *ud, json_t *resp)
+{
+    ctl_call *cc = ud;
+    cc->answered = true;
+    cc->resp = resp;
+    cc->r = NULL;
+    if (cc->running)
+        return; /* settled when ctl_run returns */
+    xmppd_call_finish(cc->call); /* still waiting: a cancelled call forgot its request */
+    call_deliver(cc);
+}
+
+/* m unloads before the answer: it hears so now (its code and data are
+ * still there), and the answer, if one comes, is dropped. */
+static void call_cancelled(void *p)
+{
+    ctl_call *cc = p;
+    xmppd_call_finish(cc->call); /* false: cancelled; frees it */
+    cc->call = NULL;
+    cc->cb(XMPPD_CTL_CANCELLED, NULL, cc->ud);
+    cc->cb = NULL;
+    if (cc->running)
+        return;
+    ctl_forget(cc->r);
+    free(cc);
+}
+
+XMPPD_EXPORT int xmppd_ctl_run(xmppd_module *m, const char *name, const json_t *req,
+                               xmppd_ctl_result_cb cb, void *ud)
+{
+    if ((m && !m->loaded) || !name || !req || !cb || !find(name))
+        return -1;
+    ctl_call *cc = calloc(1, sizeof(*cc));
+    if (!cc)
+        return -1;
+    *cc = (ctl_call){ .cb = cb, .ud = ud, .m = m, .running = true };
+    if (m && !(cc->call = xmppd_call_new(m, call_cancelled, cc))) {
+        free(cc);
+        return -1;
+    }
+    xmppd_ctl_request *r = ctl_run(name, req, call_answer, cc);
+    cc->running = false;
+    if (!cc->cb) { /* m unloaded meanwhile and heard so */
+        if (!cc->answered)
+            ctl_forget(r);
+        json_decref(cc->resp);
+        free(cc);
+        return 0;
+    }
+    if (!cc->answered) { /* cc lives until the answer, or m's unload */
+        cc->r = r;
+        return 0;
+    }
+    /* Answered already: the caller hears it on the next loop turn, never
+     * inside this call (still tied to m). */
+    xmppd_call_finish(cc->call);
+    cc->call = NULL;
+    if (xmppd_defer(m, call_deliver, call_deliver_cancelled, cc) < 0)
+        call_deliver(cc); /* out of memory: once, now */
+    return 0;
+}

@@ -374,8 +374,10 @@ static void cancel_active(http_route *r)
         bool answer = req->conn && !req->started;
         req->refs++; /* the kernel answers after the module let go */
         cancel_one(req);
-        if (answer)
+        if (answer) {
+            req->finished = false; /* cancel_one ended it for the module, not for the kernel */
             http_request_respond(req, 503, NULL, NULL, 0);
+        }
         else if (req->conn)
             req->ops->end(req->conn, req); /* a started answer cannot be completed */
         request_unref(req);

@@ -1323,6 +1323,12 @@ static int swap_instance(xmppd_module *old, plan_item *it, const xmppd_config *c
         layers_module_replaced(old, m);
     instance_unload(old);
     *m_r = m;
+    static xmppd_metric *reloads;
+    static const char *const labels[] = { "module", NULL };
+    if (!reloads)
+        reloads = xmppd_metric_new(NULL, "xmppd_module_reloads_total", XMPPD_METRIC_COUNTER,
+                                   "Module instances replaced by a reload", labels, NULL, 0);
+    xmppd_metric_add(reloads, (const char *[]){ m->def->name }, 1);
     return 0;
 }
 

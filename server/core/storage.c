@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "core/core.h"
 #include "core/loop.h"
 
@@ -153,7 +154,33 @@ typedef struct store_call {
     enum store_op op;
     store_cb cb;
     void *ud;
+    char driver[16];         /* for the latency histogram */
+    uint64_t started_ns;
 } store_call;
+
+/* xmppd_storage_seconds{driver, op}: from the call to the driver's answer
+ * (op: the shape of the call: read, write, append, query, count). */
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void observe_latency(const store_call *c)
+{
+    static xmppd_metric *mt;
+    static const char *const labels[] = { "driver", "op", NULL };
+    static const char *const ops[] = { [OP_DONE] = "write", [OP_GET] = "read",
+                                       [OP_APPEND] = "append", [OP_QUERY] = "query",
+                                       [OP_COUNT] = "count" };
+    if (!mt)
+        mt = xmppd_metric_new(NULL, "xmppd_storage_seconds", XMPPD_METRIC_HISTOGRAM,
+                              "Latency of storage operations answered by the driver", labels,
+                              NULL, 0);
+    xmppd_metric_observe(mt, (const char *[]){ c->driver, ops[c->op] },
+                         (double)(mono_ns() - c->started_ns) / 1e9);
+}
 
 /* Calls c's callback with status (and nothing else). */
 static void call_answer_bare(store_call *c, int status)
@@ -234,6 +261,8 @@ static store_call *call_new(xmppd_store *st, enum store_op op, void *ud)
     c->m = st->m;
     c->op = op;
     c->ud = ud;
+    snprintf(c->driver, sizeof(c->driver), "%s", st->driver);
+    c->started_ns = mono_ns();
     if (!(c->cleanup = module_cleanup_add(c->m, call_cancel, c))) {
         xmppd_log(st->m, XMPPD_LOG_ERROR, "out of memory: store \"%s\" operation dropped", st->name);
         free(c);
@@ -261,7 +290,7 @@ static void call_end(store_call *c)
 
 /* Each answer first leaves the module's cleanup list, so a callback that
  * unloads its own module cannot cancel the call it is answering. */
-static store_call *call_take(void *ud)
+static store_call *call_take_quiet(void *ud)
 {
     store_call *c = ud;
     call_stop_timer(c);
@@ -270,6 +299,13 @@ static store_call *call_take(void *ud)
         c->cleanup = NULL;
     }
     return c;
+}
+
+/* The driver answered. */
+static store_call *call_take(void *ud)
+{
+    observe_latency(ud);
+    return call_take_quiet(ud);
 }
 
 static void on_done(int status, void *ud)
@@ -315,7 +351,7 @@ static void on_count(int status, size_t n, void *ud)
 /* Posted: answers c with ERROR (no driver, wrong store kind). */
 static void call_fail(void *ud)
 {
-    store_call *c = call_take(ud);
+    store_call *c = call_take_quiet(ud);
     if (call_live(c))
         call_answer_bare(c, XMPPD_STORE_ERROR);
     call_end(c);

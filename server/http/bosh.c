@@ -333,6 +333,7 @@ static void car_release(void *cud)
 }
 
 static const xstream_carrier bosh_carrier = {
+    .name = "bosh",
     .default_ns = NS_HTTPBIND, /* stanzas inside <body/> carry xmlns='jabber:client' */
     .header = car_header,
     .element = car_element,

@@ -210,6 +210,12 @@ int http_dispatch_head(http_conn *c, xmppd_http_request *req, const http_parser 
     if (!req->host || !req->ip)
         return answer(req, 500, NULL);
     if (!http_rate_take(req->ip)) {
+        static xmppd_metric *hits;
+        if (!hits)
+            hits = xmppd_metric_new(NULL, "xmppd_http_rate_limited_total", XMPPD_METRIC_COUNTER,
+                                    "HTTP requests answered 429 (http.requests_per_second)",
+                                    NULL, NULL, 0);
+        xmppd_metric_add(hits, NULL, 1);
         xmppd_http_set_header(req, "Retry-After", "1");
         return answer(req, 429, "slow down");
     }

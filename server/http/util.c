@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "http/http.h"
+#include "util/cidr.h"
 
 bool http_utf8_valid(const unsigned char *s, size_t len)
 {
@@ -81,43 +82,9 @@ bad:
     return NULL;
 }
 
-/* Does addr (family af, 4 or 16 bytes) match "net[/bits]"? */
-static bool cidr_match(int af, const unsigned char *addr, const char *cidr)
-{
-    char host[64];
-    const char *slash = strchr(cidr, '/');
-    size_t n = slash ? (size_t)(slash - cidr) : strlen(cidr);
-    if (n >= sizeof(host))
-        return false;
-    memcpy(host, cidr, n);
-    host[n] = '\0';
-    unsigned char net[16];
-    int naf = strchr(host, ':') ? AF_INET6 : AF_INET;
-    if (naf != af || inet_pton(naf, host, net) != 1)
-        return false;
-    int max = af == AF_INET ? 32 : 128;
-    int bits = slash ? atoi(slash + 1) : max;
-    if (bits < 0 || bits > max)
-        return false;
-    for (int b = 0; b < bits; b += 8) {
-        int take = bits - b >= 8 ? 8 : bits - b;
-        unsigned char mask = (unsigned char)(0xFF << (8 - take));
-        if ((addr[b / 8] & mask) != (net[b / 8] & mask))
-            return false;
-    }
-    return true;
-}
-
 bool http_ip_in(const char *ip, const char *const *list)
 {
-    unsigned char addr[16];
-    int af = strchr(ip, ':') ? AF_INET6 : AF_INET;
-    if (!list || inet_pton(af, ip, addr) != 1)
-        return false;
-    for (; *list; list++)
-        if (cidr_match(af, addr, *list))
-            return true;
-    return false;
+    return cidr_list_match(ip, list);
 }
 
 void http_date(char *buf, size_t len)

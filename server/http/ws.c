@@ -236,6 +236,7 @@ static void car_release(void *cud)
 }
 
 static const xstream_carrier ws_carrier = {
+    .name = "websocket",
     .default_ns = NS_FRAMING, /* so every element carries its xmlns (§3.3.3) */
     .header = car_header,
     .element = car_element,

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "core/metrics.h"
 #include "net/xstream.h"
 
 /* ---- parser and socket callbacks ------------------------------------------ */
@@ -549,6 +550,7 @@ void xstream_pump(xstream *x)
             break;
         size_t n = v.iov_len;
         x->bytes_in += n;
+        metrics_bytes(METRICS_IN, n);
         int rc = xs_feed(x->parser, v.iov_base, n);
         if (!x->bev)
             break; /* torn down: in is gone */

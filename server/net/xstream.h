@@ -68,6 +68,8 @@ typedef struct xstream_carrier {
     /* The stream side is released: the carrier must not call into x any
      * more and frees its side when it is done. */
     void (*release)(void *cud);
+    /* The transport's name for metrics ("websocket", "bosh"). */
+    const char *name;
 } xstream_carrier;
 
 struct xstream_input; /* queued carrier input, xstream.c */

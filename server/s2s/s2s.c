@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/metrics.h"
 #include "s2s/s2s.h"
 
 static s2s_conn *all_conns;
@@ -87,6 +88,7 @@ void s2s_write_raw(s2s_conn *c, const char *data, size_t len)
 
 void s2s_write(s2s_conn *c, const xmppd_stanza *el)
 {
+    metrics_stanza(METRICS_S2S, METRICS_OUT, xmppd_stanza_name(el));
     xstream_write(&c->x, el);
 }
 
@@ -439,6 +441,17 @@ const char *s2s_served_domain(const char *domain)
     return NULL;
 }
 
+bool s2s_allowed(const char *local, const char *remote, const char *ip)
+{
+    /* A domain JID without a parse: remote is already prepared. */
+    xmppd_jid peer = { .domain = remote, .bare = remote, .full = remote };
+    xmppd_host *h = xmppd_host_find(local);
+    if (xmppd_access(h, "s2s", &peer, ip) != XMPPD_ACCESS_DENY)
+        return true;
+    log_kernel("s2s", XMPPD_LOG_INFO, "%s -> %s: denied by the access rule \"s2s\"", local, remote);
+    return false;
+}
+
 void s2s_new_stream_id(s2s_conn *c)
 {
     xstream_random_id(c->stream_id, 33); /* 32 characters */
@@ -446,8 +459,24 @@ void s2s_new_stream_id(s2s_conn *c)
 
 /* ---- start / stop ---------------------------------------------------------------------------- */
 
+/* xmppd_s2s_streams{direction}: open server-to-server streams. */
+static void collect_streams(void *ud)
+{
+    size_t n[2] = { 0, 0 };
+    for (const s2s_conn *c = all_conns; c; c = c->next)
+        if (c->state != S2S_CLOSED)
+            n[c->outgoing]++;
+    xmppd_metric_set(ud, (const char *[]){ "in" }, (double)n[0]);
+    xmppd_metric_set(ud, (const char *[]){ "out" }, (double)n[1]);
+}
+
 int s2s_start(char *err, size_t errlen)
 {
+    static const char *const labels[] = { "direction", NULL };
+    xmppd_metric *mt = xmppd_metric_new(NULL, "xmppd_s2s_streams", XMPPD_METRIC_GAUGE,
+                                        "Server-to-server streams by direction", labels, NULL, 0);
+    if (mt)
+        xmppd_metrics_collector(NULL, collect_streams, mt);
     router_set_remote_route(s2s_out_route);
     if (dialback_init(g_server.cfg->s2s.dialback_secret) < 0) {
         snprintf(err, errlen, "s2s: cannot make a dialback secret");

@@ -129,6 +129,9 @@ bool s2s_cert_valid(s2s_conn *c);
  * component)? Returns our canonical spelling (borrowed from the
  * configuration or the registration: copy it to keep it) or NULL. */
 const char *s2s_served_domain(const char *domain);
+/* May local federate with remote (the access rule "s2s"; ip: the peer's
+ * address, NULL when unknown)? Logs a denial. */
+bool s2s_allowed(const char *local, const char *remote, const char *ip);
 /* XEP-0288: an incoming bidirectional stream on which the peer
  * authenticated remote for local, to carry stanzas from local to remote
  * (borrowed), or NULL. */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/metrics.h"
 #include "s2s/s2s.h"
 
 static const s2s_conf *conf(void)
@@ -234,6 +235,10 @@ static int handle_sasl(s2s_conn *c, xmppd_stanza *el)
         sasl_failure(c, "not-authorized");
         return 0;
     }
+    if (!s2s_allowed(c->local, c->remote, c->ip)) {
+        s2s_close(c, "policy-violation", "This server does not federate with your domain");
+        return 1;
+    }
     if (add_pair(c, c->local, c->remote, "SASL EXTERNAL") < 0) {
         s2s_close(c, "resource-constraint", NULL);
         return 1;
@@ -297,6 +302,11 @@ static int handle_db_result(s2s_conn *c, xmppd_stanza *el)
         db_reply(c, "result", local, remote, NULL, "valid", NULL);
         free(remote);
         return 0;
+    }
+    if (!s2s_allowed(local, remote, c->ip)) {
+        free(remote);
+        s2s_close(c, "policy-violation", "This server does not federate with your domain");
+        return 1;
     }
     if (!*key || strlen(key) > S2S_MAX_DB_KEY) {
         db_reply(c, "result", local, remote, NULL, "invalid", NULL);
@@ -388,6 +398,7 @@ static int handle_db_verify(s2s_conn *c, xmppd_stanza *el)
 
 static int handle_stanza(s2s_conn *c, xmppd_stanza *el)
 {
+    metrics_stanza(METRICS_S2S, METRICS_IN, xmppd_stanza_name(el));
     if (c->n_pairs == 0) {
         s2s_close(c, "not-authorized", "No domain is authenticated on this stream");
         return 1;

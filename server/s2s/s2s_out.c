@@ -258,6 +258,10 @@ bool s2s_out_route(xmppd_event *ev)
     const char *local = s2s_served_domain(ev->from->domain);
     if (!local || !federating())
         return false; /* not ours to relay: the router bounces it */
+    if (!s2s_allowed(local, ev->to->domain, NULL)) {
+        bounce(local, ev->stanza, "cancel", "not-allowed");
+        return true;
+    }
     s2s_out *o = out_get(local, ev->to->domain, false);
     s2s_conn *bidi = o && o->ready ? NULL : s2s_bidi_stream(local, ev->to->domain);
     if (bidi) {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/metrics.h"
 #include "session/session.h"
 
 enum kind { K_MESSAGE, K_PRESENCE, K_IQ };
@@ -479,6 +480,7 @@ static void own_presence(xmppd_event *ev)
 void router_from_client(xmppd_session *s, xmppd_stanza *st)
 {
     int kind = kind_of(st);
+    metrics_stanza(METRICS_C2S, METRICS_IN, xmppd_stanza_name(st));
     xmppd_event ev = { .name = "pre-route", .host = s->host, .session = s, .stanza = st,
                        .from = s->jid };
     const char *to_s = xmppd_stanza_attr(st, "to");
@@ -517,6 +519,12 @@ void router_pre_route(xmppd_event *ev)
 {
     xmppd_session *s = ev->session;
     int kind = kind_of(ev->stanza);
+    /* The access rule "send": who a local client may address. Stanzas
+     * without 'to' are about the account itself and always pass. */
+    if (ev->to && xmppd_access_to(s->host, "send", ev->from, s->ip, ev->to) == XMPPD_ACCESS_DENY) {
+        bounce(ev, "cancel", "not-allowed", "The server's policy does not allow this address");
+        return;
+    }
     ev->name = "pre-route";
     if (xmppd_fire(ev) != XMPPD_PASS)
         return;

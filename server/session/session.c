@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/metrics.h"
 #include "session/session.h"
 
 #define API XMPPD_EXPORT
@@ -13,9 +14,36 @@ static const core_layer session_layer = {
     .module_replaced = sm_slots_move,
 };
 
+/* xmppd_sessions{transport, host}: bound sessions, counted when asked. */
+static int count_session(xmppd_session *s, void *ud)
+{
+    xmppd_metric_add(ud, (const char *[]){ s->transport, s->host->name }, 1);
+    return 0;
+}
+
+static int zero_host(xmppd_host *h, void *ud)
+{
+    static const char *const transports[] = { "c2s", "websocket", "bosh" };
+    for (size_t i = 0; i < 3; i++)
+        xmppd_metric_set(ud, (const char *[]){ transports[i], h->name }, 0);
+    return 0;
+}
+
+static void collect_sessions(void *ud)
+{
+    xmppd_host_foreach(zero_host, ud);
+    xmppd_host_sessions(NULL, count_session, ud);
+}
+
 void session_layer_init(void)
 {
     core_register_layer(&session_layer);
+    static const char *const labels[] = { "transport", "host", NULL };
+    xmppd_metric *mt = xmppd_metric_new(NULL, "xmppd_sessions", XMPPD_METRIC_GAUGE,
+                                        "Bound client sessions by transport and host", labels,
+                                        NULL, 0);
+    if (mt)
+        xmppd_metrics_collector(NULL, collect_sessions, mt);
 }
 
 /* ---- lifetime --------------------------------------------------------------- */
@@ -28,6 +56,7 @@ xmppd_session *session_new(const session_transport *tr, void *conn, const char *
     s->refs = 1;
     s->tr = tr;
     s->conn = conn;
+    s->transport = tr->name;
     snprintf(s->ip, sizeof(s->ip), "%s", ip);
     log_conn_tag(s->tag, ip);
     return s;
@@ -108,6 +137,8 @@ void session_write(xmppd_session *s, const xmppd_stanza *st)
     }
     if (s->tr->write(s->conn, st, &len) < 0)
         return;
+    metrics_bytes(METRICS_OUT, len);
+    metrics_stanza(METRICS_C2S, METRICS_OUT, xmppd_stanza_name(st));
     if (s->in_sm && is_stanza(xmppd_stanza_name(st))) {
         /* Read-only observers (audit logs); data: the serialised size. */
         xmppd_event ev = { .name = "stanza-out", .host = s->host, .session = s,

@@ -51,6 +51,7 @@ struct xmppd_session {
     int refs;
     const session_transport *tr;
     void *conn;                 /* the transport's; NULL once detached */
+    const char *transport;      /* static: "c2s", "websocket", "bosh" (metrics) */
     bool closing;               /* closing or ended: reads as closed */
     bool hibernated;            /* its connection is gone, a module keeps it (XEP-0198) */
     char ip[INET6_ADDRSTRLEN];

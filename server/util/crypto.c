@@ -38,6 +38,15 @@ XMPPD_EXPORT const char *xmppd_hash_scram_name(enum xmppd_hash h)
     return NULL;
 }
 
+XMPPD_EXPORT int xmppd_digest(enum xmppd_hash h, const void *data, size_t n, unsigned char *out)
+{
+    const EVP_MD *md = h == XMPPD_HASH_SHA1     ? EVP_sha1()
+                       : h == XMPPD_HASH_SHA256 ? EVP_sha256()
+                       : h == XMPPD_HASH_SHA512 ? EVP_sha512()
+                                                : NULL;
+    return md && EVP_Digest(data, n, out, NULL, md, NULL) == 1 ? 0 : -1;
+}
+
 XMPPD_EXPORT int xmppd_random(void *buf, size_t n)
 {
     unsigned char *p = buf;

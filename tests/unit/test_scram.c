@@ -652,6 +652,12 @@ static void test_crypto_helpers(void **state)
     assert_memory_not_equal(a, b, sizeof(a));
     xmppd_wipe(a, sizeof(a));
     assert_memory_equal(a, (unsigned char[32]){ 0 }, sizeof(a));
+    /* FIPS 180-2 appendix B.1: SHA-256("abc") */
+    static const unsigned char abc256[32] = {
+        0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+        0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad };
+    assert_int_equal(xmppd_digest(XMPPD_HASH_SHA256, "abc", 3, a), 0);
+    assert_memory_equal(a, abc256, sizeof(abc256));
 }
 
 /* ---- PLAIN (RFC 4616 §2) --------------------------------------------- */
