@@ -67,12 +67,14 @@ pass_step() { PASSED=$((PASSED + 1)); }
 # ---- packages -------------------------------------------------------------
 PACKAGES="build-essential autoconf automake libtool pkg-config libxml2-dev libssl-dev
 libjansson-dev libevent-dev libhttp-parser-dev libwslay-dev libc-ares-dev libidn-dev libyajl-dev libsqlite3-dev libpcre2-dev libcmocka-dev libpq-dev
+libhiredis-dev redis-server
 python3-pytest python3-slixmpp openssl clang libclang-rt-dev postgresql libcrypt-dev
 libldap-dev slapd ldap-utils
 prosody lua-unbound ejabberd chromium"  # the federation peers of test_s2s_prosody.py and
 # test_s2s_ejabberd.py (Prosody resolves through libunbound pointed at the test DNS
 # fixture: a Recommends of prosody, and we install without recommends); chromium: the
-# browser test (tests/browser)
+# browser test (tests/browser); redis-server: the cluster tests (test_cluster*.py) run
+# private instances of it
 
 ensure_packages() {
     local missing=() p
