@@ -56,21 +56,26 @@ def cluster_config(srv, redis, pg_dsn, cluster, node, secret=SECRET):
     srv.write_config()
 
 
+def start_nodes(server_factory, redis, pg_dsn, name, n):
+    """n started nodes of cluster name that see each other."""
+    out = []
+    for i in range(n):
+        srv = server_factory(start=False)
+        cluster_config(srv, redis, pg_dsn, name, "node%d" % i)
+        srv.start()
+        out.append(srv)
+    for srv in out:
+        wait_status(srv, lambda st: len(st["nodes"]) == n)
+    return out
+
+
 @pytest.fixture
 def nodes(server_factory, redis, pg_dsn):
     """nodes(n) -> n started nodes of a fresh cluster that see each other."""
     name = "t" + secrets.token_hex(4)
 
     def make(n=2):
-        out = []
-        for i in range(n):
-            srv = server_factory(start=False)
-            cluster_config(srv, redis, pg_dsn, name, "node%d" % i)
-            srv.start()
-            out.append(srv)
-        for srv in out:
-            wait_status(srv, lambda st: len(st["nodes"]) == n)
-        return out
+        return start_nodes(server_factory, redis, pg_dsn, name, n)
     make.cluster = name
     return make
 
@@ -349,3 +354,35 @@ def test_check_refuses_cluster_on_sqlite(server_factory, redis):
     srv.write_config()
     out = srv.ctl("check").stdout + srv.ctl("check").stderr
     assert "cluster.node" in out and "cluster.secret" in out and "cluster.redis" in out
+
+
+def test_redis_restart_keeps_local_delivery_and_reregisters(server_factory, pg_dsn):
+    """Redis stopped: each node goes on delivering between its own users
+    and says so in its log and status; Redis back (restarted empty): the
+    nodes reconnect, register themselves and their sessions again, and
+    stanzas cross nodes again."""
+    r = redis_server.Redis().start()
+    try:
+        na, nb = start_nodes(server_factory, r, pg_dsn, "t" + secrets.token_hex(4), 2)
+        alice, bob, carol = new_accounts(na, 3)
+        ca = login(na, alice, "pc", priority=0)
+        cc = login(na, carol, "pc", priority=0)
+        cb = login(nb, bob, "pc", priority=0)
+        registered(na, 1, "node1")
+        r.stop()
+        wait_status(na, lambda st: not st["redis_up"])
+        message(ca, cc.jid, "local-while-down")
+        cc.wait_for(got_body("local-while-down"))
+        assert "lost Redis" in na.read_log()
+        r.start()
+        for srv, other in ((na, "node1"), (nb, "node0")):
+            wait_status(srv, lambda st: st["redis_up"] and node_sessions(st, other) ==
+                        (1 if other == "node1" else 2), timeout=scaled(15))
+        message(ca, cb.jid, "after-restart")
+        cb.wait_for(got_body("after-restart"))
+        message(cb, cc.jid, "back-across")
+        cc.wait_for(got_body("back-across"))
+        for c in (ca, cb, cc):
+            c.__exit__(None, None, None)
+    finally:
+        r.destroy()
