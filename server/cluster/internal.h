@@ -20,7 +20,11 @@ typedef struct peer {
 } peer;
 
 typedef struct cluster {
+    /* our copy of the configuration's section (a reload frees the
+     * configuration; a changed cluster section applies at the next start);
+     * NULL when no cluster runs */
     const cluster_conf *conf;
+    cluster_conf copy;
     redis_servers srv;
     redis_conn *cmd;           /* commands */
     redis_conn *sub;           /* SUBSCRIBE: reg channel and ours */

@@ -19,6 +19,7 @@
 #include "cluster/internal.h"
 #include "core/loop.h"
 #include "session/session.h"
+#include "xmppd/crypto.h"
 #include "xmppd/ctl.h"
 
 cluster g_cluster;
@@ -237,6 +238,10 @@ static void heartbeat(void)
     redis_commandf(g_cluster.cmd, NULL, NULL, "PEXPIRE %s %s", g_cluster.k_sessions, ttl);
     redis_commandf(g_cluster.cmd, NULL, NULL, "SADD %s %s", g_cluster.k_nodes, g_cluster.conf->node);
     redis_commandf(g_cluster.cmd, on_members, NULL, "SMEMBERS %s", g_cluster.k_nodes);
+    /* a PING awaited on the subscriber too: a dead link to Redis shows as
+     * an overdue reply (redis.c), not as silence */
+    if (redis_conn_up(g_cluster.sub))
+        redis_commandf(g_cluster.sub, NULL, NULL, "PING");
     free(s);
 }
 
@@ -301,12 +306,24 @@ int cluster_start(const xmppd_config *cfg, char *err, size_t errlen)
 {
     if (!cfg->cluster.enabled)
         return 0;
-    g_cluster.conf = &cfg->cluster;
-    if (redis_servers_init(&g_cluster.srv, &cfg->cluster, err, errlen) < 0) {
-        g_cluster.conf = NULL;
+    cluster_conf *cc = &g_cluster.copy;
+    *cc = cfg->cluster;
+    cc->redis = NULL; /* parsed into g_cluster.srv below */
+    cc->ca_file = cc->cert = cc->key = NULL;
+    cc->name = strdup(cfg->cluster.name);
+    cc->node = strdup(cfg->cluster.node);
+    cc->secret = strdup(cfg->cluster.secret);
+    g_cluster.conf = cc;
+    if (!cc->name || !cc->node || !cc->secret) {
+        snprintf(err, errlen, "cluster: out of memory");
+        cluster_stop();
         return -1;
     }
-    const char *node = cfg->cluster.node;
+    if (redis_servers_init(&g_cluster.srv, &cfg->cluster, err, errlen) < 0) {
+        cluster_stop();
+        return -1;
+    }
+    const char *node = cc->node;
     g_cluster.k_nodes = cluster_key("nodes", "");
     g_cluster.k_node = cluster_key("node:", node);
     g_cluster.k_sessions = cluster_key("sessions:", node);
@@ -332,7 +349,7 @@ int cluster_start(const xmppd_config *cfg, char *err, size_t errlen)
         return -1;
     }
     log_kernel("cluster", XMPPD_LOG_INFO, "node %s of cluster %s: connecting to Redis", node,
-               cfg->cluster.name);
+               cc->name);
     return 0;
 }
 
@@ -388,5 +405,10 @@ void cluster_stop(void)
     free(g_cluster.ch_reg);
     free(g_cluster.ch_self);
     redis_servers_free(&g_cluster.srv);
+    free((char *)g_cluster.copy.name);
+    free((char *)g_cluster.copy.node);
+    if (g_cluster.copy.secret)
+        xmppd_wipe((char *)g_cluster.copy.secret, strlen(g_cluster.copy.secret));
+    free((char *)g_cluster.copy.secret);
     memset(&g_cluster, 0, sizeof(g_cluster));
 }

@@ -386,3 +386,28 @@ def test_redis_restart_keeps_local_delivery_and_reregisters(server_factory, pg_d
             c.__exit__(None, None, None)
     finally:
         r.destroy()
+
+
+def test_reload_keeps_the_node_in_the_cluster(nodes):
+    """SIGHUP re-reads the configuration; the node stays in the cluster
+    (the cluster section applies at the next start) and stanzas still
+    cross nodes both ways."""
+    na, nb = nodes(2)
+    alice, bob = new_accounts(na, 2)
+    ca = login(na, alice, "pc", priority=0)
+    cb = login(nb, bob, "pc", priority=0)
+    registered(na, 1, "node1")
+    mark = len(na.read_log())
+    na.reload()
+    deadline = time.monotonic() + scaled(10)
+    while "reload" not in na.read_log()[mark:]:
+        assert time.monotonic() < deadline, "no reload in the log"
+        time.sleep(0.1)
+    time.sleep(scaled(3 * HEARTBEAT_MS / 1000))  # heartbeats after the reload
+    message(ca, cb.jid, "after-reload")
+    cb.wait_for(got_body("after-reload"))
+    message(cb, ca.jid, "back")
+    ca.wait_for(got_body("back"))
+    assert [n["node"] for n in status(na)["nodes"]] == ["node0", "node1"]
+    for c in (ca, cb):
+        c.__exit__(None, None, None)
