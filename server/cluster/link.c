@@ -14,16 +14,15 @@
  * (delivery to a subscriber that is reconnecting) is listed in
  * docs/cluster.md; streams with acknowledgements are the next step. */
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cluster/internal.h"
 #include "core/core.h"
+#include "util/hmac.h"
 
-#define MAC_HEX 64
+#define MAC_HEX HMAC_SHA256_HEX
 #define MAX_HOPS 8
 
 /* The hop count of the frame being handled (0: none). */
@@ -31,15 +30,7 @@ static int g_hops;
 
 static bool mac(const char *payload, size_t len, char out[MAC_HEX + 1])
 {
-    unsigned char m[32];
-    unsigned int ml = 0;
-    const char *k = g_cluster.conf->secret;
-    if (!HMAC(EVP_sha256(), k, (int)strlen(k), (const unsigned char *)payload, len, m, &ml) ||
-        ml != 32)
-        return false;
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", m[i]);
-    return true;
+    return hmac_sha256_hex(g_cluster.conf->secret, payload, len, out);
 }
 
 int link_publish(const char *channel, const char *kind, const char *arg, const char *body,

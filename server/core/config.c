@@ -17,11 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include "core/config.h"
 #include "core/options.h"
+#include "util/hmac.h"
 #include "util/redis_uri.h"
 #include "util/strmap.h"
 #include "xmppd/crypto.h"
@@ -852,15 +850,11 @@ static bool valid_cluster_name(const char *s)
  * parts need, derived from the cluster's one so every node has the same. */
 static char *derive_secret(const char *secret, const char *label)
 {
-    unsigned char mac[32];
-    unsigned int ml = 0;
-    if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)label,
-              strlen(label), mac, &ml) || ml != 32)
-        return NULL;
-    char *hex = malloc(65);
-    for (unsigned i = 0; hex && i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
-    xmppd_wipe(mac, sizeof(mac));
+    char *hex = malloc(HMAC_SHA256_HEX + 1);
+    if (hex && !hmac_sha256_hex(secret, label, strlen(label), hex)) {
+        free(hex);
+        hex = NULL;
+    }
     return hex;
 }
 
