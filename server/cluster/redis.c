@@ -5,6 +5,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -303,6 +304,23 @@ static void on_read(struct bufferevent *bev, void *ud)
     arm_timeout(c);
 }
 
+/* Why the connection failed: a name that did not resolve, TLS (OpenSSL's
+ * reason, such as a certificate that does not verify), or the socket's
+ * error. */
+static const char *error_text(redis_conn *c)
+{
+    int dns = bufferevent_socket_get_dns_error(c->bev);
+    if (dns)
+        return evutil_gai_strerror(dns);
+    unsigned long e = c->srv->uris[c->idx].tls ? bufferevent_get_openssl_error(c->bev) : 0;
+    if (e) {
+        const char *r = ERR_reason_error_string(e);
+        return r ? r : "TLS failed";
+    }
+    int err = EVUTIL_SOCKET_ERROR();
+    return err ? evutil_socket_error_to_string(err) : "connection failed";
+}
+
 static void on_event(struct bufferevent *bev, short what, void *ud)
 {
     redis_conn *c = ud;
@@ -317,8 +335,7 @@ static void on_event(struct bufferevent *bev, short what, void *ud)
     else if (what & BEV_EVENT_EOF)
         snprintf(why, sizeof(why), "%s: connection closed", c->where);
     else
-        snprintf(why, sizeof(why), "%s: %s", c->where,
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        snprintf(why, sizeof(why), "%s: %s", c->where, error_text(c));
     conn_lost(c, why);
 }
 

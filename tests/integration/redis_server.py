@@ -2,12 +2,14 @@
 
 Each Redis gets a temporary folder, listens on 127.0.0.1 only on a free
 port, with no persistence (no RDB, no AOF: tests only) and, when given, a
-password (requirepass). It runs in the foreground as a child of the test
-process, never as the system service.
+password (requirepass) or a certificate (TLS only: the plain port is off
+and the helper's own commands go over TLS too). It runs in the foreground
+as a child of the test process, never as the system service.
 """
 
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -23,15 +25,19 @@ def available():
 
 
 class Redis:
-    def __init__(self, password=None):
+    def __init__(self, password=None, tls=None):
+        """tls: (cert, key) files naming "localhost"."""
         self.dir = Path(tempfile.mkdtemp(prefix="xmppd-redis-"))
         self.port = free_port()
         self.password = password
+        self.tls = tls
         self.proc = None
 
     @property
     def uri(self):
         auth = ":%s@" % self.password if self.password else ""
+        if self.tls:
+            return "rediss://%slocalhost:%d" % (auth, self.port)
         return "redis://%s127.0.0.1:%d" % (auth, self.port)
 
     def start(self):
@@ -40,6 +46,11 @@ class Redis:
                 "--logfile", str(self.dir / "redis.log")]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.tls:
+            args[3:5] = ["--port", "0"]
+            args += ["--tls-port", str(self.port), "--tls-cert-file", str(self.tls[0]),
+                     "--tls-key-file", str(self.tls[1]), "--tls-ca-cert-file", str(self.tls[0]),
+                     "--tls-auth-clients", "no"]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + scaled(10)
@@ -62,7 +73,11 @@ class Redis:
         for a in args:
             a = a.encode() if isinstance(a, str) else a
             out += b"$%d\r\n%s\r\n" % (len(a), a)
-        with socket.create_connection(("127.0.0.1", self.port), timeout=scaled(5)) as s:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=scaled(5)) as raw:
+            s = raw
+            if self.tls:
+                ctx = ssl.create_default_context(cafile=str(self.tls[0]))
+                s = ctx.wrap_socket(raw, server_hostname="localhost")
             if self.password:
                 auth = b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(self.password), self.password.encode())
                 s.sendall(auth)

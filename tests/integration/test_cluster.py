@@ -411,3 +411,41 @@ def test_reload_keeps_the_node_in_the_cluster(nodes):
     assert [n["node"] for n in status(na)["nodes"]] == ["node0", "node1"]
     for c in (ca, cb):
         c.__exit__(None, None, None)
+
+
+def test_redis_over_tls(server_factory, pg_dsn, cert_dir):
+    """rediss://: the nodes talk to Redis over TLS, verifying its
+    certificate against cluster.ca_file and its name (localhost); a node
+    with another trust anchor does not connect and says why."""
+    crt, key = cert_dir / "localhost.crt", cert_dir / "localhost.key"
+    r = redis_server.Redis(password="tls-pw", tls=(crt, key)).start()
+    try:
+        name = "t" + secrets.token_hex(4)
+        out = []
+        for i in range(2):
+            srv = server_factory(start=False)
+            cluster_config(srv, r, pg_dsn, name, "node%d" % i)
+            srv.config["cluster"]["ca_file"] = str(crt)
+            srv.write_config()
+            srv.start()
+            out.append(srv)
+        na, nb = out
+        for srv in out:
+            wait_status(srv, lambda st: len(st["nodes"]) == 2 and st["redis_up"])
+        alice, bob = new_accounts(na, 2)
+        ca = login(na, alice, "pc", priority=0)
+        cb = login(nb, bob, "pc", priority=0)
+        registered(na, 1, "node1")
+        message(ca, cb.jid, "over-tls")
+        cb.wait_for(got_body("over-tls"))
+        for c in (ca, cb):
+            c.__exit__(None, None, None)
+        # the system's trust anchors do not know the test certificate
+        bad = server_factory(start=False)
+        cluster_config(bad, r, pg_dsn, name, "node9")
+        bad.start()
+        time.sleep(scaled(1))
+        assert not status(bad)["redis_up"]
+        assert "certificate verify failed" in bad.read_log()
+    finally:
+        r.destroy()
