@@ -73,5 +73,7 @@ size_t registry_count(const char *node);
 /* A peer announced it is leaving, or was found dead (closed: by us, who
  * then speak for its sessions). */
 void node_forget(const char *name, bool closed);
+/* A peer wrote its sessions anew: load them again at the next heartbeat. */
+void node_resync(const char *name);
 
 #endif

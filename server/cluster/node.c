@@ -55,6 +55,13 @@ void node_forget(const char *name, bool closed)
     *p = g_cluster.peers[--g_cluster.n_peers];
 }
 
+void node_resync(const char *name)
+{
+    peer *p = peer_find(name);
+    if (p)
+        p->synced = false;
+}
+
 typedef struct load_req {
     char *node;
 } load_req;

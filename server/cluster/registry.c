@@ -293,6 +293,8 @@ void registry_frame(const char *kind, const char *node, const char *arg, const c
         route_here(arg, body, blen);
     else if (strcmp(kind, "kick") == 0)
         kick(arg, body, blen);
+    else if (strcmp(kind, "reset") == 0)
+        node_resync(node);
     else if (strcmp(kind, "bye") == 0)
         node_forget(node, false); /* its sessions ended there, with their events */
     else
@@ -454,7 +456,12 @@ static int republish_one(xmppd_session *s, void *ud)
 
 void registry_republish(void)
 {
+    /* Sessions that ended while Redis was away are in the old hash and in
+     * the others' copies: the hash is written anew, and "reset" makes the
+     * others load it again. */
+    redis_commandf(g_cluster.cmd, NULL, NULL, "DEL %s", g_cluster.k_sessions);
     xmppd_host_sessions(NULL, republish_one, NULL);
+    link_publish(g_cluster.ch_reg, "reset", "", NULL, 0);
 }
 
 static const session_observer observer = {
