@@ -56,12 +56,16 @@ def cluster_config(srv, redis, pg_dsn, cluster, node, secret=SECRET):
     srv.write_config()
 
 
-def start_nodes(server_factory, redis, pg_dsn, name, n):
-    """n started nodes of cluster name that see each other."""
+def start_nodes(server_factory, redis, pg_dsn, name, n, extra=None):
+    """n started nodes of cluster name that see each other (extra: more
+    configuration, merged at the top level)."""
     out = []
     for i in range(n):
         srv = server_factory(start=False)
         cluster_config(srv, redis, pg_dsn, name, "node%d" % i)
+        for k, v in (extra or {}).items():
+            srv.config.setdefault(k, {}).update(v)
+        srv.write_config()
         srv.start()
         out.append(srv)
     for srv in out:
@@ -74,8 +78,8 @@ def nodes(server_factory, redis, pg_dsn):
     """nodes(n) -> n started nodes of a fresh cluster that see each other."""
     name = "t" + secrets.token_hex(4)
 
-    def make(n=2):
-        return start_nodes(server_factory, redis, pg_dsn, name, n)
+    def make(n=2, extra=None):
+        return start_nodes(server_factory, redis, pg_dsn, name, n, extra)
     make.cluster = name
     return make
 
@@ -258,6 +262,24 @@ def test_rfc6120_7_7_2_2_resource_conflict_across_nodes(nodes):
     message(ca, bob.jid + "/same", "after-conflict")
     new.wait_for(got_body("after-conflict"))
     for c in (ca, new):
+        c.__exit__(None, None, None)
+
+
+def test_rfc6120_7_6_2_1_resource_limit_counts_every_node(nodes):
+    """limits.max_resources counts an account's resources on every node: a
+    bind beyond it, whichever node it is on, is refused with
+    <resource-constraint/> (RFC 6120 §7.6.2.1, type wait)."""
+    na, nb = nodes(2, extra={"limits": {"max_resources": 2}})
+    bob, = new_accounts(na, 1)
+    c1 = login(na, bob, "one", priority=0)
+    c2 = login(nb, bob, "two", priority=0)
+    registered(na, 1, "node1")
+    c3 = PoliteClient(na.port)
+    with pytest.raises(XMPPTestError) as e:
+        c3.login(bob.user, bob.password, resource="three")
+    assert "resource-constraint" in str(e.value)
+    c3.close()
+    for c in (c1, c2):
         c.__exit__(None, None, None)
 
 
