@@ -36,6 +36,28 @@ static const xmppd_stanza *g_arrived;
 
 /* ---- remote sessions ------------------------------------------------------ */
 
+/* A stanza that could not be sent to its session's node (Redis is away) is
+ * not lost in silence: a message or a request gets <recipient-unavailable/>
+ * (RFC 6120 §8.3.3.13, type wait: the client may try again), as an
+ * unreachable server's would; presence is dropped, errors and results are
+ * never answered. */
+static void bounce_unsent(const entry *e, const xmppd_stanza *st)
+{
+    const char *name = xmppd_stanza_name(st), *type = xmppd_stanza_attr(st, "type");
+    if (strcmp(name, "presence") == 0 || (type && strcmp(type, "error") == 0) ||
+        (strcmp(name, "iq") == 0 && type && strcmp(type, "result") == 0) ||
+        !xmppd_stanza_attr(st, "from"))
+        return;
+    xmppd_stanza *err = router_error_reply(st, "wait", "recipient-unavailable",
+                                           "the node of this session cannot be reached");
+    if (!err)
+        return;
+    if (!xmppd_stanza_attr(err, "from"))
+        xmppd_stanza_set_attr(err, "from", e->s->jid->full);
+    xmppd_route(e->s->host, err);
+    xmppd_stanza_unref(err);
+}
+
 static int remote_write(void *conn, const xmppd_stanza *st, size_t *len_r)
 {
     entry *e = conn;
@@ -50,9 +72,11 @@ static int remote_write(void *conn, const xmppd_stanza *st, size_t *len_r)
     log_kernel("cluster", XMPPD_LOG_DEBUG, "%s to %s on node %s", xmppd_stanza_name(st),
                e->s->jid->full, e->node);
     free(xml);
-    if (rc < 0)
+    if (rc < 0) {
         log_kernel("cluster", XMPPD_LOG_WARN, "%s: cannot forward to node %s (Redis down)",
                    e->s->jid->full, e->node);
+        bounce_unsent(e, st);
+    }
     *len_r = len;
     return rc;
 }

@@ -380,7 +380,8 @@ def test_check_refuses_cluster_on_sqlite(server_factory, redis):
 
 def test_redis_restart_keeps_local_delivery_and_reregisters(server_factory, pg_dsn):
     """Redis stopped: each node goes on delivering between its own users
-    and says so in its log and status; Redis back (restarted empty): the
+    and says so in its log and status, and a message for a session on
+    another node is bounced rather than lost; Redis back (restarted empty): the
     nodes reconnect, register themselves and their sessions again, and
     stanzas cross nodes again."""
     r = redis_server.Redis().start()
@@ -396,6 +397,12 @@ def test_redis_restart_keeps_local_delivery_and_reregisters(server_factory, pg_d
         message(ca, cc.jid, "local-while-down")
         cc.wait_for(got_body("local-while-down"))
         assert "lost Redis" in na.read_log()
+        # a message for a session on the other node is not lost in silence:
+        # recipient-unavailable, type wait (RFC 6120 §8.3.3.13)
+        message(ca, cb.jid, "unreachable")
+        err = ca.wait_for(lambda e: e.tag == q(NS_CLIENT, "message") and e.get("type") == "error")
+        assert error_condition(err) == ("wait", "recipient-unavailable")
+        assert err.get("from") == cb.jid
         r.start()
         for srv, other in ((na, "node1"), (nb, "node0")):
             wait_status(srv, lambda st: st["redis_up"] and node_sessions(st, other) ==
