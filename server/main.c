@@ -11,6 +11,7 @@
 
 #include "admin/control.h"
 #include "c2s/c2s.h"
+#include "cluster/cluster.h"
 #include "core/config.h"
 #include "core/http.h"
 #include "core/loop.h"
@@ -110,7 +111,8 @@ static int start(const char *path)
         report("cannot register the HTTP endpoints: out of memory");
         return -1;
     }
-    if (control_start(cfg, err, sizeof(err)) < 0 || tls_start(err, sizeof(err)) < 0 ||
+    if (control_start(cfg, err, sizeof(err)) < 0 || cluster_start(cfg, err, sizeof(err)) < 0 ||
+        tls_start(err, sizeof(err)) < 0 ||
         s2s_start(err, sizeof(err)) < 0 || listeners_start(cfg, err, sizeof(err)) < 0) {
         report(err);
         return -1;
@@ -178,6 +180,7 @@ int main(int argc, char **argv)
     http_shutdown_all();
     http_routes_kernel_free();
     session_shutdown_all();
+    cluster_stop();        /* after every local session ended: the others hear it */
     component_shutdown_all();
     s2s_shutdown_all();
     xmppd_config *cfg = g_server.cfg;

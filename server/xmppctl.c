@@ -74,6 +74,7 @@ static void usage(FILE *out)
             "  kick JID [REASON]          end a session (full JID) or all of an account's\n"
             "  hooks                      events, their handlers and priorities, IQ handlers\n"
             "  features                   RFCs/XEPs implemented, XEP-0479 compliance levels\n"
+            "  cluster status             the cluster's live nodes: version, sessions\n"
             "offline documentation:\n"
             "  hooks --markdown           the event reference of docs/modules.md\n"
             "options for the server commands:\n"
@@ -786,6 +787,23 @@ static int cmd_sessions(void)
     return 0;
 }
 
+/* The nodes this node sees alive (refreshed at every heartbeat). */
+static int cmd_cluster_status(void)
+{
+    int rc;
+    json_t *r = server_run("cluster status", json_pack("{s:s}", "command", "cluster-status"), &rc);
+    if (!r)
+        return rc;
+    printf("cluster %s, Redis %s\n", str(r, "cluster"), str(r, "redis"));
+    size_t i;
+    json_t *n;
+    json_array_foreach(json_object_get(r, "nodes"), i, n)
+        printf("%s\t%s\t%lld sessions%s\n", str(n, "node"), str(n, "version"), num(n, "sessions"),
+               json_is_true(json_object_get(n, "self")) ? "\t(this node)" : "");
+    json_decref(r);
+    return 0;
+}
+
 static int cmd_module(int argc, char **argv)
 {
     if (argc == 1 && strcmp(argv[0], "list") == 0) {
@@ -1185,6 +1203,8 @@ int main(int argc, char **argv)
         return cmd_hooks(nargs, args);
     if (strcmp(cmd, "features") == 0 && nargs == 0)
         return cmd_features();
+    if (strcmp(cmd, "cluster") == 0 && nargs == 1 && strcmp(args[0], "status") == 0)
+        return cmd_cluster_status();
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0) {
         help();
         return 0;

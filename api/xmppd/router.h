@@ -129,6 +129,13 @@ bool xmppd_session_secure(const xmppd_session *sess); /* TLS on */
 uint64_t xmppd_session_bytes_in(const xmppd_session *sess);
 /* SASL done (the account is known: xmppd_session_user), maybe not bound. */
 bool xmppd_session_authenticated(const xmppd_session *sess);
+/* A session bound on another node of a cluster (docs/cluster.md): account
+ * walks (xmppd_user_sessions, xmppd_session_find) include it so routing and
+ * resource limits see the whole cluster, and what is sent to it reaches it
+ * through its node. It has no module slots and fires no session events
+ * here: state a module keeps for online accounts belongs to the node where
+ * the account has a session, so "is it online here" skips remote ones. */
+bool xmppd_session_remote(const xmppd_session *sess);
 /* The account's localpart after SASL, NULL before. */
 const char *xmppd_session_user(const xmppd_session *sess);
 /* Per-module-instance slot for session state; NULL until set. The module

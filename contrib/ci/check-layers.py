@@ -33,7 +33,8 @@ ALLOWED = {
     "c2s": {"session", "net", "sasl", "core", "xml", "util"},
     "s2s": {"session", "net", "sasl", "core", "xml", "util"},
     "http": {"c2s", "session", "net", "sasl", "core", "xml", "util"},
-    "admin": {"http", "s2s", "c2s", "session", "net", "sasl", "core", "xml", "util"},
+    "cluster": {"session", "core", "xml", "util"},
+    "admin": {"cluster", "http", "s2s", "c2s", "session", "net", "sasl", "core", "xml", "util"},
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)

@@ -122,14 +122,21 @@ static void rs_detach(roster *r)
     }
 }
 
-static int rs_any_session(xmppd_session *s, void *ud)
+static int rs_local_session(xmppd_session *s, void *ud)
 {
-    return 1;
+    bool *local = ud;
+    *local = !xmppd_session_remote(s);
+    return *local;
 }
 
+/* A roster stays in memory while its account has a session on this node
+ * (in a cluster, the nodes where it has none load it when they need it,
+ * so they never use a copy another node changed). */
 static bool rs_online(const rs_mod *mod, const char *node)
 {
-    return xmppd_user_sessions(mod->host, node, rs_any_session, NULL) > 0;
+    bool local = false;
+    xmppd_user_sessions(mod->host, node, rs_local_session, &local);
+    return local;
 }
 
 /* Drops r when nobody uses it any more: no callback running, no load in

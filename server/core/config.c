@@ -21,6 +21,8 @@
 #include "core/config.h"
 #include "core/options.h"
 #include "util/cidr.h"
+#include "util/hmac.h"
+#include "util/redis_uri.h"
 #include "util/strmap.h"
 #include "xmppd/crypto.h"
 #include "xmppd/jid.h"
@@ -251,6 +253,35 @@ static const xmppd_option http_fields[] = {
     { NULL }
 };
 
+static const xmppd_option cluster_fields[] = {
+    { "name", XMPPD_OPT_STRING, OFF(cluster_conf, name), "\"xmppd\"", .min = 1,
+      .doc = "the cluster's name, the same on every node: the prefix of its keys in Redis (one "
+             "Redis can serve several clusters)" },
+    { "node", XMPPD_OPT_STRING, OFF(cluster_conf, node), NULL, .min = 1,
+      .doc = "this node's name, unique in the cluster (letters, digits, '.', '-', '_'); "
+             "default: the machine's host name" },
+    { "redis", XMPPD_OPT_LIST, OFF(cluster_conf, redis), NULL,
+      .doc = "required; the Redis server: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], rediss://... (TLS) "
+             "or unix:///PATH; several are tried in turn (a replica promoted after a failover)" },
+    { "secret", XMPPD_OPT_STRING, OFF(cluster_conf, secret), NULL, .min = 16,
+      .flags = XMPPD_OPT_SECRET,
+      .doc = "required; shared by the nodes: it signs every frame between them (a frame signed with "
+             "another secret is dropped); c2s.secret and s2s.dialback_secret are derived from it "
+             "when not set" },
+    { "heartbeat", XMPPD_OPT_DURATION, OFF(cluster_conf, heartbeat), "1s", 100, 60000,
+      .doc = "how often a node renews its registration and reads the others'" },
+    { "node_timeout", XMPPD_OPT_DURATION, OFF(cluster_conf, node_timeout), "5s", 300, 600000,
+      .doc = "a node whose registration was not renewed for this long is dead: the others "
+             "take over its sessions (at least 3 heartbeats)" },
+    { "ca_file", XMPPD_OPT_PATH, OFF(cluster_conf, ca_file), NULL,
+      .doc = "rediss://: trust anchors (PEM) for the Redis server's certificate; default: the "
+             "system's" },
+    { "cert", XMPPD_OPT_PATH, OFF(cluster_conf, cert), NULL,
+      .doc = "rediss://: a client certificate (PEM) for servers that ask for one" },
+    { "key", XMPPD_OPT_PATH, OFF(cluster_conf, key), NULL, .doc = "rediss://: cert's private key" },
+    { NULL }
+};
+
 const xmppd_option config_options[] = {
     { "log", XMPPD_OPT_SECTION, OFF(xmppd_config, log), .fields = log_fields, .doc = "logging" },
     { "data_dir", XMPPD_OPT_PATH, OFF(xmppd_config, data_dir), NULL,
@@ -296,6 +327,9 @@ const xmppd_option config_options[] = {
     { "access", XMPPD_OPT_JSON, OFF(xmppd_config, access_given), NULL,
       .doc = "access rules: action -> ordered [{\"allow\"|\"deny\": MATCH}], first match "
              "decides (docs/administration.md)" },
+    { "cluster", XMPPD_OPT_SECTION, OFF(xmppd_config, cluster), .fields = cluster_fields,
+      .doc = "several nodes serving the same hosts, with Redis and PostgreSQL (docs/cluster.md); "
+             "absent: a single server" },
     { NULL }
 };
 
@@ -812,6 +846,88 @@ static void check_dns(vctx *c)
     s->dns_servers = csv;
 }
 
+/* Names that go into Redis keys and channels: letters, digits, '.', '-',
+ * '_', at most 64. */
+static bool valid_cluster_name(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 0 && n <= 64 &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") == n;
+}
+
+/* hex(HMAC-SHA256(secret, label)): the shared secrets the kernel's other
+ * parts need, derived from the cluster's one so every node has the same. */
+static char *derive_secret(const char *secret, const char *label)
+{
+    char *hex = malloc(HMAC_SHA256_HEX + 1);
+    if (hex && !hmac_sha256_hex(secret, label, strlen(label), hex)) {
+        free(hex);
+        hex = NULL;
+    }
+    return hex;
+}
+
+/* A cluster shares storage (PostgreSQL: SQLite is one machine's file),
+ * names its node, and has the shared secrets of c2s and s2s. */
+static void check_cluster(vctx *c)
+{
+    xmppd_config *cfg = c->cfg;
+    cluster_conf *cl = &cfg->cluster;
+    cl->enabled = json_object_get(cfg->root, "cluster") != NULL;
+    if (!cl->enabled || has_error(c, "cluster"))
+        return;
+    if (cfg->storage && strcmp(cfg->storage, "sqlite") == 0)
+        ERR(c, "storage", "a cluster needs storage its nodes share: \"storage\": \"pgsql\" with "
+            "storage_pgsql (SQLite is a file of one machine)");
+    if (cl->name && !valid_cluster_name(cl->name))
+        ERR(c, "cluster.name", "expected at most 64 letters, digits, '.', '-' or '_', got \"%s\"",
+            cl->name);
+    if (!cl->node) {
+        char host[256] = "";
+        if (gethostname(host, sizeof(host) - 1) < 0 || !valid_cluster_name(host))
+            ERR(c, "cluster.node", "the host name \"%s\" cannot name the node: set \"node\"", host);
+        else
+            cl->node = keep_str(c, host, "cluster.node");
+    } else if (!valid_cluster_name(cl->node)) {
+        ERR(c, "cluster.node", "expected at most 64 letters, digits, '.', '-' or '_', got \"%s\"",
+            cl->node);
+    }
+    size_t n = 0;
+    for (; cl->redis && cl->redis[n]; n++) {
+        redis_uri u;
+        const char *why;
+        char key[64];
+        snprintf(key, sizeof(key), json_is_array(json_object_get(json_object_get(cfg->root, "cluster"),
+                                                                 "redis")) ? "cluster.redis.%zu"
+                                                                           : "cluster.redis", n);
+        if (redis_uri_parse(cl->redis[n], &u, &why) < 0)
+            ERR(c, key, "%s", why);
+        else
+            redis_uri_clear(&u);
+    }
+    if (n == 0)
+        ERR(c, "cluster.redis", "expected at least one Redis URI (\"redis://127.0.0.1:6379\")");
+    if (cl->node_timeout < 3 * cl->heartbeat)
+        ERR(c, "cluster.node_timeout", "must be at least 3 heartbeats (%lld ms)", 3 * cl->heartbeat);
+    if ((cl->cert != NULL) != (cl->key != NULL))
+        ERR(c, cl->cert ? "cluster.cert" : "cluster.key", "a client certificate needs both \"cert\" "
+            "and \"key\"");
+    static const char *const files[] = { "cluster.ca_file", "cluster.cert", "cluster.key" };
+    const char *paths[] = { cl->ca_file, cl->cert, cl->key };
+    for (int i = 0; i < 3; i++)
+        if (paths[i] && access(paths[i], R_OK) != 0)
+            ERR(c, files[i], "cannot read %s: %s", paths[i], strerror(errno));
+    if (!cl->secret) {
+        ERR(c, "cluster.secret", "a cluster needs a secret its nodes share (at least 16 characters)");
+        return;
+    }
+    if (!cfg->c2s.secret)
+        cfg->c2s.secret = keep(c, derive_secret(cl->secret, "xmppd c2s key"), "cluster.secret");
+    if (!cfg->s2s.dialback_secret)
+        cfg->s2s.dialback_secret = keep(c, derive_secret(cl->secret, "xmppd dialback key"),
+                                        "cluster.secret");
+}
+
 static void check_all(vctx *c)
 {
     xmppd_config *cfg = c->cfg;
@@ -833,6 +949,7 @@ static void check_all(vctx *c)
             "would replace the token)");
     check_http(c);
     access_compile(cfg, c->errs);
+    check_cluster(c);
 }
 
 /* ---- load / free ------------------------------------------------------------- */
@@ -985,6 +1102,8 @@ void config_free(xmppd_config *cfg)
     if (!cfg)
         return;
     wipe(cfg->s2s.dialback_secret);
+    wipe(cfg->c2s.secret);
+    wipe(cfg->cluster.secret);
     for (size_t i = 0; i < cfg->n_components; i++)
         wipe(cfg->components[i].secret);
     wipe(cfg->text);

@@ -148,6 +148,21 @@ typedef struct http_conf {
     http_bosh_conf bosh;
 } http_conf;
 
+/* Several nodes serving the same hosts (docs/cluster.md): Redis holds the
+ * session registry and carries stanzas between nodes; storage is shared
+ * (PostgreSQL). */
+typedef struct cluster_conf {
+    bool enabled;                 /* the configuration has a "cluster" object */
+    const char *name;             /* the cluster's name: prefix of its Redis keys */
+    const char *node;             /* this node's name; default: the host name */
+    const char *const *redis;     /* Redis URIs (util/redis_uri.h), tried in turn */
+    const char *secret;           /* shared by the nodes; never logged */
+    long long heartbeat;          /* ms between heartbeats */
+    long long node_timeout;       /* ms without a heartbeat before a node is dead */
+    const char *ca_file;          /* rediss://: trust anchors; NULL: the system's */
+    const char *cert, *key;       /* rediss://: our client certificate, or NULL */
+} cluster_conf;
+
 typedef struct xmppd_config {
     const char *path;      /* the file, as given */
     const char *dir;       /* its folder, absolute: base of relative paths */
@@ -174,6 +189,7 @@ typedef struct xmppd_config {
     http_conf http;
     component_conf *components; /* with n_components: an xmppd_opt_array */
     size_t n_components;
+    cluster_conf cluster;
     const json_t *global_modules; /* object: module name -> options */
     const char *const *admins_given; /* server-wide administrators as configured */
     const json_t *groups_given;      /* access groups: name -> bare JIDs */

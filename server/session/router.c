@@ -40,6 +40,7 @@ static const char *msg_type(const xmppd_stanza *st)
 /* Routes to domains that are not hosts: set by the layers above. */
 static int (*component_route)(const xmppd_jid *to, xmppd_stanza *st);
 static bool (*remote_route)(xmppd_event *ev);
+static bool (*cluster_route)(xmppd_event *ev);
 
 void router_set_component_route(int (*fn)(const xmppd_jid *to, xmppd_stanza *st))
 {
@@ -49,6 +50,11 @@ void router_set_component_route(int (*fn)(const xmppd_jid *to, xmppd_stanza *st)
 void router_set_remote_route(bool (*fn)(xmppd_event *ev))
 {
     remote_route = fn;
+}
+
+void router_set_cluster_route(bool (*fn)(xmppd_event *ev))
+{
+    cluster_route = fn;
 }
 
 /* ---- output to sessions -------------------------------------------------- */
@@ -65,6 +71,11 @@ XMPPD_EXPORT int xmppd_session_send(xmppd_session *s, xmppd_stanza *st)
 {
     if (xmppd_session_closed(s))
         return -1;
+    if (s->remote) {
+        /* its node fires "deliver" for it */
+        session_write(s, st);
+        return 0;
+    }
     xmppd_event ev = { .name = "deliver", .host = s->host, .session = s, .stanza = st, .data = s };
     if (xmppd_fire(&ev) == XMPPD_HANDLED)
         return 0;
@@ -332,6 +343,10 @@ static void route_local(xmppd_event *ev, xmppd_host *h, int kind)
             bounce(ev, NULL, "service-unavailable", NULL);
         return;
     }
+    /* The account's own node runs its hooks (its modules hold the
+     * account's state in memory: roster, privacy lists). */
+    if (cluster_route && cluster_route(ev))
+        return;
     if (to->resource) {
         ev->name = ev_full[kind];
         int rc = xmppd_fire(ev);
@@ -472,6 +487,8 @@ static void own_presence(xmppd_event *ev)
     info.initial = !info.was_available && s->available;
     xmppd_stanza_unref(s->presence);
     s->presence = s->available ? xmppd_stanza_ref(ev->stanza) : NULL;
+    if (g_session_observer && g_session_observer->presence)
+        g_session_observer->presence(s);
     ev->name = "presence/broadcast";
     ev->data = &info;
     xmppd_fire(ev);

@@ -139,7 +139,7 @@ void session_write(xmppd_session *s, const xmppd_stanza *st)
         return;
     metrics_bytes(METRICS_OUT, len);
     metrics_stanza(METRICS_C2S, METRICS_OUT, xmppd_stanza_name(st));
-    if (s->in_sm && is_stanza(xmppd_stanza_name(st))) {
+    if (s->in_sm && !s->remote && is_stanza(xmppd_stanza_name(st))) {
         /* Read-only observers (audit logs); data: the serialised size. */
         xmppd_event ev = { .name = "stanza-out", .host = s->host, .session = s,
                            .stanza = (xmppd_stanza *)st, .to = s->jid, .data = &len };
@@ -290,6 +290,11 @@ API bool xmppd_session_secure(const xmppd_session *s)
 API bool xmppd_session_authenticated(const xmppd_session *s)
 {
     return s->authenticated;
+}
+
+API bool xmppd_session_remote(const xmppd_session *s)
+{
+    return s->remote;
 }
 
 XMPPD_EXPORT const char *xmppd_session_user(const xmppd_session *s)

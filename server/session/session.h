@@ -60,6 +60,10 @@ struct xmppd_session {
     bool authenticated;
     bool in_sm;                 /* registered in the host's session table */
     bool bound;                 /* a resource was bound at some point */
+    /* bound on another node of the cluster (cluster/): its transport
+     * forwards what is written to it to that node, which fires the
+     * delivery hooks; it never detaches and fires no session events here */
+    bool remote;
 
     xmppd_host *host;           /* from the first header's 'to' */
     char *user;                 /* nodeprepped, after SASL */
@@ -100,11 +104,23 @@ void session_shutdown_all(void);
 void session_layer_init(void);
 
 /* ---- sm.c: the bound resources of each account ---------------------------- */
+/* What the cluster layer (cluster/) hears about local sessions: bound (in
+ * the table), unbound (out of it), and a new own presence. Each may be
+ * NULL; remote sessions are never reported. */
+typedef struct session_observer {
+    void (*bound)(xmppd_session *s);
+    void (*unbound)(xmppd_session *s);
+    void (*presence)(xmppd_session *s);
+} session_observer;
+/* Registered at start-up by a layer above; NULL: none (one node). */
+void session_set_observer(const session_observer *ob);
+extern const session_observer *g_session_observer;
+
 /* Binds s as node@host/resource; an existing session with that resource
  * is replaced (it gets <conflict/>). -1 when max_resources is reached. */
 int sm_bind(xmppd_session *s, const char *resource);
 void sm_unbind(xmppd_session *s);
-/* Bound sessions of h (NULL: every host). */
+/* Bound local sessions of h (NULL: every host). */
 size_t sm_count(const xmppd_host *h);
 /* The session table of h (freed with the host). */
 void sm_host_free(xmppd_host *h);
@@ -138,6 +154,10 @@ bool iq_requests_answer(xmppd_event *ev);
  * - remote (s2s): true when the stanza was taken (sent, queued or bounced
  *   by s2s itself); false: remote-server-not-found. */
 enum { ROUTE_NONE = 0, ROUTE_DONE, ROUTE_OFFLINE };
+/* The cluster (cluster/): a stanza for an account of a local host (ev->to
+ * has a node) is offered before any hook runs; true when it was taken (it
+ * is routed on the node where the account's sessions are). */
+void router_set_cluster_route(bool (*fn)(xmppd_event *ev));
 void router_set_component_route(int (*fn)(const xmppd_jid *to, xmppd_stanza *st));
 void router_set_remote_route(bool (*fn)(xmppd_event *ev));
 

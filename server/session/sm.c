@@ -7,8 +7,15 @@
 
 struct sm_host {
     strmap *users; /* node -> first session (list through next_resource) */
-    size_t n_sessions;
+    size_t n_sessions; /* local ones: remote sessions are not counted */
 };
+
+const session_observer *g_session_observer;
+
+void session_set_observer(const session_observer *ob)
+{
+    g_session_observer = ob;
+}
 
 static sm_host *host_sm(xmppd_host *h)
 {
@@ -55,7 +62,11 @@ int sm_bind(xmppd_session *s, const char *resource)
     if (strmap_put(sm->users, s->user, s) < 0)
         return -1;
     s->in_sm = true;
-    sm->n_sessions++;
+    if (!s->remote) {
+        sm->n_sessions++;
+        if (g_session_observer && g_session_observer->bound)
+            g_session_observer->bound(s);
+    }
     return 0;
 }
 
@@ -76,7 +87,11 @@ void sm_unbind(xmppd_session *s)
         strmap_del(sm->users, s->user);
     s->next_resource = NULL;
     s->in_sm = false;
-    sm->n_sessions--;
+    if (!s->remote) {
+        sm->n_sessions--;
+        if (g_session_observer && g_session_observer->unbound)
+            g_session_observer->unbound(s);
+    }
 }
 
 XMPPD_EXPORT int xmppd_user_sessions(xmppd_host *h, const char *node, int (*fn)(xmppd_session *s, void *ud), void *ud)
@@ -154,8 +169,9 @@ XMPPD_EXPORT int xmppd_host_sessions(xmppd_host *h, int (*fn)(xmppd_session *s, 
     int n = 0;
     bool stop = false;
     for (size_t i = 0; i < sv.n; i++) {
-        /* fn may close sessions, including ones not visited yet */
-        if (!stop && sv.v[i]->in_sm) {
+        /* fn may close sessions, including ones not visited yet; sessions
+         * of other nodes are theirs to walk */
+        if (!stop && sv.v[i]->in_sm && !sv.v[i]->remote) {
             n++;
             stop = fn(sv.v[i], ud) != 0;
         }

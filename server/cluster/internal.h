@@ -1,0 +1,79 @@
+/* The cluster layer's parts (cluster.h): node.c (membership, heartbeat,
+ * status), link.c (signed frames over Redis pub/sub), registry.c (the
+ * session registry and remote sessions). */
+#ifndef XMPPD_CLUSTER_INTERNAL_H
+#define XMPPD_CLUSTER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cluster/redis.h"
+#include "core/config.h"
+
+/* Another live node, as seen at the last heartbeat. */
+typedef struct peer {
+    char *name;
+    char *version;
+    long long sessions;
+    bool synced;   /* its sessions were loaded since our subscriber came up */
+    bool seen;     /* listed at the current heartbeat */
+} peer;
+
+typedef struct cluster {
+    /* our copy of the configuration's section (a reload frees the
+     * configuration; a changed cluster section applies at the next start);
+     * NULL when no cluster runs */
+    const cluster_conf *conf;
+    cluster_conf copy;
+    redis_servers srv;
+    redis_conn *cmd;           /* commands */
+    redis_conn *sub;           /* SUBSCRIBE: reg channel and ours */
+    char *k_nodes;             /* set of node names */
+    char *k_node;              /* our registration: expires without heartbeats */
+    char *k_sessions;          /* our sessions: full JID -> "PRIO AVAIL\n<presence/>" */
+    char *ch_reg;              /* registry changes, to every node */
+    char *ch_self;             /* frames for us */
+    struct event *beat;
+    peer *peers;
+    size_t n_peers;
+} cluster;
+
+extern cluster g_cluster;
+
+/* "NAME:" + a + b, malloc'd (NULL on OOM). */
+char *cluster_key(const char *a, const char *b);
+
+/* ---- link.c ---- */
+/* Publishes kind/arg/body (body may be binary, blen bytes) on channel,
+ * signed with the cluster's secret. 0 or -1 (Redis down, OOM). */
+int link_publish(const char *channel, const char *kind, const char *arg, const char *body,
+                 size_t blen);
+/* To node's own channel. */
+int link_send(const char *node, const char *kind, const char *arg, const char *body, size_t blen);
+/* The subscriber's message callback (redis_conn_ops.message). */
+void link_on_message(void *ud, const char *channel, size_t clen, const char *msg, size_t len);
+
+/* ---- registry.c ---- */
+void registry_start(void);
+void registry_stop(void);
+/* A verified frame from node (never us). */
+void registry_frame(const char *kind, const char *node, const char *arg, const char *body,
+                    size_t blen);
+/* HGETALL of node's sessions hash: its remote sessions become exactly those. */
+void registry_load(const char *node, const struct redisReply *r);
+/* node died or left: its remote sessions go; with closed, "session-closed"
+ * fires for each first (the node that found it dead speaks for it). */
+void registry_drop_node(const char *node, bool closed);
+/* Redis is back: our sessions are written again. */
+void registry_republish(void);
+/* Remote sessions of node now (for logs and tests). */
+size_t registry_count(const char *node);
+
+/* ---- node.c ---- */
+/* A peer announced it is leaving, or was found dead (closed: by us, who
+ * then speak for its sessions). */
+void node_forget(const char *name, bool closed);
+/* A peer wrote its sessions anew: load them again at the next heartbeat. */
+void node_resync(const char *name);
+
+#endif

@@ -1,0 +1,480 @@
+"""Clustering (docs/cluster.md): two xmppd nodes on this machine serving one
+domain, sharing one PostgreSQL database and one private redis-server.
+
+Users on different nodes reach each other by full JID (RFC 6121 §8.5.3.1)
+and bare JID (§8.5.2.1.1, the highest priority across both nodes), IQs
+cross nodes, presence subscriptions and presence too (RFC 6121 §3, §4); a
+resource bound on the other node replaces the older session with
+<conflict/> (RFC 6120 §7.7.2.2); a node killed with SIGKILL vanishes from
+the others' view after cluster.node_timeout; frames that are not signed
+with the cluster's secret are dropped; `xmppctl cluster status` lists the
+live nodes and `xmppctl check` refuses a cluster on SQLite.
+"""
+
+import json
+import secrets
+import time
+
+import pytest
+
+import pg_cluster
+import redis_server
+from conftest import Account, unique_user
+from xmpptest import NS_CLIENT, PoliteClient, XMPPTestError, error_condition, q, scaled, tostr
+
+pytestmark = pytest.mark.skipif(not (redis_server.available() and pg_cluster.available()),
+                                reason="redis-server or PostgreSQL not installed")
+
+SECRET = "cluster-test-secret-0123456789"
+HEARTBEAT_MS = 200
+NODE_TIMEOUT_MS = 1000
+NS_PING = "urn:xmpp:ping"
+
+
+@pytest.fixture(scope="module")
+def redis():
+    r = redis_server.Redis(password="redis-pw-" + secrets.token_hex(4)).start()
+    yield r
+    r.destroy()
+
+
+@pytest.fixture(scope="module")
+def pg_dsn():
+    return pg_cluster.fresh_database_dsn("xcl")
+
+
+def cluster_config(srv, redis, pg_dsn, cluster, node, secret=SECRET):
+    """srv's configuration turned into a node of cluster: storage_pgsql on
+    the shared database, roster and presence, the cluster section."""
+    cfg = srv.config
+    cfg["storage"] = "pgsql"
+    mods = {k: v for k, v in cfg["modules"].items() if k not in ("storage_sqlite", "storage_pgsql")}
+    cfg["modules"] = dict([("storage_pgsql", {"connect": pg_dsn, "pool_size": 2})] + list(mods.items()))
+    cfg["modules"].update({"roster": True, "presence": True})
+    cfg["cluster"] = {"name": cluster, "node": node, "redis": redis.uri, "secret": secret,
+                      "heartbeat": "%dms" % HEARTBEAT_MS, "node_timeout": "%dms" % NODE_TIMEOUT_MS}
+    srv.write_config()
+
+
+def start_nodes(server_factory, redis, pg_dsn, name, n, extra=None):
+    """n started nodes of cluster name that see each other (extra: more
+    configuration, merged at the top level)."""
+    out = []
+    for i in range(n):
+        srv = server_factory(start=False)
+        cluster_config(srv, redis, pg_dsn, name, "node%d" % i)
+        for k, v in (extra or {}).items():
+            srv.config.setdefault(k, {}).update(v)
+        srv.write_config()
+        srv.start()
+        out.append(srv)
+    for srv in out:
+        wait_status(srv, lambda st: len(st["nodes"]) == n)
+    return out
+
+
+@pytest.fixture
+def nodes(server_factory, redis, pg_dsn):
+    """nodes(n) -> n started nodes of a fresh cluster that see each other."""
+    name = "t" + secrets.token_hex(4)
+
+    def make(n=2, extra=None):
+        return start_nodes(server_factory, redis, pg_dsn, name, n, extra)
+    make.cluster = name
+    return make
+
+
+def status(srv):
+    r = srv.ctl("-j", "cluster", "status")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(r.stdout)
+
+
+def wait_status(srv, pred, timeout=None):
+    deadline = time.monotonic() + (timeout or scaled(10))
+    while True:
+        st = status(srv)
+        if pred(st):
+            return st
+        if time.monotonic() > deadline:
+            raise AssertionError("cluster status never matched: %s" % json.dumps(st))
+        time.sleep(0.1)
+
+
+def node_sessions(st, node):
+    for n in st["nodes"]:
+        if n["node"] == node:
+            return n.get("registered", n["sessions"])
+    return None
+
+
+def new_accounts(srv, n):
+    out = []
+    for _ in range(n):
+        a = Account(unique_user("c"), secrets.token_urlsafe(12))
+        srv.adduser(a.jid, a.password)
+        out.append(a)
+    return out
+
+
+def login(srv, account, resource, priority=None):
+    c = PoliteClient(srv.port)
+    c.login(account.user, account.password, resource=resource)
+    if priority is not None:
+        c.send_presence(priority=priority)
+        c.wait_for(lambda e: e.tag == q(NS_CLIENT, "presence") and e.get("from") == c.jid)
+    return c
+
+
+def registered(srv, full_jids, node):
+    """Waits until srv's copy of the registry holds exactly n sessions of
+    node (its heartbeat count and its registry entries)."""
+    wait_status(srv, lambda st: node_sessions(st, node) == full_jids)
+
+
+def message(frm, to, body, type_="chat"):
+    frm.send("<message to='%s' type='%s'><body>%s</body></message>" % (to, type_, body))
+
+
+def got_body(body):
+    return lambda e: (e.tag == q(NS_CLIENT, "message") and
+                      e.findtext(q(NS_CLIENT, "body")) == body)
+
+
+def test_cluster_status_lists_live_nodes(nodes):
+    """`xmppctl cluster status` on either node lists both, with version
+    and session count; the text form names this node."""
+    a, b = nodes(2)
+    for srv in (a, b):
+        st = status(srv)
+        assert st["cluster"] == nodes.cluster
+        assert sorted(n["node"] for n in st["nodes"]) == ["node0", "node1"]
+        assert all(n["version"] for n in st["nodes"])
+        assert [n["node"] for n in st["nodes"] if n["self"]] == [srv.config["cluster"]["node"]]
+    text = a.ctl("cluster", "status")
+    assert text.returncode == 0, text.stderr
+    assert "node0" in text.stdout and "node1" in text.stdout and "(this node)" in text.stdout
+
+
+def test_rfc6121_8_5_3_1_chat_and_iq_between_nodes(nodes):
+    """RFC 6121 §8.5.3.1 and §8.5.2.1.1: a message to a full JID and to a
+    bare JID whose session is on the other node is delivered there, with
+    the 'from' stamped by the sender's node; an IQ to a full JID on the
+    other node gets its answer back across."""
+    na, nb = nodes(2)
+    alice, bob = new_accounts(na, 2)
+    ca = login(na, alice, "pc", priority=0)
+    cb = login(nb, bob, "phone", priority=0)
+    registered(na, 1, "node1")
+    registered(nb, 1, "node0")
+    message(ca, cb.jid, "hello-full")
+    m = cb.wait_for(got_body("hello-full"))
+    assert m.get("from") == ca.jid
+    message(cb, alice.jid, "hello-bare")
+    m = ca.wait_for(got_body("hello-bare"))
+    assert m.get("from") == cb.jid
+    ca.send("<iq type='get' id='p1' to='%s'><ping xmlns='%s'/></iq>" % (cb.jid, NS_PING))
+    ping = cb.wait_for(lambda e: e.tag == q(NS_CLIENT, "iq") and e.get("id") == "p1")
+    assert ping.get("from") == ca.jid
+    cb.send("<iq type='result' id='p1' to='%s'/>" % ca.jid)
+    res = ca.wait_for(lambda e: e.tag == q(NS_CLIENT, "iq") and e.get("id") == "p1")
+    assert res.get("type") == "result" and res.get("from") == cb.jid
+    for c in (ca, cb):
+        c.__exit__(None, None, None)
+
+
+def test_rfc6121_8_5_2_1_1_bare_jid_highest_priority_across_nodes(nodes):
+    """RFC 6121 §8.5.2.1.1: a message to a bare JID goes to the available
+    resource with the highest priority, whichever node it is on, and not
+    to the lower one."""
+    na, nb = nodes(2)
+    alice, bob = new_accounts(na, 2)
+    ca = login(na, alice, "pc", priority=0)
+    lo = login(na, bob, "lo", priority=1)
+    hi = login(nb, bob, "hi", priority=5)
+    registered(na, 1, "node1")
+    message(ca, bob.jid, "to-the-highest")
+    hi.wait_for(got_body("to-the-highest"))
+    assert lo.quiet(scaled(0.5), pred=got_body("to-the-highest")) == []
+    for c in (ca, lo, hi):
+        c.__exit__(None, None, None)
+
+
+def pres(typ, frm):
+    """A presence of type typ (None: available) from bare JID frm."""
+    return lambda e: (e.tag == q(NS_CLIENT, "presence") and e.get("type") == typ and
+                      (e.get("from") or "").split("/")[0] == frm)
+
+
+def subscribe(ca, cb, a, b):
+    """a (client ca) subscribes to b's presence (client cb approves):
+    RFC 6121 §3.1; returns b's available presence as a receives it."""
+    ca.send("<presence to='%s' type='subscribe'/>" % b.jid)
+    cb.wait_for(pres("subscribe", a.jid))
+    cb.send("<presence to='%s' type='subscribed'/>" % a.jid)
+    ca.wait_for(pres("subscribed", b.jid))
+    # b's current presence follows the approval (RFC 6121 §3.1.5)
+    return ca.wait_for(pres(None, b.jid))
+
+
+def test_rfc6121_3_presence_subscription_and_presence_across_nodes(nodes):
+    """RFC 6121 §3.1 and §4.2: a subscription request, its approval, and
+    the available and unavailable presence of a contact on the other node
+    arrive; a user logging in later gets the contact's presence through
+    the probe (§4.3), answered from the replicated registry."""
+    na, nb = nodes(2)
+    alice, bob = new_accounts(na, 2)
+    ca = login(na, alice, "pc", priority=0)
+    cb = login(nb, bob, "pc", priority=0)
+    registered(na, 1, "node1")
+    registered(nb, 1, "node0")
+    avail = subscribe(ca, cb, alice, bob)
+    assert avail.get("from") == cb.jid
+    cb.send("<presence type='unavailable'/>")
+    ca.wait_for(pres("unavailable", bob.jid))
+    cb.send("<presence><priority>2</priority></presence>")
+    ca.wait_for(pres(None, bob.jid))
+    ca.__exit__(None, None, None)
+    time.sleep(scaled(0.3))
+    # a new login of alice on node0 probes bob (on node1): node0 answers
+    # from the presence bob's node registered
+    ca2 = login(na, alice, "laptop")
+    ca2.send("<presence/>")
+    p = ca2.wait_for(pres(None, bob.jid))
+    assert p.get("from") == cb.jid and p.findtext(q(NS_CLIENT, "priority")) == "2"
+    for c in (ca2, cb):
+        c.__exit__(None, None, None)
+
+
+def test_rfc6120_7_7_2_2_resource_conflict_across_nodes(nodes):
+    """RFC 6120 §7.7.2.2: binding a resource that is bound on the other
+    node ends the older session with the <conflict/> stream error; the
+    new session is the one reached afterwards."""
+    na, nb = nodes(2)
+    alice, bob = new_accounts(na, 2)
+    old = login(na, bob, "same", priority=0)
+    registered(nb, 1, "node0")
+    new = login(nb, bob, "same", priority=0)
+    old.expect_stream_error("conflict", timeout=scaled(5))
+    old.close()
+    ca = login(na, alice, "pc", priority=0)
+    registered(na, 1, "node1")
+    message(ca, bob.jid + "/same", "after-conflict")
+    new.wait_for(got_body("after-conflict"))
+    for c in (ca, new):
+        c.__exit__(None, None, None)
+
+
+def test_rfc6120_7_6_2_1_resource_limit_counts_every_node(nodes):
+    """limits.max_resources counts an account's resources on every node: a
+    bind beyond it, whichever node it is on, is refused with
+    <resource-constraint/> (RFC 6120 §7.6.2.1, type wait)."""
+    na, nb = nodes(2, extra={"limits": {"max_resources": 2}})
+    bob, = new_accounts(na, 1)
+    c1 = login(na, bob, "one", priority=0)
+    c2 = login(nb, bob, "two", priority=0)
+    registered(na, 1, "node1")
+    c3 = PoliteClient(na.port)
+    with pytest.raises(XMPPTestError) as e:
+        c3.login(bob.user, bob.password, resource="three")
+    assert "resource-constraint" in str(e.value)
+    c3.close()
+    for c in (c1, c2):
+        c.__exit__(None, None, None)
+
+
+def test_killed_node_sessions_disappear(nodes):
+    """A node killed with SIGKILL stops renewing its registration: within
+    cluster.node_timeout (plus a heartbeat) the other nodes drop it and its
+    sessions, and the one that noticed first sends <presence
+    type='unavailable'/> on their behalf to their contacts (RFC 6121
+    §4.5.2), once; a chat message to such a session is then handled as for
+    any resource that is gone (RFC 6121 §8.5.3.2.1: here, with no offline
+    storage, <service-unavailable/>)."""
+    na, nb, nc = nodes(3)
+    alice, bob, carol = new_accounts(na, 3)
+    ca = login(na, alice, "pc", priority=0)
+    cc = login(nc, carol, "pc", priority=0)
+    cb = login(nb, bob, "pc", priority=0)
+    registered(na, 1, "node1")
+    registered(nc, 1, "node1")
+    subscribe(ca, cb, alice, bob)
+    subscribe(cc, cb, carol, bob)
+    bob_jid = cb.jid
+    message(ca, bob_jid, "before-kill")
+    cb.wait_for(got_body("before-kill"))
+    time.sleep(scaled(0.3))  # bob's roster, changed by the subscriptions, is stored
+    nb.kill()
+    cb.close()
+    t0 = time.monotonic()
+    st = wait_status(na, lambda st: [n["node"] for n in st["nodes"]] == ["node0", "node2"],
+                     timeout=scaled(NODE_TIMEOUT_MS / 1000 * 5))
+    took = time.monotonic() - t0
+    assert took <= scaled((NODE_TIMEOUT_MS + 3 * HEARTBEAT_MS) / 1000 + 1), took
+    assert st["nodes"][0]["self"]
+    wait_status(nc, lambda st: [n["node"] for n in st["nodes"]] == ["node2", "node0"])
+    for c in (ca, cc):
+        gone = c.wait_for(pres("unavailable", bob.jid))
+        assert gone.get("from") == bob_jid
+        assert c.quiet(scaled(0.5), pred=pres("unavailable", bob.jid)) == [], "sent twice"
+    message(ca, bob_jid, "after-kill")
+    err = ca.wait_for(lambda e: e.tag == q(NS_CLIENT, "message") and e.get("type") == "error")
+    assert error_condition(err)[1] == "service-unavailable"
+    assert any("node node1 missed its heartbeats" in s.read_log() for s in (na, nc))
+    told = [s for s in (na, nc) if "its 1 sessions are gone (their contacts are told)" in s.read_log()]
+    assert len(told) == 1, "exactly one node speaks for the dead node's sessions"
+    for c in (ca, cc):
+        c.__exit__(None, None, None)
+
+
+def test_frames_not_signed_with_the_secret_are_dropped(nodes, redis):
+    """Nothing but a node holding cluster.secret can inject a stanza: a
+    frame published on a node's channel with a wrong HMAC is dropped and
+    logged."""
+    na, nb = nodes(2)
+    alice, = new_accounts(na, 1)
+    ca = login(na, alice, "pc", priority=0)
+    forged = ("deliver\nnode1\n1\n%s\n<message xmlns='jabber:client' from='admin@localhost' to='%s' "
+              "type='chat'><body>forged</body></message>" % (ca.jid, ca.jid))
+    receivers = redis.command("PUBLISH", "%s:to:node0" % nodes.cluster, "0" * 64 + " " + forged)
+    assert receivers == 1
+    assert ca.quiet(scaled(0.5), pred=got_body("forged")) == []
+    deadline = time.monotonic() + scaled(5)
+    while "bad signature was dropped" not in na.read_log():
+        assert time.monotonic() < deadline, "no log line for the forged frame"
+        time.sleep(0.1)
+    ca.__exit__(None, None, None)
+
+
+def test_node_leaving_cleanly_is_dropped_at_once(nodes):
+    """A node stopped with SIGTERM removes its registration and tells the
+    others, which drop it without waiting for node_timeout."""
+    na, nb = nodes(2)
+    t0 = time.monotonic()
+    assert nb.stop() == 0
+    wait_status(na, lambda st: [n["node"] for n in st["nodes"]] == ["node0"],
+                timeout=scaled(NODE_TIMEOUT_MS / 1000 / 2))
+    assert time.monotonic() - t0 < scaled(NODE_TIMEOUT_MS / 1000)
+
+
+def test_check_refuses_cluster_on_sqlite(server_factory, redis):
+    """`xmppctl check`: a cluster needs storage its nodes share, a valid
+    Redis URI, and a node_timeout of at least three heartbeats."""
+    srv = server_factory(start=False)
+    srv.config["cluster"] = {"node": "n1", "redis": "http://127.0.0.1", "secret": SECRET,
+                             "heartbeat": "1s", "node_timeout": "2s"}
+    srv.config["storage"] = "sqlite"
+    srv.write_config()
+    r = srv.ctl("check")
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "a cluster needs storage its nodes share" in out
+    assert "cluster.redis" in out
+    assert "cluster.node_timeout" in out
+    assert SECRET not in out
+    srv.config["cluster"] = {"node": "bad name"}
+    srv.write_config()
+    out = srv.ctl("check").stdout + srv.ctl("check").stderr
+    assert "cluster.node" in out and "cluster.secret" in out and "cluster.redis" in out
+
+
+def test_redis_restart_keeps_local_delivery_and_reregisters(server_factory, pg_dsn):
+    """Redis stopped: each node goes on delivering between its own users
+    and says so in its log and status, and a message for a session on
+    another node is bounced rather than lost; Redis back (restarted empty): the
+    nodes reconnect, register themselves and their sessions again, and
+    stanzas cross nodes again."""
+    r = redis_server.Redis().start()
+    try:
+        na, nb = start_nodes(server_factory, r, pg_dsn, "t" + secrets.token_hex(4), 2)
+        alice, bob, carol = new_accounts(na, 3)
+        ca = login(na, alice, "pc", priority=0)
+        cc = login(na, carol, "pc", priority=0)
+        cb = login(nb, bob, "pc", priority=0)
+        registered(na, 1, "node1")
+        r.stop()
+        wait_status(na, lambda st: not st["redis_up"])
+        message(ca, cc.jid, "local-while-down")
+        cc.wait_for(got_body("local-while-down"))
+        assert "lost Redis" in na.read_log()
+        # a message for a session on the other node is not lost in silence:
+        # recipient-unavailable, type wait (RFC 6120 §8.3.3.13)
+        message(ca, cb.jid, "unreachable")
+        err = ca.wait_for(lambda e: e.tag == q(NS_CLIENT, "message") and e.get("type") == "error")
+        assert error_condition(err) == ("wait", "recipient-unavailable")
+        assert err.get("from") == cb.jid
+        r.start()
+        for srv, other in ((na, "node1"), (nb, "node0")):
+            wait_status(srv, lambda st: st["redis_up"] and node_sessions(st, other) ==
+                        (1 if other == "node1" else 2), timeout=scaled(15))
+        message(ca, cb.jid, "after-restart")
+        cb.wait_for(got_body("after-restart"))
+        message(cb, cc.jid, "back-across")
+        cc.wait_for(got_body("back-across"))
+        for c in (ca, cb, cc):
+            c.__exit__(None, None, None)
+    finally:
+        r.destroy()
+
+
+def test_reload_keeps_the_node_in_the_cluster(nodes):
+    """SIGHUP re-reads the configuration; the node stays in the cluster
+    (the cluster section applies at the next start) and stanzas still
+    cross nodes both ways."""
+    na, nb = nodes(2)
+    alice, bob = new_accounts(na, 2)
+    ca = login(na, alice, "pc", priority=0)
+    cb = login(nb, bob, "pc", priority=0)
+    registered(na, 1, "node1")
+    mark = len(na.read_log())
+    na.reload()
+    deadline = time.monotonic() + scaled(10)
+    while "reload" not in na.read_log()[mark:]:
+        assert time.monotonic() < deadline, "no reload in the log"
+        time.sleep(0.1)
+    time.sleep(scaled(3 * HEARTBEAT_MS / 1000))  # heartbeats after the reload
+    message(ca, cb.jid, "after-reload")
+    cb.wait_for(got_body("after-reload"))
+    message(cb, ca.jid, "back")
+    ca.wait_for(got_body("back"))
+    assert [n["node"] for n in status(na)["nodes"]] == ["node0", "node1"]
+    for c in (ca, cb):
+        c.__exit__(None, None, None)
+
+
+def test_redis_over_tls(server_factory, pg_dsn, cert_dir):
+    """rediss://: the nodes talk to Redis over TLS, verifying its
+    certificate against cluster.ca_file and its name (localhost); a node
+    with another trust anchor does not connect and says why."""
+    crt, key = cert_dir / "localhost.crt", cert_dir / "localhost.key"
+    r = redis_server.Redis(password="tls-pw", tls=(crt, key)).start()
+    try:
+        name = "t" + secrets.token_hex(4)
+        out = []
+        for i in range(2):
+            srv = server_factory(start=False)
+            cluster_config(srv, r, pg_dsn, name, "node%d" % i)
+            srv.config["cluster"]["ca_file"] = str(crt)
+            srv.write_config()
+            srv.start()
+            out.append(srv)
+        na, nb = out
+        for srv in out:
+            wait_status(srv, lambda st: len(st["nodes"]) == 2 and st["redis_up"])
+        alice, bob = new_accounts(na, 2)
+        ca = login(na, alice, "pc", priority=0)
+        cb = login(nb, bob, "pc", priority=0)
+        registered(na, 1, "node1")
+        message(ca, cb.jid, "over-tls")
+        cb.wait_for(got_body("over-tls"))
+        for c in (ca, cb):
+            c.__exit__(None, None, None)
+        # the system's trust anchors do not know the test certificate
+        bad = server_factory(start=False)
+        cluster_config(bad, r, pg_dsn, name, "node9")
+        bad.start()
+        time.sleep(scaled(1))
+        assert not status(bad)["redis_up"]
+        assert "certificate verify failed" in bad.read_log()
+    finally:
+        r.destroy()
