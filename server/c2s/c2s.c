@@ -9,7 +9,6 @@
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
@@ -624,19 +623,11 @@ void c2s_accept(int fd, const struct sockaddr *sa, int socklen, bool direct_tls)
     c->refs = 1;
     c->counted_ip = true;
     evutil_make_socket_nonblocking(fd);
-    struct bufferevent *bev;
-    if (direct_tls) {
-        bev = bufferevent_openssl_socket_new(loop_base(), fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                             BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-        c->s->secure = c->direct_tls = true;
-    } else {
-        bev = bufferevent_socket_new(loop_base(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    }
-    if (!bev) {
-        SSL_free(ssl);
+    struct bufferevent *bev =
+        bufferevent_socket_new(loop_base(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    c->s->secure = c->direct_tls = direct_tls;
+    if (!bev)
         evutil_closesocket(fd);
-        ssl = NULL;
-    }
     if (xstream_open(&c->x, &stream_ops, c, bev, ssl, g_server.cfg->limits.negotiation_timeout) < 0) {
         c->state = C2S_OPEN;
         streams_add(c);
