@@ -36,7 +36,7 @@ xmppd_stanza *xmppd_stanza_copy(const xmppd_stanza *s);
  * made this way from the same top-level s, while s is unchanged, are
  * serialised once for all recipients (the text of the first one written,
  * with each one's 'to' put in). A copy changed afterwards is serialised on
- * its own, so it may be changed freely. NULL on OOM. */
+ * its own, so it may be changed freely. NULL on OOM. ABI 2.4. */
 xmppd_stanza *xmppd_stanza_copy_to(const xmppd_stanza *s, const char *to);
 
 /* Local name and namespace URI. Owned by the element, valid while it lives

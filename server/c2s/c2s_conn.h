@@ -93,6 +93,7 @@ typedef struct c2s_conn {
     bool corked;
     xmppd_stanza **cork;
     size_t n_cork, cap_cork;
+    uint64_t cork_bytes;        /* their serialised size */
 } c2s_conn;
 
 /* ---- c2s.c ---- */

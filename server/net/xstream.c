@@ -382,7 +382,10 @@ static int queue_carried(xstream *x, const xmppd_stanza *st, size_t *len_r)
     }
     if (len_r)
         *len_r = len;
-    return x->carrier->element(x->cud, b.p, len);
+    if (x->carrier->element(x->cud, b.p, len) < 0)
+        return -1;
+    x->out_total = x->out_flushed = x->out_sent = x->out_total + len;
+    return 0;
 }
 
 int xstream_queue(xstream *x, const xmppd_stanza *st, size_t *len_r)
@@ -396,6 +399,7 @@ int xstream_queue(xstream *x, const xmppd_stanza *st, size_t *len_r)
         return -1;
     if (len_r)
         *len_r = x->out.len - before;
+    x->out_total += x->out.len - before;
     xout_mark(x);
     return 0;
 }

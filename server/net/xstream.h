@@ -84,6 +84,9 @@ typedef struct xstream_ops {
     void (*timeout)(void *owner);
     void (*event)(void *owner, struct bufferevent *bev, short what);
     void (*teardown)(void *owner);
+    /* Optional: out_sent moved on (more of the output reached the kernel).
+     * Runs from the flush; the owner must not write or close from it. */
+    void (*sent)(void *owner);
     bool events_while_closing; /* keep `event` during the closing handshake */
 } xstream_ops;
 
@@ -100,6 +103,12 @@ typedef struct xstream {
     struct event *timer;      /* the owner's until closing, then the close check */
     uint64_t close_deadline;  /* closing: tear down by then (monotonic ms) */
     uint64_t bytes_in;        /* bytes fed to the parser (after TLS) */
+    /* Output positions, in bytes written by the owner (before TLS): out_total
+     * written so far, out_sent of them handed to the kernel's socket (under
+     * TLS: encrypted and sent). out_sent moves only when nothing waits for
+     * the socket, so it is exact, never ahead. A carried stream counts what
+     * its carrier took as sent. */
+    uint64_t out_total, out_flushed, out_sent;
     /* output of this loop turn, written by one flush (xstream_io.h) */
     xbuf out;
     struct xstream *flush_prev, *flush_next;

@@ -62,8 +62,19 @@ int xout_append(xstream *x, const char *data, size_t len)
         x->out.oom = false;
         return -1;
     }
+    x->out_total += len;
     xout_mark(x);
     return 0;
+}
+
+/* Everything flushed is in the kernel once nothing waits for the socket. */
+static void note_sent(xstream *x)
+{
+    if (x->out_sent == x->out_flushed || evbuffer_get_length(bufferevent_get_output(x->bev)) > 0)
+        return;
+    x->out_sent = x->out_flushed;
+    if (x->ops->sent)
+        x->ops->sent(x->owner);
 }
 
 /* From now on the bufferevent writes what waits (the socket is full). */
@@ -127,9 +138,12 @@ void xout_flush(xstream *x)
         else
             xout_socket(x, x->out.p, x->out.len);
         xbuf_free(&x->out);
+        x->out_flushed = x->out_total;
     }
     push_waiting(x);
     x->in_flush = false;
+    if (x->bev)
+        note_sent(x);
 }
 
 void xout_drained(xstream *x)
@@ -139,6 +153,7 @@ void xout_drained(xstream *x)
         x->write_armed = false;
         bufferevent_disable(x->bev, EV_WRITE);
     }
+    note_sent(x);
 }
 
 void xout_forget(xstream *x)

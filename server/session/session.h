@@ -35,7 +35,13 @@ typedef struct session_transport {
      * the transport takes a reference on now, drops the one it held, and,
      * when now is bound, treats its stream as bound. */
     void (*rebind)(void *conn, xmppd_session *now);
+    /* Output position in bytes: written so far (sent false), or handed to
+     * the kernel's socket (sent true, never ahead of the truth). The
+     * transport calls session_sent_progress when the latter moves. */
+    uint64_t (*out_pos)(void *conn, bool sent);
 } session_transport;
+
+typedef struct session_sent_wait session_sent_wait; /* sent.c */
 
 struct module_slot {
     const xmppd_module *m;
@@ -67,6 +73,8 @@ struct xmppd_session {
     struct module_slot *slots;
     size_t n_slots;
 
+    session_sent_wait *sent_waits; /* xmppd_session_when_sent, in order (sent.c) */
+
     /* links in the host's per-user list (sm.c) */
     xmppd_session *next_resource;
 };
@@ -92,6 +100,13 @@ void session_shutdown_all(void);
 /* Registers the session layer with the core (host teardown, reload slot
  * hand-over) and the router's kernel hooks. Once per process. */
 void session_layer_init(void);
+
+/* ---- sent.c: waiting for output to reach the socket ---------------------- */
+/* The transport's sent position moved: answers the waiters it reached. */
+void session_sent_progress(xmppd_session *s);
+/* The connection is going (or changing): waiters it reached get OK, the
+ * others XMPPD_SENT_LOST. */
+void session_sent_lost(xmppd_session *s);
 
 /* ---- sm.c: the bound resources of each account ---------------------------- */
 /* Binds s as node@host/resource; an existing session with that resource
