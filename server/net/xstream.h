@@ -22,7 +22,7 @@
  *  - timeout: `timer`, armed by xstream_open, expired (already freed);
  *  - event: a bufferevent event (connected, EOF, error);
  *  - teardown: the closing handshake finished (everything flushed, also
- *    below a TLS filter, or the grace period ended): the owner frees its
+ *    the TLS records, or the grace period ended): the owner frees its
  *    side and calls xstream_release. Runs on a later loop turn than
  *    xstream_close, never inside parser callbacks.
  * The owner may use `timer` for its own purposes (negotiation, delays)
@@ -186,8 +186,8 @@ void xstream_restart(xstream *x);
  * when nothing was queued (closing, released, OOM). *len_r (may be NULL)
  * gets the serialised size. */
 int xstream_queue(xstream *x, const xmppd_stanza *st, size_t *len_r);
-/* Bytes queued and not yet taken by the socket: the output buffer and,
- * under a STARTTLS filter, the socket bufferevent's output below it. */
+/* Bytes queued and not yet taken by the socket: this turn's output and
+ * what waits in the socket bufferevent (under TLS, records). */
 size_t xstream_backlog(xstream *x);
 /* After a queue: more than limits.max_send_buffer waiting for a slow
  * reader (xstream_backlog) closes the stream with policy-violation (through ops->close). */
