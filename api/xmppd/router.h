@@ -100,6 +100,18 @@ int xmppd_iq_request(xmppd_module *m, xmppd_stanza *iq, uint64_t timeout_ms, xmp
 int xmppd_session_send(xmppd_session *sess, xmppd_stanza *s);
 /* Writes s without firing "deliver" (for deliver handlers themselves). */
 int xmppd_session_write(xmppd_session *sess, xmppd_stanza *s);
+/* Calls back once everything written to sess so far has been handed to
+ * the kernel's socket (under TLS: encrypted and sent; on WebSocket and
+ * BOSH: taken by the HTTP connection), never from inside this call:
+ * XMPPD_SENT_OK; XMPPD_SENT_LOST when the connection ended, was lost or
+ * was replaced first, or the session has none (hibernated): some of it
+ * may not have left; XMPPD_SENT_CANCELLED when m unloads first (while it
+ * unloads, before its unload()). For "delete only once it is out":
+ * stored messages (mod_offline) survive a crash until the kernel has
+ * them. 0, or -1 (OOM, m unloading): cb never runs. ABI 2.5. */
+enum { XMPPD_SENT_OK = 0, XMPPD_SENT_LOST = 1, XMPPD_SENT_CANCELLED = -2 };
+typedef void (*xmppd_sent_cb)(int status, void *ud);
+int xmppd_session_when_sent(xmppd_module *m, xmppd_session *sess, xmppd_sent_cb cb, void *ud);
 
 /* Sessions are kernel-owned; a handler may use ev->session during the call.
  * To keep one across a callback, take a reference; after the stream closes

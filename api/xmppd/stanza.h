@@ -32,6 +32,12 @@ xmppd_stanza *xmppd_stanza_ref(xmppd_stanza *s);
 void xmppd_stanza_unref(xmppd_stanza *s); /* NULL is a no-op */
 /* Deep copy, detached from any parent, one reference held by the caller. */
 xmppd_stanza *xmppd_stanza_copy(const xmppd_stanza *s);
+/* A copy of s with 'to' set to `to` (NULL: removed), for fan-out: copies
+ * made this way from the same top-level s, while s is unchanged, are
+ * serialised once for all recipients (the text of the first one written,
+ * with each one's 'to' put in). A copy changed afterwards is serialised on
+ * its own, so it may be changed freely. NULL on OOM. ABI 2.5. */
+xmppd_stanza *xmppd_stanza_copy_to(const xmppd_stanza *s, const char *to);
 
 /* Local name and namespace URI. Owned by the element, valid while it lives
  * (never NULL; the namespace of an element built with ns NULL is its

@@ -198,10 +198,11 @@ const char *muc_nick_invalid(const muc_service *svc, const char *nick)
 
 void muc_send_to(muc_service *svc, const xmppd_stanza *st, const xmppd_jid *to)
 {
-    xmppd_stanza *c = xmppd_stanza_copy(st);
+    /* The copies of one message or presence to a room's occupants are
+     * serialised once. */
+    xmppd_stanza *c = xmppd_stanza_copy_to(st, to->full);
     if (!c)
         return;
-    xmppd_stanza_set_attr(c, "to", to->full);
     xmppd_route(svc->host, c);
     xmppd_stanza_unref(c);
 }

@@ -6,7 +6,7 @@
  * message, a JSON string), up to max_messages per account; beyond that,
  * or when storing fails, the sender gets <service-unavailable/>. On a
  * session's initial presence the stored messages are sent to it in order,
- * then deleted.
+ * then deleted once the kernel's socket has them (xmppd_session_when_sent).
  *
  * A session bound through Bind2 while mod_mam archives the account's
  * messages (XEP-0386 §2.2: "clear the offline messages ... without sending
@@ -427,6 +427,25 @@ static bool off_archived(const xmppd_stanza *msg, const char *bare)
     return false;
 }
 
+/* The delivered messages reached the socket (or were unreadable): only now
+ * are they removed, oldest first. A connection lost before that keeps
+ * them for the next login (delivered twice rather than lost); once they
+ * are out, stream management re-routes what the client did not
+ * acknowledge (mod_smacks), which stores it here again. */
+static void off_on_sent(int status, void *ud)
+{
+    off_flush *f = ud;
+    if (status != XMPPD_SENT_OK) {
+        if (status == XMPPD_SENT_LOST)
+            xmppd_log(f->st->m, XMPPD_LOG_INFO,
+                      "offline messages of %s kept: the connection ended before they were sent", f->user);
+        off_flush_end(f);
+        return;
+    }
+    xmppd_archive_filter q = { .max = f->delivered };
+    xmppd_archive_delete(f->st->store, f->user, &q, off_on_deleted, f);
+}
+
 /* Sends one stored message to the session (unless skip_archived and the
  * archive has it); false if it does not parse. */
 static bool off_deliver_one(off_flush *f, const xmppd_archive_item *it, bool skip_archived)
@@ -458,11 +477,12 @@ static void off_on_stored_items(int status, const xmppd_archive_item *items, siz
     bool skip_archived = xmppd_session_get(f->sess, f->st->m) == &off_mam_session;
     for (size_t i = 0; i < n; i++)
         off_deliver_one(f, &items[i], skip_archived);
-    /* Every item was written to the stream (or was unreadable, or is in
-     * the archive): only now are they removed, oldest first. */
+    /* Removed only once the kernel has the bytes (a crash before that
+     * would lose them); until then they stay stored. Items in the archive
+     * (Bind2 with MAM) go with them. */
     f->delivered = n;
-    xmppd_archive_filter q = { .max = n };
-    xmppd_archive_delete(f->st->store, f->user, &q, off_on_deleted, f);
+    if (xmppd_session_when_sent(f->st->m, f->sess, off_on_sent, f) < 0)
+        off_flush_end(f); /* OOM: delivered again next time */
 }
 
 /* XEP-0386 §2.2: a Bind2 session reads its history from MAM. */

@@ -72,10 +72,11 @@ bool pep_may_create(const ps_service *s, const xmppd_jid *from, void *ctx)
  * resource for those sharing presence (XEP-0163 §4.3.1). NULL on OOM. */
 static xmppd_stanza *pep_copy_for(const xmppd_stanza *msg, const char *to, const char *replyto)
 {
-    xmppd_stanza *c = xmppd_stanza_copy(msg);
+    /* Without a replyto, the copies of one notification are serialised
+     * once. */
+    xmppd_stanza *c = xmppd_stanza_copy_to(msg, to);
     if (!c)
         return NULL;
-    xmppd_stanza_set_attr(c, "to", to);
     xmppd_stanza *addrs = replyto ? xmppd_stanza_tag(c, "addresses", PEP_NS_ADDRESS) : NULL;
     xmppd_stanza *a = addrs ? xmppd_stanza_tag(addrs, "address", NULL) : NULL;
     if (a) {

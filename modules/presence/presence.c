@@ -512,8 +512,18 @@ typedef struct pr_bc_ctx {
     pr_job *j;
     const char *me_full;
     const char *me_bare;
-    const xmppd_stanza *st;
+    const xmppd_stanza *st; /* the presence from me_full: copied per recipient */
 } pr_bc_ctx;
+
+/* st's copy for one recipient: the copies of one broadcast are serialised
+ * once (xmppd_stanza_copy_to). */
+static void pr_bc_route(xmppd_host *h, const xmppd_stanza *st, const char *to)
+{
+    xmppd_stanza *p = xmppd_stanza_copy_to(st, to);
+    if (p)
+        xmppd_route(h, p);
+    xmppd_stanza_unref(p);
+}
 
 /* Contacts with 'from' get the presence; on initial presence, contacts
  * with 'to' get a probe from the new resource. */
@@ -522,7 +532,7 @@ static int pr_bc_contact(const roster_item *it, void *ud)
     pr_bc_ctx *c = ud;
     xmppd_host *h = c->j->mod->host;
     if (it->sub & ROSTER_SUB_FROM)
-        pr_route_copy(h, c->st, c->me_full, it->jid);
+        pr_bc_route(h, c->st, it->jid);
     if (c->j->initial && (it->sub & ROSTER_SUB_TO))
         pr_route_new(h, "probe", c->me_full, it->jid);
     return 0;
@@ -534,11 +544,9 @@ static int pr_bc_self(xmppd_session *s, void *ud)
     pr_bc_ctx *c = ud;
     if (!xmppd_session_available(s))
         return 0;
-    xmppd_stanza *p = xmppd_stanza_copy(c->st);
+    xmppd_stanza *p = xmppd_stanza_copy_to(c->st, xmppd_session_jid(s)->full);
     if (!p)
         return 0;
-    xmppd_stanza_set_attr(p, "from", c->me_full);
-    xmppd_stanza_set_attr(p, "to", xmppd_session_jid(s)->full);
     xmppd_session_send(s, p);
     xmppd_stanza_unref(p);
     return 0;
@@ -596,10 +604,17 @@ static void pr_broadcast_loaded(roster *r, void *ud)
         pr_job_free(j);
         return;
     }
-    pr_bc_ctx c = { j, me->full, me->bare, j->st };
+    xmppd_stanza *out = xmppd_stanza_copy(j->st);
+    if (!out || xmppd_stanza_set_attr(out, "from", me->full) < 0) {
+        xmppd_stanza_unref(out);
+        pr_job_free(j); /* OOM */
+        return;
+    }
+    pr_bc_ctx c = { j, me->full, me->bare, out };
     if (r && api)
         api->foreach(r, pr_bc_contact, &c);
     xmppd_user_sessions(j->mod->host, me->node, pr_bc_self, &c);
+    xmppd_stanza_unref(out);
     if (j->initial) {
         xmppd_user_sessions(j->mod->host, me->node, pr_other_to_new, j->sess);
         if (r && api)

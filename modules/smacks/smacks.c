@@ -28,6 +28,7 @@ typedef struct sm_conf {
     long long max_resume;       /* ms; a client's max is honoured up to this */
     long long max_unacked;      /* stanzas; more ends the stream */
     long long request_every;    /* ask for an ack every this many stanzas */
+    long long request_after;    /* ms: ask for an ack when stanzas waited this long */
 } sm_conf;
 
 static const xmppd_option sm_options[] = {
@@ -37,8 +38,10 @@ static const xmppd_option sm_options[] = {
       .doc = "the longest wait a client may ask for with max (XEP-0198 §5)" },
     { "max_unacked", XMPPD_OPT_INT, XMPPD_OFF(sm_conf, max_unacked), "1000", 10, 100000,
       .doc = "stanzas a client may leave unacknowledged; more ends its stream (policy-violation)" },
-    { "request_every", XMPPD_OPT_INT, XMPPD_OFF(sm_conf, request_every), "5", 1, 1000,
+    { "request_every", XMPPD_OPT_INT, XMPPD_OFF(sm_conf, request_every), "20", 1, 1000,
       .doc = "the server asks for an acknowledgement (<r/>) every this many unacknowledged stanzas" },
+    { "request_after", XMPPD_OPT_DURATION, XMPPD_OFF(sm_conf, request_after), "3s", 100, 3600000,
+      .doc = "the server also asks when stanzas have waited this long unacknowledged (when traffic is low)" },
     { NULL }
 };
 
@@ -57,6 +60,7 @@ typedef struct sm_sess {
     size_t head, n, cap;
     uint64_t timeout;       /* ms this session waits when lost */
     xmppd_timer *expiry;    /* while hibernated */
+    xmppd_timer *ask;       /* request_after: an <r/> for stanzas left unasked */
     bool resumable;
     bool resending;         /* writing the queue again: stanza-out must not count twice */
     bool requested;         /* an <r/> is out and unanswered */
@@ -66,6 +70,7 @@ typedef struct sm_sess {
 
 struct sm_mod {
     xmppd_module *m;
+    bool unloading;             /* the kernel freed the module's timers already */
     const sm_conf *conf;
     xmppd_host *host;
     sm_sess *table[SM_BUCKETS]; /* resumable sessions by id */
@@ -155,8 +160,10 @@ static void sm_drop(sm_sess *ss, size_t k)
 static void sm_sess_free(sm_sess *ss)
 {
     sm_unlist(ss);
-    if (ss->expiry)
+    if (!ss->mod->unloading) {
         xmppd_timer_cancel(ss->expiry);
+        xmppd_timer_cancel(ss->ask);
+    }
     sm_drop(ss, ss->n);
     free(ss->q);
     xmppd_session_unref(ss->s);
@@ -220,6 +227,19 @@ static void sm_request(sm_sess *ss)
 
 /* ---- counting what goes out ----------------------------------------------------------- */
 
+/* Traffic stopped short of request_every: the stanzas sent since the last
+ * <r/> are asked for anyway, so the queue never waits for the next burst
+ * (one <r/> in the same write as the last stanza would have cost as
+ * little, but which stanza is the last is known only afterwards). */
+static uint64_t sm_ask_late(void *ud)
+{
+    sm_sess *ss = ud;
+    ss->ask = NULL;
+    if (ss->n > 0)
+        sm_request(ss);
+    return 0;
+}
+
 static bool is_stanza(const xmppd_stanza *st)
 {
     const char *n = xmppd_stanza_name(st);
@@ -235,8 +255,12 @@ static void sm_count_out(sm_sess *ss, const xmppd_stanza *st)
         xmppd_session_close(ss->s, "policy-violation", "Too many unacknowledged stanzas");
         return;
     }
-    if (!ss->resending && ss->n % (size_t)c->request_every == 0)
+    if (ss->resending)
+        return;
+    if (ss->n % (size_t)c->request_every == 0)
         sm_request(ss);
+    else if (!ss->requested && !ss->ask)
+        ss->ask = xmppd_timer_add(ss->mod->m, (uint64_t)c->request_after, sm_ask_late, ss);
 }
 
 static int sm_on_stanza_out(xmppd_event *ev, void *ud)
@@ -545,9 +569,10 @@ static void sm_unload(xmppd_module *m)
     sm_mod *mod = xmppd_module_data(m);
     if (!mod)
         return;
-    /* The kernel cancelled the expiry timers; sessions of this host keep
-     * running without stream management (their clients can enable it on
-     * the next connection). */
+    /* The kernel cancelled (and freed) the timers; sessions of this host
+     * keep running without stream management (their clients can enable
+     * it on the next connection). */
+    mod->unloading = true;
     xmppd_host_sessions(mod->host, sm_free_slot, mod);
     free(mod);
     xmppd_module_set_data(m, NULL);

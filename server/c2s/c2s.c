@@ -9,7 +9,6 @@
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
@@ -136,6 +135,7 @@ static void s_teardown(c2s_conn *c)
     free(c->cork);
     c->cork = NULL;
     c->n_cork = c->cap_cork = 0;
+    c->cork_bytes = 0;
     xstream_release(&c->x);
     sasl_reset(c);
     if (c->counted_ip)
@@ -166,6 +166,7 @@ static int cork_write(c2s_conn *c, const xmppd_stanza *st, size_t *len_r)
     if (!copy)
         return -1;
     c->cork[c->n_cork++] = copy;
+    c->cork_bytes += len;
     if (len_r)
         *len_r = len;
     return 0;
@@ -206,9 +207,18 @@ static void tr_rebind(void *conn, xmppd_session *now)
     }
 }
 
+/* Corked writes come after what is written now (sasl2_uncork), so they
+ * count as written already. */
+static uint64_t tr_out_pos(void *conn, bool sent)
+{
+    c2s_conn *c = conn;
+    return sent ? c->x.out_sent : c->x.out_total + c->cork_bytes;
+}
+
 static const session_transport c2s_transport = {
     .name = "c2s", .write = tr_write, .close = tr_close, .bytes_in = tr_bytes_in,
     .rebind = tr_rebind, .bind2_hold = bind2_hold, .bind2_release = bind2_release,
+    .out_pos = tr_out_pos,
 };
 
 /* ---- stream header --------------------------------------------------------- */
@@ -589,6 +599,14 @@ static void on_closed(void *arg)
     s_teardown(arg);
 }
 
+/* More output reached the socket: waiters of the session may be done. */
+static void on_sent(void *owner)
+{
+    c2s_conn *c = owner;
+    if (c->s)
+        session_sent_progress(c->s);
+}
+
 static const xstream_ops stream_ops = {
     .default_ns = XMPPD_NS_CLIENT,
     .header = on_header,
@@ -600,6 +618,7 @@ static const xstream_ops stream_ops = {
     .timeout = on_negotiation_timeout,
     .event = on_event,
     .teardown = on_closed,
+    .sent = on_sent,
 };
 
 void c2s_accept(int fd, const struct sockaddr *sa, int socklen, bool direct_tls)
@@ -625,19 +644,11 @@ void c2s_accept(int fd, const struct sockaddr *sa, int socklen, bool direct_tls)
     c->refs = 1;
     c->counted_ip = true;
     evutil_make_socket_nonblocking(fd);
-    struct bufferevent *bev;
-    if (direct_tls) {
-        bev = bufferevent_openssl_socket_new(loop_base(), fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                             BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-        c->s->secure = c->direct_tls = true;
-    } else {
-        bev = bufferevent_socket_new(loop_base(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    }
-    if (!bev) {
-        SSL_free(ssl);
+    struct bufferevent *bev =
+        bufferevent_socket_new(loop_base(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    c->s->secure = c->direct_tls = direct_tls;
+    if (!bev)
         evutil_closesocket(fd);
-        ssl = NULL;
-    }
     if (xstream_open(&c->x, &stream_ops, c, bev, ssl, g_server.cfg->limits.negotiation_timeout) < 0) {
         c->state = C2S_OPEN;
         streams_add(c);

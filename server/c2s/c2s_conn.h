@@ -97,6 +97,7 @@ typedef struct c2s_conn {
      * (xmppd_bind2_hold); <success/> waits in held_success meanwhile. */
     unsigned bind2_holds;
     xmppd_stanza *held_success;
+    uint64_t cork_bytes;        /* their serialised size */
 } c2s_conn;
 
 /* ---- c2s.c ---- */

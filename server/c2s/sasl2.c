@@ -153,6 +153,7 @@ void sasl2_uncork(c2s_conn *c)
     c->corked = false;
     c->cork = NULL;
     c->n_cork = c->cap_cork = 0;
+    c->cork_bytes = 0;
     for (size_t i = 0; i < n; i++) {
         if (!c->x.closing)
             xstream_write(&c->x, held[i]);

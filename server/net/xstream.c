@@ -2,7 +2,6 @@
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
@@ -11,7 +10,7 @@
 #include <sys/socket.h>
 
 #include "core/metrics.h"
-#include "net/xstream.h"
+#include "net/xstream_io.h"
 
 /* ---- parser and socket callbacks ------------------------------------------ */
 
@@ -47,18 +46,51 @@ static const xs_callbacks parser_cbs = {
     .error = on_parse_error,
 };
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void input_ready(xstream *x)
 {
-    xstream *x = arg;
     if (x->ops->input)
         x->ops->input(x->owner);
     else
         xstream_pump(x);
 }
 
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    xstream *x = arg;
+    if (x->closing)
+        return;
+    /* Under TLS the first bytes are the handshake's. */
+    if (x->ssl && !xtls_handshake(x))
+        return;
+    input_ready(x);
+}
+
+static void close_when_flushed(xstream *x);
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    xstream *x = arg;
+    xout_drained(x);
+    if (x->closing)
+        close_when_flushed(x);
+}
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     xstream *x = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        /* An outgoing connection: what was written while connecting can
+         * go; with direct TLS the owner hears "connected" after the
+         * handshake instead. */
+        x->connected = true;
+        xout_mark(x);
+        if (x->ssl && x->tls == XT_HANDSHAKE) {
+            xtls_handshake(x);
+            return;
+        }
+    }
+    if (x->closing && !x->ops->events_while_closing)
+        return;
     x->ops->event(x->owner, bev, what);
 }
 
@@ -209,15 +241,23 @@ int xstream_open(xstream *x, const xstream_ops *ops, void *owner, struct buffere
 {
     xstream_init(x, ops, owner);
     x->bev = bev;
-    x->ssl = ssl;
     x->parser = xs_new(&parser_cbs, x, g_server.cfg->limits.max_stanza_size,
                        g_server.cfg->limits.max_depth);
     x->timer = evtimer_new(loop_base(), on_timeout, x);
-    if (!x->bev || !x->parser || !x->timer)
+    if (!x->bev || !x->parser || !x->timer) {
+        SSL_free(ssl);
         return -1;
+    }
     arm(x->timer, timeout_ms);
-    bufferevent_setcb(bev, on_read, NULL, on_event, x);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    /* An accepted socket is connected; an outgoing one is told so. */
+    x->connected = bufferevent_getfd(bev) >= 0;
+    bufferevent_setcb(bev, on_read, on_write, on_event, x);
+    /* Writes go out by the flush (xstream_out.c); the bufferevent watches
+     * for writability only while the socket is full. */
+    bufferevent_disable(bev, EV_WRITE);
+    bufferevent_enable(bev, EV_READ);
+    if (ssl && xtls_attach(x, ssl, SSL_is_server(ssl)) < 0)
+        return -1;
     return 0;
 }
 
@@ -262,12 +302,16 @@ static void drain_unread(xstream *x)
 void xstream_release(xstream *x)
 {
     xstream_stop_timer(x);
+    xout_forget(x);
     if (x->bev && x->closing)
         drain_unread(x);
-    if (x->bev)
-        bufferevent_free(x->bev); /* the SSL and the socket too */
+    if (x->bev) {
+        bufferevent_free(x->bev); /* and the socket */
+        SSL_free(x->ssl);         /* a carried stream's is the carrier's */
+    }
     x->bev = NULL;
     x->ssl = NULL;
+    x->tls = XT_NONE;
     xs_free(x->parser);
     x->parser = NULL;
     if (x->carrier) {
@@ -286,15 +330,10 @@ void xstream_release(xstream *x)
 
 /* ---- output ------------------------------------------------------------------- */
 
-static void free_serialised(const void *data, size_t len, void *extra)
-{
-    free((void *)data);
-}
-
 void xstream_write_raw(xstream *x, const char *data, size_t len)
 {
     if (x->bev)
-        bufferevent_write(x->bev, data, len);
+        xout_append(x, data, len);
 }
 
 void xstream_send_header(xstream *x, const char *xml, size_t len, const char *id,
@@ -317,10 +356,10 @@ void xstream_resume_input(xstream *x)
 {
     if (x->bev)
         bufferevent_enable(x->bev, EV_READ);
-    if (x->ops->input)
-        x->ops->input(x->owner);
-    else
-        xstream_pump(x);
+    /* What arrived meanwhile is read already: no read event comes for it. */
+    if (x->ssl && x->bev && !xtls_handshake(x))
+        return;
+    input_ready(x);
 }
 
 void xstream_restart(xstream *x)
@@ -333,13 +372,21 @@ void xstream_restart(xstream *x)
 /* A carried element: serialised against the carrier's namespace. */
 static int queue_carried(xstream *x, const xmppd_stanza *st, size_t *len_r)
 {
-    size_t len;
-    char *xml = xmppd_stanza_to_string(st, x->carrier->default_ns, &len);
-    if (!xml)
+    xbuf b = { 0 };
+    if (stanza_serialise(&b, st, x->carrier->default_ns) < 0)
         return -1;
+    size_t len = b.len;
+    xbuf_put(&b, "", 1); /* the carrier takes a C string */
+    if (b.oom) {
+        xbuf_free(&b);
+        return -1;
+    }
     if (len_r)
         *len_r = len;
-    return x->carrier->element(x->cud, xml, len);
+    if (x->carrier->element(x->cud, b.p, len) < 0)
+        return -1;
+    x->out_total = x->out_flushed = x->out_sent = x->out_total + len;
+    return 0;
 }
 
 int xstream_queue(xstream *x, const xmppd_stanza *st, size_t *len_r)
@@ -348,25 +395,14 @@ int xstream_queue(xstream *x, const xmppd_stanza *st, size_t *len_r)
         return queue_carried(x, st, len_r);
     if (!x->bev || x->closing)
         return -1;
-    size_t len;
-    char *xml = xmppd_stanza_to_string(st, x->ops->default_ns, &len);
-    if (!xml)
+    size_t before = x->out.len;
+    if (stanza_serialise(&x->out, st, x->ops->default_ns) < 0)
         return -1;
-    /* The serialised bytes are handed over, not copied. */
-    if (evbuffer_add_reference(bufferevent_get_output(x->bev), xml, len, free_serialised, NULL) < 0) {
-        free(xml);
-        return -1;
-    }
     if (len_r)
-        *len_r = len;
+        *len_r = x->out.len - before;
+    x->out_total += x->out.len - before;
+    xout_mark(x);
     return 0;
-}
-
-/* Bytes still queued below the TLS filter (in the socket bufferevent). */
-static size_t pending_below(xstream *x)
-{
-    struct bufferevent *under = bufferevent_get_underlying(x->bev);
-    return under ? evbuffer_get_length(bufferevent_get_output(under)) : 0;
 }
 
 size_t xstream_backlog(xstream *x)
@@ -375,10 +411,9 @@ size_t xstream_backlog(xstream *x)
         return x->carrier->backlog(x->cud);
     if (!x->bev)
         return 0;
-    /* A STARTTLS filter encrypts whatever it is given into the socket
-     * bufferevent below it, so a reader that stopped leaves its bytes there,
-     * not above: both count. */
-    return evbuffer_get_length(bufferevent_get_output(x->bev)) + pending_below(x);
+    /* This turn's output, and what the socket did not take yet (under TLS,
+     * records: a reader that stopped leaves its bytes there). */
+    return x->out.len + evbuffer_get_length(bufferevent_get_output(x->bev));
 }
 
 void xstream_check_backlog(xstream *x)
@@ -469,13 +504,6 @@ static void on_close_check(evutil_socket_t fd, short what, void *arg)
     close_when_flushed(arg);
 }
 
-static void on_flushed(struct bufferevent *bev, void *arg)
-{
-    xstream *x = arg;
-    if (x->closing)
-        close_when_flushed(x);
-}
-
 /* The check runs on a later loop turn: closing happens inside parser
  * callbacks, and the parser must outlive them. */
 static void schedule_close_check(xstream *x, uint64_t grace_ms)
@@ -522,11 +550,8 @@ void xstream_close(xstream *x, const char *condition, const char *text)
         xstream_write_raw(x, buf, xstream_error_xml(buf, sizeof(buf), condition, text, false));
     }
     xstream_write_raw(x, "</stream:stream>", 16);
-    if (x->bev) {
+    if (x->bev)
         bufferevent_disable(x->bev, EV_READ);
-        bufferevent_setcb(x->bev, NULL, on_flushed, x->ops->events_while_closing ? on_event : NULL,
-                          x);
-    }
     schedule_close_check(x, XSTREAM_CLOSE_GRACE_MS);
 }
 
@@ -541,6 +566,10 @@ void xstream_pump(xstream *x)
 {
     if (x->carrier) {
         pump_carried(x);
+        return;
+    }
+    if (x->ssl) {
+        xtls_pump(x);
         return;
     }
     struct evbuffer *in = x->bev ? bufferevent_get_input(x->bev) : NULL;
@@ -564,21 +593,29 @@ int xstream_start_tls(xstream *x, SSL *ssl, bool accepting)
 {
     struct evbuffer *in = bufferevent_get_input(x->bev);
     evbuffer_drain(in, evbuffer_get_length(in));
-    struct bufferevent *tls = ssl ? bufferevent_openssl_filter_new(
-        loop_base(), x->bev, ssl, accepting ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING,
-        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS) : NULL;
-    if (!tls) {
-        if (ssl)
-            SSL_free(ssl);
+    if (!ssl || x->ssl) {
+        SSL_free(ssl);
         return -1;
     }
-    x->bev = tls;
-    x->ssl = ssl;
+    /* <proceed/> (or our <starttls/>) leaves before the first record. */
+    xout_flush(x);
+    if (xtls_attach(x, ssl, accepting) < 0)
+        return -1;
     x->header_sent = false; /* a new stream starts: errors need its header */
     xs_reset(x->parser);
-    bufferevent_setcb(tls, on_read, NULL, on_event, x);
-    bufferevent_enable(tls, EV_READ | EV_WRITE);
     return 0;
+}
+
+bool xstream_input_pending(const xstream *x)
+{
+    if (x->carrier)
+        return x->in_head != NULL;
+    return x->bev && (evbuffer_get_length(bufferevent_get_input(x->bev)) > 0 || xtls_pending(x));
+}
+
+unsigned long xstream_tls_error(const xstream *x)
+{
+    return x->tls_error;
 }
 
 /* ---- ids and addresses ---------------------------------------------------------------- */

@@ -22,7 +22,7 @@
  *  - timeout: `timer`, armed by xstream_open, expired (already freed);
  *  - event: a bufferevent event (connected, EOF, error);
  *  - teardown: the closing handshake finished (everything flushed, also
- *    below a TLS filter, or the grace period ended): the owner frees its
+ *    the TLS records, or the grace period ended): the owner frees its
  *    side and calls xstream_release. Runs on a later loop turn than
  *    xstream_close, never inside parser callbacks.
  * The owner may use `timer` for its own purposes (negotiation, delays)
@@ -37,6 +37,7 @@
 #include <sys/socket.h>
 
 #include "net/net.h"
+#include "xml/serialise.h"
 #include "xml/xmlstream.h"
 
 struct bufferevent;
@@ -85,18 +86,40 @@ typedef struct xstream_ops {
     void (*timeout)(void *owner);
     void (*event)(void *owner, struct bufferevent *bev, short what);
     void (*teardown)(void *owner);
+    /* Optional: out_sent moved on (more of the output reached the kernel).
+     * Runs from the flush; the owner must not write or close from it. */
+    void (*sent)(void *owner);
     bool events_while_closing; /* keep `event` during the closing handshake */
 } xstream_ops;
+
+/* TLS on a socket stream (xstream.ssl). */
+enum { XT_NONE, XT_HANDSHAKE, XT_OPEN, XT_FAILED };
 
 typedef struct xstream {
     const xstream_ops *ops;
     void *owner;
-    struct bufferevent *bev;  /* top: socket, or the TLS filter over it */
-    SSL *ssl;                 /* inside bev; NULL without TLS */
+    struct bufferevent *bev;  /* the socket (its ciphertext under TLS) */
+    SSL *ssl;                 /* TLS on the socket (xstream_tls.c), owned; on a
+                               * carried stream the carrier's, borrowed */
     xs_parser *parser;
     struct event *timer;      /* the owner's until closing, then the close check */
     uint64_t close_deadline;  /* closing: tear down by then (monotonic ms) */
     uint64_t bytes_in;        /* bytes fed to the parser (after TLS) */
+    /* Output positions, in bytes written by the owner (before TLS): out_total
+     * written so far, out_sent of them handed to the kernel's socket (under
+     * TLS: encrypted and sent). out_sent moves only when nothing waits for
+     * the socket, so it is exact, never ahead. A carried stream counts what
+     * its carrier took as sent. */
+    uint64_t out_total, out_flushed, out_sent;
+    /* output of this loop turn, written by one flush (xstream_io.h) */
+    xbuf out;
+    struct xstream *flush_prev, *flush_next;
+    unsigned long tls_error;  /* the OpenSSL error that ended TLS, or 0 */
+    unsigned char tls;        /* XT_* */
+    bool flush_listed;        /* in the list of streams to flush */
+    bool in_flush;
+    bool connected;           /* the socket is connected: writes may go */
+    bool write_armed;         /* the socket was full: the bufferevent writes */
     bool header_sent;         /* our <stream:stream> went out */
     bool closing;             /* our </stream:stream> is queued (or nothing will be) */
     /* carried streams (bev NULL): */
@@ -109,9 +132,11 @@ typedef struct xstream {
 /* Binds x to its owner before there is a socket, so that xstream_drop
  * works on a stream that never opened. */
 void xstream_init(xstream *x, const xstream_ops *ops, void *owner);
-/* Installs bev (and ssl when TLS) with the shared callbacks, a new parser
- * and `timer` armed for timeout_ms (ops->timeout). bev and ssl are taken
- * even on failure (-1: the owner tears down). 0 or -1. */
+/* Installs bev, a socket bufferevent (connected, or connecting for an
+ * outgoing stream), with the shared callbacks, a new parser and `timer`
+ * armed for timeout_ms (ops->timeout). ssl (or NULL) is TLS from the
+ * start (XEP-0368 direct TLS): the server side when it is a server SSL.
+ * bev and ssl are taken even on failure (-1: the owner tears down). */
 int xstream_open(xstream *x, const xstream_ops *ops, void *owner, struct bufferevent *bev,
                  SSL *ssl, uint64_t timeout_ms);
 /* A carried stream: as xstream_open, with the carrier instead of a
@@ -138,7 +163,9 @@ void xstream_release(xstream *x);
 /* Frees `timer` (negotiation finished in time). */
 void xstream_stop_timer(xstream *x);
 
-/* Bytes as they are (no-op once released, and on carried streams). */
+/* Bytes as they are (no-op once released, and on carried streams). Like
+ * everything written to a socket stream, they leave with the flush at the
+ * end of the loop turn (one TLS record and one write for all of them). */
 void xstream_write_raw(xstream *x, const char *data, size_t len);
 /* <stream:error><condition/>[<text/>]</stream:error> into buf (len bytes,
  * truncated to fit); declare: with its own xmlns:stream, for carried
@@ -156,12 +183,13 @@ void xstream_pause_input(xstream *x);
 void xstream_resume_input(xstream *x);
 /* A stream restart (after SASL): the parser starts a new document. */
 void xstream_restart(xstream *x);
-/* Serialises st once against ops->default_ns and hands the string to the
- * output buffer (no copy). 0, or -1 when nothing was queued (closing,
- * released, OOM). *len_r (may be NULL) gets the serialised size. */
+/* Serialises st against ops->default_ns into the output of this turn (a
+ * fan-out copy's shared text with its 'to' put in, serialise.h). 0, or -1
+ * when nothing was queued (closing, released, OOM). *len_r (may be NULL)
+ * gets the serialised size. */
 int xstream_queue(xstream *x, const xmppd_stanza *st, size_t *len_r);
-/* Bytes queued and not yet taken by the socket: the output buffer and,
- * under a STARTTLS filter, the socket bufferevent's output below it. */
+/* Bytes queued and not yet taken by the socket: this turn's output and
+ * what waits in the socket bufferevent (under TLS, records). */
 size_t xstream_backlog(xstream *x);
 /* After a queue: more than limits.max_send_buffer waiting for a slow
  * reader (xstream_backlog) closes the stream with policy-violation (through ops->close). */
@@ -188,11 +216,18 @@ void xstream_drop(xstream *x);
  * holds; stops after a parse error or when the stream is released. */
 void xstream_pump(xstream *x);
 /* STARTTLS: discards buffered plaintext (a peer may have injected it after
- * <starttls/>/<proceed/>), puts a TLS filter over the current bufferevent
- * and resets the parser for the new stream (header_sent false). ssl is
- * taken (freed on failure; NULL fails). 0 or -1; on -1 the owner closes or
- * tears down. */
+ * <starttls/>/<proceed/>), sends what was written so far in plaintext,
+ * starts TLS on the socket and resets the parser for the new stream
+ * (header_sent false). ssl is taken (freed on failure; NULL fails). The
+ * owner's event callback gets BEV_EVENT_CONNECTED once the handshake is
+ * done, and BEV_EVENT_ERROR (deferred) when it fails. 0 or -1; on -1 the
+ * owner closes or tears down. */
 int xstream_start_tls(xstream *x, SSL *ssl, bool accepting);
+/* Input received and not yet fed to the parser (socket bytes, or
+ * decrypted bytes inside the SSL). */
+bool xstream_input_pending(const xstream *x);
+/* The OpenSSL error that ended the stream's TLS, for logs; 0 if none. */
+unsigned long xstream_tls_error(const xstream *x);
 
 /* n-1 random characters from [A-Za-z0-9] and a NUL (n at most 33). */
 void xstream_random_id(char *out, size_t n);

@@ -3,7 +3,6 @@
  * protocol lives in s2s_in.c and s2s_out.c. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -317,7 +316,6 @@ int s2s_start_tls(s2s_conn *c, SSL *ssl, bool accepting)
 static void process_input(s2s_conn *c)
 {
     s2s_conn_ref(c);
-    struct evbuffer *in = c->x.bev ? bufferevent_get_input(c->x.bev) : NULL;
     xstream_pump(&c->x);
     if (c->state == S2S_HEADER || c->state == S2S_OPEN) {
         if (c->starttls_pending) {
@@ -333,7 +331,7 @@ static void process_input(s2s_conn *c)
             xs_reset(c->x.parser);
             c->state = S2S_HEADER;
             s2s_send_header(c);
-            if (evbuffer_get_length(in) > 0)
+            if (xstream_input_pending(&c->x))
                 process_input(c);
         }
     }
@@ -367,7 +365,7 @@ static void on_event(void *arg, struct bufferevent *bev, short what)
         return;
     }
     if (what & BEV_EVENT_ERROR) {
-        unsigned long e = bufferevent_get_openssl_error(bev);
+        unsigned long e = xstream_tls_error(&c->x);
         int se = EVUTIL_SOCKET_ERROR();
         log_kernel(c->outgoing ? "s2s-out" : "s2s-in", XMPPD_LOG_INFO, "%s [%s]: connection %s: %s",
                    c->remote ? c->remote : "?", c->tag,

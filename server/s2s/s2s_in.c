@@ -9,7 +9,6 @@
  * ends the stream with the RFC 6120 §4.9.3 condition. */
 #include <arpa/inet.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -515,14 +514,9 @@ void s2s_accept(int fd, const struct sockaddr *sa, int socklen, bool direct_tls)
     log_conn_tag(c->tag, ip);
     c->port = port;
     evutil_make_socket_nonblocking(fd);
-    struct bufferevent *bev;
-    if (direct_tls) {
-        bev = bufferevent_openssl_socket_new(loop_base(), fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                             BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-        c->secure = c->direct_tls = true;
-    } else {
-        bev = bufferevent_socket_new(loop_base(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    }
+    struct bufferevent *bev =
+        bufferevent_socket_new(loop_base(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    c->secure = c->direct_tls = direct_tls;
     if (!bev) {
         if (ssl)
             SSL_free(ssl);

@@ -11,7 +11,6 @@
  * verification requests to the remote domain's authoritative server. */
 #include <arpa/inet.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -408,10 +407,7 @@ static bool connect_to(s2s_out *o, const struct sockaddr_storage *sa)
     SSL *ssl = direct ? tls_new_client_ssl(o->local, o->remote, true) : NULL;
     struct bufferevent *bev = NULL;
     if (c->local && c->remote && (!direct || ssl))
-        bev = direct ? bufferevent_openssl_socket_new(loop_base(), -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                                      BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)
-                     : bufferevent_socket_new(loop_base(), -1,
-                                              BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+        bev = bufferevent_socket_new(loop_base(), -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (!bev) {
         if (ssl)
             SSL_free(ssl);

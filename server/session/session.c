@@ -100,6 +100,7 @@ void session_detach(xmppd_session *s)
 {
     if (!s->conn)
         return;
+    session_sent_lost(s);
     s->conn = NULL;
     if (!s->closing && s->in_sm) {
         /* Lost, not closed: stream management may keep it for a resume. */
@@ -187,6 +188,10 @@ API int xmppd_session_resume(xmppd_session *fresh, xmppd_session *old)
     void *conn = fresh->conn, *stale = old->conn;
     const session_transport *tr = fresh->tr, *stale_tr = old->tr;
     bool was_hibernated = old->hibernated;
+    /* Output positions are the connection's: waiters on either session
+     * end with it. */
+    session_sent_lost(old);
+    session_sent_lost(fresh);
     /* The new connection carries the old session from now on. */
     xmppd_session_ref(old);
     xmppd_session_ref(fresh);

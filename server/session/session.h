@@ -40,7 +40,13 @@ typedef struct session_transport {
      * bind2_release; NULL when it cannot. */
     void *(*bind2_hold)(void *conn);
     void (*bind2_release)(void *token);
+    /* Output position in bytes: written so far (sent false), or handed to
+     * the kernel's socket (sent true, never ahead of the truth). The
+     * transport calls session_sent_progress when the latter moves. */
+    uint64_t (*out_pos)(void *conn, bool sent);
 } session_transport;
+
+typedef struct session_sent_wait session_sent_wait; /* sent.c */
 
 struct module_slot {
     const xmppd_module *m;
@@ -77,6 +83,8 @@ struct xmppd_session {
     struct module_slot *slots;
     size_t n_slots;
 
+    session_sent_wait *sent_waits; /* xmppd_session_when_sent, in order (sent.c) */
+
     /* links in the host's per-user list (sm.c) */
     xmppd_session *next_resource;
 };
@@ -102,6 +110,13 @@ void session_shutdown_all(void);
 /* Registers the session layer with the core (host teardown, reload slot
  * hand-over) and the router's kernel hooks. Once per process. */
 void session_layer_init(void);
+
+/* ---- sent.c: waiting for output to reach the socket ---------------------- */
+/* The transport's sent position moved: answers the waiters it reached. */
+void session_sent_progress(xmppd_session *s);
+/* The connection is going (or changing): waiters it reached get OK, the
+ * others XMPPD_SENT_LOST. */
+void session_sent_lost(xmppd_session *s);
 
 /* ---- sm.c: the bound resources of each account ---------------------------- */
 /* What the cluster layer (cluster/) hears about local sessions: bound (in

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "xmppd/stanza.h"
+#include "xml/serialise.h"
 #include "xml/xmlstream.h"
 
 #define API XMPPD_EXPORT /* part of the module API: visible to dlopen'ed modules */
@@ -43,9 +44,20 @@ struct xmppd_stanza {
     char *text;       /* NULL when empty; NUL-terminated */
     size_t text_len, text_cap;
     size_t text_off;  /* parent's text_len when this child was appended */
+    stanza_share *share; /* a fan-out copy's shared serialisation (serialise.h) */
     int refs;
     bool attrs_inline;
     bool ns_implicit; /* created with ns NULL: follows the parent it is added to */
+};
+
+/* The serialisation shared by the copies of one fan-out: the text of the
+ * first copy written, and where its 'to' value is in it. */
+struct stanza_share {
+    int refs;
+    enum { SHARE_EMPTY, SHARE_READY, SHARE_NONE } state; /* NONE: cannot be shared */
+    char *scope;       /* the default namespace it was written against */
+    char *xml;
+    size_t len, to_off, to_end;
 };
 
 /* Namespaces shared by pointer. Content namespaces first: see is_content_ns. */
@@ -84,6 +96,18 @@ static bool is_content_ns(const char *ns)
         if (ns_eq(ns, common_ns[i]))
             return true;
     return false;
+}
+
+/* Every change through the API ends a tree's use of its shared
+ * serialisation (the share describes the tree as it was). */
+static void touched(xmppd_stanza *s)
+{
+    while (s->parent)
+        s = s->parent;
+    if (s->share) {
+        stanza_share_unref(s->share);
+        s->share = NULL;
+    }
 }
 
 /* ---- construction ------------------------------------------------------ */
@@ -193,6 +217,7 @@ static void stanza_free(xmppd_stanza *s)
         free(s->attrs);
     free(s->ns_own);
     free(s->text);
+    stanza_share_unref(s->share);
     free(s);
 }
 
@@ -261,7 +286,9 @@ static int attrs_grow(xmppd_stanza *s)
     return 0;
 }
 
-API int xmppd_stanza_set_attr(xmppd_stanza *s, const char *name, const char *value)
+/* Sets or removes an attribute; the caller decides whether it counts as a
+ * change (see touched). */
+static int set_attr(xmppd_stanza *s, const char *name, const char *value)
 {
     stanza_attr *a = attr_find(s, name);
     if (!value) {
@@ -290,6 +317,12 @@ API int xmppd_stanza_set_attr(xmppd_stanza *s, const char *name, const char *val
     a->value = own + nlen + 1;
     a->own = own;
     return 0;
+}
+
+API int xmppd_stanza_set_attr(xmppd_stanza *s, const char *name, const char *value)
+{
+    touched(s);
+    return set_attr(s, name, value);
 }
 
 /* An implicit-namespace subtree takes the namespace of the element it is
@@ -324,6 +357,8 @@ API xmppd_stanza *xmppd_stanza_add(xmppd_stanza *parent, xmppd_stanza *child)
         xmppd_stanza_unref(child);
         return NULL;
     }
+    touched(parent);
+    touched(child); /* a fan-out copy becoming a child is no copy any more */
     child->parent = parent;
     child->text_off = parent->text_len;
     if (parent->last)
@@ -343,6 +378,7 @@ API void xmppd_stanza_remove(xmppd_stanza *parent, xmppd_stanza *child)
 {
     if (!child || child->parent != parent)
         return;
+    touched(parent);
     xmppd_stanza *prev = NULL;
     for (xmppd_stanza *c = parent->first; c != child; c = c->next)
         prev = c;
@@ -363,6 +399,7 @@ API int xmppd_stanza_add_text(xmppd_stanza *s, const char *text, size_t len)
         return 0;
     if (len >= SIZE_MAX / 2 - s->text_len)
         return -1;
+    touched(s);
     size_t need = s->text_len + len + 1;
     if (need > s->text_cap) {
         /* First chunk: exact (most text arrives in one piece); then double. */
@@ -383,6 +420,7 @@ API int xmppd_stanza_add_text(xmppd_stanza *s, const char *text, size_t len)
 
 API int xmppd_stanza_set_text(xmppd_stanza *s, const char *text)
 {
+    touched(s);
     s->text_len = 0;
     if (s->text)
         s->text[0] = '\0';
@@ -444,15 +482,28 @@ API xmppd_stanza *xmppd_stanza_copy(const xmppd_stanza *s)
     return s ? copy_tree(s) : NULL;
 }
 
+API xmppd_stanza *xmppd_stanza_copy_to(const xmppd_stanza *s, const char *to)
+{
+    xmppd_stanza *c = s ? copy_tree(s) : NULL;
+    if (!c || set_attr(c, "to", to) < 0) {
+        xmppd_stanza_unref(c);
+        return NULL;
+    }
+    /* The share hangs on the source (a cache, not content: hence the
+     * cast), so every copy made from it until it changes uses the same
+     * text. Only a top-level source: touched() drops the share of a tree's
+     * root, not of an element inside it. */
+    xmppd_stanza *src = (xmppd_stanza *)s;
+    if (to && !src->parent && (src->share || (src->share = stanza_share_new()))) {
+        src->share->refs++;
+        c->share = src->share;
+    }
+    return c;
+}
+
 /* ---- serialisation ----------------------------------------------------- */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sbuf;
-
-static bool sb_room(sbuf *b, size_t n)
+static bool sb_room(xbuf *b, size_t n)
 {
     if (b->oom)
         return false;
@@ -476,15 +527,22 @@ static bool sb_room(sbuf *b, size_t n)
     return true;
 }
 
-static void sb_put(sbuf *b, const char *s, size_t n)
+void xbuf_put(xbuf *b, const char *s, size_t n)
 {
-    if (sb_room(b, n)) {
+    if (n && sb_room(b, n)) {
         memcpy(b->p + b->len, s, n);
         b->len += n;
     }
 }
 
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+void xbuf_free(xbuf *b)
+{
+    free(b->p);
+    *b = (xbuf){ 0 };
+}
+
+#define sb_put xbuf_put
+static void sb_puts(xbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
 /* Which bytes need escaping: bit ESC_TEXT in character data, bit ESC_ATTR
  * in attribute values (written in single quotes, but both quotes are
@@ -518,7 +576,7 @@ static const char *escape_of(unsigned char c)
 }
 
 /* Copies runs of plain bytes in one memcpy each. */
-static void sb_escaped(sbuf *b, const char *s, size_t n, int mode)
+static void sb_escaped(xbuf *b, const char *s, size_t n, int mode)
 {
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
@@ -532,12 +590,18 @@ static void sb_escaped(sbuf *b, const char *s, size_t n, int mode)
     sb_put(b, s + run, n - run);
 }
 
-static void sb_attr(sbuf *b, const char *name, const char *value)
+/* mark (may be NULL): gets the offsets in b where the escaped value
+ * starts and ends. */
+static void sb_attr(xbuf *b, const char *name, const char *value, size_t mark[2])
 {
     sb_put(b, " ", 1);
     sb_puts(b, name);
     sb_put(b, "='", 2);
+    if (mark)
+        mark[0] = b->len;
     sb_escaped(b, value, strlen(value), ESC_ATTR);
+    if (mark)
+        mark[1] = b->len;
     sb_put(b, "'", 1);
 }
 
@@ -546,8 +610,9 @@ static void sb_attr(sbuf *b, const char *name, const char *value)
 /* parent_ns: the default namespace in scope where s is written. The xml
  * namespace is bound to its prefix and may never be declared as a default
  * (Namespaces in XML §3), so an element in it keeps "xml:" and leaves the
- * default namespace in scope unchanged for its children. */
-static void ser_element(sbuf *b, const xmppd_stanza *s, const char *parent_ns)
+ * default namespace in scope unchanged for its children. to_mark (NULL
+ * below the top): where the value of s's 'to' attribute went. */
+static void ser_element(xbuf *b, const xmppd_stanza *s, const char *parent_ns, size_t to_mark[2])
 {
     bool in_xml_ns = s->ns && strcmp(s->ns, NS_XML) == 0;
     const char *inner_ns = in_xml_ns ? parent_ns : s->ns;
@@ -556,10 +621,13 @@ static void ser_element(sbuf *b, const xmppd_stanza *s, const char *parent_ns)
         sb_put(b, "xml:", 4);
     sb_puts(b, s->name);
     if (!in_xml_ns && !ns_eq(s->ns, parent_ns))
-        sb_attr(b, "xmlns", s->ns);
-    for (size_t i = 0; i < s->n_attrs; i++)
-        if (strcmp(s->attrs[i].name, "xmlns") != 0) /* the namespace is s->ns */
-            sb_attr(b, s->attrs[i].name, s->attrs[i].value);
+        sb_attr(b, "xmlns", s->ns, NULL);
+    for (size_t i = 0; i < s->n_attrs; i++) {
+        const char *name = s->attrs[i].name;
+        if (strcmp(name, "xmlns") != 0) /* the namespace is s->ns */
+            sb_attr(b, name, s->attrs[i].value,
+                    to_mark && strcmp(name, "to") == 0 ? to_mark : NULL);
+    }
     if (!s->first && !s->text_len) {
         sb_put(b, "/>", 2);
         return;
@@ -572,7 +640,7 @@ static void ser_element(sbuf *b, const xmppd_stanza *s, const char *parent_ns)
             sb_escaped(b, s->text + done, off - done, ESC_TEXT);
             done = off;
         }
-        ser_element(b, c, inner_ns);
+        ser_element(b, c, inner_ns, NULL);
     }
     if (s->text_len > done)
         sb_escaped(b, s->text + done, s->text_len - done, ESC_TEXT);
@@ -583,13 +651,18 @@ static void ser_element(sbuf *b, const xmppd_stanza *s, const char *parent_ns)
     sb_put(b, ">", 1);
 }
 
-API char *xmppd_stanza_to_string(const xmppd_stanza *s, const char *default_ns, size_t *len_r)
+/* The default namespace a top-level element is written against. */
+static const char *top_scope(const xmppd_stanza *s, const char *default_ns)
 {
-    sbuf b = {0};
     if (!default_ns)
         default_ns = XMPPD_NS_CLIENT;
-    const char *scope = is_content_ns(s->ns) && is_content_ns(default_ns) ? s->ns : default_ns;
-    ser_element(&b, s, scope);
+    return is_content_ns(s->ns) && is_content_ns(default_ns) ? s->ns : default_ns;
+}
+
+API char *xmppd_stanza_to_string(const xmppd_stanza *s, const char *default_ns, size_t *len_r)
+{
+    xbuf b = {0};
+    ser_element(&b, s, top_scope(s, default_ns), NULL);
     sb_put(&b, "", 1); /* NUL */
     if (b.oom) {
         free(b.p);
@@ -598,6 +671,69 @@ API char *xmppd_stanza_to_string(const xmppd_stanza *s, const char *default_ns, 
     if (len_r)
         *len_r = b.len - 1;
     return b.p;
+}
+
+/* ---- shared serialisations of fan-out copies (serialise.h) ------------- */
+
+stanza_share *stanza_share_new(void)
+{
+    stanza_share *sh = calloc(1, sizeof(*sh));
+    if (sh)
+        sh->refs = 1;
+    return sh;
+}
+
+void stanza_share_unref(stanza_share *sh)
+{
+    if (!sh || --sh->refs > 0)
+        return;
+    free(sh->xml);
+    free(sh->scope);
+    free(sh);
+}
+
+/* The share takes the text of the first tree written that has a 'to',
+ * with the place of its value. */
+static void share_fill(stanza_share *sh, const xmppd_stanza *s, const char *scope)
+{
+    xbuf b = {0};
+    size_t mark[2] = { 0, 0 };
+    sh->state = SHARE_NONE;
+    ser_element(&b, s, scope, mark);
+    if (b.oom || mark[1] == 0 || !(sh->scope = strdup(scope))) {
+        free(b.p);
+        return;
+    }
+    sh->xml = b.p;
+    sh->len = b.len;
+    sh->to_off = mark[0];
+    sh->to_end = mark[1];
+    sh->state = SHARE_READY;
+}
+
+int stanza_serialise(xbuf *b, const xmppd_stanza *s, const char *default_ns)
+{
+    size_t start = b->len;
+    if (b->oom)
+        return -1;
+    const char *scope = top_scope(s, default_ns);
+    stanza_share *sh = s->share;
+    const char *to = xmppd_stanza_attr(s, "to");
+    if (sh && to && sh->state == SHARE_EMPTY)
+        share_fill(sh, s, scope);
+    if (sh && to && sh->state == SHARE_READY && ns_eq(sh->scope, scope)) {
+        sb_put(b, sh->xml, sh->to_off);
+        sb_escaped(b, to, strlen(to), ESC_ATTR);
+        sb_put(b, sh->xml + sh->to_end, sh->len - sh->to_end);
+    } else {
+        ser_element(b, s, scope, NULL);
+    }
+    if (b->oom) {
+        b->len = start;
+        b->oom = false;
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- parsing one element ----------------------------------------------- */
@@ -630,9 +766,9 @@ API xmppd_stanza *xmppd_stanza_from_string(const char *xml, size_t len, const ch
         .element = one_on_element, .close = one_on_close, .error = one_on_error,
     };
     one_element o = {0};
-    sbuf head = {0};
+    xbuf head = {0};
     sb_puts(&head, "<stream:stream xmlns:stream='" XS_NS_STREAM "'");
-    sb_attr(&head, "xmlns", default_ns ? default_ns : XMPPD_NS_CLIENT);
+    sb_attr(&head, "xmlns", default_ns ? default_ns : XMPPD_NS_CLIENT, NULL);
     sb_put(&head, ">", 1);
     xs_parser *p = head.oom ? NULL : xs_new(&cb, &o, 0, 0);
     if (p && xs_feed(p, head.p, head.len) == 0 && xs_feed(p, xml, len) == 0 && !o.closed &&

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "xml/serialise.h"
 #include "xmppd/stanza.h"
 
 /* Serialises s for a stream whose default namespace is ns, compares, frees. */
@@ -336,6 +337,82 @@ static void test_xml_namespace_element_round_trip(void **state)
     free(out);
 }
 
+/* What a stream writes (stanza_serialise, the shared text of fan-out
+ * copies) is byte for byte what xmppd_stanza_to_string writes. */
+static void assert_stream_xml(const xmppd_stanza *s, const char *ns, const char *expected)
+{
+    xbuf b = { 0 };
+    xbuf_put(&b, "x", 1); /* appends after what is there */
+    assert_int_equal(stanza_serialise(&b, s, ns), 0);
+    assert_int_equal(b.len, 1 + strlen(expected));
+    assert_memory_equal(b.p + 1, expected, strlen(expected));
+    xbuf_free(&b);
+    assert_xml(s, ns, expected);
+}
+
+/* RFC 6120 §8.1.1.1: each copy of a broadcast carries its own recipient,
+ * though the copies share one serialisation. */
+static void copy_to_shares_text_with_own_to(void **state)
+{
+    xmppd_stanza *p = parse("<presence from='a@x/r'><show>away</show><status>a &amp; b</status></presence>");
+    xmppd_stanza *c1 = xmppd_stanza_copy_to(p, "b@x");
+    xmppd_stanza *c2 = xmppd_stanza_copy_to(p, "o'&<@x");
+    assert_stream_xml(c1, NULL, "<presence from='a@x/r' to='b@x'><show>away</show><status>a &amp; b</status></presence>");
+    assert_stream_xml(c2, NULL, "<presence from='a@x/r' to='o&apos;&amp;&lt;@x'><show>away</show>"
+                                "<status>a &amp; b</status></presence>");
+    /* on a server stream the content namespace is the stream's own */
+    assert_stream_xml(c2, XMPPD_NS_SERVER, "<presence from='a@x/r' to='o&apos;&amp;&lt;@x'>"
+                                           "<show>away</show><status>a &amp; b</status></presence>");
+    /* a namespace that is not a content one is a different text */
+    assert_stream_xml(c2, "urn:example:other",
+                      "<presence xmlns='jabber:client' from='a@x/r' to='o&apos;&amp;&lt;@x'>"
+                      "<show>away</show><status>a &amp; b</status></presence>");
+    /* the source itself has no 'to': written as it is */
+    assert_stream_xml(p, NULL, "<presence from='a@x/r'><show>away</show><status>a &amp; b</status></presence>");
+    /* a copy changed after it was made leaves the share, the others stay */
+    xmppd_stanza_add(c1, xmppd_stanza_new("delay", "urn:xmpp:delay"));
+    assert_stream_xml(c1, NULL, "<presence from='a@x/r' to='b@x'><show>away</show><status>a &amp; b</status>"
+                                "<delay xmlns='urn:xmpp:delay'/></presence>");
+    xmppd_stanza_set_attr(xmppd_stanza_child(c2, "show", NULL), "x", "1");
+    assert_stream_xml(c2, NULL, "<presence from='a@x/r' to='o&apos;&amp;&lt;@x'><show x='1'>away</show>"
+                                "<status>a &amp; b</status></presence>");
+    /* the source changed: copies made afterwards show the change */
+    xmppd_stanza_set_text(xmppd_stanza_child(p, "show", NULL), "dnd");
+    xmppd_stanza *c3 = xmppd_stanza_copy_to(p, "c@x");
+    assert_stream_xml(c3, NULL, "<presence from='a@x/r' to='c@x'><show>dnd</show><status>a &amp; b</status></presence>");
+    /* NULL removes 'to' */
+    xmppd_stanza *c4 = xmppd_stanza_copy_to(c3, NULL);
+    assert_stream_xml(c4, NULL, "<presence from='a@x/r'><show>dnd</show><status>a &amp; b</status></presence>");
+    xmppd_stanza_unref(p);
+    xmppd_stanza_unref(c1);
+    xmppd_stanza_unref(c2);
+    xmppd_stanza_unref(c3);
+    xmppd_stanza_unref(c4);
+}
+
+/* A source with a 'to' of its own: copies replace it in place. An element
+ * inside a tree is copied without a share (its changes are the root's). */
+static void copy_to_replaces_to_and_child_source(void **state)
+{
+    xmppd_stanza *m = parse("<message to='room@x' type='groupchat' id='1'><body>hi</body></message>");
+    xmppd_stanza *c1 = xmppd_stanza_copy_to(m, "u1@x/r");
+    xmppd_stanza *c2 = xmppd_stanza_copy_to(m, "u2@x/r");
+    assert_stream_xml(c1, NULL, "<message to='u1@x/r' type='groupchat' id='1'><body>hi</body></message>");
+    assert_stream_xml(m, NULL, "<message to='room@x' type='groupchat' id='1'><body>hi</body></message>");
+    assert_stream_xml(c2, NULL, "<message to='u2@x/r' type='groupchat' id='1'><body>hi</body></message>");
+    xmppd_stanza *body = xmppd_stanza_child(m, "body", NULL);
+    xmppd_stanza *b1 = xmppd_stanza_copy_to(body, "z");
+    assert_stream_xml(b1, NULL, "<body to='z'>hi</body>");
+    xmppd_stanza_set_text(body, "changed");
+    xmppd_stanza *b2 = xmppd_stanza_copy_to(body, "z");
+    assert_stream_xml(b2, NULL, "<body to='z'>changed</body>");
+    xmppd_stanza_unref(b1);
+    xmppd_stanza_unref(b2);
+    xmppd_stanza_unref(c1);
+    xmppd_stanza_unref(c2);
+    xmppd_stanza_unref(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,6 +431,8 @@ int main(void)
         cmocka_unit_test(reply_swaps_addresses),
         cmocka_unit_test(rfc6120_8_3_error_reply),
         cmocka_unit_test(test_xml_namespace_element_round_trip),
+        cmocka_unit_test(copy_to_shares_text_with_own_to),
+        cmocka_unit_test(copy_to_replaces_to_and_child_source),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
