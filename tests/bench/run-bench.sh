@@ -99,6 +99,7 @@ case " $SERVERS " in
     *" xmppd "*) [ -n "$BUILD" ] && [ -x "$BUILD/server/xmppd" ] ||
         fail "xmppd not built: mkdir build-bench && cd build-bench && ../configure CFLAGS='-O2 -g' && make -j2 (or --build DIR)" ;;
 esac
+[ -z "$BUILD" ] || BUILD=$(cd "$BUILD" && pwd)  # the servers run from their own folders
 WORK=$(mktemp -d /tmp/xmppd-bench.XXXXXX)
 chmod 755 "$WORK"
 LOADGEN="$WORK/loadgen"
@@ -172,7 +173,7 @@ EOF
     (cd "$dir" && exec taskset -c 0 "$BUILD/server/xmppd" -c "$dir/xmppd.json" \
         >"$dir/stderr.log" 2>&1 </dev/null) &
     SRV_PID=$!
-    wait_port "$port" 20 "$SRV_PID" || { tail -20 "$dir/stderr.log" "$dir/xmppd.log" >&2; fail "xmppd did not start"; }
+    wait_port "$port" 20 "$SRV_PID" || { tail -n 20 "$dir/stderr.log" "$dir/xmppd.log" >&2; fail "xmppd did not start"; }
     SRV_VERSION="$("$BUILD/server/xmppd" -V 2>/dev/null | head -1 || echo 'xmppd (version unknown)')"
     SRV_VERSION="$SRV_VERSION, git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes'), build $(basename "$BUILD")"
     SRV_NOTES="storage_sqlite (WAL, synchronous=full), auth_internal (SCRAM-SHA-1/256/512 keys, 4096 iterations), modules roster presence offline disco ping register caps pep"
@@ -212,7 +213,7 @@ EOF
     (cd "$dir" && exec taskset -c 0 prosody --config "$dir/prosody.cfg.lua" \
         >"$dir/stderr.log" 2>&1 </dev/null) &
     SRV_PID=$!
-    wait_port "$port" 20 "$SRV_PID" || { tail -20 "$dir/stderr.log" "$dir/prosody.log" >&2; fail "prosody did not start"; }
+    wait_port "$port" 20 "$SRV_PID" || { tail -n 20 "$dir/stderr.log" "$dir/prosody.log" >&2; fail "prosody did not start"; }
     SRV_VERSION="Prosody $(dpkg-query -W -f '${Version}' prosody 2>/dev/null) ($(lua5.4 -v 2>&1 | head -1 | cut -d' ' -f1-2), network_backend epoll)"
     SRV_NOTES="storage internal (files), authentication internal_hashed (SCRAM-SHA-1, 4096 iterations), modules roster saslauth tls disco ping register presence message iq offline pep"
 }
@@ -289,7 +290,7 @@ EOF
     (exec taskset -c 0 "${EJ_CTL[@]}" foreground >"$dir/stderr.log" 2>&1 </dev/null) &
     local wrapper=$!
     if ! wait_port "$port" 60 "$wrapper"; then
-        tail -30 "$dir/stderr.log" "$dir/logs/ejabberd.log" >&2 || true
+        tail -n 30 "$dir/stderr.log" "$dir/logs/ejabberd.log" >&2 || true
         fail "ejabberd did not start"
     fi
     local end=$((SECONDS + 20))
