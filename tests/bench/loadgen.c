@@ -24,6 +24,12 @@
  *             interest in the tune node through XEP-0115 caps (answering the
  *             server's disco#info) publishes R items (XEP-0163);
  *             CPU-us per notification delivered to a contact
+ *   muc       N occupants join one room of the server's XEP-0045 service
+ *             (the first one creates it, as an instant room when the server
+ *             locks new rooms), then one occupant sends M groupchat messages,
+ *             one at a time, each when every occupant has the one before;
+ *             CPU-us per delivered message, time until the last occupant has
+ *             a message, RSS growth per occupant from joining
  *   offline   messages to accounts that are offline (stored per CPU-second),
  *             then those accounts log in and fetch them (fetched per
  *             CPU-second)
@@ -48,6 +54,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -86,6 +93,10 @@ static struct {
     int rounds;              /* fanout: presence changes of the hub */
     int pep_contacts;        /* pep: K */
     int pep_rounds;          /* pep: publications of the hub */
+    int muc_occupants;       /* muc: occupants of the room */
+    int muc_messages;        /* muc: groupchat messages sent one at a time */
+    int muc_join_concurrency;
+    const char *muc_service; /* muc: the service's domain (default conference.DOMAIN) */
     long offline_msgs;       /* offline: messages in total */
     int offline_rcpts;       /* offline: recipients */
     int offline_senders;
@@ -98,9 +109,10 @@ static struct {
     .password = "bench-password-1", .prefix = "bench", .plain = false,
     .reg_concurrency = 16, .pairs = 50, .messages = 100000, .window = 32,
     .logins = 1000, .login_concurrency = 8, .sessions = 5000, .idle_concurrency = 32,
-    .contacts = 500, .rounds = 100, .pep_contacts = 1000, .pep_rounds = 50, .offline_msgs = 20000, .offline_rcpts = 10,
+    .contacts = 500, .rounds = 100, .pep_contacts = 1000, .pep_rounds = 50,
+    .muc_occupants = 1000, .muc_messages = 50, .muc_join_concurrency = 16, .offline_msgs = 20000, .offline_rcpts = 10,
     .offline_senders = 10, .phase_timeout = 240,
-    .workloads = "register,route,login,idle,fanout,pep,offline",
+    .workloads = "register,route,login,idle,fanout,pep,muc,offline",
 };
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -1211,8 +1223,8 @@ static double settle(double max_s)
 /* ------------------------------------------------------------------------ */
 /* workloads                                                                 */
 
-enum phase { P_NONE, P_REG, P_ROUTE, P_LOGIN, P_IDLE, P_FANOUT_SETUP, P_FANOUT, P_PEP, P_OFF_STORE,
-             P_OFF_FETCH };
+enum phase { P_NONE, P_REG, P_ROUTE, P_LOGIN, P_IDLE, P_FANOUT_SETUP, P_FANOUT, P_PEP, P_MUC_JOIN,
+             P_MUC, P_OFF_STORE, P_OFF_FETCH };
 static enum phase phase;
 
 static conn **sess;           /* persistent sessions of the phase, by index */
@@ -1289,6 +1301,19 @@ static char pep_ver[64];      /* XEP-0115 verification string of those */
 static long pep_recv, pep_disco;
 static int pep_round;
 
+/* muc state: occupant i is sess[i] with nick nI; sess[0] creates the room
+ * and sends the messages. conn.sent: 1 join sent, 2 joined, 3 refused;
+ * conn.got: the last message round it received. */
+#define NS_MUC "http://jabber.org/protocol/muc"
+static char muc_room[256];    /* the room's bare JID */
+static int muc_n, muc_join_next, muc_join_inflight, muc_joined, muc_join_failed;
+static bool muc_created;      /* the first joiner's presence had status 201 */
+static int muc_config;        /* owner form: 0 waiting, 1 accepted, -1 refused */
+static int muc_round;         /* message being delivered (1-based) */
+static long muc_recv, muc_deliveries;
+static bool muc_refused;      /* a groupchat message bounced */
+static double muc_sent_at;
+
 /* offline state */
 static long off_sent, off_acked, off_fetched;
 static long off_per_sender;
@@ -1363,6 +1388,60 @@ static void pep_answer_disco(conn *c, const char *el, size_t len)
     send_raw(c, b.p, b.len);
     buf_free(&b);
     pep_disco++;
+}
+
+static void muc_send_join(conn *c)
+{
+    c->sent = 1;
+    sendf(c, "<presence to='%s/n%d'><x xmlns='" NS_MUC "'><history maxchars='0'/></x></presence>",
+          muc_room, c->idx);
+}
+
+/* Joins of occupants 1..n-1, muc_join_concurrency waiting for their
+ * self-presence at a time. */
+static void muc_join_pump(void)
+{
+    while (muc_join_next < muc_n && muc_join_inflight < opt.muc_join_concurrency) {
+        conn *c = sess[muc_join_next++];
+        if (!c || c->st != ST_READY) {
+            muc_join_failed++;
+            continue;
+        }
+        muc_join_inflight++;
+        muc_send_join(c);
+    }
+}
+
+/* A join answered (self-presence or error). */
+static void muc_join_answered(conn *c, bool ok)
+{
+    c->sent = ok ? 2 : 3;
+    if (ok)
+        muc_joined++;
+    else
+        muc_join_failed++;
+    if (c->idx != 0) {
+        muc_join_inflight--;
+        muc_join_pump();
+    }
+}
+
+static bool muc_has_status(const char *el, size_t len, const char *code)
+{
+    char a[24], b[24];
+    snprintf(a, sizeof a, "code='%s'", code);
+    snprintf(b, sizeof b, "code=\"%s\"", code);
+    return contains(el, len, a) || contains(el, len, b);
+}
+
+static void muc_send_round(void)
+{
+    muc_round++;
+    muc_recv = 0;
+    muc_sent_at = now_s();
+    sendf(sess[0], "<message to='%s' type='groupchat' id='g%d'><body>muc bench round %d: "
+                   "the quick brown fox jumps over the lazy dog.</body></message>",
+          muc_room, muc_round, muc_round);
 }
 
 static void off_pump(conn *c)
@@ -1448,6 +1527,12 @@ static void on_stanza(conn *c, const char *el, size_t len)
         size_t n = len < sizeof ph.last_error - 1 ? len : sizeof ph.last_error - 1;
         memcpy(ph.last_error, el, n);
         ph.last_error[n] = '\0';
+        if (phase == P_MUC_JOIN && strcmp(name, "presence") == 0 && c->sent == 1)
+            muc_join_answered(c, false);
+        else if (phase == P_MUC_JOIN && strcmp(name, "iq") == 0)
+            muc_config = -1;
+        else if (phase == P_MUC && strcmp(name, "message") == 0)
+            muc_refused = true;
         if (phase == P_ROUTE && strcmp(name, "message") == 0) {
             /* a bounced message still frees its window slot */
             conn *peer = sess[c->idx ^ 1];
@@ -1517,6 +1602,38 @@ static void on_stanza(conn *c, const char *el, size_t len)
                 pep_publish_round();
         }
         return;
+    case P_MUC_JOIN:
+        if (strcmp(name, "presence") == 0 && c->sent == 1 && !type[0]) {
+            char self[300];
+            get_attr(el, len, "from", from, sizeof from);
+            snprintf(self, sizeof self, "%s/n%d", muc_room, c->idx);
+            if (strcasecmp(from, self) == 0) {
+                if (c->idx == 0)
+                    muc_created = muc_has_status(el, len, "201");
+                muc_join_answered(c, true);
+            }
+        } else if (strcmp(name, "iq") == 0 && c->idx == 0 && strcmp(type, "result") == 0) {
+            char id[32];
+            get_attr(el, len, "id", id, sizeof id);
+            if (strcmp(id, "mucconf") == 0)
+                muc_config = 1;
+        }
+        return;
+    case P_MUC:
+        if (strcmp(name, "message") == 0 && strcmp(type, "groupchat") == 0 && c->sent == 2) {
+            const char *r = memmem(el, len, "muc bench round ", 16);
+            /* el lies in c->in, which is NUL-terminated after the element */
+            if (!r || atoi(r + 16) != muc_round || c->got >= muc_round)
+                return;
+            c->got = muc_round;
+            muc_deliveries++;
+            if (++muc_recv == muc_joined) {
+                lat_add((now_s() - muc_sent_at) * 1000.0);
+                if (muc_round < opt.muc_messages)
+                    muc_send_round();
+            }
+        }
+        return;
     case P_OFF_STORE:
         if (strcmp(name, "iq") == 0) {   /* a refused ping acknowledges too */
             char id[32];
@@ -1556,6 +1673,13 @@ static bool fan_setup_done(void)
 }
 static bool fan_done(void) { return fan_recv >= (long)opt.rounds * fan_k; }
 static bool pep_done(void) { return pep_recv >= (long)opt.pep_rounds * fan_k; }
+static bool muc_first_answered(void) { return sess[0] == NULL || sess[0]->sent != 1; }
+static bool muc_config_answered(void) { return muc_config != 0; }
+static bool muc_joins_done(void) { return muc_join_next >= muc_n && muc_join_inflight == 0; }
+static bool muc_msgs_done(void)
+{
+    return muc_refused || (muc_round >= opt.muc_messages && muc_recv >= muc_joined);
+}
 static bool off_store_done(void) { return off_acked >= (long)off_per_sender * opt.offline_senders; }
 static bool off_fetch_done(void) { return off_fetched >= off_sent; }
 static bool no_conns(void) { return n_conns == 0; }
@@ -1854,6 +1978,110 @@ static void phase_pep(void)
     settle(3);
 }
 
+/* XEP-0045: occupants join one room (the first creates it: §10.1, as an
+ * instant room, §10.1.2, when the server answers with status 201), then one
+ * occupant sends groupchat messages (§7.4) one at a time. */
+static void phase_muc(void)
+{
+    int n = opt.muc_occupants;
+    phase = P_NONE;
+    reset_ph();
+    close_all_sessions();
+    char svc[200];
+    if (opt.muc_service)
+        snprintf(svc, sizeof svc, "%s", opt.muc_service);
+    else
+        snprintf(svc, sizeof svc, "conference.%s", opt.domain);
+    snprintf(muc_room, sizeof muc_room, "%sroom@%s", opt.prefix, svc);
+    note("muc: logging in %d occupants", n);
+    int ok = login_sessions(acct_u, 0, n, opt.idle_concurrency, now_s() + opt.phase_timeout);
+    if (ok < n)
+        die("muc: only %d of %d occupants logged in", ok, n);
+    for (int i = 0; i < n; i++)
+        sess[i]->sent = sess[i]->got = 0;
+    settle(10);
+    run_until(NULL, now_s() + 1);
+    long rss0 = server_rss_kib();
+
+    phase = P_MUC_JOIN;
+    reset_ph();
+    muc_n = n;
+    muc_joined = muc_join_failed = muc_join_inflight = 0;
+    muc_created = false;
+    muc_config = 0;
+    double tj = now_s(), deadline = tj + opt.phase_timeout;
+    note("muc: %s joins %s", sess[0]->acct->name, muc_room);
+    muc_send_join(sess[0]);
+    run_until(muc_first_answered, deadline);
+    if (!sess[0] || sess[0]->sent != 2)
+        die("muc: the first occupant could not join %s%s%s", muc_room,
+            ph.last_error[0] ? ": " : "", ph.last_error);
+    if (muc_created) {
+        /* §10.1.2: accept the default configuration (an empty submit form) */
+        sendf(sess[0], "<iq type='set' id='mucconf' to='%s'><query xmlns='" NS_MUC "#owner'>"
+                       "<x xmlns='jabber:x:data' type='submit'/></query></iq>", muc_room);
+        run_until(muc_config_answered, deadline);
+        if (muc_config != 1)
+            die("muc: the instant room configuration was %s%s%s",
+                muc_config ? "refused" : "not answered", ph.last_error[0] ? ": " : "", ph.last_error);
+    }
+    note("muc: room %s (status 201: %s); %d more occupants join, %d at a time", muc_room,
+         muc_created ? "yes, configured as an instant room" : "no", n - 1, opt.muc_join_concurrency);
+    muc_join_next = 1;
+    muc_join_pump();
+    bool joined = run_until(muc_joins_done, deadline);
+    double tj1 = now_s();
+    settle(30);     /* the last joins' broadcasts */
+    run_until(NULL, now_s() + 1);
+    long rss1 = server_rss_kib();
+    note("muc: %d joined, %d refused in %.1f s; RSS %ld -> %ld KiB%s%s", muc_joined,
+         muc_join_failed, tj1 - tj, rss0, rss1, ph.errors ? "; last error: " : "",
+         ph.errors ? ph.last_error : "");
+    result("muc_occupants", "%d", muc_joined);
+    result("muc_join_failed", "%d", muc_join_failed);
+    result("muc_join_complete", "%d", joined ? 1 : 0);
+    result("muc_join_wall_s", "%.1f", tj1 - tj);
+    result("muc_rss_before_kib", "%ld", rss0);
+    result("muc_rss_after_kib", "%ld", rss1);
+    if (muc_joined > 0)
+        result("muc_kib_per_occupant", "%.2f", (double)(rss1 - rss0) / muc_joined);
+    if (!joined || muc_joined < 2)
+        die("muc: only %d of %d occupants joined", muc_joined, n);
+
+    phase = P_MUC;
+    reset_ph();
+    n_lat = 0;
+    muc_round = 0;
+    muc_deliveries = 0;
+    muc_refused = false;
+    note("muc: %d groupchat messages to %d occupants, one at a time", opt.muc_messages, muc_joined);
+    double cpu0 = server_cpu(), t0 = now_s();
+    muc_send_round();
+    bool done = run_until(muc_msgs_done, t0 + opt.phase_timeout) && !muc_refused;
+    double t1 = now_s();
+    double cpu1 = settle(5);
+    double cpu = cpu1 - cpu0;
+    note("muc: %ld of %ld deliveries (%ld messages complete) in %.2f s wall, server CPU %.2f s; "
+         "%ld errors%s%s", muc_deliveries, (long)opt.muc_messages * muc_joined, n_lat, t1 - t0, cpu,
+         ph.errors, ph.errors ? " last: " : "", ph.errors ? ph.last_error : "");
+    result("muc_messages", "%ld", n_lat);
+    result("muc_deliveries", "%ld", muc_deliveries);
+    result("muc_complete", "%d", done ? 1 : 0);
+    result("muc_cpu_s", "%.3f", cpu);
+    result("muc_wall_s", "%.3f", t1 - t0);
+    if (muc_deliveries > 0)
+        result("muc_cpu_us_per_delivery", "%.2f", cpu / muc_deliveries * 1e6);
+    if (n_lat > 0) {
+        qsort(lat_ms, (size_t)n_lat, sizeof(*lat_ms), cmp_double);
+        result("muc_last_ms_p50", "%.1f", lat_pct(0.50));
+        result("muc_last_ms_p99", "%.1f", lat_pct(0.99));
+        result("muc_last_ms_max", "%.1f", lat_ms[n_lat - 1]);
+    }
+    phase = P_NONE;
+    close_all_sessions();
+    settle(3);
+}
+
 static account_t *acct_sender(int i) { return acct_u(i); }
 
 static void phase_offline(void)
@@ -1931,12 +2159,14 @@ static void usage(void)
         "  --prefix P --password PW           account names P<u|o>N (default bench)\n"
         "  --plain                            SASL PLAIN instead of SCRAM-SHA-1\n"
         "  --sm                               sessions enable XEP-0198 stream management (resume) and ack <r/>\n"
-        "  --workloads LIST                   register,route,login,idle,fanout,pep,offline\n"
+        "  --workloads LIST                   register,route,login,idle,fanout,pep,muc,offline\n"
         "  --pairs N --messages N --window N  route (50, 100000, 32)\n"
         "  --logins N --login-concurrency N   login (1000, 8)\n"
         "  --sessions N --idle-concurrency N  idle (5000, 32)\n"
         "  --contacts K --rounds R            fanout (500, 100)\n"
         "  --pep-contacts K --pep-rounds R    pep (1000, 50)\n"
+        "  --muc-occupants N --muc-messages M --muc-join-concurrency N  muc (1000, 50, 16)\n"
+        "  --muc-service DOMAIN               muc: the XEP-0045 service (conference.DOMAIN)\n"
         "  --offline-messages N --offline-recipients N --offline-senders N  offline (20000, 10, 10)\n"
         "  --reg-concurrency N                registration (16)\n"
         "  --phase-timeout SECONDS            bound of every phase (240)\n");
@@ -1964,7 +2194,9 @@ int main(int argc, char **argv)
         { "offline-messages", 1, 0, 10 }, { "offline-recipients", 1, 0, 11 },
         { "offline-senders", 1, 0, 12 }, { "reg-concurrency", 1, 0, 13 },
         { "phase-timeout", 1, 0, 14 }, { "pep-contacts", 1, 0, 15 }, { "pep-rounds", 1, 0, 16 },
-        { "sm", 0, 0, 17 }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
+        { "sm", 0, 0, 17 }, { "muc-occupants", 1, 0, 18 }, { "muc-messages", 1, 0, 19 },
+        { "muc-join-concurrency", 1, 0, 20 }, { "muc-service", 1, 0, 21 },
+        { "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -1994,6 +2226,10 @@ int main(int argc, char **argv)
         case 15: opt.pep_contacts = atoi(optarg); break;
         case 16: opt.pep_rounds = atoi(optarg); break;
         case 17: opt.sm = true; break;
+        case 18: opt.muc_occupants = atoi(optarg); break;
+        case 19: opt.muc_messages = atoi(optarg); break;
+        case 20: opt.muc_join_concurrency = atoi(optarg); break;
+        case 21: opt.muc_service = optarg; break;
         default: usage();
         }
     }
@@ -2003,10 +2239,15 @@ int main(int argc, char **argv)
         opt.login_concurrency < 1 || opt.sessions < 1 || opt.idle_concurrency < 1 ||
         opt.contacts < 1 || opt.rounds < 1 || opt.offline_msgs < 1 || opt.offline_rcpts < 1 ||
         opt.offline_senders < 1 || opt.reg_concurrency < 1 || opt.phase_timeout < 1 ||
-        opt.pep_contacts < 1 || opt.pep_rounds < 1)
-        die("every count must be at least 1");
+        opt.pep_contacts < 1 || opt.pep_rounds < 1 || opt.muc_occupants < 2 ||
+        opt.muc_messages < 1 || opt.muc_join_concurrency < 1)
+        die("every count must be at least 1 (--muc-occupants at least 2)");
     if (opt.sessions > 18000)
         die("--sessions %d: at most 18000 (a process may hold 20,000 sockets)", opt.sessions);
+    if (opt.muc_occupants > 18000)
+        die("--muc-occupants %d: at most 18000 (a process may hold 20,000 sockets)", opt.muc_occupants);
+    if (opt.muc_service && (strlen(opt.muc_service) > 150 || strpbrk(opt.muc_service, "'\"<>&@/ ")))
+        die("--muc-service: a domain name of up to 150 characters");
     if (strlen(opt.prefix) > 20 || strspn(opt.prefix, "abcdefghijklmnopqrstuvwxyz0123456789") != strlen(opt.prefix))
         die("--prefix: up to 20 lower-case letters and digits");
 
@@ -2040,6 +2281,8 @@ int main(int argc, char **argv)
         n_u = opt.contacts + 1;
     if (has_workload("pep") && n_u < opt.pep_contacts + 1)
         n_u = opt.pep_contacts + 1;
+    if (has_workload("muc") && n_u < opt.muc_occupants)
+        n_u = opt.muc_occupants;
     if (n_u < opt.offline_senders)
         n_u = opt.offline_senders;
     if (n_u < 2 * opt.pairs + 200 && has_workload("login"))
@@ -2085,6 +2328,8 @@ int main(int argc, char **argv)
         phase_pep();
     if (!has_workload("fanout") && !has_workload("pep") && has_workload("idle"))
         close_all_sessions();
+    if (has_workload("muc"))
+        phase_muc();
     if (has_workload("offline"))
         phase_offline();
     close_all_sessions();

@@ -2,8 +2,8 @@
 # run-bench.sh — xmppd vs Prosody vs ejabberd, side by side on this machine.
 #
 #   tests/bench/run-bench.sh [--quick] [--build DIR] [--servers "xmppd prosody ejabberd"]
-#                            [--workloads LIST] [--out FILE] [--sessions N] [--keep]
-#                            [--no-install]
+#                            [--workloads LIST] [--out FILE] [--sessions N]
+#                            [--muc-occupants N] [--keep] [--no-install]
 #
 # Each server gets its own configuration and data folder in a temporary folder,
 # a free loopback port and the same self-signed certificate (contrib/gen-cert.sh);
@@ -14,7 +14,8 @@
 # bench-results-DATE.md in the current folder).
 #
 # --workloads: a comma list of the load generator's workloads (default all:
-# register,route,login,idle,fanout,pep,offline; register is always run).
+# register,route,login,idle,fanout,pep,muc,offline; register is always run).
+# --muc-occupants: occupants of the group chat room (default 1,000, quick 200).
 # Default run: about 15-20 minutes; --quick: about 4 minutes (smaller counts).
 # Needs root for apt-get (Prosody, ejabberd) and to run ejabberd as its own user.
 # Never part of the pass/fail test suite.
@@ -29,6 +30,7 @@ KEEP=0
 INSTALL=1
 OUT=""
 SESSIONS=""
+MUC_OCCUPANTS=""
 WORKLOADS=""
 LOGLEVEL=${BENCH_LOGLEVEL:-info}
 
@@ -41,6 +43,7 @@ while [ $# -gt 0 ]; do
         --workloads) WORKLOADS=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --sessions) SESSIONS=$2; shift 2 ;;
+        --muc-occupants) MUC_OCCUPANTS=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --no-install) INSTALL=0; shift ;;
         -h|--help) usage ;;
@@ -55,14 +58,16 @@ fail() { printf 'run-bench.sh: %s\n' "$*" >&2; exit 1; }
 if [ "$QUICK" = 1 ]; then
     LG_ARGS=(--pairs 25 --messages 20000 --logins 200 --sessions "${SESSIONS:-600}"
              --contacts 100 --rounds 50 --pep-contacts 200 --pep-rounds 20
+             --muc-occupants "${MUC_OCCUPANTS:-200}" --muc-messages 50
              --offline-messages 3000 --offline-recipients 5
              --offline-senders 5 --phase-timeout 60)
     SERVER_BUDGET=150       # seconds a server's whole run may take
 else
     LG_ARGS=(--pairs 50 --messages 100000 --logins 1000 --sessions "${SESSIONS:-5000}"
              --contacts 500 --rounds 100 --pep-contacts 1000 --pep-rounds 50
+             --muc-occupants "${MUC_OCCUPANTS:-1000}" --muc-messages 50
              --offline-messages 20000 --offline-recipients 10
-             --offline-senders 10 --phase-timeout 180)
+             --offline-senders 10 --phase-timeout 300)
     SERVER_BUDGET=900
 fi
 [ -n "$WORKLOADS" ] && LG_ARGS+=(--workloads "register,$WORKLOADS")
@@ -165,7 +170,9 @@ start_xmppd() {  # PORT DIR
     "auth_internal": { "iterations": 4096 },
     "roster": {}, "presence": {}, "offline": { "max_messages": 100000 },
     "disco": {}, "ping": {}, "caps": {}, "pep": {},
-    "register": { "allow_registration": true, "registration_throttle": 0 }
+    "register": { "allow_registration": true, "registration_throttle": 0 },
+    "muc": { "domain": "conference.localhost", "message_rate": 0, "max_occupants": 20000,
+             "room_defaults": { "archiving": false } }
   },
   "hosts": { "localhost": {} }
 }
@@ -176,7 +183,7 @@ EOF
     wait_port "$port" 20 "$SRV_PID" || { tail -n 20 "$dir/stderr.log" "$dir/xmppd.log" >&2; fail "xmppd did not start"; }
     SRV_VERSION="$("$BUILD/server/xmppd" -V 2>/dev/null | head -1 || echo 'xmppd (version unknown)')"
     SRV_VERSION="$SRV_VERSION, git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes'), build $(basename "$BUILD")"
-    SRV_NOTES="storage_sqlite (WAL, synchronous=full), auth_internal (SCRAM-SHA-1/256/512 keys, 4096 iterations), modules roster presence offline disco ping register caps pep"
+    SRV_NOTES="storage_sqlite (WAL, synchronous=full), auth_internal (SCRAM-SHA-1/256/512 keys, 4096 iterations), modules roster presence offline disco ping register caps pep muc (conference.localhost: no message rate limit, max_occupants 20000, rooms not archived)"
 }
 
 start_prosody() {  # PORT DIR
@@ -209,13 +216,14 @@ modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "register"; "p
 modules_disabled = { "s2s" }
 ssl = { certificate = "$CRT"; key = "$KEY" }
 VirtualHost "localhost"
+Component "conference.localhost" "muc"
 EOF
     (cd "$dir" && exec taskset -c 0 prosody --config "$dir/prosody.cfg.lua" \
         >"$dir/stderr.log" 2>&1 </dev/null) &
     SRV_PID=$!
     wait_port "$port" 20 "$SRV_PID" || { tail -n 20 "$dir/stderr.log" "$dir/prosody.log" >&2; fail "prosody did not start"; }
     SRV_VERSION="Prosody $(dpkg-query -W -f '${Version}' prosody 2>/dev/null) ($(lua5.4 -v 2>&1 | head -1 | cut -d' ' -f1-2), network_backend epoll)"
-    SRV_NOTES="storage internal (files), authentication internal_hashed (SCRAM-SHA-1, 4096 iterations), modules roster saslauth tls disco ping register presence message iq offline pep"
+    SRV_NOTES="storage internal (files), authentication internal_hashed (SCRAM-SHA-1, 4096 iterations), modules roster saslauth tls disco ping register presence message iq offline pep, Component conference.localhost muc (defaults: new rooms locked until configured, no occupant limit)"
 }
 
 start_ejabberd() {  # PORT DIR
@@ -273,6 +281,13 @@ modules:
   mod_caps: {}
   mod_pubsub:
     plugins: ["flat", "pep"]
+  mod_muc:
+    hosts: ["conference.localhost"]
+    access_create: all
+    max_users: 20000
+    max_users_presence: 20000
+    default_room_options:
+      max_users: 20000
 EOF
     cat > "$dir/etc/ejabberdctl.cfg" <<EOF
 ERLANG_NODE=$node
@@ -298,7 +313,7 @@ EOF
     SRV_PID=$(cat "$dir/ejabberd.pid" 2>/dev/null || true)
     [ -n "$SRV_PID" ] && kill -0 "$SRV_PID" 2>/dev/null || fail "ejabberd: no beam process id in $dir/ejabberd.pid"
     SRV_VERSION="ejabberd $(dpkg-query -W -f '${Version}' ejabberd 2>/dev/null) (Erlang/OTP $(dpkg-query -W -f '${Version}' erlang-base 2>/dev/null | sed 's/^1://; s/+.*//'))"
-    SRV_NOTES="mnesia, auth internal with SCRAM-SHA-1 stored keys (4096 iterations), modules mod_disco mod_ping mod_roster mod_offline mod_register mod_caps mod_pubsub (pep); schedulers without busy-wait (+sbwt none)"
+    SRV_NOTES="mnesia, auth internal with SCRAM-SHA-1 stored keys (4096 iterations), modules mod_disco mod_ping mod_roster mod_offline mod_register mod_caps mod_pubsub (pep) mod_muc (conference.localhost, max_users and max_users_presence 20000); schedulers without busy-wait (+sbwt none)"
 }
 
 stop_server() {
@@ -384,6 +399,10 @@ row() {  # label key higher_is_better budget
     row "idle TLS session, KiB per session (marginal, last 80 %)" idle_kib_per_session_marginal 0 "≤ 16"
     row "presence fan-out, CPU-µs per delivered presence" fanout_cpu_us_per_delivery 0 "≤ 8"
     row "PEP fan-out, CPU-µs per delivered notification" pep_cpu_us_per_delivery 0 "≤ 8"
+    row "group chat fan-out, CPU-µs per delivered message" muc_cpu_us_per_delivery 0 "≤ 8"
+    row "group chat, ms until the last occupant has a message (median)" muc_last_ms_p50 0 "—"
+    row "group chat, ms until the last occupant has a message (p99)" muc_last_ms_p99 0 "—"
+    row "group chat, KiB per occupant (RSS growth from joining)" muc_kib_per_occupant 0 "—"
     row "offline messages stored per CPU-second" offline_stored_per_cpu_s 1 "≥ 20,000"
     row "offline messages fetched per CPU-second" offline_fetched_per_cpu_s 1 "≥ 100,000"
     echo
@@ -393,7 +412,7 @@ row() {  # label key higher_is_better budget
     echo
     echo "| | xmppd | Prosody | ejabberd |"
     echo "|---|---|---|---|"
-    for k in route_messages route_msgs_per_wall_s login_count login_wall_s idle_sessions idle_rss_before_kib idle_rss_after_kib idle_login_cpu_ms_per fanout_contacts fanout_deliveries pep_contacts pep_deliveries offline_sent offline_stored_per_wall_s offline_fetched offline_fetched_per_wall_s rc; do
+    for k in route_messages route_msgs_per_wall_s login_count login_wall_s idle_sessions idle_rss_before_kib idle_rss_after_kib idle_login_cpu_ms_per fanout_contacts fanout_deliveries pep_contacts pep_deliveries muc_occupants muc_deliveries muc_join_wall_s muc_last_ms_max offline_sent offline_stored_per_wall_s offline_fetched offline_fetched_per_wall_s rc; do
         line="| $k |"
         for s in xmppd prosody ejabberd; do line="$line $(get "$s" "$k" | sed 's/^$/—/') |"; done
         echo "$line"
