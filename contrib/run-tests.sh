@@ -72,7 +72,7 @@ libhiredis-dev redis-server
 python3-pytest python3-slixmpp openssl clang libclang-rt-dev postgresql libcrypt-dev
 libldap-dev slapd ldap-utils
 prosody lua-unbound ejabberd chromium
-debhelper lintian dpkg-dev fakeroot git go-sendxmpp sendxmpp biboumi"
+debhelper lintian dpkg-dev fakeroot git go-sendxmpp sendxmpp profanity biboumi"
 # prosody, ejabberd: the federation peers of test_s2s_prosody.py and test_s2s_ejabberd.py
 # (Prosody resolves through libunbound pointed at the test DNS fixture: a Recommends of
 # prosody, and we install without recommends), and the sources of the migration tests
@@ -80,7 +80,7 @@ debhelper lintian dpkg-dev fakeroot git go-sendxmpp sendxmpp biboumi"
 # dpkg-dev: test_package.py builds, checks and (in CI, as root) installs the Debian
 # package; libldap-dev, slapd, ldap-utils: the directory modules and their slapd; git:
 # test_quickstart.py and test_package.py work in fresh clones; go-sendxmpp, sendxmpp:
-# the real clients of test_real_clients.py; biboumi: the IRC gateway of test_muc_biboumi.py;
+# the real clients of test_real_clients.py; profanity: test_profanity.py; biboumi: the IRC gateway of test_muc_biboumi.py;
 # redis-server: the cluster tests (test_cluster*.py) run private instances of it
 
 ensure_packages() {
