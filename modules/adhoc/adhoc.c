@@ -212,20 +212,30 @@ static void session_stop(adhoc_session *s)
     session_end(s, false);
 }
 
+/* How long an expired run's tombstone answers <session-expired/>: a client
+ * coming back after a long pause should hear that, not <bad-sessionid/>
+ * (tombstones are few: bounded by max_sessions). */
+#define ADHOC_TOMBSTONE_MIN_MS 300000
+
+static uint64_t tombstone_ms(const adhoc_session *s)
+{
+    return s->timeout_ms > ADHOC_TOMBSTONE_MIN_MS ? s->timeout_ms : ADHOC_TOMBSTONE_MIN_MS;
+}
+
 /* The expiry timer: a run idle for its timeout (a stage being answered is
- * not idle) becomes a tombstone, which goes after another timeout. */
+ * not idle) becomes a tombstone, which goes after tombstone_ms. */
 static uint64_t session_tick(void *ud)
 {
     adhoc_session *s = ud;
     uint64_t now = xmppd_now_ms();
-    uint64_t due = s->last_ms + s->timeout_ms;
+    uint64_t due = s->last_ms + (s->reg ? s->timeout_ms : tombstone_ms(s));
     if (now < due)
         return due - now;
     if (s->reg && (s->p || s->in_step))
         return s->timeout_ms;
     if (s->reg) {
         session_end(s, true);
-        return s->timeout_ms;
+        return tombstone_ms(s);
     }
     s->timer = NULL; /* freed when this returns 0 */
     s->st->n_tombs--;
