@@ -326,6 +326,9 @@ def test_directory_killed_and_restarted_under_load(server_factory):
         killed_at = time.monotonic()  # logins failing as it dies count as during
         own.kill()
         time.sleep(scaled(1.5))
+        # slapd answers before start() returns: a login that succeeds while
+        # it comes up belongs to neither window
+        restarting_at = time.monotonic()
         own.start()
         back_at = time.monotonic()
         time.sleep(scaled(2.5))
@@ -337,10 +340,12 @@ def test_directory_killed_and_restarted_under_load(server_factory):
         own.destroy()
     assert srv.running
     before = [r for r in results if r[0] < killed_at]
-    during = [r for r in results if killed_at + 0.3 < r[0] < back_at]
+    during = [r for r in results if killed_at + 0.3 < r[0] < restarting_at]
     after = [r for r in results if r[0] > back_at + scaled(1)]
     assert before and all(r[1] for r in before), before[:5]
-    assert during and all(r[2] == "temporary-auth-failure" for r in during), during[:5]
+    assert during, results
+    assert all(r[2] == "temporary-auth-failure" for r in during), \
+        [r for r in during if r[2] != "temporary-auth-failure"][:5]
     assert max(r[3] for r in during) < scaled(3), max(r[3] for r in during)
     assert after and all(r[1] for r in after), after[:5]
     assert all(r[1] or r[2] == "temporary-auth-failure" for r in results), \
