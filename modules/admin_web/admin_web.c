@@ -136,7 +136,8 @@ static void on_request(xmppd_http_request *req, void *ud)
         char loc[512];
         snprintf(loc, sizeof(loc), "%s/", slash + 1);
         xmppd_http_set_header(req, "Location", loc);
-        xmppd_http_respond(req, 301, "text/plain; charset=utf-8", "the console is at PATH/\n", 24);
+        static const char moved[] = "the console is at PATH/\n";
+        xmppd_http_respond(req, 301, "text/plain; charset=utf-8", moved, sizeof(moved) - 1);
         return;
     }
     const char *name = rest + 1; /* after '/' */

@@ -13,12 +13,12 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, existsSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import puppeteer from 'puppeteer-core';
+import { freePort, waitPort } from './harness.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..', '..');
@@ -32,27 +32,6 @@ const CAROL = { user: 'carol', password: 'carol-pw-' + Date.now(), resource: 'co
 
 let work, xmppd, browser, page, ports, base;
 const problems = []; // page errors and console errors: none expected
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-    s.on('error', reject);
-  });
-}
-
-async function waitPort(port, ms) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const ok = await new Promise((r) => {
-      const c = net.connect(port, '127.0.0.1', () => { c.end(); r(true); });
-      c.on('error', () => r(false));
-    });
-    if (ok) return;
-    if (Date.now() > end) throw new Error(`xmppd does not listen on ${port}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 // ---- a small XMPP client: direct TLS, SASL PLAIN, bind, presence -------------------------
 
@@ -199,6 +178,17 @@ async function go(hash) {
   await page.evaluate((h) => { location.hash = h; }, hash);
 }
 
+// The session list is read when the page opens and on Refresh: refresh
+// until jid is listed (or gone).
+function sessionListed(jid, listed) {
+  return page.waitForFunction(async (j, want) => {
+    if (Boolean(document.querySelector(`#sess-table tr[data-jid="${j}"]`)) === want) return true;
+    document.getElementById('sess-refresh').click();
+    await new Promise((r) => setTimeout(r, 300));
+    return false;
+  }, { timeout: WAIT, polling: 500 }, jid, listed);
+}
+
 let client;
 
 test('the console page comes with its security headers and logs an administrator in', async () => {
@@ -250,13 +240,7 @@ test('an account created in the console logs in from an XMPP client and shows as
   const jid = await client.login(CAROL.user, CAROL.password, CAROL.resource);
   assert.equal(jid, `carol@localhost/${CAROL.resource}`);
   await go('sessions');
-  // The list is read when the page opens: refresh until the session is there.
-  await page.waitForFunction(async (j) => {
-    if (document.querySelector(`#sess-table tr[data-jid="${j}"]`)) return true;
-    document.getElementById('sess-refresh').click();
-    await new Promise((r) => setTimeout(r, 300));
-    return false;
-  }, { timeout: WAIT, polling: 500 }, jid);
+  await sessionListed(jid, true);
   await shot('4-sessions');
 });
 
@@ -267,12 +251,7 @@ test('kicking the session ends the client\'s stream with <policy-violation/> (RF
   await waitText('#notice', /Kicked carol@localhost/);
   await stanzaError;
   await client.waitClosed();
-  await page.waitForFunction(async (j) => {
-    if (!document.querySelector(`#sess-table tr[data-jid="${j}"]`)) return true;
-    document.getElementById('sess-refresh').click();
-    await new Promise((r) => setTimeout(r, 300));
-    return false;
-  }, { timeout: WAIT, polling: 500 }, jid);
+  await sessionListed(jid, false);
   await shot('5-kicked');
 });
 
