@@ -5,10 +5,12 @@
  * serves files and holds no credentials.
  *
  * The files come from `root` (default: where `make install` puts them,
- * PKGDATADIR/admin_web; a module loaded from the build tree it was built
- * in, as by the tests and contrib/quickstart.sh, takes the source tree's
- * modules/admin_web/www instead: never an installed one, so a source
- * path baked into the binary cannot be planted with other files). Only flat names of known types are served
+ * PKGDATADIR/admin_web). A module loaded from a build tree (its file in
+ * libtool's .libs folder, as the tests and contrib/quickstart.sh load
+ * it) takes the www folder beside .libs instead: the source files, or
+ * the link to them that Makefile.am makes in a separate build folder.
+ * Installed modules are never in a .libs folder, and no build path is
+ * compiled in. Only flat names of known types are served
  * (name.html, name.css, name.js, name.svg, name.png, name.ico), opened
  * under root without following links, so no path reaches outside it.
  * Every answer carries a Content-Security-Policy without inline script,
@@ -27,8 +29,8 @@
 
 #include <xmppd/xmppd.h>
 
-#if !defined(ADMIN_WEB_DIR) || !defined(ADMIN_WEB_SRCDIR) || !defined(ADMIN_WEB_BUILDDIR)
-#error "ADMIN_WEB_DIR, ADMIN_WEB_SRCDIR, ADMIN_WEB_BUILDDIR: Makefile.am sets them"
+#ifndef ADMIN_WEB_DIR
+#error "ADMIN_WEB_DIR: the installed console files (Makefile.am sets it)"
 #endif
 
 #define NAME_MAX_LEN 64
@@ -45,7 +47,7 @@ static const xmppd_option web_options[] = {
       "the URL path of the console (PATH/ serves its page)" },
     { "root", XMPPD_OPT_STRING, XMPPD_OFF(web_conf, root), NULL, 1, 0, NULL, 0,
       "the folder of the console's files (default: PKGDATADIR/admin_web, where make install puts "
-      "them; the source tree's modules/admin_web/www for a module loaded from its build tree)" },
+      "them; a module loaded from a build tree takes the www folder beside its .libs)" },
     { "api_path", XMPPD_OPT_STRING, XMPPD_OFF(web_conf, api_path), "\"/api\"", 2, 0, NULL, 0,
       "the path of mod_admin_api's commands, as its own path option says" },
     { "loopback_only", XMPPD_OPT_BOOL, XMPPD_OFF(web_conf, loopback_only), "true", 0, 0, NULL, 0,
@@ -180,16 +182,19 @@ static bool plain_path(const char *p)
     return strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./") == strlen(p);
 }
 
-/* Is this module's file inside the build tree it was compiled in? */
-static bool in_build_tree(void)
+/* Loaded from a build tree (.../admin_web/.libs/mod_admin_web.so): the
+ * www folder beside .libs into buf (true); else false. */
+static bool build_tree_root(char *buf, size_t size)
 {
     Dl_info info;
-    char so[PATH_MAX], build[PATH_MAX];
-    if (!dladdr((void *)in_build_tree, &info) || !info.dli_fname ||
-        !realpath(info.dli_fname, so) || !realpath(ADMIN_WEB_BUILDDIR, build))
+    char so[PATH_MAX];
+    if (!dladdr((void *)build_tree_root, &info) || !info.dli_fname || !realpath(info.dli_fname, so))
         return false;
-    size_t n = strlen(build);
-    return strncmp(so, build, n) == 0 && so[n] == '/';
+    char *slash = strrchr(so, '/');
+    if (!slash || slash - so < 6 || strncmp(slash - 6, "/.libs", 6) != 0)
+        return false;
+    slash[-6] = '\0';
+    return snprintf(buf, size, "%s/www", so) < (int)size;
 }
 
 static int web_load(xmppd_module *m, const void *conf_)
@@ -206,7 +211,10 @@ static int web_load(xmppd_module *m, const void *conf_)
         return xmppd_module_refuse(m, "out of memory");
     }
     st->m = m;
-    const char *root = conf->root ? conf->root : in_build_tree() ? ADMIN_WEB_SRCDIR : ADMIN_WEB_DIR;
+    char built[PATH_MAX];
+    const char *root = conf->root                                 ? conf->root
+                       : build_tree_root(built, sizeof(built)) ? built
+                                                                  : ADMIN_WEB_DIR;
     st->root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     struct stat sb;
     if (st->root_fd < 0 || fstatat(st->root_fd, "index.html", &sb, 0) < 0) {

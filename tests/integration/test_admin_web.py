@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Account, Server, _finish, unique_user
+from conftest import MODULES, Account, Server, _finish, unique_user
 from webclient import add_web_listeners, http_request
 from xmpptest import NS_CLIENT, RawClient, free_port, raw_login
 
@@ -364,8 +364,8 @@ def test_s2s_connections_lists_streams(server):
 
 
 def test_default_root_and_options(server_factory, tmp_path):
-    """Without root, a module loaded from its build tree serves the source
-    tree's files (an installed one: PKGDATADIR/admin_web); path and
+    """Without root, a module loaded from a build tree (its .libs) serves
+    the source tree's files (an installed one: PKGDATADIR/admin_web); path and
     api_path move the console and tell it where the API is
     (config.json, relative so that a listener's path_prefix works); a
     reload with a root holding no index.html, or a path that is not
@@ -389,3 +389,28 @@ def test_default_root_and_options(server_factory, tmp_path):
         r = srv.ctl("reload")
         assert r.returncode == 1 and why in r.stdout + r.stderr, (bad, r.stdout + r.stderr)
         assert get(srv, "/ops/console/")[0] == 200
+
+
+def test_an_installed_module_looks_only_in_its_data_folder(server_factory, tmp_path):
+    """Outside a build tree (the module file not in libtool's .libs, as
+    installed), the default root is the compiled-in PKGDATADIR/admin_web
+    only, never a folder beside the module: here, where nothing is
+    installed there, the module refuses to load and says where it looked."""
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    shutil.copy(MODULES / "admin_web" / ".libs" / "mod_admin_web.so", mods / "mod_admin_web.so")
+    (mods / "www").mkdir()  # a decoy beside the module: never to be served
+    (mods / "www" / "index.html").write_text("decoy")
+    srv = server_factory({"module_path": [str(mods), str(MODULES)], "modules": {"admin_web": {}}},
+                         start=False)
+    add_web_listeners(srv)
+    try:
+        srv.start()
+    except RuntimeError as err:
+        e = err
+    else:
+        assert get(srv, "/admin/")[2] != b"decoy"
+        pytest.skip("a console is installed in this machine's PKGDATADIR/admin_web")
+    m = re.search(r"root: no index\.html in (\S+)/admin_web", str(e))
+    assert m and m.group(1).endswith("/share/xmppd") and not m.group(1).startswith(str(tmp_path)), \
+        str(e)[-2000:]
