@@ -100,6 +100,9 @@ int api_tokens_command(api_state *st);
  * NULL. */
 const xmppd_jid *api_login_find(api_state *st, const char *presented);
 void api_logins_free(api_state *st);
+/* Ends the login tokens of user@host (its account goes or its password
+ * changes). */
+void api_logins_revoke(api_state *st, const char *user, const char *host);
 void api_cmd_login(api_call *c);
 void api_cmd_logout(api_call *c);
 

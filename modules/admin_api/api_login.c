@@ -10,7 +10,10 @@
  * Only the tokens' SHA-256 are kept, in memory (a restart or a reload of
  * the module logs everyone out), at most API_MAX_LOGINS (the oldest goes
  * first). Each call through a token checks the rule admin_api afresh, so
- * an administrator removed from the configuration loses access at once. */
+ * an administrator removed from the configuration loses access at once;
+ * deleting the account or changing its password through the API ends
+ * its tokens (through xmppctl or XEP-0133, they run out with their
+ * lifetime). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +79,19 @@ const xmppd_jid *api_login_find(api_state *st, const char *presented)
 {
     api_login **pp = login_slot(st, presented);
     return pp ? (*pp)->jid : NULL;
+}
+
+void api_logins_revoke(api_state *st, const char *user, const char *host)
+{
+    for (api_login **pp = &st->logins; *pp;) {
+        api_login *l = *pp;
+        if (strcmp(l->jid->node, user) == 0 && strcmp(l->jid->domain, host) == 0) {
+            *pp = l->next;
+            login_free(l);
+        } else {
+            pp = &l->next;
+        }
+    }
 }
 
 /* A new token for jid in out (hex, NUL-terminated); 0 or -1. */

@@ -270,6 +270,18 @@ def test_login_token_stands_for_the_administrator(server):
     assert call(server, "registered_users", {"host": "other.example"}, token=chief["token"])[0] == 200
 
 
+def test_login_tokens_end_with_the_password(server):
+    """A login token ends when its account's password is changed or the
+    account deleted through the API (its other sessions end so too)."""
+    tok = login(server, BOSS)["token"]
+    chief = login(server, CHIEF)["token"]
+    st, _, _ = call(server, "change_password", {"user": "chief", "host": "other.example",
+                                                "newpass": CHIEF.password}, token=tok)
+    assert st == 200
+    assert call(server, "registered_users", {"host": "other.example"}, token=chief)[0] == 401
+    assert call(server, "status", token=tok)[0] == 200
+
+
 def test_cross_site_browser_requests_are_refused(server):
     """CSRF (issue 17 "not CSRF-able"): a POST carrying the Origin of
     another site, or Sec-Fetch-Site cross-site/same-site, is 403 even with
