@@ -1,8 +1,9 @@
 // The web console (mod_admin_web, issue 17 "Web console") in headless
 // Chromium (Debian's chromium) against a real xmppd: an administrator logs
 // in, creates an account, sees it online when a small XMPP client (raw
-// direct TLS, RFC 6120 + XEP-0368, below) logs in with it, kicks it, and
-// reads the audit log; screenshots of each page are kept as artefacts in
+// direct TLS, RFC 6120 + XEP-0368, below) logs in with it, kicks it, sees
+// stanza rates, reloads a module, changes the account's password, deletes
+// it, and reads the audit log; screenshots of each page are kept as artefacts in
 // $XMPPD_ARTEFACTS/browser, else tests/browser/artefacts/.
 //
 //   XMPPD_BUILD=/path/to/build node --test tests/browser/
@@ -283,6 +284,26 @@ test('the dashboard shows the stanza rates of a client\'s traffic, and reloads a
   await shot('6-dashboard-after');
 });
 
+test('an account\'s password is changed and the account deleted from the accounts page', async () => {
+  await go('accounts');
+  await page.waitForSelector('#acc-table tr[data-user="carol"]', { timeout: WAIT });
+  const row = '#acc-table tr[data-user="carol"]';
+  const newPw = CAROL.password + '-new';
+  await page.type(`${row} input[type="password"]`, newPw);
+  await page.click(`${row} button[data-action="passwd"]`);
+  await waitText('#notice', /Password of carol@localhost changed/);
+  const c = new XmppClient(ports.c2s);
+  assert.equal(await c.login(CAROL.user, newPw, 'new-password'), 'carol@localhost/new-password');
+  c.sock.destroy();
+  await page.click(`${row} button[data-action="delete"]`); // asks first
+  await waitText(`${row} button[data-action="delete"]`, /Really delete\?/);
+  await page.click(`${row} button[data-action="delete"]`);
+  await waitText('#notice', /Deleted carol@localhost/);
+  await page.waitForFunction((r) => !document.querySelector(r), { timeout: WAIT }, row);
+  await waitText('#acc-count', /^0 of 1$/);
+  await shot('7-deleted');
+});
+
 test('the audit log lists the calls, and logging out ends the token', async () => {
   await go('audit');
   await page.waitForFunction(() => [...document.querySelectorAll('#audit-table tbody tr')]
@@ -291,8 +312,9 @@ test('the audit log lists the calls, and logging out ends the token', async () =
   const rows = await page.$$eval('#audit-table tbody tr', (trs) => trs.map((tr) => tr.textContent));
   assert.ok(rows.some((r) => /register.*admin@localhost.*200/.test(r)), rows.join('\n'));
   assert.ok(rows.some((r) => /login.*admin@localhost.*401/.test(r)), 'the failed login is there');
-  assert.ok(rows.some((r) => /module_reload.*admin@localhost.*200/.test(r)), rows.join('\n'));
-  await shot('7-audit');
+  for (const cmd of ['module_reload', 'change_password', 'unregister'])
+    assert.ok(rows.some((r) => new RegExp(`${cmd}.*admin@localhost.*200`).test(r)), `${cmd}: ${rows.join('\n')}`);
+  await shot('8-audit');
   const token = await page.evaluate(() => JSON.parse(sessionStorage.getItem('xmppd-console')).token);
   await page.click('#logout');
   await page.waitForSelector('#login-page:not([hidden])', { timeout: WAIT });
