@@ -44,7 +44,6 @@ struct bufferevent;
 struct event;
 
 #define XSTREAM_CLOSE_GRACE_MS 5000
-#define XSTREAM_DRAIN_MAX (256 * 1024) /* unread input discarded at close */
 
 /* A stream that does not travel as one XML document over a socket: XMPP
  * over WebSocket (RFC 7395: one element per message, <open/> and <close/>
