@@ -4,6 +4,7 @@
 #   tests/bench/run-bench.sh [--quick] [--build DIR] [--servers "xmppd prosody ejabberd"]
 #                            [--workloads LIST] [--out FILE] [--sessions N]
 #                            [--muc-occupants N] [--keep] [--no-install]
+#                            [--loadgen-args "ARGS"]
 #
 # Each server gets its own configuration and data folder in a temporary folder,
 # a free loopback port and the same self-signed certificate (contrib/gen-cert.sh);
@@ -16,6 +17,8 @@
 # --workloads: a comma list of the load generator's workloads (default all:
 # register,route,login,idle,fanout,pep,muc,offline; register is always run).
 # --muc-occupants: occupants of the group chat room (default 1,000, quick 200).
+# --loadgen-args: extra options for the load generator, after the defaults
+# (e.g. "--pep-contacts 20 --pep-rounds 5" to try one workload small).
 # Default run: about 25-30 minutes; --quick: about 5 minutes (smaller counts).
 # Needs root for apt-get (Prosody, ejabberd) and to run ejabberd as its own user.
 # Never part of the pass/fail test suite.
@@ -32,9 +35,10 @@ OUT=""
 SESSIONS=""
 MUC_OCCUPANTS=""
 WORKLOADS=""
+EXTRA_LG_ARGS=""
 LOGLEVEL=${BENCH_LOGLEVEL:-info}
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) QUICK=1; shift ;;
@@ -46,6 +50,7 @@ while [ $# -gt 0 ]; do
         --muc-occupants) MUC_OCCUPANTS=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --no-install) INSTALL=0; shift ;;
+        --loadgen-args) EXTRA_LG_ARGS=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run-bench.sh: unknown argument '$1'" >&2; usage ;;
     esac
@@ -71,6 +76,8 @@ else
     SERVER_BUDGET=1500      # the muc joins alone take Prosody about 5 minutes
 fi
 [ -n "$WORKLOADS" ] && LG_ARGS+=(--workloads "register,$WORKLOADS")
+# shellcheck disable=SC2206 # split on purpose: a list of options
+[ -n "$EXTRA_LG_ARGS" ] && LG_ARGS+=($EXTRA_LG_ARGS)
 
 # ---- dependencies -------------------------------------------------------------
 need_pkgs=()
@@ -399,6 +406,9 @@ row() {  # label key higher_is_better budget
     row "idle TLS session, KiB per session (marginal, last 80 %)" idle_kib_per_session_marginal 0 "≤ 16"
     row "presence fan-out, CPU-µs per delivered presence" fanout_cpu_us_per_delivery 0 "≤ 8"
     row "PEP fan-out, CPU-µs per delivered notification" pep_cpu_us_per_delivery 0 "≤ 8"
+    row "PEP fan-out, ms until the last contact has a notification (median)" pep_last_ms_p50 0 "—"
+    row "PEP fan-out, ms until the last contact has a notification (p99)" pep_last_ms_p99 0 "—"
+    row "PEP fan-out, server RSS at the end, KiB (contacts and hub online)" pep_rss_end_kib 0 "—"
     row "group chat fan-out, CPU-µs per delivered message" muc_cpu_us_per_delivery 0 "≤ 8"
     row "group chat, ms until the last occupant has a message (median)" muc_last_ms_p50 0 "—"
     row "group chat, ms until the last occupant has a message (p99)" muc_last_ms_p99 0 "—"
@@ -412,7 +422,7 @@ row() {  # label key higher_is_better budget
     echo
     echo "| | xmppd | Prosody | ejabberd |"
     echo "|---|---|---|---|"
-    for k in route_messages route_msgs_per_wall_s login_count login_wall_s idle_sessions idle_rss_before_kib idle_rss_after_kib idle_login_cpu_ms_per fanout_contacts fanout_deliveries pep_contacts pep_deliveries muc_occupants muc_deliveries muc_join_wall_s muc_last_ms_max offline_sent offline_stored_per_wall_s offline_fetched offline_fetched_per_wall_s rc; do
+    for k in route_messages route_msgs_per_wall_s login_count login_wall_s idle_sessions idle_rss_before_kib idle_rss_after_kib idle_login_cpu_ms_per fanout_contacts fanout_deliveries pep_contacts pep_disco_answered pep_first_complete pep_deliveries pep_duplicates pep_complete pep_wall_s pep_rss_before_caps_kib pep_rss_after_first_kib muc_occupants muc_deliveries muc_join_wall_s muc_last_ms_max offline_sent offline_stored_per_wall_s offline_fetched offline_fetched_per_wall_s rc; do
         line="| $k |"
         for s in xmppd prosody ejabberd; do line="$line $(get "$s" "$k" | sed 's/^$/—/') |"; done
         echo "$line"
