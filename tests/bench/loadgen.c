@@ -1737,11 +1737,13 @@ static bool fan_setup_done(void)
 {
     if (fan_subscribed_hub < fan_k)
         return false;
-    /* accounts subscribed by an earlier run: the server answers for the
-     * contacts and they see nothing; give them 3 s */
+    /* contacts whose half was left over by an earlier run on the same
+     * accounts see nothing (the server answers for them); mutual ones are
+     * counted already (fan_note_mutual). A busy server may take seconds to
+     * deliver the rest: give them 30 s after the hub has all. */
     if (fan_hub_done_at == 0)
         fan_hub_done_at = now_s();
-    return fan_subscribed_contacts >= fan_k || now_s() - fan_hub_done_at > 3;
+    return fan_subscribed_contacts >= fan_k || now_s() - fan_hub_done_at > 30;
 }
 static bool fan_done(void) { return fan_recv >= (long)opt.rounds * fan_k; }
 static bool pep_done(void) { return pep_recv >= (long)opt.pep_rounds * fan_k; }

@@ -193,9 +193,60 @@ EOF
     SRV_NOTES="storage_sqlite (WAL, synchronous=full), auth_internal (SCRAM-SHA-1/256/512 keys, 4096 iterations), modules roster presence offline disco ping register caps pep muc (conference.localhost: no message rate limit, max_occupants 20000, rooms not archived)"
 }
 
+# lg_opt NAME DEFAULT: the value the load generator gets for --NAME (the last
+# one in LG_ARGS wins, as in its getopt loop).
+lg_opt() {
+    local v=$2 i
+    for ((i = 0; i < ${#LG_ARGS[@]} - 1; i++)); do
+        [ "${LG_ARGS[$i]}" = "--$1" ] && v=${LG_ARGS[$((i + 1))]}
+    done
+    echo "$v"
+}
+runs_workload() {  # NAME: does the load generator run it?
+    local w
+    w=$(lg_opt workloads "register,route,login,idle,fanout,pep,muc,offline")
+    case ",$w," in *",$1,"*) return 0 ;; *) return 1 ;; esac
+}
+
+# Prosody's rosters for the fanout and pep workloads, written into its
+# storage before it starts: the hub (account N, N = contacts) and accounts
+# 0..N-1 with subscription both. Made through the protocol, 1,000 contacts
+# take Prosody far too long: its internal storage rewrites the user's whole
+# roster file on every change (four per contact), so the hub's handshakes
+# are quadratic (see docs/benchmarks.md, "PEP fan-out side by side"). The
+# load generator reads the rosters and subscribes only what is missing;
+# in-band registration leaves the roster files alone.
+prosody_rosters() {  # ROSTER_DIR
+    local hubs=()
+    runs_workload fanout && hubs+=("$(lg_opt contacts 500)")
+    runs_workload pep && hubs+=("$(lg_opt pep-contacts 1000)")
+    [ ${#hubs[@]} -gt 0 ] || return 0
+    mkdir -p "$1"
+    python3 - "$1" "$(lg_opt prefix bench)" "$(lg_opt domain localhost)" "${hubs[@]}" <<'PY'
+import sys
+folder, prefix, domain, hubs = sys.argv[1], sys.argv[2], sys.argv[3], [int(h) for h in sys.argv[4:]]
+rosters = {}
+for n in hubs:
+    hub = "%su%d" % (prefix, n)
+    for i in range(n):
+        contact = "%su%d" % (prefix, i)
+        rosters.setdefault(hub, set()).add(contact)
+        rosters.setdefault(contact, set()).add(hub)
+for user, contacts in rosters.items():
+    lines = ["return {", "\t[false] = {", '\t\t["version"] = 1;', '\t\t["pending"] = {};', "\t};"]
+    for c in sorted(contacts):
+        lines += ['\t["%s@%s"] = {' % (c, domain), '\t\t["subscription"] = "both";',
+                  '\t\t["groups"] = {};', "\t};"]
+    lines.append("};")
+    with open("%s/%s.dat" % (folder, user), "w") as f:
+        f.write("\n".join(lines) + "\n")
+PY
+}
+
 start_prosody() {  # PORT DIR
     local port=$1 dir=$2
     mkdir -p "$dir/data"
+    prosody_rosters "$dir/data/localhost/roster"
     cat > "$dir/prosody.cfg.lua" <<EOF
 -- benchmark configuration (tests/bench/run-bench.sh)
 run_as_root = true
