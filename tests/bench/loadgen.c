@@ -1748,7 +1748,13 @@ static bool fan_setup_done(void)
 static bool fan_done(void) { return fan_recv >= (long)opt.rounds * fan_k; }
 static bool pep_done(void) { return pep_recv >= (long)opt.pep_rounds * fan_k; }
 static bool pep_first_done(void) { return pep_round_have >= fan_k; }
-static bool pep_disco_quiet(void) { return now_s() - pep_disco_at > 2; }
+static double pep_caps_at;    /* when the contacts sent their caps */
+/* The server has asked (and asked nothing more for 2 s), or asked nothing in
+ * 30 s (it knew the verification string already). */
+static bool pep_disco_quiet(void)
+{
+    return (pep_disco > 0 && now_s() - pep_disco_at > 2) || now_s() - pep_caps_at > 30;
+}
 static bool fan_rosters_done(void) { return fan_rosters >= fan_k + 1; }
 static bool muc_first_answered(void) { return sess[0] == NULL || sess[0]->sent != 1; }
 static bool muc_config_answered(void) { return muc_config != 0; }
@@ -2056,8 +2062,7 @@ static void phase_pep(void)
     pep_round = -1;
     long rss0 = server_rss_kib();
     pep_disco = 0;
-    pep_disco_at = now_s();
-    double ta = now_s();
+    double ta = pep_disco_at = pep_caps_at = now_s();
     for (int i = 0; i < k; i++)
         sendf(sess[i], "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' "
                        "node='" PEP_CAPS_NODE "' ver='%s'/></presence>", pep_ver);
@@ -2073,12 +2078,16 @@ static void phase_pep(void)
     note("pep: %d of %d contacts have the first (unmeasured) publication after %.1f s%s", pep_round_have,
          k, now_s() - tf, first ? "" : ": the server does not know every contact's interest");
     result("pep_first_complete", "%d", first ? 1 : 0);
+    long disco_before = pep_disco;
     if (!first) {
         /* a figure over contacts the server does not notify would be no figure */
         pep_finish();
         return;
     }
+    /* a busy server may still be asking (Prosody asks twice per contact) */
+    run_until(pep_disco_quiet, now_s() + opt.phase_timeout);
     settle(5);
+    long disco_measured = pep_disco;
     long rss1 = server_rss_kib();
     for (int i = 0; i <= k; i++)
         sess[i]->got = 0;
@@ -2098,6 +2107,8 @@ static void phase_pep(void)
          ph.errors ? " last: " : "", ph.errors ? ph.last_error : "");
     result("pep_contacts", "%d", k);
     result("pep_disco_answered", "%ld", pep_disco);
+    result("pep_disco_after_first", "%ld", disco_measured - disco_before);
+    result("pep_disco_during_measure", "%ld", pep_disco - disco_measured);
     result("pep_deliveries", "%ld", pep_recv);
     result("pep_duplicates", "%ld", pep_dups);
     result("pep_complete", "%d", done ? 1 : 0);
