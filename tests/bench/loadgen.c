@@ -1345,7 +1345,7 @@ static void route_pump(conn *c)
 
 /* Marks the contacts that the hub's roster (an iq result) already has with
  * subscription both: an earlier workload subscribed them, and a server
- * ignores a subscription approval it already has (RFC 6121 §3.1.5), so the
+ * ignores a subscription approval it already has (RFC 6121 §3.1.6), so the
  * hub must not wait for one. */
 static void fan_note_mutual(const char *el, size_t len)
 {
@@ -1971,8 +1971,8 @@ static void fan_prepare(int k, const char *label)
     settle(5);
     phase = P_FANOUT_SETUP;
     /* Every session fetches its roster first: that makes it an interested
-     * resource (RFC 6121 §2.1.6), and a server may deliver subscription
-     * approvals (§3.1.5) and roster pushes to interested resources only
+     * resource (RFC 6121 §2.2), and a server may deliver subscription
+     * approvals (§3.1.6) and roster pushes to interested resources only
      * (Prosody does). */
     fan_rosters = 0;
     free(fan_mutual);
