@@ -220,7 +220,9 @@ prosody_rosters() {  # ROSTER_DIR
     local hubs=()
     runs_workload fanout && hubs+=("$(lg_opt contacts 500)")
     runs_workload pep && hubs+=("$(lg_opt pep-contacts 1000)")
+    PROSODY_ROSTERS=""
     [ ${#hubs[@]} -gt 0 ] || return 0
+    PROSODY_ROSTERS=", rosters of the fan-out hubs (${hubs[*]} contacts) written into its storage before it starts"
     mkdir -p "$1"
     python3 - "$1" "$(lg_opt prefix bench)" "$(lg_opt domain localhost)" "${hubs[@]}" <<'PY'
 import sys
@@ -281,7 +283,7 @@ EOF
     SRV_PID=$!
     wait_port "$port" 20 "$SRV_PID" || { tail -n 20 "$dir/stderr.log" "$dir/prosody.log" >&2; fail "prosody did not start"; }
     SRV_VERSION="Prosody $(dpkg-query -W -f '${Version}' prosody 2>/dev/null) ($(lua5.4 -v 2>&1 | head -1 | cut -d' ' -f1-2), network_backend epoll)"
-    SRV_NOTES="storage internal (files), authentication internal_hashed (SCRAM-SHA-1, 4096 iterations), modules roster saslauth tls disco ping register presence message iq offline pep, Component conference.localhost muc (defaults: new rooms locked until configured, no occupant limit)"
+    SRV_NOTES="storage internal (files), authentication internal_hashed (SCRAM-SHA-1, 4096 iterations), modules roster saslauth tls disco ping register presence message iq offline pep, Component conference.localhost muc (defaults: new rooms locked until configured, no occupant limit)$PROSODY_ROSTERS"
 }
 
 start_ejabberd() {  # PORT DIR
