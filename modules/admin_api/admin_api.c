@@ -9,7 +9,8 @@
  * server-wide administrators), or a bearer token from the configuration,
  * limited to its hosts and commands. Only loopback clients unless
  * loopback_only is false or the rule "admin_api" allows the address.
- * Every call is logged (command, caller, address, status). GET
+ * Every call is logged (command, caller, address, status) and is an audit
+ * line (../log/audit.h: caller, command, target, result). GET
  * PATH/openapi.json serves the API's OpenAPI document (api_openapi.c). */
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../log/audit.h"
 #include "admin_api.h"
 
 #define API_MAX_BODY (64 * 1024)
@@ -68,9 +70,35 @@ static const char *caller_name(const api_call *c)
     return c->admin ? c->admin->bare : c->token ? c->token->name : "nobody";
 }
 
+/* One audit line per call: what it was about (an account, else the
+ * host, recipient or module its arguments name), never a password. */
+static void audit(api_call *c, int status, const json_t *body)
+{
+    char actor[1100], target[2100], result[600];
+    snprintf(actor, sizeof(actor), "%s%s", c->token ? "token:" : "", caller_name(c));
+    static const char *const keys[] = { "to", "host", "module", NULL };
+    const char *t = NULL;
+    for (size_t i = 0; !c->user && c->args && keys[i] && !t; i++)
+        t = json_string_value(json_object_get(c->args, keys[i]));
+    if (c->user && c->host)
+        snprintf(target, sizeof(target), "%s@%s", c->user, xmppd_host_name(c->host));
+    else
+        snprintf(target, sizeof(target), "%.1000s", t ? t : "");
+    const char *msg = status == 200 ? NULL : json_string_value(json_object_get(body, "message"));
+    if (status == 200)
+        snprintf(result, sizeof(result), "ok");
+    else
+        snprintf(result, sizeof(result), "%d: %.500s", status, msg ? msg : "failed");
+    log_audit_entry e = { .via = "api", .actor = actor, .ip = c->ip,
+                          .command = c->cmd ? c->cmd->name : "-", .target = *target ? target : NULL,
+                          .result = result };
+    log_audit(c->host, &e);
+}
+
 static void respond(api_call *c, int status, json_t *body)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    audit(c, text ? status : 500, body);
     json_decref(body);
     xmppd_log(c->st->m, XMPPD_LOG_INFO, "%s by %s from %s: %d", c->cmd ? c->cmd->name : "-",
               caller_name(c), c->ip, text ? status : 500);
@@ -184,7 +212,8 @@ static void on_ctl(int status, const json_t *resp, void *ud)
     if (!json_is_true(json_object_get(resp, "ok"))) {
         const char *why = json_string_value(json_object_get(resp, "error"));
         why = why ? why : "failed";
-        api_fail(c, strstr(why, "unknown") || strstr(why, "no such") ? 404 : 400, "%s", why);
+        api_fail(c, strstr(why, "unknown") || strstr(why, "no such") ? 404
+                    : strstr(why, "cannot disable") ? 501 : 400, "%s", why);
         return;
     }
     if (c->ctl_fn) {
@@ -414,6 +443,17 @@ static int api_load(xmppd_module *m, const void *conf_)
     return 0;
 }
 
+/* xmppctl check, reloads and loads: the tokens as a load checks them. */
+static int api_check(const void *conf_, char *err, size_t errlen)
+{
+    const api_conf *conf = conf_;
+    if (conf->path[0] != '/' || conf->path[strlen(conf->path) - 1] == '/') {
+        snprintf(err, errlen, "path: expected a path such as /api, got %s", conf->path);
+        return -1;
+    }
+    return api_tokens_check(conf, NULL, err, errlen);
+}
+
 static void api_unload(xmppd_module *m)
 {
     api_state *st = xmppd_module_data(m);
@@ -426,4 +466,4 @@ static void api_unload(xmppd_module *m)
 XMPPD_MODULE(admin_api, .version = "1.0",
              .summary = "JSON HTTP administration API (ejabberd mod_http_api style)",
              .flags = XMPPD_MOD_GLOBAL, .options = api_options, .conf_size = sizeof(api_conf),
-             .load = api_load, .unload = api_unload);
+             .load = api_load, .unload = api_unload, .check = api_check);

@@ -77,6 +77,10 @@ extern const api_cmd api_commands[];
  * value of xmppd_module_refuse), finds the one presented (NULL: none;
  * *expired_r set), registers `xmppctl token`. */
 int api_tokens_load(api_state *st, const api_conf *conf);
+/* The checks of the tokens (keys NULL: `xmppctl check`, the module
+ * descriptor's check), or with keys (conf->tokens.n of them) filled. 0,
+ * or -1 with a line in err. */
+int api_tokens_check(const api_conf *conf, api_key *keys, char *err, size_t errlen);
 const api_token *api_token_find(const api_state *st, const char *presented, bool *expired_r);
 int api_tokens_command(api_state *st);
 

@@ -59,6 +59,26 @@ static void cmd_change_password(api_call *c)
         api_ctl(c, "passwd", account_req(c, pw), NULL);
 }
 
+/* ban_account (ejabberd's name): the account may not log in (RFC 6120
+ * §6.5.1 <account-disabled/>) and its sessions end; unban_account lets it
+ * in again. Through the control commands, as `xmppctl disable/enable`. */
+static void cmd_ban_account(api_call *c)
+{
+    if (api_account(c) < 0)
+        return;
+    json_t *req = account_req(c, NULL);
+    const char *reason = json_string_value(json_object_get(c->args, "reason"));
+    if (req && reason && *reason)
+        json_object_set_new(req, "reason", json_string(reason));
+    api_ctl(c, "disable", req, NULL);
+}
+
+static void cmd_unban_account(api_call *c)
+{
+    if (api_account(c) == 0)
+        api_ctl(c, "enable", account_req(c, NULL), NULL);
+}
+
 static void on_exists(int result, void *ud)
 {
     api_call *c = ud;
@@ -419,6 +439,8 @@ static void cmd_reload_config(api_call *c)
 
 static const api_arg a_account[] = { USER, HOST, END };
 static const api_arg a_register[] = { USER, HOST, { "password", true, "the password" }, END };
+static const api_arg a_ban[] = { USER, HOST, { "reason", false, "why (kept where the auth "
+                                                          "provider can keep it)" }, END };
 static const api_arg a_passwd[] = { USER, HOST, { "newpass", true, "the new password" }, END };
 static const api_arg a_host[] = { HOST, END };
 static const api_arg a_kick[] = { USER, HOST, { "resource", true, "the session's resource" },
@@ -445,6 +467,10 @@ const api_cmd api_commands[] = {
       "{\"sessions_closed\": N}", true, cmd_unregister },
     { "change_password", "set an account's password; its sessions end", a_passwd,
       "{\"sessions_closed\": N}", true, cmd_change_password },
+    { "ban_account", "disable an account: it may not log in (account-disabled); its sessions end",
+      a_ban, "{\"sessions_closed\": N}", true, cmd_ban_account },
+    { "unban_account", "let a disabled account log in again", a_account,
+      "{\"sessions_closed\": 0}", true, cmd_unban_account },
     { "check_account", "does an account exist?", a_account, "{\"exists\": true|false}", true,
       cmd_check_account },
     { "registered_users", "the host's accounts", a_host, "the localparts, sorted", true,
