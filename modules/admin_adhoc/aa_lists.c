@@ -1,5 +1,5 @@
 /* XEP-0133 commands that read the host's state, and the announcement:
- * get-user-roster (§4.9), get-registered-users-num (§4.15),
+ * get-user-roster (§4.9, the items with their groups), get-registered-users-num (§4.15),
  * get-online-users-num (§4.17), get-active-users-num (§4.18),
  * get-registered-users-list (§4.20), get-online-users-list (§4.22),
  * get-active-users (§4.23), announce (§4.25).
@@ -269,9 +269,25 @@ static xmppd_stanza *roster_form(void)
     return x;
 }
 
+typedef struct aa_roster_xml {
+    const roster_api *rapi;
+    const roster *ro;
+    xmppd_stanza *query;
+} aa_roster_xml;
+
+static int group_add(const char *group, void *ud)
+{
+    xmppd_stanza *g = xmppd_stanza_tag(ud, "group", NULL);
+    if (!g || xmppd_stanza_add_text(g, group, strlen(group)) < 0)
+        return 1;
+    return 0;
+}
+
+/* One <item/> as RFC 6121 §2.1.2 writes it, with its <group/>s. */
 static int roster_item_add(const roster_item *it, void *ud)
 {
-    xmppd_stanza *el = xmppd_stanza_tag(ud, "item", NULL);
+    aa_roster_xml *x = ud;
+    xmppd_stanza *el = xmppd_stanza_tag(x->query, "item", NULL);
     if (!el)
         return 1;
     static const char *const subs[] = { "none", "to", "from", "both" };
@@ -281,6 +297,8 @@ static int roster_item_add(const roster_item *it, void *ud)
     xmppd_stanza_set_attr(el, "subscription", subs[it->sub & 3]);
     if (it->ask)
         xmppd_stanza_set_attr(el, "ask", "subscribe");
+    if (x->rapi->version >= 4)
+        x->rapi->groups(x->ro, it->jid, group_add, el);
     return 0;
 }
 
@@ -305,7 +323,8 @@ static void roster_loaded(roster *ro, void *ud)
         r->api->error(r->s, "wait", "resource-constraint", NULL);
         return;
     }
-    rapi->foreach(ro, roster_item_add, q);
+    aa_roster_xml rx = { rapi, ro, q };
+    rapi->foreach(ro, roster_item_add, &rx);
     r->api->complete(r->s, x);
 }
 

@@ -175,8 +175,13 @@ bool api_may(const api_call *c, const xmppd_host *h)
 
 int api_account(api_call *c)
 {
-    const char *user = api_str(c, "user");
-    const char *host = user ? api_str(c, "host") : NULL;
+    return api_account_named(c, "user", "host");
+}
+
+int api_account_named(api_call *c, const char *user_key, const char *host_key)
+{
+    const char *user = api_str(c, user_key);
+    const char *host = user ? api_str(c, host_key) : NULL;
     if (!host)
         return -1;
     char *d = xmppd_nameprep(host);
@@ -192,7 +197,7 @@ int api_account(api_call *c)
     }
     c->user = xmppd_nodeprep(user);
     if (!c->user) {
-        api_fail(c, 400, "\"user\": not a valid user name");
+        api_fail(c, 400, "\"%s\": not a valid user name", user_key);
         return -1;
     }
     return 0;

@@ -376,3 +376,95 @@ def test_issue17_xmppctl_check_validates_api_tokens(server_factory, token, messa
     srv.write_config()
     r = srv.ctl("check")
     assert r.returncode == 0, r.stderr
+
+
+# ---- rosters: roster_api v4 through the API and XEP-0133 ----------------------------------
+
+NS_ROSTER = "jabber:iq:roster"
+
+
+def roster_push(c):
+    """The next roster push (RFC 6121 §2.1.6): its single <item/>."""
+    iq = c.wait_for(lambda e: e.tag == q(NS_CLIENT, "iq") and e.get("type") == "set" and
+                    e.find(q(NS_ROSTER, "query")) is not None)
+    c.send("<iq type='result' id='%s'/>" % iq.get("id"))
+    items = iq.findall("%s/%s" % (q(NS_ROSTER, "query"), q(NS_ROSTER, "item")))
+    assert len(items) == 1, tostr(iq)
+    return items[0]
+
+
+def test_api_add_and_delete_rosteritem_push_to_online_resources(server):
+    """ejabberd's add_rosteritem (localuser, localhost, user, host, nick,
+    groups, subs) sets the item and pushes it to the account's interested
+    resources (RFC 6121 §2.1.6); get_roster shows it with its groups;
+    changing it again replaces name and groups; delete_rosteritem removes
+    it with a push of subscription='remove' (§2.5); bad arguments are 400,
+    an unknown account or item 404."""
+    a = account(server)
+    with raw_login(server, a) as c:
+        c.iq("<query xmlns='%s'/>" % NS_ROSTER)  # interested resource (§2.1.6)
+        st, body = api(server, "add_rosteritem", {
+            "localuser": a.user, "localhost": "localhost", "user": "friend", "host": "example.net",
+            "nick": "Friend", "groups": ["Work", "Chess"], "subs": "both"})
+        assert (st, body) == (200, 0), body
+        it = roster_push(c)
+        assert (it.get("jid"), it.get("name"), it.get("subscription")) == (
+            "friend@example.net", "Friend", "both")
+        assert sorted(g.text for g in it.findall(q(NS_ROSTER, "group"))) == ["Chess", "Work"]
+        st, body = api(server, "get_roster", {"user": a.user, "host": "localhost"})
+        assert st == 200 and body == [{"jid": "friend@example.net", "nick": "Friend",
+                                       "subscription": "both", "ask": "none",
+                                       "groups": ["Work", "Chess"]}], body
+        st, body = api(server, "add_rosteritem", {
+            "localuser": a.user, "localhost": "localhost", "user": "friend", "host": "example.net",
+            "groups": ["Home"]})
+        assert st == 200
+        it = roster_push(c)
+        assert it.get("name") is None and it.get("subscription") == "none"
+        assert [g.text for g in it.findall(q(NS_ROSTER, "group"))] == ["Home"]
+        for bad in ({"groups": "Work"}, {"groups": ["a", "a"]}, {"groups": [""]},
+                    {"subs": "maybe"}, {"nick": "n" * 1024}):
+            args = {"localuser": a.user, "localhost": "localhost", "user": "x", "host": "example.net"}
+            args.update(bad)
+            st, body = api(server, "add_rosteritem", args)
+            assert st == 400, (bad, body)
+        st, body = api(server, "delete_rosteritem", {
+            "localuser": a.user, "localhost": "localhost", "user": "friend", "host": "example.net"})
+        assert (st, body) == (200, 0)
+        assert roster_push(c).get("subscription") == "remove"
+        st, body = api(server, "delete_rosteritem", {
+            "localuser": a.user, "localhost": "localhost", "user": "friend", "host": "example.net"})
+        assert st == 404
+    assert api(server, "get_roster", {"user": a.user, "host": "localhost"}) == (200, [])
+    st, _ = api(server, "add_rosteritem", {"localuser": "ghost", "localhost": "localhost",
+                                           "user": "x", "host": "example.net"})
+    assert st == 404
+
+
+def test_api_rosteritem_of_an_offline_account_is_stored(server):
+    """add_rosteritem for an account with no session: stored before the
+    answer, so the account's next roster get (RFC 6121 §2.1.3) has it."""
+    a = account(server)
+    st, _ = api(server, "add_rosteritem", {"localuser": a.user, "localhost": "localhost",
+                                           "user": "later", "host": "example.org", "nick": "L",
+                                           "groups": ["G"]})
+    assert st == 200
+    with raw_login(server, a) as c:
+        r = c.iq("<query xmlns='%s'/>" % NS_ROSTER)
+        items = r.findall("%s/%s" % (q(NS_ROSTER, "query"), q(NS_ROSTER, "item")))
+        assert [(i.get("jid"), i.get("name"), [g.text for g in i.findall(q(NS_ROSTER, "group"))])
+                for i in items] == [("later@example.org", "L", ["G"])]
+
+
+def test_xep0133_4_9_get_user_roster_has_groups(server):
+    """XEP-0133 §4.9: the roster in the result carries each item's groups
+    (RFC 6121 §2.1.2.4 <group/>)."""
+    a = account(server)
+    with raw_login(server, a) as c:
+        c.iq("<query xmlns='%s'><item jid='pal@example.net' name='Pal'><group>Friends</group>"
+             "<group>Climbing</group></item></query>" % NS_ROSTER, type_="set")
+    with raw_login(server, BOSS) as boss:
+        r = run_admin(boss, "get-user-roster", accountjid=a.jid)
+        items = r.findall(".//%s/%s" % (q(NS_ROSTER, "query"), q(NS_ROSTER, "item")))
+        assert [(i.get("jid"), i.get("name"), sorted(g.text for g in i.findall(q(NS_ROSTER, "group"))))
+                for i in items] == [("pal@example.net", "Pal", ["Climbing", "Friends"])]
