@@ -193,18 +193,7 @@ static void del_next(aa_run *r)
         }
         return;
     }
-    char text[160];
-    snprintf(text, sizeof(text), "%zu of %zu account(s) deleted", r->n_done, r->n_users);
-    r->api->note(r->s, "info", text);
-    if (r->failed) {
-        char *why = malloc(strlen(r->failed) + 32);
-        if (why) {
-            sprintf(why, "Not deleted: %s", r->failed);
-            r->api->note(r->s, "warn", why);
-            free(why);
-        }
-    }
-    r->api->complete(r->s, NULL);
+    aa_complete_many(r, "deleted");
 }
 
 static void del_step(const adhoc_api *api, adhoc_session *s, unsigned action, const xmppd_form *form,
@@ -274,19 +263,7 @@ static void dis_next(aa_run *r)
                       "the host's auth provider cannot disable accounts");
         return;
     }
-    char text[160];
-    snprintf(text, sizeof(text), "%zu of %zu account(s) %s", r->n_done, r->n_users,
-             r->disabling ? "disabled" : "re-enabled");
-    r->api->note(r->s, "info", text);
-    if (r->failed) {
-        char *why = malloc(strlen(r->failed) + 32);
-        if (why) {
-            sprintf(why, "Not %s: %s", r->disabling ? "disabled" : "re-enabled", r->failed);
-            r->api->note(r->s, "warn", why);
-            free(why);
-        }
-    }
-    r->api->complete(r->s, NULL);
+    aa_complete_many(r, r->disabling ? "disabled" : "re-enabled");
 }
 
 static void dis_start(const adhoc_api *api, adhoc_session *s, unsigned action,

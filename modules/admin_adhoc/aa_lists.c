@@ -392,22 +392,6 @@ static int announce_one(xmppd_session *sess, void *ud)
     return 0;
 }
 
-/* The lines of a text-multi field joined with "\n" (malloc'd), or NULL. */
-static char *joined(const xmppd_form *f, const char *var)
-{
-    size_t n = 0, len = 1;
-    const char *const *v = xmppd_form_values(f, var, &n);
-    for (size_t i = 0; v && i < n; i++)
-        len += strlen(v[i]) + 1;
-    char *out = v && n ? calloc(1, len) : NULL;
-    for (size_t i = 0; out && i < n; i++) {
-        if (i)
-            strcat(out, "\n");
-        strcat(out, v[i]);
-    }
-    return out;
-}
-
 static void announce_step(const adhoc_api *api, adhoc_session *s, unsigned action,
                           const xmppd_form *form, void *ud)
 {
@@ -415,7 +399,7 @@ static void announce_step(const adhoc_api *api, adhoc_session *s, unsigned actio
     const xmppd_form *f = aa_stage(api, s, action, form, announce_form);
     if (!f)
         return;
-    char *body = joined(f, "announcement");
+    char *body = adhoc_form_text(f, "announcement");
     const char *subject = xmppd_form_value(f, "subject");
     if (!body || !*body || strlen(body) > AA_ANNOUNCE_MAX) {
         free(body);

@@ -54,6 +54,9 @@ aa_run *aa_run_get(aa_state *st, const adhoc_api *api, adhoc_session *s);
  * then freed when nothing else is due: forget it). */
 bool aa_run_back(aa_run *r);
 void aa_run_failed(aa_run *r, const char *user, const char *why);
+/* Completes a run over r's accounts: "N of M account(s) DONE", and a warn
+ * note naming those that failed ("Not DONE: ..."). */
+void aa_complete_many(aa_run *r, const char *done);
 /* A form of the set (FORM_TYPE AA_NS) with a title and instructions. */
 xmppd_stanza *aa_form(const char *type, const char *title, const char *instructions);
 xmppd_stanza *aa_field(xmppd_stanza *x, const char *var, const char *type, const char *label,

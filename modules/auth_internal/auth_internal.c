@@ -549,9 +549,10 @@ static void ai_get_scram(void *pd, const char *user, enum xmppd_hash h, xmppd_au
         ai_load(r);
 }
 
-static void ai_exists(void *pd, const char *user, xmppd_auth_cb cb, void *ud)
+/* A request that only reads user's record (exists, is_disabled). */
+static void ai_lookup(void *pd, enum ai_op op, const char *user, xmppd_auth_cb cb, void *ud)
 {
-    ai_req *r = ai_req_new(pd, AI_EXISTS, user, NULL, ud);
+    ai_req *r = ai_req_new(pd, op, user, NULL, ud);
     if (!r)
         return;
     r->cb.res = cb;
@@ -559,6 +560,11 @@ static void ai_exists(void *pd, const char *user, xmppd_auth_cb cb, void *ud)
         ai_finish_later(r, XMPPD_AUTH_USER_UNKNOWN);
     else
         ai_load(r);
+}
+
+static void ai_exists(void *pd, const char *user, xmppd_auth_cb cb, void *ud)
+{
+    ai_lookup(pd, AI_EXISTS, user, cb, ud);
 }
 
 /* Is another create of user under way in this process? */
@@ -659,14 +665,7 @@ static void ai_set_disabled(void *pd, const char *user, bool disabled, const cha
 
 static void ai_is_disabled(void *pd, const char *user, xmppd_auth_cb cb, void *ud)
 {
-    ai_req *r = ai_req_new(pd, AI_IS_DISABLED, user, NULL, ud);
-    if (!r)
-        return;
-    r->cb.res = cb;
-    if (!user || !*user)
-        ai_finish_later(r, XMPPD_AUTH_USER_UNKNOWN);
-    else
-        ai_load(r);
+    ai_lookup(pd, AI_IS_DISABLED, user, cb, ud);
 }
 
 static void ai_on_users(int status, json_t *value, void *ud)

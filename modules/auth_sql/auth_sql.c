@@ -725,23 +725,25 @@ static void sa_set_password(void *pd, const char *user, const char *password, xm
         sa_check_exists(r);
 }
 
+static void sa_user_query(void *pd, enum sa_op op, const char *user, int which, sa_step step,
+                          xmppd_auth_cb cb, void *ud);
+
 /* disable_query / enable_query: no row changed is no such account. */
 static void sa_set_disabled(void *pd, const char *user, bool disabled, const char *reason,
                             xmppd_auth_cb cb, void *ud)
 {
     (void)reason; /* no query variable: the operator's table keeps what it wants */
     sa_ctx *ctx = pd;
-    sa_req *r = sa_req_new(ctx, SA_DISABLE, user ? user : "", NULL, ud);
-    if (!r)
-        return;
-    r->cb.res = cb;
     int q = disabled ? Q_DISABLE : Q_ENABLE;
-    if (!ctx->q[q].sql)
+    if (ctx->q[q].sql) {
+        sa_user_query(pd, SA_DISABLE, user, q, sa_on_written, cb, ud);
+        return;
+    }
+    sa_req *r = sa_req_new(ctx, SA_DISABLE, user ? user : "", NULL, ud);
+    if (r) {
+        r->cb.res = cb;
         sa_finish_later(r, XMPPD_AUTH_UNSUPPORTED);
-    else if (!user || !*user)
-        sa_finish_later(r, XMPPD_AUTH_USER_UNKNOWN);
-    else
-        sa_run(r, q, sa_on_written);
+    }
 }
 
 /* is_disabled: password_query's row, its disabled column. */
@@ -753,28 +755,29 @@ static void sa_on_disabled_row(sa_req *r, const PGresult *res, const char *sqlst
                  : t == 2 ? XMPPD_AUTH_DISABLED : XMPPD_AUTH_INTERNAL);
 }
 
-static void sa_is_disabled(void *pd, const char *user, xmppd_auth_cb cb, void *ud)
+/* A request of user's that runs query `which`, then step (no such
+ * account when user is empty). */
+static void sa_user_query(void *pd, enum sa_op op, const char *user, int which, sa_step step,
+                          xmppd_auth_cb cb, void *ud)
 {
-    sa_req *r = sa_req_new(pd, SA_IS_DISABLED, user ? user : "", NULL, ud);
+    sa_req *r = sa_req_new(pd, op, user ? user : "", NULL, ud);
     if (!r)
         return;
     r->cb.res = cb;
     if (!user || !*user)
         sa_finish_later(r, XMPPD_AUTH_USER_UNKNOWN);
     else
-        sa_run(r, Q_PASSWORD, sa_on_disabled_row);
+        sa_run(r, which, step);
+}
+
+static void sa_is_disabled(void *pd, const char *user, xmppd_auth_cb cb, void *ud)
+{
+    sa_user_query(pd, SA_IS_DISABLED, user, Q_PASSWORD, sa_on_disabled_row, cb, ud);
 }
 
 static void sa_remove(void *pd, const char *user, xmppd_auth_cb cb, void *ud)
 {
-    sa_req *r = sa_req_new(pd, SA_REMOVE, user ? user : "", NULL, ud);
-    if (!r)
-        return;
-    r->cb.res = cb;
-    if (!user || !*user)
-        sa_finish_later(r, XMPPD_AUTH_USER_UNKNOWN);
-    else
-        sa_run(r, Q_DELETE, sa_on_written);
+    sa_user_query(pd, SA_REMOVE, user, Q_DELETE, sa_on_written, cb, ud);
 }
 
 static void sa_list(void *pd, xmppd_auth_list_cb cb, void *ud)

@@ -148,22 +148,6 @@ static bool allowed(xmppd_host *h, const xmppd_jid *requester, void *ud)
     return xmppd_access_allowed(h, "service_admin", requester, NULL, xmppd_is_admin(h, requester));
 }
 
-/* The lines of a text-multi field joined with "\n" (malloc'd), or NULL. */
-static char *joined(const xmppd_form *f, const char *var)
-{
-    size_t n = 0, len = 1;
-    const char *const *v = xmppd_form_values(f, var, &n);
-    for (size_t i = 0; v && i < n; i++)
-        len += strlen(v[i]) + 1;
-    char *out = v && n ? calloc(1, len) : NULL;
-    for (size_t i = 0; out && i < n; i++) {
-        if (i)
-            strcat(out, "\n");
-        strcat(out, v[i]);
-    }
-    return out;
-}
-
 static xmppd_stanza *text_form(const char *title, const char *var, const char *label,
                                const char *current)
 {
@@ -204,7 +188,7 @@ static void set_text(const adhoc_api *api, adhoc_session *s, unsigned action,
             api->error(s, "wait", "resource-constraint", NULL);
         return;
     }
-    char *text = form ? joined(form, var) : NULL;
+    char *text = form ? adhoc_form_text(form, var) : NULL;
     char why[64];
     snprintf(why, sizeof(why), "%s: 1 to %d bytes of text", var, MOTD_MAX);
     if (!text || !*text || strlen(text) > MOTD_MAX) {
