@@ -81,6 +81,29 @@ static void cmd_unban_account(api_call *c)
         api_ctl(c, "enable", account_req(c, NULL), NULL);
 }
 
+static void on_disabled(int result, void *ud)
+{
+    api_call *c = ud;
+    if (!api_back(c) || result == XMPPD_AUTH_CANCELLED)
+        return;
+    if (result == XMPPD_AUTH_OK || result == XMPPD_AUTH_DISABLED)
+        api_ok(c, json_pack("{s:b}", "disabled", result == XMPPD_AUTH_DISABLED));
+    else if (result == XMPPD_AUTH_USER_UNKNOWN)
+        api_fail(c, 404, "user unknown");
+    else if (result == XMPPD_AUTH_UNSUPPORTED)
+        api_fail(c, 501, "the host's auth provider cannot tell");
+    else
+        api_fail(c, 503, "%s", xmppd_auth_result_str(result));
+}
+
+static void cmd_account_disabled(api_call *c)
+{
+    if (api_account(c) < 0)
+        return;
+    c->waiting++;
+    xmppd_auth_is_disabled(c->st->m, c->host, c->user, on_disabled, c);
+}
+
 static void on_exists(int result, void *ud)
 {
     api_call *c = ud;
@@ -602,6 +625,8 @@ const api_cmd api_commands[] = {
       a_ban, "{\"sessions_closed\": N}", true, cmd_ban_account },
     { "unban_account", "let a disabled account log in again", a_account,
       "{\"sessions_closed\": 0}", true, cmd_unban_account },
+    { "account_disabled", "is an account disabled (ban_account)?", a_account,
+      "{\"disabled\": true|false}", true, cmd_account_disabled },
     { "check_account", "does an account exist?", a_account, "{\"exists\": true|false}", true,
       cmd_check_account },
     { "registered_users", "the host's accounts", a_host, "the localparts, sorted", true,

@@ -209,8 +209,9 @@ def test_xmppctl_disable_enable_running_and_stopped(server_factory):
 def test_api_ban_account_and_unban_account(server):
     """Admin API ban_account (ejabberd's name and arguments: user, host,
     reason): the account's sessions end, its logins are
-    <account-disabled/>; unban_account lets it in; an unknown account is
-    404; both are listed in the OpenAPI document."""
+    <account-disabled/>; account_disabled tells; unban_account lets it
+    in; an unknown account is 404; both are listed in the OpenAPI
+    document."""
     a = account(server)
     with raw_login(server, a) as c:
         st, body = api(server, "ban_account", {"user": a.user, "host": "localhost",
@@ -218,8 +219,11 @@ def test_api_ban_account_and_unban_account(server):
         assert (st, body) == (200, {"sessions_closed": 1})
         stream_ended(c, "not-authorized")
     refused(server, a)
-    assert api(server, "unban_account", {"user": a.user, "host": "localhost"}) == (
-        200, {"sessions_closed": 0})
+    acct = {"user": a.user, "host": "localhost"}
+    assert api(server, "account_disabled", acct) == (200, {"disabled": True})
+    assert api(server, "unban_account", acct) == (200, {"sessions_closed": 0})
+    assert api(server, "account_disabled", acct) == (200, {"disabled": False})
+    assert api(server, "account_disabled", {"user": "ghost", "host": "localhost"})[0] == 404
     assert sasl_plain(server, a.user, a.password).ok
     st, body = api(server, "ban_account", {"user": "ghost", "host": "localhost"})
     assert st == 404 and body["message"] == "no such user"
