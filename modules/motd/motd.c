@@ -9,9 +9,13 @@
  * cached here once loaded. The MOTD goes as a headline from the host to
  * each session once, on its initial presence (as Prosody's mod_motd
  * does); set-motd also sends it to every available session now (edit-motd
- * only stores it). The welcome message goes to each account created by
- * in-band registration (XEP-0077), which is then offline: it is routed to
- * the account's bare JID, so mod_offline keeps it. */
+ * only stores it). The welcome message is due to each account created by
+ * in-band registration (XEP-0077) and goes to its first session's initial
+ * presence (clients log in right after registering: a message routed
+ * offline then could still be on its way to storage and wait for the next
+ * login). What is due is kept under user "", key "welcome-due" ({account:
+ * text}, at most MOTD_DUE_MAX accounts), so a restart keeps it; a deleted
+ * account's entry goes. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,12 +27,14 @@
 #define MOTD_STORE "motd"
 #define MOTD_ADMIN_NS "http://jabber.org/protocol/admin"
 #define MOTD_MAX 10000 /* bytes of a message */
+#define MOTD_DUE_MAX 10000 /* accounts waiting for their welcome message */
 
 typedef struct motd_state {
     xmppd_module *m;
     xmppd_host *host;
     xmppd_store *store;
     char *text[2]; /* [0] MOTD, [1] welcome; NULL: none */
+    json_t *due;   /* {account: welcome text} not yet sent */
 } motd_state;
 
 enum { MOTD, WELCOME };
@@ -59,12 +65,24 @@ static void send_to(motd_state *st, xmppd_session *s, const char *text)
     xmppd_stanza_unref(m);
 }
 
-/* Initial presence (RFC 6121 §4.2): once per session. */
+static void save_due(motd_state *st);
+
+/* Initial presence (RFC 6121 §4.2): the MOTD once per session; a welcome
+ * message due to the account. */
 static int on_presence(xmppd_event *ev, void *ud)
 {
     motd_state *st = ud;
     const xmppd_presence_info *pi = ev->data;
-    if (st->text[MOTD] && ev->session && pi && pi->initial)
+    if (!ev->session || !pi || !pi->initial)
+        return XMPPD_PASS;
+    const xmppd_jid *j = xmppd_session_jid(ev->session);
+    const char *welcome = j && j->node ? json_string_value(json_object_get(st->due, j->node)) : NULL;
+    if (welcome) {
+        send_to(st, ev->session, welcome);
+        json_object_del(st->due, j->node);
+        save_due(st);
+    }
+    if (st->text[MOTD])
         send_to(st, ev->session, st->text[MOTD]);
     return XMPPD_PASS;
 }
@@ -85,22 +103,28 @@ static int send_available(xmppd_session *s, void *ud)
 }
 
 /* An account registered in-band (XEP-0077; mod_register's
- * "user-registered"): the welcome message, kept offline until it logs
- * in. */
-static int on_created(xmppd_event *ev, void *ud)
+ * "user-registered"): the welcome message is due to it. */
+static int on_registered(xmppd_event *ev, void *ud)
 {
     motd_state *st = ud;
     const char *user = ev->data;
     if (!st->text[WELCOME] || !user)
         return XMPPD_PASS;
-    char jid[2100];
-    snprintf(jid, sizeof(jid), "%s@%s", user, xmppd_host_name(st->host));
-    xmppd_stanza *m = headline(st, jid, st->text[WELCOME]);
-    if (m) {
-        xmppd_stanza_set_attr(m, "type", "normal"); /* headlines are not stored offline */
-        xmppd_route(st->host, m);
+    if (json_object_size(st->due) >= MOTD_DUE_MAX) {
+        xmppd_log(st->m, XMPPD_LOG_WARN, "%d accounts wait for their welcome message: %s gets none",
+                  MOTD_DUE_MAX, user);
+        return XMPPD_PASS;
     }
-    xmppd_stanza_unref(m);
+    json_object_set_new(st->due, user, json_string(st->text[WELCOME]));
+    save_due(st);
+    return XMPPD_PASS;
+}
+
+static int on_deleted(xmppd_event *ev, void *ud)
+{
+    motd_state *st = ud;
+    if (ev->data && json_object_del(st->due, ev->data) == 0)
+        save_due(st);
     return XMPPD_PASS;
 }
 
@@ -122,6 +146,25 @@ static void on_stored(int status, void *ud)
     motd_state *st = ud;
     if (status != XMPPD_STORE_OK && status != XMPPD_STORE_CANCELLED)
         xmppd_log(st->m, XMPPD_LOG_ERROR, "cannot store the message of the day");
+}
+
+/* What was due before a restart, merged with what came meanwhile. */
+static void on_due_loaded(int status, json_t *value, void *ud)
+{
+    motd_state *st = ud;
+    if (status != XMPPD_STORE_OK || !json_is_object(value))
+        return;
+    const char *user;
+    json_t *v;
+    json_object_foreach(value, user, v)
+        if (json_is_string(v) && !json_object_get(st->due, user))
+            json_object_set(st->due, user, v);
+}
+
+static void save_due(motd_state *st)
+{
+    xmppd_kv_set(st->store, "", "welcome-due", json_object_size(st->due) ? st->due : NULL,
+                 on_stored, st);
 }
 
 /* Sets (text NULL: deletes) message i, in memory at once and in the store. */
@@ -291,6 +334,7 @@ static void motd_unload(xmppd_module *m)
     motd_state *st = xmppd_module_data(m);
     free(st->text[MOTD]);
     free(st->text[WELCOME]);
+    json_decref(st->due);
     free(st);
 }
 
@@ -303,19 +347,24 @@ static int motd_load(xmppd_module *m, const void *conf)
     st->m = m;
     st->host = xmppd_module_host(m);
     st->store = xmppd_store_open(m, MOTD_STORE, XMPPD_STORE_KEYVAL);
-    if (!st->store) {
+    st->due = json_object();
+    if (!st->store || !st->due) {
+        json_decref(st->due);
         free(st);
         return xmppd_module_refuse(m, "no storage: load a storage driver module");
     }
     xmppd_module_set_data(m, st);
     if (xmppd_hook(m, "presence/broadcast", on_presence, XMPPD_PRIO_DEFAULT, st) < 0 ||
-        xmppd_hook(m, "user-registered", on_created, XMPPD_PRIO_DEFAULT, st) < 0 ||
+        xmppd_hook(m, "user-registered", on_registered, XMPPD_PRIO_DEFAULT, st) < 0 ||
+        xmppd_hook(m, "user-deleted", on_deleted, XMPPD_PRIO_DEFAULT, st) < 0 ||
         xmppd_hook(m, "adhoc-ready", on_adhoc_ready, XMPPD_PRIO_DEFAULT, st) < 0) {
+        json_decref(st->due);
         free(st);
         return xmppd_module_refuse(m, "out of memory");
     }
     for (int i = 0; i < 2; i++)
         xmppd_kv_get(st->store, "", keys[i], on_loaded, &st->text[i]);
+    xmppd_kv_get(st->store, "", "welcome-due", on_due_loaded, st);
     return 0;
 }
 

@@ -312,49 +312,66 @@ def test_xep0133_4_26_set_motd_sent_now_and_at_each_login(server):
         assert cb.quiet(pred=lambda e: e.tag == q(NS_CLIENT, "message")) == []
 
 
-def test_motd_survives_a_restart(server_factory):
+def register(srv, user, pw):
+    """XEP-0077 §3.1 in-band registration on a fresh stream."""
+    with RawClient(srv.port) as c:
+        c.open_stream()
+        c.starttls()
+        c.open_stream()
+        res = c.iq("<query xmlns='%s'><username>%s</username><password>%s</password></query>"
+                   % (NS_REGISTER, user, pw), type_="set")
+        assert res.get("type") == "result", tostr(res)
+
+
+def host_messages(c):
+    return c.wait_for(lambda e: e.tag == q(NS_CLIENT, "message") and e.get("from") == "localhost")
+
+
+def test_motd_and_due_welcome_survive_a_restart(server_factory):
     """The MOTD is stored (keyval store "motd"): after a restart it is still
-    sent on initial presence."""
+    sent on initial presence; so is a welcome message due to an account
+    registered before the restart that had not logged in yet."""
     srv = server_factory({"admins": ["boss@localhost"],
-                          "modules": {"presence": {}, "roster": {}, "adhoc": {}, "motd": {}}})
+                          "modules": {"presence": {}, "roster": {}, "adhoc": {}, "motd": {},
+                                      "register": {"allow_registration": True}}})
     srv.adduser(BOSS.jid, BOSS.password)
     with raw_login(srv, BOSS) as boss:
         run_admin(boss, "set-motd", motd="Kept across restarts")
+        run_admin(boss, "set-welcome", welcome="Welcome, newcomer")
+    new = Account(unique_user(), "reg-" + secrets.token_hex(6))
+    register(srv, new.user, new.password)
     srv.restart()
     with raw_login(srv, BOSS, presence=True) as boss:
-        m = boss.wait_for(lambda e: e.tag == q(NS_CLIENT, "message") and e.get("from") == "localhost")
-        assert m.findtext(q(NS_CLIENT, "body")) == "Kept across restarts"
+        assert host_messages(boss).findtext(q(NS_CLIENT, "body")) == "Kept across restarts"
+    with raw_login(srv, new, presence=True) as c:
+        got = {host_messages(c).findtext(q(NS_CLIENT, "body")) for _ in range(2)}
+        assert got == {"Welcome, newcomer", "Kept across restarts"}
+    with raw_login(srv, new, presence=True) as c:  # once only
+        assert host_messages(c).findtext(q(NS_CLIENT, "body")) == "Kept across restarts"
+        assert c.quiet(pred=lambda e: e.tag == q(NS_CLIENT, "message")) == []
 
 
 def test_xep0133_4_29_welcome_message_to_registered_accounts(server):
     """XEP-0133 §4.29 set-welcome: an account registered in-band (XEP-0077
-    §3.1) finds the welcome message waiting when it logs in; accounts an
-    administrator creates get none; §4.30 delete-welcome stops it."""
+    §3.1) gets the welcome message, once, when it logs in right after
+    (initial presence); accounts an administrator creates get none; §4.30
+    delete-welcome stops it."""
     with raw_login(server, BOSS) as boss:
         r = run_admin(boss, "set-welcome", welcome="Hello and welcome")
         assert notes(r) == [("info", "Welcome message set")]
-
-    def register(user, pw):
-        with RawClient(server.port) as c:
-            c.open_stream()
-            c.starttls()
-            c.open_stream()
-            res = c.iq("<query xmlns='%s'><username>%s</username><password>%s</password></query>"
-                       % (NS_REGISTER, user, pw), type_="set")
-            assert res.get("type") == "result", tostr(res)
-
     new = Account(unique_user(), "reg-" + secrets.token_hex(6))
-    register(new.user, new.password)
+    register(server, new.user, new.password)
     with raw_login(server, new, presence=True) as c:
-        m = c.wait_for(lambda e: e.tag == q(NS_CLIENT, "message") and e.get("from") == "localhost")
-        assert m.findtext(q(NS_CLIENT, "body")) == "Hello and welcome"
+        assert host_messages(c).findtext(q(NS_CLIENT, "body")) == "Hello and welcome"
+    with raw_login(server, new, presence=True) as c:
+        assert c.quiet(pred=lambda e: e.tag == q(NS_CLIENT, "message")) == []
     made = account(server)
     with raw_login(server, made, presence=True) as c:
         assert c.quiet(pred=lambda e: e.tag == q(NS_CLIENT, "message")) == []
     with raw_login(server, BOSS) as boss:
         assert notes(run_admin(boss, "delete-welcome")) == [("info", "Welcome message deleted")]
     later = Account(unique_user(), "reg-" + secrets.token_hex(6))
-    register(later.user, later.password)
+    register(server, later.user, later.password)
     with raw_login(server, later, presence=True) as c:
         assert c.quiet(pred=lambda e: e.tag == q(NS_CLIENT, "message")) == []
 
