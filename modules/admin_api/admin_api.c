@@ -9,8 +9,13 @@
  * server-wide administrators), or a bearer token from the configuration,
  * limited to its hosts and commands. Only loopback clients unless
  * loopback_only is false or the rule "admin_api" allows the address.
- * Every call is logged (command, caller, address, status) and is an audit
- * line (../log/audit.h: caller, command, target, result). GET
+ * Every call is logged (command, caller, address, status), is an audit
+ * line (../log/audit.h: caller, command, target, result), and the latest
+ * are kept for audit_log (api_audit.c). The command login trades
+ * an administrator's password for a short-lived token (api_login.c: the
+ * web console's way in). A POST from a web page of another origin is
+ * refused (Origin, Sec-Fetch-Site), so a browser that cached Basic
+ * credentials cannot be made to call the API by a foreign page. GET
  * PATH/openapi.json serves the API's OpenAPI document (api_openapi.c). */
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,6 +50,11 @@ static const xmppd_option api_options[] = {
       "serve only clients on loopback addresses (and those the access rule admin_api allows)" },
     { "tokens", XMPPD_OPT_MAP, XMPPD_OFF(api_conf, tokens), "{}", 0, 0, NULL, 0,
       "bearer tokens by name: token or sha256, expires, hosts, commands", api_token_fields, sizeof(api_token) },
+    { "login_lifetime", XMPPD_OPT_DURATION, XMPPD_OFF(api_conf, login_lifetime), "\"1h\"", 60000,
+      86400000, NULL, 0,
+      "how long a token from the login command (the web console's) stands for its administrator" },
+    { "recent_calls", XMPPD_OPT_INT, XMPPD_OFF(api_conf, recent_calls), "200", 0, 10000, NULL, 0,
+      "how many of the latest calls the audit_log command shows (kept in memory; 0: none)" },
     { NULL }
 };
 
@@ -102,6 +112,7 @@ static void respond(api_call *c, int status, json_t *body)
     json_decref(body);
     xmppd_log(c->st->m, XMPPD_LOG_INFO, "%s by %s from %s: %d", c->cmd ? c->cmd->name : "-",
               caller_name(c), c->ip, text ? status : 500);
+    api_audit_add(c->st, c->cmd ? c->cmd->name : "-", caller_name(c), c->ip, text ? status : 500);
     if (c->req) {
         xmppd_http_set_header(c->req, "Cache-Control", "no-store");
         if (text)
@@ -127,8 +138,12 @@ void api_fail(api_call *c, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* Bearer only to a bearer or login request: a Basic challenge would
+     * make a browser (the console's fetch) prompt for a password. */
     if (status == 401 && c->req)
-        xmppd_http_set_header(c->req, "WWW-Authenticate", "Basic realm=\"xmppd\", Bearer realm=\"xmppd\"");
+        xmppd_http_set_header(c->req, "WWW-Authenticate",
+                              c->bearer ? "Bearer realm=\"xmppd\""
+                                        : "Basic realm=\"xmppd\", Bearer realm=\"xmppd\"");
     respond(c, status, json_pack("{s:s, s:i, s:s}", "status", "error", "code", status, "message", msg));
 }
 
@@ -283,6 +298,10 @@ static bool loopback(const char *ip)
 
 static void run_command(api_call *c)
 {
+    if (c->cmd->flags & API_SELF) {
+        c->cmd->run(c);
+        return;
+    }
     if (c->token && c->token->commands && !listed(c->token->commands, c->cmd->name)) {
         api_fail(c, 403, "the token may not run %s", c->cmd->name);
         return;
@@ -339,6 +358,23 @@ static void basic_auth(api_call *c, const char *b64)
     free(raw);
 }
 
+/* Is the request from a web page of another origin (a forged cross-site
+ * request)? Browsers send Origin with every POST from a page and, lately,
+ * Sec-Fetch-Site; scripts and curl send neither. */
+static bool cross_site(xmppd_http_request *req)
+{
+    const char *site = xmppd_http_header(req, "Sec-Fetch-Site");
+    if (site && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0)
+        return true;
+    const char *origin = xmppd_http_header(req, "Origin");
+    const char *host = xmppd_http_header(req, "Host");
+    if (!origin)
+        return false;
+    const char *sep = strstr(origin, "://");
+    return !sep || !host || strcasecmp(sep + 3, host) != 0 ||
+           (strncasecmp(origin, "https:", 6) == 0) != xmppd_http_secure(req);
+}
+
 static void on_request(xmppd_http_request *req, void *ud)
 {
     api_state *st = ud;
@@ -378,6 +414,10 @@ static void on_request(xmppd_http_request *req, void *ud)
         api_fail(c, 404, "no command \"%.100s\"", name);
         return;
     }
+    if (cross_site(req)) {
+        api_fail(c, 403, "a request from another site's page (Origin, Sec-Fetch-Site)");
+        return;
+    }
     size_t len = 0;
     const char *body = xmppd_http_body(req, &len);
     json_error_t jerr;
@@ -388,11 +428,22 @@ static void on_request(xmppd_http_request *req, void *ud)
         return;
     }
     const char *auth = xmppd_http_header(req, "Authorization");
-    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+    if (c->cmd->flags & API_OPEN) {
+        c->bearer = true;
+        c->cmd->run(c);
+    } else if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
         bool expired = false;
-        c->token = api_token_find(st, auth + 7, &expired);
-        if (!c->token)
-            api_fail(c, 401, "unknown token");
+        const xmppd_jid *admin = api_login_find(st, auth + 7);
+        c->bearer = true;
+        c->token = admin ? NULL : api_token_find(st, auth + 7, &expired);
+        if (admin) {
+            c->login_token = auth + 7;
+            if (!(c->admin = xmppd_jid_dup(admin)))
+                api_fail(c, 500, "out of memory");
+            else
+                run_command(c);
+        } else if (!c->token)
+            api_fail(c, 401, "unknown or expired token");
         else if (expired)
             api_fail(c, 401, "the token %s expired", c->token->name);
         else
@@ -417,20 +468,34 @@ static void on_cancel(xmppd_http_request *req, void *ud)
         call_free(c);
 }
 
+/* A disabled account's login tokens end, however it was disabled
+ * (ban_account, xmppctl disable, XEP-0133 disable-user): an administrator
+ * barred from logging in is barred from the API too. */
+static int on_user_disabled(xmppd_event *ev, void *ud)
+{
+    if (ev->host && ev->data)
+        api_logins_revoke(ud, ev->data, xmppd_host_name(ev->host));
+    return XMPPD_PASS;
+}
+
+/* The path and the tokens were checked by api_check before this. */
 static int api_load(xmppd_module *m, const void *conf_)
 {
     const api_conf *conf = conf_;
-    if (conf->path[0] != '/' || conf->path[strlen(conf->path) - 1] == '/')
-        return xmppd_module_refuse(m, "path: expected a path such as /api, got %s", conf->path);
     api_state *st = calloc(1, sizeof(*st));
     if (!st)
         return xmppd_module_refuse(m, "out of memory");
     st->m = m;
     xmppd_module_set_data(m, st);
+    if (api_audit_init(st, conf->recent_calls) < 0) {
+        free(st);
+        return xmppd_module_refuse(m, "out of memory");
+    }
     int rc = api_tokens_load(st, conf); /* refuses with the reason */
     if (rc == 0 && api_tokens_command(st) < 0)
         rc = xmppd_module_refuse(m, "cannot register the control command \"token\"");
     if (rc < 0) {
+        api_audit_free(st);
         free(st->keys);
         free(st);
         return rc;
@@ -440,10 +505,12 @@ static int api_load(xmppd_module *m, const void *conf_)
     xmppd_http_route r = { .path = path, .domain = "*", .methods = XMPPD_HTTP_POST | XMPPD_HTTP_GET,
                            .max_body = API_MAX_BODY, .handler = on_request, .cancel = on_cancel,
                            .ud = st };
-    if (xmppd_http_route_add(m, &r) < 0) {
+    if (xmppd_http_route_add(m, &r) < 0 ||
+        xmppd_hook(m, "user-disabled", on_user_disabled, XMPPD_PRIO_DEFAULT, st) < 0) {
+        api_audit_free(st);
         free(st->keys);
         free(st);
-        return xmppd_module_refuse(m, "cannot register the route %s", path);
+        return xmppd_module_refuse(m, "cannot register the route %s and its hook", path);
     }
     return 0;
 }
@@ -464,6 +531,8 @@ static void api_unload(xmppd_module *m)
     api_state *st = xmppd_module_data(m);
     while (st->calls) /* every request and callback ended; what is left is ours */
         call_free(st->calls);
+    api_logins_free(st);
+    api_audit_free(st);
     free(st->keys);
     free(st);
 }

@@ -48,17 +48,22 @@ static json_t *account_req(api_call *c, const char *pw)
     return pw ? json_pack("{s:s, s:s}", "jid", jid, "password", pw) : json_pack("{s:s}", "jid", jid);
 }
 
+/* The account's login tokens end with it or with its old password. */
 static void cmd_unregister(api_call *c)
 {
-    if (api_account(c) == 0)
-        api_ctl(c, "deluser", account_req(c, NULL), NULL);
+    if (api_account(c) < 0)
+        return;
+    api_logins_revoke(c->st, c->user, xmppd_host_name(c->host));
+    api_ctl(c, "deluser", account_req(c, NULL), NULL);
 }
 
 static void cmd_change_password(api_call *c)
 {
     const char *pw;
-    if (api_account(c) == 0 && (pw = api_str(c, "newpass")))
-        api_ctl(c, "passwd", account_req(c, pw), NULL);
+    if (api_account(c) < 0 || !(pw = api_str(c, "newpass")))
+        return;
+    api_logins_revoke(c->st, c->user, xmppd_host_name(c->host));
+    api_ctl(c, "passwd", account_req(c, pw), NULL);
 }
 
 /* ban_account (ejabberd's name): the account may not log in (RFC 6120
@@ -578,6 +583,17 @@ static void cmd_reload_config(api_call *c)
     api_ctl(c, "reload", json_object(), NULL);
 }
 
+static json_t *s2s_streams(api_call *c, const json_t *resp)
+{
+    (void)c;
+    return json_deep_copy(json_object_get(resp, "streams"));
+}
+
+static void cmd_s2s_connections(api_call *c)
+{
+    api_ctl(c, "s2s", json_object(), s2s_streams);
+}
+
 #define USER { "user", true, "the account's localpart" }
 #define HOST { "host", true, "a host of this server" }
 #define END { NULL, false, NULL }
@@ -611,6 +627,11 @@ static const api_arg a_stanza[] = {
 static const api_arg a_stats[] = {
     { "name", true, "registeredusers (with host), onlineusers (host optional) or uptimeseconds" },
     { "host", false, "a host of this server" }, END };
+static const api_arg a_login[] = { { "jid", true, "an administrator's bare JID" },
+                                   { "password", true, "its password" }, END };
+static const api_arg a_audit[] = { { "limit", false, "at most this many (the newest)" }, END };
+static const api_arg a_metrics[] = { { "name", false, "only the metrics whose name begins so "
+                                                     "(xmppd_stanzas_total)" }, END };
 static const api_arg a_module[] = { { "module", true, "the module's name" },
                                     { "host", false, "the host (none: a global module, or every host)" },
                                     END };
@@ -658,5 +679,16 @@ const api_cmd api_commands[] = {
       cmd_module_reload },
     { "reload_config", "read the configuration again (as SIGHUP)", NULL, "what the reload said", false,
       cmd_reload_config },
+    { "s2s_connections", "server-to-server streams", NULL,
+      "[{direction, state, local, remote, ip, port, secure, bidi, authenticated, pairs}]", false,
+      cmd_s2s_connections },
+    { "metrics", "the server's metrics (as at /metrics)", a_metrics,
+      "[{name, labels, value}]", false, api_cmd_metrics },
+    { "audit_log", "the latest calls of this API (in memory, newest first)", a_audit,
+      "[{time, command, caller, ip, status}]", false, api_cmd_audit_log },
+    { "login", "trade an administrator's JID and password for a token (no Authorization header)",
+      a_login, "{token, jid, expires_in, server_wide, hosts}", false, api_cmd_login, API_OPEN },
+    { "logout", "end the login token presented", NULL, "{\"logged_out\": true|false}", false,
+      api_cmd_logout, API_SELF },
     { NULL, NULL, NULL, NULL, false, NULL },
 };

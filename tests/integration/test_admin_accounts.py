@@ -489,3 +489,21 @@ def test_xep0133_4_9_get_user_roster_has_groups(server):
         items = r.findall(".//%s/%s" % (q(NS_ROSTER, "query"), q(NS_ROSTER, "item")))
         assert [(i.get("jid"), i.get("name"), sorted(g.text for g in i.findall(q(NS_ROSTER, "group"))))
                 for i in items] == [("pal@example.net", "Pal", ["Climbing", "Friends"])]
+
+
+def test_disabling_an_administrator_ends_its_api_login(server):
+    """An administrator disabled by any path (here xmppctl disable) loses
+    the admin API's login token (the web console's) at once: 401, as its
+    XMPP logins get <account-disabled/>."""
+    st, _, data = http_request(server.http_port, "POST", "/api/login",
+                               body=json.dumps({"jid": BOSS.jid, "password": BOSS.password}),
+                               headers={"Content-Type": "application/json"})
+    assert st == 200, data
+    tok = json.loads(data)["token"]
+    assert api(server, "status", {}, token=tok)[0] == 200
+    try:
+        assert server.ctl("disable", BOSS.jid).returncode == 0
+        assert api(server, "status", {}, token=tok)[0] == 401
+    finally:
+        server.ctl("enable", BOSS.jid, check=True)
+    assert api(server, "status", {}, token=tok)[0] == 401  # a new login is needed
