@@ -9,8 +9,9 @@
  * server-wide administrators), or a bearer token from the configuration,
  * limited to its hosts and commands. Only loopback clients unless
  * loopback_only is false or the rule "admin_api" allows the address.
- * Every call is logged (command, caller, address, status), and the
- * latest are kept for audit_log (api_audit.c). The command login trades
+ * Every call is logged (command, caller, address, status), is an audit
+ * line (../log/audit.h: caller, command, target, result), and the latest
+ * are kept for audit_log (api_audit.c). The command login trades
  * an administrator's password for a short-lived token (api_login.c: the
  * web console's way in). A POST from a web page of another origin is
  * refused (Origin, Sec-Fetch-Site), so a browser that cached Basic
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../log/audit.h"
 #include "admin_api.h"
 
 #define API_MAX_BODY (64 * 1024)
@@ -78,9 +80,35 @@ static const char *caller_name(const api_call *c)
     return c->admin ? c->admin->bare : c->token ? c->token->name : "nobody";
 }
 
+/* One audit line per call: what it was about (an account, else the
+ * host, recipient or module its arguments name), never a password. */
+static void audit(api_call *c, int status, const json_t *body)
+{
+    char actor[1100], target[2100], result[600];
+    snprintf(actor, sizeof(actor), "%s%s", c->token ? "token:" : "", caller_name(c));
+    static const char *const keys[] = { "to", "host", "module", NULL };
+    const char *t = NULL;
+    for (size_t i = 0; !c->user && c->args && keys[i] && !t; i++)
+        t = json_string_value(json_object_get(c->args, keys[i]));
+    if (c->user && c->host)
+        snprintf(target, sizeof(target), "%s@%s", c->user, xmppd_host_name(c->host));
+    else
+        snprintf(target, sizeof(target), "%.1000s", t ? t : "");
+    const char *msg = status == 200 ? NULL : json_string_value(json_object_get(body, "message"));
+    if (status == 200)
+        snprintf(result, sizeof(result), "ok");
+    else
+        snprintf(result, sizeof(result), "%d: %.500s", status, msg ? msg : "failed");
+    log_audit_entry e = { .via = "api", .actor = actor, .ip = c->ip,
+                          .command = c->cmd ? c->cmd->name : "-", .target = *target ? target : NULL,
+                          .result = result };
+    log_audit(c->host, &e);
+}
+
 static void respond(api_call *c, int status, json_t *body)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    audit(c, text ? status : 500, body);
     json_decref(body);
     xmppd_log(c->st->m, XMPPD_LOG_INFO, "%s by %s from %s: %d", c->cmd ? c->cmd->name : "-",
               caller_name(c), c->ip, text ? status : 500);
@@ -162,8 +190,13 @@ bool api_may(const api_call *c, const xmppd_host *h)
 
 int api_account(api_call *c)
 {
-    const char *user = api_str(c, "user");
-    const char *host = user ? api_str(c, "host") : NULL;
+    return api_account_named(c, "user", "host");
+}
+
+int api_account_named(api_call *c, const char *user_key, const char *host_key)
+{
+    const char *user = api_str(c, user_key);
+    const char *host = user ? api_str(c, host_key) : NULL;
     if (!host)
         return -1;
     char *d = xmppd_nameprep(host);
@@ -179,7 +212,7 @@ int api_account(api_call *c)
     }
     c->user = xmppd_nodeprep(user);
     if (!c->user) {
-        api_fail(c, 400, "\"user\": not a valid user name");
+        api_fail(c, 400, "\"%s\": not a valid user name", user_key);
         return -1;
     }
     return 0;
@@ -199,7 +232,8 @@ static void on_ctl(int status, const json_t *resp, void *ud)
     if (!json_is_true(json_object_get(resp, "ok"))) {
         const char *why = json_string_value(json_object_get(resp, "error"));
         why = why ? why : "failed";
-        api_fail(c, strstr(why, "unknown") || strstr(why, "no such") ? 404 : 400, "%s", why);
+        api_fail(c, strstr(why, "unknown") || strstr(why, "no such") ? 404
+                    : strstr(why, "cannot disable") ? 501 : 400, "%s", why);
         return;
     }
     if (c->ctl_fn) {
@@ -434,11 +468,20 @@ static void on_cancel(xmppd_http_request *req, void *ud)
         call_free(c);
 }
 
+/* A disabled account's login tokens end, however it was disabled
+ * (ban_account, xmppctl disable, XEP-0133 disable-user): an administrator
+ * barred from logging in is barred from the API too. */
+static int on_user_disabled(xmppd_event *ev, void *ud)
+{
+    if (ev->host && ev->data)
+        api_logins_revoke(ud, ev->data, xmppd_host_name(ev->host));
+    return XMPPD_PASS;
+}
+
+/* The path and the tokens were checked by api_check before this. */
 static int api_load(xmppd_module *m, const void *conf_)
 {
     const api_conf *conf = conf_;
-    if (conf->path[0] != '/' || conf->path[strlen(conf->path) - 1] == '/')
-        return xmppd_module_refuse(m, "path: expected a path such as /api, got %s", conf->path);
     api_state *st = calloc(1, sizeof(*st));
     if (!st)
         return xmppd_module_refuse(m, "out of memory");
@@ -462,13 +505,25 @@ static int api_load(xmppd_module *m, const void *conf_)
     xmppd_http_route r = { .path = path, .domain = "*", .methods = XMPPD_HTTP_POST | XMPPD_HTTP_GET,
                            .max_body = API_MAX_BODY, .handler = on_request, .cancel = on_cancel,
                            .ud = st };
-    if (xmppd_http_route_add(m, &r) < 0) {
+    if (xmppd_http_route_add(m, &r) < 0 ||
+        xmppd_hook(m, "user-disabled", on_user_disabled, XMPPD_PRIO_DEFAULT, st) < 0) {
         api_audit_free(st);
         free(st->keys);
         free(st);
-        return xmppd_module_refuse(m, "cannot register the route %s", path);
+        return xmppd_module_refuse(m, "cannot register the route %s and its hook", path);
     }
     return 0;
+}
+
+/* xmppctl check, reloads and loads: the tokens as a load checks them. */
+static int api_check(const void *conf_, char *err, size_t errlen)
+{
+    const api_conf *conf = conf_;
+    if (conf->path[0] != '/' || conf->path[strlen(conf->path) - 1] == '/') {
+        snprintf(err, errlen, "path: expected a path such as /api, got %s", conf->path);
+        return -1;
+    }
+    return api_tokens_check(conf, NULL, err, errlen);
 }
 
 static void api_unload(xmppd_module *m)
@@ -485,4 +540,4 @@ static void api_unload(xmppd_module *m)
 XMPPD_MODULE(admin_api, .version = "1.0",
              .summary = "JSON HTTP administration API (ejabberd mod_http_api style)",
              .flags = XMPPD_MOD_GLOBAL, .options = api_options, .conf_size = sizeof(api_conf),
-             .load = api_load, .unload = api_unload);
+             .load = api_load, .unload = api_unload, .check = api_check);

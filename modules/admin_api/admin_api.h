@@ -62,11 +62,13 @@ typedef struct api_call {
     struct api_call *next;
 } api_call;
 
-/* One argument of a command: a string field of the request object. */
+/* One argument of a command: a string field of the request object, or
+ * (list) an array of strings. */
 typedef struct api_arg {
     const char *name;
     bool required; /* checked before the command runs (400 naming it) */
     const char *doc;
+    bool list;     /* an array of strings (never required) */
 } api_arg;
 
 /* One command: POST PATH/NAME with a JSON object. The table is also the
@@ -92,6 +94,10 @@ extern const api_cmd api_commands[];
  * value of xmppd_module_refuse), finds the one presented (NULL: none;
  * *expired_r set), registers `xmppctl token`. */
 int api_tokens_load(api_state *st, const api_conf *conf);
+/* The checks of the tokens (keys NULL: `xmppctl check`, the module
+ * descriptor's check), or with keys (conf->tokens.n of them) filled. 0,
+ * or -1 with a line in err. */
+int api_tokens_check(const api_conf *conf, api_key *keys, char *err, size_t errlen);
 const api_token *api_token_find(const api_state *st, const char *presented, bool *expired_r);
 int api_tokens_command(api_state *st);
 
@@ -134,6 +140,9 @@ const char *api_str(api_call *c, const char *key);
 /* The host and account of the arguments "user" and "host" (c->host,
  * c->user), or -1 after answering. */
 int api_account(api_call *c);
+/* The same with other argument names (add_rosteritem's "localuser" and
+ * "localhost"). */
+int api_account_named(api_call *c, const char *user_key, const char *host_key);
 /* May the caller act on host h (NULL: server-wide)? */
 bool api_may(const api_call *c, const xmppd_host *h);
 /* Runs control command name with req (consumed) and answers with what

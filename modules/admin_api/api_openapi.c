@@ -11,8 +11,11 @@ static json_t *request_schema(const api_cmd *c)
 {
     json_t *props = json_object(), *req = json_array();
     for (const api_arg *a = c->args; a && a->name; a++) {
-        json_object_set_new(props, a->name, json_pack("{s:s, s:s}", "type", "string",
-                                                      "description", a->doc));
+        json_object_set_new(props, a->name,
+                            a->list ? json_pack("{s:s, s:{s:s}, s:s}", "type", "array", "items",
+                                                "type", "string", "description", a->doc)
+                                    : json_pack("{s:s, s:s}", "type", "string", "description",
+                                                a->doc));
         if (a->required)
             json_array_append_new(req, json_string(a->name));
     }

@@ -227,7 +227,7 @@ def test_sessions_messages_and_rosters(server):
               type_="set")
         st, body, _ = call(server, "get_roster", {"user": a.user, "host": "localhost"})
         assert (st, body) == (200, [{"jid": b.jid, "nick": "B", "subscription": "none",
-                                     "ask": "none"}])
+                                     "ask": "none", "groups": []}])
         assert call(server, "get_roster", {"user": "ghost", "host": "localhost"})[0] == 404
 
         st, body, _ = call(server, "kick_session", {"user": a.user, "host": "localhost",
