@@ -60,6 +60,7 @@ static void on_read(struct bufferevent *bev, void *arg)
     xstream *x = arg;
     if (x->closing)
         return;
+    xidle_touch(x);
     /* Under TLS the first bytes are the handshake's. */
     if (x->ssl && !xtls_handshake(x))
         return;
@@ -257,6 +258,7 @@ int xstream_open(xstream *x, const xstream_ops *ops, void *owner, struct buffere
      * for writability only while the socket is full. */
     bufferevent_disable(bev, EV_WRITE);
     bufferevent_enable(bev, EV_READ);
+    xidle_touch(x);
     if (ssl && xtls_attach(x, ssl, SSL_is_server(ssl)) < 0)
         return -1;
     return 0;
@@ -287,6 +289,7 @@ void xstream_release(xstream *x)
 {
     xstream_stop_timer(x);
     xout_forget(x);
+    xidle_remove(x);
     if (x->bev && x->closing) /* the socket closes when the peer has our last bytes */
         net_linger(dup(bufferevent_getfd(x->bev)));
     if (x->bev) {
