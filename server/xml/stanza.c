@@ -233,23 +233,33 @@ API xmppd_stanza *xmppd_stanza_ref(xmppd_stanza *s)
     return s;
 }
 
+/* Drops s's children and text (a child someone else still references
+ * survives, detached): when s is freed, and to take back what
+ * copy_content added after a failure. */
+static void drop_content(xmppd_stanza *s)
+{
+    xmppd_stanza *k = s->first;
+    while (k) {
+        xmppd_stanza *next = k->next;
+        k->parent = NULL;
+        k->next = NULL;
+        xmppd_stanza_unref(k);
+        k = next;
+    }
+    s->first = s->last = NULL;
+    free(s->text);
+    s->text = NULL;
+    s->text_len = s->text_cap = 0;
+}
+
 static void stanza_free(xmppd_stanza *s)
 {
-    xmppd_stanza *c = s->first;
-    while (c) {
-        xmppd_stanza *next = c->next;
-        /* A child someone else still references survives, detached. */
-        c->parent = NULL;
-        c->next = NULL;
-        xmppd_stanza_unref(c);
-        c = next;
-    }
+    drop_content(s);
     for (size_t i = 0; i < s->n_attrs; i++)
         free(s->attrs[i].own);
     if (!s->attrs_inline)
         free(s->attrs);
     free(s->ns_own);
-    free(s->text);
     stanza_share_unref(s->share);
     xmppd_stanza_unref(s->shared);
     xmppd_jid_free(s->from_jid);
@@ -559,23 +569,6 @@ static int copy_content(xmppd_stanza *c, const xmppd_stanza *from)
 API xmppd_stanza *xmppd_stanza_copy(const xmppd_stanza *s)
 {
     return s ? copy_tree(s) : NULL;
-}
-
-/* Takes back what copy_content added to s after a failure. */
-static void drop_content(xmppd_stanza *s)
-{
-    xmppd_stanza *k = s->first;
-    while (k) {
-        xmppd_stanza *next = k->next;
-        k->parent = NULL;
-        k->next = NULL;
-        xmppd_stanza_unref(k);
-        k = next;
-    }
-    s->first = s->last = NULL;
-    free(s->text);
-    s->text = NULL;
-    s->text_len = s->text_cap = 0;
 }
 
 /* A copy-on-write copy takes a private tree: deep copies of the frozen
