@@ -33,10 +33,13 @@ void xmppd_stanza_unref(xmppd_stanza *s); /* NULL is a no-op */
 /* Deep copy, detached from any parent, one reference held by the caller. */
 xmppd_stanza *xmppd_stanza_copy(const xmppd_stanza *s);
 /* A copy of s with 'to' set to `to` (NULL: removed), for fan-out: copies
- * made this way from the same top-level s, while s is unchanged, are
- * serialised once for all recipients (the text of the first one written,
- * with each one's 'to' put in). A copy changed afterwards is serialised on
- * its own, so it may be changed freely. NULL on OOM. ABI 2.5. */
+ * made this way from the same top-level s, while s is unchanged, share
+ * one copy of its elements and are serialised once for all recipients
+ * (the text of the first one written, with each one's 'to' put in). A
+ * copy is still the caller's own tree: it may be changed freely (the
+ * first change, or the first call that returns one of its elements, gives
+ * it elements of its own), and changing s afterwards changes no copy.
+ * Caller owns the copy. NULL on OOM. ABI 2.5. */
 xmppd_stanza *xmppd_stanza_copy_to(const xmppd_stanza *s, const char *to);
 
 /* Local name and namespace URI. Owned by the element, valid while it lives

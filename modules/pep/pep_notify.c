@@ -68,20 +68,19 @@ bool pep_may_create(const ps_service *s, const xmppd_jid *from, void *ctx)
 
 /* ---- sending --------------------------------------------------------------------------- */
 
-/* A copy of msg for to; with a XEP-0033 replyto naming the publishing
- * resource for those sharing presence (XEP-0163 §4.3.1). NULL on OOM. */
-static xmppd_stanza *pep_copy_for(const xmppd_stanza *msg, const char *to, const char *replyto)
+/* msg with a XEP-0033 replyto naming the publishing resource, as contacts
+ * sharing presence get it (XEP-0163 §4.3.1). Made once per notification,
+ * so the copies for all contacts share one tree and one serialisation
+ * (xmppd_stanza_copy_to). NULL on OOM. */
+static xmppd_stanza *pep_with_replyto(const xmppd_stanza *msg, const char *replyto)
 {
-    /* Without a replyto, the copies of one notification are serialised
-     * once. */
-    xmppd_stanza *c = xmppd_stanza_copy_to(msg, to);
-    if (!c)
-        return NULL;
-    xmppd_stanza *addrs = replyto ? xmppd_stanza_tag(c, "addresses", PEP_NS_ADDRESS) : NULL;
+    xmppd_stanza *c = xmppd_stanza_copy(msg);
+    xmppd_stanza *addrs = c ? xmppd_stanza_tag(c, "addresses", PEP_NS_ADDRESS) : NULL;
     xmppd_stanza *a = addrs ? xmppd_stanza_tag(addrs, "address", NULL) : NULL;
-    if (a) {
-        xmppd_stanza_set_attr(a, "type", "replyto");
-        xmppd_stanza_set_attr(a, "jid", replyto);
+    if (!a || xmppd_stanza_set_attr(a, "type", "replyto") < 0 ||
+        xmppd_stanza_set_attr(a, "jid", replyto) < 0) {
+        xmppd_stanza_unref(c);
+        return NULL;
     }
     return c;
 }
@@ -90,7 +89,7 @@ void pep_send(ps_service *s, const char *to, xmppd_stanza *msg, void *ctx)
 {
     pep_svc *svc = s->ud;
     (void)ctx;
-    xmppd_stanza *c = pep_copy_for(msg, to, NULL);
+    xmppd_stanza *c = xmppd_stanza_copy_to(msg, to);
     if (c)
         xmppd_route(svc->st->host, c);
     xmppd_stanza_unref(c);
@@ -147,7 +146,7 @@ typedef struct pep_fanout {
     const ps_notification *nf;
     const caps_api *caps;
     char feature[PEP_FEATURE_MAX];
-    const char *replyto;
+    xmppd_stanza *contact_msg; /* what contacts get: with the replyto, if any */
     const char *contact_bare;
     bool owner;                /* sending to the account's own resources */
     pep_blocked blocked;
@@ -163,7 +162,7 @@ static int pep_to_session(xmppd_session *s, void *ud)
         return 0;
     if (ps_node_subscribed(f->n, jid->full, jid->bare))
         return 0; /* an explicit subscriber: served already */
-    xmppd_stanza *c = pep_copy_for(f->nf->msg, jid->full, f->owner ? NULL : f->replyto);
+    xmppd_stanza *c = xmppd_stanza_copy_to(f->owner ? f->nf->msg : f->contact_msg, jid->full);
     if (c)
         xmppd_session_send(s, c);
     xmppd_stanza_unref(c);
@@ -180,7 +179,7 @@ static void pep_to_remotes(pep_fanout *f, const char *bare)
         if (f->caps->jid_has_feature(f->caps, r->jid, r->node, r->ver, r->hash, f->feature) != CAPS_YES ||
             ps_node_subscribed(f->n, r->jid, bare))
             continue;
-        xmppd_stanza *c = pep_copy_for(f->nf->msg, r->jid, f->replyto);
+        xmppd_stanza *c = xmppd_stanza_copy_to(f->contact_msg, r->jid);
         if (c)
             xmppd_route(svc->st->host, c);
         xmppd_stanza_unref(c);
@@ -222,15 +221,17 @@ void pep_notify(ps_service *s, const ps_node *n, const ps_notification *nf, void
     pep_fanout f = { .ctx = c, .n = n, .nf = nf, .caps = pep_caps(c->st) };
     if (!f.caps || !pep_notify_feature(n->name, f.feature))
         return; /* without caps nobody announced interest */
-    f.replyto = nf->item ? c->publisher_full : NULL;
     f.owner = true;
     xmppd_user_sessions(c->st->host, svc->user, pep_to_session, &f);
     f.owner = false;
-    if (c->r && c->rapi) {
+    const char *replyto = nf->item ? c->publisher_full : NULL;
+    f.contact_msg = replyto ? pep_with_replyto(nf->msg, replyto) : xmppd_stanza_ref(nf->msg);
+    if (c->r && c->rapi && f.contact_msg) {
         pep_blocked_load(c->st, svc->user, &f.blocked);
         c->rapi->foreach(c->r, pep_to_contact, &f);
         pep_blocked_free(&f.blocked);
     }
+    xmppd_stanza_unref(f.contact_msg);
 }
 
 /* ---- last items when a resource comes online (§4.3.4) ------------------------------------- */

@@ -6,6 +6,7 @@
 
 #include "core/metrics.h"
 #include "session/session.h"
+#include "xml/fanout.h"
 
 enum kind { K_MESSAGE, K_PRESENCE, K_IQ };
 static const char *const kind_names[] = { "message", "presence", "iq" };
@@ -452,15 +453,19 @@ XMPPD_EXPORT int xmppd_route(xmppd_host *h, xmppd_stanza *st)
     const char *to_s = xmppd_stanza_attr(st, "to"), *from_s = xmppd_stanza_attr(st, "from");
     if (kind < 0 || !to_s || !from_s)
         return -1;
-    xmppd_jid *to = xmppd_jid_parse(to_s), *from = xmppd_jid_parse(from_s);
+    /* The copies of one fan-out share their sender's parsed JID. */
+    xmppd_stanza *hold;
+    const xmppd_jid *shared_from = stanza_fanout_from(st, &hold);
+    xmppd_jid *to = xmppd_jid_parse(to_s), *from = shared_from ? NULL : xmppd_jid_parse(from_s);
     int rc = -1;
-    if (to && from) {
-        xmppd_event ev = { .host = h, .stanza = st, .from = from, .to = to };
+    if (to && (shared_from || from)) {
+        xmppd_event ev = { .host = h, .stanza = st, .from = shared_from ? shared_from : from, .to = to };
         route(&ev, kind);
         rc = 0;
     }
     xmppd_jid_free(to);
     xmppd_jid_free(from);
+    xmppd_stanza_unref(hold);
     return rc;
 }
 

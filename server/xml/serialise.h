@@ -8,7 +8,8 @@
  * noted, and every copy written later is that text with its own 'to' put
  * in. Any change through the API drops a tree's share (stanza.c:
  * touched), so a handler that adds to a stanza on its way (a stanza-id, a
- * delay) gets its own serialisation. */
+ * delay) gets its own serialisation. The copies share their elements too
+ * (copy-on-write: stanza.c). */
 #ifndef XMPPD_SERIALISE_H
 #define XMPPD_SERIALISE_H
 

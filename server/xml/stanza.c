@@ -15,12 +15,25 @@
  * Text: an element keeps all its direct character data in one buffer, and
  * each child remembers how much of its parent's text came before it
  * (text_off). That keeps xmppd_stanza_text() a plain pointer and still lets
- * the serialiser reproduce mixed content (XHTML-IM) in document order. */
+ * the serialiser reproduce mixed content (XHTML-IM) in document order.
+ *
+ * Fan-out copies (xmppd_stanza_copy_to) are copy-on-write: a copy is one
+ * block holding its own top element (name, namespace, attributes with its
+ * own 'to') and a reference to a frozen tree (`shared`) whose children and
+ * text it shows. The frozen tree is a deep copy of the source made once,
+ * at its first copy_to, and cached on the source until the source changes
+ * (touched), so a broadcast to n recipients copies the tree once, not n
+ * times. Nobody but the copies can reach a frozen tree, and a copy hands
+ * out no pointer into it: a call that returns one of its elements
+ * (first, child) or changes its content (add, text) gives that copy a
+ * private tree first (unshare). Reads that return strings (text,
+ * child_text) and serialisation read the frozen tree. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "xmppd/stanza.h"
+#include "xml/fanout.h"
 #include "xml/serialise.h"
 #include "xml/xmlstream.h"
 
@@ -45,9 +58,15 @@ struct xmppd_stanza {
     size_t text_len, text_cap;
     size_t text_off;  /* parent's text_len when this child was appended */
     stanza_share *share; /* a fan-out copy's shared serialisation (serialise.h) */
+    /* cow: the frozen tree whose children and text this copy shows (it
+     * has none of its own). Otherwise: the frozen tree cached for copies
+     * of this top-level element, or NULL. A reference either way. */
+    xmppd_stanza *shared;
+    xmppd_jid *from_jid; /* a frozen tree's: its 'from' parsed (fanout.h), or NULL */
     int refs;
     bool attrs_inline;
     bool ns_implicit; /* created with ns NULL: follows the parent it is added to */
+    bool cow;
 };
 
 /* The serialisation shared by the copies of one fan-out: the text of the
@@ -98,8 +117,16 @@ static bool is_content_ns(const char *ns)
     return false;
 }
 
+/* The element whose children and text s shows: its frozen tree for a
+ * copy-on-write copy, itself otherwise. */
+static inline const xmppd_stanza *content(const xmppd_stanza *s)
+{
+    return s->cow ? s->shared : s;
+}
+
 /* Every change through the API ends a tree's use of its shared
- * serialisation (the share describes the tree as it was). */
+ * serialisation (the share describes the tree as it was) and of the
+ * frozen tree cached for its copies (copies made before keep theirs). */
 static void touched(xmppd_stanza *s)
 {
     while (s->parent)
@@ -108,7 +135,13 @@ static void touched(xmppd_stanza *s)
         stanza_share_unref(s->share);
         s->share = NULL;
     }
+    if (!s->cow && s->shared) {
+        xmppd_stanza_unref(s->shared);
+        s->shared = NULL;
+    }
 }
+
+static int unshare(xmppd_stanza *s);
 
 /* ---- construction ------------------------------------------------------ */
 
@@ -200,24 +233,36 @@ API xmppd_stanza *xmppd_stanza_ref(xmppd_stanza *s)
     return s;
 }
 
+/* Drops s's children and text (a child someone else still references
+ * survives, detached): when s is freed, and to take back what
+ * copy_content added after a failure. */
+static void drop_content(xmppd_stanza *s)
+{
+    xmppd_stanza *k = s->first;
+    while (k) {
+        xmppd_stanza *next = k->next;
+        k->parent = NULL;
+        k->next = NULL;
+        xmppd_stanza_unref(k);
+        k = next;
+    }
+    s->first = s->last = NULL;
+    free(s->text);
+    s->text = NULL;
+    s->text_len = s->text_cap = 0;
+}
+
 static void stanza_free(xmppd_stanza *s)
 {
-    xmppd_stanza *c = s->first;
-    while (c) {
-        xmppd_stanza *next = c->next;
-        /* A child someone else still references survives, detached. */
-        c->parent = NULL;
-        c->next = NULL;
-        xmppd_stanza_unref(c);
-        c = next;
-    }
+    drop_content(s);
     for (size_t i = 0; i < s->n_attrs; i++)
         free(s->attrs[i].own);
     if (!s->attrs_inline)
         free(s->attrs);
     free(s->ns_own);
-    free(s->text);
     stanza_share_unref(s->share);
+    xmppd_stanza_unref(s->shared);
+    xmppd_jid_free(s->from_jid);
     free(s);
 }
 
@@ -231,7 +276,16 @@ API void xmppd_stanza_unref(xmppd_stanza *s)
 
 API const char *xmppd_stanza_name(const xmppd_stanza *s) { return s->name; }
 API const char *xmppd_stanza_ns(const xmppd_stanza *s) { return s->ns; }
-API xmppd_stanza *xmppd_stanza_first(const xmppd_stanza *s) { return s->first; }
+/* A copy-on-write copy gets its own tree before it hands out one of its
+ * elements, which the caller may change (a cache of the copy, not its
+ * content: hence the cast). NULL when that fails (out of memory). */
+API xmppd_stanza *xmppd_stanza_first(const xmppd_stanza *s)
+{
+    if (s->cow && unshare((xmppd_stanza *)s) < 0)
+        return NULL;
+    return s->first;
+}
+
 API xmppd_stanza *xmppd_stanza_next(const xmppd_stanza *c) { return c->next; }
 API xmppd_stanza *xmppd_stanza_parent(const xmppd_stanza *s) { return s->parent; }
 
@@ -249,7 +303,7 @@ API const char *xmppd_stanza_attr(const xmppd_stanza *s, const char *name)
     return a ? a->value : NULL;
 }
 
-API xmppd_stanza *xmppd_stanza_child(const xmppd_stanza *s, const char *name, const char *ns)
+static xmppd_stanza *child_find(const xmppd_stanza *s, const char *name, const char *ns)
 {
     for (xmppd_stanza *c = s->first; c; c = c->next)
         if ((!name || strcmp(c->name, name) == 0) && (!ns || ns_eq(c->ns, ns)))
@@ -257,14 +311,24 @@ API xmppd_stanza *xmppd_stanza_child(const xmppd_stanza *s, const char *name, co
     return NULL;
 }
 
+API xmppd_stanza *xmppd_stanza_child(const xmppd_stanza *s, const char *name, const char *ns)
+{
+    /* As xmppd_stanza_first; a copy without such a child stays shared. */
+    if (s->cow && (!child_find(s->shared, name, ns) || unshare((xmppd_stanza *)s) < 0))
+        return NULL;
+    return child_find(s, name, ns);
+}
+
 API const char *xmppd_stanza_text(const xmppd_stanza *s)
 {
+    s = content(s);
     return s->text ? s->text : "";
 }
 
+/* Reads through a copy's frozen tree: a string, no element handed out. */
 API const char *xmppd_stanza_child_text(const xmppd_stanza *s, const char *name, const char *ns)
 {
-    const xmppd_stanza *c = xmppd_stanza_child(s, name, ns);
+    const xmppd_stanza *c = child_find(content(s), name, ns);
     return c ? xmppd_stanza_text(c) : NULL;
 }
 
@@ -353,12 +417,17 @@ API xmppd_stanza *xmppd_stanza_add(xmppd_stanza *parent, xmppd_stanza *child)
     bool ok = parent && !child->parent;
     for (const xmppd_stanza *a = parent; ok && a; a = a->parent)
         ok = a != child;
+    /* A fan-out copy becoming a child is no copy any more: it takes its
+     * own tree (ns_inherit may change its elements). */
+    if (ok) {
+        touched(child);
+        ok = unshare(child) == 0 && unshare(parent) == 0;
+    }
     if (!ok || ns_inherit(child, parent) < 0) {
         xmppd_stanza_unref(child);
         return NULL;
     }
     touched(parent);
-    touched(child); /* a fan-out copy becoming a child is no copy any more */
     child->parent = parent;
     child->text_off = parent->text_len;
     if (parent->last)
@@ -393,13 +462,13 @@ API void xmppd_stanza_remove(xmppd_stanza *parent, xmppd_stanza *child)
     xmppd_stanza_unref(child);
 }
 
-API int xmppd_stanza_add_text(xmppd_stanza *s, const char *text, size_t len)
+/* Appends to the element's own text; no change is recorded (see touched). */
+static int text_append(xmppd_stanza *s, const char *text, size_t len)
 {
     if (len == 0)
         return 0;
     if (len >= SIZE_MAX / 2 - s->text_len)
         return -1;
-    touched(s);
     size_t need = s->text_len + len + 1;
     if (need > s->text_cap) {
         /* First chunk: exact (most text arrives in one piece); then double. */
@@ -418,8 +487,20 @@ API int xmppd_stanza_add_text(xmppd_stanza *s, const char *text, size_t len)
     return 0;
 }
 
+API int xmppd_stanza_add_text(xmppd_stanza *s, const char *text, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (unshare(s) < 0)
+        return -1;
+    touched(s);
+    return text_append(s, text, len);
+}
+
 API int xmppd_stanza_set_text(xmppd_stanza *s, const char *text)
 {
+    if (unshare(s) < 0)
+        return -1;
     touched(s);
     s->text_len = 0;
     if (s->text)
@@ -433,13 +514,15 @@ API int xmppd_stanza_set_text(xmppd_stanza *s, const char *text)
 
 /* ---- copy -------------------------------------------------------------- */
 
-static xmppd_stanza *copy_one(const xmppd_stanza *s)
+/* s's top element alone: name, namespace and attributes in one block, with
+ * room for one more attribute of to_bytes bytes. */
+static xmppd_stanza *copy_one(const xmppd_stanza *s, size_t to_bytes)
 {
-    size_t str_bytes = 0;
+    size_t str_bytes = to_bytes;
     for (size_t i = 0; i < s->n_attrs; i++)
         str_bytes += strlen(s->attrs[i].name) + strlen(s->attrs[i].value) + 2;
     xmppd_stanza *c = stanza_alloc(s->name, strlen(s->name), s->ns, strlen(s->ns),
-                                   s->n_attrs, str_bytes);
+                                   s->n_attrs + (to_bytes ? 1 : 0), str_bytes);
     if (!c)
         return NULL;
     c->ns_implicit = s->ns_implicit;
@@ -447,24 +530,30 @@ static xmppd_stanza *copy_one(const xmppd_stanza *s)
         const stanza_attr *a = &s->attrs[i];
         stanza_put_attr(c, NULL, a->name, a->value, strlen(a->value));
     }
-    if (s->text_len && xmppd_stanza_add_text(c, s->text, s->text_len) < 0) {
+    return c;
+}
+
+/* Appends deep copies of from's text and children to c (which has none). */
+static int copy_content(xmppd_stanza *c, const xmppd_stanza *from);
+
+static xmppd_stanza *copy_tree(const xmppd_stanza *s)
+{
+    xmppd_stanza *c = copy_one(s, 0);
+    if (c && copy_content(c, content(s)) < 0) {
         xmppd_stanza_unref(c);
         return NULL;
     }
     return c;
 }
 
-static xmppd_stanza *copy_tree(const xmppd_stanza *s)
+static int copy_content(xmppd_stanza *c, const xmppd_stanza *from)
 {
-    xmppd_stanza *c = copy_one(s);
-    if (!c)
-        return NULL;
-    for (const xmppd_stanza *k = s->first; k; k = k->next) {
+    if (text_append(c, from->text, from->text_len) < 0)
+        return -1;
+    for (const xmppd_stanza *k = from->first; k; k = k->next) {
         xmppd_stanza *kc = copy_tree(k);
-        if (!kc) {
-            xmppd_stanza_unref(c);
-            return NULL;
-        }
+        if (!kc)
+            return -1;
         /* Append directly: namespaces are already resolved in the copy. */
         kc->parent = c;
         kc->text_off = k->text_off;
@@ -474,7 +563,7 @@ static xmppd_stanza *copy_tree(const xmppd_stanza *s)
             c->first = kc;
         c->last = kc;
     }
-    return c;
+    return 0;
 }
 
 API xmppd_stanza *xmppd_stanza_copy(const xmppd_stanza *s)
@@ -482,23 +571,102 @@ API xmppd_stanza *xmppd_stanza_copy(const xmppd_stanza *s)
     return s ? copy_tree(s) : NULL;
 }
 
-API xmppd_stanza *xmppd_stanza_copy_to(const xmppd_stanza *s, const char *to)
+/* A copy-on-write copy takes a private tree: deep copies of the frozen
+ * tree's text and children. Its serialisation share stays (the content is
+ * the same). 0, or -1 on OOM (the copy is then unchanged). */
+static int unshare(xmppd_stanza *s)
 {
-    xmppd_stanza *c = s ? copy_tree(s) : NULL;
-    if (!c || set_attr(c, "to", to) < 0) {
-        xmppd_stanza_unref(c);
+    if (!s->cow)
+        return 0;
+    if (copy_content(s, s->shared) < 0) {
+        drop_content(s);
+        return -1;
+    }
+    s->cow = false;
+    xmppd_stanza_unref(s->shared);
+    s->shared = NULL;
+    return 0;
+}
+
+/* The frozen tree copies of s show, with a reference for the caller: a
+ * copy's own, the one cached on a top-level s, or a new one (an element
+ * inside a tree is not cached: its changes are the root's). Only the
+ * text and children of a frozen tree are used. */
+static xmppd_stanza *frozen_of(xmppd_stanza *s)
+{
+    if (s->cow || (!s->parent && s->shared))
+        return xmppd_stanza_ref(s->shared);
+    /* The source's 'from' goes with it, for stanza_fanout_from. */
+    const char *from = xmppd_stanza_attr(s, "from");
+    size_t from_bytes = from ? strlen("from") + strlen(from) + 2 : 0;
+    xmppd_stanza *f = stanza_alloc(s->name, strlen(s->name), NULL, 0, from ? 1 : 0, from_bytes);
+    if (f && from)
+        stanza_put_attr(f, NULL, "from", from, strlen(from));
+    if (f && copy_content(f, s) < 0) {
+        xmppd_stanza_unref(f);
         return NULL;
     }
-    /* The share hangs on the source (a cache, not content: hence the
-     * cast), so every copy made from it until it changes uses the same
-     * text. Only a top-level source: touched() drops the share of a tree's
-     * root, not of an element inside it. */
+    if (f && !s->parent)
+        s->shared = xmppd_stanza_ref(f);
+    return f;
+}
+
+/* The copy's own 'to' goes where a deep copy with set_attr would put it:
+ * in place of the source's, or last; removal as set_attr does it. */
+static int copy_set_to(xmppd_stanza *c, const char *to)
+{
+    if (!to)
+        return set_attr(c, "to", NULL);
+    stanza_attr *a = attr_find(c, "to");
+    if (!a)
+        return stanza_put_attr(c, NULL, "to", to, strlen(to));
+    size_t n = strlen(to) + 1;
+    memcpy(c->fill, to, n); /* room made by copy_one */
+    a->value = c->fill;
+    c->fill += n;
+    c->fill_left -= n;
+    return 0;
+}
+
+API xmppd_stanza *xmppd_stanza_copy_to(const xmppd_stanza *s, const char *to)
+{
+    if (!s)
+        return NULL;
+    /* The frozen tree and the share hang on the source (caches, not
+     * content: hence the cast), so every copy made from it until it
+     * changes uses the same tree and text. Only a top-level source:
+     * touched() drops the caches of a tree's root, not of an element
+     * inside it. */
     xmppd_stanza *src = (xmppd_stanza *)s;
+    xmppd_stanza *frozen = frozen_of(src);
+    xmppd_stanza *c = frozen ? copy_one(s, to ? strlen("to") + strlen(to) + 2 : 0) : NULL;
+    if (!c || copy_set_to(c, to) < 0) {
+        xmppd_stanza_unref(c);
+        xmppd_stanza_unref(frozen);
+        return NULL;
+    }
+    c->cow = true;
+    c->shared = frozen;
     if (to && !src->parent && (src->share || (src->share = stanza_share_new()))) {
         src->share->refs++;
         c->share = src->share;
     }
     return c;
+}
+
+const xmppd_jid *stanza_fanout_from(const xmppd_stanza *st, xmppd_stanza **hold)
+{
+    *hold = NULL;
+    if (!st->cow)
+        return NULL;
+    xmppd_stanza *f = st->shared;
+    const char *mine = xmppd_stanza_attr(st, "from"), *src = xmppd_stanza_attr(f, "from");
+    if (!mine || !src || strcmp(mine, src) != 0)
+        return NULL;
+    if (!f->from_jid && !(f->from_jid = xmppd_jid_parse(src)))
+        return NULL;
+    *hold = xmppd_stanza_ref(f);
+    return f->from_jid;
 }
 
 /* ---- serialisation ----------------------------------------------------- */
@@ -616,6 +784,7 @@ static void ser_element(xbuf *b, const xmppd_stanza *s, const char *parent_ns, s
 {
     bool in_xml_ns = s->ns && strcmp(s->ns, NS_XML) == 0;
     const char *inner_ns = in_xml_ns ? parent_ns : s->ns;
+    const xmppd_stanza *k = content(s); /* children and text */
     sb_put(b, "<", 1);
     if (in_xml_ns)
         sb_put(b, "xml:", 4);
@@ -628,22 +797,22 @@ static void ser_element(xbuf *b, const xmppd_stanza *s, const char *parent_ns, s
             sb_attr(b, name, s->attrs[i].value,
                     to_mark && strcmp(name, "to") == 0 ? to_mark : NULL);
     }
-    if (!s->first && !s->text_len) {
+    if (!k->first && !k->text_len) {
         sb_put(b, "/>", 2);
         return;
     }
     sb_put(b, ">", 1);
     size_t done = 0;
-    for (const xmppd_stanza *c = s->first; c; c = c->next) {
-        size_t off = c->text_off < s->text_len ? c->text_off : s->text_len;
+    for (const xmppd_stanza *c = k->first; c; c = c->next) {
+        size_t off = c->text_off < k->text_len ? c->text_off : k->text_len;
         if (off > done) {
-            sb_escaped(b, s->text + done, off - done, ESC_TEXT);
+            sb_escaped(b, k->text + done, off - done, ESC_TEXT);
             done = off;
         }
         ser_element(b, c, inner_ns, NULL);
     }
-    if (s->text_len > done)
-        sb_escaped(b, s->text + done, s->text_len - done, ESC_TEXT);
+    if (k->text_len > done)
+        sb_escaped(b, k->text + done, k->text_len - done, ESC_TEXT);
     sb_put(b, "</", 2);
     if (in_xml_ns)
         sb_put(b, "xml:", 4);

@@ -3,10 +3,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
+#include "xml/fanout.h"
 #include "xml/serialise.h"
 #include "xmppd/stanza.h"
 
@@ -413,6 +415,250 @@ static void copy_to_replaces_to_and_child_source(void **state)
     xmppd_stanza_unref(m);
 }
 
+/* The reference a copy-on-write copy must equal: a deep copy with its
+ * 'to' set. */
+static xmppd_stanza *deep_copy_to(const xmppd_stanza *s, const char *to)
+{
+    xmppd_stanza *c = xmppd_stanza_copy(s);
+    assert_non_null(c);
+    assert_int_equal(xmppd_stanza_set_attr(c, "to", to), 0);
+    return c;
+}
+
+/* Both serialisations of a and b, on a client and a server stream, are
+ * the same bytes. */
+static void assert_same_xml(const xmppd_stanza *a, const xmppd_stanza *b)
+{
+    static const char *const scopes[] = { XMPPD_NS_CLIENT, XMPPD_NS_SERVER, "urn:example:other" };
+    for (size_t i = 0; i < 3; i++) {
+        char *x = xmppd_stanza_to_string(a, scopes[i], NULL);
+        char *y = xmppd_stanza_to_string(b, scopes[i], NULL);
+        assert_non_null(x);
+        assert_non_null(y);
+        assert_string_equal(x, y);
+        xbuf bx = { 0 }, by = { 0 };
+        assert_int_equal(stanza_serialise(&bx, a, scopes[i]), 0);
+        assert_int_equal(stanza_serialise(&by, b, scopes[i]), 0);
+        assert_int_equal(bx.len, strlen(x));
+        assert_int_equal(by.len, strlen(x));
+        assert_memory_equal(bx.p, x, bx.len);
+        assert_memory_equal(by.p, x, by.len);
+        xbuf_free(&bx);
+        xbuf_free(&by);
+        free(x);
+        free(y);
+    }
+}
+
+#define COW_SOURCE                                                                               \
+    "<message from='a@x/r' to='room@x' type='groupchat' id='m1' xml:lang='en'>hello "          \
+    "<body>a &amp; b</body> world<html xmlns='http://jabber.org/protocol/xhtml-im'>"          \
+    "<body xmlns='http://www.w3.org/1999/xhtml'><p>a <em>b</em> c</p></body></html>"          \
+    "<x xmlns='urn:example:x' n='1'><y/></x></message>"
+
+/* Fan-out copies are copy-on-write (stanza.c): they share one frozen tree
+ * (the same text pointers) yet serialise, byte for byte, as deep copies
+ * with their own 'to' would (RFC 6120 §8.1.1.1). */
+static void cow_copies_share_and_equal_deep_copies(void **state)
+{
+    xmppd_stanza *p = parse(COW_SOURCE);
+    const char *tos[] = { "u1@x/r", "o'&<@x", NULL };
+    for (size_t i = 0; i < 3; i++) {
+        xmppd_stanza *c = xmppd_stanza_copy_to(p, tos[i]);
+        xmppd_stanza *d = deep_copy_to(p, tos[i]);
+        assert_same_xml(c, d);
+        /* a copy of a copy, deep or copy-on-write, is the same again */
+        xmppd_stanza *cc = xmppd_stanza_copy_to(c, "v@x");
+        xmppd_stanza *dd = deep_copy_to(d, "v@x");
+        xmppd_stanza *cd = xmppd_stanza_copy(c);
+        assert_same_xml(cc, dd);
+        assert_same_xml(cd, d);
+        assert_string_equal(xmppd_stanza_text(c), "hello  world");
+        assert_string_equal(xmppd_stanza_attr(c, "type"), "groupchat");
+        xmppd_stanza_unref(cc);
+        xmppd_stanza_unref(dd);
+        xmppd_stanza_unref(cd);
+        xmppd_stanza_unref(c);
+        xmppd_stanza_unref(d);
+    }
+    /* reads that return strings come from the one frozen tree */
+    xmppd_stanza *c1 = xmppd_stanza_copy_to(p, "u1@x");
+    xmppd_stanza *c2 = xmppd_stanza_copy_to(p, "u2@x");
+    xmppd_stanza *c3 = xmppd_stanza_copy_to(c2, "u3@x");
+    assert_ptr_equal(xmppd_stanza_child_text(c1, "body", NULL), xmppd_stanza_child_text(c2, "body", NULL));
+    assert_ptr_equal(xmppd_stanza_text(c1), xmppd_stanza_text(c3));
+    assert_ptr_not_equal(xmppd_stanza_text(c1), xmppd_stanza_text(p));
+    assert_string_equal(xmppd_stanza_child_text(c1, "body", NULL), "a & b");
+    assert_null(xmppd_stanza_child_text(c1, "subject", NULL));
+    /* looking for a child a copy lacks keeps it shared */
+    assert_null(xmppd_stanza_child(c1, "subject", NULL));
+    assert_ptr_equal(xmppd_stanza_text(c1), xmppd_stanza_text(c2));
+    /* an element handed out is the copy's own, with the copy as parent */
+    xmppd_stanza *x = xmppd_stanza_child(c1, "x", "urn:example:x");
+    assert_non_null(x);
+    assert_ptr_equal(xmppd_stanza_parent(x), c1);
+    assert_ptr_not_equal(xmppd_stanza_text(c1), xmppd_stanza_text(c2));
+    assert_string_equal(xmppd_stanza_text(c1), xmppd_stanza_text(c2));
+    xmppd_stanza_unref(c1);
+    xmppd_stanza_unref(c2);
+    xmppd_stanza_unref(c3);
+    xmppd_stanza_unref(p);
+}
+
+/* A change made to one copy is that copy's alone: the source and the
+ * other copies (made before or after) are untouched, and the changed copy
+ * is what a deep copy changed the same way would be. */
+static void cow_change_to_a_copy_stays_in_it(void **state)
+{
+    xmppd_stanza *p = parse(COW_SOURCE);
+    char *before = xmppd_stanza_to_string(p, NULL, NULL);
+    xmppd_stanza *c[6], *d[6];
+    for (int i = 0; i < 6; i++) {
+        char to[16];
+        snprintf(to, sizeof(to), "u%d@x/r", i);
+        c[i] = xmppd_stanza_copy_to(p, to);
+        d[i] = deep_copy_to(p, to);
+    }
+    /* 0: an attribute of the top element (no tree of its own needed) */
+    for (int k = 0; k < 2; k++) {
+        xmppd_stanza *s = k ? d[0] : c[0];
+        xmppd_stanza_set_attr(s, "from", "room@x/nick");
+        xmppd_stanza_set_attr(s, "id", NULL);
+    }
+    /* 1: an element deep inside, found with child */
+    for (int k = 0; k < 2; k++) {
+        xmppd_stanza *s = k ? d[1] : c[1];
+        xmppd_stanza *em = xmppd_stanza_child(xmppd_stanza_child(xmppd_stanza_child(
+            xmppd_stanza_child(s, "html", NULL), "body", NULL), "p", NULL), "em", NULL);
+        assert_non_null(em);
+        xmppd_stanza_set_text(em, "B");
+        xmppd_stanza_set_attr(em, "class", "k");
+    }
+    /* 2: a child added (a stanza-id, a delay) */
+    for (int k = 0; k < 2; k++) {
+        xmppd_stanza *s = k ? d[2] : c[2];
+        xmppd_stanza *id = xmppd_stanza_tag(s, "stanza-id", "urn:xmpp:sid:0");
+        xmppd_stanza_set_attr(id, "id", "abc");
+    }
+    /* 3: a child removed, found with first/next */
+    for (int k = 0; k < 2; k++) {
+        xmppd_stanza *s = k ? d[3] : c[3];
+        xmppd_stanza *b = xmppd_stanza_first(s);
+        xmppd_stanza_remove(s, xmppd_stanza_next(b));
+    }
+    /* 4: text of the top element */
+    for (int k = 0; k < 2; k++) {
+        xmppd_stanza *s = k ? d[4] : c[4];
+        xmppd_stanza_add_text(s, "!", 1);
+        xmppd_stanza *y = xmppd_stanza_tag(s, "y", NULL);
+        xmppd_stanza_add_text(y, "z", 1);
+    }
+    /* 5: the copy inside another tree (a carbon's <forwarded/>) */
+    xmppd_stanza *fw[2];
+    for (int k = 0; k < 2; k++) {
+        fw[k] = xmppd_stanza_new("forwarded", "urn:xmpp:forward:0");
+        assert_non_null(xmppd_stanza_add(fw[k], xmppd_stanza_ref(k ? d[5] : c[5])));
+        xmppd_stanza_set_text(xmppd_stanza_child(k ? d[5] : c[5], "body", NULL), "fw");
+    }
+    assert_same_xml(fw[0], fw[1]);
+    for (int i = 0; i < 6; i++)
+        assert_same_xml(c[i], d[i]);
+    char *after = xmppd_stanza_to_string(p, NULL, NULL);
+    assert_string_equal(before, after);
+    /* a copy made now is still the source's */
+    xmppd_stanza *late = xmppd_stanza_copy_to(p, "late@x");
+    xmppd_stanza *late_d = deep_copy_to(p, "late@x");
+    assert_same_xml(late, late_d);
+    xmppd_stanza_unref(p); /* copies outlive their source */
+    for (int i = 0; i < 6; i++)
+        assert_same_xml(c[i], d[i]);
+    for (int i = 0; i < 6; i++) {
+        xmppd_stanza_unref(c[i]);
+        xmppd_stanza_unref(d[i]);
+    }
+    assert_same_xml(fw[0], fw[1]);
+    xmppd_stanza_unref(fw[0]);
+    xmppd_stanza_unref(fw[1]);
+    assert_same_xml(late, late_d);
+    xmppd_stanza_unref(late);
+    xmppd_stanza_unref(late_d);
+    free(before);
+    free(after);
+}
+
+/* Changing the source after copying changes none of the copies; copies
+ * made afterwards show the change. */
+static void cow_change_to_the_source_stays_in_it(void **state)
+{
+    xmppd_stanza *p = parse(COW_SOURCE);
+    xmppd_stanza *c1 = xmppd_stanza_copy_to(p, "u1@x");
+    xmppd_stanza *d1 = deep_copy_to(p, "u1@x");
+    xmppd_stanza *x = xmppd_stanza_child(p, "x", NULL);
+    xmppd_stanza_set_attr(x, "n", "2");
+    xmppd_stanza *c2 = xmppd_stanza_copy_to(p, "u2@x");
+    xmppd_stanza *d2 = deep_copy_to(p, "u2@x");
+    xmppd_stanza_add_text(xmppd_stanza_child(x, "y", NULL), "t", 1);
+    xmppd_stanza_remove(p, xmppd_stanza_child(p, "body", NULL));
+    xmppd_stanza_set_attr(p, "type", "chat");
+    xmppd_stanza_set_text(p, NULL);
+    xmppd_stanza *c3 = xmppd_stanza_copy_to(p, "u3@x");
+    xmppd_stanza *d3 = deep_copy_to(p, "u3@x");
+    /* the source becomes a child elsewhere */
+    xmppd_stanza *wrap = xmppd_stanza_new("wrap", "urn:example:w");
+    xmppd_stanza_add(wrap, p);
+    xmppd_stanza_tag(p, "late", NULL);
+    assert_same_xml(c1, d1);
+    assert_same_xml(c2, d2);
+    assert_same_xml(c3, d3);
+    assert_string_equal(xmppd_stanza_child_text(c3, "body", NULL) ? "found" : "none", "none");
+    assert_string_equal(xmppd_stanza_attr(xmppd_stanza_child(c1, "x", NULL), "n"), "1");
+    xmppd_stanza_unref(wrap);
+    xmppd_stanza_unref(c1);
+    xmppd_stanza_unref(d1);
+    assert_same_xml(c2, d2);
+    xmppd_stanza_unref(c2);
+    xmppd_stanza_unref(d2);
+    xmppd_stanza_unref(c3);
+    xmppd_stanza_unref(d3);
+}
+
+/* The router parses a fan-out's sender once (xml/fanout.h): the copies
+ * share the JID; a copy whose 'from' changed, or a stanza that is no copy,
+ * gets none (the router parses its own). The hold keeps the JID alive
+ * while a hook changes the copy and the source is gone. */
+static void cow_copies_share_the_parsed_sender(void **state)
+{
+    xmppd_stanza *p = parse("<message from='Romeo@Example.net/Orchard' type='chat'><body>x</body></message>");
+    xmppd_stanza *c1 = xmppd_stanza_copy_to(p, "a@x");
+    xmppd_stanza *c2 = xmppd_stanza_copy_to(p, "b@x");
+    xmppd_stanza *h1, *h2, *h3, *h4;
+    const xmppd_jid *j1 = stanza_fanout_from(c1, &h1);
+    const xmppd_jid *j2 = stanza_fanout_from(c2, &h2);
+    assert_non_null(j1);
+    assert_ptr_equal(j1, j2);
+    assert_string_equal(j1->full, "romeo@example.net/Orchard");
+    assert_null(stanza_fanout_from(p, &h3));
+    assert_null(h3);
+    xmppd_stanza_set_attr(c2, "from", "other@x");
+    assert_null(stanza_fanout_from(c2, &h4));
+    assert_null(h4);
+    xmppd_stanza_unref(p);
+    xmppd_stanza_tag(c1, "x", "urn:example:x"); /* c1 takes its own tree */
+    assert_null(stanza_fanout_from(c1, &h4));
+    xmppd_stanza_unref(c1);
+    xmppd_stanza_unref(c2);
+    assert_string_equal(j1->bare, "romeo@example.net"); /* still held */
+    xmppd_stanza_unref(h1);
+    xmppd_stanza_unref(h2);
+    /* an invalid sender: the router parses (and refuses) it itself */
+    xmppd_stanza *bad = parse("<message from='a@@b' to='c@d'/>");
+    xmppd_stanza *bc = xmppd_stanza_copy_to(bad, "e@f");
+    assert_null(stanza_fanout_from(bc, &h3));
+    assert_null(h3);
+    xmppd_stanza_unref(bc);
+    xmppd_stanza_unref(bad);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -433,6 +679,10 @@ int main(void)
         cmocka_unit_test(test_xml_namespace_element_round_trip),
         cmocka_unit_test(copy_to_shares_text_with_own_to),
         cmocka_unit_test(copy_to_replaces_to_and_child_source),
+        cmocka_unit_test(cow_copies_share_and_equal_deep_copies),
+        cmocka_unit_test(cow_change_to_a_copy_stays_in_it),
+        cmocka_unit_test(cow_change_to_the_source_stays_in_it),
+        cmocka_unit_test(cow_copies_share_the_parsed_sender),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
