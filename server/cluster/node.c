@@ -135,6 +135,8 @@ static void on_removed(redisReply *r, void *ud)
         log_kernel("cluster", XMPPD_LOG_WARN, "node %s missed its heartbeats: dropping its "
                    "sessions", name);
         node_forget(name, won);
+        if (won)
+            queue_watch(name);
     }
     free(name);
 }
@@ -245,6 +247,7 @@ static void heartbeat(void)
     redis_commandf(g_cluster.cmd, NULL, NULL, "PEXPIRE %s %s", g_cluster.k_sessions, ttl);
     redis_commandf(g_cluster.cmd, NULL, NULL, "SADD %s %s", g_cluster.k_nodes, g_cluster.conf->node);
     redis_commandf(g_cluster.cmd, on_members, NULL, "SMEMBERS %s", g_cluster.k_nodes);
+    queue_check();
     /* a PING awaited on the subscriber too: a dead link to Redis shows as
      * an overdue reply (redis.c), not as silence */
     if (redis_conn_up(g_cluster.sub))
@@ -335,18 +338,19 @@ int cluster_start(const xmppd_config *cfg, char *err, size_t errlen)
     g_cluster.k_node = cluster_key("node:", node);
     g_cluster.k_sessions = cluster_key("sessions:", node);
     g_cluster.ch_reg = cluster_key("reg", "");
-    g_cluster.ch_self = cluster_key("to:", node);
+    g_cluster.client_name = cluster_key(node, "");
+    g_cluster.srv.client_name = g_cluster.client_name;
     registry_start();
     static const redis_conn_ops cmd_ops = { .up = cmd_up, .down = cmd_down };
     static const redis_conn_ops sub_ops = { .up = sub_up, .down = sub_down,
                                             .message = link_on_message };
     struct timeval tv = { cfg->cluster.heartbeat / 1000, (cfg->cluster.heartbeat % 1000) * 1000 };
     if (!g_cluster.k_nodes || !g_cluster.k_node || !g_cluster.k_sessions || !g_cluster.ch_reg ||
-        !g_cluster.ch_self ||
+        !g_cluster.client_name ||
         !(g_cluster.cmd = redis_conn_new(&g_cluster.srv, "commands", &cmd_ops, NULL)) ||
         !(g_cluster.sub = redis_conn_new(&g_cluster.srv, "subscriber", &sub_ops, NULL)) ||
         redis_subscribe(g_cluster.sub, g_cluster.ch_reg) < 0 ||
-        redis_subscribe(g_cluster.sub, g_cluster.ch_self) < 0 ||
+        queue_start() < 0 ||
         !(g_cluster.beat = event_new(loop_base(), -1, EV_PERSIST, on_beat, NULL)) ||
         event_add(g_cluster.beat, &tv) < 0 ||
         xmppd_ctl_command(NULL, "cluster-status", NULL, "the cluster's live nodes", cmd_status,
@@ -398,6 +402,7 @@ void cluster_stop(void)
     }
     if (g_cluster.beat)
         event_free(g_cluster.beat);
+    queue_stop();
     redis_conn_free(g_cluster.sub);
     redis_conn_free(g_cluster.cmd);
     registry_stop();
@@ -410,7 +415,7 @@ void cluster_stop(void)
     free(g_cluster.k_node);
     free(g_cluster.k_sessions);
     free(g_cluster.ch_reg);
-    free(g_cluster.ch_self);
+    free(g_cluster.client_name);
     redis_servers_free(&g_cluster.srv);
     free((char *)g_cluster.copy.name);
     free((char *)g_cluster.copy.node);

@@ -230,7 +230,7 @@ static void subscribe_one(redis_conn *c, const char *channel)
         q_push(c, NULL, NULL, true);
 }
 
-/* Connected: AUTH, SELECT, SUBSCRIBE, then a PING whose answer says the
+/* Connected: AUTH, SELECT, CLIENT SETNAME, SUBSCRIBE, then a PING whose answer says the
  * connection is ready (all pipelined in one write). */
 static void handshake(redis_conn *c)
 {
@@ -246,6 +246,13 @@ static void handshake(redis_conn *c)
         snprintf(db, sizeof(db), "%d", u->db);
         const char *argv[] = { "SELECT", db };
         if (send_argv(c, 2, argv, NULL) == 0)
+            q_push(c, on_handshake, c, true);
+    }
+    if (c->srv->client_name) {
+        char name[256];
+        snprintf(name, sizeof(name), "%s:%s", c->srv->client_name, c->name);
+        const char *argv[] = { "CLIENT", "SETNAME", name };
+        if (send_argv(c, 3, argv, NULL) == 0)
             q_push(c, on_handshake, c, true);
     }
     for (size_t i = 0; i < c->n_channels; i++)

@@ -41,7 +41,7 @@ static const xmppd_stanza *g_arrived;
  * (RFC 6120 §8.3.3.13, type wait: the client may try again), as an
  * unreachable server's would; presence is dropped, errors and results are
  * never answered. */
-static void bounce_unsent(const entry *e, const xmppd_stanza *st)
+static void bounce_unsent(xmppd_host *h, const char *full, const xmppd_stanza *st)
 {
     const char *name = xmppd_stanza_name(st), *type = xmppd_stanza_attr(st, "type");
     if (strcmp(name, "presence") == 0 || (type && strcmp(type, "error") == 0) ||
@@ -53,8 +53,8 @@ static void bounce_unsent(const entry *e, const xmppd_stanza *st)
     if (!err)
         return;
     if (!xmppd_stanza_attr(err, "from"))
-        xmppd_stanza_set_attr(err, "from", e->s->jid->full);
-    xmppd_route(e->s->host, err);
+        xmppd_stanza_set_attr(err, "from", full);
+    xmppd_route(h, err);
     xmppd_stanza_unref(err);
 }
 
@@ -75,7 +75,7 @@ static int remote_write(void *conn, const xmppd_stanza *st, size_t *len_r)
     if (rc < 0) {
         log_kernel("cluster", XMPPD_LOG_WARN, "%s: cannot forward to node %s (Redis down)",
                    e->s->jid->full, e->node);
-        bounce_unsent(e, st);
+        bounce_unsent(e->s->host, e->s->jid->full, st);
     }
     *len_r = len;
     return rc;
@@ -323,6 +323,39 @@ void registry_frame(const char *kind, const char *node, const char *arg, const c
         node_forget(node, false); /* its sessions ended there, with their events */
     else
         log_kernel("cluster", XMPPD_LOG_DEBUG, "unknown frame %s from %s", kind, node);
+}
+
+/* A frame node did not take within delivery_timeout (queue.c). A stanza
+ * for a session there (a full JID) gets <recipient-unavailable/> as when
+ * Redis is away; one for an account (a bare JID: a message, a subscription
+ * request) is handled here as for an account with no session on that
+ * node: its other resources, else offline storage (RFC 6121 §8.5.2.2), as
+ * a stanza a local session could not take. Its sessions there go from our
+ * copy first; a node that is alive after all is reloaded at the next
+ * heartbeat. */
+void registry_unsent(const char *node, const char *kind, const char *arg, const char *body,
+                     size_t blen)
+{
+    bool deliver = strcmp(kind, "deliver") == 0;
+    if (!deliver && strcmp(kind, "route") != 0)
+        return; /* a kick: the session ends with its node anyway */
+    xmppd_stanza *st = xmppd_stanza_from_string(body, blen, "jabber:client");
+    xmppd_jid *to = xmppd_jid_parse(arg);
+    xmppd_host *h = to ? xmppd_host_find(to->domain) : NULL;
+    if (st && h) {
+        log_kernel("cluster", XMPPD_LOG_INFO, "%s for %s: not taken by node %s in time: %s",
+                   xmppd_stanza_name(st), arg, node,
+                   deliver || to->resource ? "bounced" : "handled here");
+        if (deliver || to->resource) {
+            bounce_unsent(h, to->full, st);
+        } else {
+            registry_drop_node(node, false);
+            node_resync(node);
+            xmppd_route(h, st);
+        }
+    }
+    xmppd_stanza_unref(st);
+    xmppd_jid_free(to);
 }
 
 /* ---- a peer's whole hash ----------------------------------------------------- */

@@ -273,6 +273,16 @@ static const xmppd_option cluster_fields[] = {
     { "node_timeout", XMPPD_OPT_DURATION, OFF(cluster_conf, node_timeout), "5s", 300, 600000,
       .doc = "a node whose registration was not renewed for this long is dead: the others "
              "take over its sessions (at least 3 heartbeats)" },
+    { "delivery_timeout", XMPPD_OPT_DURATION, OFF(cluster_conf, delivery_timeout), "8s", 500,
+      600000,
+      .doc = "a stanza sent to another node that has not taken it from its Redis stream within "
+             "this long is taken back and bounced (recipient-unavailable) or, for an account, "
+             "handled here (offline storage); more than node_timeout plus a heartbeat, so a dead "
+             "node's sessions are gone first" },
+    { "queue_max", XMPPD_OPT_INT, OFF(cluster_conf, queue_max), "100000", 1000, 100000000,
+      .doc = "frames a node's Redis stream holds (XADD MAXLEN ~): bounds Redis's memory for a "
+             "node that stopped reading; keep above the frames a node receives in "
+             "delivery_timeout" },
     { "ca_file", XMPPD_OPT_PATH, OFF(cluster_conf, ca_file), NULL,
       .doc = "rediss://: trust anchors (PEM) for the Redis server's certificate; default: the "
              "system's" },
@@ -909,6 +919,9 @@ static void check_cluster(vctx *c)
         ERR(c, "cluster.redis", "expected at least one Redis URI (\"redis://127.0.0.1:6379\")");
     if (cl->node_timeout < 3 * cl->heartbeat)
         ERR(c, "cluster.node_timeout", "must be at least 3 heartbeats (%lld ms)", 3 * cl->heartbeat);
+    if (cl->delivery_timeout <= cl->node_timeout + cl->heartbeat)
+        ERR(c, "cluster.delivery_timeout", "must be more than node_timeout plus a heartbeat "
+            "(%lld ms)", cl->node_timeout + cl->heartbeat);
     if ((cl->cert != NULL) != (cl->key != NULL))
         ERR(c, cl->cert ? "cluster.cert" : "cluster.key", "a client certificate needs both \"cert\" "
             "and \"key\"");

@@ -159,6 +159,8 @@ typedef struct cluster_conf {
     const char *secret;           /* shared by the nodes; never logged */
     long long heartbeat;          /* ms between heartbeats */
     long long node_timeout;       /* ms without a heartbeat before a node is dead */
+    long long delivery_timeout;   /* ms before a frame its node did not take is bounced */
+    long long queue_max;          /* frames a node's stream keeps (XADD MAXLEN ~) */
     const char *ca_file;          /* rediss://: trust anchors; NULL: the system's */
     const char *cert, *key;       /* rediss://: our client certificate, or NULL */
 } cluster_conf;

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.skipif(not (redis_server.available() and pg_cluster.ava
 SECRET = "cluster-test-secret-0123456789"
 HEARTBEAT_MS = 200
 NODE_TIMEOUT_MS = 1000
+DELIVERY_TIMEOUT_MS = 1600
 NS_PING = "urn:xmpp:ping"
 
 
@@ -52,7 +53,8 @@ def cluster_config(srv, redis, pg_dsn, cluster, node, secret=SECRET):
     cfg["modules"] = dict([("storage_pgsql", {"connect": pg_dsn, "pool_size": 2})] + list(mods.items()))
     cfg["modules"].update({"roster": True, "presence": True})
     cfg["cluster"] = {"name": cluster, "node": node, "redis": redis.uri, "secret": secret,
-                      "heartbeat": "%dms" % HEARTBEAT_MS, "node_timeout": "%dms" % NODE_TIMEOUT_MS}
+                      "heartbeat": "%dms" % HEARTBEAT_MS, "node_timeout": "%dms" % NODE_TIMEOUT_MS,
+                      "delivery_timeout": "%dms" % DELIVERY_TIMEOUT_MS}
     srv.write_config()
 
 
@@ -327,20 +329,125 @@ def test_killed_node_sessions_disappear(nodes):
         c.__exit__(None, None, None)
 
 
+def redis_clients(redis, name_prefix):
+    """Redis's client IDs whose connection name starts with name_prefix."""
+    out = []
+    for line in redis.command("CLIENT", "LIST").splitlines():
+        f = dict(kv.split("=", 1) for kv in line.split(" ") if "=" in kv)
+        if f.get("name", "").startswith(name_prefix):
+            out.append(f["id"])
+    return out
+
+
+def kill_clients(redis, name_prefix):
+    ids = redis_clients(redis, name_prefix)
+    assert ids, "no Redis connection named %s*" % name_prefix
+    for i in ids:
+        assert redis.command("CLIENT", "KILL", "ID", i) == 1
+
+
+def bodies(c, prefix, n, timeout):
+    """The bodies starting with prefix that c receives until it has n (or
+    the time is out), in order of arrival."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        for e in c.quiet(0.2, pred=lambda e: e.tag == q(NS_CLIENT, "message") and
+                         (e.findtext(q(NS_CLIENT, "body")) or "").startswith(prefix)):
+            got.append(e.findtext(q(NS_CLIENT, "body")))
+    return got
+
+
+def test_issue20_delivery_survives_the_readers_reconnection(nodes, redis):
+    """Issue 20, delivery rule: frames for a node wait in its Redis stream
+    while its reading connection is re-established. Node B's stream reader
+    and subscriber connections are killed in Redis (CLIENT KILL) twice while
+    A sends 200 messages to B's user, by full and by bare JID (RFC 6121
+    §8.5.3.1, §8.5.2.1.1): all 200 arrive, once each, in the order sent."""
+    na, nb = nodes(2)
+    alice, bob = new_accounts(na, 2)
+    ca = login(na, alice, "pc", priority=0)
+    cb = login(nb, bob, "phone", priority=0)
+    registered(na, 1, "node1")
+    prefix = "%s:node1:" % nodes.cluster
+    for i in range(200):
+        message(ca, cb.jid if i % 2 else bob.jid, "seq-%03d" % i)
+        if i in (40, 120):
+            kill_clients(redis, prefix + "stream")
+            kill_clients(redis, prefix + "subscriber")
+        if i % 20 == 0:
+            time.sleep(0.05)  # the kills land while frames are in flight
+    got = bodies(cb, "seq-", 200, scaled(20))
+    assert got == ["seq-%03d" % i for i in range(200)]
+    assert cb.quiet(scaled(0.5), pred=got_body("seq-000")) == [], "delivered twice"
+    assert "lost the Redis stream reader" in nb.read_log()
+    for c in (ca, cb):
+        c.__exit__(None, None, None)
+
+
+def test_issue20_frames_for_a_dead_node_are_bounced_or_stored(nodes):
+    """Issue 20, delivery rule: node B is killed with SIGKILL; what A had
+    already sent into B's stream is taken back after cluster.delivery_timeout:
+    messages and IQs to B's full JID get <recipient-unavailable/> (RFC 6120
+    §8.3.3.13, type wait), messages to the account's bare JID go to offline
+    storage as when the account is offline (RFC 6121 §8.5.2.2.1), and the
+    user gets them when logging in again on A. Nothing is silently lost."""
+    na, nb = nodes(2, extra={"modules": {"offline": True}})
+    alice, bob = new_accounts(na, 2)
+    ca = login(na, alice, "pc", priority=0)
+    cb = login(nb, bob, "phone", priority=0)
+    registered(na, 1, "node1")
+    bob_full = cb.jid
+    nb.kill()
+    cb.close()
+    t0 = time.monotonic()
+    for i in range(10):
+        message(ca, bob_full, "full-%d" % i)
+        message(ca, bob.jid, "bare-%d" % i)
+    ca.send("<iq type='get' id='dead-ping' to='%s'><ping xmlns='%s'/></iq>" % (bob_full, NS_PING))
+    errors = []
+    deadline = time.monotonic() + scaled(DELIVERY_TIMEOUT_MS / 1000 + 5)
+    while len(errors) < 11 and time.monotonic() < deadline:
+        errors += ca.quiet(0.2, pred=lambda e: e.get("type") == "error")
+    took = time.monotonic() - t0
+    msgs = sorted(e.findtext(q(NS_CLIENT, "body")) for e in errors
+                  if e.tag == q(NS_CLIENT, "message"))
+    assert msgs == sorted("full-%d" % i for i in range(10)), [tostr(e) for e in errors]
+    iq = [e for e in errors if e.tag == q(NS_CLIENT, "iq")]
+    assert len(iq) == 1 and iq[0].get("id") == "dead-ping"
+    for e in errors:
+        assert error_condition(e) == ("wait", "recipient-unavailable")
+        assert e.get("from") == bob_full
+    assert took >= DELIVERY_TIMEOUT_MS / 1000 - 0.3, "bounced before the timeout: %.2f s" % took
+    assert took <= scaled(DELIVERY_TIMEOUT_MS / 1000 + 2), took
+    # the bare-JID messages were stored: bob finds them on node A
+    time.sleep(scaled(0.5))
+    cb2 = PoliteClient(na.port)
+    cb2.login(bob.user, bob.password, resource="again")
+    cb2.send_presence(priority=0)
+    got = bodies(cb2, "bare-", 10, scaled(10))
+    assert sorted(got) == sorted("bare-%d" % i for i in range(10))
+    assert ca.quiet(scaled(0.5), pred=lambda e: e.get("type") == "error") == [], "bounced twice"
+    for c in (ca, cb2):
+        c.__exit__(None, None, None)
+
+
 def test_frames_not_signed_with_the_secret_are_dropped(nodes, redis):
     """Nothing but a node holding cluster.secret can inject a stanza: a
-    frame published on a node's channel with a wrong HMAC is dropped and
-    logged."""
+    frame added to a node's stream or published on the registry channel
+    with a wrong HMAC is dropped and logged."""
     na, nb = nodes(2)
     alice, = new_accounts(na, 1)
     ca = login(na, alice, "pc", priority=0)
     forged = ("deliver\nnode1\n1\n%s\n<message xmlns='jabber:client' from='admin@localhost' to='%s' "
               "type='chat'><body>forged</body></message>" % (ca.jid, ca.jid))
-    receivers = redis.command("PUBLISH", "%s:to:node0" % nodes.cluster, "0" * 64 + " " + forged)
-    assert receivers == 1
+    for attempt in (
+            lambda f: redis.command("XADD", "%s:q:node0" % nodes.cluster, "*", "f", f),
+            lambda f: redis.command("PUBLISH", "%s:reg" % nodes.cluster, f)):
+        attempt("0" * 64 + " " + forged)
     assert ca.quiet(scaled(0.5), pred=got_body("forged")) == []
     deadline = time.monotonic() + scaled(5)
-    while "bad signature was dropped" not in na.read_log():
+    while na.read_log().count("bad signature was dropped") < 2:
         assert time.monotonic() < deadline, "no log line for the forged frame"
         time.sleep(0.1)
     ca.__exit__(None, None, None)
