@@ -130,9 +130,14 @@ static const xmppd_option listener_fields[] = {
                                         "byte (XEP-0368); components have none; http listeners: "
                                         "\"direct\" (HTTPS) or \"none\" (the default: plain HTTP "
                                         "for a reverse proxy)" },
+    { "proxy_protocol", XMPPD_OPT_BOOL, OFF(listener_conf, proxy_protocol), "false",
+      .doc = "every connection starts with a PROXY protocol header (v1 or v2, HAProxy's "
+             "send-proxy / send-proxy-v2) naming the client, whose address logs, access rules "
+             "and limits then see; only from trusted_proxies (others are refused)" },
     { "trusted_proxies", XMPPD_OPT_LIST, OFF(listener_conf, trusted_proxies), NULL,
-      .doc = "http: addresses or CIDRs (\"127.0.0.1\", \"10.0.0.0/8\") of reverse proxies whose "
-             "X-Forwarded-For and X-Forwarded-Proto are believed" },
+      .doc = "addresses or CIDRs (\"127.0.0.1\", \"10.0.0.0/8\") of the load balancers that may "
+             "send a PROXY header (proxy_protocol) and, on http listeners, of reverse proxies "
+             "whose X-Forwarded-For and X-Forwarded-Proto are believed" },
     { "path_prefix", XMPPD_OPT_STRING, OFF(listener_conf, path_prefix), NULL, .min = 2,
       .doc = "http: the path every URL lives under (\"/xmpp\"), as a proxy forwards it" },
     { NULL }
@@ -558,7 +563,8 @@ static bool valid_cidr(const char *s)
     return cidr_parse(s, &c) == 0;
 }
 
-/* The rules of http listeners: TLS "direct" or "none" (the default). */
+/* The rules of http listeners (TLS "direct" or "none", the default) and of
+ * the PROXY protocol. */
 static void check_http_listener(vctx *c, listener_conf *l, const json_t *lo, const char *key)
 {
     char sub[96];
@@ -567,17 +573,15 @@ static void check_http_listener(vctx *c, listener_conf *l, const json_t *lo, con
             snprintf(sub, sizeof(sub), "%s.tls", key);
             ERR(c, sub, "\"none\" is only for http listeners (use \"starttls\" or \"direct\")");
         }
-        if (l->trusted_proxies || l->path_prefix) {
+        if ((l->trusted_proxies && !l->proxy_protocol) || l->path_prefix) {
             snprintf(sub, sizeof(sub), "%s.%s", key, l->path_prefix ? "path_prefix" : "trusted_proxies");
-            ERR(c, sub, "only http listeners take this key");
+            ERR(c, sub, l->path_prefix ? "only http listeners take this key"
+                                       : "only http and proxy_protocol listeners take this key");
         }
-        return;
     }
-    if (!json_object_get(lo, "tls"))
-        l->tls = LISTEN_TLS_NONE;
-    else if (l->tls == LISTEN_TLS_STARTTLS) {
-        snprintf(sub, sizeof(sub), "%s.tls", key);
-        ERR(c, sub, "HTTP has no STARTTLS: \"direct\" (HTTPS) or \"none\" (plain HTTP)");
+    if (l->proxy_protocol && !l->trusted_proxies) {
+        snprintf(sub, sizeof(sub), "%s.proxy_protocol", key);
+        ERR(c, sub, "needs trusted_proxies: the load balancers that may send the header");
     }
     for (size_t i = 0; l->trusted_proxies && l->trusted_proxies[i]; i++)
         if (!valid_cidr(l->trusted_proxies[i])) {
@@ -585,6 +589,14 @@ static void check_http_listener(vctx *c, listener_conf *l, const json_t *lo, con
             ERR(c, sub, "expected IP addresses or CIDRs (\"10.0.0.0/8\"), got \"%s\"",
                 l->trusted_proxies[i]);
         }
+    if (l->type != LISTEN_HTTP)
+        return;
+    if (!json_object_get(lo, "tls"))
+        l->tls = LISTEN_TLS_NONE;
+    else if (l->tls == LISTEN_TLS_STARTTLS) {
+        snprintf(sub, sizeof(sub), "%s.tls", key);
+        ERR(c, sub, "HTTP has no STARTTLS: \"direct\" (HTTPS) or \"none\" (plain HTTP)");
+    }
     const char *p = l->path_prefix;
     if (p && (p[0] != '/' || p[strlen(p) - 1] == '/' || strpbrk(p, "?#% \"'<>"))) {
         snprintf(sub, sizeof(sub), "%s.path_prefix", key);

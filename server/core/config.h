@@ -28,8 +28,11 @@ typedef struct listener_conf {
     int tls;              /* enum listener_tls */
     const char *address;  /* "::", "127.0.0.1", ... */
     long long port;       /* the type's default port when not configured */
+    bool proxy_protocol;  /* a PROXY v1/v2 header first, from trusted_proxies only */
+    /* addresses/CIDRs that may send a PROXY header, and (http) whose
+     * X-Forwarded-* are believed */
+    const char *const *trusted_proxies;
     /* http listeners: */
-    const char *const *trusted_proxies; /* addresses/CIDRs whose X-Forwarded-* are believed */
     const char *path_prefix;            /* "/xmpp": every path lives under it; NULL: none */
 } listener_conf;
 
