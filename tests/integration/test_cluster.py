@@ -12,15 +12,19 @@ live nodes and `xmppctl check` refuses a cluster on SQLite.
 """
 
 import json
+import shutil
+import subprocess
 import secrets
+import socket
 import time
+from pathlib import Path
 
 import pytest
 
 import pg_cluster
 import redis_server
 from conftest import Account, unique_user
-from xmpptest import NS_CLIENT, PoliteClient, XMPPTestError, error_condition, q, scaled, tostr
+from xmpptest import free_port, NS_CLIENT, PoliteClient, XMPPTestError, error_condition, q, scaled, tostr
 
 pytestmark = pytest.mark.skipif(not (redis_server.available() and pg_cluster.available()),
                                 reason="redis-server or PostgreSQL not installed")
@@ -585,3 +589,87 @@ def test_redis_over_tls(server_factory, pg_dsn, cert_dir):
         assert "certificate verify failed" in bad.read_log()
     finally:
         r.destroy()
+
+
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+EXAMPLE_CFG = Path(__file__).resolve().parents[2] / "contrib" / "haproxy" / "xmppd.cfg"
+
+
+@pytest.mark.skipif(not Path(HAPROXY).exists(), reason="haproxy not installed")
+def test_issue20_two_nodes_behind_haproxy_with_proxy_v2(nodes, tmp_path):
+    """Issue 20, operations: contrib/haproxy/xmppd.cfg passes `haproxy -c`;
+    a real HAProxy built from its backend settings (TCP, send-proxy-v2,
+    health checks with the header) spreads clients over two nodes whose
+    c2s listeners take the PROXY protocol: both log in through it, land on
+    different nodes, and chat across them; each node logged the client
+    address HAProxy gave it."""
+    r = subprocess.run([HAPROXY, "-c", "-f", str(EXAMPLE_CFG)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    extra_ports = []
+    na, nb = nodes(2)
+    for srv in (na, nb):
+        port = free_port()
+        srv.config["listeners"].append({"type": "c2s", "address": "127.0.0.1", "port": port,
+                                        "proxy_protocol": True, "trusted_proxies": ["127.0.0.1"]})
+        srv.write_config()
+        srv.restart()
+        extra_ports.append(port)
+    for srv in (na, nb):
+        wait_status(srv, lambda st: len(st["nodes"]) == 2)
+    front = free_port()
+    cfg = tmp_path / "haproxy.cfg"
+    servers = "\n".join("    server n%d 127.0.0.1:%d" % (i, p) for i, p in enumerate(extra_ports))
+    cfg.write_text("""global
+    log stdout format raw local0 info
+defaults
+    mode tcp
+    log global
+    timeout connect 5s
+    timeout client 30m
+    timeout server 30m
+frontend xmpp_c2s
+    bind 127.0.0.1:%d
+    default_backend xmppd_c2s
+backend xmppd_c2s
+    balance roundrobin
+    default-server send-proxy-v2 check check-send-proxy inter 200ms fall 2 rise 1
+%s
+""" % (front, servers))
+    proc = subprocess.Popen([HAPROXY, "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + scaled(10)
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", front), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "haproxy did not listen"
+                time.sleep(0.1)
+        time.sleep(scaled(0.5))  # health checks mark both servers up
+        alice, bob = new_accounts(na, 2)
+        ca = login_at(front, alice, "pc")
+        cb = login_at(front, bob, "phone")
+        # round robin: one on each node
+        wait_status(na, lambda st: sum(n.get("registered", n["sessions"]) for n in st["nodes"]) >= 2)
+        where = [n["node"] for n in status(na)["nodes"] if n.get("registered", n["sessions"])]
+        assert sorted(where) == ["node0", "node1"], status(na)
+        message(ca, cb.jid, "through-haproxy")
+        cb.wait_for(got_body("through-haproxy"))
+        message(cb, ca.jid, "and-back")
+        ca.wait_for(got_body("and-back"))
+        for srv in (na, nb):
+            assert "PROXY protocol v2: client 127.0.0.1" in srv.read_log()
+        for c in (ca, cb):
+            c.__exit__(None, None, None)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def login_at(port, account, resource):
+    c = PoliteClient(port)
+    c.login(account.user, account.password, resource=resource)
+    c.send_presence(priority=0)
+    c.wait_for(lambda e: e.tag == q(NS_CLIENT, "presence") and e.get("from") == c.jid)
+    return c
