@@ -673,3 +673,97 @@ def login_at(port, account, resource):
     c.send_presence(priority=0)
     c.wait_for(lambda e: e.tag == q(NS_CLIENT, "presence") and e.get("from") == c.jid)
     return c
+
+
+def collect(c, period):
+    """Every message (bodies) and error (bodies of the bounced messages) c
+    receives within period."""
+    got, errors = [], []
+    for e in c.quiet(period, pred=lambda e: e.tag == q(NS_CLIENT, "message")):
+        (errors if e.get("type") == "error" else got).append(e.findtext(q(NS_CLIENT, "body")))
+    return got, errors
+
+
+def test_issue20_kill_9_under_load_every_accepted_message_is_accounted_for(nodes):
+    """Issue 20, done means: three nodes, clients on nodes 0 and 2 sending
+    across nodes, node 1 killed with SIGKILL in the middle. The survivors
+    keep serving: every message between users of nodes 0 and 2 arrives, in
+    order. Every message for the user of node 1 is accounted for: received
+    before the kill, stored offline (RFC 6121 §8.5.2.2.1; read when the user
+    logs in again on node 0), or bounced to its sender (RFC 6120 §8.3.3.13)
+    - and none twice."""
+    na, nb, nc = nodes(3, extra={"modules": {"offline": True}})
+    sa, sc, ra, rc, rb = new_accounts(na, 5)
+    csa, csc = login(na, sa, "s", priority=0), login(nc, sc, "s", priority=0)
+    cra, crc = login(na, ra, "r", priority=0), login(nc, rc, "r", priority=0)
+    crb = login(nb, rb, "r", priority=0)
+    for srv in (na, nc):
+        registered(srv, 1, "node1")
+    registered(na, 2, "node2")
+    rb_full = crb.jid
+    n = 150
+    for i in range(n):
+        message(csa, crc.jid, "a2c-%03d" % i)
+        message(csc, ra.jid, "c2a-%03d" % i)
+        message(csa, rb.jid, "a2b-bare-%03d" % i)
+        message(csc, rb_full, "c2b-full-%03d" % i)
+        if i == n // 3:
+            nb.kill()
+        time.sleep(0.01)
+    t_end = time.monotonic()
+    # survivors: all of it, in order
+    assert bodies(crc, "a2c-", n, scaled(20)) == ["a2c-%03d" % i for i in range(n)]
+    assert bodies(cra, "c2a-", n, scaled(20)) == ["c2a-%03d" % i for i in range(n)]
+    # node 1's user: what reached its client before the kill
+    before, _ = collect(crb, 0.5)
+    crb.close()
+    # the senders' bounces come after delivery_timeout
+    wait = DELIVERY_TIMEOUT_MS / 1000 + 3 * HEARTBEAT_MS / 1000 + 1 - (time.monotonic() - t_end)
+    _, bounced_a = collect(csa, scaled(max(wait, 0.5)))
+    _, bounced_c = collect(csc, scaled(0.5))
+    again = PoliteClient(na.port)
+    again.login(rb.user, rb.password, resource="again")
+    again.send_presence(priority=0)
+    stored, _ = collect(again, scaled(3))
+    stored = [b for b in stored if b and "2b-" in b]
+    accounted = before + bounced_a + bounced_c + stored
+    sent = ["a2b-bare-%03d" % i for i in range(n)] + ["c2b-full-%03d" % i for i in range(n)]
+    missing = sorted(set(sent) - set(accounted))
+    assert missing == [], "lost: %s" % missing
+    dupes = sorted(b for b in set(accounted) if accounted.count(b) > 1)
+    assert dupes == [], "twice: %s" % dupes
+    # the kill happened under load: each way was used
+    assert before and stored, (len(before), len(bounced_a + bounced_c), len(stored))
+    for c in (csa, csc, cra, crc, again):
+        c.__exit__(None, None, None)
+
+
+def test_issue20_node_added_to_a_running_cluster(nodes, server_factory, redis, pg_dsn):
+    """Issue 20, done means: a node started while the cluster runs loads the
+    registry (every session of the running nodes), and stanzas route both
+    ways between its users and theirs, by full and bare JID (RFC 6121
+    §8.5.3.1, §8.5.2.1.1)."""
+    na, nb = nodes(2)
+    alice, bob, carol = new_accounts(na, 3)
+    ca = login(na, alice, "pc", priority=0)
+    cb = login(nb, bob, "pc", priority=0)
+    registered(na, 1, "node1")
+    nn = server_factory(start=False)
+    cluster_config(nn, redis, pg_dsn, nodes.cluster, "node2")
+    nn.start()
+    st = wait_status(nn, lambda st: len(st["nodes"]) == 3 and node_sessions(st, "node0") == 1 and
+                     node_sessions(st, "node1") == 1)
+    assert [n["node"] for n in st["nodes"] if n["self"]] == ["node2"]
+    for srv in (na, nb):
+        wait_status(srv, lambda st: len(st["nodes"]) == 3)
+    cc = login(nn, carol, "pc", priority=0)
+    registered(na, 1, "node2")
+    registered(nb, 1, "node2")
+    message(cc, ca.jid, "new-to-full")
+    ca.wait_for(got_body("new-to-full"))
+    message(cc, bob.jid, "new-to-bare")
+    cb.wait_for(got_body("new-to-bare"))
+    message(ca, carol.jid, "old-to-new")
+    assert cc.wait_for(got_body("old-to-new")).get("from") == ca.jid
+    for c in (ca, cb, cc):
+        c.__exit__(None, None, None)
