@@ -37,6 +37,11 @@ typedef struct cluster {
     char *client_name;         /* "NAME:NODE": our connections' names in Redis */
     char *k_queue;             /* our stream: frames for us */
     struct event *beat;
+    char *hosts;               /* our hosts, sorted, space-separated */
+    bool checked;              /* the live nodes serve our hosts: we registered */
+    bool checking;             /* a hosts check awaits its answer */
+    bool starting;             /* cluster_start waits for the check */
+    char *refused;             /* why the check failed (cluster_start's error) */
     peer *peers;
     size_t n_peers;
 } cluster;

@@ -767,3 +767,48 @@ def test_issue20_node_added_to_a_running_cluster(nodes, server_factory, redis, p
     assert cc.wait_for(got_body("old-to-new")).get("from") == ca.jid
     for c in (ca, cb, cc):
         c.__exit__(None, None, None)
+
+
+def test_issue20_node_with_other_hosts_is_refused(nodes, server_factory, redis, pg_dsn):
+    """Issue 20, configuration: the nodes of a cluster serve the same hosts.
+    Each node publishes its host list with its registration; a node whose
+    list differs from a live node's refuses to start (before it opens a
+    port), naming both lists."""
+    na, nb = nodes(2)
+    bad = server_factory(start=False)
+    cluster_config(bad, redis, pg_dsn, nodes.cluster, "node7")
+    bad.config["hosts"]["other.example"] = {}
+    bad.write_config()
+    with pytest.raises(RuntimeError) as e:
+        bad.start()
+    out = str(e.value) + bad.read_log() + bad.read_stderr()
+    assert "the nodes of a cluster serve the same hosts" in out, out
+    assert '"localhost other.example"' in out and 'serves "localhost"' in out
+    assert [n["node"] for n in status(na)["nodes"]] == ["node0", "node1"]
+
+
+def test_issue20_node_with_other_hosts_does_not_join_when_redis_comes_late(nodes, server_factory,
+                                                                           pg_dsn):
+    """A node that could not reach Redis at start checks the hosts when
+    Redis answers: with another host list it stays out of the cluster (not
+    registered, its sessions not published) and says why in its log."""
+    r = redis_server.Redis()
+    try:
+        good = server_factory(start=False)
+        cluster_config(good, r, pg_dsn, "late" + secrets.token_hex(3), "node0")
+        bad = server_factory(start=False)
+        cluster_config(bad, r, pg_dsn, good.config["cluster"]["name"], "node1")
+        bad.config["hosts"]["other.example"] = {}
+        bad.write_config()
+        bad.start()  # Redis is not there yet: it starts all the same
+        assert "Redis did not answer at start" in bad.read_log()
+        r.start()
+        good.start()
+        deadline = time.monotonic() + scaled(10)
+        while "not joining" not in bad.read_log():
+            assert time.monotonic() < deadline, "the late check did not happen"
+            time.sleep(0.1)
+        time.sleep(scaled(3 * HEARTBEAT_MS / 1000))
+        assert [n["node"] for n in status(good)["nodes"]] == ["node0"]
+    finally:
+        r.destroy()
