@@ -52,14 +52,21 @@ extern cluster g_cluster;
 char *cluster_key(const char *a, const char *b);
 
 /* ---- link.c ---- */
-/* kind/arg/body (body may be binary, blen bytes) as a frame signed with the
- * cluster's secret, malloc'd (*len bytes), or NULL on OOM. */
-char *link_frame(const char *kind, const char *arg, const char *body, size_t blen, size_t *len);
+/* kind/arg/body (body may be binary, blen bytes) with hop count hops as a
+ * frame signed with the cluster's secret, malloc'd (*len bytes), or NULL
+ * on OOM. */
+char *link_frame(const char *kind, const char *arg, const char *body, size_t blen, int hops,
+                 size_t *len);
+/* The hop count of a frame made now (one more than the frame being
+ * handled, if any). */
+int link_hops(void);
 /* Publishes a frame on channel (every node). 0 or -1 (Redis down, OOM). */
 int link_publish(const char *channel, const char *kind, const char *arg, const char *body,
                  size_t blen);
-/* Into node's stream (queue.c). 0 or -1 (Redis down, OOM). */
-int link_send(const char *node, const char *kind, const char *arg, const char *body, size_t blen);
+/* Into node's stream (queue.c); st (may be NULL): the stanza body is, for
+ * sending a fan-out as one frame. 0 or -1 (Redis down, OOM). */
+int link_send(const char *node, const char *kind, const char *arg, const char *body, size_t blen,
+              const struct xmppd_stanza *st);
 /* A verified frame's parts (all borrowed for the call). */
 typedef void (*link_handler)(void *ud, const char *kind, const char *node, const char *arg,
                              const char *body, size_t blen);
@@ -75,8 +82,12 @@ void link_on_message(void *ud, const char *channel, size_t clen, const char *msg
  * on OOM. */
 int queue_start(void);
 void queue_stop(void);
-/* XADDs a frame to node's stream. 0 or -1. */
-int queue_add(const char *node, const char *frame, size_t len);
+/* A frame for node, sent at the end of this loop turn with the others for
+ * node in one XADD; "route" frames of copies of one fan-out (st made with
+ * xmppd_stanza_copy_to) become one "routes" frame naming the recipients.
+ * 0 or -1 (OOM). */
+int queue_put(const char *node, const char *kind, const char *arg, const char *body, size_t blen,
+              const struct xmppd_stanza *st, int hops);
 /* Every heartbeat: frames we sent that their node has not taken within
  * cluster.delivery_timeout are taken back and bounced (registry_unsent). */
 void queue_check(void);

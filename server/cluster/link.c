@@ -34,11 +34,17 @@ static bool mac(const char *payload, size_t len, char out[MAC_HEX + 1])
     return hmac_sha256_hex(g_cluster.conf->secret, payload, len, out);
 }
 
-char *link_frame(const char *kind, const char *arg, const char *body, size_t blen, size_t *len)
+int link_hops(void)
+{
+    return g_hops + 1;
+}
+
+char *link_frame(const char *kind, const char *arg, const char *body, size_t blen, int hop,
+                 size_t *len)
 {
     const char *node = g_cluster.conf->node;
     char hops[16];
-    snprintf(hops, sizeof(hops), "%d", g_hops + 1);
+    snprintf(hops, sizeof(hops), "%d", hop);
     size_t hl = strlen(kind) + strlen(node) + strlen(hops) + strlen(arg) + 4;
     size_t total = MAC_HEX + 1 + hl + blen;
     char *f = malloc(total + 1);
@@ -63,7 +69,7 @@ int link_publish(const char *channel, const char *kind, const char *arg, const c
     if (!redis_conn_up(g_cluster.cmd))
         return -1;
     size_t len = 0;
-    char *f = link_frame(kind, arg, body, blen, &len);
+    char *f = link_frame(kind, arg, body, blen, link_hops(), &len);
     int rc = -1;
     if (f) {
         const char *argv[] = { "PUBLISH", channel, f };
@@ -74,15 +80,12 @@ int link_publish(const char *channel, const char *kind, const char *arg, const c
     return rc;
 }
 
-int link_send(const char *node, const char *kind, const char *arg, const char *body, size_t blen)
+int link_send(const char *node, const char *kind, const char *arg, const char *body, size_t blen,
+              const xmppd_stanza *st)
 {
     if (!redis_conn_up(g_cluster.cmd))
         return -1;
-    size_t len = 0;
-    char *f = link_frame(kind, arg, body, blen, &len);
-    int rc = f ? queue_add(node, f, len) : -1;
-    free(f);
-    return rc;
+    return queue_put(node, kind, arg, body, blen, st, link_hops());
 }
 
 /* The next "\n"-terminated field of [*p, end) as a C string in buf. */

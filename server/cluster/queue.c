@@ -22,6 +22,7 @@
  * a frame is routed by its node or bounced by its sender, not both (except
  * a frame routed by a node that then stalled for longer than the timeout
  * before acknowledging it). */
+#include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,8 @@
 
 #include "cluster/internal.h"
 #include "core/core.h"
+#include "core/loop.h"
+#include "xml/serialise.h"
 #include "xmppd/loop.h"
 
 #define GROUP "xmppd"
@@ -79,16 +82,31 @@ static const char TAKE_BACK[] =
     "end\n"
     "return out\n";
 
-/* A stream we sent to lately: checked for frames to take back. */
+/* A frame waiting for the end of the loop turn. */
+typedef struct item {
+    char *kind;
+    char *to;              /* the recipients, space-separated ("routes" when several) */
+    size_t to_len, n_to;
+    char *body;
+    size_t blen;
+    int hops;
+    xmppd_stanza *st;      /* a fan-out copy (a reference): later copies of its
+                            * fan-out join this item */
+} item;
+
+/* A stream we send to. */
 typedef struct dest {
     char *node;
     char *key;
-    uint64_t until;   /* check it until then (monotonic ms) */
+    uint64_t until;   /* check it for frames to take back until then (monotonic ms) */
+    item *out;        /* this loop turn's frames */
+    size_t n_out, cap_out;
 } dest;
 
 static dest *g_dests;
 static size_t g_n_dests;
-static bool g_pending_phase; /* reading our pending entries (after a (re)connection) */
+static struct event *g_flush; /* end of the loop turn: the outboxes leave */
+static bool g_pending_phase;  /* reading our pending entries (after a (re)connection) */
 
 /* ---- sending ------------------------------------------------------------------ */
 
@@ -102,7 +120,7 @@ static dest *dest_get(const char *node)
         return NULL;
     g_dests = v;
     dest *d = &v[g_n_dests];
-    *d = (dest){ strdup(node), cluster_key("q:", node), 0 };
+    *d = (dest){ .node = strdup(node), .key = cluster_key("q:", node) };
     if (!d->node || !d->key) {
         free(d->node);
         free(d->key);
@@ -120,18 +138,160 @@ static void dest_touch(dest *d)
                3 * (uint64_t)g_cluster.conf->heartbeat;
 }
 
-int queue_add(const char *node, const char *frame, size_t len)
+static void item_clear(item *it)
+{
+    free(it->kind);
+    free(it->to);
+    free(it->body);
+    xmppd_stanza_unref(it->st);
+}
+
+/* it as a frame's parts: kind, arg, body (*body_own: malloc'd, to free).
+ * "routes" carries the recipient count in arg and the recipients on the
+ * body's first line, the stanza (with the first one's 'to') after. */
+static bool item_parts(const item *it, const char **kind, char *arg, size_t argsize,
+                       char **body_own, const char **body, size_t *blen)
+{
+    *body_own = NULL;
+    if (it->n_to == 1) {
+        *kind = it->kind;
+        snprintf(arg, argsize, "%s", it->to);
+        *body = it->body;
+        *blen = it->blen;
+        return strlen(it->to) < argsize;
+    }
+    size_t bl = it->to_len + 1 + it->blen;
+    char *b = malloc(bl);
+    if (!b)
+        return false;
+    memcpy(b, it->to, it->to_len);
+    b[it->to_len] = '\n';
+    memcpy(b + it->to_len + 1, it->body, it->blen);
+    *kind = "routes";
+    snprintf(arg, argsize, "%zu", it->n_to);
+    *body = *body_own = b;
+    *blen = bl;
+    return true;
+}
+
+/* One XADD for the frames node's outbox held at the end of the loop turn.
+ * Frames that cannot leave (Redis went away meanwhile, OOM) are bounced
+ * at once, as when Redis is away before. The outbox is detached first: a
+ * bounce may queue frames anew. */
+static void flush_dest(size_t di)
+{
+    dest *d = &g_dests[di];
+    item *out = d->out;
+    size_t n = d->n_out;
+    const char *node = d->node, *key = d->key; /* the strings stay where they are */
+    d->out = NULL;
+    d->n_out = d->cap_out = 0;
+    char **frames = calloc(n, sizeof(*frames));
+    const char **argv = calloc(6 + 2 * n, sizeof(*argv));
+    size_t *lens = calloc(6 + 2 * n, sizeof(*lens));
+    char max[24];
+    snprintf(max, sizeof(max), "%lld", g_cluster.conf->queue_max);
+    int argc = 0;
+    if (frames && argv && lens) {
+        const char *head[] = { "XADD", key, "MAXLEN", "~", max, "*" };
+        for (; argc < 6; argc++) {
+            argv[argc] = head[argc];
+            lens[argc] = strlen(head[argc]);
+        }
+        for (size_t i = 0; i < n; i++) {
+            const char *kind, *body;
+            char arg[3072], *own;
+            size_t blen, len = 0;
+            if (item_parts(&out[i], &kind, arg, sizeof(arg), &own, &body, &blen))
+                frames[i] = link_frame(kind, arg, body, blen, out[i].hops, &len);
+            free(own);
+            if (!frames[i])
+                continue;
+            argv[argc] = "f";
+            lens[argc++] = 1;
+            argv[argc] = frames[i];
+            lens[argc++] = len;
+        }
+    }
+    bool sent = argc > 6 && redis_command(g_cluster.cmd, NULL, NULL, argc, argv, lens) == 0;
+    if (sent)
+        dest_touch(&g_dests[di]);
+    else
+        log_kernel("cluster", XMPPD_LOG_WARN, "cannot send %zu frames to node %s (Redis down)", n,
+                   node);
+    for (size_t i = 0; i < n; i++) {
+        const char *kind, *body;
+        char arg[3072], *own = NULL;
+        size_t blen;
+        if (!sent && item_parts(&out[i], &kind, arg, sizeof(arg), &own, &body, &blen))
+            registry_unsent(node, kind, arg, body, blen);
+        free(own);
+        if (frames)
+            free(frames[i]);
+        item_clear(&out[i]);
+    }
+    free(out);
+    free(frames);
+    free(argv);
+    free(lens);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *ud)
+{
+    for (size_t i = 0; i < g_n_dests; i++)
+        if (g_dests[i].n_out)
+            flush_dest(i);
+}
+
+/* A copy of the same fan-out as the last item, unchanged, for the same
+ * hop count: its recipient joins that item. */
+static bool join_last(dest *d, const char *kind, const char *to, const xmppd_stanza *st, int hops)
+{
+    item *last = d->n_out ? &d->out[d->n_out - 1] : NULL;
+    const stanza_share *sh = stanza_share_of(st);
+    if (!last || !sh || !last->st || stanza_share_of(last->st) != sh || last->hops != hops ||
+        strcmp(kind, "route") != 0 || strcmp(last->kind, "route") != 0)
+        return false;
+    size_t tl = strlen(to);
+    char *v = realloc(last->to, last->to_len + tl + 2);
+    if (!v)
+        return false;
+    v[last->to_len] = ' ';
+    memcpy(v + last->to_len + 1, to, tl + 1);
+    last->to = v;
+    last->to_len += tl + 1;
+    last->n_to++;
+    return true;
+}
+
+int queue_put(const char *node, const char *kind, const char *arg, const char *body, size_t blen,
+              const xmppd_stanza *st, int hops)
 {
     dest *d = dest_get(node);
     if (!d)
         return -1;
-    char max[24];
-    snprintf(max, sizeof(max), "%lld", g_cluster.conf->queue_max);
-    const char *argv[] = { "XADD", d->key, "MAXLEN", "~", max, "*", "f", frame };
-    size_t lens[] = { 4, strlen(d->key), 6, 1, strlen(max), 1, 1, len };
-    if (redis_command(g_cluster.cmd, NULL, NULL, 8, argv, lens) < 0)
+    if (join_last(d, kind, arg, st, hops))
+        return 0;
+    if (d->n_out == d->cap_out) {
+        size_t cap = d->cap_out ? d->cap_out * 2 : 8;
+        item *v = realloc(d->out, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        d->out = v;
+        d->cap_out = cap;
+    }
+    item *it = &d->out[d->n_out];
+    *it = (item){ .kind = strdup(kind), .to = strdup(arg), .to_len = strlen(arg), .n_to = 1,
+                  .body = malloc(blen ? blen : 1), .blen = blen, .hops = hops };
+    if (!it->kind || !it->to || !it->body) {
+        item_clear(it);
         return -1;
-    dest_touch(d);
+    }
+    memcpy(it->body, body, blen);
+    if (st && stanza_share_of(st))
+        it->st = xmppd_stanza_ref((xmppd_stanza *)st);
+    d->n_out++;
+    event_active(g_flush, EV_TIMEOUT, 0);
     return 0;
 }
 
@@ -211,16 +371,18 @@ static bool parse_id(const char *id, unsigned long long *ms, unsigned long long 
     return sscanf(id, "%llu-%llu", ms, seq) == 2;
 }
 
-static const redisReply *field_f(const redisReply *fields)
+/* Routes the frames of one entry (its "f" fields, in order). An entry
+ * without fields is one deleted meanwhile (taken back). */
+static void open_entry(const redisReply *fields)
 {
     if (!fields || fields->type != REDIS_REPLY_ARRAY)
-        return NULL; /* a pending entry deleted meanwhile (taken back) */
-    for (size_t i = 0; i + 1 < fields->elements; i += 2)
+        return;
+    for (size_t i = 0; i + 1 < fields->elements && g_cluster.reader; i += 2)
         if (fields->element[i]->type == REDIS_REPLY_STRING &&
             strcmp(fields->element[i]->str, "f") == 0 &&
             fields->element[i + 1]->type == REDIS_REPLY_STRING)
-            return fields->element[i + 1];
-    return NULL;
+            link_open(g_cluster.k_queue, fields->element[i + 1]->str,
+                      fields->element[i + 1]->len, from_queue, NULL);
 }
 
 /* Handles each new entry in order, then XDELs and XACKs them all and
@@ -242,12 +404,11 @@ static void take(const redisReply *entries)
             e->element[0]->type != REDIS_REPLY_STRING || !parse_id(e->element[0]->str, &ms, &seq))
             continue;
         argv[argc++] = e->element[0]->str;
-        const redisReply *f = field_f(e->element[1]);
-        if (!f || ms < g_last.ms || (ms == g_last.ms && seq <= g_last.seq))
+        if (ms < g_last.ms || (ms == g_last.ms && seq <= g_last.seq))
             continue;
         g_last.ms = ms;
         g_last.seq = seq;
-        link_open(g_cluster.k_queue, f->str, f->len, from_queue, NULL);
+        open_entry(e->element[1]);
         if (!g_cluster.reader)
             break; /* the node stops */
     }
@@ -349,7 +510,8 @@ int queue_start(void)
 {
     static const redis_conn_ops ops = { .up = reader_up, .down = reader_down };
     g_cluster.k_queue = cluster_key("q:", g_cluster.conf->node);
-    if (!g_cluster.k_queue ||
+    g_flush = event_new(loop_base(), -1, 0, on_flush, NULL);
+    if (!g_cluster.k_queue || !g_flush ||
         !(g_cluster.reader = redis_conn_new(&g_cluster.srv, "stream", &ops, NULL)))
         return -1;
     return 0;
@@ -357,11 +519,17 @@ int queue_start(void)
 
 void queue_stop(void)
 {
+    if (g_flush) {
+        on_flush(-1, 0, NULL); /* what this turn made still leaves */
+        event_free(g_flush);
+        g_flush = NULL;
+    }
     redis_conn_free(g_cluster.reader);
     g_cluster.reader = NULL;
     for (size_t i = 0; i < g_n_dests; i++) {
         free(g_dests[i].node);
         free(g_dests[i].key);
+        free(g_dests[i].out);
     }
     free(g_dests);
     g_dests = NULL;

@@ -68,7 +68,7 @@ static int remote_write(void *conn, const xmppd_stanza *st, size_t *len_r)
     }
     size_t len = 0;
     char *xml = xmppd_stanza_to_string(st, "jabber:client", &len);
-    int rc = xml ? link_send(e->node, "deliver", e->s->jid->full, xml, len) : -1;
+    int rc = xml ? link_send(e->node, "deliver", e->s->jid->full, xml, len, NULL) : -1;
     log_kernel("cluster", XMPPD_LOG_DEBUG, "%s to %s on node %s", xmppd_stanza_name(st),
                e->s->jid->full, e->node);
     free(xml);
@@ -84,7 +84,8 @@ static int remote_write(void *conn, const xmppd_stanza *st, size_t *len_r)
 static void remote_close(void *conn, const char *condition, const char *text)
 {
     entry *e = conn;
-    link_send(e->node, "kick", e->s->jid->full, condition ? condition : "", condition ? strlen(condition) : 0);
+    link_send(e->node, "kick", e->s->jid->full, condition ? condition : "",
+              condition ? strlen(condition) : 0, NULL);
 }
 
 static uint64_t remote_bytes_in(void *conn)
@@ -237,7 +238,7 @@ static bool route_to_home(xmppd_event *ev)
     }
     size_t len = 0;
     char *xml = target ? xmppd_stanza_to_string(ev->stanza, "jabber:client", &len) : NULL;
-    int rc = xml ? link_send(target->node, "route", ev->to->full, xml, len) : -1;
+    int rc = xml ? link_send(target->node, "route", ev->to->full, xml, len, ev->stanza) : -1;
     free(xml);
     if (rc == 0)
         log_kernel("cluster", XMPPD_LOG_DEBUG, "%s to %s: routed on node %s",
@@ -248,22 +249,62 @@ static bool route_to_home(xmppd_event *ev)
 /* ---- frames ----------------------------------------------------------------- */
 
 /* A stanza another node routes here: its hooks and delivery run here. */
-static void route_here(const char *to, const char *xml, size_t len)
+static void route_stanza_here(const char *to, const xmppd_stanza *st)
 {
-    xmppd_stanza *st = xmppd_stanza_from_string(xml, len, "jabber:client");
     xmppd_jid *j = xmppd_jid_parse(to);
     xmppd_host *h = j ? xmppd_host_find(j->domain) : NULL;
     if (st && h) {
         const xmppd_stanza *outer = g_arrived;
         g_arrived = st;
-        xmppd_route(h, st);
+        xmppd_route(h, (xmppd_stanza *)st);
         g_arrived = outer;
     } else {
         log_kernel("cluster", XMPPD_LOG_WARN, "a stanza for %s from another node was dropped "
                    "(%s)", to, st ? "not one of our hosts" : "unparsable");
     }
-    xmppd_stanza_unref(st);
     xmppd_jid_free(j);
+}
+
+static void route_here(const char *to, const char *xml, size_t len)
+{
+    xmppd_stanza *st = xmppd_stanza_from_string(xml, len, "jabber:client");
+    route_stanza_here(to, st);
+    xmppd_stanza_unref(st);
+}
+
+typedef void (*each_fn)(const char *to, const xmppd_stanza *st, void *ud);
+
+/* A "routes" body: "JID JID...\n<stanza/>", one fan-out for several
+ * recipients here; fn runs with each one's copy (serialised once). */
+static void each_recipient(const char *body, size_t blen, each_fn fn, void *ud)
+{
+    const char *nl = memchr(body, '\n', blen);
+    xmppd_stanza *st = nl ? xmppd_stanza_from_string(nl + 1, blen - (size_t)(nl + 1 - body),
+                                                     "jabber:client") : NULL;
+    if (!st) {
+        log_kernel("cluster", XMPPD_LOG_WARN, "a fan-out frame was dropped (unparsable)");
+        return;
+    }
+    for (const char *p = body; p < nl;) {
+        const char *sp = memchr(p, ' ', (size_t)(nl - p));
+        const char *end = sp ? sp : nl;
+        char to[3072];
+        if ((size_t)(end - p) < sizeof(to)) {
+            memcpy(to, p, (size_t)(end - p));
+            to[end - p] = '\0';
+            xmppd_stanza *c = xmppd_stanza_copy_to(st, to);
+            if (c)
+                fn(to, c, ud);
+            xmppd_stanza_unref(c);
+        }
+        p = end + 1;
+    }
+    xmppd_stanza_unref(st);
+}
+
+static void route_each(const char *to, const xmppd_stanza *st, void *ud)
+{
+    route_stanza_here(to, st);
 }
 
 static void deliver(const char *full, const char *xml, size_t len)
@@ -315,6 +356,11 @@ void registry_frame(const char *kind, const char *node, const char *arg, const c
         deliver(arg, body, blen);
     else if (strcmp(kind, "route") == 0)
         route_here(arg, body, blen);
+    else if (strcmp(kind, "routes") == 0) {
+        log_kernel("cluster", XMPPD_LOG_DEBUG, "a fan-out for %s recipients from node %s", arg,
+                   node);
+        each_recipient(body, blen, route_each, NULL);
+    }
     else if (strcmp(kind, "kick") == 0)
         kick(arg, body, blen);
     else if (strcmp(kind, "reset") == 0)
@@ -333,29 +379,43 @@ void registry_frame(const char *kind, const char *node, const char *arg, const c
  * a stanza a local session could not take. Its sessions there go from our
  * copy first; a node that is alive after all is reloaded at the next
  * heartbeat. */
-void registry_unsent(const char *node, const char *kind, const char *arg, const char *body,
-                     size_t blen)
+static void unsent_one(const char *node, bool deliver, const char *to_s, const xmppd_stanza *st)
 {
-    bool deliver = strcmp(kind, "deliver") == 0;
-    if (!deliver && strcmp(kind, "route") != 0)
-        return; /* a kick: the session ends with its node anyway */
-    xmppd_stanza *st = xmppd_stanza_from_string(body, blen, "jabber:client");
-    xmppd_jid *to = xmppd_jid_parse(arg);
+    xmppd_jid *to = xmppd_jid_parse(to_s);
     xmppd_host *h = to ? xmppd_host_find(to->domain) : NULL;
     if (st && h) {
         log_kernel("cluster", XMPPD_LOG_INFO, "%s for %s: not taken by node %s in time: %s",
-                   xmppd_stanza_name(st), arg, node,
+                   xmppd_stanza_name(st), to_s, node,
                    deliver || to->resource ? "bounced" : "handled here");
         if (deliver || to->resource) {
             bounce_unsent(h, to->full, st);
         } else {
             registry_drop_node(node, false);
             node_resync(node);
-            xmppd_route(h, st);
+            xmppd_route(h, (xmppd_stanza *)st);
         }
     }
-    xmppd_stanza_unref(st);
     xmppd_jid_free(to);
+}
+
+static void unsent_each(const char *to, const xmppd_stanza *st, void *ud)
+{
+    unsent_one(ud, false, to, st);
+}
+
+void registry_unsent(const char *node, const char *kind, const char *arg, const char *body,
+                     size_t blen)
+{
+    if (strcmp(kind, "routes") == 0) {
+        each_recipient(body, blen, unsent_each, (void *)node);
+        return;
+    }
+    bool deliver = strcmp(kind, "deliver") == 0;
+    if (!deliver && strcmp(kind, "route") != 0)
+        return; /* a kick: the session ends with its node anyway */
+    xmppd_stanza *st = xmppd_stanza_from_string(body, blen, "jabber:client");
+    unsent_one(node, deliver, arg, st);
+    xmppd_stanza_unref(st);
 }
 
 /* ---- a peer's whole hash ----------------------------------------------------- */

@@ -812,3 +812,37 @@ def test_issue20_node_with_other_hosts_does_not_join_when_redis_comes_late(nodes
         assert [n["node"] for n in status(good)["nodes"]] == ["node0"]
     finally:
         r.destroy()
+
+
+def xadd_calls(redis):
+    for line in redis.command("INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_xadd:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+def test_issue20_presence_broadcast_is_one_frame_per_node(nodes, redis):
+    """Issue 20, routing: a presence broadcast (RFC 6121 §4.4.2) to twelve
+    contacts online on another node leaves as one stream entry naming the
+    twelve recipients, not twelve; each contact gets the presence, with
+    its own 'to'."""
+    na, nb = nodes(2)
+    alice, *contacts = new_accounts(na, 13)
+    ca = login(na, alice, "pc", priority=0)
+    clients = [login(nb, c, "pc", priority=0) for c in contacts]
+    registered(na, 12, "node1")
+    for cl, acc in zip(clients, contacts):
+        subscribe(cl, ca, acc, alice)
+    time.sleep(scaled(0.5))  # the rosters are stored, stray presences are in
+    for cl in clients:
+        cl.quiet(0.05)
+    before = xadd_calls(redis)
+    ca.send("<presence><status>fan-out</status></presence>")
+    for cl in clients:
+        p = cl.wait_for(lambda e: e.tag == q(NS_CLIENT, "presence") and
+                        e.findtext(q(NS_CLIENT, "status")) == "fan-out")
+        assert p.get("from") == ca.jid and p.get("to") == cl.jid.split("/")[0]
+    assert xadd_calls(redis) - before == 1
+    assert "a fan-out for 12 recipients from node node0" in nb.read_log()
+    for c in [ca] + clients:
+        c.__exit__(None, None, None)
