@@ -788,30 +788,29 @@ def test_issue20_node_with_other_hosts_is_refused(nodes, server_factory, redis, 
 
 
 def test_issue20_node_with_other_hosts_does_not_join_when_redis_comes_late(nodes, server_factory,
-                                                                           pg_dsn):
+                                                                           redis, pg_dsn):
     """A node that could not reach Redis at start checks the hosts when
     Redis answers: with another host list it stays out of the cluster (not
-    registered, its sessions not published) and says why in its log."""
-    r = redis_server.Redis()
-    try:
-        good = server_factory(start=False)
-        cluster_config(good, r, pg_dsn, "late" + secrets.token_hex(3), "node0")
-        bad = server_factory(start=False)
-        cluster_config(bad, r, pg_dsn, good.config["cluster"]["name"], "node1")
-        bad.config["hosts"]["other.example"] = {}
-        bad.write_config()
-        bad.start()  # Redis is not there yet: it starts all the same
-        assert "Redis did not answer at start" in bad.read_log()
-        r.start()
-        good.start()
-        deadline = time.monotonic() + scaled(10)
-        while "not joining" not in bad.read_log():
-            assert time.monotonic() < deadline, "the late check did not happen"
-            time.sleep(0.1)
-        time.sleep(scaled(3 * HEARTBEAT_MS / 1000))
-        assert [n["node"] for n in status(good)["nodes"]] == ["node0"]
-    finally:
-        r.destroy()
+    registered, its sessions not published) and says why in its log. (Its
+    Redis user is created only after it started: until then AUTH fails.)"""
+    na, = nodes(1)
+    user, pw = "late" + secrets.token_hex(3), secrets.token_hex(8)
+    bad = server_factory(start=False)
+    cluster_config(bad, redis, pg_dsn, nodes.cluster, "node1")
+    bad.config["cluster"]["redis"] = "redis://%s:%s@127.0.0.1:%d" % (user, pw, redis.port)
+    bad.config["hosts"]["other.example"] = {}
+    bad.write_config()
+    bad.start()  # Redis refuses it for now: it starts all the same
+    assert "Redis did not answer at start" in bad.read_log()
+    assert redis.command("ACL", "SETUSER", user, "on", ">" + pw, "~*", "&*", "+@all") == "OK"
+    deadline = time.monotonic() + scaled(15)
+    while "not joining" not in bad.read_log():
+        assert time.monotonic() < deadline, "the late check did not happen"
+        time.sleep(0.1)
+    assert 'serves "localhost"' in bad.read_log()
+    time.sleep(scaled(3 * HEARTBEAT_MS / 1000))
+    assert [n["node"] for n in status(na)["nodes"]] == ["node0"]
+    assert redis.command("SISMEMBER", "%s:nodes" % nodes.cluster, "node1") == 0
 
 
 def xadd_calls(redis):
@@ -833,10 +832,15 @@ def test_issue20_presence_broadcast_is_one_frame_per_node(nodes, redis):
     registered(na, 12, "node1")
     for cl, acc in zip(clients, contacts):
         subscribe(cl, ca, acc, alice)
-    time.sleep(scaled(0.5))  # the rosters are stored, stray presences are in
+    before = xadd_calls(redis)
+    while True:  # the subscriptions' traffic is over
+        time.sleep(scaled(0.5))
+        now = xadd_calls(redis)
+        if now == before:
+            break
+        before = now
     for cl in clients:
         cl.quiet(0.05)
-    before = xadd_calls(redis)
     ca.send("<presence><status>fan-out</status></presence>")
     for cl in clients:
         p = cl.wait_for(lambda e: e.tag == q(NS_CLIENT, "presence") and
