@@ -191,23 +191,26 @@ static void on_infos(redisReply *r, void *ud)
     names_free(ns);
 }
 
-static void on_members(redisReply *r, void *ud)
+/* MGET of the registrations of the nodes in members (SMEMBERS' answer)
+ * but us; fn gets the answer with the names (a names*, fn's to free). 1
+ * when asked, 0 when there is no other node, -1 on failure (OOM, Redis
+ * down). */
+static int read_registrations(const redisReply *members, redis_reply_fn fn)
 {
-    if (!g_cluster.conf || !r || r->type != REDIS_REPLY_ARRAY)
-        return;
     names *ns = calloc(1, sizeof(*ns));
-    const char **argv = calloc(r->elements + 1, sizeof(*argv));
-    if (!ns || !argv || !(ns->v = calloc(r->elements + 1, sizeof(*ns->v)))) {
+    const char **argv = calloc(members->elements + 1, sizeof(*argv));
+    if (!ns || !argv || !(ns->v = calloc(members->elements + 1, sizeof(*ns->v)))) {
         free(argv);
         if (ns)
             names_free(ns);
-        return;
+        return -1;
     }
     argv[0] = "MGET";
     int argc = 1;
-    for (size_t i = 0; i < r->elements; i++) {
-        const char *name = r->element[i]->str;
-        if (r->element[i]->type != REDIS_REPLY_STRING || strcmp(name, g_cluster.conf->node) == 0)
+    for (size_t i = 0; i < members->elements; i++) {
+        const char *name = members->element[i]->str;
+        if (members->element[i]->type != REDIS_REPLY_STRING ||
+            strcmp(name, g_cluster.conf->node) == 0)
             continue;
         char *k = cluster_key("node:", name);
         if (!k || !(ns->v[ns->n] = strdup(name))) {
@@ -217,16 +220,22 @@ static void on_members(redisReply *r, void *ud)
         ns->n++;
         argv[argc++] = k;
     }
-    if (ns->n == 0 || redis_command(g_cluster.cmd, on_infos, ns, argc, argv, NULL) < 0) {
-        /* alone: every peer we knew is gone */
-        if (ns->n == 0)
-            while (g_cluster.n_peers)
-                node_forget(g_cluster.peers[0].name, false);
+    int rc = ns->n == 0 ? 0 : redis_command(g_cluster.cmd, fn, ns, argc, argv, NULL) == 0 ? 1 : -1;
+    if (rc < 1)
         names_free(ns);
-    }
     for (int i = 1; i < argc; i++)
         free((char *)argv[i]);
     free(argv);
+    return rc;
+}
+
+static void on_members(redisReply *r, void *ud)
+{
+    if (!g_cluster.conf || !r || r->type != REDIS_REPLY_ARRAY)
+        return;
+    if (read_registrations(r, on_infos) == 0) /* alone: every peer we knew is gone */
+        while (g_cluster.n_peers)
+            node_forget(g_cluster.peers[0].name, false);
 }
 
 /* ---- heartbeat ------------------------------------------------------------------ */
@@ -342,39 +351,11 @@ static void on_check_members(redisReply *r, void *ud)
         g_cluster.checking = false;
         return;
     }
-    names *ns = calloc(1, sizeof(*ns));
-    const char **argv = calloc(r->elements + 1, sizeof(*argv));
-    if (!ns || !argv || !(ns->v = calloc(r->elements + 1, sizeof(*ns->v)))) {
-        free(argv);
-        if (ns)
-            names_free(ns);
+    int rc = read_registrations(r, on_check_infos);
+    if (rc == 0)
+        check_passed(); /* the first node: nothing to compare */
+    else if (rc < 0)
         g_cluster.checking = false;
-        return;
-    }
-    argv[0] = "MGET";
-    int argc = 1;
-    for (size_t i = 0; i < r->elements; i++) {
-        const char *name = r->element[i]->str;
-        if (r->element[i]->type != REDIS_REPLY_STRING || strcmp(name, g_cluster.conf->node) == 0)
-            continue;
-        char *k = cluster_key("node:", name);
-        if (!k || !(ns->v[ns->n] = strdup(name))) {
-            free(k);
-            break;
-        }
-        ns->n++;
-        argv[argc++] = k;
-    }
-    if (ns->n == 0) { /* the first node: nothing to compare */
-        names_free(ns);
-        check_passed();
-    } else if (redis_command(g_cluster.cmd, on_check_infos, ns, argc, argv, NULL) < 0) {
-        names_free(ns);
-        g_cluster.checking = false;
-    }
-    for (int i = 1; i < argc; i++)
-        free((char *)argv[i]);
-    free(argv);
 }
 
 static void check_hosts(void)

@@ -317,7 +317,7 @@ static void on_taken(redisReply *r, void *ud)
             if (r->element[i]->type == REDIS_REPLY_STRING)
                 link_open("a stream taken back", r->element[i]->str, r->element[i]->len,
                           bounce_frame, node);
-        dest *d = r->elements == TAKE_MAX ? dest_get(node) : NULL;
+        dest *d = r->elements >= TAKE_MAX ? dest_get(node) : NULL;
         if (d) /* more of them: at the next heartbeat */
             dest_touch(d);
     }

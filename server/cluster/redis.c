@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -332,6 +334,11 @@ static void on_event(struct bufferevent *bev, short what, void *ud)
 {
     redis_conn *c = ud;
     if (what & BEV_EVENT_CONNECTED) {
+        /* commands are small writes, often one per loop turn: Nagle would
+         * hold the next one back until Redis's delayed ACK (~40 ms) */
+        int one = 1;
+        if (!c->srv->uris[c->idx].path)
+            setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         handshake(c);
         return;
     }

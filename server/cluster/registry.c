@@ -4,9 +4,10 @@
  * Redis: NAME:sessions:NODE is a hash, full JID -> "PRIO AVAIL\n<presence/>",
  * written by NODE alone and expiring with its heartbeat, so the sessions of
  * a node that died vanish with it even if no node cleans up. Every change
- * is also published on the reg channel, which the other nodes apply to
- * their copy; a node (re)loads a peer's hash when it first sees it and
- * after its own subscriber reconnected (it may have missed changes).
+ * is also published on the reg channel and put in the known nodes'
+ * streams (announce), which the other nodes apply to their copy; a node
+ * (re)loads a peer's hash when it first sees it and after its own
+ * subscriber reconnected (it may have missed changes).
  *
  * A remote session's transport publishes what is written to it to its
  * node ("deliver"), where it is sent to the session as if routed there;
@@ -529,6 +530,18 @@ static char *value_of(const xmppd_session *s, size_t *len)
     return v;
 }
 
+/* A registry change goes to every node over pub/sub (a node we do not
+ * know yet hears it too) and into the stream of each node we know, where
+ * it is ordered with the stanzas we send that node: a stanza from a
+ * session that just bound reaches no node before its bind, so an answer
+ * to its full JID finds it. Applying a change twice changes nothing. */
+static void announce(const char *kind, const char *full, const char *v, size_t len)
+{
+    link_publish(g_cluster.ch_reg, kind, full, v, len);
+    for (size_t i = 0; i < g_cluster.n_peers; i++)
+        link_send(g_cluster.peers[i].name, kind, full, v, len, NULL);
+}
+
 static void publish_session(xmppd_session *s, const char *kind)
 {
     size_t len = 0;
@@ -539,7 +552,7 @@ static void publish_session(xmppd_session *s, const char *kind)
     size_t lens[] = { 4, strlen(g_cluster.k_sessions), strlen(s->jid->full), len };
     if (redis_conn_up(g_cluster.cmd)) {
         redis_command(g_cluster.cmd, NULL, NULL, 4, argv, lens);
-        link_publish(g_cluster.ch_reg, kind, s->jid->full, v, len);
+        announce(kind, s->jid->full, v, len);
     }
     free(v);
 }
@@ -556,7 +569,7 @@ static void on_unbound(xmppd_session *s)
         return;
     const char *argv[] = { "HDEL", g_cluster.k_sessions, s->jid->full };
     redis_command(g_cluster.cmd, NULL, NULL, 3, argv, NULL);
-    link_publish(g_cluster.ch_reg, "unbind", s->jid->full, NULL, 0);
+    announce("unbind", s->jid->full, NULL, 0);
 }
 
 static void on_presence(xmppd_session *s)

