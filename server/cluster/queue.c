@@ -287,7 +287,8 @@ int queue_put(const char *node, const char *kind, const char *arg, const char *b
         item_clear(it);
         return -1;
     }
-    memcpy(it->body, body, blen);
+    if (blen) /* an unbind has no body */
+        memcpy(it->body, body, blen);
     if (st && stanza_share_of(st))
         it->st = xmppd_stanza_ref((xmppd_stanza *)st);
     d->n_out++;
