@@ -54,6 +54,17 @@ static void unlink_waiting(waiting *w)
     free(w);
 }
 
+/* sa's address as text in out (INET6_ADDRSTRLEN bytes); "" for another
+ * family. */
+static void addr_text(const struct sockaddr *sa, char *out)
+{
+    out[0] = '\0';
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, INET6_ADDRSTRLEN);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, INET6_ADDRSTRLEN);
+}
+
 static void fail(waiting *w, const char *ip, const char *why)
 {
     log_kernel("listener", XMPPD_LOG_WARN, "%s: PROXY protocol: %s; connection closed", ip, why);
@@ -151,12 +162,8 @@ static int parse_v2(const unsigned char *b, size_t n, struct sockaddr_storage *s
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     waiting *w = arg;
-    char ip[INET6_ADDRSTRLEN] = "?";
-    const struct sockaddr *p = (const struct sockaddr *)&w->peer;
-    if (p->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)p)->sin_addr, ip, sizeof(ip));
-    else if (p->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)p)->sin6_addr, ip, sizeof(ip));
+    char ip[INET6_ADDRSTRLEN];
+    addr_text((const struct sockaddr *)&w->peer, ip);
     if (what & EV_TIMEOUT) {
         fail(w, ip, "no complete header in time");
         return;
@@ -189,10 +196,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     proxy_done_fn done = w->done;
     void *ud = w->ud;
     char client[INET6_ADDRSTRLEN] = "";
-    if (salen && sa.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)&sa)->sin_addr, client, sizeof(client));
-    else if (salen)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&sa)->sin6_addr, client, sizeof(client));
+    if (salen)
+        addr_text((const struct sockaddr *)&sa, client);
     /* the one line tying the balancer's connection to the client */
     log_kernel("listener", XMPPD_LOG_DEBUG, "%s: PROXY protocol v%c: client %s", ip,
                b[0] == 'P' ? '1' : '2', salen ? client : "not given (the balancer's own)");
@@ -207,11 +212,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 void proxy_accept(int fd, const struct sockaddr *sa, int socklen,
                   const char *const *trusted, proxy_done_fn done, void *ud)
 {
-    char ip[INET6_ADDRSTRLEN] = "";
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
+    char ip[INET6_ADDRSTRLEN];
+    addr_text(sa, ip);
     if (!ip[0] || !cidr_list_match(ip, trusted)) {
         log_kernel("listener", XMPPD_LOG_WARN, "%s: refused: not a trusted proxy of this "
                    "PROXY-protocol listener", ip[0] ? ip : "?");
