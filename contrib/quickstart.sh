@@ -142,6 +142,8 @@ Log in with any XMPP client, e.g.
   gajim:      add account alice@localhost, Advanced > host 127.0.0.1 port $PORT,
               accept the self-signed certificate when asked
 More accounts: $XMPPCTL -c $CONF adduser carol@localhost
+Web console: https://localhost:$HTTPS_PORT/admin/ for administrators; make one with
+  "admins": ["alice@localhost"] at the top of $CONF, then kill -HUP the server
 
 Starting xmppd (Ctrl-C to stop)...
 EOF

@@ -344,7 +344,9 @@ fi
 # registry in CI; node's test runner prints "# pass N" / "# fail N".
 run_browser() {
     local out rc p f
-    say "browser test (Converse.js in headless Chromium)"
+    # Every tests/browser/*.test.mjs: Converse.js, and the web console (its
+    # screenshots go to $XMPPD_ARTEFACTS/browser, else tests/browser/artefacts/).
+    say "browser tests (Converse.js and the web console in headless Chromium)"
     if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
         fail_step "browser: node and npm are needed (tests/browser)"; return
     fi
@@ -352,7 +354,7 @@ run_browser() {
         fail_step "browser: npm ci"; return
     fi
     out=$(mktemp)
-    (cd tests/browser && XMPPD_BUILD="$ROOT/build" timeout 300 node --test 2>&1) | tee "$out"
+    (cd tests/browser && XMPPD_BUILD="$ROOT/build" timeout 480 node --test 2>&1) | tee "$out"
     rc=${PIPESTATUS[0]}
     p=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$out" | tail -1)
     f=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$out" | tail -1)

@@ -183,6 +183,7 @@ int main(int argc, char **argv)
     cluster_stop();        /* after every local session ended: the others hear it */
     component_shutdown_all();
     s2s_shutdown_all();
+    net_linger_stop();
     xmppd_config *cfg = g_server.cfg;
     modules_stop();
     tls_stop();

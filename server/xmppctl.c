@@ -51,6 +51,10 @@ static void usage(FILE *out)
             "  deluser JID                delete an account and everything stored for it\n"
             "  passwd JID [--password-file FILE|--password PW]\n"
             "                             change an account's password\n"
+            "  disable JID [--reason TEXT]\n"
+            "                             bar an account from logging in (RFC 6120\n"
+            "                             account-disabled) and end its sessions; data stays\n"
+            "  enable JID                 let a disabled account log in again\n"
             "  users [HOST]               list the accounts of one host or of all\n"
             "commands of modules (running server, or its data when it is stopped):\n"
             "  roster JID list            an account's contacts (mod_roster)\n"
@@ -388,7 +392,8 @@ static char *password_from_file(const char *context, const char *path)
     return line;
 }
 
-enum user_cmd { UC_ADD, UC_DEL, UC_PASSWD };
+enum user_cmd { UC_ADD, UC_DEL, UC_PASSWD, UC_DISABLE, UC_ENABLE };
+static const char *const uc_commands[] = { "adduser", "deluser", "passwd", "disable", "enable" };
 
 static char *socket_path(const char *context);
 static json_t *server_run(const char *context, json_t *req, int *rc);
@@ -417,13 +422,15 @@ static char *running_server(void)
     return path;
 }
 
-/* deluser / passwd on the running server, which ends the account's
- * sessions (admin/accounts.c). pw is borrowed (NULL for deluser). */
-static int user_online(enum user_cmd which, const char *context, const char *jid, const char *pw)
+/* deluser / passwd / disable / enable on the running server, which ends
+ * the account's sessions (admin/accounts.c). pw is borrowed (passwd
+ * only), reason too (disable only; may be NULL). */
+static int user_online(enum user_cmd which, const char *context, const char *jid, const char *pw,
+                       const char *reason)
 {
     int rc;
-    json_t *req = json_pack("{s:s, s:s, s:s?}", "command", which == UC_DEL ? "deluser" : "passwd",
-                            "jid", jid, "password", pw);
+    json_t *req = json_pack("{s:s, s:s, s:s?, s:s?}", "command", uc_commands[which], "jid", jid,
+                            "password", pw, "reason", reason);
     json_t *r = server_run(context, req, &rc);
     if (r) {
         long long n = json_integer_value(json_object_get(r, "sessions_closed"));
@@ -434,7 +441,8 @@ static int user_online(enum user_cmd which, const char *context, const char *jid
     return rc;
 }
 
-/* adduser / deluser / passwd JID [--password-file FILE | --password PW]. */
+/* adduser / deluser / passwd JID [--password-file FILE | --password PW];
+ * disable JID [--reason TEXT]; enable JID. */
 static int cmd_user(enum user_cmd which, const char *name, const char *arg, int nopts, char **opts)
 {
     char context[512];
@@ -449,21 +457,24 @@ static int cmd_user(enum user_cmd which, const char *name, const char *arg, int 
     op_state st = { 0 };
     int rc = 1;
     char *pw = NULL;
+    const char *reason = NULL;
+    bool needs_pw = which == UC_ADD || which == UC_PASSWD;
     if (!cfg)
         goto out;
     if (!config_has_host(cfg, jid->domain)) {
         fail(context, "unknown host");
         goto out;
     }
-    if (which == UC_DEL && nopts > 0) {
+    if (which == UC_DISABLE && nopts == 2 && strcmp(opts[0], "--reason") == 0) {
+        reason = opts[1];
+    } else if (!needs_pw && nopts > 0) {
         usage(stderr);
         rc = 2;
         goto out;
-    }
-    if (which != UC_DEL && nopts == 2 && strcmp(opts[0], "--password-file") == 0) {
+    } else if (needs_pw && nopts == 2 && strcmp(opts[0], "--password-file") == 0) {
         if (!(pw = password_from_file(context, opts[1])))
             goto out;
-    } else if (which != UC_DEL && nopts == 2 && strcmp(opts[0], "--password") == 0) {
+    } else if (needs_pw && nopts == 2 && strcmp(opts[0], "--password") == 0) {
         /* For scripts; visible in the process list: --password-file is safer. */
         if (!*opts[1]) {
             fail(context, "empty password");
@@ -475,13 +486,13 @@ static int cmd_user(enum user_cmd which, const char *name, const char *arg, int 
         usage(stderr);
         rc = 2;
         goto out;
-    } else if (which != UC_DEL && !(pw = get_password(context))) {
+    } else if (needs_pw && !(pw = get_password(context))) {
         goto out;
     }
     char *running = which != UC_ADD ? running_server() : NULL;
     if (running) {
         free(running);
-        rc = user_online(which, context, jid->bare, pw);
+        rc = user_online(which, context, jid->bare, pw, reason);
         goto out;
     }
     if (start_modules(cfg) != 0)
@@ -494,6 +505,8 @@ static int cmd_user(enum user_cmd which, const char *name, const char *arg, int 
         xmppd_auth_create(NULL, h, jid->node, pw, on_result, &st);
     else if (which == UC_PASSWD)
         xmppd_auth_set_password(NULL, h, jid->node, pw, on_result, &st);
+    else if (which == UC_DISABLE || which == UC_ENABLE)
+        xmppd_auth_set_disabled(NULL, h, jid->node, which == UC_DISABLE, reason, on_result, &st);
     else
         xmppd_auth_remove(NULL, h, jid->node, on_result, &st);
     int result = wait_result(&st);
@@ -1181,6 +1194,10 @@ int main(int argc, char **argv)
         return cmd_user(UC_DEL, cmd, args[0], 0, NULL);
     if (strcmp(cmd, "passwd") == 0 && nargs >= 1)
         return cmd_user(UC_PASSWD, cmd, args[0], nargs - 1, args + 1);
+    if (strcmp(cmd, "disable") == 0 && nargs >= 1)
+        return cmd_user(UC_DISABLE, cmd, args[0], nargs - 1, args + 1);
+    if (strcmp(cmd, "enable") == 0 && nargs == 1)
+        return cmd_user(UC_ENABLE, cmd, args[0], 0, NULL);
     if (strcmp(cmd, "export") == 0)
         return cmd_export(nargs, args);
     if (strcmp(cmd, "import") == 0)

@@ -8,6 +8,7 @@
 #ifndef XMPPD_AUTH_H
 #define XMPPD_AUTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include "crypto.h"
 #include "module.h"
@@ -59,6 +60,17 @@ typedef struct xmppd_auth_provider {
      * returning. EXISTS when user is there, INVALID for a bad name or keys. */
     void (*create_keys)(void *pd, const char *user, const xmppd_scram_keys *const *keys,
                         xmppd_auth_cb cb, void *ud);
+    /* Since ABI 2.6 (both may be NULL: the provider cannot disable
+     * accounts). set_disabled: disabled true bars the account from logging
+     * in (verify_plain and get_scram answer XMPPD_AUTH_DISABLED from then
+     * on; verify_plain may check the password first), false lets it in
+     * again; its data and password stay. reason (may be NULL; copied) is
+     * the administrator's text, kept where the provider can keep it.
+     * USER_UNKNOWN when there is no such account. is_disabled: OK (may log
+     * in), DISABLED or USER_UNKNOWN. */
+    void (*set_disabled)(void *pd, const char *user, bool disabled, const char *reason,
+                         xmppd_auth_cb cb, void *ud);
+    void (*is_disabled)(void *pd, const char *user, xmppd_auth_cb cb, void *ud);
 } xmppd_auth_provider;
 
 /* Makes p (with its pointer pd) the provider of m's host, from load() (p
@@ -92,5 +104,17 @@ void xmppd_auth_list(xmppd_module *m, xmppd_host *h, xmppd_auth_list_cb cb, void
  * "user-created" on success, like xmppd_auth_create. */
 void xmppd_auth_create_keys(xmppd_module *m, xmppd_host *h, const char *user,
                             const xmppd_scram_keys *const *keys, xmppd_auth_cb cb, void *ud);
+/* Since ABI 2.6: disables (disabled true) or re-enables an account through
+ * the provider's set_disabled (UNSUPPORTED without it). On success a
+ * disabled account's FAST tokens (XEP-0484) are revoked and
+ * "user-disabled" fires, "user-enabled" on re-enabling (data: const char
+ * *user). The account's sessions are not touched: the caller ends them
+ * (xmppctl disable, mod_admin_adhoc and mod_admin_api do). */
+void xmppd_auth_set_disabled(xmppd_module *m, xmppd_host *h, const char *user, bool disabled,
+                             const char *reason, xmppd_auth_cb cb, void *ud);
+/* Since ABI 2.6: OK (the account may log in), DISABLED, USER_UNKNOWN;
+ * UNSUPPORTED when the provider cannot tell. */
+void xmppd_auth_is_disabled(xmppd_module *m, xmppd_host *h, const char *user, xmppd_auth_cb cb,
+                            void *ud);
 
 #endif

@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #define XMPPD_ABI_MAJOR 2 /* bump: every module must be rebuilt */
-#define XMPPD_ABI_MINOR 5 /* bump: additions only (fields appended to structs, new functions) */
+#define XMPPD_ABI_MINOR 6 /* bump: additions only (fields appended to structs, new functions) */
 #define XMPPD_ABI ((uint32_t)((XMPPD_ABI_MAJOR << 16) | XMPPD_ABI_MINOR))
 
 #define XMPPD_EXPORT __attribute__((visibility("default")))
@@ -129,6 +129,13 @@ typedef struct xmppd_module_def {
      * released (nothing calls the module any more), and callbacks still
      * pending (storage, timers) will never come: free their data too. */
     void (*unload)(xmppd_module *m);
+    /* Since ABI 2.6, optional: checks what the option table cannot say
+     * (formats, options that depend on each other) on the parsed options
+     * alone, with no instance: `xmppctl check`, a reload and a load run it
+     * after the table's own checks, so the operator hears of a bad value
+     * before a start or reload fails on it. 0, or -1 with one line in err
+     * (no secrets; the kernel prefixes the module's key). */
+    int (*check)(const void *conf, char *err, size_t errlen);
 } xmppd_module_def;
 
 /* Declares and exports the descriptor of module n, filling abi, def_size

@@ -6,17 +6,24 @@
  * leaves it out, and the commands' lifetime is tied to the modules that
  * add them with xmppd_call, as modules/roster/roster_api.h does for
  * requests. A run's state lives here; mod_adhoc ends every run of a
- * command before the module that added it unloads. */
+ * command before the module that added it unloads.
+ *
+ * Each run that ends with an answer (completed, an error, canceled), and
+ * each refused start (<forbidden/>), is an audit line (../log/audit.h):
+ * requester, node, the JIDs its forms named (fields whose var ends in
+ * "jid" or "jids", as XEP-0133's accountjid/accountjids), the outcome. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <xmppd/xmppd.h>
 
+#include "../log/audit.h"
 #include "adhoc_api.h"
 
 #define ADHOC_ID_BYTES 12
 #define ADHOC_PING_NODE "ping"
+#define ADHOC_AUDIT_TARGET_MAX 1000 /* bytes of the JIDs an audit line names */
 
 typedef struct adhoc_conf {
     long long session_timeout; /* ms */
@@ -53,6 +60,7 @@ struct adhoc_session {
     xmppd_jid *requester;    /* full JID */
     xmppd_session *client;   /* the requester's session (a reference) when local */
     char *ip;
+    char *target;            /* for the audit line: the JIDs the forms named (NULL: none) */
     xmppd_pending *p;        /* the request a stage is answering; NULL between stages */
     xmppd_stanza *notes;     /* a holder of <note/>s for the next answer */
     unsigned offered;        /* the actions the last stage offered */
@@ -162,8 +170,52 @@ static void session_free(adhoc_session *s)
     if (s->client)
         xmppd_session_unref(s->client);
     free(s->ip);
+    free(s->target);
     xmppd_stanza_unref(s->notes);
     free(s);
+}
+
+/* ---- audit ------------------------------------------------------------------ */
+
+static void audit(adhoc_state *st, const xmppd_jid *who, const char *ip, const char *node,
+                  const char *target, const char *result)
+{
+    log_audit_entry e = { .via = "adhoc", .actor = who ? who->full : NULL, .ip = ip,
+                          .command = node, .target = target, .result = result };
+    log_audit(xmppd_module_host(st->m), &e);
+}
+
+static bool jid_field(const char *var)
+{
+    size_t n = strlen(var);
+    return (n >= 3 && strcmp(var + n - 3, "jid") == 0) || (n >= 4 && strcmp(var + n - 4, "jids") == 0);
+}
+
+/* Remembers the JIDs a submitted form names (a later stage's replace an
+ * earlier's), cut to ADHOC_AUDIT_TARGET_MAX bytes. */
+static void remember_target(adhoc_session *s, const xmppd_form *form)
+{
+    char buf[ADHOC_AUDIT_TARGET_MAX + 1] = "";
+    size_t len = 0;
+    for (size_t i = 0; form && i < xmppd_form_nfields(form); i++) {
+        const char *var = xmppd_form_field_var(form, i);
+        size_t n = 0;
+        const char *const *v = var && jid_field(var) ? xmppd_form_values(form, var, &n) : NULL;
+        for (size_t k = 0; v && k < n && len < ADHOC_AUDIT_TARGET_MAX; k++) {
+            int w = snprintf(buf + len, sizeof(buf) - len, "%s%s", len ? " " : "", v[k]);
+            len = w < 0 ? len : len + (size_t)w < sizeof(buf) ? len + (size_t)w : sizeof(buf) - 1;
+        }
+    }
+    if (!len)
+        return;
+    free(s->target);
+    s->target = strdup(buf);
+}
+
+static void audit_run(adhoc_session *s, const char *result)
+{
+    if (s->reg)
+        audit(s->st, s->requester, s->ip, s->reg->c.node, s->target, result);
 }
 
 /* The run is over: an unanswered stage gets <service-unavailable/>, the
@@ -317,6 +369,7 @@ static void api_complete(adhoc_session *s, xmppd_stanza *form)
         return;
     }
     xmppd_pending_reply(s->p, adhoc_answer(s, "completed", form));
+    audit_run(s, "completed");
     session_answered(s, true);
 }
 
@@ -325,6 +378,9 @@ static void api_error(adhoc_session *s, const char *type, const char *condition,
     if (!s->p || !s->reg)
         return;
     xmppd_pending_error(s->p, type, condition, text);
+    char result[160];
+    snprintf(result, sizeof(result), "error: %s%s%.100s", condition, text ? ": " : "", text ? text : "");
+    audit_run(s, result);
     session_answered(s, true);
 }
 
@@ -491,6 +547,7 @@ static int session_step(adhoc_session *s, xmppd_event *ev, unsigned action, cons
     if (!s->p)
         return XMPPD_FAIL;
     adhoc_reg *r = s->reg;
+    remember_target(s, form);
     s->in_step = true;
     r->c.step(&s->st->api, s, action, form, r->c.ud);
     s->in_step = false;
@@ -539,9 +596,11 @@ static int on_command(xmppd_event *ev, void *ud)
         adhoc_reg *r = reg_find(st, node);
         if (!r)
             ret = xmppd_reply_error(ev, NULL, "item-not-found", NULL);
-        else if (!reg_allowed(r, st, ev->from))
+        else if (!reg_allowed(r, st, ev->from)) {
+            audit(st, ev->from, ev->session ? xmppd_session_ip(ev->session) : NULL, r->c.node, NULL,
+                  "error: forbidden");
             ret = xmppd_reply_error(ev, NULL, "forbidden", NULL);
-        else if (action != ADHOC_EXECUTE)
+        } else if (action != ADHOC_EXECUTE)
             ret = adhoc_reply_spec(ev, "bad-request", "bad-action");
         else if (st->n_live >= (size_t)c->max_sessions ||
                  user_runs(st, ev->from) >= (size_t)c->max_per_user)
@@ -574,6 +633,7 @@ static int on_command(xmppd_event *ev, void *ud)
             xmppd_stanza_unref(s->notes);
             s->notes = NULL;
             xmppd_pending_reply(s->p, adhoc_answer(s, "canceled", NULL));
+            audit_run(s, "canceled");
             s->p = NULL;
             session_end(s, false);
             ret = XMPPD_HANDLED;

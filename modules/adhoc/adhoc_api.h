@@ -28,6 +28,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <xmppd/forms.h>
 #include <xmppd/jid.h>
@@ -106,5 +108,23 @@ typedef struct adhoc_api {
      * text may be NULL), then end() runs. */
     void (*error)(adhoc_session *s, const char *type, const char *condition, const char *text);
 } adhoc_api;
+
+/* The lines of a text-multi field (XEP-0004 §3.3: one <value/> per line)
+ * joined with "\n", malloc'd; NULL when the field is absent or empty, or
+ * on OOM. For commands' steps. */
+static inline char *adhoc_form_text(const xmppd_form *f, const char *var)
+{
+    size_t n = 0, len = 1;
+    const char *const *v = xmppd_form_values(f, var, &n);
+    for (size_t i = 0; v && i < n; i++)
+        len += strlen(v[i]) + 1;
+    char *out = v && n ? (char *)calloc(1, len) : NULL;
+    for (size_t i = 0; out && i < n; i++) {
+        if (i)
+            strcat(out, "\n");
+        strcat(out, v[i]);
+    }
+    return out;
+}
 
 #endif

@@ -1,9 +1,12 @@
 /* XEP-0133 commands on accounts and sessions: add-user (§4.1),
- * delete-user (§4.2), end-user-session (§4.5), change-user-password
- * (§4.7). Accounts go through the host's auth provider (auth.h); a
+ * delete-user (§4.2), disable-user (§4.3), reenable-user (§4.4),
+ * end-user-session (§4.5), change-user-password (§4.7). Accounts go through the host's auth provider (auth.h); a
  * deleted account's sessions end first (<not-authorized/>), as with
  * `xmppctl deluser`, and a changed password ends the account's other
- * sessions with <reset/> (RFC 6120 §4.9.3.16), as `xmppctl passwd` does. */
+ * sessions with <reset/> (RFC 6120 §4.9.3.16), as `xmppctl passwd` does.
+ * A disabled account (the provider's set_disabled: its next login is SASL
+ * <account-disabled/>, RFC 6120 §6.5.1) has its sessions ended with
+ * <not-authorized/>, as `xmppctl disable` does. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,18 +193,7 @@ static void del_next(aa_run *r)
         }
         return;
     }
-    char text[160];
-    snprintf(text, sizeof(text), "%zu of %zu account(s) deleted", r->n_done, r->n_users);
-    r->api->note(r->s, "info", text);
-    if (r->failed) {
-        char *why = malloc(strlen(r->failed) + 32);
-        if (why) {
-            sprintf(why, "Not deleted: %s", r->failed);
-            r->api->note(r->s, "warn", why);
-            free(why);
-        }
-    }
-    r->api->complete(r->s, NULL);
+    aa_complete_many(r, "deleted");
 }
 
 static void del_step(const adhoc_api *api, adhoc_session *s, unsigned action, const xmppd_form *form,
@@ -213,6 +205,89 @@ static void del_step(const adhoc_api *api, adhoc_session *s, unsigned action, co
     if (!r)
         return;
     del_next(r);
+}
+
+/* ---- disable-user / reenable-user -------------------------------------------------------------- */
+
+static xmppd_stanza *disable_form(void)
+{
+    xmppd_stanza *x = aa_form("form", "Disabling a User", "Fill out this form to disable a user.");
+    if (x && !aa_field(x, "accountjids", "jid-multi", "The Jabber ID(s) to disable", true)) {
+        xmppd_stanza_unref(x);
+        return NULL;
+    }
+    return x;
+}
+
+static xmppd_stanza *reenable_form(void)
+{
+    xmppd_stanza *x = aa_form("form", "Re-Enabling a User", "Fill out this form to re-enable a user.");
+    if (x && !aa_field(x, "accountjids", "jid-multi", "The Jabber ID(s) to re-enable", true)) {
+        xmppd_stanza_unref(x);
+        return NULL;
+    }
+    return x;
+}
+
+static void dis_next(aa_run *r);
+
+static void dis_done(int result, void *ud)
+{
+    aa_run *r = ud;
+    if (!aa_run_back(r) || result == XMPPD_AUTH_CANCELLED)
+        return;
+    const char *user = r->users[r->next_user++];
+    if (result == XMPPD_AUTH_OK) {
+        r->n_done++;
+        if (r->disabling)
+            end_sessions(r->st, user, NULL, "not-authorized", "Account disabled");
+    } else if (result == XMPPD_AUTH_UNSUPPORTED) {
+        r->unsupported = true;
+    } else {
+        aa_run_failed(r, user, result == XMPPD_AUTH_USER_UNKNOWN ? "no such account"
+                                                                 : xmppd_auth_result_str(result));
+    }
+    dis_next(r);
+}
+
+static void dis_next(aa_run *r)
+{
+    if (r->next_user < r->n_users && !r->unsupported) {
+        r->waiting++;
+        xmppd_auth_set_disabled(r->st->m, r->st->host, r->users[r->next_user], r->disabling, NULL,
+                                dis_done, r);
+        return;
+    }
+    if (r->unsupported) {
+        r->api->error(r->s, "cancel", "feature-not-implemented",
+                      "the host's auth provider cannot disable accounts");
+        return;
+    }
+    aa_complete_many(r, r->disabling ? "disabled" : "re-enabled");
+}
+
+static void dis_start(const adhoc_api *api, adhoc_session *s, unsigned action,
+                      const xmppd_form *form, aa_state *st, bool disabling)
+{
+    const xmppd_form *f = NULL;
+    aa_run *r = aa_begin(st, api, s, action, form, disabling ? disable_form : reenable_form,
+                         "accountjids", true, &f);
+    if (!r)
+        return;
+    r->disabling = disabling;
+    dis_next(r);
+}
+
+static void disable_step(const adhoc_api *api, adhoc_session *s, unsigned action,
+                         const xmppd_form *form, void *ud)
+{
+    dis_start(api, s, action, form, ud, true);
+}
+
+static void reenable_step(const adhoc_api *api, adhoc_session *s, unsigned action,
+                          const xmppd_form *form, void *ud)
+{
+    dis_start(api, s, action, form, ud, false);
 }
 
 /* ---- change-user-password ------------------------------------------------------------------ */
@@ -346,6 +421,8 @@ out:
 const aa_command aa_account_commands[] = {
     { "add-user", "Add a User", add_step },
     { "delete-user", "Delete a User", del_step },
+    { "disable-user", "Disable a User", disable_step },
+    { "reenable-user", "Re-Enable a User", reenable_step },
     { "end-user-session", "End a User Session", kick_step },
     { "change-user-password", "Change a User Password", passwd_step },
     { NULL, NULL, NULL },

@@ -1,5 +1,5 @@
 /* XEP-0133 commands that read the host's state, and the announcement:
- * get-user-roster (§4.9), get-registered-users-num (§4.15),
+ * get-user-roster (§4.9, the items with their groups), get-registered-users-num (§4.15),
  * get-online-users-num (§4.17), get-active-users-num (§4.18),
  * get-registered-users-list (§4.20), get-online-users-list (§4.22),
  * get-active-users (§4.23), announce (§4.25).
@@ -269,9 +269,25 @@ static xmppd_stanza *roster_form(void)
     return x;
 }
 
+typedef struct aa_roster_xml {
+    const roster_api *rapi;
+    const roster *ro;
+    xmppd_stanza *query;
+} aa_roster_xml;
+
+static int group_add(const char *group, void *ud)
+{
+    xmppd_stanza *g = xmppd_stanza_tag(ud, "group", NULL);
+    if (!g || xmppd_stanza_add_text(g, group, strlen(group)) < 0)
+        return 1;
+    return 0;
+}
+
+/* One <item/> as RFC 6121 §2.1.2 writes it, with its <group/>s. */
 static int roster_item_add(const roster_item *it, void *ud)
 {
-    xmppd_stanza *el = xmppd_stanza_tag(ud, "item", NULL);
+    aa_roster_xml *x = ud;
+    xmppd_stanza *el = xmppd_stanza_tag(x->query, "item", NULL);
     if (!el)
         return 1;
     static const char *const subs[] = { "none", "to", "from", "both" };
@@ -281,6 +297,8 @@ static int roster_item_add(const roster_item *it, void *ud)
     xmppd_stanza_set_attr(el, "subscription", subs[it->sub & 3]);
     if (it->ask)
         xmppd_stanza_set_attr(el, "ask", "subscribe");
+    if (x->rapi->version >= 4)
+        x->rapi->groups(x->ro, it->jid, group_add, el);
     return 0;
 }
 
@@ -305,7 +323,8 @@ static void roster_loaded(roster *ro, void *ud)
         r->api->error(r->s, "wait", "resource-constraint", NULL);
         return;
     }
-    rapi->foreach(ro, roster_item_add, q);
+    aa_roster_xml rx = { rapi, ro, q };
+    rapi->foreach(ro, roster_item_add, &rx);
     r->api->complete(r->s, x);
 }
 
@@ -373,22 +392,6 @@ static int announce_one(xmppd_session *sess, void *ud)
     return 0;
 }
 
-/* The lines of a text-multi field joined with "\n" (malloc'd), or NULL. */
-static char *joined(const xmppd_form *f, const char *var)
-{
-    size_t n = 0, len = 1;
-    const char *const *v = xmppd_form_values(f, var, &n);
-    for (size_t i = 0; v && i < n; i++)
-        len += strlen(v[i]) + 1;
-    char *out = v && n ? calloc(1, len) : NULL;
-    for (size_t i = 0; out && i < n; i++) {
-        if (i)
-            strcat(out, "\n");
-        strcat(out, v[i]);
-    }
-    return out;
-}
-
 static void announce_step(const adhoc_api *api, adhoc_session *s, unsigned action,
                           const xmppd_form *form, void *ud)
 {
@@ -396,7 +399,7 @@ static void announce_step(const adhoc_api *api, adhoc_session *s, unsigned actio
     const xmppd_form *f = aa_stage(api, s, action, form, announce_form);
     if (!f)
         return;
-    char *body = joined(f, "announcement");
+    char *body = adhoc_form_text(f, "announcement");
     const char *subject = xmppd_form_value(f, "subject");
     if (!body || !*body || strlen(body) > AA_ANNOUNCE_MAX) {
         free(body);

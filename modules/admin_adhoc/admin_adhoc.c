@@ -86,6 +86,22 @@ void aa_run_failed(aa_run *r, const char *user, const char *why)
     r->failed = f;
 }
 
+void aa_complete_many(aa_run *r, const char *done)
+{
+    char text[160];
+    snprintf(text, sizeof(text), "%zu of %zu account(s) %s", r->n_done, r->n_users, done);
+    r->api->note(r->s, "info", text);
+    if (r->failed) {
+        char *why = malloc(strlen(r->failed) + strlen(done) + 8);
+        if (why) {
+            sprintf(why, "Not %s: %s", done, r->failed);
+            r->api->note(r->s, "warn", why);
+            free(why);
+        }
+    }
+    r->api->complete(r->s, NULL);
+}
+
 /* ---- forms ---------------------------------------------------------------------------- */
 
 xmppd_stanza *aa_form(const char *type, const char *title, const char *instructions)

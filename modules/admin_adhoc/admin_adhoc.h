@@ -34,6 +34,8 @@ struct aa_run {
     size_t n_done;      /* accounts handled successfully */
     char *failed;       /* "a (why), b (why)" of those that were not */
     bool list;          /* registered users: the list (at most max; 0: all), not the count */
+    bool disabling;     /* disable-user (else reenable-user) */
+    bool unsupported;   /* the auth provider cannot do it */
     long max;
     uint64_t deadline;  /* waiting for sessions to end (a timer, counted in waiting) */
     aa_run *next;
@@ -52,6 +54,9 @@ aa_run *aa_run_get(aa_state *st, const adhoc_api *api, adhoc_session *s);
  * then freed when nothing else is due: forget it). */
 bool aa_run_back(aa_run *r);
 void aa_run_failed(aa_run *r, const char *user, const char *why);
+/* Completes a run over r's accounts: "N of M account(s) DONE", and a warn
+ * note naming those that failed ("Not DONE: ..."). */
+void aa_complete_many(aa_run *r, const char *done);
 /* A form of the set (FORM_TYPE AA_NS) with a title and instructions. */
 xmppd_stanza *aa_form(const char *type, const char *title, const char *instructions);
 xmppd_stanza *aa_field(xmppd_stanza *x, const char *var, const char *type, const char *label,
@@ -73,7 +78,8 @@ aa_run *aa_begin(aa_state *st, const adhoc_api *api, adhoc_session *s, unsigned 
                  const xmppd_form *form, xmppd_stanza *(*build)(void), const char *var, bool multi,
                  const xmppd_form **f_r);
 
-/* aa_accounts.c: add-user, delete-user, change-user-password, end-user-session */
+/* aa_accounts.c: add-user, delete-user, disable-user, reenable-user,
+ * change-user-password, end-user-session */
 extern const aa_command aa_account_commands[];
 /* aa_lists.c: counts, lists, get-user-roster, announce */
 extern const aa_command aa_list_commands[];

@@ -9,7 +9,13 @@
  * server-wide administrators), or a bearer token from the configuration,
  * limited to its hosts and commands. Only loopback clients unless
  * loopback_only is false or the rule "admin_api" allows the address.
- * Every call is logged (command, caller, address, status). GET
+ * Every call is logged (command, caller, address, status), is an audit
+ * line (../log/audit.h: caller, command, target, result), and the latest
+ * are kept for audit_log (api_audit.c). The command login trades
+ * an administrator's password for a short-lived token (api_login.c: the
+ * web console's way in). A POST from a web page of another origin is
+ * refused (Origin, Sec-Fetch-Site), so a browser that cached Basic
+ * credentials cannot be made to call the API by a foreign page. GET
  * PATH/openapi.json serves the API's OpenAPI document (api_openapi.c). */
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../log/audit.h"
 #include "admin_api.h"
 
 #define API_MAX_BODY (64 * 1024)
@@ -43,6 +50,11 @@ static const xmppd_option api_options[] = {
       "serve only clients on loopback addresses (and those the access rule admin_api allows)" },
     { "tokens", XMPPD_OPT_MAP, XMPPD_OFF(api_conf, tokens), "{}", 0, 0, NULL, 0,
       "bearer tokens by name: token or sha256, expires, hosts, commands", api_token_fields, sizeof(api_token) },
+    { "login_lifetime", XMPPD_OPT_DURATION, XMPPD_OFF(api_conf, login_lifetime), "\"1h\"", 60000,
+      86400000, NULL, 0,
+      "how long a token from the login command (the web console's) stands for its administrator" },
+    { "recent_calls", XMPPD_OPT_INT, XMPPD_OFF(api_conf, recent_calls), "200", 0, 10000, NULL, 0,
+      "how many of the latest calls the audit_log command shows (kept in memory; 0: none)" },
     { NULL }
 };
 
@@ -68,12 +80,39 @@ static const char *caller_name(const api_call *c)
     return c->admin ? c->admin->bare : c->token ? c->token->name : "nobody";
 }
 
+/* One audit line per call: what it was about (an account, else the
+ * host, recipient or module its arguments name), never a password. */
+static void audit(api_call *c, int status, const json_t *body)
+{
+    char actor[1100], target[2100], result[600];
+    snprintf(actor, sizeof(actor), "%s%s", c->token ? "token:" : "", caller_name(c));
+    static const char *const keys[] = { "to", "host", "module", NULL };
+    const char *t = NULL;
+    for (size_t i = 0; !c->user && c->args && keys[i] && !t; i++)
+        t = json_string_value(json_object_get(c->args, keys[i]));
+    if (c->user && c->host)
+        snprintf(target, sizeof(target), "%s@%s", c->user, xmppd_host_name(c->host));
+    else
+        snprintf(target, sizeof(target), "%.1000s", t ? t : "");
+    const char *msg = status == 200 ? NULL : json_string_value(json_object_get(body, "message"));
+    if (status == 200)
+        snprintf(result, sizeof(result), "ok");
+    else
+        snprintf(result, sizeof(result), "%d: %.500s", status, msg ? msg : "failed");
+    log_audit_entry e = { .via = "api", .actor = actor, .ip = c->ip,
+                          .command = c->cmd ? c->cmd->name : "-", .target = *target ? target : NULL,
+                          .result = result };
+    log_audit(c->host, &e);
+}
+
 static void respond(api_call *c, int status, json_t *body)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    audit(c, text ? status : 500, body);
     json_decref(body);
     xmppd_log(c->st->m, XMPPD_LOG_INFO, "%s by %s from %s: %d", c->cmd ? c->cmd->name : "-",
               caller_name(c), c->ip, text ? status : 500);
+    api_audit_add(c->st, c->cmd ? c->cmd->name : "-", caller_name(c), c->ip, text ? status : 500);
     if (c->req) {
         xmppd_http_set_header(c->req, "Cache-Control", "no-store");
         if (text)
@@ -99,8 +138,12 @@ void api_fail(api_call *c, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* Bearer only to a bearer or login request: a Basic challenge would
+     * make a browser (the console's fetch) prompt for a password. */
     if (status == 401 && c->req)
-        xmppd_http_set_header(c->req, "WWW-Authenticate", "Basic realm=\"xmppd\", Bearer realm=\"xmppd\"");
+        xmppd_http_set_header(c->req, "WWW-Authenticate",
+                              c->bearer ? "Bearer realm=\"xmppd\""
+                                        : "Basic realm=\"xmppd\", Bearer realm=\"xmppd\"");
     respond(c, status, json_pack("{s:s, s:i, s:s}", "status", "error", "code", status, "message", msg));
 }
 
@@ -147,8 +190,13 @@ bool api_may(const api_call *c, const xmppd_host *h)
 
 int api_account(api_call *c)
 {
-    const char *user = api_str(c, "user");
-    const char *host = user ? api_str(c, "host") : NULL;
+    return api_account_named(c, "user", "host");
+}
+
+int api_account_named(api_call *c, const char *user_key, const char *host_key)
+{
+    const char *user = api_str(c, user_key);
+    const char *host = user ? api_str(c, host_key) : NULL;
     if (!host)
         return -1;
     char *d = xmppd_nameprep(host);
@@ -164,7 +212,7 @@ int api_account(api_call *c)
     }
     c->user = xmppd_nodeprep(user);
     if (!c->user) {
-        api_fail(c, 400, "\"user\": not a valid user name");
+        api_fail(c, 400, "\"%s\": not a valid user name", user_key);
         return -1;
     }
     return 0;
@@ -184,7 +232,8 @@ static void on_ctl(int status, const json_t *resp, void *ud)
     if (!json_is_true(json_object_get(resp, "ok"))) {
         const char *why = json_string_value(json_object_get(resp, "error"));
         why = why ? why : "failed";
-        api_fail(c, strstr(why, "unknown") || strstr(why, "no such") ? 404 : 400, "%s", why);
+        api_fail(c, strstr(why, "unknown") || strstr(why, "no such") ? 404
+                    : strstr(why, "cannot disable") ? 501 : 400, "%s", why);
         return;
     }
     if (c->ctl_fn) {
@@ -249,6 +298,10 @@ static bool loopback(const char *ip)
 
 static void run_command(api_call *c)
 {
+    if (c->cmd->flags & API_SELF) {
+        c->cmd->run(c);
+        return;
+    }
     if (c->token && c->token->commands && !listed(c->token->commands, c->cmd->name)) {
         api_fail(c, 403, "the token may not run %s", c->cmd->name);
         return;
@@ -305,6 +358,23 @@ static void basic_auth(api_call *c, const char *b64)
     free(raw);
 }
 
+/* Is the request from a web page of another origin (a forged cross-site
+ * request)? Browsers send Origin with every POST from a page and, lately,
+ * Sec-Fetch-Site; scripts and curl send neither. */
+static bool cross_site(xmppd_http_request *req)
+{
+    const char *site = xmppd_http_header(req, "Sec-Fetch-Site");
+    if (site && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0)
+        return true;
+    const char *origin = xmppd_http_header(req, "Origin");
+    const char *host = xmppd_http_header(req, "Host");
+    if (!origin)
+        return false;
+    const char *sep = strstr(origin, "://");
+    return !sep || !host || strcasecmp(sep + 3, host) != 0 ||
+           (strncasecmp(origin, "https:", 6) == 0) != xmppd_http_secure(req);
+}
+
 static void on_request(xmppd_http_request *req, void *ud)
 {
     api_state *st = ud;
@@ -344,6 +414,10 @@ static void on_request(xmppd_http_request *req, void *ud)
         api_fail(c, 404, "no command \"%.100s\"", name);
         return;
     }
+    if (cross_site(req)) {
+        api_fail(c, 403, "a request from another site's page (Origin, Sec-Fetch-Site)");
+        return;
+    }
     size_t len = 0;
     const char *body = xmppd_http_body(req, &len);
     json_error_t jerr;
@@ -354,11 +428,22 @@ static void on_request(xmppd_http_request *req, void *ud)
         return;
     }
     const char *auth = xmppd_http_header(req, "Authorization");
-    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+    if (c->cmd->flags & API_OPEN) {
+        c->bearer = true;
+        c->cmd->run(c);
+    } else if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
         bool expired = false;
-        c->token = api_token_find(st, auth + 7, &expired);
-        if (!c->token)
-            api_fail(c, 401, "unknown token");
+        const xmppd_jid *admin = api_login_find(st, auth + 7);
+        c->bearer = true;
+        c->token = admin ? NULL : api_token_find(st, auth + 7, &expired);
+        if (admin) {
+            c->login_token = auth + 7;
+            if (!(c->admin = xmppd_jid_dup(admin)))
+                api_fail(c, 500, "out of memory");
+            else
+                run_command(c);
+        } else if (!c->token)
+            api_fail(c, 401, "unknown or expired token");
         else if (expired)
             api_fail(c, 401, "the token %s expired", c->token->name);
         else
@@ -383,20 +468,34 @@ static void on_cancel(xmppd_http_request *req, void *ud)
         call_free(c);
 }
 
+/* A disabled account's login tokens end, however it was disabled
+ * (ban_account, xmppctl disable, XEP-0133 disable-user): an administrator
+ * barred from logging in is barred from the API too. */
+static int on_user_disabled(xmppd_event *ev, void *ud)
+{
+    if (ev->host && ev->data)
+        api_logins_revoke(ud, ev->data, xmppd_host_name(ev->host));
+    return XMPPD_PASS;
+}
+
+/* The path and the tokens were checked by api_check before this. */
 static int api_load(xmppd_module *m, const void *conf_)
 {
     const api_conf *conf = conf_;
-    if (conf->path[0] != '/' || conf->path[strlen(conf->path) - 1] == '/')
-        return xmppd_module_refuse(m, "path: expected a path such as /api, got %s", conf->path);
     api_state *st = calloc(1, sizeof(*st));
     if (!st)
         return xmppd_module_refuse(m, "out of memory");
     st->m = m;
     xmppd_module_set_data(m, st);
+    if (api_audit_init(st, conf->recent_calls) < 0) {
+        free(st);
+        return xmppd_module_refuse(m, "out of memory");
+    }
     int rc = api_tokens_load(st, conf); /* refuses with the reason */
     if (rc == 0 && api_tokens_command(st) < 0)
         rc = xmppd_module_refuse(m, "cannot register the control command \"token\"");
     if (rc < 0) {
+        api_audit_free(st);
         free(st->keys);
         free(st);
         return rc;
@@ -406,12 +505,25 @@ static int api_load(xmppd_module *m, const void *conf_)
     xmppd_http_route r = { .path = path, .domain = "*", .methods = XMPPD_HTTP_POST | XMPPD_HTTP_GET,
                            .max_body = API_MAX_BODY, .handler = on_request, .cancel = on_cancel,
                            .ud = st };
-    if (xmppd_http_route_add(m, &r) < 0) {
+    if (xmppd_http_route_add(m, &r) < 0 ||
+        xmppd_hook(m, "user-disabled", on_user_disabled, XMPPD_PRIO_DEFAULT, st) < 0) {
+        api_audit_free(st);
         free(st->keys);
         free(st);
-        return xmppd_module_refuse(m, "cannot register the route %s", path);
+        return xmppd_module_refuse(m, "cannot register the route %s and its hook", path);
     }
     return 0;
+}
+
+/* xmppctl check, reloads and loads: the tokens as a load checks them. */
+static int api_check(const void *conf_, char *err, size_t errlen)
+{
+    const api_conf *conf = conf_;
+    if (conf->path[0] != '/' || conf->path[strlen(conf->path) - 1] == '/') {
+        snprintf(err, errlen, "path: expected a path such as /api, got %s", conf->path);
+        return -1;
+    }
+    return api_tokens_check(conf, NULL, err, errlen);
 }
 
 static void api_unload(xmppd_module *m)
@@ -419,6 +531,8 @@ static void api_unload(xmppd_module *m)
     api_state *st = xmppd_module_data(m);
     while (st->calls) /* every request and callback ended; what is left is ours */
         call_free(st->calls);
+    api_logins_free(st);
+    api_audit_free(st);
     free(st->keys);
     free(st);
 }
@@ -426,4 +540,4 @@ static void api_unload(xmppd_module *m)
 XMPPD_MODULE(admin_api, .version = "1.0",
              .summary = "JSON HTTP administration API (ejabberd mod_http_api style)",
              .flags = XMPPD_MOD_GLOBAL, .options = api_options, .conf_size = sizeof(api_conf),
-             .load = api_load, .unload = api_unload);
+             .load = api_load, .unload = api_unload, .check = api_check);

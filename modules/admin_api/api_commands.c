@@ -10,6 +10,8 @@
 #include "../roster/roster_api.h"
 #include "admin_api.h"
 
+#define API_ROSTER_GROUPS 32 /* groups add_rosteritem may give one item */
+
 /* ---- accounts ------------------------------------------------------------------------ */
 
 static void on_created(int result, void *ud)
@@ -46,17 +48,65 @@ static json_t *account_req(api_call *c, const char *pw)
     return pw ? json_pack("{s:s, s:s}", "jid", jid, "password", pw) : json_pack("{s:s}", "jid", jid);
 }
 
+/* The account's login tokens end with it or with its old password. */
 static void cmd_unregister(api_call *c)
 {
-    if (api_account(c) == 0)
-        api_ctl(c, "deluser", account_req(c, NULL), NULL);
+    if (api_account(c) < 0)
+        return;
+    api_logins_revoke(c->st, c->user, xmppd_host_name(c->host));
+    api_ctl(c, "deluser", account_req(c, NULL), NULL);
 }
 
 static void cmd_change_password(api_call *c)
 {
     const char *pw;
-    if (api_account(c) == 0 && (pw = api_str(c, "newpass")))
-        api_ctl(c, "passwd", account_req(c, pw), NULL);
+    if (api_account(c) < 0 || !(pw = api_str(c, "newpass")))
+        return;
+    api_logins_revoke(c->st, c->user, xmppd_host_name(c->host));
+    api_ctl(c, "passwd", account_req(c, pw), NULL);
+}
+
+/* ban_account (ejabberd's name): the account may not log in (RFC 6120
+ * §6.5.1 <account-disabled/>) and its sessions end; unban_account lets it
+ * in again. Through the control commands, as `xmppctl disable/enable`. */
+static void cmd_ban_account(api_call *c)
+{
+    if (api_account(c) < 0)
+        return;
+    json_t *req = account_req(c, NULL);
+    const char *reason = json_string_value(json_object_get(c->args, "reason"));
+    if (req && reason && *reason)
+        json_object_set_new(req, "reason", json_string(reason));
+    api_ctl(c, "disable", req, NULL);
+}
+
+static void cmd_unban_account(api_call *c)
+{
+    if (api_account(c) == 0)
+        api_ctl(c, "enable", account_req(c, NULL), NULL);
+}
+
+static void on_disabled(int result, void *ud)
+{
+    api_call *c = ud;
+    if (!api_back(c) || result == XMPPD_AUTH_CANCELLED)
+        return;
+    if (result == XMPPD_AUTH_OK || result == XMPPD_AUTH_DISABLED)
+        api_ok(c, json_pack("{s:b}", "disabled", result == XMPPD_AUTH_DISABLED));
+    else if (result == XMPPD_AUTH_USER_UNKNOWN)
+        api_fail(c, 404, "user unknown");
+    else if (result == XMPPD_AUTH_UNSUPPORTED)
+        api_fail(c, 501, "the host's auth provider cannot tell");
+    else
+        api_fail(c, 503, "%s", xmppd_auth_result_str(result));
+}
+
+static void cmd_account_disabled(api_call *c)
+{
+    if (api_account(c) < 0)
+        return;
+    c->waiting++;
+    xmppd_auth_is_disabled(c->st->m, c->host, c->user, on_disabled, c);
 }
 
 static void on_exists(int result, void *ud)
@@ -294,12 +344,91 @@ static void cmd_send_stanza(api_call *c)
 
 /* ---- rosters --------------------------------------------------------------------------------- */
 
+/* get_roster, add_rosteritem, delete_rosteritem: the account exists, its
+ * roster is loaded (roster_api.h), then the command's step runs. */
+
+typedef struct roster_list {
+    const roster_api *rapi;
+    const roster *r;
+    json_t *list;
+} roster_list;
+
+static int group_one(const char *group, void *ud)
+{
+    json_array_append_new(ud, json_string(group));
+    return 0;
+}
+
 static int roster_one(const roster_item *it, void *ud)
 {
     static const char *const subs[] = { "none", "to", "from", "both" };
-    json_array_append_new(ud, json_pack("{s:s, s:s, s:s, s:s}", "jid", it->jid, "nick",
-                                        it->name ? it->name : "", "subscription",
-                                        subs[it->sub & 3], "ask", it->ask ? "subscribe" : "none"));
+    roster_list *l = ud;
+    json_t *groups = json_array();
+    l->rapi->groups(l->r, it->jid, group_one, groups);
+    json_array_append_new(l->list, json_pack("{s:s, s:s, s:s, s:s, s:o}", "jid", it->jid, "nick",
+                                             it->name ? it->name : "", "subscription",
+                                             subs[it->sub & 3], "ask", it->ask ? "subscribe" : "none",
+                                             "groups", groups));
+    return 0;
+}
+
+static void on_roster_written(int result, void *ud)
+{
+    api_call *c = ud;
+    if (!api_back(c) || result == ROSTER_CANCELLED)
+        return;
+    if (result == ROSTER_DONE)
+        api_ok(c, json_integer(0));
+    else
+        api_fail(c, 503, "the roster could not be stored");
+}
+
+/* The contact ("user"@"host", a bare JID), prepared: malloc'd, or NULL
+ * after answering. */
+static char *contact_arg(api_call *c)
+{
+    const char *user = api_str(c, "user");
+    const char *host = user ? api_str(c, "host") : NULL;
+    if (!host)
+        return NULL;
+    char text[2100];
+    snprintf(text, sizeof(text), "%s@%s", user, host);
+    xmppd_jid *j = xmppd_jid_parse(text);
+    char *bare = j && !j->resource ? strdup(j->bare) : NULL;
+    xmppd_jid_free(j);
+    if (!bare)
+        api_fail(c, 400, "\"user\"@\"host\": not a JID");
+    return bare;
+}
+
+/* add_rosteritem's groups and subs; -1 after answering. */
+static int roster_args(api_call *c, const char **groups, size_t *n_r, int *sub_r)
+{
+    const json_t *g = json_object_get(c->args, "groups");
+    size_t i;
+    const json_t *v;
+    *n_r = 0;
+    if (g && (!json_is_array(g) || json_array_size(g) > API_ROSTER_GROUPS)) {
+        api_fail(c, 400, "\"groups\": an array of at most %d group names", API_ROSTER_GROUPS);
+        return -1;
+    }
+    json_array_foreach(g, i, v) {
+        if (!json_string_value(v) || !*json_string_value(v) || strlen(json_string_value(v)) > 1023) {
+            api_fail(c, 400, "\"groups\": each a name of 1 to 1023 bytes");
+            return -1;
+        }
+        groups[(*n_r)++] = json_string_value(v);
+    }
+    const char *subs = json_string_value(json_object_get(c->args, "subs"));
+    static const char *const names[] = { "none", "to", "from", "both" };
+    *sub_r = subs ? -1 : 0;
+    for (int k = 0; subs && k < 4; k++)
+        if (strcmp(subs, names[k]) == 0)
+            *sub_r = k;
+    if (*sub_r < 0) {
+        api_fail(c, 400, "\"subs\": none, to, from or both");
+        return -1;
+    }
     return 0;
 }
 
@@ -309,14 +438,43 @@ static void on_roster(roster *r, void *ud)
     if (!api_back(c))
         return;
     const roster_api *rapi = xmppd_use(c->host, "roster");
-    json_t *list = json_array();
-    if (!r || !rapi || !list) {
-        json_decref(list);
+    if (!r || !rapi) {
         api_fail(c, 503, "the roster could not be loaded");
         return;
     }
-    rapi->foreach(r, roster_one, list);
-    api_ok(c, list);
+    if (strcmp(c->cmd->name, "get_roster") == 0) {
+        roster_list l = { rapi, r, json_array() };
+        if (!l.list) {
+            api_fail(c, 500, "out of memory");
+            return;
+        }
+        rapi->foreach(r, roster_one, &l);
+        api_ok(c, l.list);
+        return;
+    }
+    char *contact = contact_arg(c);
+    if (!contact)
+        return;
+    const char *groups[API_ROSTER_GROUPS];
+    size_t n = 0;
+    int sub = 0, rc;
+    bool del = strcmp(c->cmd->name, "delete_rosteritem") == 0;
+    if (!del && roster_args(c, groups, &n, &sub) < 0) {
+        free(contact);
+        return; /* answered */
+    }
+    const char *nick = json_string_value(json_object_get(c->args, "nick"));
+    c->waiting++;
+    rc = del ? rapi->remove_item(rapi, c->st->m, r, contact, on_roster_written, c)
+             : rapi->set_item(rapi, c->st->m, r, contact, nick, groups, n, sub, on_roster_written, c);
+    if (rc != 0)
+        c->waiting--;
+    if (rc == 1)
+        api_fail(c, 404, "%s is not in the roster", contact);
+    else if (rc == -1)
+        api_fail(c, 400, "the roster refused the change (a bad nick or group, a full roster, "
+                 "or a contact of a shared group)");
+    free(contact);
 }
 
 static void on_roster_exists(int result, void *ud)
@@ -329,7 +487,7 @@ static void on_roster_exists(int result, void *ud)
         api_fail(c, 404, "user unknown");
     else if (result != XMPPD_AUTH_OK)
         api_fail(c, 503, "%s", xmppd_auth_result_str(result));
-    else if (!rapi || rapi->version < 2 || rapi->size < sizeof(roster_api))
+    else if (!rapi || rapi->version < 4 || rapi->size < sizeof(roster_api))
         api_fail(c, 501, "mod_roster is not loaded on %s", xmppd_host_name(c->host));
     else {
         c->waiting++;
@@ -337,12 +495,24 @@ static void on_roster_exists(int result, void *ud)
     }
 }
 
-static void cmd_get_roster(api_call *c)
+static void roster_command(api_call *c, const char *user_key, const char *host_key)
 {
-    if (api_account(c) < 0)
+    if (api_account_named(c, user_key, host_key) < 0)
         return;
     c->waiting++;
     xmppd_auth_exists(c->st->m, c->host, c->user, on_roster_exists, c);
+}
+
+static void cmd_get_roster(api_call *c)
+{
+    roster_command(c, "user", "host");
+}
+
+/* ejabberd's add_rosteritem / delete_rosteritem: the account is
+ * localuser@localhost, the contact user@host. */
+static void cmd_roster_item(api_call *c)
+{
+    roster_command(c, "localuser", "localhost");
 }
 
 /* ---- the server -------------------------------------------------------------------------------- */
@@ -413,14 +583,36 @@ static void cmd_reload_config(api_call *c)
     api_ctl(c, "reload", json_object(), NULL);
 }
 
+static json_t *s2s_streams(api_call *c, const json_t *resp)
+{
+    (void)c;
+    return json_deep_copy(json_object_get(resp, "streams"));
+}
+
+static void cmd_s2s_connections(api_call *c)
+{
+    api_ctl(c, "s2s", json_object(), s2s_streams);
+}
+
 #define USER { "user", true, "the account's localpart" }
 #define HOST { "host", true, "a host of this server" }
 #define END { NULL, false, NULL }
 
 static const api_arg a_account[] = { USER, HOST, END };
 static const api_arg a_register[] = { USER, HOST, { "password", true, "the password" }, END };
+static const api_arg a_ban[] = { USER, HOST, { "reason", false, "why (kept where the auth "
+                                                          "provider can keep it)" }, END };
 static const api_arg a_passwd[] = { USER, HOST, { "newpass", true, "the new password" }, END };
 static const api_arg a_host[] = { HOST, END };
+static const api_arg a_rosteritem[] = {
+    { "localuser", true, "the account's localpart" }, { "localhost", true, "the account's host" },
+    { "user", true, "the contact's localpart" }, { "host", true, "the contact's domain" },
+    { "nick", false, "the contact's name in the roster" },
+    { "groups", false, "the item's groups (at most 32)", true },
+    { "subs", false, "the subscription: none (the default), to, from or both" }, END };
+static const api_arg a_rosteritem_del[] = {
+    { "localuser", true, "the account's localpart" }, { "localhost", true, "the account's host" },
+    { "user", true, "the contact's localpart" }, { "host", true, "the contact's domain" }, END };
 static const api_arg a_kick[] = { USER, HOST, { "resource", true, "the session's resource" },
                                   { "reason", false, "the text of the stream error" }, END };
 static const api_arg a_message[] = {
@@ -435,6 +627,11 @@ static const api_arg a_stanza[] = {
 static const api_arg a_stats[] = {
     { "name", true, "registeredusers (with host), onlineusers (host optional) or uptimeseconds" },
     { "host", false, "a host of this server" }, END };
+static const api_arg a_login[] = { { "jid", true, "an administrator's bare JID" },
+                                   { "password", true, "its password" }, END };
+static const api_arg a_audit[] = { { "limit", false, "at most this many (the newest)" }, END };
+static const api_arg a_metrics[] = { { "name", false, "only the metrics whose name begins so "
+                                                     "(xmppd_stanzas_total)" }, END };
 static const api_arg a_module[] = { { "module", true, "the module's name" },
                                     { "host", false, "the host (none: a global module, or every host)" },
                                     END };
@@ -445,6 +642,12 @@ const api_cmd api_commands[] = {
       "{\"sessions_closed\": N}", true, cmd_unregister },
     { "change_password", "set an account's password; its sessions end", a_passwd,
       "{\"sessions_closed\": N}", true, cmd_change_password },
+    { "ban_account", "disable an account: it may not log in (account-disabled); its sessions end",
+      a_ban, "{\"sessions_closed\": N}", true, cmd_ban_account },
+    { "unban_account", "let a disabled account log in again", a_account,
+      "{\"sessions_closed\": 0}", true, cmd_unban_account },
+    { "account_disabled", "is an account disabled (ban_account)?", a_account,
+      "{\"disabled\": true|false}", true, cmd_account_disabled },
     { "check_account", "does an account exist?", a_account, "{\"exists\": true|false}", true,
       cmd_check_account },
     { "registered_users", "the host's accounts", a_host, "the localparts, sorted", true,
@@ -461,8 +664,12 @@ const api_cmd api_commands[] = {
       cmd_kick_user },
     { "send_message", "route a message", a_message, "0", true, cmd_send_message },
     { "send_stanza", "route a stanza", a_stanza, "0", true, cmd_send_stanza },
-    { "get_roster", "an account's roster", a_account, "[{jid, nick, subscription, ask}]", true,
-      cmd_get_roster },
+    { "get_roster", "an account's roster", a_account, "[{jid, nick, subscription, ask, groups}]",
+      true, cmd_get_roster },
+    { "add_rosteritem", "add or change an item of localuser@localhost's roster (pushed to its "
+      "online resources)", a_rosteritem, "0", true, cmd_roster_item },
+    { "delete_rosteritem", "remove an item from localuser@localhost's roster (pushed to its "
+      "online resources)", a_rosteritem_del, "0", true, cmd_roster_item },
     { "stats", "a statistic", a_stats, "{\"stat\": N}", true, cmd_stats },
     { "status", "version, uptime, hosts, sessions, modules", NULL, "what xmppctl -j status prints",
       false, cmd_status },
@@ -472,5 +679,16 @@ const api_cmd api_commands[] = {
       cmd_module_reload },
     { "reload_config", "read the configuration again (as SIGHUP)", NULL, "what the reload said", false,
       cmd_reload_config },
+    { "s2s_connections", "server-to-server streams", NULL,
+      "[{direction, state, local, remote, ip, port, secure, bidi, authenticated, pairs}]", false,
+      cmd_s2s_connections },
+    { "metrics", "the server's metrics (as at /metrics)", a_metrics,
+      "[{name, labels, value}]", false, api_cmd_metrics },
+    { "audit_log", "the latest calls of this API (in memory, newest first)", a_audit,
+      "[{time, command, caller, ip, status}]", false, api_cmd_audit_log },
+    { "login", "trade an administrator's JID and password for a token (no Authorization header)",
+      a_login, "{token, jid, expires_in, server_wide, hosts}", false, api_cmd_login, API_OPEN },
+    { "logout", "end the login token presented", NULL, "{\"logged_out\": true|false}", false,
+      api_cmd_logout, API_SELF },
     { NULL, NULL, NULL, NULL, false, NULL },
 };

@@ -11,8 +11,11 @@ static json_t *request_schema(const api_cmd *c)
 {
     json_t *props = json_object(), *req = json_array();
     for (const api_arg *a = c->args; a && a->name; a++) {
-        json_object_set_new(props, a->name, json_pack("{s:s, s:s}", "type", "string",
-                                                      "description", a->doc));
+        json_object_set_new(props, a->name,
+                            a->list ? json_pack("{s:s, s:{s:s}, s:s}", "type", "array", "items",
+                                                "type", "string", "description", a->doc)
+                                    : json_pack("{s:s, s:s}", "type", "string", "description",
+                                                a->doc));
         if (a->required)
             json_array_append_new(req, json_string(a->name));
     }
@@ -24,17 +27,29 @@ static json_t *request_schema(const api_cmd *c)
     return schema;
 }
 
+static const char *scope(const api_cmd *c)
+{
+    if (c->flags & API_OPEN)
+        return "no credentials: the arguments carry them";
+    if (c->flags & API_SELF)
+        return "any caller, about its own credentials";
+    return c->per_host ? "acts on the host its arguments name"
+                       : "server-wide: server-wide administrators, tokens without hosts";
+}
+
 static json_t *operation(const api_cmd *c)
 {
-    return json_pack(
+    json_t *op = json_pack(
         "{s:s, s:s, s:s, s:{s:b, s:{s:{s:o}}}, s:{s:{s:s, s:{s:{s:{}}}}, s:{s:s, s:{s:{s:{s:s}}}}}}",
         "operationId", c->name, "summary", c->summary, "description",
-        c->per_host ? "acts on the host its arguments name"
-                    : "server-wide: server-wide administrators, tokens without hosts",
+        scope(c),
         "requestBody", "required", 1, "content", "application/json", "schema", request_schema(c),
         "responses", "200", "description", c->answer, "content", "application/json", "schema",
         "default", "description", "an error: 400, 401, 403, 404, 409, 501, 503", "content",
         "application/json", "schema", "$ref", "#/components/schemas/Error");
+    if (op && (c->flags & API_OPEN))
+        json_object_set_new(op, "security", json_array());
+    return op;
 }
 
 json_t *api_openapi(const char *path)

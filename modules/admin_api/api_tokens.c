@@ -32,34 +32,49 @@ static int64_t parse_expiry(const char *s)
     return (int64_t)timegm(&tm);
 }
 
-int api_tokens_load(api_state *st, const api_conf *conf)
+int api_tokens_check(const api_conf *conf, api_key *keys, char *err, size_t errlen)
 {
     const api_token *t = conf->tokens.items;
+    for (size_t i = 0; i < conf->tokens.n; i++) {
+        api_key k = { 0 };
+        if (!t[i].token == !t[i].sha256) {
+            snprintf(err, errlen, "tokens.%s: give either token or sha256", t[i].name);
+            return -1;
+        }
+        if (t[i].sha256) {
+            size_t j = 0;
+            for (; j < 32; j++) {
+                int hi = hexval(t[i].sha256[2 * j]), lo = hi < 0 ? -1 : hexval(t[i].sha256[2 * j + 1]);
+                if (lo < 0)
+                    break;
+                k.hash[j] = (unsigned char)(hi << 4 | lo);
+            }
+            if (j < 32 || t[i].sha256[64]) {
+                snprintf(err, errlen, "tokens.%s.sha256: expected 64 hex digits (xmppctl token "
+                         "prints them)", t[i].name);
+                return -1;
+            }
+        }
+        k.expires = t[i].expires ? parse_expiry(t[i].expires) : 0;
+        if (k.expires < 0) {
+            snprintf(err, errlen, "tokens.%s.expires: expected a date (2027-01-31) or a UTC time "
+                     "(2027-01-31T12:00:00Z), got %s", t[i].name, t[i].expires);
+            return -1;
+        }
+        if (keys)
+            keys[i] = k;
+    }
+    return 0;
+}
+
+int api_tokens_load(api_state *st, const api_conf *conf)
+{
+    char err[512];
     st->keys = calloc(conf->tokens.n ? conf->tokens.n : 1, sizeof(*st->keys));
     if (!st->keys)
         return xmppd_module_refuse(st->m, "out of memory");
-    for (size_t i = 0; i < conf->tokens.n; i++) {
-        api_key *k = &st->keys[i];
-        if (!t[i].token == !t[i].sha256)
-            return xmppd_module_refuse(st->m, "tokens.%s: give either token or sha256", t[i].name);
-        if (t[i].sha256) {
-            for (size_t j = 0; j < 32; j++) {
-                int hi = hexval(t[i].sha256[2 * j]), lo = hi < 0 ? -1 : hexval(t[i].sha256[2 * j + 1]);
-                if (lo < 0)
-                    return xmppd_module_refuse(st->m, "tokens.%s.sha256: expected 64 hex digits "
-                                               "(xmppctl token prints them)", t[i].name);
-                k->hash[j] = (unsigned char)(hi << 4 | lo);
-            }
-            if (t[i].sha256[64])
-                return xmppd_module_refuse(st->m, "tokens.%s.sha256: expected 64 hex digits",
-                                           t[i].name);
-        }
-        k->expires = t[i].expires ? parse_expiry(t[i].expires) : 0;
-        if (k->expires < 0)
-            return xmppd_module_refuse(st->m, "tokens.%s.expires: expected a date (2027-01-31) or "
-                                       "a UTC time (2027-01-31T12:00:00Z), got %s", t[i].name,
-                                       t[i].expires);
-    }
+    if (api_tokens_check(conf, st->keys, err, sizeof(err)) < 0)
+        return xmppd_module_refuse(st->m, "%s", err);
     return 0;
 }
 

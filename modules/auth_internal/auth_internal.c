@@ -5,7 +5,11 @@
  * key ""):
  *   { "SCRAM-SHA-1":   { "iterations": 10000, "salt": B64, "stored_key": B64, "server_key": B64 },
  *     "SCRAM-SHA-256": { ... }, "SCRAM-SHA-512": { ... } }
- * with a random 16-byte salt per hash. PLAIN is checked by deriving the keys
+ * with a random 16-byte salt per hash, and "disabled": {"reason": TEXT|null,
+ * "since": Unix ms} while an administrator bars the account (set_disabled:
+ * a login is then XMPPD_AUTH_DISABLED — PLAIN once the password is right,
+ * so a wrong guess learns nothing; SCRAM before the exchange, as the keys
+ * are not given out). PLAIN is checked by deriving the keys
  * from the offered password with the stored salt and comparing in constant
  * time. Key derivation (PBKDF2) runs on a worker thread.
  *
@@ -50,7 +54,7 @@ typedef struct ai_ctx {
 } ai_ctx;
 
 enum ai_op { AI_PLAIN, AI_SCRAM, AI_EXISTS, AI_CREATE, AI_SET_PASSWORD, AI_REMOVE, AI_LIST,
-             AI_CREATE_KEYS };
+             AI_CREATE_KEYS, AI_SET_DISABLED, AI_IS_DISABLED };
 
 #define AI_ALL_HASHES ((1u << XMPPD_HASH_COUNT) - 1)
 
@@ -71,6 +75,9 @@ struct ai_req {
     xmppd_scram_keys keys[XMPPD_HASH_COUNT]; /* stored or new keys: wiped */
     unsigned had;                /* bit h: the stored record has keys of hash h */
     unsigned giving;             /* create_keys: bit h: keys[h] is given */
+    json_t *disabled;            /* the record's "disabled" (kept by a new password);
+                                    set_disabled: the new one, NULL to enable */
+    bool disabling;              /* set_disabled: disable (else enable) */
     int result;                  /* worker's or deferred result */
     union {
         xmppd_auth_cb res;
@@ -114,6 +121,7 @@ static void ai_req_free(ai_req *r)
         free(r->password);
     }
     xmppd_wipe(r->keys, sizeof r->keys);
+    json_decref(r->disabled);
     free(r->user);
     free(r);
 }
@@ -224,6 +232,10 @@ static json_t *ai_record_new(const ai_req *r)
             rec = NULL;
         }
     }
+    if (rec && r->disabled && json_object_set(rec, "disabled", r->disabled) != 0) {
+        json_decref(rec);
+        rec = NULL;
+    }
     return rec;
 }
 
@@ -328,6 +340,10 @@ static void ai_done_derive(void *ud);
 static void ai_done_verify(void *ud)
 {
     ai_req *r = ud;
+    if (r->result == XMPPD_AUTH_OK && r->disabled) {
+        ai_finish(r, XMPPD_AUTH_DISABLED);
+        return;
+    }
     if (r->result == XMPPD_AUTH_OK && (r->had & AI_ALL_HASHES) != AI_ALL_HASHES &&
         xmppd_offload(r->ctx->m, ai_work_derive, ai_done_derive, ai_cancelled, r) == 0)
         return;
@@ -394,9 +410,31 @@ static int ai_pick_hash(ai_req *r, json_t *rec)
     return -1;
 }
 
+/* set_disabled: the record with "disabled" set or removed, stored. */
+static void ai_store_disabled(ai_req *r, json_t *rec)
+{
+    if (!r->disabling && !json_object_get(rec, "disabled")) {
+        ai_finish(r, XMPPD_AUTH_OK); /* enabled already */
+        return;
+    }
+    json_t *copy = json_copy(rec);
+    if (!copy || (r->disabling ? json_object_set(copy, "disabled", r->disabled)
+                               : json_object_del(copy, "disabled")) != 0) {
+        json_decref(copy);
+        ai_finish(r, XMPPD_AUTH_INTERNAL);
+        return;
+    }
+    xmppd_kv_set(r->ctx->st, r->user, "", copy, ai_on_saved, r);
+    json_decref(copy);
+}
+
 static void ai_on_found(ai_req *r, json_t *rec)
 {
     r->had = ai_record_mask(rec);
+    if (r->op != AI_SET_DISABLED) {
+        json_t *d = json_object_get(rec, "disabled");
+        r->disabled = d ? json_incref(d) : NULL;
+    }
     switch (r->op) {
     case AI_PLAIN:
         if (ai_pick_hash(r, rec) != 0) {
@@ -407,7 +445,15 @@ static void ai_on_found(ai_req *r, json_t *rec)
         }
         break;
     case AI_SCRAM:
-        ai_finish(r, ai_record_keys(rec, r->hash, &r->keys[r->hash]) == 0 ? XMPPD_AUTH_OK : XMPPD_AUTH_NO_SCHEME);
+        ai_finish(r, r->disabled ? XMPPD_AUTH_DISABLED
+                     : ai_record_keys(rec, r->hash, &r->keys[r->hash]) == 0 ? XMPPD_AUTH_OK
+                                                                           : XMPPD_AUTH_NO_SCHEME);
+        break;
+    case AI_SET_DISABLED:
+        ai_store_disabled(r, rec);
+        break;
+    case AI_IS_DISABLED:
+        ai_finish(r, r->disabled ? XMPPD_AUTH_DISABLED : XMPPD_AUTH_OK);
         break;
     case AI_EXISTS:
         ai_finish(r, XMPPD_AUTH_OK);
@@ -503,9 +549,10 @@ static void ai_get_scram(void *pd, const char *user, enum xmppd_hash h, xmppd_au
         ai_load(r);
 }
 
-static void ai_exists(void *pd, const char *user, xmppd_auth_cb cb, void *ud)
+/* A request that only reads user's record (exists, is_disabled). */
+static void ai_lookup(void *pd, enum ai_op op, const char *user, xmppd_auth_cb cb, void *ud)
 {
-    ai_req *r = ai_req_new(pd, AI_EXISTS, user, NULL, ud);
+    ai_req *r = ai_req_new(pd, op, user, NULL, ud);
     if (!r)
         return;
     r->cb.res = cb;
@@ -513,6 +560,11 @@ static void ai_exists(void *pd, const char *user, xmppd_auth_cb cb, void *ud)
         ai_finish_later(r, XMPPD_AUTH_USER_UNKNOWN);
     else
         ai_load(r);
+}
+
+static void ai_exists(void *pd, const char *user, xmppd_auth_cb cb, void *ud)
+{
+    ai_lookup(pd, AI_EXISTS, user, cb, ud);
 }
 
 /* Is another create of user under way in this process? */
@@ -594,6 +646,28 @@ static void ai_remove(void *pd, const char *user, xmppd_auth_cb cb, void *ud)
         ai_load(r);
 }
 
+static void ai_set_disabled(void *pd, const char *user, bool disabled, const char *reason,
+                            xmppd_auth_cb cb, void *ud)
+{
+    ai_req *r = ai_req_new(pd, AI_SET_DISABLED, user, NULL, ud);
+    if (!r)
+        return;
+    r->cb.res = cb;
+    r->disabling = disabled;
+    if (disabled && !(r->disabled = json_pack("{s:s?, s:I}", "reason", reason, "since",
+                                              (json_int_t)xmppd_wallclock_ms())))
+        ai_finish_later(r, XMPPD_AUTH_INTERNAL);
+    else if (!user || !*user)
+        ai_finish_later(r, XMPPD_AUTH_USER_UNKNOWN);
+    else
+        ai_load(r);
+}
+
+static void ai_is_disabled(void *pd, const char *user, xmppd_auth_cb cb, void *ud)
+{
+    ai_lookup(pd, AI_IS_DISABLED, user, cb, ud);
+}
+
 static void ai_on_users(int status, json_t *value, void *ud)
 {
     ai_req *r = ud;
@@ -639,6 +713,8 @@ static const xmppd_auth_provider ai_provider = {
     .remove = ai_remove,
     .list = ai_list,
     .create_keys = ai_create_keys,
+    .set_disabled = ai_set_disabled,
+    .is_disabled = ai_is_disabled,
 };
 
 /* ---- module ---- */

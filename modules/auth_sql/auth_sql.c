@@ -43,6 +43,7 @@ typedef struct sa_conf {
     long long connect_timeout, query_timeout, reconnect_max;
     const char *password_query, *user_query, *list_query;
     const char *create_query, *set_password_query, *delete_query, *upgrade_query;
+    const char *disable_query, *enable_query;
     const char *default_scheme, *hash_scheme, *offer_scram;
     bool allow_plaintext, allow_weak;
     long long iterations;
@@ -79,6 +80,11 @@ static const xmppd_option sa_options[] = {
       "deletes an account; %n %d %u (unset: read-only)" },
     { "upgrade_query", XMPPD_OPT_STRING, XMPPD_OFF(sa_conf, upgrade_query), NULL, 0, 0, NULL, 0,
       "after a PLAIN login against a crypt/PBKDF2/plaintext password, stores SCRAM keys; %n %d %u %{scram_sha1} %{scram_sha256} %{scram_sha512}" },
+    { "disable_query", XMPPD_OPT_STRING, XMPPD_OFF(sa_conf, disable_query), NULL, 0, 0, NULL, 0,
+      "bars an account from logging in (xmppctl disable, XEP-0133 disable-user); %n %d %u; pair it "
+      "with a disabled column in password_query (unset: accounts cannot be disabled here)" },
+    { "enable_query", XMPPD_OPT_STRING, XMPPD_OFF(sa_conf, enable_query), NULL, 0, 0, NULL, 0,
+      "lets a disabled account log in again; %n %d %u" },
     { "default_scheme", XMPPD_OPT_STRING, XMPPD_OFF(sa_conf, default_scheme), NULL, 0, 0, NULL, 0,
       "scheme of passwords with no {SCHEME} prefix, scheme column or recognisable shape" },
     { "hash_scheme", XMPPD_OPT_ENUM, XMPPD_OFF(sa_conf, hash_scheme), "bcrypt", 0, 0, sa_new_schemes, 0,
@@ -96,15 +102,16 @@ static const xmppd_option sa_options[] = {
 
 /* ---- instance ---- */
 
-enum { Q_PASSWORD, Q_USER, Q_LIST, Q_CREATE, Q_SETPASS, Q_DELETE, Q_UPGRADE, Q_COUNT };
+enum { Q_PASSWORD, Q_USER, Q_LIST, Q_CREATE, Q_SETPASS, Q_DELETE, Q_UPGRADE, Q_DISABLE, Q_ENABLE,
+       Q_COUNT };
 static const char *const sa_qnames[Q_COUNT] = { "password_query", "user_query", "list_query",
                                                "create_query", "set_password_query", "delete_query",
-                                               "upgrade_query" };
+                                               "upgrade_query", "disable_query", "enable_query" };
 static const unsigned sa_qvars[Q_COUNT] = {
     AQ_IDENT, AQ_IDENT, AQ_BIT(AQ_DOMAIN),
     AQ_IDENT | AQ_BIT(AQ_PASSWORD_HASH) | AQ_SCRAM_VARS,
     AQ_IDENT | AQ_BIT(AQ_PASSWORD_HASH) | AQ_SCRAM_VARS,
-    AQ_IDENT, AQ_IDENT | AQ_SCRAM_VARS,
+    AQ_IDENT, AQ_IDENT | AQ_SCRAM_VARS, AQ_IDENT, AQ_IDENT,
 };
 
 typedef struct sa_req sa_req;
@@ -122,7 +129,8 @@ typedef struct sa_ctx {
     xmppd_auth_provider provider;
 } sa_ctx;
 
-enum sa_op { SA_PLAIN, SA_SCRAM, SA_EXISTS, SA_CREATE, SA_SETPASS, SA_REMOVE, SA_LIST };
+enum sa_op { SA_PLAIN, SA_SCRAM, SA_EXISTS, SA_CREATE, SA_SETPASS, SA_REMOVE, SA_LIST, SA_DISABLE,
+             SA_IS_DISABLED };
 
 /* What a query's answer goes on with: res its rows, or NULL when it failed
  * (sqlstate: the error's SQLSTATE, "" when unknown). */
@@ -594,7 +602,7 @@ static void sa_on_written(sa_req *r, const PGresult *res, const char *sqlstate)
     }
     const char *n = PQcmdTuples((PGresult *)res);
     bool none = n && strcmp(n, "0") == 0;
-    if (none && (r->op == SA_SETPASS || r->op == SA_REMOVE))
+    if (none && (r->op == SA_SETPASS || r->op == SA_REMOVE || r->op == SA_DISABLE))
         sa_finish(r, XMPPD_AUTH_USER_UNKNOWN);
     else
         sa_finish(r, XMPPD_AUTH_OK);
@@ -717,16 +725,59 @@ static void sa_set_password(void *pd, const char *user, const char *password, xm
         sa_check_exists(r);
 }
 
-static void sa_remove(void *pd, const char *user, xmppd_auth_cb cb, void *ud)
+static void sa_user_query(void *pd, enum sa_op op, const char *user, int which, sa_step step,
+                          xmppd_auth_cb cb, void *ud);
+
+/* disable_query / enable_query: no row changed is no such account. */
+static void sa_set_disabled(void *pd, const char *user, bool disabled, const char *reason,
+                            xmppd_auth_cb cb, void *ud)
 {
-    sa_req *r = sa_req_new(pd, SA_REMOVE, user ? user : "", NULL, ud);
+    (void)reason; /* no query variable: the operator's table keeps what it wants */
+    sa_ctx *ctx = pd;
+    int q = disabled ? Q_DISABLE : Q_ENABLE;
+    if (ctx->q[q].sql) {
+        sa_user_query(pd, SA_DISABLE, user, q, sa_on_written, cb, ud);
+        return;
+    }
+    sa_req *r = sa_req_new(ctx, SA_DISABLE, user ? user : "", NULL, ud);
+    if (r) {
+        r->cb.res = cb;
+        sa_finish_later(r, XMPPD_AUTH_UNSUPPORTED);
+    }
+}
+
+/* is_disabled: password_query's row, its disabled column. */
+static void sa_on_disabled_row(sa_req *r, const PGresult *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    int t = res ? sa_take_row(r, res) : -1;
+    sa_finish(r, t == 0 ? XMPPD_AUTH_OK : t == 1 ? XMPPD_AUTH_USER_UNKNOWN
+                 : t == 2 ? XMPPD_AUTH_DISABLED : XMPPD_AUTH_INTERNAL);
+}
+
+/* A request of user's that runs query `which`, then step (no such
+ * account when user is empty). */
+static void sa_user_query(void *pd, enum sa_op op, const char *user, int which, sa_step step,
+                          xmppd_auth_cb cb, void *ud)
+{
+    sa_req *r = sa_req_new(pd, op, user ? user : "", NULL, ud);
     if (!r)
         return;
     r->cb.res = cb;
     if (!user || !*user)
         sa_finish_later(r, XMPPD_AUTH_USER_UNKNOWN);
     else
-        sa_run(r, Q_DELETE, sa_on_written);
+        sa_run(r, which, step);
+}
+
+static void sa_is_disabled(void *pd, const char *user, xmppd_auth_cb cb, void *ud)
+{
+    sa_user_query(pd, SA_IS_DISABLED, user, Q_PASSWORD, sa_on_disabled_row, cb, ud);
+}
+
+static void sa_remove(void *pd, const char *user, xmppd_auth_cb cb, void *ud)
+{
+    sa_user_query(pd, SA_REMOVE, user, Q_DELETE, sa_on_written, cb, ud);
 }
 
 static void sa_list(void *pd, xmppd_auth_list_cb cb, void *ud)
@@ -836,7 +887,8 @@ static int sa_load(xmppd_module *m, const void *conf)
     ctx->conf = c;
     ctx->host = xmppd_host_name(xmppd_module_host(m));
     const char *texts[Q_COUNT] = { c->password_query, c->user_query, c->list_query, c->create_query,
-                                   c->set_password_query, c->delete_query, c->upgrade_query };
+                                   c->set_password_query, c->delete_query, c->upgrade_query,
+                                   c->disable_query, c->enable_query };
     if (c->default_scheme && !as_scheme_known(c->default_scheme)) {
         xmppd_log(m, XMPPD_LOG_ERROR, "option default_scheme: unknown scheme \"%s\"", c->default_scheme);
         goto fail;
@@ -879,6 +931,8 @@ static int sa_load(xmppd_module *m, const void *conf)
         .set_password = ctx->q[Q_SETPASS].sql ? sa_set_password : NULL,
         .remove = ctx->q[Q_DELETE].sql ? sa_remove : NULL,
         .list = ctx->q[Q_LIST].sql ? sa_list : NULL,
+        .set_disabled = ctx->q[Q_DISABLE].sql || ctx->q[Q_ENABLE].sql ? sa_set_disabled : NULL,
+        .is_disabled = sa_is_disabled,
     };
     if (xmppd_auth_provide(m, &ctx->provider, ctx) != 0) {
         xmppd_log(m, XMPPD_LOG_ERROR, "this host already has an auth provider");

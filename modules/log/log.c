@@ -9,6 +9,10 @@
  * Session lines: {"ts", "host", "event": "auth-success"|"auth-failure"|
  * "resource-bound"|"session-closed", "ip", "user"/"jid"}.
  *
+ * Administration lines (other modules' log_audit(), audit.h): {"ts",
+ * "host", "event": "admin", "via", "actor", "ip", "command", "target",
+ * "result"}.
+ *
  * Never logged: SASL exchanges (they are not stanzas and no event carries
  * them), passwords, tokens; message bodies only when the operator turns
  * `bodies` on. */
@@ -24,6 +28,8 @@
 
 #include <xmppd/xmppd.h>
 
+#include "audit.h"
+
 typedef struct lg_conf {
     const char *output;
     const char *file;
@@ -32,6 +38,7 @@ typedef struct lg_conf {
     bool bodies;
     bool stanzas;
     bool sessions;
+    bool admin;
 } lg_conf;
 
 static const char *const lg_outputs[] = { "file", "syslog", NULL };
@@ -57,6 +64,8 @@ static const xmppd_option lg_options[] = {
       "Record every message, presence and IQ to and from clients" },
     { "sessions", XMPPD_OPT_BOOL, XMPPD_OFF(lg_conf, sessions), "true", 0, 0, NULL, 0,
       "Record logins, failed logins, resource binding and session ends" },
+    { "admin", XMPPD_OPT_BOOL, XMPPD_OFF(lg_conf, admin), "true", 0, 0, NULL, 0,
+      "Record administrators' actions: XEP-0133 and other ad-hoc commands, admin API calls" },
     { NULL },
 };
 
@@ -204,6 +213,25 @@ static int lg_on_session(xmppd_event *ev, void *ud)
     return XMPPD_PASS;
 }
 
+/* ---- administration ------------------------------------------------------------ */
+
+static int lg_on_admin(xmppd_event *ev, void *ud)
+{
+    lg_mod *mod = ud;
+    const log_audit_entry *e = ev->data;
+    json_t *o = e ? lg_line(ev->host, "admin") : NULL;
+    if (!o)
+        return XMPPD_PASS;
+    lg_set_str(o, "via", e->via);
+    lg_set_str(o, "actor", e->actor);
+    lg_set_str(o, "ip", e->ip);
+    lg_set_str(o, "command", e->command);
+    lg_set_str(o, "target", e->target);
+    lg_set_str(o, "result", e->result);
+    lg_emit(mod, o);
+    return XMPPD_PASS;
+}
+
 /* SIGHUP: a rotated file is reopened under its name. */
 static int lg_on_reload(xmppd_event *ev, void *ud)
 {
@@ -258,6 +286,8 @@ static int lg_load(xmppd_module *m, const void *conf)
                                                    "session-closed" };
     for (size_t i = 0; rc == 0 && c->sessions && i < 4; i++)
         rc = xmppd_hook(m, session_events[i], lg_on_session, XMPPD_PRIO_GUARD, mod);
+    if (rc == 0 && c->admin)
+        rc = xmppd_hook(m, LOG_AUDIT_EVENT, lg_on_admin, XMPPD_PRIO_DEFAULT, mod);
     if (rc == 0)
         rc = xmppd_hook(m, "config-reloaded", lg_on_reload, XMPPD_PRIO_DEFAULT, mod);
     if (rc < 0) {
@@ -269,7 +299,7 @@ static int lg_load(xmppd_module *m, const void *conf)
 
 XMPPD_MODULE(log,
     .version = "1.0",
-    .summary = "Audit log of client stanzas and session events as JSON lines (file or syslog)",
+    .summary = "Audit log of client stanzas, session events and administrators' actions as JSON lines",
     .flags = XMPPD_MOD_GLOBAL,
     .options = lg_options,
     .conf_size = sizeof(lg_conf),

@@ -188,9 +188,12 @@ static void reg_on_created(int result, void *ud)
     xmppd_stanza *iq = ev->stanza;
     if (result != XMPPD_AUTH_OK && r->mark)
         reg_mark_remove(r->st, xmppd_session_ip(s), r->mark);
-    if (result == XMPPD_AUTH_OK)
+    if (result == XMPPD_AUTH_OK) {
         xmppd_log(r->st->m, XMPPD_LOG_INFO, "%s registered the account %s", xmppd_session_ip(s),
                   r->user);
+        /* the account came from a client (mod_motd's welcome message) */
+        xmppd_notify(xmppd_module_host(r->st->m), "user-registered", s, r->user);
+    }
     if (!xmppd_session_closed(s)) {
         switch (result) {
         case XMPPD_AUTH_OK: reg_stream_send(s, xmppd_stanza_reply(iq)); break;
@@ -436,7 +439,10 @@ static int reg_load(xmppd_module *m, const void *conf)
     /* Hooked always: an access rule "register" can open registration
      * without a reload of this module. */
     if (xmppd_hook(m, "stream-features", reg_on_features, XMPPD_PRIO_DEFAULT, st) < 0 ||
-        xmppd_hook(m, "stream-element", reg_on_stream_element, XMPPD_PRIO_DEFAULT, st) < 0)
+        xmppd_hook(m, "stream-element", reg_on_stream_element, XMPPD_PRIO_DEFAULT, st) < 0 ||
+        xmppd_event_declare(m, "user-registered", XMPPD_EVENT_ALL,
+                            "a client registered an account in-band (XEP-0077), after user-created; "
+                            "session: the registering stream; data: const char * localpart") < 0)
         goto fail;
     return 0;
 fail:

@@ -946,6 +946,154 @@ static int rs_on_set(xmppd_event *ev, void *ud)
     return XMPPD_HANDLED;
 }
 
+/* ---- API version 4: an administrator's writes ----------------------------- */
+
+/* One write of another module, answered once stored (its xmppd_call ties
+ * it to the caller). */
+typedef struct rs_write {
+    rs_mod *mod;
+    char *node, *jid;
+    json_t *pushed; /* the item as stored; NULL: removed */
+    long long ver;
+    xmppd_call *call;
+    roster_done_cb done;
+    void *ud;
+} rs_write;
+
+static void rs_write_cancel(void *p)
+{
+    rs_write *w = p;
+    w->done(ROSTER_CANCELLED, w->ud);
+}
+
+static void rs_write_saved(int status, void *ud)
+{
+    rs_write *w = ud;
+    if (status == XMPPD_STORE_OK)
+        rs_push(w->mod, w->node, w->ver, w->jid, w->pushed);
+    else if (status != XMPPD_STORE_CANCELLED)
+        xmppd_log(w->mod->m, XMPPD_LOG_ERROR, "cannot store the roster of %s", w->node);
+    if (xmppd_call_finish(w->call))
+        w->done(status == XMPPD_STORE_OK ? ROSTER_DONE : ROSTER_FAILED, w->ud);
+    free(w->node);
+    free(w->jid);
+    json_decref(w->pushed);
+    free(w);
+}
+
+static rs_write *rs_write_new(roster *r, xmppd_module *caller, const char *jid, roster_done_cb done,
+                              void *ud)
+{
+    rs_write *w = calloc(1, sizeof(*w));
+    if (!w || !(w->node = strdup(r->node)) || !(w->jid = strdup(jid)) ||
+        !(w->call = xmppd_call_new(caller, rs_write_cancel, w))) {
+        if (w) {
+            free(w->node);
+            free(w->jid);
+        }
+        free(w);
+        return NULL;
+    }
+    w->mod = r->mod;
+    w->done = done;
+    w->ud = ud;
+    return w;
+}
+
+static void rs_write_go(roster *r, rs_write *w, json_t *it)
+{
+    w->pushed = it ? json_incref(it) : NULL;
+    w->ver = rs_bump(r);
+    rs_save(r, rs_write_saved, w);
+}
+
+static int rs_api_set_item(const roster_api *api, xmppd_module *caller, roster *r, const char *jid,
+                           const char *name, const char *const *groups, size_t n_groups, int sub,
+                           roster_done_cb done, void *ud)
+{
+    (void)api;
+    if (!jid || !done || (name && strlen(name) > RS_TEXT_MAX) || (sub > 3))
+        return -1;
+    json_t *g = json_array();
+    for (size_t i = 0; g && i < n_groups; i++) {
+        bool again = false;
+        for (size_t k = 0; k < i; k++)
+            again |= strcmp(groups[k], groups[i]) == 0;
+        size_t len = groups[i] ? strlen(groups[i]) : 0;
+        if (again || len == 0 || len > RS_TEXT_MAX || json_array_append_new(g, json_string(groups[i])) < 0) {
+            json_decref(g);
+            return -1;
+        }
+    }
+    json_t *items = rs_items(r);
+    json_t *it = json_object_get(items, jid);
+    if (!g || (!it && (long long)json_object_size(items) >= r->mod->conf->max_items)) {
+        json_decref(g);
+        return -1;
+    }
+    rs_write *w = rs_write_new(r, caller, jid, done, ud);
+    if (!w || (!it && json_object_set_new(items, jid, rs_item_new()) < 0)) {
+        json_decref(g);
+        if (w) {
+            xmppd_call_finish(w->call);
+            free(w->node);
+            free(w->jid);
+            free(w);
+        }
+        return -1;
+    }
+    it = json_object_get(items, jid);
+    json_object_set_new(it, "groups", g);
+    if (name && *name)
+        json_object_set_new(it, "name", json_string(name));
+    else
+        json_object_del(it, "name");
+    if (sub >= 0)
+        json_object_set_new(it, "subscription", json_string(rs_sub_names[sub & 3]));
+    rs_write_go(r, w, it);
+    return 0;
+}
+
+static int rs_api_remove_item(const roster_api *api, xmppd_module *caller, roster *r,
+                              const char *jid, roster_done_cb done, void *ud)
+{
+    (void)api;
+    const roster_overlay *ov = rs_overlay(r->mod);
+    roster_contact oc;
+    json_t *items = rs_items(r);
+    json_t *it = jid ? json_object_get(items, jid) : NULL;
+    if (!jid || !done || (ov && ov->get(ov, r->node, jid, &oc)))
+        return -1;
+    if (!it)
+        return 1;
+    rs_write *w = rs_write_new(r, caller, jid, done, ud);
+    if (!w)
+        return -1;
+    roster_item old;
+    rs_view(jid, it, &old);
+    rs_removed_notify(r->mod, r->node, jid, &old, json_object_get(rs_pending(r), jid) != NULL);
+    json_object_del(items, jid);
+    json_object_del(rs_pending(r), jid);
+    rs_write_go(r, w, NULL);
+    return 0;
+}
+
+static void rs_api_groups(const roster *r, const char *jid, int (*fn)(const char *group, void *ud),
+                          void *ud)
+{
+    size_t i;
+    json_t *g;
+    json_t *stored = json_object_get(json_object_get(rs_items(r), jid), "groups");
+    json_array_foreach(stored, i, g)
+        if (json_string_value(g) && fn(json_string_value(g), ud))
+            return;
+    const roster_overlay *ov = rs_overlay(r->mod);
+    roster_contact oc;
+    for (const char *const *o = ov && ov->get(ov, r->node, jid, &oc) ? oc.groups : NULL; o && *o; o++)
+        if (!rs_stored_in_group(json_object_get(rs_items(r), jid), *o) && fn(*o, ud))
+            return;
+}
+
 /* ---- `xmppctl roster JID list|add|remove` (api/xmppd/ctl.h) ---------------- */
 
 #define RS_CTL_USAGE "JID list | JID add CONTACT [--name N] [--group G]... " \
@@ -1257,6 +1405,9 @@ static int rs_load(xmppd_module *m, const void *conf)
         .pending_foreach = rs_api_pending_foreach,
         .in_group = rs_api_in_group,
         .overlay_changed = rs_api_overlay_changed,
+        .set_item = rs_api_set_item,
+        .remove_item = rs_api_remove_item,
+        .groups = rs_api_groups,
     };
     mod->m = m;
     mod->host = xmppd_module_host(m);

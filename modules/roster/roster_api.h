@@ -19,9 +19,11 @@
 #include <xmppd/stanza.h>
 
 /* 3: overlay_changed, and rosters show a roster overlay's items (below).
- * The fields of version 2 are unchanged: a module built against it works
- * with a version 3 table (check version >= 2 and size). */
-#define ROSTER_API_VERSION 3
+ * 4: set_item, remove_item (an administrator's changes, written before
+ * they are answered) and groups. The fields of earlier versions are
+ * unchanged: a module built against version N works with a newer table
+ * (check version >= N and size). */
+#define ROSTER_API_VERSION 4
 
 /* Subscription bits (RFC 6121 §2.1.2.5): none = 0, both = TO | FROM. */
 enum {
@@ -44,6 +46,14 @@ typedef struct roster_item {
 /* r is NULL when the roster could not be loaded (storage failure), or
  * when the caller unloads before the load ended (then while it unloads). */
 typedef void (*roster_load_cb)(roster *r, void *ud);
+
+/* The outcome of a write (set_item, remove_item). */
+enum {
+    ROSTER_DONE = 0,       /* stored, pushed */
+    ROSTER_FAILED = -1,    /* storage failed: the change is in memory only */
+    ROSTER_CANCELLED = -2, /* the caller unloads (then while it unloads): answer nobody */
+};
+typedef void (*roster_done_cb)(int result, void *ud);
 
 typedef struct roster_api {
     uint32_t version; /* ROSTER_API_VERSION */
@@ -87,6 +97,30 @@ typedef struct roster_api {
      * sees it, or its removal, is pushed to node's interested resources
      * (RFC 6121 §2.1.6) when node's roster is in memory. */
     void (*overlay_changed)(const struct roster_api *api, const char *node, const char *jid);
+
+    /* Version 4: sets jid's item as an administrator would (ejabberd's
+     * add_rosteritem): name (NULL: none), the n_groups groups (each 1 to
+     * 1023 bytes, no repeats), and the subscription when sub >= 0 (a
+     * ROSTER_SUB_* mask; ask and approved are kept), creating the item
+     * when absent; the change is stored, then pushed to the account's
+     * interested resources (RFC 6121 §2.1.6), then done runs once (caller:
+     * xmppd_call, as for load). Returns 0 (done will run), or -1 at once
+     * with nothing changed and done never run: a bad name or group, the
+     * roster is full (max_items), OOM, caller unloading. r is the roster a
+     * load callback was given, used during that callback only. */
+    int (*set_item)(const struct roster_api *api, xmppd_module *caller, roster *r, const char *jid,
+                    const char *name, const char *const *groups, size_t n_groups, int sub,
+                    roster_done_cb done, void *ud);
+    /* Version 4: removes jid's stored item and a pending request from it,
+     * with the presence a client's remove sends (RFC 6121 §2.5.2), stored,
+     * pushed, then done. 0 (done will run), 1 no such item (nothing done),
+     * -1 refused: an item of a roster overlay (shared group), OOM. */
+    int (*remove_item)(const struct roster_api *api, xmppd_module *caller, roster *r,
+                       const char *jid, roster_done_cb done, void *ud);
+    /* Version 4: calls fn with each group of jid's item (stored and the
+     * overlay's joined, each once); stops when fn returns nonzero. */
+    void (*groups)(const roster *r, const char *jid, int (*fn)(const char *group, void *ud),
+                   void *ud);
 } roster_api;
 
 /* ---- roster overlays ----

@@ -1,9 +1,11 @@
-/* Control commands on accounts of the running server: deluser and passwd
- * (control.h). xmppctl uses them while the server runs, so that the change
+/* Control commands on accounts of the running server: deluser, passwd,
+ * disable and enable (control.h). xmppctl uses them while the server runs, so that the change
  * reaches the sessions; on a stopped server it changes the data itself.
  *
  *   -> {"command": "deluser", "jid": "user@host"}
  *   -> {"command": "passwd", "jid": "user@host", "password": "..."}
+ *   -> {"command": "disable", "jid": "user@host", "reason": "..."}  (reason optional)
+ *   -> {"command": "enable", "jid": "user@host"}
  *   <- {"ok": true, "sessions_closed": N}   or {"ok": false, "error": "user unknown"}
  * (errors without the command and JID: the asker knows them)
  *
@@ -14,8 +16,13 @@
  * store). A session that slipped in meanwhile is ended afterwards.
  * passwd sets the password, then ends every session of the account with
  * <reset/> (RFC 6120 §4.9.3.16: credentials changed), as Prosody does for
- * the sessions other than the one that changed it (xmppctl has none). */
+ * the sessions other than the one that changed it (xmppctl has none).
+ * disable bars the account from logging in (the provider's set_disabled;
+ * RFC 6120 §6.5.1 <account-disabled/> at its next login), then ends its
+ * sessions with <not-authorized/> "Account disabled"; enable lets it in
+ * again. */
 #include <event2/event.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,12 +37,15 @@
 #define DRAIN_TIMEOUT_MS (XSTREAM_CLOSE_GRACE_MS + 3000)
 #define DRAIN_POLL_MS 50
 
+enum account_cmd { AC_DELUSER, AC_PASSWD, AC_DISABLE, AC_ENABLE };
+static const char *const ac_names[] = { "deluser", "passwd", "disable", "enable" };
+
 typedef struct account_op {
     xmppd_ctl_request *req;
+    enum account_cmd cmd;
     char *host;             /* domain: hosts may go away on a reload */
     char *node;
     char *password;         /* passwd: wiped and freed once used */
-    bool deleting;
     int closed;             /* sessions ended */
     uint64_t drain_deadline;
     struct event *timer;
@@ -94,7 +104,7 @@ static int end_sessions(account_op *op, const char *condition, const char *text)
         xmppd_user_sessions(h, op->node, collect_open, &c);
     for (size_t i = 0; i < c.n; i++) {
         const xmppd_jid *j = xmppd_session_jid(c.v[i]);
-        log_kernel("control", XMPPD_LOG_INFO, "%s: ending session %s", op->deleting ? "deluser" : "passwd",
+        log_kernel("control", XMPPD_LOG_INFO, "%s: ending session %s", ac_names[op->cmd],
                    j ? j->full : op->node);
         xmppd_session_close(c.v[i], condition, text);
         xmppd_session_unref(c.v[i]);
@@ -179,18 +189,37 @@ static void on_password_set(int result, void *ud)
     op_answer(op, json_pack("{s:b, s:i}", "ok", 1, "sessions_closed", op->closed));
 }
 
+/* ---- disable / enable ------------------------------------------------------------------------ */
+
+static void on_disabled_set(int result, void *ud)
+{
+    account_op *op = ud;
+    if (result != XMPPD_AUTH_OK) {
+        op_answer(op, control_fail("%s", result == XMPPD_AUTH_UNSUPPORTED
+                                             ? "the host's auth provider cannot disable accounts"
+                                             : xmppd_auth_result_str(result)));
+        return;
+    }
+    if (op->cmd == AC_DISABLE)
+        end_sessions(op, "not-authorized", "Account disabled");
+    log_kernel("control", XMPPD_LOG_INFO, "%s %s@%s: done, %d session(s) ended", ac_names[op->cmd],
+               op->node, op->host, op->closed);
+    op_answer(op, json_pack("{s:b, s:i}", "ok", 1, "sessions_closed", op->closed));
+}
+
 /* ---- the commands --------------------------------------------------------------------------- */
 
 static void run_account_command(xmppd_ctl_request *req, const json_t *args, void *ud)
 {
-    bool deleting = ud != NULL;
+    enum account_cmd cmd = (enum account_cmd)(intptr_t)ud;
     const char *s = json_string_value(json_object_get(args, "jid"));
-    const char *pw = json_string_value(json_object_get(args, "password"));
+    const char *pw = cmd == AC_PASSWD ? json_string_value(json_object_get(args, "password")) : NULL;
+    const char *reason = json_string_value(json_object_get(args, "reason"));
     if (!s) {
         ctl_answer(req, control_fail("which account? (\"jid\": \"user@host\")"));
         return;
     }
-    if (!deleting && !pw) {
+    if (cmd == AC_PASSWD && !pw) {
         ctl_answer(req, control_fail("no \"password\""));
         return;
     }
@@ -206,7 +235,7 @@ static void run_account_command(xmppd_ctl_request *req, const json_t *args, void
     account_op *op = calloc(1, sizeof(*op));
     if (op) {
         op->req = req;
-        op->deleting = deleting;
+        op->cmd = cmd;
         op->host = strdup(jid->domain);
         op->node = strdup(jid->node);
         op->password = pw ? strdup(pw) : NULL;
@@ -218,16 +247,24 @@ static void run_account_command(xmppd_ctl_request *req, const json_t *args, void
             op_free(op);
         return;
     }
-    if (deleting)
-        cmd_deluser(op);
-    else
-        xmppd_auth_set_password(NULL, h, op->node, op->password, on_password_set, op);
+    switch (cmd) {
+    case AC_DELUSER: cmd_deluser(op); break;
+    case AC_PASSWD: xmppd_auth_set_password(NULL, h, op->node, op->password, on_password_set, op); break;
+    case AC_DISABLE:
+    case AC_ENABLE:
+        xmppd_auth_set_disabled(NULL, h, op->node, cmd == AC_DISABLE, reason, on_disabled_set, op);
+        break;
+    }
 }
 
 void control_accounts_register(void)
 {
     xmppd_ctl_command(NULL, "deluser", NULL, "delete an account, end its sessions, purge its data",
-                      run_account_command, (void *)1);
+                      run_account_command, (void *)(intptr_t)AC_DELUSER);
     xmppd_ctl_command(NULL, "passwd", NULL, "change a password and end the account's sessions",
-                      run_account_command, NULL);
+                      run_account_command, (void *)(intptr_t)AC_PASSWD);
+    xmppd_ctl_command(NULL, "disable", NULL, "bar an account from logging in and end its sessions",
+                      run_account_command, (void *)(intptr_t)AC_DISABLE);
+    xmppd_ctl_command(NULL, "enable", NULL, "let a disabled account log in again",
+                      run_account_command, (void *)(intptr_t)AC_ENABLE);
 }

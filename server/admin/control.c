@@ -132,6 +132,28 @@ static json_t *cmd_sessions(const json_t *req)
     return with(ok(), "sessions", list);
 }
 
+static void add_stream(const s2s_stream_info *i, void *ud)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s?, s:s?, s:s, s:i, s:b, s:b, s:b, s:I}", "direction",
+                          i->outgoing ? "out" : "in", "state", i->state, "local", i->local,
+                          "remote", i->remote, "ip", i->ip, "port", i->port, "secure", i->secure,
+                          "bidi", i->bidi, "authenticated", i->authenticated, "pairs",
+                          (json_int_t)i->n_pairs);
+    if (o)
+        json_array_append_new(ud, o);
+}
+
+/* Server-to-server streams, for the admin API's s2s_connections. */
+static json_t *cmd_s2s(const json_t *req)
+{
+    (void)req;
+    json_t *list = json_array();
+    if (!list)
+        return NULL;
+    s2s_streams_foreach(add_stream, list);
+    return with(ok(), "streams", list);
+}
+
 static json_t *module_json(const xmppd_module *m)
 {
     json_t *specs = json_array();
@@ -352,6 +374,7 @@ typedef struct builtin {
 static const builtin g_builtins[] = {
     { "status", cmd_status, "version, uptime, hosts, sessions, modules" },
     { "sessions", cmd_sessions, "bound sessions" },
+    { "s2s", cmd_s2s, "server-to-server streams" },
     { "module-list", cmd_module_list, "loaded modules" },
     { "module-load", cmd_module_load, "load a module" },
     { "module-unload", cmd_module_unload, "unload a module" },

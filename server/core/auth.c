@@ -11,7 +11,8 @@
 #include "core/core.h"
 #include "core/fast_tokens.h"
 
-enum auth_op { A_PLAIN, A_SCRAM, A_EXISTS, A_CREATE, A_SET_PASSWORD, A_REMOVE, A_LIST, A_CREATE_KEYS };
+enum auth_op { A_PLAIN, A_SCRAM, A_EXISTS, A_CREATE, A_SET_PASSWORD, A_REMOVE, A_LIST, A_CREATE_KEYS,
+               A_DISABLE, A_ENABLE, A_IS_DISABLED };
 
 typedef struct auth_call auth_call;
 struct auth_call {
@@ -279,12 +280,15 @@ static const char *success_event(enum auth_op op)
     case A_CREATE_KEYS: return "user-created";
     case A_REMOVE: return "user-deleted";
     case A_SET_PASSWORD: return "password-changed";
+    case A_DISABLE: return "user-disabled";
+    case A_ENABLE: return "user-enabled";
     default: return NULL;
     }
 }
 
-/* A new password or a deleted account: its FAST tokens (XEP-0484) are
- * gone before the caller hears of it (xmppctl exits right after). */
+/* A new password, a deleted or a disabled account: its FAST tokens
+ * (XEP-0484) are gone before the caller hears of it (xmppctl exits right
+ * after), so no token logs it in again. */
 static void on_tokens_revoked(int status, void *ud)
 {
     auth_call *c = ud;
@@ -305,7 +309,8 @@ static void on_result(int result, void *ud)
     const char *event = result == XMPPD_AUTH_OK ? success_event(c->op) : NULL;
     if (event && host_alive)
         xmppd_notify(c->h, event, NULL, (void *)c->user);
-    if ((c->op == A_REMOVE || c->op == A_SET_PASSWORD) && result == XMPPD_AUTH_OK && host_alive) {
+    if ((c->op == A_REMOVE || c->op == A_SET_PASSWORD || c->op == A_DISABLE) &&
+        result == XMPPD_AUTH_OK && host_alive) {
         fast_records_revoke(c->h, c->user, on_tokens_revoked, c);
         return;
     }
@@ -416,4 +421,27 @@ XMPPD_EXPORT void xmppd_auth_list(xmppd_module *m, xmppd_host *h, xmppd_auth_lis
     c->cb.list = cb;
     if (call_start(c, h && h->auth && h->auth->list))
         h->auth->list(h->auth_pd, on_list, c);
+}
+
+XMPPD_EXPORT void xmppd_auth_set_disabled(xmppd_module *m, xmppd_host *h, const char *user,
+                                          bool disabled, const char *reason, xmppd_auth_cb cb,
+                                          void *ud)
+{
+    auth_call *c = call_new(m, h, disabled ? A_DISABLE : A_ENABLE, user ? user : "", ud);
+    if (!c)
+        return;
+    c->cb.res = cb;
+    if (call_start(c, h && h->auth && AUTH_HAS(h->auth, set_disabled)))
+        h->auth->set_disabled(h->auth_pd, c->user, disabled, reason, on_result, c);
+}
+
+XMPPD_EXPORT void xmppd_auth_is_disabled(xmppd_module *m, xmppd_host *h, const char *user,
+                                         xmppd_auth_cb cb, void *ud)
+{
+    auth_call *c = call_new(m, h, A_IS_DISABLED, NULL, ud);
+    if (!c)
+        return;
+    c->cb.res = cb;
+    if (call_start(c, h && h->auth && AUTH_HAS(h->auth, is_disabled)))
+        h->auth->is_disabled(h->auth_pd, user, on_result, c);
 }

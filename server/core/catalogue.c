@@ -172,6 +172,13 @@ static const catalogue_event g_events[] = {
     { "password-changed", "all", KERNEL,
       "an account's password was changed (its FAST tokens are revoked next)",
       "host; data: const char * account localpart" },
+    { "user-disabled", "all", KERNEL,
+      "an account was disabled (xmppctl disable, XEP-0133 disable-user, the admin API): it may "
+      "not log in; its FAST tokens are revoked next",
+      "host; data: const char * account localpart" },
+    { "user-enabled", "all", KERNEL,
+      "a disabled account was enabled again",
+      "host; data: const char * account localpart" },
     /* lifecycle */
     { "module-loaded", "all", KERNEL,
       "a module instance was loaded after start (xmppctl module load/reload, SIGHUP), after its "

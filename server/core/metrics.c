@@ -522,6 +522,7 @@ static struct {
     bool ready;
     xmppd_metric_series *stanzas[2][2][3]; /* transport, direction, kind */
     xmppd_metric_series *bytes[2];
+    xmppd_metric_series *shrinks;
 } g_traffic;
 
 static void traffic_init(void)
@@ -543,6 +544,11 @@ static void traffic_init(void)
                     xmppd_metric_series_get(st, (const char *[]){ transports[t], dirs[d], kinds[k] });
     for (int d = 0; d < 2; d++)
         g_traffic.bytes[d] = xmppd_metric_series_get(by, (const char *[]){ dirs[d] });
+    g_traffic.shrinks = xmppd_metric_series_get(
+        xmppd_metric_new(NULL, "xmppd_stream_parser_shrinks_total", XMPPD_METRIC_COUNTER,
+                         "Idle streams whose parser gave its libxml2 context back "
+                         "(rebuilt at the stream's next input)", NULL, NULL, 0),
+        NULL);
     g_traffic.ready = true;
 }
 
@@ -562,6 +568,13 @@ void metrics_bytes(int direction, size_t n)
     if (!g_traffic.ready)
         traffic_init();
     xmppd_metric_series_add(g_traffic.bytes[direction & 1], (double)n);
+}
+
+void metrics_parser_shrinks(unsigned n)
+{
+    if (!g_traffic.ready)
+        traffic_init();
+    xmppd_metric_series_add(g_traffic.shrinks, n);
 }
 
 void metrics_free_all(void)

@@ -18,6 +18,9 @@ enum { METRICS_C2S = 0, METRICS_S2S = 1 };
 enum { METRICS_IN = 0, METRICS_OUT = 1 };
 void metrics_stanza(int transport, int direction, const char *element);
 void metrics_bytes(int direction, size_t n);
+/* xmppd_stream_parser_shrinks_total: idle streams' parsers shrunk
+ * (net/xstream_idle.c). */
+void metrics_parser_shrinks(unsigned n);
 /* Frees every metric (at exit). */
 /* Stops the kernel's timer (before the loop is freed). */
 void metrics_stop(void);

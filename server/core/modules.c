@@ -727,6 +727,17 @@ static void plan_order(plan *p, plan_set *s, unsigned *order)
         s->v[i]->order = ++*order;
 }
 
+/* The module's own check of its parsed options (def->check, ABI 2.6). */
+static int module_check_conf(const xmppd_module_def *def, const void *conf, char *err, size_t errlen)
+{
+    err[0] = '\0';
+    if (!def->check || def->check(conf, err, errlen) == 0)
+        return 0;
+    if (!err[0])
+        snprintf(err, errlen, "refused by module %s", def->name);
+    return -1;
+}
+
 static void plan_parse_options(plan *p, plan_set *s)
 {
     for (size_t i = 0; i < s->n; i++) {
@@ -736,6 +747,9 @@ static void plan_parse_options(plan *p, plan_set *s)
         opt_ctx ctx = { p->cfg, it->key, it->override, it->override_key, owner };
         it->conf = options_parse(it->lib->def->options, it->lib->def->conf_size, it->given, &ctx,
                                  false, p->errs);
+        char err[512];
+        if (it->conf && module_check_conf(it->lib->def, it->conf, err, sizeof(err)) < 0)
+            opt_error(p->errs, p->cfg, it->key, "%s", err);
     }
 }
 
@@ -1137,6 +1151,12 @@ static plan_item *single_item(plan *p, const char *name, xmppd_host *h, char *er
     snprintf(owner, sizeof(owner), "module %s", name);
     opt_ctx ctx = { cfg, it->key, it->override, it->override_key, owner };
     it->conf = options_parse(l->def->options, l->def->conf_size, it->given, &ctx, false, &errs);
+    char why[512];
+    if (it->conf && module_check_conf(l->def, it->conf, why, sizeof(why)) < 0) {
+        opt_error(&errs, cfg, it->key, "%s", why);
+        options_conf_free(it->conf);
+        it->conf = NULL;
+    }
     opt_errors_join(&errs, err, errlen);
     opt_errors_free(&errs);
     if (!it->conf) {

@@ -62,6 +62,13 @@ void proxy_stop(void);
 
 /* TCP_NODELAY on a stream socket (every accepted and outgoing one). */
 void net_nodelay(int fd);
+/* ---- linger.c ---- */
+/* Ends a connection without a reset (linger.c says why): shuts fd for
+ * writing and reads and discards its input for a few seconds, until the
+ * peer closes or a byte budget is spent; takes fd and closes it. */
+void net_linger(int fd);
+/* At exit: closes every lingering socket; later ones close at once. */
+void net_linger_stop(void);
 /* Connection accounting per IP (limits.connections_per_ip). */
 bool conn_ip_acquire(const char *ip);
 void conn_ip_release(const char *ip);

@@ -301,13 +301,25 @@ bool tls_peer_verify(SSL *ssl, const char *domain, const char **why)
     return ok;
 }
 
+/* Our certificate's tls-server-end-point hash, kept with the certificate
+ * (X509 ex_data, freed with it): it is asked for on every login (the
+ * features and the SCRAM exchange), and hashing means serialising the
+ * certificate each time. Only the loop thread uses it. */
+typedef struct cert_hash {
+    size_t len;
+    unsigned char md[EVP_MAX_MD_SIZE];
+} cert_hash;
+
+static void cert_hash_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                           void *argp)
+{
+    free(ptr);
+}
+
 /* RFC 5929 §4.1: hash the certificate with its signature's hash, but SHA-256
  * where that is MD5 or SHA-1. */
-static int server_end_point(SSL *ssl, unsigned char *out, size_t *len)
+static int cert_hash_compute(X509 *cert, cert_hash *h)
 {
-    X509 *cert = SSL_get_certificate(ssl);
-    if (!cert)
-        return -1;
     int md_nid = NID_undef, pk_nid;
     if (!OBJ_find_sigid_algs(X509_get_signature_nid(cert), &md_nid, &pk_nid))
         return -1;
@@ -315,9 +327,36 @@ static int server_end_point(SSL *ssl, unsigned char *out, size_t *len)
                            ? EVP_sha256()
                            : EVP_get_digestbynid(md_nid);
     unsigned int n = 0;
-    if (!md || (size_t)EVP_MD_get_size(md) > *len || X509_digest(cert, md, out, &n) != 1)
+    if (!md || X509_digest(cert, md, h->md, &n) != 1)
         return -1;
-    *len = n;
+    h->len = n;
+    return 0;
+}
+
+static int server_end_point(SSL *ssl, unsigned char *out, size_t *len)
+{
+    static int idx = -1;
+    X509 *cert = SSL_get_certificate(ssl);
+    if (!cert)
+        return -1;
+    if (idx < 0)
+        idx = X509_get_ex_new_index(0, NULL, NULL, NULL, cert_hash_free);
+    cert_hash tmp, *h = idx >= 0 ? X509_get_ex_data(cert, idx) : NULL;
+    if (!h) {
+        if (cert_hash_compute(cert, &tmp) < 0)
+            return -1;
+        h = malloc(sizeof(*h));
+        if (h && X509_set_ex_data(cert, idx, h) == 1)
+            *h = tmp;
+        else {
+            free(h);
+            h = &tmp; /* not kept: computed again next time */
+        }
+    }
+    if (h->len > *len)
+        return -1;
+    memcpy(out, h->md, h->len);
+    *len = h->len;
     return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/metrics.h"
 #include "net/xstream_io.h"
@@ -59,6 +60,7 @@ static void on_read(struct bufferevent *bev, void *arg)
     xstream *x = arg;
     if (x->closing)
         return;
+    xidle_touch(x);
     /* Under TLS the first bytes are the handshake's. */
     if (x->ssl && !xtls_handshake(x))
         return;
@@ -256,6 +258,7 @@ int xstream_open(xstream *x, const xstream_ops *ops, void *owner, struct buffere
      * for writability only while the socket is full. */
     bufferevent_disable(bev, EV_WRITE);
     bufferevent_enable(bev, EV_READ);
+    xidle_touch(x);
     if (ssl && xtls_attach(x, ssl, SSL_is_server(ssl)) < 0)
         return -1;
     return 0;
@@ -282,29 +285,13 @@ void xstream_stop_timer(xstream *x)
     x->timer = NULL;
 }
 
-/* Reads and discards what the peer sent after we stopped reading (at most
- * XSTREAM_DRAIN_MAX bytes): closing a socket with unread input makes the
- * kernel send a reset instead of a FIN, and the reset destroys what we
- * wrote last (the stream error that says why) before the peer reads it. */
-static void drain_unread(xstream *x)
-{
-    evutil_socket_t fd = bufferevent_getfd(x->bev);
-    char buf[16384];
-    size_t total = 0;
-    while (fd >= 0 && total < XSTREAM_DRAIN_MAX) {
-        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-        if (n <= 0)
-            break;
-        total += (size_t)n;
-    }
-}
-
 void xstream_release(xstream *x)
 {
     xstream_stop_timer(x);
     xout_forget(x);
-    if (x->bev && x->closing)
-        drain_unread(x);
+    xidle_remove(x);
+    if (x->bev && x->closing) /* the socket closes when the peer has our last bytes */
+        net_linger(dup(bufferevent_getfd(x->bev)));
     if (x->bev) {
         bufferevent_free(x->bev); /* and the socket */
         SSL_free(x->ssl);         /* a carried stream's is the carrier's */

@@ -44,7 +44,9 @@ struct bufferevent;
 struct event;
 
 #define XSTREAM_CLOSE_GRACE_MS 5000
-#define XSTREAM_DRAIN_MAX (256 * 1024) /* unread input discarded at close */
+/* A socket stream without input for this long gives its parser's libxml2
+ * context back (xstream_idle.c, xs_shrink). */
+#define XSTREAM_IDLE_MS 1000
 
 /* A stream that does not travel as one XML document over a socket: XMPP
  * over WebSocket (RFC 7395: one element per message, <open/> and <close/>
@@ -114,6 +116,8 @@ typedef struct xstream {
     /* output of this loop turn, written by one flush (xstream_io.h) */
     xbuf out;
     struct xstream *flush_prev, *flush_next;
+    struct xstream *idle_prev, *idle_next; /* by last input (xstream_idle.c) */
+    uint64_t idle_since;      /* time of the last input (coarse monotonic ms) */
     unsigned long tls_error;  /* the OpenSSL error that ended TLS, or 0 */
     unsigned char tls;        /* XT_* */
     bool flush_listed;        /* in the list of streams to flush */
@@ -122,6 +126,7 @@ typedef struct xstream {
     bool write_armed;         /* the socket was full: the bufferevent writes */
     bool header_sent;         /* our <stream:stream> went out */
     bool closing;             /* our </stream:stream> is queued (or nothing will be) */
+    bool idle_listed;         /* on the list of xstream_idle.c */
     /* carried streams (bev NULL): */
     const xstream_carrier *carrier;
     void *cud;

@@ -37,6 +37,13 @@ void xout_drained(xstream *x);
 /* x is released: its output is dropped and it leaves the list. */
 void xout_forget(xstream *x);
 
+/* ---- xstream_idle.c ---- */
+/* Input on x (a socket stream with a parser): its parser is shrunk once
+ * nothing more came for XSTREAM_IDLE_MS. */
+void xidle_touch(xstream *x);
+/* x is released: off the list. */
+void xidle_remove(xstream *x);
+
 /* ---- xstream_tls.c ---- */
 /* Puts ssl (taken) on x's socket, as the server (accepting) or the
  * client, whose handshake starts at once when x is connected (the

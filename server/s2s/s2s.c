@@ -455,6 +455,27 @@ void s2s_new_stream_id(s2s_conn *c)
     xstream_random_id(c->stream_id, 33); /* 32 characters */
 }
 
+void s2s_streams_foreach(void (*fn)(const s2s_stream_info *i, void *ud), void *ud)
+{
+    static const char *const states[] = { [S2S_CONNECTING] = "connecting",
+                                           [S2S_HEADER] = "negotiating",
+                                           [S2S_OPEN] = "open", [S2S_CLOSING] = "closing" };
+    for (const s2s_conn *c = all_conns; c; c = c->next) {
+        if (c->state == S2S_CLOSED)
+            continue;
+        bool auth = c->outgoing ? c->authenticated : c->n_pairs > 0;
+        s2s_stream_info i = { .outgoing = c->outgoing,
+                              .state = c->state == S2S_OPEN && !auth ? "negotiating"
+                                                                     : states[c->state],
+                              .local = c->local, .remote = c->remote, .ip = c->ip,
+                              .port = c->port, .secure = c->secure, .bidi = c->bidi,
+                              .authenticated = auth, .n_pairs = c->n_pairs };
+        if (!c->outgoing && !i.remote && c->n_pairs)
+            i.remote = c->pairs[0].remote;
+        fn(&i, ud);
+    }
+}
+
 /* ---- start / stop ---------------------------------------------------------------------------- */
 
 /* xmppd_s2s_streams{direction}: open server-to-server streams. */

@@ -18,7 +18,19 @@
  * element (or of the stream header, or stream-level whitespace). Input is
  * handed to libxml2 in slices of at most max_stanza - pending + 1 bytes, so
  * an oversized element is caught even while libxml2 is still buffering an
- * unfinished start tag. */
+ * unfinished start tag.
+ *
+ * Shrinking (xs_shrink): between top-level elements the only state of the
+ * libxml2 context that matters for the rest of the stream is the root's
+ * namespace declarations (its children may use any prefix the root
+ * declared) and its qualified name, which the closing tag must match.
+ * stream_open keeps both as a start tag (`root`); after a shrink, the next
+ * feed creates a context and feeds it that tag first (`replaying`: no
+ * open() callback, offsets start after it). A root with a namespace
+ * value that would need escaping to be written back (& < ' or a
+ * whitespace character other than a space: none of them occurs in real
+ * namespaces) or longer than XS_ROOT_MAX is not kept: such a stream is
+ * never shrunk. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +41,7 @@
 #include "xml/xmlstream.h"
 
 #define XS_SLICE_MAX (1u << 30) /* xmlParseChunk takes an int length */
+#define XS_ROOT_MAX 1024         /* the replayed root start tag */
 
 struct xs_parser {
     xs_callbacks cb;
@@ -43,7 +56,9 @@ struct xs_parser {
     size_t mark;        /* stream offset where pending bytes start */
     char *scratch;      /* decoded attribute values */
     size_t scratch_cap;
-    bool in_feed, failed, stopped, reset_pending;
+    char *root;         /* the root's start tag to replay, or NULL (owned) */
+    size_t root_len;
+    bool in_feed, failed, stopped, reset_pending, replaying;
 };
 
 /* ---- state -------------------------------------------------------------- */
@@ -72,6 +87,8 @@ static void fail(xs_parser *p, const char *condition)
 {
     if (p->failed || p->stopped)
         return;
+    if (p->replaying) /* our own start tag: only resources can fail it */
+        condition = "internal-server-error";
     p->failed = true;
     drop_partial(p);
     if (p->ctxt)
@@ -195,6 +212,34 @@ static void on_start_document(void *ud)
 
 /* ---- elements -------------------------------------------------------------- */
 
+/* The root's start tag with its namespace declarations (libxml2 passes
+ * them as prefix, URI pairs; a NULL prefix is the default namespace), or
+ * NULL when one cannot be written back as it was read (see the top). */
+static char *root_tag(int nb_ns, const xmlChar **ns, size_t *len_r)
+{
+    static const char open[] = "<stream:stream", close[] = ">";
+    size_t len = sizeof(open) - 1 + sizeof(close) - 1;
+    for (int i = 0; i < nb_ns; i++) {
+        const char *pfx = (const char *)ns[2 * i], *uri = (const char *)ns[2 * i + 1];
+        if (!uri || strpbrk(uri, "&<'\t\n\r"))
+            return NULL;
+        len += strlen(" xmlns='") + (pfx ? strlen(pfx) + 1 : 0) + strlen(uri) + 1;
+    }
+    if (len > XS_ROOT_MAX)
+        return NULL;
+    char *t = malloc(len + 1);
+    if (!t)
+        return NULL;
+    size_t o = (size_t)sprintf(t, "%s", open);
+    for (int i = 0; i < nb_ns; i++) {
+        const char *pfx = (const char *)ns[2 * i], *uri = (const char *)ns[2 * i + 1];
+        o += (size_t)sprintf(t + o, " xmlns%s%s='%s'", pfx ? ":" : "", pfx ? pfx : "", uri);
+    }
+    memcpy(t + o, close, sizeof(close));
+    *len_r = len;
+    return t;
+}
+
 /* Stream header: checks the root and passes its attributes to open(). */
 static void stream_open(xs_parser *p, const xmlChar *localname, const xmlChar *prefix,
                         const xmlChar *uri, int nb_ns, const xmlChar **ns, int nb_attrs,
@@ -240,6 +285,9 @@ static void stream_open(xs_parser *p, const xmlChar *localname, const xmlChar *p
         *slot = out;
         out += n + 1;
     }
+    /* Kept for xs_shrink (none: the stream is never shrunk). */
+    free(p->root);
+    p->root = root_tag(nb_ns, ns, &p->root_len);
     /* The header is not part of the first stanza; libxml2 reports the
      * start tag before stepping over its closing '>'. */
     p->mark = consumed(p) + 1;
@@ -322,7 +370,8 @@ static void on_start_element(void *ud, const xmlChar *localname, const xmlChar *
         return;
     p->depth++;
     if (p->depth == 1) {
-        stream_open(p, localname, prefix, uri, nb_ns, ns, nb_attrs, attrs);
+        if (!p->replaying)
+            stream_open(p, localname, prefix, uri, nb_ns, ns, nb_attrs, attrs);
         return;
     }
     if (p->max_depth && p->depth - 1 > p->max_depth) {
@@ -498,13 +547,30 @@ xs_parser *xs_new(const xs_callbacks *cb, void *ud, size_t max_stanza, unsigned 
     return p;
 }
 
+static void check_ctxt(xs_parser *p);
+
+/* A context for a new stream, or (after xs_shrink) for the rest of an open
+ * one: its root start tag goes first, and the stream's bytes count from
+ * its end. -1 with the stream failed. */
 static int create_ctxt(xs_parser *p)
 {
     p->ctxt = xmlCreatePushParserCtxt(&sax, p, NULL, 0, NULL);
-    if (!p->ctxt)
+    if (!p->ctxt) {
+        fail(p, "resource-constraint");
         return -1;
+    }
     xmlCtxtUseOptions(p->ctxt, XML_PARSE_NONET);
-    return 0;
+    if (!p->root || p->depth == 0)
+        return 0;
+    p->depth = 0; /* on_start_element counts the root again */
+    p->replaying = true;
+    xmlParseChunk(p->ctxt, p->root, (int)p->root_len, 0);
+    check_ctxt(p);
+    p->replaying = false;
+    if (!p->failed && (p->depth != 1 || consumed(p) != p->root_len))
+        fail(p, "internal-server-error"); /* not where the stream was: never go on */
+    p->fed = p->mark = p->root_len;
+    return p->failed ? -1 : 0;
 }
 
 static void do_reset(xs_parser *p)
@@ -513,9 +579,33 @@ static void do_reset(xs_parser *p)
     if (p->ctxt)
         xmlFreeParserCtxt(p->ctxt);
     p->ctxt = NULL; /* created again by the next xs_feed */
+    free(p->root);
+    p->root = NULL;
     p->depth = 0;
     p->fed = p->mark = 0;
     p->failed = p->stopped = p->reset_pending = false;
+}
+
+bool xs_shrink(xs_parser *p)
+{
+    if (!p->ctxt || !p->root || p->in_feed || p->failed || p->stopped || p->reset_pending ||
+        p->depth != 1 || p->top || p->ctxt->instate != XML_PARSER_CONTENT)
+        return false;
+    /* What libxml2 holds unparsed (it waits for the '<' that ends a run
+     * of text): only whitespace between elements, which is dropped as
+     * on_characters would drop it. */
+    xmlParserInputPtr in = p->ctxt->input;
+    if (!in || !in->cur || !in->end || in->end < in->cur ||
+        consumed(p) + (size_t)(in->end - in->cur) != p->fed ||
+        !all_space(in->cur, (int)(in->end - in->cur)))
+        return false;
+    xmlFreeParserCtxt(p->ctxt);
+    p->ctxt = NULL; /* rebuilt by the next xs_feed */
+    p->fed = p->mark = 0;
+    free(p->scratch);
+    p->scratch = NULL;
+    p->scratch_cap = 0;
+    return true;
 }
 
 /* Errors libxml2 recorded without telling on_error (defensive). */
@@ -534,12 +624,10 @@ int xs_feed(xs_parser *p, const char *buf, size_t len)
         return 0;
     if (len == 0)
         return 0;
-    if (!p->ctxt && create_ctxt(p) < 0) {
-        fail(p, "resource-constraint");
-        return -1;
-    }
-    p->in_feed = true;
-    while (len > 0 && !p->failed && !p->stopped) {
+    p->in_feed = true; /* also while a replay runs (an error callback may reset) */
+    if (!p->ctxt)
+        create_ctxt(p);
+    while (p->ctxt && len > 0 && !p->failed && !p->stopped) {
         size_t room = p->max_stanza - (p->fed - p->mark); /* pending <= max_stanza */
         size_t n = len <= room ? len : room + 1;
         if (n > XS_SLICE_MAX)

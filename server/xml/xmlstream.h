@@ -12,6 +12,7 @@
 #ifndef XMPPD_XMLSTREAM_H
 #define XMPPD_XMLSTREAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include "xmppd/stanza.h"
 
@@ -50,6 +51,15 @@ int xs_feed(xs_parser *p, const char *buf, size_t len);
 unsigned xs_depth(const xs_parser *p);
 /* Forget all state for a stream restart (after STARTTLS or SASL). */
 void xs_reset(xs_parser *p);
+/* Frees the libxml2 context (its input buffer, dictionary and stacks:
+ * about 14 KB) of a stream sitting between top-level elements, with
+ * nothing but whitespace buffered; the next xs_feed builds a new context
+ * and feeds it the stream root's namespace declarations again, without
+ * calling open(), so parsing goes on exactly as before. For idle streams:
+ * the rebuild costs a few microseconds. Refused (false) inside a feed,
+ * mid-element, before the header, after an error or stop, and for a
+ * root whose declarations cannot be replayed safely (see xmlstream.c). */
+bool xs_shrink(xs_parser *p);
 void xs_free(xs_parser *p);
 
 /* Element construction for the parser (defined in stanza.c): one allocation

@@ -18,12 +18,16 @@
  *             </stream:stream>), a few at a time; CPU-ms per login
  *   idle      many authenticated idle TLS sessions; RSS per session
  *   fanout    one user with K contacts (mutual subscriptions, made through
- *             the protocol: subscribe/subscribed both ways) changes presence
- *             R times; CPU-us per presence delivered to a contact
+ *             the protocol: every session first fetches its roster, then
+ *             subscribe/subscribed both ways) changes presence R times;
+ *             CPU-us per presence delivered to a contact
  *   pep       one user with K contacts (as fanout) whose clients announce
  *             interest in the tune node through XEP-0115 caps (answering the
- *             server's disco#info) publishes R items (XEP-0163);
- *             CPU-us per notification delivered to a contact
+ *             server's disco#info) publishes R items (XEP-0163), one at a
+ *             time, each when every contact has the one before (after one
+ *             unmeasured publication that every contact must receive);
+ *             CPU-us per notification a contact has (duplicates not
+ *             counted), time until the last contact has it, RSS
  *   muc       N occupants join one room of the server's XEP-0045 service
  *             (the first one creates it, as an instant room when the server
  *             locks new rooms), then one occupant sends M groupchat messages,
@@ -190,6 +194,16 @@ static double server_cpu(void)
         p = p ? p + 1 : NULL;
     }
     return cpu;
+}
+
+/* The load generator's own CPU time in seconds: what a latency figure owes
+ * to the client side (it decrypts and parses every delivery). */
+static double self_cpu(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 /* VmRSS of the server in KiB. */
@@ -1308,7 +1322,8 @@ static long route_delivered;
 /* fanout state (the pep workload shares the hub and its contacts) */
 static int fan_k;             /* contacts of the hub */
 static int fan_hub;           /* index in sess */
-static long fan_subscribed_hub, fan_subscribed_contacts, fan_recv;
+static long fan_subscribed_hub, fan_subscribed_contacts, fan_recv, fan_rosters;
+static unsigned char *fan_mutual; /* [i]: the hub's roster has contact i with subscription both */
 static int fan_round;
 
 /* pep state */
@@ -1318,8 +1333,15 @@ static const char *const pep_features[] = { "http://jabber.org/protocol/caps",
                                             "http://jabber.org/protocol/disco#info",
                                             PEP_NODE "+notify", NULL }; /* sorted */
 static char pep_ver[64];      /* XEP-0115 verification string of those */
-static long pep_recv, pep_disco;
-static int pep_round;
+static long pep_recv, pep_disco, pep_dups;
+static int pep_round;         /* publication being delivered (0: the unmeasured first) */
+static int pep_round_have;    /* contacts that have it */
+static double pep_sent_at;
+static double pep_disco_at;   /* when the last disco#info query was answered */
+/* pep_seen[i * (pep_rounds + 1) + r]: contact i has publication r; a server
+ * may send a contact the same notification twice (Prosody 0.12 does: to the
+ * contact's bare JID and to its full JID), which is counted once. */
+static unsigned char *pep_seen;
 
 /* muc state: occupant i is sess[i] with nick nI; sess[0] creates the room
  * and sends the messages. conn.sent: 1 join sent, 2 joined, 3 refused;
@@ -1351,6 +1373,28 @@ static void route_pump(conn *c)
     }
 }
 
+/* Marks the contacts that the hub's roster (an iq result) already has with
+ * subscription both: an earlier workload subscribed them, and a server
+ * ignores a subscription approval it already has (RFC 6121 §3.1.6), so the
+ * hub must not wait for one. */
+static void fan_note_mutual(const char *el, size_t len)
+{
+    char pre[64];
+    int pl = snprintf(pre, sizeof pre, "%su", opt.prefix);
+    for (const char *p = el, *end = el + len; (p = memmem(p, (size_t)(end - p), "<item", 5)); p += 5) {
+        char jid[300], sub[16];
+        size_t rest = (size_t)(end - p);
+        get_attr(p, rest, "jid", jid, sizeof jid);
+        get_attr(p, rest, "subscription", sub, sizeof sub);
+        if (strcmp(sub, "both") != 0 || strncmp(jid, pre, (size_t)pl) != 0)
+            continue;
+        char *at;
+        long i = strtol(jid + pl, &at, 10);
+        if (*at == '@' && at > jid + pl && i >= 0 && i < fan_k)
+            fan_mutual[i] = 1;
+    }
+}
+
 static void fan_send_round(void)
 {
     conn *hub = sess[fan_hub];
@@ -1359,14 +1403,16 @@ static void fan_send_round(void)
           (fan_round & 1) ? "away" : "chat", fan_round);
 }
 
-static void pep_publish_round(void)
+static void pep_publish(int round)
 {
     conn *hub = sess[fan_hub];
-    pep_round++;
+    pep_round = round;
+    pep_round_have = 0;
+    pep_sent_at = now_s();
     sendf(hub, "<iq type='set' id='pub%d'><pubsub xmlns='http://jabber.org/protocol/pubsub'>"
                "<publish node='" PEP_NODE "'><item id='current'><tune xmlns='" PEP_NODE "'>"
                "<artist>loadgen</artist><title>round %d</title></tune></item></publish></pubsub></iq>",
-          pep_round, pep_round);
+          round, round);
 }
 
 /* XEP-0115 §5.1 for identity client/pc//loadgen and pep_features. */
@@ -1387,7 +1433,8 @@ static void pep_compute_ver(void)
  * before it sends +notify events). */
 static void pep_answer_disco(conn *c, const char *el, size_t len)
 {
-    char id[64], from[200], node[200] = "";
+    /* ids are the server's own: ejabberd's are about 80 characters */
+    char id[256], from[300], node[300] = "";
     get_attr(el, len, "id", id, sizeof id);
     get_attr(el, len, "from", from, sizeof from);
     const char *qe = memmem(el, len, "<query", 6);
@@ -1408,6 +1455,7 @@ static void pep_answer_disco(conn *c, const char *el, size_t len)
     send_raw(c, b.p, b.len);
     buf_free(&b);
     pep_disco++;
+    pep_disco_at = now_s();
 }
 
 static void muc_send_join(conn *c)
@@ -1542,6 +1590,13 @@ static void on_stanza(conn *c, const char *el, size_t len)
         pep_answer_disco(c, el, len);
         return;
     }
+    if (strcmp(name, "iq") == 0 && strcmp(type, "set") == 0 && contains(el, len, "jabber:iq:roster")) {
+        /* a roster push: acknowledged as a client does (RFC 6121 §2.1.6) */
+        char id[256];
+        get_attr(el, len, "id", id, sizeof id);
+        sendf(c, "<iq type='result' id='%s'/>", id);
+        return;
+    }
     if (strcmp(type, "error") == 0 && !(phase == P_OFF_STORE && strcmp(name, "iq") == 0)) {
         ph.errors++;
         size_t n = len < sizeof ph.last_error - 1 ? len : sizeof ph.last_error - 1;
@@ -1574,6 +1629,16 @@ static void on_stanza(conn *c, const char *el, size_t len)
         }
         return;
     case P_FANOUT_SETUP:
+        if (strcmp(name, "iq") == 0 && strcmp(type, "result") == 0) {
+            char id[32];
+            get_attr(el, len, "id", id, sizeof id);
+            if (strcmp(id, "fanroster") == 0) {
+                fan_rosters++;
+                if (c->idx == fan_hub)
+                    fan_note_mutual(el, len);
+            }
+            return;
+        }
         if (strcmp(name, "presence") != 0)
             return;
         get_attr(el, len, "from", from, sizeof from);
@@ -1611,15 +1676,32 @@ static void on_stanza(conn *c, const char *el, size_t len)
         }
         return;
     case P_PEP:
-        if (strcmp(name, "message") != 0 || c->idx == fan_hub ||
+        if (strcmp(name, "message") != 0 || c->idx == fan_hub || c->idx < 0 || c->idx >= fan_k ||
             !contains(el, len, "http://jabber.org/protocol/pubsub#event"))
             return;
         get_attr(el, len, "from", from, sizeof from);
-        if (from_is(from, sess[fan_hub]->acct->name) || strcmp(from, sess[fan_hub]->acct->name) == 0) {
-            c->got++;
-            pep_recv++;
-            if (pep_round < opt.pep_rounds && pep_recv >= (long)(pep_round - 1) * fan_k)
-                pep_publish_round();
+        if (from_is(from, sess[fan_hub]->acct->name)) {
+            const char *r = memmem(el, len, "<title>round ", 13);
+            /* el lies in c->in, which is NUL-terminated after the element */
+            int round = r ? atoi(r + 13) : -1;
+            if (round < 0 || round > opt.pep_rounds)
+                return;
+            unsigned char *seen = &pep_seen[(size_t)c->idx * (size_t)(opt.pep_rounds + 1) + (size_t)round];
+            if (*seen) {
+                pep_dups++;
+                return;
+            }
+            *seen = 1;
+            if (round > 0) {
+                c->got++;
+                pep_recv++;
+            }
+            if (round == pep_round && ++pep_round_have == fan_k) {
+                if (round > 0)
+                    lat_add((now_s() - pep_sent_at) * 1000.0);
+                if (round > 0 && round < opt.pep_rounds)
+                    pep_publish(round + 1);
+            }
         }
         return;
     case P_MUC_JOIN:
@@ -1685,14 +1767,25 @@ static bool fan_setup_done(void)
 {
     if (fan_subscribed_hub < fan_k)
         return false;
-    /* accounts subscribed by an earlier run: the server answers for the
-     * contacts and they see nothing; give them 3 s */
+    /* contacts whose half was left over by an earlier run on the same
+     * accounts see nothing (the server answers for them); mutual ones are
+     * counted already (fan_note_mutual). A busy server may take seconds to
+     * deliver the rest: give them 30 s after the hub has all. */
     if (fan_hub_done_at == 0)
         fan_hub_done_at = now_s();
-    return fan_subscribed_contacts >= fan_k || now_s() - fan_hub_done_at > 3;
+    return fan_subscribed_contacts >= fan_k || now_s() - fan_hub_done_at > 30;
 }
 static bool fan_done(void) { return fan_recv >= (long)opt.rounds * fan_k; }
 static bool pep_done(void) { return pep_recv >= (long)opt.pep_rounds * fan_k; }
+static bool pep_first_done(void) { return pep_round_have >= fan_k; }
+static double pep_caps_at;    /* when the contacts sent their caps */
+/* The server has asked (and asked nothing more for 2 s), or asked nothing in
+ * 30 s (it knew the verification string already). */
+static bool pep_disco_quiet(void)
+{
+    return (pep_disco > 0 && now_s() - pep_disco_at > 2) || now_s() - pep_caps_at > 30;
+}
+static bool fan_rosters_done(void) { return fan_rosters >= fan_k + 1; }
 static bool muc_first_answered(void) { return sess[0] == NULL || sess[0]->sent != 1; }
 static bool muc_config_answered(void) { return muc_config != 0; }
 static bool muc_joins_done(void) { return muc_join_next >= muc_n && muc_join_inflight == 0; }
@@ -1907,14 +2000,31 @@ static void fan_prepare(int k, const char *label)
         sess[i]->sent = sess[i]->got = 0;
     settle(5);
     phase = P_FANOUT_SETUP;
-    fan_subscribed_hub = fan_subscribed_contacts = 0;
+    /* Every session fetches its roster first: that makes it an interested
+     * resource (RFC 6121 §2.2), and a server may deliver subscription
+     * approvals (§3.1.6) and roster pushes to interested resources only
+     * (Prosody does). */
+    fan_rosters = 0;
+    free(fan_mutual);
+    fan_mutual = calloc((size_t)k + 1, 1); /* k >= 1 (checked with the options) */
+    if (!fan_mutual)
+        die("out of memory");
+    for (int i = 0; i <= k; i++)
+        sendf(sess[i], "<iq type='get' id='fanroster'><query xmlns='jabber:iq:roster'/></iq>");
+    if (!run_until(fan_rosters_done, now_s() + opt.phase_timeout))
+        note("%s: only %ld of %d roster requests answered", label, fan_rosters, k + 1);
+    int mutual = 0;
+    for (int i = 0; i < k; i++)
+        mutual += fan_mutual[i];
+    fan_subscribed_hub = fan_subscribed_contacts = mutual;
     fan_hub_done_at = 0;
-    note("%s: subscribing %s to %d contacts both ways (subscribe/subscribed)", label,
-         sess[fan_hub]->acct->name, k);
+    note("%s: subscribing %s to %d contacts both ways (subscribe/subscribed; %d already are)", label,
+         sess[fan_hub]->acct->name, k - mutual, mutual);
     double ts = now_s();
     for (int i = 0; i < k; i++)
-        sendf(sess[fan_hub], "<presence to='%s@%s' type='subscribe'/>", sess[i]->acct->name,
-              opt.domain);
+        if (!fan_mutual[i])
+            sendf(sess[fan_hub], "<presence to='%s@%s' type='subscribe'/>", sess[i]->acct->name,
+                  opt.domain);
     bool ok = run_until(fan_setup_done, ts + opt.phase_timeout);
     note("%s: subscriptions %s in %.1f s (hub got %ld subscribed, contacts got %ld)", label,
          ok ? "done" : "INCOMPLETE", now_s() - ts, fan_subscribed_hub, fan_subscribed_contacts);
@@ -1955,47 +2065,98 @@ static void phase_fanout(void)
     settle(3);
 }
 
+static void pep_finish(void)
+{
+    phase = P_NONE;
+    free(pep_seen);
+    pep_seen = NULL;
+    close_all_sessions();
+    settle(3);
+}
+
 /* XEP-0163 notifications: contacts announce +notify for the tune node in
- * their caps (the server asks them once per verification string), then the
- * hub publishes; two publications in flight. */
+ * their caps (the server asks them for the features behind the verification
+ * string, XEP-0115 §6.3), then the hub publishes: first one publication that
+ * is not measured (it creates the node, and proves that the server knows
+ * every contact's interest: every contact must receive it), then R measured
+ * ones, each when every contact has the one before. */
 static void phase_pep(void)
 {
     int k = opt.pep_contacts;
     fan_prepare(k, "pep");
     phase = P_PEP;
+    pep_seen = calloc((size_t)k * (size_t)(opt.pep_rounds + 1), 1);
+    if (!pep_seen)
+        die("out of memory");
+    pep_recv = pep_dups = 0;
+    pep_round = -1;
+    long rss0 = server_rss_kib();
     pep_disco = 0;
+    double ta = pep_disco_at = pep_caps_at = now_s();
     for (int i = 0; i < k; i++)
         sendf(sess[i], "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' "
                        "node='" PEP_CAPS_NODE "' ver='%s'/></presence>", pep_ver);
-    run_until(NULL, now_s() + 2);
-    settle(5);
-    note("pep: %d contacts announced +notify (%ld disco#info queries answered)", k, pep_disco);
+    /* until the server has asked nothing for 2 s */
+    run_until(pep_disco_quiet, ta + opt.phase_timeout);
+    settle(10);
+    note("pep: %d contacts announced +notify (%ld disco#info queries answered in %.1f s)", k,
+         pep_disco, pep_disco_at - ta);
     reset_ph();
-    pep_recv = 0;
-    pep_round = 0;
+    double tf = now_s();
+    pep_publish(0);
+    bool first = run_until(pep_first_done, tf + opt.phase_timeout);
+    note("pep: %d of %d contacts have the first (unmeasured) publication after %.1f s%s", pep_round_have,
+         k, now_s() - tf, first ? "" : ": the server does not know every contact's interest");
+    result("pep_first_complete", "%d", first ? 1 : 0);
+    long disco_before = pep_disco;
+    if (!first) {
+        /* a figure over contacts the server does not notify would be no figure */
+        pep_finish();
+        return;
+    }
+    /* a busy server may still be asking (Prosody asks twice per contact) */
+    run_until(pep_disco_quiet, now_s() + opt.phase_timeout);
+    settle(5);
+    long disco_measured = pep_disco;
+    long rss1 = server_rss_kib();
     for (int i = 0; i <= k; i++)
         sess[i]->got = 0;
-    note("pep: %d publications of the hub to %d contacts", opt.pep_rounds, k);
-    double cpu0 = server_cpu(), t0 = now_s();
-    pep_publish_round();
-    if (opt.pep_rounds > 1)
-        pep_publish_round();
+    n_lat = 0;
+    pep_dups = 0;
+    note("pep: %d publications of the hub to %d contacts, one at a time", opt.pep_rounds, k);
+    double cpu0 = server_cpu(), t0 = now_s(), lg0 = self_cpu();
+    pep_publish(1);
     bool done = run_until(pep_done, t0 + opt.phase_timeout);
-    double t1 = now_s();
+    double t1 = now_s(), lg1 = self_cpu();
     double cpu1 = settle(3);
     double cpu = cpu1 - cpu0;
-    note("pep: %ld of %ld notifications delivered in %.2f s wall, server CPU %.2f s; %ld errors%s%s",
-         pep_recv, (long)opt.pep_rounds * k, t1 - t0, cpu, ph.errors, ph.errors ? " last: " : "",
-         ph.errors ? ph.last_error : "");
+    long rss2 = server_rss_kib();
+    note("pep: %ld of %ld notifications delivered (%ld duplicates) in %.2f s wall, server CPU %.2f s; "
+         "RSS %ld KiB before caps, %ld after the first publication, %ld at the end; %ld errors%s%s",
+         pep_recv, (long)opt.pep_rounds * k, pep_dups, t1 - t0, cpu, rss0, rss1, rss2, ph.errors,
+         ph.errors ? " last: " : "", ph.errors ? ph.last_error : "");
     result("pep_contacts", "%d", k);
+    result("pep_disco_answered", "%ld", pep_disco);
+    result("pep_disco_after_first", "%ld", disco_measured - disco_before);
+    result("pep_disco_during_measure", "%ld", pep_disco - disco_measured);
     result("pep_deliveries", "%ld", pep_recv);
+    result("pep_duplicates", "%ld", pep_dups);
     result("pep_complete", "%d", done ? 1 : 0);
     result("pep_cpu_s", "%.3f", cpu);
+    result("pep_wall_s", "%.3f", t1 - t0);
+    result("pep_loadgen_cpu_ms_per_round", "%.1f", (lg1 - lg0) / opt.pep_rounds * 1000.0);
     if (pep_recv > 0)
         result("pep_cpu_us_per_delivery", "%.2f", cpu / pep_recv * 1e6);
-    phase = P_NONE;
-    close_all_sessions();
-    settle(3);
+    if (n_lat > 0) {
+        qsort(lat_ms, (size_t)n_lat, sizeof(*lat_ms), cmp_double);
+        result("pep_last_ms_p50", "%.1f", lat_pct(0.50));
+        result("pep_last_ms_p99", "%.1f", lat_pct(0.99));
+        result("pep_last_ms_max", "%.1f", lat_ms[n_lat - 1]);
+    }
+    result("pep_rss_before_caps_kib", "%ld", rss0);
+    result("pep_rss_after_first_kib", "%ld", rss1);
+    result("pep_rss_end_kib", "%ld", rss2);
+    pep_finish();
 }
 
 /* XEP-0045: occupants join one room (the first creates it: §10.1, as an

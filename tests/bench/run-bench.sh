@@ -4,6 +4,7 @@
 #   tests/bench/run-bench.sh [--quick] [--build DIR] [--servers "xmppd prosody ejabberd"]
 #                            [--workloads LIST] [--out FILE] [--sessions N]
 #                            [--muc-occupants N] [--keep] [--no-install]
+#                            [--loadgen-args "ARGS"]
 #
 # Each server gets its own configuration and data folder in a temporary folder,
 # a free loopback port and the same self-signed certificate (contrib/gen-cert.sh);
@@ -16,6 +17,8 @@
 # --workloads: a comma list of the load generator's workloads (default all:
 # register,route,login,idle,fanout,pep,muc,offline; register is always run).
 # --muc-occupants: occupants of the group chat room (default 1,000, quick 200).
+# --loadgen-args: extra options for the load generator, after the defaults
+# (e.g. "--pep-contacts 20 --pep-rounds 5" to try one workload small).
 # Default run: about 25-30 minutes; --quick: about 5 minutes (smaller counts).
 # Needs root for apt-get (Prosody, ejabberd) and to run ejabberd as its own user.
 # Never part of the pass/fail test suite.
@@ -32,9 +35,10 @@ OUT=""
 SESSIONS=""
 MUC_OCCUPANTS=""
 WORKLOADS=""
+EXTRA_LG_ARGS=""
 LOGLEVEL=${BENCH_LOGLEVEL:-info}
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) QUICK=1; shift ;;
@@ -46,6 +50,7 @@ while [ $# -gt 0 ]; do
         --muc-occupants) MUC_OCCUPANTS=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --no-install) INSTALL=0; shift ;;
+        --loadgen-args) EXTRA_LG_ARGS=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run-bench.sh: unknown argument '$1'" >&2; usage ;;
     esac
@@ -71,6 +76,8 @@ else
     SERVER_BUDGET=1500      # the muc joins alone take Prosody about 5 minutes
 fi
 [ -n "$WORKLOADS" ] && LG_ARGS+=(--workloads "register,$WORKLOADS")
+# shellcheck disable=SC2206 # split on purpose: a list of options
+[ -n "$EXTRA_LG_ARGS" ] && LG_ARGS+=($EXTRA_LG_ARGS)
 
 # ---- dependencies -------------------------------------------------------------
 need_pkgs=()
@@ -186,9 +193,62 @@ EOF
     SRV_NOTES="storage_sqlite (WAL, synchronous=full), auth_internal (SCRAM-SHA-1/256/512 keys, 4096 iterations), modules roster presence offline disco ping register caps pep muc (conference.localhost: no message rate limit, max_occupants 20000, rooms not archived)"
 }
 
+# lg_opt NAME DEFAULT: the value the load generator gets for --NAME (the last
+# one in LG_ARGS wins, as in its getopt loop).
+lg_opt() {
+    local v=$2 i
+    for ((i = 0; i < ${#LG_ARGS[@]} - 1; i++)); do
+        [ "${LG_ARGS[$i]}" = "--$1" ] && v=${LG_ARGS[$((i + 1))]}
+    done
+    echo "$v"
+}
+runs_workload() {  # NAME: does the load generator run it?
+    local w
+    w=$(lg_opt workloads "register,route,login,idle,fanout,pep,muc,offline")
+    case ",$w," in *",$1,"*) return 0 ;; *) return 1 ;; esac
+}
+
+# Prosody's rosters for the fanout and pep workloads, written into its
+# storage before it starts: the hub (account N, N = contacts) and accounts
+# 0..N-1 with subscription both. Made through the protocol, 1,000 contacts
+# take Prosody far too long: its internal storage rewrites the user's whole
+# roster file on every change (four per contact), so the hub's handshakes
+# are quadratic (see docs/benchmarks.md, "PEP fan-out side by side"). The
+# load generator reads the rosters and subscribes only what is missing;
+# in-band registration leaves the roster files alone.
+prosody_rosters() {  # ROSTER_DIR
+    local hubs=()
+    runs_workload fanout && hubs+=("$(lg_opt contacts 500)")
+    runs_workload pep && hubs+=("$(lg_opt pep-contacts 1000)")
+    PROSODY_ROSTERS=""
+    [ ${#hubs[@]} -gt 0 ] || return 0
+    PROSODY_ROSTERS=", rosters of the fan-out hubs (${hubs[*]} contacts) written into its storage before it starts"
+    mkdir -p "$1"
+    python3 - "$1" "$(lg_opt prefix bench)" "$(lg_opt domain localhost)" "${hubs[@]}" <<'PY'
+import sys
+folder, prefix, domain, hubs = sys.argv[1], sys.argv[2], sys.argv[3], [int(h) for h in sys.argv[4:]]
+rosters = {}
+for n in hubs:
+    hub = "%su%d" % (prefix, n)
+    for i in range(n):
+        contact = "%su%d" % (prefix, i)
+        rosters.setdefault(hub, set()).add(contact)
+        rosters.setdefault(contact, set()).add(hub)
+for user, contacts in rosters.items():
+    lines = ["return {", "\t[false] = {", '\t\t["version"] = 1;', '\t\t["pending"] = {};', "\t};"]
+    for c in sorted(contacts):
+        lines += ['\t["%s@%s"] = {' % (c, domain), '\t\t["subscription"] = "both";',
+                  '\t\t["groups"] = {};', "\t};"]
+    lines.append("};")
+    with open("%s/%s.dat" % (folder, user), "w") as f:
+        f.write("\n".join(lines) + "\n")
+PY
+}
+
 start_prosody() {  # PORT DIR
     local port=$1 dir=$2
     mkdir -p "$dir/data"
+    prosody_rosters "$dir/data/localhost/roster"
     cat > "$dir/prosody.cfg.lua" <<EOF
 -- benchmark configuration (tests/bench/run-bench.sh)
 run_as_root = true
@@ -223,7 +283,7 @@ EOF
     SRV_PID=$!
     wait_port "$port" 20 "$SRV_PID" || { tail -n 20 "$dir/stderr.log" "$dir/prosody.log" >&2; fail "prosody did not start"; }
     SRV_VERSION="Prosody $(dpkg-query -W -f '${Version}' prosody 2>/dev/null) ($(lua5.4 -v 2>&1 | head -1 | cut -d' ' -f1-2), network_backend epoll)"
-    SRV_NOTES="storage internal (files), authentication internal_hashed (SCRAM-SHA-1, 4096 iterations), modules roster saslauth tls disco ping register presence message iq offline pep, Component conference.localhost muc (defaults: new rooms locked until configured, no occupant limit)"
+    SRV_NOTES="storage internal (files), authentication internal_hashed (SCRAM-SHA-1, 4096 iterations), modules roster saslauth tls disco ping register presence message iq offline pep, Component conference.localhost muc (defaults: new rooms locked until configured, no occupant limit)$PROSODY_ROSTERS"
 }
 
 start_ejabberd() {  # PORT DIR
@@ -399,6 +459,9 @@ row() {  # label key higher_is_better budget
     row "idle TLS session, KiB per session (marginal, last 80 %)" idle_kib_per_session_marginal 0 "≤ 16"
     row "presence fan-out, CPU-µs per delivered presence" fanout_cpu_us_per_delivery 0 "≤ 8"
     row "PEP fan-out, CPU-µs per delivered notification" pep_cpu_us_per_delivery 0 "≤ 8"
+    row "PEP fan-out, ms until the last contact has a notification (median)" pep_last_ms_p50 0 "—"
+    row "PEP fan-out, ms until the last contact has a notification (p99)" pep_last_ms_p99 0 "—"
+    row "PEP fan-out, server RSS at the end, KiB (contacts and hub online)" pep_rss_end_kib 0 "—"
     row "group chat fan-out, CPU-µs per delivered message" muc_cpu_us_per_delivery 0 "≤ 8"
     row "group chat, ms until the last occupant has a message (median)" muc_last_ms_p50 0 "—"
     row "group chat, ms until the last occupant has a message (p99)" muc_last_ms_p99 0 "—"
@@ -412,7 +475,7 @@ row() {  # label key higher_is_better budget
     echo
     echo "| | xmppd | Prosody | ejabberd |"
     echo "|---|---|---|---|"
-    for k in route_messages route_msgs_per_wall_s login_count login_wall_s idle_sessions idle_rss_before_kib idle_rss_after_kib idle_login_cpu_ms_per fanout_contacts fanout_deliveries pep_contacts pep_deliveries muc_occupants muc_deliveries muc_join_wall_s muc_last_ms_max offline_sent offline_stored_per_wall_s offline_fetched offline_fetched_per_wall_s rc; do
+    for k in route_messages route_msgs_per_wall_s login_count login_wall_s idle_sessions idle_rss_before_kib idle_rss_after_kib idle_login_cpu_ms_per fanout_contacts fanout_deliveries pep_contacts pep_disco_answered pep_disco_during_measure pep_first_complete pep_deliveries pep_duplicates pep_complete pep_wall_s pep_loadgen_cpu_ms_per_round pep_rss_before_caps_kib pep_rss_after_first_kib muc_occupants muc_deliveries muc_join_wall_s muc_last_ms_max offline_sent offline_stored_per_wall_s offline_fetched offline_fetched_per_wall_s rc; do
         line="| $k |"
         for s in xmppd prosody ejabberd; do line="$line $(get "$s" "$k" | sed 's/^$/—/') |"; done
         echo "$line"

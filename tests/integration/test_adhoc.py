@@ -20,8 +20,8 @@ NS_DATA = "jabber:x:data"
 NS_INFO = "http://jabber.org/protocol/disco#info"
 NS_ITEMS = "http://jabber.org/protocol/disco#items"
 NS_ROSTER = "jabber:iq:roster"
-ADMIN_NODES = {"add-user", "delete-user", "end-user-session", "change-user-password",
-               "get-user-roster", "get-registered-users-num", "get-online-users-num",
+ADMIN_NODES = {"add-user", "delete-user", "disable-user", "reenable-user", "end-user-session",
+               "change-user-password", "get-user-roster", "get-registered-users-num", "get-online-users-num",
                "get-active-users-num", "get-registered-users-list", "get-online-users-list",
                "get-active-users", "announce"}
 

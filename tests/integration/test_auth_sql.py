@@ -389,3 +389,37 @@ def test_user_database_backends_killed_during_logins(pg, legacy_db, server_facto
     log = s.read_log()
     assert "user database connection lost" in log
     assert "re-established" in log
+
+
+def test_issue17_disable_and_enable_through_queries(pg, server_factory):
+    """Issue 17 (XEP-0133 §4.3/§4.4, xmppctl disable/enable): with
+    disable_query and enable_query the provider bars an account (its row's
+    disabled column, so PLAIN and SCRAM get RFC 6120 §6.5.1
+    <account-disabled/>) and lets it in again; an unknown account is "no
+    such user"; without the queries the provider says it cannot."""
+    db = pg.create_db("dis")
+    pg.psql("CREATE TABLE people (name text PRIMARY KEY, hash text NOT NULL, s256 text,"
+            " off boolean NOT NULL DEFAULT false)", db)
+    pq = "SELECT hash AS password, s256 AS scram_sha256, off AS disabled FROM people WHERE name = %n"
+    conf = {"connect": pg.dsn(db), "password_query": pq,
+            "create_query": "INSERT INTO people (name, hash, s256) VALUES (%n, %{password_hash}, "
+                            "%{scram_sha256})",
+            "disable_query": "UPDATE people SET off = true WHERE name = %n",
+            "enable_query": "UPDATE people SET off = false WHERE name = %n"}
+    srv = server_factory({"modules": {"auth_internal": None, "auth_sql": conf}})
+    srv.adduser("erin@localhost", "erin-pw")
+    assert plain(srv, "erin", "erin-pw").ok
+    r = srv.ctl("disable", "erin@localhost")
+    assert r.returncode == 0, r.stderr
+    assert pg.psql("SELECT off FROM people WHERE name = 'erin'", db).strip() == "t"
+    assert plain(srv, "erin", "erin-pw").condition == "account-disabled"
+    assert scram(srv, "SCRAM-SHA-256", "erin", "erin-pw").condition == "account-disabled"
+    srv.ctl("enable", "erin@localhost", check=True)
+    assert plain(srv, "erin", "erin-pw").ok
+    r = srv.ctl("disable", "ghost@localhost")
+    assert r.returncode == 1 and "no such user" in r.stderr
+
+    del conf["disable_query"], conf["enable_query"]
+    ro = server_factory({"modules": {"auth_internal": None, "auth_sql": conf}})
+    r = ro.ctl("disable", "erin@localhost")
+    assert r.returncode == 1 and "cannot disable accounts" in r.stderr, r.stderr

@@ -61,7 +61,8 @@ def test_package_contents(debs):
               "./lib/systemd/system/xmppd.service", "./etc/logrotate.d/xmppd",
               "./usr/share/man/man8/xmppd.8.gz", "./usr/share/man/man8/xmppctl.8.gz",
               "./usr/share/man/man5/xmppd.json.5.gz", "/xmppd/mod_roster.so",
-              "/xmppd/mod_xep0227.so"):
+              "/xmppd/mod_xep0227.so", "/xmppd/mod_admin_web.so",
+              "./usr/share/xmppd/admin_web/index.html", "./usr/share/xmppd/admin_web/console.js"):
         assert f in files, f
     assert ".la\n" not in files
     info = subprocess.run(["dpkg-deb", "-I", str(debs["xmppd"]), "conffiles"],

@@ -803,3 +803,22 @@ def test_xep0386_inline_carbons_and_csi_from_modules(server_factory):
     assert got.get("from") == a.jid
     for x in (c, other, sender):
         x.close()
+
+
+def test_issue17_disabling_revokes_fast_tokens(server, accounts):
+    """Issue 17 (xmppctl disable, XEP-0133 disable-user): disabling an
+    account revokes its FAST tokens (XEP-0484), so a token cannot log in a
+    disabled account — nor, once it is enabled again, the old token: a
+    password login is needed."""
+    (a,) = accounts(1)
+    c, tok, _ = get_token(server, a)
+    c.close()
+    r = server.ctl("disable", a.jid)
+    assert r.returncode == 0, r.stderr
+    c, res = fast_login(server, a, tok)
+    assert not res.ok, res
+    c.close()
+    server.ctl("enable", a.jid, check=True)
+    c, res = fast_login(server, a, tok)
+    assert not res.ok and res.condition == "not-authorized", res
+    c.close()

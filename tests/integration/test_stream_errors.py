@@ -49,6 +49,22 @@ def test_rfc6120_4_9_3_13_not_well_formed(server, junk):
         c.expect_stream_error("not-well-formed")
 
 
+def test_rfc6120_4_9_1_error_survives_input_sent_after_the_close(server):
+    """RFC 6120 §4.9.1.1: the entity that detects the error sends the stream
+    error and closes. A client that keeps sending after it (pipelined
+    stanzas, a flood) must still read why: input arriving at a closed
+    socket makes the kernel answer with a reset, and the reset drops what
+    the client had not read yet. The server keeps the socket a while after
+    its FIN, reading and discarding, so the error and the close arrive."""
+    with opened(server) as c:
+        c.send(b"<message><body>x</message>")
+        time.sleep(scaled(0.5))  # the server has sent the error and ended the stream
+        for _ in range(20):
+            c.send(b"<message to='a@localhost'><body>more</body></message>" * 50)
+        time.sleep(scaled(0.3))  # a reset, if one comes, is here before we read
+        c.expect_stream_error("not-well-formed")
+
+
 @pytest.mark.parametrize("junk", [
     "<!-- a comment -->",
     "<?foo bar?>",

@@ -374,6 +374,160 @@ static void reset_after_error_allows_new_stream(void **state)
     xs_free(p);
 }
 
+/* ---- xs_shrink: an idle stream's context is freed and rebuilt ------------- */
+
+/* Parses text fed by split(), trying xs_shrink after every feed; returns
+ * what the callbacks saw (caller frees) and counts the shrinks done. */
+static char *run_shrinking(const char *text, size_t (*split)(size_t), size_t max_stanza,
+                           unsigned max_depth, unsigned *shrinks)
+{
+    rec r;
+    xs_parser *p = new_parser(&r, max_stanza, max_depth);
+    size_t len = strlen(text), off = 0;
+    *shrinks = 0;
+    while (off < len) {
+        size_t n = split ? split(len - off) : len - off;
+        xs_feed(p, text + off, n);
+        off += n;
+        unsigned depth = xs_depth(p);
+        if (xs_shrink(p)) {
+            (*shrinks)++;
+            assert_int_equal(xs_depth(p), depth); /* invisible to the owner */
+            assert_int_equal(depth, 1);
+        }
+    }
+    xs_free(p);
+    return strdup(r.log);
+}
+
+/* The same callbacks with and without shrinking, fed byte by byte (a
+ * shrink at every point where one is allowed) and in random splits. */
+static void expect_same_when_shrunk(const char *text, size_t max_stanza, unsigned max_depth,
+                                    unsigned min_shrinks)
+{
+    char *plain = run(text, NULL, max_stanza, max_depth);
+    unsigned shrinks;
+    char *got = run_shrinking(text, one_byte, max_stanza, max_depth, &shrinks);
+    assert_string_equal(got, plain);
+    if (shrinks < min_shrinks)
+        fail_msg("%u shrinks: %s", shrinks, plain);
+    free(got);
+    rng_state = 7;
+    got = run_shrinking(text, random_split, max_stanza, max_depth, &shrinks);
+    assert_string_equal(got, plain);
+    free(got);
+    free(plain);
+}
+
+/* Issue 18: a stream shrunk between stanzas parses the rest exactly as
+ * before, stanzas, entities, CDATA and the closing tag included. */
+static void issue18_shrunk_stream_parses_the_same(void **state)
+{
+    expect_same_when_shrunk(session, 0, 0, 3);
+}
+
+/* Prefixes the root declared stay declared for later stanzas (RFC 6120
+ * §4.8.4: the dialback prefix on an s2s stream root). */
+static void issue18_shrink_keeps_root_namespace_declarations(void **state)
+{
+    static const char s2s[] =
+        "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "
+        "xmlns:db='jabber:server:dialback' to='b.example' version='1.0'>"
+        "<db:result from='a.example' to='b.example'>key1</db:result>\n"
+        "<db:verify from='a.example' to='b.example' id='i'>key2</db:verify>"
+        "<message from='u@a.example' to='v@b.example'><body>x</body></message>"
+        "</stream:stream>";
+    expect_same_when_shrunk(s2s, 0, 0, 2);
+    unsigned shrinks;
+    char *got = run_shrinking(s2s, one_byte, 0, 0, &shrinks);
+    assert_non_null(strstr(got, "|<result xmlns='jabber:server:dialback' from='a.example' "
+                                "to='b.example'>key1</result>|"));
+    free(got);
+}
+
+/* Limits count the same after a shrink: max_stanza from the end of the
+ * previous element, max_depth from the stream root. */
+static void issue18_shrink_keeps_limits(void **state)
+{
+#define TEXT50 "01234567890123456789012345678901234567890123456789"
+    /* <b> is 157 bytes, <c> 207: over 200 */
+    expect_same_when_shrunk(HEADER "<a/><b>" TEXT50 TEXT50 TEXT50 "</b><c>" TEXT50 TEXT50 TEXT50
+                            TEXT50 "</c>", 200, 0, 1);
+    expect_same_when_shrunk(HEADER "<a/><b>" TEXT50 TEXT50 TEXT50 "</b>", 200, 0, 1);
+    expect_same_when_shrunk(HEADER "<a><b/></a> <a><b><c/></b></a>", 0, 2, 1);
+    expect_same_when_shrunk(HEADER "<a/>\n  <b/>    ", 0, 0, 1);
+}
+
+/* Errors after a shrink are the same errors. */
+static void issue18_shrink_keeps_errors(void **state)
+{
+    expect_same_when_shrunk(HEADER "<a/></stream:other>", 0, 0, 1);
+    expect_same_when_shrunk(HEADER "<a/></wrong>", 0, 0, 1);
+    expect_same_when_shrunk(HEADER "<a/>text", 0, 0, 1);
+    expect_same_when_shrunk(HEADER "<a/><!-- c -->", 0, 0, 1);
+    expect_same_when_shrunk(HEADER "<a/><b>&foo;</b>", 0, 0, 1);
+    expect_same_when_shrunk(HEADER "<a/><x:b/>", 0, 0, 1);
+    expect_same_when_shrunk(HEADER "<a/><b/></stream:stream><c/>", 0, 0, 1);
+}
+
+static void issue18_shrink_is_refused_where_state_matters(void **state)
+{
+    rec r;
+    xs_parser *p = new_parser(&r, 0, 0);
+    assert_false(xs_shrink(p)); /* nothing parsed yet */
+    static const char head[] = "<stream:stream xmlns:stream='" XS_NS_STREAM "'";
+    assert_int_equal(xs_feed(p, head, sizeof(head) - 1), 0);
+    assert_false(xs_shrink(p)); /* inside the header */
+    assert_int_equal(xs_feed(p, ">", 1), 0);
+    assert_true(xs_shrink(p));
+    assert_false(xs_shrink(p)); /* nothing left to free */
+    assert_int_equal(xs_feed(p, "<message><body>hi", 17), 0);
+    assert_false(xs_shrink(p)); /* mid-element */
+    assert_int_equal(xs_feed(p, "</body></message><pres", 22), 0);
+    assert_false(xs_shrink(p)); /* a start tag is buffered */
+    assert_int_equal(xs_feed(p, "ence/>", 6), 0);
+    assert_true(xs_shrink(p));
+    assert_int_equal(xs_feed(p, "</stream:stream>", 16), 0);
+    assert_false(xs_shrink(p)); /* closed */
+    assert_string_equal(r.log, "open(-,-,-,-,-,-)|<message xmlns=''><body>hi</body></message>|"
+                               "<presence xmlns=''/>|close|");
+    xs_reset(p);
+    assert_int_equal(xs_feed(p, "<bad/>", 6), -1);
+    assert_false(xs_shrink(p)); /* failed */
+    xs_free(p);
+}
+
+/* A namespace that cannot be written back as it was read (here one with
+ * '&') keeps its context: the stream goes on, unshrunk. */
+static void issue18_unreplayable_root_is_never_shrunk(void **state)
+{
+    static const char odd[] =
+        "<stream:stream xmlns='urn:a&amp;b' xmlns:stream='http://etherx.jabber.org/streams'>"
+        "<x/><y/>";
+    rec r;
+    xs_parser *p = new_parser(&r, 0, 0);
+    assert_int_equal(xs_feed(p, odd, strlen(odd)), 0);
+    assert_false(xs_shrink(p));
+    assert_int_equal(xs_feed(p, "<z/>", 4), 0);
+    assert_null(strstr(r.log, "error"));
+    xs_free(p);
+}
+
+/* A reset after a shrink starts a new stream with its own header. */
+static void issue18_reset_after_shrink(void **state)
+{
+    rec r;
+    xs_parser *p = new_parser(&r, 0, 0);
+    assert_int_equal(xs_feed(p, HEADER "<a/>", strlen(HEADER) + 4), 0);
+    assert_true(xs_shrink(p));
+    xs_reset(p);
+    assert_int_equal(xs_depth(p), 0);
+    assert_int_equal(xs_feed(p, HEADER "<b/>", strlen(HEADER) + 4), 0);
+    assert_string_equal(r.log, "open(example.com,-,-,1.0,en,jabber:client)|<a/>|"
+                               "open(example.com,-,-,1.0,en,jabber:client)|<b/>|");
+    xs_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -397,6 +551,13 @@ int main(void)
         cmocka_unit_test(stop_without_reset_discards_until_reset),
         cmocka_unit_test(rfc6120_4_4_close_callback),
         cmocka_unit_test(reset_after_error_allows_new_stream),
+        cmocka_unit_test(issue18_shrunk_stream_parses_the_same),
+        cmocka_unit_test(issue18_shrink_keeps_root_namespace_declarations),
+        cmocka_unit_test(issue18_shrink_keeps_limits),
+        cmocka_unit_test(issue18_shrink_keeps_errors),
+        cmocka_unit_test(issue18_shrink_is_refused_where_state_matters),
+        cmocka_unit_test(issue18_unreplayable_root_is_never_shrunk),
+        cmocka_unit_test(issue18_reset_after_shrink),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
