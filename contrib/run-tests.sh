@@ -68,7 +68,7 @@ pass_step() { PASSED=$((PASSED + 1)); }
 # ---- packages -------------------------------------------------------------
 PACKAGES="build-essential autoconf automake libtool pkg-config libxml2-dev libssl-dev
 libjansson-dev libevent-dev libhttp-parser-dev libwslay-dev libc-ares-dev libidn-dev libyajl-dev libsqlite3-dev libpcre2-dev libcmocka-dev libpq-dev
-libhiredis-dev redis-server
+libhiredis-dev redis-server haproxy
 python3-pytest python3-slixmpp openssl clang libclang-rt-dev postgresql libcrypt-dev
 libldap-dev slapd ldap-utils
 prosody lua-unbound ejabberd chromium
@@ -81,7 +81,8 @@ debhelper lintian dpkg-dev fakeroot git go-sendxmpp sendxmpp profanity biboumi"
 # package; libldap-dev, slapd, ldap-utils: the directory modules and their slapd; git:
 # test_quickstart.py and test_package.py work in fresh clones; go-sendxmpp, sendxmpp:
 # the real clients of test_real_clients.py; profanity: test_profanity.py; biboumi: the IRC gateway of test_muc_biboumi.py;
-# redis-server: the cluster tests (test_cluster*.py) run private instances of it
+# redis-server: the cluster tests (test_cluster*.py) run private instances of it; haproxy:
+# test_cluster.py checks contrib/haproxy/xmppd.cfg and runs two nodes behind one (PROXY v2)
 
 ensure_packages() {
     local missing=() p

@@ -1,6 +1,7 @@
 /* The cluster layer's parts (cluster.h): node.c (membership, heartbeat,
- * status), link.c (signed frames over Redis pub/sub), registry.c (the
- * session registry and remote sessions). */
+ * status), link.c (signed frames), queue.c (each node's Redis stream of
+ * frames: delivery or a bounce), registry.c (the session registry and
+ * remote sessions). */
 #ifndef XMPPD_CLUSTER_INTERNAL_H
 #define XMPPD_CLUSTER_INTERNAL_H
 
@@ -27,13 +28,20 @@ typedef struct cluster {
     cluster_conf copy;
     redis_servers srv;
     redis_conn *cmd;           /* commands */
-    redis_conn *sub;           /* SUBSCRIBE: reg channel and ours */
+    redis_conn *sub;           /* SUBSCRIBE: the reg channel */
+    redis_conn *reader;        /* XREADGROUP BLOCK on our stream */
     char *k_nodes;             /* set of node names */
     char *k_node;              /* our registration: expires without heartbeats */
     char *k_sessions;          /* our sessions: full JID -> "PRIO AVAIL\n<presence/>" */
     char *ch_reg;              /* registry changes, to every node */
-    char *ch_self;             /* frames for us */
+    char *client_name;         /* "NAME:NODE": our connections' names in Redis */
+    char *k_queue;             /* our stream: frames for us */
     struct event *beat;
+    char *hosts;               /* our hosts, sorted, space-separated */
+    bool checked;              /* the live nodes serve our hosts: we registered */
+    bool checking;             /* a hosts check awaits its answer */
+    bool starting;             /* cluster_start waits for the check */
+    char *refused;             /* why the check failed (cluster_start's error) */
     peer *peers;
     size_t n_peers;
 } cluster;
@@ -44,14 +52,48 @@ extern cluster g_cluster;
 char *cluster_key(const char *a, const char *b);
 
 /* ---- link.c ---- */
-/* Publishes kind/arg/body (body may be binary, blen bytes) on channel,
- * signed with the cluster's secret. 0 or -1 (Redis down, OOM). */
+/* kind/arg/body (body may be binary, blen bytes) with hop count hops as a
+ * frame signed with the cluster's secret, malloc'd (*len bytes), or NULL
+ * on OOM. */
+char *link_frame(const char *kind, const char *arg, const char *body, size_t blen, int hops,
+                 size_t *len);
+/* The hop count of a frame made now (one more than the frame being
+ * handled, if any). */
+int link_hops(void);
+/* Publishes a frame on channel (every node). 0 or -1 (Redis down, OOM). */
 int link_publish(const char *channel, const char *kind, const char *arg, const char *body,
                  size_t blen);
-/* To node's own channel. */
-int link_send(const char *node, const char *kind, const char *arg, const char *body, size_t blen);
+/* Into node's stream (queue.c); st (may be NULL): the stanza body is, for
+ * sending a fan-out as one frame. 0 or -1 (Redis down, OOM). */
+int link_send(const char *node, const char *kind, const char *arg, const char *body, size_t blen,
+              const struct xmppd_stanza *st);
+/* A verified frame's parts (all borrowed for the call). */
+typedef void (*link_handler)(void *ud, const char *kind, const char *node, const char *arg,
+                             const char *body, size_t blen);
+/* Verifies and parses a frame (where: for logs) and calls fn with the
+ * frame's hop count in force; false (logged) when it is forged, malformed
+ * or has gone round too often. */
+bool link_open(const char *where, const char *msg, size_t len, link_handler fn, void *ud);
 /* The subscriber's message callback (redis_conn_ops.message). */
 void link_on_message(void *ud, const char *channel, size_t clen, const char *msg, size_t len);
+
+/* ---- queue.c ---- */
+/* Connects the reader of our stream (its pending entries first). 0 or -1
+ * on OOM. */
+int queue_start(void);
+void queue_stop(void);
+/* A frame for node, sent at the end of this loop turn with the others for
+ * node in one XADD; "route" frames of copies of one fan-out (st made with
+ * xmppd_stanza_copy_to) become one "routes" frame naming the recipients.
+ * 0 or -1 (OOM). */
+int queue_put(const char *node, const char *kind, const char *arg, const char *body, size_t blen,
+              const struct xmppd_stanza *st, int hops);
+/* Every heartbeat: frames we sent that their node has not taken within
+ * cluster.delivery_timeout are taken back and bounced (registry_unsent). */
+void queue_check(void);
+/* node was found dead: its stream is checked too for a while, so frames
+ * whose sender died as well are bounced. */
+void queue_watch(const char *node);
 
 /* ---- registry.c ---- */
 void registry_start(void);
@@ -66,6 +108,10 @@ void registry_load(const char *node, const struct redisReply *r);
 void registry_drop_node(const char *node, bool closed);
 /* Redis is back: our sessions are written again. */
 void registry_republish(void);
+/* A frame we sent to node that it did not take in time (queue.c): its
+ * stanza is bounced or, for an account, handled here. */
+void registry_unsent(const char *node, const char *kind, const char *arg, const char *body,
+                     size_t blen);
 /* Remote sessions of node now (for logs and tests). */
 size_t registry_count(const char *node);
 

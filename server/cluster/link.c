@@ -1,4 +1,4 @@
-/* Frames between nodes over Redis pub/sub.
+/* Signed frames between nodes.
  *
  * A frame is  HEX(HMAC-SHA256(secret, payload)) " " payload  with
  * payload = KIND "\n" FROM-NODE "\n" HOPS "\n" ARG "\n" BODY. HOPS counts
@@ -9,10 +9,11 @@
  * node's router is believed, and nothing else on the Redis server can
  * inject stanzas or registry entries.
  *
- * Why pub/sub: it is the lowest-latency path Redis has (no storage, one
- * round trip) and delivers in order per publisher. What it does not give
- * (delivery to a subscriber that is reconnecting) is listed in
- * docs/cluster.md; streams with acknowledgements are the next step. */
+ * Registry changes go to every node over pub/sub (link_publish): a node
+ * that missed some while its subscriber reconnected reloads the hashes
+ * (node.c). Stanzas for one node go into its stream (link_send, queue.c),
+ * which keeps them until that node took them or their sender took them
+ * back to bounce them. */
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,40 +34,58 @@ static bool mac(const char *payload, size_t len, char out[MAC_HEX + 1])
     return hmac_sha256_hex(g_cluster.conf->secret, payload, len, out);
 }
 
+int link_hops(void)
+{
+    return g_hops + 1;
+}
+
+char *link_frame(const char *kind, const char *arg, const char *body, size_t blen, int hop,
+                 size_t *len)
+{
+    const char *node = g_cluster.conf->node;
+    char hops[16];
+    snprintf(hops, sizeof(hops), "%d", hop);
+    size_t hl = strlen(kind) + strlen(node) + strlen(hops) + strlen(arg) + 4;
+    size_t total = MAC_HEX + 1 + hl + blen;
+    char *f = malloc(total + 1);
+    if (!f)
+        return NULL;
+    char *payload = f + MAC_HEX + 1;
+    snprintf(payload, hl + 1, "%s\n%s\n%s\n%s\n", kind, node, hops, arg);
+    if (blen)
+        memcpy(payload + hl, body, blen);
+    if (!mac(payload, hl + blen, f)) {
+        free(f);
+        return NULL;
+    }
+    f[MAC_HEX] = ' ';
+    *len = total;
+    return f;
+}
+
 int link_publish(const char *channel, const char *kind, const char *arg, const char *body,
                  size_t blen)
 {
     if (!redis_conn_up(g_cluster.cmd))
         return -1;
-    const char *node = g_cluster.conf->node;
-    char hops[16];
-    snprintf(hops, sizeof(hops), "%d", g_hops + 1);
-    size_t hl = strlen(kind) + strlen(node) + strlen(hops) + strlen(arg) + 4;
-    size_t total = MAC_HEX + 1 + hl + blen;
-    char *f = malloc(total + 1);
-    if (!f)
-        return -1;
-    char *payload = f + MAC_HEX + 1;
-    snprintf(payload, hl + 1, "%s\n%s\n%s\n%s\n", kind, node, hops, arg);
-    if (blen)
-        memcpy(payload + hl, body, blen);
+    size_t len = 0;
+    char *f = link_frame(kind, arg, body, blen, link_hops(), &len);
     int rc = -1;
-    if (mac(payload, hl + blen, f)) {
-        f[MAC_HEX] = ' ';
+    if (f) {
         const char *argv[] = { "PUBLISH", channel, f };
-        size_t lens[] = { 7, strlen(channel), total };
+        size_t lens[] = { 7, strlen(channel), len };
         rc = redis_command(g_cluster.cmd, NULL, NULL, 3, argv, lens);
     }
     free(f);
     return rc;
 }
 
-int link_send(const char *node, const char *kind, const char *arg, const char *body, size_t blen)
+int link_send(const char *node, const char *kind, const char *arg, const char *body, size_t blen,
+              const xmppd_stanza *st)
 {
-    char *ch = cluster_key("to:", node);
-    int rc = ch ? link_publish(ch, kind, arg, body, blen) : -1;
-    free(ch);
-    return rc;
+    if (!redis_conn_up(g_cluster.cmd))
+        return -1;
+    return queue_put(node, kind, arg, body, blen, st, link_hops());
 }
 
 /* The next "\n"-terminated field of [*p, end) as a C string in buf. */
@@ -81,33 +100,46 @@ static bool field(const char **p, const char *end, char *buf, size_t size)
     return true;
 }
 
-void link_on_message(void *ud, const char *channel, size_t clen, const char *msg, size_t len)
+bool link_open(const char *where, const char *msg, size_t len, link_handler fn, void *ud)
 {
     char want[MAC_HEX + 1];
     if (len < MAC_HEX + 1 || msg[MAC_HEX] != ' ' ||
         !mac(msg + MAC_HEX + 1, len - MAC_HEX - 1, want) ||
         CRYPTO_memcmp(want, msg, MAC_HEX) != 0) {
-        log_kernel("cluster", XMPPD_LOG_WARN, "a frame on %.*s with a bad signature was dropped "
-                   "(a node with another cluster.secret?)", (int)clen, channel);
-        return;
+        log_kernel("cluster", XMPPD_LOG_WARN, "a frame on %s with a bad signature was dropped "
+                   "(a node with another cluster.secret?)", where);
+        return false;
     }
     const char *p = msg + MAC_HEX + 1, *end = msg + len;
     char kind[16], node[72], hops[16], arg[3072];
     if (!field(&p, end, kind, sizeof(kind)) || !field(&p, end, node, sizeof(node)) ||
         !field(&p, end, hops, sizeof(hops)) || !field(&p, end, arg, sizeof(arg))) {
-        log_kernel("cluster", XMPPD_LOG_WARN, "a malformed frame on %.*s was dropped", (int)clen,
-                   channel);
-        return;
+        log_kernel("cluster", XMPPD_LOG_WARN, "a malformed frame on %s was dropped", where);
+        return false;
     }
-    if (strcmp(node, g_cluster.conf->node) == 0)
-        return; /* our own registry changes, echoed by the reg channel */
     int h = atoi(hops);
     if (h < 1 || h > MAX_HOPS) {
         log_kernel("cluster", XMPPD_LOG_WARN, "a %s frame from node %s for %s was dropped after %d "
                    "hops (the nodes disagree on where a session is)", kind, node, arg, h);
-        return;
+        return false;
     }
+    int outer = g_hops;
     g_hops = h;
-    registry_frame(kind, node, arg, p, (size_t)(end - p));
-    g_hops = 0;
+    fn(ud, kind, node, arg, p, (size_t)(end - p));
+    g_hops = outer;
+    return true;
+}
+
+static void from_channel(void *ud, const char *kind, const char *node, const char *arg,
+                         const char *body, size_t blen)
+{
+    if (strcmp(node, g_cluster.conf->node) != 0) /* our own, echoed by the reg channel */
+        registry_frame(kind, node, arg, body, blen);
+}
+
+void link_on_message(void *ud, const char *channel, size_t clen, const char *msg, size_t len)
+{
+    char where[256];
+    snprintf(where, sizeof(where), "%.*s", (int)clen, channel);
+    link_open(where, msg, len, from_channel, NULL);
 }

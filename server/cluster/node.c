@@ -135,6 +135,8 @@ static void on_removed(redisReply *r, void *ud)
         log_kernel("cluster", XMPPD_LOG_WARN, "node %s missed its heartbeats: dropping its "
                    "sessions", name);
         node_forget(name, won);
+        if (won)
+            queue_watch(name);
     }
     free(name);
 }
@@ -189,23 +191,26 @@ static void on_infos(redisReply *r, void *ud)
     names_free(ns);
 }
 
-static void on_members(redisReply *r, void *ud)
+/* MGET of the registrations of the nodes in members (SMEMBERS' answer)
+ * but us; fn gets the answer with the names (a names*, fn's to free). 1
+ * when asked, 0 when there is no other node, -1 on failure (OOM, Redis
+ * down). */
+static int read_registrations(const redisReply *members, redis_reply_fn fn)
 {
-    if (!g_cluster.conf || !r || r->type != REDIS_REPLY_ARRAY)
-        return;
     names *ns = calloc(1, sizeof(*ns));
-    const char **argv = calloc(r->elements + 1, sizeof(*argv));
-    if (!ns || !argv || !(ns->v = calloc(r->elements + 1, sizeof(*ns->v)))) {
+    const char **argv = calloc(members->elements + 1, sizeof(*argv));
+    if (!ns || !argv || !(ns->v = calloc(members->elements + 1, sizeof(*ns->v)))) {
         free(argv);
         if (ns)
             names_free(ns);
-        return;
+        return -1;
     }
     argv[0] = "MGET";
     int argc = 1;
-    for (size_t i = 0; i < r->elements; i++) {
-        const char *name = r->element[i]->str;
-        if (r->element[i]->type != REDIS_REPLY_STRING || strcmp(name, g_cluster.conf->node) == 0)
+    for (size_t i = 0; i < members->elements; i++) {
+        const char *name = members->element[i]->str;
+        if (members->element[i]->type != REDIS_REPLY_STRING ||
+            strcmp(name, g_cluster.conf->node) == 0)
             continue;
         char *k = cluster_key("node:", name);
         if (!k || !(ns->v[ns->n] = strdup(name))) {
@@ -215,26 +220,38 @@ static void on_members(redisReply *r, void *ud)
         ns->n++;
         argv[argc++] = k;
     }
-    if (ns->n == 0 || redis_command(g_cluster.cmd, on_infos, ns, argc, argv, NULL) < 0) {
-        /* alone: every peer we knew is gone */
-        if (ns->n == 0)
-            while (g_cluster.n_peers)
-                node_forget(g_cluster.peers[0].name, false);
+    int rc = ns->n == 0 ? 0 : redis_command(g_cluster.cmd, fn, ns, argc, argv, NULL) == 0 ? 1 : -1;
+    if (rc < 1)
         names_free(ns);
-    }
     for (int i = 1; i < argc; i++)
         free((char *)argv[i]);
     free(argv);
+    return rc;
+}
+
+static void on_members(redisReply *r, void *ud)
+{
+    if (!g_cluster.conf || !r || r->type != REDIS_REPLY_ARRAY)
+        return;
+    if (read_registrations(r, on_infos) == 0) /* alone: every peer we knew is gone */
+        while (g_cluster.n_peers)
+            node_forget(g_cluster.peers[0].name, false);
 }
 
 /* ---- heartbeat ------------------------------------------------------------------ */
+
+static void check_hosts(void);
 
 static void heartbeat(void)
 {
     if (!redis_conn_up(g_cluster.cmd))
         return;
-    json_t *info = json_pack("{s:s, s:I}", "version", xmppd_server_version(), "sessions",
-                             (json_int_t)sm_count(NULL));
+    if (!g_cluster.checked) {
+        check_hosts();
+        return;
+    }
+    json_t *info = json_pack("{s:s, s:I, s:s}", "version", xmppd_server_version(), "sessions",
+                             (json_int_t)sm_count(NULL), "hosts", g_cluster.hosts);
     char *s = info ? json_dumps(info, JSON_COMPACT) : NULL;
     json_decref(info);
     if (!s)
@@ -245,6 +262,7 @@ static void heartbeat(void)
     redis_commandf(g_cluster.cmd, NULL, NULL, "PEXPIRE %s %s", g_cluster.k_sessions, ttl);
     redis_commandf(g_cluster.cmd, NULL, NULL, "SADD %s %s", g_cluster.k_nodes, g_cluster.conf->node);
     redis_commandf(g_cluster.cmd, on_members, NULL, "SMEMBERS %s", g_cluster.k_nodes);
+    queue_check();
     /* a PING awaited on the subscriber too: a dead link to Redis shows as
      * an overdue reply (redis.c), not as silence */
     if (redis_conn_up(g_cluster.sub))
@@ -263,8 +281,117 @@ static void cmd_up(void *ud)
 {
     /* Redis may have restarted empty, or expired us while it was away:
      * our sessions are written again, the peers' read again. */
+    if (g_cluster.checked)
+        registry_republish();
+    heartbeat();
+}
+
+/* ---- the nodes serve the same hosts ----------------------------------------- */
+
+/* A peer's registration's "hosts": is it ours? A registration without it
+ * (an older version) is not compared. */
+static bool same_hosts(const char *info, char **theirs)
+{
+    json_t *j = json_loads(info, 0, NULL);
+    const char *h = json_string_value(json_object_get(j, "hosts"));
+    bool same = !h || strcmp(h, g_cluster.hosts) == 0;
+    if (!same)
+        *theirs = strdup(h);
+    json_decref(j);
+    return same;
+}
+
+/* Before this node joins (registers, publishes its sessions), the live
+ * nodes' host lists are compared with ours: a node serving other hosts
+ * would route their stanzas to us, and we would answer for accounts we do
+ * not serve. At start that refuses the node (cluster_start fails before
+ * any port opens); if Redis was away at start, the node stays out of the
+ * cluster, says why at every heartbeat, and joins once they agree. */
+static void check_passed(void)
+{
+    g_cluster.checking = false;
+    free(g_cluster.refused);
+    g_cluster.refused = NULL;
+    g_cluster.checked = true;
     registry_republish();
     heartbeat();
+}
+
+static void on_check_infos(redisReply *r, void *ud)
+{
+    names *ns = ud;
+    g_cluster.checking = false;
+    if (!g_cluster.conf || !r || r->type != REDIS_REPLY_ARRAY || r->elements != ns->n) {
+        names_free(ns);
+        return;
+    }
+    for (size_t i = 0; i < ns->n; i++) {
+        char *theirs = NULL;
+        if (r->element[i]->type == REDIS_REPLY_STRING && !same_hosts(r->element[i]->str, &theirs)) {
+            char why[1024];
+            snprintf(why, sizeof(why), "cluster: this node serves the hosts \"%s\", node %s "
+                     "serves \"%s\": the nodes of a cluster serve the same hosts",
+                     g_cluster.hosts, ns->v[i], theirs ? theirs : "?");
+            free(theirs);
+            free(g_cluster.refused);
+            g_cluster.refused = strdup(why);
+            if (!g_cluster.starting)
+                log_kernel("cluster", XMPPD_LOG_ERROR, "%s; not joining", why);
+            names_free(ns);
+            return;
+        }
+    }
+    names_free(ns);
+    check_passed();
+}
+
+static void on_check_members(redisReply *r, void *ud)
+{
+    if (!g_cluster.conf || !r || r->type != REDIS_REPLY_ARRAY) {
+        g_cluster.checking = false;
+        return;
+    }
+    int rc = read_registrations(r, on_check_infos);
+    if (rc == 0)
+        check_passed(); /* the first node: nothing to compare */
+    else if (rc < 0)
+        g_cluster.checking = false;
+}
+
+static void check_hosts(void)
+{
+    if (g_cluster.checking)
+        return;
+    if (redis_commandf(g_cluster.cmd, on_check_members, NULL, "SMEMBERS %s", g_cluster.k_nodes) == 0)
+        g_cluster.checking = true;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* cfg's hosts, sorted, space-separated. */
+static char *hosts_of(const xmppd_config *cfg)
+{
+    const char **v = calloc(cfg->n_hosts + 1, sizeof(*v));
+    size_t len = 1;
+    for (size_t i = 0; v && i < cfg->n_hosts; i++) {
+        v[i] = cfg->hosts[i].name;
+        len += strlen(v[i]) + 1;
+    }
+    char *out = v ? malloc(len) : NULL;
+    if (out) {
+        qsort(v, cfg->n_hosts, sizeof(*v), cmp_str);
+        out[0] = '\0';
+        for (size_t i = 0; i < cfg->n_hosts; i++) {
+            if (i)
+                strcat(out, " ");
+            strcat(out, v[i]);
+        }
+    }
+    free(v);
+    return out;
 }
 
 static void cmd_down(void *ud, const char *why)
@@ -309,6 +436,38 @@ static void cmd_status(xmppd_ctl_request *req, const json_t *args, void *ud)
 
 /* ---- start / stop ------------------------------------------------------------------ */
 
+static void on_check_timeout(evutil_socket_t fd, short what, void *ud)
+{
+    *(bool *)ud = true;
+}
+
+/* The hosts check, before any port opens: for twice the Redis timeout at
+ * most (Redis away at start does not stop the node: it checks when Redis
+ * answers, and joins then). */
+static int await_check(char *err, size_t errlen)
+{
+    bool late = false;
+    struct event *t = evtimer_new(loop_base(), on_check_timeout, &late);
+    uint64_t ms = 2 * g_cluster.srv.timeout_ms;
+    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+    g_cluster.starting = true;
+    if (t && evtimer_add(t, &tv) == 0)
+        while (!late && !g_cluster.checked && !g_cluster.refused)
+            event_base_loop(loop_base(), EVLOOP_ONCE);
+    if (t)
+        event_free(t);
+    g_cluster.starting = false;
+    if (g_cluster.refused) {
+        snprintf(err, errlen, "%s", g_cluster.refused);
+        cluster_stop();
+        return -1;
+    }
+    if (!g_cluster.checked)
+        log_kernel("cluster", XMPPD_LOG_WARN, "Redis did not answer at start: this node joins "
+                   "the cluster once it does (and its hosts match the other nodes')");
+    return 0;
+}
+
 int cluster_start(const xmppd_config *cfg, char *err, size_t errlen)
 {
     if (!cfg->cluster.enabled)
@@ -335,18 +494,20 @@ int cluster_start(const xmppd_config *cfg, char *err, size_t errlen)
     g_cluster.k_node = cluster_key("node:", node);
     g_cluster.k_sessions = cluster_key("sessions:", node);
     g_cluster.ch_reg = cluster_key("reg", "");
-    g_cluster.ch_self = cluster_key("to:", node);
+    g_cluster.client_name = cluster_key(node, "");
+    g_cluster.hosts = hosts_of(cfg);
+    g_cluster.srv.client_name = g_cluster.client_name;
     registry_start();
     static const redis_conn_ops cmd_ops = { .up = cmd_up, .down = cmd_down };
     static const redis_conn_ops sub_ops = { .up = sub_up, .down = sub_down,
                                             .message = link_on_message };
     struct timeval tv = { cfg->cluster.heartbeat / 1000, (cfg->cluster.heartbeat % 1000) * 1000 };
     if (!g_cluster.k_nodes || !g_cluster.k_node || !g_cluster.k_sessions || !g_cluster.ch_reg ||
-        !g_cluster.ch_self ||
+        !g_cluster.client_name || !g_cluster.hosts ||
         !(g_cluster.cmd = redis_conn_new(&g_cluster.srv, "commands", &cmd_ops, NULL)) ||
         !(g_cluster.sub = redis_conn_new(&g_cluster.srv, "subscriber", &sub_ops, NULL)) ||
         redis_subscribe(g_cluster.sub, g_cluster.ch_reg) < 0 ||
-        redis_subscribe(g_cluster.sub, g_cluster.ch_self) < 0 ||
+        queue_start() < 0 ||
         !(g_cluster.beat = event_new(loop_base(), -1, EV_PERSIST, on_beat, NULL)) ||
         event_add(g_cluster.beat, &tv) < 0 ||
         xmppd_ctl_command(NULL, "cluster-status", NULL, "the cluster's live nodes", cmd_status,
@@ -357,7 +518,7 @@ int cluster_start(const xmppd_config *cfg, char *err, size_t errlen)
     }
     log_kernel("cluster", XMPPD_LOG_INFO, "node %s of cluster %s: connecting to Redis", node,
                cc->name);
-    return 0;
+    return await_check(err, errlen);
 }
 
 static int g_leaving;
@@ -398,6 +559,7 @@ void cluster_stop(void)
     }
     if (g_cluster.beat)
         event_free(g_cluster.beat);
+    queue_stop();
     redis_conn_free(g_cluster.sub);
     redis_conn_free(g_cluster.cmd);
     registry_stop();
@@ -410,7 +572,9 @@ void cluster_stop(void)
     free(g_cluster.k_node);
     free(g_cluster.k_sessions);
     free(g_cluster.ch_reg);
-    free(g_cluster.ch_self);
+    free(g_cluster.client_name);
+    free(g_cluster.hosts);
+    free(g_cluster.refused);
     redis_servers_free(&g_cluster.srv);
     free((char *)g_cluster.copy.name);
     free((char *)g_cluster.copy.node);

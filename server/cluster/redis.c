@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -230,7 +232,7 @@ static void subscribe_one(redis_conn *c, const char *channel)
         q_push(c, NULL, NULL, true);
 }
 
-/* Connected: AUTH, SELECT, SUBSCRIBE, then a PING whose answer says the
+/* Connected: AUTH, SELECT, CLIENT SETNAME, SUBSCRIBE, then a PING whose answer says the
  * connection is ready (all pipelined in one write). */
 static void handshake(redis_conn *c)
 {
@@ -246,6 +248,13 @@ static void handshake(redis_conn *c)
         snprintf(db, sizeof(db), "%d", u->db);
         const char *argv[] = { "SELECT", db };
         if (send_argv(c, 2, argv, NULL) == 0)
+            q_push(c, on_handshake, c, true);
+    }
+    if (c->srv->client_name) {
+        char name[256];
+        snprintf(name, sizeof(name), "%s:%s", c->srv->client_name, c->name);
+        const char *argv[] = { "CLIENT", "SETNAME", name };
+        if (send_argv(c, 3, argv, NULL) == 0)
             q_push(c, on_handshake, c, true);
     }
     for (size_t i = 0; i < c->n_channels; i++)
@@ -325,6 +334,11 @@ static void on_event(struct bufferevent *bev, short what, void *ud)
 {
     redis_conn *c = ud;
     if (what & BEV_EVENT_CONNECTED) {
+        /* commands are small writes, often one per loop turn: Nagle would
+         * hold the next one back until Redis's delayed ACK (~40 ms) */
+        int one = 1;
+        if (!c->srv->uris[c->idx].path)
+            setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         handshake(c);
         return;
     }

@@ -38,6 +38,8 @@ typedef struct redis_servers {
     SSL_CTX *tls;              /* NULL when no URI needs TLS */
     struct evdns_base *dns;    /* names are resolved here */
     uint64_t timeout_ms;       /* connect, handshake, and any reply */
+    const char *client_name;   /* CLIENT SETNAME client_name ":" conn name (for
+                                * CLIENT LIST), or NULL; the caller's */
 } redis_servers;
 
 /* Builds srv from the configured URIs and TLS files (cluster_conf); 0, or

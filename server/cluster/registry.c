@@ -4,9 +4,10 @@
  * Redis: NAME:sessions:NODE is a hash, full JID -> "PRIO AVAIL\n<presence/>",
  * written by NODE alone and expiring with its heartbeat, so the sessions of
  * a node that died vanish with it even if no node cleans up. Every change
- * is also published on the reg channel, which the other nodes apply to
- * their copy; a node (re)loads a peer's hash when it first sees it and
- * after its own subscriber reconnected (it may have missed changes).
+ * is also published on the reg channel and put in the known nodes'
+ * streams (announce), which the other nodes apply to their copy; a node
+ * (re)loads a peer's hash when it first sees it and after its own
+ * subscriber reconnected (it may have missed changes).
  *
  * A remote session's transport publishes what is written to it to its
  * node ("deliver"), where it is sent to the session as if routed there;
@@ -41,7 +42,7 @@ static const xmppd_stanza *g_arrived;
  * (RFC 6120 §8.3.3.13, type wait: the client may try again), as an
  * unreachable server's would; presence is dropped, errors and results are
  * never answered. */
-static void bounce_unsent(const entry *e, const xmppd_stanza *st)
+static void bounce_unsent(xmppd_host *h, const char *full, const xmppd_stanza *st)
 {
     const char *name = xmppd_stanza_name(st), *type = xmppd_stanza_attr(st, "type");
     if (strcmp(name, "presence") == 0 || (type && strcmp(type, "error") == 0) ||
@@ -53,8 +54,8 @@ static void bounce_unsent(const entry *e, const xmppd_stanza *st)
     if (!err)
         return;
     if (!xmppd_stanza_attr(err, "from"))
-        xmppd_stanza_set_attr(err, "from", e->s->jid->full);
-    xmppd_route(e->s->host, err);
+        xmppd_stanza_set_attr(err, "from", full);
+    xmppd_route(h, err);
     xmppd_stanza_unref(err);
 }
 
@@ -68,14 +69,14 @@ static int remote_write(void *conn, const xmppd_stanza *st, size_t *len_r)
     }
     size_t len = 0;
     char *xml = xmppd_stanza_to_string(st, "jabber:client", &len);
-    int rc = xml ? link_send(e->node, "deliver", e->s->jid->full, xml, len) : -1;
+    int rc = xml ? link_send(e->node, "deliver", e->s->jid->full, xml, len, NULL) : -1;
     log_kernel("cluster", XMPPD_LOG_DEBUG, "%s to %s on node %s", xmppd_stanza_name(st),
                e->s->jid->full, e->node);
     free(xml);
     if (rc < 0) {
         log_kernel("cluster", XMPPD_LOG_WARN, "%s: cannot forward to node %s (Redis down)",
                    e->s->jid->full, e->node);
-        bounce_unsent(e, st);
+        bounce_unsent(e->s->host, e->s->jid->full, st);
     }
     *len_r = len;
     return rc;
@@ -84,7 +85,8 @@ static int remote_write(void *conn, const xmppd_stanza *st, size_t *len_r)
 static void remote_close(void *conn, const char *condition, const char *text)
 {
     entry *e = conn;
-    link_send(e->node, "kick", e->s->jid->full, condition ? condition : "", condition ? strlen(condition) : 0);
+    link_send(e->node, "kick", e->s->jid->full, condition ? condition : "",
+              condition ? strlen(condition) : 0, NULL);
 }
 
 static uint64_t remote_bytes_in(void *conn)
@@ -237,7 +239,7 @@ static bool route_to_home(xmppd_event *ev)
     }
     size_t len = 0;
     char *xml = target ? xmppd_stanza_to_string(ev->stanza, "jabber:client", &len) : NULL;
-    int rc = xml ? link_send(target->node, "route", ev->to->full, xml, len) : -1;
+    int rc = xml ? link_send(target->node, "route", ev->to->full, xml, len, ev->stanza) : -1;
     free(xml);
     if (rc == 0)
         log_kernel("cluster", XMPPD_LOG_DEBUG, "%s to %s: routed on node %s",
@@ -248,22 +250,62 @@ static bool route_to_home(xmppd_event *ev)
 /* ---- frames ----------------------------------------------------------------- */
 
 /* A stanza another node routes here: its hooks and delivery run here. */
-static void route_here(const char *to, const char *xml, size_t len)
+static void route_stanza_here(const char *to, const xmppd_stanza *st)
 {
-    xmppd_stanza *st = xmppd_stanza_from_string(xml, len, "jabber:client");
     xmppd_jid *j = xmppd_jid_parse(to);
     xmppd_host *h = j ? xmppd_host_find(j->domain) : NULL;
     if (st && h) {
         const xmppd_stanza *outer = g_arrived;
         g_arrived = st;
-        xmppd_route(h, st);
+        xmppd_route(h, (xmppd_stanza *)st);
         g_arrived = outer;
     } else {
         log_kernel("cluster", XMPPD_LOG_WARN, "a stanza for %s from another node was dropped "
                    "(%s)", to, st ? "not one of our hosts" : "unparsable");
     }
-    xmppd_stanza_unref(st);
     xmppd_jid_free(j);
+}
+
+static void route_here(const char *to, const char *xml, size_t len)
+{
+    xmppd_stanza *st = xmppd_stanza_from_string(xml, len, "jabber:client");
+    route_stanza_here(to, st);
+    xmppd_stanza_unref(st);
+}
+
+typedef void (*each_fn)(const char *to, const xmppd_stanza *st, void *ud);
+
+/* A "routes" body: "JID JID...\n<stanza/>", one fan-out for several
+ * recipients here; fn runs with each one's copy (serialised once). */
+static void each_recipient(const char *body, size_t blen, each_fn fn, void *ud)
+{
+    const char *nl = memchr(body, '\n', blen);
+    xmppd_stanza *st = nl ? xmppd_stanza_from_string(nl + 1, blen - (size_t)(nl + 1 - body),
+                                                     "jabber:client") : NULL;
+    if (!st) {
+        log_kernel("cluster", XMPPD_LOG_WARN, "a fan-out frame was dropped (unparsable)");
+        return;
+    }
+    for (const char *p = body; p < nl;) {
+        const char *sp = memchr(p, ' ', (size_t)(nl - p));
+        const char *end = sp ? sp : nl;
+        char to[3072];
+        if ((size_t)(end - p) < sizeof(to)) {
+            memcpy(to, p, (size_t)(end - p));
+            to[end - p] = '\0';
+            xmppd_stanza *c = xmppd_stanza_copy_to(st, to);
+            if (c)
+                fn(to, c, ud);
+            xmppd_stanza_unref(c);
+        }
+        p = end + 1;
+    }
+    xmppd_stanza_unref(st);
+}
+
+static void route_each(const char *to, const xmppd_stanza *st, void *ud)
+{
+    route_stanza_here(to, st);
 }
 
 static void deliver(const char *full, const char *xml, size_t len)
@@ -315,6 +357,11 @@ void registry_frame(const char *kind, const char *node, const char *arg, const c
         deliver(arg, body, blen);
     else if (strcmp(kind, "route") == 0)
         route_here(arg, body, blen);
+    else if (strcmp(kind, "routes") == 0) {
+        log_kernel("cluster", XMPPD_LOG_DEBUG, "a fan-out for %s recipients from node %s", arg,
+                   node);
+        each_recipient(body, blen, route_each, NULL);
+    }
     else if (strcmp(kind, "kick") == 0)
         kick(arg, body, blen);
     else if (strcmp(kind, "reset") == 0)
@@ -323,6 +370,53 @@ void registry_frame(const char *kind, const char *node, const char *arg, const c
         node_forget(node, false); /* its sessions ended there, with their events */
     else
         log_kernel("cluster", XMPPD_LOG_DEBUG, "unknown frame %s from %s", kind, node);
+}
+
+/* A frame node did not take within delivery_timeout (queue.c). A stanza
+ * for a session there (a full JID) gets <recipient-unavailable/> as when
+ * Redis is away; one for an account (a bare JID: a message, a subscription
+ * request) is handled here as for an account with no session on that
+ * node: its other resources, else offline storage (RFC 6121 §8.5.2.2), as
+ * a stanza a local session could not take. Its sessions there go from our
+ * copy first; a node that is alive after all is reloaded at the next
+ * heartbeat. */
+static void unsent_one(const char *node, bool deliver, const char *to_s, const xmppd_stanza *st)
+{
+    xmppd_jid *to = xmppd_jid_parse(to_s);
+    xmppd_host *h = to ? xmppd_host_find(to->domain) : NULL;
+    if (st && h) {
+        log_kernel("cluster", XMPPD_LOG_INFO, "%s for %s: not taken by node %s in time: %s",
+                   xmppd_stanza_name(st), to_s, node,
+                   deliver || to->resource ? "bounced" : "handled here");
+        if (deliver || to->resource) {
+            bounce_unsent(h, to->full, st);
+        } else {
+            registry_drop_node(node, false);
+            node_resync(node);
+            xmppd_route(h, (xmppd_stanza *)st);
+        }
+    }
+    xmppd_jid_free(to);
+}
+
+static void unsent_each(const char *to, const xmppd_stanza *st, void *ud)
+{
+    unsent_one(ud, false, to, st);
+}
+
+void registry_unsent(const char *node, const char *kind, const char *arg, const char *body,
+                     size_t blen)
+{
+    if (strcmp(kind, "routes") == 0) {
+        each_recipient(body, blen, unsent_each, (void *)node);
+        return;
+    }
+    bool deliver = strcmp(kind, "deliver") == 0;
+    if (!deliver && strcmp(kind, "route") != 0)
+        return; /* a kick: the session ends with its node anyway */
+    xmppd_stanza *st = xmppd_stanza_from_string(body, blen, "jabber:client");
+    unsent_one(node, deliver, arg, st);
+    xmppd_stanza_unref(st);
 }
 
 /* ---- a peer's whole hash ----------------------------------------------------- */
@@ -436,6 +530,18 @@ static char *value_of(const xmppd_session *s, size_t *len)
     return v;
 }
 
+/* A registry change goes to every node over pub/sub (a node we do not
+ * know yet hears it too) and into the stream of each node we know, where
+ * it is ordered with the stanzas we send that node: a stanza from a
+ * session that just bound reaches no node before its bind, so an answer
+ * to its full JID finds it. Applying a change twice changes nothing. */
+static void announce(const char *kind, const char *full, const char *v, size_t len)
+{
+    link_publish(g_cluster.ch_reg, kind, full, v, len);
+    for (size_t i = 0; i < g_cluster.n_peers; i++)
+        link_send(g_cluster.peers[i].name, kind, full, v, len, NULL);
+}
+
 static void publish_session(xmppd_session *s, const char *kind)
 {
     size_t len = 0;
@@ -446,7 +552,7 @@ static void publish_session(xmppd_session *s, const char *kind)
     size_t lens[] = { 4, strlen(g_cluster.k_sessions), strlen(s->jid->full), len };
     if (redis_conn_up(g_cluster.cmd)) {
         redis_command(g_cluster.cmd, NULL, NULL, 4, argv, lens);
-        link_publish(g_cluster.ch_reg, kind, s->jid->full, v, len);
+        announce(kind, s->jid->full, v, len);
     }
     free(v);
 }
@@ -463,7 +569,7 @@ static void on_unbound(xmppd_session *s)
         return;
     const char *argv[] = { "HDEL", g_cluster.k_sessions, s->jid->full };
     redis_command(g_cluster.cmd, NULL, NULL, 3, argv, NULL);
-    link_publish(g_cluster.ch_reg, "unbind", s->jid->full, NULL, 0);
+    announce("unbind", s->jid->full, NULL, 0);
 }
 
 static void on_presence(xmppd_session *s)

@@ -130,9 +130,14 @@ static const xmppd_option listener_fields[] = {
                                         "byte (XEP-0368); components have none; http listeners: "
                                         "\"direct\" (HTTPS) or \"none\" (the default: plain HTTP "
                                         "for a reverse proxy)" },
+    { "proxy_protocol", XMPPD_OPT_BOOL, OFF(listener_conf, proxy_protocol), "false",
+      .doc = "every connection starts with a PROXY protocol header (v1 or v2, HAProxy's "
+             "send-proxy / send-proxy-v2) naming the client, whose address logs, access rules "
+             "and limits then see; only from trusted_proxies (others are refused)" },
     { "trusted_proxies", XMPPD_OPT_LIST, OFF(listener_conf, trusted_proxies), NULL,
-      .doc = "http: addresses or CIDRs (\"127.0.0.1\", \"10.0.0.0/8\") of reverse proxies whose "
-             "X-Forwarded-For and X-Forwarded-Proto are believed" },
+      .doc = "addresses or CIDRs (\"127.0.0.1\", \"10.0.0.0/8\") of the load balancers that may "
+             "send a PROXY header (proxy_protocol) and, on http listeners, of reverse proxies "
+             "whose X-Forwarded-For and X-Forwarded-Proto are believed" },
     { "path_prefix", XMPPD_OPT_STRING, OFF(listener_conf, path_prefix), NULL, .min = 2,
       .doc = "http: the path every URL lives under (\"/xmpp\"), as a proxy forwards it" },
     { NULL }
@@ -273,6 +278,16 @@ static const xmppd_option cluster_fields[] = {
     { "node_timeout", XMPPD_OPT_DURATION, OFF(cluster_conf, node_timeout), "5s", 300, 600000,
       .doc = "a node whose registration was not renewed for this long is dead: the others "
              "take over its sessions (at least 3 heartbeats)" },
+    { "delivery_timeout", XMPPD_OPT_DURATION, OFF(cluster_conf, delivery_timeout), "8s", 500,
+      600000,
+      .doc = "a stanza sent to another node that has not taken it from its Redis stream within "
+             "this long is taken back and bounced (recipient-unavailable) or, for an account, "
+             "handled here (offline storage); more than node_timeout plus a heartbeat, so a dead "
+             "node's sessions are gone first" },
+    { "queue_max", XMPPD_OPT_INT, OFF(cluster_conf, queue_max), "100000", 1000, 100000000,
+      .doc = "frames a node's Redis stream holds (XADD MAXLEN ~): bounds Redis's memory for a "
+             "node that stopped reading; keep above the frames a node receives in "
+             "delivery_timeout" },
     { "ca_file", XMPPD_OPT_PATH, OFF(cluster_conf, ca_file), NULL,
       .doc = "rediss://: trust anchors (PEM) for the Redis server's certificate; default: the "
              "system's" },
@@ -548,7 +563,8 @@ static bool valid_cidr(const char *s)
     return cidr_parse(s, &c) == 0;
 }
 
-/* The rules of http listeners: TLS "direct" or "none" (the default). */
+/* The rules of http listeners (TLS "direct" or "none", the default) and of
+ * the PROXY protocol. */
 static void check_http_listener(vctx *c, listener_conf *l, const json_t *lo, const char *key)
 {
     char sub[96];
@@ -557,17 +573,15 @@ static void check_http_listener(vctx *c, listener_conf *l, const json_t *lo, con
             snprintf(sub, sizeof(sub), "%s.tls", key);
             ERR(c, sub, "\"none\" is only for http listeners (use \"starttls\" or \"direct\")");
         }
-        if (l->trusted_proxies || l->path_prefix) {
+        if ((l->trusted_proxies && !l->proxy_protocol) || l->path_prefix) {
             snprintf(sub, sizeof(sub), "%s.%s", key, l->path_prefix ? "path_prefix" : "trusted_proxies");
-            ERR(c, sub, "only http listeners take this key");
+            ERR(c, sub, l->path_prefix ? "only http listeners take this key"
+                                       : "only http and proxy_protocol listeners take this key");
         }
-        return;
     }
-    if (!json_object_get(lo, "tls"))
-        l->tls = LISTEN_TLS_NONE;
-    else if (l->tls == LISTEN_TLS_STARTTLS) {
-        snprintf(sub, sizeof(sub), "%s.tls", key);
-        ERR(c, sub, "HTTP has no STARTTLS: \"direct\" (HTTPS) or \"none\" (plain HTTP)");
+    if (l->proxy_protocol && !l->trusted_proxies) {
+        snprintf(sub, sizeof(sub), "%s.proxy_protocol", key);
+        ERR(c, sub, "needs trusted_proxies: the load balancers that may send the header");
     }
     for (size_t i = 0; l->trusted_proxies && l->trusted_proxies[i]; i++)
         if (!valid_cidr(l->trusted_proxies[i])) {
@@ -575,6 +589,14 @@ static void check_http_listener(vctx *c, listener_conf *l, const json_t *lo, con
             ERR(c, sub, "expected IP addresses or CIDRs (\"10.0.0.0/8\"), got \"%s\"",
                 l->trusted_proxies[i]);
         }
+    if (l->type != LISTEN_HTTP)
+        return;
+    if (!json_object_get(lo, "tls"))
+        l->tls = LISTEN_TLS_NONE;
+    else if (l->tls == LISTEN_TLS_STARTTLS) {
+        snprintf(sub, sizeof(sub), "%s.tls", key);
+        ERR(c, sub, "HTTP has no STARTTLS: \"direct\" (HTTPS) or \"none\" (plain HTTP)");
+    }
     const char *p = l->path_prefix;
     if (p && (p[0] != '/' || p[strlen(p) - 1] == '/' || strpbrk(p, "?#% \"'<>"))) {
         snprintf(sub, sizeof(sub), "%s.path_prefix", key);
@@ -909,6 +931,9 @@ static void check_cluster(vctx *c)
         ERR(c, "cluster.redis", "expected at least one Redis URI (\"redis://127.0.0.1:6379\")");
     if (cl->node_timeout < 3 * cl->heartbeat)
         ERR(c, "cluster.node_timeout", "must be at least 3 heartbeats (%lld ms)", 3 * cl->heartbeat);
+    if (cl->delivery_timeout <= cl->node_timeout + cl->heartbeat)
+        ERR(c, "cluster.delivery_timeout", "must be more than node_timeout plus a heartbeat "
+            "(%lld ms)", cl->node_timeout + cl->heartbeat);
     if ((cl->cert != NULL) != (cl->key != NULL))
         ERR(c, cl->cert ? "cluster.cert" : "cluster.key", "a client certificate needs both \"cert\" "
             "and \"key\"");

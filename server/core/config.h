@@ -28,8 +28,11 @@ typedef struct listener_conf {
     int tls;              /* enum listener_tls */
     const char *address;  /* "::", "127.0.0.1", ... */
     long long port;       /* the type's default port when not configured */
+    bool proxy_protocol;  /* a PROXY v1/v2 header first, from trusted_proxies only */
+    /* addresses/CIDRs that may send a PROXY header, and (http) whose
+     * X-Forwarded-* are believed */
+    const char *const *trusted_proxies;
     /* http listeners: */
-    const char *const *trusted_proxies; /* addresses/CIDRs whose X-Forwarded-* are believed */
     const char *path_prefix;            /* "/xmpp": every path lives under it; NULL: none */
 } listener_conf;
 
@@ -159,6 +162,8 @@ typedef struct cluster_conf {
     const char *secret;           /* shared by the nodes; never logged */
     long long heartbeat;          /* ms between heartbeats */
     long long node_timeout;       /* ms without a heartbeat before a node is dead */
+    long long delivery_timeout;   /* ms before a frame its node did not take is bounced */
+    long long queue_max;          /* frames a node's stream keeps (XADD MAXLEN ~) */
     const char *ca_file;          /* rediss://: trust anchors; NULL: the system's */
     const char *cert, *key;       /* rediss://: our client certificate, or NULL */
 } cluster_conf;

@@ -67,16 +67,26 @@ void listener_set_http_acceptor(listener_accept_conf_fn fn)
     http_acceptor = fn;
 }
 
+/* The connection goes to its layer, with the client's address. */
+static void hand_over(void *arg, int fd, const struct sockaddr *sa, int socklen)
+{
+    struct listener *l = arg;
+    if (l->conf.type == LISTEN_HTTP)
+        http_acceptor(fd, sa, socklen, &l->conf);
+    else
+        acceptors[l->conf.type](fd, sa, socklen, l->conf.tls == LISTEN_TLS_DIRECT);
+}
+
 static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
                       int socklen, void *arg)
 {
     struct listener *l = arg;
     if (sa->sa_family != AF_UNIX)
         net_nodelay(fd);
-    if (l->conf.type == LISTEN_HTTP)
-        http_acceptor(fd, sa, socklen, &l->conf);
+    if (l->conf.proxy_protocol)
+        proxy_accept(fd, sa, socklen, l->conf.trusted_proxies, hand_over, l);
     else
-        acceptors[l->conf.type](fd, sa, socklen, l->conf.tls == LISTEN_TLS_DIRECT);
+        hand_over(l, fd, sa, socklen);
 }
 
 static void on_accept_error(struct evconnlistener *evl, void *arg)
@@ -117,9 +127,9 @@ static int open_one(struct listener *l, char *err, size_t errlen)
         return -1;
     }
     evconnlistener_set_error_cb(l->evl, on_accept_error);
-    log_kernel("listener", XMPPD_LOG_INFO, "%s%s on [%s]:%lld", kinds[lc->type],
+    log_kernel("listener", XMPPD_LOG_INFO, "%s%s on [%s]:%lld%s", kinds[lc->type],
                lc->tls == LISTEN_TLS_DIRECT ? (lc->type == LISTEN_HTTP ? "s" : " (direct TLS)") : "",
-               lc->address, lc->port);
+               lc->address, lc->port, lc->proxy_protocol ? " (PROXY protocol)" : "");
     return 0;
 }
 
@@ -186,6 +196,7 @@ int listeners_start(const xmppd_config *cfg, char *err, size_t errlen)
 
 void listeners_stop(void)
 {
+    proxy_stop();
     for (size_t i = 0; i < n_listeners; i++) {
         evconnlistener_free(listeners[i].evl);
         free(listeners[i].address);

@@ -49,6 +49,17 @@ void listener_set_http_acceptor(listener_accept_conf_fn fn);
  * 0, or -1 with a one-line message in err. */
 int listeners_start(const xmppd_config *cfg, char *err, size_t errlen);
 void listeners_stop(void);
+/* ---- proxy.c ---- */
+/* A listener with proxy_protocol: fd's source must be in trusted (CIDRs),
+ * else it is closed and logged; then its PROXY v1 or v2 header is read
+ * (at most 5 s) and done runs with the client's address (the source's for
+ * a LOCAL or UNKNOWN header), or the connection is closed. */
+typedef void (*proxy_done_fn)(void *ud, int fd, const struct sockaddr *sa, int socklen);
+void proxy_accept(int fd, const struct sockaddr *sa, int socklen, const char *const *trusted,
+                  proxy_done_fn done, void *ud);
+/* Closes the connections whose header is still awaited. */
+void proxy_stop(void);
+
 /* TCP_NODELAY on a stream socket (every accepted and outgoing one). */
 void net_nodelay(int fd);
 /* ---- linger.c ---- */

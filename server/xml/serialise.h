@@ -40,5 +40,10 @@ int stanza_serialise(xbuf *b, const xmppd_stanza *st, const char *default_ns);
 typedef struct stanza_share stanza_share;
 stanza_share *stanza_share_new(void);
 void stanza_share_unref(stanza_share *sh); /* NULL is a no-op */
+/* The share st uses, as an identity: two stanzas with the same non-NULL
+ * one are equal but for 'to' (cluster/queue.c sends such a fan-out to
+ * another node as one stanza naming its recipients). Valid while st
+ * lives unchanged. */
+const stanza_share *stanza_share_of(const xmppd_stanza *st);
 
 #endif

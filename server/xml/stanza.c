@@ -852,6 +852,11 @@ stanza_share *stanza_share_new(void)
     return sh;
 }
 
+const stanza_share *stanza_share_of(const xmppd_stanza *st)
+{
+    return st ? st->share : NULL;
+}
+
 void stanza_share_unref(stanza_share *sh)
 {
     if (!sh || --sh->refs > 0)

@@ -80,6 +80,8 @@
 static struct {
     const char *host;
     int port;
+    int port2;               /* route: odd sessions on this port (another cluster node) */
+    char *extra_pids;        /* comma list: processes whose CPU counts with the server's */
     const char *domain;
     int pid;                 /* server process to measure */
     const char *password;
@@ -152,11 +154,11 @@ static double now_s(void)
 /* ------------------------------------------------------------------------ */
 /* server measurements                                                      */
 
-/* utime + stime of the server process in seconds (all threads). */
-static double server_cpu(void)
+/* utime + stime of process pid in seconds (all threads). */
+static double pid_cpu(int pid)
 {
     char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%d/stat", opt.pid);
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f)
         die("cannot read %s: %s (did the server die?)", path, strerror(errno));
@@ -179,6 +181,19 @@ static double server_cpu(void)
         }
     }
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The server's CPU seconds: its process and --extra-pids (the other nodes
+ * of a cluster and Redis). */
+static double server_cpu(void)
+{
+    double cpu = pid_cpu(opt.pid);
+    for (const char *p = opt.extra_pids; p && *p;) {
+        cpu += pid_cpu(atoi(p));
+        p = strchr(p, ',');
+        p = p ? p + 1 : NULL;
+    }
+    return cpu;
 }
 
 /* The load generator's own CPU time in seconds: what a latency figure owes
@@ -432,6 +447,8 @@ static int ep;
 static SSL_CTX *ssl_ctx;
 static struct sockaddr_storage srv_addr;
 static socklen_t srv_addrlen;
+static struct sockaddr_storage srv_addr2; /* --port2 */
+static socklen_t srv_addrlen2;
 static conn *dirty_list, *dead_list, *all_conns;
 static long n_conns;                 /* live connections */
 static unsigned long resource_seq;
@@ -654,7 +671,10 @@ static conn *conn_new(enum kind kind, account_t *a, int idx)
     struct epoll_event e = { .events = EPOLLOUT, .data.ptr = c };
     if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &e) < 0)
         die("epoll_ctl: %s", strerror(errno));
-    if (connect(c->fd, (struct sockaddr *)&srv_addr, srv_addrlen) < 0 && errno != EINPROGRESS)
+    /* route on two nodes: each pair's second session on the other node */
+    bool second = opt.port2 && kind == K_SESS && idx >= 0 && (idx & 1);
+    if (connect(c->fd, (struct sockaddr *)(second ? &srv_addr2 : &srv_addr),
+                second ? srv_addrlen2 : srv_addrlen) < 0 && errno != EINPROGRESS)
         conn_kill(c, strerror(errno));
     return c;
 }
@@ -2317,6 +2337,8 @@ static void usage(void)
         "usage: loadgen --pid PID [options]\n"
         "  --host ADDR --port N --domain D    server (loopback only; default 127.0.0.1:5222, localhost)\n"
         "  --pid PID                          server process whose CPU and RSS are measured\n"
+        "  --port2 N --extra-pids P,P         route on a cluster: each pair's second session on port2 (another\n"
+        "                                     node); the CPU of the extra processes (nodes, Redis) counts too\n"
         "  --prefix P --password PW           account names P<u|o>N (default bench)\n"
         "  --plain                            SASL PLAIN instead of SCRAM-SHA-1\n"
         "  --sm                               sessions enable XEP-0198 stream management (resume) and ack <r/>\n"
@@ -2347,6 +2369,7 @@ int main(int argc, char **argv)
 {
     static const struct option lo[] = {
         { "host", 1, 0, 'H' }, { "port", 1, 0, 'p' }, { "domain", 1, 0, 'd' },
+        { "port2", 1, 0, 40 }, { "extra-pids", 1, 0, 41 },
         { "pid", 1, 0, 'P' }, { "prefix", 1, 0, 'x' }, { "password", 1, 0, 'w' },
         { "plain", 0, 0, 'L' }, { "workloads", 1, 0, 'W' }, { "pairs", 1, 0, 1 },
         { "messages", 1, 0, 2 }, { "window", 1, 0, 3 }, { "logins", 1, 0, 4 },
@@ -2364,6 +2387,8 @@ int main(int argc, char **argv)
         switch (ch) {
         case 'H': opt.host = optarg; break;
         case 'p': opt.port = atoi(optarg); break;
+        case 40: opt.port2 = atoi(optarg); break;
+        case 41: opt.extra_pids = optarg; break;
         case 'd': opt.domain = optarg; break;
         case 'P': opt.pid = atoi(optarg); break;
         case 'x': opt.prefix = optarg; break;
@@ -2425,7 +2450,16 @@ int main(int argc, char **argv)
         die("--host %s is not a loopback address", opt.host);
     memcpy(&srv_addr, ai->ai_addr, ai->ai_addrlen);
     srv_addrlen = ai->ai_addrlen;
+    memcpy(&srv_addr2, ai->ai_addr, ai->ai_addrlen);
+    srv_addrlen2 = ai->ai_addrlen;
     freeaddrinfo(ai);
+    if (opt.port2) {
+        uint16_t p2 = htons((uint16_t)opt.port2);
+        if (srv_addr2.ss_family == AF_INET)
+            ((struct sockaddr_in *)&srv_addr2)->sin_port = p2;
+        else
+            ((struct sockaddr_in6 *)&srv_addr2)->sin6_port = p2;
+    }
 
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {

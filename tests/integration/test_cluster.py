@@ -12,15 +12,19 @@ live nodes and `xmppctl check` refuses a cluster on SQLite.
 """
 
 import json
+import shutil
+import subprocess
 import secrets
+import socket
 import time
+from pathlib import Path
 
 import pytest
 
 import pg_cluster
 import redis_server
 from conftest import Account, unique_user
-from xmpptest import NS_CLIENT, PoliteClient, XMPPTestError, error_condition, q, scaled, tostr
+from xmpptest import free_port, NS_CLIENT, PoliteClient, XMPPTestError, error_condition, q, scaled, tostr
 
 pytestmark = pytest.mark.skipif(not (redis_server.available() and pg_cluster.available()),
                                 reason="redis-server or PostgreSQL not installed")
@@ -28,6 +32,7 @@ pytestmark = pytest.mark.skipif(not (redis_server.available() and pg_cluster.ava
 SECRET = "cluster-test-secret-0123456789"
 HEARTBEAT_MS = 200
 NODE_TIMEOUT_MS = 1000
+DELIVERY_TIMEOUT_MS = 1600
 NS_PING = "urn:xmpp:ping"
 
 
@@ -52,7 +57,8 @@ def cluster_config(srv, redis, pg_dsn, cluster, node, secret=SECRET):
     cfg["modules"] = dict([("storage_pgsql", {"connect": pg_dsn, "pool_size": 2})] + list(mods.items()))
     cfg["modules"].update({"roster": True, "presence": True})
     cfg["cluster"] = {"name": cluster, "node": node, "redis": redis.uri, "secret": secret,
-                      "heartbeat": "%dms" % HEARTBEAT_MS, "node_timeout": "%dms" % NODE_TIMEOUT_MS}
+                      "heartbeat": "%dms" % HEARTBEAT_MS, "node_timeout": "%dms" % NODE_TIMEOUT_MS,
+                      "delivery_timeout": "%dms" % DELIVERY_TIMEOUT_MS}
     srv.write_config()
 
 
@@ -327,20 +333,125 @@ def test_killed_node_sessions_disappear(nodes):
         c.__exit__(None, None, None)
 
 
+def redis_clients(redis, name_prefix):
+    """Redis's client IDs whose connection name starts with name_prefix."""
+    out = []
+    for line in redis.command("CLIENT", "LIST").splitlines():
+        f = dict(kv.split("=", 1) for kv in line.split(" ") if "=" in kv)
+        if f.get("name", "").startswith(name_prefix):
+            out.append(f["id"])
+    return out
+
+
+def kill_clients(redis, name_prefix):
+    ids = redis_clients(redis, name_prefix)
+    assert ids, "no Redis connection named %s*" % name_prefix
+    for i in ids:
+        assert redis.command("CLIENT", "KILL", "ID", i) == 1
+
+
+def bodies(c, prefix, n, timeout):
+    """The bodies starting with prefix that c receives until it has n (or
+    the time is out), in order of arrival."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        for e in c.quiet(0.2, pred=lambda e: e.tag == q(NS_CLIENT, "message") and
+                         (e.findtext(q(NS_CLIENT, "body")) or "").startswith(prefix)):
+            got.append(e.findtext(q(NS_CLIENT, "body")))
+    return got
+
+
+def test_issue20_delivery_survives_the_readers_reconnection(nodes, redis):
+    """Issue 20, delivery rule: frames for a node wait in its Redis stream
+    while its reading connection is re-established. Node B's stream reader
+    and subscriber connections are killed in Redis (CLIENT KILL) twice while
+    A sends 200 messages to B's user, by full and by bare JID (RFC 6121
+    §8.5.3.1, §8.5.2.1.1): all 200 arrive, once each, in the order sent."""
+    na, nb = nodes(2)
+    alice, bob = new_accounts(na, 2)
+    ca = login(na, alice, "pc", priority=0)
+    cb = login(nb, bob, "phone", priority=0)
+    registered(na, 1, "node1")
+    prefix = "%s:node1:" % nodes.cluster
+    for i in range(200):
+        message(ca, cb.jid if i % 2 else bob.jid, "seq-%03d" % i)
+        if i in (40, 120):
+            kill_clients(redis, prefix + "stream")
+            kill_clients(redis, prefix + "subscriber")
+        if i % 20 == 0:
+            time.sleep(0.05)  # the kills land while frames are in flight
+    got = bodies(cb, "seq-", 200, scaled(20))
+    assert got == ["seq-%03d" % i for i in range(200)]
+    assert cb.quiet(scaled(0.5), pred=got_body("seq-000")) == [], "delivered twice"
+    assert "lost the Redis stream reader" in nb.read_log()
+    for c in (ca, cb):
+        c.__exit__(None, None, None)
+
+
+def test_issue20_frames_for_a_dead_node_are_bounced_or_stored(nodes):
+    """Issue 20, delivery rule: node B is killed with SIGKILL; what A had
+    already sent into B's stream is taken back after cluster.delivery_timeout:
+    messages and IQs to B's full JID get <recipient-unavailable/> (RFC 6120
+    §8.3.3.13, type wait), messages to the account's bare JID go to offline
+    storage as when the account is offline (RFC 6121 §8.5.2.2.1), and the
+    user gets them when logging in again on A. Nothing is silently lost."""
+    na, nb = nodes(2, extra={"modules": {"offline": True}})
+    alice, bob = new_accounts(na, 2)
+    ca = login(na, alice, "pc", priority=0)
+    cb = login(nb, bob, "phone", priority=0)
+    registered(na, 1, "node1")
+    bob_full = cb.jid
+    nb.kill()
+    cb.close()
+    t0 = time.monotonic()
+    for i in range(10):
+        message(ca, bob_full, "full-%d" % i)
+        message(ca, bob.jid, "bare-%d" % i)
+    ca.send("<iq type='get' id='dead-ping' to='%s'><ping xmlns='%s'/></iq>" % (bob_full, NS_PING))
+    errors = []
+    deadline = time.monotonic() + scaled(DELIVERY_TIMEOUT_MS / 1000 + 5)
+    while len(errors) < 11 and time.monotonic() < deadline:
+        errors += ca.quiet(0.2, pred=lambda e: e.get("type") == "error")
+    took = time.monotonic() - t0
+    msgs = sorted(e.findtext(q(NS_CLIENT, "body")) for e in errors
+                  if e.tag == q(NS_CLIENT, "message"))
+    assert msgs == sorted("full-%d" % i for i in range(10)), [tostr(e) for e in errors]
+    iq = [e for e in errors if e.tag == q(NS_CLIENT, "iq")]
+    assert len(iq) == 1 and iq[0].get("id") == "dead-ping"
+    for e in errors:
+        assert error_condition(e) == ("wait", "recipient-unavailable")
+        assert e.get("from") == bob_full
+    assert took >= DELIVERY_TIMEOUT_MS / 1000 - 0.3, "bounced before the timeout: %.2f s" % took
+    assert took <= scaled(DELIVERY_TIMEOUT_MS / 1000 + 2), took
+    # the bare-JID messages were stored: bob finds them on node A
+    time.sleep(scaled(0.5))
+    cb2 = PoliteClient(na.port)
+    cb2.login(bob.user, bob.password, resource="again")
+    cb2.send_presence(priority=0)
+    got = bodies(cb2, "bare-", 10, scaled(10))
+    assert sorted(got) == sorted("bare-%d" % i for i in range(10))
+    assert ca.quiet(scaled(0.5), pred=lambda e: e.get("type") == "error") == [], "bounced twice"
+    for c in (ca, cb2):
+        c.__exit__(None, None, None)
+
+
 def test_frames_not_signed_with_the_secret_are_dropped(nodes, redis):
     """Nothing but a node holding cluster.secret can inject a stanza: a
-    frame published on a node's channel with a wrong HMAC is dropped and
-    logged."""
+    frame added to a node's stream or published on the registry channel
+    with a wrong HMAC is dropped and logged."""
     na, nb = nodes(2)
     alice, = new_accounts(na, 1)
     ca = login(na, alice, "pc", priority=0)
     forged = ("deliver\nnode1\n1\n%s\n<message xmlns='jabber:client' from='admin@localhost' to='%s' "
               "type='chat'><body>forged</body></message>" % (ca.jid, ca.jid))
-    receivers = redis.command("PUBLISH", "%s:to:node0" % nodes.cluster, "0" * 64 + " " + forged)
-    assert receivers == 1
+    for attempt in (
+            lambda f: redis.command("XADD", "%s:q:node0" % nodes.cluster, "*", "f", f),
+            lambda f: redis.command("PUBLISH", "%s:reg" % nodes.cluster, f)):
+        attempt("0" * 64 + " " + forged)
     assert ca.quiet(scaled(0.5), pred=got_body("forged")) == []
     deadline = time.monotonic() + scaled(5)
-    while "bad signature was dropped" not in na.read_log():
+    while na.read_log().count("bad signature was dropped") < 2:
         assert time.monotonic() < deadline, "no log line for the forged frame"
         time.sleep(0.1)
     ca.__exit__(None, None, None)
@@ -478,3 +589,266 @@ def test_redis_over_tls(server_factory, pg_dsn, cert_dir):
         assert "certificate verify failed" in bad.read_log()
     finally:
         r.destroy()
+
+
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+EXAMPLE_CFG = Path(__file__).resolve().parents[2] / "contrib" / "haproxy" / "xmppd.cfg"
+
+
+@pytest.mark.skipif(not Path(HAPROXY).exists(), reason="haproxy not installed")
+def test_issue20_two_nodes_behind_haproxy_with_proxy_v2(nodes, tmp_path):
+    """Issue 20, operations: contrib/haproxy/xmppd.cfg passes `haproxy -c`;
+    a real HAProxy built from its backend settings (TCP, send-proxy-v2,
+    health checks with the header) spreads clients over two nodes whose
+    c2s listeners take the PROXY protocol: both log in through it, land on
+    different nodes, and chat across them; each node logged the client
+    address HAProxy gave it."""
+    r = subprocess.run([HAPROXY, "-c", "-f", str(EXAMPLE_CFG)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    extra_ports = []
+    na, nb = nodes(2)
+    for srv in (na, nb):
+        port = free_port()
+        srv.config["listeners"].append({"type": "c2s", "address": "127.0.0.1", "port": port,
+                                        "proxy_protocol": True, "trusted_proxies": ["127.0.0.1"]})
+        srv.write_config()
+        srv.restart()
+        extra_ports.append(port)
+    for srv in (na, nb):
+        wait_status(srv, lambda st: len(st["nodes"]) == 2)
+    front = free_port()
+    cfg = tmp_path / "haproxy.cfg"
+    servers = "\n".join("    server n%d 127.0.0.1:%d" % (i, p) for i, p in enumerate(extra_ports))
+    cfg.write_text("""global
+    log stdout format raw local0 info
+defaults
+    mode tcp
+    log global
+    timeout connect 5s
+    timeout client 30m
+    timeout server 30m
+frontend xmpp_c2s
+    bind 127.0.0.1:%d
+    default_backend xmppd_c2s
+backend xmppd_c2s
+    balance roundrobin
+    default-server send-proxy-v2 check check-send-proxy inter 200ms fall 2 rise 1
+%s
+""" % (front, servers))
+    proc = subprocess.Popen([HAPROXY, "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + scaled(10)
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", front), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "haproxy did not listen"
+                time.sleep(0.1)
+        time.sleep(scaled(0.5))  # health checks mark both servers up
+        alice, bob = new_accounts(na, 2)
+        ca = login_at(front, alice, "pc")
+        cb = login_at(front, bob, "phone")
+        # round robin: one on each node
+        wait_status(na, lambda st: sum(n.get("registered", n["sessions"]) for n in st["nodes"]) >= 2)
+        where = [n["node"] for n in status(na)["nodes"] if n.get("registered", n["sessions"])]
+        assert sorted(where) == ["node0", "node1"], status(na)
+        message(ca, cb.jid, "through-haproxy")
+        cb.wait_for(got_body("through-haproxy"))
+        message(cb, ca.jid, "and-back")
+        ca.wait_for(got_body("and-back"))
+        for srv in (na, nb):
+            assert "PROXY protocol v2: client 127.0.0.1" in srv.read_log()
+        for c in (ca, cb):
+            c.__exit__(None, None, None)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def login_at(port, account, resource):
+    c = PoliteClient(port)
+    c.login(account.user, account.password, resource=resource)
+    c.send_presence(priority=0)
+    c.wait_for(lambda e: e.tag == q(NS_CLIENT, "presence") and e.get("from") == c.jid)
+    return c
+
+
+def collect(c, period):
+    """Every message (bodies) and error (bodies of the bounced messages) c
+    receives within period."""
+    got, errors = [], []
+    for e in c.quiet(period, pred=lambda e: e.tag == q(NS_CLIENT, "message")):
+        (errors if e.get("type") == "error" else got).append(e.findtext(q(NS_CLIENT, "body")))
+    return got, errors
+
+
+def test_issue20_kill_9_under_load_every_accepted_message_is_accounted_for(nodes):
+    """Issue 20, done means: three nodes, clients on nodes 0 and 2 sending
+    across nodes, node 1 killed with SIGKILL in the middle. The survivors
+    keep serving: every message between users of nodes 0 and 2 arrives, in
+    order. Every message for the user of node 1 is accounted for: received
+    before the kill, stored offline (RFC 6121 §8.5.2.2.1; read when the user
+    logs in again on node 0), or bounced to its sender (RFC 6120 §8.3.3.13)
+    - and none twice."""
+    na, nb, nc = nodes(3, extra={"modules": {"offline": True}})
+    sa, sc, ra, rc, rb = new_accounts(na, 5)
+    csa, csc = login(na, sa, "s", priority=0), login(nc, sc, "s", priority=0)
+    cra, crc = login(na, ra, "r", priority=0), login(nc, rc, "r", priority=0)
+    crb = login(nb, rb, "r", priority=0)
+    for srv in (na, nc):
+        registered(srv, 1, "node1")
+    registered(na, 2, "node2")
+    rb_full = crb.jid
+    n = 150
+    for i in range(n):
+        message(csa, crc.jid, "a2c-%03d" % i)
+        message(csc, ra.jid, "c2a-%03d" % i)
+        message(csa, rb.jid, "a2b-bare-%03d" % i)
+        message(csc, rb_full, "c2b-full-%03d" % i)
+        if i == n // 3:
+            nb.kill()
+        time.sleep(0.01)
+    t_end = time.monotonic()
+    # survivors: all of it, in order
+    assert bodies(crc, "a2c-", n, scaled(20)) == ["a2c-%03d" % i for i in range(n)]
+    assert bodies(cra, "c2a-", n, scaled(20)) == ["c2a-%03d" % i for i in range(n)]
+    # node 1's user: what reached its client before the kill
+    before, _ = collect(crb, 0.5)
+    crb.close()
+    # the senders' bounces come after delivery_timeout
+    wait = DELIVERY_TIMEOUT_MS / 1000 + 3 * HEARTBEAT_MS / 1000 + 1 - (time.monotonic() - t_end)
+    _, bounced_a = collect(csa, scaled(max(wait, 0.5)))
+    _, bounced_c = collect(csc, scaled(0.5))
+    again = PoliteClient(na.port)
+    again.login(rb.user, rb.password, resource="again")
+    again.send_presence(priority=0)
+    stored, _ = collect(again, scaled(3))
+    stored = [b for b in stored if b and "2b-" in b]
+    accounted = before + bounced_a + bounced_c + stored
+    sent = ["a2b-bare-%03d" % i for i in range(n)] + ["c2b-full-%03d" % i for i in range(n)]
+    missing = sorted(set(sent) - set(accounted))
+    assert missing == [], "lost: %s" % missing
+    dupes = sorted(b for b in set(accounted) if accounted.count(b) > 1)
+    assert dupes == [], "twice: %s" % dupes
+    # the kill happened under load: each way was used
+    assert before and stored, (len(before), len(bounced_a + bounced_c), len(stored))
+    for c in (csa, csc, cra, crc, again):
+        c.__exit__(None, None, None)
+
+
+def test_issue20_node_added_to_a_running_cluster(nodes, server_factory, redis, pg_dsn):
+    """Issue 20, done means: a node started while the cluster runs loads the
+    registry (every session of the running nodes), and stanzas route both
+    ways between its users and theirs, by full and bare JID (RFC 6121
+    §8.5.3.1, §8.5.2.1.1)."""
+    na, nb = nodes(2)
+    alice, bob, carol = new_accounts(na, 3)
+    ca = login(na, alice, "pc", priority=0)
+    cb = login(nb, bob, "pc", priority=0)
+    registered(na, 1, "node1")
+    nn = server_factory(start=False)
+    cluster_config(nn, redis, pg_dsn, nodes.cluster, "node2")
+    nn.start()
+    st = wait_status(nn, lambda st: len(st["nodes"]) == 3 and node_sessions(st, "node0") == 1 and
+                     node_sessions(st, "node1") == 1)
+    assert [n["node"] for n in st["nodes"] if n["self"]] == ["node2"]
+    for srv in (na, nb):
+        wait_status(srv, lambda st: len(st["nodes"]) == 3)
+    cc = login(nn, carol, "pc", priority=0)
+    registered(na, 1, "node2")
+    registered(nb, 1, "node2")
+    message(cc, ca.jid, "new-to-full")
+    ca.wait_for(got_body("new-to-full"))
+    message(cc, bob.jid, "new-to-bare")
+    cb.wait_for(got_body("new-to-bare"))
+    message(ca, carol.jid, "old-to-new")
+    assert cc.wait_for(got_body("old-to-new")).get("from") == ca.jid
+    for c in (ca, cb, cc):
+        c.__exit__(None, None, None)
+
+
+def test_issue20_node_with_other_hosts_is_refused(nodes, server_factory, redis, pg_dsn):
+    """Issue 20, configuration: the nodes of a cluster serve the same hosts.
+    Each node publishes its host list with its registration; a node whose
+    list differs from a live node's refuses to start (before it opens a
+    port), naming both lists."""
+    na, nb = nodes(2)
+    bad = server_factory(start=False)
+    cluster_config(bad, redis, pg_dsn, nodes.cluster, "node7")
+    bad.config["hosts"]["other.example"] = {}
+    bad.write_config()
+    with pytest.raises(RuntimeError) as e:
+        bad.start()
+    out = str(e.value) + bad.read_log() + bad.read_stderr()
+    assert "the nodes of a cluster serve the same hosts" in out, out
+    assert '"localhost other.example"' in out and 'serves "localhost"' in out
+    assert [n["node"] for n in status(na)["nodes"]] == ["node0", "node1"]
+
+
+def test_issue20_node_with_other_hosts_does_not_join_when_redis_comes_late(nodes, server_factory,
+                                                                           redis, pg_dsn):
+    """A node that could not reach Redis at start checks the hosts when
+    Redis answers: with another host list it stays out of the cluster (not
+    registered, its sessions not published) and says why in its log. (Its
+    Redis user is created only after it started: until then AUTH fails.)"""
+    na, = nodes(1)
+    user, pw = "late" + secrets.token_hex(3), secrets.token_hex(8)
+    bad = server_factory(start=False)
+    cluster_config(bad, redis, pg_dsn, nodes.cluster, "node1")
+    bad.config["cluster"]["redis"] = "redis://%s:%s@127.0.0.1:%d" % (user, pw, redis.port)
+    bad.config["hosts"]["other.example"] = {}
+    bad.write_config()
+    bad.start()  # Redis refuses it for now: it starts all the same
+    assert "Redis did not answer at start" in bad.read_log()
+    assert redis.command("ACL", "SETUSER", user, "on", ">" + pw, "~*", "&*", "+@all") == "OK"
+    deadline = time.monotonic() + scaled(15)
+    while "not joining" not in bad.read_log():
+        assert time.monotonic() < deadline, "the late check did not happen"
+        time.sleep(0.1)
+    assert 'serves "localhost"' in bad.read_log()
+    time.sleep(scaled(3 * HEARTBEAT_MS / 1000))
+    assert [n["node"] for n in status(na)["nodes"]] == ["node0"]
+    assert redis.command("SISMEMBER", "%s:nodes" % nodes.cluster, "node1") == 0
+
+
+def xadd_calls(redis):
+    for line in redis.command("INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_xadd:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+def test_issue20_presence_broadcast_is_one_frame_per_node(nodes, redis):
+    """Issue 20, routing: a presence broadcast (RFC 6121 §4.4.2) to twelve
+    contacts online on another node leaves as one frame naming the twelve
+    recipients in one stream entry, not twelve; each contact gets the
+    presence, with its own 'to'."""
+    na, nb = nodes(2)
+    alice, *contacts = new_accounts(na, 13)
+    ca = login(na, alice, "pc", priority=0)
+    clients = [login(nb, c, "pc", priority=0) for c in contacts]
+    registered(na, 12, "node1")
+    for cl, acc in zip(clients, contacts):
+        subscribe(cl, ca, acc, alice)
+    before = xadd_calls(redis)
+    while True:  # the subscriptions' traffic is over
+        time.sleep(scaled(0.5))
+        now = xadd_calls(redis)
+        if now == before:
+            break
+        before = now
+    for cl in clients:
+        cl.quiet(0.05)
+    ca.send("<presence><status>fan-out</status></presence>")
+    for cl in clients:
+        p = cl.wait_for(lambda e: e.tag == q(NS_CLIENT, "presence") and
+                        e.findtext(q(NS_CLIENT, "status")) == "fan-out")
+        assert p.get("from") == ca.jid and p.get("to") == cl.jid.split("/")[0]
+    # the broadcast's entry, and the registry change of alice's presence
+    # (which travels in node1's stream too) unless it left in the same turn
+    assert xadd_calls(redis) - before <= 2
+    assert "a fan-out for 12 recipients from node node0" in nb.read_log()
+    for c in [ca] + clients:
+        c.__exit__(None, None, None)
