@@ -468,10 +468,13 @@ static void on_cancel(xmppd_http_request *req, void *ud)
         call_free(c);
 }
 
-/* A disabled account's login tokens end, however it was disabled
- * (ban_account, xmppctl disable, XEP-0133 disable-user): an administrator
- * barred from logging in is barred from the API too. */
-static int on_user_disabled(xmppd_event *ev, void *ud)
+/* An account deleted, disabled or given a new password loses its login
+ * tokens, whichever way it happened (the API, xmppctl, XEP-0133): an
+ * administrator barred from logging in, or whose password leaked, is barred
+ * from the API too. */
+static const char *const revoking_events[] = { "user-deleted", "user-disabled", "password-changed" };
+
+static int on_account_changed(xmppd_event *ev, void *ud)
 {
     if (ev->host && ev->data)
         api_logins_revoke(ud, ev->data, xmppd_host_name(ev->host));
@@ -505,12 +508,14 @@ static int api_load(xmppd_module *m, const void *conf_)
     xmppd_http_route r = { .path = path, .domain = "*", .methods = XMPPD_HTTP_POST | XMPPD_HTTP_GET,
                            .max_body = API_MAX_BODY, .handler = on_request, .cancel = on_cancel,
                            .ud = st };
-    if (xmppd_http_route_add(m, &r) < 0 ||
-        xmppd_hook(m, "user-disabled", on_user_disabled, XMPPD_PRIO_DEFAULT, st) < 0) {
+    bool hooked = xmppd_http_route_add(m, &r) == 0;
+    for (size_t i = 0; hooked && i < sizeof(revoking_events) / sizeof(*revoking_events); i++)
+        hooked = xmppd_hook(m, revoking_events[i], on_account_changed, XMPPD_PRIO_DEFAULT, st) == 0;
+    if (!hooked) {
         api_audit_free(st);
         free(st->keys);
         free(st);
-        return xmppd_module_refuse(m, "cannot register the route %s and its hook", path);
+        return xmppd_module_refuse(m, "cannot register the route %s and its hooks", path);
     }
     return 0;
 }

@@ -48,12 +48,12 @@ static json_t *account_req(api_call *c, const char *pw)
     return pw ? json_pack("{s:s, s:s}", "jid", jid, "password", pw) : json_pack("{s:s}", "jid", jid);
 }
 
-/* The account's login tokens end with it or with its old password. */
+/* The account's login tokens end with it or with its old password
+ * (admin_api.c, on the kernel's events). */
 static void cmd_unregister(api_call *c)
 {
     if (api_account(c) < 0)
         return;
-    api_logins_revoke(c->st, c->user, xmppd_host_name(c->host));
     api_ctl(c, "deluser", account_req(c, NULL), NULL);
 }
 
@@ -62,7 +62,6 @@ static void cmd_change_password(api_call *c)
     const char *pw;
     if (api_account(c) < 0 || !(pw = api_str(c, "newpass")))
         return;
-    api_logins_revoke(c->st, c->user, xmppd_host_name(c->host));
     api_ctl(c, "passwd", account_req(c, pw), NULL);
 }
 

@@ -11,9 +11,8 @@
  * the module logs everyone out), at most API_MAX_LOGINS (the oldest goes
  * first). Each call through a token checks the rule admin_api afresh, so
  * an administrator removed from the configuration loses access at once;
- * deleting the account or changing its password through the API ends
- * its tokens (through xmppctl or XEP-0133, they run out with their
- * lifetime). */
+ * deleting, disabling or changing the password of the account, by any
+ * path, ends its tokens. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -287,6 +287,32 @@ def test_login_tokens_end_with_the_password(server):
     assert call(server, "status", token=tok)[0] == 200
 
 
+def test_login_tokens_end_whichever_way_the_account_changes(server):
+    """A login token ends when its account's password is changed or the
+    account is deleted outside the API too (xmppctl on the running server
+    fires the kernel's password-changed / user-deleted events): a leaked
+    password stops working for the console at once, not after
+    login_lifetime."""
+    temp = Account("temp-boss", "temp-pw-" + secrets.token_hex(4))
+    server.adduser(temp.jid, temp.password)
+    server.config["admins"] = server.config["admins"] + [temp.jid]
+    server.write_config()
+    server.ctl("reload", check=True)
+    try:
+        tok = login(server, temp)["token"]
+        assert call(server, "status", token=tok)[0] == 200
+        server.ctl("passwd", temp.jid, "--password", temp.password + "-new", check=True)
+        assert call(server, "status", token=tok)[0] == 401
+        tok = login(server, Account(temp.user, temp.password + "-new"))["token"]
+        assert call(server, "status", token=tok)[0] == 200
+        server.ctl("deluser", temp.jid, check=True)
+        assert call(server, "status", token=tok)[0] == 401
+    finally:
+        server.config["admins"] = [a for a in server.config["admins"] if a != temp.jid]
+        server.write_config()
+        server.ctl("reload", check=True)
+
+
 def test_cross_site_browser_requests_are_refused(server):
     """CSRF (issue 17 "not CSRF-able"): a POST carrying the Origin of
     another site, or Sec-Fetch-Site cross-site/same-site, is 403 even with
