@@ -932,6 +932,14 @@ static int one_on_element(void *ud, xmppd_stanza *st)
 static void one_on_close(void *ud) { ((one_element *)ud)->closed = true; }
 static void one_on_error(void *ud, const char *cond) { ((one_element *)ud)->bad = true; }
 
+/* The synthetic stream header a parsed text goes after. */
+static void one_stream_head(xbuf *head, const char *default_ns)
+{
+    sb_puts(head, "<stream:stream xmlns:stream='" XS_NS_STREAM "'");
+    sb_attr(head, "xmlns", default_ns ? default_ns : XMPPD_NS_CLIENT, NULL);
+    sb_put(head, ">", 1);
+}
+
 /* Reuses the stream parser by wrapping the text in a synthetic stream, so
  * both follow exactly the same restricted-XML rules. */
 API xmppd_stanza *xmppd_stanza_from_string(const char *xml, size_t len, const char *default_ns)
@@ -941,9 +949,7 @@ API xmppd_stanza *xmppd_stanza_from_string(const char *xml, size_t len, const ch
     };
     one_element o = {0};
     xbuf head = {0};
-    sb_puts(&head, "<stream:stream xmlns:stream='" XS_NS_STREAM "'");
-    sb_attr(&head, "xmlns", default_ns ? default_ns : XMPPD_NS_CLIENT, NULL);
-    sb_put(&head, ">", 1);
+    one_stream_head(&head, default_ns);
     xs_parser *p = head.oom ? NULL : xs_new(&cb, &o, 0, 0);
     if (p && xs_feed(p, head.p, head.len) == 0 && xs_feed(p, xml, len) == 0 && !o.closed &&
         !o.bad) {
@@ -994,9 +1000,7 @@ static xs_parser *reader_parser(xmppd_stanza_reader *r)
     if (r->p)
         return r->p;
     xbuf head = {0};
-    sb_puts(&head, "<stream:stream xmlns:stream='" XS_NS_STREAM "'");
-    sb_attr(&head, "xmlns", r->ns, NULL);
-    sb_put(&head, ">", 1);
+    one_stream_head(&head, r->ns);
     r->o = (one_element){0};
     r->p = head.oom ? NULL : xs_new(&cb, &r->o, 0, 0);
     if (r->p && (xs_feed(r->p, head.p, head.len) < 0 || r->o.bad)) {
