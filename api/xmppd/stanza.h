@@ -86,6 +86,15 @@ char *xmppd_stanza_to_string(const xmppd_stanza *s, const char *default_ns, size
  * Returns a new tree with one reference, or NULL if the text is not exactly
  * one well-formed element. Top-level default namespace: default_ns. */
 xmppd_stanza *xmppd_stanza_from_string(const char *xml, size_t len, const char *default_ns);
+/* Parses many texts in a row, each as xmppd_stanza_from_string would
+ * (same rules, same results), with one parser: for stored stanzas read in
+ * bulk. A reader is used by one caller at a time; the caller frees it.
+ * new: NULL on OOM. parse: a new tree with one reference, or NULL (not
+ * exactly one well-formed element, or OOM). ABI 2.6. */
+typedef struct xmppd_stanza_reader xmppd_stanza_reader;
+xmppd_stanza_reader *xmppd_stanza_reader_new(const char *default_ns);
+xmppd_stanza *xmppd_stanza_reader_parse(xmppd_stanza_reader *r, const char *xml, size_t len);
+void xmppd_stanza_reader_free(xmppd_stanza_reader *r);
 
 /* <iq type='result'> (or same name for other kinds) addressed back to the
  * sender of s: to = s.from, from = s.to, same id. New tree, caller owns. */

@@ -448,10 +448,11 @@ static void off_on_sent(int status, void *ud)
 
 /* Sends one stored message to the session (unless skip_archived and the
  * archive has it); false if it does not parse. */
-static bool off_deliver_one(off_flush *f, const xmppd_archive_item *it, bool skip_archived)
+static bool off_deliver_one(off_flush *f, xmppd_stanza_reader *rd, const xmppd_archive_item *it,
+                            bool skip_archived)
 {
     const char *xml = json_string_value(it->value);
-    xmppd_stanza *msg = xml ? xmppd_stanza_from_string(xml, strlen(xml), XMPPD_NS_CLIENT) : NULL;
+    xmppd_stanza *msg = xml ? xmppd_stanza_reader_parse(rd, xml, json_string_length(it->value)) : NULL;
     if (!msg) {
         xmppd_log(f->st->m, XMPPD_LOG_WARN, "dropping an unreadable offline message of %s (id %s)",
                   f->user, it->id ? it->id : "?");
@@ -475,8 +476,16 @@ static void off_on_stored_items(int status, const xmppd_archive_item *items, siz
         return;
     }
     bool skip_archived = xmppd_session_get(f->sess, f->st->m) == &off_mam_session;
+    /* One parser for the whole queue: building one per message was a
+     * sixth of the delivery's CPU. */
+    xmppd_stanza_reader *rd = xmppd_stanza_reader_new(XMPPD_NS_CLIENT);
+    if (!rd) {
+        off_flush_end(f); /* OOM: delivered next time */
+        return;
+    }
     for (size_t i = 0; i < n; i++)
-        off_deliver_one(f, &items[i], skip_archived);
+        off_deliver_one(f, rd, &items[i], skip_archived);
+    xmppd_stanza_reader_free(rd);
     /* Removed only once the kernel has the bytes (a crash before that
      * would lose them); until then they stay stored. Items in the archive
      * (Bind2 with MAM) go with them. */

@@ -120,10 +120,29 @@ void sqs_op_done(sqs_op *op)
 
 /* ---- results ---- */
 
+/* A stored value back as JSON (new reference), NULL when it is not JSON.
+ * Most values read in bulk are one string without escapes (a serialised
+ * stanza: mod_offline, mod_mam), which needs no JSON parser: its text is
+ * the string itself. json_stringn still checks the UTF-8; a control
+ * character (invalid raw in JSON) or an escape goes to the parser. */
+static json_t *sqs_json(const char *json)
+{
+    if (!json)
+        return NULL;
+    if (json[0] == '"') {
+        const char *p = json + 1;
+        while (*p && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+            p++;
+        if (*p == '"' && p[1] == '\0')
+            return json_stringn(json + 1, (size_t)(p - json - 1));
+    }
+    return json_loads(json, JSON_DECODE_ANY, NULL);
+}
+
 int sqs_set_value(sqs_op *op, const char *json)
 {
     json_decref(op->value);
-    op->value = json ? json_loads(json, JSON_DECODE_ANY, NULL) : NULL;
+    op->value = sqs_json(json);
     return op->value ? 0 : -1;
 }
 
@@ -131,7 +150,7 @@ int sqs_add_pair(sqs_op *op, const char *key, const char *json)
 {
     if (!op->value && !(op->value = json_object()))
         return -1;
-    json_t *v = json ? json_loads(json, JSON_DECODE_ANY, NULL) : NULL;
+    json_t *v = sqs_json(json);
     return v && key && json_object_set_new(op->value, key, v) == 0 ? 0 : -1;
 }
 
@@ -156,7 +175,7 @@ int sqs_add_item(sqs_op *op, const char *id, int64_t when_ms, const char *with, 
     /* "id\0with[/with_res]\0" in one allocation, at the item's id */
     size_t idn = strlen(id) + 1, wn = with ? strlen(with) + 1 : 0, rn = with && with_res ? strlen(with_res) + 1 : 0;
     char *s = malloc(idn + wn + rn);
-    json_t *value = json ? json_loads(json, JSON_DECODE_ANY, NULL) : NULL;
+    json_t *value = sqs_json(json);
     if (!s || !value) {
         free(s);
         json_decref(value);

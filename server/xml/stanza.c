@@ -932,6 +932,14 @@ static int one_on_element(void *ud, xmppd_stanza *st)
 static void one_on_close(void *ud) { ((one_element *)ud)->closed = true; }
 static void one_on_error(void *ud, const char *cond) { ((one_element *)ud)->bad = true; }
 
+/* The synthetic stream header a parsed text goes after. */
+static void one_stream_head(xbuf *head, const char *default_ns)
+{
+    sb_puts(head, "<stream:stream xmlns:stream='" XS_NS_STREAM "'");
+    sb_attr(head, "xmlns", default_ns ? default_ns : XMPPD_NS_CLIENT, NULL);
+    sb_put(head, ">", 1);
+}
+
 /* Reuses the stream parser by wrapping the text in a synthetic stream, so
  * both follow exactly the same restricted-XML rules. */
 API xmppd_stanza *xmppd_stanza_from_string(const char *xml, size_t len, const char *default_ns)
@@ -941,9 +949,7 @@ API xmppd_stanza *xmppd_stanza_from_string(const char *xml, size_t len, const ch
     };
     one_element o = {0};
     xbuf head = {0};
-    sb_puts(&head, "<stream:stream xmlns:stream='" XS_NS_STREAM "'");
-    sb_attr(&head, "xmlns", default_ns ? default_ns : XMPPD_NS_CLIENT, NULL);
-    sb_put(&head, ">", 1);
+    one_stream_head(&head, default_ns);
     xs_parser *p = head.oom ? NULL : xs_new(&cb, &o, 0, 0);
     if (p && xs_feed(p, head.p, head.len) == 0 && xs_feed(p, xml, len) == 0 && !o.closed &&
         !o.bad) {
@@ -960,6 +966,85 @@ API xmppd_stanza *xmppd_stanza_from_string(const char *xml, size_t len, const ch
         return NULL;
     }
     return o.st;
+}
+
+/* ---- parsing elements in a row ------------------------------------------- */
+
+/* One stream parser for a run of elements: the libxml2 context (the
+ * costly part of xmppd_stanza_from_string) is built once. A text that is
+ * not exactly one element drops the parser, and a text that fails in a
+ * used parser is tried again in a fresh one, so each result is what
+ * xmppd_stanza_from_string gives for the same text. */
+struct xmppd_stanza_reader {
+    xs_parser *p; /* NULL: none yet, or dropped after a bad text */
+    one_element o;
+    char *ns;
+};
+
+API xmppd_stanza_reader *xmppd_stanza_reader_new(const char *default_ns)
+{
+    xmppd_stanza_reader *r = calloc(1, sizeof(*r));
+    if (r && !(r->ns = strdup(default_ns ? default_ns : XMPPD_NS_CLIENT))) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* The parser, with the synthetic stream header fed; NULL on OOM. */
+static xs_parser *reader_parser(xmppd_stanza_reader *r)
+{
+    static const xs_callbacks cb = {
+        .element = one_on_element, .close = one_on_close, .error = one_on_error,
+    };
+    if (r->p)
+        return r->p;
+    xbuf head = {0};
+    one_stream_head(&head, r->ns);
+    r->o = (one_element){0};
+    r->p = head.oom ? NULL : xs_new(&cb, &r->o, 0, 0);
+    if (r->p && (xs_feed(r->p, head.p, head.len) < 0 || r->o.bad)) {
+        xs_free(r->p);
+        r->p = NULL;
+    }
+    free(head.p);
+    return r->p;
+}
+
+API xmppd_stanza *xmppd_stanza_reader_parse(xmppd_stanza_reader *r, const char *xml, size_t len)
+{
+    /* Text after the element ("<a/>text") would wait in libxml2 for the
+     * next one; xmppd_stanza_from_string refuses it: so does this. */
+    size_t end = len;
+    while (end > 0 && (xml[end - 1] == ' ' || xml[end - 1] == '\t' || xml[end - 1] == '\r' ||
+                       xml[end - 1] == '\n'))
+        end--;
+    if (end == 0 || xml[end - 1] != '>')
+        return NULL;
+    for (int fresh = r->p ? 0 : 1; fresh < 2; fresh++) {
+        xs_parser *p = reader_parser(r);
+        if (!p)
+            return NULL;
+        r->o = (one_element){0};
+        /* Back between top-level elements with one element parsed: the
+         * text was that element and nothing more. */
+        if (xs_feed(p, xml, len) == 0 && !r->o.bad && !r->o.closed && r->o.st && xs_depth(p) == 1)
+            return r->o.st;
+        xmppd_stanza_unref(r->o.st);
+        r->o.st = NULL;
+        xs_free(p);
+        r->p = NULL;
+    }
+    return NULL;
+}
+
+API void xmppd_stanza_reader_free(xmppd_stanza_reader *r)
+{
+    if (!r)
+        return;
+    xs_free(r->p);
+    free(r->ns);
+    free(r);
 }
 
 /* ---- replies ------------------------------------------------------------ */

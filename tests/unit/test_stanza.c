@@ -659,6 +659,39 @@ static void cow_copies_share_the_parsed_sender(void **state)
     xmppd_stanza_unref(bad);
 }
 
+/* A reader gives what xmppd_stanza_from_string gives, text after text,
+ * whatever came before (a bad text must not spoil the next good one). */
+static void reader_parses_like_from_string(void **state)
+{
+    static const char *bad[] = {
+        "<a><!-- c --></a>", "<a><?pi x?></a>", "<a>&foo;</a>", "<a/><b/>", "<a>", "text",
+        "", "<a/>text", "<a/></stream:stream>", "<?xml version='1.0'?><a/>", "<a b='1' b='2'/>",
+        "<p:a/>", "</a>", "<a/> <",
+    };
+    xmppd_stanza_reader *r = xmppd_stanza_reader_new(XMPPD_NS_CLIENT);
+    assert_non_null(r);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *good = "<message xmlns:x='urn:x' to='b@h'><body>hi &amp; <x:y/></body></message>\n";
+        xmppd_stanza *s = xmppd_stanza_reader_parse(r, good, strlen(good));
+        assert_non_null(s);
+        assert_string_equal(xmppd_stanza_ns(s), XMPPD_NS_CLIENT);
+        assert_string_equal(xmppd_stanza_child_text(s, "body", XMPPD_NS_CLIENT), "hi & ");
+        assert_non_null(xmppd_stanza_child(xmppd_stanza_child(s, "body", XMPPD_NS_CLIENT), "y", "urn:x"));
+        xmppd_stanza_unref(s);
+        /* the prefix was the previous element's only */
+        s = xmppd_stanza_reader_parse(r, "<x:y/>", 6);
+        assert_null(s);
+        s = xmppd_stanza_reader_parse(r, bad[i], strlen(bad[i]));
+        if (s)
+            fail_msg("accepted: %s", bad[i]);
+    }
+    xmppd_stanza *s = xmppd_stanza_reader_parse(r, "<presence/>", 11);
+    assert_non_null(s);
+    assert_string_equal(xmppd_stanza_name(s), "presence");
+    xmppd_stanza_unref(s);
+    xmppd_stanza_reader_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -683,6 +716,7 @@ int main(void)
         cmocka_unit_test(cow_change_to_a_copy_stays_in_it),
         cmocka_unit_test(cow_change_to_the_source_stays_in_it),
         cmocka_unit_test(cow_copies_share_the_parsed_sender),
+        cmocka_unit_test(reader_parses_like_from_string),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

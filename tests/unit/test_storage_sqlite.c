@@ -274,6 +274,34 @@ static void test_archive_append_order(void **state)
     result_reset(&r, 0);
 }
 
+/* Stored strings come back as they were, whether or not their JSON text
+ * has escapes (plain ones are read without the JSON parser). */
+static void test_archive_strings(void **state)
+{
+    sq_db *d = *state;
+    static const char *const texts[] = {
+        "<message to='b@h'><body>caf\u00e9 &amp; \xe2\x82\xac</body></message>",
+        "quote \" and backslash \\ and / slash",
+        "line\nbreak\tand tab",
+        "",
+    };
+    const size_t n = sizeof texts / sizeof texts[0];
+    result r = { .expect = (int)n };
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_string(texts[i]);
+        sq_driver.archive_append(d, "h", "offline", "sam", NULL, 1000 + (int64_t)i, v, on_append, &r);
+        json_decref(v);
+    }
+    wait_for(&r);
+    xmppd_archive_filter q = { 0 };
+    query(d, "sam", &q, &r);
+    assert_int_equal(r.status, XMPPD_STORE_OK);
+    assert_int_equal(r.n, n);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(json_string_value(json_array_get(r.value, i)), texts[i]);
+    result_reset(&r, 0);
+}
+
 static void test_archive_query(void **state)
 {
     sq_db *d = *state;
@@ -716,6 +744,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archive_append_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archive_query, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_archive_strings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archive_chosen_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archive_count_delete, setup, teardown),
