@@ -252,21 +252,6 @@ static int pep_on_disco_items(xmppd_event *ev, void *ud)
 
 /* ---- accounts ----------------------------------------------------------------------------- */
 
-static void pep_loaded(pep_ctx *ctx, void *ud)
-{
-    (void)ctx;
-    (void)ud;
-}
-
-/* A bound resource will want its own service (disco, last items): load it. */
-static int pep_on_bound(xmppd_event *ev, void *ud)
-{
-    const char *user = ev->session ? xmppd_session_user(ev->session) : NULL;
-    if (user)
-        pep_with_service(ud, user, false, pep_loaded, NULL, NULL);
-    return XMPPD_PASS;
-}
-
 static int pep_on_user_deleted(xmppd_event *ev, void *ud)
 {
     if (ev->data)
@@ -307,7 +292,6 @@ static int pep_register(xmppd_module *m, pep_state *st)
     if (xmppd_hook(m, "presence/broadcast", pep_on_presence, XMPPD_PRIO_DEFAULT, st) < 0 ||
         xmppd_hook(m, "presence/bare", pep_on_presence_in, XMPPD_PRIO_DEFAULT + 20, st) < 0 ||
         xmppd_hook(m, CAPS_EVENT_RESOLVED, pep_on_caps_resolved, XMPPD_PRIO_DEFAULT, st) < 0 ||
-        xmppd_hook(m, "resource-bound", pep_on_bound, XMPPD_PRIO_DEFAULT, st) < 0 ||
         xmppd_hook(m, "user-deleted", pep_on_user_deleted, XMPPD_PRIO_DEFAULT, st) < 0 ||
         xmppd_hook(m, "disco-info", pep_on_disco_info, XMPPD_PRIO_DEFAULT, st) < 0 ||
         xmppd_hook(m, "disco-items", pep_on_disco_items, XMPPD_PRIO_DEFAULT, st) < 0 ||

@@ -11,6 +11,11 @@
  * Memory: one `struct roster` per account in use, in a tsearch tree per
  * host. Accounts with bound sessions keep theirs until the last session
  * closes; rosters loaded for others are dropped once their callbacks ran.
+ * In memory, an empty "items" or "pending" object is left out of the
+ * document (most idle accounts' pending list is empty, many rosters are):
+ * readers get NULL, which Jansson's getters and iterators treat as empty;
+ * writers go through rs_items_w/rs_pending_w, and a save writes the full
+ * shape above.
  *
  * A roster overlay (roster_api.h, e.g. mod_shared_roster) adds items that
  * are never stored: every view below merges them in (rs_merged). */
@@ -158,18 +163,23 @@ static void rs_call(roster *r, roster_load_cb cb, void *ud)
     r->busy--;
 }
 
+/* Drops doc's member key unless it is a non-empty object: what is left
+ * out reads as empty (see "Memory" above). */
+static void rs_doc_compact(json_t *doc, const char *key)
+{
+    json_t *v = json_object_get(doc, key);
+    if (v && (!json_is_object(v) || json_object_size(v) == 0))
+        json_object_del(doc, key);
+}
+
 /* Makes sure doc has the expected shape; false when it cannot. */
 static bool rs_doc_fix(json_t *doc)
 {
     if (!json_is_integer(json_object_get(doc, "ver")) &&
         json_object_set_new(doc, "ver", json_integer(0)) < 0)
         return false;
-    if (!json_is_object(json_object_get(doc, "items")) &&
-        json_object_set_new(doc, "items", json_object()) < 0)
-        return false;
-    if (!json_is_object(json_object_get(doc, "pending")) &&
-        json_object_set_new(doc, "pending", json_object()) < 0)
-        return false;
+    rs_doc_compact(doc, "items");
+    rs_doc_compact(doc, "pending");
     return true;
 }
 
@@ -258,6 +268,26 @@ static json_t *rs_pending(const roster *r)
     return json_object_get(r->doc, "pending");
 }
 
+/* The member key of r's document for writing: created when left out;
+ * NULL when it cannot be. */
+static json_t *rs_member_w(roster *r, const char *key)
+{
+    json_t *v = json_object_get(r->doc, key);
+    if (!v && json_object_set_new(r->doc, key, json_object()) == 0)
+        v = json_object_get(r->doc, key);
+    return v;
+}
+
+static json_t *rs_items_w(roster *r)
+{
+    return rs_member_w(r, "items");
+}
+
+static json_t *rs_pending_w(roster *r)
+{
+    return rs_member_w(r, "pending");
+}
+
 static long long rs_ver(const roster *r)
 {
     return json_integer_value(json_object_get(r->doc, "ver"));
@@ -314,6 +344,11 @@ static void rs_save(roster *r, xmppd_store_done_cb cb, void *ud)
         cb = rs_on_saved;
         ud = r->mod;
     }
+    /* stored with its full shape, as other readers of the store
+     * (mod_xep0227) expect; without memory for it, what is left out still
+     * loads as empty */
+    rs_items_w(r);
+    rs_pending_w(r);
     xmppd_kv_set(r->mod->store, r->node, "", r->doc, cb, ud);
 }
 
@@ -539,7 +574,7 @@ static int rs_api_set_state(roster *r, const char *jid, unsigned sub, bool ask, 
     if (!it) {
         if ((long long)json_object_size(items) >= r->mod->conf->max_items)
             return -1;
-        if (json_object_set_new(items, jid, rs_item_new()) < 0)
+        if (!(items = rs_items_w(r)) || json_object_set_new(items, jid, rs_item_new()) < 0)
             return -1;
         it = json_object_get(items, jid);
     } else {
@@ -562,7 +597,8 @@ static int rs_api_pending_add(roster *r, const char *jid, const xmppd_stanza *re
     char *xml = xmppd_stanza_to_string(req, XMPPD_NS_CLIENT, NULL);
     if (!xml)
         return -1;
-    int rc = json_object_set_new(rs_pending(r), jid, json_string(xml));
+    json_t *pending = rs_pending_w(r);
+    int rc = pending ? json_object_set_new(pending, jid, json_string(xml)) : -1;
     free(xml);
     if (rc < 0)
         return -1;
@@ -898,7 +934,7 @@ static const char *rs_apply_set(roster *r, rs_req *q)
     if (!it) {
         if ((long long)json_object_size(items) >= q->mod->conf->max_items)
             return "not-allowed";
-        if (json_object_set_new(items, q->jid, rs_item_new()) < 0)
+        if (!(items = rs_items_w(r)) || json_object_set_new(items, q->jid, rs_item_new()) < 0)
             return "internal-server-error";
         it = json_object_get(items, q->jid);
     }
@@ -1032,7 +1068,7 @@ static int rs_api_set_item(const roster_api *api, xmppd_module *caller, roster *
         return -1;
     }
     rs_write *w = rs_write_new(r, caller, jid, done, ud);
-    if (!w || (!it && json_object_set_new(items, jid, rs_item_new()) < 0)) {
+    if (!w || (!it && (!(items = rs_items_w(r)) || json_object_set_new(items, jid, rs_item_new()) < 0))) {
         json_decref(g);
         if (w) {
             xmppd_call_finish(w->call);
@@ -1216,7 +1252,8 @@ static void rs_ctl_loaded(roster *r, void *ud)
                 rs_ctl_free(c);
                 return;
             }
-            json_object_set_new(items, c->contact, rs_item_new());
+            if ((items = rs_items_w(r)))
+                json_object_set_new(items, c->contact, rs_item_new());
             it = json_object_get(items, c->contact);
         }
         if (!it || json_object_update(it, c->item) < 0) {

@@ -5,6 +5,7 @@ Raw clients where the exact stanzas matter (errors, addressing), slixmpp's
 xep_0060/xep_0163 plugins where a real client library is the point."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -609,3 +610,42 @@ def test_xep0479_features_report_pep_and_what_builds_on_it(server_factory):
     for feature in ("Event publishing", "User Avatar Compatibility",
                     "Persistent Storage of Private Data via PubSub"):
         assert feature not in missing, feature
+
+
+# ---- issue 18: an account's service is made on first use, not at login ---------------------
+
+def test_issue18_xep0163_services_loaded_on_first_use(server, accounts):
+    """issue 18: a resource binding no longer loads its account's PEP
+    service; each use loads it. XEP-0163 §6.1 the account's disco#items,
+    asked first thing after login (and after a restart), lists its stored
+    nodes; §4 a publish by an account idle for over a second reaches its
+    interested contact, and a contact's publish reaches the idle account's
+    interested resource (XEP-0163 §4.3.4: with no last item to send first,
+    the idle account got nothing before)."""
+    a, b = accounts(2)
+    befriend(server, a, b)
+    server.restart()  # nothing of a's or b's in memory
+    with login(server, a, "idle") as ca, login(server, b) as cb:
+        r = iq(ca, "<query xmlns='%s'/>" % NS_DISCO_ITEMS, to=a.jid)
+        assert r.get("type") == "result", tostr(r)
+        assert list(r.iter(q(NS_DISCO_ITEMS, "item"))) == []
+        caps_presence(cb, [TUNE + "+notify"])
+        caps_presence(ca, [TUNE + "+notify"])
+        sync(cb)
+        sync(ca)
+        assert events(ca) == [] and events(cb) == []
+        time.sleep(1.5)
+        assert publish(ca, TUNE, tune("from the idle one"), item_id="a1").get("type") == "result"
+        m = wait_event(cb, TUNE)
+        assert m.get("from") == a.jid
+        assert m.find(".//" + q(NS_PUBSUB_EVENT, "item")).get("id") == "a1"
+        time.sleep(1.5)
+        assert publish(cb, TUNE, tune("to the idle one"), item_id="b1").get("type") == "result"
+        got = [e for e in (wait_event(ca, TUNE), wait_event(ca, TUNE))]
+        assert sorted((e.get("from"), e.find(".//" + q(NS_PUBSUB_EVENT, "item")).get("id"))
+                      for e in got) == sorted([(a.jid, "a1"), (b.jid, "b1")])
+    server.restart()
+    with login(server, a) as ca:
+        r = iq(ca, "<query xmlns='%s'/>" % NS_DISCO_ITEMS, to=a.jid)
+        assert [(i.get("jid"), i.get("node")) for i in r.iter(q(NS_DISCO_ITEMS, "item"))] == [
+            (a.jid, TUNE)]

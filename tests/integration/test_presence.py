@@ -302,3 +302,68 @@ def test_rfc6121_8_5_2_1_2_presence_to_bare_jid_reaches_all_resources(server, ac
             p = await c.next_presence(pred=lambda p: p["status"] == "to all")
             assert str(p["from"]) == str(ca.boundjid)
     run(scenario())
+
+
+# ---- issue 18: an empty roster's tables are made on first use -----------------------
+
+async def roster_of(c):
+    """(version, {jid: subscription}) of c's roster."""
+    iq = c.Iq()
+    iq["type"] = "get"
+    iq.append(ET.fromstring("<query xmlns='%s'/>" % NS_ROSTER))
+    res = await iq.send()
+    query = res.xml.find("{%s}query" % NS_ROSTER)
+    return query.get("ver"), {it.get("jid"): it.get("subscription")
+                              for it in query.iter("{%s}item" % NS_ROSTER)}
+
+
+def test_issue18_rfc6121_3_1_idle_empty_roster_first_request_and_item(server, accounts):
+    """issue 18: a roster without items or pending requests keeps neither
+    table in memory while its account is online; the first use makes them.
+    For b, online and idle (over a second: its stream parser is given back
+    too) with an empty roster: §3.1.3 a's request reaches it and is kept
+    (redelivered at b's next initial presence, after a restart: it was
+    stored); §3.1.5 b's approval makes its first item, pushed ('from') with
+    a new version (§2.6); §2.5 removing it leaves an empty roster whose
+    version moved on, the same after a restart."""
+    a, b = accounts(2)
+
+    async def first():
+        cb = await login(server, b, "pc", presence=0)
+        v0, items = await roster_of(cb)
+        assert items == {} and v0
+        await asyncio.sleep(1.5)
+        ca = await login(server, a, "pc", presence=0)
+        ca.send_presence(pto=b.jid, ptype="subscribe")
+        req = await cb.next_presence(pred=of_type("subscribe", a.jid))
+        assert str(req["to"]) == b.jid
+        assert await roster_of(cb) == (v0, {})  # a request alone is no item (§3.1.3)
+        return v0
+
+    async def second(v0):
+        cb = await login(server, b, "pc", presence=0)
+        await cb.next_presence(pred=of_type("subscribe", a.jid))  # still pending
+        cb.send_presence(pto=a.jid, ptype="subscribed")
+        assert await push(cb, a.jid) == ("from", None, None)
+        v1, items = await roster_of(cb)
+        assert items == {a.jid: "from"} and v1 != v0
+        rm = cb.Iq()
+        rm["type"] = "set"
+        rm.append(ET.fromstring("<query xmlns='%s'><item jid='%s' subscription='remove'/></query>"
+                                % (NS_ROSTER, a.jid)))
+        await rm.send()
+        assert await push(cb, a.jid) == ("remove", None, None)
+        v2, items = await roster_of(cb)
+        assert items == {} and v2 not in (v0, v1)
+        return v2
+
+    async def third(v2):
+        cb = await login(server, b, "pc", presence=0)
+        assert await roster_of(cb) == (v2, {})
+        assert await quiet(cb, of_type("subscribe", a.jid)) == []  # answered: not pending
+
+    v0 = run(first())
+    server.restart()
+    v2 = run(second(v0))
+    server.restart()
+    run(third(v2))
