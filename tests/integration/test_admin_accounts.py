@@ -6,21 +6,18 @@ the message of the day and welcome message (XEP-0133 §4.26-§4.30,
 mod_motd), the audit lines of every XEP-0133 command and API call
 (mod_log), and `xmppctl check` of the admin API's tokens."""
 
-import base64
 import json
 import secrets
 import time
 
 import pytest
 
+from adhoc_client import NS_ADMIN, cmd_el, command, notes, run_admin, submit, values
 from conftest import Account, Server, _finish, unique_user
 from webclient import add_web_listeners, http_request
 from xmpptest import (NS_CLIENT, NS_STREAM, RawClient, error_condition, q, raw_login, sasl_plain,
                       sasl_scram, scaled, tostr)
 
-NS_CMD = "http://jabber.org/protocol/commands"
-NS_ADMIN = "http://jabber.org/protocol/admin"
-NS_DATA = "jabber:x:data"
 NS_REGISTER = "jabber:iq:register"
 BOSS = Account("boss", "boss-pw")
 TOKEN = "tok-" + secrets.token_hex(16)
@@ -49,51 +46,6 @@ def account(srv):
 
 
 # ---- helpers: ad-hoc runs, the API, the audit log ------------------------------------
-
-def command(c, node, sid=None, form=""):
-    attrs = " node='%s#%s'" % (NS_ADMIN, node)
-    if sid:
-        attrs += " sessionid='%s'" % sid
-    return c.iq("<command xmlns='%s'%s>%s</command>" % (NS_CMD, attrs, form), type_="set",
-                to="localhost")
-
-
-def submit(**fields):
-    out = "<x xmlns='%s' type='submit'>" % NS_DATA
-    out += "<field var='FORM_TYPE' type='hidden'><value>%s</value></field>" % NS_ADMIN
-    for var, vals in fields.items():
-        if not isinstance(vals, (list, tuple)):
-            vals = [vals]
-        out += "<field var='%s'>%s</field>" % (var, "".join("<value>%s</value>" % v for v in vals))
-    return out + "</x>"
-
-
-def cmd_el(iq):
-    el = iq.find(q(NS_CMD, "command"))
-    assert el is not None, tostr(iq)
-    return el
-
-
-def run_admin(c, node, **fields):
-    """execute, then (when a form came) submit fields: the last answer."""
-    first = command(c, node)
-    assert first.get("type") == "result", tostr(first)
-    if cmd_el(first).get("status") == "completed":
-        return first
-    return command(c, node, sid=cmd_el(first).get("sessionid"), form=submit(**fields))
-
-
-def notes(iq):
-    return [(n.get("type"), n.text) for n in cmd_el(iq).findall(q(NS_CMD, "note"))]
-
-
-def form_values(iq, var):
-    x = cmd_el(iq).find(q(NS_DATA, "x"))
-    for f in x.findall(q(NS_DATA, "field")):
-        if f.get("var") == var:
-            return [v.text for v in f.findall(q(NS_DATA, "value"))]
-    return None
-
 
 def api(srv, command, args, token=TOKEN):
     st, _, data = http_request(srv.http_port, "POST", "/api/" + command, body=json.dumps(args),
@@ -163,7 +115,7 @@ def test_xep0133_disable_user_errors_and_forbidden(server):
         r = run_admin(boss, "disable-user", accountjids="x@elsewhere.example")
         assert error_condition(r) == ("modify", "bad-request")
     with raw_login(server, a) as c:
-        r = command(c, "disable-user")
+        r = command(c, NS_ADMIN + "#disable-user")
         assert error_condition(r) == ("auth", "forbidden")
     assert sasl_plain(server, a.user, a.password).ok
 
@@ -249,7 +201,7 @@ def test_issue17_every_command_and_api_call_is_audited(server):
                and l["result"] == "completed" and l["actor"].startswith("boss@localhost/")
                and l["via"] == "adhoc" and l["ip"] == "127.0.0.1", "add-user")
     with raw_login(server, user) as c:
-        command(c, "delete-user")
+        command(c, NS_ADMIN + "#delete-user")
     wait_audit(server, lambda l: l["command"] == NS_ADMIN + "#delete-user" and
                l["actor"].startswith(user.jid + "/") and l["result"] == "error: forbidden",
                "a refused command")
@@ -296,9 +248,9 @@ def test_xep0133_4_26_set_motd_sent_now_and_at_each_login(server):
         cb.send("<presence><show>away</show></presence>")
         assert cb.quiet(pred=lambda e: e.tag == q(NS_CLIENT, "message")) == []
     with raw_login(server, BOSS) as boss:
-        first = command(boss, "edit-motd")
-        assert form_values(first, "motd") == ["Welcome back", "Maintenance at 10:00"]
-        r = command(boss, "edit-motd", sid=cmd_el(first).get("sessionid"),
+        first = command(boss, NS_ADMIN + "#edit-motd")
+        assert values(first, "motd") == ["Welcome back", "Maintenance at 10:00"]
+        r = command(boss, NS_ADMIN + "#edit-motd", sid=cmd_el(first).get("sessionid"),
                     form=submit(motd="Edited"))
         assert notes(r) == [("info", "Message of the day changed")]
     with raw_login(server, b, presence=True) as cb:
