@@ -36,7 +36,12 @@
  *             a message, RSS growth per occupant from joining
  *   offline   messages to accounts that are offline (stored per CPU-second),
  *             then those accounts log in and fetch them (fetched per
- *             CPU-second)
+ *             CPU-second and per wall second)
+ *
+ * messages_lost: route messages neither delivered nor bounced, plus offline
+ * messages whose storage was acknowledged (a ping after them was answered)
+ * and that never arrived after the login; a bounce is counted in
+ * route_errors / offline_store_errors, not as lost.
  *
  * Only for loopback benchmarking: certificates are not verified. Every phase
  * is bounded in count and in time (--phase-timeout).
@@ -1358,6 +1363,7 @@ static double muc_sent_at;
 
 /* offline state */
 static long off_sent, off_acked, off_fetched;
+static long route_lost = -1, offline_lost = -1;   /* -1: workload not run */
 static long off_per_sender;
 
 static void route_pump(conn *c)
@@ -1877,6 +1883,9 @@ static void phase_route(void)
     result("route_cpu_s", "%.3f", cpu);
     result("route_wall_s", "%.3f", t1 - t0);
     result("route_msgs_per_wall_s", "%.0f", route_delivered / (t1 - t0));
+    /* neither delivered nor bounced (bounces are route_errors) */
+    route_lost = total - route_delivered;
+    result("route_lost", "%ld", route_lost);
     if (route_delivered > 0)
         result("route_cpu_s_per_100k", "%.3f", cpu / route_delivered * 100000.0);
     phase = P_NONE;
@@ -2325,6 +2334,9 @@ static void phase_offline(void)
     if (cpu > 0)
         result("offline_fetched_per_cpu_s", "%.0f", off_fetched / cpu);
     result("offline_fetched_per_wall_s", "%.0f", off_fetched / (t1 - t0));
+    /* acknowledged (the ping after them was answered) and never delivered */
+    offline_lost = off_sent > off_fetched ? off_sent - off_fetched : 0;
+    result("offline_lost", "%ld", offline_lost);
     phase = P_NONE;
     close_all_sessions();
 }
@@ -2528,6 +2540,8 @@ int main(int argc, char **argv)
     if (has_workload("offline"))
         phase_offline();
     close_all_sessions();
+    if (route_lost >= 0 || offline_lost >= 0)
+        result("messages_lost", "%ld", (route_lost > 0 ? route_lost : 0) + (offline_lost > 0 ? offline_lost : 0));
     result("total_wall_s", "%.1f", now_s() - t0);
     SSL_CTX_free(ssl_ctx);
     return 0;

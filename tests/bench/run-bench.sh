@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run-bench.sh — xmppd vs Prosody vs ejabberd, side by side on this machine.
 #
-#   tests/bench/run-bench.sh [--quick] [--build DIR] [--servers "xmppd prosody ejabberd"]
+#   tests/bench/run-bench.sh [--quick] [--build DIR] [--servers "xmppd prosody ejabberd relay"]
 #                            [--workloads LIST] [--out FILE] [--sessions N]
 #                            [--muc-occupants N] [--keep] [--no-install]
 #                            [--loadgen-args "ARGS"]
@@ -13,6 +13,9 @@
 # at a time; figures are the server's CPU time (utime+stime of the process) and
 # RSS. Prints a table with ratios and writes it to --out (default
 # bench-results-DATE.md in the current folder).
+# "relay" is the floor of the routing row: tests/bench/tls-relay.c, a raw TLS
+# relay speaking just enough XMPP for the load generator (SASL PLAIN, any
+# password); it runs the route and login workloads only.
 #
 # --workloads: a comma list of the load generator's workloads (default all:
 # register,route,login,idle,fanout,pep,muc,offline; register is always run).
@@ -27,7 +30,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 BUILD=${XMPPD_BUILD:-}
-SERVERS="xmppd prosody ejabberd"
+SERVERS="xmppd prosody ejabberd relay"
 QUICK=0
 KEEP=0
 INSTALL=1
@@ -38,7 +41,7 @@ WORKLOADS=""
 EXTRA_LG_ARGS=""
 LOGLEVEL=${BENCH_LOGLEVEL:-info}
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) QUICK=1; shift ;;
@@ -61,14 +64,14 @@ fail() { printf 'run-bench.sh: %s\n' "$*" >&2; exit 1; }
 
 # ---- workload sizes -------------------------------------------------------
 if [ "$QUICK" = 1 ]; then
-    LG_ARGS=(--pairs 25 --messages 20000 --logins 200 --sessions "${SESSIONS:-600}"
+    LG_ARGS=(--pairs 25 --messages 20000 --logins 200 --login-concurrency 20 --sessions "${SESSIONS:-600}"
              --contacts 100 --rounds 50 --pep-contacts 200 --pep-rounds 20
              --muc-occupants "${MUC_OCCUPANTS:-200}" --muc-messages 50
              --offline-messages 3000 --offline-recipients 5
              --offline-senders 5 --phase-timeout 60)
     SERVER_BUDGET=240       # seconds a server's whole run may take
 else
-    LG_ARGS=(--pairs 50 --messages 100000 --logins 1000 --sessions "${SESSIONS:-5000}"
+    LG_ARGS=(--pairs 50 --messages 100000 --logins 1000 --login-concurrency 20 --sessions "${SESSIONS:-5000}"
              --contacts 500 --rounds 100 --pep-contacts 1000 --pep-rounds 50
              --muc-occupants "${MUC_OCCUPANTS:-1000}" --muc-messages 50
              --offline-messages 20000 --offline-recipients 10
@@ -115,11 +118,14 @@ esac
 WORK=$(mktemp -d /tmp/xmppd-bench.XXXXXX)
 chmod 755 "$WORK"
 LOADGEN="$WORK/loadgen"
+RELAY="$WORK/tls-relay"
 if [ -n "$BUILD" ] && [ -f "$BUILD/Makefile" ]; then
     make -C "$BUILD" bench >&2
     cp "$BUILD/tests/bench/loadgen" "$LOADGEN"
+    cp "$BUILD/tests/bench/tls-relay" "$RELAY"
 else
     cc -O2 -g -Wall -Wextra -o "$LOADGEN" "$HERE/loadgen.c" -lssl -lcrypto
+    cc -O2 -g -Wall -Wextra -o "$RELAY" "$HERE/tls-relay.c" -lssl -lcrypto
 fi
 
 # ---- common state -------------------------------------------------------------------
@@ -376,6 +382,25 @@ EOF
     SRV_NOTES="mnesia, auth internal with SCRAM-SHA-1 stored keys (4096 iterations), modules mod_disco mod_ping mod_roster mod_offline mod_register mod_caps mod_pubsub (pep) mod_muc (conference.localhost, max_users and max_users_presence 20000); schedulers without busy-wait (+sbwt none)"
 }
 
+# The floor: a raw TLS relay (tests/bench/tls-relay.c) with the same
+# certificate, on the same CPU; the load generator logs in with SASL PLAIN.
+start_relay() {  # PORT DIR
+    local port=$1 dir=$2
+    (cd "$dir" && exec taskset -c 0 "$RELAY" --port "$port" --cert "$CRT" --key "$KEY" \
+        --domain "$(lg_opt domain localhost)" >"$dir/stderr.log" 2>&1 </dev/null) &
+    SRV_PID=$!
+    wait_port "$port" 10 "$SRV_PID" || { tail -n 20 "$dir/stderr.log" >&2; fail "tls-relay did not start"; }
+    SRV_VERSION="tls-relay (tests/bench/tls-relay.c, git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')), $(openssl version 2>/dev/null | cut -d' ' -f1-2)"
+    SRV_NOTES="the floor, not a server: one epoll loop, TLS in and out with xmppd's TLS settings, SASL PLAIN accepting any password, each stanza's bytes forwarded by its \`to\` with a \`from\` inserted, no XML parsing, no JID preparation, no storage (see tests/bench/tls-relay.c)"
+}
+
+# The relay's workloads: route and login of those asked for (none: not run).
+relay_workloads() {
+    local w out=""
+    for w in route login; do runs_workload "$w" && out="$out,$w"; done
+    echo "${out#,}"
+}
+
 stop_server() {
     local name=$1
     if [ "$name" = ejabberd ] && [ ${#EJ_CTL[@]} -gt 0 ]; then
@@ -395,7 +420,13 @@ stop_server() {
 
 declare -A R VERSION NOTES
 for name in $SERVERS; do
-    case $name in xmppd|prosody|ejabberd) ;; *) fail "unknown server '$name'" ;; esac
+    case $name in xmppd|prosody|ejabberd|relay) ;; *) fail "unknown server '$name'" ;; esac
+    SRV_ARGS=("${LG_ARGS[@]}")
+    if [ "$name" = relay ]; then
+        rw=$(relay_workloads)
+        [ -n "$rw" ] || { log "relay: neither route nor login asked for, skipped"; continue; }
+        SRV_ARGS+=(--plain --workloads "register,$rw")   # the last --workloads wins
+    fi
     port=$(free_port)
     dir="$WORK/$name"
     mkdir -p "$dir"
@@ -406,7 +437,7 @@ for name in $SERVERS; do
     log "$name: pid $SRV_PID, running the load generator (CPU 1)"
     set +e
     timeout "$SERVER_BUDGET" taskset -c 1 "$LOADGEN" --port "$port" --pid "$SRV_PID" \
-        "${LG_ARGS[@]}" > "$dir/results.txt" 2> >(tee "$dir/loadgen.log" >&2)
+        "${SRV_ARGS[@]}" > "$dir/results.txt" 2> >(tee "$dir/loadgen.log" >&2)
     rc=$?
     set -e
     [ $rc = 0 ] || log "$name: load generator exited with $rc (partial results; see $dir/loadgen.log)"
@@ -414,14 +445,15 @@ for name in $SERVERS; do
         [ "$tag" = RESULT ] && R[$name.$key]=$value
     done < "$dir/results.txt"
     R[$name.rc]=$rc
-    if [ "$LOGLEVEL" != debug ]; then :; fi
     stop_server "$name"
     log "$name: stopped"
 done
 
 # ---- report --------------------------------------------------------------------------
 get() { echo "${R[$1.$2]:-}"; }
-ratio() {  # other xmppd higher_is_better
+# ratio OTHER XMPPD HIB: how many times better xmppd is (other's cost / xmppd's;
+# for rates xmppd's / other's). verdict VALUE TARGET: ✔ or ✘ against "≤ N" / "≥ N".
+ratio() {
     python3 - "$1" "$2" "$3" <<'EOF'
 import sys
 o, x, hib = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
@@ -433,31 +465,52 @@ except (ValueError, ZeroDivisionError):
     print("—")
 EOF
 }
-row() {  # label key higher_is_better budget
-    local label=$1 key=$2 hib=$3 budget=$4 line
+verdict() {
+    python3 - "$1" "$2" <<'EOF'
+import sys
+v, t = sys.argv[1], sys.argv[2].replace(",", "")
+try:
+    v, op, lim = float(v), t.split()[0], float(t.split()[1])
+    print(" ✔" if (v <= lim if op == "≤" else v >= lim) else " ✘")
+except (ValueError, IndexError):
+    print("")
+EOF
+}
+has_server() { case " $SERVERS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+row() {  # label key higher_is_better target
+    local label=$1 key=$2 hib=$3 target=$4 line x floor
+    x=$(get xmppd "$key")
     line="| $label |"
-    for s in xmppd prosody ejabberd; do
-        case " $SERVERS " in *" $s "*) line="$line $(get "$s" "$key" | sed 's/^$/—/') |" ;; *) line="$line — |" ;; esac
+    for s in xmppd prosody ejabberd relay; do
+        if has_server "$s"; then line="$line $(get "$s" "$key" | sed 's/^$/—/') |"; else line="$line — |"; fi
     done
-    line="$line $budget | $(ratio "$(get prosody "$key")" "$(get xmppd "$key")" "$hib") | $(ratio "$(get ejabberd "$key")" "$(get xmppd "$key")" "$hib") |"
+    floor=$(get relay "$key")
+    line="$line $target$(verdict "$x" "$target") | $(ratio "$(get prosody "$key")" "$x" "$hib") | $(ratio "$(get ejabberd "$key")" "$x" "$hib") |"
+    if [ -n "$floor" ] && [ -n "$x" ]; then
+        line="$line $(python3 -c 'import sys; print("%.2f×" % (float(sys.argv[1]) / float(sys.argv[2])))' "$x" "$floor" 2>/dev/null || echo —) |"
+    else
+        line="$line — |"
+    fi
     echo "$line"
 }
 
 {
     echo "# xmppd benchmark — $STAMP"
     echo
-    echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)."
+    echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr); load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
     echo "Servers pinned to CPU 0, load generator to CPU 1; TLS on every connection (STARTTLS, TLS 1.3);"
-    echo "SASL $(get xmppd sasl | sed 's/^$/SCRAM-SHA-1/'); figures are server CPU time (utime+stime) and RSS."
+    echo "SASL $(get xmppd sasl | sed 's/^$/SCRAM-SHA-1/') (the relay: PLAIN, any password); figures are server CPU time (utime+stime) and RSS."
     [ "$QUICK" = 1 ] && echo "Mode: --quick (smaller counts; noisier)."
     echo
-    echo "| workload | xmppd | Prosody | ejabberd | xmppd budget | xmppd vs Prosody | xmppd vs ejabberd |"
-    echo "|---|---|---|---|---|---|---|"
-    row "message routing, CPU-s per 100k messages" route_cpu_s_per_100k 0 "≤ 1.0"
-    row "full login, CPU-ms per login" login_cpu_ms_per 0 "≤ 1.0"
-    row "idle TLS session, KiB per session (RSS delta / sessions)" idle_kib_per_session 0 "≤ 16"
+    echo "| workload | xmppd | Prosody | ejabberd | relay (floor) | target (issue 18) | xmppd vs Prosody | xmppd vs ejabberd | xmppd ÷ floor |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    row "message routing, CPU-s per 100k messages" route_cpu_s_per_100k 0 "≤ 0.23"
+    row "full login, CPU-ms per login ($(lg_opt login-concurrency 8) at a time)" login_cpu_ms_per 0 "≤ 0.45"
+    row "login latency p99, ms ($(lg_opt login-concurrency 8) concurrent logins)" login_latency_ms_p99 0 "≤ 15"
+    row "login latency p50, ms" login_latency_ms_p50 0 "—"
+    row "idle TLS session, KiB per session (RSS delta / $(lg_opt sessions 5000) sessions)" idle_kib_per_session 0 "≤ 16"
     row "idle TLS session, KiB per session (marginal, last 80 %)" idle_kib_per_session_marginal 0 "≤ 16"
-    row "presence fan-out, CPU-µs per delivered presence" fanout_cpu_us_per_delivery 0 "≤ 8"
+    row "presence fan-out, CPU-µs per delivered presence ($(lg_opt contacts 500) contacts)" fanout_cpu_us_per_delivery 0 "≤ 8"
     row "PEP fan-out, CPU-µs per delivered notification" pep_cpu_us_per_delivery 0 "≤ 8"
     row "PEP fan-out, ms until the last contact has a notification (median)" pep_last_ms_p50 0 "—"
     row "PEP fan-out, ms until the last contact has a notification (p99)" pep_last_ms_p99 0 "—"
@@ -468,21 +521,24 @@ row() {  # label key higher_is_better budget
     row "group chat, KiB per occupant (RSS growth from joining)" muc_kib_per_occupant 0 "—"
     row "offline messages stored per CPU-second" offline_stored_per_cpu_s 1 "≥ 20,000"
     row "offline messages fetched per CPU-second" offline_fetched_per_cpu_s 1 "≥ 100,000"
+    row "offline delivery on login, messages per wall second ($(lg_opt offline-messages 20000) queued)" offline_fetched_per_wall_s 1 "≥ 150,000"
+    row "messages lost (route + offline; bounces not counted)" messages_lost 0 "≤ 0"
     echo
-    echo "Ratios: how many times better xmppd is (other's cost / xmppd's cost; for rates xmppd / other)."
+    echo "Ratios: how many times better xmppd is (other's cost / xmppd's cost; for rates xmppd / other);"
+    echo "xmppd ÷ floor: xmppd's cost as a multiple of the raw TLS relay's (the issue's aim: ≤ 2×)."
     echo
     echo "Context (wall clock, counts):"
     echo
-    echo "| | xmppd | Prosody | ejabberd |"
-    echo "|---|---|---|---|"
-    for k in route_messages route_msgs_per_wall_s login_count login_wall_s idle_sessions idle_rss_before_kib idle_rss_after_kib idle_login_cpu_ms_per fanout_contacts fanout_deliveries pep_contacts pep_disco_answered pep_disco_during_measure pep_first_complete pep_deliveries pep_duplicates pep_complete pep_wall_s pep_loadgen_cpu_ms_per_round pep_rss_before_caps_kib pep_rss_after_first_kib muc_occupants muc_deliveries muc_join_wall_s muc_last_ms_max offline_sent offline_stored_per_wall_s offline_fetched offline_fetched_per_wall_s rc; do
+    echo "| | xmppd | Prosody | ejabberd | relay |"
+    echo "|---|---|---|---|---|"
+    for k in route_messages route_lost route_errors route_msgs_per_wall_s login_count login_failed login_wall_s login_latency_ms_p90 login_latency_ms_max idle_sessions idle_rss_before_kib idle_rss_after_kib idle_login_cpu_ms_per fanout_contacts fanout_deliveries pep_contacts pep_disco_answered pep_disco_during_measure pep_first_complete pep_deliveries pep_duplicates pep_complete pep_wall_s pep_loadgen_cpu_ms_per_round pep_rss_before_caps_kib pep_rss_after_first_kib muc_occupants muc_deliveries muc_join_wall_s muc_last_ms_max offline_sent offline_stored_per_wall_s offline_fetched offline_lost rc; do
         line="| $k |"
-        for s in xmppd prosody ejabberd; do line="$line $(get "$s" "$k" | sed 's/^$/—/') |"; done
+        for s in xmppd prosody ejabberd relay; do line="$line $(get "$s" "$k" | sed 's/^$/—/') |"; done
         echo "$line"
     done
     echo
     for s in $SERVERS; do
-        echo "- **$s**: ${VERSION[$s]}; ${NOTES[$s]}."
+        [ -z "${VERSION[$s]:-}" ] || echo "- **$s**: ${VERSION[$s]}; ${NOTES[$s]}."
     done
 } > "$OUT"
 cat "$OUT"
