@@ -27,20 +27,53 @@
 static strmap *g_events;   /* name -> (void *)(id + 1) */
 static size_t g_n_events;
 
+/* Every stanza fires the same few names (string literals at fixed
+ * addresses) several times: a small cache by address saves hashing them.
+ * An entry keeps its own copy of the name and is used only when the text
+ * still matches (a caller's buffer may hold another name at that address
+ * later). Unknown names are cached as -1; a new name and
+ * hooks_global_free empty the cache. */
+#define ID_CACHE_SLOTS 64
+#define ID_CACHE_NAME 40
+static struct {
+    const char *addr;
+    int id;
+    char name[ID_CACHE_NAME];
+} g_id_cache[ID_CACHE_SLOTS];
+
+static unsigned id_slot(const char *name)
+{
+    return (unsigned)(((uintptr_t)name >> 3) ^ ((uintptr_t)name >> 9)) % ID_CACHE_SLOTS;
+}
+
 /* Interned id of name, creating it when create; -1 when unknown (or OOM). */
 static int event_id(const char *name, bool create)
 {
+    unsigned slot = id_slot(name);
+    if (g_id_cache[slot].addr == name && strcmp(g_id_cache[slot].name, name) == 0)
+        return g_id_cache[slot].id;
     if (!g_events) {
         if (!create || !(g_events = strmap_new()))
             return -1;
     }
     void *v = strmap_get(g_events, name);
-    if (v)
-        return (int)((intptr_t)v - 1);
-    if (!create || g_n_events >= INT_MAX - 1 ||
-        strmap_put(g_events, name, (void *)(intptr_t)(g_n_events + 1)) < 0)
-        return -1;
-    return (int)g_n_events++;
+    int id = -1; /* unknown names are cached too: a new name empties the cache */
+    if (v) {
+        id = (int)((intptr_t)v - 1);
+    } else if (create) {
+        if (g_n_events >= INT_MAX - 1 ||
+            strmap_put(g_events, name, (void *)(intptr_t)(g_n_events + 1)) < 0)
+            return -1;
+        id = (int)g_n_events++;
+        memset(g_id_cache, 0, sizeof(g_id_cache));
+    }
+    size_t len = strlen(name);
+    if (len < ID_CACHE_NAME) {
+        g_id_cache[slot].addr = name;
+        g_id_cache[slot].id = id;
+        memcpy(g_id_cache[slot].name, name, len + 1);
+    }
+    return id;
 }
 
 /* ---- hook lists ------------------------------------------------------------ */
@@ -775,6 +808,7 @@ void hooks_global_free(void)
     strmap_free(g_events);
     g_events = NULL;
     g_n_events = 0;
+    memset(g_id_cache, 0, sizeof(g_id_cache));
 }
 
 /* ---- inspection (xmppctl hooks) --------------------------------------------- */
