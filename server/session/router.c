@@ -513,7 +513,8 @@ void router_from_client(xmppd_session *s, xmppd_stanza *st)
             bounce(&ev, "modify", "jid-malformed", NULL);
             return;
         }
-        xmppd_stanza_set_attr(st, "to", to->full);
+        if (strcmp(to_s, to->full) != 0) /* already prepared: most are */
+            xmppd_stanza_set_attr(st, "to", to->full);
     }
     ev.to = to;
     if (kind == K_IQ) {
