@@ -709,7 +709,17 @@ void xbuf_free(xbuf *b)
     *b = (xbuf){ 0 };
 }
 
-#define sb_put xbuf_put
+/* The serialiser writes a stanza in many small pieces: the common case,
+ * room enough, is inlined here; xbuf_put grows the buffer. */
+static inline void sb_put(xbuf *b, const char *s, size_t n)
+{
+    if (n && !b->oom && n <= b->cap - b->len) {
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+    } else {
+        xbuf_put(b, s, n);
+    }
+}
 static void sb_puts(xbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
 /* Which bytes need escaping: bit ESC_TEXT in character data, bit ESC_ATTR
@@ -743,17 +753,23 @@ static const char *escape_of(unsigned char c)
     }
 }
 
-/* Copies runs of plain bytes in one memcpy each. */
+/* Copies runs of plain bytes in one memcpy each; the scan for the next
+ * byte to escape looks at four bytes per step (most text has none). */
 static void sb_escaped(xbuf *b, const char *s, size_t n, int mode)
 {
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!(esc_class[c] & mode))
-            continue;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t run = 0, i = 0;
+    for (;;) {
+        while (i + 4 <= n && !((esc_class[u[i]] | esc_class[u[i + 1]] | esc_class[u[i + 2]] |
+                                esc_class[u[i + 3]]) & mode))
+            i += 4;
+        while (i < n && !(esc_class[u[i]] & mode))
+            i++;
+        if (i >= n)
+            break;
         sb_put(b, s + run, i - run);
-        sb_puts(b, escape_of(c));
-        run = i + 1;
+        sb_puts(b, escape_of(u[i]));
+        run = ++i;
     }
     sb_put(b, s + run, n - run);
 }

@@ -95,6 +95,42 @@ static void rfc6120_11_escaping_round_trip(void **state)
     xmppd_stanza_unref(m);
 }
 
+/* The escaper scans four bytes per step: every escapable byte is found at
+ * every offset of text and attribute values of every length up to 41,
+ * alone and next to another one (RFC 6120 §11.5). */
+static void rfc6120_11_escaping_at_every_offset(void **state)
+{
+    for (size_t n = 1; n <= 41; n++) {
+        for (size_t at = 0; at < n; at++) {
+            for (int pair = 0; pair < 2; pair++) {
+                char text[48], want[512];
+                memset(text, 'x', n);
+                text[n] = '\0';
+                text[at] = '<';
+                if (pair && at + 1 < n)
+                    text[at + 1] = '"';
+                xmppd_stanza *m = xmppd_stanza_new("m", NULL);
+                xmppd_stanza_set_attr(m, "v", text);
+                xmppd_stanza_add_text(m, text, n);
+                size_t w = 0;
+                w += (size_t)snprintf(want + w, sizeof(want) - w, "<m v='");
+                for (size_t i = 0; i < n; i++)
+                    w += (size_t)snprintf(want + w, sizeof(want) - w, "%s",
+                                          text[i] == '<' ? "&lt;" : text[i] == '"' ? "&quot;" : "x");
+                w += (size_t)snprintf(want + w, sizeof(want) - w, "'>");
+                for (size_t i = 0; i < n; i++)
+                    w += (size_t)snprintf(want + w, sizeof(want) - w, "%s",
+                                          text[i] == '<' ? "&lt;" : text[i] == '"' ? "\"" : "x");
+                snprintf(want + w, sizeof(want) - w, "</m>");
+                char *out = xmppd_stanza_to_string(m, NULL, NULL);
+                assert_string_equal(out, want);
+                free(out);
+                xmppd_stanza_unref(m);
+            }
+        }
+    }
+}
+
 /* Whitespace in attribute values and CR in text survive a round trip;
  * control characters XML cannot carry are dropped, not sent. */
 static void xml_1_0_normalisation_survives_round_trip(void **state)
@@ -698,6 +734,7 @@ int main(void)
         cmocka_unit_test(build_and_serialise),
         cmocka_unit_test(attributes_replace_and_remove),
         cmocka_unit_test(rfc6120_11_escaping_round_trip),
+        cmocka_unit_test(rfc6120_11_escaping_at_every_offset),
         cmocka_unit_test(xml_1_0_normalisation_survives_round_trip),
         cmocka_unit_test(rfc6120_4_8_3_child_namespaces),
         cmocka_unit_test(rfc6120_4_8_3_client_vs_server_default),
