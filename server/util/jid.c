@@ -31,13 +31,15 @@
 
 /* ---- preparation ---------------------------------------------------- */
 
-/* Does in[0..len) contain any byte of set? */
-static bool strpbrk_n(const char *in, size_t len, const char *set)
+/* Nodeprep's prohibited ASCII: space and "&'/:<>@ (RFC 3920 Appendix A.5). */
+static bool node_prohibited(unsigned char c)
 {
-    for (size_t i = 0; i < len; i++)
-        if (strchr(set, in[i]))
-            return true;
-    return false;
+    switch (c) {
+    case ' ': case '"': case '&': case '\'': case '/': case ':': case '<': case '>': case '@':
+        return true;
+    default:
+        return false;
+    }
 }
 
 /* Prepares in[0..len) with profile into a new malloc'd string of at most
@@ -53,16 +55,15 @@ static bool strpbrk_n(const char *in, size_t len, const char *set)
 static int prep_ascii(const char *in, size_t len, const Stringprep_profile *profile, char **out)
 {
     bool fold = profile != stringprep_xmpp_resourceprep;
-    bool node = profile == stringprep_xmpp_nodeprep;
+    bool node = profile == stringprep_xmpp_nodeprep, prohibited = false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)in[i];
         if (c < 0x20 || c > 0x7e)
             return 0; /* controls and non-ASCII: libidn decides */
+        prohibited |= node && node_prohibited(c);
     }
     *out = NULL;
-    if (len > XMPPD_JID_PART_MAX)
-        return 1;
-    if (node && strpbrk_n(in, len, " \"&'/:<>@"))
+    if (len > XMPPD_JID_PART_MAX || prohibited)
         return 1;
     char *buf = malloc(len + 1);
     if (buf == NULL)
@@ -155,8 +156,13 @@ static char *ipv4_literal(const char *in, size_t len)
 {
     char addr[INET_ADDRSTRLEN + 1];
     unsigned char bin[4];
-    if (len > INET_ADDRSTRLEN || memchr(in, '\0', len) != NULL)
+    if (len > INET_ADDRSTRLEN)
         return NULL;
+    /* inet_pton takes digits and dots only: a host name is told apart
+     * without a copy and a call (every routed address has a domain) */
+    for (size_t i = 0; i < len; i++)
+        if (!(in[i] >= '0' && in[i] <= '9') && in[i] != '.')
+            return NULL;
     memcpy(addr, in, len);
     addr[len] = '\0';
     if (inet_pton(AF_INET, addr, bin) != 1)
