@@ -130,6 +130,8 @@ typedef struct sess {
     char user[64];            /* from SASL PLAIN */
     char full[192];           /* user@domain/resource once bound */
     size_t bare_len;          /* length of user@domain in full */
+    char from_attr[208];      /* " from='FULL'", inserted into what it sends */
+    size_t from_len;
     bool bound, dirty, closing;
     struct sess *next_dirty, *next_dead, *hnext;
 } sess;
@@ -474,6 +476,7 @@ static void on_bind(sess *s, const char *el, size_t len)
         return;
     }
     s->bare_len = strlen(s->user) + 1 + strlen(domain);
+    s->from_len = (size_t)snprintf(s->from_attr, sizeof s->from_attr, " from='%s'", s->full);
     /* the newest session of a bare JID receives what is sent to it */
     uint32_t h = hash(s->full, s->bare_len);
     s->hnext = table[h];
@@ -505,10 +508,8 @@ static void relay(sess *s, const char *el, size_t len)
     while (nl < len && el[nl] != ' ' && el[nl] != '>' && el[nl] != '/' && el[nl] != '\t' &&
            el[nl] != '\n' && el[nl] != '\r')
         nl++;
-    char from[sizeof s->full + 16];
-    int fl = snprintf(from, sizeof from, " from='%s'", s->full);
     out_add(d, el, nl);
-    out_add(d, from, (size_t)fl);
+    out_add(d, s->from_attr, s->from_len);
     out_add(d, el + nl, len - nl);
 }
 
