@@ -426,6 +426,9 @@ for name in $SERVERS; do
         rw=$(relay_workloads)
         [ -n "$rw" ] || { log "relay: neither route nor login asked for, skipped"; continue; }
         SRV_ARGS+=(--plain --workloads "register,$rw")   # the last --workloads wins
+        # --quick routes 20,000 messages: 0.1 CPU-s per 100k would be two clock
+        # ticks; the relay gets 100,000 (a figure per 100k either way)
+        [ "$QUICK" = 0 ] || SRV_ARGS+=(--messages 100000)
     fi
     port=$(free_port)
     dir="$WORK/$name"
