@@ -22,7 +22,7 @@
 # --muc-occupants: occupants of the group chat room (default 1,000, quick 200).
 # --loadgen-args: extra options for the load generator, after the defaults
 # (e.g. "--pep-contacts 20 --pep-rounds 5" to try one workload small).
-# Default run: about 25-30 minutes; --quick: about 5 minutes (smaller counts).
+# Default run: about 25-30 minutes; --quick: about 10 minutes (smaller counts).
 # Needs root for apt-get (Prosody, ejabberd) and to run ejabberd as its own user.
 # Never part of the pass/fail test suite.
 set -euo pipefail
@@ -41,7 +41,7 @@ WORKLOADS=""
 EXTRA_LG_ARGS=""
 LOGLEVEL=${BENCH_LOGLEVEL:-info}
 
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) QUICK=1; shift ;;
