@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/metrics.h"
+#include "session/place.h"
 #include "session/session.h"
 #include "xml/fanout.h"
 
@@ -413,6 +414,9 @@ static const char *const served_names[] = { "message/domain", "presence/domain",
 static bool route_served(xmppd_event *ev, int kind)
 {
     const char *name = ev->name;
+    /* a room (say) placed on another node of a cluster goes there */
+    if (place_route(ev))
+        return true;
     ev->name = served_names[kind];
     int rc = domains_dispatch(ev);
     if (rc == DOMAINS_NONE) {
@@ -436,7 +440,10 @@ static void route(xmppd_event *ev, int kind)
     }
     if (route_served(ev, kind))
         return;
-    /* XEP-0114 external components (s2s/component.c). */
+    /* XEP-0114 external components (s2s/component.c), here or attached
+     * to another node of a cluster. */
+    if (place_component(ev))
+        return;
     int comp = component_route ? component_route(ev->to, ev->stanza) : ROUTE_NONE;
     if (comp == ROUTE_OFFLINE)
         bounce(ev, NULL, "service-unavailable", NULL);
