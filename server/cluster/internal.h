@@ -115,6 +115,26 @@ void registry_unsent(const char *node, const char *kind, const char *arg, const 
 /* Remote sessions of node now (for logs and tests). */
 size_t registry_count(const char *node);
 
+/* ---- place.c: rooms and components across nodes ---- */
+void place_start(void);
+void place_stop(void);
+/* The peers changed (at a heartbeat, or one left): when the set of live
+ * nodes is not what it was, placed JIDs move (place_moved). */
+void place_nodes(void);
+/* node's components hash, read with its sessions. */
+void place_load(const char *node);
+/* node died or left (closed: we speak for it and delete its hash). */
+void place_forget(const char *node, bool closed);
+/* Redis is back or we joined: our components are written again. */
+void place_republish(void);
+/* A frame of place.c's kinds ("place", "comp", "uncomp"): true when it
+ * was one. */
+bool place_frame(const char *kind, const char *node, const char *arg, const char *body,
+                 size_t blen);
+/* One we sent that node did not take in time: true when it was ours. */
+bool place_unsent(const char *node, const char *kind, const char *arg, const char *body,
+                  size_t blen);
+
 /* ---- node.c ---- */
 /* A peer announced it is leaving, or was found dead (closed: by us, who
  * then speak for its sessions). */

@@ -46,6 +46,7 @@ static peer *peer_find(const char *name)
 void node_forget(const char *name, bool closed)
 {
     registry_drop_node(name, closed);
+    place_forget(name, closed);
     peer *p = peer_find(name);
     if (!p)
         return;
@@ -53,6 +54,7 @@ void node_forget(const char *name, bool closed)
     free(p->name);
     free(p->version);
     *p = g_cluster.peers[--g_cluster.n_peers];
+    place_nodes();
 }
 
 void node_resync(const char *name)
@@ -85,6 +87,7 @@ static void load_peer(peer *p)
     if (l && k && (l->node = strdup(p->name)) &&
         redis_commandf(g_cluster.cmd, on_load, l, "HGETALL %s", k) == 0) {
         free(k);
+        place_load(p->name);
         return;
     }
     if (l)
@@ -187,6 +190,7 @@ static void on_infos(redisReply *r, void *ud)
         for (size_t i = g_cluster.n_peers; i-- > 0;)
             if (!g_cluster.peers[i].seen)
                 node_forget(g_cluster.peers[i].name, false);
+        place_nodes();
     }
     names_free(ns);
 }
@@ -498,6 +502,7 @@ int cluster_start(const xmppd_config *cfg, char *err, size_t errlen)
     g_cluster.hosts = hosts_of(cfg);
     g_cluster.srv.client_name = g_cluster.client_name;
     registry_start();
+    place_start();
     static const redis_conn_ops cmd_ops = { .up = cmd_up, .down = cmd_down };
     static const redis_conn_ops sub_ops = { .up = sub_up, .down = sub_down,
                                             .message = link_on_message };
@@ -562,6 +567,7 @@ void cluster_stop(void)
     queue_stop();
     redis_conn_free(g_cluster.sub);
     redis_conn_free(g_cluster.cmd);
+    place_stop();
     registry_stop();
     for (size_t i = 0; i < g_cluster.n_peers; i++) {
         free(g_cluster.peers[i].name);

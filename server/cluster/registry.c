@@ -368,7 +368,7 @@ void registry_frame(const char *kind, const char *node, const char *arg, const c
         node_resync(node);
     else if (strcmp(kind, "bye") == 0)
         node_forget(node, false); /* its sessions ended there, with their events */
-    else
+    else if (!place_frame(kind, node, arg, body, blen))
         log_kernel("cluster", XMPPD_LOG_DEBUG, "unknown frame %s from %s", kind, node);
 }
 
@@ -407,6 +407,8 @@ static void unsent_each(const char *to, const xmppd_stanza *st, void *ud)
 void registry_unsent(const char *node, const char *kind, const char *arg, const char *body,
                      size_t blen)
 {
+    if (place_unsent(node, kind, arg, body, blen))
+        return;
     if (strcmp(kind, "routes") == 0) {
         each_recipient(body, blen, unsent_each, (void *)node);
         return;
@@ -591,6 +593,7 @@ void registry_republish(void)
      * others load it again. */
     redis_commandf(g_cluster.cmd, NULL, NULL, "DEL %s", g_cluster.k_sessions);
     xmppd_host_sessions(NULL, republish_one, NULL);
+    place_republish();
     link_publish(g_cluster.ch_reg, "reset", "", NULL, 0);
 }
 
