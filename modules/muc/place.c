@@ -1,0 +1,44 @@
+/* Rooms across the nodes of a cluster (docs/cluster.md, "Components,
+ * rooms and s2s across nodes"). The kernel places every room JID on one
+ * live node (xmppd_cluster_place) and routes stanzas for it there; this
+ * file follows when the nodes change. A room placed elsewhere now leaves
+ * memory: its occupants get 110 + 332 (XEP-0045 §11.2), so their clients
+ * join again and reach the room on its new node; a persistent room's
+ * state and archive stay in storage, a temporary room ends (its archive
+ * goes, as when it empties). Stored rooms placed here now are restored as
+ * at start. A node that died tells nobody: its rooms' occupants find out
+ * with a XEP-0410 self-ping, which the room on its new node answers with
+ * <not-acceptable/> (they are not in it). */
+#include "muc.h"
+#include "muc_store.h"
+
+static void let_go(muc_service *svc)
+{
+    size_t n = 0;
+    muc_room **rooms = muc_rooms_all(svc, &n);
+    for (size_t i = 0; i < n; i++) {
+        muc_room *room = rooms[i];
+        if (xmppd_cluster_mine(muc_room_jid(room)))
+            continue;
+        xmppd_log(svc->m, XMPPD_LOG_INFO, "room %s moves to another node (%zu occupants told)",
+                  muc_room_jid(room), room->n_occupants);
+        muc_tell_shutdown(room);
+        if (!room->cfg.persistent)
+            muc_store_purge_archive(svc, muc_room_jid(room));
+        muc_room_free(room);
+    }
+    free(rooms);
+}
+
+void muc_on_moved(void *ud)
+{
+    muc_service *svc = ud;
+    if (!svc->restore_started)
+        return; /* the first restore takes the rooms placed here then */
+    if (!svc->ready) {
+        svc->moved_again = true; /* once the restore running now is over */
+        return;
+    }
+    let_go(svc);
+    muc_rooms_adopt(svc);
+}
