@@ -8,7 +8,11 @@
  * goes, as when it empties). Stored rooms placed here now are restored as
  * at start. A node that died tells nobody: its rooms' occupants find out
  * with a XEP-0410 self-ping, which the room on its new node answers with
- * <not-acceptable/> (they are not in it). */
+ * <not-acceptable/> (they are not in it). Occupants whose own node died
+ * leave the rooms here as ghosts (333). */
+#include <stdlib.h>
+#include <string.h>
+
 #include "muc.h"
 #include "muc_store.h"
 
@@ -30,6 +34,41 @@ static void let_go(muc_service *svc)
     free(rooms);
 }
 
+/* Occupants whose session was on a node that died: only the node that
+ * spoke for the dead node fired "session-closed" for them, so rooms here
+ * may still list them. A session of one of our hosts that no node has any
+ * more is a ghost (XEP-0045 §18.1.2): it leaves with 333. */
+static void drop_ghosts(muc_service *svc)
+{
+    size_t n = 0, n_gone = 0;
+    muc_room **rooms = muc_rooms_all(svc, &n);
+    char **gone = NULL;
+    for (size_t i = 0; i < n; i++)
+        for (muc_occupant *occ = rooms[i]->occ_head; occ; occ = occ->next)
+            for (muc_sess *s = occ->sessions; s; s = s->next) {
+                if (!xmppd_host_find(s->jid->domain) || xmppd_session_find(s->jid))
+                    continue;
+                char **v = realloc(gone, (n_gone + 1) * sizeof(*v));
+                if (!v)
+                    break;
+                gone = v;
+                if ((v[n_gone] = strdup(s->jid->full)))
+                    n_gone++;
+            }
+    free(rooms);
+    for (size_t i = 0; i < n_gone; i++) {
+        muc_sess *s;
+        while ((s = muc_sessions_of(svc, gone[i]))) {
+            muc_room *room = s->occ->room;
+            muc_room_hold(room);
+            muc_sess_gone(s, true);
+            muc_room_release(room);
+        }
+        free(gone[i]);
+    }
+    free(gone);
+}
+
 void muc_on_moved(void *ud)
 {
     muc_service *svc = ud;
@@ -40,5 +79,6 @@ void muc_on_moved(void *ud)
         return;
     }
     let_go(svc);
+    drop_ghosts(svc);
     muc_rooms_adopt(svc);
 }

@@ -19,6 +19,7 @@
   the other (the dialback secret derives from cluster.secret).
 """
 
+import json
 import secrets
 import time
 
@@ -141,6 +142,22 @@ def close(*clients):
 
 def live_nodes_seen(srv, n):
     wait_status(srv, lambda st: len(st["nodes"]) == n)
+
+
+def wait_stored(pg_dsn, room, pred, archived=0):
+    """Waits until PostgreSQL holds the room's state with pred(state) true
+    and at least `archived` archived messages: storage writes are
+    asynchronous, and a node killed before they land takes them along."""
+    deadline = time.monotonic() + scaled(10)
+    while True:
+        doc = pg_cluster.psql(pg_dsn, "SELECT value FROM xmppd_kv WHERE store = 'muc_rooms' "
+                              "AND username = '%s'" % room).strip()
+        n = int(pg_cluster.psql(pg_dsn, "SELECT count(*) FROM xmppd_archive WHERE store = "
+                                "'muc_archive' AND username = '%s'" % room).strip())
+        if doc and pred(json.loads(doc)) and n >= archived:
+            return
+        assert time.monotonic() < deadline, "never stored: %s, %d archived" % (doc, n)
+        time.sleep(0.1)
 
 
 # ---- MUC stanzas ----------------------------------------------------------------------
@@ -330,7 +347,7 @@ def test_xep0045_users_on_two_nodes_share_one_room(cluster):
     close(ca, cb)
 
 
-def test_xep0045_room_survives_its_node_kill9(cluster):
+def test_xep0045_room_survives_its_node_kill9(cluster, pg_dsn):
     """Issue 20: kill -9 of the node a persistent room lives on; the
     survivor serves it from storage: its configuration (name), its
     affiliations (owner, member), its subject and its history. A XEP-0410
@@ -355,6 +372,10 @@ def test_xep0045_room_survives_its_node_kill9(cluster):
         groupchat(cb, room, "h%d" % i)
         ca.wait_for(lambda e, i=i: e.findtext(q(NS_CLIENT, "body")) == "h%d" % i)
     assert self_ping(ca, room + "/alice") == ("result", None)
+    wait_stored(pg_dsn, room, lambda d: (d["config"].get("name") == "Survivor" and
+                                         carol.jid in d["affiliations"] and
+                                         (d.get("subject") or {}).get("text") == "Before the crash"),
+                archived=3)
     n0.kill()
     live_nodes_seen(n1, 1)
     # node0 said nothing when it died: the self-ping tells the client
@@ -384,7 +405,27 @@ def test_xep0045_room_survives_its_node_kill9(cluster):
     close(ca, cb)
 
 
-def test_xep0045_11_2_room_moves_to_a_joining_node(cluster):
+def test_xep0045_18_1_2_occupant_of_a_dead_node_leaves(cluster):
+    """XEP-0045 §18.1.2 (ghosts) across nodes: of three nodes, the one an
+    occupant is connected to dies (kill -9); the room, on another node,
+    removes that occupant (unavailable presence to the others) whichever
+    node spoke for the dead one, instead of keeping a ghost."""
+    n0, n1, n2 = cluster(3)
+    room = room_on("node0", ["node0", "node1", "node2"])
+    alice, bob = accounts(n0, 2)
+    ca = login(n1, alice, "a")
+    cb = login(n2, bob, "b")
+    join(ca, room, "alice")
+    configure(ca, room, {})
+    join(cb, room, "bob")
+    ca.wait_for(is_presence_from(room + "/bob"))
+    n2.kill()
+    el = ca.wait_for(is_presence_from(room + "/bob", "unavailable"), timeout=scaled(10))
+    assert 110 not in codes(el)
+    close(ca)
+
+
+def test_xep0045_11_2_room_moves_to_a_joining_node(cluster, pg_dsn):
     """Issue 20 "moved when the node set changes": node1 joins a running
     node0; a room the pair places on node1 leaves node0, whose occupant
     gets unavailable presence with 110 and 332 (XEP-0045 §11.2); joining
@@ -397,6 +438,7 @@ def test_xep0045_11_2_room_moves_to_a_joining_node(cluster):
     join(ca, room, "alice")
     configure(ca, room, {"muc#roomconfig_roomname": "Mover",
                          "muc#roomconfig_persistentroom": "1"})
+    wait_stored(pg_dsn, room, lambda d: d["config"].get("name") == "Mover")
     cluster.add("node1")
     el = ca.wait_for(is_presence_from(room + "/alice", "unavailable"), timeout=scaled(10))
     assert {110, 332} <= codes(el), codes(el)
