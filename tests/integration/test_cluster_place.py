@@ -31,23 +31,16 @@ from conftest import Account, unique_user
 from prosody_peer import TestCA
 from test_cluster import (cluster_config, got_body, pg_dsn,  # noqa: F401 (fixtures)
                           redis, wait_status)
-from xmpptest import (NS_CLIENT, PoliteClient, error_condition, free_port, q, raw_component,
-                      scaled)
+from muc_util import (MUC, NS_ADMIN, NS_DELAY, NS_DISCO_INFO, NS_MUC, NS_OWNER, NS_PING, NS_USER,
+                      codes)
+from xmpptest import (NS_CLIENT, NS_COMPONENT, PoliteClient, RawClient, component_handshake_value,
+                      error_condition, free_port, q, raw_component, scaled)
 
 pytestmark = pytest.mark.skipif(not (redis_server.available() and pg_cluster.available()),
                                 reason="redis-server or PostgreSQL not installed")
 
 GW = "gw.localhost"
 GW_SECRET = "gateway-secret-for-the-cluster"
-MUC = "conference.localhost"
-NS_COMPONENT = "jabber:component:accept"
-NS_MUC = "http://jabber.org/protocol/muc"
-NS_USER = NS_MUC + "#user"
-NS_OWNER = NS_MUC + "#owner"
-NS_ADMIN = NS_MUC + "#admin"
-NS_PING = "urn:xmpp:ping"
-NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
-NS_DELAY = "urn:xmpp:delay"
 M64 = (1 << 64) - 1
 
 
@@ -135,6 +128,15 @@ def login(srv, account, resource):
     return c
 
 
+def synced(*servers):
+    """Waits until each node's copy of the registry holds as many sessions
+    of every other node as that node reported at its last heartbeat: a
+    stanza routed to a session that just bound elsewhere then finds it."""
+    for srv in servers:
+        wait_status(srv, lambda st: all(n.get("registered") == n["sessions"]
+                                        for n in st["nodes"] if not n["self"]))
+
+
 def close(*clients):
     for c in clients:
         c.__exit__(None, None, None)
@@ -161,11 +163,6 @@ def wait_stored(pg_dsn, room, pred, archived=0):
 
 
 # ---- MUC stanzas ----------------------------------------------------------------------
-
-def codes(el):
-    x = el.find(q(NS_USER, "x"))
-    return {int(s.get("code")) for s in x.findall(q(NS_USER, "status"))} if x is not None else set()
-
 
 def is_presence_from(jid, type_=None):
     return lambda e: (e.tag == q(NS_CLIENT, "presence") and e.get("from") == jid and
@@ -230,6 +227,7 @@ def test_xep0114_component_on_one_node_reached_from_the_other(cluster):
     (bob,) = accounts(n0, 1)
     comp = raw_component(n0.comp_port, GW, GW_SECRET)
     cb = login(n1, bob, "b")
+    synced(n0, n1)
     # the attach travels to node1 in milliseconds; a stanza sent before it
     # would get service-unavailable, so the first one is retried
     deadline = time.monotonic() + scaled(5)
@@ -267,7 +265,6 @@ def test_xep0114_component_on_one_node_reached_from_the_other(cluster):
 
 def raw_component_refused(port):
     """The stream error a second component for GW gets."""
-    from xmpptest import RawClient, component_handshake_value
     with RawClient(port, domain=GW) as rc:
         rc.open_stream(features=False, to=GW, xmlns=NS_COMPONENT, version=None, lang=None)
         rc.send("<handshake>%s</handshake>"
@@ -284,6 +281,7 @@ def test_xep0114_component_gone_answers_service_unavailable(cluster):
     n0, n1 = cluster(2)
     (bob,) = accounts(n0, 1)
     cb = login(n1, bob, "b")
+    synced(n0, n1)
 
     def bounced(mid):
         cb.send("<message to='x@%s' id='%s' type='chat'><body>?</body></message>" % (GW, mid))
@@ -322,6 +320,7 @@ def test_xep0045_users_on_two_nodes_share_one_room(cluster):
     alice, bob = accounts(n0, 2)
     ca = login(n1, alice, "a")
     cb = login(n0, bob, "b")
+    synced(n0, n1)
     el = join(ca, room, "alice")
     assert 201 in codes(el), "the room was not created: %s" % codes(el)
     configure(ca, room, {"muc#roomconfig_roomname": "Shared", "muc#roomconfig_changesubject": "1"})
@@ -358,6 +357,7 @@ def test_xep0045_room_survives_its_node_kill9(cluster, pg_dsn):
     alice, bob, carol = accounts(n1, 3)
     ca = login(n1, alice, "a")
     cb = login(n1, bob, "b")
+    synced(n0, n1)
     join(ca, room, "alice")
     configure(ca, room, {"muc#roomconfig_roomname": "Survivor",
                          "muc#roomconfig_persistentroom": "1"})
@@ -415,6 +415,7 @@ def test_xep0045_18_1_2_occupant_of_a_dead_node_leaves(cluster):
     alice, bob = accounts(n0, 2)
     ca = login(n1, alice, "a")
     cb = login(n2, bob, "b")
+    synced(n0, n1, n2)
     join(ca, room, "alice")
     configure(ca, room, {})
     join(cb, room, "bob")
@@ -496,10 +497,7 @@ def test_rfc6120_13_s2s_with_users_on_both_nodes(server_factory, redis, pg_dsn, 
     c0 = login(n0, u0, "n0")
     c1 = login(n1, u1, "n1")
     cw = login(other, w, "w")
-    wait_status(n0, lambda st: sum(x.get("registered", x["sessions"]) for x in st["nodes"]
-                                   if not x["self"]) == 1)
-    wait_status(n1, lambda st: sum(x.get("registered", x["sessions"]) for x in st["nodes"]
-                                   if not x["self"]) == 1)
+    synced(n0, n1)
     timeout = scaled(20)
     for c, tag in ((c0, "from-node0"), (c1, "from-node1")):
         c.send("<message to='%s' type='chat'><body>%s</body></message>" % (cw.jid, tag))
