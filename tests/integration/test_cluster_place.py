@@ -292,6 +292,9 @@ def test_xep0114_component_gone_answers_service_unavailable(cluster):
     comp.send("<message from='probe@%s' to='%s' type='chat'><body>up</body></message>"
               % (GW, cb.jid))
     cb.wait_for(got_body("up"))
+    # a clean close: a stanza racing a dropped socket is lost on one node too
+    comp.close_stream()
+    assert comp.wait_closed(scaled(5))
     comp.close()
     assert bounced("g1") == ("error", "service-unavailable")
     # attached again, then its node dies under it
