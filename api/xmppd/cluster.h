@@ -17,8 +17,8 @@
  * left or joined) moved(ud) runs on every node, on the loop: the module
  * lets go of what is no longer its own (xmppd_cluster_mine) and takes up
  * from storage what now is. Without a cluster every JID is this node's
- * and moved never runs. From load() on; withdrawn when m unloads. 0, or -1
- * when m does not serve domain or on OOM. */
+ * and moved never runs. From load() on, after xmppd_domain_serve; withdrawn
+ * when m unloads. 0, or -1 when domain is not served or on OOM. */
 int xmppd_cluster_place(xmppd_module *m, const char *domain, void (*moved)(void *ud), void *ud);
 /* Is bare (node@domain of a placed domain) placed on this node now? true
  * without a cluster and for JIDs of domains nobody placed. */
