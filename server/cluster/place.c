@@ -88,8 +88,38 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+static void comps_drop(const char *node);
+
+/* Components of nodes that are neither us nor live peers: an attach
+ * announced by a node that died before we ever saw it. A node seen later
+ * has its hash read then (place_load). */
+static int stale_node(const char *key, void *value, void *ud)
+{
+    const comp *c = value;
+    for (size_t i = 0; i < g_cluster.n_peers; i++)
+        if (strcmp(g_cluster.peers[i].name, c->node) == 0)
+            return 0;
+    *(const char **)ud = c->node;
+    return 1;
+}
+
+static void comps_prune(void)
+{
+    for (;;) {
+        const char *node = NULL;
+        if (g_comps)
+            strmap_foreach(g_comps, stale_node, &node);
+        char *copy = node ? strdup(node) : NULL;
+        if (!copy)
+            return;
+        comps_drop(copy);
+        free(copy);
+    }
+}
+
 void place_nodes(void)
 {
+    comps_prune();
     size_t n = g_cluster.n_peers + 1, len = 1;
     const char **v = calloc(n, sizeof(*v));
     if (!v)

@@ -263,6 +263,22 @@ def test_xep0114_component_on_one_node_reached_from_the_other(cluster):
     comp.close()
 
 
+def test_xep0114_component_known_to_a_node_that_joins_later(cluster):
+    """XEP-0114 across nodes: a node that joins after the component
+    attached learns it from the registry in Redis (not from the attach
+    announcement, sent before it existed), and routes to it."""
+    (n0,) = cluster(1)
+    comp = raw_component(n0.comp_port, GW, GW_SECRET)
+    n1 = cluster.add("node1")
+    (bob,) = accounts(n0, 1)
+    cb = login(n1, bob, "b")
+    cb.send("<iq type='get' id='j1' to='%s'><query xmlns='jabber:iq:version'/></iq>" % GW)
+    req = comp.wait_for(lambda e: e.tag == q(NS_COMPONENT, "iq") and e.get("id") == "j1")
+    assert req.get("from") == cb.jid
+    close(cb)
+    comp.close()
+
+
 def raw_component_refused(port):
     """The stream error a second component for GW gets."""
     with RawClient(port, domain=GW) as rc:
