@@ -105,7 +105,8 @@ static int stale_node(const char *key, void *value, void *ud)
 
 static void comps_prune(void)
 {
-    for (;;) {
+    /* at most one pass per entry, even if a drop fails (OOM) */
+    for (size_t left = g_comps ? strmap_count(g_comps) : 0; left > 0; left--) {
         const char *node = NULL;
         if (g_comps)
             strmap_foreach(g_comps, stale_node, &node);
