@@ -527,3 +527,39 @@ def test_rfc6120_13_s2s_with_users_on_both_nodes(server_factory, redis, pg_dsn, 
         m = c.wait_for(got_body(tag), timeout=timeout)
         assert m.get("from") == cw.jid
     close(c0, c1, cw)
+
+
+def test_redis_away_room_on_other_node_answers_wait(server_factory, pg_dsn):
+    """docs/cluster.md: with Redis stopped, a message to a room placed on
+    another node gets <recipient-unavailable/> (RFC 6120 §8.3.3.13, type
+    wait) instead of a second room made here; Redis back (restarted empty),
+    the room is still on its node with its occupant, and talking works."""
+    r = redis_server.Redis().start()
+    try:
+        name = "p" + secrets.token_hex(4)
+        n0 = start_node(server_factory, r, pg_dsn, name, "node0")
+        n1 = start_node(server_factory, r, pg_dsn, name, "node1")
+        for srv in (n0, n1):
+            live_nodes_seen(srv, 2)
+        room = room_on("node0", ["node0", "node1"])
+        (alice,) = accounts(n0, 1)
+        ca = login(n1, alice, "a")
+        synced(n0, n1)
+        join(ca, room, "alice")
+        configure(ca, room, {})
+        r.stop()
+        wait_status(n1, lambda st: not st["redis_up"])
+        ca.send("<message to='%s' type='groupchat' id='down'><body>x</body></message>" % room)
+        err = ca.wait_for(lambda e: e.tag == q(NS_CLIENT, "message") and e.get("id") == "down")
+        assert error_condition(err) == ("wait", "recipient-unavailable")
+        r.start()
+        for srv in (n0, n1):
+            wait_status(srv, lambda st: st["redis_up"] and len(st["nodes"]) == 2,
+                        timeout=scaled(15))
+        synced(n0, n1)
+        assert self_ping(ca, room + "/alice") == ("result", None)
+        groupchat(ca, room, "back")
+        ca.wait_for(lambda e: e.findtext(q(NS_CLIENT, "body")) == "back")
+        close(ca)
+    finally:
+        r.destroy()
