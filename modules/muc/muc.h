@@ -224,6 +224,7 @@ struct muc_service {
     xmppd_pending **held;        /* stanzas that came while restoring */
     size_t n_held, cap_held;
     bool moved_again;            /* the cluster's nodes changed during a restore (place.c) */
+    xmppd_timer *ghost_timer;    /* place.c: the check for occupants of dead nodes */
     char **forget;               /* deleted accounts waiting for the restore (owned) */
     size_t n_forget;
 };

@@ -9,7 +9,7 @@
  * at start. A node that died tells nobody: its rooms' occupants find out
  * with a XEP-0410 self-ping, which the room on its new node answers with
  * <not-acceptable/> (they are not in it). Occupants whose own node died
- * leave the rooms here as ghosts (333). */
+ * leave the rooms here as ghosts (333), a few seconds later. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,9 +37,16 @@ static void let_go(muc_service *svc)
 /* Occupants whose session was on a node that died: only the node that
  * spoke for the dead node fired "session-closed" for them, so rooms here
  * may still list them. A session of one of our hosts that no node has any
- * more is a ghost (XEP-0045 §18.1.2): it leaves with 333. */
-static void drop_ghosts(muc_service *svc)
+ * more is a ghost (XEP-0045 §18.1.2): it leaves with 333. The check runs
+ * GHOST_GRACE_MS after the change: a node that only seemed gone (Redis
+ * restarted empty, and a node read the node list before the others wrote
+ * themselves in again) has its sessions back by then. */
+#define GHOST_GRACE_MS 5000
+
+static uint64_t drop_ghosts(void *ud)
 {
+    muc_service *svc = ud;
+    svc->ghost_timer = NULL;
     size_t n = 0, n_gone = 0;
     muc_room **rooms = muc_rooms_all(svc, &n);
     char **gone = NULL;
@@ -67,6 +74,7 @@ static void drop_ghosts(muc_service *svc)
         free(gone[i]);
     }
     free(gone);
+    return 0;
 }
 
 void muc_on_moved(void *ud)
@@ -79,6 +87,7 @@ void muc_on_moved(void *ud)
         return;
     }
     let_go(svc);
-    drop_ghosts(svc);
+    if (!svc->ghost_timer)
+        svc->ghost_timer = xmppd_timer_add(svc->m, GHOST_GRACE_MS, drop_ghosts, svc);
     muc_rooms_adopt(svc);
 }
