@@ -18,6 +18,7 @@ typedef struct peer {
     long long sessions;
     bool synced;   /* its sessions were loaded since our subscriber came up */
     bool seen;     /* listed at the current heartbeat */
+    char *hosts;   /* the hosts it serves (sorted, space-separated), or NULL */
 } peer;
 
 typedef struct cluster {
@@ -115,7 +116,22 @@ void registry_unsent(const char *node, const char *kind, const char *arg, const 
 /* Remote sessions of node now (for logs and tests). */
 size_t registry_count(const char *node);
 
+/* ---- cstate.c ---- */
+/* The SDK calls of api/xmppd/cluster.h reach the cluster (session_cluster). */
+void cstate_start(void);
+void cstate_stop(void);
+/* An "inval" frame from node: "cluster-invalidate" fires for bare's module
+ * (body, blen bytes). */
+void cstate_inval(const char *node, const char *bare, const char *body, size_t blen);
+
+/* ---- reload.c ---- */
+/* The live nodes' hosts against cfg's (reload.c): NULL when they match
+ * (or no other node is known), else why not (malloc'd). */
+char *node_hosts_mismatch(const xmppd_config *cfg);
+
 /* ---- node.c ---- */
+/* cfg's hosts, sorted, space-separated (malloc'd, NULL on OOM). */
+char *cluster_hosts_of(const xmppd_config *cfg);
 /* A peer announced it is leaving, or was found dead (closed: by us, who
  * then speak for its sessions). */
 void node_forget(const char *name, bool closed);
