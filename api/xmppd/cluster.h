@@ -12,6 +12,7 @@
 #include <stdbool.h>
 
 #include "module.h"
+#include "stanza.h"
 
 /* ---- per-session and per-account state across nodes (cstate) ---------------------- */
 
@@ -30,6 +31,12 @@ const char *xmppd_cluster_node(void);
  * session (its own node marks it). */
 int xmppd_session_mark(xmppd_session *s, const char *mark, bool on);
 bool xmppd_session_marked(const xmppd_session *s, const char *mark);
+
+/* Was st routed here by another node (handled now because a frame
+ * brought it)? Such a stanza passed its sender's node first: a client's
+ * stanza its outbound rules there ("pre-route"), an error the decision
+ * that made it. false on a single server. */
+bool xmppd_cluster_arrived(const xmppd_stanza *st);
 
 /* Invalidation: m changed (and stored) what it keeps for the account
  * node@(m's host). The other nodes fire "cluster-invalidate" on that host

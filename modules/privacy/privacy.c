@@ -842,9 +842,13 @@ static int pv_on_inbound(xmppd_event *ev, void *ud)
     const xmppd_jid *to = ev->to, *from = ev->from;
     if (!to || !to->node || !from || ev->stanza == pv_exempt || pv_self(to, from))
         return XMPPD_PASS;
-    /* Stanzas that skipped pre-route: the sender's outbound rules. */
+    /* Stanzas that skipped pre-route: the sender's outbound rules. Not for
+     * an error another node of the cluster made and sent here: it was
+     * decided there (this module's own errors, exempt there, must reach a
+     * blocked sender: XEP-0191 §3.5). */
     const xmppd_jid *sj = ev->session ? xmppd_session_jid(ev->session) : NULL;
-    if (!(sj && xmppd_jid_equal(sj, from)) && pv_out_denied(from, to, ev->stanza, NULL))
+    bool decided = pv_no_error(ev->stanza) && xmppd_cluster_arrived(ev->stanza);
+    if (!(sj && xmppd_jid_equal(sj, from)) && !decided && pv_out_denied(from, to, ev->stanza, NULL))
         return XMPPD_HANDLED;
     pv_acct *a = pv_acct_get(mod, to->node);
     if (a && a->loading)

@@ -70,7 +70,8 @@ void cstate_inval(const char *node, const char *bare, const char *body, size_t b
     xmppd_jid_free(jid);
 }
 
-static session_cluster g_ops = { .invalidate = invalidate, .answer = answer };
+static session_cluster g_ops = { .invalidate = invalidate, .answer = answer,
+                                 .arrived = registry_arrived };
 
 void cstate_start(void)
 {

@@ -113,6 +113,8 @@ void registry_republish(void);
  * stanza is bounced or, for an account, handled here. */
 void registry_unsent(const char *node, const char *kind, const char *arg, const char *body,
                      size_t blen);
+/* st is the stanza a frame from another node brought, being handled. */
+bool registry_arrived(const xmppd_stanza *st);
 /* Remote sessions of node now (for logs and tests). */
 size_t registry_count(const char *node);
 

@@ -503,6 +503,11 @@ static int count_node(const char *key, void *value, void *ud)
     return 0;
 }
 
+bool registry_arrived(const xmppd_stanza *st)
+{
+    return st == g_arrived;
+}
+
 size_t registry_count(const char *node)
 {
     counter c = { node, 0 };

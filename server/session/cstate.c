@@ -25,6 +25,11 @@ API const char *xmppd_cluster_node(void)
     return g_session_cluster ? g_session_cluster->node : NULL;
 }
 
+API bool xmppd_cluster_arrived(const xmppd_stanza *st)
+{
+    return g_session_cluster && st && g_session_cluster->arrived(st);
+}
+
 /* ---- marks -------------------------------------------------------------------- */
 
 static bool mark_ok(const char *mark)

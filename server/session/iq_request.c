@@ -89,9 +89,9 @@ bool iq_requests_answer(xmppd_event *ev)
 {
     const char *type = xmppd_stanza_attr(ev->stanza, "type");
     const char *id = xmppd_stanza_attr(ev->stanza, "id");
-    if (!g_requests || !type || !id || (strcmp(type, "result") != 0 && strcmp(type, "error") != 0))
+    if (!type || !id || (strcmp(type, "result") != 0 && strcmp(type, "error") != 0))
         return false;
-    iq_req *r = strmap_get(g_requests, id);
+    iq_req *r = g_requests ? strmap_get(g_requests, id) : NULL;
     if (!r) {
         /* In a cluster the client may be on another node than the one
          * that asked: its answer goes back there (the id names it). */

@@ -168,6 +168,8 @@ typedef struct session_cluster {
     int (*invalidate)(xmppd_host *h, const char *bare, const char *module);
     /* ev, an IQ answer, goes to node (which asked): true when sent */
     bool (*answer)(const char *node, xmppd_event *ev);
+    /* st came in a frame from another node and is being handled */
+    bool (*arrived)(const xmppd_stanza *st);
 } session_cluster;
 void session_set_cluster(const session_cluster *c);
 extern const session_cluster *g_session_cluster;
