@@ -23,8 +23,8 @@ typedef struct peer {
 
 typedef struct cluster {
     /* our copy of the configuration's section (a reload frees the
-     * configuration; a changed cluster section applies at the next start);
-     * NULL when no cluster runs */
+     * configuration; reload.c applies the timing of a new one); NULL when
+     * no cluster runs */
     const cluster_conf *conf;
     cluster_conf copy;
     redis_servers srv;
