@@ -75,30 +75,23 @@ def test_xep0280_carbons_across_nodes_both_directions(nodes):
     registered(nb, 2, "node0")
     enable_carbons(r1)
     enable_carbons(r2)
+    def copied(frm, to_client, to_jid, body, direction, copy_to):
+        """frm sends body to to_jid; to_client gets it, copy_to its carbon."""
+        message(frm, to_jid, body)
+        to_client.wait_for(got_body(body))
+        return copy_to.wait_for(carbon(direction, body))
+
     # node0 has applied r2's enabling once it routed what r2 sent after it
     # (one stream, in order), and node1 r1's likewise
-    message(r2, bob.jid, "sync-from-r2")
-    cb.wait_for(got_body("sync-from-r2"))
-    r1.wait_for(carbon("sent", "sync-from-r2"))
-    message(r1, bob.jid, "sync-from-r1")
-    cb.wait_for(got_body("sync-from-r1"))
-    r2.wait_for(carbon("sent", "sync-from-r1"))
-
+    copied(r2, cb, bob.jid, "sync-from-r2", "sent", r1)
+    copied(r1, cb, bob.jid, "sync-from-r1", "sent", r2)
     # received: to r1 (node0), copied to r2 (node1); to r2, copied to r1
-    message(cb, r1.jid, "to-r1")
-    r1.wait_for(got_body("to-r1"))
-    w = r2.wait_for(carbon("received", "to-r1"))
+    w = copied(cb, r1, r1.jid, "to-r1", "received", r2)
     assert w.get("from") == alice.jid and w.get("to") == r2.jid
-    message(cb, r2.jid, "to-r2")
-    r2.wait_for(got_body("to-r2"))
-    r1.wait_for(carbon("received", "to-r2"))
+    copied(cb, r2, r2.jid, "to-r2", "received", r1)
     # sent: by r2 (node1), copied to r1 (node0); by r1, copied to r2
-    message(r2, bob.jid, "from-r2")
-    cb.wait_for(got_body("from-r2"))
-    r1.wait_for(carbon("sent", "from-r2"))
-    message(r1, bob.jid, "from-r1")
-    cb.wait_for(got_body("from-r1"))
-    r2.wait_for(carbon("sent", "from-r1"))
+    copied(r2, cb, bob.jid, "from-r2", "sent", r1)
+    copied(r1, cb, bob.jid, "from-r1", "sent", r2)
     # r3 never enabled carbons: nothing was copied to it
     assert r3.quiet(scaled(0.5), pred=any_carbon) == []
     # disabling on r2 reaches node0 too: r1's next message is not copied
