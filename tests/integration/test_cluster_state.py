@@ -216,6 +216,50 @@ def test_rfc6121_2_1_6_roster_push_to_a_resource_on_the_other_node(nodes):
         c.__exit__(None, None, None)
 
 
+def pep_items(c, node):
+    """The item ids of the account's own PEP node (XEP-0060 §6.5), or None
+    when the node does not exist."""
+    r = c.iq("<pubsub xmlns='%s'><items node='%s'/></pubsub>" % (NS_PUBSUB, node))
+    if r.get("type") == "error":
+        return None
+    items = r.find(q(NS_PUBSUB, "pubsub")).find(q(NS_PUBSUB, "items"))
+    return sorted(i.get("id") for i in items.findall(q(NS_PUBSUB, "item")))
+
+
+def test_xep0163_pep_published_on_one_node_is_read_on_the_other(nodes):
+    """XEP-0163 §4 / XEP-0060 §6.5 across nodes: alice's resource on node1
+    reads her own PEP node (node1 loads her service); her resource on
+    node0 publishes a new item (a PEP node keeps the last one, XEP-0163
+    §6.1.1); r2's next read on node1 has it (node1 dropped its copy once
+    node0 stored the item), and so does a retraction."""
+    extra = {"modules": dict(MODULES["modules"], pep=True)}
+    na, nb = nodes(2, extra=extra)
+    alice, = new_accounts(na, 1)
+    r1 = login(na, alice, "r1", priority=0)
+    r2 = login(nb, alice, "r2", priority=0)
+    registered(na, 1, "node1")
+    node = "urn:xmpp:tmp:cstate"
+    publish = ("<pubsub xmlns='%s'><publish node='%s'><item id='%%s'><x xmlns='urn:xmpp:tmp:x'/>"
+               "</item></publish></pubsub>" % (NS_PUBSUB, node))
+
+    def until(items, why):
+        deadline = time.monotonic() + scaled(3)
+        while pep_items(r2, node) != items:
+            assert time.monotonic() < deadline, why
+            time.sleep(0.1)
+
+    assert r1.iq(publish % "one", type_="set").get("type") == "result"
+    until(["one"], "node1 never saw the first item")  # node1 has the service in memory now
+    assert r1.iq(publish % "two", type_="set").get("type") == "result"
+    until(["two"], "node1 kept its old copy of the PEP service")
+    r = r1.iq("<pubsub xmlns='%s'><retract node='%s' notify='true'><item id='two'/></retract>"
+              "</pubsub>" % (NS_PUBSUB, node), type_="set")
+    assert r.get("type") == "result", r
+    until([], "node1 kept the retracted item")
+    for c in (r1, r2):
+        c.__exit__(None, None, None)
+
+
 def test_xep0357_server_iq_request_answered_on_another_node(nodes):
     """A server-originated IQ request (xmppd_iq_request: here XEP-0357 §6
     publish from node0) to a client on node1 gets its answer on node0,
