@@ -11,12 +11,22 @@
  *   subscriber is reconnecting would miss it and keep a stale copy.
  * - An answer to an IQ request of another node (its id names the node,
  *   iq_request.c) is routed there, where the request waits. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cluster/internal.h"
 #include "core/core.h"
 #include "session/session.h"
+#include "util/strmap.h"
+
+/* Invalidations made while Redis was away ("MODULE\nBARE" -> non-NULL),
+ * sent when it is back: the others' copies may be stale meanwhile, but
+ * not for longer. Bounded: beyond PENDING_MAX changed accounts the rest
+ * is only logged. */
+#define PENDING_MAX 10000
+static strmap *g_pending;
+static bool g_overflow;
 
 static bool live(const char *node)
 {
@@ -26,19 +36,76 @@ static bool live(const char *node)
     return false;
 }
 
-static int invalidate(xmppd_host *h, const char *bare, const char *module)
+static int send_all(const char *bare, const char *module)
 {
     int rc = 0;
     for (size_t i = 0; i < g_cluster.n_peers; i++)
         if (link_send(g_cluster.peers[i].name, "inval", bare, module, strlen(module), NULL) < 0)
             rc = -1;
-    if (rc < 0)
-        /* Redis is away: nothing reaches the other nodes. Said in the log,
-         * so an operator knows why a node may answer from an old copy. */
-        log_kernel("cluster", XMPPD_LOG_WARN, "%s: the other nodes could not be told that %s "
-                   "changed (Redis down): their copy may be stale until it leaves memory", bare,
-                   module);
     return rc;
+}
+
+/* Kept for when Redis is back. */
+static void keep(const char *bare, const char *module)
+{
+    char key[3200];
+    snprintf(key, sizeof(key), "%s\n%s", module, bare);
+    if (!g_pending && !(g_pending = strmap_new()))
+        return;
+    if (strmap_count(g_pending) == 0)
+        log_kernel("cluster", XMPPD_LOG_WARN, "Redis is away: changes of accounts' data are "
+                   "told to the other nodes when it is back");
+    if (strmap_count(g_pending) >= PENDING_MAX && !strmap_get(g_pending, key))
+        g_overflow = true;
+    else
+        strmap_put(g_pending, key, g_pending);
+}
+
+void cstate_unsent(const char *bare, const char *module, size_t mlen)
+{
+    char m[64];
+    if (mlen == 0 || mlen >= sizeof(m))
+        return;
+    memcpy(m, module, mlen);
+    m[mlen] = '\0';
+    keep(bare, m);
+}
+
+static int invalidate(xmppd_host *h, const char *bare, const char *module)
+{
+    if (g_cluster.n_peers == 0)
+        return 0;
+    if (!redis_conn_up(g_cluster.cmd) || send_all(bare, module) < 0) {
+        keep(bare, module);
+        return -1;
+    }
+    return 0;
+}
+
+static int send_kept(const char *key, void *value, void *ud)
+{
+    const char *nl = strchr(key, '\n');
+    char module[64];
+    if (nl && (size_t)(nl - key) < sizeof(module)) {
+        memcpy(module, key, (size_t)(nl - key));
+        module[nl - key] = '\0';
+        send_all(nl + 1, module);
+    }
+    return 0;
+}
+
+void cstate_redis_up(void)
+{
+    if (!g_pending || strmap_count(g_pending) == 0)
+        return;
+    log_kernel("cluster", XMPPD_LOG_INFO, "Redis is back: the other nodes are told of %zu "
+               "accounts' changes made meanwhile%s", strmap_count(g_pending),
+               g_overflow ? " (more were made: their copies on other nodes stay until they "
+                            "leave memory)" : "");
+    strmap_foreach(g_pending, send_kept, NULL);
+    strmap_free(g_pending);
+    g_pending = NULL;
+    g_overflow = false;
 }
 
 static bool answer(const char *node, xmppd_event *ev)
@@ -82,4 +149,7 @@ void cstate_start(void)
 void cstate_stop(void)
 {
     session_set_cluster(NULL);
+    strmap_free(g_pending);
+    g_pending = NULL;
+    g_overflow = false;
 }

@@ -122,6 +122,10 @@ size_t registry_count(const char *node);
 /* The SDK calls of api/xmppd/cluster.h reach the cluster (session_cluster). */
 void cstate_start(void);
 void cstate_stop(void);
+/* Redis is back: invalidations made while it was away are sent. */
+void cstate_redis_up(void);
+/* An "inval" frame that did not leave (or was not taken): kept for then. */
+void cstate_unsent(const char *bare, const char *module, size_t mlen);
 /* An "inval" frame from node: "cluster-invalidate" fires for bare's module
  * (body, blen bytes). */
 void cstate_inval(const char *node, const char *bare, const char *body, size_t blen);

@@ -287,8 +287,10 @@ static void cmd_up(void *ud)
 {
     /* Redis may have restarted empty, or expired us while it was away:
      * our sessions are written again, the peers' read again. */
-    if (g_cluster.checked)
+    if (g_cluster.checked) {
         registry_republish();
+        cstate_redis_up();
+    }
     heartbeat();
 }
 

@@ -414,6 +414,10 @@ void registry_unsent(const char *node, const char *kind, const char *arg, const 
         each_recipient(body, blen, unsent_each, (void *)node);
         return;
     }
+    if (strcmp(kind, "inval") == 0) {
+        cstate_unsent(arg, body, blen); /* sent again when Redis is back */
+        return;
+    }
     bool deliver = strcmp(kind, "deliver") == 0;
     if (!deliver && strcmp(kind, "route") != 0)
         return; /* a kick: the session ends with its node anyway */

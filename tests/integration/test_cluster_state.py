@@ -10,12 +10,14 @@ Two nodes on PostgreSQL and a private redis-server, with the fixtures of
 test_cluster.py.
 """
 
+import secrets
 import time
 
 import pytest
 
 from test_cluster import (HEARTBEAT_MS, NODE_TIMEOUT_MS, got_body, login, message, new_accounts,  # noqa: F401
-                          nodes, pg_dsn, redis, registered, status, subscribe)
+                          node_sessions, nodes, pg_dsn, redis, registered, start_nodes, status,
+                          subscribe, wait_status)
 from xmpptest import NS_CLIENT, error_condition, q, scaled
 
 import pg_cluster
@@ -172,6 +174,42 @@ def test_xep0191_block_on_one_node_is_in_force_on_the_other(nodes):
     r2.wait_for(got_body("after-unblock"))
     for c in (r1, r2, cb):
         c.__exit__(None, None, None)
+
+
+def test_issue20_block_while_redis_is_away_is_told_when_it_is_back(server_factory, pg_dsn):
+    """XEP-0191 across nodes and a Redis outage: alice's resource on node0
+    blocks bob while Redis is stopped (the change is stored, the other
+    node cannot be told); once Redis is back, node0 tells node1, and a
+    message bob sends to alice's resource there is refused
+    (<service-unavailable/>), not delivered from node1's old copy."""
+    r = redis_server.Redis().start()
+    try:
+        na, nb = start_nodes(server_factory, r, pg_dsn, "t" + secrets.token_hex(4), 2, extra=MODULES)
+        alice, bob = new_accounts(na, 2)
+        r1 = login(na, alice, "r1", priority=0)
+        r2 = login(nb, alice, "r2", priority=0)
+        cb = login(na, bob, "pc", priority=0)
+        registered(na, 1, "node1")
+        message(cb, r2.jid, "before")
+        r2.wait_for(got_body("before"))  # node1 has alice's lists in memory
+        r.stop()
+        wait_status(na, lambda st: not st["redis_up"])
+        res = r1.iq("<block xmlns='%s'><item jid='%s'/></block>" % (NS_BLOCKING, bob.jid), type_="set")
+        assert res.get("type") == "result", res
+        r.start()
+        for srv, other, n in ((na, "node1", 1), (nb, "node0", 2)):
+            wait_status(srv, lambda st: st["redis_up"] and node_sessions(st, other) == n,
+                        timeout=scaled(15))
+        message(cb, r2.jid, "after-outage")
+        err = cb.wait_for(lambda e: e.tag == q(NS_CLIENT, "message") and e.get("type") == "error",
+                          timeout=scaled(3))
+        assert error_condition(err)[1] == "service-unavailable"
+        assert r2.quiet(scaled(0.5), pred=got_body("after-outage")) == []
+        assert "told of 1 accounts' changes made meanwhile" in na.read_log()
+        for c in (r1, r2, cb):
+            c.__exit__(None, None, None)
+    finally:
+        r.destroy()
 
 
 def roster_jids(c):
