@@ -53,6 +53,7 @@ void node_forget(const char *name, bool closed)
     log_kernel("cluster", XMPPD_LOG_INFO, "node %s left the cluster", name);
     free(p->name);
     free(p->version);
+    free(p->hosts);
     *p = g_cluster.peers[--g_cluster.n_peers];
     place_nodes();
 }
@@ -123,6 +124,11 @@ static void peer_seen(const char *name, const char *info)
         p->version = strdup(ver);
     }
     p->sessions = json_integer_value(json_object_get(j, "sessions"));
+    const char *hosts = json_string_value(json_object_get(j, "hosts"));
+    if (hosts && (!p->hosts || strcmp(p->hosts, hosts) != 0)) {
+        free(p->hosts);
+        p->hosts = strdup(hosts);
+    }
     json_decref(j);
     if (!p->synced)
         load_peer(p);
@@ -285,8 +291,10 @@ static void cmd_up(void *ud)
 {
     /* Redis may have restarted empty, or expired us while it was away:
      * our sessions are written again, the peers' read again. */
-    if (g_cluster.checked)
+    if (g_cluster.checked) {
         registry_republish();
+        cstate_redis_up();
+    }
     heartbeat();
 }
 
@@ -375,8 +383,7 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* cfg's hosts, sorted, space-separated. */
-static char *hosts_of(const xmppd_config *cfg)
+char *cluster_hosts_of(const xmppd_config *cfg)
 {
     const char **v = calloc(cfg->n_hosts + 1, sizeof(*v));
     size_t len = 1;
@@ -499,9 +506,10 @@ int cluster_start(const xmppd_config *cfg, char *err, size_t errlen)
     g_cluster.k_sessions = cluster_key("sessions:", node);
     g_cluster.ch_reg = cluster_key("reg", "");
     g_cluster.client_name = cluster_key(node, "");
-    g_cluster.hosts = hosts_of(cfg);
+    g_cluster.hosts = cluster_hosts_of(cfg);
     g_cluster.srv.client_name = g_cluster.client_name;
     registry_start();
+    cstate_start();
     place_start();
     static const redis_conn_ops cmd_ops = { .up = cmd_up, .down = cmd_down };
     static const redis_conn_ops sub_ops = { .up = sub_up, .down = sub_down,
@@ -565,6 +573,7 @@ void cluster_stop(void)
     if (g_cluster.beat)
         event_free(g_cluster.beat);
     queue_stop();
+    cstate_stop();
     redis_conn_free(g_cluster.sub);
     redis_conn_free(g_cluster.cmd);
     place_stop();
@@ -572,6 +581,7 @@ void cluster_stop(void)
     for (size_t i = 0; i < g_cluster.n_peers; i++) {
         free(g_cluster.peers[i].name);
         free(g_cluster.peers[i].version);
+        free(g_cluster.peers[i].hosts);
     }
     free(g_cluster.peers);
     free(g_cluster.k_nodes);

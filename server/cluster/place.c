@@ -377,6 +377,11 @@ static void route_here(const char *to, const char *xml, size_t len, bool arrived
     xmppd_stanza_unref(st);
 }
 
+bool place_arrived(const xmppd_stanza *st)
+{
+    return st && st == g_arrived;
+}
+
 bool place_frame(const char *kind, const char *node, const char *arg, const char *body,
                  size_t blen)
 {

@@ -197,6 +197,10 @@ static const catalogue_event g_events[] = {
     { "config-reloaded", "all", KERNEL,
       "a new configuration is in force (SIGHUP or xmppctl reload)",
       "host: NULL" },
+    { "cluster-invalidate", "all", KERNEL,
+      "another node of the cluster stored a change of an account's data for a module "
+      "(xmppd_cluster_invalidate): drop or reload the copy kept here",
+      "host; to: the account's bare JID; data: const char * module name" },
     /* bundled modules */
     { "disco-info", "all", "disco",
       "mod_disco builds a disco#info result (XEP-0030) for the host or an account, also for "
