@@ -64,6 +64,7 @@ typedef struct sm_sess {
     bool resumable;
     bool resending;         /* writing the queue again: stanza-out must not count twice */
     bool requested;         /* an <r/> is out and unanswered */
+    uint32_t acks_waiting;  /* <a/> answers waiting for storage commits */
 } sm_sess;
 
 #define SM_BUCKETS 256
@@ -342,6 +343,54 @@ static void sm_enable(sm_mod *mod, xmppd_session *s, xmppd_stanza *el, xmppd_sta
     sm_emit(s, into, en);
 }
 
+/* An <a/> that waits for storage commits, with the h it answers. */
+typedef struct sm_ack_wait {
+    sm_mod *mod;
+    xmppd_session *s; /* ref */
+    uint32_t h;
+} sm_ack_wait;
+
+static void sm_on_committed(int status, void *ud)
+{
+    sm_ack_wait *w = ud;
+    if (status == XMPPD_COMMITTED_OK) {
+        sm_sess *ss = xmppd_session_get(w->s, w->mod->m);
+        if (ss && ss->acks_waiting)
+            ss->acks_waiting--;
+        if (ss && !xmppd_session_closed(w->s))
+            sm_emit(w->s, NULL, sm_el_h("a", w->h, NULL, NULL));
+    }
+    xmppd_session_unref(w->s);
+    free(w);
+}
+
+/* XEP-0198 §4: <a/> tells the client how many of its stanzas were
+ * handled. A stanza a module keeps for later (offline storage) is handled
+ * once its write is committed: the answer waits for the holds taken so
+ * far (xmppd_session_hold_commit), so a crash after <a/> loses nothing
+ * acknowledged. Answers keep their order (h never goes back): while one
+ * waits, later ones wait behind it. */
+static void sm_answer_r(sm_mod *mod, xmppd_session *s, sm_sess *ss)
+{
+    if (!ss->acks_waiting && !xmppd_session_commits_pending(s)) {
+        sm_emit(s, NULL, sm_el_h("a", ss->in_h, NULL, NULL));
+        return;
+    }
+    sm_ack_wait *w = malloc(sizeof(*w));
+    if (w) {
+        *w = (sm_ack_wait){ mod, xmppd_session_ref(s), ss->in_h };
+        if (xmppd_session_when_committed(mod->m, s, sm_on_committed, w) == 0) {
+            ss->acks_waiting++;
+            return;
+        }
+        xmppd_session_unref(w->s);
+        free(w);
+    }
+    /* OOM: no answer rather than one that could name an uncommitted
+     * stanza; the client asks again. */
+    xmppd_log(mod->m, XMPPD_LOG_WARN, "out of memory: an <r/> is left unanswered");
+}
+
 /* Every element of a bound stream: stanzas are counted, SM elements are
  * ours. */
 static int sm_on_stanza_in(xmppd_event *ev, void *ud)
@@ -358,7 +407,7 @@ static int sm_on_stanza_in(xmppd_event *ev, void *ud)
     if (strcmp(name, "enable") == 0) {
         sm_enable(mod, ev->session, el, NULL);
     } else if (strcmp(name, "r") == 0 && ss) {
-        sm_emit(ev->session, NULL, sm_el_h("a", ss->in_h, NULL, NULL));
+        sm_answer_r(mod, ev->session, ss);
     } else if (strcmp(name, "a") == 0 && ss) {
         sm_on_ack(ss, xmppd_stanza_attr(el, "h"));
     } else if (strcmp(name, "resume") == 0) {

@@ -47,6 +47,7 @@ typedef struct session_transport {
 } session_transport;
 
 typedef struct session_sent_wait session_sent_wait; /* sent.c */
+typedef struct session_commits session_commits;     /* committed.c */
 
 struct module_slot {
     const xmppd_module *m;
@@ -87,6 +88,7 @@ struct xmppd_session {
     char *marks;
 
     session_sent_wait *sent_waits; /* xmppd_session_when_sent, in order (sent.c) */
+    session_commits *commits;      /* storage holds and their waiters, from the first hold (committed.c) */
 
     /* links in the host's per-user list (sm.c) */
     xmppd_session *next_resource;

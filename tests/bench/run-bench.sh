@@ -475,7 +475,7 @@ row() {  # label key higher_is_better budget
     echo
     echo "| | xmppd | Prosody | ejabberd |"
     echo "|---|---|---|---|"
-    for k in route_messages route_msgs_per_wall_s login_count login_wall_s idle_sessions idle_rss_before_kib idle_rss_after_kib idle_login_cpu_ms_per fanout_contacts fanout_deliveries pep_contacts pep_disco_answered pep_disco_during_measure pep_first_complete pep_deliveries pep_duplicates pep_complete pep_wall_s pep_loadgen_cpu_ms_per_round pep_rss_before_caps_kib pep_rss_after_first_kib muc_occupants muc_deliveries muc_join_wall_s muc_last_ms_max offline_sent offline_stored_per_wall_s offline_fetched offline_fetched_per_wall_s rc; do
+    for k in route_messages route_msgs_per_wall_s login_count login_wall_s idle_sessions idle_rss_before_kib idle_rss_after_kib idle_login_cpu_ms_per fanout_contacts fanout_deliveries pep_contacts pep_disco_answered pep_disco_during_measure pep_first_complete pep_deliveries pep_duplicates pep_complete pep_wall_s pep_loadgen_cpu_ms_per_round pep_rss_before_caps_kib pep_rss_after_first_kib muc_occupants muc_deliveries muc_join_wall_s muc_last_ms_max offline_sent offline_stored_per_wall_s offline_fetched offline_fetched_per_wall_s offline_delivered_per_wall_s offline_fetch_loadgen_cpu_s rc; do
         line="| $k |"
         for s in xmppd prosody ejabberd; do line="$line $(get "$s" "$k" | sed 's/^$/—/') |"; done
         echo "$line"
