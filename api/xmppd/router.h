@@ -153,7 +153,9 @@ xmppd_host *xmppd_session_host(const xmppd_session *sess);
 bool xmppd_session_available(const xmppd_session *sess);
 /* Priority of its last available presence (RFC 6121 §4.7.2.3), -128..127. */
 int xmppd_session_priority(const xmppd_session *sess);
-/* The last broadcast presence of the session (borrowed) or NULL. */
+/* The last broadcast presence of the session (borrowed, read-only: it may
+ * be shared between sessions) or NULL. Its 'from' and 'to' are not
+ * guaranteed: a copy sent on sets both. */
 xmppd_stanza *xmppd_session_presence(const xmppd_session *sess);
 /* Remote address as text, for logs and rate limits. */
 const char *xmppd_session_ip(const xmppd_session *sess);
