@@ -115,6 +115,19 @@ void registry_unsent(const char *node, const char *kind, const char *arg, const 
 /* Remote sessions of node now (for logs and tests). */
 size_t registry_count(const char *node);
 
+/* ---- smrep.c: stream-management replicas (api/xmppd/cluster.h) ---- */
+int smrep_start(void);
+void smrep_stop(void);
+/* The replicas changed in this turn, on c, before the reader acknowledges
+ * the frames it routed (queue.c). */
+void smrep_before_ack(redis_conn *c);
+/* Redis is back: every replica is written whole. */
+void smrep_republish(void);
+/* Frames "smrel" (node resumes our session id) and "smgone" (the node we
+ * asked let it go). */
+void smrep_release(const char *id, const char *node);
+void smrep_gone(const char *id);
+
 /* ---- node.c ---- */
 /* A peer announced it is leaving, or was found dead (closed: by us, who
  * then speak for its sessions). */

@@ -283,6 +283,7 @@ static void cmd_up(void *ud)
      * our sessions are written again, the peers' read again. */
     if (g_cluster.checked)
         registry_republish();
+    smrep_republish();
     heartbeat();
 }
 
@@ -507,7 +508,7 @@ int cluster_start(const xmppd_config *cfg, char *err, size_t errlen)
         !(g_cluster.cmd = redis_conn_new(&g_cluster.srv, "commands", &cmd_ops, NULL)) ||
         !(g_cluster.sub = redis_conn_new(&g_cluster.srv, "subscriber", &sub_ops, NULL)) ||
         redis_subscribe(g_cluster.sub, g_cluster.ch_reg) < 0 ||
-        queue_start() < 0 ||
+        queue_start() < 0 || smrep_start() < 0 ||
         !(g_cluster.beat = event_new(loop_base(), -1, EV_PERSIST, on_beat, NULL)) ||
         event_add(g_cluster.beat, &tv) < 0 ||
         xmppd_ctl_command(NULL, "cluster-status", NULL, "the cluster's live nodes", cmd_status,
@@ -559,6 +560,7 @@ void cluster_stop(void)
     }
     if (g_cluster.beat)
         event_free(g_cluster.beat);
+    smrep_stop();
     queue_stop();
     redis_conn_free(g_cluster.sub);
     redis_conn_free(g_cluster.cmd);
