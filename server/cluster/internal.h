@@ -127,6 +127,9 @@ void smrep_republish(void);
  * asked let it go). */
 void smrep_release(const char *id, const char *node);
 void smrep_gone(const char *id);
+/* node was found dead by us: its replicas are ours to watch; those not
+ * resumed within their ttl fire "replica-expired" here. */
+void smrep_orphans(const char *node);
 
 /* ---- node.c ---- */
 /* A peer announced it is leaving, or was found dead (closed: by us, who

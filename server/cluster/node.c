@@ -135,8 +135,10 @@ static void on_removed(redisReply *r, void *ud)
         log_kernel("cluster", XMPPD_LOG_WARN, "node %s missed its heartbeats: dropping its "
                    "sessions", name);
         node_forget(name, won);
-        if (won)
+        if (won) {
             queue_watch(name);
+            smrep_orphans(name);
+        }
     }
     free(name);
 }

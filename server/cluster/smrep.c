@@ -63,6 +63,11 @@ struct xmppd_replica {
 };
 
 static strmap *g_reps;            /* id -> replica: the sessions replicated here */
+static char *g_k_ids;             /* NAME:smids:NODE: the ids of our replicas */
+static char *g_k_orphans;         /* NAME:smorphans:NODE: dead nodes' replicas we watch */
+static char *g_prefix;            /* "NAME:" */
+static bool g_orphans;            /* some may be waiting (checked every heartbeat) */
+static struct event *g_reap;
 static xmppd_replica *g_dirty;    /* changed in this loop turn */
 static struct event *g_flush, *g_refresh;
 
@@ -112,6 +117,7 @@ static void flush_one(redis_conn *c, xmppd_replica *r)
         snprintf(num, sizeof(num), "%u", r->in_h);
         redis_commandf(c, NULL, NULL, "HSET %s jid %s user %s node %s ttl %s in %s", r->k_hash,
                        r->s->jid->full, r->s->user, g_cluster.conf->node, ttl, num);
+        redis_commandf(c, NULL, NULL, "SADD %s %s", g_k_ids, r->id);
         write_presence(c, r);
     } else if (r->in_dirty) {
         snprintf(num, sizeof(num), "%u", r->in_h);
@@ -242,7 +248,6 @@ static void be_push(xmppd_replica *r, uint32_t seq, const xmppd_stanza *st)
 {
     if (r->released)
         return;
-    r->queued++;
     if (r->n_push == r->cap_push) {
         size_t cap = r->cap_push ? r->cap_push * 2 : 4;
         char **v = realloc(r->push, cap * sizeof(*v));
@@ -252,7 +257,7 @@ static void be_push(xmppd_replica *r, uint32_t seq, const xmppd_stanza *st)
         if (l)
             r->push_len = l;
         if (!v || !l)
-            return; /* OOM: the reader finds a gap in the numbers */
+            goto oom;
         r->cap_push = cap;
     }
     size_t xl = 0;
@@ -265,20 +270,44 @@ static void be_push(xmppd_replica *r, uint32_t seq, const xmppd_stanza *st)
         memcpy(e + hl, xml, xl);
         r->push[r->n_push] = e;
         r->push_len[r->n_push++] = (size_t)hl + xl;
+        r->queued++;
         mark(r);
+        free(xml);
+        return;
     }
     free(xml);
+oom:
+    /* Not in Redis: a resume elsewhere finds a gap in the numbers. Counted
+     * with those Redis lost, so acknowledgements trim no more than the
+     * list holds (never a stanza still unacknowledged). */
+    r->queued++;
+    r->missing++;
 }
 
+/* The n oldest of the queue were acknowledged. Oldest first: those Redis
+ * lost (it restarted), then those in its list, then those not written
+ * yet (after a restart, the list is rebuilt from these alone). */
 static void be_drop(xmppd_replica *r, size_t n)
 {
     if (r->released)
         return;
-    /* the oldest are those Redis lost (it restarted): not in the list */
     size_t m = n < r->missing ? n : r->missing;
     r->missing -= m;
-    r->queued -= n < r->queued ? n : r->queued;
-    r->drop += n - m;
+    r->queued -= m;
+    n -= m;
+    size_t others = r->missing + r->n_push;
+    size_t listed = r->restart || r->queued < others ? 0 : r->queued - others;
+    size_t k = n < listed ? n : listed;
+    r->drop += k;
+    r->queued -= k;
+    n -= k;
+    size_t j = n < r->n_push ? n : r->n_push;
+    for (size_t i = 0; i < j; i++)
+        free(r->push[i]);
+    memmove(r->push, r->push + j, (r->n_push - j) * sizeof(*r->push));
+    memmove(r->push_len, r->push_len + j, (r->n_push - j) * sizeof(*r->push_len));
+    r->n_push -= j;
+    r->queued -= j;
     mark(r);
 }
 
@@ -316,6 +345,8 @@ static void be_close(xmppd_replica *r, bool erase)
         if (!erase && redis_conn_up(g_cluster.cmd))
             flush_one(g_cluster.cmd, r); /* handed over: its last changes first */
     }
+    if (redis_conn_up(g_cluster.cmd))
+        redis_commandf(g_cluster.cmd, NULL, NULL, "SREM %s %s", g_k_ids, r->id);
     if (erase && redis_conn_up(g_cluster.cmd))
         redis_commandf(g_cluster.cmd, NULL, NULL, "DEL %s %s", r->k_hash, r->k_log);
     rep_free(r);
@@ -357,6 +388,7 @@ void smrep_republish(void)
      * from the next one on). */
     if (g_reps)
         strmap_foreach(g_reps, mark_fresh, NULL);
+    g_orphans = true;
 }
 
 /* ---- taking over ----------------------------------------------------------------- */
@@ -428,47 +460,68 @@ static const char *field_of(const redisReply *h, const char *name, size_t *len)
     return NULL;
 }
 
-/* {1, hash, list} as a state for the module. */
-static void answer_found(take_req *t, const redisReply *h, const redisReply *l)
+/* A replica's hash and list as a state for a module (parse_state), with
+ * the stanzas it holds (state_clear frees them). */
+typedef struct parsed {
+    xmppd_replica_state st;
+    uint32_t *seq;
+    xmppd_stanza **sts;
+} parsed;
+
+static bool parse_state(const redisReply *h, const redisReply *l, parsed *p)
 {
     size_t n = l->type == REDIS_REPLY_ARRAY ? l->elements : 0, k = 0, plen = 0;
-    uint32_t *seq = calloc(n ? n : 1, sizeof(*seq));
-    xmppd_stanza **sts = calloc(n ? n : 1, sizeof(*sts));
+    memset(p, 0, sizeof(*p));
+    p->seq = calloc(n ? n : 1, sizeof(*p->seq));
+    p->sts = calloc(n ? n : 1, sizeof(*p->sts));
     const char *jid = field_of(h, "jid", NULL), *in = field_of(h, "in", NULL),
                *ttl = field_of(h, "ttl", NULL), *prio = field_of(h, "prio", NULL),
                *pres = field_of(h, "pres", &plen);
-    xmppd_replica_state st = {
+    p->st = (xmppd_replica_state){
         .jid = jid, .in_h = in ? (uint32_t)strtoul(in, NULL, 10) : 0,
         .ttl_ms = ttl ? strtoull(ttl, NULL, 10) : 0, .priority = prio ? atoi(prio) : 0,
         .presence = pres && plen ? xmppd_stanza_from_string(pres, plen, "jabber:client") : NULL,
     };
     /* In order; a number seen already (a batch written twice) is skipped. */
-    for (size_t i = 0; seq && sts && i < n; i++) {
+    for (size_t i = 0; p->seq && p->sts && i < n; i++) {
         const redisReply *e = l->element[i];
         const char *sp = e->type == REDIS_REPLY_STRING ? memchr(e->str, ' ', e->len) : NULL;
         if (!sp)
             continue;
         uint32_t s = (uint32_t)strtoul(e->str, NULL, 10);
-        if (k > 0 && (int32_t)(s - seq[k - 1]) <= 0)
+        if (k > 0 && (int32_t)(s - p->seq[k - 1]) <= 0)
             continue;
         xmppd_stanza *x = xmppd_stanza_from_string(sp + 1, e->len - (size_t)(sp + 1 - e->str),
                                                    "jabber:client");
         if (!x)
             continue;
-        seq[k] = s;
-        sts[k++] = x;
+        p->seq[k] = s;
+        p->sts[k++] = x;
     }
-    st.n = k;
-    st.seq = seq;
-    st.stanzas = sts;
+    p->st.n = k;
+    p->st.seq = p->seq;
+    p->st.stanzas = p->sts;
+    return p->seq && p->sts && jid;
+}
+
+static void state_clear(parsed *p)
+{
+    for (size_t i = 0; i < p->st.n; i++)
+        xmppd_stanza_unref(p->sts[i]);
+    xmppd_stanza_unref(p->st.presence);
+    free(p->seq);
+    free(p->sts);
+}
+
+/* {1, hash, list}: the module gets the session. */
+static void answer_found(take_req *t, const redisReply *h, const redisReply *l)
+{
+    parsed p;
+    bool ok = parse_state(h, l, &p);
     log_kernel("cluster", XMPPD_LOG_INFO, "stream-management session %s (%s) taken over with %zu "
-               "unacknowledged stanzas", t->id, jid ? jid : "?", k);
-    take_answer(t, seq && sts && jid ? XMPPD_REPLICA_FOUND : XMPPD_REPLICA_ERROR, &st);
-    for (size_t i = 0; i < k; i++)
-        xmppd_stanza_unref(sts[i]);
-    xmppd_stanza_unref(st.presence);
-    free(seq);
-    free(sts);
+               "unacknowledged stanzas", t->id, p.st.jid ? p.st.jid : "?", p.st.n);
+    take_answer(t, ok ? XMPPD_REPLICA_FOUND : XMPPD_REPLICA_ERROR, &p.st);
+    state_clear(&p);
 }
 
 static void run_take(take_req *t);
@@ -580,6 +633,7 @@ void smrep_release(const char *id, const char *node)
             flush_one(g_cluster.cmd, r);
         }
         redis_commandf(g_cluster.cmd, NULL, NULL, "HSET %s node %s", r->k_hash, "");
+        redis_commandf(g_cluster.cmd, NULL, NULL, "SREM %s %s", g_k_ids, id);
         r->released = true;
         strmap_del(g_reps, id);
         /* no unavailable presence on its behalf: it goes on there */
@@ -604,6 +658,115 @@ void smrep_gone(const char *id)
         }
 }
 
+/* ---- a dead node's replicas that nobody resumes ------------------------------------ */
+
+/* KEYS[1] the dead node's ids, KEYS[2] our orphans; ARGV[1] "NAME:", ARGV[2]
+ * the dead node, ARGV[3] the margin (ms). Its replicas (those it still
+ * owned) become ours to watch, each for its ttl from now. */
+static const char ADOPT[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local n = 0\n"
+    "for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  local hk, lk = ARGV[1] .. 'sm:' .. id, ARGV[1] .. 'smq:' .. id\n"
+    "  if redis.call('HGET', hk, 'node') == ARGV[2] then\n"
+    "    local ttl = tonumber(redis.call('HGET', hk, 'ttl') or '0') + tonumber(ARGV[3])\n"
+    "    redis.call('HSET', hk, 'orphan_of', ARGV[2], 'orphan_at', string.format('%d', now))\n"
+    "    redis.call('PEXPIRE', hk, ttl)\n"
+    "    redis.call('PEXPIRE', lk, ttl)\n"
+    "    redis.call('SADD', KEYS[2], id)\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "return n\n";
+
+/* KEYS[1] our orphans; ARGV[1] "NAME:". Those resumed meanwhile (their
+ * owner changed) or gone are forgotten; those whose ttl is over are
+ * taken (deleted): {left, {{hash, list}, ...}}. */
+static const char REAP[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local out = {}\n"
+    "for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  local hk, lk = ARGV[1] .. 'sm:' .. id, ARGV[1] .. 'smq:' .. id\n"
+    "  local h = redis.call('HGETALL', hk)\n"
+    "  local f = {}\n"
+    "  for i = 1, #h, 2 do f[h[i]] = h[i + 1] end\n"
+    "  if #h == 0 or f['node'] ~= f['orphan_of'] then\n"
+    "    redis.call('SREM', KEYS[1], id)\n"
+    "  elseif now >= tonumber(f['orphan_at'] or '0') + tonumber(f['ttl'] or '0') then\n"
+    "    out[#out + 1] = {h, redis.call('LRANGE', lk, 0, -1)}\n"
+    "    redis.call('DEL', hk, lk)\n"
+    "    redis.call('SREM', KEYS[1], id)\n"
+    "  end\n"
+    "end\n"
+    "return {redis.call('SCARD', KEYS[1]), out}\n";
+
+static void on_adopted(redisReply *r, void *ud)
+{
+    char *node = ud;
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+        log_kernel("cluster", XMPPD_LOG_INFO, "node %s left %lld stream-management sessions: "
+                   "they wait here to be resumed on any node", node, r->integer);
+        g_orphans = true;
+    } else if (r && r->type == REDIS_REPLY_ERROR) {
+        log_kernel("cluster", XMPPD_LOG_ERROR, "cannot adopt node %s's stream-management "
+                   "sessions: %.*s", node, (int)r->len, r->str);
+    }
+    free(node);
+}
+
+void smrep_orphans(const char *node)
+{
+    char *ids = cluster_key("smids:", node), *n = strdup(node), margin[24];
+    snprintf(margin, sizeof(margin), "%llu", MARGIN_MS);
+    const char *argv[] = { "EVAL", ADOPT, "2", ids ? ids : "", g_k_orphans, g_prefix, node,
+                           margin };
+    if (!ids || !n || redis_command(g_cluster.cmd, on_adopted, n, 8, argv, NULL) < 0)
+        free(n);
+    free(ids);
+}
+
+/* A session of a dead node that nobody resumed in time ends as on its
+ * node: the modules of its host handle what it never acknowledged
+ * ("replica-expired"; XEP-0198 §9 in mod_smacks). */
+static void expire_one(const redisReply *h, const redisReply *l)
+{
+    parsed p;
+    if (parse_state(h, l, &p)) {
+        xmppd_jid *j = xmppd_jid_parse(p.st.jid);
+        xmppd_host *host = j ? xmppd_host_find(j->domain) : NULL;
+        log_kernel("cluster", XMPPD_LOG_INFO, "stream-management session of %s (a dead node's) "
+                   "was not resumed in time: its %zu unacknowledged stanzas are handled here",
+                   p.st.jid, p.st.n);
+        if (host)
+            xmppd_notify(host, "replica-expired", NULL, &p.st);
+        xmppd_jid_free(j);
+    }
+    state_clear(&p);
+}
+
+static void on_reaped(redisReply *r, void *ud)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_ARRAY)
+        return; /* tried again at the next heartbeat */
+    g_orphans = r->element[0]->integer > 0;
+    const redisReply *out = r->element[1];
+    for (size_t i = 0; i < out->elements && g_cluster.conf; i++)
+        if (out->element[i]->type == REDIS_REPLY_ARRAY && out->element[i]->elements == 2)
+            expire_one(out->element[i]->element[0], out->element[i]->element[1]);
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *ud)
+{
+    if (!g_orphans || !redis_conn_up(g_cluster.cmd))
+        return;
+    const char *argv[] = { "EVAL", REAP, "1", g_k_orphans, g_prefix };
+    redis_command(g_cluster.cmd, on_reaped, NULL, 5, argv, NULL);
+}
+
 /* ---- start / stop ------------------------------------------------------------------ */
 
 static const replica_backend backend = {
@@ -614,10 +777,18 @@ static const replica_backend backend = {
 int smrep_start(void)
 {
     struct timeval tv = { REFRESH_MS / 1000, 0 };
+    struct timeval beat = { g_cluster.conf->heartbeat / 1000,
+                            (g_cluster.conf->heartbeat % 1000) * 1000 };
     g_reps = strmap_new();
     g_flush = event_new(loop_base(), -1, 0, on_flush, NULL);
     g_refresh = event_new(loop_base(), -1, EV_PERSIST, on_refresh, NULL);
-    if (!g_reps || !g_flush || !g_refresh || event_add(g_refresh, &tv) < 0)
+    g_reap = event_new(loop_base(), -1, EV_PERSIST, on_reap, NULL);
+    g_k_ids = cluster_key("smids:", g_cluster.conf->node);
+    g_k_orphans = cluster_key("smorphans:", g_cluster.conf->node);
+    g_prefix = cluster_key("", "");
+    g_orphans = true; /* a previous life of this node may have left some */
+    if (!g_reps || !g_flush || !g_refresh || !g_reap || !g_k_ids || !g_k_orphans || !g_prefix ||
+        event_add(g_refresh, &tv) < 0 || event_add(g_reap, &beat) < 0)
         return -1;
     replica_set_backend(&backend);
     return 0;
@@ -638,7 +809,13 @@ void smrep_stop(void)
     }
     if (g_refresh)
         event_free(g_refresh);
-    g_flush = g_refresh = NULL;
+    if (g_reap)
+        event_free(g_reap);
+    g_flush = g_refresh = g_reap = NULL;
+    free(g_k_ids);
+    free(g_k_orphans);
+    free(g_prefix);
+    g_k_ids = g_k_orphans = g_prefix = NULL;
     while (g_waiting) {
         take_req *t = g_waiting;
         g_waiting = t->next;
