@@ -640,11 +640,10 @@ static int sm_on_bind2_inline(xmppd_event *ev, void *ud)
 
 /* ---- the end of a session: nothing unacknowledged is lost ------------------------------------ */
 
-/* §9: what the client never acknowledged. */
-static void sm_reroute(sm_mod *mod, xmppd_session *s, xmppd_stanza *st)
+/* §9: what the client of jid never acknowledged. */
+static void sm_reroute(sm_mod *mod, const xmppd_jid *jid, xmppd_stanza *st)
 {
     const char *name = xmppd_stanza_name(st), *type = xmppd_stanza_attr(st, "type");
-    const xmppd_jid *jid = xmppd_session_jid(s);
     if (!jid)
         return;
     if (strcmp(name, "message") == 0 && (!type || strcmp(type, "chat") == 0 || strcmp(type, "normal") == 0) &&
@@ -673,11 +672,23 @@ static int sm_on_closed(xmppd_event *ev, void *ud)
     sm_unlist(ss);
     size_t n = ss->released ? 0 : ss->n; /* resumed elsewhere: it goes on there */
     for (size_t i = 0; i < n; i++)
-        sm_reroute(mod, ev->session, ss->q[ss->head + i]);
+        sm_reroute(mod, xmppd_session_jid(ev->session), ss->q[ss->head + i]);
     if (n)
         xmppd_log(mod->m, XMPPD_LOG_DEBUG, "%zu unacknowledged stanzas of %s handled again", n,
                   xmppd_session_jid(ev->session) ? xmppd_session_jid(ev->session)->full : "?");
     sm_sess_free(ss);
+    return XMPPD_PASS;
+}
+
+/* A session of a dead node of the cluster that nobody resumed: it ends
+ * here as it would have there (§9). */
+static int sm_on_replica_expired(xmppd_event *ev, void *ud)
+{
+    const xmppd_replica_state *st = ev->data;
+    xmppd_jid *jid = st ? xmppd_jid_parse(st->jid) : NULL;
+    for (size_t i = 0; jid && i < st->n; i++)
+        sm_reroute(ud, jid, st->stanzas[i]);
+    xmppd_jid_free(jid);
     return XMPPD_PASS;
 }
 
@@ -726,6 +737,7 @@ static int sm_load(xmppd_module *m, const void *conf)
         xmppd_hook(m, "session-held", sm_on_held, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "session-detach", sm_on_detach, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "session-closed", sm_on_closed, XMPPD_PRIO_DEFAULT, mod) < 0 ||
+        xmppd_hook(m, "replica-expired", sm_on_replica_expired, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "sasl2-features", sm_on_sasl2_features, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "sasl2-inline", sm_on_sasl2_inline, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "bind2-features", sm_on_bind2_features, XMPPD_PRIO_DEFAULT, mod) < 0 ||

@@ -29,10 +29,10 @@ NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 STANZAS = (q(NS_CLIENT, "message"), q(NS_CLIENT, "presence"), q(NS_CLIENT, "iq"))
 
 
-def sm_config(mode="replicate"):
+def sm_config(mode="replicate", resume_timeout="60s"):
     # no <r/> from the server: the tests acknowledge exactly what they mean to
     return {"modules": {"offline": True,
-                        "smacks": {"resume_timeout": "60s", "request_every": 1000,
+                        "smacks": {"resume_timeout": resume_timeout, "request_every": 1000,
                                    "request_after": "1h", "cluster": mode}}}
 
 
@@ -131,6 +131,8 @@ def test_xep0198_5_resume_after_kill_9_on_another_node(nodes, redis):
     a.ack(h4)
     assert a.server_h() == 1  # its message (the presence came before <enable/>)
     time.sleep(scaled(0.3))   # the acknowledgement reached the replica
+    # the replica holds what was not acknowledged, no more
+    assert redis.command("LLEN", "%s:smq:%s" % (nodes.cluster, previd)) == 6
     na.kill()
     a.drop()
     message(cb, a.raw.jid, "gap-full")       # to the dead node's stream
@@ -258,3 +260,39 @@ def test_issue20_switch_off_resumes_on_the_own_node_only(nodes, redis):
     back = SM(na, alice)
     assert is_sm(back.resume(previd, 0), "resumed")
     back.raw.close()
+
+
+def test_xep0198_9_dead_nodes_session_not_resumed_in_time(nodes):
+    """XEP-0198 §9 across nodes, issue 20's delivery rule: a session of a
+    killed node that nobody resumes within its resume time ends on the node
+    that found the death, as it would have ended on its own: a chat message
+    it never acknowledged goes to the account's bare JID (offline storage,
+    RFC 6121 §8.5.2.2) and arrives at the next login; an IQ request it held
+    is answered with <service-unavailable/>; a resume after that fails with
+    item-not-found."""
+    na, nb = nodes(2, extra=sm_config(resume_timeout="2s"))
+    alice, bob = new_accounts(na, 2)
+    a = SM(na, alice, "phone")
+    a.raw.send("<presence/>")
+    previd = a.enable()
+    cb = polite_login(nb, bob, "desk", priority=0)
+    wait_status(nb, lambda st: any(n["node"] == "node0" and n.get("registered") == 1
+                                   for n in st["nodes"]))
+    message(cb, a.raw.jid, "never-acked")
+    cb.send("<iq type='get' id='v1' to='%s'><query xmlns='jabber:iq:version'/></iq>" % a.raw.jid)
+    a.pump(lambda s: s.h == 2)
+    time.sleep(scaled(0.3))
+    na.kill()
+    a.drop()
+    err = cb.wait_for(lambda e: e.tag == q(NS_CLIENT, "iq") and e.get("id") == "v1",
+                      timeout=scaled(20))
+    assert err.get("type") == "error" and error_condition(err)[1] == "service-unavailable", tostr(err)
+    assert "was not resumed in time: its 2 unacknowledged stanzas are handled here" in nb.read_log()
+    n = SM(nb, alice)
+    assert failed_with(n.resume(previd, 0), "item-not-found")
+    n.raw.close()
+    later = polite_login(nb, alice, "later")
+    later.send("<presence/>")
+    later.wait_for(got_body("never-acked"), timeout=scaled(5))
+    for c in (later, cb):
+        c.__exit__(None, None, None)
