@@ -13,7 +13,9 @@
  *
  * Cost on the hot path: what the replicas of a loop turn change leaves as
  * one pipelined write, with per replica at most one RPUSH (its new
- * stanzas), one LTRIM (what was acknowledged) and one HSET (its counters).
+ * stanzas), one LTRIM (what was acknowledged) and one HSET (its counters),
+ * between CLIENT REPLY OFF and ON: Redis answers once per turn, not once
+ * per command.
  * The entries carry their sequence number, so a partly written batch (the
  * node died mid-write) never puts a stanza under the wrong h: the reader
  * skips numbers it has seen.
@@ -165,6 +167,8 @@ static void flush_one(redis_conn *c, xmppd_replica *r)
 static void flush_all(redis_conn *c)
 {
     bool up = redis_conn_up(c);
+    /* nothing here waits for an answer: Redis sends none (one for the turn) */
+    bool quiet = up && redis_quiet(c, true) == 0;
     while (g_dirty) {
         xmppd_replica *r = g_dirty;
         g_dirty = r->next_dirty;
@@ -179,6 +183,8 @@ static void flush_all(redis_conn *c)
             r->missing = r->queued;
         }
     }
+    if (quiet)
+        redis_quiet(c, false);
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *ud)
