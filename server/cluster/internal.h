@@ -157,6 +157,22 @@ bool place_arrived(const xmppd_stanza *st);
 bool place_unsent(const char *node, const char *kind, const char *arg, const char *body,
                   size_t blen);
 
+/* ---- smrep.c: stream-management replicas (api/xmppd/cluster.h) ---- */
+int smrep_start(void);
+void smrep_stop(void);
+/* The replicas changed in this turn, on c, before the reader acknowledges
+ * the frames it routed (queue.c). */
+void smrep_before_ack(redis_conn *c);
+/* Redis is back: every replica is written whole. */
+void smrep_republish(void);
+/* Frames "smrel" (node resumes our session id) and "smgone" (the node we
+ * asked let it go). */
+void smrep_release(const char *id, const char *node);
+void smrep_gone(const char *id);
+/* node was found dead by us: its replicas are ours to watch; those not
+ * resumed within their ttl fire "replica-expired" here. */
+void smrep_orphans(const char *node);
+
 /* ---- node.c ---- */
 /* cfg's hosts, sorted, space-separated (malloc'd, NULL on OOM). */
 char *cluster_hosts_of(const xmppd_config *cfg);

@@ -144,8 +144,10 @@ static void on_removed(redisReply *r, void *ud)
         log_kernel("cluster", XMPPD_LOG_WARN, "node %s missed its heartbeats: dropping its "
                    "sessions", name);
         node_forget(name, won);
-        if (won)
+        if (won) {
             queue_watch(name);
+            smrep_orphans(name);
+        }
     }
     free(name);
 }
@@ -295,6 +297,7 @@ static void cmd_up(void *ud)
         registry_republish();
         cstate_redis_up();
     }
+    smrep_republish();
     heartbeat();
 }
 
@@ -520,7 +523,7 @@ int cluster_start(const xmppd_config *cfg, char *err, size_t errlen)
         !(g_cluster.cmd = redis_conn_new(&g_cluster.srv, "commands", &cmd_ops, NULL)) ||
         !(g_cluster.sub = redis_conn_new(&g_cluster.srv, "subscriber", &sub_ops, NULL)) ||
         redis_subscribe(g_cluster.sub, g_cluster.ch_reg) < 0 ||
-        queue_start() < 0 ||
+        queue_start() < 0 || smrep_start() < 0 ||
         !(g_cluster.beat = event_new(loop_base(), -1, EV_PERSIST, on_beat, NULL)) ||
         event_add(g_cluster.beat, &tv) < 0 ||
         xmppd_ctl_command(NULL, "cluster-status", NULL, "the cluster's live nodes", cmd_status,
@@ -572,6 +575,7 @@ void cluster_stop(void)
     }
     if (g_cluster.beat)
         event_free(g_cluster.beat);
+    smrep_stop();
     queue_stop();
     cstate_stop();
     redis_conn_free(g_cluster.sub);

@@ -367,6 +367,10 @@ void registry_frame(const char *kind, const char *node, const char *arg, const c
         kick(arg, body, blen);
     else if (strcmp(kind, "inval") == 0)
         cstate_inval(node, arg, body, blen);
+    else if (strcmp(kind, "smrel") == 0)
+        smrep_release(arg, node);
+    else if (strcmp(kind, "smgone") == 0)
+        smrep_gone(arg);
     else if (strcmp(kind, "reset") == 0)
         node_resync(node);
     else if (strcmp(kind, "bye") == 0)

@@ -83,6 +83,11 @@ static const catalogue_event g_events[] = {
       "a bound session ended (logout, error, kick, replaced, shutdown), after it left the "
       "session table",
       "session (reads as closed, sends are dropped): free what you keep in its slot" },
+    { "replica-expired", "all", KERNEL,
+      "a cluster: a session of a dead node that was replicated (api/xmppd/cluster.h) was not "
+      "resumed on any node in time: it ends here",
+      "data: const xmppd_replica_state * (the session's full JID and the stanzas its client "
+      "never acknowledged); no session" },
     /* stanzas */
     { "stanza-in", "first", KERNEL,
       "a bound client stream sent a top-level element (stanzas and others, e.g. stream "

@@ -58,10 +58,10 @@ class Node(Xmppd):
         return self
 
 
-def loadgen(build, port, pid, args, port2=None, extra_pids=(), prefix="bench"):
+def loadgen(build, port, pid, args, port2=None, extra_pids=(), prefix="bench", more=()):
     cmd = [str(Path(build) / "tests" / "bench" / "loadgen"), "--port", str(port), "--pid", str(pid),
            "--workloads", "register,route", "--pairs", str(args.pairs), "--messages",
-           str(args.messages), "--phase-timeout", "600", "--prefix", prefix]
+           str(args.messages), "--phase-timeout", "600", "--prefix", prefix, *more]
     if port2:
         cmd += ["--port2", str(port2)]
     if extra_pids:
