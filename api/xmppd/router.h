@@ -113,6 +113,28 @@ enum { XMPPD_SENT_OK = 0, XMPPD_SENT_LOST = 1, XMPPD_SENT_CANCELLED = -2 };
 typedef void (*xmppd_sent_cb)(int status, void *ud);
 int xmppd_session_when_sent(xmppd_module *m, xmppd_session *sess, xmppd_sent_cb cb, void *ud);
 
+/* Durability before acknowledgement: a module that takes a stanza from
+ * sess and answers for it once its storage write is committed (offline
+ * messages) takes a hold on sess and releases it when the write reports
+ * (committed, failed or cancelled). Stream management (XEP-0198) answers
+ * the client's <r/> only when the holds taken before it are released, so
+ * an acknowledged stanza survives a crash (kill -9). The hold keeps a
+ * reference on sess; release it exactly once. NULL on OOM or sess NULL
+ * (release(NULL) is a no-op). Loop thread. ABI 2.7. */
+typedef struct xmppd_commit_hold xmppd_commit_hold;
+xmppd_commit_hold *xmppd_session_hold_commit(xmppd_session *sess);
+void xmppd_commit_release(xmppd_commit_hold *h);
+/* Whether sess has holds not yet released. */
+bool xmppd_session_commits_pending(const xmppd_session *sess);
+/* Calls back XMPPD_COMMITTED_OK once every hold taken on sess before this
+ * call is released (on the next loop turn when none is out), never from
+ * inside this call; XMPPD_COMMITTED_CANCELLED when m unloads first (while
+ * it unloads, before its unload()). 0, or -1 (OOM, m unloading): cb never
+ * runs. ABI 2.7. */
+enum { XMPPD_COMMITTED_OK = 0, XMPPD_COMMITTED_CANCELLED = -2 };
+typedef void (*xmppd_committed_cb)(int status, void *ud);
+int xmppd_session_when_committed(xmppd_module *m, xmppd_session *sess, xmppd_committed_cb cb, void *ud);
+
 /* Sessions are kernel-owned; a handler may use ev->session during the call.
  * To keep one across a callback, take a reference; after the stream closes
  * the session reads as closed and sends are dropped. */
@@ -131,7 +153,9 @@ xmppd_host *xmppd_session_host(const xmppd_session *sess);
 bool xmppd_session_available(const xmppd_session *sess);
 /* Priority of its last available presence (RFC 6121 §4.7.2.3), -128..127. */
 int xmppd_session_priority(const xmppd_session *sess);
-/* The last broadcast presence of the session (borrowed) or NULL. */
+/* The last broadcast presence of the session (borrowed, read-only: it may
+ * be shared between sessions) or NULL. Its 'from' and 'to' are not
+ * guaranteed: a copy sent on sets both. */
 xmppd_stanza *xmppd_session_presence(const xmppd_session *sess);
 /* Remote address as text, for logs and rate limits. */
 const char *xmppd_session_ip(const xmppd_session *sess);

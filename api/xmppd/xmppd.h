@@ -17,5 +17,6 @@
 #include "http.h"
 #include "access.h"
 #include "metrics.h"
+#include "cluster.h"
 
 #endif

@@ -23,8 +23,16 @@ typedef struct bl_mod {
     unsigned push_seq;
 } bl_mod;
 
-/* Session slot marker: this resource requested the blocklist (§3.2). */
+/* Session slot marker: this resource requested the blocklist (§3.2); the
+ * session mark tells the other nodes of a cluster. */
 static const char bl_interested = 1;
+#define BL_MARK "blocking"
+
+static bool bl_is_interested(const bl_mod *mod, const xmppd_session *s)
+{
+    return xmppd_session_remote(s) ? xmppd_session_marked(s, BL_MARK)
+                                   : xmppd_session_get(s, mod->m) == &bl_interested;
+}
 
 static const privacy_api *bl_api(const bl_mod *mod)
 {
@@ -111,8 +119,10 @@ static void bl_get_loaded(bool ok, void *ud)
     xmppd_stanza *list = reply ? xmppd_stanza_tag(reply, "blocklist", NS_BLOCKING) : NULL;
     if (list) {
         api->blocklist(api, q->node, bl_add_item, list);
-        if (!xmppd_session_closed(q->sess))
+        if (!xmppd_session_closed(q->sess)) {
             xmppd_session_set(q->sess, q->mod->m, (void *)&bl_interested);
+            xmppd_session_mark(q->sess, BL_MARK, true);
+        }
     }
     bl_req_send(q, reply);
     bl_req_free(q);
@@ -231,7 +241,7 @@ typedef struct bl_push_ctx {
 static int bl_push_one(xmppd_session *s, void *ud)
 {
     bl_push_ctx *c = ud;
-    if (xmppd_session_get(s, c->mod->m) != &bl_interested || xmppd_session_closed(s))
+    if (!bl_is_interested(c->mod, s) || xmppd_session_closed(s))
         return 0;
     xmppd_stanza *iq = xmppd_stanza_copy(c->iq);
     if (!iq)

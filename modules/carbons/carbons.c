@@ -75,6 +75,9 @@ static int cb_set_enabled(cb_mod *mod, xmppd_session *s, bool on)
     cb_sess *cs = cb_slot(mod, s, on);
     if (!cs)
         return on ? -1 : 0;
+    /* the mark tells the other nodes of a cluster (cb_enabled) */
+    if (xmppd_session_mark(s, CARBONS_NS, on) < 0)
+        return -1;
     if (on && !cs->enabled)
         mod->n_enabled++;
     else if (!on && cs->enabled)
@@ -83,10 +86,26 @@ static int cb_set_enabled(cb_mod *mod, xmppd_session *s, bool on)
     return 0;
 }
 
+/* A session bound on another node has no slot here: its node published
+ * whether it enabled carbons (a session mark), and the copy made here is
+ * forwarded to it, where "deliver" (client state indication) runs. The
+ * state lives with the session's registry entry rather than being decided
+ * on its node so that a copy crosses nodes only for a session that wants
+ * it, and the copy is made where the message is (who got it is known
+ * only there). */
 static bool cb_enabled(cb_mod *mod, const xmppd_session *s)
 {
+    if (xmppd_session_remote(s))
+        return xmppd_session_marked(s, CARBONS_NS);
     const cb_sess *cs = xmppd_session_get(s, mod->m);
     return cs && cs->enabled;
+}
+
+/* Can any session have carbons on? The local count, and in a cluster any
+ * remote session may. */
+static bool cb_any(const cb_mod *mod)
+{
+    return mod->n_enabled > 0 || xmppd_cluster_node() != NULL;
 }
 
 static void cb_track(cb_mod *mod, xmppd_session *s, const char *id, const xmppd_jid *peer)
@@ -171,7 +190,7 @@ static size_t cb_copy_all(cb_copy *c, const char *node)
 static int cb_on_pre_route(xmppd_event *ev, void *ud)
 {
     cb_mod *mod = ud;
-    if (!mod->n_enabled || !ev->session || !ev->to || !ev->from || !ev->from->node ||
+    if (!cb_any(mod) || !ev->session || !ev->to || !ev->from || !ev->from->node ||
         strcmp(xmppd_stanza_name(ev->stanza), "message") != 0 ||
         xmppd_jid_bare_equal(ev->to, ev->from) || !carbons_eligible(ev->stanza))
         return XMPPD_PASS;
@@ -187,7 +206,7 @@ static int cb_on_delivered(xmppd_event *ev, void *ud)
 {
     cb_mod *mod = ud;
     const xmppd_delivery *d = ev->data;
-    if (!mod->n_enabled || !d || !ev->to || !ev->to->node)
+    if (!cb_any(mod) || !d || !ev->to || !ev->to->node)
         return XMPPD_PASS;
     bool ok = carbons_eligible(ev->stanza);
     for (size_t i = 0; !ok && i < d->n; i++)
@@ -295,7 +314,7 @@ static int cb_on_closed(xmppd_event *ev, void *ud)
 static int cb_count(xmppd_session *s, void *ud)
 {
     cb_mod *mod = ud;
-    mod->n_enabled += cb_enabled(mod, s) ? 1 : 0;
+    mod->n_enabled += !xmppd_session_remote(s) && cb_enabled(mod, s) ? 1 : 0;
     return 0;
 }
 

@@ -186,6 +186,12 @@ static int on_stanza(xmppd_event *ev, void *ud)
 
 void muc_service_ready(muc_service *svc)
 {
+    if (svc->moved_again) { /* held stanzas wait for the rooms of the new view */
+        svc->moved_again = false;
+        svc->ready = true;
+        muc_on_moved(svc);
+        return;
+    }
     svc->ready = true;
     xmppd_log(svc->m, XMPPD_LOG_INFO, "room service %s ready: %zu stored rooms", svc->domain,
               svc->n_rooms);
@@ -365,6 +371,9 @@ static int muc_load(xmppd_module *m, const void *conf)
         return refuse(m, svc, "no storage driver is loaded", NULL);
     if (xmppd_domain_serve(m, svc->domain, on_stanza, svc) < 0)
         return refuse(m, svc, "a host, a component or another module has the domain", svc->domain);
+    /* in a cluster each room lives on one node (place.c) */
+    if (xmppd_cluster_place(m, svc->domain, muc_on_moved, svc) < 0)
+        return refuse(m, svc, "out of memory", NULL);
     if (xmppd_hook(m, "session-closed", on_session_closed, XMPPD_PRIO_DEFAULT, svc) < 0 ||
         xmppd_hook(m, "disco-items", on_disco_items, XMPPD_PRIO_DEFAULT, svc) < 0 ||
         xmppd_hook(m, "user-deleted", muc_on_user_deleted, XMPPD_PRIO_DEFAULT, svc) < 0)
@@ -385,7 +394,7 @@ static int muc_load(xmppd_module *m, const void *conf)
 
 /* XEP-0045 §11.2: occupants learn that the service went away (332), so
  * they join again once it is back (a reload's new instance, a restart). */
-static void tell_shutdown(muc_room *room)
+void muc_tell_shutdown(muc_room *room)
 {
     static const int codes[] = { 110, 332, 0 };
     for (muc_occupant *occ = room->occ_head; occ; occ = occ->next) {
@@ -414,7 +423,7 @@ static void muc_unload(xmppd_module *m)
     size_t n = 0;
     muc_room **rooms = muc_rooms_all(svc, &n);
     for (size_t i = 0; i < n; i++) {
-        tell_shutdown(rooms[i]);
+        muc_tell_shutdown(rooms[i]);
         rooms[i]->busy = 0;
         muc_room_free(rooms[i]);
     }

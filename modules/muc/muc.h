@@ -223,6 +223,8 @@ struct muc_service {
     int restoring;               /* restore operations in flight */
     xmppd_pending **held;        /* stanzas that came while restoring */
     size_t n_held, cap_held;
+    bool moved_again;            /* the cluster's nodes changed during a restore (place.c) */
+    xmppd_timer *ghost_timer;    /* place.c: the check for occupants of dead nodes */
     char **forget;               /* deleted accounts waiting for the restore (owned) */
     size_t n_forget;
 };
@@ -241,6 +243,16 @@ bool muc_is_service_admin(const muc_service *svc, const xmppd_jid *jid);
 const char *muc_may_create(muc_service *svc, const xmppd_jid *jid, const char **text_r);
 /* The restore is over: stanzas held meanwhile are handled now. */
 void muc_service_ready(muc_service *svc);
+/* XEP-0045 §11.2: the room's occupants get unavailable presence with 110
+ * and 332 (the service went away from under them: join again). */
+void muc_tell_shutdown(muc_room *room);
+
+/* ---- place.c: rooms across the nodes of a cluster ---------------------------- */
+
+/* xmppd_cluster_place's moved callback (ud: the service): rooms placed on
+ * another node now go (their occupants are told, 332), stored rooms placed
+ * here now are restored. */
+void muc_on_moved(void *ud);
 
 /* ---- accounts.c: deleted accounts ------------------------------------------ */
 
@@ -285,6 +297,9 @@ void muc_room_unlock(muc_room *room);
 /* store.c: the restore at start: the occupant-id secret, every stored room
  * of the domain and its history; muc_service_ready when done. */
 void muc_rooms_restore(muc_service *svc);
+/* store.c: the stored rooms placed on this node (xmppd_cluster_mine) that
+ * are not in memory are restored; stanzas wait meanwhile, as at start. */
+void muc_rooms_adopt(muc_service *svc);
 /* The room's bare JID as a string (borrowed). */
 const char *muc_room_jid(const muc_room *room);
 

@@ -130,6 +130,16 @@ static bool our_room(const muc_service *svc, const char *s)
     return at && at != s && strcmp(at + 1, svc->domain) == 0 && !strchr(at, '/');
 }
 
+/* A room JID whose room is loaded already (muc_rooms_adopt). */
+static bool in_memory(muc_service *svc, const char *s)
+{
+    const char *at = strchr(s, '@');
+    char *node = strndup(s, (size_t)(at - s));
+    bool in = node && muc_room_find(svc, node);
+    free(node);
+    return in;
+}
+
 static void on_room_list(int status, json_t *value, void *ud)
 {
     restore_req *r = ud;
@@ -144,7 +154,7 @@ static void on_room_list(int status, json_t *value, void *ud)
     json_t *v;
     json_array_foreach(status == XMPPD_STORE_OK ? value : NULL, i, v) {
         const char *s = json_string_value(v);
-        if (!s || !our_room(svc, s))
+        if (!s || !our_room(svc, s) || !xmppd_cluster_mine(s) || in_memory(svc, s))
             continue;
         restore_req *q = restore_req_new(svc, s);
         if (!q) {
@@ -172,4 +182,16 @@ void muc_rooms_restore(muc_service *svc)
     svc->restoring = 2;
     xmppd_kv_get(svc->service_store, svc->domain, "secret", on_secret, a);
     xmppd_kv_users(svc->rooms_store, on_room_list, b);
+}
+
+void muc_rooms_adopt(muc_service *svc)
+{
+    restore_req *r = restore_req_new(svc, NULL);
+    if (!r) {
+        xmppd_log(svc->m, XMPPD_LOG_ERROR, "out of memory: rooms placed here not restored");
+        return;
+    }
+    svc->ready = false;
+    svc->restoring = 1;
+    xmppd_kv_users(svc->rooms_store, on_room_list, r);
 }

@@ -20,7 +20,11 @@
  * fails. Messages waiting for an account's count when the module unloads
  * are bounced (never silently dropped); a write already handed to the
  * store is carried out by the driver. The per-account count is cached (loaded on first use, in order
- * with the messages that wait for it) so the quota check needs no query. */
+ * with the messages that wait for it) so the quota check needs no query.
+ * The sender's session is held (xmppd_session_hold_commit) from the moment
+ * the message is taken until its write reports, so stream management
+ * acknowledges it only once it is committed (issue 18: it survives
+ * kill -9). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +59,7 @@ typedef struct off_user {
     bool flushing;          /* a delivery to a session is in flight */
     size_t count;           /* stored + being stored */
     xmppd_stanza **waiting; /* refs: messages that arrived while loading, in order */
+    xmppd_commit_hold **waiting_holds; /* their senders' holds (NULL: none) */
     size_t n_waiting, cap_waiting;
 } off_user;
 
@@ -72,6 +77,7 @@ typedef struct off_append {
     off_state *st;
     char *user;
     xmppd_stanza *msg; /* ref: the original, for a bounce */
+    xmppd_commit_hold *hold; /* the sender's acknowledgement waits for the commit */
 } off_append;
 
 /* One account check and count being loaded; names its entry (which only
@@ -151,9 +157,12 @@ static off_user *off_get(off_state *st, const char *user)
 
 static void off_user_free(off_user *u)
 {
-    for (size_t i = 0; i < u->n_waiting; i++)
+    for (size_t i = 0; i < u->n_waiting; i++) {
         xmppd_stanza_unref(u->waiting[i]);
+        xmppd_commit_release(u->waiting_holds[i]);
+    }
     free(u->waiting);
+    free(u->waiting_holds);
     free(u->user);
     free(u);
 }
@@ -219,6 +228,7 @@ static json_t *off_serialise(off_state *st, const xmppd_stanza *msg, int64_t now
 
 static void off_append_free(off_append *a)
 {
+    xmppd_commit_release(a->hold);
     xmppd_stanza_unref(a->msg);
     free(a->user);
     free(a);
@@ -244,12 +254,14 @@ static void off_on_appended(int status, const char *id, void *ud)
     off_append_free(a);
 }
 
-/* Stores msg for u (count loaded) or bounces it when u is full. */
-static void off_accept(off_state *st, off_user *u, xmppd_stanza *msg)
+/* Stores msg for u (count loaded) or bounces it when u is full. hold
+ * (taken over; may be NULL) is released once the store answers. */
+static void off_accept(off_state *st, off_user *u, xmppd_stanza *msg, xmppd_commit_hold *hold)
 {
     const off_conf *c = xmppd_module_conf(st->m);
     if ((long long)u->count >= c->max_messages) {
         off_bounce(st, msg, "service-unavailable", "The recipient's offline storage is full");
+        xmppd_commit_release(hold);
         return;
     }
     int64_t now = xmppd_wallclock_ms();
@@ -259,9 +271,11 @@ static void off_accept(off_state *st, off_user *u, xmppd_stanza *msg)
         free(a);
         json_decref(v);
         off_bounce(st, msg, "service-unavailable", "The message could not be stored");
+        xmppd_commit_release(hold);
         return;
     }
     a->st = st;
+    a->hold = hold;
     a->msg = xmppd_stanza_ref(msg);
     u->count++;
     xmppd_metric_observe(st->queue, NULL, (double)u->count);
@@ -278,18 +292,23 @@ static void off_accept(off_state *st, off_user *u, xmppd_stanza *msg)
 static void off_release_waiting(off_state *st, off_user *u, const char *bounce_text)
 {
     xmppd_stanza **waiting = u->waiting;
+    xmppd_commit_hold **holds = u->waiting_holds;
     size_t nw = u->n_waiting;
     u->loading = false;
     u->waiting = NULL;
+    u->waiting_holds = NULL;
     u->n_waiting = u->cap_waiting = 0;
     for (size_t i = 0; i < nw; i++) {
-        if (u->loaded)
-            off_accept(st, u, waiting[i]);
-        else
+        if (u->loaded) {
+            off_accept(st, u, waiting[i], holds[i]);
+        } else {
             off_bounce(st, waiting[i], "service-unavailable", bounce_text);
+            xmppd_commit_release(holds[i]);
+        }
         xmppd_stanza_unref(waiting[i]);
     }
     free(waiting);
+    free(holds);
     if (!u->loaded)
         off_drop(st, u->user, false);
 }
@@ -336,15 +355,19 @@ static void off_on_exists(int result, void *ud)
                                                                      : "Offline storage is unavailable");
 }
 
-/* Queues msg (ref taken) until u's count is known; starts loading it. */
-static int off_wait_count(off_state *st, off_user *u, xmppd_stanza *msg)
+/* Queues msg (ref taken) and its sender's hold (taken over on success)
+ * until u's count is known; starts loading it. */
+static int off_wait_count(off_state *st, off_user *u, xmppd_stanza *msg, xmppd_commit_hold *hold)
 {
     if (u->n_waiting == u->cap_waiting) {
         size_t cap = u->cap_waiting ? u->cap_waiting * 2 : 4;
         xmppd_stanza **v = realloc(u->waiting, cap * sizeof(*v));
-        if (!v)
+        if (v)
+            u->waiting = v;
+        xmppd_commit_hold **h = v ? realloc(u->waiting_holds, cap * sizeof(*h)) : NULL;
+        if (!h)
             return -1;
-        u->waiting = v;
+        u->waiting_holds = h;
         u->cap_waiting = cap;
     }
     if (!u->loading) {
@@ -357,6 +380,7 @@ static int off_wait_count(off_state *st, off_user *u, xmppd_stanza *msg)
         u->loading = true;
         xmppd_auth_exists(st->m, xmppd_module_host(st->m), u->user, off_on_exists, r);
     }
+    u->waiting_holds[u->n_waiting] = hold;
     u->waiting[u->n_waiting++] = xmppd_stanza_ref(msg);
     return 0;
 }
@@ -377,9 +401,14 @@ static int off_on_message(xmppd_event *ev, void *ud)
     off_user *u = off_get(st, ev->to->node);
     if (!u)
         return XMPPD_PASS; /* OOM: the kernel bounces it */
+    /* The sender's stream management answers for this message only once
+     * it is committed (a hold on a server-made or remote stanza's session
+     * is none). */
+    xmppd_commit_hold *hold = ev->session ? xmppd_session_hold_commit(ev->session) : NULL;
     if (u->loaded) {
-        off_accept(st, u, ev->stanza);
-    } else if (off_wait_count(st, u, ev->stanza) < 0) {
+        off_accept(st, u, ev->stanza, hold);
+    } else if (off_wait_count(st, u, ev->stanza, hold) < 0) {
+        xmppd_commit_release(hold);
         off_drop(st, u->user, false);
         return XMPPD_PASS;
     }

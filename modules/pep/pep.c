@@ -259,6 +259,13 @@ static int pep_on_user_deleted(xmppd_event *ev, void *ud)
     return XMPPD_PASS;
 }
 
+static int pep_on_invalidate(xmppd_event *ev, void *ud)
+{
+    if (ev->to && ev->data && strcmp(ev->data, "pep") == 0)
+        pep_invalidated(ud, ev->to->node);
+    return XMPPD_PASS;
+}
+
 /* ---- module ------------------------------------------------------------------------------- */
 
 static void pep_unload(xmppd_module *m)
@@ -293,6 +300,7 @@ static int pep_register(xmppd_module *m, pep_state *st)
         xmppd_hook(m, "presence/bare", pep_on_presence_in, XMPPD_PRIO_DEFAULT + 20, st) < 0 ||
         xmppd_hook(m, CAPS_EVENT_RESOLVED, pep_on_caps_resolved, XMPPD_PRIO_DEFAULT, st) < 0 ||
         xmppd_hook(m, "user-deleted", pep_on_user_deleted, XMPPD_PRIO_DEFAULT, st) < 0 ||
+        xmppd_hook(m, "cluster-invalidate", pep_on_invalidate, XMPPD_PRIO_DEFAULT, st) < 0 ||
         xmppd_hook(m, "disco-info", pep_on_disco_info, XMPPD_PRIO_DEFAULT, st) < 0 ||
         xmppd_hook(m, "disco-items", pep_on_disco_items, XMPPD_PRIO_DEFAULT, st) < 0 ||
         xmppd_event_declare(m, PEP_EVENT_CHANGED, XMPPD_EVENT_ALL,

@@ -36,6 +36,7 @@ typedef struct pep_svc {
     bool loading;
     bool known;           /* the account exists (has data, a session, or was checked) */
     int busy;             /* jobs between the load and their end */
+    bool stale;           /* another node changed it: dropped once idle */
     pep_waiter *waiters;  /* jobs waiting for the load */
     pep_remote *remotes;
     size_t n_remotes;
@@ -81,6 +82,9 @@ void pep_with_service(pep_state *st, const char *user, bool with_roster, pep_fn 
 pep_svc *pep_cached(pep_state *st, const char *user);
 /* Forgets user's service (account deleted). */
 void pep_forget(pep_state *st, const char *user);
+/* Another node of the cluster stored a change of user's service: our copy
+ * goes now, or when its running jobs end (the next use loads it again). */
+void pep_invalidated(pep_state *st, const char *user);
 /* Every cached, loaded service, for fn (stops early on nonzero). */
 void pep_foreach(pep_state *st, int (*fn)(pep_svc *svc, void *ud), void *ud);
 void pep_cache_free(pep_state *st);

@@ -134,10 +134,14 @@ static const roster_api *pep_roster_api(pep_state *st)
     return a && a->version == ROSTER_API_VERSION && a->size >= sizeof(roster_api) ? a : NULL;
 }
 
+static void pep_remove(pep_svc *svc);
+
 static void pep_done(pep_svc *svc)
 {
-    svc->busy--;
-    pep_evict(svc->st);
+    pep_state *st = svc->st;
+    if (--svc->busy == 0 && svc->stale && !svc->loading)
+        pep_remove(svc);
+    pep_evict(st);
 }
 
 static void pep_on_roster(roster *r, void *ud)
@@ -267,6 +271,15 @@ void pep_forget(pep_state *st, const char *user)
         pep_remove(svc);
 }
 
+void pep_invalidated(pep_state *st, const char *user)
+{
+    pep_svc *svc = pep_find(st, user);
+    if (svc && svc->busy == 0 && !svc->loading)
+        pep_remove(svc);
+    else if (svc)
+        svc->stale = true;
+}
+
 void pep_foreach(pep_state *st, int (*fn)(pep_svc *svc, void *ud), void *ud)
 {
     for (pep_svc *svc = st->oldest, *next; svc; svc = next) {
@@ -286,21 +299,37 @@ void pep_cache_free(pep_state *st)
 
 /* ---- writing ----------------------------------------------------------------------------- */
 
+/* A write in flight: once stored, the other nodes of a cluster drop their
+ * copy of the service. */
+typedef struct pep_write {
+    pep_state *st;
+    char *user;
+} pep_write;
+
 static void pep_on_written(int status, void *ud)
 {
-    pep_state *st = ud;
+    pep_write *w = ud;
     if (status != XMPPD_STORE_OK && status != XMPPD_STORE_CANCELLED)
-        xmppd_log(st->m, XMPPD_LOG_ERROR, "a PEP change could not be stored");
+        xmppd_log(w->st->m, XMPPD_LOG_ERROR, "a PEP change could not be stored");
+    if (status == XMPPD_STORE_OK && w->user)
+        xmppd_cluster_invalidate(w->st->m, w->user);
+    free(w->user);
+    free(w);
 }
 
 static void pep_kv_set(pep_state *st, const char *user, char *key, json_t *value)
 {
-    if (!key) {
+    pep_write *w = calloc(1, sizeof(*w));
+    if (!key || !w) {
         json_decref(value);
-        pep_on_written(XMPPD_STORE_ERROR, st);
+        free(key);
+        xmppd_log(st->m, XMPPD_LOG_ERROR, "a PEP change could not be stored");
+        free(w);
         return;
     }
-    xmppd_kv_set(st->store, user, key, value, pep_on_written, st);
+    w->st = st;
+    w->user = xmppd_cluster_node() ? strdup(user) : NULL; /* no cluster: nobody to tell */
+    xmppd_kv_set(st->store, user, key, value, pep_on_written, w);
     json_decref(value);
     free(key);
 }

@@ -104,6 +104,7 @@ typedef struct pv_acct {
     size_t n_lists;
     pv_list *def;       /* one of lists, or NULL */
     bool loading, loaded;
+    bool stale;         /* another node changed the lists meanwhile: load again */
     int busy;           /* callbacks running with it */
     pv_held *held;      /* owned ring of stanzas waiting for the load */
     size_t n_held;
@@ -493,6 +494,7 @@ typedef struct pv_save_req {
     privacy_done_cb done;
     void *ud;
     xmppd_call *call; /* the caller of done */
+    char *node;       /* the account: the other nodes of a cluster are told */
 } pv_save_req;
 
 static void pv_save_cancelled(void *p)
@@ -506,8 +508,11 @@ static void pv_saved(int status, void *ud)
     pv_save_req *q = ud;
     if (status != XMPPD_STORE_OK && status != XMPPD_STORE_CANCELLED)
         xmppd_log(q->mod->m, XMPPD_LOG_ERROR, "cannot store privacy lists");
+    if (status == XMPPD_STORE_OK)
+        xmppd_cluster_invalidate(q->mod->m, q->node);
     if (q->done && xmppd_call_finish(q->call))
         q->done(status == XMPPD_STORE_OK ? 0 : -1, q->ud);
+    free(q->node);
     free(q);
 }
 
@@ -517,16 +522,18 @@ static void pv_acct_save(pv_acct *a, xmppd_module *caller, privacy_done_cb done,
 {
     json_t *doc = pv_acct_json(a);
     pv_save_req *q = malloc(sizeof(*q));
+    char *node = strdup(a->node);
     xmppd_call *call = q && done ? xmppd_call_new(caller, pv_save_cancelled, q) : NULL;
-    if (!doc || !q || (done && !call)) {
+    if (!doc || !q || !node || (done && !call)) {
         json_decref(doc);
         free(q);
+        free(node);
         xmppd_log(a->mod->m, XMPPD_LOG_ERROR, "cannot store privacy lists: out of memory");
         if (done)
             done(-1, ud);
         return;
     }
-    *q = (pv_save_req){ a->mod, done, ud, call };
+    *q = (pv_save_req){ a->mod, done, ud, call, node };
     /* An account with no lists and no default keeps no row. */
     xmppd_kv_set(a->mod->store, a->node, "", a->n_lists ? doc : NULL, pv_saved, q);
     json_decref(doc);
@@ -584,8 +591,14 @@ static bool pv_needs_roster(const pv_acct *a)
     return false;
 }
 
+static void pv_reload(pv_acct *a);
+
 static void pv_finish_load(pv_acct *a)
 {
+    if (a->stale) { /* what was read may predate another node's change */
+        pv_reload(a);
+        return;
+    }
     a->busy++;
     pv_release_held(a);
     while (a->waiters) {
@@ -625,6 +638,17 @@ static void pv_on_loaded(int status, json_t *value, void *ud)
         return;
     }
     pv_finish_load(a);
+}
+
+/* Reads a's lists again (another node of the cluster changed them);
+ * stanzas for the account are held meanwhile, as at the first load. */
+static void pv_reload(pv_acct *a)
+{
+    a->stale = false;
+    pv_acct_clear_lists(a);
+    a->loaded = false;
+    a->loading = true;
+    xmppd_kv_get(a->mod->store, a->node, "", pv_on_loaded, a);
 }
 
 /* The account's entry, created (and its load started) when absent. */
@@ -818,9 +842,13 @@ static int pv_on_inbound(xmppd_event *ev, void *ud)
     const xmppd_jid *to = ev->to, *from = ev->from;
     if (!to || !to->node || !from || ev->stanza == pv_exempt || pv_self(to, from))
         return XMPPD_PASS;
-    /* Stanzas that skipped pre-route: the sender's outbound rules. */
+    /* Stanzas that skipped pre-route: the sender's outbound rules. Not for
+     * an error another node of the cluster made and sent here: it was
+     * decided there (this module's own errors, exempt there, must reach a
+     * blocked sender: XEP-0191 §3.5). */
     const xmppd_jid *sj = ev->session ? xmppd_session_jid(ev->session) : NULL;
-    if (!(sj && xmppd_jid_equal(sj, from)) && pv_out_denied(from, to, ev->stanza, NULL))
+    bool decided = pv_no_error(ev->stanza) && xmppd_cluster_arrived(ev->stanza);
+    if (!(sj && xmppd_jid_equal(sj, from)) && !decided && pv_out_denied(from, to, ev->stanza, NULL))
         return XMPPD_HANDLED;
     pv_acct *a = pv_acct_get(mod, to->node);
     if (a && a->loading)
@@ -1684,6 +1712,22 @@ static int pv_on_user_deleted(xmppd_event *ev, void *ud)
     return XMPPD_PASS;
 }
 
+/* Another node of the cluster stored a change of the account's lists: read
+ * them again now, or once the load or callback running ends. */
+static int pv_on_invalidate(xmppd_event *ev, void *ud)
+{
+    pv_mod *mod = ud;
+    pv_acct *a = ev->to && ev->data && strcmp(ev->data, "privacy") == 0
+                     ? pv_acct_find(mod, ev->to->node) : NULL;
+    if (!a)
+        return XMPPD_PASS;
+    if (a->loading || a->busy > 0)
+        a->stale = true;
+    else
+        pv_reload(a);
+    return XMPPD_PASS;
+}
+
 /* ---- lifecycle ---------------------------------------------------------------- */
 
 static void pv_unload(xmppd_module *m);
@@ -1734,6 +1778,7 @@ static int pv_load_hooks(xmppd_module *m, pv_mod *mod)
         xmppd_hook(m, "resource-bound", pv_on_bound, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "session-closed", pv_on_closed, XMPPD_PRIO_FALLBACK, mod) < 0 ||
         xmppd_hook(m, "user-deleted", pv_on_user_deleted, XMPPD_PRIO_DEFAULT, mod) < 0 ||
+        xmppd_hook(m, "cluster-invalidate", pv_on_invalidate, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_provide(m, "privacy", &mod->api) < 0)
         return -1;
     if (mod->conf->xep0016 &&

@@ -85,8 +85,18 @@ struct roster {
     rs_waiter **wtail;
 };
 
-/* Interested-resource marker stored in the session slot (nothing to free). */
+/* Interested-resource marker stored in the session slot (nothing to free),
+ * and the session mark that tells the other nodes of a cluster. */
 static const char rs_interested = 1;
+#define RS_MARK "roster"
+
+/* Did s request the roster (§2.1.6: it gets pushes)? A session on another
+ * node says so with its mark. */
+static bool rs_is_interested(const rs_mod *mod, const xmppd_session *s)
+{
+    return xmppd_session_remote(s) ? xmppd_session_marked(s, RS_MARK)
+                                   : xmppd_session_get(s, mod->m) != NULL;
+}
 
 static const char *const rs_sub_names[] = { "none", "to", "from", "both" };
 
@@ -337,12 +347,39 @@ static void rs_on_saved(int status, void *ud)
         xmppd_log(mod->m, XMPPD_LOG_ERROR, "cannot store a roster change");
 }
 
+/* A write in flight: once stored, the other nodes of a cluster drop their
+ * copy of the roster (they load it again when they need it). */
+typedef struct rs_saving {
+    rs_mod *mod;
+    char *node;
+    xmppd_store_done_cb cb;
+    void *ud;
+} rs_saving;
+
+static void rs_saved_then(int status, void *ud)
+{
+    rs_saving *w = ud;
+    if (status == XMPPD_STORE_OK)
+        xmppd_cluster_invalidate(w->mod->m, w->node);
+    w->cb(status, w->ud);
+    free(w->node);
+    free(w);
+}
+
 /* Writes r's document; cb (or a logging default) gets the outcome. */
 static void rs_save(roster *r, xmppd_store_done_cb cb, void *ud)
 {
     if (!cb) {
         cb = rs_on_saved;
         ud = r->mod;
+    }
+    rs_saving *w = xmppd_cluster_node() ? calloc(1, sizeof(*w)) : NULL;
+    if (w && (w->node = strdup(r->node))) {
+        *w = (rs_saving){ r->mod, w->node, cb, ud };
+        cb = rs_saved_then;
+        ud = w;
+    } else {
+        free(w); /* no cluster (or no memory: the others' copy may lag) */
     }
     /* stored with its full shape, as other readers of the store
      * (mod_xep0227) expect; without memory for it, what is left out still
@@ -447,7 +484,7 @@ typedef struct rs_push_ctx {
 static int rs_push_one(xmppd_session *s, void *ud)
 {
     rs_push_ctx *c = ud;
-    if (!xmppd_session_get(s, c->mod->m) || xmppd_session_closed(s))
+    if (!rs_is_interested(c->mod, s) || xmppd_session_closed(s))
         return 0;
     xmppd_stanza *iq = xmppd_stanza_copy(c->iq);
     if (!iq)
@@ -745,6 +782,7 @@ static void rs_get_loaded(roster *r, void *ud)
         return;
     }
     xmppd_session_set(q->sess, q->mod->m, (void *)&rs_interested);
+    xmppd_session_mark(q->sess, RS_MARK, true);
     xmppd_stanza *reply = xmppd_stanza_reply(q->iq);
     const char *ver = xmppd_stanza_attr(xmppd_stanza_first(q->iq), "ver");
     char cur[RS_VER_MAX];
@@ -1413,6 +1451,20 @@ static int rs_on_user_deleted(xmppd_event *ev, void *ud)
     return XMPPD_PASS;
 }
 
+/* Another node of the cluster stored a change of this roster: our copy
+ * goes (a load in flight finishes for its waiters, then goes too). */
+static int rs_on_invalidate(xmppd_event *ev, void *ud)
+{
+    rs_mod *mod = ud;
+    roster *r = ev->to && ev->data && strcmp(ev->data, "roster") == 0
+                    ? rs_find(mod, ev->to->node) : NULL;
+    if (r) {
+        rs_detach(r);
+        rs_release(r);
+    }
+    return XMPPD_PASS;
+}
+
 static int rs_on_features(xmppd_event *ev, void *ud)
 {
     rs_mod *mod = ud;
@@ -1458,6 +1510,7 @@ static int rs_load(xmppd_module *m, const void *conf)
         xmppd_hook(m, "resource-bound", rs_on_bound, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "session-closed", rs_on_closed, XMPPD_PRIO_FALLBACK, mod) < 0 ||
         xmppd_hook(m, "user-deleted", rs_on_user_deleted, XMPPD_PRIO_DEFAULT, mod) < 0 ||
+        xmppd_hook(m, "cluster-invalidate", rs_on_invalidate, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "stream-features", rs_on_features, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_provide(m, "roster", &mod->api) < 0)
         return -1;

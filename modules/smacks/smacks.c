@@ -29,7 +29,13 @@ typedef struct sm_conf {
     long long max_unacked;      /* stanzas; more ends the stream */
     long long request_every;    /* ask for an ack every this many stanzas */
     long long request_after;    /* ms: ask for an ack when stanzas waited this long */
+    int cluster;                /* SM_CLUSTER_* */
 } sm_conf;
+
+/* In a cluster: resumable sessions are replicated in Redis (resumable on
+ * any node after their node died), or not (resumable on their node only). */
+enum { SM_CLUSTER_REPLICATE = 0, SM_CLUSTER_OFF = 1 };
+static const char *const sm_cluster_modes[] = { "replicate", "off", NULL };
 
 static const xmppd_option sm_options[] = {
     { "resume_timeout", XMPPD_OPT_DURATION, XMPPD_OFF(sm_conf, resume_timeout), "5m", 1000, 86400000,
@@ -42,6 +48,10 @@ static const xmppd_option sm_options[] = {
       .doc = "the server asks for an acknowledgement (<r/>) every this many unacknowledged stanzas" },
     { "request_after", XMPPD_OPT_DURATION, XMPPD_OFF(sm_conf, request_after), "3s", 100, 3600000,
       .doc = "the server also asks when stanzas have waited this long unacknowledged (when traffic is low)" },
+    { "cluster", XMPPD_OPT_ENUM, XMPPD_OFF(sm_conf, cluster), "replicate", 0, 0, sm_cluster_modes,
+      XMPPD_OPT_INDEX,
+      .doc = "in a cluster: replicate resumable sessions in Redis so another node resumes them "
+             "when theirs dies (replicate), or resume them on their own node only (off)" },
     { NULL }
 };
 
@@ -64,6 +74,9 @@ typedef struct sm_sess {
     bool resumable;
     bool resending;         /* writing the queue again: stanza-out must not count twice */
     bool requested;         /* an <r/> is out and unanswered */
+    uint32_t acks_waiting;  /* <a/> answers waiting for storage commits */
+    bool released;          /* resumed on another node: ends here quietly */
+    xmppd_replica *rep;     /* in a cluster: the replica other nodes resume from */
 } sm_sess;
 
 #define SM_BUCKETS 256
@@ -106,6 +119,14 @@ static void sm_unlist(sm_sess *ss)
     ss->id[0] = '\0';
 }
 
+static void sm_list(sm_sess *ss, const char *id)
+{
+    snprintf(ss->id, sizeof(ss->id), "%s", id);
+    size_t k = sm_bucket(ss->id);
+    ss->next = ss->mod->table[k];
+    ss->mod->table[k] = ss;
+}
+
 /* A fresh random id: 18 random bytes in base64 (URL-safe letters). */
 static int sm_new_id(sm_sess *ss)
 {
@@ -115,11 +136,8 @@ static int sm_new_id(sm_sess *ss)
         return -1;
     for (char *p = b; *p; p++)
         *p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
-    snprintf(ss->id, sizeof(ss->id), "%s", b);
+    sm_list(ss, b);
     free(b);
-    size_t k = sm_bucket(ss->id);
-    ss->next = ss->mod->table[k];
-    ss->mod->table[k] = ss;
     return 0;
 }
 
@@ -143,6 +161,7 @@ static int sm_push(sm_sess *ss, const xmppd_stanza *st)
     }
     ss->q[ss->head + ss->n++] = xmppd_stanza_ref((xmppd_stanza *)st);
     ss->sent++;
+    xmppd_replica_push(ss->rep, ss->sent, st);
     return 0;
 }
 
@@ -159,6 +178,9 @@ static void sm_drop(sm_sess *ss, size_t k)
 
 static void sm_sess_free(sm_sess *ss)
 {
+    /* ended for good here (or stream management unloads): the replica
+     * goes too, unless another node resumed the session */
+    xmppd_replica_free(ss->rep, !ss->released);
     sm_unlist(ss);
     if (!ss->mod->unloading) {
         xmppd_timer_cancel(ss->expiry);
@@ -297,9 +319,12 @@ static void sm_on_ack(sm_sess *ss, const char *hs)
         return;
     }
     sm_drop(ss, newly);
+    xmppd_replica_drop(ss->rep, newly);
     ss->acked = got;
     ss->requested = false;
 }
+
+static void sm_release(void *ud);
 
 /* <enable/> on a bound stream, or inline in Bind2 (answer into <bound/>). */
 static void sm_enable(sm_mod *mod, xmppd_session *s, xmppd_stanza *el, xmppd_stanza *into)
@@ -330,6 +355,8 @@ static void sm_enable(sm_mod *mod, xmppd_session *s, xmppd_stanza *el, xmppd_sta
         sm_failed(s, into, "resource-constraint", NULL);
         return;
     }
+    if (ss->resumable && mod->conf->cluster == SM_CLUSTER_REPLICATE)
+        ss->rep = xmppd_replica_new(mod->m, s, ss->id, ss->timeout, sm_release, ss);
     xmppd_session_set(s, mod->m, ss);
     char secs[24];
     snprintf(secs, sizeof(secs), "%llu", (unsigned long long)(ss->timeout / 1000));
@@ -342,6 +369,54 @@ static void sm_enable(sm_mod *mod, xmppd_session *s, xmppd_stanza *el, xmppd_sta
     sm_emit(s, into, en);
 }
 
+/* An <a/> that waits for storage commits, with the h it answers. */
+typedef struct sm_ack_wait {
+    sm_mod *mod;
+    xmppd_session *s; /* ref */
+    uint32_t h;
+} sm_ack_wait;
+
+static void sm_on_committed(int status, void *ud)
+{
+    sm_ack_wait *w = ud;
+    if (status == XMPPD_COMMITTED_OK) {
+        sm_sess *ss = xmppd_session_get(w->s, w->mod->m);
+        if (ss && ss->acks_waiting)
+            ss->acks_waiting--;
+        if (ss && !xmppd_session_closed(w->s))
+            sm_emit(w->s, NULL, sm_el_h("a", w->h, NULL, NULL));
+    }
+    xmppd_session_unref(w->s);
+    free(w);
+}
+
+/* XEP-0198 §4: <a/> tells the client how many of its stanzas were
+ * handled. A stanza a module keeps for later (offline storage) is handled
+ * once its write is committed: the answer waits for the holds taken so
+ * far (xmppd_session_hold_commit), so a crash after <a/> loses nothing
+ * acknowledged. Answers keep their order (h never goes back): while one
+ * waits, later ones wait behind it. */
+static void sm_answer_r(sm_mod *mod, xmppd_session *s, sm_sess *ss)
+{
+    if (!ss->acks_waiting && !xmppd_session_commits_pending(s)) {
+        sm_emit(s, NULL, sm_el_h("a", ss->in_h, NULL, NULL));
+        return;
+    }
+    sm_ack_wait *w = malloc(sizeof(*w));
+    if (w) {
+        *w = (sm_ack_wait){ mod, xmppd_session_ref(s), ss->in_h };
+        if (xmppd_session_when_committed(mod->m, s, sm_on_committed, w) == 0) {
+            ss->acks_waiting++;
+            return;
+        }
+        xmppd_session_unref(w->s);
+        free(w);
+    }
+    /* OOM: no answer rather than one that could name an uncommitted
+     * stanza; the client asks again. */
+    xmppd_log(mod->m, XMPPD_LOG_WARN, "out of memory: an <r/> is left unanswered");
+}
+
 /* Every element of a bound stream: stanzas are counted, SM elements are
  * ours. */
 static int sm_on_stanza_in(xmppd_event *ev, void *ud)
@@ -350,15 +425,17 @@ static int sm_on_stanza_in(xmppd_event *ev, void *ud)
     xmppd_stanza *el = ev->stanza;
     sm_sess *ss = xmppd_session_get(ev->session, mod->m);
     if (strcmp(xmppd_stanza_ns(el), SM_NS) != 0) {
-        if (ss && is_stanza(el))
+        if (ss && is_stanza(el)) {
             ss->in_h++;
+            xmppd_replica_set_in(ss->rep, ss->in_h);
+        }
         return XMPPD_PASS;
     }
     const char *name = xmppd_stanza_name(el);
     if (strcmp(name, "enable") == 0) {
         sm_enable(mod, ev->session, el, NULL);
     } else if (strcmp(name, "r") == 0 && ss) {
-        sm_emit(ev->session, NULL, sm_el_h("a", ss->in_h, NULL, NULL));
+        sm_answer_r(mod, ev->session, ss);
     } else if (strcmp(name, "a") == 0 && ss) {
         sm_on_ack(ss, xmppd_stanza_attr(el, "h"));
     } else if (strcmp(name, "resume") == 0) {
@@ -392,6 +469,103 @@ static int sm_on_detach(xmppd_event *ev, void *ud)
     return ss->expiry ? XMPPD_HANDLED : XMPPD_PASS;
 }
 
+/* Another node resumes this session (its client came back there): it
+ * ends here without a word to its contacts and without handling its
+ * queue again (the other node sends it); a connection it still had is
+ * closed as on a resumption here. */
+static void sm_release(void *ud)
+{
+    sm_sess *ss = ud;
+    ss->released = true;
+    xmppd_session_close(ss->s, "conflict", "The session was resumed on another node");
+}
+
+/* ---- resuming a session of another node (a cluster) ------------------------------------------ */
+
+typedef struct sm_take {
+    sm_mod *mod;
+    xmppd_session *fresh;   /* ref */
+    uint32_t h;             /* the client's */
+    char id[SM_ID_LEN + 1];
+} sm_take;
+
+/* The replica, taken over: the login that asked becomes the session,
+ * then as in sm_resume: <resumed/>, and what the client's h says it
+ * missed, in order. */
+static void sm_taken(int status, const xmppd_replica_state *st, void *ud)
+{
+    sm_take *t = ud;
+    sm_mod *mod = t->mod;
+    xmppd_session *fresh = t->fresh;
+    sm_sess *ss = NULL;
+    if (status == XMPPD_REPLICA_CANCELLED || xmppd_session_closed(fresh))
+        goto done;
+    if (status != XMPPD_REPLICA_FOUND) {
+        sm_failed(fresh, NULL, "item-not-found", NULL);
+        goto done;
+    }
+    if (xmppd_replica_adopt(fresh, st) < 0 || !(ss = calloc(1, sizeof(*ss)))) {
+        xmppd_log(mod->m, XMPPD_LOG_WARN, "%s: cannot take over the session of another node",
+                  st->jid);
+        sm_failed(fresh, NULL, "unexpected-request", NULL);
+        if (xmppd_session_jid(fresh))
+            xmppd_session_close(fresh, "internal-server-error", NULL);
+        goto done;
+    }
+    ss->mod = mod;
+    ss->s = xmppd_session_ref(fresh);
+    ss->resumable = true;
+    ss->in_h = st->in_h;
+    ss->acked = ss->sent = t->h;
+    ss->timeout = st->ttl_ms ? st->ttl_ms : (uint64_t)mod->conf->resume_timeout;
+    sm_list(ss, t->id);
+    ss->rep = xmppd_replica_new(mod->m, fresh, ss->id, ss->timeout, sm_release, ss);
+    xmppd_session_set(fresh, mod->m, ss);
+    sm_emit(fresh, NULL, sm_el_h("resumed", ss->in_h, "previd", ss->id));
+    size_t n = 0;
+    ss->resending = true;
+    for (size_t i = 0; i < st->n; i++)
+        if ((int32_t)(st->seq[i] - t->h) > 0) { /* after the client's h */
+            xmppd_session_write(fresh, st->stanzas[i]);
+            n++;
+        }
+    ss->resending = false;
+    if (ss->n)
+        sm_request(ss);
+    xmppd_log(mod->m, XMPPD_LOG_INFO, "%s resumed from another node (%zu stanzas sent again)",
+              st->jid, n);
+    /* its contacts were told it went unavailable if its node died */
+    xmppd_replica_announce(fresh, st);
+done:
+    xmppd_session_unref(fresh);
+    free(t);
+}
+
+/* An id unknown here may be another node's: its replica is asked for
+ * (answered later); -1 when there is nothing to ask. */
+static int sm_take_remote(sm_mod *mod, xmppd_session *fresh, const char *previd, const char *hs)
+{
+    char *end;
+    unsigned long h = hs ? strtoul(hs, &end, 10) : 0;
+    if (mod->conf->cluster != SM_CLUSTER_REPLICATE || !hs || !*hs || *end || h > UINT32_MAX ||
+        strlen(previd) > SM_ID_LEN) /* not an id of ours */
+        return -1;
+    sm_take *t = calloc(1, sizeof(*t));
+    if (!t)
+        return -1;
+    t->mod = mod;
+    t->fresh = xmppd_session_ref(fresh);
+    t->h = (uint32_t)h;
+    snprintf(t->id, sizeof(t->id), "%s", previd);
+    if (xmppd_replica_take(mod->m, xmppd_session_host(fresh), xmppd_session_user(fresh), previd,
+                           sm_taken, t) < 0) {
+        xmppd_session_unref(fresh);
+        free(t);
+        return -1;
+    }
+    return 0;
+}
+
 /* <resume previd h/> on a new, authenticated, unbound stream, or inline in
  * a SASL2 request (into: the <success/>; what is sent again follows it). */
 static void sm_resume(sm_mod *mod, xmppd_session *fresh, xmppd_stanza *el, xmppd_stanza *into)
@@ -399,6 +573,10 @@ static void sm_resume(sm_mod *mod, xmppd_session *fresh, xmppd_stanza *el, xmppd
     const char *previd = xmppd_stanza_attr(el, "previd"), *hs = xmppd_stanza_attr(el, "h");
     sm_sess *ss = previd ? sm_lookup(mod, previd) : NULL;
     const char *user = xmppd_session_user(fresh);
+    /* A session of another node (a cluster) is taken over asynchronously:
+     * on a stream, not inside a SASL2 <success/> being built. */
+    if (!ss && previd && user && !into && sm_take_remote(mod, fresh, previd, hs) == 0)
+        return;
     /* Someone else's id is as unknown as an expired one. */
     if (!ss || !user || !xmppd_session_user(ss->s) || strcmp(user, xmppd_session_user(ss->s)) != 0 ||
         xmppd_session_closed(ss->s)) {
@@ -431,6 +609,7 @@ static void sm_resume(sm_mod *mod, xmppd_session *fresh, xmppd_stanza *el, xmppd
     ss->q = NULL;
     ss->head = ss->n = ss->cap = 0;
     ss->sent = ss->acked;
+    xmppd_replica_restart(ss->rep); /* the queue is pushed again below */
     ss->resending = true;
     for (size_t i = 0; i < n; i++) {
         xmppd_session_write(s, q[i]);
@@ -510,11 +689,10 @@ static int sm_on_bind2_inline(xmppd_event *ev, void *ud)
 
 /* ---- the end of a session: nothing unacknowledged is lost ------------------------------------ */
 
-/* §9: what the client never acknowledged. */
-static void sm_reroute(sm_mod *mod, xmppd_session *s, xmppd_stanza *st)
+/* §9: what the client of jid never acknowledged. */
+static void sm_reroute(sm_mod *mod, const xmppd_jid *jid, xmppd_stanza *st)
 {
     const char *name = xmppd_stanza_name(st), *type = xmppd_stanza_attr(st, "type");
-    const xmppd_jid *jid = xmppd_session_jid(s);
     if (!jid)
         return;
     if (strcmp(name, "message") == 0 && (!type || strcmp(type, "chat") == 0 || strcmp(type, "normal") == 0) &&
@@ -541,13 +719,25 @@ static int sm_on_closed(xmppd_event *ev, void *ud)
         return XMPPD_PASS;
     xmppd_session_set(ev->session, mod->m, NULL);
     sm_unlist(ss);
-    size_t n = ss->n;
+    size_t n = ss->released ? 0 : ss->n; /* resumed elsewhere: it goes on there */
     for (size_t i = 0; i < n; i++)
-        sm_reroute(mod, ev->session, ss->q[ss->head + i]);
+        sm_reroute(mod, xmppd_session_jid(ev->session), ss->q[ss->head + i]);
     if (n)
         xmppd_log(mod->m, XMPPD_LOG_DEBUG, "%zu unacknowledged stanzas of %s handled again", n,
                   xmppd_session_jid(ev->session) ? xmppd_session_jid(ev->session)->full : "?");
     sm_sess_free(ss);
+    return XMPPD_PASS;
+}
+
+/* A session of a dead node of the cluster that nobody resumed: it ends
+ * here as it would have there (§9). */
+static int sm_on_replica_expired(xmppd_event *ev, void *ud)
+{
+    const xmppd_replica_state *st = ev->data;
+    xmppd_jid *jid = st ? xmppd_jid_parse(st->jid) : NULL;
+    for (size_t i = 0; jid && i < st->n; i++)
+        sm_reroute(ud, jid, st->stanzas[i]);
+    xmppd_jid_free(jid);
     return XMPPD_PASS;
 }
 
@@ -596,6 +786,7 @@ static int sm_load(xmppd_module *m, const void *conf)
         xmppd_hook(m, "session-held", sm_on_held, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "session-detach", sm_on_detach, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "session-closed", sm_on_closed, XMPPD_PRIO_DEFAULT, mod) < 0 ||
+        xmppd_hook(m, "replica-expired", sm_on_replica_expired, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "sasl2-features", sm_on_sasl2_features, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "sasl2-inline", sm_on_sasl2_inline, XMPPD_PRIO_DEFAULT, mod) < 0 ||
         xmppd_hook(m, "bind2-features", sm_on_bind2_features, XMPPD_PRIO_DEFAULT, mod) < 0 ||

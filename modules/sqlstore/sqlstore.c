@@ -188,6 +188,27 @@ int sqs_add_item(sqs_op *op, const char *id, int64_t when_ms, const char *with, 
     return 0;
 }
 
+bool sqs_queue_store(const char *store)
+{
+    return store && strcmp(store, SQS_QUEUE_STORE) == 0;
+}
+
+const char *sqs_sql_table(const char *sql, const char *from, const char *to, char *buf, size_t len)
+{
+    size_t n = 0, fl = strlen(from), tl = strlen(to);
+    while (*sql && n + 1 < len) {
+        if (strncmp(sql, from, fl) == 0 && n + tl < len) {
+            memcpy(buf + n, to, tl);
+            n += tl;
+            sql += fl;
+        } else {
+            buf[n++] = *sql++;
+        }
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
 bool sqs_parse_id(const char *s, int64_t *id_r)
 {
     char *end;

@@ -146,6 +146,18 @@ int sqs_add_user(sqs_op *op, const char *user);               /* kv_users */
 int sqs_add_item(sqs_op *op, const char *id, int64_t when_ms, const char *with, const char *with_res,
                  const char *json);
 
+/* Queue stores: archive stores that are only appended to, read whole and
+ * deleted from the front (mod_offline's "offline"). The SQL drivers keep
+ * them in a table of their own with one index (by user and id), so that
+ * delivering a login's queue does not update the indexes MAM's queries
+ * need on the archive table; every archive operation works on them the
+ * same (peer, time and id filters scan the user's queue). */
+#define SQS_QUEUE_STORE "offline"
+bool sqs_queue_store(const char *store);
+/* sql with every `from` (a table name) made `to`, into buf (truncated to
+ * len); returns buf. */
+const char *sqs_sql_table(const char *sql, const char *from, const char *to, char *buf, size_t len);
+
 /* Archive ids the drivers assign are positive decimal integers: true with
  * *id_r when s is one. */
 bool sqs_parse_id(const char *s, int64_t *id_r);

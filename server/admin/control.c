@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "admin/control.h"
+#include "cluster/cluster.h"
 #include "core/catalogue.h"
 #include "core/ctl.h"
 #include "core/loop.h"
@@ -740,6 +741,10 @@ int server_reload(char *err, size_t errlen)
     xmppd_config *cfg = config_read(old->path, err, errlen);
     if (!cfg)
         return -1;
+    if (cluster_reload_check(cfg, err, errlen) < 0) {
+        config_free(cfg);
+        return -1;
+    }
     int rc = modules_reconfigure(cfg, err, errlen);
     if (rc < 0) {
         config_free(cfg);
@@ -762,6 +767,7 @@ int server_reload(char *err, size_t errlen)
     }
     component_reconfigured();
     s2s_reload();
+    cluster_reload(old, cfg);
     config_free(old);
     if (rc > 0)
         log_kernel("main", XMPPD_LOG_ERROR, "configuration reloaded, but: %s", err);

@@ -22,6 +22,12 @@
  * channels, and the "cluster-status" control command. 0 (also when cfg has
  * no cluster), or -1 with a one-line message. */
 int cluster_start(const xmppd_config *cfg, char *err, size_t errlen);
+/* A reload (server_reload): before anything of cfg applies, a change of
+ * the hosts is checked against the live nodes' (-1 with a message: the
+ * reload is refused); once cfg is in force (old still readable), the
+ * cluster's timing applies and a changed identity is logged (reload.c). */
+int cluster_reload_check(const xmppd_config *cfg, char *err, size_t errlen);
+void cluster_reload(const xmppd_config *old, const xmppd_config *cfg);
 /* After every local session ended: the node leaves Redis (best effort,
  * bounded wait) and drops the remote sessions. */
 void cluster_stop(void);

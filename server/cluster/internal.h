@@ -18,12 +18,13 @@ typedef struct peer {
     long long sessions;
     bool synced;   /* its sessions were loaded since our subscriber came up */
     bool seen;     /* listed at the current heartbeat */
+    char *hosts;   /* the hosts it serves (sorted, space-separated), or NULL */
 } peer;
 
 typedef struct cluster {
     /* our copy of the configuration's section (a reload frees the
-     * configuration; a changed cluster section applies at the next start);
-     * NULL when no cluster runs */
+     * configuration; reload.c applies the timing of a new one); NULL when
+     * no cluster runs */
     const cluster_conf *conf;
     cluster_conf copy;
     redis_servers srv;
@@ -112,10 +113,69 @@ void registry_republish(void);
  * stanza is bounced or, for an account, handled here. */
 void registry_unsent(const char *node, const char *kind, const char *arg, const char *body,
                      size_t blen);
+/* st is the stanza a frame from another node brought, being handled. */
+bool registry_arrived(const xmppd_stanza *st);
 /* Remote sessions of node now (for logs and tests). */
 size_t registry_count(const char *node);
 
+/* ---- cstate.c ---- */
+/* The SDK calls of api/xmppd/cluster.h reach the cluster (session_cluster). */
+void cstate_start(void);
+void cstate_stop(void);
+/* Redis is back: invalidations made while it was away are sent. */
+void cstate_redis_up(void);
+/* An "inval" frame that did not leave (or was not taken): kept for then. */
+void cstate_unsent(const char *bare, const char *module, size_t mlen);
+/* An "inval" frame from node: "cluster-invalidate" fires for bare's module
+ * (body, blen bytes). */
+void cstate_inval(const char *node, const char *bare, const char *body, size_t blen);
+
+/* ---- reload.c ---- */
+/* The live nodes' hosts against cfg's (reload.c): NULL when they match
+ * (or no other node is known), else why not (malloc'd). */
+char *node_hosts_mismatch(const xmppd_config *cfg);
+
+/* ---- place.c: rooms and components across nodes ---- */
+void place_start(void);
+void place_stop(void);
+/* The peers changed (at a heartbeat, or one left): when the set of live
+ * nodes is not what it was, placed JIDs move (place_moved). */
+void place_nodes(void);
+/* node's components hash, read with its sessions. */
+void place_load(const char *node);
+/* node died or left (closed: we speak for it and delete its hash). */
+void place_forget(const char *node, bool closed);
+/* Redis is back or we joined: our components are written again. */
+void place_republish(void);
+/* A frame of place.c's kinds ("place", "comp", "uncomp"): true when it
+ * was one. */
+bool place_frame(const char *kind, const char *node, const char *arg, const char *body,
+                 size_t blen);
+/* Was st brought by a "place" frame (routed here now)? */
+bool place_arrived(const xmppd_stanza *st);
+/* One we sent that node did not take in time: true when it was ours. */
+bool place_unsent(const char *node, const char *kind, const char *arg, const char *body,
+                  size_t blen);
+
+/* ---- smrep.c: stream-management replicas (api/xmppd/cluster.h) ---- */
+int smrep_start(void);
+void smrep_stop(void);
+/* The replicas changed in this turn, on c, before the reader acknowledges
+ * the frames it routed (queue.c). */
+void smrep_before_ack(redis_conn *c);
+/* Redis is back: every replica is written whole. */
+void smrep_republish(void);
+/* Frames "smrel" (node resumes our session id) and "smgone" (the node we
+ * asked let it go). */
+void smrep_release(const char *id, const char *node);
+void smrep_gone(const char *id);
+/* node was found dead by us: its replicas are ours to watch; those not
+ * resumed within their ttl fire "replica-expired" here. */
+void smrep_orphans(const char *node);
+
 /* ---- node.c ---- */
+/* cfg's hosts, sorted, space-separated (malloc'd, NULL on OOM). */
+char *cluster_hosts_of(const xmppd_config *cfg);
 /* A peer announced it is leaving, or was found dead (closed: by us, who
  * then speak for its sessions). */
 void node_forget(const char *name, bool closed);

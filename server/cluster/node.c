@@ -46,13 +46,16 @@ static peer *peer_find(const char *name)
 void node_forget(const char *name, bool closed)
 {
     registry_drop_node(name, closed);
+    place_forget(name, closed);
     peer *p = peer_find(name);
     if (!p)
         return;
     log_kernel("cluster", XMPPD_LOG_INFO, "node %s left the cluster", name);
     free(p->name);
     free(p->version);
+    free(p->hosts);
     *p = g_cluster.peers[--g_cluster.n_peers];
+    place_nodes();
 }
 
 void node_resync(const char *name)
@@ -85,6 +88,7 @@ static void load_peer(peer *p)
     if (l && k && (l->node = strdup(p->name)) &&
         redis_commandf(g_cluster.cmd, on_load, l, "HGETALL %s", k) == 0) {
         free(k);
+        place_load(p->name);
         return;
     }
     if (l)
@@ -120,6 +124,11 @@ static void peer_seen(const char *name, const char *info)
         p->version = strdup(ver);
     }
     p->sessions = json_integer_value(json_object_get(j, "sessions"));
+    const char *hosts = json_string_value(json_object_get(j, "hosts"));
+    if (hosts && (!p->hosts || strcmp(p->hosts, hosts) != 0)) {
+        free(p->hosts);
+        p->hosts = strdup(hosts);
+    }
     json_decref(j);
     if (!p->synced)
         load_peer(p);
@@ -135,8 +144,10 @@ static void on_removed(redisReply *r, void *ud)
         log_kernel("cluster", XMPPD_LOG_WARN, "node %s missed its heartbeats: dropping its "
                    "sessions", name);
         node_forget(name, won);
-        if (won)
+        if (won) {
             queue_watch(name);
+            smrep_orphans(name);
+        }
     }
     free(name);
 }
@@ -187,6 +198,7 @@ static void on_infos(redisReply *r, void *ud)
         for (size_t i = g_cluster.n_peers; i-- > 0;)
             if (!g_cluster.peers[i].seen)
                 node_forget(g_cluster.peers[i].name, false);
+        place_nodes();
     }
     names_free(ns);
 }
@@ -281,8 +293,11 @@ static void cmd_up(void *ud)
 {
     /* Redis may have restarted empty, or expired us while it was away:
      * our sessions are written again, the peers' read again. */
-    if (g_cluster.checked)
+    if (g_cluster.checked) {
         registry_republish();
+        cstate_redis_up();
+    }
+    smrep_republish();
     heartbeat();
 }
 
@@ -371,8 +386,7 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* cfg's hosts, sorted, space-separated. */
-static char *hosts_of(const xmppd_config *cfg)
+char *cluster_hosts_of(const xmppd_config *cfg)
 {
     const char **v = calloc(cfg->n_hosts + 1, sizeof(*v));
     size_t len = 1;
@@ -495,9 +509,11 @@ int cluster_start(const xmppd_config *cfg, char *err, size_t errlen)
     g_cluster.k_sessions = cluster_key("sessions:", node);
     g_cluster.ch_reg = cluster_key("reg", "");
     g_cluster.client_name = cluster_key(node, "");
-    g_cluster.hosts = hosts_of(cfg);
+    g_cluster.hosts = cluster_hosts_of(cfg);
     g_cluster.srv.client_name = g_cluster.client_name;
     registry_start();
+    cstate_start();
+    place_start();
     static const redis_conn_ops cmd_ops = { .up = cmd_up, .down = cmd_down };
     static const redis_conn_ops sub_ops = { .up = sub_up, .down = sub_down,
                                             .message = link_on_message };
@@ -507,7 +523,7 @@ int cluster_start(const xmppd_config *cfg, char *err, size_t errlen)
         !(g_cluster.cmd = redis_conn_new(&g_cluster.srv, "commands", &cmd_ops, NULL)) ||
         !(g_cluster.sub = redis_conn_new(&g_cluster.srv, "subscriber", &sub_ops, NULL)) ||
         redis_subscribe(g_cluster.sub, g_cluster.ch_reg) < 0 ||
-        queue_start() < 0 ||
+        queue_start() < 0 || smrep_start() < 0 ||
         !(g_cluster.beat = event_new(loop_base(), -1, EV_PERSIST, on_beat, NULL)) ||
         event_add(g_cluster.beat, &tv) < 0 ||
         xmppd_ctl_command(NULL, "cluster-status", NULL, "the cluster's live nodes", cmd_status,
@@ -559,13 +575,17 @@ void cluster_stop(void)
     }
     if (g_cluster.beat)
         event_free(g_cluster.beat);
+    smrep_stop();
     queue_stop();
+    cstate_stop();
     redis_conn_free(g_cluster.sub);
     redis_conn_free(g_cluster.cmd);
+    place_stop();
     registry_stop();
     for (size_t i = 0; i < g_cluster.n_peers; i++) {
         free(g_cluster.peers[i].name);
         free(g_cluster.peers[i].version);
+        free(g_cluster.peers[i].hosts);
     }
     free(g_cluster.peers);
     free(g_cluster.k_nodes);

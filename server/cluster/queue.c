@@ -414,6 +414,7 @@ static void take(const redisReply *entries)
             break; /* the node stops */
     }
     if (argc > 3 && g_cluster.reader) {
+        smrep_before_ack(g_cluster.reader); /* replicas of what was just routed first */
         /* XDEL before XACK: an entry acknowledged but left in the stream
          * would stay until MAXLEN trims it (the take-back script deletes
          * such entries too) */

@@ -110,6 +110,7 @@ struct redis_conn {
     char **channels;           /* subscriber: its channels */
     size_t n_channels;
     bool subscriber;
+    bool quiet;                /* CLIENT REPLY OFF: commands get no reply (redis_quiet) */
     char where[300];
 };
 
@@ -184,6 +185,7 @@ static void conn_lost(redis_conn *c, const char *why)
         c->reader = NULL;
     }
     c->state = ST_DOWN;
+    c->quiet = false; /* a new connection answers everything */
     while (c->qlen) {
         pending p = q_pop(c);
         if (p.fn)
@@ -454,7 +456,11 @@ const char *redis_conn_where(const redis_conn *c)
 int redis_command(redis_conn *c, redis_reply_fn fn, void *ud, int argc, const char *const *argv,
                   const size_t *lens)
 {
-    if (c->state != ST_UP || send_argv(c, argc, argv, lens) < 0 || q_push(c, fn, ud, false) < 0)
+    if (c->state != ST_UP || send_argv(c, argc, argv, lens) < 0)
+        return -1;
+    if (c->quiet)
+        return 0;
+    if (q_push(c, fn, ud, false) < 0)
         return -1;
     arm_timeout(c);
     return 0;
@@ -473,7 +479,21 @@ int redis_commandf(redis_conn *c, redis_reply_fn fn, void *ud, const char *fmt, 
         return -1;
     int rc = bufferevent_write(c->bev, cmd, (size_t)n);
     free(cmd);
-    if (rc < 0 || q_push(c, fn, ud, false) < 0)
+    if (rc < 0 || (!c->quiet && q_push(c, fn, ud, false) < 0))
+        return -1;
+    arm_timeout(c);
+    return 0;
+}
+
+int redis_quiet(redis_conn *c, bool on)
+{
+    if (c->state != ST_UP || c->quiet == on)
+        return -1;
+    const char *argv[] = { "CLIENT", "REPLY", on ? "OFF" : "ON" };
+    if (send_argv(c, 3, argv, NULL) < 0)
+        return -1;
+    c->quiet = on;
+    if (!on && q_push(c, NULL, NULL, false) < 0) /* ON answers OK */
         return -1;
     arm_timeout(c);
     return 0;

@@ -78,6 +78,12 @@ int redis_command(redis_conn *c, redis_reply_fn fn, void *ud, int argc, const ch
                   const size_t *lens);
 /* The same with hiredis' format ("%s", "%b" with pointer and length). */
 int redis_commandf(redis_conn *c, redis_reply_fn fn, void *ud, const char *fmt, ...);
+/* Fire-and-forget batches: between redis_quiet(c, true) and
+ * redis_quiet(c, false), in the same loop turn, Redis answers nothing
+ * (CLIENT REPLY OFF ... ON): fn must be NULL, and a failing command goes
+ * unseen. Saves Redis formatting and us parsing one reply per command.
+ * 0, or -1 when the connection is not up (or already in that state). */
+int redis_quiet(redis_conn *c, bool on);
 /* Subscriber: channel is subscribed now (when up) and after every
  * reconnection. 0 or -1 on OOM. */
 int redis_subscribe(redis_conn *c, const char *channel);

@@ -126,19 +126,20 @@ static void drop(const char *full)
         entry_free(e);
 }
 
-/* "PRIO AVAIL\n<presence/>" onto s. */
+/* "PRIO AVAIL[ MARKS]\n<presence/>" onto s (the marks: cstate.c). */
 static void set_presence(xmppd_session *s, const char *v, size_t len)
 {
-    char head[32];
+    char head[576];
     const char *nl = memchr(v, '\n', len);
     size_t hl = nl ? (size_t)(nl - v) : len;
     if (hl >= sizeof(head))
         return;
     memcpy(head, v, hl);
     head[hl] = '\0';
-    int prio = 0, avail = 0;
-    if (sscanf(head, "%d %d", &prio, &avail) != 2)
+    int prio = 0, avail = 0, end = 0;
+    if (sscanf(head, "%d %d%n", &prio, &avail, &end) != 2)
         return;
+    session_marks_set(s, head[end] == ' ' ? head + end + 1 : NULL);
     s->priority = prio < -128 ? -128 : prio > 127 ? 127 : prio;
     s->available = avail != 0;
     xmppd_stanza_unref(s->presence);
@@ -364,11 +365,17 @@ void registry_frame(const char *kind, const char *node, const char *arg, const c
     }
     else if (strcmp(kind, "kick") == 0)
         kick(arg, body, blen);
+    else if (strcmp(kind, "inval") == 0)
+        cstate_inval(node, arg, body, blen);
+    else if (strcmp(kind, "smrel") == 0)
+        smrep_release(arg, node);
+    else if (strcmp(kind, "smgone") == 0)
+        smrep_gone(arg);
     else if (strcmp(kind, "reset") == 0)
         node_resync(node);
     else if (strcmp(kind, "bye") == 0)
         node_forget(node, false); /* its sessions ended there, with their events */
-    else
+    else if (!place_frame(kind, node, arg, body, blen))
         log_kernel("cluster", XMPPD_LOG_DEBUG, "unknown frame %s from %s", kind, node);
 }
 
@@ -407,8 +414,14 @@ static void unsent_each(const char *to, const xmppd_stanza *st, void *ud)
 void registry_unsent(const char *node, const char *kind, const char *arg, const char *body,
                      size_t blen)
 {
+    if (place_unsent(node, kind, arg, body, blen))
+        return;
     if (strcmp(kind, "routes") == 0) {
         each_recipient(body, blen, unsent_each, (void *)node);
+        return;
+    }
+    if (strcmp(kind, "inval") == 0) {
+        cstate_unsent(arg, body, blen); /* sent again when Redis is back */
         return;
     }
     bool deliver = strcmp(kind, "deliver") == 0;
@@ -500,6 +513,11 @@ static int count_node(const char *key, void *value, void *ud)
     return 0;
 }
 
+bool registry_arrived(const xmppd_stanza *st)
+{
+    return st == g_arrived || place_arrived(st);
+}
+
 size_t registry_count(const char *node)
 {
     counter c = { node, 0 };
@@ -510,14 +528,19 @@ size_t registry_count(const char *node)
 
 /* ---- our sessions ------------------------------------------------------------- */
 
-/* "PRIO AVAIL\n<presence/>" for s, malloc'd. */
+/* "PRIO AVAIL[ MARKS]\n<presence/>" for s, malloc'd. */
 static char *value_of(const xmppd_session *s, size_t *len)
 {
     size_t xl = 0;
     char *xml = s->available && s->presence
                     ? xmppd_stanza_to_string(s->presence, "jabber:client", &xl) : NULL;
-    char head[32];
-    int hl = snprintf(head, sizeof(head), "%d %d\n", s->priority, s->available ? 1 : 0);
+    char head[576];
+    int hl = snprintf(head, sizeof(head), "%d %d%s%s\n", s->priority, s->available ? 1 : 0,
+                      s->marks ? " " : "", s->marks ? s->marks : "");
+    if (hl < 0 || (size_t)hl >= sizeof(head)) {
+        free(xml);
+        return NULL;
+    }
     char *v = malloc((size_t)hl + xl + 1);
     if (v) {
         memcpy(v, head, (size_t)hl);
@@ -591,6 +614,7 @@ void registry_republish(void)
      * others load it again. */
     redis_commandf(g_cluster.cmd, NULL, NULL, "DEL %s", g_cluster.k_sessions);
     xmppd_host_sessions(NULL, republish_one, NULL);
+    place_republish();
     link_publish(g_cluster.ch_reg, "reset", "", NULL, 0);
 }
 

@@ -83,6 +83,11 @@ static const catalogue_event g_events[] = {
       "a bound session ended (logout, error, kick, replaced, shutdown), after it left the "
       "session table",
       "session (reads as closed, sends are dropped): free what you keep in its slot" },
+    { "replica-expired", "all", KERNEL,
+      "a cluster: a session of a dead node that was replicated (api/xmppd/cluster.h) was not "
+      "resumed on any node in time: it ends here",
+      "data: const xmppd_replica_state * (the session's full JID and the stanzas its client "
+      "never acknowledged); no session" },
     /* stanzas */
     { "stanza-in", "first", KERNEL,
       "a bound client stream sent a top-level element (stanzas and others, e.g. stream "
@@ -197,6 +202,10 @@ static const catalogue_event g_events[] = {
     { "config-reloaded", "all", KERNEL,
       "a new configuration is in force (SIGHUP or xmppctl reload)",
       "host: NULL" },
+    { "cluster-invalidate", "all", KERNEL,
+      "another node of the cluster stored a change of an account's data for a module "
+      "(xmppd_cluster_invalidate): drop or reload the copy kept here",
+      "host; to: the account's bare JID; data: const char * module name" },
     /* bundled modules */
     { "disco-info", "all", "disco",
       "mod_disco builds a disco#info result (XEP-0030) for the host or an account, also for "

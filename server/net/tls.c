@@ -82,6 +82,13 @@ static SSL_CTX *ctx_new(const tls_conf *tc, const char *host, char *err, size_t 
     /* Idle sessions should not keep 2 x 16 KiB of record buffers each. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* TLS 1.3 session tickets (RFC 8446 §4.6.1) let a reconnecting client
+     * skip the certificate signature and the full key exchange. OpenSSL
+     * sends two after each handshake, for clients opening connections in
+     * parallel; an XMPP client keeps one stream per account and gets a new
+     * ticket with every resumed handshake, so one is enough, and each
+     * ticket costs a session copy, its encryption and a record. */
+    SSL_CTX_set_num_tickets(ctx, 1);
     if (SSL_CTX_use_certificate_chain_file(ctx, tc->cert) != 1) {
         snprintf(err, errlen, "tls: host %s: cannot load certificate %s: %s", host, tc->cert,
                  ssl_error_string());

@@ -33,6 +33,7 @@
 #include "net/net.h"
 #include "net/xstream.h"
 #include "s2s/federation.h"
+#include "session/place.h"
 #include "session/session.h"
 #include "util/strmap.h"
 
@@ -125,6 +126,7 @@ static void unregister(comp_stream *c)
         return;
     strmap_del(connected, c->domain);
     c->registered = false;
+    place_component_detached(c->domain);
     log_kernel("component", XMPPD_LOG_INFO, "%s: component %s disconnected", c->tag, c->domain);
 }
 
@@ -222,7 +224,8 @@ static int expected_handshake(const comp_stream *c, const char *secret, char out
  * stream has it already. */
 static void handshake_ok(comp_stream *c)
 {
-    if (strmap_get(connected, c->domain)) {
+    /* one stream per domain, in a cluster too */
+    if (strmap_get(connected, c->domain) || place_component_elsewhere(c->domain)) {
         comp_close(c, "conflict", "This component is already connected");
         return;
     }
@@ -231,6 +234,8 @@ static void handshake_ok(comp_stream *c)
         return;
     }
     c->registered = true;
+    const component_conf *cc = conf_exact(c->domain);
+    place_component_attached(c->domain, cc && cc->subdomains);
     c->state = COMP_READY;
     xstream_stop_timer(&c->x); /* negotiation finished in time */
     write_raw(c, "<handshake/>", 12);

@@ -89,10 +89,17 @@ bool iq_requests_answer(xmppd_event *ev)
 {
     const char *type = xmppd_stanza_attr(ev->stanza, "type");
     const char *id = xmppd_stanza_attr(ev->stanza, "id");
-    if (!g_requests || !type || !id || (strcmp(type, "result") != 0 && strcmp(type, "error") != 0))
+    if (!type || !id || (strcmp(type, "result") != 0 && strcmp(type, "error") != 0))
         return false;
-    iq_req *r = strmap_get(g_requests, id);
-    if (!r || r->early || !ev->to || !xmppd_jid_equal(ev->to, r->asker) || !from_asked(r, ev->from))
+    iq_req *r = g_requests ? strmap_get(g_requests, id) : NULL;
+    if (!r) {
+        /* In a cluster the client may be on another node than the one
+         * that asked: its answer goes back there (the id names it). */
+        char node[128];
+        return g_session_cluster && session_id_node(id, node, sizeof(node)) &&
+               strcmp(node, g_session_cluster->node) != 0 && g_session_cluster->answer(node, ev);
+    }
+    if (r->early || !ev->to || !xmppd_jid_equal(ev->to, r->asker) || !from_asked(r, ev->from))
         return false;
     if (r->sending)
         r->early = xmppd_stanza_ref(ev->stanza);
@@ -116,11 +123,14 @@ XMPPD_EXPORT int xmppd_iq_request(xmppd_module *m, xmppd_stanza *iq, uint64_t ti
     r->asked = xmppd_jid_parse(xmppd_stanza_attr(iq, "to"));
     r->asker = xmppd_jid_parse(xmppd_stanza_attr(iq, "from"));
     const char *id = xmppd_stanza_attr(iq, "id");
-    char fresh[24];
+    char fresh[128];
     if (!id) {
         unsigned char raw[9];
         char *b = xmppd_random(raw, sizeof(raw)) == 0 ? xmppd_base64_encode(raw, sizeof(raw)) : NULL;
-        snprintf(fresh, sizeof(fresh), "xmppd-%s", b ? b : "");
+        const char *node = xmppd_cluster_node();
+        /* in a cluster the id names this node (cstate.c session_id_node) */
+        snprintf(fresh, sizeof(fresh), "xmppd-%s%s%s", node ? node : "", node ? "-" : "",
+                 b ? b : "");
         free(b);
         id = fresh;
     }

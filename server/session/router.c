@@ -5,8 +5,10 @@
 #include <string.h>
 
 #include "core/metrics.h"
+#include "session/place.h"
 #include "session/session.h"
 #include "xml/fanout.h"
+#include "xml/serialise.h"
 
 enum kind { K_MESSAGE, K_PRESENCE, K_IQ };
 static const char *const kind_names[] = { "message", "presence", "iq" };
@@ -413,6 +415,9 @@ static const char *const served_names[] = { "message/domain", "presence/domain",
 static bool route_served(xmppd_event *ev, int kind)
 {
     const char *name = ev->name;
+    /* a room (say) placed on another node of a cluster goes there */
+    if (place_route(ev))
+        return true;
     ev->name = served_names[kind];
     int rc = domains_dispatch(ev);
     if (rc == DOMAINS_NONE) {
@@ -436,7 +441,10 @@ static void route(xmppd_event *ev, int kind)
     }
     if (route_served(ev, kind))
         return;
-    /* XEP-0114 external components (s2s/component.c). */
+    /* XEP-0114 external components (s2s/component.c), here or attached
+     * to another node of a cluster. */
+    if (place_component(ev))
+        return;
     int comp = component_route ? component_route(ev->to, ev->stanza) : ROUTE_NONE;
     if (comp == ROUTE_OFFLINE)
         bounce(ev, NULL, "service-unavailable", NULL);
@@ -471,6 +479,23 @@ XMPPD_EXPORT int xmppd_route(xmppd_host *h, xmppd_stanza *st)
 
 /* ---- stanzas from clients --------------------------------------------------- */
 
+/* What a session keeps of its last available presence (a reference).
+ * Most clients send a bare <presence/>, which the session would keep as a
+ * tree of its own with the 'from' we stamped (three allocations, about
+ * 240 bytes for every idle session): all such sessions share one
+ * <presence/> instead. Its readers (xmppd_session_presence) copy it and
+ * set 'from' and 'to' themselves, as they do for any kept presence. */
+static xmppd_stanza *kept_presence(xmppd_stanza *st)
+{
+    static xmppd_stanza *bare; /* lives as long as the process */
+    const char *ns = xmppd_stanza_ns(st);
+    if (!ns || strcmp(ns, XMPPD_NS_CLIENT) != 0 || !stanza_is_empty(st, "from"))
+        return xmppd_stanza_ref(st);
+    if (!bare && !(bare = xmppd_stanza_new("presence", XMPPD_NS_CLIENT)))
+        return xmppd_stanza_ref(st);
+    return xmppd_stanza_ref(bare);
+}
+
 /* Presence without 'to' is the session's own broadcast (RFC 6121 §4.2, §4.4). */
 static void own_presence(xmppd_event *ev)
 {
@@ -491,7 +516,7 @@ static void own_presence(xmppd_event *ev)
     }
     info.initial = !info.was_available && s->available;
     xmppd_stanza_unref(s->presence);
-    s->presence = s->available ? xmppd_stanza_ref(ev->stanza) : NULL;
+    s->presence = s->available ? kept_presence(ev->stanza) : NULL;
     if (g_session_observer && g_session_observer->presence)
         g_session_observer->presence(s);
     ev->name = "presence/broadcast";

@@ -76,6 +76,8 @@ API void xmppd_session_unref(xmppd_session *s)
     free(s->user);
     xmppd_stanza_unref(s->presence);
     free(s->slots);
+    free(s->marks);
+    free(s->commits); /* holds and waiters held references: none is left */
     free(s);
 }
 

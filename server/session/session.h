@@ -47,6 +47,7 @@ typedef struct session_transport {
 } session_transport;
 
 typedef struct session_sent_wait session_sent_wait; /* sent.c */
+typedef struct session_commits session_commits;     /* committed.c */
 
 struct module_slot {
     const xmppd_module *m;
@@ -82,8 +83,12 @@ struct xmppd_session {
 
     struct module_slot *slots;
     size_t n_slots;
+    /* xmppd_session_mark (cstate.c): space-separated names, NULL when none;
+     * a remote session's are its node's */
+    char *marks;
 
     session_sent_wait *sent_waits; /* xmppd_session_when_sent, in order (sent.c) */
+    session_commits *commits;      /* storage holds and their waiters, from the first hold (committed.c) */
 
     /* links in the host's per-user list (sm.c) */
     xmppd_session *next_resource;
@@ -125,7 +130,7 @@ void session_sent_lost(xmppd_session *s);
 typedef struct session_observer {
     void (*bound)(xmppd_session *s);
     void (*unbound)(xmppd_session *s);
-    void (*presence)(xmppd_session *s);
+    void (*presence)(xmppd_session *s); /* also: its marks changed (cstate.c) */
 } session_observer;
 /* Registered at start-up by a layer above; NULL: none (one node). */
 void session_set_observer(const session_observer *ob);
@@ -155,6 +160,28 @@ void router_pre_route(xmppd_event *ev);
  * which message failed. New tree, caller owns; NULL on OOM. */
 xmppd_stanza *router_error_reply(const xmppd_stanza *orig, const char *type, const char *cond,
                                  const char *text);
+
+/* ---- cstate.c: per-session and per-account state across nodes -------------- */
+/* What the cluster layer (cluster/) offers the SDK calls of
+ * api/xmppd/cluster.h; registered at its start, NULL when it stops. */
+typedef struct session_cluster {
+    const char *node; /* this node's name */
+    /* the other nodes drop module's state for account bare; 0 or -1 */
+    int (*invalidate)(xmppd_host *h, const char *bare, const char *module);
+    /* ev, an IQ answer, goes to node (which asked): true when sent */
+    bool (*answer)(const char *node, xmppd_event *ev);
+    /* st came in a frame from another node and is being handled */
+    bool (*arrived)(const xmppd_stanza *st);
+} session_cluster;
+void session_set_cluster(const session_cluster *c);
+extern const session_cluster *g_session_cluster;
+/* A remote session's marks as its node published them ("a b", may be
+ * empty or NULL). */
+void session_marks_set(xmppd_session *s, const char *marks);
+/* The IQ ids of xmppd_iq_request carry the node that asked, so an answer
+ * that reaches another node goes back there (iq_request.c): the node's
+ * name from an id, into buf; false when id names none. */
+bool session_id_node(const char *id, char *buf, size_t size);
 
 /* iq_request.c: an IQ result or error answering a request of
  * xmppd_iq_request (same id, from the entity asked, to the asker) is

@@ -46,4 +46,11 @@ void stanza_share_unref(stanza_share *sh); /* NULL is a no-op */
  * lives unchanged. */
 const stanza_share *stanza_share_of(const xmppd_stanza *st);
 
+/* Is st an element without children, text, or attributes other than
+ * `but` (NULL: none)? Then it serialises as <name xmlns=ns/> plus that
+ * attribute, and a shared empty element can stand in for it (the router
+ * keeps one for every session whose last presence is a bare
+ * <presence/>). */
+bool stanza_is_empty(const xmppd_stanza *st, const char *but);
+
 #endif

@@ -276,6 +276,17 @@ API void xmppd_stanza_unref(xmppd_stanza *s)
 
 API const char *xmppd_stanza_name(const xmppd_stanza *s) { return s->name; }
 API const char *xmppd_stanza_ns(const xmppd_stanza *s) { return s->ns; }
+
+bool stanza_is_empty(const xmppd_stanza *st, const char *but)
+{
+    const xmppd_stanza *c = content(st);
+    if (c->first || c->text_len)
+        return false;
+    for (size_t i = 0; i < st->n_attrs; i++)
+        if (!but || strcmp(st->attrs[i].name, but) != 0)
+            return false;
+    return true;
+}
 /* A copy-on-write copy gets its own tree before it hands out one of its
  * elements, which the caller may change (a cache of the copy, not its
  * content: hence the cast). NULL when that fails (out of memory). */

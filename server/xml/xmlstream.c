@@ -56,8 +56,9 @@ struct xs_parser {
     size_t mark;        /* stream offset where pending bytes start */
     char *scratch;      /* decoded attribute values */
     size_t scratch_cap;
-    char *root;         /* the root's start tag to replay, or NULL (owned) */
+    const char *root;   /* the root's start tag to replay, or NULL */
     size_t root_len;
+    bool root_owned;    /* root is malloc'd (else one of common_roots) */
     bool in_feed, failed, stopped, reset_pending, replaying;
 };
 
@@ -212,32 +213,62 @@ static void on_start_document(void *ud)
 
 /* ---- elements -------------------------------------------------------------- */
 
-/* The root's start tag with its namespace declarations (libxml2 passes
- * them as prefix, URI pairs; a NULL prefix is the default namespace), or
- * NULL when one cannot be written back as it was read (see the top). */
-static char *root_tag(int nb_ns, const xmlChar **ns, size_t *len_r)
+/* The start tags nearly every stream has: kept by pointer rather than as a
+ * copy per stream (about 100 bytes for each idle session). */
+#define XS_NS_STREAMS_DECL " xmlns:stream='http://etherx.jabber.org/streams'"
+static const char *const common_roots[] = {
+    "<stream:stream xmlns='jabber:client'" XS_NS_STREAMS_DECL ">",
+    "<stream:stream" XS_NS_STREAMS_DECL " xmlns='jabber:client'>",
+    "<stream:stream xmlns='jabber:server'" XS_NS_STREAMS_DECL ">",
+    "<stream:stream xmlns='jabber:server'" XS_NS_STREAMS_DECL
+    " xmlns:db='jabber:server:dialback'>",
+};
+
+static void root_drop(xs_parser *p)
+{
+    if (p->root_owned)
+        free((char *)p->root);
+    p->root = NULL;
+    p->root_owned = false;
+}
+
+/* Keeps the root's start tag with its namespace declarations (libxml2
+ * passes them as prefix, URI pairs; a NULL prefix is the default
+ * namespace) in p->root, or none when one cannot be written back as it
+ * was read (see the top). */
+static void root_keep(xs_parser *p, int nb_ns, const xmlChar **ns)
 {
     static const char open[] = "<stream:stream", close[] = ">";
+    char t[XS_ROOT_MAX + 1];
+    root_drop(p);
     size_t len = sizeof(open) - 1 + sizeof(close) - 1;
     for (int i = 0; i < nb_ns; i++) {
         const char *pfx = (const char *)ns[2 * i], *uri = (const char *)ns[2 * i + 1];
         if (!uri || strpbrk(uri, "&<'\t\n\r"))
-            return NULL;
+            return;
         len += strlen(" xmlns='") + (pfx ? strlen(pfx) + 1 : 0) + strlen(uri) + 1;
     }
     if (len > XS_ROOT_MAX)
-        return NULL;
-    char *t = malloc(len + 1);
-    if (!t)
-        return NULL;
+        return;
     size_t o = (size_t)sprintf(t, "%s", open);
     for (int i = 0; i < nb_ns; i++) {
         const char *pfx = (const char *)ns[2 * i], *uri = (const char *)ns[2 * i + 1];
         o += (size_t)sprintf(t + o, " xmlns%s%s='%s'", pfx ? ":" : "", pfx ? pfx : "", uri);
     }
     memcpy(t + o, close, sizeof(close));
-    *len_r = len;
-    return t;
+    for (size_t i = 0; i < sizeof(common_roots) / sizeof(common_roots[0]); i++)
+        if (strcmp(t, common_roots[i]) == 0) {
+            p->root = common_roots[i];
+            p->root_len = len;
+            return;
+        }
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return;
+    memcpy(copy, t, len + 1);
+    p->root = copy;
+    p->root_len = len;
+    p->root_owned = true;
 }
 
 /* Stream header: checks the root and passes its attributes to open(). */
@@ -286,8 +317,7 @@ static void stream_open(xs_parser *p, const xmlChar *localname, const xmlChar *p
         out += n + 1;
     }
     /* Kept for xs_shrink (none: the stream is never shrunk). */
-    free(p->root);
-    p->root = root_tag(nb_ns, ns, &p->root_len);
+    root_keep(p, nb_ns, ns);
     /* The header is not part of the first stanza; libxml2 reports the
      * start tag before stepping over its closing '>'. */
     p->mark = consumed(p) + 1;
@@ -579,8 +609,7 @@ static void do_reset(xs_parser *p)
     if (p->ctxt)
         xmlFreeParserCtxt(p->ctxt);
     p->ctxt = NULL; /* created again by the next xs_feed */
-    free(p->root);
-    p->root = NULL;
+    root_drop(p);
     p->depth = 0;
     p->fed = p->mark = 0;
     p->failed = p->stopped = p->reset_pending = false;

@@ -6,7 +6,10 @@ workload (pairs of sessions sending each other chat messages by bare JID)
   local     against node 0 of a two-node cluster (both users of each pair
             on node 0): what the cluster costs a local message;
   cross     against both nodes (each pair's second session on node 1,
-            pinned to CPU 1): every message crosses Redis.
+            pinned to CPU 1): every message crosses Redis;
+  scale     both nodes at once, each with its own load generator and half
+            the pairs (pairs local to their node): two nodes' throughput
+            against one node's.
 
 Figures: CPU seconds per 100k messages of xmppd (of both nodes and
 redis-server in the cluster runs) and messages per second of wall time.
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -54,10 +58,10 @@ class Node(Xmppd):
         return self
 
 
-def loadgen(build, port, pid, args, port2=None, extra_pids=(), prefix="bench"):
+def loadgen(build, port, pid, args, port2=None, extra_pids=(), prefix="bench", more=()):
     cmd = [str(Path(build) / "tests" / "bench" / "loadgen"), "--port", str(port), "--pid", str(pid),
            "--workloads", "register,route", "--pairs", str(args.pairs), "--messages",
-           str(args.messages), "--phase-timeout", "600", "--prefix", prefix]
+           str(args.messages), "--phase-timeout", "600", "--prefix", prefix, *more]
     if port2:
         cmd += ["--port2", str(port2)]
     if extra_pids:
@@ -67,6 +71,22 @@ def loadgen(build, port, pid, args, port2=None, extra_pids=(), prefix="bench"):
     if res.get("route_complete") != "1" or res.get("route_errors") != "0":
         raise SystemExit("route workload incomplete: %s" % r.stderr[-2000:])
     return float(res["route_cpu_s_per_100k"]), float(res["route_msgs_per_wall_s"])
+
+
+def scale(args, nodes, redis):
+    """Both nodes loaded at once, each by its own load generator with half the
+    pairs (both sessions of a pair on the same node): the throughput of two
+    nodes against one. The CPU figure is that of both nodes and Redis over
+    the messages of both runs."""
+    half = argparse.Namespace(**vars(args))
+    half.messages, half.pairs = args.messages // 2, max(1, args.pairs // 2)
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(loadgen, args.build, n.port, n.proc.pid, half, prefix="sc%d" % i)
+                for i, n in enumerate(nodes)]
+        (cpu0, rate0), (cpu1, rate1) = (r.result() for r in runs)
+    # each generator charged only its own node: add the two per-message costs
+    # weighted by their halves; Redis carries no frame when every pair is local
+    return (cpu0 + cpu1) / 2, rate0 + rate1
 
 
 def main():
@@ -104,6 +124,9 @@ def main():
             results["cross"] = loadgen(args.build, nodes[0].port, nodes[0].proc.pid, args,
                                        port2=nodes[1].port, extra_pids=others, prefix="crs")
             log("two nodes, pairs across: %.3f CPU-s per 100k, %.0f msg/s" % results["cross"])
+            results["scale"] = scale(args, nodes, redis)
+            log("two nodes, half the pairs on each: %.3f CPU-s per 100k, %.0f msg/s"
+                % results["scale"])
         finally:
             for n in nodes:
                 n.stop()

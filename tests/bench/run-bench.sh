@@ -524,7 +524,8 @@ row() {  # label key higher_is_better target
     row "group chat, KiB per occupant (RSS growth from joining)" muc_kib_per_occupant 0 "—"
     row "offline messages stored per CPU-second" offline_stored_per_cpu_s 1 "≥ 20,000"
     row "offline messages fetched per CPU-second" offline_fetched_per_cpu_s 1 "≥ 100,000"
-    row "offline delivery on login, messages per wall second ($(lg_opt offline-messages 20000) queued)" offline_fetched_per_wall_s 1 "≥ 150,000"
+    row "offline delivery on login, messages per wall second, first to last ($(lg_opt offline-messages 20000) queued)" offline_delivered_per_wall_s 1 "≥ 150,000"
+    row "offline delivery on login, messages per wall second, logins included" offline_fetched_per_wall_s 1 "—"
     row "messages lost (route + offline; bounces not counted)" messages_lost 0 "≤ 0"
     echo
     echo "Ratios: how many times better xmppd is (other's cost / xmppd's cost; for rates xmppd / other);"
@@ -534,7 +535,7 @@ row() {  # label key higher_is_better target
     echo
     echo "| | xmppd | Prosody | ejabberd | relay |"
     echo "|---|---|---|---|---|"
-    for k in route_messages route_lost route_errors route_msgs_per_wall_s login_count login_failed login_wall_s login_latency_ms_p90 login_latency_ms_max idle_sessions idle_rss_before_kib idle_rss_after_kib idle_login_cpu_ms_per fanout_contacts fanout_deliveries pep_contacts pep_disco_answered pep_disco_during_measure pep_first_complete pep_deliveries pep_duplicates pep_complete pep_wall_s pep_loadgen_cpu_ms_per_round pep_rss_before_caps_kib pep_rss_after_first_kib muc_occupants muc_deliveries muc_join_wall_s muc_last_ms_max offline_sent offline_stored_per_wall_s offline_fetched offline_lost rc; do
+    for k in route_messages route_lost route_errors route_msgs_per_wall_s login_count login_failed login_wall_s login_latency_ms_p90 login_latency_ms_max idle_sessions idle_rss_before_kib idle_rss_after_kib idle_login_cpu_ms_per fanout_contacts fanout_deliveries pep_contacts pep_disco_answered pep_disco_during_measure pep_first_complete pep_deliveries pep_duplicates pep_complete pep_wall_s pep_loadgen_cpu_ms_per_round pep_rss_before_caps_kib pep_rss_after_first_kib muc_occupants muc_deliveries muc_join_wall_s muc_last_ms_max offline_sent offline_stored_per_wall_s offline_fetched offline_fetch_loadgen_cpu_s offline_lost rc; do
         line="| $k |"
         for s in xmppd prosody ejabberd relay; do line="$line $(get "$s" "$k" | sed 's/^$/—/') |"; done
         echo "$line"

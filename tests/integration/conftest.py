@@ -143,15 +143,17 @@ class Server:
         this server's storage, whichever driver it uses."""
         if self.config.get("storage") == "pgsql":
             dsn = self.config["modules"]["storage_pgsql"]["connect"]
+            u = user.replace("'", "''")
             out = pg_cluster.psql(dsn, "SELECT store FROM xmppd_kv WHERE username = '%s' UNION ALL "
-                                  "SELECT store FROM xmppd_archive WHERE username = '%s'"
-                                  % (user.replace("'", "''"), user.replace("'", "''")))
+                                  "SELECT store FROM xmppd_archive WHERE username = '%s' UNION ALL "
+                                  "SELECT store FROM xmppd_queue WHERE username = '%s'" % (u, u, u))
             return [line for line in out.splitlines() if line]
         import sqlite3
         db = sqlite3.connect(str(self.data_dir / "xmppd.sqlite"))
         try:
             return [r[0] for r in db.execute("SELECT store FROM kv WHERE user = ? UNION ALL "
-                                             "SELECT store FROM archive WHERE user = ?", (user, user))]
+                                             "SELECT store FROM archive WHERE user = ? UNION ALL "
+                                             "SELECT store FROM queue WHERE user = ?", (user, user, user))]
         finally:
             db.close()
 

@@ -6,10 +6,12 @@ XEP-0440 (SASL channel-binding type capability); RFC 3921 §3 (session).
 """
 
 import base64
+import ssl
 
 import pytest
 
-from xmpptest import (NS_BIND, NS_SASL, NS_STREAM, RawClient, connect, error_condition, q,
+from xmpptest import (NS_BIND, NS_SASL, NS_STREAM, NS_TLS, RawClient, client_ssl_context,
+                      connect, error_condition, q,
                       run, tostr)
 
 AUTH_ATTEMPTS = 3
@@ -285,6 +287,43 @@ def test_xep0368_direct_tls_login(server, accounts):
         assert res.ok, res
         c.open_stream()
         assert c.bind("direct").endswith("/direct")
+
+
+def _login_with_tls_session(server, account, ctx, session):
+    """A full login over STARTTLS with ctx, offering session (or None) for
+    resumption; returns the TLS session the server left us and whether
+    this one was resumed."""
+    c = RawClient(server.port)
+    with c:
+        c.open_stream()
+        c.send("<starttls xmlns='%s'/>" % NS_TLS)
+        assert c.next_element().tag == q(NS_TLS, "proceed")
+        c.sock = ctx.wrap_socket(c.sock, server_hostname=c.domain, session=session)
+        c.tls = True
+        c.open_stream()
+        res = c.auth_scram("SCRAM-SHA-256-PLUS", account.user, account.password)
+        assert res.ok, res
+        c.open_stream()
+        assert c.bind().startswith(account.jid + "/")
+        # TLS 1.3 tickets come after the handshake: they have been read
+        # with the stream's answers by now.
+        return c.sock.session, c.sock.session_reused
+
+
+def test_issue18_rfc8446_2_2_reconnecting_client_resumes_tls(server, accounts):
+    """Issue 18 (login cost) / RFC 8446 §2.2, §4.6.1: the server issues
+    TLS session tickets, so a reconnecting client resumes its TLS session
+    (no certificate signature, no full key exchange) and logs in as
+    usual, channel binding included, and gets a new ticket each time."""
+    (a,) = accounts(1)
+    ctx = client_ssl_context()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    session, reused = _login_with_tls_session(server, a, ctx, None)
+    assert not reused
+    assert session is not None and session.has_ticket, "no session ticket issued"
+    for _ in range(2):
+        session, reused = _login_with_tls_session(server, a, ctx, session)
+        assert reused, "the TLS session was not resumed"
 
 
 def test_xep0368_direct_tls_slixmpp(server, accounts):

@@ -530,8 +530,8 @@ def test_redis_restart_keeps_local_delivery_and_reregisters(server_factory, pg_d
 
 def test_reload_keeps_the_node_in_the_cluster(nodes):
     """SIGHUP re-reads the configuration; the node stays in the cluster
-    (the cluster section applies at the next start) and stanzas still
-    cross nodes both ways."""
+    (what a changed cluster section does: test_cluster_state.py) and
+    stanzas still cross nodes both ways."""
     na, nb = nodes(2)
     alice, bob = new_accounts(na, 2)
     ca = login(na, alice, "pc", priority=0)

@@ -55,18 +55,22 @@ def roster_set(c, jid, name):
 
 def test_schema_created_and_versioned(pg, server_factory, accounts):
     """A fresh database gets the documented tables at start, at schema
-    version 2; a second start (xmppctl, then a restart) leaves it as is."""
+    version 3; a second start (xmppctl, then a restart) leaves it as is."""
     db = pg.create_db()
     srv = server_factory(pg_overrides(pg.dsn(db)))
     (a,) = accounts(1, srv=srv)
-    assert pg.psql("SELECT version FROM xmppd_schema", db).split() == ["2"]
+    assert pg.psql("SELECT version FROM xmppd_schema", db).split() == ["3"]
     indexes = pg.psql("SELECT indexname FROM pg_indexes WHERE tablename = 'xmppd_archive' "
                       "ORDER BY indexname", db).split()
     assert indexes == ["xmppd_archive_by_id", "xmppd_archive_by_key", "xmppd_archive_by_user",
                        "xmppd_archive_by_when", "xmppd_archive_by_with", "xmppd_archive_pkey"]
     tables = pg.psql("SELECT tablename FROM pg_tables WHERE tablename LIKE 'xmppd_%' "
                      "ORDER BY tablename", db).split()
-    assert tables == ["xmppd_archive", "xmppd_kv", "xmppd_schema"]
+    assert tables == ["xmppd_archive", "xmppd_kv", "xmppd_queue", "xmppd_schema"]
+    # the queue of offline messages: one index besides the appenders' ids
+    indexes = pg.psql("SELECT indexname FROM pg_indexes WHERE tablename = 'xmppd_queue' "
+                      "ORDER BY indexname", db).split()
+    assert indexes == ["xmppd_queue_by_id", "xmppd_queue_by_key", "xmppd_queue_pkey"]
     # the account is a keyval row, its value JSON (jsonb) holding SCRAM keys only
     row = pg.psql("SELECT store, value ? 'SCRAM-SHA-256' FROM xmppd_kv WHERE username = '%s'"
                   % a.user, db).split()
@@ -86,7 +90,7 @@ def test_newer_schema_refused(pg, server_factory):
     srv = server_factory(pg_overrides(pg.dsn(db)), start=False)
     with pytest.raises(RuntimeError) as e:
         srv.start()
-    assert "schema version 99 is newer than this xmppd supports (2)" in str(e.value)
+    assert "schema version 99 is newer than this xmppd supports (3)" in str(e.value)
     assert pg.psql("SELECT version FROM xmppd_schema", db).split() == ["99"]
     assert "xmppd_kv" not in pg.psql("SELECT tablename FROM pg_tables", db)
 
@@ -98,8 +102,8 @@ def test_schema_1_migrated_keeps_items(pg, server_factory, accounts):
     then match (read here through a MAM query)."""
     db = pg.create_db()
     srv = server_factory(deep_merge(pg_overrides(pg.dsn(db)), {"modules": {"mam": {}}}), start=False)
-    (a,) = accounts(1, srv=srv)  # xmppctl creates the schema, at version 2
-    pg.psql("DROP INDEX xmppd_archive_by_key; DROP INDEX xmppd_archive_by_with; "
+    (a,) = accounts(1, srv=srv)  # xmppctl creates the schema, at version 3
+    pg.psql("DROP TABLE xmppd_queue; DROP INDEX xmppd_archive_by_key; DROP INDEX xmppd_archive_by_with; "
             "ALTER TABLE xmppd_archive DROP COLUMN key, DROP COLUMN with_res; "
             "UPDATE xmppd_schema SET version = 1", db)
     msg = ("<message xmlns='jabber:client' from='bob@example.org/phone' to='%s' type='chat'>"
@@ -108,7 +112,7 @@ def test_schema_1_migrated_keeps_items(pg, server_factory, accounts):
                   "VALUES ('localhost', 'mam', '%s', 'bob@example.org/phone', 1, to_jsonb('%s'::text)) "
                   "RETURNING id" % (a.user, msg.replace("'", "''")), db).split()[0]
     srv.start()
-    assert pg.psql("SELECT version FROM xmppd_schema", db).split() == ["2"]
+    assert pg.psql("SELECT version FROM xmppd_schema", db).split() == ["3"]
     assert pg.psql("SELECT with_jid || ' ' || with_res FROM xmppd_archive", db).split() == \
         ["bob@example.org", "phone"]
     with login(srv, a) as c:

@@ -367,3 +367,46 @@ def test_issue18_rfc6121_3_1_idle_empty_roster_first_request_and_item(server, ac
     v2 = run(second(v0))
     server.restart()
     run(third(v2))
+
+
+def test_issue18_rfc6121_4_2_4_3_bare_presences_kept_apart(server, accounts):
+    """issue 18: sessions whose last presence is a bare <presence/> share
+    one kept copy in the server; what others learn from it is still each
+    session's own: §4.3.2 probe answers at a contact's login come from
+    each full JID, §4.2.2 a new resource learns the other resource's
+    presence from that resource, and a later presence with a status
+    replaces the bare one for that session only."""
+    a, b, c = accounts(3)
+
+    async def bare(cl):
+        cl.send_raw("<presence/>")
+        await cl.next_presence(pred=lambda p: p["from"] == cl.boundjid and p["type"] == "available")
+
+    async def scenario():
+        ca = await login(server, a, "pc", presence=0)
+        cb = await login(server, b, "pc", presence=0)
+        cc = await login(server, c, "pc", presence=0)
+        await subscribe_both(ca, a, cb, b)
+        await subscribe_both(ca, a, cc, c)
+        await ca.stop()
+        for cl in (cb, cc):
+            await bare(cl)
+        cb2 = await login(server, b, "phone", roster=False)
+        await bare(cb2)
+        cc.send_presence(pstatus="busy c")
+        await cc.next_presence(pred=lambda p: p["from"] == cc.boundjid and p["status"] == "busy c")
+        # §4.2.2: b's new resource hears of b's first one, from it
+        got = await cb2.next_presence(pred=of_type("available", cb.boundjid))
+        assert str(got["to"]) == str(cb2.boundjid) and got["status"] == ""
+        # §4.3.2: a logs in again; its probes are answered per resource
+        ca = await login(server, a, "pc")
+        ca.send_presence(ppriority=0)
+        want = {str(cl.boundjid) for cl in (cb, cb2, cc)}
+        seen = {}
+        while set(seen) != want:
+            got = await ca.next_presence(
+                pred=lambda p: p["type"] == "available" and str(p["from"]) in want)
+            assert str(got["to"]).startswith(a.jid)
+            seen[str(got["from"])] = got["status"]
+        assert seen == {str(cb.boundjid): "", str(cb2.boundjid): "", str(cc.boundjid): "busy c"}
+    run(scenario())

@@ -100,10 +100,15 @@ static void on_count(int status, size_t n, void *ud)
 
 /* ---- fixtures ---- */
 
+/* The archive store the tests use: every archive test runs once on the
+ * archive table ("mam") and once on the queue table ("offline",
+ * sqs_queue_store). */
+static const char *g_store = "mam";
+
 static sq_db *open_db(void)
 {
     char err[512] = "";
-    sq_db *d = sq_open(NULL, g_path, true, 5000, err, sizeof err);
+    sq_db *d = sq_open(NULL, g_path, true, 5000, 32 << 20, err, sizeof err);
     if (!d)
         fail_msg("sq_open: %s", err);
     return d;
@@ -138,7 +143,7 @@ static void append(sq_db *d, const char *user, const char *with, int64_t when, i
 {
     result r = { .expect = 1 };
     json_t *v = json_pack("{si}", "n", n);
-    sq_driver.archive_append(d, "h", "offline", user, with, when, v, on_append, &r);
+    sq_driver.archive_append(d, "h", g_store, user, with, when, v, on_append, &r);
     json_decref(v);
     wait_for(&r);
     assert_int_equal(r.status, XMPPD_STORE_OK);
@@ -149,7 +154,7 @@ static void append(sq_db *d, const char *user, const char *with, int64_t when, i
 static void query(sq_db *d, const char *user, const xmppd_archive_filter *q, result *r)
 {
     result_reset(r, 1);
-    sq_driver.archive_query(d, "h", "offline", user, q, on_query, r);
+    sq_driver.archive_query(d, "h", g_store, user, q, on_query, r);
     wait_for(r);
 }
 
@@ -256,7 +261,7 @@ static void test_archive_append_order(void **state)
     /* queued at once: one batch; ids and callbacks in submission order */
     for (int n = 0; n < 50; n++) {
         json_t *v = json_pack("{si}", "n", n);
-        sq_driver.archive_append(d, "h", "offline", "bob", NULL, 5000 - n, v, on_append, &r);
+        sq_driver.archive_append(d, "h", g_store, "bob", NULL, 5000 - n, v, on_append, &r);
         json_decref(v);
     }
     wait_for(&r);
@@ -289,7 +294,7 @@ static void test_archive_strings(void **state)
     result r = { .expect = (int)n };
     for (size_t i = 0; i < n; i++) {
         json_t *v = json_string(texts[i]);
-        sq_driver.archive_append(d, "h", "offline", "sam", NULL, 1000 + (int64_t)i, v, on_append, &r);
+        sq_driver.archive_append(d, "h", g_store, "sam", NULL, 1000 + (int64_t)i, v, on_append, &r);
         json_decref(v);
     }
     wait_for(&r);
@@ -398,7 +403,7 @@ static int append_id(sq_db *d, const char *user, const char *id, const char *wit
 {
     result r = { .expect = 1 };
     json_t *v = json_pack("{si}", "n", n);
-    sq_driver.archive_append_id(d, "h", "offline", user, id, with, when, v, on_append, &r);
+    sq_driver.archive_append_id(d, "h", g_store, user, id, with, when, v, on_append, &r);
     json_decref(v);
     wait_for(&r);
     if (r.status == XMPPD_STORE_OK)
@@ -463,7 +468,7 @@ static void test_archive_chosen_ids(void **state)
     /* deleting by a chosen id */
     result dr = { .expect = 1 };
     q = (xmppd_archive_filter){ .before_id = "mm" };
-    sq_driver.archive_delete(d, "h", "offline", "alice", &q, on_done, &dr);
+    sq_driver.archive_delete(d, "h", g_store, "alice", &q, on_done, &dr);
     wait_for(&dr);
     assert_int_equal(dr.status, XMPPD_STORE_OK);
     query(d, "alice", NULL, &r);
@@ -474,7 +479,7 @@ static void test_archive_chosen_ids(void **state)
 static size_t count(sq_db *d, const char *host, const char *user)
 {
     result r = { .expect = 1 };
-    sq_driver.archive_count(d, host, "offline", user, on_count, &r);
+    sq_driver.archive_count(d, host, g_store, user, on_count, &r);
     wait_for(&r);
     assert_int_equal(r.status, XMPPD_STORE_OK);
     return r.n;
@@ -492,7 +497,7 @@ static void test_archive_count_delete(void **state)
 
     xmppd_archive_filter q = { .end_ms = 3000 };
     result_reset(&r, 1);
-    sq_driver.archive_delete(d, "h", "offline", "alice", &q, on_done, &r);
+    sq_driver.archive_delete(d, "h", g_store, "alice", &q, on_done, &r);
     wait_for(&r);
     assert_int_equal(r.status, XMPPD_STORE_OK);
     assert_int_equal(count(d, "h", "alice"), 7);
@@ -500,20 +505,20 @@ static void test_archive_count_delete(void **state)
     /* the oldest two of what remains */
     q = (xmppd_archive_filter){ .max = 2 };
     result_reset(&r, 1);
-    sq_driver.archive_delete(d, "h", "offline", "alice", &q, on_done, &r);
+    sq_driver.archive_delete(d, "h", g_store, "alice", &q, on_done, &r);
     wait_for(&r);
     query(d, "alice", NULL, &r);
     assert_string_equal(ns(&r), "6,7,8,9,10");
 
     q = (xmppd_archive_filter){ .with = "even@x" };
     result_reset(&r, 1);
-    sq_driver.archive_delete(d, "h", "offline", "alice", &q, on_done, &r);
+    sq_driver.archive_delete(d, "h", g_store, "alice", &q, on_done, &r);
     wait_for(&r);
     query(d, "alice", NULL, &r);
     assert_string_equal(ns(&r), "7,9");
 
     result_reset(&r, 1);
-    sq_driver.archive_delete(d, "h", "offline", "alice", NULL, on_done, &r);
+    sq_driver.archive_delete(d, "h", g_store, "alice", NULL, on_done, &r);
     wait_for(&r);
     assert_int_equal(r.status, XMPPD_STORE_OK);
     assert_int_equal(count(d, "h", "alice"), 0);
@@ -539,7 +544,7 @@ static void test_archive_replace(void **state)
 
     json_t *v = json_pack("{si}", "n", 42);
     result_reset(&r, 1);
-    sq_driver.archive_replace(d, "h", "offline", "alice", ids[4], v, on_done, &r);
+    sq_driver.archive_replace(d, "h", g_store, "alice", ids[4], v, on_done, &r);
     wait_for(&r);
     assert_int_equal(r.status, XMPPD_STORE_OK);
     query(d, "alice", NULL, &r);
@@ -549,7 +554,7 @@ static void test_archive_replace(void **state)
     static const char *const missing[] = { NULL, "x1", "0", "99999999" };
     for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
         result_reset(&r, 1);
-        sq_driver.archive_replace(d, "h", "offline", "alice", missing[i] ? missing[i] : other, v,
+        sq_driver.archive_replace(d, "h", g_store, "alice", missing[i] ? missing[i] : other, v,
                                   on_done, &r);
         wait_for(&r);
         assert_int_equal(r.status, XMPPD_STORE_NOT_FOUND);
@@ -563,7 +568,7 @@ static void test_archive_replace(void **state)
     static const char *const chosen[] = { "m-1", "7" };
     for (size_t i = 0; i < 2; i++) {
         result_reset(&r, 1);
-        sq_driver.archive_replace(d, "h", "offline", "dave", chosen[i], v, on_done, &r);
+        sq_driver.archive_replace(d, "h", g_store, "dave", chosen[i], v, on_done, &r);
         wait_for(&r);
         assert_int_equal(r.status, XMPPD_STORE_OK);
     }
@@ -615,7 +620,7 @@ static void test_flush_durable(void **state)
     result r = { .expect = 200 };
     for (int n = 0; n < 200; n++) {
         json_t *v = json_integer(n);
-        sq_driver.archive_append(d, "h", "offline", "erin", NULL, n, v, on_append, &r);
+        sq_driver.archive_append(d, "h", g_store, "erin", NULL, n, v, on_append, &r);
         json_decref(v);
     }
     sq_flush(d);
@@ -624,7 +629,10 @@ static void test_flush_durable(void **state)
     sqlite3 *raw;
     sqlite3_stmt *st;
     assert_int_equal(sqlite3_open(g_path, &raw), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(raw, "SELECT count(*) FROM archive WHERE user='erin'", -1, &st, NULL), SQLITE_OK);
+    char sql[100];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s WHERE user='erin'",
+             sqs_queue_store(g_store) ? "queue" : "archive");
+    assert_int_equal(sqlite3_prepare_v2(raw, sql, -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     assert_int_equal(sqlite3_column_int(st, 0), 200);
     sqlite3_finalize(st);
@@ -678,7 +686,7 @@ static void test_schema_version(void **state)
     sqlite3_close(raw);
 
     char err[512] = "";
-    assert_null(sq_open(NULL, g_path, true, 100, err, sizeof err));
+    assert_null(sq_open(NULL, g_path, true, 100, 1 << 20, err, sizeof err));
     assert_non_null(strstr(err, "newer"));
 
     /* not a database at all */
@@ -690,9 +698,46 @@ static void test_schema_version(void **state)
         fputs("padding padding padding padding padding padding\n", f);
     fclose(f);
     err[0] = 0;
-    assert_null(sq_open(NULL, junk, true, 100, err, sizeof err));
+    assert_null(sq_open(NULL, junk, true, 100, 1 << 20, err, sizeof err));
     assert_non_null(strstr(err, junk));
     unlink(junk);
+}
+
+/* A version 2 file keeps offline messages in the archive table: they move
+ * to the queue table with their ids and order; other archives stay. */
+static void test_migration_from_v2(void **state)
+{
+    sq_close(*state);
+    *state = NULL;
+    unlink(g_path);
+    sqlite3 *raw;
+    assert_int_equal(sqlite3_open(g_path, &raw), SQLITE_OK);
+    char *err = NULL;
+    assert_int_equal(sqlite3_exec(raw, sq_migrations[0], NULL, NULL, &err), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw, sq_migrations[1], NULL, NULL, &err), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw, "PRAGMA user_version = 2;"
+                                       "INSERT INTO archive (id, host, store, user, with_jid, when_ms, value)"
+                                       " VALUES (7, 'h', 'offline', 'alice', 'bob@x', 1, '{\"n\":1}'),"
+                                       " (8, 'h', 'mam', 'alice', 'bob@x', 2, '{\"n\":2}'),"
+                                       " (9, 'h', 'offline', 'alice', 'bob@x', 3, '{\"n\":3}')",
+                                 NULL, NULL, &err), SQLITE_OK);
+    sqlite3_close(raw);
+    sq_db *d = *state = open_db();
+    result r = { 0 };
+    const char *group_store = g_store;
+    g_store = "offline";
+    query(d, "alice", NULL, &r);
+    assert_string_equal(ns(&r), "1,3");
+    assert_string_equal(r.ids[0], "7");
+    assert_string_equal(r.ids[1], "9");
+    char id[32];
+    append(d, "alice", NULL, 4, 4, id); /* ids go on above the moved ones */
+    assert_string_equal(id, "10");
+    g_store = "mam";
+    query(d, "alice", NULL, &r);
+    assert_string_equal(ns(&r), "2");
+    g_store = group_store;
+    result_reset(&r, 0);
 }
 
 /* A version 1 file (before chosen ids) is migrated: its items keep their
@@ -706,11 +751,12 @@ static void test_migration_from_v1(void **state)
     assert_int_equal(sqlite3_open(g_path, &raw), SQLITE_OK);
     char *err = NULL;
     assert_int_equal(sqlite3_exec(raw, sq_migrations[0], NULL, NULL, &err), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(raw, "PRAGMA user_version = 1;"
-                                       "INSERT INTO archive (host, store, user, with_jid, when_ms, value)"
-                                       " VALUES ('h', 'offline', 'alice', 'bob@x/phone', 1, '{\"n\":1}'),"
-                                       " ('h', 'offline', 'alice', 'bob@x', 2, '{\"n\":2}')",
-                                 NULL, NULL, &err), SQLITE_OK);
+    char sql[400];
+    snprintf(sql, sizeof sql, "PRAGMA user_version = 1;"
+             "INSERT INTO archive (host, store, user, with_jid, when_ms, value)"
+             " VALUES ('h', '%s', 'alice', 'bob@x/phone', 1, '{\"n\":1}'),"
+             " ('h', '%s', 'alice', 'bob@x', 2, '{\"n\":2}')", g_store, g_store);
+    assert_int_equal(sqlite3_exec(raw, sql, NULL, NULL, &err), SQLITE_OK);
     sqlite3_close(raw);
     sq_db *d = *state = open_db();
     result r = { 0 };
@@ -747,6 +793,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_archive_strings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archive_chosen_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_from_v2, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archive_count_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archive_replace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge_user, setup, teardown),
@@ -758,7 +805,9 @@ int main(void)
     log_open(NULL, XMPPD_LOG_WARN);
     if (!mkdtemp(g_dir) || loop_init() != 0)
         return 1;
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    int rc = cmocka_run_group_tests_name("archive table", tests, NULL, NULL);
+    g_store = "offline";
+    rc |= cmocka_run_group_tests_name("queue table", tests, NULL, NULL);
     loop_free();
     rm_dir();
     return rc;

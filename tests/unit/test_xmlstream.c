@@ -445,6 +445,28 @@ static void issue18_shrink_keeps_root_namespace_declarations(void **state)
     free(got);
 }
 
+/* Issue 18: the common stream roots are replayed from one shared copy,
+ * any other from the stream's own: both in either order of the
+ * declarations, with a prefix only the uncommon root declares used by a
+ * later stanza. */
+static void issue18_shrink_replays_common_and_other_roots(void **state)
+{
+    static const char *const streams[] = {
+        "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:client' "
+        "to='example.com' version='1.0'><presence/>\n<message><body>a</body></message>"
+        "</stream:stream>",
+        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+        "xmlns:x='urn:example:x' to='example.com' version='1.0'><presence/>\n"
+        "<message><x:y>b</x:y></message></stream:stream>",
+    };
+    for (size_t i = 0; i < 2; i++)
+        expect_same_when_shrunk(streams[i], 0, 0, 2);
+    unsigned shrinks;
+    char *got = run_shrinking(streams[1], one_byte, 0, 0, &shrinks);
+    assert_non_null(strstr(got, "<y xmlns='urn:example:x'>b</y>"));
+    free(got);
+}
+
 /* Limits count the same after a shrink: max_stanza from the end of the
  * previous element, max_depth from the stream root. */
 static void issue18_shrink_keeps_limits(void **state)
@@ -553,6 +575,7 @@ int main(void)
         cmocka_unit_test(reset_after_error_allows_new_stream),
         cmocka_unit_test(issue18_shrunk_stream_parses_the_same),
         cmocka_unit_test(issue18_shrink_keeps_root_namespace_declarations),
+        cmocka_unit_test(issue18_shrink_replays_common_and_other_roots),
         cmocka_unit_test(issue18_shrink_keeps_limits),
         cmocka_unit_test(issue18_shrink_keeps_errors),
         cmocka_unit_test(issue18_shrink_is_refused_where_state_matters),
