@@ -79,6 +79,8 @@
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
 
+#include "xmlframe.h"
+
 /* ------------------------------------------------------------------------ */
 /* options                                                                  */
 
@@ -301,46 +303,19 @@ static int b64dec(const char *in, size_t n, unsigned char *out, size_t outsz)
     return len;
 }
 
-/* End of the opening tag of el (index of '>'), honouring quotes. */
-static size_t open_tag_end(const char *el, size_t len)
-{
-    char q = 0;
-    for (size_t i = 1; i < len; i++) {
-        char ch = el[i];
-        if (q) {
-            if (ch == q)
-                q = 0;
-        } else if (ch == '"' || ch == '\'')
-            q = ch;
-        else if (ch == '>')
-            return i;
-    }
-    return len;
-}
-
-/* Copies the value of attribute name of the element's opening tag. */
+/* Copies the value of attribute name of the element's opening tag ("" and
+ * false when it has none). */
 static bool get_attr(const char *el, size_t len, const char *name, char *out, size_t outsz)
 {
-    size_t end = open_tag_end(el, len), nl = strlen(name);
-    for (size_t i = 1; i + nl + 2 < end; i++) {
-        if ((el[i] == ' ' || el[i] == '\t' || el[i] == '\n' || el[i] == '\r') &&
-            memcmp(el + i + 1, name, nl) == 0 && el[i + 1 + nl] == '=') {
-            char q = el[i + 2 + nl];
-            if (q != '\'' && q != '"')
-                continue;
-            size_t s = i + 3 + nl, e = s;
-            while (e < end && el[e] != q)
-                e++;
-            size_t n = e - s;
-            if (n >= outsz)
-                n = outsz - 1;
-            memcpy(out, el + s, n);
-            out[n] = '\0';
-            return true;
-        }
-    }
-    out[0] = '\0';
-    return false;
+    const char *v;
+    size_t n = 0;
+    bool found = xf_attr(el, len, name, &v, &n);
+    if (n >= outsz)
+        n = outsz - 1;
+    if (found)
+        memcpy(out, v, n);
+    out[n] = '\0';
+    return found;
 }
 
 /* Local name of the element (after any prefix). */
@@ -363,26 +338,6 @@ static void el_name(const char *el, size_t len, char *out, size_t outsz)
 static bool contains(const char *el, size_t len, const char *s)
 {
     return memmem(el, len, s, strlen(s)) != NULL;
-}
-
-/* Text content of the element: between the end of its opening tag and the
- * last '<'. */
-static bool el_text(const char *el, size_t len, const char **s, size_t *n)
-{
-    size_t a = open_tag_end(el, len);
-    if (a >= len || el[a - 1] == '/') {
-        *s = el + len;
-        *n = 0;
-        return true;
-    }
-    size_t b = len;
-    while (b > a && el[b - 1] != '<')
-        b--;
-    if (b <= a + 1)
-        return false;
-    *s = el + a + 1;
-    *n = (b - 1) - (a + 1);
-    return true;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -782,7 +737,7 @@ static void scram_challenge(conn *c, const char *el, size_t len)
         send_raw(c, "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>", 52);
         return;
     }
-    if (!el_text(el, len, &t, &tn)) {
+    if (!xf_text(el, len, &t, &tn)) {
         conn_kill(c, "bad SCRAM challenge");
         return;
     }
@@ -860,7 +815,7 @@ static void sasl_success(conn *c, const char *el, size_t len)
         const char *t;
         size_t tn;
         unsigned char v[128];
-        if (el_text(el, len, &t, &tn) && tn > 0) {
+        if (xf_text(el, len, &t, &tn) && tn > 0) {
             int vl = b64dec(t, tn, v, sizeof v - 1);
             if (vl > 2) {
                 v[vl] = '\0';
@@ -1055,46 +1010,13 @@ static void scan_input(conn *c)
     while (c->st != ST_DEAD && c->pos < n) {
         if (c->st == ST_TLSHS)     /* <proceed/> switched to TLS */
             return;
-        char *lt = memchr(p + c->pos, '<', n - c->pos);
-        if (!lt) {
-            c->pos = n;
+        size_t i, j;
+        xf_tag t = xf_next(p, n, &c->pos, &i, &j);
+        if (t == XF_MORE)
             break;
-        }
-        size_t i = (size_t)(lt - p);
-        if (i + 1 >= n) {
-            c->pos = i;
-            break;
-        }
-        if (p[i + 1] == '!') {
-            char *e = memmem(p + i, n - i, "-->", 3);
-            if (!e) {
-                c->pos = i;
-                break;
-            }
-            c->pos = (size_t)(e - p) + 3;
+        if (t == XF_SKIP)
             continue;
-        }
-        /* the end of this tag, honouring quotes */
-        size_t j;
-        char q = 0;
-        for (j = i + 1; j < n; j++) {
-            char ch = p[j];
-            if (q) {
-                if (ch == q)
-                    q = 0;
-            } else if (ch == '"' || ch == '\'')
-                q = ch;
-            else if (ch == '>')
-                break;
-        }
-        if (j >= n) {
-            c->pos = i;
-            break;
-        }
-        c->pos = j + 1;
-        if (p[i + 1] == '?')
-            continue;
-        if (p[i + 1] == '/') {
+        if (t == XF_CLOSE) {
             c->depth--;
             if (c->depth == 1) {
                 handle_element(c, p + c->st_start, j + 1 - c->st_start);
@@ -1109,7 +1031,7 @@ static void scan_input(conn *c)
             }
             continue;
         }
-        bool empty = p[j - 1] == '/';
+        bool empty = t == XF_EMPTY;
         if (c->depth == 0) {
             c->depth = 1;      /* the stream header */
             continue;

@@ -54,6 +54,8 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
+#include "xmlframe.h"
+
 #define RELAY_MAX_INPUT (1u << 20)      /* a session's unframed input */
 #define RELAY_MAX_OUTPUT (8u << 20)     /* a session's unsent output: a reader that stalls is cut */
 #define HASH_BUCKETS 65536u
@@ -295,69 +297,12 @@ static void reap_dead(void)
 /* ------------------------------------------------------------------------ */
 /* the little XMPP there is                                                  */
 
-/* Index of the '>' that ends the opening tag of el, honouring quotes. */
-static size_t open_tag_end(const char *el, size_t len)
-{
-    char q = 0;
-    for (size_t i = 1; i < len; i++) {
-        if (q) {
-            if (el[i] == q)
-                q = 0;
-        } else if (el[i] == '\'' || el[i] == '"')
-            q = el[i];
-        else if (el[i] == '>')
-            return i;
-    }
-    return len;
-}
-
-/* The value of attribute name in el's opening tag, without unescaping. */
-static bool get_attr(const char *el, size_t len, const char *name, const char **v, size_t *vn)
-{
-    size_t end = open_tag_end(el, len), nl = strlen(name);
-    for (size_t i = 1; i + nl + 2 < end; i++) {
-        if (el[i] == '\'' || el[i] == '"') {   /* skip values */
-            const char *q = memchr(el + i + 1, el[i], end - i - 1);
-            if (!q)
-                return false;
-            i = (size_t)(q - el);
-            continue;
-        }
-        if ((el[i - 1] == ' ' || el[i - 1] == '\t' || el[i - 1] == '\n' || el[i - 1] == '\r') &&
-            memcmp(el + i, name, nl) == 0 && el[i + nl] == '=' &&
-            (el[i + nl + 1] == '\'' || el[i + nl + 1] == '"')) {
-            char q = el[i + nl + 1];
-            const char *s = el + i + nl + 2, *e = memchr(s, q, end - (i + nl + 2));
-            if (!e)
-                return false;
-            *v = s;
-            *vn = (size_t)(e - s);
-            return true;
-        }
-    }
-    return false;
-}
-
 static bool el_is(const char *el, size_t len, const char *name)
 {
     size_t n = strlen(name);
     return len > n + 1 && memcmp(el + 1, name, n) == 0 &&
            (el[n + 1] == ' ' || el[n + 1] == '>' || el[n + 1] == '/' || el[n + 1] == '\t' ||
             el[n + 1] == '\n' || el[n + 1] == '\r');
-}
-
-/* The text of a simple element <x ...>TEXT</x>. */
-static bool el_text(const char *el, size_t len, const char **t, size_t *tn)
-{
-    size_t e = open_tag_end(el, len);
-    if (e >= len || el[e - 1] == '/')
-        return false;
-    const char *close = memrchr(el, '<', len);
-    if (!close || close <= el + e)
-        return false;
-    *t = el + e + 1;
-    *tn = (size_t)(close - *t);
-    return true;
 }
 
 static void send_header(sess *s, const char *features)
@@ -427,7 +372,7 @@ static void on_auth(sess *s, const char *el, size_t len)
     const char *t;
     size_t tn;
     unsigned char raw[512];
-    if (!el_text(el, len, &t, &tn) || tn == 0 || tn % 4 || tn / 4 * 3 >= sizeof raw) {
+    if (!xf_text(el, len, &t, &tn) || tn == 0 || tn % 4 || tn / 4 * 3 >= sizeof raw) {
         out_printf(s, "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><malformed-request/></failure>");
         return;
     }
@@ -456,7 +401,7 @@ static void iq_result(sess *s, const char *el, size_t len)
 {
     const char *id;
     size_t idn;
-    if (!get_attr(el, len, "id", &id, &idn) || idn > 200)
+    if (!xf_attr(el, len, "id", &id, &idn) || idn > 200)
         return;
     out_printf(s, "<iq type='result' id='%.*s'/>", (int)idn, id);
 }
@@ -465,7 +410,7 @@ static void on_bind(sess *s, const char *el, size_t len)
 {
     const char *id, *r = memmem(el, len, "<resource>", 10), *re = memmem(el, len, "</resource>", 11);
     size_t idn, rl = r && re && re > r + 10 ? (size_t)(re - r - 10) : 0;
-    if (!el_is(el, len, "iq") || !get_attr(el, len, "id", &id, &idn) || idn > 200 || rl == 0 ||
+    if (!el_is(el, len, "iq") || !xf_attr(el, len, "id", &id, &idn) || idn > 200 || rl == 0 ||
         rl > 64 || memchr(r + 10, '\'', rl) || memchr(r + 10, '<', rl) || memchr(r + 10, '&', rl)) {
         kill_sess(s);
         return;
@@ -492,7 +437,7 @@ static void relay(sess *s, const char *el, size_t len)
 {
     const char *to;
     size_t tn;
-    if (!get_attr(el, len, "to", &to, &tn)) {
+    if (!xf_attr(el, len, "to", &to, &tn)) {
         if (el_is(el, len, "iq"))
             iq_result(s, el, len);
         else if (el_is(el, len, "presence"))
@@ -554,52 +499,20 @@ static void scan(sess *s)
     while (s->st != S_DEAD && s->st != S_TLSHS && !s->closing && s->pos < s->in.len) {
         char *p = s->in.p;
         size_t n = s->in.len;
-        char *lt = memchr(p + s->pos, '<', n - s->pos);
-        if (!lt) {
-            s->pos = n;
+        size_t i, j;
+        xf_tag t = xf_next(p, n, &s->pos, &i, &j);
+        if (t == XF_MORE)
             break;
-        }
-        size_t i = (size_t)(lt - p);
-        if (i + 1 >= n) {
-            s->pos = i;
-            break;
-        }
-        if (p[i + 1] == '!') {
-            char *e = memmem(p + i, n - i, "-->", 3);
-            if (!e) {
-                s->pos = i;
-                break;
-            }
-            s->pos = (size_t)(e - p) + 3;
+        if (t == XF_SKIP)
             continue;
-        }
-        size_t j;
-        char q = 0;
-        for (j = i + 1; j < n; j++) {
-            char ch = p[j];
-            if (q) {
-                if (ch == q)
-                    q = 0;
-            } else if (ch == '"' || ch == '\'')
-                q = ch;
-            else if (ch == '>')
-                break;
-        }
-        if (j >= n) {
-            s->pos = i;
-            break;
-        }
-        s->pos = j + 1;
-        if (p[i + 1] == '?')
-            continue;
-        if (p[i + 1] == '/') {
+        if (t == XF_CLOSE) {
             if (--s->depth == 1)
                 on_element(s, p + s->el_start, j + 1 - s->el_start);
             else if (s->depth <= 0)
                 on_close(s);
             continue;
         }
-        bool empty = p[j - 1] == '/';
+        bool empty = t == XF_EMPTY;
         if (s->depth == 0) {
             s->depth = 1;
             on_header(s);
