@@ -83,8 +83,13 @@ def test_xep0280_carbons_across_nodes_both_directions(nodes):
         to_client.wait_for(got_body(body))
         return copy_to.wait_for(carbon(direction, body))
 
-    # node0 has applied r2's enabling once it routed what r2 sent after it
-    # (one stream, in order), and node1 r1's likewise
+    # a node applies a remote session's mark once it has routed what that
+    # session's node sent after it (one stream, in order): r1 writes to r3
+    # on node1, r2 to r1 on node0, so each node knows the other's marks
+    message(r1, r3.jid, "order-r1")
+    r3.wait_for(got_body("order-r1"))
+    message(r2, r1.jid, "order-r2")
+    r1.wait_for(got_body("order-r2"))
     copied(r2, cb, bob.jid, "sync-from-r2", "sent", r1)
     copied(r1, cb, bob.jid, "sync-from-r1", "sent", r2)
     # received: to r1 (node0), copied to r2 (node1); to r2, copied to r1
