@@ -101,21 +101,28 @@ void xout_socket(xstream *x, const char *data, size_t len)
         len -= (size_t)n;
     }
     evbuffer_add(waiting, data, len);
-    if (x->in_flush)
-        arm(x);
-    else
+    /* In a flush, xout_flush pushes it next, in one write with what
+     * waited before it (a session ticket the handshake left). */
+    if (!x->in_flush)
         xout_mark(x);
 }
 
 /* Ciphertext the SSL wrote outside a flush (handshake messages, alerts)
- * or plain bytes that waited for the connection. */
+ * or plain bytes that waited for the connection. A socket bufferevent
+ * keeps the front of its output frozen (only its own write callback
+ * drains it), so evbuffer_write fails on it without a system call: thaw
+ * it for the write as that callback does. Without this every TLS
+ * handshake flight waited a loop turn for EPOLLOUT (two per login). */
 static void push_waiting(xstream *x)
 {
     struct evbuffer *waiting = bufferevent_get_output(x->bev);
     if (x->write_armed || !x->connected || evbuffer_get_length(waiting) == 0)
         return;
-    if (evbuffer_write(waiting, bufferevent_getfd(x->bev)) < 0 &&
-        errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    evbuffer_unfreeze(waiting, 1);
+    errno = 0;
+    int n = evbuffer_write(waiting, bufferevent_getfd(x->bev));
+    evbuffer_freeze(waiting, 1);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         arm(x); /* the bufferevent reports the error */
         return;
     }
