@@ -21,6 +21,9 @@ void metrics_bytes(int direction, size_t n);
 /* xmppd_stream_parser_shrinks_total: idle streams' parsers shrunk
  * (net/xstream_idle.c). */
 void metrics_parser_shrinks(unsigned n);
+/* xmppd_stream_write_waits_total: a socket stream's output waited for the
+ * socket to become writable (net/xstream_out.c). */
+void metrics_write_wait(void);
 /* Frees every metric (at exit). */
 /* Stops the kernel's timer (before the loop is freed). */
 void metrics_stop(void);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
+#include "core/metrics.h"
 #include "net/xstream_io.h"
 
 /* Streams with output since the last flush, and the event that flushes
@@ -122,12 +123,14 @@ static void push_waiting(xstream *x)
     errno = 0;
     int n = evbuffer_write(waiting, bufferevent_getfd(x->bev));
     evbuffer_freeze(waiting, 1);
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        arm(x); /* the bufferevent reports the error */
+    if (n < 0 && errno != 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        arm(x); /* a socket error: the bufferevent meets it and reports it */
         return;
     }
-    if (evbuffer_get_length(waiting) > 0)
+    if (evbuffer_get_length(waiting) > 0) {
+        metrics_write_wait(); /* the rest waits for the socket (a slow reader) */
         arm(x);
+    }
 }
 
 void xout_flush(xstream *x)
