@@ -279,6 +279,35 @@ def test_xep0114_component_known_to_a_node_that_joins_later(cluster):
     comp.close()
 
 
+def test_issue20_cluster_status_lists_components(cluster):
+    """issue 20, "Membership" and "components attached to one node":
+    `xmppctl cluster status` on every node lists, for each node, the
+    components attached to it (JSON `components`, and an indented
+    `component DOMAIN` line under the node in the text form, whose node
+    lines keep their form); a component that leaves is no longer listed."""
+    n0, n1 = cluster(2)
+
+    def comps(st):
+        return {n["node"]: n["components"] for n in st["nodes"]}
+    for srv in (n0, n1):
+        assert comps(wait_status(srv, lambda st: True)) == {"node0": [], "node1": []}
+    comp = raw_component(n0.comp_port, GW, GW_SECRET)
+    for srv in (n0, n1):
+        wait_status(srv, lambda st: comps(st) == {"node0": [GW], "node1": []})
+    for srv in (n0, n1):
+        text = srv.ctl("cluster", "status")
+        assert text.returncode == 0, text.stderr
+        lines = text.stdout.splitlines()
+        at = [i for i, ln in enumerate(lines) if ln.startswith("node0\t")]
+        assert len(at) == 1 and lines[at[0] + 1] == "\tcomponent " + GW, text.stdout
+        assert sum(1 for ln in lines if "component" in ln) == 1, text.stdout
+        assert all(ln.endswith("sessions") or ln.endswith("(this node)")
+                   for ln in lines if ln.startswith("node")), text.stdout
+    comp.close()
+    for srv in (n0, n1):
+        wait_status(srv, lambda st: comps(st) == {"node0": [], "node1": []})
+
+
 def raw_component_refused(port):
     """The stream error a second component for GW gets."""
     with RawClient(port, domain=GW) as rc:
