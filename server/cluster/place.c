@@ -166,11 +166,11 @@ static bool send_place(const char *node, xmppd_event *ev)
     return rc == 0;
 }
 
-static bool route_placed(xmppd_event *ev)
+static bool route_placed(xmppd_event *ev, const char *key)
 {
     if (ev->stanza == g_arrived)
         return false;
-    const char *node = owner_of(ev->to->bare);
+    const char *node = owner_of(key);
     if (!node)
         return false;
     /* Redis is away: the JID's node cannot be reached, and serving it here
