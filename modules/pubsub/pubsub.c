@@ -75,6 +75,7 @@ typedef struct pubsub_state {
     ps_config defaults;
     ps_ops ops;
     ps_service *svc;         /* NULL until loaded */
+    bool loading;
     bool failed;             /* the load failed: requests get internal-server-error */
     pubsub_wait *waiting, **waiting_tail;
     size_t n_waiting;
@@ -219,6 +220,9 @@ static void pubsub_iq(pubsub_state *st, xmppd_event *ev)
     }
 }
 
+static void pubsub_load_service(pubsub_state *st);
+static void pubsub_drop_service(pubsub_state *st);
+
 static int pubsub_on_stanza(xmppd_event *ev, void *ud)
 {
     pubsub_state *st = ud;
@@ -244,6 +248,10 @@ static int pubsub_on_stanza(xmppd_event *ev, void *ud)
     *st->waiting_tail = w;
     st->waiting_tail = &w->next;
     st->n_waiting++;
+    /* in a cluster, a request that reached this node while another holds
+     * the service (the views of the live nodes differ for a heartbeat) is
+     * served from storage here */
+    pubsub_load_service(st);
     return XMPPD_HANDLED;
 }
 
@@ -254,6 +262,7 @@ static void pubsub_on_loaded(int status, json_t *value, void *ud)
     pubsub_state *st = ud;
     if (status == XMPPD_STORE_CANCELLED)
         return;
+    st->loading = false;
     size_t bad = 0;
     ps_service *s = status == XMPPD_STORE_OK
                         ? ps_service_new(st->domain, false, &st->ops, &st->lim, &st->defaults)
@@ -285,6 +294,39 @@ static void pubsub_on_loaded(int status, json_t *value, void *ud)
     }
     st->waiting_tail = &st->waiting;
     st->n_waiting = 0;
+    /* placed on another node meanwhile: a copy kept here would go stale */
+    if (!xmppd_cluster_mine(st->domain))
+        pubsub_drop_service(st);
+}
+
+static void pubsub_load_service(pubsub_state *st)
+{
+    if (st->svc || st->loading)
+        return;
+    st->loading = true;
+    st->failed = false;
+    xmppd_kv_get_all(st->store, "", pubsub_on_loaded, st);
+}
+
+static void pubsub_drop_service(pubsub_state *st)
+{
+    if (!st->svc)
+        return;
+    ps_service_free(st->svc);
+    st->svc = NULL;
+    xmppd_log(st->m, XMPPD_LOG_INFO, "%s is served by another node now", st->domain);
+}
+
+/* A cluster's live nodes changed (the service is placed whole, issue 20):
+ * the node it is placed on holds it in memory and no other, so that
+ * subscriptions, items and notifications have one copy. */
+static void pubsub_moved(void *ud)
+{
+    pubsub_state *st = ud;
+    if (xmppd_cluster_mine(st->domain))
+        pubsub_load_service(st);
+    else if (!st->loading)
+        pubsub_drop_service(st);
 }
 
 /* ---- the host's disco#items --------------------------------------------------------------------- */
@@ -369,7 +411,12 @@ static int pubsub_setup(xmppd_module *m, pubsub_state *st, const pubsub_conf *c)
                                    st->domain);
     if (xmppd_hook(m, "disco-items", pubsub_on_disco_items, XMPPD_PRIO_DEFAULT, st) < 0)
         return -1;
-    xmppd_kv_get_all(st->store, "", pubsub_on_loaded, st);
+    /* In a cluster the service lives on one node (its state is in memory);
+     * without one, it is this node's. */
+    if (xmppd_cluster_place_service(m, st->domain, pubsub_moved, st) < 0)
+        return xmppd_module_refuse(m, "cannot place %s on the cluster's nodes", st->domain);
+    if (xmppd_cluster_mine(st->domain))
+        pubsub_load_service(st);
     return 0;
 }
 
