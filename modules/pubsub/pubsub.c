@@ -234,6 +234,13 @@ static int pubsub_on_stanza(xmppd_event *ev, void *ud)
          * messages and presence get the kernel's default. */
         return type && (strcmp(type, "error") == 0 || strcmp(type, "result") == 0) ? XMPPD_HANDLED
                                                                                    : XMPPD_PASS;
+    /* In a cluster, a request routed here by a node whose view of the live
+     * nodes is a heartbeat ahead of or behind ours: serving it here would
+     * change a copy the service's node does not see (RFC 6120 §8.3.3.13:
+     * wait, retry). */
+    if (!xmppd_cluster_mine(st->domain))
+        return xmppd_reply_error(ev, "wait", "recipient-unavailable",
+                                 "The service is moving to another node: retry");
     if (st->failed)
         return xmppd_reply_error(ev, NULL, "internal-server-error", "The service's data could not be loaded");
     if (st->svc) {
@@ -248,10 +255,7 @@ static int pubsub_on_stanza(xmppd_event *ev, void *ud)
     *st->waiting_tail = w;
     st->waiting_tail = &w->next;
     st->n_waiting++;
-    /* in a cluster, a request that reached this node while another holds
-     * the service (the views of the live nodes differ for a heartbeat) is
-     * served from storage here */
-    pubsub_load_service(st);
+    pubsub_load_service(st); /* placed here a moment ago: loading, or about to */
     return XMPPD_HANDLED;
 }
 

@@ -667,3 +667,41 @@ def test_xep0060_service_placed_whole_notifies_once_across_nodes(cluster):
     ps_iq(pub, "<delete node='%s'/>" % node, owner=True)
     once("delete")
     close(pub, near, far)
+
+
+def test_xep0060_service_moves_when_its_node_dies(cluster):
+    """issue 20, served domains: kill -9 of the node the pubsub service
+    lives on; once the survivor dropped it, the survivor serves the
+    service from storage: the node, its item and the subscription made
+    before are there, and a new publication notifies the subscriber once."""
+    n0, n1 = cluster(2, overrides={"modules": {"disco": True, "pubsub": {}}})
+    srv = {"node0": n0, "node1": n1}
+    home = owner(["node0", "node1"], PUBSUB)
+    survivor = srv["node1" if home == "node0" else "node0"]
+    alice, bob = accounts(n0, 2)
+    pub = login(survivor, alice, "pub")
+    sub = login(survivor, bob, "sub")
+    node = "moving-" + secrets.token_hex(3)
+    ps_iq(pub, "<create node='%s'/>" % node)
+    ps_iq(sub, "<subscribe node='%s' jid='%s'/>" % (node, sub.jid))
+    ps_iq(pub, "<publish node='%s'><item id='before'><e xmlns='urn:xmpp:tmp:e'/></item></publish>"
+          % node)
+    sub.wait_for(ps_event("items", node))
+    time.sleep(scaled(0.3))  # the service's writes reached PostgreSQL
+    srv[home].kill()
+    live_nodes_seen(survivor, 1)
+    deadline = time.monotonic() + scaled(5)
+    while True:
+        r = pub.iq("<pubsub xmlns='%s'><items node='%s'/></pubsub>" % (NS_PUBSUB, node), to=PUBSUB)
+        if r.get("type") == "result":
+            break
+        assert error_condition(r)[1] == "recipient-unavailable", tostr(r)
+        assert time.monotonic() < deadline, "the survivor never served the service"
+        time.sleep(0.2)
+    items = r.find(q(NS_PUBSUB, "pubsub")).find(q(NS_PUBSUB, "items"))
+    assert [i.get("id") for i in items.findall(q(NS_PUBSUB, "item"))] == ["before"]
+    ps_iq(pub, "<publish node='%s'><item id='after'><e xmlns='urn:xmpp:tmp:e'/></item></publish>"
+          % node)
+    sub.wait_for(ps_event("items", node))
+    assert sub.quiet(scaled(0.5), pred=ps_event("items", node)) == []
+    close(pub, sub)
