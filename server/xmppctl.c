@@ -78,7 +78,7 @@ static void usage(FILE *out)
             "  kick JID [REASON]          end a session (full JID) or all of an account's\n"
             "  hooks                      events, their handlers and priorities, IQ handlers\n"
             "  features                   RFCs/XEPs implemented, XEP-0479 compliance levels\n"
-            "  cluster status             the cluster's live nodes: version, sessions\n"
+            "  cluster status             the cluster's live nodes: version, sessions, components\n"
             "offline documentation:\n"
             "  hooks --markdown           the event reference of docs/modules.md\n"
             "options for the server commands:\n"
@@ -810,9 +810,16 @@ static int cmd_cluster_status(void)
     printf("cluster %s, Redis %s\n", str(r, "cluster"), str(r, "redis"));
     size_t i;
     json_t *n;
-    json_array_foreach(json_object_get(r, "nodes"), i, n)
+    json_array_foreach(json_object_get(r, "nodes"), i, n) {
         printf("%s\t%s\t%lld sessions%s\n", str(n, "node"), str(n, "version"), num(n, "sessions"),
                json_is_true(json_object_get(n, "self")) ? "\t(this node)" : "");
+        /* one indented line per attached component, so each node's first
+         * line keeps its form */
+        size_t k;
+        json_t *c;
+        json_array_foreach(json_object_get(n, "components"), k, c)
+            printf("\tcomponent %s\n", json_string_value(c) ? json_string_value(c) : "");
+    }
     json_decref(r);
     return 0;
 }

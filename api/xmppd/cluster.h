@@ -65,8 +65,17 @@ int xmppd_cluster_invalidate(xmppd_module *m, const char *node);
  * and moved never runs. From load() on, after xmppd_domain_serve; withdrawn
  * when m unloads. 0, or -1 when domain is not served or on OOM. */
 int xmppd_cluster_place(xmppd_module *m, const char *domain, void (*moved)(void *ud), void *ud);
-/* Is bare (node@domain of a placed domain) placed on this node now? true
- * without a cluster and for JIDs of domains nobody placed. */
+/* A service at its own domain (ABI 2.8; a pubsub service, XEP-0060):
+ * the domain itself and every JID at it live on one live node, the one
+ * rendezvous hashing of the domain's name picks, as above (stanzas for the
+ * domain go there too). For a module that keeps the whole service's state
+ * in memory: it holds it only while xmppd_cluster_mine(domain). 0, or -1
+ * when domain is not served or on OOM. */
+int xmppd_cluster_place_service(xmppd_module *m, const char *domain, void (*moved)(void *ud),
+                                void *ud);
+/* Is bare (node@domain of a placed domain, or a domain placed whole) placed
+ * on this node now? true without a cluster and for JIDs of domains nobody
+ * placed. */
 bool xmppd_cluster_mine(const char *bare);
 
 /* ---- Replicas: session state that outlives its node (XEP-0198 resumption

@@ -73,7 +73,10 @@ void xmppd_held_free(xmppd_held *h);
  * xmppd_bind2_hold(ev) and returns; the SASL2 <success/> and everything
  * written to the session meanwhile wait, and the client's input is
  * paused, until xmppd_bind2_release(h). The handler appends its answer to
- * the <bound/> element before releasing (it stays valid until then). NULL
+ * the <bound/> element before releasing (it stays valid until then).
+ * A "sasl2-inline" handler (ABI 2.8) may hold the same way, answering into
+ * <success/> (ev->data) later: Bind2 then runs once every inline hold is
+ * released, unless the handler bound the session meanwhile. NULL
  * outside such a handler or on OOM: answer at once. Every hold is
  * released exactly once, soon (the client waits), and before the module's
  * unload() ends; after the stream closed, release only frees h. */

@@ -131,6 +131,44 @@ typedef struct pv_sess {
     char *active;
 } pv_sess;
 
+/* XEP-0016 §2.6 and §2.8 in a cluster: whether a resource on another node
+ * has a list active is known from its session marks. A list's name is
+ * free text and a mark a short word, so the mark is a digest of the name:
+ * "privacy-active:" and 16 hex digits of its SHA-256 (two names of one
+ * account sharing 64 bits would only make a change refused as in use). */
+#define PV_MARK_PREFIX "privacy-active:"
+#define PV_MARK_LEN (sizeof(PV_MARK_PREFIX) - 1 + 16)
+
+static void pv_mark_of(const char *list, char out[PV_MARK_LEN + 1])
+{
+    unsigned char d[XMPPD_HASH_MAX_LEN];
+    memcpy(out, PV_MARK_PREFIX, sizeof(PV_MARK_PREFIX) - 1);
+    char *p = out + sizeof(PV_MARK_PREFIX) - 1;
+    if (xmppd_digest(XMPPD_HASH_SHA256, list, strlen(list), d) < 0)
+        memset(d, 0, 8);
+    for (size_t i = 0; i < 8; i++, p += 2)
+        snprintf(p, 3, "%02x", d[i]);
+}
+
+/* ps->active becomes name (owned; NULL: none), and the session's mark
+ * follows (on a remote session's own node; ignored on one server). */
+static void pv_sess_activate(xmppd_session *s, pv_sess *ps, char *name)
+{
+    char mark[PV_MARK_LEN + 1];
+    if (ps->active) {
+        pv_mark_of(ps->active, mark);
+        xmppd_session_mark(s, mark, false);
+    }
+    free(ps->active);
+    ps->active = name;
+    if (name) {
+        pv_mark_of(name, mark);
+        if (xmppd_session_mark(s, mark, true) < 0)
+            xmppd_log(NULL, XMPPD_LOG_WARN, "privacy: an active list of %s is not known to the "
+                      "other nodes (too many session marks)", xmppd_session_user(s));
+    }
+}
+
 struct pv_mod {
     privacy_api api;    /* first: API calls find their instance */
     xmppd_module *m;
@@ -1461,8 +1499,16 @@ static int pv_in_use_one(xmppd_session *s, void *ud)
     pv_in_use_ctx *c = ud;
     if (s == c->except)
         return 0;
-    pv_sess *ps = pv_sess_of(c->mod, s);
-    bool active = ps && ps->active && pv_list_find(c->a, ps->active) == c->l;
+    bool active;
+    if (xmppd_session_remote(s)) {
+        /* its node marks the session with its active list (pv_sess_activate) */
+        char mark[PV_MARK_LEN + 1];
+        pv_mark_of(c->l->name, mark);
+        active = xmppd_session_marked(s, mark);
+    } else {
+        pv_sess *ps = pv_sess_of(c->mod, s);
+        active = ps && ps->active && pv_list_find(c->a, ps->active) == c->l;
+    }
     if (active || (!c->active_only && pv_uses(c->mod, c->a, s, c->l))) {
         c->found = true;
         return 1;
@@ -1498,10 +1544,8 @@ static const char *pv_set_active(pv_req *q, pv_acct *a, const xmppd_stanza *el)
     const char *name = xmppd_stanza_attr(el, "name");
     pv_sess *ps = pv_sess_of(q->mod, q->sess);
     if (!name) {
-        if (ps) {
-            free(ps->active);
-            ps->active = NULL;
-        }
+        if (ps)
+            pv_sess_activate(q->sess, ps, NULL);
         return NULL;
     }
     if (!pv_list_find(a, name))
@@ -1514,8 +1558,7 @@ static const char *pv_set_active(pv_req *q, pv_acct *a, const xmppd_stanza *el)
     char *c = strdup(name);
     if (!c)
         return "internal-server-error";
-    free(ps->active);
-    ps->active = c;
+    pv_sess_activate(q->sess, ps, c);
     return NULL;
 }
 
@@ -1583,10 +1626,8 @@ static const char *pv_set_list(pv_req *q, pv_acct *a, const xmppd_stanza *el, bo
         if (old == a->def || pv_in_use(mod, a, old, q->sess, true))
             return "conflict";
         pv_sess *ps = pv_sess_of(mod, q->sess);
-        if (ps && ps->active && strcmp(ps->active, name) == 0) {
-            free(ps->active);
-            ps->active = NULL;
-        }
+        if (ps && ps->active && strcmp(ps->active, name) == 0)
+            pv_sess_activate(q->sess, ps, NULL);
         char *nm = strdup(name);
         pv_install_remove(a, old);
         pv_acct_save(a, NULL, pv_set_saved, q);
@@ -1795,7 +1836,7 @@ static int pv_free_slot(xmppd_session *s, void *ud)
     pv_sess *ps = xmppd_session_get(s, mod->m);
     if (ps) {
         xmppd_session_set(s, mod->m, NULL);
-        free(ps->active);
+        pv_sess_activate(s, ps, NULL); /* its list no longer applies */
         free(ps);
     }
     return 0;

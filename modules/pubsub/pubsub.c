@@ -75,6 +75,7 @@ typedef struct pubsub_state {
     ps_config defaults;
     ps_ops ops;
     ps_service *svc;         /* NULL until loaded */
+    bool loading;
     bool failed;             /* the load failed: requests get internal-server-error */
     pubsub_wait *waiting, **waiting_tail;
     size_t n_waiting;
@@ -219,6 +220,9 @@ static void pubsub_iq(pubsub_state *st, xmppd_event *ev)
     }
 }
 
+static void pubsub_load_service(pubsub_state *st);
+static void pubsub_drop_service(pubsub_state *st);
+
 static int pubsub_on_stanza(xmppd_event *ev, void *ud)
 {
     pubsub_state *st = ud;
@@ -230,6 +234,13 @@ static int pubsub_on_stanza(xmppd_event *ev, void *ud)
          * messages and presence get the kernel's default. */
         return type && (strcmp(type, "error") == 0 || strcmp(type, "result") == 0) ? XMPPD_HANDLED
                                                                                    : XMPPD_PASS;
+    /* In a cluster, a request routed here by a node whose view of the live
+     * nodes is a heartbeat ahead of or behind ours: serving it here would
+     * change a copy the service's node does not see (RFC 6120 §8.3.3.13:
+     * wait, retry). */
+    if (!xmppd_cluster_mine(st->domain))
+        return xmppd_reply_error(ev, "wait", "recipient-unavailable",
+                                 "The service is moving to another node: retry");
     if (st->failed)
         return xmppd_reply_error(ev, NULL, "internal-server-error", "The service's data could not be loaded");
     if (st->svc) {
@@ -244,6 +255,7 @@ static int pubsub_on_stanza(xmppd_event *ev, void *ud)
     *st->waiting_tail = w;
     st->waiting_tail = &w->next;
     st->n_waiting++;
+    pubsub_load_service(st); /* placed here a moment ago: loading, or about to */
     return XMPPD_HANDLED;
 }
 
@@ -254,6 +266,7 @@ static void pubsub_on_loaded(int status, json_t *value, void *ud)
     pubsub_state *st = ud;
     if (status == XMPPD_STORE_CANCELLED)
         return;
+    st->loading = false;
     size_t bad = 0;
     ps_service *s = status == XMPPD_STORE_OK
                         ? ps_service_new(st->domain, false, &st->ops, &st->lim, &st->defaults)
@@ -285,6 +298,39 @@ static void pubsub_on_loaded(int status, json_t *value, void *ud)
     }
     st->waiting_tail = &st->waiting;
     st->n_waiting = 0;
+    /* placed on another node meanwhile: a copy kept here would go stale */
+    if (!xmppd_cluster_mine(st->domain))
+        pubsub_drop_service(st);
+}
+
+static void pubsub_load_service(pubsub_state *st)
+{
+    if (st->svc || st->loading)
+        return;
+    st->loading = true;
+    st->failed = false;
+    xmppd_kv_get_all(st->store, "", pubsub_on_loaded, st);
+}
+
+static void pubsub_drop_service(pubsub_state *st)
+{
+    if (!st->svc)
+        return;
+    ps_service_free(st->svc);
+    st->svc = NULL;
+    xmppd_log(st->m, XMPPD_LOG_INFO, "%s is served by another node now", st->domain);
+}
+
+/* A cluster's live nodes changed (the service is placed whole, issue 20):
+ * the node it is placed on holds it in memory and no other, so that
+ * subscriptions, items and notifications have one copy. */
+static void pubsub_moved(void *ud)
+{
+    pubsub_state *st = ud;
+    if (xmppd_cluster_mine(st->domain))
+        pubsub_load_service(st);
+    else if (!st->loading)
+        pubsub_drop_service(st);
 }
 
 /* ---- the host's disco#items --------------------------------------------------------------------- */
@@ -369,7 +415,12 @@ static int pubsub_setup(xmppd_module *m, pubsub_state *st, const pubsub_conf *c)
                                    st->domain);
     if (xmppd_hook(m, "disco-items", pubsub_on_disco_items, XMPPD_PRIO_DEFAULT, st) < 0)
         return -1;
-    xmppd_kv_get_all(st->store, "", pubsub_on_loaded, st);
+    /* In a cluster the service lives on one node (its state is in memory);
+     * without one, it is this node's. */
+    if (xmppd_cluster_place_service(m, st->domain, pubsub_moved, st) < 0)
+        return xmppd_module_refuse(m, "cannot place %s on the cluster's nodes", st->domain);
+    if (xmppd_cluster_mine(st->domain))
+        pubsub_load_service(st);
     return 0;
 }
 

@@ -487,11 +487,17 @@ typedef struct sm_take {
     xmppd_session *fresh;   /* ref */
     uint32_t h;             /* the client's */
     char id[SM_ID_LEN + 1];
+    /* inline in SASL2 (XEP-0388): the <success/> being built, valid while
+     * the hold keeps it waiting; NULL on a plain stream */
+    xmppd_stanza *into;
+    xmppd_bind2_wait *hold;
 } sm_take;
 
 /* The replica, taken over: the login that asked becomes the session,
  * then as in sm_resume: <resumed/>, and what the client's h says it
- * missed, in order. */
+ * missed, in order. Inline in SASL2, <resumed/> or <failed/> goes into
+ * the held <success/>, what is sent again after it, and releasing the
+ * hold lets the kernel go on (Bind2 after a failure, XEP-0386 §2.2). */
 static void sm_taken(int status, const xmppd_replica_state *st, void *ud)
 {
     sm_take *t = ud;
@@ -501,13 +507,13 @@ static void sm_taken(int status, const xmppd_replica_state *st, void *ud)
     if (status == XMPPD_REPLICA_CANCELLED || xmppd_session_closed(fresh))
         goto done;
     if (status != XMPPD_REPLICA_FOUND) {
-        sm_failed(fresh, NULL, "item-not-found", NULL);
+        sm_failed(fresh, t->into, "item-not-found", NULL);
         goto done;
     }
     if (xmppd_replica_adopt(fresh, st) < 0 || !(ss = calloc(1, sizeof(*ss)))) {
         xmppd_log(mod->m, XMPPD_LOG_WARN, "%s: cannot take over the session of another node",
                   st->jid);
-        sm_failed(fresh, NULL, "unexpected-request", NULL);
+        sm_failed(fresh, t->into, "unexpected-request", NULL);
         if (xmppd_session_jid(fresh))
             xmppd_session_close(fresh, "internal-server-error", NULL);
         goto done;
@@ -521,7 +527,7 @@ static void sm_taken(int status, const xmppd_replica_state *st, void *ud)
     sm_list(ss, t->id);
     ss->rep = xmppd_replica_new(mod->m, fresh, ss->id, ss->timeout, sm_release, ss);
     xmppd_session_set(fresh, mod->m, ss);
-    sm_emit(fresh, NULL, sm_el_h("resumed", ss->in_h, "previd", ss->id));
+    sm_emit(fresh, t->into, sm_el_h("resumed", ss->in_h, "previd", ss->id));
     size_t n = 0;
     ss->resending = true;
     for (size_t i = 0; i < st->n; i++)
@@ -537,13 +543,16 @@ static void sm_taken(int status, const xmppd_replica_state *st, void *ud)
     /* its contacts were told it went unavailable if its node died */
     xmppd_replica_announce(fresh, st);
 done:
+    xmppd_bind2_release(t->hold);
     xmppd_session_unref(fresh);
     free(t);
 }
 
 /* An id unknown here may be another node's: its replica is asked for
- * (answered later); -1 when there is nothing to ask. */
-static int sm_take_remote(sm_mod *mod, xmppd_session *fresh, const char *previd, const char *hs)
+ * (answered later; inline in SASL2, ev's <success/> into waits for it);
+ * -1 when there is nothing to ask. */
+static int sm_take_remote(sm_mod *mod, xmppd_session *fresh, const char *previd, const char *hs,
+                          xmppd_stanza *into, const xmppd_event *ev)
 {
     char *end;
     unsigned long h = hs ? strtoul(hs, &end, 10) : 0;
@@ -554,11 +563,17 @@ static int sm_take_remote(sm_mod *mod, xmppd_session *fresh, const char *previd,
     if (!t)
         return -1;
     t->mod = mod;
-    t->fresh = xmppd_session_ref(fresh);
     t->h = (uint32_t)h;
     snprintf(t->id, sizeof(t->id), "%s", previd);
+    t->into = into;
+    if (into && !(t->hold = xmppd_bind2_hold(ev))) {
+        free(t);
+        return -1;
+    }
+    t->fresh = xmppd_session_ref(fresh);
     if (xmppd_replica_take(mod->m, xmppd_session_host(fresh), xmppd_session_user(fresh), previd,
                            sm_taken, t) < 0) {
+        xmppd_bind2_release(t->hold);
         xmppd_session_unref(fresh);
         free(t);
         return -1;
@@ -567,15 +582,17 @@ static int sm_take_remote(sm_mod *mod, xmppd_session *fresh, const char *previd,
 }
 
 /* <resume previd h/> on a new, authenticated, unbound stream, or inline in
- * a SASL2 request (into: the <success/>; what is sent again follows it). */
-static void sm_resume(sm_mod *mod, xmppd_session *fresh, xmppd_stanza *el, xmppd_stanza *into)
+ * a SASL2 request (into: the <success/>, ev its "sasl2-inline" event; what
+ * is sent again follows it). */
+static void sm_resume(sm_mod *mod, xmppd_session *fresh, xmppd_stanza *el, xmppd_stanza *into,
+                      const xmppd_event *ev)
 {
     const char *previd = xmppd_stanza_attr(el, "previd"), *hs = xmppd_stanza_attr(el, "h");
     sm_sess *ss = previd ? sm_lookup(mod, previd) : NULL;
     const char *user = xmppd_session_user(fresh);
-    /* A session of another node (a cluster) is taken over asynchronously:
-     * on a stream, not inside a SASL2 <success/> being built. */
-    if (!ss && previd && user && !into && sm_take_remote(mod, fresh, previd, hs) == 0)
+    /* A session of another node (a cluster) is taken over asynchronously
+     * (inline in SASL2, <success/> waits for it). */
+    if (!ss && previd && user && sm_take_remote(mod, fresh, previd, hs, into, ev) == 0)
         return;
     /* Someone else's id is as unknown as an expired one. */
     if (!ss || !user || !xmppd_session_user(ss->s) || strcmp(user, xmppd_session_user(ss->s)) != 0 ||
@@ -631,7 +648,7 @@ static int sm_on_stream_element(xmppd_event *ev, void *ud)
         return XMPPD_PASS;
     const char *name = xmppd_stanza_name(el);
     if (strcmp(name, "resume") == 0 && xmppd_session_authenticated(ev->session))
-        sm_resume(mod, ev->session, el, NULL);
+        sm_resume(mod, ev->session, el, NULL, ev);
     else if (strcmp(name, "enable") == 0 && xmppd_session_authenticated(ev->session))
         sm_failed(ev->session, NULL, "unexpected-request", NULL); /* XEP-0198 §3: bind first */
     else
@@ -675,7 +692,7 @@ static int sm_on_sasl2_inline(xmppd_event *ev, void *ud)
 {
     if (!is_sm(ev->stanza, "resume"))
         return XMPPD_PASS;
-    sm_resume(ud, ev->session, ev->stanza, ev->data);
+    sm_resume(ud, ev->session, ev->stanza, ev->data, ev);
     return XMPPD_HANDLED;
 }
 

@@ -122,7 +122,7 @@ static c2s_conn *g_bound_firing;
 void *bind2_hold(void *conn)
 {
     c2s_conn *c = conn;
-    if (c != g_bound_firing)
+    if (c != g_bound_firing && !sasl2_inline_firing(c))
         return NULL;
     c->bind2_holds++;
     return c2s_ref(c);

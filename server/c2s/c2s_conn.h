@@ -97,6 +97,9 @@ typedef struct c2s_conn {
      * (xmppd_bind2_hold); <success/> waits in held_success meanwhile. */
     unsigned bind2_holds;
     xmppd_stanza *held_success;
+    /* the holds were taken by "sasl2-inline" handlers (a XEP-0198
+     * resumption of another node's session): Bind2 runs once they end */
+    bool inline_held;
     uint64_t cork_bytes;        /* their serialised size */
 } c2s_conn;
 
@@ -165,8 +168,11 @@ void sasl2_authenticated(c2s_conn *c, const unsigned char *extra, size_t len);
 void sasl2_write_failure(c2s_conn *c, const char *cond, const char *text);
 /* The held session writes go out (after <success/>), and writes flow again. */
 void sasl2_uncork(c2s_conn *c);
-/* The last Bind2 hold was released: the held <success/> goes out. */
+/* The last hold was released: Bind2 (after inline holds), then the held
+ * <success/> goes out. */
 void sasl2_bound_ready(c2s_conn *c);
+/* Are c's "sasl2-inline" handlers running (they may hold <success/>)? */
+bool sasl2_inline_firing(const c2s_conn *c);
 
 /* ---- bind2.c ---- */
 /* The Bind2 feature inside SASL2's <inline/> ("bind2-features"). */

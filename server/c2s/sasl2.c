@@ -162,10 +162,28 @@ void sasl2_uncork(c2s_conn *c)
     free(held);
 }
 
+static void run_inline_each(c2s_conn *c, xmppd_stanza *success);
+
+/* The connection whose "sasl2-inline" handlers run (one loop thread). */
+static const c2s_conn *g_inline_firing;
+
+bool sasl2_inline_firing(const c2s_conn *c)
+{
+    return c == g_inline_firing;
+}
+
 /* "sasl2-inline" for each request the kernel does not serve itself;
- * handlers answer into success. A resumption (XEP-0198) moves another
+ * handlers answer into success, at once or, having taken
+ * xmppd_bind2_hold, later. A resumption (XEP-0198) moves another
  * session onto this connection: c->s is then that session. */
 static void run_inline(c2s_conn *c, xmppd_stanza *success)
+{
+    g_inline_firing = c;
+    run_inline_each(c, success);
+    g_inline_firing = NULL;
+}
+
+static void run_inline_each(c2s_conn *c, xmppd_stanza *success)
 {
     for (xmppd_stanza *ch = xmppd_stanza_first(c->req->el); ch; ch = xmppd_stanza_next(ch)) {
         if (sasl2_request_known(ch))
@@ -202,6 +220,45 @@ static void send_success(c2s_conn *c, xmppd_stanza *success)
     sasl2_uncork(c);
 }
 
+static bool closed(c2s_conn *c, xmppd_stanza *success)
+{
+    if (c->state != C2S_CLOSING && c->state != C2S_CLOSED)
+        return false;
+    xmppd_stanza_unref(success);
+    sasl2_uncork(c);
+    return true;
+}
+
+/* <success/> waits for the handlers holding it (they answer into it
+ * later), the client's input too; sasl2_bound_ready goes on. */
+static void hold(c2s_conn *c, xmppd_stanza *success, bool inline_step, bool paused)
+{
+    c->held_success = success;
+    c->inline_held = inline_step;
+    c->sasl_busy = true;
+    if (!paused)
+        c2s_pause_input(c);
+}
+
+/* Bind2 and <success/>, once the inline requests are answered. true when
+ * <success/> was sent (or the stream closed), false when held again. */
+static bool after_inline(c2s_conn *c, xmppd_stanza *success, bool paused)
+{
+    /* XEP-0386 §2.2: a resumed session is bound already; its <bind/> is
+     * ignored. */
+    if (c2s_negotiating(c) && !c->s->bound && c->req && c->req->bind)
+        bind2_bind(c, c->req->bind, success);
+    if (closed(c, success))
+        return true;
+    if (c->bind2_holds > 0) {
+        /* a module reads what it answers into <bound/> (XEP-0313 metadata) */
+        hold(c, success, false, paused);
+        return false;
+    }
+    send_success(c, success);
+    return true;
+}
+
 static void complete(c2s_conn *c)
 {
     if (!c2s_negotiating(c) || !c->req)
@@ -212,24 +269,14 @@ static void complete(c2s_conn *c)
     xmppd_stanza_tag(success, "authorization-identifier", NS_SASL2);
     cork(c);
     run_inline(c, success);
-    /* XEP-0386 §2.2: a resumed session is bound already; its <bind/> is
-     * ignored. */
-    if (c2s_negotiating(c) && !c->s->bound && c->req->bind)
-        bind2_bind(c, c->req->bind, success);
-    if (c->state == C2S_CLOSING || c->state == C2S_CLOSED) {
-        xmppd_stanza_unref(success);
-        sasl2_uncork(c);
+    if (closed(c, success))
         return;
-    }
     if (c->bind2_holds > 0) {
-        /* a module reads what it answers into <bound/> (XEP-0313
-         * metadata): <success/> waits for it, the client's input too */
-        c->held_success = success;
-        c->sasl_busy = true;
-        c2s_pause_input(c);
+        /* a resumption asks another node (XEP-0198 across a cluster) */
+        hold(c, success, true, false);
         return;
     }
-    send_success(c, success);
+    after_inline(c, success, false);
 }
 
 void sasl2_bound_ready(c2s_conn *c)
@@ -237,15 +284,14 @@ void sasl2_bound_ready(c2s_conn *c)
     xmppd_stanza *success = c->held_success;
     if (!success)
         return; /* released while the handlers still ran: complete() goes on */
+    bool inline_step = c->inline_held;
     c->held_success = NULL;
+    c->inline_held = false;
     c->sasl_busy = false;
-    if (c->state == C2S_CLOSING || c->state == C2S_CLOSED) {
-        xmppd_stanza_unref(success);
-        sasl2_uncork(c);
+    if (closed(c, success))
         return;
-    }
-    send_success(c, success);
-    c2s_resume_input(c);
+    if (inline_step ? after_inline(c, success, true) : (send_success(c, success), true))
+        c2s_resume_input(c);
 }
 
 void sasl2_authenticated(c2s_conn *c, const unsigned char *extra, size_t len)

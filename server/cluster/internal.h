@@ -151,6 +151,9 @@ void place_republish(void);
  * was one. */
 bool place_frame(const char *kind, const char *node, const char *arg, const char *body,
                  size_t blen);
+/* The component domains attached to node (this node's own included), for
+ * `xmppctl cluster status`: fn once per domain, in no particular order. */
+void place_components_of(const char *node, void (*fn)(const char *domain, void *ud), void *ud);
 /* Was st brought by a "place" frame (routed here now)? */
 bool place_arrived(const xmppd_stanza *st);
 /* One we sent that node did not take in time: true when it was ours. */

@@ -429,18 +429,45 @@ static void sub_down(void *ud, const char *why)
 
 /* ---- status ---------------------------------------------------------------------- */
 
+static void add_domain(const char *domain, void *ud)
+{
+    json_array_append_new(ud, json_string(domain));
+}
+
+/* The components attached to node (XEP-0114), sorted so the output of
+ * two calls compares. */
+static json_t *components_of(const char *node)
+{
+    json_t *a = json_array();
+    if (!a)
+        return NULL;
+    place_components_of(node, add_domain, a);
+    size_t n = json_array_size(a);
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && strcmp(json_string_value(json_array_get(a, j - 1)),
+                                           json_string_value(json_array_get(a, j))) > 0; j--) {
+            json_t *t = json_incref(json_array_get(a, j));
+            json_array_set(a, j, json_array_get(a, j - 1));
+            json_array_set_new(a, j - 1, t);
+        }
+    return a;
+}
+
 static void cmd_status(xmppd_ctl_request *req, const json_t *args, void *ud)
 {
     json_t *nodes = json_array();
-    json_array_append_new(nodes, json_pack("{s:s, s:s, s:I, s:b}", "node", g_cluster.conf->node,
-                                           "version", xmppd_server_version(), "sessions",
-                                           (json_int_t)sm_count(NULL), "self", 1));
+    json_array_append_new(nodes, json_pack("{s:s, s:s, s:I, s:b, s:o*}", "node",
+                                           g_cluster.conf->node, "version",
+                                           xmppd_server_version(), "sessions",
+                                           (json_int_t)sm_count(NULL), "self", 1, "components",
+                                           components_of(g_cluster.conf->node)));
     for (size_t i = 0; i < g_cluster.n_peers; i++) {
         const peer *p = &g_cluster.peers[i];
-        json_array_append_new(nodes, json_pack("{s:s, s:s?, s:I, s:I, s:b}", "node", p->name,
+        json_array_append_new(nodes, json_pack("{s:s, s:s?, s:I, s:I, s:b, s:o*}", "node", p->name,
                                                "version", p->version, "sessions",
                                                (json_int_t)p->sessions, "registered",
-                                               (json_int_t)registry_count(p->name), "self", 0));
+                                               (json_int_t)registry_count(p->name), "self", 0,
+                                               "components", components_of(p->name)));
     }
     json_t *r = json_pack("{s:s, s:s, s:b, s:o}", "cluster", g_cluster.conf->name, "redis",
                           redis_conn_up(g_cluster.cmd) ? redis_conn_where(g_cluster.cmd) : "down",

@@ -166,11 +166,11 @@ static bool send_place(const char *node, xmppd_event *ev)
     return rc == 0;
 }
 
-static bool route_placed(xmppd_event *ev)
+static bool route_placed(xmppd_event *ev, const char *key)
 {
     if (ev->stanza == g_arrived)
         return false;
-    const char *node = owner_of(ev->to->bare);
+    const char *node = owner_of(key);
     if (!node)
         return false;
     /* Redis is away: the JID's node cannot be reached, and serving it here
@@ -421,6 +421,35 @@ static const place_ops ops = {
     .attached = attached,
     .detached = detached,
 };
+
+typedef struct comps_of {
+    const char *node;
+    void (*fn)(const char *domain, void *ud);
+    void *ud;
+} comps_of;
+
+static int each_of_node(const char *key, void *value, void *ud)
+{
+    const comps_of *c = ud;
+    if (strcmp(((const comp *)value)->node, c->node) == 0)
+        c->fn(key, c->ud);
+    return 0;
+}
+
+static void each_local(const char *domain, bool subdomains, void *ud)
+{
+    const comps_of *c = ud;
+    c->fn(domain, c->ud);
+}
+
+void place_components_of(const char *node, void (*fn)(const char *domain, void *ud), void *ud)
+{
+    comps_of c = { node, fn, ud };
+    if (strcmp(node, g_cluster.conf->node) == 0)
+        place_components_foreach(each_local, &c);
+    else if (g_comps)
+        strmap_foreach(g_comps, each_of_node, &c);
+}
 
 void place_start(void)
 {

@@ -387,7 +387,17 @@ static void open_entry(const redisReply *fields)
 }
 
 /* Handles each new entry in order, then XDELs and XACKs them all and
- * reads on, in one write. */
+ * reads on, in one write.
+ *
+ * An entry holds a whole loop turn of another node's frames, so routing a
+ * batch can take seconds under load. Its entries count as handed to us
+ * from the moment Redis answered the read, and their sender takes back
+ * what stays unacknowledged for delivery_timeout: a frame routed here late
+ * in a long batch was then bounced as well (delivered and bounced). So
+ * past a quarter of delivery_timeout the entries routed so far are
+ * acknowledged and the rest is read again from our pending entries: that
+ * read renews their delivery time, and gives the ones taken back meanwhile
+ * without their frames. */
 static void take(const redisReply *entries)
 {
     size_t n = entries->elements;
@@ -398,12 +408,20 @@ static void take(const redisReply *entries)
     argv[1] = g_cluster.k_queue;
     argv[2] = GROUP;
     int argc = 3;
+    uint64_t t0 = xmppd_now_ms(), budget = (uint64_t)g_cluster.conf->delivery_timeout / 4;
     for (size_t i = 0; i < n; i++) {
         const redisReply *e = entries->element[i];
         unsigned long long ms, seq;
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
             e->element[0]->type != REDIS_REPLY_STRING || !parse_id(e->element[0]->str, &ms, &seq))
             continue;
+        if (argc > 3 && xmppd_now_ms() - t0 > budget) {
+            g_pending_phase = true; /* the rest, read again (on_read reads on) */
+            log_kernel("cluster", XMPPD_LOG_DEBUG, "%s: %zu entries of a batch read again after "
+                       "%llu ms", g_cluster.k_queue, n - i,
+                       (unsigned long long)(xmppd_now_ms() - t0));
+            break;
+        }
         argv[argc++] = e->element[0]->str;
         if (ms < g_last.ms || (ms == g_last.ms && seq <= g_last.seq))
             continue;

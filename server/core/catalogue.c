@@ -41,7 +41,9 @@ static const catalogue_event g_events[] = {
       "<success/> xmppd_stanza * being built: append the answer to it. HANDLED: the child is "
       "served. A handler may move a hibernated session onto the connection "
       "(xmppd_session_resume, XEP-0198): the kernel then skips Bind2. What is written to the "
-      "session meanwhile goes out after <success/> and the stream features" },
+      "session meanwhile goes out after <success/> and the stream features. A handler that "
+      "must ask first (another node's replica) takes xmppd_bind2_hold(ev) and appends before "
+      "xmppd_bind2_release: Bind2 and <success/> wait" },
     { "bind2-features", "all", KERNEL,
       "the server builds the Bind2 feature (XEP-0386) inside the SASL2 <inline/> feature",
       "session: the stream; stanza: the <inline/> element inside <bind "

@@ -13,6 +13,7 @@ typedef struct placed {
     char *domain;              /* nameprepped */
     void (*moved)(void *ud);
     void *ud;
+    bool whole;                /* the domain itself too (a service) */
     struct placed *next;
 } placed;
 
@@ -46,8 +47,8 @@ static const placed *placed_find(const char *domain)
     return NULL;
 }
 
-XMPPD_EXPORT int xmppd_cluster_place(xmppd_module *m, const char *domain, void (*moved)(void *ud),
-                                     void *ud)
+static int place(xmppd_module *m, const char *domain, void (*moved)(void *ud), void *ud,
+                 bool whole)
 {
     if (!m || !m->loaded || !domain || !moved)
         return -1;
@@ -63,7 +64,8 @@ XMPPD_EXPORT int xmppd_cluster_place(xmppd_module *m, const char *domain, void (
         free(name);
         return -1;
     }
-    *p = (placed){ .m = m, .domain = name, .moved = moved, .ud = ud, .next = g_placed };
+    *p = (placed){ .m = m, .domain = name, .moved = moved, .ud = ud, .whole = whole,
+                   .next = g_placed };
     g_placed = p;
     if (!module_cleanup_add(m, withdraw, p)) {
         withdraw(p);
@@ -72,17 +74,32 @@ XMPPD_EXPORT int xmppd_cluster_place(xmppd_module *m, const char *domain, void (
     return 0;
 }
 
+XMPPD_EXPORT int xmppd_cluster_place(xmppd_module *m, const char *domain, void (*moved)(void *ud),
+                                     void *ud)
+{
+    return place(m, domain, moved, ud, false);
+}
+
+XMPPD_EXPORT int xmppd_cluster_place_service(xmppd_module *m, const char *domain,
+                                             void (*moved)(void *ud), void *ud)
+{
+    return place(m, domain, moved, ud, true);
+}
+
 XMPPD_EXPORT bool xmppd_cluster_mine(const char *bare)
 {
     const char *at = bare ? strchr(bare, '@') : NULL;
-    if (!g_ops || !at || !placed_find(at + 1))
+    const placed *p = g_ops && bare ? placed_find(at ? at + 1 : bare) : NULL;
+    if (!p || (!at && !p->whole))
         return true;
-    return g_ops->mine(bare);
+    return g_ops->mine(p->whole ? p->domain : bare);
 }
 
 bool place_route(xmppd_event *ev)
 {
-    return g_ops && ev->to->node && placed_find(ev->to->domain) && g_ops->route(ev);
+    const placed *p = g_ops ? placed_find(ev->to->domain) : NULL;
+    /* a service placed whole is keyed by its domain, whatever the JID */
+    return p && (ev->to->node || p->whole) && g_ops->route(ev, p->whole ? p->domain : ev->to->bare);
 }
 
 void place_moved(void)

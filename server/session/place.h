@@ -4,7 +4,9 @@
  *
  * - Placed domains (xmppd_cluster_place, api/xmppd/cluster.h): a JID with
  *   a localpart at such a domain lives on one node; the router offers a
- *   stanza for it to the cluster before the serving module sees it.
+ *   stanza for it to the cluster before the serving module sees it. A
+ *   domain placed whole (xmppd_cluster_place_service) lives on one node,
+ *   the domain itself included.
  * - Components (XEP-0114, s2s/component.c): a component attached here is
  *   announced; a stanza for a component domain not attached here is
  *   offered to the cluster, which sends it to the node it is attached to.
@@ -19,10 +21,11 @@
 #include "core/core.h"
 
 typedef struct place_ops {
-    /* ev->to (with a localpart) is at a placed domain: true when the
-     * stanza was taken (sent to its node, or bounced); false: handle it
-     * here. */
-    bool (*route)(xmppd_event *ev);
+    /* ev->to (with a localpart, or any JID of a domain placed whole) is at
+     * a placed domain, placed by key (its bare JID, or that domain): true
+     * when the stanza was taken (sent to its node, or bounced); false:
+     * handle it here. */
+    bool (*route)(xmppd_event *ev, const char *key);
     /* Is bare placed on this node? */
     bool (*mine)(const char *bare);
     /* ev->to's domain is not attached here: true when the stanza was

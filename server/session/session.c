@@ -232,7 +232,9 @@ struct xmppd_bind2_wait {
 API xmppd_bind2_wait *xmppd_bind2_hold(const xmppd_event *ev)
 {
     xmppd_session *s = ev ? ev->session : NULL;
-    if (!s || !ev->name || strcmp(ev->name, "bind2-bound") != 0 || !s->conn || !s->tr->bind2_hold)
+    if (!s || !ev->name || (strcmp(ev->name, "bind2-bound") != 0 &&
+                            strcmp(ev->name, "sasl2-inline") != 0) ||
+        !s->conn || !s->tr->bind2_hold)
         return NULL;
     xmppd_bind2_wait *w = calloc(1, sizeof(*w));
     if (w && !(w->token = s->tr->bind2_hold(s->conn))) {

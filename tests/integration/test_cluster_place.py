@@ -34,7 +34,7 @@ from test_cluster import (cluster_config, got_body, pg_dsn,  # noqa: F401 (fixtu
 from muc_util import (MUC, NS_ADMIN, NS_DELAY, NS_DISCO_INFO, NS_MUC, NS_OWNER, NS_PING, NS_USER,
                       codes)
 from xmpptest import (NS_CLIENT, NS_COMPONENT, PoliteClient, RawClient, component_handshake_value,
-                      error_condition, free_port, q, raw_component, scaled)
+                      error_condition, free_port, q, raw_component, scaled, tostr)
 
 pytestmark = pytest.mark.skipif(not (redis_server.available() and pg_cluster.available()),
                                 reason="redis-server or PostgreSQL not installed")
@@ -277,6 +277,35 @@ def test_xep0114_component_known_to_a_node_that_joins_later(cluster):
     assert req.get("from") == cb.jid
     close(cb)
     comp.close()
+
+
+def test_issue20_cluster_status_lists_components(cluster):
+    """issue 20, "Membership" and "components attached to one node":
+    `xmppctl cluster status` on every node lists, for each node, the
+    components attached to it (JSON `components`, and an indented
+    `component DOMAIN` line under the node in the text form, whose node
+    lines keep their form); a component that leaves is no longer listed."""
+    n0, n1 = cluster(2)
+
+    def comps(st):
+        return {n["node"]: n["components"] for n in st["nodes"]}
+    for srv in (n0, n1):
+        assert comps(wait_status(srv, lambda st: True)) == {"node0": [], "node1": []}
+    comp = raw_component(n0.comp_port, GW, GW_SECRET)
+    for srv in (n0, n1):
+        wait_status(srv, lambda st: comps(st) == {"node0": [GW], "node1": []})
+    for srv in (n0, n1):
+        text = srv.ctl("cluster", "status")
+        assert text.returncode == 0, text.stderr
+        lines = text.stdout.splitlines()
+        at = [i for i, ln in enumerate(lines) if ln.startswith("node0\t")]
+        assert len(at) == 1 and lines[at[0] + 1] == "\tcomponent " + GW, text.stdout
+        assert sum(1 for ln in lines if "component" in ln) == 1, text.stdout
+        assert all(ln.endswith("sessions") or ln.endswith("(this node)")
+                   for ln in lines if ln.startswith("node")), text.stdout
+    comp.close()
+    for srv in (n0, n1):
+        wait_status(srv, lambda st: comps(st) == {"node0": [], "node1": []})
 
 
 def raw_component_refused(port):
@@ -563,3 +592,116 @@ def test_redis_away_room_on_other_node_answers_wait(server_factory, pg_dsn):
         close(ca)
     finally:
         r.destroy()
+
+
+# ---- a pubsub service (XEP-0060) placed whole ------------------------------------------
+
+PUBSUB = "pubsub.localhost"
+NS_PUBSUB = "http://jabber.org/protocol/pubsub"
+NS_PUBSUB_OWNER = NS_PUBSUB + "#owner"
+NS_PUBSUB_EVENT = NS_PUBSUB + "#event"
+
+
+def ps_iq(c, body, type_="set", owner=False):
+    r = c.iq("<pubsub xmlns='%s'>%s</pubsub>" % (NS_PUBSUB_OWNER if owner else NS_PUBSUB, body),
+             type_=type_, to=PUBSUB)
+    assert r.get("type") == "result", tostr(r)
+    return r
+
+
+def ps_event(kind, node):
+    """An event notification (XEP-0060 §7.1.2.1 and following) of kind
+    ('items', 'delete', 'configuration') about node."""
+    def pred(e):
+        ev = e.find(q(NS_PUBSUB_EVENT, "event")) if e.tag == q(NS_CLIENT, "message") else None
+        return (ev is not None and e.get("from") == PUBSUB and
+                any(x.tag == q(NS_PUBSUB_EVENT, kind) and x.get("node") == node for x in ev))
+    return pred
+
+
+def test_xep0060_service_placed_whole_notifies_once_across_nodes(cluster):
+    """issue 20, served domains: mod_pubsub keeps its whole service in
+    memory (nodes, subscriptions, items), so in a cluster the service
+    domain lives on one node (rendezvous hash of its name) and every node
+    sends it there. The publisher is on the other node, one subscriber on
+    each node: a subscription (§6.1), a publish (§7.1.2.1), a retraction
+    with notify (§7.2.2.1), a configuration change (§8.2.4) and a node
+    deletion (§8.4.2) each reach each subscriber exactly once, and the
+    items read back from either node are the same."""
+    n0, n1 = cluster(2, overrides={"modules": {"disco": True, "pubsub": {}}})
+    home = owner(["node0", "node1"], PUBSUB)
+    srv = {"node0": n0, "node1": n1}
+    other = srv["node1" if home == "node0" else "node0"]
+    alice, bob, carol = accounts(n0, 3)
+    pub = login(other, alice, "pub")
+    near = login(srv[home], bob, "near")
+    far = login(other, carol, "far")
+    synced(n0, n1)
+    node = "news-" + secrets.token_hex(3)
+    ps_iq(pub, "<create node='%s'/>" % node)
+    for c in (near, far):
+        ps_iq(c, "<subscribe node='%s' jid='%s'/>" % (node, c.jid))
+
+    def once(kind):
+        for c in (near, far):
+            c.wait_for(ps_event(kind, node))
+        for c in (near, far):
+            assert c.quiet(scaled(0.5), pred=ps_event(kind, node)) == [], \
+                "a second %s notification reached %s" % (kind, c.jid)
+
+    ps_iq(pub, "<publish node='%s'><item id='i1'><entry xmlns='urn:xmpp:tmp:e'/></item></publish>"
+          % node)
+    once("items")
+    for c in (pub, near, far):
+        r = ps_iq(c, "<items node='%s'/>" % node, type_="get")
+        items = r.find(q(NS_PUBSUB, "pubsub")).find(q(NS_PUBSUB, "items"))
+        assert [i.get("id") for i in items.findall(q(NS_PUBSUB, "item"))] == ["i1"]
+    ps_iq(pub, "<retract node='%s' notify='true'><item id='i1'/></retract>" % node)
+    once("items")  # the retraction is an <items><retract/></items> event
+    ps_iq(pub, "<configure node='%s'><x xmlns='jabber:x:data' type='submit'>"
+          "<field var='FORM_TYPE' type='hidden'><value>%s#node_config</value></field>"
+          "<field var='pubsub#notify_config'><value>1</value></field>"
+          "<field var='pubsub#title'><value>T</value></field></x></configure>"
+          % (node, NS_PUBSUB), owner=True)
+    once("configuration")
+    ps_iq(pub, "<delete node='%s'/>" % node, owner=True)
+    once("delete")
+    close(pub, near, far)
+
+
+def test_xep0060_service_moves_when_its_node_dies(cluster):
+    """issue 20, served domains: kill -9 of the node the pubsub service
+    lives on; once the survivor dropped it, the survivor serves the
+    service from storage: the node, its item and the subscription made
+    before are there, and a new publication notifies the subscriber once."""
+    n0, n1 = cluster(2, overrides={"modules": {"disco": True, "pubsub": {}}})
+    srv = {"node0": n0, "node1": n1}
+    home = owner(["node0", "node1"], PUBSUB)
+    survivor = srv["node1" if home == "node0" else "node0"]
+    alice, bob = accounts(n0, 2)
+    pub = login(survivor, alice, "pub")
+    sub = login(survivor, bob, "sub")
+    node = "moving-" + secrets.token_hex(3)
+    ps_iq(pub, "<create node='%s'/>" % node)
+    ps_iq(sub, "<subscribe node='%s' jid='%s'/>" % (node, sub.jid))
+    ps_iq(pub, "<publish node='%s'><item id='before'><e xmlns='urn:xmpp:tmp:e'/></item></publish>"
+          % node)
+    sub.wait_for(ps_event("items", node))
+    time.sleep(scaled(0.3))  # the service's writes reached PostgreSQL
+    srv[home].kill()
+    live_nodes_seen(survivor, 1)
+    deadline = time.monotonic() + scaled(5)
+    while True:
+        r = pub.iq("<pubsub xmlns='%s'><items node='%s'/></pubsub>" % (NS_PUBSUB, node), to=PUBSUB)
+        if r.get("type") == "result":
+            break
+        assert error_condition(r)[1] == "recipient-unavailable", tostr(r)
+        assert time.monotonic() < deadline, "the survivor never served the service"
+        time.sleep(0.2)
+    items = r.find(q(NS_PUBSUB, "pubsub")).find(q(NS_PUBSUB, "items"))
+    assert [i.get("id") for i in items.findall(q(NS_PUBSUB, "item"))] == ["before"]
+    ps_iq(pub, "<publish node='%s'><item id='after'><e xmlns='urn:xmpp:tmp:e'/></item></publish>"
+          % node)
+    sub.wait_for(ps_event("items", node))
+    assert sub.quiet(scaled(0.5), pred=ps_event("items", node)) == []
+    close(pub, sub)

@@ -8,7 +8,9 @@ SIGKILL resumes on another node (XEP-0198 §5) and gets exactly the stanzas
 it had not acknowledged, in order; a session detached on a live node is
 handed over by that node; an unknown id, or another account's, gets
 <failed><item-not-found/></failed> as on one node; with `smacks.cluster:
-off` a session is resumable on its own node only.
+off` a session is resumable on its own node only. The same holds for a
+<resume/> inline in a SASL2 <authenticate/> (XEP-0388 with XEP-0198): the
+answer is inside <success/>, and a failure goes on with Bind2.
 """
 
 import time
@@ -19,7 +21,8 @@ import pg_cluster
 import redis_server
 from test_cluster import (got_body, message, new_accounts, login as polite_login, nodes,  # noqa: F401
                           pg_dsn, redis, wait_status, DELIVERY_TIMEOUT_MS)
-from xmpptest import NS_CLIENT, RawClient, XMPPTestError, error_condition, q, scaled, tostr
+from xmpptest import (NS_BIND2, NS_CLIENT, NS_SASL2, NS_STREAM, RawClient, XMPPTestError,
+                      error_condition, q, scaled, tostr)
 
 pytestmark = pytest.mark.skipif(not (redis_server.available() and pg_cluster.available()),
                                 reason="redis-server or PostgreSQL not installed")
@@ -296,3 +299,132 @@ def test_xep0198_9_dead_nodes_session_not_resumed_in_time(nodes):
     later.wait_for(got_body("never-acked"), timeout=scaled(5))
     for c in (later, cb):
         c.__exit__(None, None, None)
+
+
+# ---- inline in SASL2 (XEP-0388 + XEP-0198) ---------------------------------------------
+
+def sasl2_resume(srv, account, previd, h):
+    """A new connection to srv whose SASL2 <authenticate/> carries Bind2 and
+    <resume/>: (client, <success/>); the stream features that follow it
+    are read."""
+    c = RawClient(srv.port)
+    c.secure_stream()
+    res = c.sasl2_plain(account.user, account.password,
+                        "<user-agent id='sm-dev'><software>xmpptest</software></user-agent>"
+                        "<bind xmlns='%s'><tag>T</tag></bind>"
+                        "<resume xmlns='%s' previd='%s' h='%d'/>" % (NS_BIND2, NS_SM, previd, h),
+                        timeout=scaled(DELIVERY_TIMEOUT_MS / 1000 * 3 + 5))
+    assert res.ok, res
+    el = c.next_element()
+    assert el.tag == q(NS_STREAM, "features"), tostr(el)
+    return c, res.element
+
+
+def inline_bodies(c, n):
+    bodies = []
+    while len(bodies) < n:
+        el = c.next_element(scaled(5))
+        if el.tag == q(NS_CLIENT, "message") and el.find(q(NS_CLIENT, "body")) is not None:
+            bodies.append(el.findtext(q(NS_CLIENT, "body")))
+    return bodies
+
+
+def aid(success):
+    return success.findtext(q(NS_SASL2, "authorization-identifier"))
+
+
+def test_xep0198_xep0388_inline_resume_after_kill_9_on_another_node(nodes):
+    """XEP-0198 §5 inline in XEP-0388 across nodes, issue 20: the node of a
+    session with unacknowledged messages is killed with SIGKILL; a <resume/>
+    inside the SASL2 <authenticate/> sent to the other node gets <resumed/>
+    with the server's h inside <success/> (the authorization identifier is
+    the old full JID, Bind2's <bind/> is ignored: no <bound/>, XEP-0386
+    §2.2), then, after the stream features, exactly the messages after the
+    client's h, in order; the session goes on with the same full JID."""
+    na, nb = nodes(2, extra=sm_config())
+    alice, bob = new_accounts(na, 2)
+    a = SM(na, alice, "phone")
+    a.raw.send("<presence/>")
+    previd = a.enable()
+    cb = polite_login(nb, bob, "desk", priority=0)
+    wait_status(nb, lambda st: any(n["node"] == "node0" and n.get("registered") == 1
+                                   for n in st["nodes"]))
+    for i in range(1, 6):
+        message(cb, a.raw.jid, "k%d" % i)
+    a.pump(lambda s: len(s.bodies) == 5)
+    h2 = a.h - 3
+    a.ack(h2)
+    assert a.server_h() == 0
+    time.sleep(scaled(0.3))   # the acknowledgement reached the replica
+    na.kill()
+    a.drop()
+    wait_status(nb, lambda st: [n["node"] for n in st["nodes"]] == ["node1"],
+                timeout=scaled(10))
+    c, success = sasl2_resume(nb, alice, previd, h2)
+    resumed = success.find(q(NS_SM, "resumed"))
+    assert resumed is not None, tostr(success)
+    assert resumed.get("previd") == previd and resumed.get("h") == "0"
+    assert success.find(q(NS_BIND2, "bound")) is None
+    assert aid(success) == a.raw.jid
+    assert inline_bodies(c, 3) == ["k3", "k4", "k5"]
+    message(cb, a.raw.jid, "after")
+    assert inline_bodies(c, 1) == ["after"]
+    c.send("<message to='%s' type='chat'><body>back</body></message>" % cb.jid)
+    assert cb.wait_for(got_body("back")).get("from") == a.raw.jid
+    c.close()
+    cb.__exit__(None, None, None)
+
+
+def test_xep0198_xep0388_inline_resume_of_a_detached_session_on_a_live_node(nodes):
+    """XEP-0198 §5 inline in XEP-0388: a session waiting on its live node
+    for its client is handed over to the node the client's SASL2 request
+    reaches: <resumed/> inside <success/>, then what it had not
+    acknowledged, including a message that came while it was away; the
+    first node ends its copy quietly."""
+    na, nb = nodes(2, extra=sm_config())
+    alice, bob = new_accounts(na, 2)
+    a = SM(na, alice, "phone")
+    a.raw.send("<presence/>")
+    previd = a.enable()
+    cb = polite_login(nb, bob, "desk", priority=0)
+    wait_status(nb, lambda st: any(n["node"] == "node0" and n.get("registered") == 1
+                                   for n in st["nodes"]))
+    for i in range(1, 4):
+        message(cb, a.raw.jid, "d%d" % i)
+    a.pump(lambda s: len(s.bodies) == 3)
+    h1 = a.h - 2
+    a.drop()
+    time.sleep(scaled(0.3))
+    message(cb, a.raw.jid, "while-away")
+    time.sleep(scaled(0.3))
+    c, success = sasl2_resume(nb, alice, previd, h1)
+    resumed = success.find(q(NS_SM, "resumed"))
+    assert resumed is not None and resumed.get("h") == "0", tostr(success)
+    assert aid(success) == a.raw.jid
+    assert inline_bodies(c, 3) == ["d2", "d3", "while-away"]
+    assert "resumed on node node1: ending it here" in na.read_log()
+    message(cb, a.raw.jid, "on-node1")
+    assert inline_bodies(c, 1) == ["on-node1"]
+    c.close()
+    cb.__exit__(None, None, None)
+
+
+def test_xep0198_xep0388_inline_resume_failures_across_nodes_then_bind2(nodes):
+    """XEP-0198 §5 and XEP-0386 §2.2 inline across nodes: an unknown id, or
+    another account's session on the other node, gives <failed>
+    <item-not-found/></failed> inside <success/>, and the login goes on
+    with Bind2 (<bound/>, a new full JID); the other account's session is
+    left alone."""
+    na, nb = nodes(2, extra=sm_config())
+    alice, mallory = new_accounts(na, 2)
+    a = SM(na, alice, "phone")
+    previd = a.enable()
+    for who, pid in ((alice, "no-such-id"), (mallory, previd)):
+        c, success = sasl2_resume(nb, who, pid, 0)
+        failed = success.find(q(NS_SM, "failed"))
+        assert failed is not None and failed.find(q(NS_STANZAS, "item-not-found")) is not None, \
+            tostr(success)
+        assert success.find(q(NS_BIND2, "bound")) is not None
+        assert aid(success).startswith(who.jid + "/T/")
+        c.close()
+    assert a.server_h() == 0  # still there, untouched

@@ -34,6 +34,7 @@ NS_ROSTER = "jabber:iq:roster"
 NS_PUSH = "urn:xmpp:push:0"
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"
 NS_PING = "urn:xmpp:ping"
+NS_PRIVACY = "jabber:iq:privacy"
 
 MODULES = {"modules": {"carbons": True, "csi": True, "privacy": True, "blocking": True,
                        "offline": True, "ping": True}}
@@ -181,6 +182,69 @@ def test_xep0191_block_on_one_node_is_in_force_on_the_other(nodes):
         c.__exit__(None, None, None)
 
 
+def privacy_set(c, body):
+    """A jabber:iq:privacy set (XEP-0016): None on success, else the error
+    condition."""
+    r = c.iq("<query xmlns='%s'>%s</query>" % (NS_PRIVACY, body), type_="set")
+    return None if r.get("type") == "result" else error_condition(r)[1]
+
+
+def privacy_list(name):
+    return ("<list name='%s'><item action='deny' order='1' type='jid' value='x@nowhere'/></list>"
+            % name)
+
+
+def test_xep0016_list_in_use_on_another_node_is_a_conflict(nodes):
+    """XEP-0016 §2.6 and §2.9 across nodes: a list that alice's resource on
+    node1 has active cannot be removed from her resource on node0, nor can
+    node0 change the default list while node1's resource has it active
+    (<conflict/>, as for two resources of one node); once node1's resource
+    declines its active list both changes succeed."""
+    na, nb = nodes(2, extra=MODULES)
+    (alice,) = new_accounts(na, 1)
+    r1 = login(na, alice, "r1", priority=0)
+    r2 = login(nb, alice, "r2", priority=0)
+    registered(na, 1, "node1")
+    registered(nb, 1, "node0")
+
+    def synced():
+        """node0 applied what node1 sent before now, and node1 what node0 did
+        (one stream each way, in order): marks and invalidations included."""
+        body = "sync-" + secrets.token_hex(4)
+        message(r2, r1.jid, body)
+        r1.wait_for(got_body(body))
+        message(r1, r2.jid, body)
+        r2.wait_for(got_body(body))
+
+    assert privacy_set(r1, privacy_list("home")) is None
+    assert privacy_set(r1, "<default name='home'/>") is None
+    # the lists are one stored document per account: node1 stores its change
+    # on top of node0's once it has read them again
+    synced()
+    assert privacy_set(r2, privacy_list("work")) is None
+    synced()
+    assert privacy_set(r2, "<active name='work'/>") is None
+    synced()
+    # §2.9: removing a list another resource (on node1) has active
+    assert privacy_set(r1, "<list name='work'/>") == "conflict"
+    # §2.6: changing the default while another resource has it active
+    assert privacy_set(r2, "<active name='home'/>") is None
+    synced()
+    assert privacy_set(r1, "<default name='work'/>") == "conflict"
+    assert privacy_set(r1, "<default/>") == "conflict"
+    # node1's resource switches back: 'home' is free, 'work' is not
+    assert privacy_set(r2, "<active name='work'/>") is None
+    synced()
+    assert privacy_set(r1, "<default/>") is None
+    assert privacy_set(r1, "<list name='work'/>") == "conflict"
+    # it declines its active list (§2.5): 'work' can go
+    assert privacy_set(r2, "<active/>") is None
+    synced()
+    assert privacy_set(r1, "<list name='work'/>") is None
+    for c in (r1, r2):
+        c.__exit__(None, None, None)
+
+
 def test_issue20_block_while_redis_is_away_is_told_when_it_is_back(server_factory, pg_dsn):
     """XEP-0191 across nodes and a Redis outage: alice's resource on node0
     blocks bob while Redis is stopped (the change is stored, the other
@@ -301,6 +365,47 @@ def test_xep0163_pep_published_on_one_node_is_read_on_the_other(nodes):
     until([], "node1 kept the retracted item")
     for c in (r1, r2):
         c.__exit__(None, None, None)
+
+
+def test_issue20_invalidation_reaches_a_node_without_a_session(nodes):
+    """issue 20, per-account caches (docs/cluster.md, why invalidations go
+    to every live node): node0 keeps alice's PEP service in its cache after
+    she left it (XEP-0163 §4, a contact's read of her node). She then
+    publishes from node1 only, where her only session is, and leaves; bob's
+    read on node0 (the account is offline: node0 answers from its cache)
+    has the new item. An invalidation sent only to the nodes with a session
+    of the account would have left node0's copy stale."""
+    extra = {"modules": dict(MODULES["modules"], pep=True)}
+    na, nb = nodes(2, extra=extra)
+    alice, bob = new_accounts(na, 2)
+    ra = login(na, alice, "r1", priority=0)
+    cb = login(na, bob, "pc", priority=0)
+    subscribe(cb, ra, bob, alice)
+    node = "urn:xmpp:tmp:lastseen"
+    publish = ("<pubsub xmlns='%s'><publish node='%s'><item id='%%s'><x xmlns='urn:xmpp:tmp:x'/>"
+               "</item></publish></pubsub>" % (NS_PUBSUB, node))
+    get = "<pubsub xmlns='%s'><items node='%s'/></pubsub>" % (NS_PUBSUB, node)
+
+    def read():
+        r = cb.iq(get, to=alice.jid)
+        assert r.get("type") == "result", r
+        items = r.find(q(NS_PUBSUB, "pubsub")).find(q(NS_PUBSUB, "items"))
+        return [i.get("id") for i in items.findall(q(NS_PUBSUB, "item"))]
+
+    assert ra.iq(publish % "one", type_="set").get("type") == "result"
+    ra.__exit__(None, None, None)
+    wait_status(na, lambda st: node_sessions(st, "node0") == 1)
+    assert read() == ["one"]  # node0 answers from its cache: alice is offline
+    rb = login(nb, alice, "r2", priority=0)
+    registered(na, 1, "node1")
+    assert rb.iq(publish % "two", type_="set").get("type") == "result"
+    # node0 routed what node1 sent after the change (its inval first)
+    message(rb, bob.jid, "after-publish")
+    cb.wait_for(got_body("after-publish"))
+    rb.__exit__(None, None, None)
+    registered(na, 0, "node1")
+    assert read() == ["two"], "node0 answered from a stale copy"
+    cb.__exit__(None, None, None)
 
 
 def test_xep0357_server_iq_request_answered_on_another_node(nodes):
