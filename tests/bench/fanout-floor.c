@@ -3,12 +3,16 @@
  * TLS record to each of N loopback TCP connections, the last step of every
  * presence, PEP and group-chat delivery. No XML, no routing, no buffering:
  * one SSL_write (or, with --plain, one write) per recipient per round.
+ * With --batch, a round's records are made first (SSL_write into a memory
+ * BIO per connection) and all its sends go to the kernel in one io_uring
+ * submission: what batching the system calls of one broadcast would save.
  *
  * A forked reader opens the N connections, completes each TLS handshake and
  * then only drains the sockets (it never decrypts: its cost is not ours,
  * except the part of loopback TCP that Linux charges to the sender's send).
  *
  *   fanout-floor --cert C --key K [--conns 1000] [--rounds 50] [--size 300] [--plain]
+ *                [--batch]
  *
  * Prints "RESULT fanout_floor_cpu_us_per_write X" and the user/system split.
  * A benchmark, never a test. */
@@ -31,6 +35,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef HAVE_LIBURING
+#include <liburing.h>
+#endif
 
 static void die(const char *what)
 {
@@ -92,15 +99,56 @@ static double cpu_s(struct rusage *ru, double *user, double *sys)
     return *user + *sys;
 }
 
+#ifdef HAVE_LIBURING
+/* One round with every send in one io_uring submission: the records are
+ * encrypted into each connection's memory BIO first (or, plain, the same
+ * message for all), then one io_uring_submit_and_wait for all of them. A
+ * short send is an error here: the reader drains faster than 300-byte
+ * records fill a socket buffer, and the plain path would fail the same. */
+static void batch_round(struct io_uring *ring, int conns, const int *fds, SSL **ssl,
+                        BIO **wbio, const char *msg, int size)
+{
+    for (int i = 0; i < conns; i++) {
+        const char *p = msg;
+        long len = size;
+        if (ssl) {
+            (void)BIO_reset(wbio[i]);
+            if (SSL_write(ssl[i], msg, size) != size)
+                die("SSL_write");
+            char *d;
+            len = BIO_get_mem_data(wbio[i], &d);
+            p = d;
+        }
+        struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+        if (!sqe)
+            die("io_uring_get_sqe");
+        io_uring_prep_send(sqe, fds[i], p, (size_t)len, 0);
+        sqe->user_data = (uint64_t)len;
+    }
+    if (io_uring_submit_and_wait(ring, (unsigned)conns) < conns)
+        die("io_uring_submit_and_wait");
+    struct io_uring_cqe *cqe;
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(ring, head, cqe) {
+        if (cqe->res != (int)cqe->user_data) {
+            errno = cqe->res < 0 ? -cqe->res : 0;
+            die("batched send");
+        }
+        seen++;
+    }
+    io_uring_cq_advance(ring, seen);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     const char *cert = NULL, *key = NULL;
-    int conns = 1000, rounds = 50, size = 300, plain = 0, keep = 0;
+    int conns = 1000, rounds = 50, size = 300, plain = 0, keep = 0, batch = 0;
     static const struct option opts[] = {
         { "cert", required_argument, NULL, 'c' }, { "key", required_argument, NULL, 'k' },
         { "conns", required_argument, NULL, 'n' }, { "rounds", required_argument, NULL, 'r' },
         { "size", required_argument, NULL, 's' }, { "plain", no_argument, NULL, 'p' },
-        { "keep-buffers", no_argument, NULL, 'b' },
+        { "keep-buffers", no_argument, NULL, 'b' }, { "batch", no_argument, NULL, 'u' },
         { NULL, 0, NULL, 0 }
     };
     for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
@@ -112,12 +160,19 @@ int main(int argc, char **argv)
         case 's': size = atoi(optarg); break;
         case 'p': plain = 1; break;
         case 'b': keep = 1; break;
+        case 'u': batch = 1; break;
         default: return 2;
         }
     }
+#ifndef HAVE_LIBURING
+    if (batch) {
+        fprintf(stderr, "fanout-floor: --batch needs liburing (configure found none)\n");
+        return 2;
+    }
+#endif
     if (!cert || !key || conns < 1 || conns > 15000 || rounds < 1 || size < 1 || size > 16384) {
         fprintf(stderr, "usage: fanout-floor --cert C --key K [--conns 1..15000] [--rounds N] "
-                        "[--size 1..16384] [--plain]\n");
+                        "[--size 1..16384] [--plain] [--keep-buffers] [--batch]\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -162,12 +217,37 @@ int main(int argc, char **argv)
     if (!msg)
         die("malloc");
     memset(msg, 'x', (size_t)size);
+    /* --batch: records go to a memory BIO per connection (the handshake is
+     * done, so the socket BIO is only needed for reading) and one ring
+     * holds one round's sends */
+    BIO **wbio = NULL;
+#ifdef HAVE_LIBURING
+    struct io_uring ring;
+    if (batch) {
+        if (io_uring_queue_init((unsigned)conns, &ring, 0) < 0)
+            die("io_uring_queue_init");
+        if (!plain) {
+            if (!(wbio = calloc((size_t)conns, sizeof(*wbio))))
+                die("calloc");
+            for (int i = 0; i < conns; i++) {
+                if (!(wbio[i] = BIO_new(BIO_s_mem())))
+                    die("BIO_new");
+                /* SSL_free frees it */
+                SSL_set0_wbio(ssl[i], wbio[i]);
+            }
+        }
+    }
+#endif
 
     struct rusage r0, r1;
     struct timespec t0, t1;
     getrusage(RUSAGE_SELF, &r0);
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int r = 0; r < rounds; r++) {
+#ifdef HAVE_LIBURING
+    for (int r = 0; r < rounds && batch; r++)
+        batch_round(&ring, conns, fds, plain ? NULL : ssl, wbio, msg, size);
+#endif
+    for (int r = 0; r < rounds && !batch; r++) {
         for (int i = 0; i < conns; i++) {
             if (plain ? write(fds[i], msg, (size_t)size) != size
                       : SSL_write(ssl[i], msg, size) != size)
@@ -181,21 +261,28 @@ int main(int argc, char **argv)
     double cpu = cpu_s(&r1, &u1, &s1) - cpu_s(&r0, &u0, &s0);
     double writes = (double)conns * rounds;
     double wall = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    printf("RESULT fanout_floor_mode %s\n", plain ? "plain" : "tls");
+    printf("RESULT fanout_floor_mode %s%s\n", plain ? "plain" : "tls", batch ? "-batch" : "");
     printf("RESULT fanout_floor_writes %.0f\n", writes);
     printf("RESULT fanout_floor_cpu_us_per_write %.2f\n", cpu / writes * 1e6);
     printf("RESULT fanout_floor_user_us_per_write %.2f\n", (u1 - u0) / writes * 1e6);
     printf("RESULT fanout_floor_sys_us_per_write %.2f\n", (s1 - s0) / writes * 1e6);
     printf("RESULT fanout_floor_wall_us_per_write %.2f\n", wall / writes * 1e6);
 
+#ifdef HAVE_LIBURING
+    if (batch)
+        io_uring_queue_exit(&ring);
+#endif
     for (int i = 0; i < conns; i++) {
-        if (!plain)
+        /* batched: the close_notify would go to the memory BIO; the
+         * reader ends on the close alone */
+        if (!plain && !batch)
             SSL_shutdown(ssl[i]);
         SSL_free(ssl[i]);
         close(fds[i]);
     }
     waitpid(child, NULL, 0);
     free(msg);
+    free(wbio);
     free(ssl);
     free(fds);
     SSL_CTX_free(ctx);
