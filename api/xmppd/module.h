@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #define XMPPD_ABI_MAJOR 2 /* bump: every module must be rebuilt */
-#define XMPPD_ABI_MINOR 7 /* bump: additions only (fields appended to structs, new functions) */
+#define XMPPD_ABI_MINOR 8 /* bump: additions only (fields appended to structs, new functions) */
 #define XMPPD_ABI ((uint32_t)((XMPPD_ABI_MAJOR << 16) | XMPPD_ABI_MINOR))
 
 #define XMPPD_EXPORT __attribute__((visibility("default")))
