@@ -226,6 +226,8 @@ struct muc_service {
     bool moved_again;            /* the cluster's nodes changed during a restore (place.c) */
     xmppd_timer *ghost_timer;    /* place.c: the check for occupants of dead nodes */
     char **forget;               /* deleted accounts waiting for the restore (owned) */
+    bool creating;               /* directory.c: a creation waits for the cluster's count */
+    const char *create_verdict;  /* directory.c: its answer while it is handled ("" yes) */
     size_t n_forget;
 };
 
@@ -243,6 +245,9 @@ bool muc_is_service_admin(const muc_service *svc, const xmppd_jid *jid);
 const char *muc_may_create(muc_service *svc, const xmppd_jid *jid, const char **text_r);
 /* The restore is over: stanzas held meanwhile are handled now. */
 void muc_service_ready(muc_service *svc);
+/* Stanzas held (restore, creation check) are handled, in order, unless
+ * the service waits again. */
+void muc_release_held(muc_service *svc);
 /* XEP-0045 §11.2: the room's occupants get unavailable presence with 110
  * and 332 (the service went away from under them: join again). */
 void muc_tell_shutdown(muc_room *room);
@@ -254,10 +259,29 @@ void muc_tell_shutdown(muc_room *room);
  * here now are restored. */
 void muc_on_moved(void *ud);
 
+/* ---- directory.c: the rooms of every node ------------------------------------------ */
+
+/* The room is listed for the other nodes as it is now (name, listed in
+ * disco#items, owners), or no longer. Nothing without a cluster. */
+void muc_dir_update(muc_room *room);
+void muc_dir_withdraw(muc_room *room);
+/* §6.3 in a cluster: ev (a valid disco#items request) is answered from
+ * every node's rooms, later: true. false: answer from the rooms here (no
+ * cluster, Redis away). */
+bool muc_items_cluster(muc_service *svc, xmppd_event *ev);
+/* §10.1.1 in a cluster, once this node's own checks passed: 0 create, 1
+ * refused (not-allowed, *text_r why), -1 the presence waits for the
+ * cluster's count and comes back through muc_dispatch. */
+int muc_create_check(muc_service *svc, xmppd_event *ev, const char **text_r);
+
 /* ---- accounts.c: deleted accounts ------------------------------------------ */
 
 /* The "user-deleted" hook: tells every host's room service. */
 int muc_on_user_deleted(xmppd_event *ev, void *ud);
+/* "cluster-invalidate" of mod_muc from another node: the account was
+ * deleted there; once the auth provider confirms it is gone, every room
+ * service here forgets it. */
+int muc_on_invalidate(xmppd_event *ev, void *ud);
 /* The "muc" API's forget_account (muc_api.h); waits for the restore when
  * the stored rooms are not loaded yet. */
 void muc_forget_account(const muc_api *api, const char *bare);
@@ -414,6 +438,14 @@ void muc_archive_message(muc_room *room, const char *id, int64_t when_ms, const 
 int muc_moderate_iq(muc_room *room, xmppd_event *ev);
 
 /* ---- iq.c: IQs to rooms, occupants and the service ------------------------ */
+
+/* A room in the service's room list. */
+typedef struct muc_item {
+    const char *jid, *name;
+} muc_item;
+/* Answers ev (a disco#items request of the service) with items (n,
+ * sorted by JID), paged as its RSM <set/> asks (XEP-0059). */
+void muc_items_answer(xmppd_event *ev, const muc_item *items, size_t n);
 
 void muc_iq(muc_service *svc, muc_room *room, xmppd_event *ev);
 void muc_service_iq(muc_service *svc, xmppd_event *ev);

@@ -118,6 +118,7 @@ void muc_room_free(muc_room *room)
     if (p && *p == room) {
         tdelete(room, &svc->rooms, room_cmp);
         svc->n_rooms--;
+        muc_dir_withdraw(room);
     }
     if (room->busy > 0)
         room->dead = true;
@@ -147,6 +148,7 @@ void muc_room_unlock(muc_room *room)
         xmppd_timer_cancel(room->lock_timer);
         room->lock_timer = NULL;
     }
+    muc_dir_update(room);
 }
 
 /* The occupant's sessions each get unavailable presence with <destroy/>
@@ -230,6 +232,7 @@ static json_t *room_doc(const muc_room *room)
 void muc_room_save(muc_room *room)
 {
     muc_service *svc = room->svc;
+    muc_dir_update(room);
     if (room->locked)
         return; /* a room exists for others only once configured */
     if (!room->cfg.persistent) {

@@ -113,6 +113,7 @@ static void on_room_doc(int status, json_t *value, void *ud)
         room = NULL;
     }
     if (room) {
+        muc_dir_update(room);
         muc_hist_load(room, step_done, NULL); /* counts as this step */
     } else {
         if (status != XMPPD_STORE_NOT_FOUND)
