@@ -2,7 +2,8 @@
  * (docs/cluster.md, "Components, rooms and s2s across nodes"): each node
  * lists the rooms it holds in the cluster's directory of placed JIDs
  * (xmppd_cluster_publish), with what the other nodes need of them: the
- * name, whether disco#items lists it, and its owners. The room list
+ * name, whether disco#items lists it, its owners, and the node (a new
+ * owner waits for a room another node still holds, handover.c). The room list
  * (XEP-0045 §6.3) and the limits on creation (max_rooms,
  * max_rooms_per_user, §10.1.1) read every node's list. Without a cluster
  * (or with Redis away) they use the rooms held here, as one server does.
@@ -32,9 +33,9 @@ static json_t *dir_value(const muc_room *room)
         if (a && strcmp(a, "owner") == 0 && json_array_size(owners) < DIR_OWNERS_MAX)
             json_array_append_new(owners, json_string(key));
     }
-    return json_pack("{s:s, s:b, s:o}", "name", room->cfg.name ? room->cfg.name : room->node,
+    return json_pack("{s:s, s:b, s:o, s:s}", "name", room->cfg.name ? room->cfg.name : room->node,
                      "listed", !room->locked && !room->dead && room->cfg.public_room, "owners",
-                     owners);
+                     owners, "node", xmppd_cluster_node());
 }
 
 void muc_dir_update(muc_room *room)

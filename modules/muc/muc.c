@@ -136,6 +136,8 @@ static void service_stanza(muc_service *svc, xmppd_event *ev, char kind)
 int muc_dispatch(muc_service *svc, xmppd_event *ev)
 {
     char kind = ev->name[0]; /* message/domain, presence/domain, iq/domain */
+    if (kind == 'm' && ev->to->node && xmppd_cluster_arrived(ev->stanza))
+        muc_handover_check(svc, ev);
     if (!svc->ready || svc->creating) {
         /* The first stanza starts the restore (not load(): xmppctl loads
          * modules too, to manage accounts, and never routes a stanza);
@@ -166,6 +168,8 @@ int muc_dispatch(muc_service *svc, xmppd_event *ev)
         service_stanza(svc, ev, kind);
         return XMPPD_HANDLED;
     }
+    if ((kind == 'm' && muc_handover_take(svc, ev)) || muc_await_hold(svc, ev))
+        return XMPPD_HANDLED; /* a room moving here from another node (handover.c) */
     muc_room *room = muc_room_find(svc, ev->to->node);
     if (room)
         muc_room_hold(room);
@@ -261,6 +265,13 @@ static void service_free(muc_service *svc)
     for (size_t i = 0; i < svc->n_held; i++)
         xmppd_pending_drop(svc->held[i]);
     free(svc->held);
+    for (size_t i = 0; i < svc->n_waiting; i++)
+        xmppd_pending_drop(svc->waiting[i]);
+    free(svc->waiting);
+    json_decref(svc->awaited);
+    for (size_t i = 0; i < svc->n_handovers; i++)
+        xmppd_stanza_unref(svc->handovers[i]);
+    free(svc->handovers);
     for (size_t i = 0; i < svc->n_forget; i++)
         free(svc->forget[i]);
     free(svc->forget);

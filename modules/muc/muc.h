@@ -228,6 +228,12 @@ struct muc_service {
     char **forget;               /* deleted accounts waiting for the restore (owned) */
     bool creating;               /* directory.c: a creation waits for the cluster's count */
     const char *create_verdict;  /* directory.c: its answer while it is handled ("" yes) */
+    json_t *awaited;             /* handover.c: room JIDs another node still holds -> true */
+    xmppd_pending **waiting;     /* handover.c: stanzas for awaited rooms, in arrival order */
+    size_t n_waiting;
+    xmppd_timer *await_timer;
+    xmppd_stanza **handovers;    /* handover.c: checked handovers not taken yet (refs) */
+    size_t n_handovers;
     size_t n_forget;
 };
 
@@ -273,6 +279,29 @@ bool muc_items_cluster(muc_service *svc, xmppd_event *ev);
  * refused (not-allowed, *text_r why), -1 the presence waits for the
  * cluster's count and comes back through muc_dispatch. */
 int muc_create_check(muc_service *svc, xmppd_event *ev, const char **text_r);
+
+/* ---- handover.c: rooms moving between live nodes ------------------------------------ */
+
+/* Sends the room's state (with its occupants or without) to its JID, which
+ * the kernel routes to its new owner. 0, or -1 on OOM (nothing sent). */
+int muc_handover_send(muc_room *room, bool with_occupants);
+/* A room's state from the service on another node (ev: a message to the
+ * room): the room goes on here, and the stanzas that waited for it are
+ * handled. false: not a handover (an ordinary message). */
+bool muc_handover_take(muc_service *svc, xmppd_event *ev);
+/* As a stanza arrives (before it may wait): a handover that another node's
+ * service sent is noted as such (the kernel tells so only now). */
+void muc_handover_check(muc_service *svc, xmppd_event *ev);
+/* The new owner waits for jid, which another node still held when the
+ * node set changed: stanzas for it wait (muc_await_hold: true when ev was
+ * kept) until it comes, or for a few seconds. */
+void muc_await(muc_service *svc, const char *jid);
+bool muc_await_hold(muc_service *svc, xmppd_event *ev);
+/* jid came (or will not): its stanzas are handled, in order. */
+void muc_awaited_done(muc_service *svc, const char *jid);
+/* The node set changed again: nothing is awaited; the stanzas that
+ * waited are handled after the new view's restore (held). */
+void muc_await_reset(muc_service *svc);
 
 /* ---- accounts.c: deleted accounts ------------------------------------------ */
 
@@ -324,6 +353,9 @@ void muc_rooms_restore(muc_service *svc);
 /* store.c: the stored rooms placed on this node (xmppd_cluster_mine) that
  * are not in memory are restored; stanzas wait meanwhile, as at start. */
 void muc_rooms_adopt(muc_service *svc);
+/* The room's state as stored (config, affiliations, roles, requests,
+ * subject, created); new reference, NULL on OOM. */
+json_t *muc_room_doc(const muc_room *room);
 /* The room's bare JID as a string (borrowed). */
 const char *muc_room_jid(const muc_room *room);
 

@@ -217,7 +217,7 @@ void muc_room_maybe_reap(muc_room *room)
 
 /* ---- stored state ------------------------------------------------------------- */
 
-static json_t *room_doc(const muc_room *room)
+json_t *muc_room_doc(const muc_room *room)
 {
     json_t *subject = room->subject_ms || room->subject
                           ? json_pack("{s:s?, s:s?, s:I}", "text", room->subject, "from",
@@ -239,7 +239,7 @@ void muc_room_save(muc_room *room)
         muc_store_write(svc->rooms_store, muc_room_jid(room), NULL);
         return;
     }
-    json_t *doc = room_doc(room);
+    json_t *doc = muc_room_doc(room);
     if (!doc) {
         xmppd_log(svc->m, XMPPD_LOG_ERROR, "room %s: out of memory, state not saved",
                   muc_room_jid(room));

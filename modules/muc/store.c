@@ -155,8 +155,9 @@ static void on_room_list(int status, json_t *value, void *ud)
     json_t *v;
     json_array_foreach(status == XMPPD_STORE_OK ? value : NULL, i, v) {
         const char *s = json_string_value(v);
-        if (!s || !our_room(svc, s) || !xmppd_cluster_mine(s) || in_memory(svc, s))
-            continue;
+        if (!s || !our_room(svc, s) || !xmppd_cluster_mine(s) || in_memory(svc, s) ||
+            (svc->awaited && json_object_get(svc->awaited, s)))
+            continue; /* (another node hands it over, handover.c) */
         restore_req *q = restore_req_new(svc, s);
         if (!q) {
             xmppd_log(svc->m, XMPPD_LOG_ERROR, "out of memory: room %s not restored", s);
@@ -185,6 +186,30 @@ void muc_rooms_restore(muc_service *svc)
     xmppd_kv_users(svc->rooms_store, on_room_list, b);
 }
 
+/* The rooms placed here now that another live node still lists: they come
+ * from it (handover.c); then the stored rooms. */
+static void on_listed(int status, size_t n, const char *const *jids, const char *const *values,
+                      void *ud)
+{
+    restore_req *r = ud;
+    if (status == XMPPD_DIR_CANCELLED) {
+        restore_req_free(r);
+        return;
+    }
+    muc_service *svc = r->svc;
+    const char *me = xmppd_cluster_node();
+    for (size_t i = 0; i < n; i++) {
+        if (!xmppd_cluster_mine(jids[i]) || in_memory(svc, jids[i]))
+            continue;
+        json_t *v = json_loads(values[i], 0, NULL);
+        const char *node = json_string_value(json_object_get(v, "node"));
+        if (node && me && strcmp(node, me) != 0)
+            muc_await(svc, jids[i]);
+        json_decref(v);
+    }
+    xmppd_kv_users(svc->rooms_store, on_room_list, r);
+}
+
 void muc_rooms_adopt(muc_service *svc)
 {
     restore_req *r = restore_req_new(svc, NULL);
@@ -194,5 +219,6 @@ void muc_rooms_adopt(muc_service *svc)
     }
     svc->ready = false;
     svc->restoring = 1;
-    xmppd_kv_users(svc->rooms_store, on_room_list, r);
+    if (xmppd_cluster_directory(svc->m, svc->domain, on_listed, r) < 0)
+        xmppd_kv_users(svc->rooms_store, on_room_list, r); /* Redis away: nothing moves */
 }

@@ -5,6 +5,11 @@ docs/cluster.md, "Components, rooms and s2s across nodes").
 - The room list (XEP-0045 §6.3, disco#items, paged with XEP-0059) asked of
   any node holds the public rooms of every node, persistent and temporary.
 - max_rooms and max_rooms_per_user (§10.1.1) count the rooms of every node.
+- A temporary room whose placement moves to a node that joins is handed
+  over with its state (configuration, affiliations, subject, occupants,
+  history): its occupants stay in it without a 332 kick (XEP-0045 §11.2
+  is for rooms that end), and a newcomer on the new node sees them all;
+  the new node holds the room's stanzas until the old one let it go.
 - Deleting an account (XEP-0077 §3.2 / xmppctl deluser; XEP-0045 rules of
   mod_muc's README) on one node cleans it from the rooms every node holds:
   its affiliations go, a room it owned passes to its admins, a room with
@@ -21,9 +26,10 @@ import pytest
 import pg_cluster
 import redis_server
 from test_cluster import pg_dsn, redis  # noqa: F401 (fixtures)
-from test_cluster_place import (accounts, close, cluster, configure, iq, join,  # noqa: F401
-                                login, room_on, synced, wait_stored)
-from muc_util import NS_ADMIN, NS_DISCO_ITEMS, NS_RSM
+from test_cluster_place import (accounts, bodies, close, cluster, configure, groupchat,  # noqa
+                                iq, is_presence_from, join, login, room_on, self_ping, synced,
+                                wait_stored)
+from muc_util import NS_ADMIN, NS_DISCO_ITEMS, NS_RSM, NS_USER, codes
 from xmpptest import NS_CLIENT, error_condition, q, scaled
 
 pytestmark = pytest.mark.skipif(not (redis_server.available() and pg_cluster.available()),
@@ -153,3 +159,56 @@ def test_xep0077_3_2_deleted_account_leaves_rooms_of_every_node(cluster, pg_dsn)
     owners = [i.get("jid") for i in r.iter("{%s}item" % NS_ADMIN)]
     assert owners == [bob.jid]
     close(cb)
+
+
+def test_issue20_temporary_room_handed_over_to_a_joining_node(cluster):
+    """Issue 20 (rooms): a temporary room on node0 with alice (owner) and
+    bob, a subject and two messages; node1 joins and wins the room. The
+    room is handed over, not ended: neither occupant gets unavailable
+    presence (no 332, XEP-0045 §11.2); both are still in it (XEP-0410
+    self-ping answers on node1); carol, joining on node1, gets both
+    occupants with their roles (§7.2.3), the history (§7.2.13) and the
+    subject (§7.2.15); a message from bob reaches alice and carol."""
+    (n0,) = cluster(1)
+    alice, bob, carol = accounts(n0, 3)
+    room = room_on("node1", TWO)
+    ca, cb = login(n0, alice, "a"), login(n0, bob, "b")
+    join(ca, room, "alice")
+    configure(ca, room, {"muc#roomconfig_roomname": "Moving",
+                         "muc#roomconfig_persistentroom": "0",
+                         "muc#roomconfig_changesubject": "1"})
+    join(cb, room, "bob")
+    ca.send("<message to='%s' type='groupchat'><subject>Travels</subject></message>" % room)
+    groupchat(ca, room, "before-1")
+    period = scaled(1.5)
+    assert bodies(cb.quiet(period), room) == ["before-1"]
+    groupchat(cb, room, "before-2")
+    assert bodies(cb.quiet(period), room) == ["before-2"]
+    ca.quiet(0.2)
+    n1 = cluster.add("node1")
+    wait_for(lambda: "handed over from another node" in n1.read_log(), "no handover on node1")
+    left = [e for c in (ca, cb) for e in c.quiet(period)
+            if e.get("type") == "unavailable" and (e.get("from") or "").startswith(room + "/")]
+    assert not left, [codes(e) for e in left]
+    assert self_ping(ca, room + "/alice") == ("result", None)
+    cc = login(n1, carol, "c")
+    synced(n0, n1)
+    carol_join = "<presence to='%s/carol'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    cc.send(carol_join % room)
+    got = cc.quiet(scaled(2))
+    roles = {}
+    for e in got:
+        item = e.find(q(NS_USER, "x") + "/" + q(NS_USER, "item")) \
+            if e.tag == q(NS_CLIENT, "presence") else None
+        if item is not None:
+            roles[e.get("from")] = (item.get("role"), item.get("affiliation"))
+    assert roles.get(room + "/alice") == ("moderator", "owner")
+    assert roles.get(room + "/bob") == ("participant", "none")
+    assert 201 not in [c for e in got if e.get("from") == room + "/carol" for c in codes(e)]
+    assert bodies(got, room) == ["before-1", "before-2"]
+    assert [e.findtext(q(NS_CLIENT, "subject")) for e in got
+            if e.findtext(q(NS_CLIENT, "subject"))] == ["Travels"]
+    groupchat(cb, room, "after")
+    assert bodies(ca.quiet(period), room) == ["after"]
+    assert bodies(cc.quiet(0.5), room) == ["after"]
+    close(ca, cb, cc)
