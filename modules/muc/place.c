@@ -97,8 +97,8 @@ void muc_on_moved(void *ud)
         return;
     }
     let_go(svc);
-    muc_await_reset(svc);
     if (!svc->ghost_timer)
         svc->ghost_timer = xmppd_timer_add(svc->m, GHOST_GRACE_MS, drop_ghosts, svc);
     muc_rooms_adopt(svc);
+    muc_await_reset(svc); /* what waited is held for the new view's restore */
 }

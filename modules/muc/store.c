@@ -169,23 +169,6 @@ static void on_room_list(int status, json_t *value, void *ud)
     step_done(svc, NULL);
 }
 
-void muc_rooms_restore(muc_service *svc)
-{
-    restore_req *a = restore_req_new(svc, NULL), *b = restore_req_new(svc, NULL);
-    if (!a || !b) {
-        free(a);
-        free(b);
-        xmppd_log(svc->m, XMPPD_LOG_ERROR, "out of memory: stored rooms not restored");
-        new_secret(svc, false);
-        svc->restoring = 1;
-        step_done(svc, NULL);
-        return;
-    }
-    svc->restoring = 2;
-    xmppd_kv_get(svc->service_store, svc->domain, "secret", on_secret, a);
-    xmppd_kv_users(svc->rooms_store, on_room_list, b);
-}
-
 /* The rooms placed here now that another live node still lists: they come
  * from it (handover.c); then the stored rooms. */
 static void on_listed(int status, size_t n, const char *const *jids, const char *const *values,
@@ -210,6 +193,31 @@ static void on_listed(int status, size_t n, const char *const *jids, const char 
     xmppd_kv_users(svc->rooms_store, on_room_list, r);
 }
 
+/* The stored rooms to restore: in a cluster, after the directory said
+ * which rooms placed here another node still holds. */
+static void list_rooms(muc_service *svc, restore_req *r)
+{
+    if (xmppd_cluster_directory(svc->m, svc->domain, on_listed, r) < 0)
+        xmppd_kv_users(svc->rooms_store, on_room_list, r); /* no cluster, Redis away */
+}
+
+void muc_rooms_restore(muc_service *svc)
+{
+    restore_req *a = restore_req_new(svc, NULL), *b = restore_req_new(svc, NULL);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        xmppd_log(svc->m, XMPPD_LOG_ERROR, "out of memory: stored rooms not restored");
+        new_secret(svc, false);
+        svc->restoring = 1;
+        step_done(svc, NULL);
+        return;
+    }
+    svc->restoring = 2;
+    xmppd_kv_get(svc->service_store, svc->domain, "secret", on_secret, a);
+    list_rooms(svc, b);
+}
+
 void muc_rooms_adopt(muc_service *svc)
 {
     restore_req *r = restore_req_new(svc, NULL);
@@ -219,6 +227,5 @@ void muc_rooms_adopt(muc_service *svc)
     }
     svc->ready = false;
     svc->restoring = 1;
-    if (xmppd_cluster_directory(svc->m, svc->domain, on_listed, r) < 0)
-        xmppd_kv_users(svc->rooms_store, on_room_list, r); /* Redis away: nothing moves */
+    list_rooms(svc, r);
 }
