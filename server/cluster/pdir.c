@@ -120,7 +120,7 @@ static void finish(dir_read *d)
     size_t n = 0;
     if (d->n && (!v || !jids || !values)) {
         d->failed = true;
-    } else {
+    } else if (d->n) { /* (qsort of no array is undefined) */
         for (size_t i = 0; i < d->n; i++)
             v[i] = (pair){ d->jids[i], d->values[i] };
         qsort(v, d->n, sizeof(*v), cmp_pair);
