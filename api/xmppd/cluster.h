@@ -78,6 +78,34 @@ int xmppd_cluster_place_service(xmppd_module *m, const char *domain, void (*move
  * placed. */
 bool xmppd_cluster_mine(const char *bare);
 
+/* ---- Directory of placed JIDs (issue 20, rooms; ABI 2.8) ----------------------------- *
+ *
+ * For answers about a placed domain as a whole (a room service's room
+ * list, its room counts): each node lists the JIDs of the domain it holds,
+ * each with a short value, and any node reads every live node's list.
+ * The lists live in Redis (hash NAME:placed:NODE, one per node), written
+ * in order with everything else the node sends Redis, written again when
+ * Redis comes back, and dropped with their node when it dies. */
+
+/* Lists bare (a JID with a localpart of a domain m placed) as held here,
+ * with value (at most 4096 bytes, copied); value NULL takes it out. An
+ * entry goes when m unloads (a newer instance's own entries stay). Without
+ * a cluster it is kept here only. 0, or -1 on bad arguments or OOM. */
+int xmppd_cluster_publish(xmppd_module *m, const char *bare, const char *value);
+
+enum { XMPPD_DIR_OK = 0, XMPPD_DIR_ERROR = 1, XMPPD_DIR_CANCELLED = -2 };
+/* jids and values (borrowed for the call) of every live node for the
+ * domain, sorted by JID (byte order), each JID once (a JID two nodes list
+ * for a moment, while it moves, comes with one of the values); n 0 unless
+ * OK. ERROR: Redis failed meanwhile. CANCELLED: m unloads first. */
+typedef void (*xmppd_cluster_dir_cb)(int status, size_t n, const char *const *jids,
+                                     const char *const *values, void *ud);
+/* Reads the directory of domain (placed by m); cb runs once, never from
+ * inside this call. 0, or -1 (no cluster runs, Redis is away, domain is
+ * not placed by m, OOM): cb never runs, and the module answers from what
+ * this node holds. */
+int xmppd_cluster_directory(xmppd_module *m, const char *domain, xmppd_cluster_dir_cb cb, void *ud);
+
 /* ---- Replicas: session state that outlives its node (XEP-0198 resumption
  * across nodes; issue 20, part "csm", ABI 2.7) ----
  *

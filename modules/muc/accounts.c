@@ -6,7 +6,13 @@
  * its nick: whoever registers the name again is likely the same person,
  * and an admin can lift it. A room left without an owner passes to its
  * admins (trusted by the owner to run it); a room with neither is
- * destroyed, as nobody could manage it (service admins aside). */
+ * destroyed, as nobody could manage it (service admins aside).
+ *
+ * In a cluster (docs/cluster.md) each node holds the rooms placed on it:
+ * the node where the account was deleted tells the others with an
+ * invalidation of mod_muc's copy of the account, and each of them, once
+ * its auth provider confirms the account is gone, forgets it in the rooms
+ * it holds. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,13 +131,61 @@ static int tell_service(xmppd_host *h, void *ud)
     return 0;
 }
 
-int muc_on_user_deleted(xmppd_event *ev, void *ud)
+static void forget_everywhere_here(xmppd_host *h, const char *node)
 {
-    (void)ud;
-    const char *node = ev->data;
-    xmppd_jid *bare = node && ev->host ? xmppd_jid_make(node, xmppd_host_name(ev->host), NULL) : NULL;
+    xmppd_jid *bare = node && h ? xmppd_jid_make(node, xmppd_host_name(h), NULL) : NULL;
     if (bare)
         xmppd_host_foreach(tell_service, (void *)bare->bare);
     xmppd_jid_free(bare);
+}
+
+int muc_on_user_deleted(xmppd_event *ev, void *ud)
+{
+    muc_service *svc = ud;
+    const char *node = ev->data;
+    forget_everywhere_here(ev->host, node);
+    /* the instance of the account's own host speaks for this node, once */
+    if (node && ev->host == svc->host && xmppd_cluster_invalidate(svc->m, node) < 0)
+        xmppd_log(svc->m, XMPPD_LOG_WARN, "%s@%s: the other nodes are not told of the "
+                  "deletion now (Redis away: they are once it is back)", node,
+                  xmppd_host_name(ev->host));
+    return XMPPD_PASS;
+}
+
+/* ---- the deletion seen from another node ---------------------------------------- */
+
+typedef struct gone_check {
+    xmppd_host *host;
+    char *node;
+} gone_check;
+
+static void on_exists(int result, void *ud)
+{
+    gone_check *g = ud;
+    /* OK: the account exists again (registered anew meanwhile) or never
+     * went: what it holds stays. Other answers: the provider cannot tell,
+     * and nothing is taken on a guess. */
+    if (result == XMPPD_AUTH_USER_UNKNOWN)
+        forget_everywhere_here(g->host, g->node);
+    free(g->node);
+    free(g);
+}
+
+int muc_on_invalidate(xmppd_event *ev, void *ud)
+{
+    muc_service *svc = ud;
+    const char *module = ev->data;
+    if (!module || strcmp(module, xmppd_module_name(svc->m)) != 0 || !ev->to || !ev->to->node ||
+        ev->host != svc->host)
+        return XMPPD_PASS;
+    gone_check *g = calloc(1, sizeof(*g));
+    if (!g || !(g->node = strdup(ev->to->node))) {
+        free(g);
+        xmppd_log(svc->m, XMPPD_LOG_ERROR, "out of memory: %s keeps its room affiliations here",
+                  ev->to->bare);
+        return XMPPD_PASS;
+    }
+    g->host = ev->host;
+    xmppd_auth_exists(svc->m, ev->host, g->node, on_exists, g);
     return XMPPD_PASS;
 }

@@ -85,7 +85,52 @@ static void collect_public(const void *node, VISIT which, void *ud)
     l->v[l->n++] = room;
 }
 
-/* §6.3: the public rooms, in JID order, paged with XEP-0059 on request. */
+void muc_items_answer(xmppd_event *ev, const muc_item *items, size_t n)
+{
+    xmppd_stanza *query = xmppd_stanza_child(ev->stanza, "query", NS_DISCO_ITEMS);
+    xmppd_rsm rsm;
+    if (xmppd_rsm_parse(query, &rsm, NULL) < 0) { /* checked when it came */
+        muc_error(ev, NULL, "modify", "bad-request", NULL);
+        return;
+    }
+    size_t start = 0, end = n;
+    if (rsm.present) {
+        if (rsm.after) {
+            while (start < n && strcmp(items[start].jid, rsm.after) <= 0)
+                start++;
+        } else if (rsm.before) {
+            while (*rsm.before && end > 0 && strcmp(items[end - 1].jid, rsm.before) >= 0)
+                end--;
+            if (rsm.max >= 0 && end > (size_t)rsm.max)
+                start = end - (size_t)rsm.max;
+        } else if (rsm.index >= 0) {
+            start = (size_t)rsm.index < n ? (size_t)rsm.index : n;
+        }
+        if (rsm.max >= 0 && end - start > (size_t)rsm.max)
+            end = start + (size_t)rsm.max;
+    }
+    xmppd_stanza *r, *q = muc_reply_query(ev, NS_DISCO_ITEMS, &r);
+    if (!q) {
+        xmppd_rsm_clear(&rsm);
+        muc_error(ev, NULL, "wait", "resource-constraint", NULL);
+        return;
+    }
+    for (size_t i = start; i < end; i++) {
+        xmppd_stanza *item = xmppd_stanza_tag(q, "item", NULL);
+        if (!item)
+            break;
+        xmppd_stanza_set_attr(item, "jid", items[i].jid);
+        xmppd_stanza_set_attr(item, "name", items[i].name);
+    }
+    if (rsm.present)
+        xmppd_rsm_answer(q, end > start ? items[start].jid : NULL, (long)start,
+                         end > start ? items[end - 1].jid : NULL, (long)n);
+    xmppd_reply(ev, r);
+    xmppd_rsm_clear(&rsm);
+}
+
+/* §6.3: the public rooms, in JID order, paged with XEP-0059 on request; in
+ * a cluster those of every node (directory.c). */
 static void service_items(muc_service *svc, xmppd_event *ev)
 {
     xmppd_stanza *query = xmppd_stanza_child(ev->stanza, "query", NS_DISCO_ITEMS);
@@ -99,44 +144,23 @@ static void service_items(muc_service *svc, xmppd_event *ev)
         muc_error(ev, NULL, "modify", "bad-request", why);
         return;
     }
+    xmppd_rsm_clear(&rsm);
+    if (muc_items_cluster(svc, ev))
+        return;
     room_list l = { 0 };
     twalk_r(svc->rooms, collect_public, &l);
-    size_t start = 0, end = l.n;
-    if (rsm.present) {
-        if (rsm.after) {
-            while (start < l.n && strcmp(muc_room_jid(l.v[start]), rsm.after) <= 0)
-                start++;
-        } else if (rsm.before) {
-            while (*rsm.before && end > 0 && strcmp(muc_room_jid(l.v[end - 1]), rsm.before) >= 0)
-                end--;
-            if (rsm.max >= 0 && end > (size_t)rsm.max)
-                start = end - (size_t)rsm.max;
-        } else if (rsm.index >= 0) {
-            start = (size_t)rsm.index < l.n ? (size_t)rsm.index : l.n;
-        }
-        if (rsm.max >= 0 && end - start > (size_t)rsm.max)
-            end = start + (size_t)rsm.max;
-    }
-    xmppd_stanza *r, *q = l.oom ? NULL : muc_reply_query(ev, NS_DISCO_ITEMS, &r);
-    if (!q) {
+    muc_item *items = l.n ? calloc(l.n, sizeof(*items)) : NULL;
+    if (l.oom || (l.n && !items)) {
         free(l.v);
-        xmppd_rsm_clear(&rsm);
         muc_error(ev, NULL, "wait", "resource-constraint", NULL);
         return;
     }
-    for (size_t i = start; i < end; i++) {
-        xmppd_stanza *item = xmppd_stanza_tag(q, "item", NULL);
-        if (!item)
-            break;
-        xmppd_stanza_set_attr(item, "jid", muc_room_jid(l.v[i]));
-        xmppd_stanza_set_attr(item, "name", l.v[i]->cfg.name ? l.v[i]->cfg.name : l.v[i]->node);
-    }
-    if (rsm.present)
-        xmppd_rsm_answer(q, end > start ? muc_room_jid(l.v[start]) : NULL, (long)start,
-                         end > start ? muc_room_jid(l.v[end - 1]) : NULL, (long)l.n);
-    xmppd_reply(ev, r);
+    for (size_t i = 0; i < l.n; i++)
+        items[i] = (muc_item){ muc_room_jid(l.v[i]), l.v[i]->cfg.name ? l.v[i]->cfg.name
+                                                                      : l.v[i]->node };
+    muc_items_answer(ev, items, l.n);
+    free(items);
     free(l.v);
-    xmppd_rsm_clear(&rsm);
 }
 
 void muc_service_iq(muc_service *svc, xmppd_event *ev)

@@ -136,10 +136,13 @@ static void service_stanza(muc_service *svc, xmppd_event *ev, char kind)
 int muc_dispatch(muc_service *svc, xmppd_event *ev)
 {
     char kind = ev->name[0]; /* message/domain, presence/domain, iq/domain */
-    if (!svc->ready) {
+    if (kind == 'm' && ev->to->node && xmppd_cluster_arrived(ev->stanza))
+        muc_handover_check(svc, ev);
+    if (!svc->ready || svc->creating) {
         /* The first stanza starts the restore (not load(): xmppctl loads
          * modules too, to manage accounts, and never routes a stanza);
-         * stanzas wait for the rooms. */
+         * stanzas wait for the rooms, or for a creation's count
+         * (directory.c). */
         if (!svc->restore_started) {
             svc->restore_started = true;
             muc_rooms_restore(svc);
@@ -165,6 +168,8 @@ int muc_dispatch(muc_service *svc, xmppd_event *ev)
         service_stanza(svc, ev, kind);
         return XMPPD_HANDLED;
     }
+    if ((kind == 'm' && muc_handover_take(svc, ev)) || muc_await_hold(svc, ev))
+        return XMPPD_HANDLED; /* a room moving here from another node (handover.c) */
     muc_room *room = muc_room_find(svc, ev->to->node);
     if (room)
         muc_room_hold(room);
@@ -196,6 +201,13 @@ void muc_service_ready(muc_service *svc)
     xmppd_log(svc->m, XMPPD_LOG_INFO, "room service %s ready: %zu stored rooms", svc->domain,
               svc->n_rooms);
     muc_forget_pending(svc);
+    muc_release_held(svc);
+}
+
+void muc_release_held(muc_service *svc)
+{
+    if (!svc->ready || svc->creating)
+        return;
     xmppd_pending **held = svc->held;
     size_t n = svc->n_held;
     svc->held = NULL;
@@ -253,6 +265,13 @@ static void service_free(muc_service *svc)
     for (size_t i = 0; i < svc->n_held; i++)
         xmppd_pending_drop(svc->held[i]);
     free(svc->held);
+    for (size_t i = 0; i < svc->n_waiting; i++)
+        xmppd_pending_drop(svc->waiting[i]);
+    free(svc->waiting);
+    json_decref(svc->awaited);
+    for (size_t i = 0; i < svc->n_handovers; i++)
+        xmppd_stanza_unref(svc->handovers[i]);
+    free(svc->handovers);
     for (size_t i = 0; i < svc->n_forget; i++)
         free(svc->forget[i]);
     free(svc->forget);
@@ -376,7 +395,8 @@ static int muc_load(xmppd_module *m, const void *conf)
         return refuse(m, svc, "out of memory", NULL);
     if (xmppd_hook(m, "session-closed", on_session_closed, XMPPD_PRIO_DEFAULT, svc) < 0 ||
         xmppd_hook(m, "disco-items", on_disco_items, XMPPD_PRIO_DEFAULT, svc) < 0 ||
-        xmppd_hook(m, "user-deleted", muc_on_user_deleted, XMPPD_PRIO_DEFAULT, svc) < 0)
+        xmppd_hook(m, "user-deleted", muc_on_user_deleted, XMPPD_PRIO_DEFAULT, svc) < 0 ||
+        xmppd_hook(m, "cluster-invalidate", muc_on_invalidate, XMPPD_PRIO_DEFAULT, svc) < 0)
         return refuse(m, svc, "out of memory", NULL);
     svc->api = (muc_api){ .version = MUC_API_VERSION, .size = sizeof(muc_api),
                           .history_access = muc_history_access_of,

@@ -226,6 +226,14 @@ struct muc_service {
     bool moved_again;            /* the cluster's nodes changed during a restore (place.c) */
     xmppd_timer *ghost_timer;    /* place.c: the check for occupants of dead nodes */
     char **forget;               /* deleted accounts waiting for the restore (owned) */
+    bool creating;               /* directory.c: a creation waits for the cluster's count */
+    const char *create_verdict;  /* directory.c: its answer while it is handled ("" yes) */
+    json_t *awaited;             /* handover.c: room JIDs another node still holds -> true */
+    xmppd_pending **waiting;     /* handover.c: stanzas for awaited rooms, in arrival order */
+    size_t n_waiting;
+    xmppd_timer *await_timer;
+    xmppd_stanza **handovers;    /* handover.c: checked handovers not taken yet (refs) */
+    size_t n_handovers;
     size_t n_forget;
 };
 
@@ -243,6 +251,9 @@ bool muc_is_service_admin(const muc_service *svc, const xmppd_jid *jid);
 const char *muc_may_create(muc_service *svc, const xmppd_jid *jid, const char **text_r);
 /* The restore is over: stanzas held meanwhile are handled now. */
 void muc_service_ready(muc_service *svc);
+/* Stanzas held (restore, creation check) are handled, in order, unless
+ * the service waits again. */
+void muc_release_held(muc_service *svc);
 /* XEP-0045 §11.2: the room's occupants get unavailable presence with 110
  * and 332 (the service went away from under them: join again). */
 void muc_tell_shutdown(muc_room *room);
@@ -254,10 +265,52 @@ void muc_tell_shutdown(muc_room *room);
  * here now are restored. */
 void muc_on_moved(void *ud);
 
+/* ---- directory.c: the rooms of every node ------------------------------------------ */
+
+/* The room is listed for the other nodes as it is now (name, listed in
+ * disco#items, owners), or no longer. Nothing without a cluster. */
+void muc_dir_update(muc_room *room);
+void muc_dir_withdraw(muc_room *room);
+/* §6.3 in a cluster: ev (a valid disco#items request) is answered from
+ * every node's rooms, later: true. false: answer from the rooms here (no
+ * cluster, Redis away). */
+bool muc_items_cluster(muc_service *svc, xmppd_event *ev);
+/* §10.1.1 in a cluster, once this node's own checks passed: 0 create, 1
+ * refused (not-allowed, *text_r why), -1 the presence waits for the
+ * cluster's count and comes back through muc_dispatch. */
+int muc_create_check(muc_service *svc, xmppd_event *ev, const char **text_r);
+
+/* ---- handover.c: rooms moving between live nodes ------------------------------------ */
+
+/* Sends the room's state (with its occupants or without) to its JID, which
+ * the kernel routes to its new owner. 0, or -1 on OOM (nothing sent). */
+int muc_handover_send(muc_room *room, bool with_occupants);
+/* A room's state from the service on another node (ev: a message to the
+ * room): the room goes on here, and the stanzas that waited for it are
+ * handled. false: not a handover (an ordinary message). */
+bool muc_handover_take(muc_service *svc, xmppd_event *ev);
+/* As a stanza arrives (before it may wait): a handover that another node's
+ * service sent is noted as such (the kernel tells so only now). */
+void muc_handover_check(muc_service *svc, xmppd_event *ev);
+/* The new owner waits for jid, which another node still held when the
+ * node set changed: stanzas for it wait (muc_await_hold: true when ev was
+ * kept) until it comes, or for a few seconds. */
+void muc_await(muc_service *svc, const char *jid);
+bool muc_await_hold(muc_service *svc, xmppd_event *ev);
+/* jid came (or will not): its stanzas are handled, in order. */
+void muc_awaited_done(muc_service *svc, const char *jid);
+/* The node set changed again: nothing is awaited; the stanzas that
+ * waited are handled after the new view's restore (held). */
+void muc_await_reset(muc_service *svc);
+
 /* ---- accounts.c: deleted accounts ------------------------------------------ */
 
 /* The "user-deleted" hook: tells every host's room service. */
 int muc_on_user_deleted(xmppd_event *ev, void *ud);
+/* "cluster-invalidate" of mod_muc from another node: the account was
+ * deleted there; once the auth provider confirms it is gone, every room
+ * service here forgets it. */
+int muc_on_invalidate(xmppd_event *ev, void *ud);
 /* The "muc" API's forget_account (muc_api.h); waits for the restore when
  * the stored rooms are not loaded yet. */
 void muc_forget_account(const muc_api *api, const char *bare);
@@ -300,6 +353,9 @@ void muc_rooms_restore(muc_service *svc);
 /* store.c: the stored rooms placed on this node (xmppd_cluster_mine) that
  * are not in memory are restored; stanzas wait meanwhile, as at start. */
 void muc_rooms_adopt(muc_service *svc);
+/* The room's state as stored (config, affiliations, roles, requests,
+ * subject, created); new reference, NULL on OOM. */
+json_t *muc_room_doc(const muc_room *room);
 /* The room's bare JID as a string (borrowed). */
 const char *muc_room_jid(const muc_room *room);
 
@@ -414,6 +470,14 @@ void muc_archive_message(muc_room *room, const char *id, int64_t when_ms, const 
 int muc_moderate_iq(muc_room *room, xmppd_event *ev);
 
 /* ---- iq.c: IQs to rooms, occupants and the service ------------------------ */
+
+/* A room in the service's room list. */
+typedef struct muc_item {
+    const char *jid, *name;
+} muc_item;
+/* Answers ev (a disco#items request of the service) with items (n,
+ * sorted by JID), paged as its RSM <set/> asks (XEP-0059). */
+void muc_items_answer(xmppd_event *ev, const muc_item *items, size_t n);
 
 void muc_iq(muc_service *svc, muc_room *room, xmppd_event *ev);
 void muc_service_iq(muc_service *svc, xmppd_event *ev);

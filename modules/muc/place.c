@@ -2,11 +2,13 @@
  * rooms and s2s across nodes"). The kernel places every room JID on one
  * live node (xmppd_cluster_place) and routes stanzas for it there; this
  * file follows when the nodes change. A room placed elsewhere now leaves
- * memory: its occupants get 110 + 332 (XEP-0045 §11.2), so their clients
- * join again and reach the room on its new node; a persistent room's
- * state and archive stay in storage, a temporary room ends (its archive
- * goes, as when it empties). Stored rooms placed here now are restored as
- * at start. A node that died tells nobody: its rooms' occupants find out
+ * memory. A temporary room is handed over to its new node with its
+ * occupants (handover.c), who see nothing of it. A persistent room's
+ * occupants get 110 + 332 (XEP-0045 §11.2), so their clients join again
+ * and reach the room on its new node, where its state (sent along too)
+ * and archive are. Stored rooms placed here now are restored as at start,
+ * but a room another live node still holds is awaited from it, its
+ * stanzas held meanwhile (handover.c), so no room is served by two nodes. A node that died tells nobody: its rooms' occupants find out
  * with a XEP-0410 self-ping, which the room on its new node answers with
  * <not-acceptable/> (they are not in it). Occupants whose own node died
  * leave the rooms here as ghosts (333), a few seconds later. */
@@ -24,11 +26,19 @@ static void let_go(muc_service *svc)
         muc_room *room = rooms[i];
         if (xmppd_cluster_mine(muc_room_jid(room)))
             continue;
+        if (!room->locked && !room->cfg.persistent && muc_handover_send(room, true) == 0) {
+            xmppd_log(svc->m, XMPPD_LOG_INFO, "room %s handed over to its new node (%zu "
+                      "occupants)", muc_room_jid(room), room->n_occupants);
+            muc_room_free(room);
+            continue;
+        }
         xmppd_log(svc->m, XMPPD_LOG_INFO, "room %s moves to another node (%zu occupants told)",
                   muc_room_jid(room), room->n_occupants);
         muc_tell_shutdown(room);
         if (!room->cfg.persistent)
             muc_store_purge_archive(svc, muc_room_jid(room));
+        else if (!room->locked)
+            muc_handover_send(room, false); /* its state, never older than storage's */
         muc_room_free(room);
     }
     free(rooms);
@@ -90,4 +100,5 @@ void muc_on_moved(void *ud)
     if (!svc->ghost_timer)
         svc->ghost_timer = xmppd_timer_add(svc->m, GHOST_GRACE_MS, drop_ghosts, svc);
     muc_rooms_adopt(svc);
+    muc_await_reset(svc); /* what waited is held for the new view's restore */
 }

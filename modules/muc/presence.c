@@ -259,6 +259,13 @@ static void create_room(muc_service *svc, xmppd_event *ev, const xmppd_stanza *c
         muc_error(ev, NULL, NULL, refuse, text);
         return;
     }
+    int counted = muc_create_check(svc, ev, &text); /* the rooms of every node */
+    if (counted < 0)
+        return;
+    if (counted > 0) {
+        muc_error(ev, NULL, NULL, "not-allowed", text);
+        return;
+    }
     muc_room *room = muc_room_new(svc, ev->to->node, true);
     xmppd_jid *bare = room ? xmppd_jid_to_bare(ev->from) : NULL;
     muc_occupant *occ = bare && muc_aff_set(room, bare->bare, AFF_OWNER, NULL, NULL) == 0
@@ -272,6 +279,7 @@ static void create_room(muc_service *svc, xmppd_event *ev, const xmppd_stanza *c
         return;
     }
     xmppd_jid_free(bare);
+    muc_dir_update(room);
     occ->role = ROLE_MODERATOR;
     occ->sessions->presence = xmppd_stanza_ref((xmppd_stanza *)client);
     if (svc->conf->lock_timeout > 0)

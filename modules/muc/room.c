@@ -118,6 +118,7 @@ void muc_room_free(muc_room *room)
     if (p && *p == room) {
         tdelete(room, &svc->rooms, room_cmp);
         svc->n_rooms--;
+        muc_dir_withdraw(room);
     }
     if (room->busy > 0)
         room->dead = true;
@@ -147,6 +148,7 @@ void muc_room_unlock(muc_room *room)
         xmppd_timer_cancel(room->lock_timer);
         room->lock_timer = NULL;
     }
+    muc_dir_update(room);
 }
 
 /* The occupant's sessions each get unavailable presence with <destroy/>
@@ -215,7 +217,7 @@ void muc_room_maybe_reap(muc_room *room)
 
 /* ---- stored state ------------------------------------------------------------- */
 
-static json_t *room_doc(const muc_room *room)
+json_t *muc_room_doc(const muc_room *room)
 {
     json_t *subject = room->subject_ms || room->subject
                           ? json_pack("{s:s?, s:s?, s:I}", "text", room->subject, "from",
@@ -230,13 +232,14 @@ static json_t *room_doc(const muc_room *room)
 void muc_room_save(muc_room *room)
 {
     muc_service *svc = room->svc;
+    muc_dir_update(room);
     if (room->locked)
         return; /* a room exists for others only once configured */
     if (!room->cfg.persistent) {
         muc_store_write(svc->rooms_store, muc_room_jid(room), NULL);
         return;
     }
-    json_t *doc = room_doc(room);
+    json_t *doc = muc_room_doc(room);
     if (!doc) {
         xmppd_log(svc->m, XMPPD_LOG_ERROR, "room %s: out of memory, state not saved",
                   muc_room_jid(room));

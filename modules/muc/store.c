@@ -113,6 +113,7 @@ static void on_room_doc(int status, json_t *value, void *ud)
         room = NULL;
     }
     if (room) {
+        muc_dir_update(room);
         muc_hist_load(room, step_done, NULL); /* counts as this step */
     } else {
         if (status != XMPPD_STORE_NOT_FOUND)
@@ -154,8 +155,9 @@ static void on_room_list(int status, json_t *value, void *ud)
     json_t *v;
     json_array_foreach(status == XMPPD_STORE_OK ? value : NULL, i, v) {
         const char *s = json_string_value(v);
-        if (!s || !our_room(svc, s) || !xmppd_cluster_mine(s) || in_memory(svc, s))
-            continue;
+        if (!s || !our_room(svc, s) || !xmppd_cluster_mine(s) || in_memory(svc, s) ||
+            (svc->awaited && json_object_get(svc->awaited, s)))
+            continue; /* (another node hands it over, handover.c) */
         restore_req *q = restore_req_new(svc, s);
         if (!q) {
             xmppd_log(svc->m, XMPPD_LOG_ERROR, "out of memory: room %s not restored", s);
@@ -165,6 +167,38 @@ static void on_room_list(int status, json_t *value, void *ud)
         xmppd_kv_get(svc->rooms_store, s, "", on_room_doc, q);
     }
     step_done(svc, NULL);
+}
+
+/* The rooms placed here now that another live node still lists: they come
+ * from it (handover.c); then the stored rooms. */
+static void on_listed(int status, size_t n, const char *const *jids, const char *const *values,
+                      void *ud)
+{
+    restore_req *r = ud;
+    if (status == XMPPD_DIR_CANCELLED) {
+        restore_req_free(r);
+        return;
+    }
+    muc_service *svc = r->svc;
+    const char *me = xmppd_cluster_node();
+    for (size_t i = 0; i < n; i++) {
+        if (!xmppd_cluster_mine(jids[i]) || in_memory(svc, jids[i]))
+            continue;
+        json_t *v = json_loads(values[i], 0, NULL);
+        const char *node = json_string_value(json_object_get(v, "node"));
+        if (node && me && strcmp(node, me) != 0)
+            muc_await(svc, jids[i]);
+        json_decref(v);
+    }
+    xmppd_kv_users(svc->rooms_store, on_room_list, r);
+}
+
+/* The stored rooms to restore: in a cluster, after the directory said
+ * which rooms placed here another node still holds. */
+static void list_rooms(muc_service *svc, restore_req *r)
+{
+    if (xmppd_cluster_directory(svc->m, svc->domain, on_listed, r) < 0)
+        xmppd_kv_users(svc->rooms_store, on_room_list, r); /* no cluster, Redis away */
 }
 
 void muc_rooms_restore(muc_service *svc)
@@ -181,7 +215,7 @@ void muc_rooms_restore(muc_service *svc)
     }
     svc->restoring = 2;
     xmppd_kv_get(svc->service_store, svc->domain, "secret", on_secret, a);
-    xmppd_kv_users(svc->rooms_store, on_room_list, b);
+    list_rooms(svc, b);
 }
 
 void muc_rooms_adopt(muc_service *svc)
@@ -193,5 +227,5 @@ void muc_rooms_adopt(muc_service *svc)
     }
     svc->ready = false;
     svc->restoring = 1;
-    xmppd_kv_users(svc->rooms_store, on_room_list, r);
+    list_rooms(svc, r);
 }

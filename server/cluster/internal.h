@@ -135,6 +135,19 @@ void cstate_inval(const char *node, const char *bare, const char *body, size_t b
  * (or no other node is known), else why not (malloc'd). */
 char *node_hosts_mismatch(const xmppd_config *cfg);
 
+/* ---- pdir.c: the directory of placed JIDs (session/place.h dir_*) ---- */
+void pdir_start(void);
+void pdir_stop(void);
+void pdir_publish(const char *bare, const char *value);
+int pdir_read(const char *domain,
+              void (*done)(void *req, bool ok, size_t n, const char *const *jids,
+                           const char *const *values),
+              void *req);
+/* Redis is back (or we registered): our entries are written anew. */
+void pdir_republish(void);
+/* node died: the node that speaks for it deletes its hash. */
+void pdir_forget(const char *node);
+
 /* ---- place.c: rooms and components across nodes ---- */
 void place_start(void);
 void place_stop(void);

@@ -315,6 +315,7 @@ void place_republish(void)
 {
     redis_commandf(g_cluster.cmd, NULL, NULL, "DEL %s", g_k_comps);
     place_components_foreach(republish_one, NULL);
+    pdir_republish();
 }
 
 typedef struct load_req {
@@ -357,6 +358,8 @@ void place_forget(const char *node, bool closed)
     if (k) /* the node that speaks for the dead one cleans up after it */
         redis_commandf(g_cluster.cmd, NULL, NULL, "DEL %s", k);
     free(k);
+    if (closed)
+        pdir_forget(node);
 }
 
 /* ---- frames ------------------------------------------------------------------------------- */
@@ -420,6 +423,8 @@ static const place_ops ops = {
     .component_elsewhere = component_elsewhere,
     .attached = attached,
     .detached = detached,
+    .dir_publish = pdir_publish,
+    .dir_read = pdir_read,
 };
 
 typedef struct comps_of {
@@ -455,6 +460,7 @@ void place_start(void)
 {
     g_comps = strmap_new();
     g_k_comps = cluster_key("components:", g_cluster.conf->node);
+    pdir_start();
     place_set_ops(&ops);
     place_nodes();
 }
@@ -468,6 +474,7 @@ static int free_comp(const char *key, void *value, void *ud)
 void place_stop(void)
 {
     place_set_ops(NULL);
+    pdir_stop();
     if (g_comps) {
         strmap_foreach(g_comps, free_comp, NULL);
         strmap_free(g_comps);

@@ -26,6 +26,11 @@ void place_set_ops(const place_ops *ops)
     g_ops = ops;
 }
 
+const place_ops *place_get_ops(void)
+{
+    return g_ops;
+}
+
 /* ---- placed domains ------------------------------------------------------------ */
 
 static void withdraw(void *p)
@@ -84,6 +89,12 @@ XMPPD_EXPORT int xmppd_cluster_place_service(xmppd_module *m, const char *domain
                                              void (*moved)(void *ud), void *ud)
 {
     return place(m, domain, moved, ud, true);
+}
+
+bool place_placed_by(const char *domain, const xmppd_module *m)
+{
+    const placed *p = placed_find(domain);
+    return p && p->m == m;
 }
 
 XMPPD_EXPORT bool xmppd_cluster_mine(const char *bare)

@@ -37,10 +37,21 @@ typedef struct place_ops {
      * detached. */
     void (*attached)(const char *domain, bool subdomains);
     void (*detached)(const char *domain);
+    /* The directory of placed JIDs (pdir.c): bare is held here with
+     * value, or no longer (NULL). */
+    void (*dir_publish)(const char *bare, const char *value);
+    /* Reads every live node's entries for domain: done(req, ok, n, jids,
+     * values) runs once, later (sorted, each JID once; borrowed). 0, or
+     * -1 (Redis away, OOM): done never runs. */
+    int (*dir_read)(const char *domain,
+                    void (*done)(void *req, bool ok, size_t n, const char *const *jids,
+                                 const char *const *values),
+                    void *req);
 } place_ops;
 
 /* The cluster's side (NULL: none). */
 void place_set_ops(const place_ops *ops);
+const place_ops *place_get_ops(void);
 
 /* router.c: a stanza for node@domain of a placed domain; true when taken. */
 bool place_route(xmppd_event *ev);
@@ -57,6 +68,12 @@ void place_component_detached(const char *domain);
 bool place_component_elsewhere(const char *domain);
 /* The components attached here: fn(domain, subdomains, ud) for each. */
 void place_components_foreach(void (*fn)(const char *domain, bool subdomains, void *ud), void *ud);
+
+/* Is domain placed by m (xmppd_cluster_place)? */
+bool place_placed_by(const char *domain, const xmppd_module *m);
+/* pdir.c: the directory entries held here: fn(bare, value, ud) for each
+ * (Redis came back: they are written again). */
+void place_dir_foreach(void (*fn)(const char *bare, const char *value, void *ud), void *ud);
 
 /* The cluster: the set of live nodes changed; each placed domain's module
  * hears it (its moved callback). */

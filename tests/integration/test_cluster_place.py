@@ -81,7 +81,9 @@ def start_node(server_factory, redis, pg_dsn, cluster, node, overrides=None):
     srv.config["listeners"].append({"type": "component", "address": "127.0.0.1",
                                     "port": srv.comp_port})
     srv.config["components"] = {GW: {"secret": GW_SECRET}}
-    srv.config["modules"]["muc"] = {"room_defaults": {"persistent": True}}
+    muc = srv.config["modules"].get("muc") or {}  # the overrides' options stay
+    muc["room_defaults"] = dict(muc.get("room_defaults") or {}, persistent=True)
+    srv.config["modules"]["muc"] = muc
     srv.write_config()
     srv.start()
     return srv
