@@ -523,6 +523,7 @@ static struct {
     xmppd_metric_series *stanzas[2][2][3]; /* transport, direction, kind */
     xmppd_metric_series *bytes[2];
     xmppd_metric_series *shrinks;
+    xmppd_metric_series *parks;
 } g_traffic;
 
 static void traffic_init(void)
@@ -548,6 +549,11 @@ static void traffic_init(void)
         xmppd_metric_new(NULL, "xmppd_stream_parser_shrinks_total", XMPPD_METRIC_COUNTER,
                          "Idle streams whose parser gave its libxml2 context back "
                          "(rebuilt at the stream's next input)", NULL, NULL, 0),
+        NULL);
+    g_traffic.parks = xmppd_metric_series_get(
+        xmppd_metric_new(NULL, "xmppd_stream_parks_total", XMPPD_METRIC_COUNTER,
+                         "Idle socket streams that gave their bufferevent back "
+                         "(rebuilt at the stream's next input or output)", NULL, NULL, 0),
         NULL);
     g_traffic.ready = true;
 }
@@ -575,6 +581,13 @@ void metrics_parser_shrinks(unsigned n)
     if (!g_traffic.ready)
         traffic_init();
     xmppd_metric_series_add(g_traffic.shrinks, n);
+}
+
+void metrics_stream_parked(void)
+{
+    if (!g_traffic.ready)
+        traffic_init();
+    xmppd_metric_series_add(g_traffic.parks, 1);
 }
 
 void metrics_free_all(void)

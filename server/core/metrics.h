@@ -21,6 +21,9 @@ void metrics_bytes(int direction, size_t n);
 /* xmppd_stream_parser_shrinks_total: idle streams' parsers shrunk
  * (net/xstream_idle.c). */
 void metrics_parser_shrinks(unsigned n);
+/* xmppd_stream_parks_total: idle streams that freed their bufferevent
+ * (net/xstream_idle.c). */
+void metrics_stream_parked(void);
 /* Frees every metric (at exit). */
 /* Stops the kernel's timer (before the loop is freed). */
 void metrics_stop(void);
