@@ -524,6 +524,7 @@ static struct {
     xmppd_metric_series *bytes[2];
     xmppd_metric_series *shrinks;
     xmppd_metric_series *write_waits;
+    xmppd_metric_series *parks;
 } g_traffic;
 
 static void traffic_init(void)
@@ -554,6 +555,11 @@ static void traffic_init(void)
         xmppd_metric_new(NULL, "xmppd_stream_write_waits_total", XMPPD_METRIC_COUNTER,
                          "Times a stream's output waited for its socket to take more "
                          "(a slow reader, or a full socket buffer)", NULL, NULL, 0),
+        NULL);
+    g_traffic.parks = xmppd_metric_series_get(
+        xmppd_metric_new(NULL, "xmppd_stream_parks_total", XMPPD_METRIC_COUNTER,
+                         "Idle socket streams that gave their bufferevent back "
+                         "(rebuilt at the stream's next input or output)", NULL, NULL, 0),
         NULL);
     g_traffic.ready = true;
 }
@@ -588,6 +594,13 @@ void metrics_write_wait(void)
     if (!g_traffic.ready)
         traffic_init();
     xmppd_metric_series_add(g_traffic.write_waits, 1);
+}
+
+void metrics_stream_parked(void)
+{
+    if (!g_traffic.ready)
+        traffic_init();
+    xmppd_metric_series_add(g_traffic.parks, 1);
 }
 
 void metrics_free_all(void)

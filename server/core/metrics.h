@@ -24,6 +24,9 @@ void metrics_parser_shrinks(unsigned n);
 /* xmppd_stream_write_waits_total: a socket stream's output waited for the
  * socket to become writable (net/xstream_out.c). */
 void metrics_write_wait(void);
+/* xmppd_stream_parks_total: idle streams that freed their bufferevent
+ * (net/xstream_idle.c). */
+void metrics_stream_parked(void);
 /* Frees every metric (at exit). */
 /* Stops the kernel's timer (before the loop is freed). */
 void metrics_stop(void);

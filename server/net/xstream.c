@@ -232,6 +232,16 @@ static void pump_carried(xstream *x)
 
 /* ---- lifetime --------------------------------------------------------------- */
 
+void xio_install(xstream *x, struct bufferevent *bev)
+{
+    x->bev = bev;
+    bufferevent_setcb(bev, on_read, on_write, on_event, x);
+    /* Writes go out by the flush (xstream_out.c); the bufferevent watches
+     * for writability only while the socket is full. */
+    bufferevent_disable(bev, EV_WRITE);
+    bufferevent_enable(bev, EV_READ);
+}
+
 void xstream_init(xstream *x, const xstream_ops *ops, void *owner)
 {
     x->ops = ops;
@@ -253,11 +263,7 @@ int xstream_open(xstream *x, const xstream_ops *ops, void *owner, struct buffere
     arm(x->timer, timeout_ms);
     /* An accepted socket is connected; an outgoing one is told so. */
     x->connected = bufferevent_getfd(bev) >= 0;
-    bufferevent_setcb(bev, on_read, on_write, on_event, x);
-    /* Writes go out by the flush (xstream_out.c); the bufferevent watches
-     * for writability only while the socket is full. */
-    bufferevent_disable(bev, EV_WRITE);
-    bufferevent_enable(bev, EV_READ);
+    xio_install(x, bev);
     xidle_touch(x);
     if (ssl && xtls_attach(x, ssl, SSL_is_server(ssl)) < 0)
         return -1;
@@ -295,6 +301,8 @@ void xstream_release(xstream *x)
     if (x->bev) {
         bufferevent_free(x->bev); /* and the socket */
         SSL_free(x->ssl);         /* a carried stream's is the carrier's */
+    } else if (x->parked) {
+        xidle_unpark_close(x);    /* nothing in flight: closed at once */
     }
     x->bev = NULL;
     x->ssl = NULL;
@@ -319,7 +327,7 @@ void xstream_release(xstream *x)
 
 void xstream_write_raw(xstream *x, const char *data, size_t len)
 {
-    if (x->bev)
+    if (xidle_wake(x))
         xout_append(x, data, len);
 }
 
@@ -335,13 +343,13 @@ void xstream_send_header(xstream *x, const char *xml, size_t len, const char *id
 
 void xstream_pause_input(xstream *x)
 {
-    if (x->bev)
+    if (xidle_wake(x))
         bufferevent_disable(x->bev, EV_READ);
 }
 
 void xstream_resume_input(xstream *x)
 {
-    if (x->bev)
+    if (xidle_wake(x))
         bufferevent_enable(x->bev, EV_READ);
     /* What arrived meanwhile is read already: no read event comes for it. */
     if (x->ssl && x->bev && !xtls_handshake(x))
@@ -380,7 +388,7 @@ int xstream_queue(xstream *x, const xmppd_stanza *st, size_t *len_r)
 {
     if (x->carrier && !x->closing)
         return queue_carried(x, st, len_r);
-    if (!x->bev || x->closing)
+    if (x->closing || !xidle_wake(x))
         return -1;
     size_t before = x->out.len;
     if (stanza_serialise(&x->out, st, x->ops->default_ns) < 0)
@@ -591,6 +599,11 @@ int xstream_start_tls(xstream *x, SSL *ssl, bool accepting)
     x->header_sent = false; /* a new stream starts: errors need its header */
     xs_reset(x->parser);
     return 0;
+}
+
+bool xstream_has_socket(const xstream *x)
+{
+    return x->bev || x->parked;
 }
 
 bool xstream_input_pending(const xstream *x)

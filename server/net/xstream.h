@@ -45,7 +45,8 @@ struct event;
 
 #define XSTREAM_CLOSE_GRACE_MS 5000
 /* A socket stream without input for this long gives its parser's libxml2
- * context back (xstream_idle.c, xs_shrink). */
+ * context back (xstream_idle.c, xs_shrink) and, when nothing waits in
+ * either direction, its bufferevent (the stream is parked). */
 #define XSTREAM_IDLE_MS 1000
 
 /* A stream that does not travel as one XML document over a socket: XMPP
@@ -100,7 +101,10 @@ enum { XT_NONE, XT_HANDSHAKE, XT_OPEN, XT_FAILED };
 typedef struct xstream {
     const xstream_ops *ops;
     void *owner;
-    struct bufferevent *bev;  /* the socket (its ciphertext under TLS) */
+    struct bufferevent *bev;  /* the socket (its ciphertext under TLS); NULL
+                               * while parked */
+    struct event *parked;     /* an idle stream's socket without its
+                               * bufferevent: one read event (xstream_idle.c) */
     SSL *ssl;                 /* TLS on the socket (xstream_tls.c), owned; on a
                                * carried stream the carrier's, borrowed */
     xs_parser *parser;
@@ -228,6 +232,9 @@ void xstream_pump(xstream *x);
  * done, and BEV_EVENT_ERROR (deferred) when it fails. 0 or -1; on -1 the
  * owner closes or tears down. */
 int xstream_start_tls(xstream *x, SSL *ssl, bool accepting);
+/* The stream has its socket (open, parked or not; false before
+ * xstream_open, after xstream_release and on carried streams). */
+bool xstream_has_socket(const xstream *x);
 /* Input received and not yet fed to the parser (socket bytes, or
  * decrypted bytes inside the SSL). */
 bool xstream_input_pending(const xstream *x);

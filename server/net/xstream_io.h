@@ -37,12 +37,26 @@ void xout_drained(xstream *x);
 /* x is released: its output is dropped and it leaves the list. */
 void xout_forget(xstream *x);
 
+/* ---- xstream.c ---- */
+/* Makes bev x's socket bufferevent, with the stream's callbacks, reading
+ * and not watching for writability. */
+void xio_install(xstream *x, struct bufferevent *bev);
+
 /* ---- xstream_idle.c ---- */
 /* Input on x (a socket stream with a parser): its parser is shrunk once
- * nothing more came for XSTREAM_IDLE_MS. */
+ * nothing more came for XSTREAM_IDLE_MS, and x is parked if nothing waits
+ * in its buffers: the bufferevent (about 0.9 KiB with its two evbuffers)
+ * is freed and one read event on the socket stands in for it. */
 void xidle_touch(xstream *x);
 /* x is released: off the list. */
 void xidle_remove(xstream *x);
+/* Before anything uses x->bev outside the input path: a parked x gets a
+ * new bufferevent on its socket. True when x has its bufferevent (false:
+ * released, carried, or parked and out of memory: it stays parked and
+ * what the caller meant to write is lost, as with any output OOM). */
+bool xidle_wake(xstream *x);
+/* xstream_release of a parked x: closes its socket, frees the SSL. */
+void xidle_unpark_close(xstream *x);
 
 /* ---- xstream_tls.c ---- */
 /* Puts ssl (taken) on x's socket, as the server (accepting) or the

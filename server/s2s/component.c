@@ -278,7 +278,7 @@ static void handle_handshake(comp_stream *c, xmppd_stanza *el)
     }
     /* Slow down guessing: no input is read, the error comes later. */
     c->state = COMP_FAILING;
-    bufferevent_disable(c->x.bev, EV_READ);
+    xstream_pause_input(&c->x);
     xstream_stop_timer(&c->x);
     c->x.timer = evtimer_new(loop_base(), on_failure_delay, c);
     struct timeval tv = { (time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000 };

@@ -173,7 +173,7 @@ void s2s_close(s2s_conn *c, const char *condition, const char *text)
         return;
     if (c->outgoing)
         s2s_out_conn_lost(c, false); /* new stanzas need a new stream */
-    if (c->state == S2S_CONNECTING || !c->x.bev) {
+    if (c->state == S2S_CONNECTING || !xstream_has_socket(&c->x)) {
         /* Nothing was said yet: just drop the socket (on a later turn). */
         c->state = S2S_CLOSING;
         xstream_drop(&c->x);

@@ -124,3 +124,103 @@ def test_issue18_stanza_split_across_the_pause(server, accounts):
     el = c.wait_for(lambda e: e.get("id") == "split", timeout=scaled(5))
     assert el.get("type") == "result"
     c.close()
+
+
+# ---- parked streams: an idle socket stream gives its bufferevent back -----
+
+def parks(srv):
+    st, _, body = http_request(srv.http_port, "GET", "/metrics")
+    assert st == 200, (st, body)
+    m = re.search(r"^xmppd_stream_parks_total (\S+)$", body.decode(), re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def wait_parks(srv, target):
+    """Waits until the server parked at least `target` streams in all."""
+    end = time.monotonic() + scaled(10)
+    while time.monotonic() < end:
+        now = parks(srv)
+        if now >= target:
+            return now
+        time.sleep(0.2)
+    raise AssertionError("parks stayed at %s, wanted %s" % (parks(srv), target))
+
+
+def tls_login(srv, account, resource):
+    c = RawClient(srv.port)
+    c.login(account.user, account.password, resource=resource)
+    return c
+
+
+def ping_ns(c, iid):
+    """XEP-0199 ping with its own xmlns (tls_login declares no prefix)."""
+    c.send("<iq type='get' id='%s' to='localhost'><ping xmlns='%s'/></iq>" % (iid, NS_PING))
+    el = c.wait_for(lambda e: e.tag == q(NS_CLIENT, "iq") and e.get("id") == iid,
+                    timeout=scaled(5))
+    return el.get("type")
+
+
+def chat(frm, to, iid, body):
+    frm.send("<message to='%s' type='chat' id='%s'><body>%s</body></message>" % (to.jid, iid, body))
+    el = to.wait_for(lambda e: e.get("id") == iid, timeout=scaled(5))
+    assert el.findtext(q(NS_CLIENT, "body")) == body
+    assert el.get("from") == frm.jid
+
+
+def test_issue18_parked_streams_deliver_both_ways(server, accounts):
+    """Two quiet TLS sessions are parked (bufferevent freed, the socket
+    kept); a message to a parked stream wakes it for the write, a stanza
+    from a parked stream wakes it for the read, both over the same TLS
+    session (RFC 6120 §5: the TLS layer goes on unchanged), and they are
+    parked again once quiet."""
+    a, b = accounts(2)
+    ca, cb = tls_login(server, a, "pa"), tls_login(server, b, "pb")
+    n = wait_parks(server, parks(server) + 2)
+    chat(cb, ca, "p1", "to a parked stream")
+    n = wait_parks(server, n + 2)
+    chat(ca, cb, "p2", "from a parked stream")
+    assert ping_ns(ca, "p3") == "result"
+    wait_parks(server, n + 2)
+    ca.close_stream()  # RFC 6120 §4.4: the parked stream closes cleanly
+    assert ca.wait_closed(scaled(5))
+    assert ca.reader.error is None
+    ca.close()
+    cb.close()
+
+
+def test_issue18_parked_stream_gets_stream_error(server, accounts):
+    """The server closing a parked stream (RFC 6120 §7.7.2.2: a new
+    login with the same resource replaces it with <conflict/>) writes the
+    error and the closing tag, then closes the socket."""
+    (a,) = accounts(1)
+    old = tls_login(server, a, "same")
+    wait_parks(server, parks(server) + 1)
+    new = tls_login(server, a, "same")
+    old.expect_stream_error("conflict", timeout=scaled(5))
+    assert ping_ns(new, "after-conflict") == "result"
+    new.close()
+    old.close()
+
+
+def test_issue18_parked_stream_peer_vanishes(server, accounts):
+    """A parked stream whose peer closes its socket without a closing tag
+    wakes on the EOF and its session ends: an IQ to its full JID then
+    gets service-unavailable (RFC 6121 §8.5.3.2.1), where before it was
+    delivered to the session."""
+    a, b = accounts(2)
+    ca, cb = tls_login(server, a, "gone"), tls_login(server, b, "stays")
+    wait_parks(server, parks(server) + 2)
+    jid = ca.jid
+    ca.sock.close()
+    end = time.monotonic() + scaled(10)
+    for i in range(1000):
+        iid = "bounce%d" % i
+        cb.send("<iq type='get' id='%s' to='%s'><query xmlns='jabber:iq:version'/></iq>"
+                % (iid, jid))
+        got = cb.quiet(0.5, pred=lambda e: e.get("id") == iid)
+        if got and got[0].get("type") == "error":
+            assert got[0].find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}service-unavailable") \
+                is not None
+            break
+        assert time.monotonic() < end, "the parked session outlived its socket"
+    cb.close()
