@@ -90,7 +90,11 @@ xmppd_stanza *xmppd_stanza_from_string(const char *xml, size_t len, const char *
  * (same rules, same results), with one parser: for stored stanzas read in
  * bulk. A reader is used by one caller at a time; the caller frees it.
  * new: NULL on OOM. parse: a new tree with one reference, or NULL (not
- * exactly one well-formed element, or OOM). ABI 2.6. */
+ * exactly one well-formed element, or OOM). ABI 2.6. A stanza with a 'to'
+ * keeps a copy of the text it was parsed from and, until it is changed,
+ * a stream writes that text (with a xmppd_stanza_copy_to copy's own 'to'
+ * put in) instead of serialising the tree again: the same element,
+ * written as it was stored. */
 typedef struct xmppd_stanza_reader xmppd_stanza_reader;
 xmppd_stanza_reader *xmppd_stanza_reader_new(const char *default_ns);
 xmppd_stanza *xmppd_stanza_reader_parse(xmppd_stanza_reader *r, const char *xml, size_t len);

@@ -1,6 +1,8 @@
 /* sqlstore: the storage API's calls as ops, their results and answers
  * (sqlstore.h). */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,21 +122,62 @@ void sqs_op_done(sqs_op *op)
 
 /* ---- results ---- */
 
+/* Bytes a JSON string holds as they are, without a check of their UTF-8:
+ * ASCII from 0x20, but for '"' and '\\'. */
+static bool sqs_plain_byte(unsigned char c)
+{
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
+#define SQS_ONES 0x0101010101010101ull
+#define SQS_HIGHS 0x8080808080808080ull
+
+/* Non-zero when a byte of v is zero (exact as a yes or no). */
+static inline uint64_t sqs_zero_byte(uint64_t v)
+{
+    return (v - SQS_ONES) & ~v & SQS_HIGHS;
+}
+
+/* How many bytes of s[0..n) from the start are plain (sqs_plain_byte),
+ * eight at a time while they are (a stored stanza is hundreds of bytes,
+ * and a byte at a time was a tenth of an offline delivery's
+ * instructions, issue 18). */
+static size_t sqs_plain_run(const char *s, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, s + i, 8);
+        uint64_t odd = (v & SQS_HIGHS) | ((v - SQS_ONES * 0x20) & ~v & SQS_HIGHS) |
+                       sqs_zero_byte(v ^ (SQS_ONES * '"')) | sqs_zero_byte(v ^ (SQS_ONES * '\\'));
+        if (odd)
+            break;
+    }
+    while (i < n && sqs_plain_byte((unsigned char)s[i]))
+        i++;
+    return i;
+}
+
 /* A stored value back as JSON (new reference), NULL when it is not JSON.
  * Most values read in bulk are one string without escapes (a serialised
  * stanza: mod_offline, mod_mam), which needs no JSON parser: its text is
- * the string itself. json_stringn still checks the UTF-8; a control
+ * the string itself. Plain ASCII is taken as it is; a string with other
+ * bytes goes through json_stringn, which checks the UTF-8; a control
  * character (invalid raw in JSON) or an escape goes to the parser. */
 static json_t *sqs_json(const char *json)
 {
     if (!json)
         return NULL;
     if (json[0] == '"') {
-        const char *p = json + 1;
+        const char *t = json + 1;
+        size_t n = strlen(t), run = sqs_plain_run(t, n);
+        if (run + 1 == n && t[run] == '"')
+            return json_stringn_nocheck(t, run);
+        const char *p = t + run;
         while (*p && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
             p++;
         if (*p == '"' && p[1] == '\0')
-            return json_stringn(json + 1, (size_t)(p - json - 1));
+            return json_stringn(t, (size_t)(p - t));
     }
     return json_loads(json, JSON_DECODE_ANY, NULL);
 }

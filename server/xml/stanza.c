@@ -77,6 +77,7 @@ struct stanza_share {
     char *scope;       /* the default namespace it was written against */
     char *xml;
     size_t len, to_off, to_end;
+    bool one_block;    /* scope and xml are in this block (a parsed text's: reader_share) */
 };
 
 /* Namespaces shared by pointer. Content namespaces first: see is_content_ns. */
@@ -888,8 +889,10 @@ void stanza_share_unref(stanza_share *sh)
 {
     if (!sh || --sh->refs > 0)
         return;
-    free(sh->xml);
-    free(sh->scope);
+    if (!sh->one_block) {
+        free(sh->xml);
+        free(sh->scope);
+    }
     free(sh);
 }
 
@@ -1038,6 +1041,81 @@ static xs_parser *reader_parser(xmppd_stanza_reader *r)
     return r->p;
 }
 
+static bool xml_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Where the value of the 'to' attribute of the start tag t (well-formed:
+ * the parser took it) is, as offsets into t; false when the tag has no
+ * 'to' or declares a namespace (then the text is not the tree written
+ * against its scope, as ser_element would). */
+static bool start_tag_to(const char *t, size_t len, size_t mark[2])
+{
+    bool found = false;
+    size_t i = 1;
+    while (i < len && !xml_space(t[i]) && t[i] != '/' && t[i] != '>')
+        i++;
+    for (;;) {
+        while (i < len && xml_space(t[i]))
+            i++;
+        if (i >= len || t[i] == '/' || t[i] == '>')
+            return found;
+        size_t name = i;
+        while (i < len && t[i] != '=' && !xml_space(t[i]))
+            i++;
+        size_t name_len = i - name;
+        while (i < len && t[i] != '\'' && t[i] != '"')
+            i++;
+        if (i >= len)
+            return false;
+        char q = t[i++];
+        size_t value = i;
+        while (i < len && t[i] != q)
+            i++;
+        if (i >= len)
+            return false;
+        if (name_len >= 5 && memcmp(t + name, "xmlns", 5) == 0)
+            return false;
+        if (name_len == 2 && memcmp(t + name, "to", 2) == 0) {
+            mark[0] = value;
+            mark[1] = i;
+            found = true;
+        }
+        i++;
+    }
+}
+
+/* Hangs the text st was parsed from (trimmed: one element) on st as its
+ * ready serialisation, in the form of a fan-out share: written as it is
+ * while st is unchanged (any change drops it, touched), with the 'to' of
+ * a xmppd_stanza_copy_to copy put in. Parsed against the reader's
+ * namespace, the text is the same elements, attributes and text as the
+ * tree. Nothing is hung (and st is written by ser_element) when the text
+ * has no 'to' or the memory is short. */
+static void reader_share(xmppd_stanza *st, const char *xml, size_t len, const char *ns)
+{
+    size_t mark[2];
+    while (len && xml_space(*xml)) {
+        xml++;
+        len--;
+    }
+    if (!len || *xml != '<' || !start_tag_to(xml, len, mark))
+        return;
+    const char *scope = top_scope(st, ns);
+    size_t scope_len = strlen(scope);
+    stanza_share *sh = malloc(sizeof(*sh) + len + scope_len + 1);
+    if (!sh)
+        return;
+    *sh = (stanza_share){ .refs = 1, .state = SHARE_READY, .one_block = true, .len = len,
+                          .to_off = mark[0], .to_end = mark[1] };
+    sh->xml = (char *)(sh + 1);
+    memcpy(sh->xml, xml, len);
+    sh->scope = sh->xml + len;
+    memcpy(sh->scope, scope, scope_len + 1);
+    st->share = sh;
+}
+
 API xmppd_stanza *xmppd_stanza_reader_parse(xmppd_stanza_reader *r, const char *xml, size_t len)
 {
     /* Text after the element ("<a/>text") would wait in libxml2 for the
@@ -1055,8 +1133,10 @@ API xmppd_stanza *xmppd_stanza_reader_parse(xmppd_stanza_reader *r, const char *
         r->o = (one_element){0};
         /* Back between top-level elements with one element parsed: the
          * text was that element and nothing more. */
-        if (xs_feed(p, xml, len) == 0 && !r->o.bad && !r->o.closed && r->o.st && xs_depth(p) == 1)
+        if (xs_feed(p, xml, len) == 0 && !r->o.bad && !r->o.closed && r->o.st && xs_depth(p) == 1) {
+            reader_share(r->o.st, xml, end, r->ns);
             return r->o.st;
+        }
         xmppd_stanza_unref(r->o.st);
         r->o.st = NULL;
         xs_free(p);

@@ -728,6 +728,70 @@ static void reader_parses_like_from_string(void **state)
     xmppd_stanza_reader_free(r);
 }
 
+/* Writes s as a stream does, against ns, into a NUL-terminated string. */
+static char *stream_text(const xmppd_stanza *s, const char *ns)
+{
+    xbuf b = { 0 };
+    assert_int_equal(stanza_serialise(&b, s, ns), 0);
+    xbuf_put(&b, "", 1);
+    assert_false(b.oom);
+    return b.p;
+}
+
+/* Issue 18: a stored stanza read back is written as the text it was
+ * stored as (double quotes and a character reference show that it is not
+ * serialised again), a fan-out copy of it with its own 'to', and any
+ * change, anywhere in the tree, makes it serialised from the tree. */
+static void reader_text_is_the_ready_serialisation(void **state)
+{
+    static const char stored[] =
+        " <message to=\"b@h/r\" type='chat'><body>h&#105; &amp; &quot;</body>"
+        "<delay xmlns=\"urn:xmpp:delay\" stamp='2026-12-03T00:00:00.000Z'/></message>\n";
+    const size_t trimmed_len = sizeof(stored) - 3; /* no leading space, no newline */
+    xmppd_stanza_reader *r = xmppd_stanza_reader_new(XMPPD_NS_CLIENT);
+    assert_non_null(r);
+    xmppd_stanza *s = xmppd_stanza_reader_parse(r, stored, strlen(stored));
+    assert_non_null(s);
+    /* the same on c2s and s2s streams, as the tree would be */
+    for (int i = 0; i < 2; i++) {
+        char *out = stream_text(s, i ? XMPPD_NS_SERVER : XMPPD_NS_CLIENT);
+        assert_int_equal(strlen(out), trimmed_len);
+        assert_memory_equal(out, stored + 1, trimmed_len);
+        free(out);
+    }
+    /* a fan-out copy: the stored text with its own 'to' (escaped) */
+    xmppd_stanza *c = xmppd_stanza_copy_to(s, "c@h/'x");
+    char *out = stream_text(c, XMPPD_NS_CLIENT);
+    assert_string_equal(out, "<message to=\"c@h/&apos;x\" type='chat'><body>h&#105; &amp; &quot;</body>"
+                             "<delay xmlns=\"urn:xmpp:delay\" stamp='2026-12-03T00:00:00.000Z'/></message>");
+    free(out);
+    xmppd_stanza_unref(c);
+    /* a change inside drops the text: written from the tree */
+    assert_int_equal(xmppd_stanza_set_attr(xmppd_stanza_child(s, "delay", "urn:xmpp:delay"), "from", "h"), 0);
+    assert_stream_xml(s, XMPPD_NS_CLIENT,
+                      "<message to='b@h/r' type='chat'><body>hi &amp; \"</body>"
+                      "<delay xmlns='urn:xmpp:delay' stamp='2026-12-03T00:00:00.000Z' from='h'/></message>");
+    xmppd_stanza_unref(s);
+    /* a namespace declared on the top element, or no 'to': from the tree */
+    static const char *const own[] = {
+        "<message xmlns='jabber:client' to=\"b@h\"><body>x</body></message>",
+        "<message xmlns:x='urn:x' to=\"b@h\"><x:y/></message>",
+        "<message type=\"chat\"><body>x</body></message>",
+    };
+    static const char *const want[] = {
+        "<message to='b@h'><body>x</body></message>",
+        "<message to='b@h'><y xmlns='urn:x'/></message>",
+        "<message type='chat'><body>x</body></message>",
+    };
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+        s = xmppd_stanza_reader_parse(r, own[i], strlen(own[i]));
+        assert_non_null(s);
+        assert_stream_xml(s, XMPPD_NS_CLIENT, want[i]);
+        xmppd_stanza_unref(s);
+    }
+    xmppd_stanza_reader_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -754,6 +818,7 @@ int main(void)
         cmocka_unit_test(cow_change_to_the_source_stays_in_it),
         cmocka_unit_test(cow_copies_share_the_parsed_sender),
         cmocka_unit_test(reader_parses_like_from_string),
+        cmocka_unit_test(reader_text_is_the_ready_serialisation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -289,6 +289,11 @@ static void test_archive_strings(void **state)
         "quote \" and backslash \\ and / slash",
         "line\nbreak\tand tab",
         "",
+        /* plain ASCII read eight bytes at a time: every kind of byte that
+         * ends a run, at offsets in and past the first eight */
+        "<message to='b@h/r'><body>0123456789abcdefghij</body></message>",
+        "01234567\"9", "012345678\\", "0123456789abcde\x1f", "0123456789abcdef\xc3\xa9",
+        "\x7f~ 0123456789", "0123456\xe2\x82\xac",
     };
     const size_t n = sizeof texts / sizeof texts[0];
     result r = { .expect = (int)n };
